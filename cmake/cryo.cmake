@@ -1,0 +1,23 @@
+# Small helpers shared by every folder's CMakeLists.txt.
+
+set(CRYO_WARNINGS -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers)
+
+# cryo_library(NAME SOURCES... [DEPS libs...])
+function(cryo_library name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  add_library(${name} STATIC ${ARG_SOURCES})
+  target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR})
+  target_compile_options(${name} PRIVATE ${CRYO_WARNINGS})
+  target_link_libraries(${name} PUBLIC ${ARG_DEPS})
+endfunction()
+
+# cryo_test(NAME SOURCES... [DEPS libs...]): a doctest unit test run by ctest.
+function(cryo_test name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES} ${PROJECT_SOURCE_DIR}/tests/doctest_main.cpp)
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR} ${DOCTEST_INCLUDE_DIR})
+  target_compile_options(${name} PRIVATE ${CRYO_WARNINGS})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS})
+  add_test(NAME unit.${name} COMMAND ${name})
+  set_tests_properties(unit.${name} PROPERTIES LABELS unit TIMEOUT 120)
+endfunction()

@@ -1,0 +1,279 @@
+#include "core/image/image.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <cstring>
+#include <memory>
+
+#include "core/sys/io.h"
+
+namespace cryo::image {
+namespace {
+
+constexpr char kMagic[8] = {'C', 'R', 'Y', 'O', 'I', 'M', 'G', '\0'};
+constexpr uint32_t kTrailerMark = 0xffffffffu;
+
+void put_u32(std::string& out, uint32_t v) {
+  for (int i = 0; i < 4; i++) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void put_u64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; i++) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+uint32_t get_u32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; i--) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+uint64_t get_u64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+std::string header(Kind kind) {
+  std::string out(kMagic, sizeof kMagic);
+  put_u32(out, kFormatVersion);
+  put_u32(out, static_cast<uint32_t>(kind));
+  return out;
+}
+
+Status check_header(Kind kind, std::string_view bytes) {
+  if (bytes.size() < kHeaderSize) return Error(EINVAL, "truncated: shorter than the image header");
+  if (std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) return Error(EINVAL, "not a cryo image (bad magic)");
+  uint32_t version = get_u32(bytes.data() + 8);
+  if (version != kFormatVersion)
+    return Error(EINVAL, "image format version " + std::to_string(version) + " is not supported (this cryo reads " +
+                             std::to_string(kFormatVersion) + ")");
+  uint32_t got = get_u32(bytes.data() + 12);
+  if (got != static_cast<uint32_t>(kind))
+    return Error(EINVAL, std::string("holds a ") +
+                             (got >= 1 && got <= 6 ? kind_name(static_cast<Kind>(got)) : "unknown") +
+                             " image where a " + kind_name(kind) + " image belongs");
+  return {};
+}
+
+std::string tmp_name(const std::string& name) { return "." + name + ".tmp"; }
+
+}  // namespace
+
+const char* kind_name(Kind kind) {
+  switch (kind) {
+    case Kind::kInventory: return "inventory";
+    case Kind::kTree: return "tree";
+    case Kind::kCore: return "core";
+    case Kind::kMm: return "mm";
+    case Kind::kFiles: return "files";
+    case Kind::kPages: return "pages";
+  }
+  return "unknown";
+}
+
+uint64_t checksum(const void* data, size_t size) { return XXH3_64bits(data, size); }
+
+std::string core_name(int pid) { return "core-" + std::to_string(pid) + ".img"; }
+std::string mm_name(int pid) { return "mm-" + std::to_string(pid) + ".img"; }
+
+std::string encode(Kind kind, const std::vector<const google::protobuf::MessageLite*>& messages) {
+  std::string out = header(kind);
+  for (const auto* m : messages) {
+    std::string body = m->SerializeAsString();
+    put_u32(out, static_cast<uint32_t>(body.size()));
+    out += body;
+  }
+  put_u32(out, kTrailerMark);
+  put_u64(out, checksum(out.data(), out.size()));
+  return out;
+}
+
+Result<std::vector<std::string>> decode(Kind kind, std::string_view bytes) {
+  CRYO_TRY(check_header(kind, bytes));
+  if (bytes.size() < kHeaderSize + 12) return Error(EINVAL, "truncated: no checksum trailer");
+  // Validate the framing first, then the checksum, then hand out records.
+  std::vector<std::string_view> records;
+  size_t pos = kHeaderSize;
+  for (;;) {
+    if (bytes.size() - pos < 4) return Error(EINVAL, "truncated inside a record length");
+    uint32_t len = get_u32(bytes.data() + pos);
+    pos += 4;
+    if (len == kTrailerMark) break;
+    if (len > kMaxRecordSize) return Error(EINVAL, "record of " + std::to_string(len) + " bytes is too large");
+    if (bytes.size() - pos < len) return Error(EINVAL, "truncated inside a record");
+    records.push_back(bytes.substr(pos, len));
+    pos += len;
+  }
+  if (bytes.size() - pos != 8)
+    return Error(EINVAL, bytes.size() - pos < 8 ? "truncated checksum" : "bytes after the checksum");
+  uint64_t want = get_u64(bytes.data() + pos);
+  if (checksum(bytes.data(), pos) != want) return Error(EINVAL, "checksum mismatch (the image is corrupt)");
+  std::vector<std::string> out;
+  out.reserve(records.size());
+  for (auto r : records) out.emplace_back(r);
+  return out;
+}
+
+Status decode_one(Kind kind, std::string_view bytes, google::protobuf::MessageLite* out) {
+  CRYO_ASSIGN(auto records, decode(kind, bytes));
+  if (records.size() != 1)
+    return Error(EINVAL, "holds " + std::to_string(records.size()) + " messages where one belongs");
+  if (!out->ParseFromString(records[0])) return Error(EINVAL, "message does not parse");
+  return {};
+}
+
+// ---- PageWriter ----
+
+Result<PageWriter> PageWriter::create(const std::string& tmp_path) {
+  PageWriter w;
+  CRYO_ASSIGN(w.fd_, open_file(tmp_path, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+  std::string head = header(Kind::kPages);
+  head.resize(kPagesDataOffset, '\0');
+  CRYO_TRY(write_all(w.fd_.get(), head).wrap(tmp_path));
+  w.offset_ = kPagesDataOffset;
+  return w;
+}
+
+Result<uint64_t> PageWriter::append(const void* data, size_t size) {
+  uint64_t at = offset_;
+  CRYO_TRY(write_all(fd_.get(), data, size).wrap("writing pages.img"));
+  offset_ += size;
+  return at;
+}
+
+Status PageWriter::finish() {
+  fd_.reset();
+  return {};
+}
+
+// ---- ImageDirWriter ----
+
+Result<ImageDirWriter> ImageDirWriter::create(const std::string& dir) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) < 0) {
+    if (errno != ENOENT) return errno_error("image directory " + dir);
+    if (::mkdir(dir.c_str(), 0700) < 0) return errno_error("create image directory " + dir);
+  } else if (!S_ISDIR(st.st_mode)) {
+    return Error(ENOTDIR, "image directory " + dir);
+  }
+  // An earlier image in this directory stops being valid the moment we start.
+  if (::unlink((dir + "/" + kInventoryName).c_str()) < 0 && errno != ENOENT)
+    return errno_error("remove the old inventory of " + dir);
+  ImageDirWriter w;
+  w.dir_ = dir;
+  return w;
+}
+
+ImageDirWriter::~ImageDirWriter() {
+  if (committed_ || dir_.empty()) return;
+  pages_.reset();
+  for (auto& [name, size] : written_) ::unlink((dir_ + "/" + tmp_name(name)).c_str());
+  ::unlink((dir_ + "/" + tmp_name(kPagesName)).c_str());
+}
+
+Status ImageDirWriter::write(const std::string& name, Kind kind, const google::protobuf::MessageLite& message) {
+  std::string bytes = encode(kind, {&message});
+  std::string path = dir_ + "/" + tmp_name(name);
+  CRYO_ASSIGN(UniqueFd fd, open_file(path, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+  CRYO_TRY(write_all(fd.get(), bytes).wrap("write " + path));
+  written_.emplace_back(name, bytes.size());
+  return {};
+}
+
+Result<PageWriter*> ImageDirWriter::pages() {
+  if (!pages_) {
+    CRYO_ASSIGN(PageWriter w, PageWriter::create(dir_ + "/" + tmp_name(kPagesName)));
+    pages_ = std::make_unique<PageWriter>(std::move(w));
+  }
+  return pages_.get();
+}
+
+Status ImageDirWriter::commit(cryo::image::Inventory inventory) {
+  if (!pages_) CRYO_TRY(pages().wrap("pages.img"));
+  uint64_t pages_size = pages_->size();
+  CRYO_TRY(pages_->finish());
+  written_.emplace_back(kPagesName, pages_size);
+  inventory.set_format_version(kFormatVersion);
+  inventory.clear_files();
+  for (auto& [name, size] : written_) {
+    auto* f = inventory.add_files();
+    f->set_name(name);
+    f->set_size(size);
+  }
+  for (auto& [name, size] : written_) {
+    std::string from = dir_ + "/" + tmp_name(name), to = dir_ + "/" + name;
+    if (::rename(from.c_str(), to.c_str()) < 0) return errno_error("rename " + from);
+  }
+  std::string bytes = encode(Kind::kInventory, {&inventory});
+  CRYO_TRY(write_file_atomic(dir_ + "/" + kInventoryName, bytes));
+  // Make the renames durable too.
+  if (auto d = open_file(dir_, O_RDONLY | O_DIRECTORY); d.ok()) ::fsync(d->get());
+  committed_ = true;
+  return {};
+}
+
+// ---- ImageDirReader ----
+
+Result<ImageDirReader> ImageDirReader::open(const std::string& dir) {
+  ImageDirReader r;
+  r.dir_ = dir;
+  auto bytes = read_file(dir + "/" + kInventoryName);
+  if (!bytes.ok()) {
+    if (bytes.error().code() == ENOENT)
+      return Error(ENOENT, dir + " holds no complete image (inventory.img is missing)");
+    return std::move(bytes).error();
+  }
+  CRYO_TRY(decode_one(Kind::kInventory, *bytes, &r.inventory_).wrap(dir + "/inventory.img"));
+  // Every listed file must be there with the size the dump wrote.
+  for (const auto& f : r.inventory_.files()) {
+    if (f.name().empty() || f.name().find('/') != std::string::npos || f.name()[0] == '.')
+      return Error(EINVAL, dir + "/inventory.img names a bad file '" + f.name() + "'");
+    struct stat st;
+    std::string path = dir + "/" + f.name();
+    if (::stat(path.c_str(), &st) < 0) return errno_error("image file " + path);
+    if (static_cast<uint64_t>(st.st_size) != f.size())
+      return Error(EINVAL, "image file " + path + " has " + std::to_string(st.st_size) + " bytes, the dump wrote " +
+                               std::to_string(f.size()) + " (truncated or changed)");
+  }
+  CRYO_ASSIGN(UniqueFd pages, open_file(dir + "/" + kPagesName, O_RDONLY));
+  struct stat st;
+  if (::fstat(pages.get(), &st) < 0) return errno_error("stat pages.img");
+  r.pages_size_ = static_cast<uint64_t>(st.st_size);
+  if (r.pages_size_ < kPagesDataOffset) return Error(EINVAL, dir + "/pages.img: truncated header");
+  void* map = ::mmap(nullptr, r.pages_size_, PROT_READ, MAP_SHARED, pages.get(), 0);
+  if (map == MAP_FAILED) return errno_error("mmap pages.img");
+  r.pages_ = static_cast<const uint8_t*>(map);
+  CRYO_TRY(check_header(Kind::kPages, std::string_view(reinterpret_cast<const char*>(r.pages_), kHeaderSize))
+               .wrap(dir + "/pages.img"));
+  return r;
+}
+
+ImageDirReader::~ImageDirReader() {
+  if (pages_) ::munmap(const_cast<uint8_t*>(pages_), pages_size_);
+}
+
+bool ImageDirReader::has(const std::string& name) const {
+  for (const auto& f : inventory_.files())
+    if (f.name() == name) return true;
+  return false;
+}
+
+Status ImageDirReader::read(const std::string& name, Kind kind, google::protobuf::MessageLite* out) const {
+  if (!has(name)) return Error(ENOENT, dir_ + ": the inventory lists no " + name);
+  std::string path = dir_ + "/" + name;
+  CRYO_ASSIGN(std::string bytes, read_file(path));
+  return decode_one(kind, bytes, out).wrap(path);
+}
+
+Result<const uint8_t*> ImageDirReader::page_run(uint64_t offset, uint64_t size, uint64_t expected) const {
+  if (offset < kPagesDataOffset || offset > pages_size_ || size > pages_size_ - offset)
+    return Error(EINVAL, "pages.img: a page run lies outside the file (offset " + std::to_string(offset) + ")");
+  const uint8_t* p = pages_ + offset;
+  if (checksum(p, size) != expected)
+    return Error(EINVAL, "pages.img: checksum mismatch at offset " + std::to_string(offset) + " (the image is corrupt)");
+  return p;
+}
+
+}  // namespace cryo::image

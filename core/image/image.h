@@ -1,0 +1,118 @@
+// The image directory. All image I/O goes through here: modules hand over
+// protobuf messages or pages and never open image files themselves.
+//
+// A message file is:   "CRYOIMG\0" | u32 version | u32 kind |
+//                      { u32 length | message bytes }* |
+//                      u32 0xffffffff | u64 XXH3-64 of every byte before it
+// The page file is:    the same 16-byte header, padding to 4096, raw pages;
+//                      every PageRun carries the checksum of its own bytes.
+// Files are written under ".NAME.tmp" names and renamed when the dump
+// commits; inventory.img is renamed last, so a directory with an
+// inventory.img holds a complete image.
+#pragma once
+
+#include <google/protobuf/message_lite.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/image/proto/inventory.pb.h"
+#include "core/sys/fd.h"
+#include "core/sys/result.h"
+
+namespace cryo::image {
+
+constexpr uint32_t kFormatVersion = 1;
+constexpr size_t kHeaderSize = 16;
+constexpr size_t kPagesDataOffset = 4096;
+constexpr size_t kMaxRecordSize = 256u << 20;
+
+enum class Kind : uint32_t { kInventory = 1, kTree = 2, kCore = 3, kMm = 4, kFiles = 5, kPages = 6 };
+
+const char* kind_name(Kind kind);
+uint64_t checksum(const void* data, size_t size);
+
+// Encodes a whole message file in memory (used by the writer and by tests).
+std::string encode(Kind kind, const std::vector<const google::protobuf::MessageLite*>& messages);
+
+// Decodes a whole message file: checks magic, version, kind, every length and
+// the checksum before any message is handed out.
+Result<std::vector<std::string>> decode(Kind kind, std::string_view bytes);
+
+// Parses exactly one message of a file.
+Status decode_one(Kind kind, std::string_view bytes, google::protobuf::MessageLite* out);
+
+// Appends pages to pages.img and returns where they went.
+class PageWriter {
+ public:
+  static Result<PageWriter> create(const std::string& tmp_path);
+  PageWriter(PageWriter&&) = default;
+  PageWriter& operator=(PageWriter&&) = default;
+
+  // Writes a buffer of page data; returns its offset in the file.
+  Result<uint64_t> append(const void* data, size_t size);
+  Status finish();
+  uint64_t size() const { return offset_; }
+
+ private:
+  PageWriter() = default;
+  UniqueFd fd_;
+  uint64_t offset_ = 0;
+};
+
+// Collects the files of a dump under temporary names and commits them.
+class ImageDirWriter {
+ public:
+  static Result<ImageDirWriter> create(const std::string& dir);
+  ImageDirWriter(ImageDirWriter&&) = default;
+  ~ImageDirWriter();
+
+  const std::string& dir() const { return dir_; }
+  Status write(const std::string& name, Kind kind, const google::protobuf::MessageLite& message);
+  Result<PageWriter*> pages();
+  // Renames every file into place, inventory.img last.
+  Status commit(cryo::image::Inventory inventory);
+
+ private:
+  ImageDirWriter() = default;
+  std::string dir_;
+  std::vector<std::pair<std::string, uint64_t>> written_;  // name, size
+  std::unique_ptr<PageWriter> pages_;
+  bool committed_ = false;
+};
+
+// Reads and validates the files of an image directory.
+class ImageDirReader {
+ public:
+  static Result<ImageDirReader> open(const std::string& dir);
+  ImageDirReader(ImageDirReader&&) = default;
+  ImageDirReader& operator=(ImageDirReader&&) = default;
+  ~ImageDirReader();
+
+  const cryo::image::Inventory& inventory() const { return inventory_; }
+  const std::string& dir() const { return dir_; }
+  Status read(const std::string& name, Kind kind, google::protobuf::MessageLite* out) const;
+  bool has(const std::string& name) const;
+
+  // The page file mapped read-only; a run is checked against its checksum.
+  Result<const uint8_t*> page_run(uint64_t offset, uint64_t size, uint64_t expected_checksum) const;
+  uint64_t pages_size() const { return pages_size_; }
+
+ private:
+  ImageDirReader() = default;
+  std::string dir_;
+  cryo::image::Inventory inventory_;
+  const uint8_t* pages_ = nullptr;
+  uint64_t pages_size_ = 0;
+};
+
+std::string core_name(int pid);
+std::string mm_name(int pid);
+constexpr const char* kInventoryName = "inventory.img";
+constexpr const char* kTreeName = "tree.img";
+constexpr const char* kFilesName = "files.img";
+constexpr const char* kPagesName = "pages.img";
+
+}  // namespace cryo::image

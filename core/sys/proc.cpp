@@ -1,0 +1,297 @@
+#include "core/sys/proc.h"
+
+#include <dirent.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+
+#include "core/sys/io.h"
+
+namespace cryo::proc {
+namespace {
+
+std::vector<std::string_view> split_lines(std::string_view text) {
+  std::vector<std::string_view> lines;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string_view::npos) nl = text.size();
+    lines.push_back(text.substr(pos, nl - pos));
+    pos = nl + 1;
+  }
+  return lines;
+}
+
+std::vector<std::string_view> split_ws(std::string_view text) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i < text.size()) {
+    while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) i++;
+    size_t start = i;
+    while (i < text.size() && text[i] != ' ' && text[i] != '\t') i++;
+    if (i > start) out.push_back(text.substr(start, i - start));
+  }
+  return out;
+}
+
+template <typename T>
+bool parse_num(std::string_view s, T& out, int base = 10) {
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out, base);
+  return ec == std::errc() && ptr == s.data() + s.size();
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n')) s.remove_suffix(1);
+  return s;
+}
+
+Result<MapEntry> parse_map_line(std::string_view line) {
+  // start-end perms offset major:minor inode [path]
+  MapEntry e;
+  auto bad = [&] { return Error(EINVAL, "bad maps line '" + std::string(line) + "'"); };
+  size_t pos = 0;
+  auto next_field = [&]() -> std::string_view {
+    while (pos < line.size() && line[pos] == ' ') pos++;
+    size_t start = pos;
+    while (pos < line.size() && line[pos] != ' ') pos++;
+    return line.substr(start, pos - start);
+  };
+  std::string_view range = next_field(), perms = next_field(), offset = next_field(),
+                   dev = next_field(), inode = next_field();
+  size_t dash = range.find('-');
+  size_t colon = dev.find(':');
+  if (dash == std::string_view::npos || colon == std::string_view::npos || perms.size() != 4) return bad();
+  if (!parse_num(range.substr(0, dash), e.start, 16) || !parse_num(range.substr(dash + 1), e.end, 16) ||
+      !parse_num(offset, e.offset, 16) || !parse_num(dev.substr(0, colon), e.dev_major, 16) ||
+      !parse_num(dev.substr(colon + 1), e.dev_minor, 16) || !parse_num(inode, e.inode))
+    return bad();
+  e.read = perms[0] == 'r';
+  e.write = perms[1] == 'w';
+  e.exec = perms[2] == 'x';
+  e.shared = perms[3] == 's';
+  while (pos < line.size() && line[pos] == ' ') pos++;
+  e.path = std::string(line.substr(pos));
+  return e;
+}
+
+bool is_map_header(std::string_view line) {
+  // "7f..-7f.. r-xp ..." : a hex range followed by a space.
+  size_t dash = line.find('-');
+  size_t space = line.find(' ');
+  if (dash == std::string_view::npos || space == std::string_view::npos || dash > space) return false;
+  for (size_t i = 0; i < dash; i++)
+    if (!isxdigit(static_cast<unsigned char>(line[i]))) return false;
+  return true;
+}
+
+}  // namespace
+
+Result<std::vector<MapEntry>> parse_maps(std::string_view text) {
+  std::vector<MapEntry> out;
+  for (std::string_view line : split_lines(text)) {
+    if (line.empty()) continue;
+    CRYO_ASSIGN(MapEntry e, parse_map_line(line));
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+Result<std::map<uint64_t, std::vector<std::string>>> parse_smaps_flags(std::string_view text) {
+  std::map<uint64_t, std::vector<std::string>> out;
+  uint64_t current = 0;
+  bool have = false;
+  for (std::string_view line : split_lines(text)) {
+    if (is_map_header(line)) {
+      CRYO_ASSIGN(MapEntry e, parse_map_line(line));
+      current = e.start;
+      have = true;
+      out[current];
+    } else if (line.starts_with("VmFlags:") && have) {
+      for (auto f : split_ws(line.substr(8))) out[current].emplace_back(f);
+    }
+  }
+  return out;
+}
+
+Result<Stat> parse_stat(std::string_view text) {
+  Stat st;
+  size_t open = text.find('(');
+  size_t close = text.rfind(')');
+  if (open == std::string_view::npos || close == std::string_view::npos || close < open)
+    return Error(EINVAL, "bad stat line");
+  if (!parse_num(trim(text.substr(0, open)), st.pid)) return Error(EINVAL, "bad pid in stat");
+  st.comm = std::string(text.substr(open + 1, close - open - 1));
+  auto f = split_ws(trim(text.substr(close + 1)));
+  // f[0] is field 3 (state); field N is f[N - 3].
+  if (f.size() < 50) return Error(EINVAL, "short stat line");
+  auto field = [&](int n) { return f[static_cast<size_t>(n - 3)]; };
+  st.state = field(3)[0];
+  bool ok = parse_num(field(4), st.ppid) && parse_num(field(5), st.pgid) && parse_num(field(6), st.sid) &&
+            parse_num(field(20), st.num_threads) && parse_num(field(26), st.start_code) &&
+            parse_num(field(27), st.end_code) && parse_num(field(28), st.start_stack) &&
+            parse_num(field(45), st.start_data) && parse_num(field(46), st.end_data) &&
+            parse_num(field(47), st.start_brk) && parse_num(field(48), st.arg_start) &&
+            parse_num(field(49), st.arg_end) && parse_num(field(50), st.env_start) &&
+            parse_num(field(51), st.env_end) && parse_num(field(52), st.exit_code);
+  if (!ok) return Error(EINVAL, "bad number in stat line");
+  return st;
+}
+
+Result<Status> parse_status(std::string_view text) {
+  Status st;
+  for (std::string_view line : split_lines(text)) {
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string_view key = line.substr(0, colon);
+    std::string_view value = trim(line.substr(colon + 1));
+    auto words = split_ws(value);
+    auto id4 = [&](std::array<uint32_t, 4>& out) -> bool {
+      if (words.size() != 4) return false;
+      for (size_t i = 0; i < 4; i++)
+        if (!parse_num(words[i], out[i])) return false;
+      return true;
+    };
+    bool ok = true;
+    if (key == "Uid") ok = id4(st.uids);
+    else if (key == "Gid") ok = id4(st.gids);
+    else if (key == "Groups") {
+      for (auto w : words) {
+        uint32_t g;
+        if (!parse_num(w, g)) ok = false;
+        st.groups.push_back(g);
+      }
+    } else if (key == "CapInh") ok = parse_num(value, st.cap_inh, 16);
+    else if (key == "CapPrm") ok = parse_num(value, st.cap_prm, 16);
+    else if (key == "CapEff") ok = parse_num(value, st.cap_eff, 16);
+    else if (key == "CapBnd") ok = parse_num(value, st.cap_bnd, 16);
+    else if (key == "CapAmb") ok = parse_num(value, st.cap_amb, 16);
+    else if (key == "NoNewPrivs") ok = parse_num(value, st.no_new_privs);
+    else if (key == "Seccomp") ok = parse_num(value, st.seccomp);
+    else if (key == "Umask") ok = parse_num(value, st.umask, 8);
+    else if (key == "NSpid") {
+      for (auto w : words) {
+        pid_t p;
+        if (!parse_num(w, p)) ok = false;
+        st.nspid.push_back(p);
+      }
+    }
+    if (!ok) return Error(EINVAL, "bad status line '" + std::string(line) + "'");
+  }
+  return st;
+}
+
+Result<std::vector<Limit>> parse_limits(std::string_view text) {
+  // Column layout: "Limit" name (26 chars), soft (21), hard (21), units.
+  static const char* const kNames[] = {
+      "Max cpu time", "Max file size", "Max data size", "Max stack size", "Max core file size",
+      "Max resident set", "Max processes", "Max open files", "Max locked memory", "Max address space",
+      "Max file locks", "Max pending signals", "Max msgqueue size", "Max nice priority",
+      "Max realtime priority", "Max realtime timeout"};
+  static_assert(sizeof kNames / sizeof kNames[0] == RLIMIT_NLIMITS);
+  std::vector<Limit> out(RLIMIT_NLIMITS);
+  std::vector<bool> seen(RLIMIT_NLIMITS);
+  for (std::string_view line : split_lines(text)) {
+    for (int i = 0; i < RLIMIT_NLIMITS; i++) {
+      std::string_view name = kNames[i];
+      if (!line.starts_with(name) || line.size() <= name.size() || line[name.size()] != ' ') continue;
+      auto words = split_ws(line.substr(name.size()));
+      if (words.size() < 2) return Error(EINVAL, "bad limits line '" + std::string(line) + "'");
+      auto value = [](std::string_view w, uint64_t& v) {
+        if (w == "unlimited") {
+          v = RLIM_INFINITY;
+          return true;
+        }
+        return parse_num(w, v);
+      };
+      if (!value(words[0], out[static_cast<size_t>(i)].soft) || !value(words[1], out[static_cast<size_t>(i)].hard))
+        return Error(EINVAL, "bad limits line '" + std::string(line) + "'");
+      seen[static_cast<size_t>(i)] = true;
+    }
+  }
+  for (int i = 0; i < RLIMIT_NLIMITS; i++)
+    if (!seen[static_cast<size_t>(i)]) return Error(EINVAL, std::string("limits lack '") + kNames[i] + "'");
+  return out;
+}
+
+Result<FdInfo> parse_fdinfo(std::string_view text) {
+  FdInfo info;
+  for (std::string_view line : split_lines(text)) {
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string key(trim(line.substr(0, colon)));
+    std::string_view value = trim(line.substr(colon + 1));
+    bool ok = true;
+    if (key == "pos") ok = parse_num(value, info.pos);
+    else if (key == "flags") ok = parse_num(value, info.flags, 8);
+    else if (key == "mnt_id") ok = parse_num(value, info.mnt_id);
+    else if (key == "ino") ok = parse_num(value, info.ino);
+    if (!ok) return Error(EINVAL, "bad fdinfo line '" + std::string(line) + "'");
+    info.fields.emplace(key, std::string(value));
+  }
+  return info;
+}
+
+std::vector<pid_t> parse_pid_list(std::string_view text) {
+  std::vector<pid_t> out;
+  for (auto w : split_ws(text)) {
+    pid_t p;
+    for (auto part : split_lines(w))
+      if (parse_num(part, p)) out.push_back(p);
+  }
+  return out;
+}
+
+namespace {
+
+Result<std::vector<std::string>> list_dir(const std::string& path) {
+  DIR* dir = opendir(path.c_str());
+  if (!dir) return errno_error("opendir " + path);
+  std::vector<std::string> names;
+  while (struct dirent* d = readdir(dir)) {
+    if (d->d_name[0] == '.') continue;
+    names.emplace_back(d->d_name);
+  }
+  closedir(dir);
+  return names;
+}
+
+template <typename T>
+Result<std::vector<T>> list_numeric(const std::string& path) {
+  CRYO_ASSIGN(auto names, list_dir(path));
+  std::vector<T> out;
+  for (auto& n : names) {
+    T v;
+    if (parse_num(std::string_view(n), v)) out.push_back(v);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<pid_t>> list_threads(pid_t pid) {
+  return list_numeric<pid_t>("/proc/" + std::to_string(pid) + "/task");
+}
+
+Result<std::vector<pid_t>> list_children(pid_t pid, pid_t tid) {
+  CRYO_ASSIGN(std::string text,
+              read_file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/children"));
+  return parse_pid_list(text);
+}
+
+Result<std::vector<int>> list_fds(pid_t pid) { return list_numeric<int>("/proc/" + std::to_string(pid) + "/fd"); }
+
+Result<Stat> read_stat(pid_t pid) {
+  CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(pid) + "/stat"));
+  return parse_stat(text).wrap("/proc/" + std::to_string(pid) + "/stat");
+}
+
+Result<Status> read_status(pid_t pid) {
+  CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(pid) + "/status"));
+  return parse_status(text).wrap("/proc/" + std::to_string(pid) + "/status");
+}
+
+}  // namespace cryo::proc

@@ -1,0 +1,79 @@
+// Parsers of /proc files. Each is a pure function of the file's text so
+// that unit tests can feed them fixtures; readers that touch /proc are below.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/sys/result.h"
+
+namespace cryo::proc {
+
+struct MapEntry {
+  uint64_t start = 0, end = 0;
+  bool read = false, write = false, exec = false, shared = false;
+  uint64_t offset = 0;
+  uint32_t dev_major = 0, dev_minor = 0;
+  uint64_t inode = 0;
+  std::string path;  // "" for anonymous, "[heap]", "/usr/lib/x.so", "/x (deleted)"
+};
+Result<std::vector<MapEntry>> parse_maps(std::string_view text);
+
+// VmFlags of every mapping in /proc/PID/smaps, keyed by start address.
+Result<std::map<uint64_t, std::vector<std::string>>> parse_smaps_flags(std::string_view text);
+
+struct Stat {
+  pid_t pid = 0;
+  std::string comm;
+  char state = '?';
+  pid_t ppid = 0, pgid = 0, sid = 0;
+  uint64_t start_code = 0, end_code = 0, start_stack = 0;
+  uint64_t start_data = 0, end_data = 0, start_brk = 0;
+  uint64_t arg_start = 0, arg_end = 0, env_start = 0, env_end = 0;
+  int exit_code = 0;
+  int num_threads = 0;
+};
+Result<Stat> parse_stat(std::string_view text);
+
+struct Status {
+  std::array<uint32_t, 4> uids{}, gids{};  // real, effective, saved, filesystem
+  std::vector<uint32_t> groups;
+  uint64_t cap_inh = 0, cap_prm = 0, cap_eff = 0, cap_bnd = 0, cap_amb = 0;
+  int no_new_privs = 0;
+  int seccomp = 0;
+  uint32_t umask = 022;
+  std::vector<pid_t> nspid;
+};
+Result<Status> parse_status(std::string_view text);
+
+struct Limit {
+  uint64_t soft = 0, hard = 0;  // RLIM_INFINITY for "unlimited"
+};
+// The 16 limits of /proc/PID/limits, in RLIMIT_* order.
+Result<std::vector<Limit>> parse_limits(std::string_view text);
+
+struct FdInfo {
+  uint64_t pos = 0;
+  uint32_t flags = 0;
+  int mnt_id = -1;
+  uint64_t ino = 0;
+  std::map<std::string, std::string> fields;  // every "key: value" line
+};
+Result<FdInfo> parse_fdinfo(std::string_view text);
+
+std::vector<pid_t> parse_pid_list(std::string_view text);
+
+// Readers.
+Result<std::vector<pid_t>> list_threads(pid_t pid);
+Result<std::vector<pid_t>> list_children(pid_t pid, pid_t tid);
+Result<std::vector<int>> list_fds(pid_t pid);
+Result<Stat> read_stat(pid_t pid);
+Result<Status> read_status(pid_t pid);
+
+}  // namespace cryo::proc

@@ -1,0 +1,22 @@
+#include "core/inspect.h"
+#include "runtime/args.h"
+#include "runtime/command.h"
+
+#include <cstdio>
+
+namespace cryo::cli {
+
+int cmd_inspect(const GlobalOptions&, const std::vector<std::string>& argv) {
+  static const std::vector<OptionSpec> kSpecs = {{{"-D", "--images-dir"}, true}, {{"--pages"}, false}};
+  std::string error;
+  auto args = parse(kSpecs, argv, &error);
+  if (!args) return fail(error);
+  std::string dir = args->get_or("images-dir", args->positional().empty() ? "" : args->positional()[0]);
+  if (dir.empty()) return fail("inspect: name the image directory (cryo inspect DIR)");
+  auto json = inspect_image(dir, args->has("pages"));
+  if (!json.ok()) return fail("inspect " + dir + ": " + json.error().message());
+  printf("%s\n", json->c_str());
+  return 0;
+}
+
+}  // namespace cryo::cli

@@ -1,0 +1,73 @@
+// cryo: checkpoint/restore for Linux process trees and OCI containers.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/sys/log.h"
+#include "runtime/args.h"
+#include "runtime/command.h"
+
+namespace cryo::cli {
+namespace {
+
+const Command kCommands[] = {
+    {"inspect", cmd_inspect, "print an image directory as JSON"},
+};
+
+void usage(FILE* out) {
+  fprintf(out,
+          "usage: cryo [global options] COMMAND [options]\n\n"
+          "global options:\n"
+          "  --root DIR          state directory for containers (default /run/cryo)\n"
+          "  --log FILE          log file\n"
+          "  --log-format FMT    text or json\n"
+          "  --debug             verbose logging\n"
+          "  --version, --help\n\ncommands:\n");
+  for (const auto& c : kCommands) fprintf(out, "  %-10s %s\n", c.name, c.summary);
+}
+
+}  // namespace
+
+int fail(const std::string& message) {
+  log::error(message);
+  return 1;
+}
+
+}  // namespace cryo::cli
+
+int main(int argc, char** argv) {
+  using namespace cryo::cli;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  static const std::vector<OptionSpec> kGlobal = {
+      {{"--root"}, true},       {{"--log"}, true},           {{"--log-format"}, true},
+      {{"--debug"}, false},     {{"--systemd-cgroup"}, false}, {{"--version", "-V"}, false},
+      {{"--help", "-h"}, false},
+  };
+  std::string error;
+  auto global = parse(kGlobal, args, &error, /*stop_at_positional=*/true);
+  if (!global) {
+    fprintf(stderr, "cryo: %s\n", error.c_str());
+    return 1;
+  }
+  if (global->has("version")) {
+    printf("cryo version %s\nspec: 1.2.0\n", CRYO_VERSION);
+    return 0;
+  }
+  const auto& rest = global->positional();
+  if (global->has("help") || rest.empty()) {
+    usage(global->has("help") ? stdout : stderr);
+    return global->has("help") ? 0 : 1;
+  }
+  GlobalOptions options;
+  options.root = global->get_or("root", options.root);
+  options.log = global->get_or("log", "");
+  options.log_format = global->get_or("log-format", "text");
+  options.debug = global->has("debug");
+  options.systemd_cgroup = global->has("systemd-cgroup");
+  for (const auto& c : kCommands) {
+    if (rest[0] == c.name) return c.run(options, std::vector<std::string>(rest.begin() + 1, rest.end()));
+  }
+  fprintf(stderr, "cryo: unknown command '%s' (see cryo --help)\n", rest[0].c_str());
+  return 1;
+}

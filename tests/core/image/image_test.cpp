@@ -1,0 +1,81 @@
+#include "core/image/image.h"
+
+#include <doctest/doctest.h>
+
+#include "core/image/proto/tree.pb.h"
+
+using namespace cryo;
+using namespace cryo::image;
+
+namespace {
+
+Tree sample_tree() {
+  Tree tree;
+  for (int i = 0; i < 3; i++) {
+    auto* t = tree.add_tasks();
+    t->set_pid(100 + i);
+    t->set_ppid(i == 0 ? 0 : 100);
+    t->set_comm("task" + std::to_string(i));
+    t->add_tids(100 + i);
+  }
+  return tree;
+}
+
+}  // namespace
+
+TEST_CASE("a message file round-trips") {
+  Tree tree = sample_tree();
+  std::string bytes = encode(Kind::kTree, {&tree});
+  Tree back;
+  REQUIRE(decode_one(Kind::kTree, bytes, &back).ok());
+  CHECK(back.SerializeAsString() == tree.SerializeAsString());
+}
+
+TEST_CASE("every truncation is refused") {
+  Tree tree = sample_tree();
+  std::string bytes = encode(Kind::kTree, {&tree});
+  for (size_t len = 0; len < bytes.size(); len++) {
+    Tree back;
+    CHECK_FALSE(decode_one(Kind::kTree, std::string_view(bytes).substr(0, len), &back).ok());
+  }
+}
+
+TEST_CASE("every flipped byte is refused") {
+  Tree tree = sample_tree();
+  std::string bytes = encode(Kind::kTree, {&tree});
+  for (size_t i = 0; i < bytes.size(); i++) {
+    for (uint8_t bit : {0x01, 0x80}) {
+      std::string bad = bytes;
+      bad[i] = static_cast<char>(bad[i] ^ bit);
+      Tree back;
+      auto status = decode_one(Kind::kTree, bad, &back);
+      CHECK_FALSE(status.ok());
+    }
+  }
+}
+
+TEST_CASE("a file of another kind or version is refused with a clear message") {
+  Tree tree = sample_tree();
+  std::string bytes = encode(Kind::kTree, {&tree});
+  Tree back;
+  auto wrong_kind = decode_one(Kind::kCore, bytes, &back);
+  REQUIRE_FALSE(wrong_kind.ok());
+  CHECK(wrong_kind.error().message().find("tree image where a core image belongs") != std::string::npos);
+  std::string newer = bytes;
+  newer[8] = 9;
+  auto wrong_version = decode_one(Kind::kTree, newer, &back);
+  REQUIRE_FALSE(wrong_version.ok());
+  CHECK(wrong_version.error().message().find("version 9 is not supported") != std::string::npos);
+}
+
+TEST_CASE("a huge record length is refused before any allocation") {
+  Tree tree = sample_tree();
+  std::string bytes = encode(Kind::kTree, {&tree});
+  std::string bad = bytes;
+  bad[16] = '\xfe';
+  bad[17] = '\xff';
+  bad[18] = '\xff';
+  bad[19] = '\x7f';
+  Tree back;
+  CHECK_FALSE(decode_one(Kind::kTree, bad, &back).ok());
+}

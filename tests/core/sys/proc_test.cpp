@@ -1,0 +1,126 @@
+#include "core/sys/proc.h"
+#include "core/sys/io.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <doctest/doctest.h>
+
+using namespace cryo;
+
+TEST_CASE("parse_maps reads every kind of line") {
+  const char* text =
+      "55d0c0a00000-55d0c0a02000 r--p 00000000 fd:01 1234                       /usr/bin/cat\n"
+      "7ffc1a2b3000-7ffc1a2d4000 rw-p 00000000 00:00 0                          [stack]\n"
+      "7f0000000000-7f0000001000 rw-s 00000000 00:01 77                         /dev/zero (deleted)\n"
+      "7f0000001000-7f0000002000 ---p 00000000 00:00 0 \n";
+  auto maps = proc::parse_maps(text);
+  REQUIRE(maps.ok());
+  REQUIRE(maps->size() == 4);
+  CHECK((*maps)[0].start == 0x55d0c0a00000);
+  CHECK((*maps)[0].path == "/usr/bin/cat");
+  CHECK((*maps)[0].dev_major == 0xfd);
+  CHECK((*maps)[0].inode == 1234);
+  CHECK((*maps)[1].path == "[stack]");
+  CHECK((*maps)[1].write);
+  CHECK((*maps)[2].shared);
+  CHECK((*maps)[2].path == "/dev/zero (deleted)");
+  CHECK_FALSE((*maps)[3].read);
+  CHECK((*maps)[3].path == "");
+}
+
+TEST_CASE("parse_maps refuses garbage") {
+  CHECK_FALSE(proc::parse_maps("not a maps line\n").ok());
+  CHECK_FALSE(proc::parse_maps("1000-2000 rw 0 0:0 0\n").ok());
+}
+
+TEST_CASE("parse_smaps_flags keys VmFlags by start address") {
+  const char* text =
+      "7ffc1a2b3000-7ffc1a2d4000 rw-p 00000000 00:00 0                          [stack]\n"
+      "Size:                132 kB\n"
+      "VmFlags: rd wr mr mw me gd ac \n"
+      "7f0000000000-7f0000001000 rw-s 00000000 00:01 77   /dev/zero (deleted)\n"
+      "VmFlags: rd wr sh mr mw me ms sd\n";
+  auto flags = proc::parse_smaps_flags(text);
+  REQUIRE(flags.ok());
+  CHECK(flags->at(0x7ffc1a2b3000).size() == 7);
+  CHECK(flags->at(0x7ffc1a2b3000)[5] == "gd");
+  CHECK(flags->at(0x7f0000000000)[2] == "sh");
+}
+
+TEST_CASE("parse_stat handles a comm with spaces and parentheses") {
+  std::string text =
+      "1234 (my (odd) name) S 1 1234 1234 34816 1234 4194560 100 0 0 0 1 2 0 0 20 0 3 0 100 1000 200 "
+      "18446744073709551615 4194304 4195000 140736 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 6291456 6291500 "
+      "6300000 140737 140750 140750 140800 256\n";
+  auto st = proc::parse_stat(text);
+  REQUIRE(st.ok());
+  CHECK(st->pid == 1234);
+  CHECK(st->comm == "my (odd) name");
+  CHECK(st->state == 'S');
+  CHECK(st->ppid == 1);
+  CHECK(st->pgid == 1234);
+  CHECK(st->num_threads == 3);
+  CHECK(st->start_code == 4194304);
+  CHECK(st->start_brk == 6300000);
+  CHECK(st->env_end == 140800);
+  CHECK(st->exit_code == 256);
+}
+
+TEST_CASE("parse_stat of this process agrees with getpid") {
+  auto st = proc::read_stat(getpid());
+  REQUIRE(st.ok());
+  CHECK(st->pid == getpid());
+  CHECK(st->ppid == getppid());
+  CHECK(st->state == 'R');
+}
+
+TEST_CASE("parse_status reads ids, capabilities and umask") {
+  const char* text =
+      "Name:\tbash\nUmask:\t0027\nState:\tS (sleeping)\nUid:\t1000\t1001\t1002\t1003\n"
+      "Gid:\t100\t101\t102\t103\nGroups:\t4 24 27 \nNSpid:\t4321\t1\n"
+      "CapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\n"
+      "CapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n";
+  auto st = proc::parse_status(text);
+  REQUIRE(st.ok());
+  CHECK(st->umask == 027);
+  CHECK(st->uids[1] == 1001);
+  CHECK(st->gids[3] == 103);
+  CHECK(st->groups == std::vector<uint32_t>{4, 24, 27});
+  CHECK(st->nspid == std::vector<pid_t>{4321, 1});
+  CHECK(st->cap_prm == 0x1ffffffffffULL);
+  CHECK(st->no_new_privs == 1);
+  CHECK(st->seccomp == 2);
+}
+
+TEST_CASE("parse_limits matches getrlimit for this process") {
+  auto text = read_file("/proc/self/limits");
+  REQUIRE(text.ok());
+  auto limits = proc::parse_limits(*text);
+  REQUIRE(limits.ok());
+  for (int r = 0; r < RLIMIT_NLIMITS; r++) {
+    struct rlimit rl;
+    REQUIRE(getrlimit(r, &rl) == 0);
+    CHECK((*limits)[static_cast<size_t>(r)].soft == rl.rlim_cur);
+    CHECK((*limits)[static_cast<size_t>(r)].hard == rl.rlim_max);
+  }
+}
+
+TEST_CASE("parse_limits refuses a file missing a limit") {
+  CHECK_FALSE(proc::parse_limits("Limit  Soft Limit  Hard Limit  Units\n").ok());
+}
+
+TEST_CASE("parse_fdinfo reads pos, flags in octal and other fields") {
+  auto info = proc::parse_fdinfo("pos:\t42\nflags:\t0102002\nmnt_id:\t25\nino:\t991\neventfd-count:  5\n");
+  REQUIRE(info.ok());
+  CHECK(info->pos == 42);
+  CHECK(info->flags == 0102002);
+  CHECK(info->mnt_id == 25);
+  CHECK(info->ino == 991);
+  CHECK(info->fields.at("eventfd-count") == "5");
+}
+
+TEST_CASE("parse_pid_list") {
+  CHECK(proc::parse_pid_list("12 13 140 ") == std::vector<pid_t>{12, 13, 140});
+  CHECK(proc::parse_pid_list("").empty());
+}
