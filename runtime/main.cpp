@@ -12,6 +12,8 @@ namespace cryo::cli {
 namespace {
 
 const Command kCommands[] = {
+    {"dump", cmd_dump, "checkpoint a process tree into an image directory"},
+    {"restore", cmd_restore, "restore a process tree from an image directory"},
     {"inspect", cmd_inspect, "print an image directory as JSON"},
 };
 

@@ -250,6 +250,12 @@ Result<ImageDirReader> ImageDirReader::open(const std::string& dir) {
   return r;
 }
 
+ImageDirReader::ImageDirReader(ImageDirReader&& other) noexcept
+    : dir_(std::move(other.dir_)),
+      inventory_(std::move(other.inventory_)),
+      pages_(std::exchange(other.pages_, nullptr)),
+      pages_size_(std::exchange(other.pages_size_, 0)) {}
+
 ImageDirReader::~ImageDirReader() {
   if (pages_) ::munmap(const_cast<uint8_t*>(pages_), pages_size_);
 }

@@ -87,8 +87,8 @@ class ImageDirWriter {
 class ImageDirReader {
  public:
   static Result<ImageDirReader> open(const std::string& dir);
-  ImageDirReader(ImageDirReader&&) = default;
-  ImageDirReader& operator=(ImageDirReader&&) = default;
+  ImageDirReader(ImageDirReader&& other) noexcept;
+  ImageDirReader& operator=(ImageDirReader&&) = delete;
   ~ImageDirReader();
 
   const cryo::image::Inventory& inventory() const { return inventory_; }

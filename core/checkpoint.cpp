@@ -1,0 +1,171 @@
+#include "core/checkpoint.h"
+
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/utsname.h>
+#include <time.h>
+
+#include <chrono>
+#include <map>
+
+#include "core/files/files_dump.h"
+#include "core/image/image.h"
+#include "core/image/proto/mm.pb.h"
+#include "core/image/proto/task.pb.h"
+#include "core/image/proto/tree.pb.h"
+#include "core/mm/mm_dump.h"
+#include "core/sys/io.h"
+#include "core/sys/log.h"
+#include "core/task/task_dump.h"
+#include "core/tree/freeze.h"
+
+namespace cryo {
+namespace {
+
+uint64_t now_us() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
+
+std::string pid_str(pid_t pid) { return "pid " + std::to_string(pid); }
+
+// Namespaces are the runtime's business for now: a task outside ours is refused.
+Status check_namespaces(pid_t pid) {
+  for (const char* ns : {"mnt", "net", "pid", "ipc", "uts", "user", "cgroup", "time"}) {
+    std::string self = std::string("/proc/self/ns/") + ns;
+    std::string theirs = "/proc/" + std::to_string(pid) + "/ns/" + ns;
+    auto a = read_link(self), b = read_link(theirs);
+    if (!a.ok() || !b.ok()) continue;  // a namespace kind this kernel lacks
+    if (*a != *b) return Error(pid_str(pid) + " is in another " + ns + " namespace (not supported yet)");
+  }
+  return {};
+}
+
+// Sessions and process groups must be re-creatable: a session is entered by
+// setsid() or inherited from the parent, a group joined only while it exists.
+Status check_sessions(const tree::FrozenTree& tree, bool shell_job) {
+  const auto& procs = tree.processes();
+  const auto& root = procs.front();
+  for (const auto& p : procs) {
+    const auto& st = p.stat;
+    if (&p == &root) {
+      if (st.sid != p.pid && !shell_job)
+        return Error(pid_str(p.pid) + ": its session leader " + std::to_string(st.sid) +
+                                  " is outside the tree (dump with --shell-job)");
+      if (st.sid != p.pid && tree.contains(st.sid))
+        return Error(pid_str(p.pid) + ": its session leader is its own descendant");
+    } else {
+      const auto* parent = tree.find(st.ppid);
+      if (st.sid != p.pid && (!parent || parent->stat.sid != st.sid))
+        return Error(pid_str(p.pid) + ": session " + std::to_string(st.sid) +
+                                  " is neither its own nor its parent's (not supported)");
+    }
+    if (const auto* leader = tree.find(st.pgid)) {
+      if (leader->stat.pgid != leader->pid || leader->stat.sid != st.sid)
+        return Error(pid_str(p.pid) + ": process group " + std::to_string(st.pgid) +
+                                  " has lost its leader (not supported)");
+    } else if (!shell_job) {
+      return Error(pid_str(p.pid) + ": its process group " + std::to_string(st.pgid) +
+                                " is led from outside the tree (dump with --shell-job)");
+    }
+  }
+  return {};
+}
+
+image::Tree tree_image(const tree::FrozenTree& tree) {
+  image::Tree out;
+  bool first = true;
+  for (const auto& p : tree.processes()) {
+    auto* t = out.add_tasks();
+    t->set_pid(p.pid);
+    t->set_ppid(first ? 0 : p.stat.ppid);
+    t->set_pgid(p.stat.pgid);
+    t->set_sid(p.stat.sid);
+    for (pid_t tid : p.tids) t->add_tids(tid);
+    t->set_state(p.zombie ? image::TaskEntry::ZOMBIE
+                          : (p.stopped ? image::TaskEntry::STOPPED : image::TaskEntry::ALIVE));
+    t->set_exit_status(p.stat.exit_code);
+    t->set_comm(p.stat.comm);
+    first = false;
+  }
+  return out;
+}
+
+Status add_exe(pid_t pid, files::FilesDump& files, image::Process& core) {
+  std::string exe = "/proc/" + std::to_string(pid) + "/exe";
+  CRYO_ASSIGN(std::string path, read_link(exe));
+  struct stat st;
+  if (::stat(exe.c_str(), &st) < 0) return errno_error("stat " + exe);
+  CRYO_ASSIGN(uint32_t id, files.add_mapped_file(path, false, major(st.st_dev), minor(st.st_dev), st.st_ino,
+                                                  pid_str(pid) + " executable"));
+  core.mutable_mm()->set_exe_file_id(id);
+  return {};
+}
+
+}  // namespace
+
+Result<DumpResult> checkpoint(const DumpOptions& options) {
+  DumpResult result;
+  uint64_t start = now_us();
+  CRYO_ASSIGN(auto dir, image::ImageDirWriter::create(options.images_dir));
+
+  log::info("freezing the tree of pid " + std::to_string(options.pid));
+  CRYO_ASSIGN(auto tree, tree::FrozenTree::freeze(options.pid));
+  uint64_t frozen_at = now_us();
+  log::info("froze " + std::to_string(tree.processes().size()) + " processes in " +
+            std::to_string(frozen_at - start) + " us");
+
+  CRYO_TRY(check_sessions(tree, options.shell_job));
+  files::FilesDump files({.shell_job = options.shell_job});
+  std::map<pid_t, image::Process> cores;
+  std::map<pid_t, std::vector<proc::MapEntry>> maps;
+  for (const auto& p : tree.processes()) {
+    if (p.zombie) continue;
+    CRYO_TRY(check_namespaces(p.pid));
+    CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(p.pid) + "/maps"));
+    CRYO_ASSIGN(maps[p.pid], proc::parse_maps(text));
+    auto& core = cores[p.pid];
+    CRYO_TRY(task::dump_process(p, maps[p.pid], &core).wrap(pid_str(p.pid)));
+    CRYO_TRY(add_exe(p.pid, files, core));
+  }
+  CRYO_TRY(files.dump_fds(tree, cores));
+
+  CRYO_ASSIGN(image::PageWriter * pages, dir.pages());
+  mm::DumpStats stats;
+  for (const auto& p : tree.processes()) {
+    if (p.zombie) continue;
+    image::Mm mm;
+    CRYO_TRY(mm::dump_mm(p.pid, maps[p.pid], files, *pages, &mm, &stats));
+    CRYO_TRY(dir.write(image::mm_name(p.pid), image::Kind::kMm, mm));
+    CRYO_TRY(dir.write(image::core_name(p.pid), image::Kind::kCore, cores[p.pid]));
+  }
+  CRYO_TRY(dir.write(image::kTreeName, image::Kind::kTree, tree_image(tree)));
+  CRYO_TRY(dir.write(image::kFilesName, image::Kind::kFiles, files.files()));
+  result.pages_bytes = pages->size() - image::kPagesDataOffset;
+
+  image::Inventory inventory;
+  inventory.set_tool_version(CRYO_VERSION_STRING);
+  inventory.set_root_pid(options.pid);
+  inventory.set_shell_job(options.shell_job);
+  inventory.set_tcp_established(options.tcp_established);
+  inventory.set_page_size(4096);
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  inventory.set_created_unix_ns(static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec));
+  struct utsname uts;
+  if (uname(&uts) == 0) inventory.set_kernel_release(uts.release);
+  CRYO_TRY(dir.commit(inventory));
+
+  result.tasks = tree.processes().size();
+  if (options.leave_running) tree.thaw();
+  else tree.kill_all();
+  uint64_t end = now_us();
+  result.freeze_us = end - frozen_at + (frozen_at - start);
+  result.total_us = end - start;
+  log::info("dumped " + std::to_string(stats.pages_written) + " pages (" + std::to_string(stats.zero_pages_skipped) +
+            " zero pages skipped) in " + std::to_string(result.total_us) + " us");
+  return result;
+}
+
+}  // namespace cryo

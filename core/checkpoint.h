@@ -1,0 +1,31 @@
+// `cryo dump`: the stages of a checkpoint, in order.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "core/sys/result.h"
+
+namespace cryo {
+
+struct DumpOptions {
+  pid_t pid = 0;
+  std::string images_dir;
+  bool shell_job = false;
+  bool leave_running = false;
+  bool tcp_established = false;
+};
+
+struct DumpResult {
+  uint64_t freeze_us = 0;  // how long the tree was stopped
+  uint64_t total_us = 0;
+  uint64_t pages_bytes = 0;
+  size_t tasks = 0;
+};
+
+// Freezes the tree rooted at options.pid, writes its image and kills it (or
+// lets it run with leave_running). On any failure the tree runs on as before.
+Result<DumpResult> checkpoint(const DumpOptions& options);
+
+}  // namespace cryo

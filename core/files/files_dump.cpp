@@ -1,0 +1,226 @@
+#include "core/files/files_dump.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "core/sys/io.h"
+#include "core/sys/proc.h"
+
+namespace cryo::files {
+namespace {
+
+std::string fd_path(pid_t pid, int fd) { return "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd); }
+std::string name_fd(pid_t pid, int fd) { return "pid " + std::to_string(pid) + " fd " + std::to_string(fd); }
+
+bool same_description(pid_t pid1, int fd1, pid_t pid2, int fd2) {
+  return ::syscall(SYS_kcmp, pid1, pid2, KCMP_FILE, fd1, fd2) == 0;
+}
+
+bool is_terminal(dev_t rdev) {
+  unsigned major_nr = major(rdev);
+  return major_nr == 4 || (major_nr == 5 && minor(rdev) <= 1) || (major_nr >= 136 && major_nr <= 143);
+}
+
+// "anon_inode:[eventfd]" -> "eventfd"
+std::string anon_kind(const std::string& link) {
+  std::string k = link.substr(link.find(':') + 1);
+  if (!k.empty() && k.front() == '[') k = k.substr(1, k.size() - 2);
+  return k;
+}
+
+}  // namespace
+
+Result<uint32_t> FilesDump::add_mapped_file(const std::string& path, bool writable, uint64_t dev_major,
+                                             uint64_t dev_minor, uint64_t inode, const std::string& what) {
+  std::string key = path + (writable ? "\nw" : "\nr");
+  if (auto it = mapped_.find(key); it != mapped_.end()) return it->second;
+  if (path.ends_with(" (deleted)"))
+    return Error(what + ": the file " + path + " was deleted (deleted files are not supported yet)");
+  if (path.empty() || path[0] != '/') return Error(what + ": " + path + " is not a file cryo can reopen");
+  struct stat st;
+  if (::stat(path.c_str(), &st) < 0) return errno_error(what + ": stat " + path);
+  if (major(st.st_dev) != dev_major || minor(st.st_dev) != dev_minor || st.st_ino != inode)
+    return Error(what + ": " + path + " on disk is not the file in use (replaced since it was opened)");
+  auto* f = files_.add_files();
+  f->set_id(static_cast<uint32_t>(files_.files_size()));
+  f->set_kind(image::FileDesc::MAPPED);
+  f->set_path(path);
+  f->set_flags(writable ? O_RDWR : O_RDONLY);
+  f->set_mode(st.st_mode);
+  f->set_size(static_cast<uint64_t>(st.st_size));
+  mapped_[key] = f->id();
+  return f->id();
+}
+
+image::Shmem* FilesDump::add_shmem(uint64_t id, bool* is_new) {
+  if (auto it = shmems_.find(id); it != shmems_.end()) {
+    *is_new = false;
+    return files_.mutable_shmems(static_cast<int>(it->second));
+  }
+  *is_new = true;
+  shmems_[id] = static_cast<size_t>(files_.shmems_size());
+  auto* s = files_.add_shmems();
+  s->set_id(id);
+  return s;
+}
+
+Result<bool> FilesDump::pipe_has_outside_holder(uint64_t inode, const tree::FrozenTree& tree, pid_t* holder) {
+  std::string want = "pipe:[" + std::to_string(inode) + "]";
+  DIR* proc_dir = opendir("/proc");
+  if (!proc_dir) return errno_error("opendir /proc");
+  bool found = false;
+  while (struct dirent* d = readdir(proc_dir)) {
+    char* end;
+    long pid = strtol(d->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0 || tree.contains(static_cast<pid_t>(pid)) || pid == getpid()) continue;
+    auto fds = proc::list_fds(static_cast<pid_t>(pid));
+    if (!fds.ok()) continue;  // gone, or a kernel thread
+    for (int fd : *fds) {
+      auto link = read_link(fd_path(static_cast<pid_t>(pid), fd));
+      if (link.ok() && *link == want) {
+        *holder = static_cast<pid_t>(pid);
+        found = true;
+        break;
+      }
+    }
+    if (found) break;
+  }
+  closedir(proc_dir);
+  return found;
+}
+
+Status FilesDump::dump_pipe(const FdRef& ref, uint32_t* pipe_id) {
+  uint64_t inode = ref.st.st_ino;
+  if (auto it = pipes_.find(inode); it != pipes_.end()) {
+    *pipe_id = it->second;
+    return {};
+  }
+  // A read end of our own onto the same pipe, and tee(2) to copy what is
+  // buffered without taking it away.
+  CRYO_ASSIGN(UniqueFd reader, open_file(fd_path(ref.pid, ref.fd), O_RDONLY | O_NONBLOCK));
+  int capacity = ::fcntl(reader.get(), F_GETPIPE_SZ);
+  if (capacity < 0) return errno_error("F_GETPIPE_SZ");
+  int tmp[2];
+  if (::pipe2(tmp, O_NONBLOCK | O_CLOEXEC) < 0) return errno_error("pipe2");
+  UniqueFd tmp_read(tmp[0]), tmp_write(tmp[1]);
+  if (::fcntl(tmp_write.get(), F_SETPIPE_SZ, capacity) < 0) return errno_error("F_SETPIPE_SZ");
+  ssize_t n = ::tee(reader.get(), tmp_write.get(), static_cast<size_t>(capacity), SPLICE_F_NONBLOCK);
+  if (n < 0 && errno != EAGAIN) return errno_error("tee");
+  std::string data(n > 0 ? static_cast<size_t>(n) : 0, '\0');
+  size_t got = 0;
+  while (got < data.size()) {
+    ssize_t r = ::read(tmp_read.get(), data.data() + got, data.size() - got);
+    if (r <= 0) return errno_error("read pipe copy");
+    got += static_cast<size_t>(r);
+  }
+  auto* p = files_.add_pipes();
+  p->set_id(static_cast<uint32_t>(files_.pipes_size()));
+  p->set_inode(inode);
+  p->set_capacity(static_cast<uint32_t>(capacity));
+  p->set_data(std::move(data));
+  pipes_[inode] = p->id();
+  *pipe_id = p->id();
+  return {};
+}
+
+Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& tree) {
+  for (const auto& [rep, id] : descriptions_)
+    if (rep.st.st_dev == ref.st.st_dev && rep.st.st_ino == ref.st.st_ino &&
+        same_description(rep.pid, rep.fd, ref.pid, ref.fd))
+      return id;
+
+  std::string what = name_fd(ref.pid, ref.fd);
+  image::FileDesc f;
+  f.set_id(static_cast<uint32_t>(files_.files_size() + 1));
+  f.set_flags(ref.flags);
+  f.set_pos(ref.pos);
+  f.set_mode(ref.st.st_mode);
+  f.set_path(ref.link);
+  f.set_size(static_cast<uint64_t>(ref.st.st_size));
+  f.set_rdev(ref.st.st_rdev);
+  const std::string& link = ref.link;
+  pid_t root = tree.processes().front().pid;
+
+  if (link.starts_with("socket:"))
+    return Error(what + ": sockets (" + link + ") are not supported yet");
+  if (link.starts_with("anon_inode:")) return Error(what + ": " + anon_kind(link) + " is not supported");
+  if (S_ISFIFO(ref.st.st_mode)) {
+    bool anonymous = link.starts_with("pipe:");
+    pid_t holder = 0;
+    CRYO_ASSIGN(bool outside, pipe_has_outside_holder(ref.st.st_ino, tree, &holder));
+    if (anonymous && outside) {
+      if (!(options_.shell_job && ref.pid == root && ref.fd <= 2))
+        return Error(what + ": " + link + " is connected to pid " + std::to_string(holder) +
+                                  " outside the tree (dump with --shell-job to re-attach stdio)");
+      f.set_kind(image::FileDesc::INHERITED);
+      f.set_inherit_fd(ref.fd);
+    } else {
+      f.set_kind(anonymous ? image::FileDesc::PIPE : image::FileDesc::FIFO);
+      uint32_t pipe_id = 0;
+      CRYO_TRY(dump_pipe(ref, &pipe_id).wrap(what));
+      f.set_pipe_id(pipe_id);
+    }
+  } else if (S_ISCHR(ref.st.st_mode)) {
+    if (is_terminal(ref.st.st_rdev)) {
+      if (!options_.shell_job)
+        return Error(what + ": terminal " + link + " belongs to the shell (dump with --shell-job)");
+      f.set_kind(image::FileDesc::INHERITED);
+      f.set_inherit_fd(ref.fd <= 2 ? ref.fd : 0);
+    } else {
+      f.set_kind(image::FileDesc::CHAR_DEVICE);
+    }
+  } else if (S_ISDIR(ref.st.st_mode)) {
+    f.set_kind(image::FileDesc::DIRECTORY);
+  } else if (S_ISREG(ref.st.st_mode)) {
+    if (link.starts_with("/memfd:")) return Error(what + ": memfd " + link + " is not supported yet");
+    if (link.ends_with(" (deleted)"))
+      return Error(what + ": " + link + " (deleted files are not supported yet)");
+    f.set_kind(image::FileDesc::REGULAR);
+  } else if (S_ISSOCK(ref.st.st_mode)) {
+    return Error(what + ": sockets (" + link + ") are not supported yet");
+  } else {
+    return Error(what + ": " + link + " is a kind of file cryo cannot dump");
+  }
+  if (f.kind() == image::FileDesc::REGULAR || f.kind() == image::FileDesc::DIRECTORY ||
+      f.kind() == image::FileDesc::CHAR_DEVICE || f.kind() == image::FileDesc::FIFO) {
+    struct stat on_disk;
+    if (link.empty() || link[0] != '/' || ::stat(link.c_str(), &on_disk) < 0 || on_disk.st_dev != ref.st.st_dev ||
+        on_disk.st_ino != ref.st.st_ino)
+      return Error(what + ": " + link + " cannot be reopened by its path (moved or replaced)");
+  }
+  *files_.add_files() = f;
+  descriptions_.emplace_back(ref, f.id());
+  return f.id();
+}
+
+Status FilesDump::dump_fds(const tree::FrozenTree& tree, std::map<pid_t, image::Process>& cores) {
+  for (const auto& proc : tree.processes()) {
+    if (proc.zombie) continue;
+    pid_t pid = proc.pid;
+    auto& core = cores.at(pid);
+    CRYO_ASSIGN(auto fds, proc::list_fds(pid));
+    for (int fd : fds) {
+      FdRef ref{pid, fd, {}, "", 0, 0};
+      std::string path = fd_path(pid, fd);
+      CRYO_ASSIGN(ref.link, read_link(path));
+      if (::stat(path.c_str(), &ref.st) < 0) return errno_error("stat " + path);
+      CRYO_ASSIGN(std::string info_text,
+                  read_file("/proc/" + std::to_string(pid) + "/fdinfo/" + std::to_string(fd)));
+      CRYO_ASSIGN(proc::FdInfo info, proc::parse_fdinfo(info_text));
+      ref.flags = info.flags & ~static_cast<uint32_t>(O_CLOEXEC);
+      ref.pos = info.pos;
+      CRYO_ASSIGN(uint32_t id, describe(ref, tree));
+      auto* out = core.add_fds();
+      out->set_fd(fd);
+      out->set_file_id(id);
+      out->set_cloexec((info.flags & O_CLOEXEC) != 0);
+    }
+  }
+  return {};
+}
+
+}  // namespace cryo::files

@@ -1,0 +1,59 @@
+// Dumping open files: every fd of every process of the tree, one FileDesc per
+// open file description (shared ones found with kcmp), pipes with the bytes
+// buffered in them, and the files that mappings and /proc/PID/exe name.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/image/proto/files.pb.h"
+#include "core/image/proto/task.pb.h"
+#include "core/sys/result.h"
+#include "core/tree/freeze.h"
+
+namespace cryo::files {
+
+struct DumpOptions {
+  bool shell_job = false;
+};
+
+class FilesDump {
+ public:
+  explicit FilesDump(DumpOptions options) : options_(options) {}
+
+  // A file named by a mapping or by /proc/PID/exe; `what` names it in errors.
+  Result<uint32_t> add_mapped_file(const std::string& path, bool writable, uint64_t dev_major, uint64_t dev_minor,
+                                   uint64_t inode, const std::string& what);
+  // The contents of a shared anonymous object; false if already dumped.
+  image::Shmem* add_shmem(uint64_t id, bool* is_new);
+
+  // Fills every process's fd table (Process.fds) and the file descriptions.
+  Status dump_fds(const tree::FrozenTree& tree, std::map<pid_t, image::Process>& cores);
+
+  image::Files& files() { return files_; }
+
+ private:
+  struct FdRef {
+    pid_t pid;
+    int fd;
+    struct stat st;
+    std::string link;
+    uint32_t flags;
+    uint64_t pos;
+  };
+  Result<uint32_t> describe(const FdRef& ref, const tree::FrozenTree& tree);
+  Status dump_pipe(const FdRef& ref, uint32_t* pipe_id);
+  Result<bool> pipe_has_outside_holder(uint64_t inode, const tree::FrozenTree& tree, pid_t* holder);
+
+  DumpOptions options_;
+  image::Files files_;
+  std::map<std::string, uint32_t> mapped_;  // "path\0w" -> id
+  std::map<uint64_t, size_t> shmems_;       // id -> index in files_.shmems
+  std::map<uint64_t, uint32_t> pipes_;      // inode -> pipe id
+  std::vector<std::pair<FdRef, uint32_t>> descriptions_;  // a representative fd of each description
+};
+
+}  // namespace cryo::files

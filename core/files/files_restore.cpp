@@ -1,0 +1,207 @@
+#include "core/files/files_restore.h"
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+
+#include "core/sys/io.h"
+
+namespace cryo::files {
+namespace {
+
+constexpr uint32_t kOpenOnly = O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY;
+
+std::string name_file(const image::FileDesc& f) {
+  return "file " + std::to_string(f.id()) + " (" + f.path() + ")";
+}
+
+}  // namespace
+
+int fd_table_end(const std::vector<const image::Process*>& cores) {
+  int end = 3;
+  for (const auto* core : cores)
+    for (const auto& fd : core->fds()) end = std::max(end, fd.fd() + 1);
+  return end;
+}
+
+Result<int> FileObjects::place(UniqueFd fd) {
+  int placed = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, base_);
+  if (placed < 0) return errno_error("F_DUPFD above " + std::to_string(base_));
+  owned_.emplace_back(placed);
+  return placed;
+}
+
+int FileObjects::fd_of(uint32_t file_id) const {
+  auto it = by_file_.find(file_id);
+  return it == by_file_.end() ? -1 : it->second;
+}
+
+int FileObjects::shmem_fd(uint64_t shmem_id) const {
+  auto it = by_shmem_.find(shmem_id);
+  return it == by_shmem_.end() ? -1 : it->second;
+}
+
+Result<UniqueFd> FileObjects::open_desc(const image::FileDesc& f) {
+  int flags = static_cast<int>(f.flags() & ~kOpenOnly);
+  switch (f.kind()) {
+    case image::FileDesc::REGULAR:
+    case image::FileDesc::DIRECTORY:
+    case image::FileDesc::CHAR_DEVICE:
+    case image::FileDesc::MAPPED: {
+      if (f.path().empty() || f.path()[0] != '/') return Error(EINVAL, name_file(f) + ": not an absolute path");
+      CRYO_ASSIGN(UniqueFd fd, open_file(f.path(), flags));
+      struct stat st;
+      if (::fstat(fd.get(), &st) < 0) return errno_error("fstat " + f.path());
+      if ((st.st_mode & S_IFMT) != (f.mode() & S_IFMT))
+        return Error(EINVAL, f.path() + " is no longer the kind of file it was at dump time");
+      if (f.kind() == image::FileDesc::MAPPED && static_cast<uint64_t>(st.st_size) != f.size())
+        return Error(EINVAL, f.path() + " changed size since the dump (" + std::to_string(f.size()) + " -> " +
+                                 std::to_string(st.st_size) + " bytes)");
+      if (f.kind() == image::FileDesc::CHAR_DEVICE && st.st_rdev != f.rdev())
+        return Error(EINVAL, f.path() + " is another device than at dump time");
+      if (f.kind() != image::FileDesc::MAPPED && f.kind() != image::FileDesc::CHAR_DEVICE &&
+          ::lseek(fd.get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0)
+        return errno_error("seek " + f.path());
+      return fd;
+    }
+    case image::FileDesc::INHERITED: {
+      if (f.inherit_fd() < 0 || f.inherit_fd() > 2) return Error(EINVAL, name_file(f) + ": bad inherited fd");
+      int fd = ::fcntl(f.inherit_fd(), F_DUPFD_CLOEXEC, 0);
+      if (fd < 0) return errno_error("the shell job's fd " + std::to_string(f.inherit_fd()));
+      return UniqueFd(fd);
+    }
+    default:
+      return Error(EINVAL, name_file(f) + ": unknown kind");
+  }
+}
+
+Status FileObjects::open_pipe(const image::Files& files, const image::Pipe& pipe) {
+  int ends[2];
+  if (::pipe2(ends, O_CLOEXEC | O_NONBLOCK) < 0) return errno_error("pipe2");
+  UniqueFd read_end(ends[0]), write_end(ends[1]);
+  if (pipe.capacity() > 0 && ::fcntl(write_end.get(), F_SETPIPE_SZ, pipe.capacity()) < 0)
+    return errno_error("F_SETPIPE_SZ " + std::to_string(pipe.capacity()));
+  if (!pipe.data().empty()) CRYO_TRY(write_all(write_end.get(), pipe.data()).wrap("refill pipe"));
+  // One file description per recorded description: the first of each side
+  // takes the end pipe2 made, others reopen it through /proc.
+  bool read_used = false, write_used = false;
+  for (const auto& f : files.files()) {
+    if (f.kind() != image::FileDesc::PIPE || f.pipe_id() != pipe.id()) continue;
+    bool writer = (f.flags() & O_ACCMODE) != O_RDONLY;
+    UniqueFd& end = writer ? write_end : read_end;
+    bool& used = writer ? write_used : read_used;
+    UniqueFd fd;
+    if (!used) {
+      fd = UniqueFd(::fcntl(end.get(), F_DUPFD_CLOEXEC, 0));
+      used = true;
+    } else {
+      CRYO_ASSIGN(fd, open_file("/proc/self/fd/" + std::to_string(end.get()), writer ? O_WRONLY : O_RDONLY));
+    }
+    if (!fd.valid()) return errno_error("dup pipe end");
+    if (::fcntl(fd.get(), F_SETFL, f.flags() & ~kOpenOnly) < 0) return errno_error("F_SETFL pipe");
+    CRYO_ASSIGN(by_file_[f.id()], place(std::move(fd)));
+  }
+  return {};
+}
+
+Status FileObjects::open_fifo(const image::Files& files, const image::Pipe& pipe) {
+  const image::FileDesc* first = nullptr;
+  for (const auto& f : files.files())
+    if (f.kind() == image::FileDesc::FIFO && f.pipe_id() == pipe.id()) first = first ? first : &f;
+  if (!first) return {};
+  // Hold the FIFO open for both sides so that no open blocks, and refill it.
+  CRYO_ASSIGN(UniqueFd holder, open_file(first->path(), O_RDWR | O_NONBLOCK));
+  struct stat st;
+  if (::fstat(holder.get(), &st) < 0 || !S_ISFIFO(st.st_mode)) return Error(EINVAL, first->path() + " is not a FIFO");
+  if (pipe.capacity() > 0) ::fcntl(holder.get(), F_SETPIPE_SZ, pipe.capacity());
+  for (const auto& f : files.files()) {
+    if (f.kind() != image::FileDesc::FIFO || f.pipe_id() != pipe.id()) continue;
+    CRYO_ASSIGN(UniqueFd fd, open_file(f.path(), static_cast<int>((f.flags() & ~kOpenOnly) | O_NONBLOCK)));
+    if (::fcntl(fd.get(), F_SETFL, f.flags() & ~kOpenOnly) < 0) return errno_error("F_SETFL fifo");
+    CRYO_ASSIGN(by_file_[f.id()], place(std::move(fd)));
+  }
+  if (!pipe.data().empty()) CRYO_TRY(write_all(holder.get(), pipe.data()).wrap("refill fifo " + first->path()));
+  CRYO_TRY(place(std::move(holder)).ok() ? Status() : Status(Error("place fifo holder")));
+  return {};
+}
+
+Status FileObjects::open_shmem(const image::Shmem& shmem, const image::ImageDirReader& images) {
+  uint64_t size = shmem.size();
+  if (size == 0 || size % 4096 != 0 || size > (1ULL << 40))
+    return Error(EINVAL, "shared memory object " + std::to_string(shmem.id()) + " has a bad size");
+  // A shared anonymous mapping of our own gives the same kind of object the
+  // task had ("/dev/zero (deleted)"); keep a file handle on it and drop the mapping.
+  void* map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (map == MAP_FAILED) return errno_error("mmap shared memory");
+  char range[64];
+  snprintf(range, sizeof range, "%lx-%lx", reinterpret_cast<unsigned long>(map),
+           reinterpret_cast<unsigned long>(map) + size);
+  auto fd = open_file(std::string("/proc/self/map_files/") + range, O_RDWR);
+  if (fd.ok()) {
+    for (const auto& run : shmem.pages()) {
+      uint64_t bytes = run.npages() * 4096;
+      if (run.npages() == 0 || run.addr() % 4096 || run.addr() > size || bytes > size - run.addr()) {
+        ::munmap(map, size);
+        return Error(EINVAL, "shared memory object: a page run lies outside it");
+      }
+      auto src = images.page_run(run.offset(), bytes, run.xxh3());
+      if (!src.ok()) {
+        ::munmap(map, size);
+        return std::move(src).error();
+      }
+      std::memcpy(static_cast<char*>(map) + run.addr(), *src, bytes);
+    }
+  }
+  ::munmap(map, size);
+  if (!fd.ok()) return std::move(fd).error();
+  CRYO_ASSIGN(by_shmem_[shmem.id()], place(std::move(*fd)));
+  return {};
+}
+
+Status FileObjects::open_all(const image::Files& files, const image::ImageDirReader& images, int base) {
+  base_ = base;
+  for (const auto& pipe : files.pipes()) {
+    bool fifo = false;
+    for (const auto& f : files.files())
+      if (f.pipe_id() == pipe.id() && f.kind() == image::FileDesc::FIFO) fifo = true;
+    CRYO_TRY(fifo ? open_fifo(files, pipe) : open_pipe(files, pipe));
+  }
+  for (const auto& shmem : files.shmems()) CRYO_TRY(open_shmem(shmem, images));
+  for (const auto& f : files.files()) {
+    if (f.kind() == image::FileDesc::PIPE || f.kind() == image::FileDesc::FIFO) {
+      if (!by_file_.count(f.id())) return Error(EINVAL, name_file(f) + " names a pipe the image lacks");
+      continue;
+    }
+    auto fd = open_desc(f);
+    if (!fd.ok()) return std::move(fd).error().wrap(name_file(f));
+    CRYO_ASSIGN(by_file_[f.id()], place(std::move(*fd)));
+  }
+  return {};
+}
+
+Status FileObjects::install_fds(const image::Process& core, const FileObjects& objects, int base) {
+  std::set<int> wanted;
+  for (const auto& fd : core.fds()) {
+    int src = objects.fd_of(fd.file_id());
+    if (src < 0) return Error(EINVAL, "fd " + std::to_string(fd.fd()) + " names an unknown file");
+    if (::dup2(src, fd.fd()) < 0) return errno_error("dup2 to fd " + std::to_string(fd.fd()));
+    if (::fcntl(fd.fd(), F_SETFD, fd.cloexec() ? FD_CLOEXEC : 0) < 0) return errno_error("F_SETFD");
+    wanted.insert(fd.fd());
+  }
+  // Close everything else below base (what the restorer had open).
+  int from = 0;
+  for (int fd : wanted) {
+    if (fd > from) ::syscall(SYS_close_range, from, fd - 1, 0);
+    from = fd + 1;
+  }
+  if (from < base) ::syscall(SYS_close_range, from, base - 1, 0);
+  return {};
+}
+
+}  // namespace cryo::files

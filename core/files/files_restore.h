@@ -1,0 +1,46 @@
+// Restoring open files. The restorer opens every file description, pipe and
+// shared memory object once, at fd numbers at or above `base`, before it
+// forks the process tree; each process inherits them all and installs the
+// ones its fd table names (install_fds), so shared descriptions stay shared.
+#pragma once
+
+#include <map>
+#include <vector>
+
+#include "core/image/image.h"
+#include "core/image/proto/files.pb.h"
+#include "core/image/proto/task.pb.h"
+#include "core/sys/fd.h"
+#include "core/sys/result.h"
+
+namespace cryo::files {
+
+class FileObjects {
+ public:
+  // Opens everything files.img describes, at fds >= base.
+  Status open_all(const image::Files& files, const image::ImageDirReader& images, int base);
+
+  int fd_of(uint32_t file_id) const;  // -1 if unknown
+  int shmem_fd(uint64_t shmem_id) const;
+
+  // Runs in a freshly forked process: makes its fd table the recorded one
+  // (below base) from the inherited objects. Async-signal-safe apart from errors.
+  static Status install_fds(const image::Process& core, const FileObjects& objects, int base);
+
+ private:
+  Result<int> place(UniqueFd fd);  // moves fd to >= base_
+  Status open_pipe(const image::Files& files, const image::Pipe& pipe);
+  Status open_fifo(const image::Files& files, const image::Pipe& pipe);
+  Status open_shmem(const image::Shmem& shmem, const image::ImageDirReader& images);
+  Result<UniqueFd> open_desc(const image::FileDesc& f);
+
+  int base_ = 0;
+  std::vector<UniqueFd> owned_;
+  std::map<uint32_t, int> by_file_;
+  std::map<uint64_t, int> by_shmem_;
+};
+
+// The highest fd number any process of the image uses, plus one.
+int fd_table_end(const std::vector<const image::Process*>& cores);
+
+}  // namespace cryo::files

@@ -1,0 +1,205 @@
+#include "core/mm/mm_dump.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <map>
+
+#include "core/sys/io.h"
+
+namespace cryo::mm {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kPresent = 1ULL << 63, kSwapped = 1ULL << 62, kFileShared = 1ULL << 61;
+constexpr size_t kChunkPages = 2048;  // 8 MiB of pages per read
+
+std::string what_vma(pid_t pid, const proc::MapEntry& m) {
+  char buf[64];
+  snprintf(buf, sizeof buf, "%lx-%lx", static_cast<unsigned long>(m.start), static_cast<unsigned long>(m.end));
+  return "pid " + std::to_string(pid) + " mapping " + buf + (m.path.empty() ? "" : " " + m.path);
+}
+
+bool is_zero_page(const uint8_t* p) {
+  const uint64_t* w = reinterpret_cast<const uint64_t*>(p);
+  for (size_t i = 0; i < kPage / 8; i++)
+    if (w[i]) return false;
+  return true;
+}
+
+uint32_t madvise_of(const std::string& flag) {
+  if (flag == "dc") return MADV_DONTFORK;
+  if (flag == "wf") return MADV_WIPEONFORK;
+  if (flag == "hg") return MADV_HUGEPAGE;
+  if (flag == "nh") return MADV_NOHUGEPAGE;
+  if (flag == "mg") return MADV_MERGEABLE;
+  if (flag == "dd") return MADV_DONTDUMP;
+  return 0;
+}
+
+// Writes pages read from `src` (a buffer holding [addr, addr + n pages)),
+// leaving out all-zero pages when skip_zero; appends one PageRun per run.
+Status emit_runs(uint64_t addr, const uint8_t* src, size_t npages, bool skip_zero, image::PageWriter& pages,
+                 google::protobuf::RepeatedPtrField<image::PageRun>* runs, DumpStats* stats) {
+  size_t i = 0;
+  while (i < npages) {
+    if (skip_zero && is_zero_page(src + i * kPage)) {
+      stats->zero_pages_skipped++;
+      i++;
+      continue;
+    }
+    size_t j = i + 1;
+    while (j < npages && !(skip_zero && is_zero_page(src + j * kPage))) j++;
+    size_t bytes = (j - i) * kPage;
+    CRYO_ASSIGN(uint64_t offset, pages.append(src + i * kPage, bytes));
+    auto* run = runs->Add();
+    run->set_addr(addr + i * kPage);
+    run->set_npages(j - i);
+    run->set_offset(offset);
+    run->set_xxh3(image::checksum(src + i * kPage, bytes));
+    stats->pages_written += j - i;
+    i = j;
+  }
+  return {};
+}
+
+// The private pages of one mapping: those the pagemap shows present or
+// swapped and not backed by the file (anonymous or copied on write).
+Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, int mem_fd, bool skip_zero,
+                          image::PageWriter& pages, image::Mm* out, DumpStats* stats, std::vector<uint8_t>& buf) {
+  uint64_t npages = (m.end - m.start) / kPage;
+  std::vector<uint64_t> entries(kChunkPages);
+  for (uint64_t first = 0; first < npages; first += kChunkPages) {
+    size_t count = static_cast<size_t>(std::min<uint64_t>(kChunkPages, npages - first));
+    uint64_t base = m.start + first * kPage;
+    CRYO_TRY(pread_all(pagemap_fd, entries.data(), count * 8, static_cast<off_t>(base / kPage * 8))
+                 .wrap("read pagemap of pid " + std::to_string(pid)));
+    stats->pages_scanned += count;
+    size_t i = 0;
+    while (i < count) {
+      auto wanted = [&](size_t k) { return (entries[k] & (kPresent | kSwapped)) && !(entries[k] & kFileShared); };
+      if (!wanted(i)) {
+        i++;
+        continue;
+      }
+      size_t j = i + 1;
+      while (j < count && wanted(j)) j++;
+      uint64_t addr = base + i * kPage;
+      size_t bytes = (j - i) * kPage;
+      bool read_ok = false;
+      if (m.read) {
+        struct iovec local = {buf.data(), bytes};
+        struct iovec remote = {reinterpret_cast<void*>(addr), bytes};
+        read_ok = ::process_vm_readv(pid, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(bytes);
+      }
+      if (!read_ok)  // not readable by the task itself: /proc/PID/mem can
+        CRYO_TRY(pread_all(mem_fd, buf.data(), bytes, static_cast<off_t>(addr)).wrap(what_vma(pid, m)));
+      CRYO_TRY(emit_runs(addr, buf.data(), j - i, skip_zero, pages, out->mutable_pages(), stats));
+      i = j;
+    }
+  }
+  return {};
+}
+
+// The contents of a shared anonymous object, through /proc/PID/map_files:
+// only its data segments (SEEK_DATA) are read.
+Status dump_shmem(pid_t pid, const proc::MapEntry& m, image::Shmem* shmem, image::PageWriter& pages,
+                  DumpStats* stats, std::vector<uint8_t>& buf) {
+  char range[64];
+  snprintf(range, sizeof range, "%lx-%lx", static_cast<unsigned long>(m.start), static_cast<unsigned long>(m.end));
+  CRYO_ASSIGN(UniqueFd fd, open_file("/proc/" + std::to_string(pid) + "/map_files/" + range, O_RDONLY));
+  struct stat st;
+  if (::fstat(fd.get(), &st) < 0) return errno_error("fstat shared memory");
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  shmem->set_size(size);
+  off_t pos = 0;
+  while (static_cast<uint64_t>(pos) < size) {
+    off_t data = ::lseek(fd.get(), pos, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;
+      return errno_error("SEEK_DATA");
+    }
+    off_t hole = ::lseek(fd.get(), data, SEEK_HOLE);
+    if (hole < 0) return errno_error("SEEK_HOLE");
+    for (off_t at = data; at < hole;) {
+      size_t bytes = static_cast<size_t>(std::min<off_t>(hole - at, static_cast<off_t>(buf.size())));
+      CRYO_TRY(pread_all(fd.get(), buf.data(), bytes, at));
+      CRYO_TRY(emit_runs(static_cast<uint64_t>(at), buf.data(), bytes / kPage, true, pages, shmem->mutable_pages(),
+                         stats));
+      at += static_cast<off_t>(bytes);
+    }
+    pos = hole;
+  }
+  return {};
+}
+
+}  // namespace
+
+Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesDump& files,
+               image::PageWriter& pages, image::Mm* out, DumpStats* stats) {
+  std::string proc_dir = "/proc/" + std::to_string(pid);
+  CRYO_ASSIGN(std::string smaps, read_file(proc_dir + "/smaps"));
+  CRYO_ASSIGN(auto vm_flags, proc::parse_smaps_flags(smaps));
+  CRYO_ASSIGN(UniqueFd pagemap, open_file(proc_dir + "/pagemap", O_RDONLY));
+  CRYO_ASSIGN(UniqueFd mem, open_file(proc_dir + "/mem", O_RDONLY));
+  std::vector<uint8_t> buf(kChunkPages * kPage);
+
+  for (const auto& m : maps) {
+    if (m.path == "[vsyscall]") continue;  // not a VMA: every process has it
+    std::string what = what_vma(pid, m);
+    auto* v = out->add_vmas();
+    v->set_start(m.start);
+    v->set_end(m.end);
+    v->set_prot((m.read ? PROT_READ : 0) | (m.write ? PROT_WRITE : 0) | (m.exec ? PROT_EXEC : 0));
+    v->set_pgoff(m.offset);
+    v->set_name(m.path);
+    for (const auto& flag : vm_flags[m.start]) {
+      if (flag == "gd") v->set_growsdown(true);
+      if ((flag == "io" || flag == "pf") && !m.path.starts_with("[v"))
+        return Error(what + ": device (I/O) mappings are not supported");
+      if (flag == "um" || flag == "uw") return Error(what + ": userfaultfd-registered memory is not supported");
+      if (uint32_t advice = madvise_of(flag)) v->add_madvise(advice);
+    }
+
+    bool private_pages = false;
+    if (m.path == "[vdso]") {
+      v->set_kind(image::Vma::VDSO);
+    } else if (m.path == "[vvar]") {
+      v->set_kind(image::Vma::VVAR);
+    } else if (m.path == "[vvar_vclock]") {
+      v->set_kind(image::Vma::VVAR_VCLOCK);
+    } else if (m.path == "/dev/zero (deleted)" || m.path.starts_with("[anon_shmem:")) {
+      if (!m.shared) return Error(what + ": a private mapping of a shared object");
+      v->set_kind(image::Vma::ANON_SHARED);
+      v->set_shmem_id(m.inode);
+      bool is_new = false;
+      image::Shmem* shmem = files.add_shmem(m.inode, &is_new);
+      if (is_new) CRYO_TRY(dump_shmem(pid, m, shmem, pages, stats, buf).wrap(what));
+    } else if (m.path.empty() || m.path == "[heap]" || m.path == "[stack]" || m.path.starts_with("[anon:")) {
+      if (m.shared) return Error(what + ": unexpected shared anonymous mapping");
+      v->set_kind(image::Vma::ANON_PRIVATE);
+      private_pages = true;
+    } else if (m.path.starts_with("/SYSV")) {
+      return Error(what + ": System V shared memory is not supported yet");
+    } else if (m.path.starts_with("/memfd:")) {
+      return Error(what + ": memfd mappings are not supported yet");
+    } else if (m.path.starts_with("/")) {
+      v->set_kind(m.shared ? image::Vma::FILE_SHARED : image::Vma::FILE_PRIVATE);
+      CRYO_ASSIGN(uint32_t id, files.add_mapped_file(m.path, m.shared && m.write, m.dev_major, m.dev_minor,
+                                                      m.inode, what));
+      v->set_file_id(id);
+      private_pages = !m.shared;
+    } else {
+      return Error(what + ": this kind of mapping is not supported");
+    }
+    if (private_pages)
+      CRYO_TRY(dump_private_pages(pid, m, pagemap.get(), mem.get(), v->kind() == image::Vma::ANON_PRIVATE, pages,
+                                  out, stats, buf));
+  }
+  return {};
+}
+
+}  // namespace cryo::mm

@@ -1,0 +1,250 @@
+#include "core/mm/mm_restore.h"
+
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/sys/io.h"
+#include "core/sys/log.h"
+#include "core/sys/proc.h"
+
+namespace cryo::mm {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kTaskSize = 0x7ffffffff000ULL;
+constexpr uint64_t kMinAddr = 0x10000;
+
+bool is_special(image::Vma::Kind kind) {
+  return kind == image::Vma::VDSO || kind == image::Vma::VVAR || kind == image::Vma::VVAR_VCLOCK;
+}
+
+const char* special_name(image::Vma::Kind kind) {
+  switch (kind) {
+    case image::Vma::VDSO: return "[vdso]";
+    case image::Vma::VVAR: return "[vvar]";
+    case image::Vma::VVAR_VCLOCK: return "[vvar_vclock]";
+    default: return "";
+  }
+}
+
+std::string hex(uint64_t v) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%lx", static_cast<unsigned long>(v));
+  return buf;
+}
+
+struct PrctlMmMap {
+  uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack, arg_start, arg_end, env_start,
+      env_end;
+  uint64_t auxv;
+  uint32_t auxv_size;
+  uint32_t exe_fd;
+};
+
+// Moves the stub's vDSO and vvar pages to the recorded addresses, through a
+// hole first since the two layouts may overlap (MREMAP_FIXED would unmap).
+Status move_specials(pid_t pid, ptrace::Remote& r, const image::Mm& mm, const std::vector<proc::MapEntry>& own,
+                     std::vector<std::pair<uint64_t, uint64_t>> used) {
+  struct Move {
+    uint64_t from, size, to, temp;
+  };
+  std::vector<Move> moves;
+  for (const auto& m : own) {
+    if (m.path != "[vdso]" && m.path != "[vvar]" && m.path != "[vvar_vclock]") continue;
+    const image::Vma* target = nullptr;
+    for (const auto& v : mm.vmas())
+      if (is_special(v.kind()) && m.path == special_name(v.kind())) target = &v;
+    if (!target) {
+      CRYO_TRY(r.call("munmap special mapping", SYS_munmap, {m.start, m.end - m.start}));
+      continue;
+    }
+    if (target->end() - target->start() != m.end - m.start)
+      return Error(EINVAL, "pid " + std::to_string(pid) + ": " + m.path + " has " +
+                               std::to_string(m.end - m.start) + " bytes here and " +
+                               std::to_string(target->end() - target->start()) +
+                               " in the image (a different kernel)");
+    if (target->start() != m.start) moves.push_back({m.start, m.end - m.start, target->start(), 0});
+  }
+  for (auto& mv : moves) {
+    mv.temp = find_hole(used, mv.size, 0x40000000);
+    used.emplace_back(mv.temp, mv.temp + mv.size);
+    CRYO_ASSIGN(long got, r.call("mremap", SYS_mremap, {mv.from, mv.size, mv.size, MREMAP_MAYMOVE | MREMAP_FIXED, mv.temp}));
+    if (static_cast<uint64_t>(got) != mv.temp) return Error(EINVAL, "mremap moved the vDSO elsewhere");
+  }
+  for (auto& mv : moves) {
+    CRYO_ASSIGN(long got, r.call("mremap", SYS_mremap, {mv.temp, mv.size, mv.size, MREMAP_MAYMOVE | MREMAP_FIXED, mv.to}));
+    if (static_cast<uint64_t>(got) != mv.to) return Error(EINVAL, "mremap moved the vDSO elsewhere");
+  }
+  return {};
+}
+
+// Writes every recorded private page, many runs per process_vm_writev.
+Status write_pages(pid_t pid, const image::Mm& mm, const image::ImageDirReader& images) {
+  std::vector<struct iovec> local, remote;
+  auto flush = [&]() -> Status {
+    size_t done = 0;
+    while (done < local.size()) {
+      size_t n = std::min<size_t>(local.size() - done, 1024);
+      size_t want = 0;
+      for (size_t i = done; i < done + n; i++) want += local[i].iov_len;
+      ssize_t got = ::process_vm_writev(pid, local.data() + done, n, remote.data() + done, n, 0);
+      if (got != static_cast<ssize_t>(want)) {
+        // Fall back run by run (e.g. a mapping the task cannot write).
+        for (size_t i = done; i < done + n; i++)
+          CRYO_TRY(ptrace::write_memory(pid, reinterpret_cast<uint64_t>(remote[i].iov_base), local[i].iov_base,
+                                        local[i].iov_len));
+      }
+      done += n;
+    }
+    local.clear();
+    remote.clear();
+    return {};
+  };
+  for (const auto& run : mm.pages()) {
+    uint64_t bytes = run.npages() * kPage;
+    CRYO_ASSIGN(const uint8_t* src, images.page_run(run.offset(), bytes, run.xxh3()));
+    local.push_back({const_cast<uint8_t*>(src), bytes});
+    remote.push_back({reinterpret_cast<void*>(run.addr()), bytes});
+    if (local.size() >= 1024) CRYO_TRY(flush());
+  }
+  return flush();
+}
+
+}  // namespace
+
+uint64_t find_hole(const std::vector<std::pair<uint64_t, uint64_t>>& used, uint64_t size, uint64_t from) {
+  auto ranges = used;
+  std::sort(ranges.begin(), ranges.end());
+  uint64_t at = std::max(from, kMinAddr);
+  for (const auto& [s, e] : ranges) {
+    if (e <= at) continue;
+    if (s >= at + size) break;
+    at = (e + kPage - 1) & ~(kPage - 1);
+  }
+  return at + size <= kTaskSize ? at : 0;
+}
+
+Status validate_mm(const image::Mm& mm, const image::Files& files) {
+  uint64_t prev_end = 0;
+  for (const auto& v : mm.vmas()) {
+    if (v.start() % kPage || v.end() % kPage || v.start() >= v.end() || v.start() < prev_end ||
+        v.end() > kTaskSize || v.start() < kMinAddr)
+      return Error(EINVAL, "mapping " + hex(v.start()) + "-" + hex(v.end()) + " is malformed or overlaps another");
+    if (v.pgoff() % kPage) return Error(EINVAL, "mapping " + hex(v.start()) + " has an unaligned offset");
+    if ((v.kind() == image::Vma::FILE_PRIVATE || v.kind() == image::Vma::FILE_SHARED) &&
+        (v.file_id() == 0 || v.file_id() > static_cast<uint32_t>(files.files_size())))
+      return Error(EINVAL, "mapping " + hex(v.start()) + " names an unknown file");
+    prev_end = v.end();
+  }
+  // Each page run lies inside one private mapping.
+  size_t vi = 0;
+  for (const auto& run : mm.pages()) {
+    uint64_t end = run.addr() + run.npages() * kPage;
+    if (run.npages() == 0 || run.addr() % kPage || end < run.addr())
+      return Error(EINVAL, "page run at " + hex(run.addr()) + " is malformed");
+    while (vi < static_cast<size_t>(mm.vmas_size()) && mm.vmas(static_cast<int>(vi)).end() <= run.addr()) vi++;
+    if (vi == static_cast<size_t>(mm.vmas_size())) return Error(EINVAL, "page run at " + hex(run.addr()) + " lies outside every mapping");
+    const auto& v = mm.vmas(static_cast<int>(vi));
+    if (run.addr() < v.start() || end > v.end() ||
+        (v.kind() != image::Vma::ANON_PRIVATE && v.kind() != image::Vma::FILE_PRIVATE))
+      return Error(EINVAL, "page run at " + hex(run.addr()) + " lies outside its private mapping");
+  }
+  return {};
+}
+
+Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const image::Mm& mm,
+                  const image::Process& core, const files::FileObjects& objects,
+                  const image::ImageDirReader& images) {
+  std::string proc_dir = "/proc/" + std::to_string(pid);
+  // The stub's own rseq area is about to disappear: unregister it first.
+  CRYO_ASSIGN(auto rseq, ptrace::get_rseq(pid));
+  if (rseq.addr)
+    CRYO_TRY(r.call("rseq unregister", SYS_rseq, {rseq.addr, rseq.len, 1 /* RSEQ_FLAG_UNREGISTER */, rseq.signature}));
+
+  CRYO_ASSIGN(std::string maps_text, read_file(proc_dir + "/maps"));
+  CRYO_ASSIGN(auto own, proc::parse_maps(maps_text));
+  std::vector<std::pair<uint64_t, uint64_t>> used = {{tramp.code, tramp.code + Trampoline::kSize}};
+  for (const auto& m : own) {
+    bool keep = m.start >= tramp.code && m.end <= tramp.code + Trampoline::kSize;
+    keep = keep || m.path == "[vdso]" || m.path == "[vvar]" || m.path == "[vvar_vclock]" || m.path == "[vsyscall]";
+    if (keep) {
+      used.emplace_back(m.start, m.end);
+      continue;
+    }
+    CRYO_TRY(r.call("munmap", SYS_munmap, {m.start, m.end - m.start}));
+  }
+  for (const auto& v : mm.vmas()) used.emplace_back(v.start(), v.end());
+  CRYO_TRY(move_specials(pid, r, mm, own, used));
+
+  CRYO_TRY(r.call("personality", SYS_personality, {core.personality()}));
+
+  // Map every recorded mapping, writable first where pages must be written in.
+  std::vector<bool> has_pages(static_cast<size_t>(mm.vmas_size()));
+  size_t vi = 0;
+  for (const auto& run : mm.pages()) {
+    while (mm.vmas(static_cast<int>(vi)).end() <= run.addr()) vi++;
+    has_pages[vi] = true;
+  }
+  for (int i = 0; i < mm.vmas_size(); i++) {
+    const auto& v = mm.vmas(i);
+    if (is_special(v.kind())) continue;
+    uint64_t prot = v.prot() | (has_pages[static_cast<size_t>(i)] ? PROT_READ | PROT_WRITE : 0);
+    uint64_t flags = MAP_FIXED;
+    int64_t fd = -1;
+    switch (v.kind()) {
+      case image::Vma::ANON_PRIVATE:
+        flags |= MAP_PRIVATE | MAP_ANONYMOUS | (v.growsdown() ? MAP_GROWSDOWN : 0);
+        break;
+      case image::Vma::FILE_PRIVATE:
+        flags |= MAP_PRIVATE;
+        fd = objects.fd_of(v.file_id());
+        break;
+      case image::Vma::FILE_SHARED:
+        flags |= MAP_SHARED;
+        fd = objects.fd_of(v.file_id());
+        break;
+      case image::Vma::ANON_SHARED:
+        flags |= MAP_SHARED;
+        fd = objects.shmem_fd(v.shmem_id());
+        break;
+      default:
+        return Error(EINVAL, "mapping " + hex(v.start()) + " has an unknown kind");
+    }
+    if (v.kind() != image::Vma::ANON_PRIVATE && fd < 0)
+      return Error(EINVAL, "mapping " + hex(v.start()) + " names a file the image lacks");
+    CRYO_ASSIGN(long got, r.call("mmap", SYS_mmap,
+                                 {v.start(), v.end() - v.start(), prot, flags, static_cast<uint64_t>(fd), v.pgoff()}));
+    if (static_cast<uint64_t>(got) != v.start())
+      return Error(EINVAL, "mapping " + hex(v.start()) + " landed at " + hex(static_cast<uint64_t>(got)));
+  }
+  CRYO_TRY(write_pages(pid, mm, images).wrap("writing memory"));
+  for (int i = 0; i < mm.vmas_size(); i++) {
+    const auto& v = mm.vmas(i);
+    if (is_special(v.kind())) continue;
+    if (has_pages[static_cast<size_t>(i)] && (v.prot() & (PROT_READ | PROT_WRITE)) != (PROT_READ | PROT_WRITE))
+      CRYO_TRY(r.call("mprotect", SYS_mprotect, {v.start(), v.end() - v.start(), v.prot()}));
+    for (uint32_t advice : v.madvise())
+      CRYO_TRY(r.call("madvise", SYS_madvise, {v.start(), v.end() - v.start(), advice}));
+  }
+
+  // brk, arg/env, auxv and the executable, in one prctl.
+  const auto& f = core.mm();
+  if (f.auxv().size() > 2048) return Error(EINVAL, "auxv is too large");
+  PrctlMmMap map{f.start_code(), f.end_code(), f.start_data(), f.end_data(), f.start_brk(), f.brk(),
+                 f.start_stack(), f.arg_start(), f.arg_end(), f.env_start(), f.env_end(),
+                 tramp.data + 1024, static_cast<uint32_t>(f.auxv().size()), 0};
+  int exe = objects.fd_of(f.exe_file_id());
+  if (exe < 0) return Error(EINVAL, "the image names no executable");
+  map.exe_fd = static_cast<uint32_t>(exe);
+  CRYO_TRY(ptrace::write_memory(pid, tramp.data, &map, sizeof map));
+  CRYO_TRY(ptrace::write_memory(pid, tramp.data + 1024, f.auxv().data(), f.auxv().size()));
+  CRYO_TRY(r.call("prctl(PR_SET_MM_MAP)", SYS_prctl, {PR_SET_MM, PR_SET_MM_MAP, tramp.data, sizeof map}));
+  return {};
+}
+
+}  // namespace cryo::mm

@@ -1,0 +1,38 @@
+// Restoring an address space into a stub process stopped under ptrace: its
+// own mappings go, the recorded ones come, the vDSO moves to where it was,
+// pages are written in and the mm fields (brk, arg/env, auxv, exe) are set.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+
+#include "core/files/files_restore.h"
+#include "core/image/image.h"
+#include "core/image/proto/mm.pb.h"
+#include "core/image/proto/task.pb.h"
+#include "core/ptrace/ptrace.h"
+
+namespace cryo::mm {
+
+// The two pages every stub inherits from the restorer: a `syscall`
+// instruction to run remote syscalls with, and a scratch page for arguments.
+struct Trampoline {
+  uint64_t code = 0;  // page 0: syscall; int3
+  uint64_t data = 0;  // page 1: arguments of remote syscalls
+  static constexpr uint64_t kSize = 2 * 4096;
+};
+
+// Picks a free range of `size` bytes that overlaps none of `used`
+// ([start, end) pairs), at or above `from`.
+uint64_t find_hole(const std::vector<std::pair<uint64_t, uint64_t>>& used, uint64_t size, uint64_t from);
+
+// Validates the recorded layout (sorted, aligned, inside user space, page
+// runs inside private mappings) before anything is mapped.
+Status validate_mm(const image::Mm& mm, const image::Files& files);
+
+Status restore_mm(pid_t pid, ptrace::Remote& remote, const Trampoline& tramp, const image::Mm& mm,
+                  const image::Process& core, const files::FileObjects& objects,
+                  const image::ImageDirReader& images);
+
+}  // namespace cryo::mm

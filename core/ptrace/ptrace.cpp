@@ -1,0 +1,214 @@
+#include "core/ptrace/ptrace.h"
+
+#include <elf.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "core/sys/io.h"
+
+namespace cryo::ptrace {
+namespace {
+
+std::string who(pid_t tid) { return "task " + std::to_string(tid); }
+
+long pt(int request, pid_t tid, void* addr, void* data) {
+  return ::ptrace(static_cast<enum __ptrace_request>(request), tid, addr, data);
+}
+
+Result<int> wait_task(pid_t tid) {
+  int status;
+  for (;;) {
+    pid_t r = ::waitpid(tid, &status, __WALL);
+    if (r == tid) break;
+    if (r < 0 && errno == EINTR) continue;
+    return errno_error("waitpid " + who(tid));
+  }
+  if (WIFEXITED(status) || WIFSIGNALED(status))
+    return Error(ESRCH, who(tid) + " exited while being stopped");
+  return status;
+}
+
+}  // namespace
+
+Status seize(pid_t tid, unsigned options) {
+  if (pt(PTRACE_SEIZE, tid, nullptr, reinterpret_cast<void*>(static_cast<uintptr_t>(options))) < 0)
+    return errno_error("PTRACE_SEIZE " + who(tid));
+  return {};
+}
+
+Status interrupt_and_wait(pid_t tid) {
+  if (pt(PTRACE_INTERRUPT, tid, nullptr, nullptr) < 0) return errno_error("PTRACE_INTERRUPT " + who(tid));
+  for (;;) {
+    CRYO_ASSIGN(int status, wait_task(tid));
+    if (!WIFSTOPPED(status)) continue;
+    int event = status >> 16;
+    if (event == PTRACE_EVENT_STOP) return {};
+    if (event != 0) {
+      // Another ptrace event (exec, clone...): let it go on to the interrupt.
+      if (pt(PTRACE_CONT, tid, nullptr, nullptr) < 0) return errno_error("PTRACE_CONT " + who(tid));
+      continue;
+    }
+    // A signal arrived before the interrupt: deliver it as the kernel would have.
+    int sig = WSTOPSIG(status);
+    if (pt(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(static_cast<uintptr_t>(sig))) < 0)
+      return errno_error("PTRACE_CONT " + who(tid));
+  }
+}
+
+Status seize_and_stop(pid_t tid, unsigned options) {
+  CRYO_TRY(seize(tid, options));
+  return interrupt_and_wait(tid);
+}
+
+Status detach(pid_t tid, int signal) {
+  if (pt(PTRACE_DETACH, tid, nullptr, reinterpret_cast<void*>(static_cast<uintptr_t>(signal))) < 0)
+    return errno_error("PTRACE_DETACH " + who(tid));
+  return {};
+}
+
+Result<user_regs_struct> get_regs(pid_t tid) {
+  user_regs_struct regs;
+  if (pt(PTRACE_GETREGS, tid, nullptr, &regs) < 0) return errno_error("PTRACE_GETREGS " + who(tid));
+  return regs;
+}
+
+Status set_regs(pid_t tid, const user_regs_struct& regs) {
+  if (pt(PTRACE_SETREGS, tid, nullptr, const_cast<user_regs_struct*>(&regs)) < 0)
+    return errno_error("PTRACE_SETREGS " + who(tid));
+  return {};
+}
+
+Result<std::string> get_xstate(pid_t tid) {
+  std::string buf(16384, '\0');
+  struct iovec iov = {buf.data(), buf.size()};
+  if (pt(PTRACE_GETREGSET, tid, reinterpret_cast<void*>(NT_X86_XSTATE), &iov) < 0)
+    return errno_error("PTRACE_GETREGSET NT_X86_XSTATE " + who(tid));
+  buf.resize(iov.iov_len);
+  return buf;
+}
+
+Status set_xstate(pid_t tid, const std::string& xstate) {
+  std::string copy = xstate;
+  struct iovec iov = {copy.data(), copy.size()};
+  if (pt(PTRACE_SETREGSET, tid, reinterpret_cast<void*>(NT_X86_XSTATE), &iov) < 0)
+    return errno_error("PTRACE_SETREGSET NT_X86_XSTATE " + who(tid));
+  return {};
+}
+
+Result<uint64_t> get_sigmask(pid_t tid) {
+  uint64_t mask;
+  if (pt(PTRACE_GETSIGMASK, tid, reinterpret_cast<void*>(sizeof mask), &mask) < 0)
+    return errno_error("PTRACE_GETSIGMASK " + who(tid));
+  return mask;
+}
+
+Status set_sigmask(pid_t tid, uint64_t mask) {
+  if (pt(PTRACE_SETSIGMASK, tid, reinterpret_cast<void*>(sizeof mask), &mask) < 0)
+    return errno_error("PTRACE_SETSIGMASK " + who(tid));
+  return {};
+}
+
+Result<std::vector<std::string>> peek_pending(pid_t tid, bool shared) {
+  std::vector<std::string> out;
+  for (;;) {
+    struct __ptrace_peeksiginfo_args args;
+    args.off = out.size();
+    args.flags = shared ? PTRACE_PEEKSIGINFO_SHARED : 0;
+    args.nr = 32;
+    siginfo_t infos[32];
+    long n = pt(PTRACE_PEEKSIGINFO, tid, &args, infos);
+    if (n < 0) return errno_error("PTRACE_PEEKSIGINFO " + who(tid));
+    if (n == 0) break;
+    for (long i = 0; i < n; i++) out.emplace_back(reinterpret_cast<const char*>(&infos[i]), sizeof(siginfo_t));
+  }
+  return out;
+}
+
+Result<RseqConfig> get_rseq(pid_t tid) {
+  struct {
+    uint64_t rseq_abi_pointer;
+    uint32_t rseq_abi_size;
+    uint32_t signature;
+    uint32_t flags;
+    uint32_t pad;
+  } conf{};
+  constexpr int kGetRseqConfiguration = 0x420f;
+  if (pt(kGetRseqConfiguration, tid, reinterpret_cast<void*>(sizeof conf), &conf) < 0)
+    return errno_error("PTRACE_GET_RSEQ_CONFIGURATION " + who(tid));
+  return RseqConfig{conf.rseq_abi_pointer, conf.rseq_abi_size, conf.signature, conf.flags};
+}
+
+user_regs_struct normalize_restart(user_regs_struct regs) {
+  constexpr long kRestartSys = 512, kRestartNoIntr = 513, kRestartNoHand = 514, kRestartBlock = 516;
+  long rax = static_cast<long>(regs.rax);
+  if (static_cast<long>(regs.orig_rax) >= 0 &&
+      (rax == -kRestartSys || rax == -kRestartNoIntr || rax == -kRestartNoHand || rax == -kRestartBlock)) {
+    regs.rip -= 2;  // back onto the `syscall` instruction
+    regs.rax = regs.orig_rax;
+  }
+  regs.orig_rax = static_cast<unsigned long long>(-1);
+  return regs;
+}
+
+Status Remote::step_to_syscall_stop() {
+  for (;;) {
+    if (pt(PTRACE_SYSCALL, tid_, nullptr, nullptr) < 0) return errno_error("PTRACE_SYSCALL " + who(tid_));
+    CRYO_ASSIGN(int status, wait_task(tid_));
+    if (!WIFSTOPPED(status)) continue;
+    if (WSTOPSIG(status) == (SIGTRAP | 0x80)) return {};
+    if ((status >> 16) != 0) continue;  // a ptrace event such as PTRACE_EVENT_CLONE
+    return Error(EINTR, who(tid_) + ": unexpected signal " + std::to_string(WSTOPSIG(status)) +
+                            " during a remote syscall");
+  }
+}
+
+Result<long> Remote::raw(long nr, std::array<uint64_t, 6> args) {
+  user_regs_struct regs = base_;
+  regs.rip = syscall_ip_;
+  regs.rax = static_cast<unsigned long long>(nr);
+  regs.orig_rax = static_cast<unsigned long long>(-1);
+  regs.rdi = args[0];
+  regs.rsi = args[1];
+  regs.rdx = args[2];
+  regs.r10 = args[3];
+  regs.r8 = args[4];
+  regs.r9 = args[5];
+  CRYO_TRY(set_regs(tid_, regs));
+  CRYO_TRY(step_to_syscall_stop());  // entry
+  CRYO_TRY(step_to_syscall_stop());  // exit
+  CRYO_ASSIGN(user_regs_struct after, get_regs(tid_));
+  return static_cast<long>(after.rax);
+}
+
+Result<long> Remote::call(const char* name, long nr, std::array<uint64_t, 6> args) {
+  CRYO_ASSIGN(long ret, raw(nr, args));
+  if (ret < 0 && ret > -4096) return Error(static_cast<int>(-ret), std::string(name) + " in " + who(tid_));
+  return ret;
+}
+
+Status read_memory(pid_t pid, uint64_t addr, void* out, size_t size) {
+  struct iovec local = {out, size};
+  struct iovec remote = {reinterpret_cast<void*>(addr), size};
+  ssize_t n = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
+  if (n == static_cast<ssize_t>(size)) return {};
+  // Pages the task cannot read itself (PROT_NONE): /proc/PID/mem can.
+  CRYO_ASSIGN(UniqueFd mem, open_file("/proc/" + std::to_string(pid) + "/mem", O_RDONLY));
+  return pread_all(mem.get(), out, size, static_cast<off_t>(addr)).wrap("read memory of pid " + std::to_string(pid));
+}
+
+Status write_memory(pid_t pid, uint64_t addr, const void* data, size_t size) {
+  struct iovec local = {const_cast<void*>(data), size};
+  struct iovec remote = {reinterpret_cast<void*>(addr), size};
+  ssize_t n = ::process_vm_writev(pid, &local, 1, &remote, 1, 0);
+  if (n == static_cast<ssize_t>(size)) return {};
+  CRYO_ASSIGN(UniqueFd mem, open_file("/proc/" + std::to_string(pid) + "/mem", O_WRONLY));
+  return pwrite_all(mem.get(), data, size, static_cast<off_t>(addr)).wrap("write memory of pid " + std::to_string(pid));
+}
+
+}  // namespace cryo::ptrace

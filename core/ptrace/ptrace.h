@@ -1,0 +1,71 @@
+// ptrace: seizing and stopping tasks, their register sets, and syscalls run
+// inside a stopped task ("remote syscalls").
+#pragma once
+
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/sys/result.h"
+
+namespace cryo::ptrace {
+
+// PTRACE_SEIZE + PTRACE_INTERRUPT and wait until the task sits in a ptrace
+// stop. A signal that arrives first is delivered before the stop.
+Status seize_and_stop(pid_t tid, unsigned options);
+Status seize(pid_t tid, unsigned options);
+Status interrupt_and_wait(pid_t tid);
+Status detach(pid_t tid, int signal = 0);
+
+Result<user_regs_struct> get_regs(pid_t tid);
+Status set_regs(pid_t tid, const user_regs_struct& regs);
+Result<std::string> get_xstate(pid_t tid);
+Status set_xstate(pid_t tid, const std::string& xstate);
+Result<uint64_t> get_sigmask(pid_t tid);
+Status set_sigmask(pid_t tid, uint64_t mask);
+// The siginfo_t of every pending signal (per thread, or of the whole process).
+Result<std::vector<std::string>> peek_pending(pid_t tid, bool shared);
+
+struct RseqConfig {
+  uint64_t addr = 0;
+  uint32_t len = 0;
+  uint32_t signature = 0;
+  uint32_t flags = 0;
+};
+Result<RseqConfig> get_rseq(pid_t tid);
+
+// Interrupted syscalls: rewrites registers stopped with rax = -ERESTART* so
+// that the task re-runs the syscall when it resumes (see DESIGN.md).
+user_regs_struct normalize_restart(user_regs_struct regs);
+
+// Runs syscalls inside a stopped task: the task executes the `syscall`
+// instruction found at syscall_ip, between a syscall-entry and a
+// syscall-exit stop (the task must be seized with PTRACE_O_TRACESYSGOOD).
+// Signals must be blocked by the caller (set_sigmask) so none is delivered.
+class Remote {
+ public:
+  Remote(pid_t tid, uint64_t syscall_ip, const user_regs_struct& base)
+      : tid_(tid), syscall_ip_(syscall_ip), base_(base) {}
+
+  pid_t tid() const { return tid_; }
+  // Raw return value: a negative errno on failure.
+  Result<long> raw(long nr, std::array<uint64_t, 6> args = {});
+  // The same, turning a negative result into an Error naming the syscall.
+  Result<long> call(const char* name, long nr, std::array<uint64_t, 6> args = {});
+
+ private:
+  Status step_to_syscall_stop();
+  pid_t tid_;
+  uint64_t syscall_ip_;
+  user_regs_struct base_;
+};
+
+// Reads and writes another task's memory.
+Status read_memory(pid_t pid, uint64_t addr, void* out, size_t size);
+Status write_memory(pid_t pid, uint64_t addr, const void* data, size_t size);
+
+}  // namespace cryo::ptrace

@@ -1,0 +1,262 @@
+#include "core/restore.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "core/files/files_restore.h"
+#include "core/image/image.h"
+#include "core/image/proto/files.pb.h"
+#include "core/image/proto/mm.pb.h"
+#include "core/image/proto/task.pb.h"
+#include "core/image/proto/tree.pb.h"
+#include "core/mm/mm_restore.h"
+#include "core/ptrace/ptrace.h"
+#include "core/sys/io.h"
+#include "core/sys/log.h"
+#include "core/sys/proc.h"
+#include "core/sys/scope_guard.h"
+#include "core/task/task_restore.h"
+#include "core/tree/stubs.h"
+
+namespace cryo {
+namespace {
+
+constexpr size_t kMaxTasks = 4096;
+
+uint64_t now_us() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
+
+std::string pid_str(pid_t pid) { return "pid " + std::to_string(pid); }
+
+// Everything the image holds, read and checked before any task exists.
+struct LoadedImage {
+  image::Tree tree;
+  image::Files files;
+  std::map<pid_t, image::Process> cores;
+  std::map<pid_t, image::Mm> mms;
+};
+
+Status validate_tree(const image::Tree& tree) {
+  if (tree.tasks_size() == 0) return Error(EINVAL, "the tree is empty");
+  if (static_cast<size_t>(tree.tasks_size()) > kMaxTasks) return Error(EINVAL, "the tree has too many tasks");
+  std::set<int32_t> ids;
+  for (int i = 0; i < tree.tasks_size(); i++) {
+    const auto& t = tree.tasks(i);
+    if (t.tids_size() == 0 || t.tids(0) != t.pid()) return Error(EINVAL, pid_str(t.pid()) + ": bad thread list");
+    if (t.tids_size() > 65536) return Error(EINVAL, pid_str(t.pid()) + ": too many threads");
+    for (int32_t tid : t.tids())
+      if (tid <= 1 || !ids.insert(tid).second) return Error(EINVAL, "pid or tid " + std::to_string(tid) + " is bad or repeated");
+    if ((i == 0) != (t.ppid() == 0)) return Error(EINVAL, pid_str(t.pid()) + ": bad parent");
+    if (t.state() == image::TaskEntry::ZOMBIE && t.tids_size() != 1) return Error(EINVAL, "a zombie with threads");
+  }
+  return {};
+}
+
+Result<LoadedImage> load(const image::ImageDirReader& reader) {
+  LoadedImage img;
+  CRYO_TRY(reader.read(image::kTreeName, image::Kind::kTree, &img.tree));
+  CRYO_TRY(validate_tree(img.tree).wrap("tree.img"));
+  CRYO_TRY(reader.read(image::kFilesName, image::Kind::kFiles, &img.files));
+  for (int i = 0; i < img.files.files_size(); i++)
+    if (img.files.files(i).id() != static_cast<uint32_t>(i + 1)) return Error(EINVAL, "files.img: ids out of order");
+  for (const auto& t : img.tree.tasks()) {
+    if (t.state() == image::TaskEntry::ZOMBIE) continue;
+    auto& core = img.cores[t.pid()];
+    auto& mm = img.mms[t.pid()];
+    CRYO_TRY(reader.read(image::core_name(t.pid()), image::Kind::kCore, &core));
+    CRYO_TRY(reader.read(image::mm_name(t.pid()), image::Kind::kMm, &mm));
+    std::vector<int32_t> tids(t.tids().begin(), t.tids().end());
+    CRYO_TRY(task::validate_process(core, tids).wrap(image::core_name(t.pid())));
+    CRYO_TRY(mm::validate_mm(mm, img.files).wrap(image::mm_name(t.pid())));
+    for (const auto& fd : core.fds())
+      if (fd.file_id() == 0 || fd.file_id() > static_cast<uint32_t>(img.files.files_size()))
+        return Error(EINVAL, image::core_name(t.pid()) + ": fd " + std::to_string(fd.fd()) + " names an unknown file");
+  }
+  return img;
+}
+
+Status check_ids_free(const image::Tree& tree) {
+  for (const auto& t : tree.tasks())
+    for (int32_t tid : t.tids()) {
+      std::string dir = "/proc/" + std::to_string(tid);
+      if (::access(dir.c_str(), F_OK) == 0) {
+        auto comm = read_file(dir + "/comm");
+        std::string name = comm.ok() ? comm->substr(0, comm->find('\n')) : "?";
+        return Error(EEXIST, "pid " + std::to_string(tid) + " is in use by '" + name + "' (pid " + std::to_string(tid) +
+                                 "); the original tree must be gone before it is restored");
+      }
+    }
+  return {};
+}
+
+// Maps the trampoline pages in the restorer, where every stub inherits them.
+Result<mm::Trampoline> map_trampoline(const LoadedImage& img) {
+  std::vector<std::pair<uint64_t, uint64_t>> used;
+  for (const auto& [pid, mm] : img.mms)
+    for (const auto& v : mm.vmas()) used.emplace_back(v.start(), v.end());
+  CRYO_ASSIGN(std::string own_text, read_file("/proc/self/maps"));
+  CRYO_ASSIGN(auto own, proc::parse_maps(own_text));
+  for (const auto& m : own) used.emplace_back(m.start, m.end);
+  uint64_t at = mm::find_hole(used, mm::Trampoline::kSize, 0x100000);
+  if (!at) return Error(ENOMEM, "no room for the restore trampoline");
+  void* p = ::mmap(reinterpret_cast<void*>(at), mm::Trampoline::kSize, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  if (p == MAP_FAILED) return errno_error("mmap trampoline");
+  static const uint8_t kCode[] = {0x0f, 0x05, 0xcc};  // syscall; int3
+  std::memcpy(p, kCode, sizeof kCode);
+  if (::mprotect(p, 4096, PROT_READ | PROT_EXEC) < 0) return errno_error("mprotect trampoline");
+  return mm::Trampoline{at, at + 4096};
+}
+
+// Kills and reaps everything a failed restore made.
+void kill_tree(const tree::StubPlan& plan, pid_t root) {
+  if (root > 0) ::kill(root, SIGKILL);
+  // Stubs we hold under ptrace are ours (a pid of the image may belong to an
+  // unrelated process); the others die with their parent (PR_SET_PDEATHSIG).
+  std::string me = std::to_string(::getpid());
+  for (const auto& t : plan.tasks) {
+    auto text = read_file("/proc/" + std::to_string(t.entry->pid()) + "/status");
+    if (text.ok() && text->find("\nTracerPid:\t" + me + "\n") != std::string::npos) ::kill(t.entry->pid(), SIGKILL);
+  }
+  int status;
+  for (;;) {
+    pid_t r = ::waitpid(-1, &status, __WALL);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) break;
+  }
+}
+
+Status write_pidfile(const std::string& path, pid_t pid) {
+  if (path.empty()) return {};
+  return write_file_atomic(path, std::to_string(pid) + "\n");
+}
+
+}  // namespace
+
+Result<RestoreResult> restore(const RestoreOptions& options) {
+  RestoreResult result;
+  uint64_t start = now_us();
+  CRYO_ASSIGN(auto reader, image::ImageDirReader::open(options.images_dir));
+  if (reader.inventory().shell_job() && !options.shell_job)
+    return Error(EINVAL, "the image was dumped with --shell-job; restore it with --shell-job");
+  CRYO_ASSIGN(LoadedImage img, load(reader));
+  CRYO_TRY(check_ids_free(img.tree));
+
+  std::vector<const image::Process*> cores;
+  std::vector<const image::Process*> alive;
+  for (const auto& t : img.tree.tasks()) {
+    auto it = img.cores.find(t.pid());
+    cores.push_back(it == img.cores.end() ? nullptr : &it->second);
+    if (cores.back()) alive.push_back(cores.back());
+  }
+  struct rlimit nofile;
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &nofile);
+  }
+  int base = files::fd_table_end(alive) + 8;
+  files::FileObjects objects;
+  CRYO_TRY(objects.open_all(img.files, reader, base).wrap("opening files"));
+  CRYO_ASSIGN(mm::Trampoline tramp, map_trampoline(img));
+  ScopeGuard unmap_tramp([&] { ::munmap(reinterpret_cast<void*>(tramp.code), mm::Trampoline::kSize); });
+
+  CRYO_ASSIGN(tree::StubPlan plan, tree::plan_stubs(img.tree, cores));
+  int status_pipe[2], go_pipe[2];
+  if (::pipe2(status_pipe, O_CLOEXEC) < 0 || ::pipe2(go_pipe, O_CLOEXEC) < 0) return errno_error("pipe2");
+  UniqueFd status_read(::fcntl(status_pipe[0], F_DUPFD_CLOEXEC, base)),
+      status_write(::fcntl(status_pipe[1], F_DUPFD_CLOEXEC, base)), go_read(::fcntl(go_pipe[0], F_DUPFD_CLOEXEC, base)),
+      go_write(::fcntl(go_pipe[1], F_DUPFD_CLOEXEC, base));
+  for (int fd : {status_pipe[0], status_pipe[1], go_pipe[0], go_pipe[1]}) ::close(fd);
+  plan.objects = &objects;
+  plan.fd_base = base;
+  plan.status_fd = status_write.get();
+  plan.go_read_fd = go_read.get();
+  plan.go_write_fd = go_write.get();
+
+  // Orphans of a failed restore come back to us to be reaped.
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  pid_t root = 0;
+  ScopeGuard cleanup([&] { kill_tree(plan, root); });
+
+  log::info("creating " + std::to_string(plan.tasks.size()) + " processes");
+  CRYO_ASSIGN(root, tree::spawn_stubs(plan));
+  plan.status_fd = status_read.get();
+  CRYO_TRY(tree::wait_for_stubs(plan, root, 10000));
+
+  // Seize every living stub; a restorer that dies takes them down with it.
+  for (const auto& t : plan.tasks) {
+    if (!t.core) continue;
+    CRYO_TRY(ptrace::seize_and_stop(t.entry->pid(), PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL));
+    CRYO_TRY(ptrace::set_sigmask(t.entry->pid(), ~0ULL));
+  }
+  for (const auto& t : plan.tasks) {
+    if (!t.core || !t.join_group_later) continue;
+    pid_t pid = t.entry->pid();
+    CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(pid));
+    ptrace::Remote r(pid, tramp.code, regs);
+    CRYO_TRY(r.call("setpgid", SYS_setpgid, {0, static_cast<uint64_t>(t.entry->pgid())}).wrap(pid_str(pid)));
+  }
+  // Zombies may die now; wait until they have.
+  go_write.reset();
+  for (const auto& t : plan.tasks) {
+    if (t.core) continue;
+    for (int i = 0;; i++) {
+      auto st = proc::read_stat(t.entry->pid());
+      if (st.ok() && st->state == 'Z') break;
+      if (i > 5000) return Error(ETIMEDOUT, pid_str(t.entry->pid()) + " did not become a zombie");
+      ::usleep(1000);
+    }
+  }
+
+  for (const auto& t : plan.tasks) {
+    if (!t.core) continue;
+    pid_t pid = t.entry->pid();
+    CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(pid));
+    ptrace::Remote r(pid, tramp.code, regs);
+    CRYO_TRY(mm::restore_mm(pid, r, tramp, img.mms.at(pid), *t.core, objects, reader).wrap(pid_str(pid)));
+    auto threads = task::create_threads(r, tramp, *t.core);
+    if (!threads.ok()) return std::move(threads).error().wrap(pid_str(pid));
+  }
+  for (const auto& t : plan.tasks)
+    if (t.core) CRYO_TRY(task::restore_state(t.entry->pid(), tramp, *t.core, base).wrap(pid_str(t.entry->pid())));
+  for (const auto& t : plan.tasks)
+    if (t.core) CRYO_TRY(task::finish(t.entry->pid(), tramp, *t.core).wrap(pid_str(t.entry->pid())));
+
+  // Let everything go at once.
+  for (const auto& t : plan.tasks) {
+    if (!t.core) continue;
+    for (const auto& th : t.core->threads()) CRYO_TRY(ptrace::detach(th.tid()));
+    if (t.entry->state() == image::TaskEntry::STOPPED) ::kill(t.entry->pid(), SIGSTOP);
+  }
+  cleanup.cancel();
+  ::prctl(PR_SET_CHILD_SUBREAPER, 0);
+  result.root = root;
+  result.total_us = now_us() - start;
+  log::info("restored " + std::to_string(plan.tasks.size()) + " processes in " + std::to_string(result.total_us) + " us");
+  CRYO_TRY(write_pidfile(options.pidfile, root));
+  if (!options.detach) {
+    int status;
+    while (::waitpid(root, &status, 0) < 0)
+      if (errno != EINTR) return errno_error("waiting for the restored tree");
+    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  return result;
+}
+
+}  // namespace cryo

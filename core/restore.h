@@ -1,0 +1,30 @@
+// `cryo restore`: the stages of a restore, in order.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "core/sys/result.h"
+
+namespace cryo {
+
+struct RestoreOptions {
+  std::string images_dir;
+  bool shell_job = false;
+  bool detach = false;
+  bool tcp_established = false;
+  std::string pidfile;
+};
+
+struct RestoreResult {
+  pid_t root = 0;
+  int exit_code = 0;  // the restored root's, when not detached
+  uint64_t total_us = 0;
+};
+
+// Recreates the tree of an image. On failure every task it made is killed
+// and the image is left as it was.
+Result<RestoreResult> restore(const RestoreOptions& options);
+
+}  // namespace cryo

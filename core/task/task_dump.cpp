@@ -1,0 +1,261 @@
+#include "core/task/task_dump.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "core/ptrace/ptrace.h"
+#include "core/sys/io.h"
+#include "core/sys/log.h"
+#include "core/sys/scope_guard.h"
+
+namespace cryo::task {
+namespace {
+
+std::string proc_path(pid_t pid, const std::string& what) { return "/proc/" + std::to_string(pid) + "/" + what; }
+
+// A `syscall` instruction in the task's vDSO: running it changes no memory.
+Result<uint64_t> find_syscall_insn(pid_t pid, const std::vector<proc::MapEntry>& maps) {
+  for (const auto& m : maps) {
+    if (m.path != "[vdso]") continue;
+    std::string code(m.end - m.start, '\0');
+    CRYO_TRY(ptrace::read_memory(pid, m.start, code.data(), code.size()));
+    for (size_t i = 0; i + 1 < code.size(); i++)
+      if (static_cast<uint8_t>(code[i]) == 0x0f && static_cast<uint8_t>(code[i + 1]) == 0x05) return m.start + i;
+    return Error(ENOEXEC, "pid " + std::to_string(pid) + ": no syscall instruction in the vDSO");
+  }
+  return Error("pid " + std::to_string(pid) + " has no vDSO (cannot run syscalls inside it)");
+}
+
+// Syscalls that only the task itself can answer, run inside it with all
+// signals blocked, through a scratch page mapped for the purpose.
+class TaskProbe {
+ public:
+  static constexpr uint64_t kBlockAll = ~0ULL;
+
+  static Result<TaskProbe> attach(pid_t tid, uint64_t syscall_ip) {
+    TaskProbe p;
+    p.tid_ = tid;
+    CRYO_ASSIGN(p.regs_, ptrace::get_regs(tid));
+    CRYO_ASSIGN(p.mask_, ptrace::get_sigmask(tid));
+    CRYO_ASSIGN(p.xstate_, ptrace::get_xstate(tid));
+    CRYO_TRY(ptrace::set_sigmask(tid, kBlockAll));
+    p.remote_.emplace(tid, syscall_ip, p.regs_);
+    p.armed_ = true;
+    return p;
+  }
+  TaskProbe(TaskProbe&& o) noexcept
+      : tid_(o.tid_),
+        regs_(o.regs_),
+        mask_(o.mask_),
+        xstate_(std::move(o.xstate_)),
+        remote_(o.remote_),
+        armed_(std::exchange(o.armed_, false)) {}
+  ~TaskProbe() {
+    if (!armed_) return;
+    // Put back exactly what the task had, including an interrupted syscall.
+    auto a = ptrace::set_regs(tid_, regs_);
+    auto b = ptrace::set_sigmask(tid_, mask_);
+    if (!a.ok()) log::error(a.error().message());
+    if (!b.ok()) log::error(b.error().message());
+  }
+  ptrace::Remote& remote() { return *remote_; }
+  const user_regs_struct& regs() const { return regs_; }
+  uint64_t mask() const { return mask_; }
+  const std::string& xstate() const { return xstate_; }
+
+ private:
+  TaskProbe() = default;
+  pid_t tid_ = 0;
+  user_regs_struct regs_{};
+  uint64_t mask_ = 0;
+  std::string xstate_;
+  std::optional<ptrace::Remote> remote_;
+  bool armed_ = false;
+};
+
+template <typename T>
+Result<T> read_remote(pid_t pid, uint64_t addr) {
+  T value;
+  CRYO_TRY(ptrace::read_memory(pid, addr, &value, sizeof value));
+  return value;
+}
+
+struct KernelSigaction {
+  uint64_t handler, flags, restorer, mask;
+};
+
+// `probe` holds the thread's registers and mask as they were before any
+// remote syscall.
+Status dump_thread(pid_t pid, TaskProbe& probe, uint64_t scratch, image::ThreadState* t) {
+  pid_t tid = probe.remote().tid();
+  t->set_tid(tid);
+  auto& r = probe.remote();
+  t->set_gpregs(std::string(reinterpret_cast<const char*>(&probe.regs()), sizeof(user_regs_struct)));
+  t->set_blocked(probe.mask());
+  t->set_xstate(probe.xstate());
+  CRYO_ASSIGN(auto pending, ptrace::peek_pending(tid, false));
+  for (auto& p : pending) t->add_pending(std::move(p));
+
+  CRYO_TRY(r.call("sigaltstack", SYS_sigaltstack, {0, scratch}));
+  CRYO_ASSIGN(stack_t ss, read_remote<stack_t>(pid, scratch));
+  t->mutable_altstack()->set_sp(reinterpret_cast<uint64_t>(ss.ss_sp));
+  t->mutable_altstack()->set_flags(static_cast<uint32_t>(ss.ss_flags & ~SS_ONSTACK));
+  t->mutable_altstack()->set_size(ss.ss_size);
+
+  CRYO_TRY(r.call("prctl(PR_GET_TID_ADDRESS)", SYS_prctl, {PR_GET_TID_ADDRESS, scratch}));
+  CRYO_ASSIGN(uint64_t tid_address, read_remote<uint64_t>(pid, scratch));
+  t->set_clear_child_tid(tid_address);
+
+  CRYO_ASSIGN(auto rseq, ptrace::get_rseq(tid));
+  if (rseq.addr) {
+    t->mutable_rseq()->set_addr(rseq.addr);
+    t->mutable_rseq()->set_len(rseq.len);
+    t->mutable_rseq()->set_flags(rseq.flags);
+    t->mutable_rseq()->set_signature(rseq.signature);
+  }
+  void* head = nullptr;
+  size_t len = 0;
+  if (::syscall(SYS_get_robust_list, tid, &head, &len) < 0) return errno_error("get_robust_list");
+  t->set_robust_list(reinterpret_cast<uint64_t>(head));
+  t->set_robust_list_len(len);
+  CRYO_ASSIGN(std::string comm, read_file(proc_path(pid, "task/" + std::to_string(tid) + "/comm")));
+  if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+  t->set_comm(comm);
+  return {};
+}
+
+Status dump_process_syscalls(const tree::FrozenProcess& proc, uint64_t syscall_ip, image::Process* out) {
+  pid_t pid = proc.pid;
+  CRYO_ASSIGN(TaskProbe leader, TaskProbe::attach(pid, syscall_ip));
+  auto& r = leader.remote();
+  CRYO_ASSIGN(long scratch_l, r.call("mmap", SYS_mmap,
+                                     {0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                                      static_cast<uint64_t>(-1), 0}));
+  uint64_t scratch = static_cast<uint64_t>(scratch_l);
+  ScopeGuard unmap([&] { (void)r.raw(SYS_munmap, {scratch, 4096}); });
+
+  CRYO_ASSIGN(long brk, r.call("brk", SYS_brk, {0}));
+  out->mutable_mm()->set_brk(static_cast<uint64_t>(brk));
+
+  for (int sig = 1; sig <= 64; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    CRYO_TRY(r.call("rt_sigaction", SYS_rt_sigaction, {static_cast<uint64_t>(sig), 0, scratch, 8}));
+    CRYO_ASSIGN(KernelSigaction ka, read_remote<KernelSigaction>(pid, scratch));
+    if (ka.handler == 0 && ka.flags == 0 && ka.mask == 0) continue;  // default: nothing to restore
+    auto* a = out->add_sigactions();
+    a->set_signo(static_cast<uint32_t>(sig));
+    a->set_handler(ka.handler);
+    a->set_flags(ka.flags);
+    a->set_restorer(ka.restorer);
+    a->set_mask(ka.mask);
+  }
+  for (int which : {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF}) {
+    CRYO_TRY(r.call("getitimer", SYS_getitimer, {static_cast<uint64_t>(which), scratch}));
+    CRYO_ASSIGN(struct itimerval it, read_remote<struct itimerval>(pid, scratch));
+    if (it.it_value.tv_sec == 0 && it.it_value.tv_usec == 0) continue;
+    auto* t = out->add_itimers();
+    t->set_which(static_cast<uint32_t>(which));
+    t->set_interval_us(static_cast<uint64_t>(it.it_interval.tv_sec) * 1000000 + static_cast<uint64_t>(it.it_interval.tv_usec));
+    t->set_value_us(static_cast<uint64_t>(it.it_value.tv_sec) * 1000000 + static_cast<uint64_t>(it.it_value.tv_usec));
+  }
+  CRYO_TRY(r.call("prctl(PR_GET_PDEATHSIG)", SYS_prctl, {PR_GET_PDEATHSIG, scratch}));
+  CRYO_ASSIGN(int pdeath, read_remote<int>(pid, scratch));
+  out->set_pdeath_signal(pdeath);
+  CRYO_TRY(r.call("prctl(PR_GET_CHILD_SUBREAPER)", SYS_prctl, {PR_GET_CHILD_SUBREAPER, scratch}));
+  CRYO_ASSIGN(int subreaper, read_remote<int>(pid, scratch));
+  out->set_child_subreaper(subreaper != 0);
+  CRYO_ASSIGN(long dumpable, r.call("prctl(PR_GET_DUMPABLE)", SYS_prctl, {PR_GET_DUMPABLE}));
+  out->set_dumpable(dumpable != 0);
+  CRYO_ASSIGN(long securebits, r.call("prctl(PR_GET_SECUREBITS)", SYS_prctl, {PR_GET_SECUREBITS}));
+  out->mutable_creds()->set_securebits(static_cast<uint32_t>(securebits));
+
+  for (pid_t tid : proc.tids) {
+    Status st;
+    if (tid == pid) {
+      st = dump_thread(pid, leader, scratch, out->add_threads());
+    } else {
+      auto probe = TaskProbe::attach(tid, syscall_ip);
+      st = probe.ok() ? dump_thread(pid, *probe, scratch, out->add_threads()) : Status(std::move(probe).error());
+    }
+    if (!st.ok()) return std::move(st).error().wrap("thread " + std::to_string(tid));
+  }
+  unmap.cancel();
+  CRYO_TRY(r.call("munmap", SYS_munmap, {scratch, 4096}));
+  CRYO_ASSIGN(auto shared, ptrace::peek_pending(pid, true));
+  for (auto& s : shared) out->add_shared_pending(std::move(s));
+  return {};
+}
+
+Status dump_proc_files(pid_t pid, image::Process* out) {
+  CRYO_ASSIGN(proc::Status st, proc::read_status(pid));
+  if (st.seccomp != 0)
+    return Error("pid " + std::to_string(pid) + ": seccomp filters are not supported yet");
+  if (st.nspid.size() > 1)
+    return Error("pid " + std::to_string(pid) +
+                              " lives in a nested pid namespace (checkpoint containers with the runtime's checkpoint)");
+  auto* c = out->mutable_creds();
+  for (auto u : st.uids) c->add_uids(u);
+  for (auto g : st.gids) c->add_gids(g);
+  for (auto g : st.groups) c->add_groups(g);
+  c->set_cap_inheritable(st.cap_inh);
+  c->set_cap_permitted(st.cap_prm);
+  c->set_cap_effective(st.cap_eff);
+  c->set_cap_bounding(st.cap_bnd);
+  c->set_cap_ambient(st.cap_amb);
+  c->set_no_new_privs(st.no_new_privs != 0);
+  out->set_umask(st.umask);
+
+  CRYO_ASSIGN(std::string limits_text, read_file(proc_path(pid, "limits")));
+  CRYO_ASSIGN(auto limits, proc::parse_limits(limits_text));
+  for (size_t i = 0; i < limits.size(); i++) {
+    auto* l = out->add_rlimits();
+    l->set_resource(static_cast<uint32_t>(i));
+    l->set_soft(limits[i].soft);
+    l->set_hard(limits[i].hard);
+  }
+  CRYO_ASSIGN(std::string personality, read_file(proc_path(pid, "personality")));
+  out->set_personality(static_cast<uint32_t>(std::stoul(personality, nullptr, 16)));
+  CRYO_ASSIGN(std::string cwd, read_link(proc_path(pid, "cwd")));
+  CRYO_ASSIGN(std::string root, read_link(proc_path(pid, "root")));
+  if (cwd.ends_with(" (deleted)"))
+    return Error(ENOENT, "pid " + std::to_string(pid) + ": its working directory " + cwd + " was removed");
+  out->set_cwd(cwd);
+  out->set_root(root);
+
+  CRYO_ASSIGN(proc::Stat stat, proc::read_stat(pid));
+  auto* mm = out->mutable_mm();
+  mm->set_start_code(stat.start_code);
+  mm->set_end_code(stat.end_code);
+  mm->set_start_data(stat.start_data);
+  mm->set_end_data(stat.end_data);
+  mm->set_start_brk(stat.start_brk);
+  mm->set_start_stack(stat.start_stack);
+  mm->set_arg_start(stat.arg_start);
+  mm->set_arg_end(stat.arg_end);
+  mm->set_env_start(stat.env_start);
+  mm->set_env_end(stat.env_end);
+  CRYO_ASSIGN(std::string auxv, read_file(proc_path(pid, "auxv")));
+  mm->set_auxv(auxv);
+
+  CRYO_ASSIGN(std::string timers, read_file(proc_path(pid, "timers")));
+  if (!timers.empty())
+    return Error("pid " + std::to_string(pid) + ": POSIX timers (timer_create) are not supported yet");
+  return {};
+}
+
+}  // namespace
+
+Status dump_process(const tree::FrozenProcess& proc, const std::vector<proc::MapEntry>& maps, image::Process* out) {
+  out->set_pid(proc.pid);
+  CRYO_TRY(dump_proc_files(proc.pid, out));
+  CRYO_ASSIGN(uint64_t syscall_ip, find_syscall_insn(proc.pid, maps));
+  return dump_process_syscalls(proc, syscall_ip, out);
+}
+
+}  // namespace cryo::task

@@ -1,0 +1,235 @@
+#include "core/task/task_restore.h"
+
+#include <linux/capability.h>
+#include <linux/close_range.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace cryo::task {
+namespace {
+
+struct CloneArgs {
+  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+struct KernelSigaction {
+  uint64_t handler, flags, restorer, mask;
+};
+
+// A Remote on one stopped thread, with every signal blocked.
+Result<ptrace::Remote> remote_on(pid_t tid, const mm::Trampoline& tramp) {
+  CRYO_TRY(ptrace::set_sigmask(tid, ~0ULL));
+  CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(tid));
+  return ptrace::Remote(tid, tramp.code, regs);
+}
+
+template <typename T>
+Status put(pid_t pid, uint64_t addr, const T& value) {
+  return ptrace::write_memory(pid, addr, &value, sizeof value);
+}
+
+Status restore_thread(pid_t pid, pid_t tid, const mm::Trampoline& tramp, const image::ThreadState& t) {
+  CRYO_ASSIGN(ptrace::Remote r, remote_on(tid, tramp));
+  uint64_t d = tramp.data;
+  CRYO_TRY(r.call("set_tid_address", SYS_set_tid_address, {t.clear_child_tid()}));
+  if (t.robust_list())
+    CRYO_TRY(r.call("set_robust_list", SYS_set_robust_list, {t.robust_list(), t.robust_list_len()}));
+  if (t.has_rseq() && t.rseq().addr())
+    CRYO_TRY(r.call("rseq", SYS_rseq, {t.rseq().addr(), t.rseq().len(), 0, t.rseq().signature()}));
+  if (t.has_altstack() && !(t.altstack().flags() & SS_DISABLE)) {
+    stack_t ss{reinterpret_cast<void*>(t.altstack().sp()), static_cast<int>(t.altstack().flags()),
+               t.altstack().size()};
+    CRYO_TRY(put(pid, d, ss));
+    CRYO_TRY(r.call("sigaltstack", SYS_sigaltstack, {d, 0}));
+  }
+  char comm[16] = {};
+  std::strncpy(comm, t.comm().c_str(), sizeof comm - 1);
+  CRYO_TRY(put(pid, d, comm));
+  CRYO_TRY(r.call("prctl(PR_SET_NAME)", SYS_prctl, {PR_SET_NAME, d}));
+  // Drop what the stub had pending, then queue what the thread had.
+  uint64_t all = ~0ULL;
+  struct timespec zero = {0, 0};
+  CRYO_TRY(put(pid, d, all));
+  CRYO_TRY(put(pid, d + 8, zero));
+  for (int i = 0; i < 128; i++) {
+    CRYO_ASSIGN(long got, r.raw(SYS_rt_sigtimedwait, {d, 0, d + 8, 8}));
+    if (got < 0) break;
+  }
+  for (const auto& info : t.pending()) {
+    if (info.size() != sizeof(siginfo_t)) return Error(EINVAL, "bad pending siginfo");
+    siginfo_t si;
+    std::memcpy(&si, info.data(), sizeof si);
+    if (si.si_signo <= 0 || si.si_signo > 64 || si.si_signo == SIGKILL || si.si_signo == SIGSTOP) continue;
+    CRYO_TRY(ptrace::write_memory(pid, d, info.data(), info.size()));
+    CRYO_TRY(r.call("rt_tgsigqueueinfo", SYS_rt_tgsigqueueinfo,
+                    {static_cast<uint64_t>(pid), static_cast<uint64_t>(tid), static_cast<uint64_t>(si.si_signo), d}));
+  }
+  return {};
+}
+
+Status restore_creds(pid_t pid, ptrace::Remote& r, const mm::Trampoline& tramp, const image::Creds& c) {
+  if (c.uids_size() != 4 || c.gids_size() != 4) return Error(EINVAL, "credentials are incomplete");
+  bool all_root = true;
+  for (auto id : c.uids()) all_root = all_root && id == 0;
+  for (auto id : c.gids()) all_root = all_root && id == 0;
+  uint64_t full = (1ULL << (CAP_LAST_CAP + 1)) - 1;
+  bool full_caps = (c.cap_permitted() & full) == full && (c.cap_effective() & full) == full &&
+                   (c.cap_bounding() & full) == full && c.cap_inheritable() == 0 && c.cap_ambient() == 0;
+  uint64_t d = tramp.data;
+  if (c.groups_size() > 0 || !all_root) {
+    if (c.groups_size() > 65536) return Error(EINVAL, "too many groups");
+    std::vector<uint32_t> groups(c.groups().begin(), c.groups().end());
+    if (!groups.empty()) CRYO_TRY(ptrace::write_memory(pid, d, groups.data(), groups.size() * 4));
+    CRYO_TRY(r.call("setgroups", SYS_setgroups, {groups.size(), d}));
+  }
+  if (all_root && full_caps && c.securebits() == 0) {
+    if (c.no_new_privs()) CRYO_TRY(r.call("prctl(PR_SET_NO_NEW_PRIVS)", SYS_prctl, {PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0}));
+    return {};
+  }
+  // Bounding set and securebits need CAP_SETPCAP: before the ids change.
+  for (int cap = 0; cap <= CAP_LAST_CAP; cap++)
+    if (!(c.cap_bounding() & (1ULL << cap))) CRYO_TRY(r.call("PR_CAPBSET_DROP", SYS_prctl, {PR_CAPBSET_DROP, static_cast<uint64_t>(cap)}));
+  if (c.securebits()) CRYO_TRY(r.call("PR_SET_SECUREBITS", SYS_prctl, {PR_SET_SECUREBITS, c.securebits()}));
+  (void)r.raw(SYS_prctl, {PR_SET_KEEPCAPS, 1});
+  CRYO_TRY(r.call("setresgid", SYS_setresgid, {c.gids(0), c.gids(1), c.gids(2)}));
+  (void)r.raw(SYS_setfsgid, {c.gids(3)});
+  CRYO_TRY(r.call("setresuid", SYS_setresuid, {c.uids(0), c.uids(1), c.uids(2)}));
+  (void)r.raw(SYS_setfsuid, {c.uids(3)});
+  struct {
+    __user_cap_header_struct header;
+    __user_cap_data_struct data[2];
+  } caps{};
+  caps.header.version = _LINUX_CAPABILITY_VERSION_3;
+  caps.header.pid = 0;
+  for (int i = 0; i < 2; i++) {
+    caps.data[i].effective = static_cast<uint32_t>(c.cap_effective() >> (32 * i));
+    caps.data[i].permitted = static_cast<uint32_t>(c.cap_permitted() >> (32 * i));
+    caps.data[i].inheritable = static_cast<uint32_t>(c.cap_inheritable() >> (32 * i));
+  }
+  CRYO_TRY(put(pid, d, caps));
+  CRYO_TRY(r.call("capset", SYS_capset, {d, d + sizeof(caps.header)}));
+  for (int cap = 0; cap <= CAP_LAST_CAP; cap++)
+    if (c.cap_ambient() & (1ULL << cap))
+      CRYO_TRY(r.call("PR_CAP_AMBIENT_RAISE", SYS_prctl, {PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, static_cast<uint64_t>(cap), 0, 0}));
+  (void)r.raw(SYS_prctl, {PR_SET_KEEPCAPS, (c.securebits() & (1u << 4)) ? 1u : 0u});
+  if (c.no_new_privs()) CRYO_TRY(r.call("prctl(PR_SET_NO_NEW_PRIVS)", SYS_prctl, {PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0}));
+  return {};
+}
+
+}  // namespace
+
+Status validate_process(const image::Process& core, const std::vector<int32_t>& tids) {
+  if (core.threads_size() != static_cast<int>(tids.size()))
+    return Error(EINVAL, "the tree and the core image disagree on the threads");
+  for (int i = 0; i < core.threads_size(); i++) {
+    const auto& t = core.threads(i);
+    if (t.tid() != tids[static_cast<size_t>(i)]) return Error(EINVAL, "thread ids disagree");
+    if (t.gpregs().size() != sizeof(user_regs_struct)) return Error(EINVAL, "thread registers have a bad size");
+    if (t.xstate().size() < 512 || t.xstate().size() > 16384) return Error(EINVAL, "thread FPU state has a bad size");
+    if (t.comm().size() > 64) return Error(EINVAL, "thread name too long");
+  }
+  for (const auto& a : core.sigactions())
+    if (a.signo() < 1 || a.signo() > 64 || a.signo() == SIGKILL || a.signo() == SIGSTOP)
+      return Error(EINVAL, "a signal action names signal " + std::to_string(a.signo()));
+  for (const auto& l : core.rlimits())
+    if (l.resource() >= RLIMIT_NLIMITS) return Error(EINVAL, "bad rlimit resource");
+  for (const auto& t : core.itimers())
+    if (t.which() > ITIMER_PROF) return Error(EINVAL, "bad itimer");
+  for (const auto& fd : core.fds())
+    if (fd.fd() < 0 || fd.fd() >= (1 << 20)) return Error(EINVAL, "bad fd number " + std::to_string(fd.fd()));
+  if (core.cwd().empty() || core.cwd()[0] != '/' || core.root().empty() || core.root()[0] != '/')
+    return Error(EINVAL, "bad cwd or root");
+  return {};
+}
+
+Result<std::vector<pid_t>> create_threads(ptrace::Remote& leader, const mm::Trampoline& tramp,
+                                          const image::Process& core) {
+  pid_t pid = leader.tid();
+  std::vector<pid_t> tids = {pid};
+  for (int i = 1; i < core.threads_size(); i++) {
+    pid_t want = core.threads(i).tid();
+    CloneArgs args{};
+    args.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+    args.set_tid = tramp.data + 512;
+    args.set_tid_size = 1;
+    CRYO_TRY(put(pid, tramp.data, args));
+    CRYO_TRY(put(pid, tramp.data + 512, want));
+    CRYO_ASSIGN(long got, leader.raw(SYS_clone3, {tramp.data, sizeof args}));
+    if (got == -EEXIST) return Error(EEXIST, "thread id " + std::to_string(want) + " is in use");
+    if (got < 0) return Error(static_cast<int>(-got), "clone3 of thread " + std::to_string(want));
+    if (got != want) return Error(EINVAL, "clone3 made thread " + std::to_string(got));
+    // Auto-attached (PTRACE_O_TRACECLONE): wait for its first stop.
+    int status;
+    while (::waitpid(want, &status, __WALL) < 0)
+      if (errno != EINTR) return errno_error("waitpid new thread " + std::to_string(want));
+    tids.push_back(want);
+  }
+  return tids;
+}
+
+Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Process& core, int fd_base) {
+  for (const auto& t : core.threads())
+    CRYO_TRY(restore_thread(pid, t.tid(), tramp, t).wrap("thread " + std::to_string(t.tid())));
+
+  CRYO_ASSIGN(ptrace::Remote r, remote_on(pid, tramp));
+  uint64_t d = tramp.data;
+  for (const auto& a : core.sigactions()) {
+    KernelSigaction ka{a.handler(), a.flags(), a.restorer(), a.mask()};
+    CRYO_TRY(put(pid, d, ka));
+    CRYO_TRY(r.call("rt_sigaction", SYS_rt_sigaction, {a.signo(), d, 0, 8}));
+  }
+  for (const auto& info : core.shared_pending()) {
+    if (info.size() != sizeof(siginfo_t)) return Error(EINVAL, "bad pending siginfo");
+    siginfo_t si;
+    std::memcpy(&si, info.data(), sizeof si);
+    if (si.si_signo <= 0 || si.si_signo > 64 || si.si_signo == SIGKILL || si.si_signo == SIGSTOP) continue;
+    CRYO_TRY(ptrace::write_memory(pid, d, info.data(), info.size()));
+    CRYO_TRY(r.call("rt_sigqueueinfo", SYS_rt_sigqueueinfo, {static_cast<uint64_t>(pid), static_cast<uint64_t>(si.si_signo), d}));
+  }
+  for (const auto& t : core.itimers()) {
+    struct itimerval itv;
+    itv.it_interval = {static_cast<time_t>(t.interval_us() / 1000000), static_cast<suseconds_t>(t.interval_us() % 1000000)};
+    itv.it_value = {static_cast<time_t>(t.value_us() / 1000000), static_cast<suseconds_t>(t.value_us() % 1000000)};
+    CRYO_TRY(put(pid, d, itv));
+    CRYO_TRY(r.call("setitimer", SYS_setitimer, {t.which(), d, 0}));
+  }
+  CRYO_TRY(r.call("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, static_cast<uint64_t>(core.pdeath_signal())}));
+  if (core.child_subreaper()) CRYO_TRY(r.call("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl, {PR_SET_CHILD_SUBREAPER, 1}));
+  if (!core.dumpable()) CRYO_TRY(r.call("prctl(PR_SET_DUMPABLE)", SYS_prctl, {PR_SET_DUMPABLE, 0}));
+  for (const auto& l : core.rlimits()) {
+    struct rlimit rl = {l.soft(), l.hard()};
+    CRYO_TRY(put(pid, d, rl));
+    long got = 0;
+    CRYO_ASSIGN(got, r.raw(SYS_prlimit64, {0, l.resource(), d, 0}));
+    if (got < 0)
+      return Error(static_cast<int>(-got), "setting rlimit " + std::to_string(l.resource()) + " to " +
+                                               std::to_string(l.soft()) + "/" + std::to_string(l.hard()) +
+                                               " (raising a hard limit needs CAP_SYS_RESOURCE)");
+  }
+  CRYO_TRY(r.call("close_range", SYS_close_range, {static_cast<uint64_t>(fd_base), ~0U, 0}));
+  CRYO_TRY(restore_creds(pid, r, tramp, core.creds()));
+  return {};
+}
+
+Status finish(pid_t pid, const mm::Trampoline& tramp, const image::Process& core) {
+  CRYO_ASSIGN(ptrace::Remote r, remote_on(pid, tramp));
+  CRYO_TRY(r.call("munmap trampoline", SYS_munmap, {tramp.code, mm::Trampoline::kSize}));
+  for (const auto& t : core.threads()) {
+    user_regs_struct regs;
+    std::memcpy(&regs, t.gpregs().data(), sizeof regs);
+    CRYO_TRY(ptrace::set_xstate(t.tid(), t.xstate()));
+    CRYO_TRY(ptrace::set_regs(t.tid(), ptrace::normalize_restart(regs)));
+    CRYO_TRY(ptrace::set_sigmask(t.tid(), t.blocked()));
+  }
+  return {};
+}
+
+}  // namespace cryo::task

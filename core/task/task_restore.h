@@ -1,0 +1,30 @@
+// Restoring threads and everything but memory and files into a stub whose
+// address space is already the recorded one.
+#pragma once
+
+#include <sys/types.h>
+
+#include <vector>
+
+#include "core/image/proto/task.pb.h"
+#include "core/mm/mm_restore.h"
+#include "core/ptrace/ptrace.h"
+
+namespace cryo::task {
+
+// Every image field the restore trusts, checked before any task exists.
+Status validate_process(const image::Process& core, const std::vector<int32_t>& tids);
+
+// Creates the recorded threads (clone3 with set_tid), each left in a ptrace
+// stop; returns their tids in image order, the leader first.
+Result<std::vector<pid_t>> create_threads(ptrace::Remote& leader, const mm::Trampoline& tramp,
+                                          const image::Process& core);
+
+// Per-thread and per-process state, run in the respective threads, ending
+// with the credentials. `base` is where the inherited objects start.
+Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Process& core, int fd_base);
+
+// Last: unmaps the trampoline and loads the recorded registers and masks.
+Status finish(pid_t pid, const mm::Trampoline& tramp, const image::Process& core);
+
+}  // namespace cryo::task

@@ -1,0 +1,129 @@
+#include "core/tree/freeze.h"
+
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <deque>
+#include <set>
+
+#include "core/ptrace/ptrace.h"
+#include "core/sys/log.h"
+
+namespace cryo::tree {
+
+FrozenTree::FrozenTree(FrozenTree&& other) noexcept
+    : procs_(std::move(other.procs_)), active_(std::exchange(other.active_, false)) {}
+
+FrozenTree::~FrozenTree() { thaw(); }
+
+const FrozenProcess* FrozenTree::find(pid_t pid) const {
+  for (const auto& p : procs_)
+    if (p.pid == pid) return &p;
+  return nullptr;
+}
+
+Status FrozenTree::add_process(pid_t pid, std::vector<pid_t>* children) {
+  FrozenProcess proc;
+  proc.pid = pid;
+  CRYO_ASSIGN(proc.stat, proc::read_stat(pid));
+  if (proc.stat.state == 'Z' || proc.stat.state == 'X') {
+    if (proc.stat.num_threads > 1)
+      return Error("pid " + std::to_string(pid) + ": the main thread has exited while others run");
+    proc.zombie = true;
+    proc.tids = {pid};
+    procs_.push_back(std::move(proc));
+    return {};
+  }
+  proc.stopped = proc.stat.state == 'T';
+  // Seize threads until a listing shows no thread we do not hold: a running
+  // thread can create others until it is stopped itself.
+  procs_.push_back(std::move(proc));
+  FrozenProcess& p = procs_.back();
+  for (;;) {
+    CRYO_ASSIGN(auto tids, proc::list_threads(pid));
+    bool added = false;
+    for (pid_t tid : tids) {
+      if (std::find(p.tids.begin(), p.tids.end(), tid) != p.tids.end()) continue;
+      auto st = ptrace::seize_and_stop(tid, PTRACE_O_TRACESYSGOOD);
+      if (!st.ok()) {
+        if (st.error().code() == ESRCH) continue;  // the thread exited meanwhile
+        if (st.error().code() == EPERM)
+          return Error(EPERM, "pid " + std::to_string(pid) + " tid " + std::to_string(tid) +
+                                  " cannot be seized (is another debugger tracing it?)");
+        return std::move(st).error();
+      }
+      p.tids.push_back(tid);
+      added = true;
+    }
+    if (!added) break;
+  }
+  if (p.tids.empty() || p.tids.front() != pid) {
+    auto it = std::find(p.tids.begin(), p.tids.end(), pid);
+    if (it == p.tids.end()) return Error(ESRCH, "pid " + std::to_string(pid) + " exited while being frozen");
+    std::iter_swap(p.tids.begin(), it);
+  }
+  for (pid_t tid : p.tids) {
+    CRYO_ASSIGN(auto kids, proc::list_children(pid, tid));
+    children->insert(children->end(), kids.begin(), kids.end());
+  }
+  return {};
+}
+
+Result<FrozenTree> FrozenTree::freeze(pid_t root) {
+  if (root <= 0) return Error(EINVAL, "no pid to dump");
+  if (root == getpid()) return Error(EINVAL, "cryo cannot dump itself");
+  FrozenTree tree;
+  tree.active_ = true;
+  std::deque<pid_t> queue = {root};
+  std::set<pid_t> seen = {root};
+  while (!queue.empty()) {
+    pid_t pid = queue.front();
+    queue.pop_front();
+    if (pid == getpid()) return Error(EINVAL, "cryo cannot dump a tree that contains itself");
+    std::vector<pid_t> children;
+    auto st = tree.add_process(pid, &children);
+    if (!st.ok()) {
+      if (pid == root && st.error().code() == ENOENT)
+        return Error(ESRCH, "pid " + std::to_string(pid) + " does not exist");
+      return std::move(st).error().wrap("freezing pid " + std::to_string(pid));
+    }
+    std::sort(children.begin(), children.end());
+    for (pid_t c : children)
+      if (seen.insert(c).second) queue.push_back(c);
+  }
+  return tree;
+}
+
+void FrozenTree::thaw() {
+  if (!active_) return;
+  active_ = false;
+  for (const auto& p : procs_) {
+    if (p.zombie) continue;
+    for (pid_t tid : p.tids) {
+      auto st = ptrace::detach(tid);
+      if (!st.ok()) log::warn(st.error().message());
+    }
+    if (p.stopped) ::kill(p.pid, SIGSTOP);
+  }
+}
+
+void FrozenTree::kill_all() {
+  if (!active_) return;
+  active_ = false;
+  for (const auto& p : procs_)
+    if (!p.zombie) ::kill(p.pid, SIGKILL);
+  // As their tracer we see each thread die; non-leaders first (see DESIGN.md).
+  for (const auto& p : procs_) {
+    if (p.zombie) continue;
+    for (auto it = p.tids.rbegin(); it != p.tids.rend(); ++it) {
+      int status;
+      while (::waitpid(*it, &status, __WALL) < 0 && errno == EINTR) {
+      }
+    }
+  }
+}
+
+}  // namespace cryo::tree

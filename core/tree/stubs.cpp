@@ -1,0 +1,181 @@
+#include "core/tree/stubs.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <map>
+
+namespace cryo::tree {
+namespace {
+
+struct Report {
+  int32_t pid;
+  int32_t err;  // 0: ready
+  char message[248];
+};
+static_assert(sizeof(Report) <= PIPE_BUF);
+
+struct CloneArgs {
+  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+void report(const StubPlan& plan, pid_t pid, int err, const std::string& message) {
+  Report r{};
+  r.pid = pid;
+  r.err = err;
+  std::strncpy(r.message, message.c_str(), sizeof r.message - 1);
+  (void)!::write(plan.status_fd, &r, sizeof r);
+}
+
+long clone_with_pid(pid_t pid) {
+  CloneArgs args{};
+  args.exit_signal = SIGCHLD;
+  args.set_tid = reinterpret_cast<uint64_t>(&pid);
+  args.set_tid_size = 1;
+  return ::syscall(SYS_clone3, &args, sizeof args);
+}
+
+[[noreturn]] void stub_main(const StubPlan& plan, size_t index, pid_t parent);
+
+// Forks the stub of plan.tasks[index]; in the child, never returns.
+long fork_stub(const StubPlan& plan, size_t index) {
+  pid_t self = ::getpid();
+  long pid = clone_with_pid(plan.tasks[index].entry->pid());
+  if (pid == 0) stub_main(plan, index, self);
+  return pid;
+}
+
+[[noreturn]] void stub_main(const StubPlan& plan, size_t index, pid_t parent) {
+  const StubTask& t = plan.tasks[index];
+  pid_t pid = t.entry->pid();
+  // Until the restore completes, the stub dies with its parent.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) ::_exit(1);
+  ::close(plan.go_write_fd);
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  auto fail = [&](const std::string& what) {
+    report(plan, pid, errno ? errno : EINVAL, what);
+    ::_exit(1);
+  };
+
+  if (t.entry->sid() == pid) {
+    if (::setsid() < 0) fail("setsid");
+  } else if (t.entry->pgid() == pid) {
+    if (::setpgid(0, 0) < 0) fail("setpgid");
+  }
+  for (size_t child : t.children) {
+    long got = fork_stub(plan, child);
+    if (got < 0) {
+      pid_t want = plan.tasks[child].entry->pid();
+      fail(errno == EEXIST ? "pid " + std::to_string(want) + " is in use by another process"
+                           : "clone3 of pid " + std::to_string(want));
+    }
+  }
+  if (!t.core) {  // a zombie: exits when told, as the recorded status says
+    report(plan, pid, 0, "");
+    char c;
+    while (::read(plan.go_read_fd, &c, 1) != 0) {
+    }
+    if (t.join_group_later) ::setpgid(0, t.entry->pgid());
+    int status = t.entry->exit_status();
+    if (WIFSIGNALED(status)) {
+      ::signal(WTERMSIG(status), SIG_DFL);
+      ::kill(pid, WTERMSIG(status));
+    }
+    ::_exit(WEXITSTATUS(status));
+  }
+  const image::Process& core = *t.core;
+  if (::chdir(core.cwd().c_str()) < 0) fail("chdir " + core.cwd());
+  if (core.root() != "/" && ::chroot(core.root().c_str()) < 0) fail("chroot " + core.root());
+  ::umask(core.umask() & 0777);
+  auto st = files::FileObjects::install_fds(core, *plan.objects, plan.fd_base);
+  if (!st.ok()) {
+    errno = st.error().code();
+    fail(st.error().context());
+  }
+  report(plan, pid, 0, "");
+  for (;;) {  // the restorer seizes us here
+    char c;
+    if (::read(plan.go_read_fd, &c, 1) == 0) ::pause();
+  }
+}
+
+}  // namespace
+
+Result<StubPlan> plan_stubs(const image::Tree& tree, const std::vector<const image::Process*>& cores) {
+  StubPlan plan;
+  std::map<pid_t, size_t> index;
+  for (int i = 0; i < tree.tasks_size(); i++) {
+    const auto& e = tree.tasks(i);
+    StubTask t;
+    t.entry = &e;
+    t.core = cores[static_cast<size_t>(i)];
+    index[e.pid()] = static_cast<size_t>(i);
+    if (i > 0) {
+      auto parent = index.find(e.ppid());
+      if (parent == index.end()) return Error(EINVAL, "pid " + std::to_string(e.pid()) + " comes before its parent");
+      plan.tasks[parent->second].children.push_back(static_cast<size_t>(i));
+    }
+    plan.tasks.push_back(t);
+  }
+  // The group each stub is in right after its fork, and who must join one later.
+  std::vector<pid_t> group(plan.tasks.size());
+  for (size_t i = 0; i < plan.tasks.size(); i++) {
+    const auto& e = *plan.tasks[i].entry;
+    pid_t inherited = i == 0 ? ::getpgrp() : group[index[e.ppid()]];
+    group[i] = (e.sid() == e.pid() || e.pgid() == e.pid()) ? e.pid() : inherited;
+    plan.tasks[i].join_group_later = index.count(e.pgid()) && group[i] != e.pgid();
+  }
+  return plan;
+}
+
+Result<pid_t> spawn_stubs(const StubPlan& plan) {
+  long pid = fork_stub(plan, 0);
+  if (pid < 0) {
+    pid_t want = plan.tasks[0].entry->pid();
+    if (errno == EEXIST) return Error(EEXIST, "pid " + std::to_string(want) + " is in use by another process");
+    return errno_error("clone3 of pid " + std::to_string(want));
+  }
+  return static_cast<pid_t>(pid);
+}
+
+Status wait_for_stubs(const StubPlan& plan, pid_t root, int timeout_ms) {
+  size_t ready = 0;
+  int waited_ms = 0;
+  while (ready < plan.tasks.size()) {
+    struct pollfd pfd = {plan.status_fd, POLLIN, 0};
+    int n = ::poll(&pfd, 1, 100);
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0) {
+      int status;
+      if (::waitpid(root, &status, WNOHANG | __WALL) == root)
+        return Error(ECHILD, "the restored tree died while it was being created");
+      if ((waited_ms += 100) >= timeout_ms) return Error(ETIMEDOUT, "the process tree did not come up in time");
+      continue;
+    }
+    if (n < 0) return errno_error("poll");
+    Report r;
+    ssize_t got = ::read(plan.status_fd, &r, sizeof r);
+    if (got != sizeof r) return errno_error("reading stub reports");
+    if (r.err != 0) {
+      r.message[sizeof r.message - 1] = '\0';
+      return Error(r.err, "pid " + std::to_string(r.pid) + ": " + r.message);
+    }
+    ready++;
+  }
+  return {};
+}
+
+}  // namespace cryo::tree

@@ -1,0 +1,44 @@
+// The restore's first stage: the process tree itself, as stub processes
+// forked from the restorer with the recorded PIDs (clone3 with set_tid), in
+// the recorded shape, sessions and process groups, each with its fd table,
+// cwd, root and umask set. Stubs then wait to be seized for the rest.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "core/files/files_restore.h"
+#include "core/image/proto/task.pb.h"
+#include "core/image/proto/tree.pb.h"
+#include "core/sys/result.h"
+
+namespace cryo::tree {
+
+struct StubTask {
+  const image::TaskEntry* entry = nullptr;
+  const image::Process* core = nullptr;  // null for a zombie
+  std::vector<size_t> children;          // indexes into StubPlan::tasks
+  bool join_group_later = false;         // its group must be joined once all exist
+};
+
+struct StubPlan {
+  std::vector<StubTask> tasks;  // the root first
+  const files::FileObjects* objects = nullptr;
+  int fd_base = 0;
+  int status_fd = -1;   // stubs report here
+  int go_read_fd = -1;  // closes (EOF) when zombies may exit
+  int go_write_fd = -1;
+};
+
+// Builds the plan: children lists and which groups are joined later.
+Result<StubPlan> plan_stubs(const image::Tree& tree, const std::vector<const image::Process*>& cores);
+
+// Forks the root stub (which forks the rest); returns its pid.
+Result<pid_t> spawn_stubs(const StubPlan& plan);
+
+// Collects one report per stub from the status pipe; fails with the first error.
+Status wait_for_stubs(const StubPlan& plan, pid_t root, int timeout_ms);
+
+}  // namespace cryo::tree

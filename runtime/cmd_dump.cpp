@@ -1,0 +1,49 @@
+#include <sys/stat.h>
+
+#include <cstdio>
+
+#include "core/checkpoint.h"
+#include "core/sys/io.h"
+#include "core/sys/log.h"
+#include "runtime/command.h"
+#include "runtime/process_options.h"
+
+namespace cryo::cli {
+
+int cmd_dump(const GlobalOptions&, const std::vector<std::string>& argv) {
+  std::vector<OptionSpec> specs = {
+      {{"-t", "--tree"}, true},           {{"-D", "--images-dir"}, true}, {{"-j", "--shell-job"}, false},
+      {{"-R", "--leave-running"}, false}, {{"--timeout"}, true},          {{"--tcp-established"}, false},
+  };
+  for (auto& s : logging_options()) specs.push_back(s);
+  std::string error;
+  auto args = parse(specs, argv, &error);
+  if (!args) return fail("dump: " + error);
+  DumpOptions options;
+  auto tree = args->get("tree");
+  if (!tree) return fail("dump: name the process tree with -t PID");
+  try {
+    options.pid = std::stoi(*tree);
+  } catch (...) {
+    return fail("dump: bad pid '" + *tree + "'");
+  }
+  options.images_dir = args->get_or("images-dir", ".");
+  options.shell_job = args->has("shell-job");
+  options.leave_running = args->has("leave-running");
+  options.tcp_established = args->has("tcp-established");
+  ::mkdir(options.images_dir.c_str(), 0700);
+  if (auto e = setup_logging(*args, options.images_dir); !e.empty()) return fail("dump: " + e);
+
+  auto result = checkpoint(options);
+  if (!result.ok()) return fail("dump failed: " + result.error().message());
+  char stats[256];
+  snprintf(stats, sizeof stats, "{\"freeze_us\":%lu,\"total_us\":%lu,\"pages_bytes\":%lu,\"tasks\":%zu}\n",
+           static_cast<unsigned long>(result->freeze_us), static_cast<unsigned long>(result->total_us),
+           static_cast<unsigned long>(result->pages_bytes), result->tasks);
+  auto st = write_file_atomic(options.images_dir + "/stats-dump.json", stats);
+  if (!st.ok()) log::warn("stats-dump.json: " + st.error().message());
+  log::info("dump of pid " + std::to_string(options.pid) + " finished");
+  return 0;
+}
+
+}  // namespace cryo::cli
