@@ -1,0 +1,20 @@
+#include <cstdio>
+
+#include "core/features.h"
+#include "runtime/command.h"
+
+namespace cryo::cli {
+
+int cmd_check(const GlobalOptions&, const std::vector<std::string>& argv) {
+  if (!argv.empty() && argv[0] != "--all") return fail("check: unexpected argument " + argv[0]);
+  bool ok = true;
+  for (const auto& f : probe_features()) {
+    printf("%-42s %s%s%s\n", f.name.c_str(), f.present ? "yes" : (f.required ? "MISSING" : "no"),
+           f.detail.empty() ? "" : "  (", f.detail.empty() ? "" : (f.detail + ")").c_str());
+    ok = ok && (f.present || !f.required);
+  }
+  printf(ok ? "Looks good.\n" : "cryo cannot work on this system.\n");
+  return ok ? 0 : 1;
+}
+
+}  // namespace cryo::cli
