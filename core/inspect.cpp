@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include "core/image/image.h"
+#include "core/image_load.h"
 #include "core/image/proto/files.pb.h"
 #include "core/image/proto/mm.pb.h"
 #include "core/image/proto/task.pb.h"
@@ -25,17 +26,16 @@ Result<std::string> to_json(const google::protobuf::Message& m) {
 
 Result<std::string> inspect_image(const std::string& dir, bool with_pages) {
   CRYO_ASSIGN(auto reader, image::ImageDirReader::open(dir));
+  CRYO_ASSIGN(LoadedImage img, load_image(reader));
   std::string out = "{";
   CRYO_ASSIGN(std::string inventory, to_json(reader.inventory()));
   out += "\"inventory\":" + inventory;
 
-  image::Tree tree;
-  CRYO_TRY(reader.read(image::kTreeName, image::Kind::kTree, &tree));
+  const image::Tree& tree = img.tree;
   CRYO_ASSIGN(std::string tree_json, to_json(tree));
   out += ",\"tree\":" + tree_json;
 
-  image::Files files;
-  CRYO_TRY(reader.read(image::kFilesName, image::Kind::kFiles, &files));
+  image::Files& files = img.files;
   if (!with_pages)
     for (auto& shmem : *files.mutable_shmems()) shmem.clear_pages();
   CRYO_ASSIGN(std::string files_json, to_json(files));
@@ -45,10 +45,8 @@ Result<std::string> inspect_image(const std::string& dir, bool with_pages) {
   bool first = true;
   for (const auto& task : tree.tasks()) {
     if (task.state() == image::TaskEntry::ZOMBIE) continue;
-    image::Process core;
-    CRYO_TRY(reader.read(image::core_name(task.pid()), image::Kind::kCore, &core));
-    image::Mm mm;
-    CRYO_TRY(reader.read(image::mm_name(task.pid()), image::Kind::kMm, &mm));
+    image::Process& core = img.cores.at(task.pid());
+    image::Mm& mm = img.mms.at(task.pid());
     uint64_t pages = 0;
     for (const auto& run : mm.pages()) pages += run.npages();
     size_t runs = static_cast<size_t>(mm.pages_size());

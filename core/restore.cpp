@@ -17,6 +17,7 @@
 #include <set>
 
 #include "core/files/files_restore.h"
+#include "core/image_load.h"
 #include "core/image/image.h"
 #include "core/image/proto/files.pb.h"
 #include "core/image/proto/mm.pb.h"
@@ -34,8 +35,6 @@
 namespace cryo {
 namespace {
 
-constexpr size_t kMaxTasks = 4096;
-
 uint64_t now_us() {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -43,53 +42,6 @@ uint64_t now_us() {
 }
 
 std::string pid_str(pid_t pid) { return "pid " + std::to_string(pid); }
-
-// Everything the image holds, read and checked before any task exists.
-struct LoadedImage {
-  image::Tree tree;
-  image::Files files;
-  std::map<pid_t, image::Process> cores;
-  std::map<pid_t, image::Mm> mms;
-};
-
-Status validate_tree(const image::Tree& tree) {
-  if (tree.tasks_size() == 0) return Error(EINVAL, "the tree is empty");
-  if (static_cast<size_t>(tree.tasks_size()) > kMaxTasks) return Error(EINVAL, "the tree has too many tasks");
-  std::set<int32_t> ids;
-  for (int i = 0; i < tree.tasks_size(); i++) {
-    const auto& t = tree.tasks(i);
-    if (t.tids_size() == 0 || t.tids(0) != t.pid()) return Error(EINVAL, pid_str(t.pid()) + ": bad thread list");
-    if (t.tids_size() > 65536) return Error(EINVAL, pid_str(t.pid()) + ": too many threads");
-    for (int32_t tid : t.tids())
-      if (tid <= 1 || !ids.insert(tid).second) return Error(EINVAL, "pid or tid " + std::to_string(tid) + " is bad or repeated");
-    if ((i == 0) != (t.ppid() == 0)) return Error(EINVAL, pid_str(t.pid()) + ": bad parent");
-    if (t.state() == image::TaskEntry::ZOMBIE && t.tids_size() != 1) return Error(EINVAL, "a zombie with threads");
-  }
-  return {};
-}
-
-Result<LoadedImage> load(const image::ImageDirReader& reader) {
-  LoadedImage img;
-  CRYO_TRY(reader.read(image::kTreeName, image::Kind::kTree, &img.tree));
-  CRYO_TRY(validate_tree(img.tree).wrap("tree.img"));
-  CRYO_TRY(reader.read(image::kFilesName, image::Kind::kFiles, &img.files));
-  for (int i = 0; i < img.files.files_size(); i++)
-    if (img.files.files(i).id() != static_cast<uint32_t>(i + 1)) return Error(EINVAL, "files.img: ids out of order");
-  for (const auto& t : img.tree.tasks()) {
-    if (t.state() == image::TaskEntry::ZOMBIE) continue;
-    auto& core = img.cores[t.pid()];
-    auto& mm = img.mms[t.pid()];
-    CRYO_TRY(reader.read(image::core_name(t.pid()), image::Kind::kCore, &core));
-    CRYO_TRY(reader.read(image::mm_name(t.pid()), image::Kind::kMm, &mm));
-    std::vector<int32_t> tids(t.tids().begin(), t.tids().end());
-    CRYO_TRY(task::validate_process(core, tids).wrap(image::core_name(t.pid())));
-    CRYO_TRY(mm::validate_mm(mm, img.files).wrap(image::mm_name(t.pid())));
-    for (const auto& fd : core.fds())
-      if (fd.file_id() == 0 || fd.file_id() > static_cast<uint32_t>(img.files.files_size()))
-        return Error(EINVAL, image::core_name(t.pid()) + ": fd " + std::to_string(fd.fd()) + " names an unknown file");
-  }
-  return img;
-}
 
 Status check_ids_free(const image::Tree& tree) {
   for (const auto& t : tree.tasks())
@@ -155,7 +107,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   CRYO_ASSIGN(auto reader, image::ImageDirReader::open(options.images_dir));
   if (reader.inventory().shell_job() && !options.shell_job)
     return Error(EINVAL, "the image was dumped with --shell-job; restore it with --shell-job");
-  CRYO_ASSIGN(LoadedImage img, load(reader));
+  CRYO_ASSIGN(LoadedImage img, load_image(reader));
   CRYO_TRY(check_ids_free(img.tree));
 
   std::vector<const image::Process*> cores;

@@ -150,7 +150,7 @@ Status FileObjects::open_shmem(const image::Shmem& shmem, const image::ImageDirR
         ::munmap(map, size);
         return Error(EINVAL, "shared memory object: a page run lies outside it");
       }
-      auto src = images.page_run(run.offset(), bytes, run.xxh3());
+      auto src = images.page_run(run.offset(), bytes);
       if (!src.ok()) {
         ::munmap(map, size);
         return std::move(src).error();

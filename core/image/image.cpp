@@ -247,6 +247,8 @@ Result<ImageDirReader> ImageDirReader::open(const std::string& dir) {
   r.pages_ = static_cast<const uint8_t*>(map);
   CRYO_TRY(check_header(Kind::kPages, std::string_view(reinterpret_cast<const char*>(r.pages_), kHeaderSize))
                .wrap(dir + "/pages.img"));
+  for (size_t i = kHeaderSize; i < kPagesDataOffset; i++)
+    if (r.pages_[i] != 0) return Error(EINVAL, dir + "/pages.img: the header padding is not zero (corrupt)");
   return r;
 }
 
@@ -273,10 +275,14 @@ Status ImageDirReader::read(const std::string& name, Kind kind, google::protobuf
   return decode_one(kind, bytes, out).wrap(path);
 }
 
-Result<const uint8_t*> ImageDirReader::page_run(uint64_t offset, uint64_t size, uint64_t expected) const {
+Result<const uint8_t*> ImageDirReader::page_run(uint64_t offset, uint64_t size) const {
   if (offset < kPagesDataOffset || offset > pages_size_ || size > pages_size_ - offset)
     return Error(EINVAL, "pages.img: a page run lies outside the file (offset " + std::to_string(offset) + ")");
-  const uint8_t* p = pages_ + offset;
+  return pages_ + offset;
+}
+
+Result<const uint8_t*> ImageDirReader::checked_page_run(uint64_t offset, uint64_t size, uint64_t expected) const {
+  CRYO_ASSIGN(const uint8_t* p, page_run(offset, size));
   if (checksum(p, size) != expected)
     return Error(EINVAL, "pages.img: checksum mismatch at offset " + std::to_string(offset) + " (the image is corrupt)");
   return p;

@@ -96,8 +96,10 @@ class ImageDirReader {
   Status read(const std::string& name, Kind kind, google::protobuf::MessageLite* out) const;
   bool has(const std::string& name) const;
 
-  // The page file mapped read-only; a run is checked against its checksum.
-  Result<const uint8_t*> page_run(uint64_t offset, uint64_t size, uint64_t expected_checksum) const;
+  // A run of the page file (mapped read-only), checked to lie inside it.
+  Result<const uint8_t*> page_run(uint64_t offset, uint64_t size) const;
+  // The same, also checked against its checksum.
+  Result<const uint8_t*> checked_page_run(uint64_t offset, uint64_t size, uint64_t expected_checksum) const;
   uint64_t pages_size() const { return pages_size_; }
 
  private:

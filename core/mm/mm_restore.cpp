@@ -107,7 +107,7 @@ Status write_pages(pid_t pid, const image::Mm& mm, const image::ImageDirReader& 
   };
   for (const auto& run : mm.pages()) {
     uint64_t bytes = run.npages() * kPage;
-    CRYO_ASSIGN(const uint8_t* src, images.page_run(run.offset(), bytes, run.xxh3()));
+    CRYO_ASSIGN(const uint8_t* src, images.page_run(run.offset(), bytes));
     local.push_back({const_cast<uint8_t*>(src), bytes});
     remote.push_back({reinterpret_cast<void*>(run.addr()), bytes});
     if (local.size() >= 1024) CRYO_TRY(flush());

@@ -1,0 +1,65 @@
+#include "core/image_load.h"
+
+#include <set>
+
+#include "core/mm/mm_restore.h"
+#include "core/task/task_restore.h"
+
+namespace cryo {
+namespace {
+
+constexpr size_t kMaxTasks = 4096;
+
+std::string pid_str(pid_t pid) { return "pid " + std::to_string(pid); }
+
+Status validate_tree(const image::Tree& tree) {
+  if (tree.tasks_size() == 0) return Error(EINVAL, "the tree is empty");
+  if (static_cast<size_t>(tree.tasks_size()) > kMaxTasks) return Error(EINVAL, "the tree has too many tasks");
+  std::set<int32_t> ids;
+  for (int i = 0; i < tree.tasks_size(); i++) {
+    const auto& t = tree.tasks(i);
+    if (t.tids_size() == 0 || t.tids(0) != t.pid()) return Error(EINVAL, pid_str(t.pid()) + ": bad thread list");
+    if (t.tids_size() > 65536) return Error(EINVAL, pid_str(t.pid()) + ": too many threads");
+    for (int32_t tid : t.tids())
+      if (tid <= 1 || !ids.insert(tid).second) return Error(EINVAL, "pid or tid " + std::to_string(tid) + " is bad or repeated");
+    if ((i == 0) != (t.ppid() == 0)) return Error(EINVAL, pid_str(t.pid()) + ": bad parent");
+    if (t.state() == image::TaskEntry::ZOMBIE && t.tids_size() != 1) return Error(EINVAL, "a zombie with threads");
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<LoadedImage> load_image(const image::ImageDirReader& reader) {
+  LoadedImage img;
+  CRYO_TRY(reader.read(image::kTreeName, image::Kind::kTree, &img.tree));
+  CRYO_TRY(validate_tree(img.tree).wrap("tree.img"));
+  CRYO_TRY(reader.read(image::kFilesName, image::Kind::kFiles, &img.files));
+  for (int i = 0; i < img.files.files_size(); i++)
+    if (img.files.files(i).id() != static_cast<uint32_t>(i + 1)) return Error(EINVAL, "files.img: ids out of order");
+  for (const auto& t : img.tree.tasks()) {
+    if (t.state() == image::TaskEntry::ZOMBIE) continue;
+    auto& core = img.cores[t.pid()];
+    auto& mm = img.mms[t.pid()];
+    CRYO_TRY(reader.read(image::core_name(t.pid()), image::Kind::kCore, &core));
+    CRYO_TRY(reader.read(image::mm_name(t.pid()), image::Kind::kMm, &mm));
+    std::vector<int32_t> tids(t.tids().begin(), t.tids().end());
+    CRYO_TRY(task::validate_process(core, tids).wrap(image::core_name(t.pid())));
+    CRYO_TRY(mm::validate_mm(mm, img.files).wrap(image::mm_name(t.pid())));
+    for (const auto& fd : core.fds())
+      if (fd.file_id() == 0 || fd.file_id() > static_cast<uint32_t>(img.files.files_size()))
+        return Error(EINVAL, image::core_name(t.pid()) + ": fd " + std::to_string(fd.fd()) + " names an unknown file");
+  }
+  // Every page run against its checksum: a corrupt image must fail before
+  // the first task exists.
+  for (const auto& [pid, mm] : img.mms)
+    for (const auto& run : mm.pages())
+      CRYO_TRY(reader.checked_page_run(run.offset(), run.npages() * 4096, run.xxh3()).wrap(image::mm_name(pid)));
+  for (const auto& shmem : img.files.shmems())
+    for (const auto& run : shmem.pages())
+      CRYO_TRY(reader.checked_page_run(run.offset(), run.npages() * 4096, run.xxh3()).wrap("shared memory"));
+  return img;
+}
+
+
+}  // namespace cryo
