@@ -117,7 +117,9 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
             std::to_string(frozen_at - start) + " us");
 
   CRYO_TRY(check_sessions(tree, options.shell_job));
-  files::FilesDump files({.shell_job = options.shell_job});
+  files::FilesDump files({.shell_job = options.shell_job,
+                          .sockets = {.tcp_established = options.tcp_established,
+                                      .network_lock = options.network_lock}});
   std::map<pid_t, image::Process> cores;
   std::map<pid_t, std::vector<proc::MapEntry>> maps;
   for (const auto& p : tree.processes()) {
@@ -158,8 +160,13 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   CRYO_TRY(dir.commit(inventory));
 
   result.tasks = tree.processes().size();
-  if (options.leave_running) tree.thaw();
-  else tree.kill_all();
+  if (options.leave_running) {
+    files.sockets().resume();
+    tree.thaw();
+  } else {
+    tree.kill_all();
+    files.sockets().committed_and_killed();
+  }
   uint64_t end = now_us();
   result.freeze_us = end - frozen_at + (frozen_at - start);
   result.total_us = end - start;

@@ -24,6 +24,7 @@
 #include "core/image/proto/task.pb.h"
 #include "core/image/proto/tree.pb.h"
 #include "core/mm/mm_restore.h"
+#include "core/net/netlock.h"
 #include "core/ptrace/ptrace.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
@@ -108,6 +109,17 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   if (reader.inventory().shell_job() && !options.shell_job)
     return Error(EINVAL, "the image was dumped with --shell-job; restore it with --shell-job");
   CRYO_ASSIGN(LoadedImage img, load_image(reader));
+  for (const auto& f : img.files.files())
+    if (f.kind() == image::FileDesc::SOCKET && f.socket().state() == image::Socket::CONNECTED &&
+        !options.tcp_established)
+      return Error(EINVAL, "the image holds established TCP connections; restore it with --tcp-established");
+  // Whatever happens, the network lock of the dump goes when the restore ends
+  // (after a failure, once every task it made is gone).
+  ScopeGuard unlock([&] {
+    const auto& lock = img.files.network_lock();
+    auto st = net::unlock_connections(lock.table(), lock.method());
+    if (!st.ok()) log::error(st.error().message());
+  });
   CRYO_TRY(check_ids_free(img.tree));
 
   std::vector<const image::Process*> cores;

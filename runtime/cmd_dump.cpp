@@ -14,6 +14,7 @@ int cmd_dump(const GlobalOptions&, const std::vector<std::string>& argv) {
   std::vector<OptionSpec> specs = {
       {{"-t", "--tree"}, true},           {{"-D", "--images-dir"}, true}, {{"-j", "--shell-job"}, false},
       {{"-R", "--leave-running"}, false}, {{"--timeout"}, true},          {{"--tcp-established"}, false},
+      {{"--network-lock"}, true},
   };
   for (auto& s : logging_options()) specs.push_back(s);
   std::string error;
@@ -31,6 +32,9 @@ int cmd_dump(const GlobalOptions&, const std::vector<std::string>& argv) {
   options.shell_job = args->has("shell-job");
   options.leave_running = args->has("leave-running");
   options.tcp_established = args->has("tcp-established");
+  options.network_lock = args->get_or("network-lock", "nftables");
+  if (options.network_lock != "nftables" && options.network_lock != "skip")
+    return fail("dump: --network-lock " + options.network_lock + " is not supported (nftables or skip)");
   ::mkdir(options.images_dir.c_str(), 0700);
   if (auto e = setup_logging(*args, options.images_dir); !e.empty()) return fail("dump: " + e);
 

@@ -145,8 +145,12 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
   const std::string& link = ref.link;
   pid_t root = tree.processes().front().pid;
 
-  if (link.starts_with("socket:"))
-    return Error(what + ": sockets (" + link + ") are not supported yet");
+  if (link.starts_with("socket:")) {
+    CRYO_TRY(sockets_.describe(ref.pid, ref.fd, &f));
+    *files_.add_files() = f;
+    descriptions_.emplace_back(ref, f.id());
+    return f.id();
+  }
   if (link.starts_with("anon_inode:")) return Error(what + ": " + anon_kind(link) + " is not supported");
   if (S_ISFIFO(ref.st.st_mode)) {
     bool anonymous = link.starts_with("pipe:");
@@ -220,7 +224,7 @@ Status FilesDump::dump_fds(const tree::FrozenTree& tree, std::map<pid_t, image::
       out->set_cloexec((info.flags & O_CLOEXEC) != 0);
     }
   }
-  return {};
+  return sockets_.dump_connections(&files_);
 }
 
 }  // namespace cryo::files

@@ -11,6 +11,7 @@
 
 #include "core/image/proto/files.pb.h"
 #include "core/image/proto/task.pb.h"
+#include "core/net/socket_dump.h"
 #include "core/sys/result.h"
 #include "core/tree/freeze.h"
 
@@ -18,11 +19,12 @@ namespace cryo::files {
 
 struct DumpOptions {
   bool shell_job = false;
+  net::SocketDumpOptions sockets;
 };
 
 class FilesDump {
  public:
-  explicit FilesDump(DumpOptions options) : options_(options) {}
+  explicit FilesDump(DumpOptions options) : options_(options), sockets_(options.sockets) {}
 
   // A file named by a mapping or by /proc/PID/exe; `what` names it in errors.
   Result<uint32_t> add_mapped_file(const std::string& path, bool writable, uint64_t dev_major, uint64_t dev_minor,
@@ -34,6 +36,7 @@ class FilesDump {
   Status dump_fds(const tree::FrozenTree& tree, std::map<pid_t, image::Process>& cores);
 
   image::Files& files() { return files_; }
+  net::SocketDump& sockets() { return sockets_; }
 
  private:
   struct FdRef {
@@ -49,6 +52,7 @@ class FilesDump {
   Result<bool> pipe_has_outside_holder(uint64_t inode, const tree::FrozenTree& tree, pid_t* holder);
 
   DumpOptions options_;
+  net::SocketDump sockets_;
   image::Files files_;
   std::map<std::string, uint32_t> mapped_;  // "path\0w" -> id
   std::map<uint64_t, size_t> shmems_;       // id -> index in files_.shmems

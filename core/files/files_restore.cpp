@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <set>
 
+#include "core/net/socket_restore.h"
 #include "core/sys/io.h"
 
 namespace cryo::files {
@@ -76,6 +77,8 @@ Result<UniqueFd> FileObjects::open_desc(const image::FileDesc& f) {
       if (fd < 0) return errno_error("the shell job's fd " + std::to_string(f.inherit_fd()));
       return UniqueFd(fd);
     }
+    case image::FileDesc::SOCKET:
+      return net::open_socket(f);
     default:
       return Error(EINVAL, name_file(f) + ": unknown kind");
   }

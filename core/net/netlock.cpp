@@ -1,0 +1,86 @@
+#include "core/net/netlock.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/sys/io.h"
+#include "core/sys/log.h"
+
+namespace cryo::net {
+namespace {
+
+std::string ip_text(const image::SockAddr& a) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(a.family() == AF_INET6 ? AF_INET6 : AF_INET, a.addr().data(), buf, sizeof buf);
+  return buf;
+}
+
+// Runs `nft -f -` with the script on stdin.
+Status run_nft(const std::string& script) {
+  int in[2];
+  if (::pipe2(in, O_CLOEXEC) < 0) return errno_error("pipe2");
+  pid_t pid = ::fork();
+  if (pid < 0) return errno_error("fork nft");
+  if (pid == 0) {
+    ::dup2(in[0], 0);
+    int null = ::open("/dev/null", O_WRONLY);
+    if (null >= 0) ::dup2(null, 1);
+    ::execlp("nft", "nft", "-f", "-", nullptr);
+    ::_exit(127);
+  }
+  ::close(in[0]);
+  Status wrote = write_all(in[1], script);
+  ::close(in[1]);
+  int status;
+  while (::waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return errno_error("waitpid nft");
+  if (!wrote.ok()) return std::move(wrote).error().wrap("nft");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return Error(WIFEXITED(status) && WEXITSTATUS(status) == 127 ? ENOENT : EIO,
+                 "nft failed (is the nftables package installed?)");
+  return {};
+}
+
+}  // namespace
+
+std::string lock_script(const std::string& table, const std::vector<Connection>& connections) {
+  std::string in_rules, out_rules;
+  for (const auto& c : connections) {
+    std::string proto = c.local.family() == AF_INET6 ? "ip6" : "ip";
+    std::string l = ip_text(c.local), p = ip_text(c.peer);
+    std::string lp = std::to_string(c.local.port()), pp = std::to_string(c.peer.port());
+    in_rules += "    " + proto + " saddr " + p + " " + proto + " daddr " + l + " tcp sport " + pp + " tcp dport " +
+                lp + " drop\n";
+    out_rules += "    " + proto + " saddr " + l + " " + proto + " daddr " + p + " tcp sport " + lp + " tcp dport " +
+                 pp + " drop\n";
+  }
+  return "table inet " + table + " {\n  chain input {\n    type filter hook input priority -300; policy accept;\n" +
+         in_rules + "  }\n  chain output {\n    type filter hook output priority -300; policy accept;\n" + out_rules +
+         "  }\n}\n";
+}
+
+Result<std::string> lock_connections(const std::vector<Connection>& connections, const std::string& method) {
+  if (connections.empty() || method == "skip") return std::string();
+  if (method != "nftables") return Error(EINVAL, "network lock method '" + method + "' is not supported (use nftables or skip)");
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  std::string table = "cryo-lock-" + std::to_string(::getpid()) + "-" + std::to_string(ts.tv_nsec);
+  CRYO_TRY(run_nft(lock_script(table, connections)).wrap("locking the network"));
+  log::info("network locked with nftables table " + table);
+  return table;
+}
+
+Status unlock_connections(const std::string& table, const std::string& method) {
+  if (table.empty() || method != "nftables") return {};
+  if (table.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos)
+    return Error(EINVAL, "bad network lock table name '" + table + "'");
+  CRYO_TRY(run_nft("delete table inet " + table + "\n").wrap("unlocking the network"));
+  log::info("network unlocked (table " + table + ")");
+  return {};
+}
+
+}  // namespace cryo::net

@@ -1,0 +1,238 @@
+#include "core/net/socket_dump.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "core/sys/log.h"
+
+namespace cryo::net {
+namespace {
+
+std::string who(pid_t pid, int fd) { return "pid " + std::to_string(pid) + " fd " + std::to_string(fd); }
+
+Result<UniqueFd> copy_fd(pid_t pid, int fd) {
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) return errno_error("pidfd_open " + std::to_string(pid));
+  UniqueFd owner(pidfd);
+  int copy = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0));
+  if (copy < 0) return errno_error("pidfd_getfd");
+  return UniqueFd(copy);
+}
+
+template <typename T>
+Result<T> get_opt(int s, int level, int name, const char* what) {
+  T value{};
+  socklen_t len = sizeof value;
+  if (::getsockopt(s, level, name, &value, &len) < 0) return errno_error(std::string("getsockopt ") + what);
+  return value;
+}
+
+image::SockAddr to_image(const sockaddr_storage& ss) {
+  image::SockAddr a;
+  a.set_family(ss.ss_family);
+  if (ss.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&ss);
+    a.set_addr(std::string(reinterpret_cast<const char*>(&in->sin_addr), 4));
+    a.set_port(ntohs(in->sin_port));
+  } else if (ss.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    a.set_addr(std::string(reinterpret_cast<const char*>(&in6->sin6_addr), 16));
+    a.set_port(ntohs(in6->sin6_port));
+    a.set_flowinfo(in6->sin6_flowinfo);
+    a.set_scope_id(in6->sin6_scope_id);
+  }
+  return a;
+}
+
+std::string addr_text(const image::SockAddr& a) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(a.family() == AF_INET6 ? AF_INET6 : AF_INET, a.addr().data(), buf, sizeof buf);
+  return (a.family() == AF_INET6 ? "[" + std::string(buf) + "]" : std::string(buf)) + ":" + std::to_string(a.port());
+}
+
+// The options a restored socket must carry again.
+void dump_options(int s, image::Socket* out) {
+  struct Opt {
+    int level, name;
+  };
+  static const Opt kOpts[] = {
+      {SOL_SOCKET, SO_REUSEADDR}, {SOL_SOCKET, SO_REUSEPORT}, {SOL_SOCKET, SO_KEEPALIVE},
+      {SOL_SOCKET, SO_SNDBUF},    {SOL_SOCKET, SO_RCVBUF},    {SOL_SOCKET, SO_RCVTIMEO_OLD},
+      {SOL_SOCKET, SO_SNDTIMEO_OLD}, {SOL_SOCKET, SO_LINGER}, {SOL_SOCKET, SO_OOBINLINE},
+      {SOL_SOCKET, SO_BROADCAST}, {SOL_SOCKET, SO_PRIORITY},  {SOL_SOCKET, SO_MARK},
+      {IPPROTO_TCP, TCP_NODELAY}, {IPPROTO_TCP, TCP_KEEPIDLE}, {IPPROTO_TCP, TCP_KEEPINTVL},
+      {IPPROTO_TCP, TCP_KEEPCNT}, {IPPROTO_TCP, TCP_CORK},     {IPPROTO_TCP, TCP_USER_TIMEOUT},
+  };
+  int type = 0;
+  socklen_t tl = sizeof type;
+  ::getsockopt(s, SOL_SOCKET, SO_TYPE, &type, &tl);
+  for (const auto& o : kOpts) {
+    if (o.level == IPPROTO_TCP && type != SOCK_STREAM) continue;
+    char buf[64];
+    socklen_t len = sizeof buf;
+    if (::getsockopt(s, o.level, o.name, buf, &len) < 0) continue;
+    auto* opt = out->add_options();
+    opt->set_level(o.level);
+    opt->set_name(o.name);
+    opt->set_value(std::string(buf, len));
+  }
+}
+
+Status peek_queue(int s, int queue, size_t size, std::string* out) {
+  if (::setsockopt(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof queue) < 0)
+    return errno_error("TCP_REPAIR_QUEUE");
+  out->assign(size, '\0');
+  if (size == 0) return {};
+  ssize_t n = ::recv(s, out->data(), size, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0) return errno_error("peek TCP queue");
+  out->resize(static_cast<size_t>(n));
+  return {};
+}
+
+Status read_tcp(int s, image::TcpConnection* t) {
+  int queue = TCP_SEND_QUEUE;
+  if (::setsockopt(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof queue) < 0) return errno_error("TCP_REPAIR_QUEUE");
+  CRYO_ASSIGN(uint32_t send_seq, get_opt<uint32_t>(s, IPPROTO_TCP, TCP_QUEUE_SEQ, "TCP_QUEUE_SEQ"));
+  int outq = 0, unsent = 0, inq = 0;
+  if (::ioctl(s, SIOCOUTQ, &outq) < 0 || ::ioctl(s, SIOCOUTQNSD, &unsent) < 0) return errno_error("SIOCOUTQ");
+  std::string sendq, recvq;
+  CRYO_TRY(peek_queue(s, TCP_SEND_QUEUE, static_cast<size_t>(outq), &sendq));
+  queue = TCP_RECV_QUEUE;
+  if (::setsockopt(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof queue) < 0) return errno_error("TCP_REPAIR_QUEUE");
+  CRYO_ASSIGN(uint32_t recv_seq, get_opt<uint32_t>(s, IPPROTO_TCP, TCP_QUEUE_SEQ, "TCP_QUEUE_SEQ"));
+  if (::ioctl(s, SIOCINQ, &inq) < 0) return errno_error("SIOCINQ");
+  CRYO_TRY(peek_queue(s, TCP_RECV_QUEUE, static_cast<size_t>(inq), &recvq));
+  if (sendq.size() != static_cast<size_t>(outq) || recvq.size() != static_cast<size_t>(inq))
+    return Error(EIO, "TCP queues changed while being read");
+  t->set_send_seq(send_seq);
+  t->set_recv_seq(recv_seq);
+  t->set_send_queue(std::move(sendq));
+  t->set_unsent_bytes(static_cast<uint32_t>(unsent));
+  t->set_recv_queue(std::move(recvq));
+
+  CRYO_ASSIGN(struct tcp_info info, get_opt<struct tcp_info>(s, IPPROTO_TCP, TCP_INFO, "TCP_INFO"));
+  t->set_timestamps(info.tcpi_options & TCPI_OPT_TIMESTAMPS);
+  t->set_sack(info.tcpi_options & TCPI_OPT_SACK);
+  t->set_wscale(info.tcpi_options & TCPI_OPT_WSCALE);
+  t->set_snd_wscale(info.tcpi_snd_wscale);
+  t->set_rcv_wscale(info.tcpi_rcv_wscale);
+  CRYO_ASSIGN(int mss, get_opt<int>(s, IPPROTO_TCP, TCP_MAXSEG, "TCP_MAXSEG"));
+  t->set_mss(static_cast<uint32_t>(mss));
+  if (t->timestamps()) {
+    CRYO_ASSIGN(uint32_t ts, get_opt<uint32_t>(s, IPPROTO_TCP, TCP_TIMESTAMP, "TCP_TIMESTAMP"));
+    t->set_timestamp(ts);
+  }
+  CRYO_ASSIGN(struct tcp_repair_window w,
+              get_opt<struct tcp_repair_window>(s, IPPROTO_TCP, TCP_REPAIR_WINDOW, "TCP_REPAIR_WINDOW"));
+  t->set_snd_wl1(w.snd_wl1);
+  t->set_snd_wnd(w.snd_wnd);
+  t->set_max_window(w.max_window);
+  t->set_rcv_wnd(w.rcv_wnd);
+  t->set_rcv_wup(w.rcv_wup);
+  return {};
+}
+
+void set_repair(int s, int on) { ::setsockopt(s, IPPROTO_TCP, TCP_REPAIR, &on, sizeof on); }
+
+}  // namespace
+
+SocketDump::~SocketDump() {
+  if (!keep_) resume();
+}
+
+void SocketDump::resume() {
+  for (auto& t : tcp_)
+    if (std::exchange(t.repairing, false)) set_repair(t.copy.get(), 0);
+  if (!lock_table_.empty()) {
+    auto st = unlock_connections(lock_table_, options_.network_lock);
+    if (!st.ok()) log::error(st.error().message());
+    lock_table_.clear();
+  }
+}
+
+void SocketDump::committed_and_killed() { keep_ = true; }
+
+Status SocketDump::describe(pid_t pid, int fd, image::FileDesc* f) {
+  std::string what = who(pid, fd);
+  CRYO_ASSIGN(UniqueFd s, copy_fd(pid, fd));
+  CRYO_ASSIGN(int family, get_opt<int>(s.get(), SOL_SOCKET, SO_DOMAIN, "SO_DOMAIN"));
+  CRYO_ASSIGN(int type, get_opt<int>(s.get(), SOL_SOCKET, SO_TYPE, "SO_TYPE"));
+  CRYO_ASSIGN(int protocol, get_opt<int>(s.get(), SOL_SOCKET, SO_PROTOCOL, "SO_PROTOCOL"));
+  auto* sock = f->mutable_socket();
+  sock->set_family(static_cast<uint32_t>(family));
+  sock->set_type(static_cast<uint32_t>(type));
+  sock->set_protocol(static_cast<uint32_t>(protocol));
+  f->set_kind(image::FileDesc::SOCKET);
+  if ((family != AF_INET && family != AF_INET6) || type != SOCK_STREAM || protocol != IPPROTO_TCP) {
+    const char* name = family == AF_UNIX ? "unix" : family == AF_NETLINK ? "netlink" : (type == SOCK_DGRAM ? "udp" : "this");
+    return Error(what + ": " + name + " sockets are not supported yet");
+  }
+  sockaddr_storage local{}, peer{};
+  socklen_t len = sizeof local;
+  if (::getsockname(s.get(), reinterpret_cast<sockaddr*>(&local), &len) < 0) return errno_error(what + ": getsockname");
+  sock->mutable_local()->CopyFrom(to_image(local));
+  dump_options(s.get(), sock);
+  CRYO_ASSIGN(struct tcp_info info, get_opt<struct tcp_info>(s.get(), IPPROTO_TCP, TCP_INFO, "TCP_INFO"));
+  switch (info.tcpi_state) {
+    case TCP_CLOSE:
+      sock->set_state(sock->local().port() ? image::Socket::BOUND : image::Socket::UNBOUND);
+      return {};
+    case TCP_LISTEN:
+      // For a listener TCP_INFO reports the accept queue and the backlog.
+      if (info.tcpi_unacked > 0)
+        return Error(what + ": listening socket " + addr_text(sock->local()) + " has " +
+                     std::to_string(info.tcpi_unacked) + " connections not yet accepted (not supported)");
+      sock->set_state(image::Socket::LISTENING);
+      sock->set_backlog(info.tcpi_sacked);
+      return {};
+    case TCP_ESTABLISHED: {
+      len = sizeof peer;
+      if (::getpeername(s.get(), reinterpret_cast<sockaddr*>(&peer), &len) < 0) return errno_error(what + ": getpeername");
+      sock->mutable_peer()->CopyFrom(to_image(peer));
+      sock->set_state(image::Socket::CONNECTED);
+      std::string conn = addr_text(sock->local()) + " -> " + addr_text(sock->peer());
+      if (!options_.tcp_established)
+        return Error(what + ": established TCP connection " + conn + " (dump with --tcp-established)");
+      Tcp t;
+      t.copy = std::move(s);
+      t.file_id = f->id();
+      t.conn.local = sock->local();
+      t.conn.peer = sock->peer();
+      tcp_.push_back(std::move(t));
+      return {};
+    }
+    default:
+      return Error(what + ": TCP socket in state " + std::to_string(info.tcpi_state) +
+                   " (only listening and established TCP sockets are supported)");
+  }
+}
+
+Status SocketDump::dump_connections(image::Files* files) {
+  if (tcp_.empty()) return {};
+  std::vector<Connection> conns;
+  for (const auto& t : tcp_) conns.push_back(t.conn);
+  CRYO_ASSIGN(lock_table_, lock_connections(conns, options_.network_lock));
+  files->mutable_network_lock()->set_method(lock_table_.empty() ? "" : options_.network_lock);
+  files->mutable_network_lock()->set_table(lock_table_);
+  for (auto& t : tcp_) {
+    int on = 1;
+    if (::setsockopt(t.copy.get(), IPPROTO_TCP, TCP_REPAIR, &on, sizeof on) < 0)
+      return errno_error("TCP_REPAIR (needs CAP_NET_ADMIN)");
+    t.repairing = true;
+    auto* f = files->mutable_files(static_cast<int>(t.file_id - 1));
+    CRYO_TRY(read_tcp(t.copy.get(), f->mutable_socket()->mutable_tcp())
+                 .wrap("TCP connection " + addr_text(t.conn.local) + " -> " + addr_text(t.conn.peer)));
+  }
+  return {};
+}
+
+}  // namespace cryo::net

@@ -1,0 +1,55 @@
+// Dumping sockets. The dump works on copies of the task's socket fds
+// (pidfd_getfd). TCP connections are read in repair mode after the network
+// lock is in place, and stay in repair mode when the tree is killed, so that
+// closing them sends nothing to the peer.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "core/image/proto/files.pb.h"
+#include "core/net/netlock.h"
+#include "core/sys/fd.h"
+#include "core/sys/result.h"
+
+namespace cryo::net {
+
+struct SocketDumpOptions {
+  bool tcp_established = false;
+  std::string network_lock = "nftables";
+};
+
+class SocketDump {
+ public:
+  explicit SocketDump(SocketDumpOptions options) : options_(std::move(options)) {}
+  SocketDump(const SocketDump&) = delete;
+  ~SocketDump();
+
+  // Describes the socket behind fd of pid into f (kind SOCKET).
+  Status describe(pid_t pid, int fd, image::FileDesc* f);
+  // After every fd is described: locks the network and reads the TCP state
+  // of each connection into its FileDesc.
+  Status dump_connections(image::Files* files);
+  // The dump committed and the tree was killed: keep the lock (the restore
+  // removes it) and leave the sockets in repair mode.
+  void committed_and_killed();
+  // The tree runs on (a failed dump, or --leave-running): sockets leave
+  // repair mode and the lock goes. Call before the tree is thawed.
+  void resume();
+
+ private:
+  struct Tcp {
+    UniqueFd copy;
+    uint32_t file_id;
+    Connection conn;
+    bool repairing = false;
+  };
+  SocketDumpOptions options_;
+  std::vector<Tcp> tcp_;
+  std::string lock_table_;
+  bool keep_ = false;
+};
+
+}  // namespace cryo::net
