@@ -119,6 +119,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   CRYO_TRY(check_sessions(tree, options.shell_job));
   files::FilesDump files({.shell_job = options.shell_job,
                           .sockets = {.tcp_established = options.tcp_established,
+                                      .ext_unix_sk = options.ext_unix_sk,
                                       .network_lock = options.network_lock}});
   std::map<pid_t, image::Process> cores;
   std::map<pid_t, std::vector<proc::MapEntry>> maps;

@@ -15,6 +15,7 @@ struct DumpOptions {
   bool shell_job = false;
   bool leave_running = false;
   bool tcp_established = false;
+  bool ext_unix_sk = false;
   std::string network_lock = "nftables";  // nftables or skip
 };
 

@@ -14,7 +14,7 @@ int cmd_dump(const GlobalOptions&, const std::vector<std::string>& argv) {
   std::vector<OptionSpec> specs = {
       {{"-t", "--tree"}, true},           {{"-D", "--images-dir"}, true}, {{"-j", "--shell-job"}, false},
       {{"-R", "--leave-running"}, false}, {{"--timeout"}, true},          {{"--tcp-established"}, false},
-      {{"--network-lock"}, true},
+      {{"--network-lock"}, true},       {{"--ext-unix-sk"}, false},
   };
   for (auto& s : logging_options()) specs.push_back(s);
   std::string error;
@@ -32,6 +32,7 @@ int cmd_dump(const GlobalOptions&, const std::vector<std::string>& argv) {
   options.shell_job = args->has("shell-job");
   options.leave_running = args->has("leave-running");
   options.tcp_established = args->has("tcp-established");
+  options.ext_unix_sk = args->has("ext-unix-sk");
   options.network_lock = args->get_or("network-lock", "nftables");
   if (options.network_lock != "nftables" && options.network_lock != "skip")
     return fail("dump: --network-lock " + options.network_lock + " is not supported (nftables or skip)");

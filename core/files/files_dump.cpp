@@ -146,6 +146,7 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
   pid_t root = tree.processes().front().pid;
 
   if (link.starts_with("socket:")) {
+    f.mutable_socket()->set_inode(ref.st.st_ino);
     CRYO_TRY(sockets_.describe(ref.pid, ref.fd, &f));
     *files_.add_files() = f;
     descriptions_.emplace_back(ref, f.id());

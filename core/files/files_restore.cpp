@@ -77,8 +77,6 @@ Result<UniqueFd> FileObjects::open_desc(const image::FileDesc& f) {
       if (fd < 0) return errno_error("the shell job's fd " + std::to_string(f.inherit_fd()));
       return UniqueFd(fd);
     }
-    case image::FileDesc::SOCKET:
-      return net::open_socket(f);
     default:
       return Error(EINVAL, name_file(f) + ": unknown kind");
   }
@@ -176,7 +174,13 @@ Status FileObjects::open_all(const image::Files& files, const image::ImageDirRea
     CRYO_TRY(fifo ? open_fifo(files, pipe) : open_pipe(files, pipe));
   }
   for (const auto& shmem : files.shmems()) CRYO_TRY(open_shmem(shmem, images));
+  std::map<uint32_t, UniqueFd> sockets;
+  CRYO_TRY(net::open_sockets(files, &sockets));
+  for (auto& entry : sockets) {
+    CRYO_ASSIGN(by_file_[entry.first], place(std::move(entry.second)));
+  }
   for (const auto& f : files.files()) {
+    if (f.kind() == image::FileDesc::SOCKET) continue;
     if (f.kind() == image::FileDesc::PIPE || f.kind() == image::FileDesc::FIFO) {
       if (!by_file_.count(f.id())) return Error(EINVAL, name_file(f) + " names a pipe the image lacks");
       continue;

@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -36,9 +37,17 @@ Result<T> get_opt(int s, int level, int name, const char* what) {
   return value;
 }
 
-image::SockAddr to_image(const sockaddr_storage& ss) {
+image::SockAddr to_image(const sockaddr_storage& ss, socklen_t len = sizeof(sockaddr_storage)) {
   image::SockAddr a;
   a.set_family(ss.ss_family);
+  if (ss.ss_family == AF_UNIX) {
+    const auto* un = reinterpret_cast<const sockaddr_un*>(&ss);
+    size_t n = len > offsetof(sockaddr_un, sun_path) ? len - offsetof(sockaddr_un, sun_path) : 0;
+    std::string path(un->sun_path, std::min(n, sizeof un->sun_path));
+    if (!path.empty() && path[0] != '\0') path = path.c_str();  // filesystem names end at the NUL
+    a.set_addr(path);
+    return a;
+  }
   if (ss.ss_family == AF_INET) {
     const auto* in = reinterpret_cast<const sockaddr_in*>(&ss);
     a.set_addr(std::string(reinterpret_cast<const char*>(&in->sin_addr), 4));
@@ -143,6 +152,69 @@ Status read_tcp(int s, image::TcpConnection* t) {
 
 void set_repair(int s, int on) { ::setsockopt(s, IPPROTO_TCP, TCP_REPAIR, &on, sizeof on); }
 
+std::string unix_name(const std::string& name) {
+  if (name.empty()) return "(unnamed)";
+  if (name[0] == '\0') return "@" + name.substr(1);
+  return name;
+}
+
+// Reads the receive queue without taking anything from it: SO_PEEK_OFF makes
+// each MSG_PEEK step past what the previous one returned.
+Status peek_receive_queue(int s, bool stream, image::Socket* sock) {
+  int saved = -1;
+  socklen_t len = sizeof saved;
+  ::getsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &saved, &len);
+  int zero = 0;
+  if (::setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) < 0) return errno_error("SO_PEEK_OFF");
+  std::vector<char> buf(1 << 18);
+  std::string stream_bytes;
+  Status status;
+  for (int i = 0; i < 1000000; i++) {
+    sockaddr_storage from{};
+    char control[CMSG_SPACE(sizeof(int) * 64)];
+    struct iovec iov = {buf.data(), buf.size()};
+    struct msghdr msg{};
+    msg.msg_name = &from;
+    msg.msg_namelen = sizeof from;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(s, &msg, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
+    if (n < 0) {
+      if (errno != EAGAIN) status = errno_error("peek the receive queue");
+      break;
+    }
+    bool passed_fds = false;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      passed_fds = true;
+      int count = static_cast<int>((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+      for (int k = 0; k < count; k++) ::close(reinterpret_cast<int*>(CMSG_DATA(c))[k]);
+    }
+    if (passed_fds) {
+      status = Error("file descriptors in flight (SCM_RIGHTS) are not supported yet");
+      break;
+    }
+    if (static_cast<size_t>(n) > buf.size()) {
+      status = Error("a queued message larger than 256 KiB is not supported");
+      break;
+    }
+    if (n == 0) break;
+    if (stream) {
+      stream_bytes.append(buf.data(), static_cast<size_t>(n));
+    } else {
+      auto* d = sock->add_queue();
+      d->set_data(std::string(buf.data(), static_cast<size_t>(n)));
+      if (msg.msg_namelen > 0) d->mutable_source()->CopyFrom(to_image(from, msg.msg_namelen));
+    }
+  }
+  ::setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &saved, sizeof saved);
+  if (stream && !stream_bytes.empty()) sock->add_queue()->set_data(std::move(stream_bytes));
+  return status;
+}
+
+
 }  // namespace
 
 SocketDump::~SocketDump() {
@@ -172,8 +244,16 @@ Status SocketDump::describe(pid_t pid, int fd, image::FileDesc* f) {
   sock->set_type(static_cast<uint32_t>(type));
   sock->set_protocol(static_cast<uint32_t>(protocol));
   f->set_kind(image::FileDesc::SOCKET);
+  if (family == AF_UNIX) {
+    CRYO_TRY(describe_unix(what, s.get(), f->socket().inode(), sock));
+    return {};
+  }
+  if ((family == AF_INET || family == AF_INET6) && type == SOCK_DGRAM && protocol == IPPROTO_UDP) {
+    CRYO_TRY(describe_udp(what, s.get(), sock));
+    return {};
+  }
   if ((family != AF_INET && family != AF_INET6) || type != SOCK_STREAM || protocol != IPPROTO_TCP) {
-    const char* name = family == AF_UNIX ? "unix" : family == AF_NETLINK ? "netlink" : (type == SOCK_DGRAM ? "udp" : "this");
+    const char* name = family == AF_NETLINK ? "netlink" : family == AF_PACKET ? "packet" : "this kind of";
     return Error(what + ": " + name + " sockets are not supported yet");
   }
   sockaddr_storage local{}, peer{};
@@ -216,7 +296,80 @@ Status SocketDump::describe(pid_t pid, int fd, image::FileDesc* f) {
   }
 }
 
+Status SocketDump::describe_udp(const std::string& what, int s, image::Socket* sock) {
+  sockaddr_storage local{}, peer{};
+  socklen_t len = sizeof local;
+  if (::getsockname(s, reinterpret_cast<sockaddr*>(&local), &len) < 0) return errno_error(what + ": getsockname");
+  sock->mutable_local()->CopyFrom(to_image(local));
+  len = sizeof peer;
+  if (::getpeername(s, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+    sock->mutable_peer()->CopyFrom(to_image(peer));
+    sock->set_state(image::Socket::CONNECTED);
+  } else {
+    sock->set_state(sock->local().port() ? image::Socket::BOUND : image::Socket::UNBOUND);
+  }
+  dump_options(s, sock);
+  return peek_receive_queue(s, false, sock).wrap(what);
+}
+
+Status SocketDump::describe_unix(const std::string& what, int s, uint64_t inode, image::Socket* sock) {
+  if (!unix_table_) {
+    CRYO_ASSIGN(auto table, unix_sockets());
+    unix_table_ = std::move(table);
+  }
+  auto it = unix_table_->find(inode);
+  if (it == unix_table_->end()) return Error(what + ": unix socket " + std::to_string(inode) + " is not in sock_diag");
+  const UnixInfo& info = it->second;
+  sock->set_inode(inode);
+  image::SockAddr local;
+  local.set_family(AF_UNIX);
+  local.set_addr(info.name);
+  sock->mutable_local()->CopyFrom(local);
+  if (!info.name.empty() && info.name[0] != '\0' && info.name[0] != '/')
+    return Error(what + ": unix socket bound to the relative path " + info.name + " (not supported)");
+  sockaddr_storage peer{};
+  socklen_t len = sizeof peer;
+  if (::getpeername(s, reinterpret_cast<sockaddr*>(&peer), &len) == 0) sock->mutable_peer()->CopyFrom(to_image(peer, len));
+  sock->set_peer_inode(info.peer);
+  if (info.state == TCP_LISTEN) {
+    if (!info.pending.empty())
+      return Error(what + ": listening unix socket " + unix_name(info.name) + " has " +
+                   std::to_string(info.pending.size()) + " connections not yet accepted (not supported)");
+    sock->set_state(image::Socket::LISTENING);
+    sock->set_backlog(info.wqueue);
+  } else if (info.peer) {
+    sock->set_state(image::Socket::CONNECTED);
+  } else {
+    sock->set_state(info.name.empty() ? image::Socket::UNBOUND : image::Socket::BOUND);
+  }
+  sock->set_shutdown_read(info.shutdown & 1);
+  sock->set_shutdown_write(info.shutdown & 2);
+  struct ucred cred{};
+  len = sizeof cred;
+  if (::getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+    sock->set_cred_pid(cred.pid);
+    sock->set_cred_uid(cred.uid);
+    sock->set_cred_gid(cred.gid);
+  }
+  dump_options(s, sock);
+  if (info.state != TCP_LISTEN) CRYO_TRY(peek_receive_queue(s, info.type == SOCK_STREAM, sock).wrap(what));
+  if (info.peer)
+    unix_.push_back({what, inode, info.peer, sock->peer().addr()});
+  return {};
+}
+
 Status SocketDump::dump_connections(image::Files* files) {
+  for (const auto& u : unix_) {
+    bool inside = false;
+    for (const auto& other : unix_) inside = inside || other.inode == u.peer;
+    for (const auto& f : files->files())
+      inside = inside || (f.kind() == image::FileDesc::SOCKET && f.socket().inode() == u.peer);
+    if (!inside && !options_.ext_unix_sk)
+      return Error(u.who + ": unix socket connected to " + unix_name(u.peer_name) + " (socket " +
+                   std::to_string(u.peer) + ") outside the tree (dump with --ext-unix-sk)");
+    if (!inside && u.peer_name.empty())
+      return Error(u.who + ": unix socket connected to an unnamed socket outside the tree cannot be reconnected");
+  }
   if (tcp_.empty()) return {};
   std::vector<Connection> conns;
   for (const auto& t : tcp_) conns.push_back(t.conn);

@@ -6,11 +6,14 @@
 
 #include <sys/types.h>
 
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/image/proto/files.pb.h"
 #include "core/net/netlock.h"
+#include "core/net/sock_diag.h"
 #include "core/sys/fd.h"
 #include "core/sys/result.h"
 
@@ -18,6 +21,7 @@ namespace cryo::net {
 
 struct SocketDumpOptions {
   bool tcp_established = false;
+  bool ext_unix_sk = false;  // unix sockets may be connected to peers outside the tree
   std::string network_lock = "nftables";
 };
 
@@ -29,8 +33,8 @@ class SocketDump {
 
   // Describes the socket behind fd of pid into f (kind SOCKET).
   Status describe(pid_t pid, int fd, image::FileDesc* f);
-  // After every fd is described: locks the network and reads the TCP state
-  // of each connection into its FileDesc.
+  // After every fd is described: checks that unix peers are in the tree,
+  // locks the network and reads the TCP state of each connection.
   Status dump_connections(image::Files* files);
   // The dump committed and the tree was killed: keep the lock (the restore
   // removes it) and leave the sockets in repair mode.
@@ -46,8 +50,18 @@ class SocketDump {
     Connection conn;
     bool repairing = false;
   };
+  struct Unix {
+    std::string who;
+    uint64_t inode, peer;
+    std::string peer_name;
+  };
+  Status describe_unix(const std::string& who, int s, uint64_t inode, image::Socket* sock);
+  Status describe_udp(const std::string& who, int s, image::Socket* sock);
+
   SocketDumpOptions options_;
   std::vector<Tcp> tcp_;
+  std::vector<Unix> unix_;
+  std::optional<std::map<uint64_t, UnixInfo>> unix_table_;
   std::string lock_table_;
   bool keep_ = false;
 };

@@ -5,6 +5,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -16,6 +18,14 @@ namespace {
 
 Result<socklen_t> to_sockaddr(const image::SockAddr& a, sockaddr_storage* ss) {
   std::memset(ss, 0, sizeof *ss);
+  if (a.family() == AF_UNIX) {
+    auto* un = reinterpret_cast<sockaddr_un*>(ss);
+    un->sun_family = AF_UNIX;
+    if (a.addr().size() > sizeof un->sun_path) return Error(EINVAL, "unix socket name too long");
+    std::memcpy(un->sun_path, a.addr().data(), a.addr().size());
+    return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + a.addr().size() +
+                                  (a.addr().empty() || a.addr()[0] == '\0' ? 0 : 1));
+  }
   if (a.family() == AF_INET && a.addr().size() == 4) {
     auto* in = reinterpret_cast<sockaddr_in*>(ss);
     in->sin_family = AF_INET;
@@ -80,10 +90,14 @@ Status send_all(int s, const std::string& data) {
 Status restore_connection(int s, const image::Socket& sock) {
   const auto& t = sock.tcp();
   CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_REPAIR, 1, "TCP_REPAIR"));
+  // The sequence numbers were read after the queued bytes; refilling the
+  // queues below advances them again.
+  uint32_t send_seq = t.send_seq() - static_cast<uint32_t>(t.send_queue().size());
+  uint32_t recv_seq = t.recv_seq() - static_cast<uint32_t>(t.recv_queue().size());
   CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, static_cast<int>(TCP_SEND_QUEUE), "TCP_REPAIR_QUEUE"));
-  CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_QUEUE_SEQ, t.send_seq(), "TCP_QUEUE_SEQ"));
+  CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_QUEUE_SEQ, send_seq, "TCP_QUEUE_SEQ"));
   CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, static_cast<int>(TCP_RECV_QUEUE), "TCP_REPAIR_QUEUE"));
-  CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_QUEUE_SEQ, t.recv_seq(), "TCP_QUEUE_SEQ"));
+  CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_QUEUE_SEQ, recv_seq, "TCP_QUEUE_SEQ"));
   if (t.timestamps()) CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_TIMESTAMP, t.timestamp(), "TCP_TIMESTAMP"));
   CRYO_TRY(bind_to(s, sock.local()).wrap("binding the connection"));
   sockaddr_storage peer;
@@ -98,8 +112,6 @@ Status restore_connection(int s, const image::Socket& sock) {
   if (t.timestamps()) opts[n++] = {TCPOPT_TIMESTAMP, 0};
   if (::setsockopt(s, IPPROTO_TCP, TCP_REPAIR_OPTIONS, opts, static_cast<socklen_t>(n * sizeof opts[0])) < 0)
     return errno_error("TCP_REPAIR_OPTIONS");
-  struct tcp_repair_window w = {t.snd_wl1(), t.snd_wnd(), t.max_window(), t.rcv_wnd(), t.rcv_wup()};
-  CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_REPAIR_WINDOW, w, "TCP_REPAIR_WINDOW"));
 
   // Received bytes go back into the receive queue; bytes the peer has not
   // acknowledged are queued as already sent; bytes never sent go out normally.
@@ -113,20 +125,48 @@ Status restore_connection(int s, const image::Socket& sock) {
     CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, static_cast<int>(TCP_SEND_QUEUE), "TCP_REPAIR_QUEUE"));
     CRYO_TRY(send_all(s, t.send_queue().substr(0, sent)).wrap("refilling the send queue"));
   }
+  // The window refers to sequence numbers the refilled queues reach.
+  struct tcp_repair_window w = {t.snd_wl1(), t.snd_wnd(), t.max_window(), t.rcv_wnd(), t.rcv_wup()};
+  CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_REPAIR_WINDOW, w, "TCP_REPAIR_WINDOW"));
   CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_REPAIR, 0, "TCP_REPAIR off"));
   if (t.unsent_bytes() > 0) CRYO_TRY(send_all(s, t.send_queue().substr(sent)).wrap("sending unsent bytes"));
   return {};
 }
 
-}  // namespace
+std::string unix_name(const std::string& name) {
+  if (name.empty()) return "(unnamed)";
+  return name[0] == '\0' ? "@" + name.substr(1) : name;
+}
 
-Result<UniqueFd> open_socket(const image::FileDesc& f) {
-  const auto& sock = f.socket();
-  if ((sock.family() != AF_INET && sock.family() != AF_INET6) || sock.type() != SOCK_STREAM)
-    return Error(EINVAL, "socket kind not supported by this cryo");
-  int s = ::socket(static_cast<int>(sock.family()), SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+// A filesystem name left behind by the dumped socket must go before bind.
+Status free_unix_name(const image::SockAddr& a) {
+  const std::string& path = a.addr();
+  if (path.empty() || path[0] == '\0') return {};
+  struct stat st;
+  if (::lstat(path.c_str(), &st) < 0) return {};
+  if (!S_ISSOCK(st.st_mode)) return Error(EEXIST, path + " exists and is not a socket");
+  if (::unlink(path.c_str()) < 0) return errno_error("unlink " + path);
+  return {};
+}
+
+bool is_unix(const image::FileDesc& f) { return f.socket().family() == AF_UNIX; }
+bool is_udp(const image::FileDesc& f) {
+  return (f.socket().family() == AF_INET || f.socket().family() == AF_INET6) && f.socket().type() == SOCK_DGRAM;
+}
+bool is_tcp(const image::FileDesc& f) {
+  return (f.socket().family() == AF_INET || f.socket().family() == AF_INET6) && f.socket().type() == SOCK_STREAM;
+}
+
+Result<UniqueFd> new_socket(const image::Socket& sock) {
+  int s = ::socket(static_cast<int>(sock.family()), static_cast<int>(sock.type()) | SOCK_CLOEXEC,
+                   sock.family() == AF_UNIX ? 0 : static_cast<int>(sock.protocol()));
   if (s < 0) return errno_error("socket");
-  UniqueFd fd(s);
+  return UniqueFd(s);
+}
+
+Result<UniqueFd> open_tcp(const image::Socket& sock) {
+  CRYO_ASSIGN(UniqueFd fd, new_socket(sock));
+  int s = fd.get();
   switch (sock.state()) {
     case image::Socket::UNBOUND:
       break;
@@ -143,9 +183,219 @@ Result<UniqueFd> open_socket(const image::FileDesc& f) {
     default:
       return Error(EINVAL, "bad socket state");
   }
-  CRYO_TRY(apply_options(s, sock));
-  if (::fcntl(s, F_SETFL, f.flags() & (O_NONBLOCK | O_APPEND | O_ASYNC)) < 0) return errno_error("F_SETFL socket");
   return fd;
+}
+
+// Where a datagram sent to `sock` must go: its own address, with a wildcard
+// address turned into loopback.
+image::SockAddr destination_of(const image::Socket& sock) {
+  image::SockAddr a = sock.local();
+  bool any = true;
+  for (char c : a.addr()) any = any && c == 0;
+  if (a.family() != AF_UNIX && any) {
+    std::string lo(a.family() == AF_INET6 ? 16 : 4, '\0');
+    if (a.family() == AF_INET6) lo[15] = 1;
+    else lo = std::string("\x7f\0\0\x01", 4);
+    a.set_addr(lo);
+  }
+  return a;
+}
+
+class SocketBuilder {
+ public:
+  SocketBuilder(const image::Files& files, std::map<uint32_t, UniqueFd>* out) : files_(files), out_(out) {}
+
+  Status build() {
+    for (const auto& f : files_.files()) {
+      if (f.kind() != image::FileDesc::SOCKET) continue;
+      socks_.push_back(&f);
+      if (is_unix(f) && f.socket().inode()) by_inode_[f.socket().inode()] = &f;
+    }
+    for (const auto* f : socks_) CRYO_TRY(create(*f).wrap(what(*f)));
+    for (const auto* f : socks_) CRYO_TRY(connect(*f).wrap(what(*f)));
+    for (const auto* f : socks_) CRYO_TRY(refill(*f).wrap(what(*f)));
+    for (const auto* f : socks_) CRYO_TRY(finish(*f).wrap(what(*f)));
+    return {};
+  }
+
+ private:
+  std::string what(const image::FileDesc& f) { return "socket " + std::to_string(f.id()); }
+  int fd(const image::FileDesc& f) { return out_->count(f.id()) ? (*out_)[f.id()].get() : -1; }
+
+  const image::FileDesc* unix_listener(const std::string& name) {
+    for (const auto* f : socks_)
+      if (is_unix(*f) && f->socket().state() == image::Socket::LISTENING && f->socket().local().addr() == name)
+        return f;
+    return nullptr;
+  }
+
+  Status create(const image::FileDesc& f) {
+    const auto& sock = f.socket();
+    if (is_tcp(f)) {
+      CRYO_ASSIGN((*out_)[f.id()], open_tcp(sock));
+      return {};
+    }
+    if (!is_unix(f) && !is_udp(f)) return Error(EINVAL, "a kind of socket this cryo cannot restore");
+    if (is_unix(f) && sock.state() == image::Socket::CONNECTED) return {};  // made in pairs below
+    CRYO_ASSIGN(UniqueFd s, new_socket(sock));
+    if (is_udp(f)) CRYO_TRY(apply_options(s.get(), sock));  // SO_REUSEADDR/PORT before bind
+    bool bind = is_udp(f) ? sock.local().port() != 0 : !sock.local().addr().empty();
+    if (bind) {
+      if (is_unix(f)) CRYO_TRY(free_unix_name(sock.local()));
+      CRYO_TRY(bind_to(s.get(), sock.local()).wrap("bind " + (is_unix(f) ? unix_name(sock.local().addr()) : "")));
+    }
+    if (sock.state() == image::Socket::LISTENING && ::listen(s.get(), static_cast<int>(sock.backlog())) < 0)
+      return errno_error("listen");
+    (*out_)[f.id()] = std::move(s);
+    return {};
+  }
+
+  Status connect_to(int s, const image::SockAddr& a) {
+    sockaddr_storage ss;
+    CRYO_ASSIGN(socklen_t len, to_sockaddr(a, &ss));
+    if (::connect(s, reinterpret_cast<sockaddr*>(&ss), len) < 0)
+      return errno_error("connect to " + (a.family() == AF_UNIX ? unix_name(a.addr()) : std::string("the peer")));
+    return {};
+  }
+
+  Status connect(const image::FileDesc& f) {
+    const auto& sock = f.socket();
+    if (is_udp(f)) return sock.state() == image::Socket::CONNECTED ? connect_to(fd(f), sock.peer()) : Status();
+    if (!is_unix(f) || sock.state() != image::Socket::CONNECTED || fd(f) >= 0) return {};
+    auto peer_it = by_inode_.find(sock.peer_inode());
+    const image::FileDesc* peer = peer_it == by_inode_.end() ? nullptr : peer_it->second;
+    bool mutual = peer && peer->socket().state() == image::Socket::CONNECTED &&
+                  peer->socket().peer_inode() == sock.inode();
+    if (mutual && sock.type() != SOCK_DGRAM) {
+      // Through the listener both ends were made by, when it is still here.
+      const image::FileDesc* client = &f;
+      const image::FileDesc* server = peer;
+      const image::FileDesc* listener = unix_listener(f.socket().peer().addr());
+      if (!listener || server->socket().local().addr() != listener->socket().local().addr()) {
+        std::swap(client, server);
+        listener = unix_listener(client->socket().peer().addr());
+        if (listener && server->socket().local().addr() != listener->socket().local().addr()) listener = nullptr;
+      }
+      if (listener) {
+        CRYO_ASSIGN(UniqueFd c, new_socket(client->socket()));
+        CRYO_TRY(connect_to(c.get(), listener->socket().local()));
+        int a = ::accept4(fd(*listener), nullptr, nullptr, SOCK_CLOEXEC);
+        if (a < 0) return errno_error("accept on " + unix_name(listener->socket().local().addr()));
+        (*out_)[client->id()] = std::move(c);
+        (*out_)[server->id()] = UniqueFd(a);
+        return {};
+      }
+    }
+    if (mutual && (sock.local().addr().empty() || peer->socket().local().addr().empty())) {
+      int pair[2];
+      if (::socketpair(AF_UNIX, static_cast<int>(sock.type()) | SOCK_CLOEXEC, 0, pair) < 0)
+        return errno_error("socketpair");
+      (*out_)[f.id()] = UniqueFd(pair[0]);
+      (*out_)[peer->id()] = UniqueFd(pair[1]);
+      return {};
+    }
+    // A named peer (ours and bound by now, or outside the tree with
+    // --ext-unix-sk): bind our own name, connect to its name.
+    CRYO_ASSIGN(UniqueFd s, new_socket(sock));
+    if (!sock.local().addr().empty()) {
+      CRYO_TRY(free_unix_name(sock.local()));
+      CRYO_TRY(bind_to(s.get(), sock.local()));
+    }
+    if (mutual) {
+      CRYO_ASSIGN(UniqueFd p, new_socket(peer->socket()));
+      CRYO_TRY(free_unix_name(peer->socket().local()));
+      CRYO_TRY(bind_to(p.get(), peer->socket().local()));
+      CRYO_TRY(connect_to(s.get(), peer->socket().local()));
+      CRYO_TRY(connect_to(p.get(), sock.local()));
+      (*out_)[peer->id()] = std::move(p);
+    } else {
+      CRYO_TRY(connect_to(s.get(), peer ? peer->socket().local() : sock.peer()));
+    }
+    (*out_)[f.id()] = std::move(s);
+    return {};
+  }
+
+  // The socket in the tree bound to `addr`, if any.
+  const image::FileDesc* bound_to(const image::SockAddr& addr, bool unix) {
+    for (const auto* f : socks_) {
+      if (is_unix(*f) != unix || (!unix && !is_udp(*f))) continue;
+      const auto& l = f->socket().local();
+      if (l.addr() == addr.addr() && (unix || l.port() == addr.port())) return f;
+    }
+    return nullptr;
+  }
+
+  Status send_one(int from, const std::string& data, const image::SockAddr* to) {
+    ssize_t n;
+    if (to) {
+      sockaddr_storage ss;
+      CRYO_ASSIGN(socklen_t len, to_sockaddr(*to, &ss));
+      n = ::sendto(from, data.data(), data.size(), MSG_DONTWAIT | MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&ss), len);
+    } else {
+      n = ::send(from, data.data(), data.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+    if (n != static_cast<ssize_t>(data.size())) return errno_error("refilling a receive queue");
+    return {};
+  }
+
+  Status refill(const image::FileDesc& f) {
+    const auto& sock = f.socket();
+    if (sock.queue_size() == 0 || is_tcp(f)) return {};
+    auto peer_it = by_inode_.find(sock.peer_inode());
+    const image::FileDesc* peer = is_unix(f) && peer_it != by_inode_.end() ? peer_it->second : nullptr;
+    if (is_unix(f) && sock.type() != SOCK_DGRAM) {
+      if (!peer) return Error(EINVAL, "bytes queued from a peer outside the tree cannot be restored");
+      for (const auto& d : sock.queue()) CRYO_TRY(send_one(fd(*peer), d.data(), nullptr));
+      return {};
+    }
+    image::SockAddr dest = destination_of(sock);
+    for (const auto& d : sock.queue()) {
+      const image::FileDesc* sender = nullptr;
+      if (d.has_source() && (is_udp(f) || !d.source().addr().empty())) sender = bound_to(d.source(), is_unix(f));
+      if (!sender && peer && (!d.has_source() || d.source().addr() == peer->socket().local().addr())) sender = peer;
+      if (sender) {
+        bool connected_to_us = sender->socket().state() == image::Socket::CONNECTED &&
+                               (is_udp(f) ? sender->socket().peer().port() == sock.local().port()
+                                          : sender->socket().peer_inode() == sock.inode());
+        CRYO_TRY(send_one(fd(*sender), d.data(), connected_to_us ? nullptr : &dest));
+        continue;
+      }
+      // From outside the tree: a socket of our own, bound to the sender's
+      // address where there was one.
+      CRYO_ASSIGN(UniqueFd tmp, new_socket(sock));
+      if (d.has_source() && (is_udp(f) ? d.source().port() != 0 : !d.source().addr().empty())) {
+        int on = 1;
+        ::setsockopt(tmp.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+        ::setsockopt(tmp.get(), IPPROTO_IP, IP_FREEBIND, &on, sizeof on);
+        CRYO_TRY(bind_to(tmp.get(), d.source()).wrap("re-sending a datagram from its sender's address"));
+      }
+      if (sock.local().addr().empty() && is_unix(f)) return Error(EINVAL, "a queued datagram for an unnamed socket");
+      CRYO_TRY(send_one(tmp.get(), d.data(), &dest));
+    }
+    return {};
+  }
+
+  Status finish(const image::FileDesc& f) {
+    int s = fd(f);
+    if (s < 0) return Error(EINVAL, "was not created");
+    const auto& sock = f.socket();
+    if (!is_udp(f)) CRYO_TRY(apply_options(s, sock));
+    if (sock.shutdown_read() || sock.shutdown_write())
+      ::shutdown(s, sock.shutdown_read() && sock.shutdown_write() ? SHUT_RDWR : sock.shutdown_read() ? SHUT_RD : SHUT_WR);
+    if (::fcntl(s, F_SETFL, f.flags() & (O_NONBLOCK | O_APPEND | O_ASYNC)) < 0) return errno_error("F_SETFL socket");
+    return {};
+  }
+
+  const image::Files& files_;
+  std::map<uint32_t, UniqueFd>* out_;
+  std::vector<const image::FileDesc*> socks_;
+  std::map<uint64_t, const image::FileDesc*> by_inode_;
+};
+
+}  // namespace
+
+Status open_sockets(const image::Files& files, std::map<uint32_t, UniqueFd>* out) {
+  return SocketBuilder(files, out).build();
 }
 
 }  // namespace cryo::net

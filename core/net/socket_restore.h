@@ -3,12 +3,16 @@
 // options and queued bytes.
 #pragma once
 
+#include <map>
+
 #include "core/image/proto/files.pb.h"
 #include "core/sys/fd.h"
 #include "core/sys/result.h"
 
 namespace cryo::net {
 
-Result<UniqueFd> open_socket(const image::FileDesc& f);
+// Every socket of files.img, by file id: created, bound, connected (unix
+// pairs to each other), their queues refilled, then shut down as recorded.
+Status open_sockets(const image::Files& files, std::map<uint32_t, UniqueFd>* out);
 
 }  // namespace cryo::net
