@@ -52,7 +52,11 @@ Result<std::map<uint64_t, UnixInfo>> unix_sockets() {
         const char* data = static_cast<const char*>(RTA_DATA(a));
         size_t size = RTA_PAYLOAD(a);
         switch (a->rta_type) {
-          case UNIX_DIAG_NAME: info.name.assign(data, size); break;
+          case UNIX_DIAG_NAME:
+            info.name.assign(data, size);
+            // A filesystem name ends at its NUL; an abstract one starts with one.
+            if (!info.name.empty() && info.name[0] != '\0') info.name = info.name.c_str();
+            break;
           case UNIX_DIAG_PEER: {
             uint32_t peer;
             std::memcpy(&peer, data, sizeof peer);
