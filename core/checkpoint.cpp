@@ -120,6 +120,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   files::FilesDump files({.shell_job = options.shell_job,
                           .sockets = {.tcp_established = options.tcp_established,
                                       .ext_unix_sk = options.ext_unix_sk,
+                                      .leave_running = options.leave_running,
                                       .network_lock = options.network_lock}});
   std::map<pid_t, image::Process> cores;
   std::map<pid_t, std::vector<proc::MapEntry>> maps;

@@ -19,22 +19,26 @@ std::string ip_text(const image::SockAddr& a) {
   return buf;
 }
 
-// Runs `nft -f -` with the script on stdin.
-Status run_nft(const std::string& script) {
-  int in[2];
+// Runs `nft -f -` with the script on stdin; its output goes to *output.
+Status run_nft(const std::string& script, std::string* output = nullptr) {
+  int in[2], out[2];
   if (::pipe2(in, O_CLOEXEC) < 0) return errno_error("pipe2");
+  if (::pipe2(out, O_CLOEXEC) < 0) return errno_error("pipe2");
   pid_t pid = ::fork();
   if (pid < 0) return errno_error("fork nft");
   if (pid == 0) {
     ::dup2(in[0], 0);
-    int null = ::open("/dev/null", O_WRONLY);
-    if (null >= 0) ::dup2(null, 1);
+    ::dup2(out[1], 1);
     ::execlp("nft", "nft", "-f", "-", nullptr);
     ::_exit(127);
   }
   ::close(in[0]);
+  ::close(out[1]);
   Status wrote = write_all(in[1], script);
   ::close(in[1]);
+  auto text = read_fd(out[0]);
+  ::close(out[0]);
+  if (output && text.ok()) *output = *text;
   int status;
   while (::waitpid(pid, &status, 0) < 0)
     if (errno != EINTR) return errno_error("waitpid nft");
@@ -78,6 +82,9 @@ Status unlock_connections(const std::string& table, const std::string& method) {
   if (table.empty() || method != "nftables") return {};
   if (table.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos)
     return Error(EINVAL, "bad network lock table name '" + table + "'");
+  std::string tables;
+  CRYO_TRY(run_nft("list tables\n", &tables).wrap("unlocking the network"));
+  if (tables.find("table inet " + table + "\n") == std::string::npos) return {};  // already gone
   CRYO_TRY(run_nft("delete table inet " + table + "\n").wrap("unlocking the network"));
   log::info("network unlocked (table " + table + ")");
   return {};

@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/sys/log.h"
@@ -268,9 +269,13 @@ Status SocketDump::describe(pid_t pid, int fd, image::FileDesc* f) {
       return {};
     case TCP_LISTEN:
       // For a listener TCP_INFO reports the accept queue and the backlog.
-      if (info.tcpi_unacked > 0)
-        return Error(what + ": listening socket " + addr_text(sock->local()) + " has " +
-                     std::to_string(info.tcpi_unacked) + " connections not yet accepted (not supported)");
+      if (info.tcpi_unacked > 0) {
+        std::string pending = what + ": listening socket " + addr_text(sock->local()) + " has " +
+                              std::to_string(info.tcpi_unacked) + " connections not yet accepted";
+        if (!options_.tcp_established) return Error(pending + " (dump with --tcp-established)");
+        if (options_.leave_running) return Error(pending + " (not supported with --leave-running)");
+        listeners_.push_back({what, std::move(s), sock->local(), info.tcpi_unacked});
+      }
       sock->set_state(image::Socket::LISTENING);
       sock->set_backlog(info.tcpi_sacked);
       return {};
@@ -358,6 +363,42 @@ Status SocketDump::describe_unix(const std::string& what, int s, uint64_t inode,
   return {};
 }
 
+bool same_addr(const image::SockAddr& a, const image::SockAddr& b) {
+  return a.family() == b.family() && a.addr() == b.addr() && a.port() == b.port();
+}
+
+// Connections waiting in a listener's queue: taken out with accept() so that
+// what the listener's side received can be read; their client side must be
+// in the tree, where it is restored by connecting again.
+Status SocketDump::take_pending(image::Files* files) {
+  for (auto& l : listeners_) {
+    for (uint32_t i = 0; i < l.pending; i++) {
+      sockaddr_storage from{};
+      socklen_t len = sizeof from;
+      int a = ::accept4(l.copy.get(), reinterpret_cast<sockaddr*>(&from), &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (a < 0) return errno_error(l.who + ": accept a pending connection");
+      accepted_.emplace_back(a);
+      image::SockAddr client = to_image(from);
+      auto it = std::find_if(tcp_.begin(), tcp_.end(), [&](const Tcp& t) {
+        return same_addr(t.conn.local, client) && same_addr(t.conn.peer, l.local);
+      });
+      if (it == tcp_.end())
+        return Error(l.who + ": a connection from " + addr_text(client) + " waits in the queue of " +
+                     addr_text(l.local) + " and its client is outside the tree (not supported)");
+      int on = 1;
+      ::setsockopt(a, IPPROTO_TCP, TCP_REPAIR, &on, sizeof on);  // closing it later must send nothing
+      std::string data;
+      int inq = 0;
+      if (::ioctl(a, SIOCINQ, &inq) < 0) return errno_error("SIOCINQ");
+      CRYO_TRY(peek_queue(a, TCP_RECV_QUEUE, static_cast<size_t>(inq), &data));
+      auto* sock = files->mutable_files(static_cast<int>(it->file_id - 1))->mutable_socket();
+      sock->set_reconnect(true);
+      sock->set_pending_data(std::move(data));
+    }
+  }
+  return {};
+}
+
 Status SocketDump::dump_connections(image::Files* files) {
   for (const auto& u : unix_) {
     bool inside = false;
@@ -370,9 +411,12 @@ Status SocketDump::dump_connections(image::Files* files) {
     if (!inside && u.peer_name.empty())
       return Error(u.who + ": unix socket connected to an unnamed socket outside the tree cannot be reconnected");
   }
+  CRYO_TRY(take_pending(files));
   if (tcp_.empty()) return {};
+  // Clients that will connect again stay out of the lock: both ends are ours.
   std::vector<Connection> conns;
-  for (const auto& t : tcp_) conns.push_back(t.conn);
+  for (const auto& t : tcp_)
+    if (!files->files(static_cast<int>(t.file_id - 1)).socket().reconnect()) conns.push_back(t.conn);
   CRYO_ASSIGN(lock_table_, lock_connections(conns, options_.network_lock));
   files->mutable_network_lock()->set_method(lock_table_.empty() ? "" : options_.network_lock);
   files->mutable_network_lock()->set_table(lock_table_);

@@ -22,6 +22,7 @@ namespace cryo::net {
 struct SocketDumpOptions {
   bool tcp_established = false;
   bool ext_unix_sk = false;  // unix sockets may be connected to peers outside the tree
+  bool leave_running = false;
   std::string network_lock = "nftables";
 };
 
@@ -50,6 +51,15 @@ class SocketDump {
     Connection conn;
     bool repairing = false;
   };
+  struct Listener {
+    std::string who;
+    UniqueFd copy;
+    image::SockAddr local;
+    uint32_t pending;
+  };
+  Status take_pending(image::Files* files);
+  std::vector<Listener> listeners_;
+  std::vector<UniqueFd> accepted_;
   struct Unix {
     std::string who;
     uint64_t inode, peer;

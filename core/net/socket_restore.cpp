@@ -231,6 +231,7 @@ class SocketBuilder {
 
   Status create(const image::FileDesc& f) {
     const auto& sock = f.socket();
+    if (is_tcp(f) && sock.reconnect()) return {};  // connects to its listener below
     if (is_tcp(f)) {
       CRYO_ASSIGN((*out_)[f.id()], open_tcp(sock));
       return {};
@@ -258,8 +259,23 @@ class SocketBuilder {
     return {};
   }
 
+  // A connection its listener had not accepted: connect again from the same
+  // address, and send what the listener's side had received and what was in flight.
+  Status reconnect(const image::FileDesc& f) {
+    const auto& sock = f.socket();
+    CRYO_ASSIGN(UniqueFd s, new_socket(sock));
+    CRYO_TRY(set_opt(s.get(), SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR"));
+    CRYO_TRY(bind_to(s.get(), sock.local()));
+    CRYO_TRY(connect_to(s.get(), sock.peer()));
+    std::string data = sock.pending_data() + sock.tcp().send_queue();
+    if (!data.empty()) CRYO_TRY(send_one(s.get(), data, nullptr).wrap("re-sending a pending connection's bytes"));
+    (*out_)[f.id()] = std::move(s);
+    return {};
+  }
+
   Status connect(const image::FileDesc& f) {
     const auto& sock = f.socket();
+    if (is_tcp(f) && sock.reconnect()) return reconnect(f);
     if (is_udp(f)) return sock.state() == image::Socket::CONNECTED ? connect_to(fd(f), sock.peer()) : Status();
     if (!is_unix(f) || sock.state() != image::Socket::CONNECTED || fd(f) >= 0) return {};
     auto peer_it = by_inode_.find(sock.peer_inode());
