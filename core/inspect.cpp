@@ -1,6 +1,8 @@
 #include "core/inspect.h"
 
+#include <arpa/inet.h>
 #include <google/protobuf/util/json_util.h>
+#include <sys/socket.h>
 
 #include "core/image/image.h"
 #include "core/image_load.h"
@@ -20,6 +22,64 @@ Result<std::string> to_json(const google::protobuf::Message& m) {
   auto status = google::protobuf::util::MessageToJsonString(m, &out, options);
   if (!status.ok()) return Error(EINVAL, "json: " + std::string(status.message()));
   return out;
+}
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c >= 0x7f) {
+      char buf[8];
+      snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+std::string addr_text(const image::SockAddr& a) {
+  if (a.family() == AF_UNIX) {
+    if (a.addr().empty()) return "";
+    return a.addr()[0] == '\0' ? "@" + a.addr().substr(1) : a.addr();
+  }
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (a.family() != AF_INET && a.family() != AF_INET6) return "";
+  inet_ntop(static_cast<int>(a.family()), a.addr().data(), buf, sizeof buf);
+  return (a.family() == AF_INET6 ? "[" + std::string(buf) + "]" : std::string(buf)) + ":" + std::to_string(a.port());
+}
+
+// Every socket with its owners, addresses and queue sizes, readable.
+std::string sockets_json(const LoadedImage& img) {
+  std::string out = "[";
+  bool first = true;
+  for (const auto& f : img.files.files()) {
+    if (f.kind() != image::FileDesc::SOCKET) continue;
+    const auto& s = f.socket();
+    std::string owners;
+    for (const auto& [pid, core] : img.cores)
+      for (const auto& fd : core.fds())
+        if (fd.file_id() == f.id())
+          owners += std::string(owners.empty() ? "" : ",") + "{\"pid\":" + std::to_string(pid) +
+                    ",\"fd\":" + std::to_string(fd.fd()) + "}";
+    const char* family = s.family() == AF_UNIX ? "unix" : s.family() == AF_INET6 ? "inet6" : "inet";
+    const char* type = s.type() == SOCK_STREAM ? "stream" : s.type() == SOCK_DGRAM ? "dgram" : "seqpacket";
+    const char* proto = s.family() == AF_UNIX ? "" : s.type() == SOCK_STREAM ? "tcp" : "udp";
+    uint64_t queued = 0;
+    for (const auto& d : s.queue()) queued += d.data().size();
+    out += std::string(first ? "" : ",") + "{\"id\":" + std::to_string(f.id()) + ",\"owners\":[" + owners +
+           "],\"family\":\"" + family + "\",\"type\":\"" + type + "\",\"protocol\":\"" + proto +
+           "\",\"state\":\"" + image::Socket::State_Name(s.state()) + "\",\"local\":" +
+           json_string(addr_text(s.local())) + ",\"peer\":" + json_string(addr_text(s.peer())) +
+           ",\"recv_queue_bytes\":" + std::to_string(s.has_tcp() ? s.tcp().recv_queue().size() : queued) +
+           ",\"send_queue_bytes\":" + std::to_string(s.has_tcp() ? s.tcp().send_queue().size() : 0) +
+           ",\"queued_messages\":" + std::to_string(s.queue_size()) + "}";
+    first = false;
+  }
+  return out + "]";
 }
 
 }  // namespace
@@ -63,7 +123,8 @@ Result<std::string> inspect_image(const std::string& dir, bool with_pages) {
            ",\"page_runs\":" + std::to_string(runs) + "}";
     first = false;
   }
-  out += "],\"pages_bytes\":" + std::to_string(reader.pages_size()) + "}";
+  out += "],\"sockets\":" + sockets_json(img);
+  out += ",\"pages_bytes\":" + std::to_string(reader.pages_size()) + "}";
   return out;
 }
 
