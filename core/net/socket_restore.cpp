@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/sys/io.h"
@@ -79,9 +80,9 @@ Status apply_options(int s, const image::Socket& sock) {
 Status send_all(int s, const std::string& data) {
   size_t done = 0;
   while (done < data.size()) {
-    ssize_t n = ::send(s, data.data() + done, data.size() - done, 0);
+    ssize_t n = ::send(s, data.data() + done, data.size() - done, MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return errno_error("send");
+    if (n <= 0) return errno_error("send " + std::to_string(data.size() - done) + " queued bytes");
     done += static_cast<size_t>(n);
   }
   return {};
@@ -113,6 +114,13 @@ Status restore_connection(int s, const image::Socket& sock) {
   if (::setsockopt(s, IPPROTO_TCP, TCP_REPAIR_OPTIONS, opts, static_cast<socklen_t>(n * sizeof opts[0])) < 0)
     return errno_error("TCP_REPAIR_OPTIONS");
 
+  // Room for the queues first (the recorded sizes come back with the other
+  // options); a send that cannot complete fails instead of blocking.
+  int sndbuf = static_cast<int>(std::min<size_t>(t.send_queue().size() * 2 + (1 << 16), 1 << 30));
+  int rcvbuf = static_cast<int>(std::min<size_t>(t.recv_queue().size() * 2 + (1 << 16), 1 << 30));
+  CRYO_TRY(set_opt(s, SOL_SOCKET, SO_SNDBUFFORCE, sndbuf, "SO_SNDBUFFORCE"));
+  CRYO_TRY(set_opt(s, SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf, "SO_RCVBUFFORCE"));
+  if (::fcntl(s, F_SETFL, O_NONBLOCK) < 0) return errno_error("F_SETFL");
   // Received bytes go back into the receive queue; bytes the peer has not
   // acknowledged are queued as already sent; bytes never sent go out normally.
   if (!t.recv_queue().empty()) {

@@ -1,0 +1,375 @@
+#!/usr/bin/env python3
+"""Sockets: the web-server demo (an HTTP request survives a checkpoint of its server),
+100 idle keep-alive connections, data in flight both ways, unix/UDP/TCP sockets of every
+kind in one workload, and the network lock: no nftables rule is left behind by a
+restore, a failed restore, a failed dump or `dump -R`."""
+import http.client
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
+from harness import (TestFailure, check, check_eq, exists, hash_dir, log, reap, run, state,  # noqa: E402
+                     wait_until)
+
+PYTHON = "/usr/bin/python3"
+
+SERVER = r'''
+import http.server, sys, time
+port, delay, ready = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        time.sleep(delay)
+        body = b"Done after checkpoint!\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+server.daemon_threads = True
+open(ready, "w").write("READY\n")
+server.serve_forever()
+'''
+
+STREAMER = r'''
+# Reads a numbered stream from one client and writes one back, both checked in order.
+import socket, struct, sys, threading
+port, ready, report = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+END = 0xffffffffffffffff
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", port))
+listener.listen(1)
+open(ready, "w").write("READY\n")
+conn, _ = listener.accept()
+stop = threading.Event()
+sent = [0]
+def writer():
+    n = 0
+    while not stop.is_set():
+        conn.sendall(b"".join(struct.pack("<Q", n + i) for i in range(512)))
+        n += 512
+    sent[0] = n
+    conn.sendall(struct.pack("<Q", END))
+t = threading.Thread(target=writer)
+t.start()
+expect, buf, problem = 0, b"", None
+while True:
+    data = conn.recv(65536)
+    if not data:
+        problem = "the client's stream ended early"
+        break
+    buf += data
+    while len(buf) >= 8:
+        (value,) = struct.unpack("<Q", buf[:8])
+        buf = buf[8:]
+        if value == END:
+            break
+        if value != expect and problem is None:
+            problem = f"record {expect} arrived as {value}"
+        expect += 1
+    else:
+        continue
+    break
+stop.set()
+t.join()
+open(report, "w").write(f"OK received {expect} sent {sent[0]}\n" if problem is None else f"FAIL: {problem}\n")
+'''
+
+WORKLOAD = r'''
+# Sockets of every kind, with queued data, checked after restore.
+import os, signal, socket, sys, time
+ready, report, tmp = sys.argv[1], sys.argv[2], sys.argv[3]
+problems = []
+def ok(cond, what):
+    if not cond:
+        problems.append(what)
+def rx(s, n):
+    s.settimeout(5)
+    return s.recv(n)
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+a.send(b"to-b"); b.send(b"to-a")
+path = os.path.join(tmp, "named.sock")
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); listener.bind(path); listener.listen(5)
+client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); client.connect(path)
+server, _ = listener.accept()
+client.send(b"client-data"); server.send(b"server-data")
+d1 = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); d1.bind("\0cryo-it-d1-%d" % os.getpid())
+d2 = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); d2.bind("\0cryo-it-d2-%d" % os.getpid())
+d2.connect(d1.getsockname())
+for i in range(3): d2.send(b"dgram%d" % i)
+q1, q2 = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+q1.send(b"packet-a"); q1.send(b"packet-b")
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("127.0.0.1", 0))
+udp_sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp_sender.bind(("127.0.0.1", 0))
+for i in range(3): udp_sender.sendto(b"udp%d" % i, udp.getsockname())
+udp_conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp_conn.connect(udp.getsockname())
+tl = socket.socket(); tl.bind(("127.0.0.1", 0)); tl.listen(4)
+tc = socket.create_connection(tl.getsockname()); ts, _ = tl.accept()
+tc.send(b"c2s" * 3000); ts.send(b"s2c" * 3000)
+t6l = socket.socket(socket.AF_INET6); t6l.bind(("::1", 0)); t6l.listen(1)
+t6c = socket.create_connection(t6l.getsockname()[:2]); t6s, _ = t6l.accept()
+t6c.send(b"over-v6")
+pending_listener = socket.socket(); pending_listener.bind(("127.0.0.1", 0)); pending_listener.listen(8)
+pending_client = socket.create_connection(pending_listener.getsockname()); pending_client.send(b"pending-hello")
+time.sleep(0.1)
+triggered = []
+signal.signal(signal.SIGUSR1, lambda *_: triggered.append(1))
+open(ready, "w").write("READY pid=%d\n" % os.getpid())
+while not triggered:
+    signal.pause()
+ok(rx(b, 100) == b"to-b" and rx(a, 100) == b"to-a", "socketpair queues")
+ok(rx(server, 100) == b"client-data" and rx(client, 100) == b"server-data", "named stream queues")
+ok(client.getpeername() == path and server.getsockname() == path, "named stream addresses")
+ok([rx(d1, 100) for _ in range(3)] == [b"dgram0", b"dgram1", b"dgram2"], "unix datagram queue")
+ok(d2.getpeername() == d1.getsockname(), "unix datagram peer")
+ok(rx(q2, 100) == b"packet-a" and rx(q2, 100) == b"packet-b", "seqpacket boundaries")
+got = [udp.recvfrom(100) for _ in range(3)]
+ok([g[0] for g in got] == [b"udp0", b"udp1", b"udp2"], "udp queue %r" % got)
+ok(all(g[1] == udp_sender.getsockname() for g in got), "udp sources %r" % got)
+udp_conn.send(b"after"); ok(udp.recvfrom(100)[0] == b"after", "connected udp")
+data = b""
+while len(data) < 9000: data += rx(ts, 65536)
+ok(data == b"c2s" * 3000, "tcp client to server")
+data = b""
+while len(data) < 9000: data += rx(tc, 65536)
+ok(data == b"s2c" * 3000, "tcp server to client")
+ok(rx(t6s, 100) == b"over-v6", "tcp over IPv6")
+accepted, _ = pending_listener.accept()
+ok(rx(accepted, 100) == b"pending-hello", "pending connection's bytes")
+accepted.send(b"welcome"); ok(rx(pending_client, 100) == b"welcome", "pending connection answers")
+a.send(b"x"); ok(rx(b, 1) == b"x", "socketpair still works")
+tc.send(b"again"); ok(rx(ts, 100) == b"again", "tcp still works")
+late = socket.create_connection(tl.getsockname()); ok(tl.accept() is not None, "tcp listener accepts")
+late_unix = socket.socket(socket.AF_UNIX); late_unix.connect(path); ok(listener.accept() is not None, "unix listener accepts")
+open(report, "w").write("OK\n" if not problems else "FAIL: " + "; ".join(problems) + "\n")
+sys.exit(1 if problems else 0)
+'''
+
+
+def write(env, name, text):
+    path = env.path(name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def lock_tables():
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "cryo" in line]
+
+
+def check_no_lock(what):
+    check_eq(lock_tables(), [], f"nftables tables left {what}")
+
+
+def start_server(env, delay):
+    port = free_port()
+    ready = env.path(f"server-{port}.ready")
+    pid = env.spawn([PYTHON, write(env, "server.py", SERVER), port, delay, ready], name="server")
+    env.wait_file(ready, pid=pid)
+    return pid, port
+
+
+def start_curl(env, port):
+    out = env.path("curl.out")
+    proc = subprocess.Popen(["curl", "-sS", "-m", "60", "-w", "\nHTTP %{http_code}\n", f"http://127.0.0.1:{port}/"],
+                            stdout=open(out, "w"), stderr=subprocess.STDOUT)
+    return proc, out
+
+
+def check_curl(proc, out):
+    rc = proc.wait(timeout=60)
+    text = open(out).read()
+    log(f"curl exit {rc}: {text.strip()!r}")
+    check_eq(rc, 0, "curl exit code")
+    check("Done after checkpoint!" in text and "HTTP 200" in text, f"curl got {text!r}")
+
+
+def dump_and_restore(env, pid, images):
+    env.dump(pid, images, "--tcp-established")
+    check(lock_tables(), "no network lock while the server is checkpointed")
+    reap([pid], what="the dumped server")
+    _, rpid = env.restore(images, "--tcp-established")
+    check_eq(rpid, pid, "restored server pid")
+    check_no_lock("after the restore")
+
+
+def case_web_demo(env):
+    pid, port = start_server(env, 10)
+    proc, out = start_curl(env, port)
+    time.sleep(2)
+    dump_and_restore(env, pid, env.path("images"))
+    check_curl(proc, out)
+
+
+def case_web_demo_twice(env):
+    pid, port = start_server(env, 10)
+    proc, out = start_curl(env, port)
+    time.sleep(2)
+    dump_and_restore(env, pid, env.path("images1"))
+    time.sleep(2)
+    dump_and_restore(env, pid, env.path("images2"))
+    check_curl(proc, out)
+
+
+def case_keepalive_100(env):
+    pid, port = start_server(env, 0)
+    conns = []
+    for _ in range(100):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        c.request("GET", "/")
+        r = c.getresponse()
+        check_eq(r.status, 200, "first answer")
+        r.read()
+        conns.append(c)
+    dump_and_restore(env, pid, env.path("images"))
+    for i, c in enumerate(conns):
+        c.request("GET", "/")
+        r = c.getresponse()
+        check_eq(r.status, 200, f"answer on connection {i} after restore")
+        check_eq(r.read(), b"Done after checkpoint!\n", f"body on connection {i}")
+
+
+def case_in_flight(env):
+    port = free_port()
+    ready, report = env.path("ready"), env.path("report")
+    pid = env.spawn([PYTHON, write(env, "streamer.py", STREAMER), port, ready, report], name="streamer")
+    env.wait_file(ready, pid=pid)
+    sock = socket.create_connection(("127.0.0.1", port))
+    stop = threading.Event()
+    state_ = {"sent": 0, "received": 0, "problem": None}
+
+    def writer():
+        n = 0
+        while not stop.is_set():
+            sock.sendall(b"".join(struct.pack("<Q", n + i) for i in range(256)))
+            n += 256
+        state_["sent"] = n
+        sock.sendall(struct.pack("<Q", 0xffffffffffffffff))
+
+    def reader():
+        expect, buf = 0, b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                state_["problem"] = state_["problem"] or "server stream ended early"
+                return
+            buf += data
+            while len(buf) >= 8:
+                (value,) = struct.unpack("<Q", buf[:8])
+                buf = buf[8:]
+                if value == 0xffffffffffffffff:
+                    state_["received"] = expect
+                    return
+                if value != expect and not state_["problem"]:
+                    state_["problem"] = f"server record {expect} arrived as {value}"
+                expect += 1
+
+    sock.settimeout(30)
+    threads = [threading.Thread(target=writer, daemon=True), threading.Thread(target=reader, daemon=True)]
+    for t in threads:
+        t.start()
+    time.sleep(1)
+    dump_and_restore(env, pid, env.path("images"))
+    time.sleep(1)
+    stop.set()
+    threads[0].join(30)
+    threads[1].join(30)
+    check(not threads[1].is_alive(), "the server's stream did not end")
+    check(state_["problem"] is None, state_["problem"] or "")
+    text = env.wait_file(report, timeout=30, what="streamer report")
+    log(f"client sent {state_['sent']}, received {state_['received']}; server: {text.strip()}")
+    check(text.startswith("OK"), f"server reports {text.strip()}")
+    check_eq(int(text.split()[2]), state_["sent"], "records the server received")
+    reap([pid], timeout=10, what="streamer")
+
+
+def case_socket_kinds(env):
+    ready, report = env.path("ready"), env.path("report")
+    pid = env.spawn([PYTHON, write(env, "workload.py", WORKLOAD), ready, report, env.dir], name="sockets")
+    env.wait_file(ready, pid=pid)
+    images = env.path("images")
+    dump_and_restore(env, pid, images)
+    inspect = env.cryo("inspect", images)
+    import json
+    kinds = {(s["family"], s["type"], s["state"]) for s in json.loads(inspect.stdout)["sockets"]}
+    for want in [("unix", "stream", "LISTENING"), ("unix", "dgram", "BOUND"), ("unix", "seqpacket", "CONNECTED"),
+                 ("inet", "dgram", "BOUND"), ("inet", "stream", "CONNECTED"), ("inet6", "stream", "LISTENING")]:
+        check(want in kinds, f"inspect shows no {want} socket: {kinds}")
+    env.trigger_and_report(pid, report)
+
+
+def case_refused_without_flag(env):
+    pid, port = start_server(env, 0)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/")
+    c.getresponse().read()
+    result = env.dump(pid, env.path("images"), expect=1)
+    check("--tcp-established" in result.stderr and f"127.0.0.1:{port}" in result.stderr,
+          f"the error names the connection and the flag: {result.stderr!r}")
+    check(state(pid) not in (None, "T", "t", "Z"), f"the server is in state {state(pid)} after the refused dump")
+    check_no_lock("after a refused dump")
+    c.request("GET", "/")
+    check_eq(c.getresponse().status, 200, "the server still serves its connection")
+
+
+def case_leave_running_unlocks(env):
+    pid, port = start_server(env, 0)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/")
+    c.getresponse().read()
+    env.dump(pid, env.path("images"), "--tcp-established", "-R")
+    check_no_lock("after dump -R")
+    c.request("GET", "/")
+    check_eq(c.getresponse().status, 200, "the connection still works after dump -R")
+
+
+def case_failed_restore(env):
+    pid, port = start_server(env, 10)
+    proc, out = start_curl(env, port)
+    time.sleep(1)
+    images = env.path("images")
+    env.dump(pid, images, "--tcp-established")
+    reap([pid], what="the dumped server")
+    before = hash_dir(images)
+    # Somebody else takes the server's port: the restore must fail cleanly.
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", port))
+    blocker.listen(1)
+    result, _ = env.restore(images, "--tcp-established", expect=1)
+    check("bind" in result.stderr or "Address already in use" in result.stderr, f"restore error: {result.stderr!r}")
+    check(not exists(pid) or state(pid) == "Z", f"pid {pid} exists after a failed restore")
+    check_no_lock("after a failed restore")
+    check_eq(hash_dir(images), before, "image directory after a failed restore")
+    blocker.close()
+    proc.kill()
+    proc.wait()
+
+
+CASES = {
+    "web_demo": case_web_demo,
+    "web_demo_twice": case_web_demo_twice,
+    "keepalive_100": case_keepalive_100,
+    "in_flight": case_in_flight,
+    "socket_kinds": case_socket_kinds,
+    "refused_without_flag": case_refused_without_flag,
+    "leave_running_unlocks": case_leave_running_unlocks,
+    "failed_restore": case_failed_restore,
+}
+
+if __name__ == "__main__":
+    run(CASES)
