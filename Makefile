@@ -24,6 +24,7 @@ test: deps build
 
 demo: deps build
 	./integration/demo/counter_demo.sh $(BUILD)/runtime/cryo
+	./integration/demo/webserver_demo.sh $(BUILD)/runtime/cryo
 
 bench: deps build
 	./bench/run.sh $(BUILD)/runtime/cryo
