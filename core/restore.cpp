@@ -6,6 +6,7 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -107,12 +108,12 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   uint64_t start = now_us();
   CRYO_ASSIGN(auto reader, image::ImageDirReader::open(options.images_dir));
   if (reader.inventory().shell_job() && !options.shell_job)
-    return Error(EINVAL, "the image was dumped with --shell-job; restore it with --shell-job");
+    return Error("the image was dumped with --shell-job; restore it with --shell-job");
   CRYO_ASSIGN(LoadedImage img, load_image(reader));
   for (const auto& f : img.files.files())
-    if (f.kind() == image::FileDesc::SOCKET && f.socket().state() == image::Socket::CONNECTED &&
-        !options.tcp_established)
-      return Error(EINVAL, "the image holds established TCP connections; restore it with --tcp-established");
+    if (f.kind() == image::FileDesc::SOCKET && f.socket().family() != AF_UNIX && f.socket().type() == SOCK_STREAM &&
+        f.socket().state() == image::Socket::CONNECTED && !options.tcp_established)
+      return Error("the image holds established TCP connections; restore it with --tcp-established");
   // Whatever happens, the network lock of the dump goes when the restore ends
   // (after a failure, once every task it made is gone).
   ScopeGuard unlock([&] {

@@ -108,6 +108,8 @@ Status dump_thread(pid_t pid, TaskProbe& probe, uint64_t scratch, image::ThreadS
   t->mutable_altstack()->set_flags(static_cast<uint32_t>(ss.ss_flags & ~SS_ONSTACK));
   t->mutable_altstack()->set_size(ss.ss_size);
 
+  CRYO_ASSIGN(long slack, r.call("prctl(PR_GET_TIMERSLACK)", SYS_prctl, {PR_GET_TIMERSLACK}));
+  t->set_timer_slack_ns(static_cast<uint64_t>(slack));
   CRYO_TRY(r.call("prctl(PR_GET_TID_ADDRESS)", SYS_prctl, {PR_GET_TID_ADDRESS, scratch}));
   CRYO_ASSIGN(uint64_t tid_address, read_remote<uint64_t>(pid, scratch));
   t->set_clear_child_tid(tid_address);

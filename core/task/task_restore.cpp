@@ -54,6 +54,8 @@ Status restore_thread(pid_t pid, pid_t tid, const mm::Trampoline& tramp, const i
   std::strncpy(comm, t.comm().c_str(), sizeof comm - 1);
   CRYO_TRY(put(pid, d, comm));
   CRYO_TRY(r.call("prctl(PR_SET_NAME)", SYS_prctl, {PR_SET_NAME, d}));
+  if (t.timer_slack_ns())
+    CRYO_TRY(r.call("prctl(PR_SET_TIMERSLACK)", SYS_prctl, {PR_SET_TIMERSLACK, t.timer_slack_ns()}));
   // Drop what the stub had pending, then queue what the thread had.
   uint64_t all = ~0ULL;
   struct timespec zero = {0, 0};
@@ -215,7 +217,11 @@ Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Proces
                                                " (raising a hard limit needs CAP_SYS_RESOURCE)");
   }
   CRYO_TRY(r.call("close_range", SYS_close_range, {static_cast<uint64_t>(fd_base), ~0U, 0}));
-  CRYO_TRY(restore_creds(pid, r, tramp, core.creds()));
+  // Credentials belong to each thread; the leader's go to every one.
+  for (const auto& t : core.threads()) {
+    CRYO_ASSIGN(ptrace::Remote tr, remote_on(t.tid(), tramp));
+    CRYO_TRY(restore_creds(pid, tr, tramp, core.creds()).wrap("credentials of thread " + std::to_string(t.tid())));
+  }
   return {};
 }
 

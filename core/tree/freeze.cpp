@@ -29,6 +29,8 @@ Status FrozenTree::add_process(pid_t pid, std::vector<pid_t>* children) {
   FrozenProcess proc;
   proc.pid = pid;
   CRYO_ASSIGN(proc.stat, proc::read_stat(pid));
+  if ((proc.stat.state == 'Z' || proc.stat.state == 'X') && procs_.empty())
+    return Error(ESRCH, "pid " + std::to_string(pid) + " is a zombie: it has exited and there is nothing to dump");
   if (proc.stat.state == 'Z' || proc.stat.state == 'X') {
     if (proc.stat.num_threads > 1)
       return Error("pid " + std::to_string(pid) + ": the main thread has exited while others run");

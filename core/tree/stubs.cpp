@@ -60,8 +60,13 @@ long fork_stub(const StubPlan& plan, size_t index) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != parent) ::_exit(1);
   ::close(plan.go_write_fd);
+  // Every action as a fresh process has it: SIG_DFL, no flags, empty mask
+  // (glibc's signal() would leave SA_RESTORER and SA_RESTART behind).
+  struct {
+    uint64_t handler, flags, restorer, mask;
+  } dfl{};
   for (int sig = 1; sig < NSIG; sig++)
-    if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
+    if (sig != SIGKILL && sig != SIGSTOP) ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, 8);
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -84,6 +89,7 @@ long fork_stub(const StubPlan& plan, size_t index) {
     }
   }
   if (!t.core) {  // a zombie: exits when told, as the recorded status says
+    ::prctl(PR_SET_NAME, t.entry->comm().c_str());
     report(plan, pid, 0, "");
     char c;
     while (::read(plan.go_read_fd, &c, 1) != 0) {
