@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Kernel objects beyond the basics (sockets, eventfd, epoll, signalfd, timerfd,
+inotify, memfd, deleted files, System V shm, POSIX timers, seccomp, userfaultfd,
+pidfd). For each, cryo must either checkpoint it fully (after restore the object
+still works) or refuse the dump cleanly: exit 1, the pid (and fd) named, and the
+tree running on exactly as it was."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
+from harness import (check, check_eq, compare_maps, compare_snapshots, fd_table, log, maps, progress, run,  # noqa
+                     snapshot, state, status_fields, wait_progress)
+
+# kind -> whether an fd holds it (then a refusal must name the fd)
+KINDS = {
+    "unix_socketpair": True, "tcp_listen": True, "udp": True, "eventfd": True, "epoll": True, "signalfd": True,
+    "timerfd": True, "inotify": True, "memfd": True, "memfd_map": False, "deleted_file": True, "sysv_shm": False,
+    "posix_timer": False, "seccomp": False, "userfaultfd": True, "pidfd": True,
+}
+
+
+def supported_or_refused(env, kind):
+    ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
+    pid = env.spawn([env.workload("counter"), ready, report, prog, "--threads", "1", "--object", kind])
+    info = env.wait_ready(ready, pid)
+    wait_progress(prog, 2)
+    before = snapshot(pid)
+    layout, fds = maps(pid), fd_table(pid)
+    images = env.path("images")
+    result = env.dump(pid, images, expect=None)
+    if result.returncode == 0:
+        log(f"{kind}: dumped; checking the round trip")
+        env.wait_dumped(before)
+        _, rpid = env.restore(images)
+        check_eq(rpid, pid, "restored pid")
+        env.soft(compare_snapshots, before, snapshot(pid), pid)
+        env.soft(compare_maps, layout, maps(pid), "layout")
+        env.soft(check_eq, fd_table(pid), fds, "fd table")
+        env.trigger_and_report(pid, report)
+        return
+    log(f"{kind}: refused")
+    check_eq(result.returncode, 1, "exit code of the refused dump")
+    message = result.stderr.strip()
+    check(f"pid {pid}" in message, f"the refusal does not name pid {pid}: {message!r}")
+    if KINDS[kind]:
+        check(f"fd {info['object_fd']}" in message, f"the refusal does not name fd {info['object_fd']}: {message!r}")
+    check(not os.path.exists(os.path.join(images, "inventory.img")), "a refused dump left an inventory.img")
+    check(state(pid) not in (None, "T", "t", "Z"), f"after the refusal pid {pid} is in state {state(pid)}")
+    check_eq(status_fields(pid, keys=("TracerPid",)).get("TracerPid"), "0", "TracerPid after the refusal")
+    compare_snapshots(before, snapshot(pid), pid)
+    compare_maps(layout, maps(pid), "layout after the refusal")
+    check_eq(fd_table(pid), fds, "fd table after the refusal")
+    now = progress(prog)
+    wait_progress(prog, now[0] + 3)
+    wait_progress(prog, now[1] + 3, index=1)
+    env.trigger_and_report(pid, report)
+
+
+if __name__ == "__main__":
+    run({kind: (lambda env, k=kind: supported_or_refused(env, k)) for kind in KINDS})
