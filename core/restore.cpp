@@ -96,6 +96,39 @@ void kill_tree(const tree::StubPlan& plan, pid_t root) {
   }
 }
 
+// Unix socket pairs whose SO_PEERCRED names a process of the tree that is an
+// ancestor of (or is) every holder: that process makes them again itself.
+std::vector<files::StubPair> stub_pairs(const LoadedImage& img) {
+  std::map<pid_t, pid_t> parent;
+  for (const auto& t : img.tree.tasks()) parent[t.pid()] = t.ppid();
+  auto descends = [&](pid_t pid, pid_t ancestor) {
+    for (int depth = 0; pid > 0 && depth < 4096; depth++, pid = parent.count(pid) ? parent[pid] : 0)
+      if (pid == ancestor) return true;
+    return false;
+  };
+  std::map<uint64_t, const image::FileDesc*> by_inode;
+  for (const auto& f : img.files.files())
+    if (f.kind() == image::FileDesc::SOCKET && f.socket().family() == AF_UNIX) by_inode[f.socket().inode()] = &f;
+  std::vector<files::StubPair> out;
+  for (const auto& [inode, f] : by_inode) {
+    const auto& s = f->socket();
+    auto peer_it = by_inode.find(s.peer_inode());
+    if (s.state() != image::Socket::CONNECTED || peer_it == by_inode.end()) continue;
+    const auto& p = peer_it->second->socket();
+    if (p.peer_inode() != inode || inode > s.peer_inode()) continue;  // each mutual pair once
+    if (!s.local().addr().empty() || !p.local().addr().empty() || s.cred_pid() != p.cred_pid()) continue;
+    pid_t creator = s.cred_pid();
+    if (!img.cores.count(creator)) continue;
+    bool all_below = true;
+    for (const auto& [pid, core] : img.cores)
+      for (const auto& fd : core.fds())
+        if ((fd.file_id() == f->id() || fd.file_id() == peer_it->second->id()) && !descends(pid, creator))
+          all_below = false;
+    if (all_below) out.push_back({creator, f->id(), peer_it->second->id()});
+  }
+  return out;
+}
+
 Status write_pidfile(const std::string& path, pid_t pid) {
   if (path.empty()) return {};
   return write_file_atomic(path, std::to_string(pid) + "\n");
@@ -137,7 +170,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   }
   int base = files::fd_table_end(alive) + 8;
   files::FileObjects objects;
-  CRYO_TRY(objects.open_all(img.files, reader, base).wrap("opening files"));
+  CRYO_TRY(objects.open_all(img.files, reader, base, stub_pairs(img)).wrap("opening files"));
   CRYO_ASSIGN(mm::Trampoline tramp, map_trampoline(img));
   ScopeGuard unmap_tramp([&] { ::munmap(reinterpret_cast<void*>(tramp.code), mm::Trampoline::kSize); });
 
@@ -149,6 +182,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       go_write(::fcntl(go_pipe[1], F_DUPFD_CLOEXEC, base));
   for (int fd : {status_pipe[0], status_pipe[1], go_pipe[0], go_pipe[1]}) ::close(fd);
   plan.objects = &objects;
+  plan.files = &img.files;
   plan.fd_base = base;
   plan.status_fd = status_write.get();
   plan.go_read_fd = go_read.get();

@@ -165,8 +165,18 @@ Status FileObjects::open_shmem(const image::Shmem& shmem, const image::ImageDirR
   return {};
 }
 
-Status FileObjects::open_all(const image::Files& files, const image::ImageDirReader& images, int base) {
+Status FileObjects::open_all(const image::Files& files, const image::ImageDirReader& images, int base,
+                             std::vector<StubPair> stub_pairs) {
   base_ = base;
+  stub_pairs_ = std::move(stub_pairs);
+  std::set<uint32_t> by_stubs;
+  for (const auto& pair : stub_pairs_) {
+    for (uint32_t id : {pair.first, pair.second}) {
+      CRYO_ASSIGN(UniqueFd placeholder, open_file("/dev/null", O_RDONLY));
+      CRYO_ASSIGN(by_file_[id], place(std::move(placeholder)));
+      by_stubs.insert(id);
+    }
+  }
   for (const auto& pipe : files.pipes()) {
     bool fifo = false;
     for (const auto& f : files.files())
@@ -175,7 +185,7 @@ Status FileObjects::open_all(const image::Files& files, const image::ImageDirRea
   }
   for (const auto& shmem : files.shmems()) CRYO_TRY(open_shmem(shmem, images));
   std::map<uint32_t, UniqueFd> sockets;
-  CRYO_TRY(net::open_sockets(files, &sockets));
+  CRYO_TRY(net::open_sockets(files, [&](uint32_t id) { return !by_stubs.count(id); }, &sockets));
   for (auto& entry : sockets) {
     CRYO_ASSIGN(by_file_[entry.first], place(std::move(entry.second)));
   }
@@ -188,6 +198,18 @@ Status FileObjects::open_all(const image::Files& files, const image::ImageDirRea
     auto fd = open_desc(f);
     if (!fd.ok()) return std::move(fd).error().wrap(name_file(f));
     CRYO_ASSIGN(by_file_[f.id()], place(std::move(*fd)));
+  }
+  return {};
+}
+
+Status FileObjects::make_stub_pairs(pid_t pid, const image::Files& files) const {
+  for (const auto& pair : stub_pairs_) {
+    if (pair.creator != pid) continue;
+    std::map<uint32_t, UniqueFd> made;
+    CRYO_TRY(net::open_sockets(
+        files, [&](uint32_t id) { return id == pair.first || id == pair.second; }, &made));
+    for (auto& [id, fd] : made)
+      if (::dup3(fd.get(), fd_of(id), O_CLOEXEC) < 0) return errno_error("dup3 socket pair");
   }
   return {};
 }

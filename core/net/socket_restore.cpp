@@ -211,13 +211,15 @@ image::SockAddr destination_of(const image::Socket& sock) {
 
 class SocketBuilder {
  public:
-  SocketBuilder(const image::Files& files, std::map<uint32_t, UniqueFd>* out) : files_(files), out_(out) {}
+  SocketBuilder(const image::Files& files, const std::function<bool(uint32_t)>& wanted,
+                std::map<uint32_t, UniqueFd>* out)
+      : files_(files), wanted_(wanted), out_(out) {}
 
   Status build() {
     for (const auto& f : files_.files()) {
       if (f.kind() != image::FileDesc::SOCKET) continue;
-      socks_.push_back(&f);
       if (is_unix(f) && f.socket().inode()) by_inode_[f.socket().inode()] = &f;
+      if (wanted_(f.id())) socks_.push_back(&f);
     }
     for (const auto* f : socks_) CRYO_TRY(create(*f).wrap(what(*f)));
     for (const auto* f : socks_) CRYO_TRY(connect(*f).wrap(what(*f)));
@@ -411,6 +413,7 @@ class SocketBuilder {
   }
 
   const image::Files& files_;
+  const std::function<bool(uint32_t)>& wanted_;
   std::map<uint32_t, UniqueFd>* out_;
   std::vector<const image::FileDesc*> socks_;
   std::map<uint64_t, const image::FileDesc*> by_inode_;
@@ -418,8 +421,9 @@ class SocketBuilder {
 
 }  // namespace
 
-Status open_sockets(const image::Files& files, std::map<uint32_t, UniqueFd>* out) {
-  return SocketBuilder(files, out).build();
+Status open_sockets(const image::Files& files, const std::function<bool(uint32_t id)>& wanted,
+                    std::map<uint32_t, UniqueFd>* out) {
+  return SocketBuilder(files, wanted, out).build();
 }
 
 }  // namespace cryo::net

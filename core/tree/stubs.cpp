@@ -80,6 +80,13 @@ long fork_stub(const StubPlan& plan, size_t index) {
   } else if (t.entry->pgid() == pid) {
     if (::setpgid(0, 0) < 0) fail("setpgid");
   }
+  if (t.core) {
+    auto made = plan.objects->make_stub_pairs(pid, *plan.files);
+    if (!made.ok()) {
+      errno = made.error().code();
+      fail(made.error().context());
+    }
+  }
   for (size_t child : t.children) {
     long got = fork_stub(plan, child);
     if (got < 0) {

@@ -26,6 +26,7 @@ struct StubTask {
 struct StubPlan {
   std::vector<StubTask> tasks;  // the root first
   const files::FileObjects* objects = nullptr;
+  const image::Files* files = nullptr;
   int fd_base = 0;
   int status_fd = -1;   // stubs report here
   int go_read_fd = -1;  // closes (EOF) when zombies may exit

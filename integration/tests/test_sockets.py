@@ -153,6 +153,41 @@ open(report, "w").write("OK\n" if not problems else "FAIL: " + "; ".join(problem
 sys.exit(1 if problems else 0)
 '''
 
+CREDS = r'''
+# A socketpair made before fork: after restore, SO_PEERCRED on both ends still
+# names the parent that made it, and the bytes queued in it are there.
+import os, signal, socket, struct, sys
+ready, report = sys.argv[1], sys.argv[2]
+a, b = socket.socketpair()
+parent = os.getpid()
+def peer_pid(s):
+    return struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+child = os.fork()
+if child == 0:
+    a.close()
+    signal.signal(signal.SIGUSR1, lambda *_: None)
+    signal.pause()
+    b.settimeout(5)
+    got = b.recv(100)
+    b.send(b"%d %s" % (peer_pid(b), got))
+    os._exit(0)
+b.close()
+a.send(b"queued")
+triggered = []
+signal.signal(signal.SIGUSR1, lambda *_: triggered.append(1))
+open(ready, "w").write("READY pid=%d child=%d\n" % (parent, child))
+while not triggered:
+    signal.pause()
+os.kill(child, signal.SIGUSR1)
+a.settimeout(5)
+answer = a.recv(100)
+os.waitpid(child, 0)
+want = b"%d queued" % parent
+ok = peer_pid(a) == parent and answer == want
+open(report, "w").write("OK\n" if ok else f"FAIL: parent sees {peer_pid(a)}, child says {answer!r}, want {want!r}\n")
+sys.exit(0 if ok else 1)
+'''
+
 
 def write(env, name, text):
     path = env.path(name)
@@ -360,6 +395,19 @@ def case_failed_restore(env):
     proc.wait()
 
 
+def case_peer_credentials(env):
+    from harness import snapshot
+    ready, report = env.path("ready"), env.path("report")
+    pid = env.spawn([PYTHON, write(env, "creds.py", CREDS), ready, report], name="creds")
+    env.wait_ready(ready, pid)
+    tree = snapshot(pid)
+    env.dump(pid, env.path("images"))
+    env.wait_dumped(tree)
+    _, rpid = env.restore(env.path("images"))
+    check_eq(rpid, pid, "restored pid")
+    env.trigger_and_report(pid, report)
+
+
 CASES = {
     "web_demo": case_web_demo,
     "web_demo_twice": case_web_demo_twice,
@@ -369,6 +417,7 @@ CASES = {
     "refused_without_flag": case_refused_without_flag,
     "leave_running_unlocks": case_leave_running_unlocks,
     "failed_restore": case_failed_restore,
+    "peer_credentials": case_peer_credentials,
 }
 
 if __name__ == "__main__":
