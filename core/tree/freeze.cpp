@@ -28,7 +28,10 @@ const FrozenProcess* FrozenTree::find(pid_t pid) const {
 Status FrozenTree::add_process(pid_t pid, std::vector<pid_t>* children) {
   FrozenProcess proc;
   proc.pid = pid;
-  CRYO_ASSIGN(proc.stat, proc::read_stat(pid));
+  auto stat = proc::read_stat(pid);
+  if (!stat.ok() && (stat.error().code() == ENOENT || stat.error().code() == ESRCH)) return Error(ESRCH, "gone");
+  if (!stat.ok()) return std::move(stat).error();
+  proc.stat = std::move(*stat);
   if ((proc.stat.state == 'Z' || proc.stat.state == 'X') && procs_.empty())
     return Error(ESRCH, "pid " + std::to_string(pid) + " is a zombie: it has exited and there is nothing to dump");
   if (proc.stat.state == 'Z' || proc.stat.state == 'X') {
@@ -62,11 +65,24 @@ Status FrozenTree::add_process(pid_t pid, std::vector<pid_t>* children) {
     }
     if (!added) break;
   }
-  if (p.tids.empty() || p.tids.front() != pid) {
-    auto it = std::find(p.tids.begin(), p.tids.end(), pid);
-    if (it == p.tids.end()) return Error(ESRCH, "pid " + std::to_string(pid) + " exited while being frozen");
-    std::iter_swap(p.tids.begin(), it);
+  if (std::find(p.tids.begin(), p.tids.end(), pid) == p.tids.end()) {
+    // It exited while we came: a zombie now if its (frozen) parent has not
+    // reaped it, else gone altogether.
+    for (pid_t tid : p.tids) (void)ptrace::detach(tid);
+    procs_.pop_back();
+    auto st = proc::read_stat(pid);
+    if (!st.ok()) return Error(ESRCH, "gone");
+    if (st->state != 'Z' && st->state != 'X')
+      return Error(EAGAIN, "pid " + std::to_string(pid) + " cannot be seized though it runs");
+    FrozenProcess zombie;
+    zombie.pid = pid;
+    zombie.stat = *st;
+    zombie.zombie = true;
+    zombie.tids = {pid};
+    procs_.push_back(std::move(zombie));
+    return {};
   }
+  std::iter_swap(p.tids.begin(), std::find(p.tids.begin(), p.tids.end(), pid));
   for (pid_t tid : p.tids) {
     CRYO_ASSIGN(auto kids, proc::list_children(pid, tid));
     children->insert(children->end(), kids.begin(), kids.end());
@@ -87,8 +103,9 @@ Result<FrozenTree> FrozenTree::freeze(pid_t root) {
     if (pid == getpid()) return Error(EINVAL, "cryo cannot dump a tree that contains itself");
     std::vector<pid_t> children;
     auto st = tree.add_process(pid, &children);
+    if (!st.ok() && st.error().code() == ESRCH && st.error().context() == "gone" && pid != root) continue;
     if (!st.ok()) {
-      if (pid == root && st.error().code() == ENOENT)
+      if (pid == root && st.error().code() == ESRCH && st.error().context() == "gone")
         return Error(ESRCH, "pid " + std::to_string(pid) + " does not exist");
       return std::move(st).error().wrap("freezing pid " + std::to_string(pid));
     }
