@@ -10,9 +10,20 @@
 #include <set>
 
 #include "core/ptrace/ptrace.h"
+#include "core/sys/io.h"
 #include "core/sys/log.h"
 
 namespace cryo::tree {
+namespace {
+
+bool traced_by_other(pid_t pid, pid_t tid) {
+  auto text = read_file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/status");
+  if (!text.ok()) return false;
+  size_t at = text->find("\nTracerPid:\t");
+  return at != std::string::npos && text->compare(at + 12, 2, "0\n") != 0;
+}
+
+}  // namespace
 
 FrozenTree::FrozenTree(FrozenTree&& other) noexcept
     : procs_(std::move(other.procs_)), active_(std::exchange(other.active_, false)) {}
@@ -53,11 +64,20 @@ Status FrozenTree::add_process(pid_t pid, std::vector<pid_t>* children) {
     for (pid_t tid : tids) {
       if (std::find(p.tids.begin(), p.tids.end(), tid) != p.tids.end()) continue;
       auto st = ptrace::seize_and_stop(tid, PTRACE_O_TRACESYSGOOD);
+      // EPERM: traced by somebody else, or exiting right now (then it is
+      // soon a zombie or gone: look again).
+      for (int retry = 0; !st.ok() && st.error().code() == EPERM && retry < 50 && !traced_by_other(pid, tid); retry++) {
+        ::usleep(2000);
+        st = ptrace::seize_and_stop(tid, PTRACE_O_TRACESYSGOOD);
+      }
       if (!st.ok()) {
         if (st.error().code() == ESRCH) continue;  // the thread exited meanwhile
-        if (st.error().code() == EPERM)
+        if (st.error().code() == EPERM) {
+          auto now = proc::read_stat(pid);
+          if (!now.ok() || now->state == 'Z' || now->state == 'X') continue;  // it is exiting
           return Error(EPERM, "pid " + std::to_string(pid) + " tid " + std::to_string(tid) +
                                   " cannot be seized (is another debugger tracing it?)");
+        }
         return std::move(st).error();
       }
       p.tids.push_back(tid);
