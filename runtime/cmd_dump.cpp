@@ -34,8 +34,8 @@ int cmd_dump(const GlobalOptions&, const std::vector<std::string>& argv) {
   options.tcp_established = args->has("tcp-established");
   options.ext_unix_sk = args->has("ext-unix-sk");
   options.network_lock = args->get_or("network-lock", "nftables");
-  if (options.network_lock != "nftables" && options.network_lock != "skip")
-    return fail("dump: --network-lock " + options.network_lock + " is not supported (nftables or skip)");
+  if (options.network_lock != "nftables" && options.network_lock != "iptables" && options.network_lock != "skip")
+    return fail("dump: --network-lock " + options.network_lock + " is not supported (nftables, iptables or skip)");
   ::mkdir(options.images_dir.c_str(), 0700);
   if (auto e = setup_logging(*args, options.images_dir); !e.empty()) return fail("dump: " + e);
 

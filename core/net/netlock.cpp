@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <vector>
+
 #include "core/sys/io.h"
 #include "core/sys/log.h"
 
@@ -49,6 +51,69 @@ Status run_nft(const std::string& script, std::string* output = nullptr) {
   return {};
 }
 
+// Runs a command, its stdout to *output; fails unless it exits 0.
+Status run_command(const std::vector<std::string>& argv, std::string* output = nullptr) {
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) < 0) return errno_error("pipe2");
+  pid_t pid = ::fork();
+  if (pid < 0) return errno_error("fork " + argv[0]);
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  auto text = read_fd(out[0]);
+  ::close(out[0]);
+  if (output && text.ok()) *output = *text;
+  int status;
+  while (::waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return errno_error("waitpid " + argv[0]);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return Error(EIO, argv[0] + " failed (is the " + argv[0] + " package installed?)");
+  return {};
+}
+
+// iptables: one DROP rule per direction and connection, marked with a comment.
+Status iptables_lock(const std::string& tag, const std::vector<Connection>& connections) {
+  for (const auto& c : connections) {
+    std::string tool = c.local.family() == AF_INET6 ? "ip6tables" : "iptables";
+    std::string l = ip_text(c.local), p = ip_text(c.peer);
+    std::string lp = std::to_string(c.local.port()), pp = std::to_string(c.peer.port());
+    CRYO_TRY(run_command({tool, "-w", "-I", "INPUT", "-p", "tcp", "-s", p, "--sport", pp, "-d", l, "--dport", lp, "-m",
+                          "comment", "--comment", tag, "-j", "DROP"}));
+    CRYO_TRY(run_command({tool, "-w", "-I", "OUTPUT", "-p", "tcp", "-s", l, "--sport", lp, "-d", p, "--dport", pp, "-m",
+                          "comment", "--comment", tag, "-j", "DROP"}));
+  }
+  return {};
+}
+
+Status iptables_unlock(const std::string& tag) {
+  for (const char* tool : {"iptables", "ip6tables"}) {
+    std::string rules;
+    CRYO_TRY(run_command({tool, "-w", "-S"}, &rules));
+    size_t pos = 0;
+    while (pos < rules.size()) {
+      size_t nl = rules.find('\n', pos);
+      std::string line = rules.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+      pos = nl == std::string::npos ? rules.size() : nl + 1;
+      if (!line.starts_with("-A ") || line.find("--comment " + tag + " ") == std::string::npos) continue;
+      std::vector<std::string> argv = {tool, "-w", "-D"};
+      size_t at = 3;
+      while (at < line.size()) {
+        size_t sp = line.find(' ', at);
+        argv.push_back(line.substr(at, sp == std::string::npos ? std::string::npos : sp - at));
+        at = sp == std::string::npos ? line.size() : sp + 1;
+      }
+      CRYO_TRY(run_command(argv));
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 std::string lock_script(const std::string& table, const std::vector<Connection>& connections) {
@@ -69,19 +134,34 @@ std::string lock_script(const std::string& table, const std::vector<Connection>&
 
 Result<std::string> lock_connections(const std::vector<Connection>& connections, const std::string& method) {
   if (connections.empty() || method == "skip") return std::string();
-  if (method != "nftables") return Error(EINVAL, "network lock method '" + method + "' is not supported (use nftables or skip)");
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   std::string table = "cryo-lock-" + std::to_string(::getpid()) + "-" + std::to_string(ts.tv_nsec);
+  if (method == "iptables") {
+    Status st = iptables_lock(table, connections);
+    if (!st.ok()) {
+      (void)iptables_unlock(table);
+      return std::move(st).error().wrap("locking the network");
+    }
+    log::info("network locked with iptables rules marked " + table);
+    return table;
+  }
+  if (method != "nftables")
+    return Error(EINVAL, "network lock method '" + method + "' is not supported (nftables, iptables or skip)");
   CRYO_TRY(run_nft(lock_script(table, connections)).wrap("locking the network"));
   log::info("network locked with nftables table " + table);
   return table;
 }
 
 Status unlock_connections(const std::string& table, const std::string& method) {
-  if (table.empty() || method != "nftables") return {};
+  if (table.empty() || (method != "nftables" && method != "iptables")) return {};
   if (table.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos)
     return Error(EINVAL, "bad network lock table name '" + table + "'");
+  if (method == "iptables") {
+    CRYO_TRY(iptables_unlock(table).wrap("unlocking the network"));
+    log::info("network unlocked (iptables rules marked " + table + ")");
+    return {};
+  }
   std::string tables;
   CRYO_TRY(run_nft("list tables\n", &tables).wrap("unlocking the network"));
   if (tables.find("table inet " + table + "\n") == std::string::npos) return {};  // already gone

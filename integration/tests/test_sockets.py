@@ -203,8 +203,11 @@ def free_port():
 
 
 def lock_tables():
-    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "cryo" in line]
+    """Every network-lock rule of cryo: nftables tables and iptables rules."""
+    out = ""
+    for argv in (["nft", "list", "ruleset"], ["iptables", "-w", "-S"], ["ip6tables", "-w", "-S"]):
+        out += subprocess.run(argv, capture_output=True, text=True).stdout
+    return [line.strip() for line in out.splitlines() if "cryo" in line]
 
 
 def check_no_lock(what):
@@ -234,8 +237,8 @@ def check_curl(proc, out):
     check("Done after checkpoint!" in text and "HTTP 200" in text, f"curl got {text!r}")
 
 
-def dump_and_restore(env, pid, images):
-    env.dump(pid, images, "--tcp-established")
+def dump_and_restore(env, pid, images, *extra):
+    env.dump(pid, images, "--tcp-established", *extra)
     check(lock_tables(), "no network lock while the server is checkpointed")
     reap([pid], what="the dumped server")
     _, rpid = env.restore(images, "--tcp-established")
@@ -248,6 +251,14 @@ def case_web_demo(env):
     proc, out = start_curl(env, port)
     time.sleep(2)
     dump_and_restore(env, pid, env.path("images"))
+    check_curl(proc, out)
+
+
+def case_web_demo_iptables(env):
+    pid, port = start_server(env, 4)
+    proc, out = start_curl(env, port)
+    time.sleep(1)
+    dump_and_restore(env, pid, env.path("images"), "--network-lock", "iptables")
     check_curl(proc, out)
 
 
@@ -410,6 +421,7 @@ def case_peer_credentials(env):
 
 CASES = {
     "web_demo": case_web_demo,
+    "web_demo_iptables": case_web_demo_iptables,
     "web_demo_twice": case_web_demo_twice,
     "keepalive_100": case_keepalive_100,
     "in_flight": case_in_flight,
