@@ -6,7 +6,7 @@ and everything cryo restores stays its descendant; it reaps whatever it kills, s
 a PID is free again before a restore needs it; and it removes its temp dirs.
 
 Environment: CRYO (the binary), CRYO_WORKLOADS (the built C workloads). Both default
-to the paths of a build in <repo>/build.
+to the paths of a build in <repo>/build. CRYO_OVERRIDE, when set, wins over CRYO.
 """
 
 import argparse
@@ -23,7 +23,9 @@ import time
 import traceback
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CRYO = os.environ.get("CRYO") or os.path.join(REPO, "build", "runtime", "cryo")
+# CRYO_OVERRIDE beats the CRYO that ctest sets: run the suite against another binary
+# (e.g. a copy that a concurrent rebuild cannot replace mid-run).
+CRYO = os.environ.get("CRYO_OVERRIDE") or os.environ.get("CRYO") or os.path.join(REPO, "build", "runtime", "cryo")
 WORKLOADS = os.environ.get("CRYO_WORKLOADS") or os.path.join(REPO, "build", "integration", "workloads")
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -161,19 +163,21 @@ def mm_fields(pid):
 
 def snapshot(root):
     """The tree below and including root: pid -> ppid, pgid, sid, state, comm, tids, thread
-    names, and the mm fields of /proc/PID/stat (start_brk, arg_start, ...)."""
+    names, each thread's tracer (a restore must leave none behind), and the mm fields of
+    /proc/PID/stat (start_brk, arg_start, ...)."""
     tree = {}
     for pid in [root] + descendants(root):
         st = proc_stat(pid)
         if not st:
             continue
         ts = tids(pid)
-        names = {}
+        names, tracers = {}, {}
         for t in ts:
             tst = proc_stat(pid, t)
             if tst:
                 names[t] = tst["comm"]
-        tree[pid] = dict(st, tids=ts, thread_names=names, mm=mm_fields(pid))
+            tracers[t] = status_fields(pid, t, keys=("TracerPid",)).get("TracerPid")
+        tree[pid] = dict(st, tids=ts, thread_names=names, tracers=tracers, mm=mm_fields(pid))
     return tree
 
 
@@ -185,7 +189,7 @@ def compare_snapshots(before, after, root):
         problems.append(f"pids {sorted(before)} became {sorted(after)}")
     for pid in sorted(set(before) & set(after)):
         b, a = before[pid], after[pid]
-        for key in ("pgid", "sid", "comm", "tids", "thread_names", "mm"):
+        for key in ("pgid", "sid", "comm", "tids", "thread_names", "tracers", "mm"):
             if b[key] != a[key]:
                 problems.append(f"pid {pid}: {key} {b[key]!r} became {a[key]!r}")
         if pid != root and b["ppid"] != a["ppid"]:
@@ -229,6 +233,38 @@ def compare_maps(before, after, what):
     fmt = lambda m: f"{m[0]:x}-{m[1]:x} {m[2]} {m[3]}"
     lines = [f"- {fmt(m)}" for m in sorted(b - a)] + [f"+ {fmt(m)}" for m in sorted(a - b)]
     raise TestFailure(f"{what}: memory layout differs (- before, + after):\n  " + "\n  ".join(lines[:40]))
+
+
+# VmFlags of /proc/PID/smaps that a restore must bring back (madvise and mlock state):
+# rr/sr random/sequential read, dc dontfork, de dontexpand, lo locked, gd growsdown,
+# hg/nh (no)hugepage, wf wipeonfork, dd dontdump, mg mergeable.
+VMA_FLAGS = {"rr", "sr", "dc", "de", "lo", "gd", "hg", "nh", "wf", "dd", "mg"}
+
+
+def vma_flags(pid):
+    """[(start, end, flags)] of every VMA, flags limited to VMA_FLAGS."""
+    out, current = [], None
+    for line in (read_text(f"/proc/{pid}/smaps") or "").splitlines():
+        head = line.split(None, 1)[0] if line.strip() else ""
+        if "-" in head and ":" not in head:
+            start, end = (int(x, 16) for x in head.split("-"))
+            current = [start, end]
+        elif line.startswith("VmFlags:") and current:
+            out.append((current[0], current[1], frozenset(line.split()[1:]) & VMA_FLAGS))
+            current = None
+    return out
+
+
+def compare_vma_flags(before, after, what):
+    """Each VMA of before must lie in VMAs of after with the same flags."""
+    problems = []
+    for start, end, flags in before:
+        covering = [(s, e, f) for s, e, f in after if s < end and e > start]
+        for s, e, f in covering:
+            if f != flags:
+                problems.append(f"{start:x}-{end:x}: {sorted(flags)} became {sorted(f)} (at {s:x}-{e:x})")
+                break
+    check(not problems, f"{what}: VMA flags differ:\n  " + "\n  ".join(problems[:20]))
 
 
 def fd_table(pid):

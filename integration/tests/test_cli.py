@@ -3,6 +3,7 @@
 done) and a few odd but valid targets."""
 import ctypes
 import os
+import shutil
 import signal
 import sys
 import time
@@ -131,7 +132,70 @@ def case_traced_by_other(env):
     check(open(report).read().startswith("OK"), f"report: {open(report).read().strip()}")
 
 
+def case_shell_job_image_needs_flag(env):
+    """An image dumped with --shell-job is refused by a restore without it."""
+    pid, ready, report, prog = start_counter(env)
+    env.wait_ready(ready, pid)
+    tree = snapshot(pid)
+    images = env.path("images")
+    env.dump(pid, images, "--shell-job")
+    env.wait_dumped(tree)
+    refused(env, "restore", "-D", images, "-d", mention="shell-job")
+    for p in tree:
+        check(not exists(p), f"the refused restore left pid {p} behind")
+    _, rpid = env.restore(images, "--shell-job")
+    check_eq(rpid, pid, "restored pid")
+    env.trigger_and_report(pid, report)
+
+
+def case_redump_same_dir(env):
+    """Periodic checkpoints into one directory: the second dump -R replaces the first,
+    and the restore continues from the second."""
+    pid, ready, report, prog = start_counter(env)
+    env.wait_ready(ready, pid)
+    wait_progress(prog, 2)
+    tree = snapshot(pid)
+    images = env.path("images")
+    env.dump(pid, images, "-R")
+    first = progress(prog)[0]
+    wait_progress(prog, first + 30)
+    second = progress(prog)[0]
+    env.dump(pid, images, "-R")
+    os.kill(pid, signal.SIGKILL)
+    reap(list(tree), what="the original")
+    _, rpid = env.restore(images)
+    check_eq(rpid, pid, "restored pid")
+    at_kill = progress(prog)[0]
+
+    def moved_on():
+        values = progress(prog)
+        return values[0] if values and values[0] != at_kill else None
+    restored = wait_until(moved_on, 10, what="the restored counter to publish")
+    log(f"first dump at {first}, second at >= {second}, restored counter {restored}")
+    check(restored >= second, f"the restore went on from {restored}, before the second dump ({second})")
+    env.trigger_and_report(pid, report)
+
+
+def case_image_moved(env):
+    """An image directory can be moved (or copied) elsewhere before the restore."""
+    pid, ready, report, prog = start_counter(env)
+    env.wait_ready(ready, pid)
+    tree = snapshot(pid)
+    images = env.path("images")
+    env.dump(pid, images)
+    env.wait_dumped(tree)
+    moved = env.path("elsewhere", "images")
+    os.mkdir(env.path("elsewhere"))
+    shutil.copytree(images, moved)
+    shutil.rmtree(images)
+    _, rpid = env.restore(moved)
+    check_eq(rpid, pid, "restored pid")
+    compare_snapshots(tree, snapshot(pid), pid)
+    env.trigger_and_report(pid, report)
+
+
 if __name__ == "__main__":
-    run({"bad_arguments": case_bad_arguments, "missing_pid": case_missing_pid, "zombie_root": case_zombie_root,
+    run({"shell_job_image_needs_flag": case_shell_job_image_needs_flag, "redump_same_dir": case_redump_same_dir,
+         "image_moved": case_image_moved, "bad_arguments": case_bad_arguments, "missing_pid": case_missing_pid, "zombie_root": case_zombie_root,
          "unwritable_images_dir": case_unwritable_images_dir, "own_ancestor": case_own_ancestor,
          "stopped_root": case_stopped_root, "traced_by_other": case_traced_by_other})

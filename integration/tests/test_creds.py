@@ -6,7 +6,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import (check, check_eq, compare_snapshots, log, run, snapshot, status_fields,  # noqa: E402
+from harness import (check_eq, compare_snapshots, log, run, snapshot, status_fields,  # noqa: E402
                      wait_progress)
 
 KEYS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs")

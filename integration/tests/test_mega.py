@@ -7,8 +7,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import (check, check_eq, compare_maps, compare_snapshots, fd_table, log, maps, run,  # noqa: E402
-                     snapshot)
+from harness import (check, check_eq, compare_maps, compare_snapshots, compare_vma_flags, fd_table, log,  # noqa: E402
+                     maps, run, snapshot, vma_flags)
 
 
 def check_stats(images, want_tasks, min_bytes):
@@ -36,6 +36,7 @@ def case_mega(env):
     check_eq(before[grandchild]["ppid"], child, "ppid of the grandchild")
     check_eq(len(before[pid]["tids"]), 5, "threads of the root")
     maps_before = {p: maps(p) for p in before}
+    flags_before = {p: vma_flags(p) for p in before}
     fds_before = {p: fd_table(p) for p in before}
 
     images = env.path("images")
@@ -50,6 +51,7 @@ def case_mega(env):
     env.soft(compare_snapshots, before, snapshot(pid), pid)
     for p in before:
         env.soft(compare_maps, maps_before[p], maps(p), f"pid {p}")
+        env.soft(compare_vma_flags, flags_before[p], vma_flags(p), f"pid {p}")
         env.soft(check_eq, fd_table(p), fds_before[p], f"fd table of pid {p}")
     env.trigger_and_report(pid, report, timeout=90)
 

@@ -8,8 +8,8 @@ import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import (check, check_eq, compare_maps, compare_snapshots, fd_table, log, maps, run, snapshot,  # noqa
-                     state)
+from harness import (check, check_eq, compare_maps, compare_snapshots, compare_vma_flags, fd_table, log,  # noqa
+                     maps, run, snapshot, state, vma_flags)
 
 
 def dump_restore_verify(env, *extra):
@@ -21,6 +21,7 @@ def dump_restore_verify(env, *extra):
     before = snapshot(pid)
     check_eq(sorted(before), sorted([pid, info["child"]]), "tasks")
     maps_before = {p: maps(p) for p in before}
+    flags_before = {p: vma_flags(p) for p in before}
     fds_before = {p: fd_table(p) for p in before}
     files_before = {name: open(os.path.join(work, name), "rb").read()
                     for name in ("data.bin", "reg.txt", "app.log", "shared_off.txt", "shared.bin")}
@@ -36,6 +37,7 @@ def dump_restore_verify(env, *extra):
     env.soft(compare_snapshots, before, snapshot(pid), pid)
     for p in before:
         env.soft(compare_maps, maps_before[p], maps(p), f"pid {p}")
+        env.soft(compare_vma_flags, flags_before[p], vma_flags(p), f"pid {p}")
         env.soft(check_eq, fd_table(p), fds_before[p], f"fd table of pid {p}")
     env.trigger_and_report(pid, report)
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Kernel objects beyond the basics (sockets, eventfd, epoll, signalfd, timerfd,
 inotify, memfd, deleted files, System V shm, POSIX timers, seccomp, userfaultfd,
-pidfd). For each, cryo must either checkpoint it fully (after restore the object
+pidfd, an executable deleted while it runs). For each, cryo must either checkpoint it fully (after restore the object
 still works) or refuse the dump cleanly: exit 1, the pid (and fd) named, and the
 tree running on exactly as it was."""
 import os
+import shutil
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
@@ -15,14 +16,23 @@ from harness import (check, check_eq, compare_maps, compare_snapshots, fd_table,
 KINDS = {
     "unix_socketpair": True, "tcp_listen": True, "udp": True, "eventfd": True, "epoll": True, "signalfd": True,
     "timerfd": True, "inotify": True, "memfd": True, "memfd_map": False, "deleted_file": True, "sysv_shm": False,
-    "posix_timer": False, "seccomp": False, "userfaultfd": True, "pidfd": True,
+    "posix_timer": False, "seccomp": False, "userfaultfd": True, "pidfd": True, "deleted_exe": False,
 }
 
 
 def supported_or_refused(env, kind):
     ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
-    pid = env.spawn([env.workload("counter"), ready, report, prog, "--threads", "1", "--object", kind])
+    binary = env.workload("counter")
+    if kind == "deleted_exe":
+        # Runs from a copy that is deleted once it runs (a binary upgraded under a daemon).
+        binary = env.path("counter-copy")
+        shutil.copy2(env.workload("counter"), binary)
+        pid = env.spawn([binary, ready, report, prog, "--threads", "1"])
+    else:
+        pid = env.spawn([binary, ready, report, prog, "--threads", "1", "--object", kind])
     info = env.wait_ready(ready, pid)
+    if kind == "deleted_exe":
+        os.remove(binary)
     wait_progress(prog, 2)
     before = snapshot(pid)
     layout, fds = maps(pid), fd_table(pid)

@@ -5,18 +5,20 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import (check, check_eq, compare_maps, compare_snapshots, log, maps, progress, run, snapshot,  # noqa
-                     wait_progress)
+from harness import (check, check_eq, compare_maps, compare_snapshots, compare_vma_flags, log, maps, progress,  # noqa
+                     read_text, run, snapshot, vma_flags, wait_progress)
 
 
-def counter_round_trip(env, *extra, min_threads=0, ready_timeout=60):
+def counter_round_trip(env, *extra, min_threads=0, ready_timeout=60, before_dump=None):
     ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
     pid = env.spawn([env.workload("counter"), ready, report, prog, *extra])
     env.wait_ready(ready, pid, timeout=ready_timeout)
     wait_progress(prog, 2)
     before = snapshot(pid)
     check(len(before[pid]["tids"]) >= min_threads, f"only {len(before[pid]['tids'])} threads")
-    layout = maps(pid)
+    layout, flags = maps(pid), vma_flags(pid)
+    if before_dump:
+        before_dump(pid)
     images = env.path("images")
     result = env.dump(pid, images)
     env.wait_dumped(before)
@@ -25,6 +27,7 @@ def counter_round_trip(env, *extra, min_threads=0, ready_timeout=60):
     check_eq(rpid, pid, "restored pid")
     env.soft(compare_snapshots, before, snapshot(pid), pid)
     env.soft(compare_maps, layout, maps(pid), "layout")
+    env.soft(compare_vma_flags, flags, vma_flags(pid), "madvise state")
     env.trigger_and_report(pid, report, timeout=60)
 
 
@@ -34,6 +37,25 @@ def case_many_threads(env):
 
 def case_many_vmas(env):
     counter_round_trip(env, "--vmas", "6000", "--threads", "2")
+
+
+def anon_huge_kib(pid):
+    for line in (read_text(f"/proc/{pid}/smaps_rollup") or "").splitlines():
+        if line.startswith("AnonHugePages:"):
+            return int(line.split()[1])
+    return 0
+
+
+def case_transparent_huge_pages(env):
+    def uses_thp(pid):
+        kib = anon_huge_kib(pid)
+        log(f"AnonHugePages before the dump: {kib} kB")
+        check(kib > 0, "the workload got no transparent huge pages (cannot test them)")
+    counter_round_trip(env, "--mib", "256", "--thp", before_dump=uses_thp)
+
+
+def case_madvise(env):
+    counter_round_trip(env, "--madvise", "--threads", "1")
 
 
 def churn(env, *extra):
@@ -65,4 +87,5 @@ def case_churn_spawn(env):
 
 if __name__ == "__main__":
     run({"many_threads": case_many_threads, "many_vmas": case_many_vmas, "churn": case_churn,
-         "churn_spawn": case_churn_spawn})
+         "churn_spawn": case_churn_spawn, "transparent_huge_pages": case_transparent_huge_pages,
+         "madvise": case_madvise})

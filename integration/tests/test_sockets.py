@@ -419,6 +419,53 @@ def case_peer_credentials(env):
     env.trigger_and_report(pid, report)
 
 
+EXT_CLIENT = r'''
+# Connected to a unix listener outside the tree; after restore it talks again.
+import os, signal, socket, sys
+path, ready, report = sys.argv[1], sys.argv[2], sys.argv[3]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(path)
+triggered = []
+signal.signal(signal.SIGUSR1, lambda *_: triggered.append(1))
+open(ready, "w").write("READY pid=%d\n" % os.getpid())
+while not triggered:
+    signal.pause()
+s.send(b"hello again")
+s.settimeout(5)
+answer = s.recv(100)
+open(report, "w").write("OK\n" if answer == b"welcome back" else f"FAIL: got {answer!r}\n")
+'''
+
+
+def case_external_unix_peer(env):
+    path = env.path("outside.sock")
+    outside = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    outside.bind(path)
+    outside.listen(4)
+    ready, report = env.path("ready"), env.path("report")
+    pid = env.spawn([PYTHON, write(env, "client.py", EXT_CLIENT), path, ready, report], name="client")
+    env.wait_ready(ready, pid)
+    first, _ = outside.accept()
+    result = env.dump(pid, env.path("refused"), expect=1)
+    check("--ext-unix-sk" in result.stderr and path in result.stderr, f"the refusal names the peer: {result.stderr!r}")
+    check(state(pid) not in (None, "T", "t", "Z"), "the client runs on after the refused dump")
+    images = env.path("images")
+    env.dump(pid, images, "--ext-unix-sk")
+    reap([pid], what="the dumped client")
+    first.close()
+    _, rpid = env.restore(images)
+    check_eq(rpid, pid, "restored pid")
+    outside.settimeout(10)
+    again, _ = outside.accept()
+    os.kill(pid, __import__("signal").SIGUSR1)
+    again.settimeout(10)
+    check_eq(again.recv(100), b"hello again", "what the restored client sends")
+    again.send(b"welcome back")
+    text = env.wait_file(report, timeout=10, what="client report")
+    check(text.startswith("OK"), f"client reports {text.strip()}")
+    reap([pid], what="the client")
+
+
 CASES = {
     "web_demo": case_web_demo,
     "web_demo_iptables": case_web_demo_iptables,
@@ -430,6 +477,7 @@ CASES = {
     "leave_running_unlocks": case_leave_running_unlocks,
     "failed_restore": case_failed_restore,
     "peer_credentials": case_peer_credentials,
+    "external_unix_peer": case_external_unix_peer,
 }
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@
 // --child-pdeath gives the child SIGUSR2 as parent-death signal (so it exits 7).
 // --object KIND makes the root hold one of the kernel objects of objects.h (in the
 // directory of PROGRESS where it needs one).
+// --thp asks for transparent huge pages for the big block (MADV_HUGEPAGE); --madvise
+// adds a MADV_WIPEONFORK and a MADV_DONTFORK region, checked after restore in a fork.
 // --vmas N adds N one-page mappings, alternately read-write and read-only (so that
 // they cannot merge), each with its own contents.
 //
@@ -102,13 +104,14 @@ static int child_main(int write_end, int want_perf, int ready_fd) {
 int main(int argc, char **argv) {
   const char *usage =
       "READY REPORT PROGRESS [--mib N] [--threads N] [--child] [--io-uring] [--perf-child] [--child-file PATH] "
-      "[--child-cwd DIR] [--child-pdeath] [--vmas N] [--object KIND]";
+      "[--child-cwd DIR] [--child-pdeath] [--vmas N] [--object KIND] [--thp] [--madvise]";
   const char *ready_path = wl_arg(argc, argv, 1, usage);
   const char *report_path = wl_arg(argc, argv, 2, usage);
   const char *progress_path = wl_arg(argc, argv, 3, usage);
   long mib = 16;
   int nthreads = 0, want_child = 0, want_uring = 0, want_perf = 0;
   long nvmas = 0;
+  int want_thp = 0, want_madvise = 0;
   const char *object_kind = NULL;
   for (int i = 4; i < argc; i++) {
     if (!strcmp(argv[i], "--mib"))
@@ -125,6 +128,10 @@ int main(int argc, char **argv) {
       want_child = 1, child_file = wl_arg(argc, argv, ++i, usage);
     else if (!strcmp(argv[i], "--child-cwd"))
       want_child = 1, child_cwd = wl_arg(argc, argv, ++i, usage);
+    else if (!strcmp(argv[i], "--thp"))
+      want_thp = 1;
+    else if (!strcmp(argv[i], "--madvise"))
+      want_madvise = 1;
     else if (!strcmp(argv[i], "--child-pdeath"))
       want_child = child_pdeath = 1;
     else if (!strcmp(argv[i], "--object"))
@@ -165,7 +172,17 @@ int main(int argc, char **argv) {
   size_t len = (size_t)mib << 20;
   char *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   WL_MUST(mem != MAP_FAILED);
+  if (want_thp) WL_MUST(madvise(mem, len, MADV_HUGEPAGE) == 0);
   wl_fill(mem, len, SEED);
+  char *wipe = NULL, *nofork = NULL;
+  if (want_madvise) {
+    wipe = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    nofork = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    WL_MUST(wipe != MAP_FAILED && nofork != MAP_FAILED);
+    wl_fill(wipe, 8192, SEED + 7);
+    wl_fill(nofork, 8192, SEED + 8);
+    WL_MUST(madvise(wipe, 8192, MADV_WIPEONFORK) == 0 && madvise(nofork, 8192, MADV_DONTFORK) == 0);
+  }
 
   // Many small mappings: reserve one range, then map each page of it by itself.
   char *vmas = NULL;
@@ -251,6 +268,25 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nthreads; i++) pthread_join(threads[i], NULL);
   }
   check_object();
+  if (want_madvise) {
+    WL_CHECK(wl_check_fill(wipe, 8192, SEED + 7) < 0 && wl_check_fill(nofork, 8192, SEED + 8) < 0,
+             "madvise regions lost their contents");
+    pid_t probe = fork();
+    if (probe == 0) {
+      // In a fork: the WIPEONFORK region reads zero, the DONTFORK region is not mapped.
+      for (int i = 0; i < 8192; i++)
+        if (wipe[i]) _exit(20);
+      char perms[8];
+      if (mincore(nofork, 4096, (unsigned char *)perms) == 0 || errno != ENOMEM) _exit(21);
+      _exit(0);
+    }
+    int st = 0;
+    waitpid(probe, &st, 0);
+    WL_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "after restore a fork sees %s",
+             WIFEXITED(st) && WEXITSTATUS(st) == 20   ? "the MADV_WIPEONFORK region not wiped"
+             : WIFEXITED(st) && WEXITSTATUS(st) == 21 ? "the MADV_DONTFORK region mapped"
+                                                      : "something else (status in the log)");
+  }
   if (uring_fd >= 0) {
     struct stat st;
     WL_CHECK(fstat(uring_fd, &st) == 0, "io_uring fd %d gone: %s", uring_fd, strerror(errno));
