@@ -16,19 +16,12 @@
 #include "core/mm/mm_dump.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
+#include "core/sys/util.h"
 #include "core/task/task_dump.h"
 #include "core/tree/freeze.h"
 
 namespace cryo {
 namespace {
-
-uint64_t now_us() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
-          .count());
-}
-
-std::string pid_str(pid_t pid) { return "pid " + std::to_string(pid); }
 
 // Namespaces are the runtime's business for now: a task outside ours is refused.
 Status check_namespaces(pid_t pid) {

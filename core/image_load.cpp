@@ -3,14 +3,13 @@
 #include <set>
 
 #include "core/mm/mm_restore.h"
+#include "core/sys/util.h"
 #include "core/task/task_restore.h"
 
 namespace cryo {
 namespace {
 
 constexpr size_t kMaxTasks = 4096;
-
-std::string pid_str(pid_t pid) { return "pid " + std::to_string(pid); }
 
 Status validate_tree(const image::Tree& tree) {
   if (tree.tasks_size() == 0) return Error(EINVAL, "the tree is empty");

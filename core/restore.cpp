@@ -29,6 +29,7 @@
 #include "core/ptrace/ptrace.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
+#include "core/sys/util.h"
 #include "core/sys/proc.h"
 #include "core/sys/scope_guard.h"
 #include "core/task/task_restore.h"
@@ -36,14 +37,6 @@
 
 namespace cryo {
 namespace {
-
-uint64_t now_us() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
-          .count());
-}
-
-std::string pid_str(pid_t pid) { return "pid " + std::to_string(pid); }
 
 Status check_ids_free(const image::Tree& tree) {
   for (const auto& t : tree.tasks())

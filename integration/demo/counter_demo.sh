@@ -16,20 +16,7 @@ PERIOD=${DEMO_PERIOD:-2}
 # returns. bash cannot become one, so a small python3 parent does (the flag survives
 # exec) and reaps whatever is reparented to it.
 if [ -z "${CRYO_DEMO_REAPER:-}" ]; then
-  REAPER='
-import ctypes, os, sys
-if ctypes.CDLL(None).prctl(36, 1, 0, 0, 0) != 0:
-    sys.exit("cannot become a child subreaper")
-os.environ["CRYO_DEMO_REAPER"] = "1"
-child = os.fork()
-if child == 0:
-    os.execvp("bash", ["bash"] + sys.argv[1:])
-while True:
-    pid, status = os.wait()
-    if pid == child:
-        sys.exit(os.waitstatus_to_exitcode(status) & 0xff)
-'
-  exec python3 -c "$REAPER" "$0" "$@"
+  exec python3 "$(dirname "$(readlink -f "$0")")/subreaper.py" "$0" "$@"
 fi
 
 [ -x "$CRYO" ] || { echo "counter_demo: $CRYO is not built" >&2; exit 1; }

@@ -12,19 +12,7 @@ CRYO=$(readlink -f "$CRYO")
 # A restored server is reparented to the nearest child subreaper when
 # `cryo restore -d` returns: a small python3 parent becomes one and reaps.
 if [ -z "${CRYO_DEMO_REAPER:-}" ]; then
-  exec python3 -c '
-import ctypes, os, sys
-if ctypes.CDLL(None).prctl(36, 1, 0, 0, 0) != 0:
-    sys.exit("cannot become a child subreaper")
-os.environ["CRYO_DEMO_REAPER"] = "1"
-child = os.fork()
-if child == 0:
-    os.execvp("bash", ["bash"] + sys.argv[1:])
-while True:
-    pid, status = os.wait()
-    if pid == child:
-        sys.exit(os.waitstatus_to_exitcode(status) & 0xff)
-' "$0" "$@"
+  exec python3 "$(dirname "$(readlink -f "$0")")/subreaper.py" "$0" "$@"
 fi
 
 [ -x "$CRYO" ] || { echo "webserver_demo: $CRYO is not built" >&2; exit 1; }
