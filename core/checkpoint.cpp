@@ -104,7 +104,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   CRYO_ASSIGN(auto dir, image::ImageDirWriter::create(options.images_dir));
 
   log::info("freezing the tree of pid " + std::to_string(options.pid));
-  CRYO_ASSIGN(auto tree, tree::FrozenTree::freeze(options.pid));
+  CRYO_ASSIGN(auto tree, tree::FrozenTree::freeze(options.pid, options.freeze_timeout_s));
   uint64_t frozen_at = now_us();
   log::info("froze " + std::to_string(tree.processes().size()) + " processes in " +
             std::to_string(frozen_at - start) + " us");

@@ -28,6 +28,14 @@ int cmd_dump(const GlobalOptions&, const std::vector<std::string>& argv) {
   } catch (...) {
     return fail("dump: bad pid '" + *tree + "'");
   }
+  if (auto timeout = args->get("timeout")) {
+    try {
+      options.freeze_timeout_s = std::stoi(*timeout);
+    } catch (...) {
+      return fail("dump: bad --timeout '" + *timeout + "'");
+    }
+    if (options.freeze_timeout_s <= 0) return fail("dump: --timeout must be a positive number of seconds");
+  }
   options.images_dir = args->get_or("images-dir", ".");
   options.shell_job = args->has("shell-job");
   options.leave_running = args->has("leave-running");

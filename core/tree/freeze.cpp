@@ -12,6 +12,7 @@
 #include "core/ptrace/ptrace.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
+#include "core/sys/util.h"
 
 namespace cryo::tree {
 namespace {
@@ -110,7 +111,8 @@ Status FrozenTree::add_process(pid_t pid, std::vector<pid_t>* children) {
   return {};
 }
 
-Result<FrozenTree> FrozenTree::freeze(pid_t root) {
+Result<FrozenTree> FrozenTree::freeze(pid_t root, int timeout_s) {
+  uint64_t deadline = now_us() + static_cast<uint64_t>(timeout_s) * 1000000;
   if (root <= 0) return Error(EINVAL, "no pid to dump");
   if (root == getpid()) return Error(EINVAL, "cryo cannot dump itself");
   FrozenTree tree;
@@ -118,6 +120,9 @@ Result<FrozenTree> FrozenTree::freeze(pid_t root) {
   std::deque<pid_t> queue = {root};
   std::set<pid_t> seen = {root};
   while (!queue.empty()) {
+    if (now_us() > deadline)
+      return Error(ETIMEDOUT, "the tree of pid " + std::to_string(root) + " was not frozen within " +
+                                  std::to_string(timeout_s) + " s (--timeout)");
     pid_t pid = queue.front();
     queue.pop_front();
     if (pid == getpid()) return Error(EINVAL, "cryo cannot dump a tree that contains itself");

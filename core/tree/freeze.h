@@ -22,7 +22,9 @@ struct FrozenProcess {
 // kill_all() or release() resumes every task exactly where it was.
 class FrozenTree {
  public:
-  static Result<FrozenTree> freeze(pid_t root);
+  // Fails if the tree is not stopped within timeout_s seconds (a tree that
+  // forks faster than it can be frozen).
+  static Result<FrozenTree> freeze(pid_t root, int timeout_s = 10);
   FrozenTree(FrozenTree&& other) noexcept;
   FrozenTree& operator=(FrozenTree&&) = delete;
   ~FrozenTree();
