@@ -73,7 +73,10 @@ Status move_specials(pid_t pid, ptrace::Remote& r, const image::Mm& mm, const st
   for (auto& mv : moves) {
     mv.temp = find_hole(used, mv.size, 0x40000000);
     used.emplace_back(mv.temp, mv.temp + mv.size);
-    CRYO_ASSIGN(long got, r.call("mremap", SYS_mremap, {mv.from, mv.size, mv.size, MREMAP_MAYMOVE | MREMAP_FIXED, mv.temp}));
+    CRYO_ASSIGN(long moved, r.raw(SYS_mremap, {mv.from, mv.size, mv.size, MREMAP_MAYMOVE | MREMAP_FIXED, mv.temp}));
+    if (moved == -EPERM)
+      return Error(EPERM, "the vDSO cannot be moved: this kernel seals it (CONFIG_MSEAL_SYSTEM_MAPPINGS)");
+    CRYO_ASSIGN(long got, moved < 0 ? Result<long>(Error(static_cast<int>(-moved), "mremap")) : Result<long>(moved));
     if (static_cast<uint64_t>(got) != mv.temp) return Error(EINVAL, "mremap moved the vDSO elsewhere");
   }
   for (auto& mv : moves) {
