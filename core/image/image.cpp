@@ -126,25 +126,96 @@ Status decode_one(Kind kind, std::string_view bytes, google::protobuf::MessageLi
 
 // ---- PageWriter ----
 
-Result<PageWriter> PageWriter::create(const std::string& tmp_path) {
-  PageWriter w;
-  CRYO_ASSIGN(w.fd_, open_file(tmp_path, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+Result<std::unique_ptr<PageWriter>> PageWriter::create(const std::string& tmp_path) {
+  std::unique_ptr<PageWriter> w(new PageWriter());
+  CRYO_ASSIGN(w->fd_, open_file(tmp_path, O_WRONLY | O_CREAT | O_TRUNC, 0600));
   std::string head = header(Kind::kPages);
   head.resize(kPagesDataOffset, '\0');
-  CRYO_TRY(write_all(w.fd_.get(), head).wrap(tmp_path));
-  w.offset_ = kPagesDataOffset;
+  CRYO_TRY(write_all(w->fd_.get(), head).wrap(tmp_path));
+  w->offset_ = kPagesDataOffset;
+  for (int i = 0; i < 3; i++) {
+    w->storage_.emplace_back(kBufferSize);
+    w->free_.push_back(w->storage_.back().data());
+  }
+  w->thread_ = std::thread([p = w.get()] { p->run(); });
   return w;
 }
 
-Result<uint64_t> PageWriter::append(const void* data, size_t size) {
+PageWriter::~PageWriter() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void PageWriter::run() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;
+    Job job = std::move(queue_.front());
+    queue_.pop_front();
+    bool failed = error_.has_value();
+    lock.unlock();
+    Status st;
+    if (!failed) {
+      size_t done = 0;
+      while (done < job.pieces.size()) {
+        size_t n = std::min<size_t>(job.pieces.size() - done, IOV_MAX);
+        ssize_t got = ::writev(fd_.get(), job.pieces.data() + done, static_cast<int>(n));
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+          st = got < 0 ? errno_error("write pages.img") : Error(EIO, "write pages.img wrote nothing");
+          break;
+        }
+        // Step past what was written (a short write stops anywhere).
+        for (size_t left = static_cast<size_t>(got); left > 0;) {
+          auto& piece = job.pieces[done];
+          if (left >= piece.iov_len) {
+            left -= piece.iov_len;
+            done++;
+          } else {
+            piece.iov_base = static_cast<char*>(piece.iov_base) + left;
+            piece.iov_len -= left;
+            left = 0;
+          }
+        }
+      }
+    }
+    lock.lock();
+    if (!st.ok() && !error_) error_ = std::move(st).error();
+    free_.push_back(job.buffer);
+    cv_.notify_all();
+  }
+}
+
+uint8_t* PageWriter::buffer() {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return !free_.empty(); });
+  uint8_t* b = free_.back();
+  free_.pop_back();
+  return b;
+}
+
+Result<uint64_t> PageWriter::submit(uint8_t* buffer, std::vector<struct iovec> pieces) {
   uint64_t at = offset_;
-  CRYO_TRY(write_all(fd_.get(), data, size).wrap("writing pages.img"));
-  offset_ += size;
+  for (const auto& piece : pieces) offset_ += piece.iov_len;
+  std::lock_guard lock(mu_);
+  if (error_) {
+    free_.push_back(buffer);
+    return *error_;
+  }
+  queue_.push_back({buffer, std::move(pieces)});
+  cv_.notify_all();
   return at;
 }
 
 Status PageWriter::finish() {
-  fd_.reset();
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return queue_.empty() && free_.size() == storage_.size(); });
+  if (error_) return *error_;
   return {};
 }
 
@@ -184,16 +255,16 @@ Status ImageDirWriter::write(const std::string& name, Kind kind, const google::p
 
 Result<PageWriter*> ImageDirWriter::pages() {
   if (!pages_) {
-    CRYO_ASSIGN(PageWriter w, PageWriter::create(dir_ + "/" + tmp_name(kPagesName)));
-    pages_ = std::make_unique<PageWriter>(std::move(w));
+    CRYO_ASSIGN(pages_, PageWriter::create(dir_ + "/" + tmp_name(kPagesName)));
   }
   return pages_.get();
 }
 
 Status ImageDirWriter::commit(cryo::image::Inventory inventory) {
   if (!pages_) CRYO_TRY(pages().wrap("pages.img"));
-  uint64_t pages_size = pages_->size();
   CRYO_TRY(pages_->finish());
+  uint64_t pages_size = pages_->size();
+  pages_.reset();
   written_.emplace_back(kPagesName, pages_size);
   inventory.set_format_version(kFormatVersion);
   inventory.clear_files();

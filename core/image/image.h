@@ -13,7 +13,15 @@
 
 #include <google/protobuf/message_lite.h>
 
+#include <sys/uio.h>
+
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,22 +52,43 @@ Result<std::vector<std::string>> decode(Kind kind, std::string_view bytes);
 // Parses exactly one message of a file.
 Status decode_one(Kind kind, std::string_view bytes, google::protobuf::MessageLite* out);
 
-// Appends pages to pages.img and returns where they went.
+// Appends pages to pages.img. Writing happens on a thread of its own, so
+// that reading the next pages out of a task overlaps writing the last ones:
+// the caller fills a buffer from buffer() and submits pieces of it.
 class PageWriter {
  public:
-  static Result<PageWriter> create(const std::string& tmp_path);
-  PageWriter(PageWriter&&) = default;
-  PageWriter& operator=(PageWriter&&) = default;
+  static constexpr size_t kBufferSize = 8u << 20;
+  static Result<std::unique_ptr<PageWriter>> create(const std::string& tmp_path);
+  ~PageWriter();
 
-  // Writes a buffer of page data; returns its offset in the file.
-  Result<uint64_t> append(const void* data, size_t size);
+  // A buffer of kBufferSize bytes to fill; waits until one is free.
+  uint8_t* buffer();
+  // Queues pieces of a buffer from buffer() to be written in this order; the
+  // buffer comes back once they are. Returns the file offset of the first
+  // piece (the others follow it). An earlier failed write is returned here.
+  Result<uint64_t> submit(uint8_t* buffer, std::vector<struct iovec> pieces);
+  // Waits for every queued write.
   Status finish();
   uint64_t size() const { return offset_; }
 
  private:
+  struct Job {
+    uint8_t* buffer;
+    std::vector<struct iovec> pieces;
+  };
   PageWriter() = default;
+  void run();
+
   UniqueFd fd_;
   uint64_t offset_ = 0;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::vector<uint8_t>> storage_;
+  std::vector<uint8_t*> free_;
+  std::deque<Job> queue_;
+  bool stopping_ = false;
+  std::optional<Error> error_;
+  std::thread thread_;
 };
 
 // Collects the files of a dump under temporary names and commits them.

@@ -40,36 +40,55 @@ uint32_t madvise_of(const std::string& flag) {
   return 0;
 }
 
-// Writes pages read from `src` (a buffer holding [addr, addr + n pages)),
-// leaving out all-zero pages when skip_zero; appends one PageRun per run.
-Status emit_runs(uint64_t addr, const uint8_t* src, size_t npages, bool skip_zero, image::PageWriter& pages,
-                 google::protobuf::RepeatedPtrField<image::PageRun>* runs, DumpStats* stats) {
-  size_t i = 0;
-  while (i < npages) {
-    if (skip_zero && is_zero_page(src + i * kPage)) {
-      stats->zero_pages_skipped++;
-      i++;
-      continue;
+// Hands the pages read into `buf` (from pages.buffer()) to the writer,
+// leaving out all-zero pages of segments that allow it; appends one PageRun
+// per run of pages that is written.
+struct Segment {
+  uint64_t addr;       // of the first page
+  size_t buf_offset;   // where its pages are in the buffer
+  size_t npages;
+  bool skip_zero;
+  google::protobuf::RepeatedPtrField<image::PageRun>* runs;
+};
+
+Status emit_runs(uint8_t* buf, const std::vector<Segment>& segments, image::PageWriter& pages, DumpStats* stats) {
+  std::vector<struct iovec> pieces;
+  std::vector<image::PageRun*> made;
+  for (const auto& seg : segments) {
+    const uint8_t* src = buf + seg.buf_offset;
+    size_t i = 0;
+    while (i < seg.npages) {
+      if (seg.skip_zero && is_zero_page(src + i * kPage)) {
+        stats->zero_pages_skipped++;
+        i++;
+        continue;
+      }
+      size_t j = i + 1;
+      while (j < seg.npages && !(seg.skip_zero && is_zero_page(src + j * kPage))) j++;
+      size_t bytes = (j - i) * kPage;
+      auto* run = seg.runs->Add();
+      run->set_addr(seg.addr + i * kPage);
+      run->set_npages(j - i);
+      run->set_xxh3(image::checksum(src + i * kPage, bytes));
+      pieces.push_back({const_cast<uint8_t*>(src + i * kPage), bytes});
+      made.push_back(run);
+      stats->pages_written += j - i;
+      i = j;
     }
-    size_t j = i + 1;
-    while (j < npages && !(skip_zero && is_zero_page(src + j * kPage))) j++;
-    size_t bytes = (j - i) * kPage;
-    CRYO_ASSIGN(uint64_t offset, pages.append(src + i * kPage, bytes));
-    auto* run = runs->Add();
-    run->set_addr(addr + i * kPage);
-    run->set_npages(j - i);
+  }
+  CRYO_ASSIGN(uint64_t offset, pages.submit(buf, std::move(pieces)));
+  for (auto* run : made) {
     run->set_offset(offset);
-    run->set_xxh3(image::checksum(src + i * kPage, bytes));
-    stats->pages_written += j - i;
-    i = j;
+    offset += run->npages() * kPage;
   }
   return {};
 }
 
 // The private pages of one mapping: those the pagemap shows present or
-// swapped and not backed by the file (anonymous or copied on write).
+// swapped and not backed by the file (anonymous or copied on write). Runs
+// are gathered into a buffer and read with one process_vm_readv.
 Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, int mem_fd, bool skip_zero,
-                          image::PageWriter& pages, image::Mm* out, DumpStats* stats, std::vector<uint8_t>& buf) {
+                          image::PageWriter& pages, image::Mm* out, DumpStats* stats) {
   uint64_t npages = (m.end - m.start) / kPage;
   std::vector<uint64_t> entries(kChunkPages);
   for (uint64_t first = 0; first < npages; first += kChunkPages) {
@@ -78,28 +97,40 @@ Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, in
     CRYO_TRY(pread_all(pagemap_fd, entries.data(), count * 8, static_cast<off_t>(base / kPage * 8))
                  .wrap("read pagemap of pid " + std::to_string(pid)));
     stats->pages_scanned += count;
-    size_t i = 0;
-    while (i < count) {
-      auto wanted = [&](size_t k) { return (entries[k] & (kPresent | kSwapped)) && !(entries[k] & kFileShared); };
+    std::vector<Segment> segments;
+    std::vector<struct iovec> local, remote;
+    size_t filled = 0;
+    auto wanted = [&](size_t k) { return (entries[k] & (kPresent | kSwapped)) && !(entries[k] & kFileShared); };
+    for (size_t i = 0; i < count;) {
       if (!wanted(i)) {
         i++;
         continue;
       }
       size_t j = i + 1;
       while (j < count && wanted(j)) j++;
-      uint64_t addr = base + i * kPage;
-      size_t bytes = (j - i) * kPage;
-      bool read_ok = false;
-      if (m.read) {
-        struct iovec local = {buf.data(), bytes};
-        struct iovec remote = {reinterpret_cast<void*>(addr), bytes};
-        read_ok = ::process_vm_readv(pid, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(bytes);
-      }
-      if (!read_ok)  // not readable by the task itself: /proc/PID/mem can
-        CRYO_TRY(pread_all(mem_fd, buf.data(), bytes, static_cast<off_t>(addr)).wrap(what_vma(pid, m)));
-      CRYO_TRY(emit_runs(addr, buf.data(), j - i, skip_zero, pages, out->mutable_pages(), stats));
+      segments.push_back({base + i * kPage, filled, j - i, skip_zero, out->mutable_pages()});
+      filled += (j - i) * kPage;
       i = j;
     }
+    if (segments.empty()) continue;
+    uint8_t* buf = pages.buffer();  // kChunkPages pages always fit
+    for (const auto& seg : segments) {
+      local.push_back({buf + seg.buf_offset, seg.npages * kPage});
+      remote.push_back({reinterpret_cast<void*>(seg.addr), seg.npages * kPage});
+    }
+    bool read_ok = false;
+    if (m.read && local.size() <= IOV_MAX)
+      read_ok = ::process_vm_readv(pid, local.data(), local.size(), remote.data(), remote.size(), 0) ==
+                static_cast<ssize_t>(filled);
+    // What the task cannot read itself (PROT_NONE), /proc/PID/mem can.
+    for (size_t k = 0; !read_ok && k < segments.size(); k++) {
+      auto st = pread_all(mem_fd, local[k].iov_base, local[k].iov_len, static_cast<off_t>(segments[k].addr));
+      if (!st.ok()) {
+        (void)pages.submit(buf, {});  // hands the buffer back
+        return std::move(st).error().wrap(what_vma(pid, m));
+      }
+    }
+    CRYO_TRY(emit_runs(buf, segments, pages, stats));
   }
   return {};
 }
@@ -107,7 +138,7 @@ Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, in
 // The contents of a shared anonymous object, through /proc/PID/map_files:
 // only its data segments (SEEK_DATA) are read.
 Status dump_shmem(pid_t pid, const proc::MapEntry& m, image::Shmem* shmem, image::PageWriter& pages,
-                  DumpStats* stats, std::vector<uint8_t>& buf) {
+                  DumpStats* stats) {
   char range[64];
   snprintf(range, sizeof range, "%lx-%lx", static_cast<unsigned long>(m.start), static_cast<unsigned long>(m.end));
   CRYO_ASSIGN(UniqueFd fd, open_file("/proc/" + std::to_string(pid) + "/map_files/" + range, O_RDONLY));
@@ -125,9 +156,14 @@ Status dump_shmem(pid_t pid, const proc::MapEntry& m, image::Shmem* shmem, image
     off_t hole = ::lseek(fd.get(), data, SEEK_HOLE);
     if (hole < 0) return errno_error("SEEK_HOLE");
     for (off_t at = data; at < hole;) {
-      size_t bytes = static_cast<size_t>(std::min<off_t>(hole - at, static_cast<off_t>(buf.size())));
-      CRYO_TRY(pread_all(fd.get(), buf.data(), bytes, at));
-      CRYO_TRY(emit_runs(static_cast<uint64_t>(at), buf.data(), bytes / kPage, true, pages, shmem->mutable_pages(),
+      size_t bytes = static_cast<size_t>(std::min<off_t>(hole - at, static_cast<off_t>(image::PageWriter::kBufferSize)));
+      uint8_t* buf = pages.buffer();
+      auto got = pread_all(fd.get(), buf, bytes, at);
+      if (!got.ok()) {
+        (void)pages.submit(buf, {});  // hands the buffer back
+        return std::move(got).error().wrap("read shared memory");
+      }
+      CRYO_TRY(emit_runs(buf, {{static_cast<uint64_t>(at), 0, bytes / kPage, true, shmem->mutable_pages()}}, pages,
                          stats));
       at += static_cast<off_t>(bytes);
     }
@@ -145,7 +181,6 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
   CRYO_ASSIGN(auto vm_flags, proc::parse_smaps_flags(smaps));
   CRYO_ASSIGN(UniqueFd pagemap, open_file(proc_dir + "/pagemap", O_RDONLY));
   CRYO_ASSIGN(UniqueFd mem, open_file(proc_dir + "/mem", O_RDONLY));
-  std::vector<uint8_t> buf(kChunkPages * kPage);
 
   for (const auto& m : maps) {
     if (m.path == "[vsyscall]") continue;  // not a VMA: every process has it
@@ -177,7 +212,7 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
       v->set_shmem_id(m.inode);
       bool is_new = false;
       image::Shmem* shmem = files.add_shmem(m.inode, &is_new);
-      if (is_new) CRYO_TRY(dump_shmem(pid, m, shmem, pages, stats, buf).wrap(what));
+      if (is_new) CRYO_TRY(dump_shmem(pid, m, shmem, pages, stats).wrap(what));
     } else if (m.path.empty() || m.path == "[heap]" || m.path == "[stack]" || m.path.starts_with("[anon:")) {
       if (m.shared) return Error(what + ": unexpected shared anonymous mapping");
       v->set_kind(image::Vma::ANON_PRIVATE);
@@ -197,7 +232,7 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
     }
     if (private_pages)
       CRYO_TRY(dump_private_pages(pid, m, pagemap.get(), mem.get(), v->kind() == image::Vma::ANON_PRIVATE, pages,
-                                  out, stats, buf));
+                                  out, stats));
   }
   return {};
 }
