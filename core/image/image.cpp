@@ -313,7 +313,8 @@ Result<ImageDirReader> ImageDirReader::open(const std::string& dir) {
   if (::fstat(pages.get(), &st) < 0) return errno_error("stat pages.img");
   r.pages_size_ = static_cast<uint64_t>(st.st_size);
   if (r.pages_size_ < kPagesDataOffset) return Error(EINVAL, dir + "/pages.img: truncated header");
-  void* map = ::mmap(nullptr, r.pages_size_, PROT_READ, MAP_SHARED, pages.get(), 0);
+  // Populated up front: the restore reads every page, checksums first.
+  void* map = ::mmap(nullptr, r.pages_size_, PROT_READ, MAP_SHARED | MAP_POPULATE, pages.get(), 0);
   if (map == MAP_FAILED) return errno_error("mmap pages.img");
   r.pages_ = static_cast<const uint8_t*>(map);
   CRYO_TRY(check_header(Kind::kPages, std::string_view(reinterpret_cast<const char*>(r.pages_), kHeaderSize))

@@ -6,6 +6,7 @@
 #include <sys/uio.h>
 
 #include <algorithm>
+#include <thread>
 #include <cstring>
 
 #include "core/sys/io.h"
@@ -86,36 +87,50 @@ Status move_specials(pid_t pid, ptrace::Remote& r, const image::Mm& mm, const st
   return {};
 }
 
-// Writes every recorded private page, many runs per process_vm_writev.
-Status write_pages(pid_t pid, const image::Mm& mm, const image::ImageDirReader& images) {
-  std::vector<struct iovec> local, remote;
-  auto flush = [&]() -> Status {
-    size_t done = 0;
-    while (done < local.size()) {
-      size_t n = std::min<size_t>(local.size() - done, 1024);
-      size_t want = 0;
-      for (size_t i = done; i < done + n; i++) want += local[i].iov_len;
-      ssize_t got = ::process_vm_writev(pid, local.data() + done, n, remote.data() + done, n, 0);
-      if (got != static_cast<ssize_t>(want)) {
-        // Fall back run by run (e.g. a mapping the task cannot write).
-        for (size_t i = done; i < done + n; i++)
-          CRYO_TRY(ptrace::write_memory(pid, reinterpret_cast<uint64_t>(remote[i].iov_base), local[i].iov_base,
-                                        local[i].iov_len));
-      }
-      done += n;
+// Writes pieces of memory into the task, up to 1024 per process_vm_writev.
+Status write_pieces(pid_t pid, const struct iovec* local, const struct iovec* remote, size_t count) {
+  for (size_t done = 0; done < count;) {
+    size_t n = std::min<size_t>(count - done, 1024);
+    size_t want = 0;
+    for (size_t i = done; i < done + n; i++) want += local[i].iov_len;
+    ssize_t got = ::process_vm_writev(pid, local + done, n, remote + done, n, 0);
+    if (got != static_cast<ssize_t>(want)) {
+      // Fall back piece by piece (e.g. a mapping the task cannot write).
+      for (size_t i = done; i < done + n; i++)
+        CRYO_TRY(ptrace::write_memory(pid, reinterpret_cast<uint64_t>(remote[i].iov_base), local[i].iov_base,
+                                      local[i].iov_len));
     }
-    local.clear();
-    remote.clear();
-    return {};
-  };
+    done += n;
+  }
+  return {};
+}
+
+// Writes every recorded private page. Filling fresh memory is bound by the
+// kernel allocating pages, so a large address space is written by two
+// threads, each taking half of the bytes.
+Status write_pages(pid_t pid, const image::Mm& mm, const image::ImageDirReader& images) {
+  constexpr uint64_t kPiece = 8u << 20;
+  std::vector<struct iovec> local, remote;
+  uint64_t total = 0;
   for (const auto& run : mm.pages()) {
     uint64_t bytes = run.npages() * kPage;
     CRYO_ASSIGN(const uint8_t* src, images.page_run(run.offset(), bytes));
-    local.push_back({const_cast<uint8_t*>(src), bytes});
-    remote.push_back({reinterpret_cast<void*>(run.addr()), bytes});
-    if (local.size() >= 1024) CRYO_TRY(flush());
+    for (uint64_t at = 0; at < bytes; at += kPiece) {
+      uint64_t len = std::min(kPiece, bytes - at);
+      local.push_back({const_cast<uint8_t*>(src + at), len});
+      remote.push_back({reinterpret_cast<void*>(run.addr() + at), len});
+    }
+    total += bytes;
   }
-  return flush();
+  if (total < (64u << 20)) return write_pieces(pid, local.data(), remote.data(), local.size());
+  size_t half = 0;
+  for (uint64_t bytes = 0; half < local.size() && bytes < total / 2; half++) bytes += local[half].iov_len;
+  Status other;
+  std::thread helper([&] { other = write_pieces(pid, local.data() + half, remote.data() + half, local.size() - half); });
+  Status mine = write_pieces(pid, local.data(), remote.data(), half);
+  helper.join();
+  CRYO_TRY(mine);
+  return other;
 }
 
 }  // namespace
