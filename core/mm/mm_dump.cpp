@@ -193,6 +193,8 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
     v->set_name(m.path);
     for (const auto& flag : vm_flags[m.start]) {
       if (flag == "gd") v->set_growsdown(true);
+      if (flag == "nr") v->set_noreserve(true);
+      if (flag == "lo") v->set_locked(true);
       if ((flag == "io" || flag == "pf") && !m.path.starts_with("[v"))
         return Error(what + ": device (I/O) mappings are not supported");
       if (flag == "um" || flag == "uw") return Error(what + ": userfaultfd-registered memory is not supported");

@@ -212,7 +212,7 @@ Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const i
     const auto& v = mm.vmas(i);
     if (is_special(v.kind())) continue;
     uint64_t prot = v.prot() | (has_pages[static_cast<size_t>(i)] ? PROT_READ | PROT_WRITE : 0);
-    uint64_t flags = MAP_FIXED;
+    uint64_t flags = MAP_FIXED | (v.noreserve() ? MAP_NORESERVE : 0);
     int64_t fd = -1;
     switch (v.kind()) {
       case image::Vma::ANON_PRIVATE:
@@ -248,6 +248,7 @@ Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const i
       CRYO_TRY(r.call("mprotect", SYS_mprotect, {v.start(), v.end() - v.start(), v.prot()}));
     for (uint32_t advice : v.madvise())
       CRYO_TRY(r.call("madvise", SYS_madvise, {v.start(), v.end() - v.start(), advice}));
+    if (v.locked()) CRYO_TRY(r.call("mlock", SYS_mlock, {v.start(), v.end() - v.start()}));
   }
 
   // brk, arg/env, auxv and the executable, in one prctl.
