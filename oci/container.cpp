@@ -173,6 +173,8 @@ Result<pid_t> create_container(const CreateOptions& o) {
   CRYO_TRY(group.apply(with_default_device_rules(spec)).wrap("linux.resources"));
   std::string fifo = dir + "/exec.fifo";
   if (::mkfifo(fifo.c_str(), 0622) < 0) return errno_error("mkfifo " + fifo);
+  // Past the umask: a container root mapped to another uid must still open it for writing.
+  if (::chmod(fifo.c_str(), 0622) < 0) return errno_error("chmod " + fifo);
   CRYO_ASSIGN(UniqueFd fifo_fd, open_file(fifo, O_PATH | O_CLOEXEC));
   CRYO_ASSIGN(UniqueFd state_dir_fd, open_file(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   UniqueFd console;

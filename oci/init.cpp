@@ -115,6 +115,8 @@ void run_stage_a(const InitArgs& a) {
   }
   if (user && (::setresgid(0, 0, 0) < 0 || ::setresuid(0, 0, 0) < 0))
     fail_stage(a.sync_fd, errno_error("becoming root in the user namespace (is uid/gid 0 mapped?)"));
+  // Changing ids cleared "dumpable", which would leave /proc/self (and exec.fifo's reopen) to host root.
+  if (user && ::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0) fail_stage(a.sync_fd, errno_error("PR_SET_DUMPABLE"));
   int flags = 0;
   for (auto& n : spec.namespaces)
     if (n.path.empty() && n.type != "user" && n.type != "cgroup") flags |= ns::clone_flag(n.type);
@@ -129,8 +131,8 @@ void run_stage_a(const InitArgs& a) {
   if (pid == 0) {
     Status s = init_main(a);
     // Before "ready" the runtime reads errors from the socket; after it only stderr is left.
-    send_error(a.sync_fd, s.error().message());
-    fprintf(stderr, "cryo init: %s\n", s.error().message().c_str());
+    if (!send_message(a.sync_fd, "error:" + s.error().message()).ok())
+      fprintf(stderr, "cryo init: %s\n", s.error().message().c_str());
     _exit(127);
   }
   (void)send_message(a.sync_fd, "pid:" + std::to_string(pid));

@@ -1,0 +1,92 @@
+"""seccomp, capabilities, read-only rootfs, masked/readonly paths, user namespaces."""
+import os
+
+from cryo_oci import check, main
+
+
+def run_out(env, cid, script, edit=None):
+    bundle = env.bundle(cid, ["sh", "-c", script], edit=edit)
+    p = env.run(["run", "--bundle", bundle, cid], check=False)
+    return p
+
+
+def test_seccomp_errno(env):
+    def edit(c):
+        c["linux"]["seccomp"] = {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+            "syscalls": [
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+                {"names": ["no_such_syscall_name"], "action": "SCMP_ACT_ERRNO"},
+                # Only mode 0700 is refused.
+                {"names": ["chmod"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                 "args": [{"index": 1, "value": 0o700, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["fchmodat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                 "args": [{"index": 2, "value": 0o700, "op": "SCMP_CMP_EQ"}]},
+            ]}
+    p = run_out(env, "sc", "mkdir /tmp/d; echo mkdir=$?; chmod 700 /tmp; echo h5=$?; chmod 1777 /tmp; echo h6=$?", edit)
+    check("mkdir=1" in p.stdout and "Permission denied" in p.stderr, "seccomp errnoRet 13 refuses mkdir: " + p.stdout + p.stderr)
+    check("h5=1" in p.stdout and "h6=0" in p.stdout, "seccomp argument condition (len == 5): " + p.stdout)
+    bad = env.bundle("scbad", ["true"], edit=lambda c: c["linux"].update(
+        seccomp={"defaultAction": "SCMP_ACT_NOPE"}))
+    p = env.run(["create", "--bundle", bad, "scbad"], check=False)
+    check(p.returncode != 0 and "SCMP_ACT_NOPE" in p.stderr, "unknown seccomp action fails clearly")
+
+
+def test_capabilities(env):
+    keep = ["CAP_KILL", "CAP_NET_BIND_SERVICE"]
+
+    def edit(c):
+        c["process"]["capabilities"] = {k: keep for k in ("bounding", "effective", "permitted")}
+    p = run_out(env, "caps", "grep -E '^Cap(Eff|Bnd)' /proc/self/status; chown 65534 /tmp; echo chown=$?", edit)
+    mask = (1 << 5) | (1 << 10)
+    check("CapEff:\t%016x" % mask in p.stdout and "CapBnd:\t%016x" % mask in p.stdout,
+          "only the listed capabilities remain: " + p.stdout)
+    check("chown=1" in p.stdout, "CAP_CHOWN is gone: chown fails")
+
+    def edit_user(c):
+        c["process"]["user"] = {"uid": 65534, "gid": 65534, "additionalGids": [5]}
+        c["process"]["capabilities"] = {k: keep for k in ("bounding", "effective", "permitted", "inheritable", "ambient")}
+    p = run_out(env, "user", "id; grep -E '^CapEff' /proc/self/status", edit_user)
+    check("uid=65534" in p.stdout and "gid=65534" in p.stdout and "5" in p.stdout.split("groups=")[-1],
+          "process.user uid/gid/additionalGids: " + p.stdout)
+    check("CapEff:\t%016x" % mask in p.stdout, "ambient capabilities survive the switch to a user: " + p.stdout)
+
+
+def test_readonly_and_masked(env):
+    def edit(c):
+        c["root"]["readonly"] = True
+        c["mounts"].append({"destination": "/data", "type": "bind", "source": env.tmp, "options": ["rbind", "ro"]})
+    p = run_out(env, "ro", "touch /x; echo root=$?; touch /data/y; echo data=$?; touch /dev/shm/z; echo shm=$?;"
+                " wc -c < /proc/timer_list; echo masked=$?; ls /sys/firmware | wc -l; echo 1 > /proc/sys/kernel/ns_last_pid;"
+                " echo sys=$?", edit)
+    out = p.stdout
+    check("root=1" in out, "read-only root refuses writes: " + out)
+    check("data=1" in out, "ro bind mount refuses writes")
+    check("shm=0" in out, "tmpfs mounts stay writable")
+    check(out.split("\n")[3].strip() == "0" and "masked=0" in out, "maskedPaths: /proc/timer_list reads empty: " + out)
+    check("sys=1" in out, "readonlyPaths: /proc/sys is read-only")
+
+
+def test_user_namespace(env):
+    os.chmod(env.tmp, 0o755)
+    os.chown(env.rootfs, 100000, 100000)
+    for dirpath, dirnames, filenames in os.walk(env.rootfs):
+        for n in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, n), 100000, 100000)
+
+    def edit(c):
+        c["linux"]["namespaces"].append({"type": "user"})
+        c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        c["linux"].pop("resources", None)
+    p = run_out(env, "userns", "cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /tmp/mine; ls -ln /tmp/mine", edit)
+    out = p.stdout
+    check(p.returncode == 0, "a user-namespace container runs: " + p.stderr)
+    check(out.split("\n")[0].split() == ["0", "100000", "65536"], "uid_map is the configured mapping: " + out)
+    check(os.stat(os.path.join(env.rootfs, "tmp/mine")).st_uid == 100000, "container root writes as host uid 100000")
+
+
+if __name__ == "__main__":
+    main({"seccomp": test_seccomp_errno, "capabilities": test_capabilities, "readonly": test_readonly_and_masked,
+          "userns": test_user_namespace})
