@@ -91,7 +91,12 @@ Result<ContainerState> state_from_json(const std::string& text) {
 
 Result<ContainerLock> create_container_dir(const std::string& root, const std::string& id) {
   CRYO_TRY(validate_id(id));
-  if (::mkdir(root.c_str(), 0711) < 0 && errno != EEXIST) return errno_error("mkdir " + root);
+  // Make ROOT and its parents (containerd passes ROOT/<namespace>).
+  for (size_t end = root.find('/', 1);; end = root.find('/', end + 1)) {
+    std::string prefix = root.substr(0, end);
+    if (!prefix.empty() && ::mkdir(prefix.c_str(), 0711) < 0 && errno != EEXIST) return errno_error("mkdir " + prefix);
+    if (end == std::string::npos) break;
+  }
   std::string dir = container_dir(root, id);
   if (::mkdir(dir.c_str(), 0711) < 0) {
     if (errno == EEXIST) return Error(EEXIST, "container \"" + id + "\" already exists");
