@@ -267,7 +267,8 @@ Status delete_container(const std::string& root, const std::string& id, bool for
     (void)group.signal_all(SIGKILL);
     if (state.pid > 0) ::kill(state.pid, SIGKILL);
     if (state.paused) (void)group.thaw();
-    if (!wait_gone(state.pid, state.start_time, 10000)) return Error(EBUSY, "container " + id + ": init did not die");
+    if (state.pid > 0 && !wait_gone(state.pid, state.start_time, 10000))
+      return Error(EBUSY, "container " + id + ": init did not die");
   }
   auto spec = load_container_spec(root, id);
   if (spec.ok()) {
