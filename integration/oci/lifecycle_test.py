@@ -110,6 +110,43 @@ def test_create_errors(env):
     check(p.returncode != 0 and "systemd" in p.stderr, "--systemd-cgroup fails clearly")
 
 
+def test_concurrency(env):
+    """The directory lock: racing creates of one id make one container, racing deletes one delete."""
+    import subprocess
+    bundle = env.bundle("race", ["sleep", "100"])
+    cmd = [os.environ.get("CRYO", "cryo"), "--root", env.root]
+    # stderr to files: the winner's container keeps its stdio open.
+    errs = [open(os.path.join(env.tmp, "err%d" % i), "w+") for i in range(4)]
+    procs = [subprocess.Popen(cmd + ["create", "--bundle", bundle, "race"], stdout=subprocess.DEVNULL,
+                              stderr=errs[i]) for i in range(4)]
+    results = [(p.wait(30), "") for p in procs]
+    results = [(rc, open(errs[i].name).read()) for i, (rc, _) in enumerate(results)]
+    ok = [r for r in results if r[0] == 0]
+    check(len(ok) == 1 and all("already exists" in e for rc, e in results if rc != 0),
+          "exactly one of 4 racing creates wins: %s" % results)
+    env.wait_status("race", "created")
+    starts = [subprocess.Popen(cmd + ["start", "race"], stderr=subprocess.DEVNULL) for _ in range(3)]
+    codes = sorted(p.wait(30) for p in starts)
+    check(codes == [0, 1, 1], "exactly one of 3 racing starts starts it: %s" % codes)
+    deletes = [subprocess.Popen(cmd + ["delete", "--force", "race"], stderr=subprocess.DEVNULL) for _ in range(3)]
+    codes = [p.wait(30) for p in deletes]
+    check(codes == [0, 0, 0], "racing delete --force all succeed: %s" % codes)
+    check(env.run(["state", "race"], check=False).returncode != 0 and not os.path.exists(
+        "/sys/fs/cgroup/pids/cryo-test-concurrency-race"), "and the container is gone")
+
+
+def test_text_log_and_oom_score(env):
+    log = os.path.join(env.tmp, "cryo.log")
+    p = env.run(["--log", log, "delete", "nosuch"], check=False)
+    check(p.returncode != 0 and "does not exist" in open(log).read(), "--log FILE (text) gets the error")
+    bundle = env.bundle("oom", ["cat", "/proc/self/oom_score_adj"], edit=lambda c: c["process"].update(oomScoreAdj=500))
+    check(env.run(["run", "--bundle", bundle, "oom"]).stdout.strip() == "500", "process.oomScoreAdj")
+    bundle = env.bundle("oomneg", ["true"], edit=lambda c: c["process"].update(oomScoreAdj=-500))
+    p = env.run(["run", "--bundle", bundle, "oomneg"], check=False)
+    check(p.returncode != 0 and "oomScoreAdj" in p.stderr and "CAP_SYS_RESOURCE" in p.stderr,
+          "lowering oomScoreAdj fails clearly: " + p.stderr.strip())
+
+
 if __name__ == "__main__":
     main({"lifecycle": test_lifecycle, "kill_signals": test_kill_signals, "run_foreground": test_run_foreground,
-          "create_errors": test_create_errors})
+          "create_errors": test_create_errors, "concurrency": test_concurrency, "text_log": test_text_log_and_oom_score})
