@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/cgroup/device_filter.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
 
@@ -164,8 +165,10 @@ Status Group::add_process(pid_t pid) {
 
 Status Group::apply(const Resources& r) {
   if (mode_of(hierarchies_) == Mode::kUnified) {
-    if (!r.devices.empty()) log::debug("cgroup v2: device rules are not enforced by cgroup; the container's /dev holds only its devices");
-    return apply_v2(hierarchies_[0].mount_point + path_, r);
+    std::string dir = hierarchies_[0].mount_point + path_;
+    CRYO_TRY(apply_v2(dir, r));
+    if (!r.devices.empty()) CRYO_TRY(attach_device_filter(dir, r.devices));
+    return {};
   }
   CRYO_ASSIGN(auto files, v1_files(r));
   for (auto& [controller, file, value] : files) {

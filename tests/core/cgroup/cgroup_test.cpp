@@ -1,4 +1,7 @@
 #include "core/cgroup/cgroup.h"
+#include "core/cgroup/device_filter.h"
+
+#include <fcntl.h>
 
 #include <signal.h>
 #include <sys/stat.h>
@@ -179,4 +182,54 @@ TEST_CASE("a group on the real cgroup v2 mount") {
   REQUIRE(group.destroy().ok());
   struct stat st;
   CHECK(stat(group.dir_for("")->c_str(), &st) != 0);
+}
+
+// The eBPF device filter on a real cgroup v2 group: /dev/null denied, /dev/zero allowed.
+TEST_CASE("the v2 device filter is enforced") {
+  auto all = host_hierarchies();
+  REQUIRE(all.ok());
+  std::vector<Hierarchy> v2;
+  for (auto& h : *all)
+    if (h.v2) v2.push_back(h);
+  REQUIRE(!v2.empty());
+  Group group(v2, "/cryo-unit-devices-" + std::to_string(getpid()));
+  REQUIRE(group.create().ok());
+  std::vector<DeviceRule> rules = {{false, 'a', -1, -1, "rwm"}, {true, 'c', 1, 5, "rwm"}, {true, 'c', 1, 3, "w"}};
+  auto attached = attach_device_filter(*group.dir_for(""), rules);
+  REQUIRE_MESSAGE(attached.ok(), attached.error().message());
+  int ready[2];
+  REQUIRE(pipe(ready) == 0);
+  pid_t child = fork();
+  if (child == 0) {
+    char c;
+    (void)!read(ready[0], &c, 1);  // wait until we are in the group
+    int zero = open("/dev/zero", O_RDONLY);
+    int null_read = open("/dev/null", O_RDONLY);
+    bool null_denied = null_read < 0 && errno == EPERM;
+    int null_write = open("/dev/null", O_WRONLY);
+    _exit(zero >= 0 && null_denied && null_write >= 0 ? 0 : 1);
+  }
+  REQUIRE(group.add_process(child).ok());
+  (void)!write(ready[1], "x", 1);
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  CHECK(WEXITSTATUS(status) == 0);
+  close(ready[0]);
+  close(ready[1]);
+  REQUIRE(group.destroy().ok());
+}
+
+TEST_CASE("device filter programs end in a default deny") {
+  auto prog = device_filter_program({});
+  REQUIRE(prog.size() == 8);
+  CHECK(prog[6].imm == 0);
+  CHECK(prog.back().code == (BPF_JMP | BPF_EXIT));
+  auto one = device_filter_program({{true, 'c', 1, 3, "rwm"}});
+  CHECK(one.size() == 8 + 5);  // type, major, minor checks, return, exit
+}
+
+TEST_CASE("a rule matching everything ends the program") {
+  auto prog = device_filter_program({{true, 'c', 1, 3, "rwm"}, {false, 'a', -1, -1, "rwm"}});
+  CHECK(prog.size() == 6 + 2);  // the earlier rule can never decide
+  CHECK(prog[6].imm == 0);
 }
