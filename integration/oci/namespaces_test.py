@@ -65,6 +65,21 @@ def test_preserve_fds_and_process_file(env):
     env.run(["delete", "--force", "proc"])
 
 
+def test_time_cgroup_personality_rlimits(env):
+    def edit(c):
+        c["linux"]["namespaces"].append({"type": "time"})
+        c["linux"]["personality"] = {"domain": "LINUX32"}
+        c["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 1000, "hard": 2000},
+                                   {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}]
+    b = env.bundle("misc", ["sh", "-c", "readlink /proc/self/ns/time; grep memory /proc/self/cgroup; uname -m; "
+                                        "ulimit -n; ulimit -Hn; ulimit -c"], edit=edit)
+    out = env.run(["run", "--bundle", b, "misc"]).stdout.split()
+    check(out[0] != os.readlink("/proc/self/ns/time"), "a new time namespace: " + out[0])
+    check(out[1].endswith(":memory:/"), "a new cgroup namespace rooted at the container's group: " + out[1])
+    check(out[2] in ("i686", "i386"), "personality LINUX32: uname -m says " + out[2])
+    check(out[3:] == ["1000", "2000", "0"], "rlimits soft/hard: %s" % out[3:])
+
+
 def test_info_commands(env):
     features = json.loads(env.run(["features"], root=False).stdout)
     check(features["ociVersionMax"] and "SCMP_ACT_ERRNO" in features["linux"]["seccomp"]["actions"]
@@ -88,4 +103,4 @@ def test_info_commands(env):
 
 if __name__ == "__main__":
     main({"join": test_join_by_path, "uts_sysctl": test_uts_sysctl_nopivot, "fds": test_preserve_fds_and_process_file,
-          "info": test_info_commands})
+          "info": test_info_commands, "misc": test_time_cgroup_personality_rlimits})
