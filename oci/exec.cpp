@@ -14,6 +14,7 @@
 #include "oci/console.h"
 #include "oci/container.h"
 #include "oci/process.h"
+#include "oci/pty_proxy.h"
 #include "oci/state.h"
 #include "oci/sync.h"
 
@@ -111,13 +112,20 @@ Result<int> exec_in_container(const ExecOptions& o) {
   if (state.status != ContainerStatus::kRunning && state.status != ContainerStatus::kCreated)
     return Error(EINVAL, "cannot exec in container " + o.id + " in state " + status_name(state.status));
   CRYO_ASSIGN(Spec spec, load_container_spec(o.root, o.id));
-  if (o.process.terminal && o.console_socket.empty()) return Error(EINVAL, "exec -t needs --console-socket");
+  std::optional<ConsoleListener> listener;
+  std::string console_socket = o.console_socket;
+  if (o.process.terminal && console_socket.empty()) {
+    if (o.detach) return Error(EINVAL, "exec -t -d needs --console-socket");
+    CRYO_ASSIGN(ConsoleListener l, ConsoleListener::open());
+    listener.emplace(std::move(l));
+    console_socket = listener->path();
+  }
   CRYO_ASSIGN(auto namespaces, open_namespaces(state.pid));
   CRYO_ASSIGN(auto hierarchies, cgroup::host_hierarchies());
   cgroup::Group group(std::move(hierarchies), state.cgroup_path);
   UniqueFd console;
-  if (!o.console_socket.empty()) {
-    CRYO_ASSIGN(console, connect_unix(o.console_socket).wrap("--console-socket"));
+  if (!console_socket.empty()) {
+    CRYO_ASSIGN(console, connect_unix(console_socket).wrap("--console-socket"));
   }
   CRYO_ASSIGN(auto pair, sync_pair());
   if (::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) return errno_error("PR_SET_CHILD_SUBREAPER");
@@ -149,6 +157,10 @@ Result<int> exec_in_container(const ExecOptions& o) {
   if (pid <= 0) return Error(EPROTO, "exec in container " + o.id + ": no process was started");
   if (!o.pid_file.empty()) CRYO_TRY(write_file_atomic(o.pid_file, std::to_string(pid)).wrap("--pid-file"));
   if (o.detach) return 0;
+  if (listener) {
+    CRYO_ASSIGN(UniqueFd master, listener->receive_master());
+    return proxy_and_wait(pid, master.get());
+  }
   return forward_and_wait(pid);
 }
 

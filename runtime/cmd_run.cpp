@@ -1,5 +1,6 @@
 #include "oci/container.h"
 #include "oci/exec.h"
+#include "oci/pty_proxy.h"
 #include "oci/runtime_log.h"
 #include "runtime/args.h"
 #include "runtime/command.h"
@@ -16,6 +17,17 @@ int cmd_run(const GlobalOptions& g, const std::vector<std::string>& argv) {
   if (auto s = oci::setup_runtime_log(g.log, g.log_format, g.debug); !s.ok()) return oci::report_error(s.error().message());
   oci::CreateOptions options;
   if (int rc = create_or_run_options(g, *args, "run", &options)) return rc;
+  // An interactive terminal without a console socket: we hold the pty ourselves.
+  std::optional<oci::ConsoleListener> listener;
+  if (options.console_socket.empty() && !args->has("detach")) {
+    auto spec = oci::load_spec(options.bundle);
+    if (spec.ok() && spec->process.terminal) {
+      auto opened = oci::ConsoleListener::open();
+      if (!opened.ok()) return oci::report_error(opened.error().message());
+      listener.emplace(std::move(*opened));
+      options.console_socket = listener->path();
+    }
+  }
   auto pid = oci::create_container(options);
   if (!pid.ok()) return oci::report_error(pid.error().message());
   if (auto s = oci::start_container(options.root, options.id); !s.ok()) {
@@ -23,7 +35,14 @@ int cmd_run(const GlobalOptions& g, const std::vector<std::string>& argv) {
     return oci::report_error(s.error().message());
   }
   if (args->has("detach")) return 0;
-  int code = oci::forward_and_wait(*pid);
+  int code = 0;
+  if (listener) {
+    auto master = listener->receive_master();
+    if (!master.ok()) return oci::report_error(master.error().message());
+    code = oci::proxy_and_wait(*pid, master->get());
+  } else {
+    code = oci::forward_and_wait(*pid);
+  }
   if (!args->has("keep")) {
     if (auto s = oci::delete_container(options.root, options.id, true); !s.ok()) oci::report_error(s.error().message());
   }
