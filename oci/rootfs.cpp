@@ -12,6 +12,7 @@
 
 #include "core/cgroup/cgroup.h"
 #include "core/sys/io.h"
+#include "oci/path.h"
 
 namespace cryo::oci {
 namespace {
@@ -78,10 +79,6 @@ unsigned long locked_flags(const std::string& path) {
   return out;
 }
 
-// The path inside the rootfs; symlinks in the destination are not followed out of it
-// because the rootfs is the container's own and the parent dirs are created here.
-std::string in_rootfs(const std::string& rootfs, const std::string& dest) { return rootfs + dest; }
-
 Status mount_cgroup(const RootfsContext& ctx, const std::string& target, const MountFlags& mf) {
   CRYO_ASSIGN(auto hierarchies, cgroup::host_hierarchies());
   if (cgroup::mode_of(hierarchies) == cgroup::Mode::kUnified) {
@@ -112,7 +109,8 @@ Status mount_cgroup(const RootfsContext& ctx, const std::string& target, const M
 
 Status mount_one(const RootfsContext& ctx, const Mount& m) {
   CRYO_ASSIGN(MountFlags mf, parse_mount_options(m.options));
-  std::string target = in_rootfs(ctx.spec->root_path, m.destination);
+  // The image owns the rootfs: a symlink in it must not point a mount at the host.
+  CRYO_ASSIGN(std::string target, secure_join(ctx.spec->root_path, m.destination));
   bool bind = mf.bind || m.type == "bind";
   if (m.type == "cgroup" || m.type == "cgroup2") {
     CRYO_TRY(make_mount_point(target, false));
@@ -153,7 +151,7 @@ const DefaultDevice kDefaultDevices[] = {{"/dev/null", 1, 3},    {"/dev/zero", 1
                                          {"/dev/random", 1, 8},  {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0}};
 
 Status create_device(const std::string& rootfs, const Device& d, bool in_user_ns) {
-  std::string target = rootfs + d.path;
+  CRYO_ASSIGN(std::string target, secure_join(rootfs, d.path));
   CRYO_TRY(mkdir_all(target.substr(0, target.rfind('/'))));
   if (in_user_ns) {
     // mknod is not allowed in a user namespace: bind the host's node.

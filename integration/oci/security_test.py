@@ -68,6 +68,22 @@ def test_readonly_and_masked(env):
     check("sys=1" in out, "readonlyPaths: /proc/sys is read-only")
 
 
+def test_symlink_mount_target(env):
+    host_file = os.path.join(env.tmp, "hostfile")
+    with open(host_file, "w") as f:
+        f.write("host-content\n")
+    source = os.path.join(env.tmp, "source")
+    with open(source, "w") as f:
+        f.write("bound-content\n")
+    os.symlink(host_file, os.path.join(env.rootfs, "etc", "evil"))
+
+    def edit(c):
+        c["mounts"].append({"destination": "/etc/evil", "type": "bind", "source": source, "options": ["bind"]})
+    p = run_out(env, "evil", "cat /etc/evil", edit)
+    check(p.stdout.strip() == "bound-content", "a symlinked mount target resolves inside the rootfs: " + p.stdout + p.stderr)
+    check(open(host_file).read() == "host-content\n", "the host file is untouched")
+
+
 def test_user_namespace(env):
     os.chmod(env.tmp, 0o755)
     os.chown(env.rootfs, 100000, 100000)
@@ -89,4 +105,4 @@ def test_user_namespace(env):
 
 if __name__ == "__main__":
     main({"seccomp": test_seccomp_errno, "capabilities": test_capabilities, "readonly": test_readonly_and_masked,
-          "userns": test_user_namespace})
+          "userns": test_user_namespace, "symlink": test_symlink_mount_target})
