@@ -27,6 +27,8 @@ class Podman:
             f.write('[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]\n'
                     '[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n')
         self.environ = dict(os.environ, CONTAINERS_CONF=conf)
+        # podman keeps a blob-info cache in /var/lib/containers whatever --root says.
+        self.made_var_lib = not os.path.exists("/var/lib/containers")
         self.base = ["podman", "--root", os.path.join(self.tmp, "storage"), "--runroot", os.path.join(self.tmp, "run"),
                      "--storage-driver", "vfs", "--tmpdir", os.path.join(self.tmp, "ptmp"), "--runtime", wrapper,
                      "--cgroup-manager", "cgroupfs"]
@@ -41,6 +43,8 @@ class Podman:
     def cleanup(self):
         self("rm", "--all", "--force", check=False)
         reap()
+        if self.made_var_lib:
+            shutil.rmtree("/var/lib/containers", ignore_errors=True)
         for line in open("/proc/mounts").read().splitlines()[::-1]:
             target = line.split()[1]
             if target.startswith(self.tmp):
