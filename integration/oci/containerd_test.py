@@ -35,6 +35,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
   BinaryName = "{cryo}"
   Root = "{t}/cryo-state"
 """.format(t=self.tmp, cryo=CRYO))
+        # ctr's fifos and the shims' sockets go to /run/containerd whatever the config says.
+        self.made_run_dir = not os.path.exists("/run/containerd")
         self.log = open(os.path.join(self.tmp, "containerd.log"), "w")
         self.proc = subprocess.Popen(["containerd", "--config", config], stdout=self.log, stderr=self.log)
         for _ in range(200):
@@ -79,6 +81,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
                     os.kill(int(pid), signal.SIGKILL)
         time.sleep(0.2)
         reap()
+        if self.made_run_dir:
+            shutil.rmtree("/run/containerd", ignore_errors=True)
         for line in open("/proc/mounts").read().splitlines()[::-1]:
             if line.split()[1].startswith(self.tmp):
                 subprocess.run(["umount", "-l", line.split()[1]], capture_output=True)
