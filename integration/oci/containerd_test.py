@@ -58,8 +58,29 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             raise AssertionError("%s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr))
         return p
 
+    def on_pty(self, args):
+        """Runs ctr with a pty as its stdio (ctr -t needs a terminal) and returns (status, output)."""
+        import pty
+        master, slave = pty.openpty()
+        p = subprocess.Popen(["ctr", "-a", self.sock, "-n", NAMESPACE] + args, stdin=slave, stdout=slave,
+                             stderr=slave, close_fds=True)
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            out += data
+        code = p.wait(60)
+        os.close(master)
+        reap()
+        return code, out.decode(errors="replace")
+
     def stop(self):
-        for cid in ("c0", "c1"):
+        for cid in ("c0", "ct", "c1"):
             self.ctr("task", "kill", "-s", "SIGKILL", cid, check=False)
             self.ctr("task", "delete", "--force", cid, check=False)
             self.ctr("container", "delete", cid, check=False)
@@ -109,6 +130,9 @@ def test_containerd(env):
         p = cd.ctr("run", "--rm", "--cgroup", "/cryo-test-ctr/c0", "--rootfs", env.rootfs, "c0",
                    "sh", "-c", "echo hello-ctr $$", runtime=True)
         check(p.stdout.strip() == "hello-ctr 1", "ctr run --rm prints the output (pid 1 in its namespace): " + p.stdout)
+        code, out = cd.on_pty(["run", "--rm", "-t", "--runc-binary", CRYO, "--runc-root", cd.runc_root, "--cgroup",
+                               "/cryo-test-ctr/ct", "--rootfs", env.rootfs, "ct", "sh", "-c", "tty; exit 3"])
+        check(code == 3 and "/dev/pts/0" in out, "ctr run -t: the shim's console socket gets the pty: %d %r" % (code, out))
         cd.ctr("run", "-d", "--cgroup", "/cryo-test-ctr/c1", "--rootfs", env.rootfs, "c1",
                "sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.1; done", runtime=True)
         check(len(os.listdir(os.path.join(cd.runc_root, NAMESPACE))) == 1, "the shim keeps cryo's state under its Root")
