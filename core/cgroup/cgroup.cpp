@@ -118,6 +118,12 @@ std::optional<std::string> Group::dir_for(const std::string& controller) const {
   return std::nullopt;
 }
 
+std::string Group::v2_root() const {
+  for (auto& h : hierarchies_)
+    if (h.v2) return h.mount_point;
+  return "";
+}
+
 std::vector<std::string> Group::dirs() const {
   std::vector<std::string> out;
   for (auto& h : hierarchies_) out.push_back(h.mount_point + path_);
@@ -170,7 +176,19 @@ Status Group::apply(const Resources& r) {
     if (!r.devices.empty()) CRYO_TRY(attach_device_filter(dir, r.devices));
     return {};
   }
-  CRYO_ASSIGN(auto files, v1_files(r));
+  // Hybrid: a controller only the cgroup2 mount offers (hugetlb on this kind of host) is set there.
+  Resources v1 = r;
+  auto v2_dir = dir_for("");
+  if (v2_dir && !r.hugepage_limits.empty() && !dir_for("hugetlb")) {
+    auto offered = read_file(v2_root() + "/cgroup.controllers");
+    if (offered.ok() && offered->find("hugetlb") != std::string::npos) {
+      Resources huge;
+      huge.hugepage_limits = r.hugepage_limits;
+      CRYO_TRY(apply_v2(*v2_dir, huge).wrap("cgroup " + path_ + " (hugetlb on cgroup v2)"));
+      v1.hugepage_limits.clear();
+    }
+  }
+  CRYO_ASSIGN(auto files, v1_files(v1));
   for (auto& [controller, file, value] : files) {
     auto dir = dir_for(controller);
     if (!dir) return Error(ENOENT, "cgroup controller '" + controller + "' is not mounted (needed for " + file + ")");

@@ -94,6 +94,7 @@ class Group {
   std::map<std::string, uint64_t> stats() const;
 
  private:
+  std::string v2_root() const;
   std::vector<Hierarchy> hierarchies_;
   std::string path_;
 };

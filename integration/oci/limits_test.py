@@ -65,6 +65,20 @@ def test_cpu_and_blkio(env):
     env.run(["delete", name])
 
 
+def test_hugetlb_on_v2(env):
+    """On this hybrid host hugetlb is a cgroup v2 controller only: the limit goes to the unified group."""
+    if "hugetlb" not in read("/sys/fs/cgroup/unified/cgroup.controllers"):
+        raise AssertionError("this test expects hugetlb on the cgroup2 mount")
+
+    def edit(c):
+        c["linux"]["resources"]["hugepageLimits"] = [{"pageSize": "2MB", "limit": 4194304}]
+    bundle = env.bundle("huge", ["sleep", "100"], edit=edit)
+    env.run(["create", "--bundle", bundle, "huge"])
+    check(read("/sys/fs/cgroup/unified/cryo-test-hugetlb-huge/hugetlb.2MB.max") == "4194304",
+          "hugetlb.2MB.max is set in the v2 group")
+    env.run(["delete", "huge"])
+
+
 def test_pause_freezer(env):
     bundle = env.bundle("frz", ["sh", "-c", "while true; do echo x >> /tmp/ticks; sleep 0.05; done"])
     env.run(["run", "-d", "--bundle", bundle, "frz"])
@@ -82,4 +96,4 @@ def test_pause_freezer(env):
 
 
 if __name__ == "__main__":
-    main({"memory": test_memory, "pids": test_pids, "cpu_blkio": test_cpu_and_blkio, "pause": test_pause_freezer})
+    main({"memory": test_memory, "pids": test_pids, "cpu_blkio": test_cpu_and_blkio, "pause": test_pause_freezer, "hugetlb": test_hugetlb_on_v2})
