@@ -193,7 +193,13 @@ seccomp::Profile parse_seccomp(const json& s) {
 
 void parse_linux(const json& l, Spec& out) {
   only_keys(l, "linux", {"namespaces", "uidMappings", "gidMappings", "devices", "cgroupsPath", "resources", "sysctl",
-                         "seccomp", "rootfsPropagation", "maskedPaths", "readonlyPaths", "personality", "mountLabel"});
+                         "seccomp", "rootfsPropagation", "maskedPaths", "readonlyPaths", "personality", "mountLabel",
+                         "timeOffsets"});
+  if (l.contains("timeOffsets") && !l["timeOffsets"].is_null())
+    for (auto& [clock, offset] : l["timeOffsets"].items()) {
+      if (clock != "monotonic" && clock != "boottime") throw SpecError{"linux.timeOffsets: unknown clock '" + clock + "'"};
+      out.time_offsets[clock] = {offset.value("secs", int64_t{0}), offset.value("nanosecs", uint32_t{0})};
+    }
   if (l.contains("namespaces") && !l["namespaces"].is_null()) {
     static const std::set<std::string> kTypes = {"pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"};
     for (const json& n : l["namespaces"]) {
@@ -270,6 +276,8 @@ Spec parse(const json& j, const std::string& bundle_dir) {
   if (out.has_namespace("user") && out.find_namespace("user")->path.empty() &&
       (out.uid_mappings.empty() || out.gid_mappings.empty()))
     throw SpecError{"a new user namespace needs linux.uidMappings and linux.gidMappings"};
+  if (!out.time_offsets.empty() && (!out.has_namespace("time") || !out.find_namespace("time")->path.empty()))
+    throw SpecError{"linux.timeOffsets needs a new time namespace"};
   if (!out.hostname.empty() && (!out.has_namespace("uts") || !out.find_namespace("uts")->path.empty()))
     throw SpecError{"hostname is set but the container has no new uts namespace"};
   return out;

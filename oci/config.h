@@ -98,6 +98,8 @@ struct Spec {
   std::string rootfs_propagation;
   std::vector<std::string> masked_paths, readonly_paths;
   std::string personality_domain;
+  // linux.timeOffsets: clock ("monotonic", "boottime") -> seconds, nanoseconds.
+  std::map<std::string, std::pair<int64_t, uint32_t>> time_offsets;
   std::string mount_label;
 
   bool has_namespace(const std::string& type) const;

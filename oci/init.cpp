@@ -122,6 +122,15 @@ void run_stage_a(const InitArgs& a) {
     if (n.path.empty() && n.type != "user" && n.type != "cgroup") flags |= ns::clone_flag(n.type);
   if (!spec.has_namespace("mount")) fail_stage(a.sync_fd, Error(EINVAL, "the config must have a mount namespace"));
   if (flags && ::unshare(flags) < 0) fail_stage(a.sync_fd, errno_error("unshare namespaces"));
+  if (!spec.time_offsets.empty()) {
+    // Only before the first process enters the new time namespace.
+    std::string offsets;
+    for (auto& [clock, value] : spec.time_offsets)
+      offsets += clock + " " + std::to_string(value.first) + " " + std::to_string(value.second) + "\n";
+    auto fd = open_file("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+    Status written = fd.ok() ? write_all(fd->get(), offsets) : Status(fd.error());
+    if (!written.ok()) fail_stage(a.sync_fd, written.error().wrap("linux.timeOffsets"));
+  }
   // The cgroup namespace comes after joining the cgroup, so its root is the container's group.
   const Namespace* cgroup_ns = spec.find_namespace("cgroup");
   if (cgroup_ns && cgroup_ns->path.empty() && ::unshare(CLONE_NEWCGROUP) < 0)

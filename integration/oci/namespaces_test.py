@@ -68,12 +68,16 @@ def test_preserve_fds_and_process_file(env):
 def test_time_cgroup_personality_rlimits(env):
     def edit(c):
         c["linux"]["namespaces"].append({"type": "time"})
+        c["linux"]["timeOffsets"] = {"boottime": {"secs": 1000000, "nanosecs": 0}}
         c["linux"]["personality"] = {"domain": "LINUX32"}
         c["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 1000, "hard": 2000},
                                    {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}]
     b = env.bundle("misc", ["sh", "-c", "readlink /proc/self/ns/time; grep memory /proc/self/cgroup; uname -m; "
-                                        "ulimit -n; ulimit -Hn; ulimit -c"], edit=edit)
+                                        "ulimit -n; ulimit -Hn; ulimit -c; cut -d. -f1 /proc/uptime"], edit=edit)
     out = env.run(["run", "--bundle", b, "misc"]).stdout.split()
+    host_uptime = int(open("/proc/uptime").read().split(".")[0])
+    check(int(out[6]) >= 1000000 + host_uptime - 5, "linux.timeOffsets moves boottime: uptime %s" % out[6])
+    out = out[:6]
     check(out[0] != os.readlink("/proc/self/ns/time"), "a new time namespace: " + out[0])
     check(out[1].endswith(":memory:/"), "a new cgroup namespace rooted at the container's group: " + out[1])
     check(out[2] in ("i686", "i386"), "personality LINUX32: uname -m says " + out[2])

@@ -108,3 +108,13 @@ TEST_CASE("exec --process files parse as a process") {
   CHECK(p->args == std::vector<std::string>{"ls"});
   CHECK_FALSE(cryo::oci::parse_process(R"({"args": "notalist"})").ok());
 }
+
+TEST_CASE("time offsets need a new time namespace") {
+  auto ok = parse_spec(R"({"root": {"path": "/r"}, "linux": {"namespaces": [{"type": "time"}],
+                            "timeOffsets": {"monotonic": {"secs": 5, "nanosecs": 7}}}})", "/b");
+  REQUIRE(ok.ok());
+  CHECK(ok->time_offsets.at("monotonic") == std::pair<int64_t, uint32_t>{5, 7});
+  CHECK_FALSE(parse_spec(R"({"root": {"path": "/r"}, "linux": {"timeOffsets": {"boottime": {"secs": 1}}}})", "/b").ok());
+  CHECK_FALSE(parse_spec(R"({"root": {"path": "/r"}, "linux": {"namespaces": [{"type": "time"}],
+                             "timeOffsets": {"realtime": {"secs": 1}}}})", "/b").ok());
+}
