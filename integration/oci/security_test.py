@@ -101,6 +101,12 @@ def test_user_namespace(env):
     check(p.returncode == 0, "a user-namespace container runs: " + p.stderr)
     check(out.split("\n")[0].split() == ["0", "100000", "65536"], "uid_map is the configured mapping: " + out)
     check(os.stat(os.path.join(env.rootfs, "tmp/mine")).st_uid == 100000, "container root writes as host uid 100000")
+    bundle = env.bundle("userns2", ["sleep", "100"], edit=edit)
+    env.run(["run", "-d", "--bundle", bundle, "userns2"])
+    p = env.run(["exec", "userns2", "sh", "-c", "id -u; cat /proc/self/uid_map; touch /tmp/exec-file"])
+    check(p.stdout.split()[:3] == ["0", "0", "100000"], "exec joins the user namespace: " + p.stdout)
+    check(os.stat(os.path.join(env.rootfs, "tmp/exec-file")).st_uid == 100000, "exec writes as host uid 100000")
+    env.run(["delete", "--force", "userns2"])
 
 
 if __name__ == "__main__":
