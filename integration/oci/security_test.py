@@ -53,6 +53,21 @@ def test_capabilities(env):
     check("CapEff:\t%016x" % mask in p.stdout, "ambient capabilities survive the switch to a user: " + p.stdout)
 
 
+def test_process_details(env):
+    def edit(c):
+        c["process"]["user"]["umask"] = 0o077
+        c["process"]["noNewPrivileges"] = True
+        c["linux"]["devices"] = [{"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 0o640,
+                                  "uid": 0, "gid": 0}]
+    p = run_out(env, "proc", "touch /tmp/f; stat -c %a /tmp/f; grep NoNewPrivs /proc/self/status; "
+                             "stat -c '%t:%T %a' /dev/mynull; echo data > /dev/mynull && echo writable", edit)
+    out = p.stdout.split("\n")
+    check(out[0] == "600", "process.user.umask: " + p.stdout)
+    check(out[1].split() == ["NoNewPrivs:", "1"], "noNewPrivileges")
+    check(out[2] == "1:3 640" and "writable" in p.stdout, "linux.devices makes the node and the cgroup allows it: "
+          + p.stdout + p.stderr)
+
+
 def test_readonly_and_masked(env):
     def edit(c):
         c["root"]["readonly"] = True
@@ -111,4 +126,5 @@ def test_user_namespace(env):
 
 if __name__ == "__main__":
     main({"seccomp": test_seccomp_errno, "capabilities": test_capabilities, "readonly": test_readonly_and_masked,
-          "userns": test_user_namespace, "symlink": test_symlink_mount_target})
+          "userns": test_user_namespace, "symlink": test_symlink_mount_target,
+          "process": test_process_details})
