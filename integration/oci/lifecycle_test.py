@@ -52,8 +52,17 @@ def test_lifecycle(env):
     check(env.state("life")["status"] == "running", "resume")
     stats = json.loads(env.run(["events", "--stats", "life"]).stdout)
     check(stats["type"] == "stats" and stats["data"]["pids"]["current"] == 2, "events --stats: %s" % stats)
+    import subprocess
+    events_out = open(os.path.join(env.tmp, "events.out"), "w+")
+    events = subprocess.Popen([os.environ.get("CRYO", "cryo"), "--root", env.root, "events", "--interval", "100ms", "life"],
+                              stdout=events_out, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
     env.run(["kill", "life", "KILL"])
     env.wait_status("life", "stopped")
+    events.wait(10)
+    lines = open(events_out.name).read().splitlines()
+    check(len(lines) >= 2 and all(json.loads(line)["type"] == "stats" for line in lines),
+          "events streams stats every --interval and ends when the container stops: %d lines" % len(lines))
     check(env.state("life")["pid"] == 0, "stopped container has pid 0")
     k = env.run(["kill", "life", "TERM"], check=False)
     check(k.returncode != 0 and "not running" in k.stderr, "kill of a stopped container fails clearly")
