@@ -82,11 +82,17 @@ Status attach_device_filter(const std::string& dir, const std::vector<DeviceRule
   load.insns = reinterpret_cast<uint64_t>(prog.data());
   load.insn_cnt = static_cast<uint32_t>(prog.size());
   load.license = reinterpret_cast<uint64_t>(kLicense);
-  load.log_buf = reinterpret_cast<uint64_t>(log_buf);
-  load.log_size = sizeof log_buf;
-  load.log_level = 1;
   UniqueFd prog_fd(static_cast<int>(::syscall(SYS_bpf, BPF_PROG_LOAD, &load, sizeof load)));
-  if (!prog_fd) return errno_error(std::string("loading the cgroup v2 device filter: ") + log_buf);
+  if (!prog_fd) {
+    // Load again with the verifier's log only to explain the failure (a log that overflows is ENOSPC).
+    int err = errno;
+    load.log_buf = reinterpret_cast<uint64_t>(log_buf);
+    load.log_size = sizeof log_buf;
+    load.log_level = 1;
+    UniqueFd again(static_cast<int>(::syscall(SYS_bpf, BPF_PROG_LOAD, &load, sizeof load)));
+    log_buf[sizeof log_buf - 1] = 0;
+    return Error(err, std::string("loading the cgroup v2 device filter: ") + log_buf);
+  }
   CRYO_ASSIGN(UniqueFd dir_fd, open_file(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   union bpf_attr attach;
   std::memset(&attach, 0, sizeof attach);
