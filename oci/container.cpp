@@ -200,13 +200,11 @@ Result<pid_t> create_container(const CreateOptions& o) {
   if (driven.ok()) driven = send_message(pair.first.get(), "go");
   Creation creation{o, spec, state, group};
   if (driven.ok()) driven = drive_init(creation, pair.first.get(), stage_a);
+  pair.first.reset();  // a stage A or init still waiting for "go" sees EOF and exits
   int status = 0;
   while (::waitpid(stage_a, &status, 0) < 0 && errno == EINTR) {
   }
-  if (!driven.ok()) {
-    // The init may have reported its own error just before the one we saw.
-    return std::move(driven).error().wrap("creating container " + o.id);
-  }
+  if (!driven.ok()) return std::move(driven).error().wrap("creating container " + o.id);
   state.status = ContainerStatus::kCreated;
   CRYO_TRY(save_state(o.root, state));
   if (!o.pid_file.empty()) CRYO_TRY(write_file_atomic(o.pid_file, std::to_string(state.pid)).wrap("--pid-file"));

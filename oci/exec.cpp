@@ -149,6 +149,7 @@ Result<int> exec_in_container(const ExecOptions& o) {
     else if (m->starts_with("pid:")) pid = std::atoi(m->c_str() + 4);
     else if (m->starts_with("error:")) status = Error(0, m->substr(6));
   }
+  pair.first.reset();  // a stage A still waiting for "go" sees EOF and exits
   ::waitpid(a, nullptr, 0);
   if (!status.ok()) {
     if (pid > 0) ::waitpid(pid, nullptr, 0);
