@@ -200,7 +200,8 @@ Result<pid_t> create_container(const CreateOptions& o) {
   if (driven.ok()) driven = send_message(pair.first.get(), "go");
   Creation creation{o, spec, state, group};
   if (driven.ok()) driven = drive_init(creation, pair.first.get(), stage_a);
-  pair.first.reset();  // a stage A or init still waiting for "go" sees EOF and exits
+  if (!driven.ok() && state.pid > 0) ::kill(state.pid, SIGKILL);  // before it can see EOF and complain
+  pair.first.reset();  // a stage A still waiting for "go" sees EOF and exits
   int status = 0;
   while (::waitpid(stage_a, &status, 0) < 0 && errno == EINTR) {
   }
