@@ -308,6 +308,18 @@ Result<Spec> load_spec(const std::string& bundle_dir) {
   return parse_spec(text, bundle_dir).wrap(bundle_dir + "/config.json");
 }
 
+Result<cgroup::Resources> parse_resources(const std::string& json_text) {
+  try {
+    cgroup::Resources out;
+    parse_resources(json::parse(json_text), out);
+    return out;
+  } catch (const SpecError& e) {
+    return Error(EINVAL, e.message);
+  } catch (const json::exception& e) {
+    return Error(EINVAL, std::string("resources: ") + e.what());
+  }
+}
+
 Result<Process> parse_process(const std::string& json_text) {
   try {
     return parse_process_json(json::parse(json_text));

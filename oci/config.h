@@ -110,6 +110,8 @@ struct Spec {
 // fields are errors that name the field.
 Result<Spec> parse_spec(const std::string& json_text, const std::string& bundle_dir);
 Result<Spec> load_spec(const std::string& bundle_dir);
+// Parses a linux.resources object alone (update --resources).
+Result<cgroup::Resources> parse_resources(const std::string& json_text);
 // Parses a process.json (exec --process).
 Result<Process> parse_process(const std::string& json_text);
 

@@ -302,6 +302,15 @@ Status resume_container(const std::string& root, const std::string& id) {
   return save_state(root, state);
 }
 
+Status update_container(const std::string& root, const std::string& id, const cgroup::Resources& resources) {
+  CRYO_ASSIGN(ContainerLock lock, lock_container(root, id));
+  CRYO_ASSIGN(ContainerState state, load_state(root, id));
+  if (state.status == ContainerStatus::kStopped) return Error(EINVAL, "container " + id + " is stopped");
+  if (!resources.devices.empty()) return Error(EINVAL, "update cannot change device rules");
+  CRYO_ASSIGN(cgroup::Group group, group_of(state.cgroup_path));
+  return group.apply(resources).wrap("updating container " + id);
+}
+
 Result<std::vector<pid_t>> container_pids(const std::string& root, const std::string& id) {
   CRYO_ASSIGN(ContainerState state, load_state(root, id));
   CRYO_ASSIGN(cgroup::Group group, group_of(state.cgroup_path));

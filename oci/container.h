@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cgroup/cgroup.h"
 #include "core/sys/result.h"
 #include "oci/config.h"
 #include "oci/state.h"
@@ -28,6 +29,8 @@ Status kill_container(const std::string& root, const std::string& id, int signal
 Status delete_container(const std::string& root, const std::string& id, bool force);
 Status pause_container(const std::string& root, const std::string& id);
 Status resume_container(const std::string& root, const std::string& id);
+// Changes the limits of a live container (only the fields that are set; device rules are not changed).
+Status update_container(const std::string& root, const std::string& id, const cgroup::Resources& resources);
 Result<std::vector<pid_t>> container_pids(const std::string& root, const std::string& id);
 Result<std::map<std::string, uint64_t>> container_stats(const std::string& root, const std::string& id);
 

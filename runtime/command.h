@@ -48,5 +48,6 @@ int cmd_resume(const GlobalOptions&, const std::vector<std::string>&);
 int cmd_events(const GlobalOptions&, const std::vector<std::string>&);
 int cmd_features(const GlobalOptions&, const std::vector<std::string>&);
 int cmd_spec(const GlobalOptions&, const std::vector<std::string>&);
+int cmd_update(const GlobalOptions&, const std::vector<std::string>&);
 
 }  // namespace cryo::cli

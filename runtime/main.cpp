@@ -27,6 +27,7 @@ const Command kCommands[] = {
     {"events", cmd_events, "print a container's resource usage"},
     {"features", cmd_features, "print the runtime's features as JSON"},
     {"spec", cmd_spec, "write a default config.json"},
+    {"update", cmd_update, "change a container's cgroup limits"},
 };
 
 void usage(FILE* out) {

@@ -65,6 +65,24 @@ def test_cpu_and_blkio(env):
     env.run(["delete", name])
 
 
+def test_update(env):
+    bundle = env.bundle("upd", ["sleep", "100"])
+    env.run(["run", "-d", "--bundle", bundle, "upd"])
+    g = "cryo-test-update-upd"
+    env.run(["update", "--memory", "64m", "--pids-limit", "20", "--cpu-shares", "300", "upd"])
+    check(read("%s/memory/%s/memory.limit_in_bytes" % (V1, g)) == str(64 << 20), "update --memory 64m")
+    check(read("%s/pids/%s/pids.max" % (V1, g)) == "20", "update --pids-limit")
+    check(read("%s/cpu/%s/cpu.shares" % (V1, g)) == "300", "update --cpu-shares")
+    res = os.path.join(env.tmp, "res.json")
+    with open(res, "w") as f:
+        f.write('{"memory": {"limit": 50331648}, "pids": {"limit": 30}}')
+    env.run(["update", "--resources", res, "upd"])
+    check(read("%s/memory/%s/memory.limit_in_bytes" % (V1, g)) == "50331648" and
+          read("%s/pids/%s/pids.max" % (V1, g)) == "30", "update --resources FILE")
+    check(env.run(["update", "--memory", "lots", "upd"], check=False).returncode != 0, "update rejects a bad size")
+    env.run(["delete", "--force", "upd"])
+
+
 def test_hugetlb_on_v2(env):
     """On this hybrid host hugetlb is a cgroup v2 controller only: the limit goes to the unified group."""
     if "hugetlb" not in read("/sys/fs/cgroup/unified/cgroup.controllers"):
@@ -96,4 +114,4 @@ def test_pause_freezer(env):
 
 
 if __name__ == "__main__":
-    main({"memory": test_memory, "pids": test_pids, "cpu_blkio": test_cpu_and_blkio, "pause": test_pause_freezer, "hugetlb": test_hugetlb_on_v2})
+    main({"memory": test_memory, "pids": test_pids, "cpu_blkio": test_cpu_and_blkio, "pause": test_pause_freezer, "hugetlb": test_hugetlb_on_v2, "update": test_update})
