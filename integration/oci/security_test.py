@@ -27,6 +27,11 @@ def test_seccomp_errno(env):
     p = run_out(env, "sc", "mkdir /tmp/d; echo mkdir=$?; chmod 700 /tmp; echo h5=$?; chmod 1777 /tmp; echo h6=$?", edit)
     check("mkdir=1" in p.stdout and "Permission denied" in p.stderr, "seccomp errnoRet 13 refuses mkdir: " + p.stdout + p.stderr)
     check("h5=1" in p.stdout and "h6=0" in p.stdout, "seccomp argument condition (len == 5): " + p.stdout)
+    def kill_edit(c):
+        c["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+                                 "syscalls": [{"names": ["sync"], "action": "SCMP_ACT_KILL_PROCESS"}]}
+    p = run_out(env, "sckill", "sync; echo status=$?", kill_edit)
+    check("status=159" in p.stdout, "SCMP_ACT_KILL_PROCESS kills with SIGSYS (flags accepted): " + p.stdout)
     bad = env.bundle("scbad", ["true"], edit=lambda c: c["linux"].update(
         seccomp={"defaultAction": "SCMP_ACT_NOPE"}))
     p = env.run(["create", "--bundle", bad, "scbad"], check=False)
