@@ -44,7 +44,7 @@ std::vector<std::string> strings(const json& j, const char* key) {
 
 Process parse_process_json(const json& p) {
   only_keys(p, "process", {"terminal", "consoleSize", "user", "args", "env", "cwd", "capabilities", "rlimits",
-                           "noNewPrivileges", "oomScoreAdj", "apparmorProfile", "selinuxLabel", "commandLine"});
+                           "noNewPrivileges", "oomScoreAdj", "apparmorProfile", "selinuxLabel"});
   Process out;
   out.terminal = p.value("terminal", false);
   if (p.contains("consoleSize")) {
@@ -53,7 +53,7 @@ Process parse_process_json(const json& p) {
   }
   if (p.contains("user")) {
     const json& u = p["user"];
-    only_keys(u, "process.user", {"uid", "gid", "umask", "additionalGids", "username"});
+    only_keys(u, "process.user", {"uid", "gid", "umask", "additionalGids"});
     out.user.uid = u.value("uid", 0u);
     out.user.gid = u.value("gid", 0u);
     out.user.umask = opt<mode_t>(u, "umask");
@@ -109,6 +109,10 @@ void parse_resources(const json& r, cgroup::Resources& out) {
     const json& m = r["memory"];
     only_keys(m, "linux.resources.memory", {"limit", "reservation", "swap", "swappiness", "disableOOMKiller", "kernel",
                                             "kernelTCP", "useHierarchy", "checkBeforeUpdate"});
+    // Memory cgroups are always hierarchical on current kernels; only "true" can be honoured.
+    if (m.contains("useHierarchy") && m["useHierarchy"].is_boolean() && !m["useHierarchy"].get<bool>())
+      unsupported("linux.resources.memory.useHierarchy = false");
+    if (m.value("checkBeforeUpdate", false)) unsupported("linux.resources.memory.checkBeforeUpdate");
     out.memory_limit = opt<int64_t>(m, "limit");
     out.memory_reservation = opt<int64_t>(m, "reservation");
     out.memory_swap = opt<int64_t>(m, "swap");
