@@ -22,6 +22,7 @@
 #include "oci/hooks_bridge.h"
 #include "oci/init.h"
 #include "oci/process.h"
+#include "oci/runtime_log.h"
 #include "oci/sync.h"
 
 namespace cryo::oci {
@@ -110,10 +111,12 @@ Status drive_init(Creation& c, int sync_fd, pid_t stage_a) {
       CRYO_TRY(send_message(sync_fd, "go"));
     } else if (m.starts_with("pid:")) {
       c.state.pid = std::atoi(m.c_str() + 4);
+      log_debug("container " + c.state.id + ": init is pid " + std::to_string(c.state.pid));
       c.state.start_time = process_start_time(c.state.pid);
       CRYO_TRY(save_state(c.options.root, c.state));
       CRYO_TRY(send_message(sync_fd, "go"));
     } else if (m == "hooks") {
+      log_debug("container " + c.state.id + ": running createRuntime/createContainer hooks");
       std::string json = oci_state_json(c.state);
       CRYO_TRY(hooks::run_hooks(to_hook_commands(c.spec.hooks.prestart), "prestart", json));
       CRYO_TRY(hooks::run_hooks(to_hook_commands(c.spec.hooks.create_runtime), "createRuntime", json));
@@ -169,6 +172,7 @@ Result<pid_t> create_container(const CreateOptions& o) {
   CRYO_TRY(save_state(o.root, state));
   CRYO_ASSIGN(std::string config_text, read_file(bundle + "/config.json"));
   CRYO_TRY(write_file_atomic(dir + "/config.json", config_text));
+  log_debug("container " + o.id + ": cgroup " + cgroup_path + ", bundle " + bundle);
   CRYO_TRY(group.create());
   CRYO_TRY(group.apply(with_default_device_rules(spec)).wrap("linux.resources"));
   std::string fifo = dir + "/exec.fifo";
