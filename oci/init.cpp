@@ -74,6 +74,9 @@ Status init_main(const InitArgs& a) {
   CRYO_TRY(apply_rlimits(spec.process.rlimits));
   if (spec.process.oom_score_adj) CRYO_TRY(set_oom_score_adj(*spec.process.oom_score_adj));
   if (!a.no_new_keyring) CRYO_TRY(join_session_keyring(a.id));
+  // A missing program is a create error (as with runc), not a container that dies after start.
+  if (::chdir(spec.process.cwd.c_str()) == 0) CRYO_TRY(find_executable(spec.process.args[0], spec.process.env));
+  if (::chdir("/") < 0) return errno_error("chdir /");
   CRYO_TRY(send_message(a.sync_fd, "ready"));
   ::close(a.sync_fd);
 

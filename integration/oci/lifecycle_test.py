@@ -110,6 +110,10 @@ def test_create_errors(env):
     bundle = env.bundle("unsup", ["true"], edit=lambda c: c["linux"].update(intelRdt={"closID": "x"}))
     p = env.run(["create", "--bundle", bundle, "unsup"], check=False)
     check(p.returncode != 0 and "linux.intelRdt" in p.stderr, "unsupported config names the field: " + p.stderr.strip())
+    bundle = env.bundle("nocmd", ["no-such-program"])
+    p = env.run(["create", "--bundle", bundle, "nocmd"], check=False)
+    check(p.returncode != 0 and "no-such-program" in p.stderr and "not found" in p.stderr,
+          "a missing program fails create: " + p.stderr.strip())
     log = os.path.join(env.tmp, "log.json")
     p = env.run(["--log", log, "--log-format", "json", "start", "nosuch"], check=False)
     last = json.loads(open(log).read().strip().split("\n")[-1])
