@@ -70,6 +70,10 @@ def test_podman(env):
         p = pm("run", "--rm", "--network", "none", "--cgroup-parent", PARENT, "localhost/cryo-busybox",
                "sh", "-c", "echo hello-podman; cat /proc/self/uid_map")
         check("hello-podman" in p.stdout, "podman run (foreground, --rm) prints the output")
+        p = pm("run", "--rm", "--network", "none", "--cgroup-parent", PARENT, "localhost/cryo-busybox", "no-such-cmd",
+               check=False)
+        check(p.returncode != 0 and "no-such-cmd" in p.stderr, "podman run of a missing command fails with cryo's "
+              "message: " + p.stderr.strip()[-200:])
         pm("run", "-d", "--name", "c1", "--network", "none", "--cgroup-parent", PARENT, "localhost/cryo-busybox",
            "sh", "-c", "echo log-line; trap 'exit 0' TERM; while true; do sleep 0.1; done")
         p = pm("exec", "c1", "sh", "-c", "echo in-exec $(cat /proc/1/cmdline | tr '\\0' ' ')")
