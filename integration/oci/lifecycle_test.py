@@ -98,6 +98,16 @@ def test_run_foreground(env):
     p = env.run(["run", "--bundle", bundle, "fg"], check=False)
     check(p.returncode == 7 and p.stdout.strip() == "out" and "err" in p.stderr, "run returns the exit status and stdio")
     check(env.run(["state", "fg"], check=False).returncode != 0, "run deletes the container afterwards")
+    import subprocess
+    bundle = env.bundle("fwd", ["sh", "-c", "trap 'exit 9' TERM; touch /tmp/fwd-ready; while true; do sleep 0.1; done"])
+    p = subprocess.Popen([os.environ.get("CRYO", "cryo"), "--root", env.root, "run", "--bundle", bundle, "fwd"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if os.path.exists(os.path.join(env.rootfs, "tmp/fwd-ready")):
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    check(p.wait(20) == 9, "run forwards SIGTERM to the container and returns its status")
 
 
 def test_create_errors(env):
