@@ -45,15 +45,22 @@ int cmd_events(const GlobalOptions& g, const std::vector<std::string>& argv) {
   const std::string& id = args->positional()[0];
   long every = interval_ms(args->get_or("interval", "5s"));
   if (every <= 0) return oci::report_error("events: bad --interval '" + args->get_or("interval", "") + "'");
+  uint64_t oom_kills = 0;
+  bool first = true;
   for (;;) {
     auto stats = oci::container_stats(g.root, id);
     if (!stats.ok()) return oci::report_error(stats.error().message());
+    // Streaming: an OOM kill since the last look is an "oom" event, as runc reports it.
+    uint64_t kills = stats->count("memory.oom_kill") ? stats->at("memory.oom_kill") : 0;
+    if (!first && kills > oom_kills) printf("%s\n", nlohmann::json({{"type", "oom"}, {"id", id}}).dump().c_str());
+    oom_kills = kills;
+    first = false;
     printf("%s\n", stats_event(id, *stats).dump().c_str());
     fflush(stdout);
     if (args->has("stats")) return 0;
-    usleep(static_cast<useconds_t>(every) * 1000);
     auto state = oci::load_state(g.root, id);
     if (!state.ok() || state->status == oci::ContainerStatus::kStopped) return 0;
+    usleep(static_cast<useconds_t>(every) * 1000);
   }
 }
 

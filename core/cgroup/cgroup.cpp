@@ -299,6 +299,13 @@ std::map<std::string, uint64_t> Group::stats() const {
   number(dir_for("memory"), unified ? "memory.current" : "memory.usage_in_bytes", "memory.usage");
   number(dir_for("memory"), unified ? "memory.max" : "memory.limit_in_bytes", "memory.limit");
   number(dir_for("memory"), unified ? "memory.peak" : "memory.max_usage_in_bytes", "memory.max_usage");
+  // OOM kills: "oom_kill N" in memory.oom_control (v1) or memory.events (v2).
+  if (auto dir = dir_for("memory")) {
+    auto text = read_file(*dir + (unified ? "/memory.events" : "/memory.oom_control"));
+    if (text.ok())
+      for (auto& line : split(*text, '\n'))
+        if (line.starts_with("oom_kill ")) out["memory.oom_kill"] = std::stoull(line.substr(9));
+  }
   number(dir_for("pids"), "pids.current", "pids.current");
   number(dir_for("pids"), "pids.max", "pids.limit");
   number(dir_for("cpuacct"), "cpuacct.usage", "cpu.usage.total");

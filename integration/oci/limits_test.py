@@ -1,4 +1,5 @@
 """cgroup limits on this host's hierarchies (v1 controllers, the hybrid v2 mount)."""
+import json
 import os
 import time
 
@@ -24,8 +25,16 @@ def test_memory(env):
     check(str(pid) in read(group + "/cgroup.procs").split(), "init is in the memory cgroup")
     check(str(pid) in read("/sys/fs/cgroup/unified/cryo-test-memory-mem/cgroup.procs").split(),
           "init is in the cgroup v2 (unified) group too")
+    import subprocess
+    events_out = open(os.path.join(env.tmp, "events.out"), "w+")
+    events = subprocess.Popen([env.cryo, "--root", env.root, "events", "--interval", "50ms", "mem"], stdout=events_out,
+                              stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
     env.run(["start", "mem"])
     env.wait_status("mem", "stopped", timeout=20)
+    events.wait(10)
+    types = [json.loads(line)["type"] for line in open(events_out.name).read().splitlines()]
+    check("oom" in types, "events reports the OOM kill: %s" % types)
     oom = read(group + "/memory.oom_control")
     check("oom_kill 1" in oom, "the kernel OOM-killed the process over the limit: " + oom)
     env.run(["delete", "mem"])
