@@ -16,7 +16,7 @@ std::string features_json() {
        {"async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "mand", "noatime", "nodev",
         "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime", "nosuid", "private", "rbind", "relatime",
         "remount", "ro", "rprivate", "rshared", "rslave", "runbindable", "rw", "shared", "slave", "strictatime",
-        "suid", "sync", "unbindable"}},
+        "suid", "sync", "tmpcopyup", "unbindable"}},
       {"linux",
        {{"namespaces", {"cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"}},
         {"capabilities", all_capability_names()},

@@ -12,6 +12,7 @@
 
 #include "core/cgroup/cgroup.h"
 #include "core/sys/io.h"
+#include "oci/copy_tree.h"
 #include "oci/path.h"
 
 namespace cryo::oci {
@@ -129,7 +130,18 @@ Status mount_one(const RootfsContext& ctx, const Mount& m) {
   } else {
     CRYO_TRY(make_mount_point(target, false));
     std::string type = m.type.empty() ? m.source : m.type;
-    if (type == "mqueue" || type == "devpts" || type == "proc" || type == "sysfs" || type == "tmpfs") {
+    if (mf.tmpcopyup && type != "tmpfs") return Error(EINVAL, "tmpcopyup needs a tmpfs mount");
+    UniqueFd lower;
+    if (mf.tmpcopyup) {
+      lower = UniqueFd(::open(target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!lower) return errno_error("open " + target + " for tmpcopyup");
+    }
+    if (mf.tmpcopyup) {
+      // Mounted writable first so that the copy can fill it; read-only comes after.
+      CRYO_TRY(do_mount(m.source, target, type, mf.flags & ~MS_RDONLY, mf.data));
+      CRYO_TRY(copy_tree(lower.get(), target).wrap("tmpcopyup"));
+      if (mf.flags & MS_RDONLY) CRYO_TRY(do_mount("", target, "", MS_REMOUNT | mf.flags, mf.data));
+    } else if (type == "mqueue" || type == "devpts" || type == "proc" || type == "sysfs" || type == "tmpfs") {
       auto status = do_mount(m.source, target, type, mf.flags, mf.data);
       // sysfs of a network namespace owned by another user namespace: bind the host's instead.
       if (!status.ok() && type == "sysfs" && status.error().code() == EPERM && ctx.in_user_ns)
@@ -198,7 +210,9 @@ Result<MountFlags> parse_mount_options(const std::vector<std::string>& options) 
       out.recursive = out.recursive || o == "rbind";
     } else if (auto prop = parse_propagation(o); prop.ok()) {
       out.propagation = *prop;
-    } else if (o == "tmpcopyup" || o == "idmap" || o == "ridmap" || o == "copy-symlink") {
+    } else if (o == "tmpcopyup") {
+      out.tmpcopyup = true;
+    } else if (o == "idmap" || o == "ridmap" || o == "copy-symlink") {
       return Error(EINVAL, "mount option '" + o + "' is not supported by cryo");
     } else {
       out.data += (out.data.empty() ? "" : ",") + o;

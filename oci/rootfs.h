@@ -15,6 +15,7 @@ struct MountFlags {
   unsigned long clear = 0;        // flags an option turned off (rw, suid, ...)
   unsigned long propagation = 0;  // MS_SHARED/MS_SLAVE/MS_PRIVATE/MS_UNBINDABLE (| MS_REC)
   bool bind = false, recursive = false;
+  bool tmpcopyup = false;  // a tmpfs starts with the contents of the directory it covers
   std::string data;  // options the filesystem itself parses ("mode=755,size=65536k")
 };
 

@@ -70,6 +70,9 @@ def test_podman(env):
         p = pm("run", "--rm", "--network", "none", "--cgroup-parent", PARENT, "localhost/cryo-busybox",
                "sh", "-c", "echo hello-podman; cat /proc/self/uid_map")
         check("hello-podman" in p.stdout, "podman run (foreground, --rm) prints the output")
+        p = pm("run", "--rm", "--network", "none", "--cgroup-parent", PARENT, "--tmpfs", "/etc",
+               "localhost/cryo-busybox", "grep", "-c", "nobody", "/etc/passwd")
+        check(p.stdout.strip() == "1", "podman --tmpfs (tmpcopyup) keeps the image's files: " + p.stdout + p.stderr)
         p = pm("run", "--rm", "--network", "none", "--cgroup-parent", PARENT, "localhost/cryo-busybox", "no-such-cmd",
                check=False)
         check(p.returncode != 0 and "no-such-cmd" in p.stderr, "podman run of a missing command fails with cryo's "

@@ -104,6 +104,19 @@ def test_symlink_mount_target(env):
     check(open(host_file).read() == "host-content\n", "the host file is untouched")
 
 
+def test_tmpcopyup(env):
+    os.makedirs(os.path.join(env.rootfs, "etc", "sub"))
+    os.symlink("passwd", os.path.join(env.rootfs, "etc", "link"))
+
+    def edit(c):
+        c["mounts"].append({"destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+                            "options": ["rw", "nosuid", "nodev", "tmpcopyup"]})
+    p = run_out(env, "copyup", "grep -c root /etc/link; ls -d /etc/sub; echo new >> /etc/passwd; "
+                               "grep /etc /proc/mounts | cut -d' ' -f3", edit)
+    check(p.stdout.split() == ["1", "/etc/sub", "tmpfs"], "tmpcopyup fills the tmpfs from the image: " + p.stdout + p.stderr)
+    check("new" not in open(os.path.join(env.rootfs, "etc", "passwd")).read(), "writes stay in the tmpfs")
+
+
 def test_user_namespace(env):
     os.chmod(env.tmp, 0o755)
     os.chown(env.rootfs, 100000, 100000)
@@ -132,4 +145,4 @@ def test_user_namespace(env):
 if __name__ == "__main__":
     main({"seccomp": test_seccomp_errno, "capabilities": test_capabilities, "readonly": test_readonly_and_masked,
           "userns": test_user_namespace, "symlink": test_symlink_mount_target,
-          "process": test_process_details})
+          "process": test_process_details, "tmpcopyup": test_tmpcopyup})

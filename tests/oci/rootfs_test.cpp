@@ -20,6 +20,7 @@ TEST_CASE("mount options split into flags, propagation and data") {
   CHECK_FALSE((rw->flags & MS_RDONLY));
   CHECK((rw->clear & MS_RDONLY));
   CHECK_FALSE(parse_mount_options({"idmap"}).ok());
+  CHECK(parse_mount_options({"tmpcopyup"})->tmpcopyup);
   CHECK_FALSE(cryo::oci::parse_propagation("sideways").ok());
 }
 
