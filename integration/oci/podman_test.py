@@ -73,6 +73,16 @@ def test_podman(env):
         p = pm("run", "--rm", "--network", "none", "--cgroup-parent", PARENT, "--tmpfs", "/etc",
                "localhost/cryo-busybox", "grep", "-c", "nobody", "/etc/passwd")
         check(p.stdout.strip() == "1", "podman --tmpfs (tmpcopyup) keeps the image's files: " + p.stdout + p.stderr)
+        vol = os.path.join(env.tmp, "vol")
+        os.makedirs(vol)
+        for opts, uid in ((["--read-only"], 0), (["--user", "65534:65534"], 65534), (["--cap-drop", "all"], 0),
+                          (["--security-opt", "no-new-privileges"], 0), (["-v", vol + ":/data:ro"], 0),
+                          (["--privileged"], 0), (["--pid", "host", "--ipc", "host"], 0),
+                          (["--uidmap", "0:200000:65536", "--gidmap", "0:200000:65536"], 0),
+                          (["--sysctl", "kernel.msgmax=5000", "--hostname", "hh"], 0), (["--device", "/dev/fuse"], 0)):
+            p = pm("run", "--rm", "--network", "none", "--cgroup-parent", PARENT, *opts, "localhost/cryo-busybox",
+                   "sh", "-c", "echo ok-$(id -u)", check=False)
+            check(p.stdout.strip() == "ok-%d" % uid, "podman run %s: %s" % (" ".join(opts), (p.stdout + p.stderr)[-300:]))
         p = pm("run", "--rm", "--network", "none", "--cgroup-parent", PARENT, "localhost/cryo-busybox", "no-such-cmd",
                check=False)
         check(p.returncode != 0 and "no-such-cmd" in p.stderr, "podman run of a missing command fails with cryo's "
