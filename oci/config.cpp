@@ -44,7 +44,8 @@ std::vector<std::string> strings(const json& j, const char* key) {
 
 Process parse_process_json(const json& p) {
   only_keys(p, "process", {"terminal", "consoleSize", "user", "args", "env", "cwd", "capabilities", "rlimits",
-                           "noNewPrivileges", "oomScoreAdj", "apparmorProfile", "selinuxLabel"});
+                           "noNewPrivileges", "oomScoreAdj", "apparmorProfile", "selinuxLabel", "scheduler",
+                           "ioPriority"});
   Process out;
   out.terminal = p.value("terminal", false);
   if (p.contains("consoleSize")) {
@@ -78,6 +79,18 @@ Process parse_process_json(const json& p) {
   }
   out.no_new_privileges = p.value("noNewPrivileges", false);
   out.oom_score_adj = opt<int>(p, "oomScoreAdj");
+  if (p.contains("scheduler") && !p["scheduler"].is_null()) {
+    const json& s = p["scheduler"];
+    only_keys(s, "process.scheduler", {"policy", "nice", "priority", "flags", "runtime", "deadline", "period"});
+    out.scheduler = Scheduler{s.at("policy").get<std::string>(), s.value("nice", 0), s.value("priority", 0),
+                              strings(s, "flags"), s.value("runtime", uint64_t{0}), s.value("deadline", uint64_t{0}),
+                              s.value("period", uint64_t{0})};
+  }
+  if (p.contains("ioPriority") && !p["ioPriority"].is_null()) {
+    const json& io = p["ioPriority"];
+    only_keys(io, "process.ioPriority", {"class", "priority"});
+    out.io_priority = IoPriority{io.at("class").get<std::string>(), io.value("priority", 0)};
+  }
   return out;
 }
 

@@ -32,6 +32,19 @@ struct User {
   std::vector<gid_t> additional_gids;
 };
 
+struct Scheduler {
+  std::string policy;  // SCHED_OTHER ...
+  int nice = 0;
+  int priority = 0;
+  std::vector<std::string> flags;
+  uint64_t runtime = 0, deadline = 0, period = 0;
+};
+
+struct IoPriority {
+  std::string io_class;  // IOPRIO_CLASS_RT, _BE, _IDLE
+  int priority = 0;
+};
+
 struct Process {
   bool terminal = false;
   unsigned console_height = 0, console_width = 0;
@@ -43,6 +56,8 @@ struct Process {
   std::vector<Rlimit> rlimits;
   bool no_new_privileges = false;
   std::optional<int> oom_score_adj;
+  std::optional<Scheduler> scheduler;
+  std::optional<IoPriority> io_priority;
 };
 
 struct Mount {

@@ -73,6 +73,9 @@ Status init_main(const InitArgs& a) {
   }
   CRYO_TRY(apply_rlimits(spec.process.rlimits));
   if (spec.process.oom_score_adj) CRYO_TRY(set_oom_score_adj(*spec.process.oom_score_adj));
+  // Checked here so that a bad value fails create; exec_process sets them again (idempotent).
+  if (spec.process.scheduler) CRYO_TRY(apply_scheduler(*spec.process.scheduler));
+  if (spec.process.io_priority) CRYO_TRY(apply_io_priority(*spec.process.io_priority));
   if (!a.no_new_keyring) CRYO_TRY(join_session_keyring(a.id));
   // A missing program is a create error (as with runc), not a container that dies after start.
   if (::chdir(spec.process.cwd.c_str()) == 0) CRYO_TRY(find_executable(spec.process.args[0], spec.process.env));

@@ -110,6 +110,8 @@ Status exec_process(const ExecPlan& plan) {
     unsigned long persona = plan.personality == "LINUX32" ? PER_LINUX32 : PER_LINUX;
     if (::personality(persona) < 0) return errno_error("personality " + plan.personality);
   }
+  if (p.scheduler) CRYO_TRY(apply_scheduler(*p.scheduler));
+  if (p.io_priority) CRYO_TRY(apply_io_priority(*p.io_priority));
   if (p.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return errno_error("PR_SET_NO_NEW_PRIVS");
   // Without no_new_privs loading a filter needs CAP_SYS_ADMIN: load it before dropping capabilities.
   if (plan.seccomp && !p.no_new_privileges) CRYO_TRY(seccomp::load(*plan.seccomp));

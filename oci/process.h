@@ -24,6 +24,8 @@ struct ExecPlan {
 int rlimit_number(const std::string& name);
 Status apply_rlimits(const std::vector<Rlimit>& rlimits);
 Status set_oom_score_adj(int value);
+Status apply_scheduler(const Scheduler& scheduler);
+Status apply_io_priority(const IoPriority& io);
 // Finds args[0] along the PATH of env (not ours).
 Result<std::string> find_executable(const std::string& name, const std::vector<std::string>& env);
 // Applies the plan and execs; returns only on failure.

@@ -84,6 +84,20 @@ def test_time_cgroup_personality_rlimits(env):
     check(out[3:] == ["1000", "2000", "0"], "rlimits soft/hard: %s" % out[3:])
 
 
+def test_scheduler_and_ioprio(env):
+    def edit(c):
+        c["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": 7}
+        c["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_IDLE", "priority": 0}
+    b = env.bundle("sched", ["sh", "-c", "cut -d' ' -f19,41 /proc/self/stat; ionice"], edit=edit)
+    p = env.run(["run", "--bundle", b, "sched"])
+    lines = p.stdout.splitlines()
+    check(lines[0].split() == ["7", "3"], "process.scheduler: nice 7, policy SCHED_BATCH: " + p.stdout)
+    check("idle" in lines[1], "process.ioPriority: idle class: " + p.stdout)
+    b = env.bundle("badsched", ["true"], edit=lambda c: c["process"].update(scheduler={"policy": "SCHED_NOPE"}))
+    p = env.run(["create", "--bundle", b, "badsched"], check=False)
+    check(p.returncode != 0 and "SCHED_NOPE" in p.stderr, "an unknown policy fails create: " + p.stderr.strip())
+
+
 def test_info_commands(env):
     features = json.loads(env.run(["features"], root=False).stdout)
     check(features["ociVersionMax"] and "SCMP_ACT_ERRNO" in features["linux"]["seccomp"]["actions"]
@@ -107,4 +121,5 @@ def test_info_commands(env):
 
 if __name__ == "__main__":
     main({"join": test_join_by_path, "uts_sysctl": test_uts_sysctl_nopivot, "fds": test_preserve_fds_and_process_file,
-          "info": test_info_commands, "misc": test_time_cgroup_personality_rlimits})
+          "info": test_info_commands, "misc": test_time_cgroup_personality_rlimits,
+          "sched": test_scheduler_and_ioprio})

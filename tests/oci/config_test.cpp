@@ -118,3 +118,14 @@ TEST_CASE("time offsets need a new time namespace") {
   CHECK_FALSE(parse_spec(R"({"root": {"path": "/r"}, "linux": {"namespaces": [{"type": "time"}],
                              "timeOffsets": {"realtime": {"secs": 1}}}})", "/b").ok());
 }
+
+TEST_CASE("scheduler and ioPriority parse") {
+  auto spec = parse_spec(R"({"root": {"path": "/r"}, "process": {"args": ["x"],
+      "scheduler": {"policy": "SCHED_FIFO", "priority": 5, "flags": ["SCHED_FLAG_RESET_ON_FORK"]},
+      "ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 3}}})", "/b");
+  REQUIRE(spec.ok());
+  CHECK(spec->process.scheduler->policy == "SCHED_FIFO");
+  CHECK(spec->process.scheduler->priority == 5);
+  CHECK(spec->process.io_priority->priority == 3);
+  CHECK_FALSE(parse_spec(R"({"root": {"path": "/r"}, "process": {"args": ["x"], "scheduler": {"bogus": 1}}})", "/b").ok());
+}
