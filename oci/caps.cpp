@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
 
 #include "core/sys/io.h"
 
@@ -30,7 +31,7 @@ constexpr int kCount = sizeof(kNames) / sizeof(kNames[0]);
 int last_cap() {
   static int last = [] {
     auto text = read_file("/proc/sys/kernel/cap_last_cap");
-    return text.ok() ? std::stoi(*text) : kCount - 1;
+    return text.ok() ? static_cast<int>(std::strtol(text->c_str(), nullptr, 10)) : kCount - 1;
   }();
   return last;
 }

@@ -141,7 +141,7 @@ uint64_t process_start_time(pid_t pid) {
     if (pos == std::string::npos) return 0;
     pos++;
   }
-  return std::stoull(rest.substr(pos, rest.find(' ', pos) - pos));
+  return std::strtoull(rest.c_str() + pos, nullptr, 10);
 }
 
 Status compute_status(const std::string& root, ContainerState& s) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <sstream>
 #include <thread>
 
@@ -220,7 +221,7 @@ Result<std::vector<pid_t>> Group::processes() const {
   CRYO_ASSIGN(std::string text, read_file(*dir + "/cgroup.procs"));
   std::vector<pid_t> pids;
   for (auto& line : split(text, '\n'))
-    if (!line.empty()) pids.push_back(static_cast<pid_t>(std::stol(line)));
+    if (!line.empty()) pids.push_back(static_cast<pid_t>(std::strtol(line.c_str(), nullptr, 10)));
   return pids;
 }
 
@@ -293,7 +294,7 @@ std::map<std::string, uint64_t> Group::stats() const {
   auto number = [&](const std::optional<std::string>& dir, const std::string& file, const std::string& key) {
     if (!dir) return;
     auto text = read_file(*dir + "/" + file);
-    if (text.ok() && !text->empty() && isdigit(static_cast<unsigned char>((*text)[0]))) out[key] = std::stoull(*text);
+    if (text.ok() && !text->empty() && isdigit(static_cast<unsigned char>((*text)[0]))) out[key] = std::strtoull(text->c_str(), nullptr, 10);
   };
   bool unified = mode_of(hierarchies_) == Mode::kUnified;
   number(dir_for("memory"), unified ? "memory.current" : "memory.usage_in_bytes", "memory.usage");
@@ -304,7 +305,7 @@ std::map<std::string, uint64_t> Group::stats() const {
     auto text = read_file(*dir + (unified ? "/memory.events" : "/memory.oom_control"));
     if (text.ok())
       for (auto& line : split(*text, '\n'))
-        if (line.starts_with("oom_kill ")) out["memory.oom_kill"] = std::stoull(line.substr(9));
+        if (line.starts_with("oom_kill ")) out["memory.oom_kill"] = std::strtoull(line.c_str() + 9, nullptr, 10);
   }
   number(dir_for("pids"), "pids.current", "pids.current");
   number(dir_for("pids"), "pids.max", "pids.limit");
@@ -313,7 +314,7 @@ std::map<std::string, uint64_t> Group::stats() const {
     auto text = dir_for("cpu") ? read_file(*dir_for("cpu") + "/cpu.stat") : Result<std::string>(Error("none"));
     if (text.ok())
       for (auto& line : split(*text, '\n'))
-        if (line.starts_with("usage_usec ")) out["cpu.usage.total"] = std::stoull(line.substr(11)) * 1000;
+        if (line.starts_with("usage_usec ")) out["cpu.usage.total"] = std::strtoull(line.c_str() + 11, nullptr, 10) * 1000;
   }
   return out;
 }
