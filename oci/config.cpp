@@ -45,7 +45,7 @@ std::vector<std::string> strings(const json& j, const char* key) {
 Process parse_process_json(const json& p) {
   only_keys(p, "process", {"terminal", "consoleSize", "user", "args", "env", "cwd", "capabilities", "rlimits",
                            "noNewPrivileges", "oomScoreAdj", "apparmorProfile", "selinuxLabel", "scheduler",
-                           "ioPriority"});
+                           "ioPriority", "execCPUAffinity"});
   Process out;
   out.terminal = p.value("terminal", false);
   if (p.contains("consoleSize")) {
@@ -85,6 +85,12 @@ Process parse_process_json(const json& p) {
     out.scheduler = Scheduler{s.at("policy").get<std::string>(), s.value("nice", 0), s.value("priority", 0),
                               strings(s, "flags"), s.value("runtime", uint64_t{0}), s.value("deadline", uint64_t{0}),
                               s.value("period", uint64_t{0})};
+  }
+  if (p.contains("execCPUAffinity") && !p["execCPUAffinity"].is_null()) {
+    const json& a = p["execCPUAffinity"];
+    only_keys(a, "process.execCPUAffinity", {"initial", "final"});
+    out.exec_cpu_affinity_initial = a.value("initial", std::string());
+    out.exec_cpu_affinity_final = a.value("final", std::string());
   }
   if (p.contains("ioPriority") && !p["ioPriority"].is_null()) {
     const json& io = p["ioPriority"];

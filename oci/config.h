@@ -58,6 +58,7 @@ struct Process {
   std::optional<int> oom_score_adj;
   std::optional<Scheduler> scheduler;
   std::optional<IoPriority> io_priority;
+  std::string exec_cpu_affinity_initial, exec_cpu_affinity_final;  // cpu lists ("0-3,7")
 };
 
 struct Mount {

@@ -69,6 +69,12 @@ const int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SI
 
 [[noreturn]] void stage_a(const ExecOptions& o, const ExecPlan& plan, std::vector<NsFd>& namespaces, int sync_fd,
                           int console_fd) {
+  // "initial" holds while we enter the container (the cgroup's cpuset may narrow it), "final" at exec.
+  if (!o.process.exec_cpu_affinity_initial.empty())
+    if (auto s = set_cpu_affinity(o.process.exec_cpu_affinity_initial); !s.ok()) {
+      send_error(sync_fd, s.error().message());
+      _exit(1);
+    }
   if (!wait_go(sync_fd).ok()) _exit(1);
   for (auto& n : namespaces)
     if (auto s = ns::join_fd(n.fd.get(), ns::clone_flag(n.type), n.type + " namespace"); !s.ok()) {

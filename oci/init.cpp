@@ -111,6 +111,8 @@ Status init_main(const InitArgs& a) {
 
 void run_stage_a(const InitArgs& a) {
   const Spec& spec = *a.spec;
+  if (!spec.process.exec_cpu_affinity_initial.empty())
+    if (auto s = set_cpu_affinity(spec.process.exec_cpu_affinity_initial); !s.ok()) fail_stage(a.sync_fd, s.error());
   if (auto s = wait_go(a.sync_fd); !s.ok()) _exit(1);
   if (auto s = join_namespaces(spec); !s.ok()) fail_stage(a.sync_fd, s.error());
   const Namespace* user = spec.find_namespace("user");

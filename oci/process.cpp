@@ -125,6 +125,7 @@ Status exec_process(const ExecPlan& plan) {
   argv.push_back(nullptr);
   for (auto& e : p.env) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
+  if (!p.exec_cpu_affinity_final.empty()) CRYO_TRY(set_cpu_affinity(p.exec_cpu_affinity_final));
   // As late as possible: only execve runs under the filter from here.
   if (plan.seccomp && p.no_new_privileges) CRYO_TRY(seccomp::load(*plan.seccomp));
   ::execve(path.c_str(), argv.data(), envp.data());

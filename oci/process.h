@@ -26,6 +26,8 @@ Status apply_rlimits(const std::vector<Rlimit>& rlimits);
 Status set_oom_score_adj(int value);
 Status apply_scheduler(const Scheduler& scheduler);
 Status apply_io_priority(const IoPriority& io);
+// Pins the calling process to a cpu list ("0-3,7").
+Status set_cpu_affinity(const std::string& list);
 // Finds args[0] along the PATH of env (not ours).
 Result<std::string> find_executable(const std::string& name, const std::vector<std::string>& env);
 // Applies the plan and execs; returns only on failure.

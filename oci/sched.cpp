@@ -1,14 +1,33 @@
 // process.scheduler (sched_setattr) and process.ioPriority (ioprio_set).
 #include <linux/sched.h>
-#include <linux/sched/types.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <sched.h>
+
+#include <cstdlib>
+#include <cstdint>
 #include <map>
 
 #include "oci/process.h"
 
 namespace cryo::oci {
+namespace {
+
+// struct sched_attr, first version (48 bytes); <linux/sched/types.h> clashes with <sched.h>.
+struct SchedAttr {
+  uint32_t size;
+  uint32_t sched_policy;
+  uint64_t sched_flags;
+  int32_t sched_nice;
+  uint32_t sched_priority;
+  uint64_t sched_runtime;
+  uint64_t sched_deadline;
+  uint64_t sched_period;
+};
+static_assert(sizeof(SchedAttr) == 48);
+
+}  // namespace
 
 Status apply_scheduler(const Scheduler& s) {
   static const std::map<std::string, uint32_t> kPolicies = {
@@ -21,7 +40,7 @@ Status apply_scheduler(const Scheduler& s) {
       {"SCHED_FLAG_UTIL_CLAMP_MAX", SCHED_FLAG_UTIL_CLAMP_MAX}};
   auto policy = kPolicies.find(s.policy);
   if (policy == kPolicies.end()) return Error(EINVAL, "process.scheduler: unknown policy '" + s.policy + "'");
-  struct sched_attr attr = {};
+  SchedAttr attr = {};
   attr.size = sizeof attr;
   attr.sched_policy = policy->second;
   attr.sched_nice = s.nice;
@@ -40,6 +59,27 @@ Status apply_scheduler(const Scheduler& s) {
                            : "";
     return errno_error("process.scheduler: sched_setattr " + s.policy + hint);
   }
+  return {};
+}
+
+Status set_cpu_affinity(const std::string& list) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  size_t pos = 0;
+  while (pos < list.size()) {
+    size_t end = list.find(',', pos);
+    if (end == std::string::npos) end = list.size();
+    std::string item = list.substr(pos, end - pos);
+    char* rest = nullptr;
+    long first = std::strtol(item.c_str(), &rest, 10);
+    long last = first;
+    if (*rest == '-') last = std::strtol(rest + 1, &rest, 10);
+    if (item.empty() || *rest != 0 || first < 0 || last < first || last >= CPU_SETSIZE)
+      return Error(EINVAL, "process.execCPUAffinity: bad cpu list '" + list + "'");
+    for (long cpu = first; cpu <= last; cpu++) CPU_SET(static_cast<int>(cpu), &set);
+    pos = end + 1;
+  }
+  if (::sched_setaffinity(0, sizeof set, &set) < 0) return errno_error("process.execCPUAffinity " + list);
   return {};
 }
 

@@ -88,11 +88,14 @@ def test_scheduler_and_ioprio(env):
     def edit(c):
         c["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": 7}
         c["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_IDLE", "priority": 0}
-    b = env.bundle("sched", ["sh", "-c", "cut -d' ' -f19,41 /proc/self/stat; ionice"], edit=edit)
+        c["process"]["execCPUAffinity"] = {"initial": "0-1", "final": "1"}
+    b = env.bundle("sched", ["sh", "-c", "cut -d' ' -f19,41 /proc/self/stat; ionice; "
+                                         "grep Cpus_allowed_list /proc/self/status"], edit=edit)
     p = env.run(["run", "--bundle", b, "sched"])
     lines = p.stdout.splitlines()
     check(lines[0].split() == ["7", "3"], "process.scheduler: nice 7, policy SCHED_BATCH: " + p.stdout)
     check("idle" in lines[1], "process.ioPriority: idle class: " + p.stdout)
+    check(lines[2].split() == ["Cpus_allowed_list:", "1"], "process.execCPUAffinity final: " + p.stdout)
     b = env.bundle("badsched", ["true"], edit=lambda c: c["process"].update(scheduler={"policy": "SCHED_NOPE"}))
     p = env.run(["create", "--bundle", b, "badsched"], check=False)
     check(p.returncode != 0 and "SCHED_NOPE" in p.stderr, "an unknown policy fails create: " + p.stderr.strip())
