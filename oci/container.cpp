@@ -97,7 +97,6 @@ struct Creation {
   const CreateOptions& options;
   const Spec& spec;
   ContainerState& state;
-  cgroup::Group& group;
 };
 
 // Talks to stage A and init until init waits on exec.fifo.
@@ -202,7 +201,7 @@ Result<pid_t> create_container(const CreateOptions& o) {
   console.reset();
   Status driven = group.add_process(stage_a);
   if (driven.ok()) driven = send_message(pair.first.get(), "go");
-  Creation creation{o, spec, state, group};
+  Creation creation{o, spec, state};
   if (driven.ok()) driven = drive_init(creation, pair.first.get(), stage_a);
   if (!driven.ok() && state.pid > 0) ::kill(state.pid, SIGKILL);  // before it can see EOF and complain
   pair.first.reset();  // a stage A still waiting for "go" sees EOF and exits
