@@ -12,7 +12,7 @@ namespace cryo::cli {
 namespace {
 
 const Command kCommands[] = {
-    {"dump", cmd_dump, "checkpoint a process tree into an image directory"},
+    {"dump", cmd_dump, "save a running process tree into an image directory"},
     {"restore", cmd_restore, "restore a process tree from an image directory"},
     {"check", cmd_check, "report the kernel features cryo relies on"},
     {"inspect", cmd_inspect, "print an image directory as JSON"},
