@@ -33,4 +33,21 @@ int cmd_restore(const GlobalOptions&, const std::vector<std::string>&);
 int cmd_check(const GlobalOptions&, const std::vector<std::string>&);
 int cmd_inspect(const GlobalOptions&, const std::vector<std::string>&);
 
+// Runtime mode (runc's verbs).
+int cmd_create(const GlobalOptions&, const std::vector<std::string>&);
+int cmd_start(const GlobalOptions&, const std::vector<std::string>&);
+int cmd_run(const GlobalOptions&, const std::vector<std::string>&);
+int cmd_state(const GlobalOptions&, const std::vector<std::string>&);
+int cmd_kill(const GlobalOptions&, const std::vector<std::string>&);
+int cmd_delete(const GlobalOptions&, const std::vector<std::string>&);
+int cmd_list(const GlobalOptions&, const std::vector<std::string>&);
+int cmd_ps(const GlobalOptions&, const std::vector<std::string>&);
+int cmd_exec(const GlobalOptions&, const std::vector<std::string>&);
+int cmd_pause(const GlobalOptions&, const std::vector<std::string>&);
+int cmd_resume(const GlobalOptions&, const std::vector<std::string>&);
+int cmd_events(const GlobalOptions&, const std::vector<std::string>&);
+int cmd_features(const GlobalOptions&, const std::vector<std::string>&);
+int cmd_spec(const GlobalOptions&, const std::vector<std::string>&);
+int cmd_update(const GlobalOptions&, const std::vector<std::string>&);
+
 }  // namespace cryo::cli

@@ -12,10 +12,25 @@ namespace cryo::cli {
 namespace {
 
 const Command kCommands[] = {
-    {"dump", cmd_dump, "checkpoint a process tree into an image directory"},
+    {"dump", cmd_dump, "save a running process tree into an image directory"},
     {"restore", cmd_restore, "restore a process tree from an image directory"},
     {"check", cmd_check, "report the kernel features cryo relies on"},
     {"inspect", cmd_inspect, "print an image directory as JSON"},
+    {"create", cmd_create, "create a container from a bundle"},
+    {"start", cmd_start, "start the process of a created container"},
+    {"run", cmd_run, "create and start a container"},
+    {"state", cmd_state, "print the OCI state of a container"},
+    {"kill", cmd_kill, "send a signal to a container's init (or --all)"},
+    {"delete", cmd_delete, "delete a container"},
+    {"list", cmd_list, "list containers"},
+    {"ps", cmd_ps, "list a container's processes"},
+    {"exec", cmd_exec, "run a process in a container"},
+    {"pause", cmd_pause, "freeze a container"},
+    {"resume", cmd_resume, "thaw a paused container"},
+    {"events", cmd_events, "print a container's resource usage"},
+    {"features", cmd_features, "print the runtime's features as JSON"},
+    {"spec", cmd_spec, "write a default config.json"},
+    {"update", cmd_update, "change a container's cgroup limits"},
 };
 
 void usage(FILE* out) {

@@ -1,0 +1,131 @@
+#include "oci/config.h"
+
+#include <doctest/doctest.h>
+
+using cryo::oci::parse_spec;
+
+namespace {
+
+const char* kFull = R"({
+  "ociVersion": "1.2.0",
+  "process": {
+    "terminal": true, "consoleSize": {"height": 24, "width": 80},
+    "user": {"uid": 1000, "gid": 100, "umask": 18, "additionalGids": [5, 6]},
+    "args": ["sh", "-c", "true"], "env": ["PATH=/bin"], "cwd": "/work",
+    "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"],
+                     "inheritable": [], "ambient": []},
+    "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048}],
+    "noNewPrivileges": true, "oomScoreAdj": 100
+  },
+  "root": {"path": "rootfs", "readonly": true},
+  "hostname": "box",
+  "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+             {"destination": "/data", "type": "bind", "source": "/srv", "options": ["rbind", "ro"]}],
+  "hooks": {"prestart": [{"path": "/bin/hook", "args": ["hook", "x"], "timeout": 5}],
+            "poststop": [{"path": "/bin/stop"}]},
+  "annotations": {"a": "b"},
+  "linux": {
+    "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "network", "path": "/run/netns/x"},
+                   {"type": "user"}],
+    "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+    "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+    "devices": [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 438}],
+    "cgroupsPath": "/cryo/x",
+    "resources": {"memory": {"limit": 1048576, "swap": 2097152}, "cpu": {"shares": 512, "quota": 1000, "period": 10000},
+                  "pids": {"limit": 10}, "devices": [{"allow": false, "access": "rwm"}]},
+    "sysctl": {"net.ipv4.ip_forward": "1"},
+    "seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+                              "args": [{"index": 1, "value": 448, "op": "SCMP_CMP_EQ"}]}]},
+    "maskedPaths": ["/proc/kcore"], "readonlyPaths": ["/proc/sys"], "rootfsPropagation": "rslave"
+  }
+})";
+
+}  // namespace
+
+TEST_CASE("a full config parses into every field") {
+  auto spec = parse_spec(kFull, "/bundle");
+  REQUIRE(spec.ok());
+  CHECK(spec->root_path == "/bundle/rootfs");
+  CHECK(spec->root_readonly);
+  CHECK(spec->process.terminal);
+  CHECK(spec->process.console_height == 24);
+  CHECK(spec->process.user.uid == 1000);
+  CHECK(spec->process.user.umask == 18);
+  CHECK(spec->process.user.additional_gids == std::vector<gid_t>{5, 6});
+  CHECK(spec->process.cwd == "/work");
+  REQUIRE(spec->process.capabilities);
+  CHECK(spec->process.capabilities->bounding == std::vector<std::string>{"CAP_KILL"});
+  CHECK(spec->process.rlimits.at(0).hard == 2048);
+  CHECK(spec->process.no_new_privileges);
+  CHECK(spec->process.oom_score_adj == 100);
+  CHECK(spec->mounts.at(1).options == std::vector<std::string>{"rbind", "ro"});
+  CHECK(spec->hooks.prestart.at(0).timeout == 5);
+  CHECK(spec->hooks.poststop.at(0).path == "/bin/stop");
+  CHECK(spec->annotations.at("a") == "b");
+  CHECK(spec->find_namespace("network")->path == "/run/netns/x");
+  CHECK(spec->uid_mappings.at(0).host_id == 100000);
+  CHECK(spec->devices.at(0).file_mode == 0666);
+  CHECK(spec->resources.memory_limit == 1048576);
+  CHECK(spec->resources.cpu_shares == 512);
+  CHECK(spec->resources.pids_limit == 10);
+  CHECK(spec->resources.devices.at(0).type == 'a');
+  CHECK_FALSE(spec->resources.devices.at(0).allow);
+  CHECK(spec->sysctl.at("net.ipv4.ip_forward") == "1");
+  REQUIRE(spec->seccomp);
+  CHECK(spec->seccomp->rules.at(0).errno_ret == 13u);
+  CHECK(spec->seccomp->rules.at(0).args.at(0).value == 448);
+  CHECK(spec->masked_paths.at(0) == "/proc/kcore");
+}
+
+TEST_CASE("unsupported fields fail naming the field") {
+  auto spec = parse_spec(R"({"root": {"path": "/r"}, "linux": {"intelRdt": {"closID": "a"}}})", "/b");
+  REQUIRE_FALSE(spec.ok());
+  CHECK(spec.error().message().find("linux.intelRdt") != std::string::npos);
+  spec = parse_spec(R"({"root": {"path": "/r"}, "process": {"args": ["x"], "apparmorProfile": "p"}})", "/b");
+  REQUIRE_FALSE(spec.ok());
+  CHECK(spec.error().message().find("apparmorProfile") != std::string::npos);
+  spec = parse_spec(R"({"root": {"path": "/r"}, "linux": {"resources": {"rdma": {"x": {}}}}})", "/b");
+  REQUIRE_FALSE(spec.ok());
+  CHECK(spec.error().message().find("linux.resources.rdma") != std::string::npos);
+  // Empty unsupported fields are harmless.
+  CHECK(parse_spec(R"({"root": {"path": "/r"}, "linux": {"intelRdt": null}})", "/b").ok());
+}
+
+TEST_CASE("malformed or inconsistent configs fail") {
+  CHECK_FALSE(parse_spec("{", "/b").ok());
+  CHECK_FALSE(parse_spec(R"({"process": {"args": ["x"]}})", "/b").ok());  // no root
+  CHECK_FALSE(parse_spec(R"({"root": {"path": "/r"}, "process": {"args": ["x"], "cwd": "rel"}})", "/b").ok());
+  CHECK_FALSE(parse_spec(R"({"root": {"path": "/r"}, "linux": {"namespaces": [{"type": "bogus"}]}})", "/b").ok());
+  CHECK_FALSE(parse_spec(R"({"root": {"path": "/r"}, "linux": {"namespaces": [{"type": "user"}]}})", "/b").ok());
+  CHECK_FALSE(parse_spec(R"({"root": {"path": "/r"}, "hostname": "h"})", "/b").ok());  // no uts namespace
+  CHECK_FALSE(parse_spec(R"({"root": {"path": "/r"}, "mounts": [{"destination": "rel"}]})", "/b").ok());
+}
+
+TEST_CASE("exec --process files parse as a process") {
+  auto p = cryo::oci::parse_process(R"({"args": ["ls"], "env": ["A=1"], "cwd": "/", "terminal": false})");
+  REQUIRE(p.ok());
+  CHECK(p->args == std::vector<std::string>{"ls"});
+  CHECK_FALSE(cryo::oci::parse_process(R"({"args": "notalist"})").ok());
+}
+
+TEST_CASE("time offsets need a new time namespace") {
+  auto ok = parse_spec(R"({"root": {"path": "/r"}, "linux": {"namespaces": [{"type": "time"}],
+                            "timeOffsets": {"monotonic": {"secs": 5, "nanosecs": 7}}}})", "/b");
+  REQUIRE(ok.ok());
+  CHECK(ok->time_offsets.at("monotonic") == std::pair<int64_t, uint32_t>{5, 7});
+  CHECK_FALSE(parse_spec(R"({"root": {"path": "/r"}, "linux": {"timeOffsets": {"boottime": {"secs": 1}}}})", "/b").ok());
+  CHECK_FALSE(parse_spec(R"({"root": {"path": "/r"}, "linux": {"namespaces": [{"type": "time"}],
+                             "timeOffsets": {"realtime": {"secs": 1}}}})", "/b").ok());
+}
+
+TEST_CASE("scheduler and ioPriority parse") {
+  auto spec = parse_spec(R"({"root": {"path": "/r"}, "process": {"args": ["x"],
+      "scheduler": {"policy": "SCHED_FIFO", "priority": 5, "flags": ["SCHED_FLAG_RESET_ON_FORK"]},
+      "ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 3}}})", "/b");
+  REQUIRE(spec.ok());
+  CHECK(spec->process.scheduler->policy == "SCHED_FIFO");
+  CHECK(spec->process.scheduler->priority == 5);
+  CHECK(spec->process.io_priority->priority == 3);
+  CHECK_FALSE(parse_spec(R"({"root": {"path": "/r"}, "process": {"args": ["x"], "scheduler": {"bogus": 1}}})", "/b").ok());
+}
