@@ -37,6 +37,8 @@ uint32_t madvise_of(const std::string& flag) {
   if (flag == "nh") return MADV_NOHUGEPAGE;
   if (flag == "mg") return MADV_MERGEABLE;
   if (flag == "dd") return MADV_DONTDUMP;
+  if (flag == "sr") return MADV_SEQUENTIAL;
+  if (flag == "rr") return MADV_RANDOM;
   return 0;
 }
 
