@@ -89,9 +89,11 @@ void kill_tree(const tree::StubPlan& plan, pid_t root) {
   }
 }
 
-// Unix socket pairs whose SO_PEERCRED names a process of the tree that is an
-// ancestor of (or is) every holder: that process makes them again itself.
-std::vector<files::StubPair> stub_pairs(const LoadedImage& img) {
+// Unix sockets whose SO_PEERCRED names one process of the tree: a socketpair,
+// or a listener and the connections made through it (linked by their names),
+// every one of them made by that process, and held only by it or its
+// descendants. That process makes them again itself.
+std::vector<files::StubGroup> stub_groups(const LoadedImage& img) {
   std::map<pid_t, pid_t> parent;
   for (const auto& t : img.tree.tasks()) parent[t.pid()] = t.ppid();
   auto descends = [&](pid_t pid, pid_t ancestor) {
@@ -99,25 +101,51 @@ std::vector<files::StubPair> stub_pairs(const LoadedImage& img) {
       if (pid == ancestor) return true;
     return false;
   };
-  std::map<uint64_t, const image::FileDesc*> by_inode;
+  std::vector<const image::FileDesc*> socks;
+  std::map<uint64_t, size_t> by_inode;
   for (const auto& f : img.files.files())
-    if (f.kind() == image::FileDesc::SOCKET && f.socket().family() == AF_UNIX) by_inode[f.socket().inode()] = &f;
-  std::vector<files::StubPair> out;
-  for (const auto& [inode, f] : by_inode) {
-    const auto& s = f->socket();
-    auto peer_it = by_inode.find(s.peer_inode());
-    if (s.state() != image::Socket::CONNECTED || peer_it == by_inode.end()) continue;
-    const auto& p = peer_it->second->socket();
-    if (p.peer_inode() != inode || inode > s.peer_inode()) continue;  // each mutual pair once
-    if (!s.local().addr().empty() || !p.local().addr().empty() || s.cred_pid() != p.cred_pid()) continue;
-    pid_t creator = s.cred_pid();
-    if (!img.cores.count(creator)) continue;
-    bool all_below = true;
+    if (f.kind() == image::FileDesc::SOCKET && f.socket().family() == AF_UNIX) {
+      by_inode[f.socket().inode()] = socks.size();
+      socks.push_back(&f);
+    }
+  // Union-find over the sockets that must be made together.
+  std::vector<size_t> root(socks.size());
+  for (size_t i = 0; i < root.size(); i++) root[i] = i;
+  auto find = [&](size_t i) {
+    while (root[i] != i) i = root[i] = root[root[i]];
+    return i;
+  };
+  auto join = [&](size_t a, size_t b) { root[find(a)] = find(b); };
+  for (size_t i = 0; i < socks.size(); i++) {
+    const auto& s = socks[i]->socket();
+    if (auto peer = by_inode.find(s.peer_inode()); peer != by_inode.end()) join(i, peer->second);
+    for (size_t j = 0; j < socks.size(); j++) {
+      const auto& l = socks[j]->socket();
+      if (l.state() == image::Socket::LISTENING && !l.local().addr().empty() &&
+          (s.peer().addr() == l.local().addr() || (i != j && s.local().addr() == l.local().addr())))
+        join(i, j);
+    }
+  }
+  std::map<size_t, std::vector<size_t>> groups;
+  for (size_t i = 0; i < socks.size(); i++) groups[find(i)].push_back(i);
+  std::vector<files::StubGroup> out;
+  for (const auto& [r, members] : groups) {
+    pid_t creator = socks[members.front()]->socket().cred_pid();
+    bool ok = img.cores.count(creator) > 0;
+    bool connected = false;
+    for (size_t i : members) {
+      const auto& s = socks[i]->socket();
+      ok = ok && s.cred_pid() == creator && (s.state() == image::Socket::CONNECTED ? by_inode.count(s.peer_inode())
+                                                                                    : s.state() == image::Socket::LISTENING);
+      connected = connected || s.state() == image::Socket::CONNECTED;
+    }
+    if (!ok || !connected) continue;
+    std::set<uint32_t> ids;
+    for (size_t i : members) ids.insert(socks[i]->id());
     for (const auto& [pid, core] : img.cores)
       for (const auto& fd : core.fds())
-        if ((fd.file_id() == f->id() || fd.file_id() == peer_it->second->id()) && !descends(pid, creator))
-          all_below = false;
-    if (all_below) out.push_back({creator, f->id(), peer_it->second->id()});
+        if (ids.count(fd.file_id()) && !descends(pid, creator)) ok = false;
+    if (ok) out.push_back({creator, std::vector<uint32_t>(ids.begin(), ids.end())});
   }
   return out;
 }
@@ -163,7 +191,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   }
   int base = files::fd_table_end(alive) + 8;
   files::FileObjects objects;
-  CRYO_TRY(objects.open_all(img.files, reader, base, stub_pairs(img)).wrap("opening files"));
+  CRYO_TRY(objects.open_all(img.files, reader, base, stub_groups(img)).wrap("opening files"));
   CRYO_ASSIGN(mm::Trampoline tramp, map_trampoline(img));
   ScopeGuard unmap_tramp([&] { ::munmap(reinterpret_cast<void*>(tramp.code), mm::Trampoline::kSize); });
 

@@ -166,12 +166,12 @@ Status FileObjects::open_shmem(const image::Shmem& shmem, const image::ImageDirR
 }
 
 Status FileObjects::open_all(const image::Files& files, const image::ImageDirReader& images, int base,
-                             std::vector<StubPair> stub_pairs) {
+                             std::vector<StubGroup> stub_groups) {
   base_ = base;
-  stub_pairs_ = std::move(stub_pairs);
+  stub_groups_ = std::move(stub_groups);
   std::set<uint32_t> by_stubs;
-  for (const auto& pair : stub_pairs_) {
-    for (uint32_t id : {pair.first, pair.second}) {
+  for (const auto& group : stub_groups_) {
+    for (uint32_t id : group.ids) {
       CRYO_ASSIGN(UniqueFd placeholder, open_file("/dev/null", O_RDONLY));
       CRYO_ASSIGN(by_file_[id], place(std::move(placeholder)));
       by_stubs.insert(id);
@@ -202,14 +202,14 @@ Status FileObjects::open_all(const image::Files& files, const image::ImageDirRea
   return {};
 }
 
-Status FileObjects::make_stub_pairs(pid_t pid, const image::Files& files) const {
-  for (const auto& pair : stub_pairs_) {
-    if (pair.creator != pid) continue;
+Status FileObjects::make_stub_groups(pid_t pid, const image::Files& files) const {
+  for (const auto& group : stub_groups_) {
+    if (group.creator != pid) continue;
+    std::set<uint32_t> ids(group.ids.begin(), group.ids.end());
     std::map<uint32_t, UniqueFd> made;
-    CRYO_TRY(net::open_sockets(
-        files, [&](uint32_t id) { return id == pair.first || id == pair.second; }, &made));
+    CRYO_TRY(net::open_sockets(files, [&](uint32_t id) { return ids.count(id) > 0; }, &made));
     for (auto& [id, fd] : made)
-      if (::dup3(fd.get(), fd_of(id), O_CLOEXEC) < 0) return errno_error("dup3 socket pair");
+      if (::dup3(fd.get(), fd_of(id), O_CLOEXEC) < 0) return errno_error("dup3 socket");
   }
   return {};
 }

@@ -15,21 +15,22 @@
 
 namespace cryo::files {
 
-// A unix socket pair that one process of the tree makes itself (before it
-// forks its children), so that SO_PEERCRED names that process as it did.
-struct StubPair {
+// Unix sockets that one process of the tree makes itself (before it forks
+// its children): a socketpair, or a listener with the connections made
+// through it, so that SO_PEERCRED names that process as it did.
+struct StubGroup {
   pid_t creator = 0;
-  uint32_t first = 0, second = 0;  // file ids
+  std::vector<uint32_t> ids;  // file ids
 };
 
 class FileObjects {
  public:
   // Opens everything files.img describes, at fds >= base; for the stub
-  // pairs only placeholders are opened, at the fds the creator fills.
+  // groups only placeholders are opened, at the fds the creator fills.
   Status open_all(const image::Files& files, const image::ImageDirReader& images, int base,
-                  std::vector<StubPair> stub_pairs);
-  // Runs in stub `pid`: makes the pairs it creates, at their reserved fds.
-  Status make_stub_pairs(pid_t pid, const image::Files& files) const;
+                  std::vector<StubGroup> stub_groups);
+  // Runs in stub `pid`: makes the groups it creates, at their reserved fds.
+  Status make_stub_groups(pid_t pid, const image::Files& files) const;
 
   int fd_of(uint32_t file_id) const;  // -1 if unknown
   int shmem_fd(uint64_t shmem_id) const;
@@ -46,7 +47,7 @@ class FileObjects {
   Result<UniqueFd> open_desc(const image::FileDesc& f);
 
   int base_ = 0;
-  std::vector<StubPair> stub_pairs_;
+  std::vector<StubGroup> stub_groups_;
   std::vector<UniqueFd> owned_;
   std::map<uint32_t, int> by_file_;
   std::map<uint64_t, int> by_shmem_;

@@ -81,7 +81,7 @@ long fork_stub(const StubPlan& plan, size_t index) {
     if (::setpgid(0, 0) < 0) fail("setpgid");
   }
   if (t.core) {
-    auto made = plan.objects->make_stub_pairs(pid, *plan.files);
+    auto made = plan.objects->make_stub_groups(pid, *plan.files);
     if (!made.ok()) {
       errno = made.error().code();
       fail(made.error().context());

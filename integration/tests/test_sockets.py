@@ -128,6 +128,9 @@ while not triggered:
 ok(rx(b, 100) == b"to-b" and rx(a, 100) == b"to-a", "socketpair queues")
 ok(rx(server, 100) == b"client-data" and rx(client, 100) == b"server-data", "named stream queues")
 ok(client.getpeername() == path and server.getsockname() == path, "named stream addresses")
+import struct
+creds = [struct.unpack("3i", x.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0] for x in (client, server, a, b)]
+ok(creds == [os.getpid()] * 4, "SO_PEERCRED of unix connections: %r, want %d" % (creds, os.getpid()))
 ok([rx(d1, 100) for _ in range(3)] == [b"dgram0", b"dgram1", b"dgram2"], "unix datagram queue")
 ok(d2.getpeername() == d1.getsockname(), "unix datagram peer")
 ok(rx(q2, 100) == b"packet-a" and rx(q2, 100) == b"packet-b", "seqpacket boundaries")
