@@ -1,0 +1,159 @@
+// Hostile images: a real image whose messages are changed field by field and
+// written back with valid checksums (as an attacker would) must load or be
+// refused with an error, never crash or hang the loader restore relies on.
+#include <fcntl.h>
+#include <google/protobuf/message.h>
+#include <google/protobuf/reflection.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "core/checkpoint.h"
+#include "core/image/image.h"
+#include "core/image/proto/files.pb.h"
+#include "core/image/proto/mm.pb.h"
+#include "core/image/proto/task.pb.h"
+#include "core/image/proto/tree.pb.h"
+#include "core/image_load.h"
+#include "core/sys/io.h"
+
+using namespace cryo;
+namespace fs = std::filesystem;
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+
+namespace {
+
+// Changes one field somewhere in the message tree to a surprising value.
+void mutate(Message* m, std::mt19937_64& rng, int depth = 0) {
+  const auto* d = m->GetDescriptor();
+  const auto* r = m->GetReflection();
+  if (d->field_count() == 0) return;
+  const FieldDescriptor* f = d->field(static_cast<int>(rng() % static_cast<uint64_t>(d->field_count())));
+  static const uint64_t kValues[] = {0, 1, 2, 0xffffffffull, 0x7fffffffull, 0xffffffffffffffffull, 4096, 4095,
+                                     0x7ffffffff000ull, 0x10000ull, 1ull << 40};
+  uint64_t v = kValues[rng() % (sizeof kValues / sizeof kValues[0])];
+  if (f->is_repeated()) {
+    int n = r->FieldSize(*m, f);
+    if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+      if (n > 0 && depth < 4) mutate(r->MutableRepeatedMessage(m, f, static_cast<int>(rng() % static_cast<uint64_t>(n))), rng, depth + 1);
+      else if (rng() % 2) r->AddMessage(m, f);
+      return;
+    }
+    if (n > 0 && rng() % 3 == 0) {
+      r->RemoveLast(m, f);
+      return;
+    }
+    switch (f->cpp_type()) {
+      case FieldDescriptor::CPPTYPE_INT32: r->AddInt32(m, f, static_cast<int32_t>(v)); break;
+      case FieldDescriptor::CPPTYPE_UINT32: r->AddUInt32(m, f, static_cast<uint32_t>(v)); break;
+      case FieldDescriptor::CPPTYPE_UINT64: r->AddUInt64(m, f, v); break;
+      case FieldDescriptor::CPPTYPE_STRING: r->AddString(m, f, std::string(v % 300, 'x')); break;
+      default: break;
+    }
+    return;
+  }
+  switch (f->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_MESSAGE:
+      if (depth < 4) mutate(r->MutableMessage(m, f), rng, depth + 1);
+      break;
+    case FieldDescriptor::CPPTYPE_INT32: r->SetInt32(m, f, static_cast<int32_t>(v)); break;
+    case FieldDescriptor::CPPTYPE_UINT32: r->SetUInt32(m, f, static_cast<uint32_t>(v)); break;
+    case FieldDescriptor::CPPTYPE_INT64: r->SetInt64(m, f, static_cast<int64_t>(v)); break;
+    case FieldDescriptor::CPPTYPE_UINT64: r->SetUInt64(m, f, v); break;
+    case FieldDescriptor::CPPTYPE_BOOL: r->SetBool(m, f, !r->GetBool(*m, f)); break;
+    case FieldDescriptor::CPPTYPE_ENUM: r->SetEnumValue(m, f, static_cast<int>(v % 9)); break;
+    case FieldDescriptor::CPPTYPE_STRING: {
+      std::string s = r->GetString(*m, f);
+      r->SetString(m, f, rng() % 2 ? s.substr(0, s.size() / 2) : s + std::string(v % 5000, '\x01'));
+      break;
+    }
+    default: break;
+  }
+}
+
+template <typename T>
+void rewrite(const std::string& path, image::Kind kind, const T& message) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << image::encode(kind, {&message});
+}
+
+}  // namespace
+
+TEST_CASE("hostile but well-formed images are refused or loaded, never crash") {
+  if (geteuid() != 0) {
+    MESSAGE("skipped: dumping a process needs root");
+    return;
+  }
+  pid_t child = fork();
+  if (child == 0) {
+    setsid();
+    int null = open("/dev/null", O_RDWR);
+    for (int fd = 0; fd < 3; fd++) dup2(null, fd);
+    close_range(3, ~0U, 0);
+    for (;;) pause();
+  }
+  usleep(100000);
+  char tmpl[] = "/tmp/cryo-hostile-XXXXXX";
+  REQUIRE(mkdtemp(tmpl));
+  std::string dir = tmpl;
+  DumpOptions options;
+  options.pid = child;
+  options.images_dir = dir;
+  options.leave_running = true;
+  auto dumped = checkpoint(options);
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  REQUIRE(dumped.ok());
+
+  std::string core = dir + "/" + image::core_name(child), mm = dir + "/" + image::mm_name(child);
+  std::string tree_path = dir + "/tree.img", files_path = dir + "/files.img";
+  image::Process core_msg;
+  image::Mm mm_msg;
+  image::Tree tree_msg;
+  image::Files files_msg;
+  REQUIRE(image::decode_one(image::Kind::kCore, *read_file(core), &core_msg).ok());
+  REQUIRE(image::decode_one(image::Kind::kMm, *read_file(mm), &mm_msg).ok());
+  REQUIRE(image::decode_one(image::Kind::kTree, *read_file(tree_path), &tree_msg).ok());
+  REQUIRE(image::decode_one(image::Kind::kFiles, *read_file(files_path), &files_msg).ok());
+  std::string sizes_ok = *read_file(dir + "/inventory.img");
+
+  std::mt19937_64 rng(42);
+  int refused = 0, loaded = 0;
+  for (int round = 0; round < 400; round++) {
+    image::Process c = core_msg;
+    image::Mm m = mm_msg;
+    image::Tree t = tree_msg;
+    image::Files f = files_msg;
+    switch (round % 4) {
+      case 0: mutate(&c, rng); break;
+      case 1: mutate(&m, rng); break;
+      case 2: mutate(&t, rng); break;
+      default: mutate(&f, rng); break;
+    }
+    rewrite(core, image::Kind::kCore, c);
+    rewrite(mm, image::Kind::kMm, m);
+    rewrite(tree_path, image::Kind::kTree, t);
+    rewrite(files_path, image::Kind::kFiles, f);
+    // The inventory names each file's size: keep it telling the truth.
+    image::Inventory inv;
+    REQUIRE(image::decode_one(image::Kind::kInventory, sizes_ok, &inv).ok());
+    for (auto& file : *inv.mutable_files()) file.set_size(fs::file_size(dir + "/" + file.name()));
+    rewrite(dir + "/inventory.img", image::Kind::kInventory, inv);
+    auto reader = image::ImageDirReader::open(dir);
+    if (!reader.ok()) {
+      refused++;
+      continue;
+    }
+    if (load_image(*reader).ok()) loaded++;
+    else refused++;
+  }
+  MESSAGE("refused " << refused << ", loaded " << loaded);
+  CHECK(refused > 0);
+  fs::remove_all(dir);
+}
