@@ -86,11 +86,7 @@ image::Tree tree_image(const tree::FrozenTree& tree) {
 }
 
 Status add_exe(pid_t pid, files::FilesDump& files, image::Process& core) {
-  std::string exe = "/proc/" + std::to_string(pid) + "/exe";
-  CRYO_ASSIGN(std::string path, read_link(exe));
-  struct stat st;
-  if (::stat(exe.c_str(), &st) < 0) return errno_error("stat " + exe);
-  CRYO_ASSIGN(uint32_t id, files.add_mapped_file(path, false, major(st.st_dev), minor(st.st_dev), st.st_ino,
+  CRYO_ASSIGN(uint32_t id, files.add_mapped_file("/proc/" + std::to_string(pid) + "/exe", false,
                                                   pid_str(pid) + " executable"));
   core.mutable_mm()->set_exe_file_id(id);
   return {};

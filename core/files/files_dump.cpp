@@ -7,6 +7,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "core/image/image.h"
 #include "core/sys/io.h"
 #include "core/sys/proc.h"
 
@@ -34,17 +35,24 @@ std::string anon_kind(const std::string& link) {
 
 }  // namespace
 
-Result<uint32_t> FilesDump::add_mapped_file(const std::string& path, bool writable, uint64_t dev_major,
-                                             uint64_t dev_minor, uint64_t inode, const std::string& what) {
+Result<uint32_t> FilesDump::add_mapped_file(const std::string& source, bool writable, const std::string& what) {
+  struct stat used;
+  if (::stat(source.c_str(), &used) < 0) return errno_error(what + ": stat " + source);
+  if (used.st_nlink == 0) {
+    auto link = read_link(source);
+    return Error(what + ": the file " + (link.ok() ? *link : source) + " was deleted (deleted files are not supported yet)");
+  }
+  // The link is the exact name (maps would escape newlines), with no
+  // " (deleted)" added since the file is not deleted.
+  CRYO_ASSIGN(std::string path, read_link(source));
   std::string key = path + (writable ? "\nw" : "\nr");
   if (auto it = mapped_.find(key); it != mapped_.end()) return it->second;
-  if (path.ends_with(" (deleted)"))
-    return Error(what + ": the file " + path + " was deleted (deleted files are not supported yet)");
   if (path.empty() || path[0] != '/') return Error(what + ": " + path + " is not a file cryo can reopen");
   struct stat st;
   if (::stat(path.c_str(), &st) < 0) return errno_error(what + ": stat " + path);
-  if (major(st.st_dev) != dev_major || minor(st.st_dev) != dev_minor || st.st_ino != inode)
+  if (st.st_dev != used.st_dev || st.st_ino != used.st_ino)
     return Error(what + ": " + path + " on disk is not the file in use (replaced since it was opened)");
+  CRYO_ASSIGN(uint64_t content, image::file_checksum(source));
   auto* f = files_.add_files();
   f->set_id(static_cast<uint32_t>(files_.files_size()));
   f->set_kind(image::FileDesc::MAPPED);
@@ -52,6 +60,7 @@ Result<uint32_t> FilesDump::add_mapped_file(const std::string& path, bool writab
   f->set_flags(writable ? O_RDWR : O_RDONLY);
   f->set_mode(st.st_mode);
   f->set_size(static_cast<uint64_t>(st.st_size));
+  f->set_content_xxh3(content);
   mapped_[key] = f->id();
   return f->id();
 }
@@ -182,8 +191,7 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
     f.set_kind(image::FileDesc::DIRECTORY);
   } else if (S_ISREG(ref.st.st_mode)) {
     if (link.starts_with("/memfd:")) return Error(what + ": memfd " + link + " is not supported yet");
-    if (link.ends_with(" (deleted)"))
-      return Error(what + ": " + link + " (deleted files are not supported yet)");
+    if (ref.st.st_nlink == 0) return Error(what + ": " + link + " (deleted files are not supported yet)");
     f.set_kind(image::FileDesc::REGULAR);
   } else if (S_ISSOCK(ref.st.st_mode)) {
     return Error(what + ": sockets (" + link + ") are not supported yet");

@@ -26,9 +26,9 @@ class FilesDump {
  public:
   explicit FilesDump(DumpOptions options) : options_(options), sockets_(options.sockets) {}
 
-  // A file named by a mapping or by /proc/PID/exe; `what` names it in errors.
-  Result<uint32_t> add_mapped_file(const std::string& path, bool writable, uint64_t dev_major, uint64_t dev_minor,
-                                   uint64_t inode, const std::string& what);
+  // A file a mapping or /proc/PID/exe uses, reached through `source` (a
+  // /proc/PID/map_files/... or /proc/PID/exe link); `what` names it in errors.
+  Result<uint32_t> add_mapped_file(const std::string& source, bool writable, const std::string& what);
   // The contents of a shared anonymous object; false if already dumped.
   image::Shmem* add_shmem(uint64_t id, bool* is_new);
 

@@ -75,6 +75,18 @@ const char* kind_name(Kind kind) {
 
 uint64_t checksum(const void* data, size_t size) { return XXH3_64bits(data, size); }
 
+Result<uint64_t> file_checksum(const std::string& path) {
+  CRYO_ASSIGN(UniqueFd fd, open_file(path, O_RDONLY));
+  struct stat st;
+  if (::fstat(fd.get(), &st) < 0) return errno_error("fstat " + path);
+  if (st.st_size == 0) return checksum(nullptr, 0);
+  void* map = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd.get(), 0);
+  if (map == MAP_FAILED) return errno_error("mmap " + path);
+  uint64_t sum = checksum(map, static_cast<size_t>(st.st_size));
+  ::munmap(map, static_cast<size_t>(st.st_size));
+  return sum;
+}
+
 std::string core_name(int pid) { return "core-" + std::to_string(pid) + ".img"; }
 std::string mm_name(int pid) { return "mm-" + std::to_string(pid) + ".img"; }
 

@@ -41,6 +41,8 @@ enum class Kind : uint32_t { kInventory = 1, kTree = 2, kCore = 3, kMm = 4, kFil
 
 const char* kind_name(Kind kind);
 uint64_t checksum(const void* data, size_t size);
+// XXH3-64 of a whole file's contents.
+Result<uint64_t> file_checksum(const std::string& path);
 
 // Encodes a whole message file in memory (used by the writer and by tests).
 std::string encode(Kind kind, const std::vector<const google::protobuf::MessageLite*>& messages);

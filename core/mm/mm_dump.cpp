@@ -227,8 +227,9 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
       return Error(what + ": memfd mappings are not supported yet");
     } else if (m.path.starts_with("/")) {
       v->set_kind(m.shared ? image::Vma::FILE_SHARED : image::Vma::FILE_PRIVATE);
-      CRYO_ASSIGN(uint32_t id, files.add_mapped_file(m.path, m.shared && m.write, m.dev_major, m.dev_minor,
-                                                      m.inode, what));
+      char range[64];
+      snprintf(range, sizeof range, "%lx-%lx", static_cast<unsigned long>(m.start), static_cast<unsigned long>(m.end));
+      CRYO_ASSIGN(uint32_t id, files.add_mapped_file(proc_dir + "/map_files/" + range, m.shared && m.write, what));
       v->set_file_id(id);
       private_pages = !m.shared;
     } else {
