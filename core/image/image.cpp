@@ -146,8 +146,8 @@ Result<std::unique_ptr<PageWriter>> PageWriter::create(const std::string& tmp_pa
   CRYO_TRY(write_all(w->fd_.get(), head).wrap(tmp_path));
   w->offset_ = kPagesDataOffset;
   for (int i = 0; i < 3; i++) {
-    w->storage_.emplace_back(kBufferSize);
-    w->free_.push_back(w->storage_.back().data());
+    w->storage_.push_back(std::make_unique_for_overwrite<uint8_t[]>(kBufferSize));
+    w->free_.push_back(w->storage_.back().get());
   }
   w->thread_ = std::thread([p = w.get()] { p->run(); });
   return w;

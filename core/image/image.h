@@ -85,7 +85,7 @@ class PageWriter {
   uint64_t offset_ = 0;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<std::vector<uint8_t>> storage_;
+  std::vector<std::unique_ptr<uint8_t[]>> storage_;  // not zero-filled: pages come in lazily
   std::vector<uint8_t*> free_;
   std::deque<Job> queue_;
   bool stopping_ = false;
