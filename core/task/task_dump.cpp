@@ -13,6 +13,7 @@
 #include "core/sys/io.h"
 #include "core/sys/log.h"
 #include "core/sys/scope_guard.h"
+#include "core/sys/kernel_abi.h"
 
 namespace cryo::task {
 namespace {
@@ -86,10 +87,6 @@ Result<T> read_remote(pid_t pid, uint64_t addr) {
   return value;
 }
 
-struct KernelSigaction {
-  uint64_t handler, flags, restorer, mask;
-};
-
 // `probe` holds the thread's registers and mask as they were before any
 // remote syscall.
 Status dump_thread(pid_t pid, TaskProbe& probe, uint64_t scratch, image::ThreadState* t) {
@@ -148,7 +145,7 @@ Status dump_process_syscalls(const tree::FrozenProcess& proc, uint64_t syscall_i
   for (int sig = 1; sig <= 64; sig++) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
     CRYO_TRY(r.call("rt_sigaction", SYS_rt_sigaction, {static_cast<uint64_t>(sig), 0, scratch, 8}));
-    CRYO_ASSIGN(KernelSigaction ka, read_remote<KernelSigaction>(pid, scratch));
+    CRYO_ASSIGN(abi::KernelSigaction ka, read_remote<abi::KernelSigaction>(pid, scratch));
     if (ka.handler == 0 && ka.flags == 0 && ka.mask == 0) continue;  // default: nothing to restore
     auto* a = out->add_sigactions();
     a->set_signo(static_cast<uint32_t>(sig));

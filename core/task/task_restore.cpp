@@ -1,4 +1,5 @@
 #include "core/task/task_restore.h"
+#include "core/sys/kernel_abi.h"
 
 #include <linux/capability.h>
 #include <linux/close_range.h>
@@ -15,14 +16,6 @@
 
 namespace cryo::task {
 namespace {
-
-struct CloneArgs {
-  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
-};
-
-struct KernelSigaction {
-  uint64_t handler, flags, restorer, mask;
-};
 
 // A Remote on one stopped thread, with every signal blocked.
 Result<ptrace::Remote> remote_on(pid_t tid, const mm::Trampoline& tramp) {
@@ -158,7 +151,7 @@ Result<std::vector<pid_t>> create_threads(ptrace::Remote& leader, const mm::Tram
   std::vector<pid_t> tids = {pid};
   for (int i = 1; i < core.threads_size(); i++) {
     pid_t want = core.threads(i).tid();
-    CloneArgs args{};
+    abi::CloneArgs args{};
     args.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
     args.set_tid = tramp.data + 512;
     args.set_tid_size = 1;
@@ -184,7 +177,7 @@ Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Proces
   CRYO_ASSIGN(ptrace::Remote r, remote_on(pid, tramp));
   uint64_t d = tramp.data;
   for (const auto& a : core.sigactions()) {
-    KernelSigaction ka{a.handler(), a.flags(), a.restorer(), a.mask()};
+    abi::KernelSigaction ka{a.handler(), a.flags(), a.restorer(), a.mask()};
     CRYO_TRY(put(pid, d, ka));
     CRYO_TRY(r.call("rt_sigaction", SYS_rt_sigaction, {a.signo(), d, 0, 8}));
   }

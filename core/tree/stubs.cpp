@@ -1,4 +1,5 @@
 #include "core/tree/stubs.h"
+#include "core/sys/kernel_abi.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -23,10 +24,6 @@ struct Report {
 };
 static_assert(sizeof(Report) <= PIPE_BUF);
 
-struct CloneArgs {
-  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
-};
-
 void report(const StubPlan& plan, pid_t pid, int err, const std::string& message) {
   Report r{};
   r.pid = pid;
@@ -36,7 +33,7 @@ void report(const StubPlan& plan, pid_t pid, int err, const std::string& message
 }
 
 long clone_with_pid(pid_t pid) {
-  CloneArgs args{};
+  abi::CloneArgs args{};
   args.exit_signal = SIGCHLD;
   args.set_tid = reinterpret_cast<uint64_t>(&pid);
   args.set_tid_size = 1;
@@ -62,9 +59,7 @@ long fork_stub(const StubPlan& plan, size_t index) {
   ::close(plan.go_write_fd);
   // Every action as a fresh process has it: SIG_DFL, no flags, empty mask
   // (glibc's signal() would leave SA_RESTORER and SA_RESTART behind).
-  struct {
-    uint64_t handler, flags, restorer, mask;
-  } dfl{};
+  abi::KernelSigaction dfl{};
   for (int sig = 1; sig < NSIG; sig++)
     if (sig != SIGKILL && sig != SIGSTOP) ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, 8);
   sigset_t none;

@@ -1,0 +1,18 @@
+// Kernel structures glibc does not expose in the form the raw syscalls take.
+#pragma once
+
+#include <cstdint>
+
+namespace cryo::abi {
+
+// struct sigaction as rt_sigaction(2) reads and writes it on x86_64.
+struct KernelSigaction {
+  uint64_t handler, flags, restorer, mask;
+};
+
+// struct clone_args of clone3(2), up to set_tid and cgroup (CLONE_ARGS_SIZE_VER2).
+struct CloneArgs {
+  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+}  // namespace cryo::abi
