@@ -2,7 +2,9 @@
 
 #include <signal.h>
 #include <sys/mman.h>
+#include <sched.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -118,6 +120,22 @@ Status dump_thread(pid_t pid, TaskProbe& probe, uint64_t scratch, image::ThreadS
     t->mutable_rseq()->set_flags(rseq.flags);
     t->mutable_rseq()->set_signature(rseq.signature);
   }
+  auto* sched = t->mutable_scheduling();
+  int policy = ::sched_getscheduler(tid);
+  struct sched_param param{};
+  if (policy < 0 || ::sched_getparam(tid, &param) < 0) return errno_error("sched_getscheduler");
+  sched->set_policy(policy);
+  sched->set_priority(param.sched_priority);
+  errno = 0;
+  int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(tid));
+  if (nice == -1 && errno) return errno_error("getpriority");
+  sched->set_nice(nice);
+  cpu_set_t cpus;
+  if (::sched_getaffinity(tid, sizeof cpus, &cpus) < 0) return errno_error("sched_getaffinity");
+  const auto* words = reinterpret_cast<const uint64_t*>(&cpus);
+  size_t used = sizeof cpus / 8;
+  while (used > 1 && words[used - 1] == 0) used--;
+  for (size_t i = 0; i < used; i++) sched->add_affinity(words[i]);
   void* head = nullptr;
   size_t len = 0;
   if (::syscall(SYS_get_robust_list, tid, &head, &len) < 0) return errno_error("get_robust_list");

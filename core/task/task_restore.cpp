@@ -29,9 +29,25 @@ Status put(pid_t pid, uint64_t addr, const T& value) {
   return ptrace::write_memory(pid, addr, &value, sizeof value);
 }
 
+// Policy, priority, nice and CPU affinity: set from outside, as root may.
+Status restore_scheduling(pid_t tid, const image::Scheduling& s) {
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  auto* words = reinterpret_cast<uint64_t*>(&cpus);
+  for (int i = 0; i < s.affinity_size() && static_cast<size_t>(i) < sizeof cpus / 8; i++) words[i] = s.affinity(i);
+  if (s.affinity_size() > 0 && ::sched_setaffinity(tid, sizeof cpus, &cpus) < 0)
+    return errno_error("sched_setaffinity (are the recorded CPUs present here?)");
+  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), s.nice()) < 0) return errno_error("setpriority");
+  struct sched_param param{};
+  param.sched_priority = s.priority();
+  if (::sched_setscheduler(tid, s.policy(), &param) < 0) return errno_error("sched_setscheduler");
+  return {};
+}
+
 Status restore_thread(pid_t pid, pid_t tid, const mm::Trampoline& tramp, const image::ThreadState& t) {
   CRYO_ASSIGN(ptrace::Remote r, remote_on(tid, tramp));
   uint64_t d = tramp.data;
+  if (t.has_scheduling()) CRYO_TRY(restore_scheduling(tid, t.scheduling()));
   CRYO_TRY(r.call("set_tid_address", SYS_set_tid_address, {t.clear_child_tid()}));
   if (t.robust_list())
     CRYO_TRY(r.call("set_robust_list", SYS_set_robust_list, {t.robust_list(), t.robust_list_len()}));
