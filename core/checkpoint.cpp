@@ -4,6 +4,7 @@
 #include <sys/sysmacros.h>
 #include <sys/utsname.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <map>
@@ -35,6 +36,8 @@ Status check_namespaces(pid_t pid) {
   return {};
 }
 
+bool alive(pid_t pid) { return ::access(("/proc/" + std::to_string(pid)).c_str(), F_OK) == 0; }
+
 // Sessions and process groups must be re-creatable: a session is entered by
 // setsid() or inherited from the parent, a group joined only while it exists.
 Status check_sessions(const tree::FrozenTree& tree, bool shell_job) {
@@ -45,7 +48,9 @@ Status check_sessions(const tree::FrozenTree& tree, bool shell_job) {
     if (&p == &root) {
       if (st.sid != p.pid && !shell_job)
         return Error(pid_str(p.pid) + ": its session leader " + std::to_string(st.sid) +
-                                  " is outside the tree (dump with --shell-job)");
+                     (alive(st.sid) ? " is outside the tree (dump with --shell-job)"
+                                    : " has exited (a daemon's session is not supported yet; with --shell-job it "
+                                      "is restored into the session of cryo restore)"));
       if (st.sid != p.pid && tree.contains(st.sid))
         return Error(pid_str(p.pid) + ": its session leader is its own descendant");
     } else {
@@ -60,7 +65,8 @@ Status check_sessions(const tree::FrozenTree& tree, bool shell_job) {
                                   " has lost its leader (not supported)");
     } else if (!shell_job) {
       return Error(pid_str(p.pid) + ": its process group " + std::to_string(st.pgid) +
-                                " is led from outside the tree (dump with --shell-job)");
+                   (alive(st.pgid) ? " is led from outside the tree (dump with --shell-job)"
+                                   : " has lost its leader, which exited (not supported yet)"));
     }
   }
   return {};
