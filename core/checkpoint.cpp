@@ -63,7 +63,9 @@ Status check_sessions(const tree::FrozenTree& tree, bool shell_job) {
       if (leader->stat.pgid != leader->pid || leader->stat.sid != st.sid)
         return Error(pid_str(p.pid) + ": process group " + std::to_string(st.pgid) +
                                   " has lost its leader (not supported)");
-    } else if (!shell_job) {
+    } else if (!shell_job || (&p != &root && st.pgid != root.stat.pgid)) {
+      // A shell job's own group becomes the group of cryo restore; no other
+      // group from outside can be re-created.
       return Error(pid_str(p.pid) + ": its process group " + std::to_string(st.pgid) +
                    (alive(st.pgid) ? " is led from outside the tree (dump with --shell-job)"
                                    : " has lost its leader, which exited (not supported yet)"));
