@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/sys/io.h"
@@ -21,13 +22,23 @@ long pt(int request, pid_t tid, void* addr, void* data) {
   return ::ptrace(static_cast<enum __ptrace_request>(request), tid, addr, data);
 }
 
-Result<int> wait_task(pid_t tid) {
+// Waits for the next stop of tid; with timeout_ms >= 0, fails with
+// ETIMEDOUT when none comes in time (a task in uninterruptible sleep, such as
+// a vfork parent, does not stop until it wakes).
+Result<int> wait_task(pid_t tid, int timeout_ms = -1) {
   int status;
+  int waited_us = 0, nap_us = 50;
   for (;;) {
-    pid_t r = ::waitpid(tid, &status, __WALL);
+    pid_t r = ::waitpid(tid, &status, __WALL | (timeout_ms >= 0 ? WNOHANG : 0));
     if (r == tid) break;
     if (r < 0 && errno == EINTR) continue;
-    return errno_error("waitpid " + who(tid));
+    if (r < 0) return errno_error("waitpid " + who(tid));
+    if (waited_us >= timeout_ms * 1000)
+      return Error(ETIMEDOUT, who(tid) + " did not stop within " + std::to_string(timeout_ms / 1000.0).substr(0, 4) +
+                                  " s (it sleeps uninterruptibly, e.g. a vfork parent waiting for its child)");
+    ::usleep(static_cast<useconds_t>(nap_us));
+    waited_us += nap_us;
+    nap_us = std::min(nap_us * 2, 20000);
   }
   if (WIFEXITED(status) || WIFSIGNALED(status))
     return Error(ESRCH, who(tid) + " exited while being stopped");
@@ -42,10 +53,10 @@ Status seize(pid_t tid, unsigned options) {
   return {};
 }
 
-Status interrupt_and_wait(pid_t tid) {
+Status interrupt_and_wait(pid_t tid, int timeout_ms) {
   if (pt(PTRACE_INTERRUPT, tid, nullptr, nullptr) < 0) return errno_error("PTRACE_INTERRUPT " + who(tid));
   for (;;) {
-    CRYO_ASSIGN(int status, wait_task(tid));
+    CRYO_ASSIGN(int status, wait_task(tid, timeout_ms));
     if (!WIFSTOPPED(status)) continue;
     int event = status >> 16;
     if (event == PTRACE_EVENT_STOP) return {};
@@ -61,9 +72,9 @@ Status interrupt_and_wait(pid_t tid) {
   }
 }
 
-Status seize_and_stop(pid_t tid, unsigned options) {
+Status seize_and_stop(pid_t tid, unsigned options, int timeout_ms) {
   CRYO_TRY(seize(tid, options));
-  return interrupt_and_wait(tid);
+  return interrupt_and_wait(tid, timeout_ms);
 }
 
 Status detach(pid_t tid, int signal) {

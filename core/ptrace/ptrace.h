@@ -16,9 +16,10 @@ namespace cryo::ptrace {
 
 // PTRACE_SEIZE + PTRACE_INTERRUPT and wait until the task sits in a ptrace
 // stop. A signal that arrives first is delivered before the stop.
-Status seize_and_stop(pid_t tid, unsigned options);
+// A timeout_ms >= 0 bounds the wait for the stop.
+Status seize_and_stop(pid_t tid, unsigned options, int timeout_ms = -1);
 Status seize(pid_t tid, unsigned options);
-Status interrupt_and_wait(pid_t tid);
+Status interrupt_and_wait(pid_t tid, int timeout_ms = -1);
 Status detach(pid_t tid, int signal = 0);
 
 Result<user_regs_struct> get_regs(pid_t tid);

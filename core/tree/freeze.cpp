@@ -37,7 +37,7 @@ const FrozenProcess* FrozenTree::find(pid_t pid) const {
   return nullptr;
 }
 
-Status FrozenTree::add_process(pid_t pid, std::vector<pid_t>* children) {
+Status FrozenTree::add_process(pid_t pid, std::vector<pid_t>* children, int stop_timeout_ms) {
   FrozenProcess proc;
   proc.pid = pid;
   auto stat = proc::read_stat(pid);
@@ -64,15 +64,19 @@ Status FrozenTree::add_process(pid_t pid, std::vector<pid_t>* children) {
     bool added = false;
     for (pid_t tid : tids) {
       if (std::find(p.tids.begin(), p.tids.end(), tid) != p.tids.end()) continue;
-      auto st = ptrace::seize_and_stop(tid, PTRACE_O_TRACESYSGOOD);
+      auto st = ptrace::seize_and_stop(tid, PTRACE_O_TRACESYSGOOD, stop_timeout_ms);
       // EPERM: traced by somebody else, or exiting right now (then it is
       // soon a zombie or gone: look again).
       for (int retry = 0; !st.ok() && st.error().code() == EPERM && retry < 50 && !traced_by_other(pid, tid); retry++) {
         ::usleep(2000);
-        st = ptrace::seize_and_stop(tid, PTRACE_O_TRACESYSGOOD);
+        st = ptrace::seize_and_stop(tid, PTRACE_O_TRACESYSGOOD, stop_timeout_ms);
       }
       if (!st.ok()) {
         if (st.error().code() == ESRCH) continue;  // the thread exited meanwhile
+        if (st.error().code() == ETIMEDOUT) {
+          p.tids.push_back(tid);  // seized though not stopped: released with the others
+          return std::move(st).error();
+        }
         if (st.error().code() == EPERM) {
           auto now = proc::read_stat(pid);
           if (!now.ok() || now->state == 'Z' || now->state == 'X') continue;  // it is exiting
@@ -127,7 +131,8 @@ Result<FrozenTree> FrozenTree::freeze(pid_t root, int timeout_s) {
     queue.pop_front();
     if (pid == getpid()) return Error(EINVAL, "cryo cannot dump a tree that contains itself");
     std::vector<pid_t> children;
-    auto st = tree.add_process(pid, &children);
+    int left_ms = static_cast<int>((deadline - std::min(deadline, now_us())) / 1000);
+    auto st = tree.add_process(pid, &children, std::min(left_ms, 5000));
     if (!st.ok() && st.error().code() == ESRCH && st.error().context() == "gone" && pid != root) continue;
     if (!st.ok()) {
       if (pid == root && st.error().code() == ESRCH && st.error().context() == "gone")

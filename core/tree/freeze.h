@@ -42,7 +42,7 @@ class FrozenTree {
 
  private:
   FrozenTree() = default;
-  Status add_process(pid_t pid, std::vector<pid_t>* children);
+  Status add_process(pid_t pid, std::vector<pid_t>* children, int stop_timeout_ms);
   std::vector<FrozenProcess> procs_;
   bool active_ = false;
 };
