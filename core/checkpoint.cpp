@@ -43,14 +43,18 @@ bool alive(pid_t pid) { return ::access(("/proc/" + std::to_string(pid)).c_str()
 Status check_sessions(const tree::FrozenTree& tree, bool shell_job) {
   const auto& procs = tree.processes();
   const auto& root = procs.front();
+  // A daemon: its session (and group) was made by a parent that has exited.
+  // The restore makes a stand-in with that pid to recreate them.
+  bool daemon = !shell_job && root.stat.sid != root.pid && !alive(root.stat.sid) && !tree.contains(root.stat.sid);
   for (const auto& p : procs) {
     const auto& st = p.stat;
     if (&p == &root) {
-      if (st.sid != p.pid && !shell_job)
+      if (st.sid != p.pid && !shell_job && !daemon)
         return Error(pid_str(p.pid) + ": its session leader " + std::to_string(st.sid) +
-                     (alive(st.sid) ? " is outside the tree (dump with --shell-job)"
-                                    : " has exited (a daemon's session is not supported yet; with --shell-job it "
-                                      "is restored into the session of cryo restore)"));
+                     " is outside the tree (dump with --shell-job)");
+      if (daemon && st.pgid != st.sid)
+        return Error(pid_str(p.pid) + ": its session leader " + std::to_string(st.sid) +
+                     " has exited and its group " + std::to_string(st.pgid) + " is another (not supported)");
       if (st.sid != p.pid && tree.contains(st.sid))
         return Error(pid_str(p.pid) + ": its session leader is its own descendant");
     } else {
@@ -63,6 +67,8 @@ Status check_sessions(const tree::FrozenTree& tree, bool shell_job) {
       if (leader->stat.pgid != leader->pid || leader->stat.sid != st.sid)
         return Error(pid_str(p.pid) + ": process group " + std::to_string(st.pgid) +
                                   " has lost its leader (not supported)");
+    } else if (daemon && st.pgid == root.stat.sid) {
+      // the daemon's own group, made again with its session
     } else if (!shell_job || (&p != &root && st.pgid != root.stat.pgid)) {
       // A shell job's own group becomes the group of cryo restore; no other
       // group from outside can be re-created.

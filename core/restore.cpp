@@ -73,6 +73,7 @@ Result<mm::Trampoline> map_trampoline(const LoadedImage& img) {
 
 // Kills and reaps everything a failed restore made.
 void kill_tree(const tree::StubPlan& plan, pid_t root) {
+  if (plan.session_stand_in) ::kill(plan.session_stand_in, SIGKILL);
   if (root > 0) ::kill(root, SIGKILL);
   // Stubs we hold under ptrace are ours (a pid of the image may belong to an
   // unrelated process); the others die with their parent (PR_SET_PDEATHSIG).
@@ -150,6 +151,12 @@ std::vector<files::StubGroup> stub_groups(const LoadedImage& img) {
   return out;
 }
 
+// The signal that stopped a task (its parent may still collect it as such).
+int stop_signal(int recorded) {
+  int sig = recorded & 0x7f;
+  return sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU ? sig : SIGSTOP;
+}
+
 Status write_pidfile(const std::string& path, pid_t pid) {
   if (path.empty()) return {};
   return write_file_atomic(path, std::to_string(pid) + "\n");
@@ -195,7 +202,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   CRYO_ASSIGN(mm::Trampoline tramp, map_trampoline(img));
   ScopeGuard unmap_tramp([&] { ::munmap(reinterpret_cast<void*>(tramp.code), mm::Trampoline::kSize); });
 
-  CRYO_ASSIGN(tree::StubPlan plan, tree::plan_stubs(img.tree, cores));
+  CRYO_ASSIGN(tree::StubPlan plan, tree::plan_stubs(img.tree, cores, reader.inventory().shell_job()));
   int status_pipe[2], go_pipe[2];
   if (::pipe2(status_pipe, O_CLOEXEC) < 0 || ::pipe2(go_pipe, O_CLOEXEC) < 0) return errno_error("pipe2");
   UniqueFd status_read(::fcntl(status_pipe[0], F_DUPFD_CLOEXEC, base)),
@@ -262,9 +269,16 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   for (const auto& t : plan.tasks) {
     if (!t.core) continue;
     for (const auto& th : t.core->threads()) CRYO_TRY(ptrace::detach(th.tid()));
-    if (t.entry->state() == image::TaskEntry::STOPPED) ::kill(t.entry->pid(), SIGSTOP);
+    if (t.entry->state() == image::TaskEntry::STOPPED) ::kill(t.entry->pid(), stop_signal(t.entry->exit_status()));
   }
   cleanup.cancel();
+  if (plan.session_stand_in) {
+    // The stand-in goes; the root, its child, comes to us (a subreaper) and
+    // keeps the session and group the stand-in made.
+    ::kill(plan.session_stand_in, SIGKILL);
+    while (::waitpid(plan.session_stand_in, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
   ::prctl(PR_SET_CHILD_SUBREAPER, 0);
   result.root = root;
   result.total_us = now_us() - start;

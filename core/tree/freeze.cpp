@@ -155,7 +155,10 @@ void FrozenTree::thaw() {
       auto st = ptrace::detach(tid);
       if (!st.ok()) log::warn(st.error().message());
     }
-    if (p.stopped) ::kill(p.pid, SIGSTOP);
+    if (p.stopped) {
+      int sig = p.stat.exit_code & 0x7f;  // the stop signal, as the parent will collect it
+      ::kill(p.pid, sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU ? sig : SIGSTOP);
+    }
   }
 }
 

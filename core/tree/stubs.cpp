@@ -122,7 +122,8 @@ long fork_stub(const StubPlan& plan, size_t index) {
 
 }  // namespace
 
-Result<StubPlan> plan_stubs(const image::Tree& tree, const std::vector<const image::Process*>& cores) {
+Result<StubPlan> plan_stubs(const image::Tree& tree, const std::vector<const image::Process*>& cores,
+                            bool shell_job) {
   StubPlan plan;
   std::map<pid_t, size_t> index;
   for (int i = 0; i < tree.tasks_size(); i++) {
@@ -143,6 +144,10 @@ Result<StubPlan> plan_stubs(const image::Tree& tree, const std::vector<const ima
   for (size_t i = 0; i < plan.tasks.size(); i++) {
     const auto& e = *plan.tasks[i].entry;
     pid_t inherited = i == 0 ? ::getpgrp() : group[index[e.ppid()]];
+    if (i == 0 && !index.count(e.sid()) && e.sid() != e.pid() && !shell_job) {
+      plan.session_stand_in = e.sid();
+      inherited = e.sid();
+    }
     group[i] = (e.sid() == e.pid() || e.pgid() == e.pid()) ? e.pid() : inherited;
     plan.tasks[i].join_group_later = index.count(e.pgid()) && group[i] != e.pgid();
   }
@@ -150,6 +155,27 @@ Result<StubPlan> plan_stubs(const image::Tree& tree, const std::vector<const ima
 }
 
 Result<pid_t> spawn_stubs(const StubPlan& plan) {
+  if (plan.session_stand_in) {
+    pid_t restorer = ::getpid();
+    long got = clone_with_pid(plan.session_stand_in);
+    if (got < 0)
+      return errno == EEXIST ? Error(EEXIST, "pid " + std::to_string(plan.session_stand_in) +
+                                                 " (the daemon's session) is in use by another process")
+                             : errno_error("clone3 of the session stand-in");
+    if (got == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != restorer || ::setsid() < 0) ::_exit(1);
+      ::prctl(PR_SET_NAME, "cryo-session");
+      if (fork_stub(plan, 0) < 0) {
+        report(plan, plan.tasks[0].entry->pid(), errno ? errno : EINVAL,
+               errno == EEXIST ? "pid " + std::to_string(plan.tasks[0].entry->pid()) + " is in use by another process"
+                               : "clone3 of the root");
+        ::_exit(1);
+      }
+      for (;;) ::pause();
+    }
+    return plan.tasks[0].entry->pid();
+  }
   long pid = fork_stub(plan, 0);
   if (pid < 0) {
     pid_t want = plan.tasks[0].entry->pid();

@@ -31,12 +31,19 @@ struct StubPlan {
   int status_fd = -1;   // stubs report here
   int go_read_fd = -1;  // closes (EOF) when zombies may exit
   int go_write_fd = -1;
+  // A daemon's session (and group) whose leader has exited: a stand-in with
+  // that pid calls setsid() and forks the root; it is killed once the
+  // restore is done (0: none).
+  pid_t session_stand_in = 0;
 };
 
 // Builds the plan: children lists and which groups are joined later.
-Result<StubPlan> plan_stubs(const image::Tree& tree, const std::vector<const image::Process*>& cores);
+// shell_job: a session or group from outside the tree is cryo restore's own.
+Result<StubPlan> plan_stubs(const image::Tree& tree, const std::vector<const image::Process*>& cores,
+                            bool shell_job);
 
-// Forks the root stub (which forks the rest); returns its pid.
+// Forks the root stub (which forks the rest), through the session stand-in
+// when there is one; returns the root's pid.
 Result<pid_t> spawn_stubs(const StubPlan& plan);
 
 // Collects one report per stub from the status pipe; fails with the first error.
