@@ -69,6 +69,8 @@ Status check_sessions(const tree::FrozenTree& tree, bool shell_job) {
                                   " has lost its leader (not supported)");
     } else if (daemon && st.pgid == root.stat.sid) {
       // the daemon's own group, made again with its session
+    } else if (&p != &root && !alive(st.pgid) && tree.find(st.ppid) && tree.find(st.ppid)->stat.sid == st.sid) {
+      // a group whose leader exited: a stand-in child of the parent makes it again
     } else if (!shell_job || (&p != &root && st.pgid != root.stat.pgid)) {
       // A shell job's own group becomes the group of cryo restore; no other
       // group from outside can be re-created.

@@ -74,6 +74,7 @@ Result<mm::Trampoline> map_trampoline(const LoadedImage& img) {
 // Kills and reaps everything a failed restore made.
 void kill_tree(const tree::StubPlan& plan, pid_t root) {
   if (plan.session_stand_in) ::kill(plan.session_stand_in, SIGKILL);
+  for (const auto& stand_in : plan.group_stand_ins) ::kill(stand_in.second, SIGKILL);
   if (root > 0) ::kill(root, SIGKILL);
   // Stubs we hold under ptrace are ours (a pid of the image may belong to an
   // unrelated process); the others die with their parent (PR_SET_PDEATHSIG).
@@ -238,6 +239,14 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(pid));
     ptrace::Remote r(pid, tramp.code, regs);
     CRYO_TRY(r.call("setpgid", SYS_setpgid, {0, static_cast<uint64_t>(t.entry->pgid())}).wrap(pid_str(pid)));
+  }
+  // Group stand-ins have done their part: their stub parents reap them.
+  for (const auto& [owner, group] : plan.group_stand_ins) {
+    ::kill(group, SIGKILL);
+    CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(owner));
+    ptrace::Remote r(owner, tramp.code, regs);
+    CRYO_TRY(r.call("wait4 for a group stand-in", SYS_wait4, {static_cast<uint64_t>(group), 0, __WALL, 0})
+                 .wrap(pid_str(owner)));
   }
   // Zombies may die now; wait until they have.
   go_write.reset();

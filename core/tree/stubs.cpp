@@ -75,6 +75,16 @@ long fork_stub(const StubPlan& plan, size_t index) {
   } else if (t.entry->pgid() == pid) {
     if (::setpgid(0, 0) < 0) fail("setpgid");
   }
+  for (pid_t group : t.group_stand_ins) {
+    long got = clone_with_pid(group);
+    if (got == 0) {  // a stand-in: leads the group until the members joined it
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      ::prctl(PR_SET_NAME, "cryo-group");
+      if (::setpgid(0, 0) < 0) ::_exit(1);
+      for (;;) ::pause();
+    }
+    if (got < 0) fail(errno == EEXIST ? "pid " + std::to_string(group) + " (a process group) is in use" : "clone3 of a group stand-in");
+  }
   if (t.core) {
     auto made = plan.objects->make_stub_groups(pid, *plan.files);
     if (!made.ok()) {
@@ -149,7 +159,16 @@ Result<StubPlan> plan_stubs(const image::Tree& tree, const std::vector<const ima
       inherited = e.sid();
     }
     group[i] = (e.sid() == e.pid() || e.pgid() == e.pid()) ? e.pid() : inherited;
-    plan.tasks[i].join_group_later = index.count(e.pgid()) && group[i] != e.pgid();
+    bool dead_group = i > 0 && !shell_job && !index.count(e.pgid()) && e.pgid() != plan.session_stand_in;
+    if (dead_group && group[i] != e.pgid()) {
+      bool known = false;
+      for (const auto& [owner, g] : plan.group_stand_ins) known = known || g == e.pgid();
+      if (!known) {
+        plan.group_stand_ins.emplace_back(e.ppid(), e.pgid());
+        plan.tasks[index[e.ppid()]].group_stand_ins.push_back(e.pgid());
+      }
+    }
+    plan.tasks[i].join_group_later = (index.count(e.pgid()) || dead_group) && group[i] != e.pgid();
   }
   return plan;
 }

@@ -21,6 +21,7 @@ struct StubTask {
   const image::Process* core = nullptr;  // null for a zombie
   std::vector<size_t> children;          // indexes into StubPlan::tasks
   bool join_group_later = false;         // its group must be joined once all exist
+  std::vector<pid_t> group_stand_ins;    // groups whose leader exited, made by stand-in children
 };
 
 struct StubPlan {
@@ -35,6 +36,8 @@ struct StubPlan {
   // that pid calls setsid() and forks the root; it is killed once the
   // restore is done (0: none).
   pid_t session_stand_in = 0;
+  // Stand-ins for groups whose leader exited: {the stub that forks it, its pid}.
+  std::vector<std::pair<pid_t, pid_t>> group_stand_ins;
 };
 
 // Builds the plan: children lists and which groups are joined later.
