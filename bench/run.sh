@@ -5,6 +5,6 @@
 # end-to-end latency of dump and restore for a tiny process; freeze times.
 # BENCH_SIZES (MiB, comma separated), BENCH_TINY_RUNS and BENCH_BASELINE_RUNS override the defaults.
 set -euo pipefail
+CRYO=$(readlink -f "${1:?usage: bench/run.sh path/to/cryo}")
 cd "$(dirname "$0")/.."
-CRYO=${1:?usage: bench/run.sh path/to/cryo}
 exec python3 bench/bench.py "$CRYO"

@@ -241,9 +241,6 @@ Result<ImageDirWriter> ImageDirWriter::create(const std::string& dir) {
   } else if (!S_ISDIR(st.st_mode)) {
     return Error(ENOTDIR, "image directory " + dir);
   }
-  // An earlier image in this directory stops being valid the moment we start.
-  if (::unlink((dir + "/" + kInventoryName).c_str()) < 0 && errno != ENOENT)
-    return errno_error("remove the old inventory of " + dir);
   ImageDirWriter w;
   w.dir_ = dir;
   return w;
@@ -285,12 +282,29 @@ Status ImageDirWriter::commit(cryo::image::Inventory inventory) {
     f->set_name(name);
     f->set_size(size);
   }
+  // An image that was here stays whole until this one commits: its inventory
+  // goes first (from then on the directory holds no complete image), then
+  // the new files take their names, the new inventory comes last, and files
+  // only the old image had are removed.
+  std::vector<std::string> stale;
+  if (auto old_bytes = read_file(dir_ + "/" + kInventoryName); old_bytes.ok()) {
+    cryo::image::Inventory old;
+    if (decode_one(Kind::kInventory, *old_bytes, &old).ok())
+      for (const auto& f : old.files()) stale.push_back(f.name());
+    if (::unlink((dir_ + "/" + kInventoryName).c_str()) < 0) return errno_error("remove the old inventory");
+  }
   for (auto& [name, size] : written_) {
     std::string from = dir_ + "/" + tmp_name(name), to = dir_ + "/" + name;
     if (::rename(from.c_str(), to.c_str()) < 0) return errno_error("rename " + from);
   }
   std::string bytes = encode(Kind::kInventory, {&inventory});
   CRYO_TRY(write_file_atomic(dir_ + "/" + kInventoryName, bytes));
+  for (const auto& name : stale) {
+    bool kept = false;
+    for (const auto& [n, size] : written_) kept = kept || n == name;
+    if (!kept && name.find('/') == std::string::npos && !name.empty() && name[0] != '.')
+      ::unlink((dir_ + "/" + name).c_str());
+  }
   // Make the renames durable too.
   if (auto d = open_file(dir_, O_RDONLY | O_DIRECTORY); d.ok()) ::fsync(d->get());
   committed_ = true;

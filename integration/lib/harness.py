@@ -29,6 +29,7 @@ CRYO = os.environ.get("CRYO_OVERRIDE") or os.environ.get("CRYO") or os.path.join
 WORKLOADS = os.environ.get("CRYO_WORKLOADS") or os.path.join(REPO, "build", "integration", "workloads")
 
 PR_SET_CHILD_SUBREAPER = 36
+WALL = 0x40000000  # __WALL: wait for threads' and clone children too
 _libc = ctypes.CDLL(None, use_errno=True)
 _T0 = time.monotonic()
 # Popen objects are kept forever: a dropped one lands on subprocess's _active list
@@ -237,8 +238,8 @@ def compare_maps(before, after, what):
 
 # VmFlags of /proc/PID/smaps that a restore must bring back (madvise and mlock state):
 # rr/sr random/sequential read, dc dontfork, de dontexpand, lo locked, gd growsdown,
-# hg/nh (no)hugepage, wf wipeonfork, dd dontdump, mg mergeable.
-VMA_FLAGS = {"rr", "sr", "dc", "de", "lo", "gd", "hg", "nh", "wf", "dd", "mg"}
+# hg/nh (no)hugepage, wf wipeonfork, dd dontdump, mg mergeable, nr MAP_NORESERVE.
+VMA_FLAGS = {"rr", "sr", "dc", "de", "lo", "gd", "hg", "nh", "wf", "dd", "mg", "nr"}
 
 
 def vma_flags(pid):
@@ -326,7 +327,7 @@ def reap(pids, timeout=10.0, kill=False, what="tasks"):
         alive = []
         for pid in pids:
             try:
-                got, status = os.waitpid(pid, os.WNOHANG | getattr(os, "__WALL", 0x40000000))
+                got, status = os.waitpid(pid, os.WNOHANG | WALL)
                 if got == pid:
                     statuses[pid] = status
             except ChildProcessError:
@@ -360,7 +361,7 @@ def kill_descendants(timeout=10.0):
                 pass
         while True:
             try:
-                got, _ = os.waitpid(-1, os.WNOHANG | 0x40000000)
+                got, _ = os.waitpid(-1, os.WNOHANG | WALL)
             except ChildProcessError:
                 break
             if got == 0:
@@ -436,7 +437,7 @@ class Env:
 
     # -- cryo --
 
-    def cryo(self, *args, timeout=180, expect=0, log_name=None, log_in_images=False, stdin=None):
+    def cryo(self, *args, timeout=180, expect=0, log_name=None, stdin=None):
         """Runs cryo with stdio in files (never pipes: a restored shell job inherits
         them). Adds -o LOG -v 4 when log_name is given. Fails when the exit code is not
         `expect` (None: any). The result's out_path/err_path name its stdout/stderr."""
@@ -444,10 +445,7 @@ class Env:
         args = [str(a) for a in args]
         log_path = None
         if log_name:
-            if log_in_images:
-                log_path = log_name
-            else:
-                log_path = self.path(self._unique(log_name) + ".log")
+            log_path = self.path(self._unique(log_name) + ".log")
             args += ["-o", log_path, "-v", "4"]
         out_path = self.path(self._unique("cryo") + ".out")
         err_path = out_path[:-4] + ".err"
@@ -461,10 +459,11 @@ class Env:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-                raise TestFailure(f"`cryo {' '.join(args)}` did not finish in {timeout} s\n  stderr: "
-                                  + (read_text(err_path) or "")[-2000:])
+                tail = "\n    ".join((read_text(log_path, "") if log_path else "").strip().splitlines()[-15:])
+                raise TestFailure(f"`cryo {' '.join(args)}` did not finish in {timeout} s (killed it)\n  stderr: "
+                                  + (read_text(err_path) or "")[-2000:] + (f"\n  log tail:\n    {tail}" if tail else ""))
         result = CryoResult(args, rc, read_text(out_path, ""), read_text(err_path, ""), time.monotonic() - start,
-                            log_path if log_path and os.path.isabs(log_path) else None)
+                            log_path)
         result.out_path, result.err_path = out_path, err_path
         log(f"cryo {' '.join(args)} -> {rc} ({result.seconds:.3f} s)")
         if result.stderr.strip():
@@ -520,7 +519,8 @@ class Env:
                                     preexec_fn=preexec_fn)
         _POPENS.append(proc)
         self.logs.append(out_path)
-        log(f"started {' '.join(str(a) for a in argv)} as {proc.pid}")
+        shown = " ".join(str(a) if len(str(a)) <= 120 else repr(str(a)[:60]) + "..." for a in argv)
+        log(f"started {shown} as {proc.pid}")
         self.last_popen = proc
         return proc.pid
 
@@ -624,6 +624,10 @@ def wait_progress(path, beyond, timeout=10, index=0):
     return wait_until(advanced, timeout, what=f"counter {index} of {path} to pass {beyond}")
 
 
+def _interrupted(signo, frame):
+    raise KeyboardInterrupt()
+
+
 def run(cases):
     """Runs the named cases (all by default); exits 0 when every one passed."""
     parser = argparse.ArgumentParser()
@@ -640,7 +644,7 @@ def run(cases):
         print(f"unknown case(s): {unknown}; have {list(cases)}", file=sys.stderr)
         sys.exit(2)
     become_subreaper()
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupted)  # ctest's timeout: still clean up
     failures = []
     for name in selected:
         env = Env(name, keep=opts.keep)

@@ -3,11 +3,12 @@
 with values delivered after unblock, sigaltstack, rlimits, umask, cwd, personality
 (ADDR_NO_RANDOMIZE via setarch -R), thread names, /proc/PID/{cmdline,environ,exe}."""
 import os
+import shutil
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import (check, check_eq, compare_maps, compare_snapshots, fd_table, maps, read_bytes,  # noqa: E402
-                     read_text, run, snapshot, status_fields)
+from harness import (check, check_eq, compare_maps, compare_snapshots, fd_table, log, maps, read_bytes,  # noqa
+                     read_text, run, snapshot, status_fields, wait_until)
 
 ADDR_NO_RANDOMIZE = 0x0040000
 
@@ -56,5 +57,70 @@ def case_attrs(env):
     env.trigger_and_report(pid, report)
 
 
+SCHEDULED = r'''
+import os, sys, threading, time
+os.nice(7)
+os.sched_setaffinity(0, {0})
+os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+def idle_thread():
+    os.setpriority(os.PRIO_PROCESS, 0, 12)  # this thread only (a per-thread nice)
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    time.sleep(1000)
+threading.Thread(target=idle_thread, daemon=True).start()
+time.sleep(0.2)
+open(sys.argv[1], "w").write(f"READY pid={os.getpid()}\n")
+time.sleep(1000)
+'''
+
+
+def scheduling(pid):
+    """tid -> (nice, policy, CPU affinity), from /proc and sched_getaffinity."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        fields = read_text(f"/proc/{pid}/task/{tid}/stat").rsplit(")", 1)[1].split()
+        out[int(tid)] = (int(fields[16]), int(fields[38]), tuple(sorted(os.sched_getaffinity(int(tid)))))
+    return out
+
+
+def case_scheduling(env):
+    """Nice values, scheduling policies (SCHED_BATCH, SCHED_IDLE) and CPU affinity, per
+    thread, come back as they were."""
+    ready = env.path("ready")
+    pid = env.spawn(["/usr/bin/python3", "-c", SCHEDULED, ready], name="scheduled")
+    env.wait_ready(ready, pid)
+    before = snapshot(pid)
+    sched = scheduling(pid)
+    log(f"before: {sched}")
+    check(len(set(sched.values())) == 2, f"the threads should differ: {sched}")
+    images = env.path("images")
+    env.dump(pid, images)
+    env.wait_dumped(before)
+    _, rpid = env.restore(images)
+    check_eq(rpid, pid, "restored pid")
+    check_eq(scheduling(pid), sched, "(nice, policy, affinity) per thread")
+
+
+def case_chroot(env):
+    """A process in a chroot (busybox-static in a directory) keeps its root, exe and cwd."""
+    busybox = "/bin/busybox"
+    if not os.path.exists(busybox):
+        log("no /bin/busybox (busybox-static): nothing to test")
+        return
+    jail = env.path("jail")
+    os.mkdir(jail)
+    shutil.copy2(busybox, jail)
+    pid = env.spawn(["chroot", jail, "/busybox", "sleep", "1000"], name="jailed")
+    wait_until(lambda: read_text(f"/proc/{pid}/comm", "").strip() == "busybox", 5, what="busybox in the chroot")
+    links = {name: os.readlink(f"/proc/{pid}/{name}") for name in ("root", "exe", "cwd")}
+    before = snapshot(pid)
+    images = env.path("images")
+    env.dump(pid, images)
+    env.wait_dumped(before)
+    _, rpid = env.restore(images)
+    check_eq(rpid, pid, "restored pid")
+    compare_snapshots(before, snapshot(pid), pid)
+    check_eq({name: os.readlink(f"/proc/{pid}/{name}") for name in links}, links, "root, exe and cwd")
+
+
 if __name__ == "__main__":
-    run({"attrs": case_attrs})
+    run({"attrs": case_attrs, "scheduling": case_scheduling, "chroot": case_chroot})

@@ -194,8 +194,25 @@ def case_image_moved(env):
     env.trigger_and_report(pid, report)
 
 
+def case_vfork_parent(env):
+    """A parent blocked in vfork() (its child sleeps before exec) cannot be stopped by
+    ptrace: the dump must not hang. Either it works, or it is refused naming the pid,
+    and the tree is left as it was."""
+    ready = env.path("ready")
+    pid = env.spawn([env.workload("vforker"), ready])
+    env.wait_ready(ready, pid)
+    tree = snapshot(pid)
+    check_eq(sorted(t["state"] for t in tree.values()), ["D", "S"], "states of the vfork parent and child")
+    result = env.dump(pid, env.path("images"), expect=None, timeout=30)
+    log(f"dump of a vfork parent: exit {result.returncode}")
+    if result.returncode != 0:
+        check_eq(result.returncode, 1, "exit code of the refused dump")
+        check(str(pid) in result.stderr, f"the refusal does not name pid {pid}: {result.stderr.strip()!r}")
+        compare_snapshots(tree, snapshot(pid), pid)
+
+
 if __name__ == "__main__":
     run({"shell_job_image_needs_flag": case_shell_job_image_needs_flag, "redump_same_dir": case_redump_same_dir,
-         "image_moved": case_image_moved, "bad_arguments": case_bad_arguments, "missing_pid": case_missing_pid, "zombie_root": case_zombie_root,
+         "image_moved": case_image_moved, "vfork_parent": case_vfork_parent, "bad_arguments": case_bad_arguments, "missing_pid": case_missing_pid, "zombie_root": case_zombie_root,
          "unwritable_images_dir": case_unwritable_images_dir, "own_ancestor": case_own_ancestor,
          "stopped_root": case_stopped_root, "traced_by_other": case_traced_by_other})

@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
 from harness import (check, check_eq, compare_maps, compare_snapshots, compare_vma_flags, fd_table, log,  # noqa
-                     maps, run, snapshot, state, vma_flags)
+                     maps, read_text, reap, run, snapshot, state, vma_flags)
 
 
 def dump_restore_verify(env, *extra):
@@ -55,6 +55,9 @@ def case_madv_guard(env):
     ready, report = env.path("ready"), env.path("report")
     pid = env.spawn([env.workload("memfiles"), ready, report, work, "--madv-guard"])
     info = env.wait_ready(ready, pid)
+    if not isinstance(info["madv"], int):
+        log("this kernel has no MADV_GUARD_INSTALL: nothing to test")
+        return
     before = snapshot(pid)
     layout = {p: maps(p) for p in before}
     images = env.path("images")
@@ -79,5 +82,97 @@ def case_madv_guard(env):
     env.trigger_and_report(pid, report)
 
 
+NAMES = ["looks (deleted)", "with\nnewline", "spaces  and\ttab", "ünïcødé", "-dash", " (deleted) (deleted)"]
+HOLDER = r'''
+import os, sys, time
+work, ready, report = sys.argv[1:4]
+names = sys.argv[4:]
+files = [open(os.path.join(work, n), "r+") for n in names]
+for f in files:
+    f.seek(3)
+os.chdir(os.path.join(work, names[0] + ".d"))
+open(ready, "w").write("READY pid=%d\n" % os.getpid())
+while not os.path.exists(report + ".go"):
+    time.sleep(0.02)
+bad = [n for n, f in zip(names, files) if f.tell() != 3 or f.read() != "tents of " + n]
+bad += ["cwd"] if os.getcwd() != os.path.join(work, names[0] + ".d") else []
+open(report, "w").write("OK\n" if not bad else "FAIL: %r\n" % bad)
+'''
+
+
+def case_tricky_names(env):
+    """Files whose names look like kernel annotations or hold newlines, tabs, non-ASCII:
+    each fd is the same file at the same offset after restore (or, at worst, the dump is
+    refused naming it; never a wrong file)."""
+    work = env.path("work")
+    os.mkdir(work)
+    for name in NAMES:
+        with open(os.path.join(work, name), "w") as f:
+            f.write("contents of " + name)
+    os.mkdir(os.path.join(work, NAMES[0] + ".d"))
+    script = env.path("holder.py")
+    with open(script, "w") as f:
+        f.write(HOLDER)
+    ready, report = env.path("ready"), env.path("report")
+    pid = env.spawn(["/usr/bin/python3", script, work, ready, report, *NAMES], name="holder")
+    env.wait_ready(ready, pid)
+    before = snapshot(pid)
+    fds = fd_table(pid)
+    images = env.path("images")
+    result = env.dump(pid, images, expect=None)
+    check_eq(result.returncode, 0, f"dump exit code (files named {NAMES!r}): {result.stderr.strip()}")
+    env.wait_dumped(before)
+    _, rpid = env.restore(images)
+    check_eq(rpid, pid, "restored pid")
+    env.soft(check_eq, fd_table(pid), fds, "fd table")
+    open(report + ".go", "w").close()
+    text = env.wait_file(report, what="the holder's report")
+    reap([pid])
+    check(text.startswith("OK"), f"holder reports: {text.strip()}")
+
+
+LOCKER = r'''
+import fcntl, os, sys, time
+base = sys.argv[1]
+f = open(base + ".flock", "w")
+fcntl.flock(f, fcntl.LOCK_EX)
+g = open(base + ".posix", "w")
+fcntl.lockf(g, fcntl.LOCK_EX)
+open(sys.argv[2], "w").write(f"READY pid={os.getpid()}\n")
+time.sleep(1000)
+'''
+
+
+def case_file_locks(env):
+    """A flock() and a POSIX lock (a daemon's pid file, a database): after restore the
+    process still holds both, so no second instance can take them; or the dump is refused,
+    naming the pid. Never silently dropped."""
+    import fcntl
+    base, ready = env.path("lockfile"), env.path("ready")
+    pid = env.spawn(["/usr/bin/python3", "-c", LOCKER, base, ready], name="locker")
+    env.wait_ready(ready, pid)
+    before = snapshot(pid)
+    images = env.path("images")
+    result = env.dump(pid, images, expect=None)
+    if result.returncode != 0:
+        check_eq(result.returncode, 1, "exit code of the refused dump")
+        check(f"pid {pid}" in result.stderr, f"the refusal does not name pid {pid}: {result.stderr.strip()!r}")
+        compare_snapshots(before, snapshot(pid), pid)
+        return
+    env.wait_dumped(before)
+    _, rpid = env.restore(images)
+    check_eq(rpid, pid, "restored pid")
+    held = [line for line in read_text("/proc/locks", "").splitlines() if f" {pid} " in line]
+    log(f"locks of {pid} after restore: {held}")
+    for suffix, take in ((".flock", fcntl.flock), (".posix", fcntl.lockf)):
+        with open(base + suffix, "w") as f:
+            try:
+                take(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                env.problems.append(f"the {suffix[1:]} lock was dropped: another process took it after restore")
+            except OSError:
+                pass
+
+
 if __name__ == "__main__":
-    run({"memfiles": case_memfiles, "madv_guard": case_madv_guard})
+    run({"memfiles": case_memfiles, "madv_guard": case_madv_guard, "tricky_names": case_tricky_names,
+         "file_locks": case_file_locks})

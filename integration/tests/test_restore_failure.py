@@ -148,7 +148,27 @@ def case_exe_replaced(env):
                  binary=binary)
 
 
+def case_exe_modified_same_size(env):
+    """The executable keeps its size but not its contents (rebuilt, patched): restoring
+    would map code the process never ran."""
+    binary = env.path("bin", "counter")
+    os.mkdir(os.path.dirname(binary))
+    shutil.copy2(env.workload("counter"), binary)
+    saved = env.path("counter.saved")
+    shutil.copy2(binary, saved)
+
+    def patch():
+        data = bytearray(open(binary, "rb").read())
+        at = data.find(b"usage: %s %s")
+        data[at:at + 5] = b"USAGE"
+        with open(binary, "wb") as f:
+            f.write(data)
+
+    late_failure(env, [], patch, binary, lambda: shutil.copy2(saved, binary), binary=binary)
+
+
 if __name__ == "__main__":
     run({"root_pid_taken": case_root_pid_taken, "child_pid_taken": case_child_pid_taken,
          "thread_tid_taken": case_thread_tid_taken, "child_file_gone": case_child_file_gone,
-         "child_cwd_gone": case_child_cwd_gone, "exe_replaced": case_exe_replaced})
+         "child_cwd_gone": case_child_cwd_gone, "exe_replaced": case_exe_replaced,
+         "exe_modified_same_size": case_exe_modified_same_size})

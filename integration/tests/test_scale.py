@@ -2,11 +2,12 @@
 """Bigger shapes: many threads, many small mappings, and threads and children that
 come and go during the dump (with and without posix_spawn's vfork children)."""
 import os
+import signal
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
 from harness import (check, check_eq, compare_maps, compare_snapshots, compare_vma_flags, log, maps, progress,  # noqa
-                     read_text, run, snapshot, vma_flags, wait_progress)
+                     read_text, reap, run, snapshot, vma_flags, wait_progress, wait_until)
 
 
 def counter_round_trip(env, *extra, min_threads=0, ready_timeout=60, before_dump=None):
@@ -54,8 +55,46 @@ def case_transparent_huge_pages(env):
     counter_round_trip(env, "--mib", "256", "--thp", before_dump=uses_thp)
 
 
+def case_huge_reservations(env):
+    """A 64 GiB MAP_NORESERVE mapping with three pages written (more than this machine could
+    commit) and a 1 TiB PROT_NONE reservation."""
+    counter_round_trip(env, "--reserve", "64", "--threads", "1")
+
+
+def case_two_gib(env):
+    """2 GiB of address-derived pattern, restored (in parallel, in chunks) and checked word
+    by word."""
+    counter_round_trip(env, "--mib", "2048", "--threads", "2", "--child", ready_timeout=120)
+
+
 def case_madvise(env):
     counter_round_trip(env, "--madvise", "--threads", "1")
+
+
+def case_many_processes(env):
+    """A shell waiting for 100 children blocked in nanosleep: all 101 come back, and the
+    shell's wait goes on (it exits once the children are killed)."""
+    script = env.path("fan.sh")
+    with open(script, "w") as f:
+        f.write("for i in $(seq 100); do sleep 1000 & done\necho ready > \"$1\"\nwait\n")
+    ready = env.path("ready")
+    pid = env.spawn(["bash", script, ready])
+    env.wait_file(ready, pid=pid)
+    wait_until(lambda: sorted(t["comm"] for t in snapshot(pid).values()) == ["bash"] + ["sleep"] * 100, 10,
+               what="bash and 100 sleeps (each child exec'd)")
+    before = snapshot(pid)
+    images = env.path("images")
+    result = env.dump(pid, images)
+    env.wait_dumped(before)
+    _, rpid = env.restore(images)
+    log(f"dump {result.seconds:.3f} s")
+    check_eq(rpid, pid, "restored pid")
+    compare_snapshots(before, snapshot(pid), pid)
+    for child in before:
+        if child != pid:
+            os.kill(child, signal.SIGTERM)
+    statuses = reap(list(before), timeout=15, what="the shell and its children after SIGTERM to the children")
+    check(pid in statuses and os.WIFEXITED(statuses[pid]), f"the shell did not exit by itself ({statuses.get(pid)})")
 
 
 def churn(env, *extra):
@@ -88,4 +127,5 @@ def case_churn_spawn(env):
 if __name__ == "__main__":
     run({"many_threads": case_many_threads, "many_vmas": case_many_vmas, "churn": case_churn,
          "churn_spawn": case_churn_spawn, "transparent_huge_pages": case_transparent_huge_pages,
-         "madvise": case_madvise})
+         "madvise": case_madvise, "many_processes": case_many_processes,
+         "huge_reservations": case_huge_reservations, "two_gib": case_two_gib})

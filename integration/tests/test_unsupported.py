@@ -7,7 +7,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import (check, check_eq, compare_maps, compare_snapshots, fd_table, log, maps, progress,  # noqa: E402
+from harness import (check, check_eq, compare_maps, compare_snapshots, fd_table, hash_dir, log, maps, progress,  # noqa
                      run, snapshot, state, status_fields, wait_progress)
 
 
@@ -61,5 +61,30 @@ def case_perf_event(env):
     refused(env, "--perf-child", ("perf_event", "perf event", "perf-event"), "child", "perf_fd")
 
 
+def case_keeps_previous_image(env):
+    """Periodic checkpoints into one directory: a refused dump must leave the previous,
+    complete image there as it was (and restorable)."""
+    images = env.path("images")
+    a_ready, a_report, a_prog = env.path("a-ready"), env.path("a-report"), env.path("a-progress")
+    a = env.spawn([env.workload("counter"), a_ready, a_report, a_prog, "--threads", "1", "--child"])
+    env.wait_ready(a_ready, a)
+    a_tree = snapshot(a)
+    env.dump(a, images)
+    env.wait_dumped(a_tree)
+    good = hash_dir(images)
+
+    b_ready, b_report, b_prog = env.path("b-ready"), env.path("b-report"), env.path("b-progress")
+    b = env.spawn([env.workload("counter"), b_ready, b_report, b_prog, "--io-uring"])
+    env.wait_ready(b_ready, b)
+    env.dump(b, images, expect=1)
+    after = hash_dir(images)
+    changed = sorted(k for k in set(good) | set(after) if good.get(k) != after.get(k))
+    env.soft(check, not changed, f"the refused dump changed the previous image: {changed}")
+    env.trigger_and_report(b, b_report)
+    _, rpid = env.restore(images)
+    check_eq(rpid, a, "pid restored from the previous image")
+    env.trigger_and_report(a, a_report)
+
+
 if __name__ == "__main__":
-    run({"io_uring": case_io_uring, "perf_event": case_perf_event})
+    run({"io_uring": case_io_uring, "perf_event": case_perf_event, "keeps_previous_image": case_keeps_previous_image})

@@ -10,7 +10,11 @@
 // --object KIND makes the root hold one of the kernel objects of objects.h (in the
 // directory of PROGRESS where it needs one).
 // --thp asks for transparent huge pages for the big block (MADV_HUGEPAGE); --madvise
-// adds a MADV_WIPEONFORK and a MADV_DONTFORK region, checked after restore in a fork.
+// adds a MADV_WIPEONFORK and a MADV_DONTFORK region, checked after restore in a fork,
+// and regions with MADV_RANDOM, MADV_SEQUENTIAL, MADV_DONTDUMP, MADV_NOHUGEPAGE,
+// MADV_MERGEABLE and mlock (the test compares their VmFlags).
+// --reserve GIB adds a GIB GiB MAP_NORESERVE read-write mapping with three pages
+// written, and a 16 * GIB GiB PROT_NONE reservation (what Go, JVMs and sanitizers do).
 // --vmas N adds N one-page mappings, alternately read-write and read-only (so that
 // they cannot merge), each with its own contents.
 //
@@ -104,7 +108,7 @@ static int child_main(int write_end, int want_perf, int ready_fd) {
 int main(int argc, char **argv) {
   const char *usage =
       "READY REPORT PROGRESS [--mib N] [--threads N] [--child] [--io-uring] [--perf-child] [--child-file PATH] "
-      "[--child-cwd DIR] [--child-pdeath] [--vmas N] [--object KIND] [--thp] [--madvise]";
+      "[--child-cwd DIR] [--child-pdeath] [--vmas N] [--object KIND] [--thp] [--madvise] [--reserve GIB]";
   const char *ready_path = wl_arg(argc, argv, 1, usage);
   const char *report_path = wl_arg(argc, argv, 2, usage);
   const char *progress_path = wl_arg(argc, argv, 3, usage);
@@ -112,6 +116,7 @@ int main(int argc, char **argv) {
   int nthreads = 0, want_child = 0, want_uring = 0, want_perf = 0;
   long nvmas = 0;
   int want_thp = 0, want_madvise = 0;
+  long reserve_gib = 0;
   const char *object_kind = NULL;
   for (int i = 4; i < argc; i++) {
     if (!strcmp(argv[i], "--mib"))
@@ -128,6 +133,8 @@ int main(int argc, char **argv) {
       want_child = 1, child_file = wl_arg(argc, argv, ++i, usage);
     else if (!strcmp(argv[i], "--child-cwd"))
       want_child = 1, child_cwd = wl_arg(argc, argv, ++i, usage);
+    else if (!strcmp(argv[i], "--reserve"))
+      reserve_gib = atol(wl_arg(argc, argv, ++i, usage));
     else if (!strcmp(argv[i], "--thp"))
       want_thp = 1;
     else if (!strcmp(argv[i], "--madvise"))
@@ -174,6 +181,15 @@ int main(int argc, char **argv) {
   WL_MUST(mem != MAP_FAILED);
   if (want_thp) WL_MUST(madvise(mem, len, MADV_HUGEPAGE) == 0);
   wl_fill(mem, len, SEED);
+  char *reserved = NULL, *none = NULL;
+  size_t reserved_len = (size_t)reserve_gib << 30;
+  size_t touched[3] = {0, reserved_len / 2, reserved_len - 4096};
+  if (reserve_gib > 0) {
+    reserved = mmap(NULL, reserved_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    none = mmap(NULL, reserved_len * 16, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    WL_MUST(reserved != MAP_FAILED && none != MAP_FAILED);
+    for (int i = 0; i < 3; i++) wl_fill(reserved + touched[i], 4096, SEED + 9);
+  }
   char *wipe = NULL, *nofork = NULL;
   if (want_madvise) {
     wipe = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -182,6 +198,17 @@ int main(int argc, char **argv) {
     wl_fill(wipe, 8192, SEED + 7);
     wl_fill(nofork, 8192, SEED + 8);
     WL_MUST(madvise(wipe, 8192, MADV_WIPEONFORK) == 0 && madvise(nofork, 8192, MADV_DONTFORK) == 0);
+    const int advice[] = {MADV_RANDOM, MADV_SEQUENTIAL, MADV_DONTDUMP, MADV_NOHUGEPAGE, MADV_MERGEABLE, -1};
+    for (int i = 0; i < 6; i++) {
+      // Separate mappings with a hole between them, so that none can merge.
+      char *region = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      WL_MUST(region != MAP_FAILED && munmap(region + 2 * 4096, 4096) == 0);
+      wl_fill(region, 8192, SEED + 10 + (uint64_t)i);
+      if (advice[i] >= 0)
+        WL_MUST(madvise(region, 8192, advice[i]) == 0);
+      else
+        WL_MUST(mlock(region, 8192) == 0);
+    }
   }
 
   // Many small mappings: reserve one range, then map each page of it by itself.
@@ -268,6 +295,12 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nthreads; i++) pthread_join(threads[i], NULL);
   }
   check_object();
+  if (reserved) {
+    for (int i = 0; i < 3; i++)
+      WL_CHECK(wl_check_fill(reserved + touched[i], 4096, SEED + 9) < 0, "reserved mapping: page at %zu broken",
+               touched[i]);
+    WL_CHECK(reserved[4096 * 5] == 0 && reserved[reserved_len / 4] == 0, "reserved mapping: untouched page not zero");
+  }
   if (want_madvise) {
     WL_CHECK(wl_check_fill(wipe, 8192, SEED + 7) < 0 && wl_check_fill(nofork, 8192, SEED + 8) < 0,
              "madvise regions lost their contents");

@@ -211,8 +211,13 @@ int main(int argc, char **argv) {
     madv = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     WL_MUST(madv != MAP_FAILED);
     wl_fill(madv, 4 * PAGE, GUARD_SEED + 1);
-    WL_MUST(madvise(madv + PAGE, PAGE, MADV_GUARD_INSTALL) == 0);
-    WL_MUST(faults(madv + PAGE, 0));
+    if (madvise(madv + PAGE, PAGE, MADV_GUARD_INSTALL) == 0) {
+      WL_MUST(faults(madv + PAGE, 0));
+    } else {
+      fprintf(stderr, "MADV_GUARD_INSTALL: %s (kernel older than 6.13?)\n", strerror(errno));
+      munmap(madv, 4 * PAGE);
+      madv = NULL;  // READY says madv=(nil): nothing to test
+    }
   }
 
   pthread_t idle;
