@@ -270,7 +270,14 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     if (!threads.ok()) return std::move(threads).error().wrap(pid_str(pid));
   }
   for (const auto& t : plan.tasks)
-    if (t.core) CRYO_TRY(task::restore_state(t.entry->pid(), tramp, *t.core, base).wrap(pid_str(t.entry->pid())));
+    if (t.core) {
+      // A detached root outlives cryo, its parent for now: its parent-death
+      // signal would fire as cryo exits.
+      bool detached_root = options.detach && &t == &plan.tasks.front();
+      if (detached_root && t.core->pdeath_signal())
+        log::info(pid_str(t.entry->pid()) + ": its parent-death signal is not re-armed (its parent is gone)");
+      CRYO_TRY(task::restore_state(t.entry->pid(), tramp, *t.core, base, !detached_root).wrap(pid_str(t.entry->pid())));
+    }
   for (const auto& t : plan.tasks)
     if (t.core) CRYO_TRY(task::finish(t.entry->pid(), tramp, *t.core).wrap(pid_str(t.entry->pid())));
 

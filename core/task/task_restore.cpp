@@ -186,7 +186,8 @@ Result<std::vector<pid_t>> create_threads(ptrace::Remote& leader, const mm::Tram
   return tids;
 }
 
-Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Process& core, int fd_base) {
+Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Process& core, int fd_base,
+                     bool keep_pdeath) {
   for (const auto& t : core.threads())
     CRYO_TRY(restore_thread(pid, t.tid(), tramp, t).wrap("thread " + std::to_string(t.tid())));
 
@@ -212,7 +213,8 @@ Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Proces
     CRYO_TRY(put(pid, d, itv));
     CRYO_TRY(r.call("setitimer", SYS_setitimer, {t.which(), d, 0}));
   }
-  CRYO_TRY(r.call("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, static_cast<uint64_t>(core.pdeath_signal())}));
+  uint64_t pdeath = keep_pdeath ? static_cast<uint64_t>(core.pdeath_signal()) : 0;
+  CRYO_TRY(r.call("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, pdeath}));
   if (core.child_subreaper()) CRYO_TRY(r.call("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl, {PR_SET_CHILD_SUBREAPER, 1}));
   if (!core.dumpable()) CRYO_TRY(r.call("prctl(PR_SET_DUMPABLE)", SYS_prctl, {PR_SET_DUMPABLE, 0}));
   for (const auto& l : core.rlimits()) {

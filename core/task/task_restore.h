@@ -21,8 +21,11 @@ Result<std::vector<pid_t>> create_threads(ptrace::Remote& leader, const mm::Tram
                                           const image::Process& core);
 
 // Per-thread and per-process state, run in the respective threads, ending
-// with the credentials. `base` is where the inherited objects start.
-Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Process& core, int fd_base);
+// with the credentials. `base` is where the inherited objects start. Without
+// keep_pdeath the parent-death signal stays off (the root of a detached
+// restore: its parent, cryo, is about to exit).
+Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Process& core, int fd_base,
+                     bool keep_pdeath = true);
 
 // Last: unmaps the trampoline and loads the recorded registers and masks.
 Status finish(pid_t pid, const mm::Trampoline& tramp, const image::Process& core);
