@@ -10,6 +10,7 @@
 #include <map>
 
 #include "core/files/files_dump.h"
+#include "core/files/locks.h"
 #include "core/image/image.h"
 #include "core/image/proto/mm.pb.h"
 #include "core/image/proto/task.pb.h"
@@ -139,6 +140,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     CRYO_TRY(add_exe(p.pid, files, core));
   }
   CRYO_TRY(files.dump_fds(tree, cores));
+  CRYO_TRY(files::dump_locks(tree, cores));
 
   CRYO_ASSIGN(image::PageWriter * pages, dir.pages());
   mm::DumpStats stats;

@@ -1,8 +1,10 @@
 #include "core/task/task_restore.h"
+#include "core/files/locks.h"
 #include "core/sys/kernel_abi.h"
 
 #include <linux/capability.h>
 #include <linux/close_range.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -228,6 +230,19 @@ Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Proces
                                                " (raising a hard limit needs CAP_SYS_RESOURCE)");
   }
   CRYO_TRY(r.call("close_range", SYS_close_range, {static_cast<uint64_t>(fd_base), ~0U, 0}));
+  // File locks, now that no other fd of their files is left to be closed.
+  for (const auto& lock : core.locks()) {
+    files::LockCall c = files::lock_call(lock);
+    uint64_t third = 0;
+    if (c.needs_flock_struct) {
+      CRYO_TRY(put(pid, d, c.fl));
+      third = d;
+    }
+    CRYO_ASSIGN(long got, r.raw(c.nr, {c.fd, c.arg, third}));
+    if (got < 0)
+      return Error(static_cast<int>(-got), "taking back the file lock on fd " + std::to_string(lock.fd()) +
+                                               " (another process holds it now?)");
+  }
   // Credentials belong to each thread; the leader's go to every one.
   for (const auto& t : core.threads()) {
     CRYO_ASSIGN(ptrace::Remote tr, remote_on(t.tid(), tramp));
