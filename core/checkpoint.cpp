@@ -117,6 +117,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   CRYO_ASSIGN(auto dir, image::ImageDirWriter::create(options.images_dir));
 
   log::info("freezing the tree of pid " + std::to_string(options.pid));
+  uint64_t freeze_start = now_us();
   CRYO_ASSIGN(auto tree, tree::FrozenTree::freeze(options.pid, options.freeze_timeout_s));
   uint64_t frozen_at = now_us();
   log::info("froze " + std::to_string(tree.processes().size()) + " processes in " +
@@ -136,7 +137,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(p.pid) + "/maps"));
     CRYO_ASSIGN(maps[p.pid], proc::parse_maps(text));
     auto& core = cores[p.pid];
-    CRYO_TRY(task::dump_process(p, maps[p.pid], &core).wrap(pid_str(p.pid)));
+    CRYO_TRY(task::dump_process(p, maps[p.pid], &core));
     CRYO_TRY(add_exe(p.pid, files, core));
   }
   CRYO_TRY(files.dump_fds(tree, cores));
@@ -177,7 +178,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     files.sockets().committed_and_killed();
   }
   uint64_t end = now_us();
-  result.freeze_us = end - frozen_at + (frozen_at - start);
+  result.freeze_us = end - freeze_start;
   result.total_us = end - start;
   log::info("dumped " + std::to_string(stats.pages_written) + " pages (" + std::to_string(stats.zero_pages_skipped) +
             " zero pages skipped) in " + std::to_string(result.total_us) + " us");

@@ -15,6 +15,7 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kPresent = 1ULL << 63, kSwapped = 1ULL << 62, kFileShared = 1ULL << 61;
+constexpr uint64_t kGuardRegion = 1ULL << 58;  // PM_GUARD_REGION (Linux 6.14)
 constexpr size_t kChunkPages = 2048;  // 8 MiB of pages per read
 
 std::string what_vma(pid_t pid, const proc::MapEntry& m) {
@@ -102,6 +103,9 @@ Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, in
     std::vector<Segment> segments;
     std::vector<struct iovec> local, remote;
     size_t filled = 0;
+    for (size_t k = 0; k < count; k++)
+      if (entries[k] & kGuardRegion)
+        return Error(what_vma(pid, m) + ": guard regions (MADV_GUARD_INSTALL) are not supported yet");
     auto wanted = [&](size_t k) { return (entries[k] & (kPresent | kSwapped)) && !(entries[k] & kFileShared); };
     for (size_t i = 0; i < count;) {
       if (!wanted(i)) {

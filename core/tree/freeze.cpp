@@ -44,11 +44,15 @@ Status FrozenTree::add_process(pid_t pid, std::vector<pid_t>* children, int stop
   if (!stat.ok() && (stat.error().code() == ENOENT || stat.error().code() == ESRCH)) return Error(ESRCH, "gone");
   if (!stat.ok()) return std::move(stat).error();
   proc.stat = std::move(*stat);
+  if ((proc.stat.state == 'Z' || proc.stat.state == 'X') && proc.stat.num_threads > 1)
+    return Error("pid " + std::to_string(pid) + ": its main thread has exited while other threads run (not supported)");
   if ((proc.stat.state == 'Z' || proc.stat.state == 'X') && procs_.empty())
     return Error(ESRCH, "pid " + std::to_string(pid) + " is a zombie: it has exited and there is nothing to dump");
+  if (procs_.empty() && !read_link("/proc/" + std::to_string(pid) + "/exe").ok()) {
+    auto cmdline = read_file("/proc/" + std::to_string(pid) + "/cmdline");
+    if (!cmdline.ok() || cmdline->empty()) return Error("pid " + std::to_string(pid) + " is a kernel thread");
+  }
   if (proc.stat.state == 'Z' || proc.stat.state == 'X') {
-    if (proc.stat.num_threads > 1)
-      return Error("pid " + std::to_string(pid) + ": the main thread has exited while others run");
     proc.zombie = true;
     proc.tids = {pid};
     procs_.push_back(std::move(proc));
