@@ -158,6 +158,59 @@ int stop_signal(int recorded) {
   return sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU ? sig : SIGSTOP;
 }
 
+// A unix listener whose connections other processes of the tree made: the
+// listener's maker listens and accepts, each connector connects again. All
+// of them must reach their holders by fork (holders descend from them).
+std::vector<files::ListenerGroup> listener_groups(const LoadedImage& img, const std::vector<files::StubGroup>& made) {
+  std::set<uint32_t> taken;
+  for (const auto& g : made) taken.insert(g.ids.begin(), g.ids.end());
+  std::map<pid_t, pid_t> parent;
+  for (const auto& t : img.tree.tasks()) parent[t.pid()] = t.ppid();
+  auto descends = [&](pid_t pid, pid_t ancestor) {
+    for (int depth = 0; pid > 0 && depth < 4096; depth++, pid = parent.count(pid) ? parent[pid] : 0)
+      if (pid == ancestor) return true;
+    return false;
+  };
+  auto holders_below = [&](uint32_t id, pid_t ancestor) {
+    for (const auto& [pid, core] : img.cores)
+      for (const auto& fd : core.fds())
+        if (fd.file_id() == id && !descends(pid, ancestor)) return false;
+    return true;
+  };
+  std::map<uint64_t, const image::FileDesc*> by_inode;
+  for (const auto& f : img.files.files())
+    if (f.kind() == image::FileDesc::SOCKET && f.socket().family() == AF_UNIX) by_inode[f.socket().inode()] = &f;
+  std::vector<files::ListenerGroup> out;
+  for (const auto& [inode, l] : by_inode) {
+    const auto& ls = l->socket();
+    if (ls.state() != image::Socket::LISTENING || ls.local().addr().empty() || taken.count(l->id())) continue;
+    pid_t creator = ls.cred_pid();
+    if (!img.cores.count(creator) || !holders_below(l->id(), creator)) continue;
+    files::ListenerGroup group{creator, l->id(), {}};
+    bool ok = true;
+    for (const auto& [ino, f] : by_inode) {
+      const auto& s = f->socket();
+      if (s.state() != image::Socket::CONNECTED || s.peer().addr() != ls.local().addr() || taken.count(f->id())) continue;
+      auto server_it = by_inode.find(s.peer_inode());
+      if (server_it == by_inode.end()) continue;
+      const auto& server = *server_it->second;
+      pid_t connector = server.socket().cred_pid();
+      bool fits = s.type() != SOCK_DGRAM && s.cred_pid() == creator && img.cores.count(connector) &&
+                  descends(connector, creator) && holders_below(f->id(), connector) &&
+                  holders_below(server.id(), creator) && !s.shutdown_read() && !s.shutdown_write() &&
+                  !server.socket().shutdown_read() && !server.socket().shutdown_write() &&
+                  server.socket().local().addr() == ls.local().addr();
+      if (!fits) {
+        ok = false;
+        break;
+      }
+      group.connections.push_back({connector, f->id(), server.id()});
+    }
+    if (ok && !group.connections.empty()) out.push_back(std::move(group));
+  }
+  return out;
+}
+
 Status write_pidfile(const std::string& path, pid_t pid) {
   if (path.empty()) return {};
   return write_file_atomic(path, std::to_string(pid) + "\n");
@@ -199,7 +252,9 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   }
   int base = files::fd_table_end(alive) + 8;
   files::FileObjects objects;
-  CRYO_TRY(objects.open_all(img.files, reader, base, stub_groups(img)).wrap("opening files"));
+  auto groups = stub_groups(img);
+  auto listeners = listener_groups(img, groups);
+  CRYO_TRY(objects.open_all(img.files, reader, base, std::move(groups), std::move(listeners)).wrap("opening files"));
   CRYO_ASSIGN(mm::Trampoline tramp, map_trampoline(img));
   ScopeGuard unmap_tramp([&] { ::munmap(reinterpret_cast<void*>(tramp.code), mm::Trampoline::kSize); });
 

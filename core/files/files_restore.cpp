@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -172,10 +173,23 @@ Status FileObjects::open_shmem(const image::Shmem& shmem, const image::ImageDirR
 }
 
 Status FileObjects::open_all(const image::Files& files, const image::ImageDirReader& images, int base,
-                             std::vector<StubGroup> stub_groups) {
+                             std::vector<StubGroup> stub_groups, std::vector<ListenerGroup> listener_groups) {
   base_ = base;
   stub_groups_ = std::move(stub_groups);
+  listener_groups_ = std::move(listener_groups);
   std::set<uint32_t> by_stubs;
+  for (const auto& group : listener_groups_) {
+    std::vector<uint32_t> ids = {group.listener};
+    for (const auto& c : group.connections) {
+      ids.push_back(c.client);
+      ids.push_back(c.server);
+    }
+    for (uint32_t id : ids) {
+      CRYO_ASSIGN(UniqueFd placeholder, open_file("/dev/null", O_RDONLY));
+      CRYO_ASSIGN(by_file_[id], place(std::move(placeholder)));
+      by_stubs.insert(id);
+    }
+  }
   for (const auto& group : stub_groups_) {
     for (uint32_t id : group.ids) {
       CRYO_ASSIGN(UniqueFd placeholder, open_file("/dev/null", O_RDONLY));
@@ -216,6 +230,66 @@ Status FileObjects::make_stub_groups(pid_t pid, const image::Files& files) const
     CRYO_TRY(net::open_sockets(files, [&](uint32_t id) { return ids.count(id) > 0; }, &made));
     for (auto& [id, fd] : made)
       if (::dup3(fd.get(), fd_of(id), O_CLOEXEC) < 0) return errno_error("dup3 socket");
+  }
+  return {};
+}
+
+namespace {
+
+const image::FileDesc* file_by_id(const image::Files& files, uint32_t id) {
+  if (id == 0 || id > static_cast<uint32_t>(files.files_size())) return nullptr;
+  return &files.files(static_cast<int>(id - 1));
+}
+
+}  // namespace
+
+Status FileObjects::make_listeners_and_connections(pid_t pid, const image::Files& files) const {
+  for (const auto& group : listener_groups_) {
+    const auto* listener = file_by_id(files, group.listener);
+    if (!listener) return Error(EINVAL, "a listener group names an unknown file");
+    if (group.creator == pid) {
+      CRYO_ASSIGN(UniqueFd l, net::unix_listen(listener->socket()));
+      CRYO_TRY(net::finish_socket(l.get(), *listener));
+      if (::dup3(l.get(), fd_of(group.listener), O_CLOEXEC) < 0) return errno_error("dup3 listener");
+    }
+    for (const auto& c : group.connections) {
+      if (c.connector != pid) continue;
+      const auto* client = file_by_id(files, c.client);
+      const auto* server = file_by_id(files, c.server);
+      if (!client || !server) return Error(EINVAL, "a listener group names an unknown file");
+      CRYO_ASSIGN(UniqueFd s, net::unix_connect(client->socket(), listener->socket()));
+      CRYO_TRY(net::send_queued(s.get(), server->socket()).wrap("bytes queued for the accepted end"));
+      CRYO_TRY(net::finish_socket(s.get(), *client));
+      if (::dup3(s.get(), fd_of(c.client), O_CLOEXEC) < 0) return errno_error("dup3 client");
+    }
+  }
+  return {};
+}
+
+Status FileObjects::accept_connections(pid_t pid, const image::Files& files) const {
+  for (const auto& group : listener_groups_) {
+    if (group.creator != pid) continue;
+    int listener = fd_of(group.listener);
+    std::vector<bool> done(group.connections.size());
+    for (size_t n = 0; n < group.connections.size(); n++) {
+      int a = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+      if (a < 0) return errno_error("accept a connection to restore");
+      UniqueFd accepted(a);
+      struct ucred cred{};
+      socklen_t len = sizeof cred;
+      if (::getsockopt(a, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return errno_error("SO_PEERCRED");
+      // The first connection not yet placed whose connector this is.
+      size_t k = 0;
+      while (k < done.size() && (done[k] || group.connections[k].connector != cred.pid)) k++;
+      if (k == done.size()) return Error(EINVAL, "an unexpected connection to a restored listener");
+      done[k] = true;
+      const auto& c = group.connections[k];
+      const auto* client = file_by_id(files, c.client);
+      const auto* server = file_by_id(files, c.server);
+      CRYO_TRY(net::send_queued(a, client->socket()).wrap("bytes queued for the client end"));
+      CRYO_TRY(net::finish_socket(a, *server));
+      if (::dup3(a, fd_of(c.server), O_CLOEXEC) < 0) return errno_error("dup3 server end");
+    }
   }
   return {};
 }

@@ -23,12 +23,31 @@ struct StubGroup {
   std::vector<uint32_t> ids;  // file ids
 };
 
+// A unix listener and connections made through it by other processes: the
+// listener's maker listens (clients see it in SO_PEERCRED), each connector
+// connects (the accepted end sees it), then the maker accepts.
+struct ListenerGroup {
+  pid_t creator = 0;
+  uint32_t listener = 0;
+  struct Connection {
+    pid_t connector = 0;
+    uint32_t client = 0, server = 0;  // file ids
+  };
+  std::vector<Connection> connections;
+};
+
 class FileObjects {
  public:
   // Opens everything files.img describes, at fds >= base; for the stub
   // groups only placeholders are opened, at the fds the creator fills.
   Status open_all(const image::Files& files, const image::ImageDirReader& images, int base,
-                  std::vector<StubGroup> stub_groups);
+                  std::vector<StubGroup> stub_groups, std::vector<ListenerGroup> listener_groups = {});
+  // Run in stub `pid`, before it forks its children: its listeners, then
+  // its connections to listeners (of its own or an ancestor's).
+  Status make_listeners_and_connections(pid_t pid, const image::Files& files) const;
+  // Run in stub `pid` after it forked its children: accepts the connections
+  // made to its listeners, at the server ends' fds.
+  Status accept_connections(pid_t pid, const image::Files& files) const;
   // Runs in stub `pid`: makes the groups it creates, at their reserved fds.
   Status make_stub_groups(pid_t pid, const image::Files& files) const;
 
@@ -48,6 +67,7 @@ class FileObjects {
 
   int base_ = 0;
   std::vector<StubGroup> stub_groups_;
+  std::vector<ListenerGroup> listener_groups_;
   std::vector<UniqueFd> owned_;
   std::map<uint32_t, int> by_file_;
   std::map<uint64_t, int> by_shmem_;

@@ -404,12 +404,11 @@ class SocketBuilder {
   Status finish(const image::FileDesc& f) {
     int s = fd(f);
     if (s < 0) return Error(EINVAL, "was not created");
-    const auto& sock = f.socket();
-    if (!is_udp(f)) CRYO_TRY(apply_options(s, sock));
-    if (sock.shutdown_read() || sock.shutdown_write())
-      ::shutdown(s, sock.shutdown_read() && sock.shutdown_write() ? SHUT_RDWR : sock.shutdown_read() ? SHUT_RD : SHUT_WR);
-    if (::fcntl(s, F_SETFL, f.flags() & (O_NONBLOCK | O_APPEND | O_ASYNC)) < 0) return errno_error("F_SETFL socket");
-    return {};
+    if (is_udp(f)) {  // options went on before bind
+      if (::fcntl(s, F_SETFL, f.flags() & (O_NONBLOCK | O_APPEND | O_ASYNC)) < 0) return errno_error("F_SETFL socket");
+      return {};
+    }
+    return finish_socket(s, f);
   }
 
   const image::Files& files_;
@@ -420,6 +419,40 @@ class SocketBuilder {
 };
 
 }  // namespace
+
+Result<UniqueFd> unix_listen(const image::Socket& listener) {
+  CRYO_ASSIGN(UniqueFd s, new_socket(listener));
+  CRYO_TRY(free_unix_name(listener.local()));
+  CRYO_TRY(bind_to(s.get(), listener.local()).wrap("bind " + unix_name(listener.local().addr())));
+  if (::listen(s.get(), static_cast<int>(listener.backlog())) < 0) return errno_error("listen");
+  return s;
+}
+
+Result<UniqueFd> unix_connect(const image::Socket& client, const image::Socket& listener) {
+  CRYO_ASSIGN(UniqueFd s, new_socket(client));
+  sockaddr_storage ss;
+  CRYO_ASSIGN(socklen_t len, to_sockaddr(listener.local(), &ss));
+  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&ss), len) < 0)
+    return errno_error("connect to " + unix_name(listener.local().addr()));
+  return s;
+}
+
+Status send_queued(int from, const image::Socket& receiver) {
+  for (const auto& d : receiver.queue()) {
+    ssize_t n = ::send(from, d.data().data(), d.data().size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n != static_cast<ssize_t>(d.data().size())) return errno_error("refilling a receive queue");
+  }
+  return {};
+}
+
+Status finish_socket(int fd, const image::FileDesc& f) {
+  const auto& sock = f.socket();
+  CRYO_TRY(apply_options(fd, sock));
+  if (sock.shutdown_read() || sock.shutdown_write())
+    ::shutdown(fd, sock.shutdown_read() && sock.shutdown_write() ? SHUT_RDWR : sock.shutdown_read() ? SHUT_RD : SHUT_WR);
+  if (::fcntl(fd, F_SETFL, f.flags() & (O_NONBLOCK | O_APPEND | O_ASYNC)) < 0) return errno_error("F_SETFL socket");
+  return {};
+}
 
 Status open_sockets(const image::Files& files, const std::function<bool(uint32_t id)>& wanted,
                     std::map<uint32_t, UniqueFd>* out) {

@@ -18,4 +18,13 @@ namespace cryo::net {
 Status open_sockets(const image::Files& files, const std::function<bool(uint32_t id)>& wanted,
                     std::map<uint32_t, UniqueFd>* out);
 
+// Pieces for a unix listener whose connections other processes made (each
+// side is made by the process SO_PEERCRED must name, see tree/stubs).
+Result<UniqueFd> unix_listen(const image::Socket& listener);
+Result<UniqueFd> unix_connect(const image::Socket& client, const image::Socket& listener);
+// Sends what `receiver` had queued, from its peer `from`.
+Status send_queued(int from, const image::Socket& receiver);
+// Options, shutdown and file flags, once the queues are refilled.
+Status finish_socket(int fd, const image::FileDesc& f);
+
 }  // namespace cryo::net

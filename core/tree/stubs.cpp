@@ -87,6 +87,7 @@ long fork_stub(const StubPlan& plan, size_t index) {
   }
   if (t.core) {
     auto made = plan.objects->make_stub_groups(pid, *plan.files);
+    if (made.ok()) made = plan.objects->make_listeners_and_connections(pid, *plan.files);
     if (!made.ok()) {
       errno = made.error().code();
       fail(made.error().context());
@@ -98,6 +99,13 @@ long fork_stub(const StubPlan& plan, size_t index) {
       pid_t want = plan.tasks[child].entry->pid();
       fail(errno == EEXIST ? "pid " + std::to_string(want) + " is in use by another process"
                            : "clone3 of pid " + std::to_string(want));
+    }
+  }
+  if (t.core) {
+    auto accepted = plan.objects->accept_connections(pid, *plan.files);
+    if (!accepted.ok()) {
+      errno = accepted.error().code();
+      fail(accepted.error().context());
     }
   }
   if (!t.core) {  // a zombie: exits when told, as the recorded status says

@@ -191,6 +191,52 @@ open(report, "w").write("OK\n" if ok else f"FAIL: parent sees {peer_pid(a)}, chi
 sys.exit(0 if ok else 1)
 '''
 
+CROSS = r'''
+# A parent's named unix listener; a child connects; the parent accepts. After
+# restore each end's SO_PEERCRED names the other process, queued bytes are there.
+import os, signal, socket, struct, sys, time
+ready, report, path = sys.argv[1], sys.argv[2], sys.argv[3]
+def peer_pid(s):
+    return struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(path)
+listener.listen(4)
+parent = os.getpid()
+child = os.fork()
+if child == 0:
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.connect(path)
+    c.send(b"from-child")
+    signal.signal(signal.SIGUSR1, lambda *_: None)
+    signal.pause()
+    c.settimeout(5)
+    got = c.recv(100)
+    c.send(b"%d %s" % (peer_pid(c), got))
+    os._exit(0)
+server, _ = listener.accept()
+server.send(b"from-parent")
+time.sleep(0.1)
+triggered = []
+signal.signal(signal.SIGUSR1, lambda *_: triggered.append(1))
+open(ready, "w").write("READY pid=%d child=%d\n" % (parent, child))
+while not triggered:
+    signal.pause()
+server.settimeout(5)
+first = server.recv(100)
+os.kill(child, signal.SIGUSR1)
+answer = server.recv(100)
+os.waitpid(child, 0)
+problems = []
+if peer_pid(server) != child:
+    problems.append(f"the parent's end names {peer_pid(server)}, want {child}")
+if first != b"from-child":
+    problems.append(f"queued for the parent: {first!r}")
+if answer != b"%d from-parent" % parent:
+    problems.append(f"the child says {answer!r}, want its peer {parent} and the queued bytes")
+open(report, "w").write("OK\n" if not problems else "FAIL: " + "; ".join(problems) + "\n")
+sys.exit(1 if problems else 0)
+'''
+
 
 def write(env, name, text):
     path = env.path(name)
@@ -440,6 +486,19 @@ open(report, "w").write("OK\n" if answer == b"welcome back" else f"FAIL: got {an
 '''
 
 
+def case_cross_process_credentials(env):
+    from harness import snapshot
+    ready, report = env.path("ready"), env.path("report")
+    pid = env.spawn([PYTHON, write(env, "cross.py", CROSS), ready, report, env.path("named.sock")], name="cross")
+    env.wait_ready(ready, pid)
+    tree = snapshot(pid)
+    env.dump(pid, env.path("images"))
+    env.wait_dumped(tree)
+    _, rpid = env.restore(env.path("images"))
+    check_eq(rpid, pid, "restored pid")
+    env.trigger_and_report(pid, report)
+
+
 def case_external_unix_peer(env):
     path = env.path("outside.sock")
     outside = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -481,6 +540,7 @@ CASES = {
     "failed_restore": case_failed_restore,
     "peer_credentials": case_peer_credentials,
     "external_unix_peer": case_external_unix_peer,
+    "cross_process_credentials": case_cross_process_credentials,
 }
 
 if __name__ == "__main__":
