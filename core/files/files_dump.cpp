@@ -168,8 +168,9 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
     CRYO_ASSIGN(bool outside, pipe_has_outside_holder(ref.st.st_ino, tree, &holder));
     if (anonymous && outside) {
       if (!(options_.shell_job && ref.pid == root && ref.fd <= 2))
-        return Error(what + ": " + link + " is connected to pid " + std::to_string(holder) +
-                                  " outside the tree (dump with --shell-job to re-attach stdio)");
+        return Error(what + ": " + link + " is connected to pid " + std::to_string(holder) + " outside the tree" +
+                     (ref.pid == root && ref.fd <= 2 ? " (dump with --shell-job to re-attach stdio)"
+                                                     : " (only a shell job's stdio can be)"));
       f.set_kind(image::FileDesc::INHERITED);
       f.set_inherit_fd(ref.fd);
     } else {

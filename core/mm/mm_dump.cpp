@@ -185,6 +185,7 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
   std::string proc_dir = "/proc/" + std::to_string(pid);
   CRYO_ASSIGN(std::string smaps, read_file(proc_dir + "/smaps"));
   CRYO_ASSIGN(auto vm_flags, proc::parse_smaps_flags(smaps));
+  CRYO_ASSIGN(auto resident, proc::parse_smaps_resident(smaps));
   CRYO_ASSIGN(UniqueFd pagemap, open_file(proc_dir + "/pagemap", O_RDONLY));
   CRYO_ASSIGN(UniqueFd mem, open_file(proc_dir + "/mem", O_RDONLY));
 
@@ -239,7 +240,9 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
     } else {
       return Error(what + ": this kind of mapping is not supported");
     }
-    if (private_pages)
+    // A mapping with nothing resident or swapped (a large PROT_NONE
+    // reservation, say) has no page to look for in the pagemap.
+    if (private_pages && resident[m.start] > 0)
       CRYO_TRY(dump_private_pages(pid, m, pagemap.get(), mem.get(), v->kind() == image::Vma::ANON_PRIVATE, pages,
                                   out, stats));
   }

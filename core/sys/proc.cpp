@@ -116,6 +116,26 @@ Result<std::map<uint64_t, std::vector<std::string>>> parse_smaps_flags(std::stri
   return out;
 }
 
+Result<std::map<uint64_t, uint64_t>> parse_smaps_resident(std::string_view text) {
+  std::map<uint64_t, uint64_t> out;
+  uint64_t current = 0;
+  bool have = false;
+  for (std::string_view line : split_lines(text)) {
+    if (is_map_header(line)) {
+      CRYO_ASSIGN(MapEntry e, parse_map_line(line));
+      current = e.start;
+      have = true;
+      out[current] = 0;
+    } else if (have && (line.starts_with("Rss:") || line.starts_with("Swap:"))) {
+      auto words = split_ws(line.substr(line.find(':') + 1));
+      uint64_t kb = 0;
+      if (words.empty() || !parse_num(words[0], kb)) return Error(EINVAL, "bad smaps line '" + std::string(line) + "'");
+      out[current] += kb;
+    }
+  }
+  return out;
+}
+
 Result<Stat> parse_stat(std::string_view text) {
   Stat st;
   size_t open = text.find('(');

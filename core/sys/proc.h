@@ -28,6 +28,10 @@ Result<std::vector<MapEntry>> parse_maps(std::string_view text);
 // VmFlags of every mapping in /proc/PID/smaps, keyed by start address.
 Result<std::map<uint64_t, std::vector<std::string>>> parse_smaps_flags(std::string_view text);
 
+// Resident plus swapped kilobytes of every mapping in /proc/PID/smaps, keyed
+// by start address: 0 means no page to look at.
+Result<std::map<uint64_t, uint64_t>> parse_smaps_resident(std::string_view text);
+
 struct Stat {
   pid_t pid = 0;
   std::string comm;

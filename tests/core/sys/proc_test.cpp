@@ -48,6 +48,20 @@ TEST_CASE("parse_smaps_flags keys VmFlags by start address") {
   CHECK(flags->at(0x7f0000000000)[2] == "sh");
 }
 
+TEST_CASE("parse_smaps_resident adds Rss and Swap of every mapping") {
+  const char* text =
+      "7ffc1a2b3000-7ffc1a2d4000 rw-p 00000000 00:00 0                          [stack]\n"
+      "Size:                132 kB\nRss:                  12 kB\nPss:   12 kB\nSwap:                  4 kB\n"
+      "VmFlags: rd wr mr mw me gd ac \n"
+      "7f0000000000-7f1000000000 ---p 00000000 00:00 0\n"
+      "Size:          67108864 kB\nRss:                   0 kB\nSwap:                  0 kB\n";
+  auto resident = proc::parse_smaps_resident(text);
+  REQUIRE(resident.ok());
+  CHECK(resident->at(0x7ffc1a2b3000) == 16);
+  CHECK(resident->at(0x7f0000000000) == 0);
+  CHECK_FALSE(proc::parse_smaps_resident("7f0000000000-7f1000000000 ---p 00000000 00:00 0\nRss: x kB\n").ok());
+}
+
 TEST_CASE("parse_stat handles a comm with spaces and parentheses") {
   std::string text =
       "1234 (my (odd) name) S 1 1234 1234 34816 1234 4194560 100 0 0 0 1 2 0 0 20 0 3 0 100 1000 200 "
