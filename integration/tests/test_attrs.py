@@ -43,12 +43,7 @@ def case_attrs(env):
     check(b"CRYO_ATTRS_MARK=mark=123 with spaces" in view["environ"], "environ lacks the mark")
     maps_before, fds_before = maps(pid), fd_table(pid)
 
-    images = env.path("images")
-    env.dump(pid, images)
-    env.wait_dumped(before)
-    _, rpid = env.restore(images)
-    check_eq(rpid, pid, "restored pid")
-    env.soft(compare_snapshots, before, snapshot(pid), pid)
+    images = env.round_trip(pid, before)
     after = outside_view(pid)
     for key in view:
         env.soft(check_eq, after.get(key), view[key], f"/proc view '{key}'")

@@ -27,12 +27,7 @@ def creds_round_trip(env, setpriv_args, expect):
     log(f"credentials of {pid}: {creds[pid][pid]}")
     for key, want in expect.items():
         check_eq(creds[pid][pid].get(key), want, f"{key} before the dump (setpriv did not do what we think)")
-    images = env.path("images")
-    env.dump(pid, images)
-    env.wait_dumped(before)
-    _, rpid = env.restore(images)
-    check_eq(rpid, pid, "restored pid")
-    env.soft(compare_snapshots, before, snapshot(pid), pid)
+    images = env.round_trip(pid, before)
     for p in before:
         for t in before[p]["tids"]:
             env.soft(check_eq, status_fields(p, t, KEYS), creds[p][t], f"credentials of {p}/{t}")

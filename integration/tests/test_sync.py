@@ -29,12 +29,7 @@ def case_sync(env):
     waiters = before[pid]["tids"][1:]
     check_eq(len(waiters), 6, "waiting threads")
     check_eq(set(in_futex(pid, waiters).values()), {str(FUTEX)}, "syscalls of the waiters before the dump")
-    images = env.path("images")
-    env.dump(pid, images)
-    env.wait_dumped(before)
-    _, rpid = env.restore(images)
-    check_eq(rpid, pid, "restored pid")
-    env.soft(compare_snapshots, before, snapshot(pid), pid)
+    images = env.round_trip(pid, before)
     deadline = time.monotonic() + 3
     while set(in_futex(pid, waiters).values()) != {str(FUTEX)} and time.monotonic() < deadline:
         time.sleep(0.05)

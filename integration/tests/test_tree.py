@@ -51,13 +51,7 @@ def case_tree(env):
     for (p, t), nr in blocked.items():
         check_eq(syscall_of(p, t), nr, f"syscall of {p}/{t} before the dump")
 
-    images = env.path("images")
-    env.dump(pid, images)
-    env.wait_dumped(before)
-
-    _, rpid = env.restore(images)
-    check_eq(rpid, pid, "restored root pid")
-    env.soft(compare_snapshots, before, snapshot(pid), pid)
+    images = env.round_trip(pid, before, what="restored root pid")
     # Every blocked task is blocked in the same syscall again (give restarts a moment).
     deadline = time.monotonic() + 3
     while True:
@@ -145,12 +139,7 @@ def case_daemon(env):
     before = snapshot(pid)
     sid = before[pid]["sid"]
     check(sid != pid and not os.path.exists(f"/proc/{sid}"), f"the daemon's session {sid} should name no process")
-    images = env.path("images")
-    env.dump(pid, images)
-    env.wait_dumped(before)
-    _, rpid = env.restore(images)
-    check_eq(rpid, pid, "restored pid")
-    env.soft(compare_snapshots, before, snapshot(pid), pid)
+    images = env.round_trip(pid, before)
     env.trigger_and_report(pid, report)
 
 
@@ -255,12 +244,7 @@ def case_stop_signal(env):
     info = env.wait_ready(ready, pid)
     before = snapshot(pid)
     check_eq(before[info["child"]]["state"], "T", "state of the child")
-    images = env.path("images")
-    env.dump(pid, images)
-    env.wait_dumped(before)
-    _, rpid = env.restore(images)
-    check_eq(rpid, pid, "restored pid")
-    env.soft(compare_snapshots, before, snapshot(pid), pid)
+    images = env.round_trip(pid, before)
     open(report + ".go", "w").close()
     text = env.wait_file(report, what="the parent's report")
     check(text.startswith("OK"), f"parent reports: {text.strip()}")
