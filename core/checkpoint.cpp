@@ -37,7 +37,10 @@ Status check_namespaces(pid_t pid) {
   return {};
 }
 
-bool alive(pid_t pid) { return ::access(("/proc/" + std::to_string(pid)).c_str(), F_OK) == 0; }
+// A session or group id of 0 names a leader outside our pid namespace (the
+// tree was started from an ancestor namespace, as in a CI container): it is
+// alive, merely invisible.
+bool alive(pid_t pid) { return pid <= 0 || ::access(("/proc/" + std::to_string(pid)).c_str(), F_OK) == 0; }
 
 // Sessions and process groups must be re-creatable: a session is entered by
 // setsid() or inherited from the parent, a group joined only while it exists.
@@ -52,7 +55,7 @@ Status check_sessions(const tree::FrozenTree& tree, bool shell_job) {
     if (&p == &root) {
       if (st.sid != p.pid && !shell_job && !daemon)
         return Error(pid_str(p.pid) + ": its session leader " + std::to_string(st.sid) +
-                     " is outside the tree (dump with --shell-job)");
+                     " is outside the tree (dump with --shell-job)");  // 0: outside our pid namespace
       if (daemon && st.pgid != st.sid)
         return Error(pid_str(p.pid) + ": its session leader " + std::to_string(st.sid) +
                      " has exited and its group " + std::to_string(st.pgid) + " is another (not supported)");

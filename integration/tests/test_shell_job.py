@@ -57,6 +57,16 @@ def case_foreign_session(env):
         refused_then_shell_job(env, pid, report, prog, (i, o, o), {})
 
 
+def case_session_outside_namespace(env):
+    """The same, one pid namespace down (as in a CI container): the session leader
+    is invisible, so the tree reads session 0, and that is not a daemon."""
+    cmd = ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, os.path.abspath(__file__),
+           "--case", "foreign_session"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=80)
+    log(result.stdout[-2000:] + result.stderr[-2000:])
+    check_eq(result.returncode, 0, "exit code of foreign_session in a new pid namespace")
+
+
 def case_pipe_to_outside(env):
     """Its stdout is a pipe whose reader is this test."""
     pid, report, prog = start_counter(env, stdout=subprocess.PIPE)
@@ -81,4 +91,5 @@ def case_terminal(env):
 
 
 if __name__ == "__main__":
-    run({"foreign_session": case_foreign_session, "pipe_to_outside": case_pipe_to_outside, "terminal": case_terminal})
+    run({"foreign_session": case_foreign_session, "session_outside_namespace": case_session_outside_namespace,
+         "pipe_to_outside": case_pipe_to_outside, "terminal": case_terminal})
