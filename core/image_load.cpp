@@ -49,6 +49,23 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader) {
       if (fd.file_id() == 0 || fd.file_id() > static_cast<uint32_t>(img.files.files_size()))
         return Error(EINVAL, image::core_name(t.pid()) + ": fd " + std::to_string(fd.fd()) + " names an unknown file");
   }
+  // An epoll's registrations are made again by its owner, through the
+  // owner's own fds: it must be a live process holding the epoll and them.
+  for (const auto& f : img.files.files()) {
+    if (f.kind() != image::FileDesc::EPOLL) continue;
+    std::string what = "files.img: epoll " + std::to_string(f.id());
+    auto owner = img.cores.find(f.epoll().owner());
+    if (owner == img.cores.end()) return Error(EINVAL, what + " names an owner that is not a live process of the tree");
+    std::set<int> fds;
+    bool holds = false;
+    for (const auto& fd : owner->second.fds()) {
+      fds.insert(fd.fd());
+      holds = holds || fd.file_id() == f.id();
+    }
+    if (!holds) return Error(EINVAL, what + ": its owner does not hold it");
+    for (const auto& t : f.epoll().targets())
+      if (!fds.count(t.fd())) return Error(EINVAL, what + " watches fd " + std::to_string(t.fd()) + ", which its owner lacks");
+  }
   // Every page run against its checksum: a corrupt image must fail before
   // the first task exists.
   for (const auto& [pid, mm] : img.mms)

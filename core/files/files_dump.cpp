@@ -5,6 +5,7 @@
 #include <linux/kcmp.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "core/image/image.h"
@@ -136,6 +137,54 @@ Status FilesDump::dump_pipe(const FdRef& ref, uint32_t* pipe_id) {
   return {};
 }
 
+Status FilesDump::describe_anon(const FdRef& ref, const std::string& kind, image::FileDesc* f) {
+  if (kind == "eventfd") {
+    CRYO_ASSIGN(proc::EventFdInfo ev, proc::parse_eventfd(ref.info));
+    f->set_kind(image::FileDesc::EVENTFD);
+    f->mutable_eventfd()->set_count(ev.count);
+    f->mutable_eventfd()->set_semaphore(ev.semaphore);
+  } else if (kind == "signalfd") {
+    CRYO_ASSIGN(uint64_t mask, proc::parse_signalfd_mask(ref.info));
+    f->set_kind(image::FileDesc::SIGNALFD);
+    f->mutable_signalfd()->set_mask(mask);
+  } else if (kind == "timerfd") {
+    CRYO_ASSIGN(proc::TimerFdInfo t, proc::parse_timerfd(ref.info));
+    f->set_kind(image::FileDesc::TIMERFD);
+    auto* out = f->mutable_timerfd();
+    out->set_clockid(t.clockid);
+    out->set_ticks(t.ticks);
+    out->set_settime_flags(t.settime_flags);
+    out->set_value_ns(t.value_ns);
+    out->set_interval_ns(t.interval_ns);
+    bool wall_clock = t.clockid == CLOCK_REALTIME || t.clockid == CLOCK_REALTIME_ALARM;
+    if ((t.settime_flags & TFD_TIMER_ABSTIME) && wall_clock && t.value_ns != 0) {
+      struct timespec now;
+      ::clock_gettime(CLOCK_REALTIME, &now);
+      out->set_deadline_ns(static_cast<uint64_t>(now.tv_sec) * 1000000000 + static_cast<uint64_t>(now.tv_nsec) +
+                           t.value_ns);
+    }
+  } else {  // eventpoll
+    CRYO_ASSIGN(auto targets, proc::parse_epoll_targets(ref.info_text));
+    f->set_kind(image::FileDesc::EPOLL);
+    auto* out = f->mutable_epoll();
+    out->set_owner(ref.pid);
+    // A registration names a file and the fd it was added through: the
+    // restore adds it again through that fd, so the fd must still be that file.
+    std::map<int, uint32_t> seen;  // fd -> registrations so far with that number
+    for (const auto& t : targets) {
+      struct kcmp_epoll_slot slot = {static_cast<uint32_t>(ref.fd), static_cast<uint32_t>(t.fd), seen[t.fd]++};
+      if (::syscall(SYS_kcmp, ref.pid, ref.pid, KCMP_EPOLL_TFD, t.fd, &slot) != 0)
+        return Error("epoll watches a file through fd " + std::to_string(t.fd) +
+                     ", which is now closed or another file (not supported)");
+      auto* target = out->add_targets();
+      target->set_fd(t.fd);
+      target->set_events(t.events);
+      target->set_data(t.data);
+    }
+  }
+  return {};
+}
+
 Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& tree) {
   for (const auto& [rep, id] : descriptions_)
     if (rep.st.st_dev == ref.st.st_dev && rep.st.st_ino == ref.st.st_ino &&
@@ -161,7 +210,15 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
     descriptions_.emplace_back(ref, f.id());
     return f.id();
   }
-  if (link.starts_with("anon_inode:")) return Error(what + ": " + anon_kind(link) + " is not supported");
+  if (link.starts_with("anon_inode:")) {
+    std::string kind = anon_kind(link);
+    if (kind != "eventfd" && kind != "eventpoll" && kind != "signalfd" && kind != "timerfd")
+      return Error(what + ": " + kind + " is not supported");
+    CRYO_TRY(describe_anon(ref, kind, &f).wrap(what));
+    *files_.add_files() = f;
+    descriptions_.emplace_back(ref, f.id());
+    return f.id();
+  }
   if (S_ISFIFO(ref.st.st_mode)) {
     bool anonymous = link.starts_with("pipe:");
     pid_t holder = 0;
@@ -218,20 +275,21 @@ Status FilesDump::dump_fds(const tree::FrozenTree& tree, std::map<pid_t, image::
     auto& core = cores.at(pid);
     CRYO_ASSIGN(auto fds, proc::list_fds(pid));
     for (int fd : fds) {
-      FdRef ref{pid, fd, {}, "", 0, 0};
+      FdRef ref{pid, fd, {}, "", 0, 0, {}, ""};
       std::string path = fd_path(pid, fd);
       CRYO_ASSIGN(ref.link, read_link(path));
       if (::stat(path.c_str(), &ref.st) < 0) return errno_error("stat " + path);
       CRYO_ASSIGN(std::string info_text,
                   read_file("/proc/" + std::to_string(pid) + "/fdinfo/" + std::to_string(fd)));
-      CRYO_ASSIGN(proc::FdInfo info, proc::parse_fdinfo(info_text));
-      ref.flags = info.flags & ~static_cast<uint32_t>(O_CLOEXEC);
-      ref.pos = info.pos;
+      CRYO_ASSIGN(ref.info, proc::parse_fdinfo(info_text));
+      ref.flags = ref.info.flags & ~static_cast<uint32_t>(O_CLOEXEC);
+      ref.pos = ref.info.pos;
+      ref.info_text = std::move(info_text);
       CRYO_ASSIGN(uint32_t id, describe(ref, tree));
       auto* out = core.add_fds();
       out->set_fd(fd);
       out->set_file_id(id);
-      out->set_cloexec((info.flags & O_CLOEXEC) != 0);
+      out->set_cloexec((ref.info.flags & O_CLOEXEC) != 0);
     }
   }
   return sockets_.dump_connections(&files_);

@@ -12,6 +12,7 @@
 #include "core/image/proto/files.pb.h"
 #include "core/image/proto/task.pb.h"
 #include "core/net/socket_dump.h"
+#include "core/sys/proc.h"
 #include "core/sys/result.h"
 #include "core/tree/freeze.h"
 
@@ -46,9 +47,13 @@ class FilesDump {
     std::string link;
     uint32_t flags;
     uint64_t pos;
+    proc::FdInfo info;
+    std::string info_text;
   };
   Result<uint32_t> describe(const FdRef& ref, const tree::FrozenTree& tree);
   Status dump_pipe(const FdRef& ref, uint32_t* pipe_id);
+  // eventfd, epoll, signalfd and timerfd: what the fdinfo says of them.
+  Status describe_anon(const FdRef& ref, const std::string& kind, image::FileDesc* f);
   Result<bool> pipe_has_outside_holder(uint64_t inode, const tree::FrozenTree& tree, pid_t* holder);
 
   DumpOptions options_;

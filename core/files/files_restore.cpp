@@ -2,7 +2,12 @@
 
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -12,6 +17,7 @@
 #include <set>
 
 #include "core/net/socket_restore.h"
+#include "core/sys/kernel_abi.h"
 #include "core/sys/io.h"
 
 namespace cryo::files {
@@ -49,6 +55,73 @@ int FileObjects::shmem_fd(uint64_t shmem_id) const {
   return it == by_shmem_.end() ? -1 : it->second;
 }
 
+Result<UniqueFd> FileObjects::open_anon(const image::FileDesc& f) {
+  switch (f.kind()) {
+    case image::FileDesc::EVENTFD: {
+      UniqueFd fd(::eventfd(0, EFD_CLOEXEC | (f.eventfd().semaphore() ? EFD_SEMAPHORE : 0)));
+      if (!fd.valid()) return errno_error("eventfd");
+      uint64_t count = f.eventfd().count();
+      if (count > 0 && ::write(fd.get(), &count, sizeof count) != sizeof count)
+        return errno_error("set the eventfd count to " + std::to_string(count));
+      return fd;
+    }
+    case image::FileDesc::SIGNALFD: {
+      uint64_t mask = f.signalfd().mask();  // the kernel's own sigset layout on x86-64
+      UniqueFd fd(static_cast<int>(::syscall(SYS_signalfd4, -1, &mask, sizeof mask, SFD_CLOEXEC)));
+      if (!fd.valid()) return errno_error("signalfd");
+      return fd;
+    }
+    case image::FileDesc::TIMERFD: {
+      const auto& t = f.timerfd();
+      UniqueFd fd(::timerfd_create(t.clockid(), TFD_CLOEXEC));
+      if (!fd.valid()) return errno_error("timerfd_create on clock " + std::to_string(t.clockid()));
+      auto split = [](uint64_t ns) {
+        return timespec{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+      };
+      struct itimerspec when = {split(t.interval_ns()), split(t.value_ns())};
+      int flags = static_cast<int>(t.settime_flags() & (TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET));
+      if (t.value_ns() != 0 && (flags & TFD_TIMER_ABSTIME)) {
+        // A wall-clock deadline stays that deadline; any other clock's
+        // deadline is as far ahead as it was.
+        uint64_t deadline = t.deadline_ns();
+        if (deadline == 0) {
+          struct timespec now;
+          if (::clock_gettime(t.clockid(), &now) < 0) return errno_error("clock_gettime");
+          deadline = static_cast<uint64_t>(now.tv_sec) * 1000000000 + static_cast<uint64_t>(now.tv_nsec) + t.value_ns();
+        }
+        when.it_value = split(deadline);
+      }
+      if (::timerfd_settime(fd.get(), flags, &when, nullptr) < 0) return errno_error("timerfd_settime");
+      uint64_t ticks = t.ticks();
+      if (ticks > 0 && ::ioctl(fd.get(), abi::kTimerfdSetTicks, &ticks) < 0)
+        return errno_error("TFD_IOC_SET_TICKS " + std::to_string(ticks));
+      return fd;
+    }
+    case image::FileDesc::EPOLL: {
+      UniqueFd fd(::epoll_create1(EPOLL_CLOEXEC));
+      if (!fd.valid()) return errno_error("epoll_create1");
+      return fd;  // its targets are added by its owner (watch_epoll_targets)
+    }
+    default:
+      return Error(EINVAL, name_file(f) + ": not an anonymous-inode file");
+  }
+}
+
+Status FileObjects::watch_epoll_targets(pid_t pid, const image::Files& files) const {
+  for (const auto& f : files.files()) {
+    if (f.kind() != image::FileDesc::EPOLL || f.epoll().owner() != pid) continue;
+    int epfd = fd_of(f.id());
+    for (const auto& t : f.epoll().targets()) {
+      struct epoll_event ev{};
+      ev.events = t.events();
+      ev.data.u64 = t.data();
+      if (::epoll_ctl(epfd, EPOLL_CTL_ADD, t.fd(), &ev) < 0)
+        return errno_error("epoll " + std::to_string(f.id()) + ": watch fd " + std::to_string(t.fd()));
+    }
+  }
+  return {};
+}
+
 Result<UniqueFd> FileObjects::open_desc(const image::FileDesc& f) {
   int flags = static_cast<int>(f.flags() & ~kOpenOnly);
   switch (f.kind()) {
@@ -76,6 +149,14 @@ Result<UniqueFd> FileObjects::open_desc(const image::FileDesc& f) {
       if (f.kind() != image::FileDesc::MAPPED && f.kind() != image::FileDesc::CHAR_DEVICE &&
           ::lseek(fd.get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0)
         return errno_error("seek " + f.path());
+      return fd;
+    }
+    case image::FileDesc::EVENTFD:
+    case image::FileDesc::SIGNALFD:
+    case image::FileDesc::TIMERFD:
+    case image::FileDesc::EPOLL: {
+      CRYO_ASSIGN(UniqueFd fd, open_anon(f));
+      if (::fcntl(fd.get(), F_SETFL, flags) < 0) return errno_error("F_SETFL");
       return fd;
     }
     case image::FileDesc::INHERITED: {

@@ -51,6 +51,10 @@ class FileObjects {
   // Runs in stub `pid`: makes the groups it creates, at their reserved fds.
   Status make_stub_groups(pid_t pid, const image::Files& files) const;
 
+  // Runs in stub `pid` once its fds are installed: the registrations of the
+  // epolls it owns, added through its own fd numbers as they were.
+  Status watch_epoll_targets(pid_t pid, const image::Files& files) const;
+
   int fd_of(uint32_t file_id) const;  // -1 if unknown
   int shmem_fd(uint64_t shmem_id) const;
 
@@ -64,6 +68,7 @@ class FileObjects {
   Status open_fifo(const image::Files& files, const image::Pipe& pipe);
   Status open_shmem(const image::Shmem& shmem, const image::ImageDirReader& images);
   Result<UniqueFd> open_desc(const image::FileDesc& f);
+  Result<UniqueFd> open_anon(const image::FileDesc& f);
 
   int base_ = 0;
   std::vector<StubGroup> stub_groups_;

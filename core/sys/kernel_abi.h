@@ -1,6 +1,8 @@
 // Kernel structures glibc does not expose in the form the raw syscalls take.
 #pragma once
 
+#include <sys/ioctl.h>
+
 #include <cstdint>
 
 namespace cryo::abi {
@@ -14,5 +16,8 @@ struct KernelSigaction {
 struct CloneArgs {
   uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
 };
+
+// <linux/timerfd.h> has it but clashes with glibc's <fcntl.h>.
+inline constexpr unsigned long kTimerfdSetTicks = _IOW('T', 0, uint64_t);
 
 }  // namespace cryo::abi

@@ -254,6 +254,75 @@ Result<FdInfo> parse_fdinfo(std::string_view text) {
   return info;
 }
 
+namespace {
+
+Result<std::string_view> field(const FdInfo& info, const std::string& key, const char* kind) {
+  auto it = info.fields.find(key);
+  if (it == info.fields.end()) return Error(EINVAL, std::string(kind) + " fdinfo lacks '" + key + "'");
+  return std::string_view(it->second);
+}
+
+template <typename T>
+Result<T> number_field(const FdInfo& info, const std::string& key, const char* kind, int base = 10) {
+  CRYO_ASSIGN(std::string_view text, field(info, key, kind));
+  T out{};
+  if (!parse_num(text, out, base)) return Error(EINVAL, std::string(kind) + " fdinfo: bad " + key + " '" + std::string(text) + "'");
+  return out;
+}
+
+// "(seconds, nanoseconds)" -> nanoseconds
+Result<uint64_t> timespec_field(const FdInfo& info, const std::string& key) {
+  CRYO_ASSIGN(std::string_view text, field(info, key, "timerfd"));
+  uint64_t sec = 0, nsec = 0;
+  size_t comma = text.find(',');
+  if (text.size() < 5 || text.front() != '(' || text.back() != ')' || comma == std::string_view::npos ||
+      !parse_num(trim(text.substr(1, comma - 1)), sec) ||
+      !parse_num(trim(text.substr(comma + 1, text.size() - comma - 2)), nsec) || nsec >= 1000000000 ||
+      sec > UINT64_MAX / 1000000000 - 1)
+    return Error(EINVAL, "timerfd fdinfo: bad " + key + " '" + std::string(text) + "'");
+  return sec * 1000000000 + nsec;
+}
+
+}  // namespace
+
+Result<EventFdInfo> parse_eventfd(const FdInfo& info) {
+  EventFdInfo out;
+  CRYO_ASSIGN(out.count, number_field<uint64_t>(info, "eventfd-count", "eventfd", 16));
+  if (!info.fields.count("eventfd-semaphore"))
+    return Error(EOPNOTSUPP, "this kernel does not show whether an eventfd counts as a semaphore (Linux 6.6 does)");
+  CRYO_ASSIGN(int semaphore, number_field<int>(info, "eventfd-semaphore", "eventfd"));
+  out.semaphore = semaphore != 0;
+  return out;
+}
+
+Result<uint64_t> parse_signalfd_mask(const FdInfo& info) {
+  return number_field<uint64_t>(info, "sigmask", "signalfd", 16);
+}
+
+Result<TimerFdInfo> parse_timerfd(const FdInfo& info) {
+  TimerFdInfo out;
+  CRYO_ASSIGN(out.clockid, number_field<int>(info, "clockid", "timerfd"));
+  CRYO_ASSIGN(out.ticks, number_field<uint64_t>(info, "ticks", "timerfd"));
+  CRYO_ASSIGN(out.settime_flags, number_field<uint32_t>(info, "settime flags", "timerfd", 8));
+  CRYO_ASSIGN(out.value_ns, timespec_field(info, "it_value"));
+  CRYO_ASSIGN(out.interval_ns, timespec_field(info, "it_interval"));
+  return out;
+}
+
+Result<std::vector<EpollTarget>> parse_epoll_targets(std::string_view fdinfo_text) {
+  std::vector<EpollTarget> out;
+  for (std::string_view line : split_lines(fdinfo_text)) {
+    if (!line.starts_with("tfd:")) continue;
+    auto words = split_ws(line);
+    EpollTarget t;
+    bool ok = words.size() >= 6 && words[2] == "events:" && words[4] == "data:" && parse_num(words[1], t.fd) &&
+              parse_num(words[3], t.events, 16) && parse_num(words[5], t.data, 16);
+    if (!ok) return Error(EINVAL, "bad epoll fdinfo line '" + std::string(line) + "'");
+    out.push_back(t);
+  }
+  return out;
+}
+
 std::vector<pid_t> parse_pid_list(std::string_view text) {
   std::vector<pid_t> out;
   for (auto w : split_ws(text)) {

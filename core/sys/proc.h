@@ -71,6 +71,29 @@ struct FdInfo {
 };
 Result<FdInfo> parse_fdinfo(std::string_view text);
 
+// The anonymous-inode files' own fdinfo lines.
+struct EventFdInfo {
+  uint64_t count = 0;
+  bool semaphore = false;
+};
+// Fails if this kernel does not say whether the eventfd is a semaphore (< 6.6).
+Result<EventFdInfo> parse_eventfd(const FdInfo& info);
+Result<uint64_t> parse_signalfd_mask(const FdInfo& info);
+struct TimerFdInfo {
+  int clockid = 0;
+  uint64_t ticks = 0;
+  uint32_t settime_flags = 0;
+  uint64_t value_ns = 0, interval_ns = 0;
+};
+Result<TimerFdInfo> parse_timerfd(const FdInfo& info);
+// "tfd: N events: X data: Y ..." lines of an epoll fd, in the order shown.
+struct EpollTarget {
+  int fd = -1;
+  uint32_t events = 0;
+  uint64_t data = 0;
+};
+Result<std::vector<EpollTarget>> parse_epoll_targets(std::string_view fdinfo_text);
+
 std::vector<pid_t> parse_pid_list(std::string_view text);
 
 // Readers.

@@ -127,6 +127,7 @@ long fork_stub(const StubPlan& plan, size_t index) {
   if (core.root() != "/" && ::chroot(core.root().c_str()) < 0) fail("chroot " + core.root());
   ::umask(core.umask() & 0777);
   auto st = files::FileObjects::install_fds(core, *plan.objects, plan.fd_base);
+  if (st.ok()) st = plan.objects->watch_epoll_targets(pid, *plan.files);
   if (!st.ok()) {
     errno = st.error().code();
     fail(st.error().context());

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Kernel objects beyond the basics (sockets, eventfd, epoll, signalfd, timerfd,
+"""Kernel objects beyond the basics (sockets, eventfd, epoll, signalfd, timerfd, an event loop of them all,
 inotify, memfd, deleted files, System V shm, POSIX timers, seccomp, userfaultfd,
 pidfd, an executable deleted while it runs). For each, cryo must either checkpoint it fully (after restore the object
 still works) or refuse the dump cleanly: exit 1, the pid (and fd) named, and the
@@ -14,7 +14,7 @@ from harness import (check, check_eq, compare_maps, compare_snapshots, fd_table,
 
 # kind -> whether an fd holds it (then a refusal must name the fd)
 KINDS = {
-    "unix_socketpair": True, "tcp_listen": True, "udp": True, "eventfd": True, "epoll": True, "signalfd": True,
+    "unix_socketpair": True, "tcp_listen": True, "udp": True, "eventfd": True, "epoll": True, "event_loop": True, "signalfd": True,
     "timerfd": True, "inotify": True, "memfd": True, "memfd_map": False, "deleted_file": True, "sysv_shm": False,
     "posix_timer": False, "seccomp": False, "userfaultfd": True, "pidfd": True, "deleted_exe": False,
 }

@@ -21,7 +21,7 @@
 
 #include "workload.h"
 
-// Kinds: unix_socketpair tcp_listen udp eventfd epoll signalfd timerfd inotify memfd
+// Kinds: unix_socketpair tcp_listen udp eventfd epoll event_loop signalfd timerfd inotify memfd
 // memfd_map deleted_file sysv_shm posix_timer seccomp userfaultfd pidfd
 static struct {
   const char *kind;
@@ -30,11 +30,113 @@ static struct {
   char dir[1024];
   timer_t timer;
   uint16_t port;
+  // event_loop: an epoll and what it watches
+  int pipe_et[2], inner_pipe[2], inner, oneshot, sig, periodic, expired, deadline, semaphore;
 } object;
 
 #define SIG_OBJECT (SIGRTMIN + 7)
 
 static const char object_text[] = "contents of the object";
+
+static void watch(int epfd, int fd, uint32_t events, uint64_t data) {
+  struct epoll_event ev = {.events = events, .data.u64 = data};
+  WL_MUST(epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0);
+}
+
+// An event loop as servers build them: an epoll watching a pipe edge-triggered, a
+// one-shot eventfd that has already fired, a nested epoll, a signalfd and a
+// periodic timerfd; beside it a semaphore eventfd, an expired timerfd with ticks
+// not yet read and a wall-clock deadline timer.
+static void make_event_loop(void) {
+  WL_MUST(pipe2(object.pipe_et, O_NONBLOCK) == 0 && pipe(object.inner_pipe) == 0);
+  WL_MUST(write(object.inner_pipe[1], "x", 1) == 1);
+  WL_MUST((object.fd = epoll_create1(EPOLL_CLOEXEC)) >= 0 && (object.inner = epoll_create1(0)) >= 0);
+  watch(object.inner, object.inner_pipe[0], EPOLLIN, 5);
+  watch(object.fd, object.pipe_et[0], EPOLLIN | EPOLLET, 11);
+  WL_MUST((object.oneshot = eventfd(1, EFD_NONBLOCK)) >= 0);
+  watch(object.fd, object.oneshot, EPOLLIN | EPOLLONESHOT, 22);
+  watch(object.fd, object.inner, EPOLLIN, 33);
+  struct epoll_event ev;
+  WL_MUST(epoll_wait(object.fd, &ev, 1, 1000) == 1);  // the one-shot fires (33 is ready too; either comes first)
+  if (ev.data.u64 != 22) {
+    struct epoll_event evs[4];
+    int n = epoll_wait(object.fd, evs, 4, 1000), fired = 0;
+    for (int i = 0; i < n; i++) fired |= evs[i].data.u64 == 22;
+    WL_MUST(fired);
+  }
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIG_OBJECT);
+  WL_MUST(sigprocmask(SIG_BLOCK, &set, NULL) == 0);
+  WL_MUST((object.sig = signalfd(-1, &set, SFD_NONBLOCK)) >= 0);
+  watch(object.fd, object.sig, EPOLLIN, 44);
+  WL_MUST((object.periodic = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK)) >= 0);
+  struct itimerspec every = {{0, 20000000}, {0, 20000000}};
+  WL_MUST(timerfd_settime(object.periodic, 0, &every, NULL) == 0);
+  watch(object.fd, object.periodic, EPOLLIN, 55);
+  WL_MUST((object.semaphore = eventfd(3, EFD_SEMAPHORE | EFD_NONBLOCK)) >= 0);
+  WL_MUST((object.expired = timerfd_create(CLOCK_BOOTTIME, TFD_NONBLOCK)) >= 0);
+  struct itimerspec once = {{0, 0}, {0, 1000}};
+  WL_MUST(timerfd_settime(object.expired, 0, &once, NULL) == 0);
+  usleep(10000);  // it expires, once; nobody reads it
+  WL_MUST((object.deadline = timerfd_create(CLOCK_REALTIME, 0)) >= 0);
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  struct itimerspec at = {{0, 0}, {now.tv_sec + 100, 0}};
+  WL_MUST(timerfd_settime(object.deadline, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &at, NULL) == 0);
+}
+
+static void check_event_loop(void) {
+  uint64_t v = 0;
+  for (int i = 0; i < 3; i++)
+    WL_CHECK(read(object.semaphore, &v, 8) == 8 && v == 1, "semaphore eventfd read %d gave %llu", i,
+             (unsigned long long)v);
+  WL_CHECK(read(object.semaphore, &v, 8) < 0 && errno == EAGAIN, "semaphore eventfd not empty after 3 reads");
+  v = 0;
+  ssize_t got = read(object.expired, &v, 8);
+  WL_CHECK(got == 8 && v == 1, "expired timerfd: read gave %zd (%s), %llu ticks, want 1", got,
+           got < 0 ? strerror(errno) : "", (unsigned long long)v);
+  struct itimerspec its;
+  WL_CHECK(timerfd_gettime(object.deadline, &its) == 0 && its.it_value.tv_sec >= 80 && its.it_value.tv_sec < 100,
+           "the deadline timer has %ld s left", (long)its.it_value.tv_sec);
+  WL_CHECK(timerfd_gettime(object.periodic, &its) == 0 && its.it_interval.tv_nsec == 20000000,
+           "the periodic timer lost its interval");
+
+  // Nothing new on the pipe yet, the one-shot disabled: 33, 55 and no 11 or 22.
+  WL_MUST(write(object.inner_pipe[1], "", 0) == 0);
+  kill(getpid(), SIG_OBJECT);
+  int seen[6] = {0};
+  for (int round = 0; round < 20 && !(seen[3] && seen[4] && seen[5]); round++) {
+    struct epoll_event evs[8];
+    int n = epoll_wait(object.fd, evs, 8, 100);
+    for (int i = 0; i < n; i++)
+      if (evs[i].data.u64 % 11 == 0 && evs[i].data.u64 / 11 <= 5) seen[evs[i].data.u64 / 11]++;
+  }
+  WL_CHECK(seen[3] && seen[4] && seen[5], "epoll missed events: nested %d signalfd %d timerfd %d", seen[3], seen[4],
+           seen[5]);
+  WL_CHECK(!seen[1], "the edge-triggered pipe was reported with nothing written");
+  WL_CHECK(!seen[2], "the disabled one-shot registration fired again");
+  struct signalfd_siginfo si;
+  WL_CHECK(read(object.sig, &si, sizeof si) == sizeof si && (int)si.ssi_signo == SIG_OBJECT,
+           "signalfd did not return the signal");
+  // The registrations answer to their fd numbers: re-arm the one-shot, write the pipe.
+  struct epoll_event rearm = {.events = EPOLLIN | EPOLLONESHOT, .data.u64 = 22};
+  WL_CHECK(epoll_ctl(object.fd, EPOLL_CTL_MOD, object.oneshot, &rearm) == 0, "EPOLL_CTL_MOD of the one-shot: %s",
+           strerror(errno));
+  WL_MUST(write(object.pipe_et[1], "y", 1) == 1);
+  memset(seen, 0, sizeof seen);
+  for (int round = 0; round < 20 && !(seen[1] && seen[2]); round++) {
+    struct epoll_event evs[8];
+    int n = epoll_wait(object.fd, evs, 8, 100);
+    for (int i = 0; i < n; i++)
+      if (evs[i].data.u64 % 11 == 0 && evs[i].data.u64 / 11 <= 5) seen[evs[i].data.u64 / 11]++;
+  }
+  WL_CHECK(seen[1] && seen[2], "after restore epoll missed the pipe (%d) or the re-armed one-shot (%d)", seen[1],
+           seen[2]);
+  struct epoll_event gone = {0};
+  WL_CHECK(epoll_ctl(object.fd, EPOLL_CTL_DEL, object.pipe_et[0], &gone) == 0, "EPOLL_CTL_DEL of the pipe: %s",
+           strerror(errno));
+}
 
 // Creates the object; returns the fd a dump error should name (or -1).
 static int make_object(const char *kind, const char *workdir) {
@@ -65,6 +167,8 @@ static int make_object(const char *kind, const char *workdir) {
     WL_MUST((object.fd = epoll_create1(0)) >= 0);
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 77};
     WL_MUST(epoll_ctl(object.fd, EPOLL_CTL_ADD, object.fd2, &ev) == 0);
+  } else if (!strcmp(kind, "event_loop")) {
+    make_event_loop();
   } else if (!strcmp(kind, "signalfd")) {
     sigset_t set;
     sigemptyset(&set);
@@ -153,6 +257,8 @@ static void check_object(void) {
   } else if (!strcmp(kind, "eventfd")) {
     uint64_t v = 0;
     WL_CHECK(read(object.fd, &v, 8) == 8 && v == 5, "eventfd value %llu, want 5", (unsigned long long)v);
+  } else if (!strcmp(kind, "event_loop")) {
+    check_event_loop();
   } else if (!strcmp(kind, "epoll")) {
     struct epoll_event ev;
     int n = epoll_wait(object.fd, &ev, 1, 1000);

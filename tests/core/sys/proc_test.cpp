@@ -134,6 +134,47 @@ TEST_CASE("parse_fdinfo reads pos, flags in octal and other fields") {
   CHECK(info->fields.at("eventfd-count") == "5");
 }
 
+TEST_CASE("eventfd, signalfd and timerfd fdinfo as Linux 6.x prints it") {
+  auto ev = proc::parse_fdinfo("pos:\t0\nflags:\t04002\nmnt_id:\t17\nino:\t1038\n"
+                               "eventfd-count:               1a\neventfd-id: 1\neventfd-semaphore: 1\n");
+  REQUIRE(ev.ok());
+  auto e = proc::parse_eventfd(*ev);
+  REQUIRE(e.ok());
+  CHECK(e->count == 0x1a);  // hexadecimal
+  CHECK(e->semaphore);
+  auto old_kernel = proc::parse_fdinfo("pos:\t0\nflags:\t02\neventfd-count:                5\n");
+  CHECK(!proc::parse_eventfd(*old_kernel).ok());
+
+  auto sig = proc::parse_fdinfo("pos:\t0\nflags:\t02\nsigmask:\t0000000000004200\n");
+  CHECK(*proc::parse_signalfd_mask(*sig) == 0x4200);
+
+  auto tm = proc::parse_fdinfo("pos:\t0\nflags:\t04002\nclockid: 1\nticks: 3\nsettime flags: 03\n"
+                               "it_value: (99, 999815852)\nit_interval: (1, 500)\n");
+  auto t = proc::parse_timerfd(*tm);
+  REQUIRE(t.ok());
+  CHECK(t->clockid == 1);
+  CHECK(t->ticks == 3);
+  CHECK(t->settime_flags == 3);
+  CHECK(t->value_ns == 99999815852ULL);
+  CHECK(t->interval_ns == 1000000500ULL);
+  auto bad = proc::parse_fdinfo("clockid: 1\nticks: 0\nsettime flags: 0\nit_value: (1, 2000000000)\nit_interval: (0, 0)\n");
+  CHECK(!proc::parse_timerfd(*bad).ok());
+}
+
+TEST_CASE("epoll fdinfo lists each target") {
+  auto t = proc::parse_epoll_targets(
+      "pos:\t0\nflags:\t02000002\nmnt_id:\t17\nino:\t1038\n"
+      "tfd:        3 events: 40000019 data:                3  pos:0 ino:40e sdev:10\n"
+      "tfd:      125 events: 80000019 data: ffffffffffffffff  pos:0 ino:158656 sdev:f\n");
+  REQUIRE(t.ok());
+  REQUIRE(t->size() == 2);
+  CHECK((*t)[0].fd == 3);
+  CHECK((*t)[0].events == 0x40000019);
+  CHECK((*t)[1].fd == 125);
+  CHECK((*t)[1].data == ~0ULL);
+  CHECK(!proc::parse_epoll_targets("tfd: 3 events: zz data: 1\n").ok());
+}
+
 TEST_CASE("parse_pid_list") {
   CHECK(proc::parse_pid_list("12 13 140 ") == std::vector<pid_t>{12, 13, 140});
   CHECK(proc::parse_pid_list("").empty());
