@@ -21,7 +21,7 @@
 
 #include "workload.h"
 
-// Kinds: unix_socketpair tcp_listen udp eventfd epoll event_loop signalfd timerfd inotify memfd
+// Kinds: unix_socketpair tcp_listen udp eventfd epoll event_loop epoll_stale signalfd timerfd inotify memfd
 // memfd_map deleted_file sysv_shm posix_timer seccomp userfaultfd pidfd
 static struct {
   const char *kind;
@@ -169,6 +169,15 @@ static int make_object(const char *kind, const char *workdir) {
     WL_MUST(epoll_ctl(object.fd, EPOLL_CTL_ADD, object.fd2, &ev) == 0);
   } else if (!strcmp(kind, "event_loop")) {
     make_event_loop();
+  } else if (!strcmp(kind, "epoll_stale")) {
+    // Watches a pipe through an fd that is then moved: the registration still
+    // names the old fd number, which nothing can add again.
+    int p[2];
+    WL_MUST(pipe(p) == 0 && write(p[1], "x", 1) == 1);
+    WL_MUST((object.fd = epoll_create1(0)) >= 0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 77};
+    WL_MUST(epoll_ctl(object.fd, EPOLL_CTL_ADD, p[0], &ev) == 0);
+    WL_MUST((object.fd2 = dup(p[0])) >= 0 && close(p[0]) == 0);
   } else if (!strcmp(kind, "signalfd")) {
     sigset_t set;
     sigemptyset(&set);
@@ -259,7 +268,7 @@ static void check_object(void) {
     WL_CHECK(read(object.fd, &v, 8) == 8 && v == 5, "eventfd value %llu, want 5", (unsigned long long)v);
   } else if (!strcmp(kind, "event_loop")) {
     check_event_loop();
-  } else if (!strcmp(kind, "epoll")) {
+  } else if (!strcmp(kind, "epoll") || !strcmp(kind, "epoll_stale")) {
     struct epoll_event ev;
     int n = epoll_wait(object.fd, &ev, 1, 1000);
     WL_CHECK(n == 1 && ev.data.u64 == 77, "epoll_wait gave %d events (data %llu)", n, (unsigned long long)ev.data.u64);
