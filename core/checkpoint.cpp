@@ -128,6 +128,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
 
   CRYO_TRY(check_sessions(tree, options.shell_job));
   files::FilesDump files({.shell_job = options.shell_job,
+                          .ghost_limit = options.ghost_limit,
                           .sockets = {.tcp_established = options.tcp_established,
                                       .ext_unix_sk = options.ext_unix_sk,
                                       .leave_running = options.leave_running,
@@ -155,6 +156,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     CRYO_TRY(dir.write(image::mm_name(p.pid), image::Kind::kMm, mm));
     CRYO_TRY(dir.write(image::core_name(p.pid), image::Kind::kCore, cores[p.pid]));
   }
+  CRYO_TRY(files.dump_contents(*pages, &stats));
   CRYO_TRY(dir.write(image::kTreeName, image::Kind::kTree, tree_image(tree)));
   CRYO_TRY(dir.write(image::kFilesName, image::Kind::kFiles, files.files()));
   result.pages_bytes = pages->size() - image::kPagesDataOffset;

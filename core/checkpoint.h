@@ -16,6 +16,7 @@ struct DumpOptions {
   bool leave_running = false;
   bool tcp_established = false;
   bool ext_unix_sk = false;
+  uint64_t ghost_limit = 256ULL << 20;  // bytes of a deleted file's data the image may take
   int freeze_timeout_s = 10;  // how long finding and stopping the tree may take
   std::string network_lock = "nftables";  // nftables or skip
 };

@@ -74,6 +74,15 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader) {
   for (const auto& shmem : img.files.shmems())
     for (const auto& run : shmem.pages())
       CRYO_TRY(reader.checked_page_run(run.offset(), run.npages() * 4096, run.xxh3()).wrap("shared memory"));
+  std::set<uint64_t> contents;
+  for (const auto& c : img.files.contents()) {
+    if (c.id() == 0 || !contents.insert(c.id()).second) return Error(EINVAL, "files.img: a content id is bad or repeated");
+    for (const auto& run : c.pages())
+      CRYO_TRY(reader.checked_page_run(run.offset(), run.npages() * 4096, run.xxh3()).wrap("the data of " + c.name()));
+  }
+  for (const auto& f : img.files.files())
+    if (f.content_id() != 0 && !contents.count(f.content_id()))
+      return Error(EINVAL, "files.img: file " + std::to_string(f.id()) + " names a content the image lacks");
   return img;
 }
 

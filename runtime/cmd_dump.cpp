@@ -1,6 +1,7 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <optional>
 
 #include "core/checkpoint.h"
 #include "core/sys/io.h"
@@ -9,12 +10,30 @@
 #include "runtime/process_options.h"
 
 namespace cryo::cli {
+namespace {
+
+// "1048576", "512K", "64M", "1G" -> bytes
+std::optional<uint64_t> parse_size(const std::string& text) {
+  size_t end = 0;
+  uint64_t n = 0;
+  try {
+    n = std::stoull(text, &end);
+  } catch (...) {
+    return std::nullopt;
+  }
+  std::string unit = text.substr(end);
+  int shift = unit.empty() ? 0 : unit == "K" || unit == "k" ? 10 : unit == "M" || unit == "m" ? 20 : unit == "G" || unit == "g" ? 30 : -1;
+  if (shift < 0 || text[0] == '-' || n > (UINT64_MAX >> shift)) return std::nullopt;
+  return n << shift;
+}
+
+}  // namespace
 
 int cmd_dump(const GlobalOptions&, const std::vector<std::string>& argv) {
   std::vector<OptionSpec> specs = {
       {{"-t", "--tree"}, true},           {{"-D", "--images-dir"}, true}, {{"-j", "--shell-job"}, false},
       {{"-R", "--leave-running"}, false}, {{"--timeout"}, true},          {{"--tcp-established"}, false},
-      {{"--network-lock"}, true},       {{"--ext-unix-sk"}, false},
+      {{"--network-lock"}, true},       {{"--ext-unix-sk"}, false},        {{"--ghost-limit"}, true},
   };
   for (auto& s : logging_options()) specs.push_back(s);
   std::string error;
@@ -41,6 +60,11 @@ int cmd_dump(const GlobalOptions&, const std::vector<std::string>& argv) {
   options.leave_running = args->has("leave-running");
   options.tcp_established = args->has("tcp-established");
   options.ext_unix_sk = args->has("ext-unix-sk");
+  if (auto limit = args->get("ghost-limit")) {
+    auto bytes = parse_size(*limit);
+    if (!bytes) return fail("dump: bad --ghost-limit '" + *limit + "' (bytes, or a number with K, M or G)");
+    options.ghost_limit = *bytes;
+  }
   options.network_lock = args->get_or("network-lock", "nftables");
   if (options.network_lock != "nftables" && options.network_lock != "iptables" && options.network_lock != "skip")
     return fail("dump: --network-lock " + options.network_lock + " is not supported (nftables, iptables or skip)");

@@ -4,11 +4,14 @@
 #include <fcntl.h>
 #include <linux/kcmp.h>
 #include <sys/syscall.h>
+#include <linux/magic.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "core/image/image.h"
+#include "core/mm/mm_dump.h"
 #include "core/sys/io.h"
 #include "core/sys/proc.h"
 
@@ -36,12 +39,80 @@ std::string anon_kind(const std::string& link) {
 
 }  // namespace
 
+static bool is_memfd(const std::string& link, const struct stat& st) {
+  return link.starts_with("/memfd:") && link.ends_with(" (deleted)") && st.st_nlink == 0 && S_ISREG(st.st_mode);
+}
+
+Result<uint64_t> FilesDump::add_content(const std::string& source, const struct stat& st, const std::string& link,
+                                        const std::string& what) {
+  if (auto it = contents_.find({st.st_dev, st.st_ino}); it != contents_.end())
+    return files_.contents(static_cast<int>(it->second)).id();
+  bool memfd = is_memfd(link, st);
+  constexpr std::string_view kDeleted = " (deleted)";
+  std::string name = link.ends_with(kDeleted) ? link.substr(0, link.size() - kDeleted.size()) : link;
+  if (memfd) {
+    name = name.substr(std::string_view("/memfd:").size());
+    struct statfs fs;
+    if (::statfs(source.c_str(), &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC)
+      return Error(what + ": memfd " + name + " on hugetlbfs is not supported");
+  } else if (static_cast<uint64_t>(st.st_size) > options_.ghost_limit) {
+    return Error(what + ": the deleted file " + name + " holds " + std::to_string(st.st_size) +
+                 " bytes, more than the ghost limit of " + std::to_string(options_.ghost_limit) + " (--ghost-limit)");
+  }
+  if (!memfd && (name.empty() || name[0] != '/')) return Error(what + ": " + link + " is not a file cryo can save");
+  auto* c = files_.add_contents();
+  c->set_id(static_cast<uint64_t>(files_.contents_size()));
+  c->set_memfd(memfd);
+  c->set_name(name);
+  c->set_mode(st.st_mode);
+  c->set_uid(st.st_uid);
+  c->set_gid(st.st_gid);
+  c->set_size(static_cast<uint64_t>(st.st_size));
+  if (memfd) {
+    CRYO_ASSIGN(UniqueFd fd, open_file(source, O_RDONLY));
+    int seals = ::fcntl(fd.get(), F_GET_SEALS);
+    if (seals < 0) return errno_error(what + ": F_GET_SEALS");
+    c->set_seals(static_cast<uint32_t>(seals));
+  }
+  contents_[{st.st_dev, st.st_ino}] = static_cast<size_t>(files_.contents_size() - 1);
+  content_sources_.push_back(source);
+  return c->id();
+}
+
+Status FilesDump::dump_contents(image::PageWriter& pages, mm::DumpStats* stats) {
+  for (int i = 0; i < files_.contents_size(); i++) {
+    auto* c = files_.mutable_contents(i);
+    const std::string& source = content_sources_[static_cast<size_t>(i)];
+    std::string what = (c->memfd() ? "memfd " : "deleted file ") + c->name();
+    CRYO_ASSIGN(UniqueFd fd, open_file(source, O_RDONLY));
+    struct stat st;
+    if (::fstat(fd.get(), &st) < 0) return errno_error(what + ": fstat");
+    if (static_cast<uint64_t>(st.st_size) != c->size())
+      return Error(what + " changed size while the tree was frozen (a holder outside the tree?)");
+    CRYO_TRY(mm::dump_file_data(fd.get(), c->size(), c->mutable_pages(), pages, stats).wrap(what));
+  }
+  return {};
+}
+
 Result<uint32_t> FilesDump::add_mapped_file(const std::string& source, bool writable, const std::string& what) {
   struct stat used;
   if (::stat(source.c_str(), &used) < 0) return errno_error(what + ": stat " + source);
-  if (used.st_nlink == 0) {
-    auto link = read_link(source);
-    return Error(what + ": the file " + (link.ok() ? *link : source) + " was deleted (deleted files are not supported yet)");
+  if (used.st_nlink == 0) {  // a memfd or a deleted file: its data goes into the image
+    CRYO_ASSIGN(std::string link, read_link(source));
+    std::string key = "content " + std::to_string(used.st_dev) + ":" + std::to_string(used.st_ino) +
+                      (writable ? "\nw" : "\nr");
+    if (auto it = mapped_.find(key); it != mapped_.end()) return it->second;
+    CRYO_ASSIGN(uint64_t content, add_content(source, used, link, what));
+    auto* f = files_.add_files();
+    f->set_id(static_cast<uint32_t>(files_.files_size()));
+    f->set_kind(image::FileDesc::MAPPED);
+    f->set_path(link);
+    f->set_flags(writable ? O_RDWR : O_RDONLY);
+    f->set_mode(used.st_mode);
+    f->set_size(static_cast<uint64_t>(used.st_size));
+    f->set_content_id(content);
+    mapped_[key] = f->id();
+    return f->id();
   }
   // The link is the exact name (maps would escape newlines), with no
   // " (deleted)" added since the file is not deleted.
@@ -248,15 +319,17 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
   } else if (S_ISDIR(ref.st.st_mode)) {
     f.set_kind(image::FileDesc::DIRECTORY);
   } else if (S_ISREG(ref.st.st_mode)) {
-    if (link.starts_with("/memfd:")) return Error(what + ": memfd " + link + " is not supported yet");
-    if (ref.st.st_nlink == 0) return Error(what + ": " + link + " (deleted files are not supported yet)");
     f.set_kind(image::FileDesc::REGULAR);
+    if (ref.st.st_nlink == 0) {  // a memfd or a deleted file: its data goes into the image
+      CRYO_ASSIGN(uint64_t content, add_content(fd_path(ref.pid, ref.fd), ref.st, link, what));
+      f.set_content_id(content);
+    }
   } else if (S_ISSOCK(ref.st.st_mode)) {
     return Error(what + ": sockets (" + link + ") are not supported yet");
   } else {
     return Error(what + ": " + link + " is a kind of file cryo cannot dump");
   }
-  if (f.kind() == image::FileDesc::REGULAR || f.kind() == image::FileDesc::DIRECTORY ||
+  if ((f.kind() == image::FileDesc::REGULAR && f.content_id() == 0) || f.kind() == image::FileDesc::DIRECTORY ||
       f.kind() == image::FileDesc::CHAR_DEVICE || f.kind() == image::FileDesc::FIFO) {
     struct stat on_disk;
     if (link.empty() || link[0] != '/' || ::stat(link.c_str(), &on_disk) < 0 || on_disk.st_dev != ref.st.st_dev ||

@@ -16,10 +16,18 @@
 #include "core/sys/result.h"
 #include "core/tree/freeze.h"
 
+namespace cryo::image {
+class PageWriter;
+}
+namespace cryo::mm {
+struct DumpStats;
+}
+
 namespace cryo::files {
 
 struct DumpOptions {
   bool shell_job = false;
+  uint64_t ghost_limit = 256ULL << 20;  // the largest deleted file whose data the image takes
   net::SocketDumpOptions sockets;
 };
 
@@ -35,6 +43,9 @@ class FilesDump {
 
   // Fills every process's fd table (Process.fds) and the file descriptions.
   Status dump_fds(const tree::FrozenTree& tree, std::map<pid_t, image::Process>& cores);
+  // The data of the memfds and deleted files the fds and mappings use; last,
+  // once every user of them is known.
+  Status dump_contents(image::PageWriter& pages, mm::DumpStats* stats);
 
   image::Files& files() { return files_; }
   net::SocketDump& sockets() { return sockets_; }
@@ -54,6 +65,9 @@ class FilesDump {
   Status dump_pipe(const FdRef& ref, uint32_t* pipe_id);
   // eventfd, epoll, signalfd and timerfd: what the fdinfo says of them.
   Status describe_anon(const FdRef& ref, const std::string& kind, image::FileDesc* f);
+  // A memfd or deleted file (at `source`, a /proc link to it): its Content id.
+  Result<uint64_t> add_content(const std::string& source, const struct stat& st, const std::string& link,
+                               const std::string& what);
   Result<bool> pipe_has_outside_holder(uint64_t inode, const tree::FrozenTree& tree, pid_t* holder);
 
   DumpOptions options_;
@@ -62,6 +76,8 @@ class FilesDump {
   std::map<std::string, uint32_t> mapped_;  // "path\0w" -> id
   std::map<uint64_t, size_t> shmems_;       // id -> index in files_.shmems
   std::map<uint64_t, uint32_t> pipes_;      // inode -> pipe id
+  std::map<std::pair<dev_t, ino_t>, size_t> contents_;  // inode -> index in files_.contents
+  std::vector<std::string> content_sources_;           // a /proc link to each content
   std::vector<std::pair<FdRef, uint32_t>> descriptions_;  // a representative fd of each description
 };
 

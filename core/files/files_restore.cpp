@@ -122,8 +122,60 @@ Status FileObjects::watch_epoll_targets(pid_t pid, const image::Files& files) co
   return {};
 }
 
+Status FileObjects::make_content(const image::Content& c, const image::ImageDirReader& images) {
+  std::string what = (c.memfd() ? "memfd " : "deleted file ") + c.name();
+  if (c.size() > (1ULL << 40)) return Error(EINVAL, what + ": bad size");
+  UniqueFd fd;
+  if (c.memfd()) {
+    if (c.name().size() > 249) return Error(EINVAL, what + ": the name is too long");
+    fd = UniqueFd(static_cast<int>(::memfd_create(c.name().c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING)));
+    if (!fd.valid()) return errno_error(what + ": memfd_create");
+  } else {
+    // Made at its old path and unlinked at once, so that /proc shows the
+    // same "PATH (deleted)"; where that path is taken, an unnamed file in
+    // the same directory (or in /tmp when the directory is gone too).
+    if (c.name().empty() || c.name()[0] != '/') return Error(EINVAL, what + ": not an absolute path");
+    int made = ::open(c.name().c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (made >= 0) {
+      ::unlink(c.name().c_str());
+    } else {
+      std::string dir = c.name().substr(0, c.name().rfind('/') + 1);
+      made = ::open(dir.c_str(), O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
+      if (made < 0) made = ::open("/tmp", O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
+      if (made < 0) return errno_error(what + ": create it again");
+    }
+    fd = UniqueFd(made);
+  }
+  for (const auto& run : c.pages()) {
+    uint64_t bytes = run.npages() * 4096;
+    if (run.npages() == 0 || run.addr() % 4096 || run.addr() >= c.size() || bytes > (1ULL << 40))
+      return Error(EINVAL, what + ": a page run lies outside it");
+    CRYO_ASSIGN(const uint8_t* src, images.page_run(run.offset(), bytes));
+    uint64_t useful = std::min(bytes, c.size() - run.addr());  // the last page may run past the end
+    CRYO_TRY(pwrite_all(fd.get(), src, useful, static_cast<off_t>(run.addr())).wrap(what));
+  }
+  if (::ftruncate(fd.get(), static_cast<off_t>(c.size())) < 0) return errno_error(what + ": ftruncate");
+  if (::fchown(fd.get(), c.uid(), c.gid()) < 0) return errno_error(what + ": fchown");
+  if (::fchmod(fd.get(), c.mode() & 07777) < 0) return errno_error(what + ": fchmod");
+  if (c.memfd() && c.seals() != 0 && ::fcntl(fd.get(), F_ADD_SEALS, c.seals()) < 0)
+    return errno_error(what + ": F_ADD_SEALS");
+  // Keep a read-only handle: a file open for writing cannot become a
+  // process's exe (PR_SET_MM_MAP), and the descriptions reopen it anyway.
+  CRYO_ASSIGN(contents_[c.id()], open_file("/proc/self/fd/" + std::to_string(fd.get()), O_RDONLY | O_CLOEXEC));
+  return {};
+}
+
 Result<UniqueFd> FileObjects::open_desc(const image::FileDesc& f) {
   int flags = static_cast<int>(f.flags() & ~kOpenOnly);
+  if (f.content_id() != 0 && (f.kind() == image::FileDesc::REGULAR || f.kind() == image::FileDesc::MAPPED)) {
+    auto content = contents_.find(f.content_id());
+    if (content == contents_.end()) return Error(EINVAL, name_file(f) + " names a content the image lacks");
+    // A description of its own on the same inode, as open(2) gave the task.
+    CRYO_ASSIGN(UniqueFd fd, open_file("/proc/self/fd/" + std::to_string(content->second.get()), flags));
+    if (f.kind() == image::FileDesc::REGULAR && ::lseek(fd.get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0)
+      return errno_error("seek " + f.path());
+    return fd;
+  }
   switch (f.kind()) {
     case image::FileDesc::REGULAR:
     case image::FileDesc::DIRECTORY:
@@ -285,6 +337,7 @@ Status FileObjects::open_all(const image::Files& files, const image::ImageDirRea
     CRYO_TRY(fifo ? open_fifo(files, pipe) : open_pipe(files, pipe));
   }
   for (const auto& shmem : files.shmems()) CRYO_TRY(open_shmem(shmem, images));
+  for (const auto& content : files.contents()) CRYO_TRY(make_content(content, images));
   std::map<uint32_t, UniqueFd> sockets;
   CRYO_TRY(net::open_sockets(files, [&](uint32_t id) { return !by_stubs.count(id); }, &sockets));
   for (auto& entry : sockets) {

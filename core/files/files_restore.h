@@ -69,6 +69,7 @@ class FileObjects {
   Status open_shmem(const image::Shmem& shmem, const image::ImageDirReader& images);
   Result<UniqueFd> open_desc(const image::FileDesc& f);
   Result<UniqueFd> open_anon(const image::FileDesc& f);
+  Status make_content(const image::Content& content, const image::ImageDirReader& images);
 
   int base_ = 0;
   std::vector<StubGroup> stub_groups_;
@@ -76,6 +77,7 @@ class FileObjects {
   std::vector<UniqueFd> owned_;
   std::map<uint32_t, int> by_file_;
   std::map<uint64_t, int> by_shmem_;
+  std::map<uint64_t, UniqueFd> contents_;  // Content id -> the file made from it
 };
 
 // The highest fd number any process of the image uses, plus one.

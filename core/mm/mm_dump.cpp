@@ -141,8 +141,7 @@ Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, in
   return {};
 }
 
-// The contents of a shared anonymous object, through /proc/PID/map_files:
-// only its data segments (SEEK_DATA) are read.
+// The contents of a shared anonymous object, through /proc/PID/map_files.
 Status dump_shmem(pid_t pid, const proc::MapEntry& m, image::Shmem* shmem, image::PageWriter& pages,
                   DumpStats* stats) {
   char range[64];
@@ -150,35 +149,42 @@ Status dump_shmem(pid_t pid, const proc::MapEntry& m, image::Shmem* shmem, image
   CRYO_ASSIGN(UniqueFd fd, open_file("/proc/" + std::to_string(pid) + "/map_files/" + range, O_RDONLY));
   struct stat st;
   if (::fstat(fd.get(), &st) < 0) return errno_error("fstat shared memory");
-  uint64_t size = static_cast<uint64_t>(st.st_size);
-  shmem->set_size(size);
+  shmem->set_size(static_cast<uint64_t>(st.st_size));
+  return dump_file_data(fd.get(), static_cast<uint64_t>(st.st_size), shmem->mutable_pages(), pages, stats);
+}
+
+}  // namespace
+
+Status dump_file_data(int fd, uint64_t size, google::protobuf::RepeatedPtrField<image::PageRun>* runs,
+                      image::PageWriter& pages, DumpStats* stats) {
   off_t pos = 0;
   while (static_cast<uint64_t>(pos) < size) {
-    off_t data = ::lseek(fd.get(), pos, SEEK_DATA);
+    off_t data = ::lseek(fd, pos, SEEK_DATA);
     if (data < 0) {
       if (errno == ENXIO) break;
       return errno_error("SEEK_DATA");
     }
-    off_t hole = ::lseek(fd.get(), data, SEEK_HOLE);
+    data = data / static_cast<off_t>(kPage) * static_cast<off_t>(kPage);
+    off_t hole = ::lseek(fd, data, SEEK_HOLE);
     if (hole < 0) return errno_error("SEEK_HOLE");
+    hole = std::min<off_t>(hole, static_cast<off_t>(size));
     for (off_t at = data; at < hole;) {
       size_t bytes = static_cast<size_t>(std::min<off_t>(hole - at, static_cast<off_t>(image::PageWriter::kBufferSize)));
+      size_t padded = (bytes + kPage - 1) / kPage * kPage;  // a last partial page is padded with zeros
       uint8_t* buf = pages.buffer();
-      auto got = pread_all(fd.get(), buf, bytes, at);
+      std::memset(buf + bytes, 0, padded - bytes);
+      auto got = pread_all(fd, buf, bytes, at);
       if (!got.ok()) {
         (void)pages.submit(buf, {});  // hands the buffer back
-        return std::move(got).error().wrap("read shared memory");
+        return std::move(got).error().wrap("read file data");
       }
-      CRYO_TRY(emit_runs(buf, {{static_cast<uint64_t>(at), 0, bytes / kPage, true, shmem->mutable_pages()}}, pages,
-                         stats));
+      CRYO_TRY(emit_runs(buf, {{static_cast<uint64_t>(at), 0, padded / kPage, true, runs}}, pages, stats));
       at += static_cast<off_t>(bytes);
     }
-    pos = hole;
+    pos = (hole + static_cast<off_t>(kPage) - 1) / static_cast<off_t>(kPage) * static_cast<off_t>(kPage);
   }
   return {};
 }
-
-}  // namespace
 
 Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesDump& files,
                image::PageWriter& pages, image::Mm* out, DumpStats* stats) {
@@ -228,8 +234,6 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
       private_pages = true;
     } else if (m.path.starts_with("/SYSV")) {
       return Error(what + ": System V shared memory is not supported yet");
-    } else if (m.path.starts_with("/memfd:")) {
-      return Error(what + ": memfd mappings are not supported yet");
     } else if (m.path.starts_with("/")) {
       v->set_kind(m.shared ? image::Vma::FILE_SHARED : image::Vma::FILE_PRIVATE);
       char range[64];

@@ -15,11 +15,14 @@ from harness import (check, check_eq, compare_maps, compare_snapshots, fd_table,
 # kind -> whether an fd holds it (then a refusal must name the fd)
 KINDS = {
     "unix_socketpair": True, "tcp_listen": True, "udp": True, "eventfd": True, "epoll": True, "event_loop": True, "epoll_stale": True, "signalfd": True,
-    "timerfd": True, "inotify": True, "memfd": True, "memfd_map": False, "deleted_file": True, "sysv_shm": False,
+    "timerfd": True, "inotify": True, "memfd": True, "memfd_map": False, "memfd_sealed": True, "deleted_file": True, "deleted_sparse": True, "sysv_shm": False,
     "posix_timer": False, "seccomp": False, "userfaultfd": True, "pidfd": True, "deleted_exe": False,
 }
 # kinds that must be refused: restoring them would change what the process sees
 MUST_REFUSE = {"epoll_stale"}
+# kinds cryo checkpoints: a refusal is a regression
+MUST_DUMP = {"unix_socketpair", "tcp_listen", "udp", "eventfd", "epoll", "event_loop", "signalfd", "timerfd", "memfd",
+             "memfd_map", "memfd_sealed", "deleted_file", "deleted_sparse", "deleted_exe"}
 
 
 def supported_or_refused(env, kind):
@@ -41,6 +44,7 @@ def supported_or_refused(env, kind):
     images = env.path("images")
     result = env.dump(pid, images, expect=None)
     check(result.returncode != 0 or kind not in MUST_REFUSE, f"{kind} was dumped, but cannot be restored as it is")
+    check(result.returncode == 0 or kind not in MUST_DUMP, f"{kind} was refused: {result.stderr.strip()!r}")
     if result.returncode == 0:
         log(f"{kind}: dumped; checking the round trip")
         env.wait_dumped(before)
@@ -69,5 +73,22 @@ def supported_or_refused(env, kind):
     env.trigger_and_report(pid, report)
 
 
+def case_ghost_limit(env):
+    """A deleted file larger than --ghost-limit is refused, naming the pid, the fd and the option."""
+    ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
+    pid = env.spawn([env.workload("counter"), ready, report, prog, "--threads", "1", "--object", "deleted_sparse"])
+    info = env.wait_ready(ready, pid)
+    wait_progress(prog, 2)
+    before = snapshot(pid)
+    result = env.dump(pid, env.path("images"), "--ghost-limit", "1M", expect=1)
+    for want in (f"pid {pid}", f"fd {info['object_fd']}", "--ghost-limit"):
+        check(want in result.stderr, f"the refusal does not say {want!r}: {result.stderr.strip()!r}")
+    compare_snapshots(before, snapshot(pid), pid)
+    env.dump(pid, env.path("images"), "--ghost-limit", "64M", "-R")
+    env.trigger_and_report(pid, report)
+
+
 if __name__ == "__main__":
-    run({kind: (lambda env, k=kind: supported_or_refused(env, k)) for kind in KINDS})
+    cases = {kind: (lambda env, k=kind: supported_or_refused(env, k)) for kind in KINDS}
+    cases["ghost_limit"] = case_ghost_limit
+    run(cases)

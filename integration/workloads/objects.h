@@ -22,7 +22,7 @@
 #include "workload.h"
 
 // Kinds: unix_socketpair tcp_listen udp eventfd epoll event_loop epoll_stale signalfd timerfd inotify memfd
-// memfd_map deleted_file sysv_shm posix_timer seccomp userfaultfd pidfd
+// memfd_map memfd_sealed deleted_sparse deleted_file sysv_shm posix_timer seccomp userfaultfd pidfd
 static struct {
   const char *kind;
   int fd, fd2;
@@ -200,6 +200,24 @@ static int make_object(const char *kind, const char *workdir) {
       close(fd);  // only the mapping holds it
     else
       object.fd = fd;
+  } else if (!strcmp(kind, "memfd_sealed")) {
+    // Sealed against growing and shrinking, mapped shared and written through the map.
+    WL_MUST((object.fd = (int)syscall(SYS_memfd_create, "cryo-sealed", MFD_ALLOW_SEALING)) >= 0);
+    WL_MUST(ftruncate(object.fd, 8192) == 0 && pwrite(object.fd, object_text, sizeof object_text, 0) > 0);
+    WL_MUST(fcntl(object.fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) == 0);
+    object.map = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, object.fd, 0);
+    WL_MUST(object.map != MAP_FAILED);
+    strcpy(object.map + 4096, "written through the map");
+  } else if (!strcmp(kind, "deleted_sparse")) {
+    // 64 MiB, mostly a hole, at offset 1234, mapped privately with a private change.
+    char path[1200];
+    snprintf(path, sizeof path, "%s/deleted-sparse", workdir);
+    WL_MUST((object.fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0640)) >= 0);
+    WL_MUST(pwrite(object.fd, object_text, sizeof object_text, 0) > 0 &&
+            pwrite(object.fd, "tail", 4, (64 << 20) - 4) == 4 && lseek(object.fd, 1234, SEEK_SET) == 1234);
+    object.map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, object.fd, 0);
+    WL_MUST(object.map != MAP_FAILED && unlink(path) == 0);
+    object.map[0] = 'C';  // copied on write: only this process sees it
   } else if (!strcmp(kind, "deleted_file")) {
     char path[1200];
     snprintf(path, sizeof path, "%s/deleted-object", workdir);
@@ -291,6 +309,34 @@ static void check_object(void) {
     if (object.fd >= 0)
       WL_CHECK(pread(object.fd, buf, sizeof object_text, 0) == sizeof object_text && !strcmp(buf, object_text),
                "memfd lost its contents");
+  } else if (!strcmp(kind, "memfd_sealed")) {
+    char link[64], target[256] = "";
+    snprintf(link, sizeof link, "/proc/self/fd/%d", object.fd);
+    WL_CHECK(readlink(link, target, sizeof target - 1) > 0 && !strcmp(target, "/memfd:cryo-sealed (deleted)"),
+             "the memfd is '%s' now", target);
+    WL_CHECK(fcntl(object.fd, F_GET_SEALS) == (F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL), "seals are %#x",
+             fcntl(object.fd, F_GET_SEALS));
+    WL_CHECK(ftruncate(object.fd, 4096) < 0 && errno == EPERM, "a sealed memfd shrank");
+    WL_CHECK(pread(object.fd, buf, 24, 4096) == 24 && !strcmp(buf, "written through the map"),
+             "the memfd lost what was written through its map");
+    strcpy(object.map + 100, "shared");
+    WL_CHECK(pread(object.fd, buf, 7, 100) == 7 && !strcmp(buf, "shared"), "the map is no longer the memfd's");
+  } else if (!strcmp(kind, "deleted_sparse")) {
+    struct stat st;
+    WL_CHECK(fstat(object.fd, &st) == 0 && st.st_nlink == 0 && st.st_size == 64 << 20 && (st.st_mode & 0777) == 0640,
+             "the deleted file is not as it was (nlink %lu size %ld mode %o)", (unsigned long)st.st_nlink,
+             (long)st.st_size, st.st_mode & 0777);
+    WL_CHECK(st.st_blocks * 512 < (1 << 20), "the deleted file's hole was filled (%ld blocks)", (long)st.st_blocks);
+    WL_CHECK(lseek(object.fd, 0, SEEK_CUR) == 1234, "offset %ld, want 1234", (long)lseek(object.fd, 0, SEEK_CUR));
+    WL_CHECK(pread(object.fd, buf, 4, (64 << 20) - 4) == 4 && !memcmp(buf, "tail", 4), "the tail is lost");
+    WL_CHECK(pread(object.fd, buf, sizeof object_text, 0) == sizeof object_text && !strcmp(buf, object_text),
+             "the head is lost (or the private change leaked into the file)");
+    WL_CHECK(object.map[0] == 'C' && !strcmp(object.map + 1, object_text + 1), "the private map lost its change");
+    char link[64], target[1300] = "", want[1300];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", object.fd);
+    snprintf(want, sizeof want, "%s/deleted-sparse (deleted)", object.dir);
+    WL_CHECK(readlink(link, target, sizeof target - 1) > 0 && !strcmp(target, want), "the deleted file is '%s'",
+             target);
   } else if (!strcmp(kind, "deleted_file")) {
     struct stat st;
     WL_CHECK(fstat(object.fd, &st) == 0 && st.st_nlink == 0, "deleted file is linked again");
