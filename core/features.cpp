@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -17,6 +18,7 @@
 #include <cstring>
 
 #include "core/ptrace/ptrace.h"
+#include "core/sys/kernel_abi.h"
 #include "core/sys/io.h"
 #include "core/sys/proc.h"
 
@@ -99,6 +101,16 @@ std::vector<Feature> probe_features() {
   bool repair = sock >= 0 && ::setsockopt(sock, IPPROTO_TCP, TCP_REPAIR, &on, sizeof on) == 0;
   if (sock >= 0) ::close(sock);
   out.push_back(check("TCP_REPAIR", false, repair, "needs CAP_NET_ADMIN"));
+  out.push_back(check("POSIX timers with given ids", false,
+                      ::prctl(abi::kPrTimerCreateRestoreIds, 2, 0, 0, 0) >= 0,
+                      "PR_TIMER_CREATE_RESTORE_IDS (Linux 6.17): processes with timer_create timers cannot be restored"));
+  out.push_back(check("eventfd semaphore flag in fdinfo", false, [] {
+    int fd = ::eventfd(0, EFD_CLOEXEC);
+    if (fd < 0) return false;
+    auto text = read_file("/proc/self/fdinfo/" + std::to_string(fd));
+    ::close(fd);
+    return text.ok() && text->find("eventfd-semaphore") != std::string::npos;
+  }(), "Linux 6.6: eventfds cannot be dumped"));
   out.push_back(check("cgroup v1 freezer", false, ::access("/sys/fs/cgroup/freezer", F_OK) == 0));
   return out;
 }

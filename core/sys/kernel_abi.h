@@ -17,6 +17,17 @@ struct CloneArgs {
   uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
 };
 
+// struct sigevent as timer_create(2) reads it (the SIGEV_THREAD_ID form).
+struct KernelSigevent {
+  uint64_t value;
+  int32_t signo, notify, tid;
+  int32_t pad[11];
+};
+static_assert(sizeof(KernelSigevent) == 64);
+
+// prctl: timer_create takes the timer id from *created_timer_id (Linux 6.17).
+inline constexpr int kPrTimerCreateRestoreIds = 77;
+
 // <linux/timerfd.h> has it but clashes with glibc's <fcntl.h>.
 inline constexpr unsigned long kTimerfdSetTicks = _IOW('T', 0, uint64_t);
 

@@ -1,6 +1,7 @@
 #include "core/sys/proc.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -319,6 +320,43 @@ Result<std::vector<EpollTarget>> parse_epoll_targets(std::string_view fdinfo_tex
               parse_num(words[3], t.events, 16) && parse_num(words[5], t.data, 16);
     if (!ok) return Error(EINVAL, "bad epoll fdinfo line '" + std::string(line) + "'");
     out.push_back(t);
+  }
+  return out;
+}
+
+Result<std::vector<PosixTimerInfo>> parse_posix_timers(std::string_view text) {
+  std::vector<PosixTimerInfo> out;
+  for (std::string_view line : split_lines(text)) {
+    auto bad = [&] { return Error(EINVAL, "bad /proc/PID/timers line '" + std::string(line) + "'"); };
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string_view key = line.substr(0, colon), value = trim(line.substr(colon + 1));
+    if (key == "ID") {
+      out.emplace_back();
+      if (!parse_num(value, out.back().id)) return bad();
+      continue;
+    }
+    if (out.empty()) return bad();
+    auto& t = out.back();
+    if (key == "signal") {  // "34/00007f0000001234"
+      size_t slash = value.find('/');
+      if (slash == std::string_view::npos || !parse_num(value.substr(0, slash), t.signo) ||
+          !parse_num(value.substr(slash + 1), t.value, 16))
+        return bad();
+    } else if (key == "notify") {  // "signal/pid.1234", "none/pid.1", "signal/tid.1240"
+      size_t slash = value.find('/'), dot = value.find('.');
+      if (slash == std::string_view::npos || dot == std::string_view::npos || dot < slash) return bad();
+      std::string_view how = value.substr(0, slash), whom = value.substr(slash + 1, dot - slash - 1);
+      if (how == "signal") t.notify = SIGEV_SIGNAL;
+      else if (how == "none") t.notify = SIGEV_NONE;
+      else if (how == "thread") t.notify = SIGEV_THREAD;
+      else return bad();
+      if (whom == "tid") t.notify |= SIGEV_THREAD_ID;
+      else if (whom != "pid") return bad();
+      if (!parse_num(value.substr(dot + 1), t.target)) return bad();
+    } else if (key == "ClockID") {
+      if (!parse_num(value, t.clockid)) return bad();
+    }
   }
   return out;
 }

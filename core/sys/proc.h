@@ -94,6 +94,17 @@ struct EpollTarget {
 };
 Result<std::vector<EpollTarget>> parse_epoll_targets(std::string_view fdinfo_text);
 
+// /proc/PID/timers: the process's timer_create timers.
+struct PosixTimerInfo {
+  int id = 0;
+  int signo = 0;
+  uint64_t value = 0;  // sigev_value
+  int notify = 0;      // SIGEV_SIGNAL (0), SIGEV_NONE (1), SIGEV_THREAD (2), | SIGEV_THREAD_ID (4)
+  pid_t target = 0;    // the pid or (SIGEV_THREAD_ID) tid signalled
+  int clockid = 0;
+};
+Result<std::vector<PosixTimerInfo>> parse_posix_timers(std::string_view text);
+
 std::vector<pid_t> parse_pid_list(std::string_view text);
 
 // Readers.

@@ -9,6 +9,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/ptrace/ptrace.h"
@@ -16,6 +17,7 @@
 #include "core/sys/log.h"
 #include "core/sys/scope_guard.h"
 #include "core/sys/kernel_abi.h"
+#include "core/sys/util.h"
 
 namespace cryo::task {
 namespace {
@@ -147,6 +149,37 @@ Status dump_thread(pid_t pid, TaskProbe& probe, uint64_t scratch, image::ThreadS
   return {};
 }
 
+// timer_create timers: what /proc/PID/timers shows, and the time left and
+// the interval, which only timer_gettime in the process tells.
+Status dump_posix_timers(const tree::FrozenProcess& proc, ptrace::Remote& r, uint64_t scratch, image::Process* out) {
+  pid_t pid = proc.pid;
+  CRYO_ASSIGN(std::string text, read_file(proc_path(pid, "timers")));
+  CRYO_ASSIGN(auto timers, proc::parse_posix_timers(text));
+  for (const auto& t : timers) {
+    std::string what = pid_str(pid) + ": POSIX timer " + std::to_string(t.id);
+    if (t.clockid < 0) return Error(what + " counts the CPU time of another task (not supported)");
+    if ((t.notify & ~SIGEV_THREAD_ID) == SIGEV_THREAD) return Error(what + ": kernel SIGEV_THREAD (not supported)");
+    bool thread = (t.notify & SIGEV_THREAD_ID) != 0;
+    if (thread && std::find(proc.tids.begin(), proc.tids.end(), t.target) == proc.tids.end())
+      return Error(what + " signals thread " + std::to_string(t.target) + ", which is not one of its threads");
+    CRYO_TRY(r.call("timer_gettime", SYS_timer_gettime, {static_cast<uint64_t>(t.id), scratch}));
+    CRYO_ASSIGN(struct itimerspec its, read_remote<struct itimerspec>(pid, scratch));
+    auto ns = [](const timespec& ts) {
+      return static_cast<uint64_t>(ts.tv_sec) * 1000000000 + static_cast<uint64_t>(ts.tv_nsec);
+    };
+    auto* p = out->add_posix_timers();
+    p->set_id(t.id);
+    p->set_clockid(t.clockid);
+    p->set_notify(t.notify);
+    p->set_signo(t.signo);
+    p->set_tid(thread ? t.target : 0);
+    p->set_value(t.value);
+    p->set_value_ns(ns(its.it_value));
+    p->set_interval_ns(ns(its.it_interval));
+  }
+  return {};
+}
+
 Status dump_process_syscalls(const tree::FrozenProcess& proc, uint64_t syscall_ip, image::Process* out) {
   pid_t pid = proc.pid;
   CRYO_ASSIGN(TaskProbe leader, TaskProbe::attach(pid, syscall_ip));
@@ -181,6 +214,7 @@ Status dump_process_syscalls(const tree::FrozenProcess& proc, uint64_t syscall_i
     t->set_interval_us(static_cast<uint64_t>(it.it_interval.tv_sec) * 1000000 + static_cast<uint64_t>(it.it_interval.tv_usec));
     t->set_value_us(static_cast<uint64_t>(it.it_value.tv_sec) * 1000000 + static_cast<uint64_t>(it.it_value.tv_usec));
   }
+  CRYO_TRY(dump_posix_timers(proc, r, scratch, out));
   CRYO_TRY(r.call("prctl(PR_GET_PDEATHSIG)", SYS_prctl, {PR_GET_PDEATHSIG, scratch}));
   CRYO_ASSIGN(int pdeath, read_remote<int>(pid, scratch));
   out->set_pdeath_signal(pdeath);
@@ -260,9 +294,6 @@ Status dump_proc_files(pid_t pid, image::Process* out) {
   CRYO_ASSIGN(std::string auxv, read_file(proc_path(pid, "auxv")));
   mm->set_auxv(auxv);
 
-  CRYO_ASSIGN(std::string timers, read_file(proc_path(pid, "timers")));
-  if (!timers.empty())
-    return Error("pid " + std::to_string(pid) + ": POSIX timers (timer_create) are not supported yet");
   return {};
 }
 

@@ -14,6 +14,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace cryo::task {
@@ -29,6 +30,13 @@ Result<ptrace::Remote> remote_on(pid_t tid, const mm::Trampoline& tramp) {
 template <typename T>
 Status put(pid_t pid, uint64_t addr, const T& value) {
   return ptrace::write_memory(pid, addr, &value, sizeof value);
+}
+
+template <typename T>
+Result<T> get(pid_t pid, uint64_t addr) {
+  T value{};
+  CRYO_TRY(ptrace::read_memory(pid, addr, &value, sizeof value));
+  return value;
 }
 
 // Policy, priority, nice and CPU affinity: set from outside, as root may.
@@ -55,12 +63,14 @@ Status restore_thread(pid_t pid, pid_t tid, const mm::Trampoline& tramp, const i
     CRYO_TRY(r.call("set_robust_list", SYS_set_robust_list, {t.robust_list(), t.robust_list_len()}));
   if (t.has_rseq() && t.rseq().addr())
     CRYO_TRY(r.call("rseq", SYS_rseq, {t.rseq().addr(), t.rseq().len(), 0, t.rseq().signature()}));
-  if (t.has_altstack() && !(t.altstack().flags() & SS_DISABLE)) {
-    stack_t ss{reinterpret_cast<void*>(t.altstack().sp()), static_cast<int>(t.altstack().flags()),
-               t.altstack().size()};
-    CRYO_TRY(put(pid, d, ss));
-    CRYO_TRY(r.call("sigaltstack", SYS_sigaltstack, {d, 0}));
-  }
+  // Always set, a disabled one too: the stub inherited the restorer's own
+  // alternate stack (ASan installs one), which is not mapped in the restored
+  // process, and an SA_ONSTACK handler would die of SIGSEGV on delivery.
+  stack_t ss{nullptr, SS_DISABLE, 0};
+  if (t.has_altstack() && !(t.altstack().flags() & SS_DISABLE))
+    ss = {reinterpret_cast<void*>(t.altstack().sp()), static_cast<int>(t.altstack().flags()), t.altstack().size()};
+  CRYO_TRY(put(pid, d, ss));
+  CRYO_TRY(r.call("sigaltstack", SYS_sigaltstack, {d, 0}));
   char comm[16] = {};
   std::strncpy(comm, t.comm().c_str(), sizeof comm - 1);
   CRYO_TRY(put(pid, d, comm));
@@ -158,6 +168,14 @@ Status validate_process(const image::Process& core, const std::vector<int32_t>& 
     if (t.which() > ITIMER_PROF) return Error(EINVAL, "bad itimer");
   for (const auto& fd : core.fds())
     if (fd.fd() < 0 || fd.fd() >= (1 << 20)) return Error(EINVAL, "bad fd number " + std::to_string(fd.fd()));
+  for (const auto& t : core.posix_timers()) {
+    int how = t.notify() & ~SIGEV_THREAD_ID;
+    bool to_thread = (t.notify() & SIGEV_THREAD_ID) != 0;
+    if (t.id() < 0 || (how != SIGEV_SIGNAL && how != SIGEV_NONE) || (to_thread && how != SIGEV_SIGNAL) ||
+        (how == SIGEV_SIGNAL && (t.signo() < 1 || t.signo() > 64)) ||
+        (to_thread && std::find(tids.begin(), tids.end(), t.tid()) == tids.end()))
+      return Error(EINVAL, "bad POSIX timer " + std::to_string(t.id()));
+  }
   if (core.cwd().empty() || core.cwd()[0] != '/' || core.root().empty() || core.root()[0] != '/')
     return Error(EINVAL, "bad cwd or root");
   return {};
@@ -188,6 +206,46 @@ Result<std::vector<pid_t>> create_threads(ptrace::Remote& leader, const mm::Tram
   return tids;
 }
 
+namespace {
+
+// Each timer_create timer with its own id, then armed as it was.
+Status restore_posix_timers(pid_t pid, ptrace::Remote& r, uint64_t d, const image::Process& core) {
+  if (core.posix_timers_size() == 0) return {};
+  CRYO_ASSIGN(long on, r.raw(SYS_prctl, {abi::kPrTimerCreateRestoreIds, 1, 0, 0, 0}));
+  if (on < 0)
+    return Error(static_cast<int>(-on), "this kernel cannot create a POSIX timer with a given id "
+                                        "(PR_TIMER_CREATE_RESTORE_IDS, Linux 6.17)");
+  for (const auto& t : core.posix_timers()) {
+    std::string what = "POSIX timer " + std::to_string(t.id());
+    abi::KernelSigevent ev{};
+    ev.value = t.value();
+    ev.signo = t.signo();
+    ev.notify = t.notify();
+    ev.tid = t.tid();
+    int32_t id = t.id();
+    auto split = [](uint64_t ns) {
+      return timespec{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+    };
+    struct itimerspec its = {split(t.interval_ns()), split(t.value_ns())};
+    CRYO_TRY(put(pid, d, ev));
+    CRYO_TRY(put(pid, d + 64, id));
+    CRYO_TRY(put(pid, d + 128, its));
+    CRYO_ASSIGN(long made, r.raw(SYS_timer_create, {static_cast<uint64_t>(t.clockid()), d, d + 64}));
+    if (made < 0) return Error(static_cast<int>(-made), what + ": timer_create");
+    int32_t got = 0;
+    CRYO_ASSIGN(got, get<int32_t>(pid, d + 64));
+    if (got != id) return Error(EEXIST, what + " was made with id " + std::to_string(got));
+    if (t.value_ns() != 0) {
+      CRYO_ASSIGN(long set, r.raw(SYS_timer_settime, {static_cast<uint64_t>(id), 0, d + 128, 0}));
+      if (set < 0) return Error(static_cast<int>(-set), what + ": timer_settime");
+    }
+  }
+  CRYO_TRY(r.call("prctl(PR_TIMER_CREATE_RESTORE_IDS, off)", SYS_prctl, {abi::kPrTimerCreateRestoreIds, 0, 0, 0, 0}));
+  return {};
+}
+
+}  // namespace
+
 Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Process& core, int fd_base,
                      bool keep_pdeath) {
   for (const auto& t : core.threads())
@@ -215,6 +273,7 @@ Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Proces
     CRYO_TRY(put(pid, d, itv));
     CRYO_TRY(r.call("setitimer", SYS_setitimer, {t.which(), d, 0}));
   }
+  CRYO_TRY(restore_posix_timers(pid, r, d, core));
   uint64_t pdeath = keep_pdeath ? static_cast<uint64_t>(core.pdeath_signal()) : 0;
   CRYO_TRY(r.call("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, pdeath}));
   if (core.child_subreaper()) CRYO_TRY(r.call("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl, {PR_SET_CHILD_SUBREAPER, 1}));

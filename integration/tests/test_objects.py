@@ -16,13 +16,16 @@ from harness import (check, check_eq, compare_maps, compare_snapshots, fd_table,
 KINDS = {
     "unix_socketpair": True, "tcp_listen": True, "udp": True, "eventfd": True, "epoll": True, "event_loop": True, "epoll_stale": True, "signalfd": True,
     "timerfd": True, "inotify": True, "memfd": True, "memfd_map": False, "memfd_sealed": True, "deleted_file": True, "deleted_sparse": True, "sysv_shm": False,
-    "posix_timer": False, "seccomp": False, "userfaultfd": True, "pidfd": True, "deleted_exe": False,
+    "posix_timer": False, "posix_timers": False, "seccomp": False, "userfaultfd": True, "pidfd": True, "deleted_exe": False,
 }
 # kinds that must be refused: restoring them would change what the process sees
 MUST_REFUSE = {"epoll_stale"}
+# kinds whose threads and stacks come and go by themselves (glibc runs each
+# SIGEV_THREAD notification in a new thread): their shape is not compared
+RESHAPING = {"posix_timers"}
 # kinds cryo checkpoints: a refusal is a regression
 MUST_DUMP = {"unix_socketpair", "tcp_listen", "udp", "eventfd", "epoll", "event_loop", "signalfd", "timerfd", "memfd",
-             "memfd_map", "memfd_sealed", "deleted_file", "deleted_sparse", "deleted_exe"}
+             "memfd_map", "memfd_sealed", "deleted_file", "deleted_sparse", "deleted_exe", "posix_timer", "posix_timers"}
 
 
 def supported_or_refused(env, kind):
@@ -50,8 +53,9 @@ def supported_or_refused(env, kind):
         env.wait_dumped(before)
         _, rpid = env.restore(images)
         check_eq(rpid, pid, "restored pid")
-        env.soft(compare_snapshots, before, snapshot(pid), pid)
-        env.soft(compare_maps, layout, maps(pid), "layout")
+        if kind not in RESHAPING:
+            env.soft(compare_snapshots, before, snapshot(pid), pid)
+            env.soft(compare_maps, layout, maps(pid), "layout")
         env.soft(check_eq, fd_table(pid), fds, "fd table")
         env.trigger_and_report(pid, report)
         return

@@ -305,6 +305,10 @@ int main(int argc, char **argv) {
   // ---- verify ----
   check_comm("attrs-main");
   check_mask("main", &main_mask);
+  stack_t no_altstack;
+  WL_CHECK(sigaltstack(NULL, &no_altstack) == 0 && (no_altstack.ss_flags & SS_DISABLE),
+           "main: an alternate signal stack appeared (%p+%zu): the restorer's own?", no_altstack.ss_sp,
+           no_altstack.ss_size);
   // One line for all the signals whose action changed, with the first as an example.
   char changed[512] = "", example[256] = "";
   size_t used = 0;

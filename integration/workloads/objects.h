@@ -22,7 +22,7 @@
 #include "workload.h"
 
 // Kinds: unix_socketpair tcp_listen udp eventfd epoll event_loop epoll_stale signalfd timerfd inotify memfd
-// memfd_map memfd_sealed deleted_sparse deleted_file sysv_shm posix_timer seccomp userfaultfd pidfd
+// memfd_map memfd_sealed deleted_sparse deleted_file sysv_shm posix_timer posix_timers seccomp userfaultfd pidfd
 static struct {
   const char *kind;
   int fd, fd2;
@@ -37,6 +37,60 @@ static struct {
 #define SIG_OBJECT (SIGRTMIN + 7)
 
 static const char object_text[] = "contents of the object";
+
+// posix_timers: a periodic timer whose signal handler counts, one that runs a
+// glibc SIGEV_THREAD callback, a SIGEV_NONE timer and a blocked one far away.
+static volatile sig_atomic_t timer_ticks, timer_bad_value, thread_ticks;
+static timer_t timers[4];
+
+static void on_timer(int sig, siginfo_t *si, void *ctx) {
+  (void)sig, (void)ctx;
+  if (si->si_code != SI_TIMER || si->si_value.sival_int != 1234) timer_bad_value = 1;
+  timer_ticks++;
+}
+
+static void on_timer_thread(union sigval v) {
+  if (v.sival_int == 99) thread_ticks++;
+}
+
+static void make_posix_timers(void) {
+  struct sigaction sa = {.sa_sigaction = on_timer, .sa_flags = SA_SIGINFO | SA_RESTART};
+  WL_MUST(sigaction(SIGRTMIN + 8, &sa, NULL) == 0);
+  struct sigevent counting = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGRTMIN + 8};
+  counting.sigev_value.sival_int = 1234;
+  struct sigevent threaded = {.sigev_notify = SIGEV_THREAD, .sigev_notify_function = on_timer_thread};
+  threaded.sigev_value.sival_int = 99;
+  struct sigevent none = {.sigev_notify = SIGEV_NONE};
+  struct sigevent blocked = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIG_OBJECT};
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIG_OBJECT);
+  WL_MUST(sigprocmask(SIG_BLOCK, &set, NULL) == 0);
+  WL_MUST(timer_create(CLOCK_MONOTONIC, &counting, &timers[0]) == 0);
+  WL_MUST(timer_create(CLOCK_MONOTONIC, &threaded, &timers[1]) == 0);
+  WL_MUST(timer_create(CLOCK_REALTIME, &none, &timers[2]) == 0);
+  WL_MUST(timer_create(CLOCK_BOOTTIME, &blocked, &timers[3]) == 0);
+  struct itimerspec every = {{0, 10000000}, {0, 10000000}}, far = {{0, 0}, {50, 0}};
+  WL_MUST(timer_settime(timers[0], 0, &every, NULL) == 0 && timer_settime(timers[1], 0, &every, NULL) == 0);
+  WL_MUST(timer_settime(timers[2], 0, &far, NULL) == 0 && timer_settime(timers[3], 0, &far, NULL) == 0);
+}
+
+static void check_posix_timers(void) {
+  struct itimerspec its;
+  for (int i = 0; i < 4; i++)
+    WL_CHECK(timer_gettime(timers[i], &its) == 0, "timer %d is gone: %s", i, strerror(errno));
+  WL_CHECK(timer_gettime(timers[2], &its) == 0 && its.it_value.tv_sec > 0 && its.it_value.tv_sec <= 50,
+           "the SIGEV_NONE timer has %ld s left", (long)its.it_value.tv_sec);
+  WL_CHECK(timer_gettime(timers[0], &its) == 0 && its.it_interval.tv_nsec == 10000000,
+           "the periodic timer lost its interval");
+  int ticks = timer_ticks, threads = thread_ticks;
+  struct timespec left = {0, 300000000};
+  while (nanosleep(&left, &left) < 0 && errno == EINTR) {  // the timer's signals cut it short
+  }
+  WL_CHECK(timer_ticks >= ticks + 10, "the periodic timer's handler ran %d times in 300 ms", timer_ticks - ticks);
+  WL_CHECK(thread_ticks >= threads + 10, "the SIGEV_THREAD callback ran %d times in 300 ms", thread_ticks - threads);
+  WL_CHECK(!timer_bad_value, "a timer signal came with the wrong value or code");
+}
 
 static void watch(int epfd, int fd, uint32_t events, uint64_t data) {
   struct epoll_event ev = {.events = events, .data.u64 = data};
@@ -169,6 +223,8 @@ static int make_object(const char *kind, const char *workdir) {
     WL_MUST(epoll_ctl(object.fd, EPOLL_CTL_ADD, object.fd2, &ev) == 0);
   } else if (!strcmp(kind, "event_loop")) {
     make_event_loop();
+  } else if (!strcmp(kind, "posix_timers")) {
+    make_posix_timers();
   } else if (!strcmp(kind, "epoll_stale")) {
     // Watches a pipe through an fd that is then moved: the registration still
     // names the old fd number, which nothing can add again.
@@ -286,6 +342,8 @@ static void check_object(void) {
     WL_CHECK(read(object.fd, &v, 8) == 8 && v == 5, "eventfd value %llu, want 5", (unsigned long long)v);
   } else if (!strcmp(kind, "event_loop")) {
     check_event_loop();
+  } else if (!strcmp(kind, "posix_timers")) {
+    check_posix_timers();
   } else if (!strcmp(kind, "epoll") || !strcmp(kind, "epoll_stale")) {
     struct epoll_event ev;
     int n = epoll_wait(object.fd, &ev, 1, 1000);

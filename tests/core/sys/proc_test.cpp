@@ -1,6 +1,7 @@
 #include "core/sys/proc.h"
 #include "core/sys/io.h"
 
+#include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -173,6 +174,26 @@ TEST_CASE("epoll fdinfo lists each target") {
   CHECK((*t)[1].fd == 125);
   CHECK((*t)[1].data == ~0ULL);
   CHECK(!proc::parse_epoll_targets("tfd: 3 events: zz data: 1\n").ok());
+}
+
+TEST_CASE("/proc/PID/timers") {
+  auto timers = proc::parse_posix_timers(
+      "ID: 0\nsignal: 34/0000000000000000\nnotify: signal/pid.31712\nClockID: 1\n"
+      "ID: 7\nsignal: 32/00007f12345678a0\nnotify: signal/tid.31720\nClockID: 0\n"
+      "ID: 9\nsignal: 0/0000000000000009\nnotify: none/pid.31712\nClockID: 2\n");
+  REQUIRE(timers.ok());
+  REQUIRE(timers->size() == 3);
+  CHECK((*timers)[0].signo == 34);
+  CHECK((*timers)[0].notify == SIGEV_SIGNAL);
+  CHECK((*timers)[1].id == 7);
+  CHECK((*timers)[1].value == 0x7f12345678a0ULL);
+  CHECK((*timers)[1].notify == (SIGEV_SIGNAL | SIGEV_THREAD_ID));
+  CHECK((*timers)[1].target == 31720);
+  CHECK((*timers)[2].notify == SIGEV_NONE);
+  CHECK((*timers)[2].clockid == 2);
+  CHECK(proc::parse_posix_timers("").ok());
+  CHECK(!proc::parse_posix_timers("ID: 1\nnotify: bogus/pid.3\n").ok());
+  CHECK(!proc::parse_posix_timers("signal: 3/0\n").ok());
 }
 
 TEST_CASE("parse_pid_list") {
