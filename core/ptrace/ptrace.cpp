@@ -2,6 +2,7 @@
 
 #include <elf.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/uio.h>
@@ -22,23 +23,39 @@ long pt(int request, pid_t tid, void* addr, void* data) {
   return ::ptrace(static_cast<enum __ptrace_request>(request), tid, addr, data);
 }
 
+// Whether tid is gone or dying: a zombie, or no longer in /proc.
+bool task_dead(pid_t tid) {
+  auto stat = read_file("/proc/" + std::to_string(tid) + "/stat");
+  if (!stat.ok()) return true;
+  size_t paren = stat->rfind(')');
+  return paren == std::string::npos || paren + 2 >= stat->size() || (*stat)[paren + 2] == 'Z' ||
+         (*stat)[paren + 2] == 'X';
+}
+
 // Waits for the next stop of tid; with timeout_ms >= 0, fails with
 // ETIMEDOUT when none comes in time (a task in uninterruptible sleep, such as
-// a vfork parent, does not stop until it wakes).
+// a vfork parent, does not stop until it wakes). Without a timeout it still
+// notices a task that dies instead of stopping: a killed thread group
+// leader is not reported while its other threads wait to be reaped by us.
 Result<int> wait_task(pid_t tid, int timeout_ms = -1) {
   int status;
-  int waited_us = 0, nap_us = 50;
-  for (;;) {
-    pid_t r = ::waitpid(tid, &status, __WALL | (timeout_ms >= 0 ? WNOHANG : 0));
+  int waited_us = 0, nap_us = 0;
+  for (int round = 0;; round++) {
+    pid_t r = ::waitpid(tid, &status, __WALL | WNOHANG);
     if (r == tid) break;
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) return errno_error("waitpid " + who(tid));
-    if (waited_us >= timeout_ms * 1000)
+    if (timeout_ms >= 0 && waited_us >= timeout_ms * 1000)
       return Error(ETIMEDOUT, who(tid) + " did not stop within " + std::to_string(timeout_ms / 1000.0).substr(0, 4) +
                                   " s (it sleeps uninterruptibly, e.g. a vfork parent waiting for its child)");
+    if (round % 64 == 63 && task_dead(tid)) return Error(ESRCH, who(tid) + " died instead of stopping");
+    if (round < 100) {  // a stop is usually microseconds away
+      ::sched_yield();
+      continue;
+    }
+    nap_us = std::min(std::max(nap_us * 2, 50), 2000);
     ::usleep(static_cast<useconds_t>(nap_us));
     waited_us += nap_us;
-    nap_us = std::min(nap_us * 2, 20000);
   }
   if (WIFEXITED(status) || WIFSIGNALED(status))
     return Error(ESRCH, who(tid) + " exited while being stopped");
