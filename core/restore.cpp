@@ -285,7 +285,8 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   // Seize every living stub; a restorer that dies takes them down with it.
   for (const auto& t : plan.tasks) {
     if (!t.core) continue;
-    CRYO_TRY(ptrace::seize_and_stop(t.entry->pid(), PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL));
+    CRYO_TRY(ptrace::seize_and_stop(t.entry->pid(), PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL |
+                                                                PTRACE_O_SUSPEND_SECCOMP));
     CRYO_TRY(ptrace::set_sigmask(t.entry->pid(), ~0ULL));
   }
   for (const auto& t : plan.tasks) {

@@ -3,7 +3,10 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sched.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -93,6 +96,31 @@ Result<T> read_remote(pid_t pid, uint64_t addr) {
 
 // `probe` holds the thread's registers and mask as they were before any
 // remote syscall.
+// The thread's seccomp filters, read by ptrace (the oldest is the last index).
+Status dump_seccomp(pid_t tid, image::ThreadState* t) {
+  CRYO_ASSIGN(proc::Status st, proc::read_status(tid));
+  if (st.seccomp == SECCOMP_MODE_STRICT) return Error("seccomp strict mode is not supported");
+  if (st.seccomp != SECCOMP_MODE_FILTER) return {};
+  std::vector<image::SeccompFilter> filters;
+  for (unsigned long index = 0;; index++) {
+    long count = ::ptrace(PTRACE_SECCOMP_GET_FILTER, tid, index, nullptr);
+    if (count < 0 && errno == ENOENT) break;
+    if (count <= 0 || count > BPF_MAXINSNS) return errno_error("PTRACE_SECCOMP_GET_FILTER");
+    std::string program(static_cast<size_t>(count) * sizeof(struct sock_filter), '\0');
+    if (::ptrace(PTRACE_SECCOMP_GET_FILTER, tid, index, program.data()) != count)
+      return errno_error("PTRACE_SECCOMP_GET_FILTER");
+    struct __ptrace_seccomp_metadata meta = {index, 0};
+    if (::ptrace(PTRACE_SECCOMP_GET_METADATA, tid, sizeof meta, &meta) < 0)
+      return errno_error("PTRACE_SECCOMP_GET_METADATA");
+    image::SeccompFilter f;
+    f.set_program(std::move(program));
+    f.set_flags(static_cast<uint32_t>(meta.flags & SECCOMP_FILTER_FLAG_LOG));
+    filters.push_back(std::move(f));
+  }
+  for (auto it = filters.rbegin(); it != filters.rend(); ++it) *t->add_seccomp() = std::move(*it);
+  return {};
+}
+
 Status dump_thread(pid_t pid, TaskProbe& probe, uint64_t scratch, image::ThreadState* t) {
   pid_t tid = probe.remote().tid();
   t->set_tid(tid);
@@ -115,6 +143,7 @@ Status dump_thread(pid_t pid, TaskProbe& probe, uint64_t scratch, image::ThreadS
   CRYO_ASSIGN(uint64_t tid_address, read_remote<uint64_t>(pid, scratch));
   t->set_clear_child_tid(tid_address);
 
+  CRYO_TRY(dump_seccomp(tid, t));
   CRYO_ASSIGN(auto rseq, ptrace::get_rseq(tid));
   if (rseq.addr) {
     t->mutable_rseq()->set_addr(rseq.addr);
@@ -245,8 +274,7 @@ Status dump_process_syscalls(const tree::FrozenProcess& proc, uint64_t syscall_i
 
 Status dump_proc_files(pid_t pid, image::Process* out) {
   CRYO_ASSIGN(proc::Status st, proc::read_status(pid));
-  if (st.seccomp != 0)
-    return Error("pid " + std::to_string(pid) + ": seccomp filters are not supported yet");
+  if (st.seccomp == SECCOMP_MODE_STRICT) return Error(pid_str(pid) + ": seccomp strict mode is not supported");
   if (st.nspid.size() > 1)
     return Error("pid " + std::to_string(pid) +
                               " lives in a nested pid namespace (checkpoint containers with the runtime's checkpoint)");

@@ -4,9 +4,12 @@
 
 #include <linux/capability.h>
 #include <linux/close_range.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -168,6 +171,11 @@ Status validate_process(const image::Process& core, const std::vector<int32_t>& 
     if (t.which() > ITIMER_PROF) return Error(EINVAL, "bad itimer");
   for (const auto& fd : core.fds())
     if (fd.fd() < 0 || fd.fd() >= (1 << 20)) return Error(EINVAL, "bad fd number " + std::to_string(fd.fd()));
+  for (const auto& t : core.threads())
+    for (const auto& f : t.seccomp())
+      if (f.program().empty() || f.program().size() % sizeof(struct sock_filter) ||
+          f.program().size() > BPF_MAXINSNS * sizeof(struct sock_filter) || (f.flags() & ~SECCOMP_FILTER_FLAG_LOG))
+        return Error(EINVAL, "thread " + std::to_string(t.tid()) + ": a bad seccomp filter");
   for (const auto& t : core.posix_timers()) {
     int how = t.notify() & ~SIGEV_THREAD_ID;
     bool to_thread = (t.notify() & SIGEV_THREAD_ID) != 0;
@@ -207,6 +215,38 @@ Result<std::vector<pid_t>> create_threads(ptrace::Remote& leader, const mm::Tram
 }
 
 namespace {
+
+// Each thread's seccomp filters, the oldest first. The restorer's seize
+// suspends them (PTRACE_O_SUSPEND_SECCOMP), so the syscalls cryo still makes
+// in the task are not judged by them; they are installed while the task
+// still has root's CAP_SYS_ADMIN, which a filter needs without no_new_privs.
+Status restore_seccomp(pid_t pid, ptrace::Remote& leader, const mm::Trampoline& tramp, const image::Process& core) {
+  size_t largest = 0;
+  for (const auto& t : core.threads())
+    for (const auto& f : t.seccomp()) largest = std::max(largest, f.program().size());
+  if (largest == 0) return {};
+  uint64_t size = (largest + 16 + 4095) / 4096 * 4096;
+  CRYO_ASSIGN(long mapped, leader.call("mmap", SYS_mmap,
+                                       {0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                                        static_cast<uint64_t>(-1), 0}));
+  uint64_t scratch = static_cast<uint64_t>(mapped);
+  for (const auto& t : core.threads()) {
+    CRYO_ASSIGN(ptrace::Remote tr, remote_on(t.tid(), tramp));
+    for (const auto& f : t.seccomp()) {
+      struct {
+        uint16_t len;
+        uint64_t filter;
+      } fprog = {static_cast<uint16_t>(f.program().size() / sizeof(struct sock_filter)), scratch + 16};
+      CRYO_TRY(put(pid, scratch, fprog));
+      CRYO_TRY(ptrace::write_memory(pid, scratch + 16, f.program().data(), f.program().size()));
+      CRYO_ASSIGN(long got, tr.raw(SYS_seccomp, {SECCOMP_SET_MODE_FILTER, f.flags(), scratch}));
+      if (got < 0)
+        return Error(static_cast<int>(-got), "thread " + std::to_string(t.tid()) + ": installing a seccomp filter");
+    }
+  }
+  CRYO_TRY(leader.call("munmap", SYS_munmap, {scratch, size}));
+  return {};
+}
 
 // Each timer_create timer with its own id, then armed as it was.
 Status restore_posix_timers(pid_t pid, ptrace::Remote& r, uint64_t d, const image::Process& core) {
@@ -302,6 +342,7 @@ Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Proces
       return Error(static_cast<int>(-got), "taking back the file lock on fd " + std::to_string(lock.fd()) +
                                                " (another process holds it now?)");
   }
+  CRYO_TRY(restore_seccomp(pid, r, tramp, core));
   // Credentials belong to each thread; the leader's go to every one.
   for (const auto& t : core.threads()) {
     CRYO_ASSIGN(ptrace::Remote tr, remote_on(t.tid(), tramp));

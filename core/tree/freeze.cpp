@@ -17,6 +17,9 @@
 namespace cryo::tree {
 namespace {
 
+// Seccomp filters would judge the syscalls cryo makes in the tasks: suspend them.
+constexpr int kSeizeOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_SUSPEND_SECCOMP;
+
 bool traced_by_other(pid_t pid, pid_t tid) {
   auto text = read_file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/status");
   if (!text.ok()) return false;
@@ -68,12 +71,12 @@ Status FrozenTree::add_process(pid_t pid, std::vector<pid_t>* children, int stop
     bool added = false;
     for (pid_t tid : tids) {
       if (std::find(p.tids.begin(), p.tids.end(), tid) != p.tids.end()) continue;
-      auto st = ptrace::seize_and_stop(tid, PTRACE_O_TRACESYSGOOD, stop_timeout_ms);
+      auto st = ptrace::seize_and_stop(tid, kSeizeOptions, stop_timeout_ms);
       // EPERM: traced by somebody else, or exiting right now (then it is
       // soon a zombie or gone: look again).
       for (int retry = 0; !st.ok() && st.error().code() == EPERM && retry < 50 && !traced_by_other(pid, tid); retry++) {
         ::usleep(2000);
-        st = ptrace::seize_and_stop(tid, PTRACE_O_TRACESYSGOOD, stop_timeout_ms);
+        st = ptrace::seize_and_stop(tid, kSeizeOptions, stop_timeout_ms);
       }
       if (!st.ok()) {
         if (st.error().code() == ESRCH) continue;  // the thread exited meanwhile

@@ -16,7 +16,7 @@ from harness import (check, check_eq, compare_maps, compare_snapshots, fd_table,
 KINDS = {
     "unix_socketpair": True, "tcp_listen": True, "udp": True, "eventfd": True, "epoll": True, "event_loop": True, "epoll_stale": True, "signalfd": True,
     "timerfd": True, "inotify": True, "memfd": True, "memfd_map": False, "memfd_sealed": True, "deleted_file": True, "deleted_sparse": True, "sysv_shm": False,
-    "posix_timer": False, "posix_timers": False, "seccomp": False, "userfaultfd": True, "pidfd": True, "deleted_exe": False,
+    "posix_timer": False, "posix_timers": False, "seccomp": False, "seccomp_stack": False, "userfaultfd": True, "pidfd": True, "deleted_exe": False,
 }
 # kinds that must be refused: restoring them would change what the process sees
 MUST_REFUSE = {"epoll_stale"}
@@ -25,7 +25,8 @@ MUST_REFUSE = {"epoll_stale"}
 RESHAPING = {"posix_timers"}
 # kinds cryo checkpoints: a refusal is a regression
 MUST_DUMP = {"unix_socketpair", "tcp_listen", "udp", "eventfd", "epoll", "event_loop", "signalfd", "timerfd", "memfd",
-             "memfd_map", "memfd_sealed", "deleted_file", "deleted_sparse", "deleted_exe", "posix_timer", "posix_timers"}
+             "memfd_map", "memfd_sealed", "deleted_file", "deleted_sparse", "deleted_exe", "posix_timer", "posix_timers",
+             "seccomp", "seccomp_stack"}
 
 
 def supported_or_refused(env, kind):

@@ -17,12 +17,13 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "workload.h"
 
 // Kinds: unix_socketpair tcp_listen udp eventfd epoll event_loop epoll_stale signalfd timerfd inotify memfd
-// memfd_map memfd_sealed deleted_sparse deleted_file sysv_shm posix_timer posix_timers seccomp userfaultfd pidfd
+// memfd_map memfd_sealed deleted_sparse deleted_file sysv_shm posix_timer posix_timers seccomp seccomp_stack userfaultfd pidfd
 static struct {
   const char *kind;
   int fd, fd2;
@@ -90,6 +91,73 @@ static void check_posix_timers(void) {
   WL_CHECK(timer_ticks >= ticks + 10, "the periodic timer's handler ran %d times in 300 ms", timer_ticks - ticks);
   WL_CHECK(thread_ticks >= threads + 10, "the SIGEV_THREAD callback ran %d times in 300 ms", thread_ticks - threads);
   WL_CHECK(!timer_bad_value, "a timer signal came with the wrong value or code");
+}
+
+// seccomp_stack: a filter installed as root without no_new_privs that kills the
+// process on syscalls only cryo makes (getitimer; prctl(PR_SET_PDEATHSIG)), and
+// a thread that stacks a filter of its own (getppid fails with errno 43 there).
+static pthread_t seccomp_thread;
+static atomic_int seccomp_go;
+static char seccomp_thread_result[256];
+
+static int seccomp_filters(void) {  // this thread's, from /proc
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)gettid());
+  FILE *f = fopen(path, "r");
+  int n = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, "Seccomp_filters:", 16)) n = atoi(line + 16);
+  if (f) fclose(f);
+  return n;
+}
+
+static void *seccomp_thread_main(void *arg) {
+  (void)arg;
+  struct sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getppid, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | 43),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = {sizeof filter / sizeof filter[0], filter};
+  WL_MUST(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0);
+  while (!atomic_load(&seccomp_go)) wl_sleep_ms(5);
+  errno = 0;
+  long r = syscall(SYS_getppid);
+  if (r != -1 || errno != 43)
+    snprintf(seccomp_thread_result, sizeof seccomp_thread_result, "thread: getppid gave %ld errno %d", r, errno);
+  else if (seccomp_filters() != 2)
+    snprintf(seccomp_thread_result, sizeof seccomp_thread_result, "thread: %d filters, want 2", seccomp_filters());
+  return NULL;
+}
+
+static void make_seccomp_stack(void) {
+  struct sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getpriority, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | 42),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getitimer, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_prctl, 0, 3),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PR_SET_PDEATHSIG, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = {sizeof filter / sizeof filter[0], filter};
+  WL_MUST(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_LOG, &prog) == 0);
+  WL_MUST(pthread_create(&seccomp_thread, NULL, seccomp_thread_main, NULL) == 0);
+}
+
+static void check_seccomp_stack(void) {
+  errno = 0;
+  long r = syscall(SYS_getpriority, 0, 0);
+  WL_CHECK(r == -1 && errno == 42, "main: getpriority gave %ld errno %d, want errno 42", r, errno);
+  WL_CHECK(syscall(SYS_getppid) > 0, "main: getppid fails: the thread's filter leaked to the main thread");
+  WL_CHECK(seccomp_filters() == 1, "main: %d filters, want 1", seccomp_filters());
+  atomic_store(&seccomp_go, 1);
+  pthread_join(seccomp_thread, NULL);
+  WL_CHECK(!seccomp_thread_result[0], "%s", seccomp_thread_result);
 }
 
 static void watch(int epfd, int fd, uint32_t events, uint64_t data) {
@@ -225,6 +293,8 @@ static int make_object(const char *kind, const char *workdir) {
     make_event_loop();
   } else if (!strcmp(kind, "posix_timers")) {
     make_posix_timers();
+  } else if (!strcmp(kind, "seccomp_stack")) {
+    make_seccomp_stack();
   } else if (!strcmp(kind, "epoll_stale")) {
     // Watches a pipe through an fd that is then moved: the registration still
     // names the old fd number, which nothing can add again.
@@ -344,6 +414,8 @@ static void check_object(void) {
     check_event_loop();
   } else if (!strcmp(kind, "posix_timers")) {
     check_posix_timers();
+  } else if (!strcmp(kind, "seccomp_stack")) {
+    check_seccomp_stack();
   } else if (!strcmp(kind, "epoll") || !strcmp(kind, "epoll_stale")) {
     struct epoll_event ev;
     int n = epoll_wait(object.fd, &ev, 1, 1000);
