@@ -2,6 +2,15 @@
 
 set(CRYO_WARNINGS -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers)
 
+# -DCRYO_SANITIZE=ON: cryo and its unit tests under ASan and UBSan (the C
+# workloads stay plain: a restored process cannot keep ASan's shadow maps).
+# Run the integration tests against it with CRYO_OVERRIDE=<build>/runtime/cryo.
+option(CRYO_SANITIZE "build cryo with AddressSanitizer and UBSan" OFF)
+if(CRYO_SANITIZE)
+  add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-fsanitize=address,undefined> $<$<COMPILE_LANGUAGE:CXX>:-fno-omit-frame-pointer>)
+  add_link_options($<$<LINK_LANGUAGE:CXX>:-fsanitize=address,undefined>)
+endif()
+
 # cryo_library(NAME SOURCES... [DEPS libs...])
 function(cryo_library name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
