@@ -5,10 +5,13 @@
 #include <linux/kcmp.h>
 #include <sys/syscall.h>
 #include <linux/magic.h>
+#include <sys/ioctl.h>
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include "core/image/image.h"
 #include "core/mm/mm_dump.h"
@@ -28,6 +31,59 @@ bool same_description(pid_t pid1, int fd1, pid_t pid2, int fd2) {
 bool is_terminal(dev_t rdev) {
   unsigned major_nr = major(rdev);
   return major_nr == 4 || (major_nr == 5 && minor(rdev) <= 1) || (major_nr >= 136 && major_nr <= 143);
+}
+
+// A mount point of the filesystem whose kernel dev_t (major << 20 | minor)
+// is sdev, preferring a mount of its root; "" if none.
+std::string mount_of(uint32_t sdev) {
+  auto text = read_file("/proc/self/mountinfo");
+  if (!text.ok()) return "";
+  std::string want = std::to_string(sdev >> 20) + ":" + std::to_string(sdev & 0xfffff), found;
+  size_t pos = 0;
+  while (pos < text->size()) {
+    size_t eol = text->find('\n', pos);
+    if (eol == std::string::npos) eol = text->size();
+    std::vector<std::string> fields;
+    for (size_t i = pos; i < eol && fields.size() < 5;) {
+      size_t sp = text->find(' ', i);
+      if (sp == std::string::npos || sp > eol) sp = eol;
+      fields.push_back(text->substr(i, sp - i));
+      i = sp + 1;
+    }
+    pos = eol + 1;
+    if (fields.size() < 5 || fields[2] != want) continue;
+    std::string point;  // mountinfo escapes space, tab, newline and backslash as \ooo
+    for (size_t i = 0; i < fields[4].size(); i++) {
+      if (fields[4][i] == '\\' && i + 3 < fields[4].size()) {
+        point += static_cast<char>(std::stoi(fields[4].substr(i + 1, 3), nullptr, 8));
+        i += 3;
+      } else {
+        point += fields[4][i];
+      }
+    }
+    if (fields[3] == "/") return point;
+    if (found.empty()) found = point;
+  }
+  return found;
+}
+
+// The path of the file an inotify watch names, found by its file handle.
+Result<std::string> watched_path(const proc::InotifyWatch& w) {
+  std::string mount = mount_of(w.sdev);
+  if (mount.empty()) return Error("no mount of the filesystem of inotify watch " + std::to_string(w.wd) + " is visible");
+  CRYO_ASSIGN(UniqueFd mount_fd, open_file(mount, O_RDONLY | O_DIRECTORY));
+  std::vector<uint8_t> buf(sizeof(struct file_handle) + w.handle.size());
+  auto* handle = reinterpret_cast<struct file_handle*>(buf.data());
+  handle->handle_bytes = static_cast<unsigned>(w.handle.size());
+  handle->handle_type = w.handle_type;
+  std::memcpy(handle->f_handle, w.handle.data(), w.handle.size());
+  UniqueFd file(::open_by_handle_at(mount_fd.get(), handle, O_PATH | O_CLOEXEC));
+  if (!file.valid()) return errno_error("open the file of inotify watch " + std::to_string(w.wd) + " by its handle");
+  CRYO_ASSIGN(std::string path, read_link("/proc/self/fd/" + std::to_string(file.get())));
+  struct stat st;
+  if (path.empty() || path[0] != '/' || ::stat(path.c_str(), &st) < 0 || st.st_ino != w.ino)
+    return Error("inotify watch " + std::to_string(w.wd) + " names " + path + ", which cannot be reached by its path");
+  return path;
 }
 
 // "anon_inode:[eventfd]" -> "eventfd"
@@ -234,6 +290,31 @@ Status FilesDump::describe_anon(const FdRef& ref, const std::string& kind, image
       out->set_deadline_ns(static_cast<uint64_t>(now.tv_sec) * 1000000000 + static_cast<uint64_t>(now.tv_nsec) +
                            t.value_ns);
     }
+  } else if (kind == "inotify") {
+    // Unread events cannot be saved without taking them from the process.
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, ref.pid, 0)));
+    if (!pidfd.valid()) return errno_error("pidfd_open");
+    UniqueFd dup(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), ref.fd, 0)));
+    if (!dup.valid()) return errno_error("pidfd_getfd");
+    int queued = 0;
+    if (::ioctl(dup.get(), FIONREAD, &queued) < 0) return errno_error("FIONREAD");
+    if (queued > 0)
+      return Error("inotify has " + std::to_string(queued) + " bytes of events not yet read (not supported: dump again "
+                   "once it has read them)");
+    CRYO_ASSIGN(auto watches, proc::parse_inotify_watches(ref.info_text));
+    f->set_kind(image::FileDesc::INOTIFY);
+    for (const auto& w : watches) {
+      if (w.ignored_mask != 0) return Error("inotify watch " + std::to_string(w.wd) + " has an ignored mask");
+      CRYO_ASSIGN(std::string path, watched_path(w));
+      struct stat st;
+      if (::stat(path.c_str(), &st) < 0) return errno_error("stat " + path);
+      auto* out = f->mutable_inotify()->add_watches();
+      out->set_wd(w.wd);
+      out->set_path(path);
+      out->set_mask(w.mask);
+      out->set_ino(st.st_ino);
+      out->set_dev(st.st_dev);
+    }
   } else {  // eventpoll
     CRYO_ASSIGN(auto targets, proc::parse_epoll_targets(ref.info_text));
     f->set_kind(image::FileDesc::EPOLL);
@@ -283,7 +364,7 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
   }
   if (link.starts_with("anon_inode:")) {
     std::string kind = anon_kind(link);
-    if (kind != "eventfd" && kind != "eventpoll" && kind != "signalfd" && kind != "timerfd")
+    if (kind != "eventfd" && kind != "eventpoll" && kind != "signalfd" && kind != "timerfd" && kind != "inotify")
       return Error(what + ": " + kind + " is not supported");
     CRYO_TRY(describe_anon(ref, kind, &f).wrap(what));
     *files_.add_files() = f;

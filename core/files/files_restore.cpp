@@ -4,6 +4,7 @@
 #include <linux/close_range.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
@@ -97,6 +98,8 @@ Result<UniqueFd> FileObjects::open_anon(const image::FileDesc& f) {
         return errno_error("TFD_IOC_SET_TICKS " + std::to_string(ticks));
       return fd;
     }
+    case image::FileDesc::INOTIFY:
+      return open_inotify(f);
     case image::FileDesc::EPOLL: {
       UniqueFd fd(::epoll_create1(EPOLL_CLOEXEC));
       if (!fd.valid()) return errno_error("epoll_create1");
@@ -105,6 +108,35 @@ Result<UniqueFd> FileObjects::open_anon(const image::FileDesc& f) {
     default:
       return Error(EINVAL, name_file(f) + ": not an anonymous-inode file");
   }
+}
+
+// Watch descriptors are handed out in rising order from a cursor that never
+// goes back: to get wd N, add the watch, and while it gets a lower one,
+// remove it and add it again. The IN_IGNORED events of the removals are
+// read away at the end; the queue was empty at dump time.
+Result<UniqueFd> FileObjects::open_inotify(const image::FileDesc& f) {
+  UniqueFd fd(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+  if (!fd.valid()) return errno_error("inotify_init1");
+  std::vector<const image::Inotify::Watch*> watches;
+  for (const auto& w : f.inotify().watches()) watches.push_back(&w);
+  std::sort(watches.begin(), watches.end(), [](auto* a, auto* b) { return a->wd() < b->wd(); });
+  for (const auto* w : watches) {
+    std::string what = "inotify watch " + std::to_string(w->wd()) + " on " + w->path();
+    struct stat st;
+    if (::stat(w->path().c_str(), &st) < 0) return errno_error(what);
+    if (st.st_ino != w->ino() || st.st_dev != w->dev()) return Error(EINVAL, what + ": another file is there now");
+    for (;;) {
+      int wd = ::inotify_add_watch(fd.get(), w->path().c_str(), w->mask() | IN_MASK_CREATE);
+      if (wd < 0) return errno_error(what);
+      if (wd == w->wd()) break;
+      if (wd > w->wd() || ::inotify_rm_watch(fd.get(), wd) < 0)
+        return Error(EINVAL, what + ": the kernel gave watch descriptor " + std::to_string(wd));
+    }
+  }
+  char drain[4096];
+  while (::read(fd.get(), drain, sizeof drain) > 0) {
+  }
+  return fd;
 }
 
 Status FileObjects::watch_epoll_targets(pid_t pid, const image::Files& files) const {
@@ -206,6 +238,7 @@ Result<UniqueFd> FileObjects::open_desc(const image::FileDesc& f) {
     case image::FileDesc::EVENTFD:
     case image::FileDesc::SIGNALFD:
     case image::FileDesc::TIMERFD:
+    case image::FileDesc::INOTIFY:
     case image::FileDesc::EPOLL: {
       CRYO_ASSIGN(UniqueFd fd, open_anon(f));
       if (::fcntl(fd.get(), F_SETFL, flags) < 0) return errno_error("F_SETFL");

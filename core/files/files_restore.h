@@ -69,6 +69,7 @@ class FileObjects {
   Status open_shmem(const image::Shmem& shmem, const image::ImageDirReader& images);
   Result<UniqueFd> open_desc(const image::FileDesc& f);
   Result<UniqueFd> open_anon(const image::FileDesc& f);
+  Result<UniqueFd> open_inotify(const image::FileDesc& f);
   Status make_content(const image::Content& content, const image::ImageDirReader& images);
 
   int base_ = 0;

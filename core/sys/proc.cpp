@@ -361,6 +361,39 @@ Result<std::vector<PosixTimerInfo>> parse_posix_timers(std::string_view text) {
   return out;
 }
 
+Result<std::vector<InotifyWatch>> parse_inotify_watches(std::string_view fdinfo_text) {
+  std::vector<InotifyWatch> out;
+  for (std::string_view line : split_lines(fdinfo_text)) {
+    if (!line.starts_with("inotify ")) continue;
+    InotifyWatch w;
+    uint32_t handle_bytes = 0;
+    std::string_view hex;
+    bool ok = true;
+    for (auto word : split_ws(line.substr(8))) {
+      size_t colon = word.find(':');
+      if (colon == std::string_view::npos) continue;
+      std::string_view key = word.substr(0, colon), value = word.substr(colon + 1);
+      if (key == "wd") ok = ok && parse_num(value, w.wd, 16);
+      else if (key == "ino") ok = ok && parse_num(value, w.ino, 16);
+      else if (key == "sdev") ok = ok && parse_num(value, w.sdev, 16);
+      else if (key == "mask") ok = ok && parse_num(value, w.mask, 16);
+      else if (key == "ignored_mask") ok = ok && parse_num(value, w.ignored_mask, 16);
+      else if (key == "fhandle-bytes") ok = ok && parse_num(value, handle_bytes, 16);
+      else if (key == "fhandle-type") ok = ok && parse_num(value, w.handle_type, 16);
+      else if (key == "f_handle") hex = value;
+    }
+    ok = ok && hex.size() == 2 * handle_bytes && handle_bytes > 0 && handle_bytes <= 128;
+    for (size_t i = 0; ok && i < handle_bytes; i++) {
+      uint8_t byte = 0;
+      ok = parse_num(hex.substr(2 * i, 2), byte, 16);
+      w.handle.push_back(static_cast<char>(byte));
+    }
+    if (!ok) return Error(EINVAL, "bad inotify fdinfo line '" + std::string(line) + "'");
+    out.push_back(std::move(w));
+  }
+  return out;
+}
+
 std::vector<pid_t> parse_pid_list(std::string_view text) {
   std::vector<pid_t> out;
   for (auto w : split_ws(text)) {

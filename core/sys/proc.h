@@ -93,6 +93,16 @@ struct EpollTarget {
   uint64_t data = 0;
 };
 Result<std::vector<EpollTarget>> parse_epoll_targets(std::string_view fdinfo_text);
+// "inotify wd:.. ino:.. sdev:.. mask:.. ignored_mask:.. fhandle-bytes:.. fhandle-type:.. f_handle:.." lines.
+struct InotifyWatch {
+  int wd = 0;
+  uint64_t ino = 0;
+  uint32_t sdev = 0;  // the kernel's dev_t: major << 20 | minor
+  uint32_t mask = 0, ignored_mask = 0;
+  int handle_type = 0;
+  std::string handle;  // the file handle's bytes
+};
+Result<std::vector<InotifyWatch>> parse_inotify_watches(std::string_view fdinfo_text);
 
 // /proc/PID/timers: the process's timer_create timers.
 struct PosixTimerInfo {

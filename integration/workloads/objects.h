@@ -22,7 +22,7 @@
 
 #include "workload.h"
 
-// Kinds: unix_socketpair tcp_listen udp eventfd epoll event_loop epoll_stale signalfd timerfd inotify memfd
+// Kinds: unix_socketpair tcp_listen udp eventfd epoll event_loop epoll_stale signalfd timerfd inotify inotify_wds inotify_queued memfd
 // memfd_map memfd_sealed deleted_sparse deleted_file sysv_shm posix_timer posix_timers seccomp seccomp_stack userfaultfd pidfd
 static struct {
   const char *kind;
@@ -160,6 +160,57 @@ static void check_seccomp_stack(void) {
   WL_CHECK(!seccomp_thread_result[0], "%s", seccomp_thread_result);
 }
 
+// inotify_wds: watches with a gap in their descriptors (1 and 3), one of them
+// one-shot. inotify_queued: an event not yet read (the dump must refuse it).
+static int inotify_wd[3];
+
+static void inotify_dir(int i, char *out, size_t size) { snprintf(out, size, "%s/watched-%d", object.dir, i); }
+
+static void make_inotify_wds(int queued) {
+  WL_MUST((object.fd = inotify_init1(IN_NONBLOCK)) >= 0);
+  for (int i = 0; i < 3; i++) {
+    char dir[1200];
+    inotify_dir(i, dir, sizeof dir);
+    WL_MUST(mkdir(dir, 0700) == 0);
+    WL_MUST((inotify_wd[i] = inotify_add_watch(object.fd, dir, IN_CREATE | (i == 2 ? IN_ONESHOT : 0))) > 0);
+  }
+  WL_MUST(inotify_rm_watch(object.fd, inotify_wd[1]) == 0);
+  char buf[4096];
+  while (read(object.fd, buf, sizeof buf) > 0) {  // the IN_IGNORED of the removal
+  }
+  if (queued) {
+    char path[1300], dir[1200];
+    inotify_dir(0, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/before-dump", dir);
+    close(open(path, O_CREAT | O_WRONLY, 0600));
+  }
+}
+
+static void check_inotify_wds(void) {
+  char buf[4096];
+  ssize_t n = read(object.fd, buf, sizeof buf);
+  WL_CHECK(n < 0 && errno == EAGAIN, "inotify had events queued after restore (%zd bytes)", n);
+  for (int round = 0; round < 2; round++)
+    for (int i = 0; i < 3; i += 2) {
+      char dir[1200], path[1300];
+      inotify_dir(i, dir, sizeof dir);
+      snprintf(path, sizeof path, "%s/probe-%d", dir, round);
+      close(open(path, O_CREAT | O_WRONLY, 0600));
+    }
+  wl_sleep_ms(50);
+  int seen[4] = {0};
+  while ((n = read(object.fd, buf, sizeof buf)) > 0)
+    for (char *p = buf; p < buf + n;) {
+      struct inotify_event *ev = (struct inotify_event *)p;
+      if (ev->wd >= 0 && ev->wd < 4 && (ev->mask & IN_CREATE)) seen[ev->wd]++;
+      p += sizeof *ev + ev->len;
+    }
+  WL_CHECK(inotify_wd[0] == 1 && inotify_wd[2] == 3, "the test expected wds 1 and 3, got %d and %d", inotify_wd[0],
+           inotify_wd[2]);
+  WL_CHECK(seen[1] == 2 && seen[3] == 1, "IN_CREATE events: %d on wd 1 (want 2), %d on the one-shot wd 3 (want 1)",
+           seen[1], seen[3]);
+}
+
 static void watch(int epfd, int fd, uint32_t events, uint64_t data) {
   struct epoll_event ev = {.events = events, .data.u64 = data};
   WL_MUST(epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0);
@@ -295,6 +346,8 @@ static int make_object(const char *kind, const char *workdir) {
     make_posix_timers();
   } else if (!strcmp(kind, "seccomp_stack")) {
     make_seccomp_stack();
+  } else if (!strcmp(kind, "inotify_wds") || !strcmp(kind, "inotify_queued")) {
+    make_inotify_wds(!strcmp(kind, "inotify_queued"));
   } else if (!strcmp(kind, "epoll_stale")) {
     // Watches a pipe through an fd that is then moved: the registration still
     // names the old fd number, which nothing can add again.
@@ -416,6 +469,8 @@ static void check_object(void) {
     check_posix_timers();
   } else if (!strcmp(kind, "seccomp_stack")) {
     check_seccomp_stack();
+  } else if (!strcmp(kind, "inotify_wds")) {
+    check_inotify_wds();
   } else if (!strcmp(kind, "epoll") || !strcmp(kind, "epoll_stale")) {
     struct epoll_event ev;
     int n = epoll_wait(object.fd, &ev, 1, 1000);

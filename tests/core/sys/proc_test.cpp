@@ -176,6 +176,25 @@ TEST_CASE("epoll fdinfo lists each target") {
   CHECK(!proc::parse_epoll_targets("tfd: 3 events: zz data: 1\n").ok());
 }
 
+TEST_CASE("inotify fdinfo") {
+  auto w = proc::parse_inotify_watches(
+      "pos:\t0\nflags:\t00\nmnt_id:\t17\nino:\t1038\n"
+      "inotify wd:2 ino:510001 sdev:fe00000 mask:2 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 "
+      "f_handle:01005100881f301e\n"
+      "inotify wd:1a ino:a781f3 sdev:fe00000 mask:300 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 "
+      "f_handle:f381a700eb7472ea\n");
+  REQUIRE(w.ok());
+  REQUIRE(w->size() == 2);
+  CHECK((*w)[0].wd == 2);
+  CHECK((*w)[0].ino == 0x510001);
+  CHECK((*w)[0].sdev == 0xfe00000);
+  CHECK((*w)[1].wd == 0x1a);
+  CHECK((*w)[1].mask == 0x300);
+  CHECK((*w)[1].handle_type == 1);
+  CHECK((*w)[1].handle == std::string("\xf3\x81\xa7\x00\xeb\x74\x72\xea", 8));
+  CHECK(!proc::parse_inotify_watches("inotify wd:1 fhandle-bytes:8 fhandle-type:1 f_handle:0102\n").ok());
+}
+
 TEST_CASE("/proc/PID/timers") {
   auto timers = proc::parse_posix_timers(
       "ID: 0\nsignal: 34/0000000000000000\nnotify: signal/pid.31712\nClockID: 1\n"
