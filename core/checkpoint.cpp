@@ -17,6 +17,7 @@
 #include "core/image/proto/tree.pb.h"
 #include "core/mm/mm_dump.h"
 #include "core/sys/io.h"
+#include "core/cgroup/membership.h"
 #include "core/sys/log.h"
 #include "core/sys/util.h"
 #include "core/task/task_dump.h"
@@ -143,6 +144,12 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     auto& core = cores[p.pid];
     CRYO_TRY(task::dump_process(p, maps[p.pid], &core));
     CRYO_TRY(add_exe(p.pid, files, core));
+    CRYO_ASSIGN(auto memberships, cgroup::read_membership(p.pid, p.tids));
+    for (const auto& m : memberships) {
+      auto* c = core.add_cgroups();
+      c->set_controllers(m.controllers);
+      c->set_path(m.path);
+    }
   }
   CRYO_TRY(files.dump_fds(tree, cores));
   CRYO_TRY(files::dump_locks(tree, cores));

@@ -211,6 +211,29 @@ std::vector<files::ListenerGroup> listener_groups(const LoadedImage& img, const 
   return out;
 }
 
+// Each process back into its cgroups, before its memory is charged there.
+Status join_cgroups(const tree::StubPlan& plan, cgroup::Manage mode, std::vector<std::string>* created) {
+  if (mode == cgroup::Manage::kIgnore) return {};
+  std::vector<cgroup::Hierarchy> hierarchies;
+  for (const auto& t : plan.tasks) {
+    if (!t.core || t.core->cgroups_size() == 0) continue;
+    if (hierarchies.empty()) {
+      CRYO_ASSIGN(hierarchies, cgroup::host_hierarchies());
+    }
+    std::vector<cgroup::Membership> memberships;
+    for (const auto& c : t.core->cgroups()) memberships.push_back({c.controllers(), c.path()});
+    CRYO_TRY(cgroup::join(t.entry->pid(), memberships, hierarchies, mode, created)
+                 .wrap(pid_str(t.entry->pid())));
+  }
+  return {};
+}
+
+// The cgroups a failed restore made, deepest first, once their tasks are gone.
+void remove_cgroups(const std::vector<std::string>& dirs) {
+  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it)
+    for (int attempt = 0; attempt < 100 && ::rmdir(it->c_str()) < 0 && errno == EBUSY; attempt++) ::usleep(10000);
+}
+
 Status write_pidfile(const std::string& path, pid_t pid) {
   if (path.empty()) return {};
   return write_file_atomic(path, std::to_string(pid) + "\n");
@@ -275,7 +298,11 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   // Orphans of a failed restore come back to us to be reaped.
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   pid_t root = 0;
-  ScopeGuard cleanup([&] { kill_tree(plan, root); });
+  std::vector<std::string> made_cgroups;
+  ScopeGuard cleanup([&] {
+    kill_tree(plan, root);
+    remove_cgroups(made_cgroups);
+  });
 
   log::info("creating " + std::to_string(plan.tasks.size()) + " processes");
   CRYO_ASSIGN(root, tree::spawn_stubs(plan));
@@ -289,6 +316,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
                                                                 PTRACE_O_SUSPEND_SECCOMP));
     CRYO_TRY(ptrace::set_sigmask(t.entry->pid(), ~0ULL));
   }
+  CRYO_TRY(join_cgroups(plan, options.manage_cgroups, &made_cgroups));
   for (const auto& t : plan.tasks) {
     if (!t.core || !t.join_group_later) continue;
     pid_t pid = t.entry->pid();

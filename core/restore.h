@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "core/cgroup/membership.h"
 #include "core/sys/result.h"
 
 namespace cryo {
@@ -15,6 +16,7 @@ struct RestoreOptions {
   bool detach = false;
   bool tcp_established = false;
   std::string pidfile;
+  cgroup::Manage manage_cgroups = cgroup::Manage::kSoft;
 };
 
 struct RestoreResult {

@@ -1,0 +1,127 @@
+#include "core/cgroup/membership.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "core/sys/io.h"
+
+namespace cryo::cgroup {
+namespace {
+
+std::vector<std::string> sorted_controllers(std::string_view list) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos <= list.size() && !list.empty()) {
+    size_t comma = list.find(',', pos);
+    if (comma == std::string_view::npos) comma = list.size();
+    if (comma > pos) out.emplace_back(list.substr(pos, comma - pos));
+    pos = comma + 1;
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+const Hierarchy* find_hierarchy(const std::vector<Hierarchy>& hierarchies, const std::string& controllers) {
+  auto want = sorted_controllers(controllers);
+  for (const auto& h : hierarchies) {
+    if (controllers.empty() || h.v2) {
+      if (controllers.empty() && h.v2) return &h;
+      continue;
+    }
+    auto have = h.controllers;
+    std::sort(have.begin(), have.end());
+    if (have == want) return &h;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Result<std::vector<Membership>> parse_proc_cgroup(std::string_view text) {
+  std::vector<Membership> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t eol = text.find('\n', pos);
+    if (eol == std::string_view::npos) eol = text.size();
+    std::string_view line = text.substr(pos, eol - pos);
+    pos = eol + 1;
+    if (line.empty()) continue;
+    size_t first = line.find(':'), second = first == std::string_view::npos ? first : line.find(':', first + 1);
+    if (second == std::string_view::npos || line.substr(second + 1).empty() || line[second + 1] != '/')
+      return Error(EINVAL, "bad /proc/PID/cgroup line '" + std::string(line) + "'");
+    out.push_back({std::string(line.substr(first + 1, second - first - 1)), std::string(line.substr(second + 1))});
+  }
+  return out;
+}
+
+Result<std::vector<Membership>> read_membership(pid_t pid, const std::vector<pid_t>& tids) {
+  std::string proc = "/proc/" + std::to_string(pid);
+  CRYO_ASSIGN(std::string text, read_file(proc + "/cgroup"));
+  CRYO_ASSIGN(auto memberships, parse_proc_cgroup(text));
+  for (pid_t tid : tids) {
+    if (tid == pid) continue;
+    CRYO_ASSIGN(std::string theirs, read_file(proc + "/task/" + std::to_string(tid) + "/cgroup"));
+    if (theirs != text)
+      return Error("pid " + std::to_string(pid) + ": thread " + std::to_string(tid) +
+                   " is in other cgroups than its process (not supported)");
+  }
+  return memberships;
+}
+
+Result<Manage> parse_manage(const std::string& mode) {
+  if (mode == "soft") return Manage::kSoft;
+  if (mode == "strict") return Manage::kStrict;
+  if (mode == "ignore" || mode == "none") return Manage::kIgnore;
+  return Error(EINVAL, "--manage-cgroups " + mode + " is not supported (soft, strict or ignore)");
+}
+
+Status join(pid_t pid, const std::vector<Membership>& memberships, const std::vector<Hierarchy>& hierarchies,
+            Manage mode, std::vector<std::string>* created) {
+  if (mode == Manage::kIgnore) return {};
+  for (const auto& m : memberships) {
+    std::string name = m.controllers.empty() ? "cgroup2" : m.controllers;
+    if (m.path.empty() || m.path[0] != '/' || m.path.find("/..") != std::string::npos ||
+        m.path.find("/./") != std::string::npos)
+      return Error(EINVAL, "the " + name + " cgroup path " + m.path + " is not a plain absolute path");
+    const Hierarchy* h = find_hierarchy(hierarchies, m.controllers);
+    if (!h)
+      return Error(ENOENT, "the " + name + " cgroup hierarchy is not mounted here (--manage-cgroups=ignore "
+                                           "restores into cryo's own cgroups)");
+    std::string dir = h->mount_point;
+    for (size_t pos = 1; pos <= m.path.size();) {  // each level of the path, creating what is missing
+      size_t slash = m.path.find('/', pos);
+      if (slash == std::string::npos) slash = m.path.size();
+      if (slash > pos) {
+        dir += "/" + m.path.substr(pos, slash - pos);
+        if (::mkdir(dir.c_str(), 0755) == 0) {
+          if (mode == Manage::kStrict) {
+            ::rmdir(dir.c_str());
+            return Error(ENOENT, "the " + name + " cgroup " + m.path + " does not exist here (" + dir +
+                                     " is missing; --manage-cgroups=strict)");
+          }
+          created->push_back(dir);
+          if (std::find(h->controllers.begin(), h->controllers.end(), "cpuset") != h->controllers.end()) {
+            // A new v1 cpuset starts with no CPUs and no memory nodes: the parent's.
+            std::string parent = dir.substr(0, dir.rfind('/'));
+            for (const char* file : {"cpuset.cpus", "cpuset.mems"}) {
+              CRYO_ASSIGN(std::string value, read_file(parent + "/" + file));
+              CRYO_ASSIGN(UniqueFd fd, open_file(dir + "/" + file, O_WRONLY | O_CLOEXEC));
+              CRYO_TRY(write_all(fd.get(), value).wrap(dir + "/" + file));
+            }
+          }
+        } else if (errno != EEXIST) {
+          return errno_error("mkdir " + dir);
+        }
+      }
+      pos = slash + 1;
+    }
+    CRYO_ASSIGN(UniqueFd procs, open_file(dir + "/cgroup.procs", O_WRONLY | O_CLOEXEC));
+    CRYO_TRY(write_all(procs.get(), std::to_string(pid)).wrap("moving pid " + std::to_string(pid) + " into " + dir));
+  }
+  return {};
+}
+
+}  // namespace cryo::cgroup

@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""cgroup membership in process mode. A tree moved into cgroups of its own (a v1
+controller hierarchy and the v2 one, whatever this host mounts) comes back in the
+same cgroups; with --manage-cgroups=soft (the default) they are made again if they
+were removed, with =strict a missing one fails the restore (nothing left behind),
+with =ignore the tree stays in cryo's cgroups."""
+import os
+import sys
+import time
+import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
+from harness import check, check_eq, log, read_text, run, snapshot, wait_progress  # noqa: E402
+
+
+def mounts():
+    """(v1 hierarchy for 'pids' or 'memory', v2 mount), either may be None."""
+    v1, v2 = {}, None
+    for line in open("/proc/self/mountinfo"):
+        left, right = line.split(" - ", 1)
+        fstype, _, options = right.split()[:3]
+        point = left.split()[4]
+        if fstype == "cgroup2" and v2 is None:
+            v2 = point
+        elif fstype == "cgroup":
+            for opt in options.split(","):
+                v1.setdefault(opt, point)
+    return v1.get("pids") or v1.get("memory"), v2
+
+
+def membership(pid):
+    return sorted(read_text(f"/proc/{pid}/cgroup").splitlines())
+
+
+class Cgroups:
+    """The test's own cgroup path in each mounted hierarchy it uses."""
+
+    def __init__(self):
+        self.path = f"/cryo-it-{uuid.uuid4().hex[:8]}/job"
+        self.dirs = [m + self.path for m in mounts() if m]
+        check(self.dirs, "no cgroup hierarchy is mounted")
+
+    def make(self):
+        for d in self.dirs:
+            os.makedirs(d, exist_ok=True)
+            if os.path.exists(os.path.join(d, "cpuset.cpus")):
+                for f in ("cpuset.cpus", "cpuset.mems"):
+                    for level in (os.path.dirname(d), d):
+                        with open(os.path.join(level, f), "w") as out:
+                            out.write(read_text(os.path.join(os.path.dirname(level), f)))
+
+    def enter(self, pid):
+        for d in self.dirs:
+            with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                f.write(str(pid))
+
+    def exists(self):
+        return [d for d in self.dirs if os.path.exists(d)]
+
+    def remove(self):
+        for d in self.dirs:
+            for level in (d, os.path.dirname(d)):
+                for _ in range(200):
+                    try:
+                        os.rmdir(level)
+                        break
+                    except FileNotFoundError:
+                        break
+                    except OSError:
+                        time.sleep(0.02)
+
+
+def start_in_cgroups(env, groups):
+    ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
+    pid = env.spawn([env.workload("counter"), ready, report, prog, "--threads", "2"])
+    env.wait_ready(ready, pid)
+    groups.make()
+    groups.enter(pid)
+    wait_progress(prog, 2)
+    lines = membership(pid)
+    check(any(groups.path in line for line in lines), f"the workload did not enter {groups.path}: {lines}")
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        check_eq(sorted(read_text(f"/proc/{pid}/task/{tid}/cgroup").splitlines()), lines, f"cgroups of thread {tid}")
+    return pid, report, lines
+
+
+def dump_and_remove(env, pid, groups):
+    before = snapshot(pid)
+    images = env.path("images")
+    env.dump(pid, images)
+    env.wait_dumped(before)
+    groups.remove()
+    check_eq(groups.exists(), [], "cgroup directories left after removal")
+    return images
+
+
+def case_soft(env):
+    groups = Cgroups()
+    try:
+        pid, report, lines = start_in_cgroups(env, groups)
+        images = dump_and_remove(env, pid, groups)
+        _, rpid = env.restore(images)
+        check_eq(rpid, pid, "restored pid")
+        check_eq(membership(pid), lines, "cgroups after the restore")
+        check_eq(groups.exists(), groups.dirs, "cgroups made again")
+        env.trigger_and_report(pid, report)
+    finally:
+        groups.remove()
+
+
+def case_strict_and_ignore(env):
+    groups = Cgroups()
+    try:
+        pid, report, lines = start_in_cgroups(env, groups)
+        images = dump_and_remove(env, pid, groups)
+        result = env.restore(images, "--manage-cgroups=strict", expect=1)[0]
+        check(groups.path in result.stderr and "strict" in result.stderr,
+              f"the strict refusal does not name the cgroup: {result.stderr.strip()!r}")
+        check(not os.path.exists(f"/proc/{pid}"), f"pid {pid} is left after the failed restore")
+        check_eq(groups.exists(), [], "cgroups made by a failed strict restore")
+        _, rpid = env.restore(images, "--manage-cgroups=ignore")
+        check_eq(rpid, pid, "restored pid")
+        mine = membership(os.getpid())
+        log(f"restored into {membership(pid)}")
+        check_eq(membership(pid), mine, "cgroups with --manage-cgroups=ignore (cryo's own)")
+        env.trigger_and_report(pid, report)
+    finally:
+        groups.remove()
+
+
+if __name__ == "__main__":
+    run({"soft": case_soft, "strict_and_ignore": case_strict_and_ignore})
