@@ -80,10 +80,17 @@ std::vector<Feature> probe_features() {
                       "CONFIG_PROC_CHILDREN"));
   out.push_back(check("/proc/PID/pagemap", true, ::access("/proc/self/pagemap", R_OK) == 0));
   bool map_files = false;
-  if (auto maps = read_file("/proc/self/maps"); maps.ok()) {
-    std::string first = maps->substr(0, maps->find(' '));
-    map_files = ::access(("/proc/self/map_files/" + first).c_str(), F_OK) == 0;
-  }
+  // Only file mappings have an entry: probe the first of them (not simply the
+  // first mapping, which under ASan is its anonymous shadow).
+  if (auto maps = read_file("/proc/self/maps"); maps.ok())
+    if (auto entries = proc::parse_maps(*maps); entries.ok())
+      for (const auto& m : *entries)
+        if (m.path.starts_with("/")) {
+          char range[64];
+          snprintf(range, sizeof range, "%lx-%lx", static_cast<unsigned long>(m.start), static_cast<unsigned long>(m.end));
+          map_files = ::access((std::string("/proc/self/map_files/") + range).c_str(), F_OK) == 0;
+          break;
+        }
   out.push_back(check("/proc/PID/map_files", true, map_files));
   bool sealed = false;
   if (auto smaps = read_file("/proc/self/smaps"); smaps.ok()) {

@@ -159,15 +159,8 @@ Result<uint32_t> FilesDump::add_mapped_file(const std::string& source, bool writ
                       (writable ? "\nw" : "\nr");
     if (auto it = mapped_.find(key); it != mapped_.end()) return it->second;
     CRYO_ASSIGN(uint64_t content, add_content(source, used, link, what));
-    auto* f = files_.add_files();
-    f->set_id(static_cast<uint32_t>(files_.files_size()));
-    f->set_kind(image::FileDesc::MAPPED);
-    f->set_path(link);
-    f->set_flags(writable ? O_RDWR : O_RDONLY);
-    f->set_mode(used.st_mode);
-    f->set_size(static_cast<uint64_t>(used.st_size));
+    auto* f = add_mapped_desc(key, link, writable, used);
     f->set_content_id(content);
-    mapped_[key] = f->id();
     return f->id();
   }
   // The link is the exact name (maps would escape newlines), with no
@@ -181,6 +174,13 @@ Result<uint32_t> FilesDump::add_mapped_file(const std::string& source, bool writ
   if (st.st_dev != used.st_dev || st.st_ino != used.st_ino)
     return Error(what + ": " + path + " on disk is not the file in use (replaced since it was opened)");
   CRYO_ASSIGN(uint64_t content, image::file_checksum(source));
+  auto* f = add_mapped_desc(key, path, writable, st);
+  f->set_content_xxh3(content);
+  return f->id();
+}
+
+image::FileDesc* FilesDump::add_mapped_desc(const std::string& key, const std::string& path, bool writable,
+                                            const struct stat& st) {
   auto* f = files_.add_files();
   f->set_id(static_cast<uint32_t>(files_.files_size()));
   f->set_kind(image::FileDesc::MAPPED);
@@ -188,9 +188,8 @@ Result<uint32_t> FilesDump::add_mapped_file(const std::string& source, bool writ
   f->set_flags(writable ? O_RDWR : O_RDONLY);
   f->set_mode(st.st_mode);
   f->set_size(static_cast<uint64_t>(st.st_size));
-  f->set_content_xxh3(content);
   mapped_[key] = f->id();
-  return f->id();
+  return f;
 }
 
 image::Shmem* FilesDump::add_shmem(uint64_t id, bool* is_new) {

@@ -65,6 +65,9 @@ class FilesDump {
   Status dump_pipe(const FdRef& ref, uint32_t* pipe_id);
   // eventfd, epoll, signalfd and timerfd: what the fdinfo says of them.
   Status describe_anon(const FdRef& ref, const std::string& kind, image::FileDesc* f);
+  // A MAPPED description of path, known by key in mapped_.
+  image::FileDesc* add_mapped_desc(const std::string& key, const std::string& path, bool writable,
+                                   const struct stat& st);
   // A memfd or deleted file (at `source`, a /proc link to it): its Content id.
   Result<uint64_t> add_content(const std::string& source, const struct stat& st, const std::string& link,
                                const std::string& what);

@@ -524,6 +524,16 @@ class Env:
         self.last_popen = proc
         return proc.pid
 
+    def start_python(self, program, name):
+        """Runs a Python program with the arguments READY REPORT PROGRESS (paths in
+        the temp dir) and waits for its READY; returns (pid, ready fields, report, progress)."""
+        script = self.path(name + ".py")
+        with open(script, "w") as f:
+            f.write(program)
+        ready, report, prog = self.path("ready"), self.path("report"), self.path("progress")
+        pid = self.spawn([sys.executable, script, ready, report, prog], name=name)
+        return pid, self.wait_ready(ready, pid), report, prog
+
     def wait_file(self, path, timeout=30, pid=None, what=None):
         """Waits for a file to exist and be non-empty; fails early when pid dies."""
         deadline = time.monotonic() + timeout

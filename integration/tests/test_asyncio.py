@@ -70,12 +70,8 @@ def ask(sock, text):
 
 
 def case_server(env):
-    script = env.path("server.py")
-    with open(script, "w") as f:
-        f.write(PROGRAM)
-    ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
-    pid = env.spawn([sys.executable, script, ready, report, prog], name="asyncio")
-    port = int(env.wait_ready(ready, pid)["port"])
+    pid, info, report, prog = env.start_python(PROGRAM, "asyncio_server")
+    port = int(info["port"])
     wait_progress(prog, 5)
     client = socket.create_connection(("127.0.0.1", port), timeout=10)
     check_eq(ask(client, "before"), "echo before\n", "answer before the dump")

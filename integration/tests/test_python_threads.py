@@ -60,12 +60,7 @@ sys.exit(1 if problems else 0)
 
 
 def case_threads(env):
-    script = env.path("counters.py")
-    with open(script, "w") as f:
-        f.write(PROGRAM)
-    ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
-    pid = env.spawn([sys.executable, script, ready, report, prog], name="python")
-    env.wait_ready(ready, pid)
+    pid, _, report, prog = env.start_python(PROGRAM, "counters")
     wait_until(lambda: len(progress(prog)) == 4 and min(progress(prog)) > 10, 10, what="counters to rise")
     before = snapshot(pid)
     check_eq(len(before[pid]["tids"]), 5, "threads of the python process")
