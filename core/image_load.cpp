@@ -49,6 +49,11 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader) {
       if (fd.file_id() == 0 || fd.file_id() > static_cast<uint32_t>(img.files.files_size()))
         return Error(EINVAL, image::core_name(t.pid()) + ": fd " + std::to_string(fd.fd()) + " names an unknown file");
   }
+  // Watch descriptors are reached by counting up to them at restore.
+  for (const auto& f : img.files.files())
+    for (const auto& w : f.inotify().watches())
+      if (w.wd() < 1 || w.wd() > (1 << 22))
+        return Error(EINVAL, "files.img: inotify " + std::to_string(f.id()) + " has a bad watch descriptor");
   // An epoll's registrations are made again by its owner, through the
   // owner's own fds: it must be a live process holding the epoll and them.
   for (const auto& f : img.files.files()) {

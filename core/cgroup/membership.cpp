@@ -81,7 +81,14 @@ Result<Manage> parse_manage(const std::string& mode) {
 Status join(pid_t pid, const std::vector<Membership>& memberships, const std::vector<Hierarchy>& hierarchies,
             Manage mode, std::vector<std::string>* created) {
   if (mode == Manage::kIgnore) return {};
+  // Moving a task takes a lock whose writer waits for an RCU grace period
+  // (~10 ms): skip the cgroups it is in already (those of its restorer).
+  auto now = read_file("/proc/" + std::to_string(pid) + "/cgroup");
+  std::vector<Membership> current;
+  if (now.ok())
+    if (auto parsed = parse_proc_cgroup(*now); parsed.ok()) current = std::move(*parsed);
   for (const auto& m : memberships) {
+    if (std::find(current.begin(), current.end(), m) != current.end()) continue;
     std::string name = m.controllers.empty() ? "cgroup2" : m.controllers;
     if (m.path.empty() || m.path[0] != '/' || m.path.find("/..") != std::string::npos ||
         m.path.find("/./") != std::string::npos)

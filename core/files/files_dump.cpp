@@ -438,6 +438,7 @@ Status FilesDump::dump_fds(const tree::FrozenTree& tree, std::map<pid_t, image::
       ref.flags = ref.info.flags & ~static_cast<uint32_t>(O_CLOEXEC);
       ref.pos = ref.info.pos;
       ref.info_text = std::move(info_text);
+      saw_locks_ = saw_locks_ || ref.info.fields.count("lock") > 0;
       CRYO_ASSIGN(uint32_t id, describe(ref, tree));
       auto* out = core.add_fds();
       out->set_fd(fd);

@@ -48,6 +48,8 @@ class FilesDump {
   Status dump_contents(image::PageWriter& pages, mm::DumpStats* stats);
 
   image::Files& files() { return files_; }
+  // Whether the fdinfo of any fd showed a lock on its file ("lock:" lines).
+  bool saw_locks() const { return saw_locks_; }
   net::SocketDump& sockets() { return sockets_; }
 
  private:
@@ -74,6 +76,7 @@ class FilesDump {
   Result<bool> pipe_has_outside_holder(uint64_t inode, const tree::FrozenTree& tree, pid_t* holder);
 
   DumpOptions options_;
+  bool saw_locks_ = false;
   net::SocketDump sockets_;
   image::Files files_;
   std::map<std::string, uint32_t> mapped_;  // "path\0w" -> id

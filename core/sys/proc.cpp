@@ -191,6 +191,8 @@ Result<Status> parse_status(std::string_view text) {
     else if (key == "CapAmb") ok = parse_num(value, st.cap_amb, 16);
     else if (key == "NoNewPrivs") ok = parse_num(value, st.no_new_privs);
     else if (key == "Seccomp") ok = parse_num(value, st.seccomp);
+    else if (key == "SigIgn") ok = parse_num(value, st.sig_ignored, 16);
+    else if (key == "SigCgt") ok = parse_num(value, st.sig_caught, 16);
     else if (key == "Umask") ok = parse_num(value, st.umask, 8);
     else if (key == "NSpid") {
       for (auto w : words) {

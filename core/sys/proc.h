@@ -51,6 +51,7 @@ struct Status {
   uint64_t cap_inh = 0, cap_prm = 0, cap_eff = 0, cap_bnd = 0, cap_amb = 0;
   int no_new_privs = 0;
   int seccomp = 0;
+  uint64_t sig_ignored = 0, sig_caught = 0;  // SigIgn, SigCgt: bit n-1 for signal n
   uint32_t umask = 022;
   std::vector<pid_t> nspid;
 };

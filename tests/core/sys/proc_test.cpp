@@ -95,7 +95,8 @@ TEST_CASE("parse_status reads ids, capabilities and umask") {
       "Name:\tbash\nUmask:\t0027\nState:\tS (sleeping)\nUid:\t1000\t1001\t1002\t1003\n"
       "Gid:\t100\t101\t102\t103\nGroups:\t4 24 27 \nNSpid:\t4321\t1\n"
       "CapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\n"
-      "CapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n";
+      "CapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n"
+      "SigIgn:\t0000000000001000\nSigCgt:\t0000000180004002\n";
   auto st = proc::parse_status(text);
   REQUIRE(st.ok());
   CHECK(st->umask == 027);
@@ -106,6 +107,8 @@ TEST_CASE("parse_status reads ids, capabilities and umask") {
   CHECK(st->cap_prm == 0x1ffffffffffULL);
   CHECK(st->no_new_privs == 1);
   CHECK(st->seccomp == 2);
+  CHECK(st->sig_ignored == 0x1000);
+  CHECK(st->sig_caught == 0x180004002ULL);
 }
 
 TEST_CASE("parse_limits matches getrlimit for this process") {
