@@ -18,6 +18,7 @@
 #include <set>
 
 #include "core/files/files_restore.h"
+#include "core/files/sysv_shm.h"
 #include "core/image_load.h"
 #include "core/image/image.h"
 #include "core/image/proto/files.pb.h"
@@ -278,6 +279,8 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   auto groups = stub_groups(img);
   auto listeners = listener_groups(img, groups);
   CRYO_TRY(objects.open_all(img.files, reader, base, std::move(groups), std::move(listeners)).wrap("opening files"));
+  files::SysvSegments segments;  // declared before the tasks' cleanup: removed after they are gone
+  CRYO_TRY(segments.prepare(img.files, reader));
   CRYO_ASSIGN(mm::Trampoline tramp, map_trampoline(img));
   ScopeGuard unmap_tramp([&] { ::munmap(reinterpret_cast<void*>(tramp.code), mm::Trampoline::kSize); });
 
@@ -372,6 +375,8 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     if (t.entry->state() == image::TaskEntry::STOPPED) ::kill(t.entry->pid(), stop_signal(t.entry->exit_status()));
   }
   cleanup.cancel();
+  auto removed = segments.commit();
+  if (!removed.ok()) log::error(removed.error().message());
   if (plan.session_stand_in) {
     // The stand-in goes; the root, its child, comes to us (a subreaper) and
     // keeps the session and group the stand-in made.

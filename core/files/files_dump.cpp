@@ -204,6 +204,32 @@ image::Shmem* FilesDump::add_shmem(uint64_t id, bool* is_new) {
   return s;
 }
 
+Result<image::SysvShm*> FilesDump::add_sysv_shm(int shmid, const std::string& what, bool* is_new) {
+  if (auto it = sysv_shms_.find(shmid); it != sysv_shms_.end()) {
+    *is_new = false;
+    return files_.mutable_sysv_shms(static_cast<int>(it->second));
+  }
+  CRYO_ASSIGN(std::string text, read_file("/proc/sysvipc/shm"));
+  CRYO_ASSIGN(auto segments, proc::parse_sysv_shm(text));
+  for (const auto& s : segments) {
+    if (s.id != shmid) continue;
+    constexpr uint32_t kDest = 01000, kLocked = 02000;
+    if (s.perms & kLocked) return Error(what + ": System V segment " + std::to_string(shmid) + " is locked in memory (SHM_LOCK, not supported)");
+    *is_new = true;
+    sysv_shms_[shmid] = static_cast<size_t>(files_.sysv_shms_size());
+    auto* out = files_.add_sysv_shms();
+    out->set_id(s.id);
+    out->set_key(s.key);
+    out->set_size(s.size);
+    out->set_mode(s.perms & 0777);
+    out->set_uid(s.uid);
+    out->set_gid(s.gid);
+    out->set_removed((s.perms & kDest) != 0);
+    return out;
+  }
+  return Error(what + ": System V segment " + std::to_string(shmid) + " is not in this IPC namespace");
+}
+
 Result<bool> FilesDump::pipe_has_outside_holder(uint64_t inode, const tree::FrozenTree& tree, pid_t* holder) {
   std::string want = "pipe:[" + std::to_string(inode) + "]";
   DIR* proc_dir = opendir("/proc");

@@ -40,6 +40,8 @@ class FilesDump {
   Result<uint32_t> add_mapped_file(const std::string& source, bool writable, const std::string& what);
   // The contents of a shared anonymous object; false if already dumped.
   image::Shmem* add_shmem(uint64_t id, bool* is_new);
+  // A System V segment a mapping attaches, described from /proc/sysvipc/shm.
+  Result<image::SysvShm*> add_sysv_shm(int shmid, const std::string& what, bool* is_new);
 
   // Fills every process's fd table (Process.fds) and the file descriptions.
   Status dump_fds(const tree::FrozenTree& tree, std::map<pid_t, image::Process>& cores);
@@ -81,6 +83,7 @@ class FilesDump {
   image::Files files_;
   std::map<std::string, uint32_t> mapped_;  // "path\0w" -> id
   std::map<uint64_t, size_t> shmems_;       // id -> index in files_.shmems
+  std::map<int, size_t> sysv_shms_;         // shmid -> index in files_.sysv_shms
   std::map<uint64_t, uint32_t> pipes_;      // inode -> pipe id
   std::map<std::pair<dev_t, ino_t>, size_t> contents_;  // inode -> index in files_.contents
   std::vector<std::string> content_sources_;           // a /proc link to each content

@@ -1,7 +1,9 @@
 #include "core/mm/mm_dump.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/statfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -153,6 +155,18 @@ Status dump_shmem(pid_t pid, const proc::MapEntry& m, image::Shmem* shmem, image
   return dump_file_data(fd.get(), static_cast<uint64_t>(st.st_size), shmem->mutable_pages(), pages, stats);
 }
 
+// The data of a System V segment, through /proc/PID/map_files like shmem.
+Status dump_sysv_shm(pid_t pid, const proc::MapEntry& m, image::SysvShm* shm, image::PageWriter& pages,
+                     DumpStats* stats) {
+  char range[64];
+  snprintf(range, sizeof range, "%lx-%lx", static_cast<unsigned long>(m.start), static_cast<unsigned long>(m.end));
+  CRYO_ASSIGN(UniqueFd fd, open_file("/proc/" + std::to_string(pid) + "/map_files/" + range, O_RDONLY));
+  struct statfs fs;
+  if (::fstatfs(fd.get(), &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC)
+    return Error("System V segments of huge pages (SHM_HUGETLB) are not supported");
+  return dump_file_data(fd.get(), shm->size(), shm->mutable_pages(), pages, stats);
+}
+
 }  // namespace
 
 Status dump_file_data(int fd, uint64_t size, google::protobuf::RepeatedPtrField<image::PageRun>* runs,
@@ -233,7 +247,15 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
       v->set_kind(image::Vma::ANON_PRIVATE);
       private_pages = true;
     } else if (m.path.starts_with("/SYSV")) {
-      return Error(what + ": System V shared memory is not supported yet");
+      v->set_kind(image::Vma::SYSV_SHM);
+      int shmid = static_cast<int>(m.inode);
+      v->set_sysv_shmid(shmid);
+      bool is_new = false;
+      CRYO_ASSIGN(image::SysvShm * shm, files.add_sysv_shm(shmid, what, &is_new));
+      if (m.offset != 0 || m.end - m.start != (shm->size() + kPage - 1) / kPage * kPage)
+        return Error(what + ": only part of System V segment " + std::to_string(shmid) +
+                     " is mapped (not supported)");
+      if (is_new) CRYO_TRY(dump_sysv_shm(pid, m, shm, pages, stats).wrap(what));
     } else if (m.path.starts_with("/")) {
       v->set_kind(m.shared ? image::Vma::FILE_SHARED : image::Vma::FILE_PRIVATE);
       char range[64];

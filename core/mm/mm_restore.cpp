@@ -1,6 +1,7 @@
 #include "core/mm/mm_restore.h"
 
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -147,6 +148,18 @@ uint64_t find_hole(const std::vector<std::pair<uint64_t, uint64_t>>& used, uint6
   return at + size <= kTaskSize ? at : 0;
 }
 
+// A whole System V segment, attached with shmat as the task did, then given
+// the protection its mapping had.
+Status attach_sysv(ptrace::Remote& r, const image::Vma& v) {
+  uint64_t flags = SHM_REMAP | ((v.prot() & PROT_WRITE) ? 0 : SHM_RDONLY) | ((v.prot() & PROT_EXEC) ? SHM_EXEC : 0);
+  CRYO_ASSIGN(long got, r.call("shmat", SYS_shmat, {static_cast<uint64_t>(v.sysv_shmid()), v.start(), flags}));
+  if (static_cast<uint64_t>(got) != v.start())
+    return Error(EINVAL, "System V segment " + std::to_string(v.sysv_shmid()) + " landed at " + hex(static_cast<uint64_t>(got)));
+  uint32_t given = PROT_READ | ((v.prot() & PROT_WRITE) ? PROT_WRITE : 0) | ((v.prot() & PROT_EXEC) ? PROT_EXEC : 0);
+  if (given != v.prot()) CRYO_TRY(r.call("mprotect", SYS_mprotect, {v.start(), v.end() - v.start(), v.prot()}));
+  return {};
+}
+
 Status validate_mm(const image::Mm& mm, const image::Files& files) {
   uint64_t prev_end = 0;
   for (const auto& v : mm.vmas()) {
@@ -157,6 +170,11 @@ Status validate_mm(const image::Mm& mm, const image::Files& files) {
     if ((v.kind() == image::Vma::FILE_PRIVATE || v.kind() == image::Vma::FILE_SHARED) &&
         (v.file_id() == 0 || v.file_id() > static_cast<uint32_t>(files.files_size())))
       return Error(EINVAL, "mapping " + hex(v.start()) + " names an unknown file");
+    if (v.kind() == image::Vma::SYSV_SHM) {
+      bool known = false;
+      for (const auto& s : files.sysv_shms()) known = known || s.id() == v.sysv_shmid();
+      if (!known) return Error(EINVAL, "mapping " + hex(v.start()) + " names an unknown System V segment");
+    }
     prev_end = v.end();
   }
   // Each page run lies inside one private mapping.
@@ -230,6 +248,9 @@ Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const i
         flags |= MAP_SHARED;
         fd = objects.shmem_fd(v.shmem_id());
         break;
+      case image::Vma::SYSV_SHM:
+        CRYO_TRY(attach_sysv(r, v));
+        continue;
       default:
         return Error(EINVAL, "mapping " + hex(v.start()) + " has an unknown kind");
     }

@@ -396,6 +396,25 @@ Result<std::vector<InotifyWatch>> parse_inotify_watches(std::string_view fdinfo_
   return out;
 }
 
+Result<std::vector<SysvShmInfo>> parse_sysv_shm(std::string_view text) {
+  std::vector<SysvShmInfo> out;
+  bool header = true;
+  for (std::string_view line : split_lines(text)) {
+    if (header) {  // "key shmid perms size cpid lpid nattch uid gid cuid cgid ..."
+      header = false;
+      continue;
+    }
+    auto w = split_ws(line);
+    if (w.empty()) continue;
+    SysvShmInfo s;
+    if (w.size() < 11 || !parse_num(w[0], s.key) || !parse_num(w[1], s.id) || !parse_num(w[2], s.perms, 8) ||
+        !parse_num(w[3], s.size) || !parse_num(w[6], s.nattch) || !parse_num(w[7], s.uid) || !parse_num(w[8], s.gid))
+      return Error(EINVAL, "bad /proc/sysvipc/shm line '" + std::string(line) + "'");
+    out.push_back(s);
+  }
+  return out;
+}
+
 std::vector<pid_t> parse_pid_list(std::string_view text) {
   std::vector<pid_t> out;
   for (auto w : split_ws(text)) {

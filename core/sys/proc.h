@@ -116,6 +116,16 @@ struct PosixTimerInfo {
 };
 Result<std::vector<PosixTimerInfo>> parse_posix_timers(std::string_view text);
 
+// /proc/sysvipc/shm: the System V shared memory segments of this IPC namespace.
+struct SysvShmInfo {
+  int key = 0, id = 0;
+  uint32_t perms = 0;  // mode, with SHM_DEST (01000) and SHM_LOCKED (02000)
+  uint64_t size = 0;
+  uint64_t nattch = 0;
+  uint32_t uid = 0, gid = 0;
+};
+Result<std::vector<SysvShmInfo>> parse_sysv_shm(std::string_view text);
+
 std::vector<pid_t> parse_pid_list(std::string_view text);
 
 // Readers.

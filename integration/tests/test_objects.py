@@ -6,6 +6,7 @@ still works) or refuse the dump cleanly: exit 1, the pid (and fd) named, and the
 tree running on exactly as it was."""
 import os
 import shutil
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
@@ -15,7 +16,7 @@ from harness import (check, check_eq, compare_maps, compare_snapshots, fd_table,
 # kind -> whether an fd holds it (then a refusal must name the fd)
 KINDS = {
     "unix_socketpair": True, "tcp_listen": True, "udp": True, "eventfd": True, "epoll": True, "event_loop": True, "epoll_stale": True, "signalfd": True,
-    "timerfd": True, "inotify": True, "inotify_wds": True, "inotify_queued": True, "memfd": True, "memfd_map": False, "memfd_sealed": True, "deleted_file": True, "deleted_sparse": True, "sysv_shm": False,
+    "timerfd": True, "inotify": True, "inotify_wds": True, "inotify_queued": True, "memfd": True, "memfd_map": False, "memfd_sealed": True, "deleted_file": True, "deleted_sparse": True, "sysv_shm": False, "sysv_shm_keyed": False,
     "posix_timer": False, "posix_timers": False, "seccomp": False, "seccomp_stack": False, "userfaultfd": True, "pidfd": True, "deleted_exe": False,
 }
 # kinds that must be refused: restoring them would change what the process sees
@@ -25,7 +26,7 @@ MUST_REFUSE = {"epoll_stale", "inotify_queued"}
 RESHAPING = {"posix_timers"}
 # kinds cryo checkpoints: a refusal is a regression
 MUST_DUMP = {"unix_socketpair", "tcp_listen", "udp", "eventfd", "epoll", "event_loop", "signalfd", "timerfd", "inotify_wds", "memfd",
-             "memfd_map", "memfd_sealed", "deleted_file", "deleted_sparse", "deleted_exe", "posix_timer", "posix_timers",
+             "memfd_map", "memfd_sealed", "deleted_file", "deleted_sparse", "deleted_exe", "posix_timer", "posix_timers", "sysv_shm", "sysv_shm_keyed",
              "seccomp", "seccomp_stack"}
 
 
@@ -93,7 +94,29 @@ def case_ghost_limit(env):
     env.trigger_and_report(pid, report)
 
 
+def case_sysv_shm_remade(env):
+    """A keyed System V segment removed between dump and restore is made again with
+    its id, key, mode and data (kernel.shm_next_id)."""
+    ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
+    pid = env.spawn([env.workload("counter"), ready, report, prog, "--threads", "1", "--object", "sysv_shm_keyed"])
+    env.wait_ready(ready, pid)
+    wait_progress(prog, 2)
+    shmids = {line.split()[4] for line in open(f"/proc/{pid}/maps") if "/SYSV" in line}
+    check_eq(len(shmids), 1, "System V segments attached")
+    shmid = shmids.pop()
+    before = snapshot(pid)
+    images = env.path("images")
+    env.dump(pid, images)
+    env.wait_dumped(before)
+    subprocess.run(["ipcrm", "-m", shmid], check=True)
+    check(f" {shmid} " not in open("/proc/sysvipc/shm").read(), f"segment {shmid} is still there")
+    _, rpid = env.restore(images)
+    check_eq(rpid, pid, "restored pid")
+    env.trigger_and_report(pid, report)
+
+
 if __name__ == "__main__":
     cases = {kind: (lambda env, k=kind: supported_or_refused(env, k)) for kind in KINDS}
     cases["ghost_limit"] = case_ghost_limit
+    cases["sysv_shm_remade"] = case_sysv_shm_remade
     run(cases)

@@ -23,7 +23,7 @@
 #include "workload.h"
 
 // Kinds: unix_socketpair tcp_listen udp eventfd epoll event_loop epoll_stale signalfd timerfd inotify inotify_wds inotify_queued memfd
-// memfd_map memfd_sealed deleted_sparse deleted_file sysv_shm posix_timer posix_timers seccomp seccomp_stack userfaultfd pidfd
+// memfd_map memfd_sealed deleted_sparse deleted_file sysv_shm sysv_shm_keyed posix_timer posix_timers seccomp seccomp_stack userfaultfd pidfd
 static struct {
   const char *kind;
   int fd, fd2;
@@ -409,6 +409,18 @@ static int make_object(const char *kind, const char *workdir) {
     WL_MUST(object.map != (void *)-1);
     memcpy(object.map, object_text, sizeof object_text);
     shmctl(id, IPC_RMID, NULL);  // gone once detached
+  } else if (!strcmp(kind, "sysv_shm_keyed")) {
+    // A keyed segment (kept, not removed) attached twice read-write and once read-only.
+    key_t key = (key_t)(0x63727900 | (getpid() & 0xff));
+    int id = shmget(key, 10000, IPC_CREAT | IPC_EXCL | 0640);
+    WL_MUST(id >= 0);
+    object.fd2 = id;
+    object.map = shmat(id, NULL, 0);
+    WL_MUST(object.map != (void *)-1);
+    memcpy(object.map, object_text, sizeof object_text);
+    strcpy(object.map + 9000, "far in");
+    WL_MUST((object.timer = (timer_t)shmat(id, NULL, 0)) != (void *)-1);  // a second attach
+    WL_MUST(shmat(id, NULL, SHM_RDONLY) != (void *)-1);
   } else if (!strcmp(kind, "posix_timer")) {
     struct sigevent sev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIG_OBJECT};
     sigset_t set;
@@ -527,6 +539,17 @@ static void check_object(void) {
     WL_CHECK(fstat(object.fd, &st) == 0 && st.st_nlink == 0, "deleted file is linked again");
     WL_CHECK(pread(object.fd, buf, sizeof object_text, 0) == sizeof object_text && !strcmp(buf, object_text),
              "deleted file lost its contents");
+  } else if (!strcmp(kind, "sysv_shm_keyed")) {
+    char *second = (char *)object.timer;
+    WL_CHECK(!strcmp(object.map, object_text) && !strcmp(object.map + 9000, "far in"), "the segment lost its data");
+    strcpy(object.map + 100, "through the first");
+    WL_CHECK(!strcmp(second + 100, "through the first"), "the two attaches are no longer one segment");
+    struct shmid_ds ds;
+    WL_CHECK(shmctl(object.fd2, IPC_STAT, &ds) == 0 && ds.shm_segsz == 10000 && ds.shm_nattch == 3 &&
+                 (ds.shm_perm.mode & 0777) == 0640,
+             "segment %d: size %zu, %lu attaches, mode %o", object.fd2, (size_t)ds.shm_segsz,
+             (unsigned long)ds.shm_nattch, ds.shm_perm.mode & 0777);
+    shmctl(object.fd2, IPC_RMID, NULL);
   } else if (!strcmp(kind, "posix_timer")) {
     struct itimerspec its;
     WL_CHECK(timer_gettime(object.timer, &its) == 0 && its.it_value.tv_sec > 0, "POSIX timer not armed any more");

@@ -218,6 +218,28 @@ TEST_CASE("/proc/PID/timers") {
   CHECK(!proc::parse_posix_timers("signal: 3/0\n").ok());
 }
 
+TEST_CASE("/proc/sysvipc/shm") {
+  auto s = proc::parse_sysv_shm(
+      "       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime"
+      "      ctime                   rss                  swap\n"
+      " 305441741         53   600                 10000 22323 22323      1     0     0     0     0 1795779847          0"
+      " 1795779847                     0                     0\n"
+      "         0         54  1640                  4096 22323 22323      0  1000   100     0     0 1795779847          0"
+      " 1795779847                     0                     0\n"
+      "-559038737         55   600                  4096     1     1      0     0     0     0     0 0 0 0 0 0\n");
+  REQUIRE(s.ok());
+  REQUIRE(s->size() == 3);
+  CHECK((*s)[0].key == 305441741);
+  CHECK((*s)[0].id == 53);
+  CHECK((*s)[0].perms == 0600);
+  CHECK((*s)[0].size == 10000);
+  CHECK((*s)[0].nattch == 1);
+  CHECK((*s)[1].perms == 01640);
+  CHECK((*s)[1].uid == 1000);
+  CHECK((*s)[2].key == -559038737);
+  CHECK(!proc::parse_sysv_shm("header\n1 2\n").ok());
+}
+
 TEST_CASE("parse_pid_list") {
   CHECK(proc::parse_pid_list("12 13 140 ") == std::vector<pid_t>{12, 13, 140});
   CHECK(proc::parse_pid_list("").empty());
