@@ -6,7 +6,8 @@ CTEST_ARGS ?=
 # Debian packages the build, the tests and the demos need.
 PACKAGES := cmake g++ make pkg-config protobuf-compiler libprotobuf-dev libxxhash-dev \
             doctest-dev nlohmann-json3-dev libyaml-cpp-dev libseccomp-dev \
-            python3 curl busybox-static procps iproute2 nftables iptables podman containerd
+            python3 curl busybox-static procps iproute2 nftables iptables podman containerd \
+            postgresql
 
 .PHONY: all deps build test demo bench clean
 

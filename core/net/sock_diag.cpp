@@ -26,7 +26,7 @@ Result<std::map<uint64_t, UnixInfo>> unix_sockets() {
   msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   msg.req.sdiag_family = AF_UNIX;
   msg.req.udiag_states = ~0u;
-  msg.req.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_ICONS;
+  msg.req.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_ICONS | UDIAG_SHOW_VFS;
   if (::send(s, &msg, sizeof msg, 0) < 0) return errno_error("sock_diag request");
 
   std::map<uint64_t, UnixInfo> out;
@@ -68,6 +68,13 @@ Result<std::map<uint64_t, UnixInfo>> unix_sockets() {
             std::memcpy(&q, data, sizeof q);
             info.rqueue = q.udiag_rqueue;
             info.wqueue = q.udiag_wqueue;
+            break;
+          }
+          case UNIX_DIAG_VFS: {
+            unix_diag_vfs vfs;
+            if (size < sizeof vfs) break;
+            std::memcpy(&vfs, data, sizeof vfs);
+            info.vfs_ino = vfs.udiag_vfs_ino;
             break;
           }
           case UNIX_DIAG_SHUTDOWN:

@@ -20,6 +20,7 @@ struct UnixInfo {
   uint32_t rqueue = 0, wqueue = 0;
   uint8_t shutdown = 0;  // RCV_SHUTDOWN 1, SEND_SHUTDOWN 2
   std::vector<uint64_t> pending;  // a listener's connections not yet accepted
+  uint64_t vfs_ino = 0;           // the socket file of a filesystem name
 };
 
 // Every unix socket of this network namespace, by inode.

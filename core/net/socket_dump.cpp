@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -329,6 +330,14 @@ Status SocketDump::describe_unix(const std::string& what, int s, uint64_t inode,
   image::SockAddr local;
   local.set_family(AF_UNIX);
   local.set_addr(info.name);
+  struct stat file;
+  if (!info.name.empty() && info.name[0] == '/' && ::lstat(info.name.c_str(), &file) == 0 && S_ISSOCK(file.st_mode) &&
+      file.st_ino == info.vfs_ino) {
+    local.set_has_file(true);
+    local.set_file_mode(file.st_mode & 07777);
+    local.set_file_uid(file.st_uid);
+    local.set_file_gid(file.st_gid);
+  }
   sock->mutable_local()->CopyFrom(local);
   if (!info.name.empty() && info.name[0] != '\0' && info.name[0] != '/')
     return Error(what + ": unix socket bound to the relative path " + info.name + " (not supported)");

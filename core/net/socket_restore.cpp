@@ -56,6 +56,11 @@ Status bind_to(int s, const image::SockAddr& a) {
   sockaddr_storage ss;
   CRYO_ASSIGN(socklen_t len, to_sockaddr(a, &ss));
   if (::bind(s, reinterpret_cast<sockaddr*>(&ss), len) < 0) return errno_error("bind");
+  if (a.family() == AF_UNIX && a.has_file()) {
+    const std::string& path = a.addr();
+    if (::lchown(path.c_str(), a.file_uid(), a.file_gid()) < 0) return errno_error("chown " + path);
+    if (::fchmodat(AT_FDCWD, path.c_str(), a.file_mode() & 07777, 0) < 0) return errno_error("chmod " + path);
+  }
   return {};
 }
 
