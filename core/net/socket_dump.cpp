@@ -82,6 +82,7 @@ void dump_options(int s, image::Socket* out) {
       {SOL_SOCKET, SO_BROADCAST}, {SOL_SOCKET, SO_PRIORITY},  {SOL_SOCKET, SO_MARK},
       {IPPROTO_TCP, TCP_NODELAY}, {IPPROTO_TCP, TCP_KEEPIDLE}, {IPPROTO_TCP, TCP_KEEPINTVL},
       {IPPROTO_TCP, TCP_KEEPCNT}, {IPPROTO_TCP, TCP_CORK},     {IPPROTO_TCP, TCP_USER_TIMEOUT},
+      {IPPROTO_IPV6, IPV6_V6ONLY},  // AF_INET6 only (others fail the getsockopt)
   };
   int type = 0;
   socklen_t tl = sizeof type;

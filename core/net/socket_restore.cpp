@@ -67,6 +67,7 @@ Status bind_to(int s, const image::SockAddr& a) {
 Status apply_options(int s, const image::Socket& sock) {
   for (const auto& o : sock.options()) {
     int name = o.name();
+    if (o.level() == IPPROTO_IPV6 && name == IPV6_V6ONLY) continue;  // set by new_socket, before bind
     // Buffer sizes were doubled by the kernel when set; FORCE sets them as read.
     if (o.level() == SOL_SOCKET && (name == SO_SNDBUF || name == SO_RCVBUF)) {
       if (o.value().size() != sizeof(int)) continue;
@@ -174,7 +175,14 @@ Result<UniqueFd> new_socket(const image::Socket& sock) {
   int s = ::socket(static_cast<int>(sock.family()), static_cast<int>(sock.type()) | SOCK_CLOEXEC,
                    sock.family() == AF_UNIX ? 0 : static_cast<int>(sock.protocol()));
   if (s < 0) return errno_error("socket");
-  return UniqueFd(s);
+  UniqueFd fd(s);
+  // An IPv6 socket beside an IPv4 one on the same port (redis, nginx) must be
+  // IPv6-only before it binds.
+  for (const auto& o : sock.options())
+    if (sock.family() == AF_INET6 && o.level() == IPPROTO_IPV6 && o.name() == IPV6_V6ONLY &&
+        ::setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, o.value().data(), static_cast<socklen_t>(o.value().size())) < 0)
+      return errno_error("setsockopt IPV6_V6ONLY");
+  return fd;
 }
 
 Result<UniqueFd> open_tcp(const image::Socket& sock) {
