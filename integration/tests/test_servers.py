@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Real servers from Debian, dumped while serving and restored: nginx (a master and
-two workers sharing listening sockets, channels between them and shared memory)
-and redis (threads, listeners on the same port over IPv4 and IPv6-only, state in
-memory). After the restore they answer on the same ports and remember their state."""
+two workers sharing listening sockets, channels between them and shared memory),
+redis (threads, listeners on the same port over IPv4 and IPv6-only, state in
+memory), Node.js (libuv's epoll loop, its thread pool and V8's threads, timers)
+and memcached (worker threads woken through pipes). After the restore they answer
+on the same ports and remember their state."""
 import os
 import socket
 import sys
@@ -53,11 +55,14 @@ def round_trip(env, pid, *extra):
     return before
 
 
-def stop(pid, signo):
+def stop(pid, signo, dies_of_it=False):
+    """Stops the restored server; it must exit 0 (or, with no handler, die of the signal)."""
     os.kill(pid, signo)
     status = reap([pid], timeout=30, what="the server after its stop signal").get(pid)
-    check(status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0,
-          f"the restored server did not stop cleanly ({status})")
+    clean = status is not None and (
+        (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signo) if dies_of_it
+        else (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0))
+    check(clean, f"the restored server did not stop as it should ({status})")
 
 
 def case_nginx(env):
@@ -92,5 +97,47 @@ def case_redis(env):
     stop(pid, 15)
 
 
+NODE_SERVER = r"""
+const http = require('http');
+let hits = 0, ticks = 0;
+setInterval(() => { ticks++; }, 10);
+http.createServer((req, res) => {
+  hits++;
+  const seen = ticks;
+  setTimeout(() => res.end(`hits ${hits} ticking ${ticks > seen}\n`), 50);
+}).listen(Number(process.argv[2]), '127.0.0.1');
+"""
+
+
+def case_node(env):
+    port = free_port()
+    script = env.path("server.js")
+    with open(script, "w") as f:
+        f.write(NODE_SERVER)
+    pid = env.spawn(["node", script, str(port)], name="node")
+    get = lambda: ask(("127.0.0.1", port), b"GET / HTTP/1.0\r\n\r\n")  # noqa: E731
+    wait_until(lambda: answers(get), 30, what="node to answer")
+    check(get().endswith(b"hits 2 ticking true\n"), "node's second answer")
+    round_trip(env, pid)
+    reply = get()
+    check(reply.endswith(b"hits 3 ticking true\n"), f"node after the restore answered {reply[-40:]!r}")
+    stop(pid, 15, dies_of_it=True)
+
+
+def case_memcached(env):
+    port = free_port()
+    pid = env.spawn(["memcached", "-u", "nobody", "-p", str(port), "-l", "127.0.0.1", "-t", "4", "-U", "0"],
+                    name="memcached")
+    cmd = lambda text: ask(("127.0.0.1", port), text)  # noqa: E731
+    wait_until(lambda: answers(lambda: cmd(b"version\r\n")), 30, what="memcached to answer")
+    check_eq(cmd(b"set key 0 0 5\r\nvalue\r\n"), b"STORED\r\n", "set before the dump")
+    check_eq(cmd(b"incr hits 1\r\n"), b"NOT_FOUND\r\n", "incr of a missing key")
+    round_trip(env, pid)
+    check_eq(cmd(b"get key\r\n").split(b"\r\n")[:2], [b"VALUE key 0 5", b"value"], "get after the restore")
+    for _ in range(8):  # connections go round the worker threads
+        check_eq(cmd(b"version\r\n")[:8], b"VERSION ", "memcached after the restore")
+    stop(pid, 15)
+
+
 if __name__ == "__main__":
-    run({"nginx": case_nginx, "redis": case_redis})
+    run({"nginx": case_nginx, "redis": case_redis, "node": case_node, "memcached": case_memcached})
