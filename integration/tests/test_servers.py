@@ -2,8 +2,9 @@
 """Real servers from Debian, dumped while serving and restored: nginx (a master and
 two workers sharing listening sockets, channels between them and shared memory),
 redis (threads, listeners on the same port over IPv4 and IPv6-only, state in
-memory), Node.js (libuv's epoll loop, its thread pool and V8's threads, timers)
-and memcached (worker threads woken through pipes). After the restore they answer
+memory), Node.js (libuv's epoll loop, its thread pool and V8's threads, timers),
+memcached (worker threads woken through pipes) and a Java HTTP server (a JVM with
+its JIT, GC and pool threads and a heap of data). After the restore they answer
 on the same ports and remember their state."""
 import os
 import socket
@@ -55,13 +56,14 @@ def round_trip(env, pid, *extra):
     return before
 
 
-def stop(pid, signo, dies_of_it=False):
-    """Stops the restored server; it must exit 0 (or, with no handler, die of the signal)."""
+def stop(pid, signo, dies_of_it=False, clean_exit=0):
+    """Stops the restored server; it must exit with clean_exit (or, with no handler,
+    die of the signal)."""
     os.kill(pid, signo)
     status = reap([pid], timeout=30, what="the server after its stop signal").get(pid)
     clean = status is not None and (
         (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signo) if dies_of_it
-        else (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0))
+        else (os.WIFEXITED(status) and os.WEXITSTATUS(status) == clean_exit))
     check(clean, f"the restored server did not stop as it should ({status})")
 
 
@@ -139,5 +141,58 @@ def case_memcached(env):
     stop(pid, 15)
 
 
+JAVA_SERVER = r"""
+import com.sun.net.httpserver.HttpServer;
+import java.net.InetSocketAddress;
+import java.util.concurrent.atomic.AtomicLong;
+
+public class Server {
+  public static void main(String[] args) throws Exception {
+    AtomicLong ticks = new AtomicLong(), hits = new AtomicLong();
+    long[] data = new long[1 << 22];  // 32 MiB of heap
+    for (int i = 0; i < data.length; i++) data[i] = i * 31L;
+    Thread ticker = new Thread(() -> {
+      while (true) {
+        ticks.incrementAndGet();
+        try { Thread.sleep(5); } catch (InterruptedException e) { return; }
+      }
+    });
+    ticker.setDaemon(true);
+    ticker.start();
+    HttpServer server = HttpServer.create(new InetSocketAddress("127.0.0.1", Integer.parseInt(args[0])), 0);
+    server.createContext("/", exchange -> {
+      long sum = 0;
+      for (long v : data) sum += v;
+      long seen = ticks.get();
+      try { Thread.sleep(30); } catch (InterruptedException e) { }
+      byte[] body = ("hits " + hits.incrementAndGet() + " sum " + sum + " ticking " + (ticks.get() > seen) + "\n").getBytes();
+      exchange.sendResponseHeaders(200, body.length);
+      exchange.getResponseBody().write(body);
+      exchange.close();
+    });
+    server.start();
+  }
+}
+"""
+
+
+def case_java(env):
+    port = free_port()
+    source = env.path("Server.java")
+    with open(source, "w") as f:
+        f.write(JAVA_SERVER)
+    pid = env.spawn(["java", "-Xmx256m", source, str(port)], name="java")
+    get = lambda: ask(("127.0.0.1", port), b"GET / HTTP/1.0\r\n\r\n")  # noqa: E731
+    wait_until(lambda: answers(get), 60, what="the JVM to answer")
+    want_sum = sum(i * 31 for i in range(1 << 22))
+    check(get().endswith(f"hits 2 sum {want_sum} ticking true\n".encode()), "the JVM's second answer")
+    before = round_trip(env, pid)
+    log(f"the JVM has {len(before[pid]['tids'])} threads")
+    reply = get()
+    check(reply.endswith(f"hits 3 sum {want_sum} ticking true\n".encode()),
+          f"the JVM after the restore answered {reply[-60:]!r}")
+    stop(pid, 15, clean_exit=143)
+
+
 if __name__ == "__main__":
-    run({"nginx": case_nginx, "redis": case_redis, "node": case_node, "memcached": case_memcached})
+    run({"nginx": case_nginx, "redis": case_redis, "node": case_node, "memcached": case_memcached, "java": case_java})
