@@ -143,12 +143,17 @@ Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, in
   return {};
 }
 
+// /proc/PID/map_files/START-END: the file (or shared object) a mapping maps.
+std::string map_files_path(pid_t pid, const proc::MapEntry& m) {
+  char range[64];
+  snprintf(range, sizeof range, "%lx-%lx", static_cast<unsigned long>(m.start), static_cast<unsigned long>(m.end));
+  return "/proc/" + std::to_string(pid) + "/map_files/" + range;
+}
+
 // The contents of a shared anonymous object, through /proc/PID/map_files.
 Status dump_shmem(pid_t pid, const proc::MapEntry& m, image::Shmem* shmem, image::PageWriter& pages,
                   DumpStats* stats) {
-  char range[64];
-  snprintf(range, sizeof range, "%lx-%lx", static_cast<unsigned long>(m.start), static_cast<unsigned long>(m.end));
-  CRYO_ASSIGN(UniqueFd fd, open_file("/proc/" + std::to_string(pid) + "/map_files/" + range, O_RDONLY));
+  CRYO_ASSIGN(UniqueFd fd, open_file(map_files_path(pid, m), O_RDONLY));
   struct stat st;
   if (::fstat(fd.get(), &st) < 0) return errno_error("fstat shared memory");
   shmem->set_size(static_cast<uint64_t>(st.st_size));
@@ -158,9 +163,7 @@ Status dump_shmem(pid_t pid, const proc::MapEntry& m, image::Shmem* shmem, image
 // The data of a System V segment, through /proc/PID/map_files like shmem.
 Status dump_sysv_shm(pid_t pid, const proc::MapEntry& m, image::SysvShm* shm, image::PageWriter& pages,
                      DumpStats* stats) {
-  char range[64];
-  snprintf(range, sizeof range, "%lx-%lx", static_cast<unsigned long>(m.start), static_cast<unsigned long>(m.end));
-  CRYO_ASSIGN(UniqueFd fd, open_file("/proc/" + std::to_string(pid) + "/map_files/" + range, O_RDONLY));
+  CRYO_ASSIGN(UniqueFd fd, open_file(map_files_path(pid, m), O_RDONLY));
   struct statfs fs;
   if (::fstatfs(fd.get(), &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC)
     return Error("System V segments of huge pages (SHM_HUGETLB) are not supported");
@@ -258,9 +261,7 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
       if (is_new) CRYO_TRY(dump_sysv_shm(pid, m, shm, pages, stats).wrap(what));
     } else if (m.path.starts_with("/")) {
       v->set_kind(m.shared ? image::Vma::FILE_SHARED : image::Vma::FILE_PRIVATE);
-      char range[64];
-      snprintf(range, sizeof range, "%lx-%lx", static_cast<unsigned long>(m.start), static_cast<unsigned long>(m.end));
-      CRYO_ASSIGN(uint32_t id, files.add_mapped_file(proc_dir + "/map_files/" + range, m.shared && m.write, what));
+      CRYO_ASSIGN(uint32_t id, files.add_mapped_file(map_files_path(pid, m), m.shared && m.write, what));
       v->set_file_id(id);
       private_pages = !m.shared;
     } else {
