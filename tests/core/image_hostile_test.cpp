@@ -2,6 +2,15 @@
 // written back with valid checksums (as an attacker would) must load or be
 // refused with an error, never crash or hang the loader restore relies on.
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/shm.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <google/protobuf/message.h>
 #include <google/protobuf/reflection.h>
 #include <signal.h>
@@ -12,6 +21,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <cstring>
 #include <random>
 
 #include "core/checkpoint.h"
@@ -78,6 +88,45 @@ void mutate(Message* m, std::mt19937_64& rng, int depth = 0) {
   }
 }
 
+// The kinds of state whose image messages the mutations should reach: an
+// epoll watching an eventfd, a timerfd, a signalfd, a sealed memfd mapped
+// shared, a removed System V segment, a POSIX timer and a seccomp filter.
+void make_objects() {
+  int ev = eventfd(3, EFD_SEMAPHORE);
+  int ep = epoll_create1(0);
+  struct epoll_event e = {.events = EPOLLIN | EPOLLET, .data = {.u64 = 7}};
+  epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e);
+  int tfd = timerfd_create(CLOCK_MONOTONIC, 0);
+  struct itimerspec its = {{1, 0}, {100, 0}};
+  timerfd_settime(tfd, 0, &its, nullptr);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR2);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  signalfd(-1, &set, 0);
+  int mfd = memfd_create("hostile", MFD_ALLOW_SEALING);
+  if (ftruncate(mfd, 8192) == 0) {
+    void* map = mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    if (map != MAP_FAILED) std::memset(map, 'm', 4096);
+    fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK);
+  }
+  int shm = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+  if (shm >= 0) {
+    void* at = shmat(shm, nullptr, 0);
+    if (at != reinterpret_cast<void*>(-1)) std::memset(at, 's', 4096);
+    shmctl(shm, IPC_RMID, nullptr);
+  }
+  struct sigevent sev{};
+  sev.sigev_notify = SIGEV_SIGNAL;
+  sev.sigev_signo = SIGUSR2;
+  timer_t timer;
+  if (timer_create(CLOCK_MONOTONIC, &sev, &timer) == 0) timer_settime(timer, 0, &its, nullptr);
+  struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+  struct sock_fprog prog = {1, allow};
+  prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
+}
+
 template <typename T>
 void rewrite(const std::string& path, image::Kind kind, const T& message) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << image::encode(kind, {&message});
@@ -96,6 +145,7 @@ TEST_CASE("hostile but well-formed images are refused or loaded, never crash") {
     int null = open("/dev/null", O_RDWR);
     for (int fd = 0; fd < 3; fd++) dup2(null, fd);
     close_range(3, ~0U, 0);
+    make_objects();
     for (;;) pause();
   }
   usleep(100000);
