@@ -152,13 +152,22 @@ std::string unix_name(const std::string& name) {
   return name[0] == '\0' ? "@" + name.substr(1) : name;
 }
 
-// A filesystem name left behind by the dumped socket must go before bind.
+// A filesystem name left behind by the dumped socket must go before bind;
+// a name some live socket answers on is not ours to take (nor a hostile
+// image's to delete).
 Status free_unix_name(const image::SockAddr& a) {
   const std::string& path = a.addr();
   if (path.empty() || path[0] == '\0') return {};
   struct stat st;
   if (::lstat(path.c_str(), &st) < 0) return {};
   if (!S_ISSOCK(st.st_mode)) return Error(EEXIST, path + " exists and is not a socket");
+  for (int type : {SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM}) {
+    UniqueFd probe(::socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    sockaddr_storage ss;
+    CRYO_ASSIGN(socklen_t len, to_sockaddr(a, &ss));
+    if (probe.valid() && (::connect(probe.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0 || errno == EAGAIN))
+      return Error(EADDRINUSE, "unix socket " + path + " is in use by a live socket");
+  }
   if (::unlink(path.c_str()) < 0) return errno_error("unlink " + path);
   return {};
 }

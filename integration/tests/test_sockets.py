@@ -13,7 +13,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import (TestFailure, check, check_eq, exists, hash_dir, log, reap, run, state,  # noqa: E402
+from harness import (TestFailure, check, check_eq, exists, hash_dir, log, reap, run, snapshot, state,  # noqa: E402
                      wait_until)
 
 PYTHON = "/usr/bin/python3"
@@ -528,6 +528,53 @@ def case_external_unix_peer(env):
     reap([pid], what="the client")
 
 
+NAMED_LISTENER = r"""
+import os, signal, socket, sys
+ready, report, progress = sys.argv[1:4]
+path = os.path.join(os.path.dirname(ready), "named.sock")
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(path)
+listener.listen()
+done = []
+signal.signal(signal.SIGUSR1, lambda *_: done.append(1))
+with open(ready, "w") as f:
+    f.write(f"READY pid={os.getpid()}\n")
+while not done:
+    signal.pause()
+client = socket.socket(socket.AF_UNIX)
+client.connect(path)
+conn, _ = listener.accept()
+client.sendall(b"ping")
+with open(report, "w") as f:
+    f.write("OK\n" if conn.recv(4) == b"ping" else "FAIL: the listener lost its name\n")
+"""
+
+
+def case_name_taken(env):
+    """A unix name that a live socket holds by restore time is not taken from it:
+    the restore is refused and the live socket keeps its name; once it is gone,
+    the restore binds the name again."""
+    pid, _, report, _ = env.start_python(NAMED_LISTENER, "named_listener")
+    path = env.path("named.sock")
+    before = snapshot(pid)
+    images = env.path("images")
+    env.dump(pid, images)
+    env.wait_dumped(before)
+    os.unlink(path)  # the dumped socket's file; someone else binds the name meanwhile
+    squatter = socket.socket(socket.AF_UNIX)
+    squatter.bind(path)
+    squatter.listen()
+    result, _ = env.restore(images, expect=1)
+    check("in use" in result.stderr and path in result.stderr, f"the refusal does not say so: {result.stderr.strip()!r}")
+    check(not exists(pid), f"pid {pid} is left after the refused restore")
+    with socket.socket(socket.AF_UNIX) as probe:
+        probe.connect(path)  # the live socket still answers on its name
+    squatter.close()
+    _, rpid = env.restore(images)
+    check_eq(rpid, pid, "restored pid")
+    env.trigger_and_report(pid, report)
+
+
 CASES = {
     "web_demo": case_web_demo,
     "web_demo_iptables": case_web_demo_iptables,
@@ -541,6 +588,7 @@ CASES = {
     "peer_credentials": case_peer_credentials,
     "external_unix_peer": case_external_unix_peer,
     "cross_process_credentials": case_cross_process_credentials,
+    "name_taken": case_name_taken,
 }
 
 if __name__ == "__main__":
