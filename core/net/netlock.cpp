@@ -13,6 +13,8 @@
 #include "core/sys/log.h"
 
 namespace cryo::net {
+
+constexpr std::string_view kLockPrefix = "cryo-lock-";
 namespace {
 
 std::string ip_text(const image::SockAddr& a) {
@@ -136,7 +138,7 @@ Result<std::string> lock_connections(const std::vector<Connection>& connections,
   if (connections.empty() || method == "skip") return std::string();
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  std::string table = "cryo-lock-" + std::to_string(::getpid()) + "-" + std::to_string(ts.tv_nsec);
+  std::string table = std::string(kLockPrefix) + std::to_string(::getpid()) + "-" + std::to_string(ts.tv_nsec);
   if (method == "iptables") {
     Status st = iptables_lock(table, connections);
     if (!st.ok()) {
@@ -155,7 +157,8 @@ Result<std::string> lock_connections(const std::vector<Connection>& connections,
 
 Status unlock_connections(const std::string& table, const std::string& method) {
   if (table.empty() || (method != "nftables" && method != "iptables")) return {};
-  if (table.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos)
+  // Only a lock cryo made: an image must not name the host's own tables.
+  if (!table.starts_with(kLockPrefix) || table.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos)
     return Error(EINVAL, "bad network lock table name '" + table + "'");
   if (method == "iptables") {
     CRYO_TRY(iptables_unlock(table).wrap("unlocking the network"));
