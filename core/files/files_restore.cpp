@@ -1,5 +1,6 @@
 #include "core/files/files_restore.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <sys/epoll.h>
@@ -20,6 +21,7 @@
 #include "core/net/socket_restore.h"
 #include "core/sys/kernel_abi.h"
 #include "core/sys/io.h"
+#include "core/sys/log.h"
 
 namespace cryo::files {
 namespace {
@@ -31,6 +33,32 @@ std::string name_file(const image::FileDesc& f) {
 }
 
 }  // namespace
+
+// Whether a process other than this one has the file open.
+static Result<bool> held_elsewhere(const struct stat& file) {
+  DIR* proc = ::opendir("/proc");
+  if (!proc) return errno_error("opendir /proc");
+  std::string self = std::to_string(::getpid());
+  bool held = false;
+  while (struct dirent* d = ::readdir(proc)) {
+    if (d->d_name[0] < '0' || d->d_name[0] > '9' || self == d->d_name) continue;
+    std::string dir = std::string("/proc/") + d->d_name + "/fd";
+    DIR* fds = ::opendir(dir.c_str());
+    if (!fds) continue;
+    while (struct dirent* f = ::readdir(fds)) {
+      struct stat st;
+      if (f->d_name[0] != '.' && ::stat((dir + "/" + f->d_name).c_str(), &st) == 0 && st.st_dev == file.st_dev &&
+          st.st_ino == file.st_ino) {
+        held = true;
+        break;
+      }
+    }
+    ::closedir(fds);
+    if (held) break;
+  }
+  ::closedir(proc);
+  return held;
+}
 
 int fd_table_end(const std::vector<const image::Process*>& cores) {
   int end = 3;
@@ -300,7 +328,16 @@ Status FileObjects::open_fifo(const image::Files& files, const image::Pipe& pipe
     if (::fcntl(fd.get(), F_SETFL, f.flags() & ~kOpenOnly) < 0) return errno_error("F_SETFL fifo");
     CRYO_ASSIGN(by_file_[f.id()], place(std::move(fd)));
   }
-  if (!pipe.data().empty()) CRYO_TRY(write_all(holder.get(), pipe.data()).wrap("refill fifo " + first->path()));
+  // Held open outside the image the whole time, the FIFO kept its bytes: writing
+  // them again would say them twice (and a hostile image must not talk to a
+  // FIFO some daemon reads).
+  if (!pipe.data().empty()) {
+    CRYO_ASSIGN(bool held, held_elsewhere(st));
+    if (held)
+      log::info("fifo " + first->path() + " is held open outside the image: it kept its bytes");
+    else
+      CRYO_TRY(write_all(holder.get(), pipe.data()).wrap("refill fifo " + first->path()));
+  }
   CRYO_TRY(place(std::move(holder)).ok() ? Status() : Status(Error("place fifo holder")));
   return {};
 }
