@@ -7,7 +7,7 @@ CTEST_ARGS ?=
 PACKAGES := cmake g++ make pkg-config protobuf-compiler libprotobuf-dev libxxhash-dev \
             doctest-dev nlohmann-json3-dev libyaml-cpp-dev libseccomp-dev \
             python3 curl busybox-static procps iproute2 nftables iptables podman containerd \
-            postgresql nginx-light redis-server nodejs memcached openjdk-17-jdk-headless
+            postgresql nginx-light redis-server nodejs memcached openjdk-17-jdk-headless golang-go
 
 .PHONY: all deps build test demo bench clean
 

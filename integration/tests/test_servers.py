@@ -3,11 +3,13 @@
 two workers sharing listening sockets, channels between them and shared memory),
 redis (threads, listeners on the same port over IPv4 and IPv6-only, state in
 memory), Node.js (libuv's epoll loop, its thread pool and V8's threads, timers),
-memcached (worker threads woken through pipes) and a Java HTTP server (a JVM with
-its JIT, GC and pool threads and a heap of data). After the restore they answer
+memcached (worker threads woken through pipes), a Java HTTP server (a JVM with
+its JIT, GC and pool threads and a heap of data) and a Go HTTP server (goroutines
+on a few threads, each with its alternate signal stack, and the netpoller). After the restore they answer
 on the same ports and remember their state."""
 import os
 import socket
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
@@ -194,5 +196,70 @@ def case_java(env):
     stop(pid, 15, clean_exit=143)
 
 
+GO_SERVER = """package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+func main() {
+	var ticks, hits int64
+	data := make([]int64, 1<<22)
+	for i := range data {
+		data[i] = int64(i) * 7
+	}
+	for w := 0; w < 4; w++ {
+		go func() {
+			for {
+				atomic.AddInt64(&ticks, 1)
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		var sum int64
+		for _, v := range data {
+			sum += v
+		}
+		seen := atomic.LoadInt64(&ticks)
+		time.Sleep(20 * time.Millisecond)
+		fmt.Fprintf(w, "hits %d sum %d ticking %v\\n", atomic.AddInt64(&hits, 1), sum, atomic.LoadInt64(&ticks) > seen)
+	})
+	if err := http.ListenAndServe("127.0.0.1:"+os.Args[1], nil); err != nil {
+		panic(err)
+	}
+}
+"""
+
+
+def case_go(env):
+    src = env.path("gosrv")
+    os.mkdir(src)
+    with open(os.path.join(src, "main.go"), "w") as f:
+        f.write(GO_SERVER)
+    with open(os.path.join(src, "go.mod"), "w") as f:
+        f.write("module gosrv\ngo 1.19\n")
+    build_env = dict(os.environ, HOME=src, GOCACHE=os.path.join(src, "cache"), GOPATH=os.path.join(src, "gopath"),
+                     GOFLAGS="-mod=mod", CGO_ENABLED="0")
+    subprocess.run(["go", "build", "-o", "server", "."], cwd=src, env=build_env, check=True, timeout=300)
+    port = free_port()
+    pid = env.spawn([os.path.join(src, "server"), str(port)], name="go")
+    get = lambda: ask(("127.0.0.1", port), b"GET / HTTP/1.0\r\n\r\n")  # noqa: E731
+    wait_until(lambda: answers(get), 30, what="the Go server to answer")
+    want_sum = sum(i * 7 for i in range(1 << 22))
+    check(get().endswith(f"hits 2 sum {want_sum} ticking true\n".encode()), "the Go server's second answer")
+    before = round_trip(env, pid)
+    log(f"the Go server has {len(before[pid]['tids'])} threads")
+    reply = get()
+    check(reply.endswith(f"hits 3 sum {want_sum} ticking true\n".encode()),
+          f"the Go server after the restore answered {reply[-60:]!r}")
+    stop(pid, 15, dies_of_it=True)
+
+
 if __name__ == "__main__":
-    run({"nginx": case_nginx, "redis": case_redis, "node": case_node, "memcached": case_memcached, "java": case_java})
+    run({"nginx": case_nginx, "redis": case_redis, "node": case_node, "memcached": case_memcached, "java": case_java,
+         "go": case_go})
