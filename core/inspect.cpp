@@ -65,9 +65,18 @@ std::string sockets_json(const LoadedImage& img) {
         if (fd.file_id() == f.id())
           owners += std::string(owners.empty() ? "" : ",") + "{\"pid\":" + std::to_string(pid) +
                     ",\"fd\":" + std::to_string(fd.fd()) + "}";
-    const char* family = s.family() == AF_UNIX ? "unix" : s.family() == AF_INET6 ? "inet6" : "inet";
-    const char* type = s.type() == SOCK_STREAM ? "stream" : s.type() == SOCK_DGRAM ? "dgram" : "seqpacket";
-    const char* proto = s.family() == AF_UNIX ? "" : s.type() == SOCK_STREAM ? "tcp" : "udp";
+    const char* family = s.family() == AF_UNIX      ? "unix"
+                         : s.family() == AF_NETLINK ? "netlink"
+                         : s.family() == AF_INET6   ? "inet6"
+                                                    : "inet";
+    const char* type = s.type() == SOCK_STREAM ? "stream"
+                       : s.type() == SOCK_DGRAM ? "dgram"
+                       : s.type() == SOCK_RAW   ? "raw"
+                                                : "seqpacket";
+    std::string proto = s.family() == AF_UNIX      ? ""
+                        : s.family() == AF_NETLINK ? std::to_string(s.protocol())
+                        : s.type() == SOCK_STREAM  ? "tcp"
+                                                   : "udp";
     uint64_t queued = 0;
     for (const auto& d : s.queue()) queued += d.data().size();
     out += std::string(first ? "" : ",") + "{\"id\":" + std::to_string(f.id()) + ",\"owners\":[" + owners +

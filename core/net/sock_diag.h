@@ -26,4 +26,12 @@ struct UnixInfo {
 // Every unix socket of this network namespace, by inode.
 Result<std::map<uint64_t, UnixInfo>> unix_sockets();
 
+struct NetlinkInfo {
+  uint64_t inode = 0;
+  uint32_t flags = 0;     // NDIAG_FLAG_*
+  uint32_t rmem = 0;      // bytes of messages not yet read
+};
+// Every netlink socket of this network namespace, by inode.
+Result<std::map<uint64_t, NetlinkInfo>> netlink_sockets();
+
 }  // namespace cryo::net

@@ -6,6 +6,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
+#include <linux/netlink.h>
+#include <linux/netlink_diag.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -255,8 +257,9 @@ Status SocketDump::describe(pid_t pid, int fd, image::FileDesc* f) {
     CRYO_TRY(describe_udp(what, s.get(), sock));
     return {};
   }
+  if (family == AF_NETLINK) return describe_netlink(what, s.get(), f->socket().inode(), sock);
   if ((family != AF_INET && family != AF_INET6) || type != SOCK_STREAM || protocol != IPPROTO_TCP) {
-    const char* name = family == AF_NETLINK ? "netlink" : family == AF_PACKET ? "packet" : "this kind of";
+    const char* name = family == AF_PACKET ? "packet" : "this kind of";
     return Error(what + ": " + name + " sockets are not supported yet");
   }
   sockaddr_storage local{}, peer{};
@@ -301,6 +304,54 @@ Status SocketDump::describe(pid_t pid, int fd, image::FileDesc* f) {
       return Error(what + ": TCP socket in state " + std::to_string(info.tcpi_state) +
                    " (only listening and established TCP sockets are supported)");
   }
+}
+
+Status SocketDump::describe_netlink(const std::string& what, int s, uint64_t inode, image::Socket* sock) {
+  if (!netlink_table_) {
+    CRYO_ASSIGN(auto table, netlink_sockets());
+    netlink_table_ = std::move(table);
+  }
+  sockaddr_nl local{}, peer{};
+  socklen_t len = sizeof local;
+  if (::getsockname(s, reinterpret_cast<sockaddr*>(&local), &len) < 0) return errno_error(what + ": getsockname");
+  // sock_diag lists bound sockets only; an unbound one has sent nothing yet.
+  auto it = netlink_table_->find(inode);
+  if (it == netlink_table_->end() && local.nl_pid != 0)
+    return Error(what + ": netlink socket " + std::to_string(inode) + " is not in sock_diag");
+  // A reply half read, or messages waiting, cannot be saved without taking them.
+  if (it != netlink_table_->end() && (it->second.flags & NDIAG_FLAG_CB_RUNNING))
+    return Error(what + ": a netlink dump is in progress on this socket (not supported: dump again)");
+  char peek;
+  ssize_t queued = ::recv(s, &peek, 1, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC);
+  if ((it != netlink_table_->end() && it->second.rmem > 0) || queued > 0)
+    return Error(what + ": netlink socket has messages not yet read (not supported: dump again)");
+  auto* nl = sock->mutable_netlink();
+  nl->set_portid(local.nl_pid);
+  len = sizeof peer;
+  if (::getpeername(s, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+    nl->set_dst_portid(peer.nl_pid);
+    nl->set_dst_group(peer.nl_groups);
+  }
+  std::vector<uint32_t> groups(64);
+  len = static_cast<socklen_t>(groups.size() * 4);
+  if (::getsockopt(s, SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, groups.data(), &len) < 0)
+    return errno_error(what + ": NETLINK_LIST_MEMBERSHIPS");
+  groups.resize(std::min<size_t>(groups.size(), len / 4));
+  while (!groups.empty() && groups.back() == 0) groups.pop_back();
+  for (uint32_t word : groups) nl->add_groups(word);
+  for (int flag : {NETLINK_PKTINFO, NETLINK_BROADCAST_ERROR, NETLINK_NO_ENOBUFS, NETLINK_LISTEN_ALL_NSID,
+                   NETLINK_CAP_ACK, NETLINK_EXT_ACK, NETLINK_GET_STRICT_CHK}) {
+    int value = 0;
+    len = sizeof value;
+    if (::getsockopt(s, SOL_NETLINK, flag, &value, &len) < 0 || value == 0) continue;
+    auto* o = nl->add_options();
+    o->set_level(SOL_NETLINK);
+    o->set_name(static_cast<uint32_t>(flag));
+    o->set_value(std::string(reinterpret_cast<const char*>(&value), sizeof value));
+  }
+  sock->set_state(local.nl_pid ? image::Socket::BOUND : image::Socket::UNBOUND);
+  dump_options(s, sock);
+  return {};
 }
 
 Status SocketDump::describe_udp(const std::string& what, int s, image::Socket* sock) {

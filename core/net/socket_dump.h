@@ -66,12 +66,14 @@ class SocketDump {
     std::string peer_name;
   };
   Status describe_unix(const std::string& who, int s, uint64_t inode, image::Socket* sock);
+  Status describe_netlink(const std::string& who, int s, uint64_t inode, image::Socket* sock);
   Status describe_udp(const std::string& who, int s, image::Socket* sock);
 
   SocketDumpOptions options_;
   std::vector<Tcp> tcp_;
   std::vector<Unix> unix_;
   std::optional<std::map<uint64_t, UnixInfo>> unix_table_;
+  std::optional<std::map<uint64_t, NetlinkInfo>> netlink_table_;
   std::string lock_table_;
   bool keep_ = false;
 };

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/netlink.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -194,6 +195,45 @@ Result<UniqueFd> new_socket(const image::Socket& sock) {
   return fd;
 }
 
+bool is_netlink(const image::FileDesc& f) { return f.socket().family() == AF_NETLINK; }
+
+// The same port id, bound explicitly; every group joined again; the flags
+// and destination it had.
+Result<UniqueFd> open_netlink(const image::Socket& sock) {
+  const auto& nl = sock.netlink();
+  if (sock.type() != SOCK_RAW && sock.type() != SOCK_DGRAM) return Error(EINVAL, "bad netlink socket type");
+  UniqueFd fd(::socket(AF_NETLINK, static_cast<int>(sock.type()) | SOCK_CLOEXEC, static_cast<int>(sock.protocol())));
+  if (!fd.valid()) return errno_error("socket(AF_NETLINK, " + std::to_string(sock.protocol()) + ")");
+  for (const auto& o : nl.options())
+    if (o.level() != SOL_NETLINK ||
+        ::setsockopt(fd.get(), SOL_NETLINK, static_cast<int>(o.name()), o.value().data(),
+                     static_cast<socklen_t>(o.value().size())) < 0)
+      return errno_error("netlink flag " + std::to_string(o.name()));
+  if (nl.portid() != 0) {
+    sockaddr_nl local{};
+    local.nl_family = AF_NETLINK;
+    local.nl_pid = nl.portid();
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&local), sizeof local) < 0)
+      return errno_error("bind netlink port id " + std::to_string(nl.portid()));
+  }
+  if (nl.groups_size() > 64) return Error(EINVAL, "too many netlink groups");
+  for (int word = 0; word < nl.groups_size(); word++)
+    for (int bit = 0; bit < 32; bit++) {
+      if (!(nl.groups(word) & (1u << bit))) continue;
+      int group = word * 32 + bit + 1;
+      if (::setsockopt(fd.get(), SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) < 0)
+        return errno_error("joining netlink group " + std::to_string(group));
+    }
+  if (nl.dst_portid() || nl.dst_group()) {
+    sockaddr_nl peer{};
+    peer.nl_family = AF_NETLINK;
+    peer.nl_pid = nl.dst_portid();
+    peer.nl_groups = nl.dst_group();
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&peer), sizeof peer) < 0) return errno_error("connect netlink");
+  }
+  return fd;
+}
+
 Result<UniqueFd> open_tcp(const image::Socket& sock) {
   CRYO_ASSIGN(UniqueFd fd, new_socket(sock));
   int s = fd.get();
@@ -266,6 +306,10 @@ class SocketBuilder {
     if (is_tcp(f) && sock.reconnect()) return {};  // connects to its listener below
     if (is_tcp(f)) {
       CRYO_ASSIGN((*out_)[f.id()], open_tcp(sock));
+      return {};
+    }
+    if (is_netlink(f)) {
+      CRYO_ASSIGN((*out_)[f.id()], open_netlink(sock));
       return {};
     }
     if (!is_unix(f) && !is_udp(f)) return Error(EINVAL, "a kind of socket this cryo cannot restore");

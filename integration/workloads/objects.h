@@ -6,6 +6,8 @@
 
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -22,7 +24,7 @@
 
 #include "workload.h"
 
-// Kinds: unix_socketpair tcp_listen udp eventfd epoll event_loop epoll_stale signalfd timerfd inotify inotify_wds inotify_queued memfd
+// Kinds: unix_socketpair tcp_listen udp netlink netlink_unread eventfd epoll event_loop epoll_stale signalfd timerfd inotify inotify_wds inotify_queued memfd
 // memfd_map memfd_sealed deleted_sparse deleted_file sysv_shm sysv_shm_keyed posix_timer posix_timers seccomp seccomp_stack userfaultfd pidfd
 static struct {
   const char *kind;
@@ -211,6 +213,68 @@ static void check_inotify_wds(void) {
            seen[1], seen[3]);
 }
 
+// netlink: a route socket bound by the kernel's choice of port id, listening to
+// groups below and above 32, with flags; an unbound generic netlink socket.
+static uint32_t nl_portid, nl_groups[2];
+
+static void netlink_state(int fd, uint32_t *portid, uint32_t groups[2]) {
+  struct sockaddr_nl a;
+  socklen_t len = sizeof a;
+  WL_MUST(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+  *portid = a.nl_pid;
+  uint32_t bits[8] = {0};
+  len = sizeof bits;
+  WL_MUST(getsockopt(fd, SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, bits, &len) == 0);
+  groups[0] = bits[0], groups[1] = bits[1];
+}
+
+static void make_netlink(void) {
+  WL_MUST((object.fd = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE)) >= 0);
+  struct sockaddr_nl a = {.nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR};
+  WL_MUST(bind(object.fd, (struct sockaddr *)&a, sizeof a) == 0);
+  int group = 33, on = 1;
+  WL_MUST(setsockopt(object.fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) == 0);
+  WL_MUST(setsockopt(object.fd, SOL_NETLINK, NETLINK_EXT_ACK, &on, sizeof on) == 0);
+  WL_MUST(setsockopt(object.fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, &on, sizeof on) == 0);
+  netlink_state(object.fd, &nl_portid, nl_groups);
+  WL_MUST((object.fd2 = socket(AF_NETLINK, SOCK_DGRAM, NETLINK_GENERIC)) >= 0);
+}
+
+static void check_netlink(void) {
+  uint32_t portid, groups[2];
+  netlink_state(object.fd, &portid, groups);
+  WL_CHECK(portid == nl_portid, "netlink port id %u, want %u", portid, nl_portid);
+  WL_CHECK(groups[0] == nl_groups[0] && groups[1] == nl_groups[1], "netlink groups %#x %#x, want %#x %#x", groups[0],
+           groups[1], nl_groups[0], nl_groups[1]);
+  int flag = 0;
+  socklen_t len = sizeof flag;
+  WL_CHECK(getsockopt(object.fd, SOL_NETLINK, NETLINK_EXT_ACK, &flag, &len) == 0 && flag, "NETLINK_EXT_ACK lost");
+  // A request answered to this port: the links, up to NLMSG_DONE.
+  struct {
+    struct nlmsghdr h;
+    struct ifinfomsg i;
+  } req = {{sizeof req, RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, 42, 0}, {.ifi_family = AF_UNSPEC}};
+  WL_MUST(send(object.fd, &req, sizeof req, 0) == sizeof req);
+  char buf[16384];
+  int links = 0, done = 0, foreign = 0;
+  while (!done) {
+    ssize_t n = recv(object.fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_seq != 42) continue;  // a notification of the groups
+      if (h->nlmsg_pid != nl_portid) foreign++;
+      if (h->nlmsg_type == NLMSG_DONE) done = 1;
+      if (h->nlmsg_type == RTM_NEWLINK) links++;
+    }
+  }
+  WL_CHECK(done && links > 0 && !foreign, "RTM_GETLINK: %d links, done %d, %d replies to another port", links, done,
+           foreign);
+  struct sockaddr_nl g;
+  len = sizeof g;
+  WL_CHECK(getsockname(object.fd2, (struct sockaddr *)&g, &len) == 0 && g.nl_pid == 0,
+           "the unbound generic netlink socket has port id %u", g.nl_pid);
+}
+
 static void watch(int epfd, int fd, uint32_t events, uint64_t data) {
   struct epoll_event ev = {.events = events, .data.u64 = data};
   WL_MUST(epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0);
@@ -346,6 +410,16 @@ static int make_object(const char *kind, const char *workdir) {
     make_posix_timers();
   } else if (!strcmp(kind, "seccomp_stack")) {
     make_seccomp_stack();
+  } else if (!strcmp(kind, "netlink")) {
+    make_netlink();
+  } else if (!strcmp(kind, "netlink_unread")) {
+    // A request whose answer is left unread: the dump must refuse it.
+    WL_MUST((object.fd = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE)) >= 0);
+    struct {
+      struct nlmsghdr h;
+      struct ifinfomsg i;
+    } req = {{sizeof req, RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, 1, 0}, {.ifi_family = AF_UNSPEC}};
+    WL_MUST(send(object.fd, &req, sizeof req, 0) == sizeof req);
   } else if (!strcmp(kind, "inotify_wds") || !strcmp(kind, "inotify_queued")) {
     make_inotify_wds(!strcmp(kind, "inotify_queued"));
   } else if (!strcmp(kind, "epoll_stale")) {
@@ -481,6 +555,8 @@ static void check_object(void) {
     check_posix_timers();
   } else if (!strcmp(kind, "seccomp_stack")) {
     check_seccomp_stack();
+  } else if (!strcmp(kind, "netlink")) {
+    check_netlink();
   } else if (!strcmp(kind, "inotify_wds")) {
     check_inotify_wds();
   } else if (!strcmp(kind, "epoll") || !strcmp(kind, "epoll_stale")) {
