@@ -18,6 +18,7 @@
 #include "core/mm/mm_dump.h"
 #include "core/sys/io.h"
 #include "core/cgroup/membership.h"
+#include "core/sys/interrupt.h"
 #include "core/sys/log.h"
 #include "core/sys/util.h"
 #include "core/task/task_dump.h"
@@ -127,6 +128,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   log::info("froze " + std::to_string(tree.processes().size()) + " processes in " +
             std::to_string(frozen_at - start) + " us");
 
+  CRYO_TRY(check_interrupt("while the tree was being frozen"));
   CRYO_TRY(check_sessions(tree, options.shell_job));
   files::FilesDump files({.shell_job = options.shell_job,
                           .ghost_limit = options.ghost_limit,
@@ -151,6 +153,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
       c->set_path(m.path);
     }
   }
+  CRYO_TRY(check_interrupt("before the files were dumped"));
   CRYO_TRY(files.dump_fds(tree, cores));
   // /proc/locks costs a first read of ~10 ms here: only when an fd shows a lock.
   if (files.saw_locks()) CRYO_TRY(files::dump_locks(tree, cores));
@@ -160,6 +163,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   for (const auto& p : tree.processes()) {
     if (p.zombie) continue;
     image::Mm mm;
+    CRYO_TRY(check_interrupt("while memory was being dumped"));
     CRYO_TRY(mm::dump_mm(p.pid, maps[p.pid], files, *pages, &mm, &stats));
     CRYO_TRY(dir.write(image::mm_name(p.pid), image::Kind::kMm, mm));
     CRYO_TRY(dir.write(image::core_name(p.pid), image::Kind::kCore, cores[p.pid]));
@@ -180,6 +184,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   inventory.set_created_unix_ns(static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec));
   struct utsname uts;
   if (uname(&uts) == 0) inventory.set_kernel_release(uts.release);
+  CRYO_TRY(check_interrupt("before the image was committed"));
   CRYO_TRY(dir.commit(inventory));
 
   result.tasks = tree.processes().size();

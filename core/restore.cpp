@@ -29,6 +29,7 @@
 #include "core/net/netlock.h"
 #include "core/ptrace/ptrace.h"
 #include "core/sys/io.h"
+#include "core/sys/interrupt.h"
 #include "core/sys/log.h"
 #include "core/sys/util.h"
 #include "core/sys/proc.h"
@@ -311,6 +312,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   CRYO_ASSIGN(root, tree::spawn_stubs(plan));
   plan.status_fd = status_read.get();
   CRYO_TRY(tree::wait_for_stubs(plan, root, 10000));
+  CRYO_TRY(check_interrupt("while the processes were being made"));
 
   // Seize every living stub; a restorer that dies takes them down with it.
   for (const auto& t : plan.tasks) {
@@ -352,6 +354,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     pid_t pid = t.entry->pid();
     CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(pid));
     ptrace::Remote r(pid, tramp.code, regs);
+    CRYO_TRY(check_interrupt("while memory was being restored"));
     CRYO_TRY(mm::restore_mm(pid, r, tramp, img.mms.at(pid), *t.core, objects, reader).wrap(pid_str(pid)));
     auto threads = task::create_threads(r, tramp, *t.core);
     if (!threads.ok()) return std::move(threads).error().wrap(pid_str(pid));
@@ -365,6 +368,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
         log::info(pid_str(t.entry->pid()) + ": its parent-death signal is not re-armed (its parent is gone)");
       CRYO_TRY(task::restore_state(t.entry->pid(), tramp, *t.core, base, !detached_root).wrap(pid_str(t.entry->pid())));
     }
+  CRYO_TRY(check_interrupt("before the processes were let go"));
   for (const auto& t : plan.tasks)
     if (t.core) CRYO_TRY(task::finish(t.entry->pid(), tramp, *t.core).wrap(pid_str(t.entry->pid())));
 

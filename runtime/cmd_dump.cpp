@@ -5,6 +5,7 @@
 
 #include "core/checkpoint.h"
 #include "core/sys/io.h"
+#include "core/sys/interrupt.h"
 #include "core/sys/log.h"
 #include "runtime/command.h"
 #include "runtime/process_options.h"
@@ -71,6 +72,7 @@ int cmd_dump(const GlobalOptions&, const std::vector<std::string>& argv) {
   ::mkdir(options.images_dir.c_str(), 0700);
   if (auto e = setup_logging(*args, options.images_dir); !e.empty()) return fail("dump: " + e);
 
+  catch_interrupts();  // Ctrl-C stops the dump at its next step; the tree runs on
   auto result = checkpoint(options);
   if (!result.ok()) return fail("dump failed: " + result.error().message());
   char stats[256];

@@ -1,6 +1,7 @@
 #include <cstdio>
 
 #include "core/restore.h"
+#include "core/sys/interrupt.h"
 #include "core/sys/log.h"
 #include "runtime/command.h"
 #include "runtime/process_options.h"
@@ -30,6 +31,7 @@ int cmd_restore(const GlobalOptions&, const std::vector<std::string>& argv) {
   if (!manage.ok()) return fail("restore: " + manage.error().message());
   options.manage_cgroups = *manage;
   if (auto e = setup_logging(*args, options.images_dir); !e.empty()) return fail("restore: " + e);
+  catch_interrupts();  // Ctrl-C stops the restore at its next step; what it made is killed
   auto result = restore(options);
   if (!result.ok()) return fail("restore failed: " + result.error().message());
   if (options.detach) return 0;

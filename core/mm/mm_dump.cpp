@@ -10,6 +10,7 @@
 #include <cstring>
 #include <map>
 
+#include "core/sys/interrupt.h"
 #include "core/sys/io.h"
 
 namespace cryo::mm {
@@ -213,6 +214,7 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
   CRYO_ASSIGN(UniqueFd mem, open_file(proc_dir + "/mem", O_RDONLY));
 
   for (const auto& m : maps) {
+    CRYO_TRY(check_interrupt("while memory was being dumped"));
     if (m.path == "[vsyscall]") continue;  // not a VMA: every process has it
     std::string what = what_vma(pid, m);
     auto* v = out->add_vmas();

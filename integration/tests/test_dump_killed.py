@@ -4,6 +4,7 @@
 layout and fds, counters advancing, memory pattern intact. No complete image left."""
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -67,5 +68,47 @@ def case_sigkill_mid_dump(env):
     env.trigger_and_report(pid, report, timeout=60)
 
 
+def lock_rules():
+    """The network lock rules of any cryo dump left in nftables or iptables."""
+    found = []
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    found += [line for line in tables.splitlines() if "cryo-lock-" in line]
+    for tool in ("iptables", "ip6tables"):
+        rules = subprocess.run([tool, "-w", "-S"], capture_output=True, text=True).stdout
+        found += [line for line in rules.splitlines() if "cryo-lock-" in line]
+    return found
+
+
+def case_interrupted_dump(env):
+    """SIGTERM and SIGINT (Ctrl-C) stop a dump with --tcp-established at its next
+    step: cryo exits 1 saying so, the tree runs on with its connection working,
+    and the network lock is gone."""
+    ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
+    pid = env.spawn([env.workload("counter"), ready, report, prog, "--mib", "1024", "--threads", "2",
+                     "--object", "tcp_pair"])
+    env.wait_ready(ready, pid, timeout=90)
+    wait_progress(prog, 2)
+    before = snapshot(pid)
+    for signo in (signal.SIGTERM, signal.SIGINT):
+        images = env.path(f"images-{signo}")
+        os.mkdir(images)
+        proc, _, err = env.cryo_background("dump", "-t", pid, "-D", images, "--tcp-established",
+                                           "-o", env.path(f"dump-{signo}.log"), "-v", "4")
+        time.sleep(0.15)
+        check(proc.poll() is None, "cryo dump of 1 GiB finished within 150 ms: cannot test an interrupted dump")
+        proc.send_signal(signo)
+        check_eq(proc.wait(timeout=60), 1, f"exit code of cryo dump after {signal.Signals(signo).name}")
+        message = open(err).read()
+        check("interrupted by" in message, f"cryo does not say it was interrupted: {message.strip()!r}")
+        wait_until(lambda: healthy(before), 3, what="the tree to run again")
+        compare_snapshots(before, snapshot(pid), pid)
+        check_eq(lock_rules(), [], "network lock rules left behind")
+        check(not os.path.exists(os.path.join(images, "inventory.img")), "an interrupted dump left an inventory.img")
+        now = progress(prog)
+        wait_progress(prog, now[0] + 3)
+        log(f"{signal.Signals(signo).name}: {message.strip()}")
+    env.trigger_and_report(pid, report, timeout=60)
+
+
 if __name__ == "__main__":
-    run({"sigkill_mid_dump": case_sigkill_mid_dump})
+    run({"sigkill_mid_dump": case_sigkill_mid_dump, "interrupted_dump": case_interrupted_dump})

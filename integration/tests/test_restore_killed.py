@@ -2,7 +2,8 @@
 """SIGKILL of `cryo restore` in the middle (1 GiB image, killed after 50, 200 and
 500 ms) must not leave half-restored tasks behind: afterwards either nothing of the
 tree exists, or all of it runs correctly. The image is not modified, and a normal
-restore afterwards works."""
+restore afterwards works. SIGTERM and SIGINT stop the restore at its next step: cryo
+says so, exits 1 and kills what it made."""
 import os
 import signal
 import sys
@@ -14,6 +15,18 @@ from harness import (check, check_eq, compare_snapshots, descendants, exists, ha
 
 
 def case_sigkill_mid_restore(env):
+    interrupt_restores(env, signal.SIGKILL, (0.05, 0.2, 0.5))
+
+
+def case_sigterm_mid_restore(env):
+    interrupt_restores(env, signal.SIGTERM, (0.1, 0.3))
+
+
+def case_sigint_mid_restore(env):
+    interrupt_restores(env, signal.SIGINT, (0.2,))
+
+
+def interrupt_restores(env, signo, delays):
     ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
     pid = env.spawn([env.workload("counter"), ready, report, prog, "--mib", "1024", "--threads", "2", "--child"])
     env.wait_ready(ready, pid, timeout=90)
@@ -25,15 +38,20 @@ def case_sigkill_mid_restore(env):
     hashes = hash_dir(images)
 
     killed_in_flight = 0
-    for delay in (0.05, 0.2, 0.5):
+    for delay in delays:
         mine = set(descendants(os.getpid()))
         proc, _, err = env.cryo_background("restore", "-D", images, "-d", "-o", env.path(f"restore-{delay}.log"),
                                            "-v", "4")
         time.sleep(delay)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
+        in_flight = proc.poll() is None
+        if in_flight:
+            proc.send_signal(signo)
             killed_in_flight += 1
         proc.wait()
+        if in_flight and signo != signal.SIGKILL and proc.returncode != 0:
+            message = open(err).read()
+            check_eq(proc.returncode, 1, "exit code of the interrupted restore")
+            check("interrupted by" in message, f"cryo does not say it was interrupted: {message.strip()!r}")
         time.sleep(0.5)
         alive = [p for p in before if exists(p) and state(p) not in ("Z", "X")]
         new = sorted(set(descendants(os.getpid())) - mine - set(before))
@@ -71,4 +89,5 @@ def read_comm(pid):
 
 
 if __name__ == "__main__":
-    run({"sigkill_mid_restore": case_sigkill_mid_restore})
+    run({"sigkill_mid_restore": case_sigkill_mid_restore, "sigterm_mid_restore": case_sigterm_mid_restore,
+         "sigint_mid_restore": case_sigint_mid_restore})

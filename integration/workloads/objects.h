@@ -24,7 +24,7 @@
 
 #include "workload.h"
 
-// Kinds: unix_socketpair tcp_listen udp netlink netlink_unread eventfd epoll event_loop epoll_stale signalfd timerfd inotify inotify_wds inotify_queued memfd
+// Kinds: unix_socketpair tcp_listen tcp_pair udp netlink netlink_unread eventfd epoll event_loop epoll_stale signalfd timerfd inotify inotify_wds inotify_queued memfd
 // memfd_map memfd_sealed deleted_sparse deleted_file sysv_shm sysv_shm_keyed posix_timer posix_timers seccomp seccomp_stack userfaultfd pidfd
 static struct {
   const char *kind;
@@ -412,6 +412,17 @@ static int make_object(const char *kind, const char *workdir) {
     make_seccomp_stack();
   } else if (!strcmp(kind, "netlink")) {
     make_netlink();
+  } else if (!strcmp(kind, "tcp_pair")) {
+    // An established loopback connection, both ends here, with bytes in flight both ways.
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    WL_MUST(l >= 0 && bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, 1) == 0 &&
+            getsockname(l, (struct sockaddr *)&a, &len) == 0);
+    WL_MUST((object.fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0 && connect(object.fd, (struct sockaddr *)&a, len) == 0);
+    WL_MUST((object.fd2 = accept(l, NULL, NULL)) >= 0);
+    close(l);
+    WL_MUST(write(object.fd, "to server", 9) == 9 && write(object.fd2, "to client", 9) == 9);
   } else if (!strcmp(kind, "netlink_unread")) {
     // A request whose answer is left unread: the dump must refuse it.
     WL_MUST((object.fd = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE)) >= 0);
@@ -557,6 +568,11 @@ static void check_object(void) {
     check_seccomp_stack();
   } else if (!strcmp(kind, "netlink")) {
     check_netlink();
+  } else if (!strcmp(kind, "tcp_pair")) {
+    WL_CHECK(read(object.fd2, buf, 9) == 9 && !memcmp(buf, "to server", 9), "the server lost its bytes in flight");
+    WL_CHECK(read(object.fd, buf, 9) == 9 && !memcmp(buf, "to client", 9), "the client lost its bytes in flight");
+    WL_CHECK(write(object.fd, "ping", 4) == 4 && read(object.fd2, buf, 4) == 4 && !memcmp(buf, "ping", 4),
+             "the connection no longer carries bytes");
   } else if (!strcmp(kind, "inotify_wds")) {
     check_inotify_wds();
   } else if (!strcmp(kind, "epoll") || !strcmp(kind, "epoll_stale")) {
