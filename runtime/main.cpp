@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "core/net/guard.h"
 #include "core/sys/log.h"
 #include "runtime/args.h"
 #include "runtime/command.h"
@@ -83,6 +84,9 @@ int main(int argc, char** argv) {
   options.log_format = global->get_or("log-format", "text");
   options.debug = global->has("debug");
   options.systemd_cgroup = global->has("systemd-cgroup");
+  // Not a user's command: the watchdog a dump leaves over its network lock (core/net/guard.h).
+  if (rest[0] == "network-guard" && rest.size() == 4)
+    return cryo::net::run_lock_guard(rest[1] == "-" ? "" : rest[1], rest[2], std::atoi(rest[3].c_str()));
   for (const auto& c : kCommands) {
     if (rest[0] == c.name) return c.run(options, std::vector<std::string>(rest.begin() + 1, rest.end()));
   }

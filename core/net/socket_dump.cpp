@@ -234,9 +234,13 @@ void SocketDump::resume() {
     if (!st.ok()) log::error(st.error().message());
     lock_table_.clear();
   }
+  guard_.release();
 }
 
-void SocketDump::committed_and_killed() { keep_ = true; }
+void SocketDump::committed_and_killed() {
+  keep_ = true;
+  guard_.release();
+}
 
 Status SocketDump::describe(pid_t pid, int fd, image::FileDesc* f) {
   std::string what = who(pid, fd);
@@ -479,6 +483,12 @@ Status SocketDump::dump_connections(image::Files* files) {
   for (const auto& t : tcp_)
     if (!files->files(static_cast<int>(t.file_id - 1)).socket().reconnect()) conns.push_back(t.conn);
   CRYO_ASSIGN(lock_table_, lock_connections(conns, options_.network_lock));
+  // From here a killed cryo would leave the lock and the repair mode behind.
+  std::vector<int> copies;
+  for (const auto& t : tcp_) copies.push_back(t.copy.get());
+  auto guard = LockGuard::start(lock_table_.empty() ? "" : options_.network_lock, lock_table_, copies);
+  if (!guard.ok()) return std::move(guard).error();
+  guard_ = std::move(*guard);
   files->mutable_network_lock()->set_method(lock_table_.empty() ? "" : options_.network_lock);
   files->mutable_network_lock()->set_table(lock_table_);
   for (auto& t : tcp_) {

@@ -13,6 +13,7 @@
 
 #include "core/image/proto/files.pb.h"
 #include "core/net/netlock.h"
+#include "core/net/guard.h"
 #include "core/net/sock_diag.h"
 #include "core/sys/fd.h"
 #include "core/sys/result.h"
@@ -73,6 +74,7 @@ class SocketDump {
   std::vector<Tcp> tcp_;
   std::vector<Unix> unix_;
   std::optional<std::map<uint64_t, UnixInfo>> unix_table_;
+  LockGuard guard_;
   std::optional<std::map<uint64_t, NetlinkInfo>> netlink_table_;
   std::string lock_table_;
   bool keep_ = false;
