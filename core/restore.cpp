@@ -26,6 +26,7 @@
 #include "core/image/proto/task.pb.h"
 #include "core/image/proto/tree.pb.h"
 #include "core/mm/mm_restore.h"
+#include "core/net/guard.h"
 #include "core/net/netlock.h"
 #include "core/ptrace/ptrace.h"
 #include "core/sys/io.h"
@@ -256,10 +257,16 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       return Error("the image holds established TCP connections; restore it with --tcp-established");
   // Whatever happens, the network lock of the dump goes when the restore ends
   // (after a failure, once every task it made is gone).
+  const auto& lock = img.files.network_lock();
+  // ... and if cryo is killed outright, its guard removes it.
+  net::LockGuard guard;
+  if (!lock.table().empty()) {
+    CRYO_ASSIGN(guard, net::LockGuard::start(lock.method(), lock.table(), {}));
+  }
   ScopeGuard unlock([&] {
-    const auto& lock = img.files.network_lock();
     auto st = net::unlock_connections(lock.table(), lock.method());
     if (!st.ok()) log::error(st.error().message());
+    guard.release();
   });
   CRYO_TRY(check_ids_free(img.tree));
 
@@ -393,6 +400,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   result.total_us = now_us() - start;
   log::info("restored " + std::to_string(plan.tasks.size()) + " processes in " + std::to_string(result.total_us) + " us");
   CRYO_TRY(write_pidfile(options.pidfile, root));
+  unlock.run_now();  // the connections are back: their packets may flow (before any wait below)
   if (!options.detach) {
     int status;
     while (::waitpid(root, &status, 0) < 0)

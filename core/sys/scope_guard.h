@@ -16,6 +16,10 @@ class [[nodiscard]] ScopeGuard {
     if (active_) f_();
   }
   void cancel() { active_ = false; }
+  // Runs the function now (once), as leaving the scope would.
+  void run_now() {
+    if (std::exchange(active_, false)) f_();
+  }
 
  private:
   F f_;

@@ -5,6 +5,7 @@ kind in one workload, and the network lock: no nftables rule is left behind by a
 restore, a failed restore, a failed dump or `dump -R`."""
 import http.client
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -303,6 +304,23 @@ def case_web_demo(env):
     check_curl(proc, out)
 
 
+def case_web_demo_foreground(env):
+    """`cryo restore` without -d waits for the restored server; meanwhile the lock is
+    gone and the waiting client gets its answer."""
+    pid, port = start_server(env, 4)
+    proc, out = start_curl(env, port)
+    time.sleep(1)
+    images = env.path("images")
+    env.dump(pid, images, "--tcp-established")
+    reap([pid], what="the dumped server")
+    restorer, _, _ = env.cryo_background("restore", "-D", images, "--tcp-established", "-o", env.path("restore.log"))
+    check_curl(proc, out)
+    check(restorer.poll() is None, "cryo restore did not wait for the restored server")
+    check_no_lock("while cryo restore waits for the server")
+    os.kill(pid, signal.SIGTERM)
+    check_eq(restorer.wait(timeout=30), 128 + signal.SIGTERM, "exit code of cryo restore (the server's status)")
+
+
 def case_web_demo_iptables(env):
     pid, port = start_server(env, 4)
     proc, out = start_curl(env, port)
@@ -578,6 +596,7 @@ def case_name_taken(env):
 CASES = {
     "web_demo": case_web_demo,
     "web_demo_iptables": case_web_demo_iptables,
+    "web_demo_foreground": case_web_demo_foreground,
     "web_demo_twice": case_web_demo_twice,
     "keepalive_100": case_keepalive_100,
     "in_flight": case_in_flight,
