@@ -30,8 +30,10 @@ LockGuard& LockGuard::operator=(LockGuard&& other) noexcept {
 
 Result<LockGuard> LockGuard::start(const std::string& method, const std::string& table,
                                    const std::vector<int>& sockets) {
+  // A socket pair rather than a pipe: cryo's word is sent with MSG_NOSIGNAL, so
+  // a guard that died early cannot take cryo down with SIGPIPE.
   int life[2];
-  if (::pipe2(life, O_CLOEXEC) < 0) return errno_error("pipe2");
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, life) < 0) return errno_error("socketpair");
   // Everything the child needs is made before fork: it only moves fds and execs.
   std::vector<std::string> words = {"cryo", "network-guard", method.empty() ? "-" : method,
                                     table.empty() ? "-" : table, std::to_string(sockets.size())};
@@ -68,7 +70,7 @@ Result<LockGuard> LockGuard::start(const std::string& method, const std::string&
 
 void LockGuard::release() {
   if (life_ < 0) return;
-  (void)!::write(life_, "d", 1);
+  (void)!::send(life_, "d", 1, MSG_NOSIGNAL);
   ::close(life_);
   life_ = -1;
   while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
@@ -82,7 +84,7 @@ int run_lock_guard(const std::string& method, const std::string& table, int coun
   char word;
   ssize_t got;
   do {
-    got = ::read(life, &word, 1);
+    got = ::recv(life, &word, 1, 0);
   } while (got < 0 && errno == EINTR);
   if (got == 1) return 0;  // cryo took care of it
   // cryo died: the tree runs on, so its connections must work again.

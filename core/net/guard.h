@@ -29,7 +29,7 @@ class LockGuard {
 
  private:
   pid_t pid_ = -1;
-  int life_ = -1;  // write end of the pipe whose end of file wakes the guard
+  int life_ = -1;  // our end of the socket pair whose end of file wakes the guard
 };
 
 // The guard's side: waits for a word or the end of file on life_fd; on end of

@@ -341,7 +341,11 @@ class SocketBuilder {
     const auto& sock = f.socket();
     CRYO_ASSIGN(UniqueFd s, new_socket(sock));
     CRYO_TRY(set_opt(s.get(), SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR"));
-    CRYO_TRY(bind_to(s.get(), sock.local()));
+    // Bound in repair mode, which forces the port's reuse: the dumped client's
+    // socket may still be on its way out of the kernel. Then a plain connect.
+    CRYO_TRY(set_opt(s.get(), IPPROTO_TCP, TCP_REPAIR, 1, "TCP_REPAIR"));
+    CRYO_TRY(bind_to(s.get(), sock.local()).wrap("binding the connection again"));
+    CRYO_TRY(set_opt(s.get(), IPPROTO_TCP, TCP_REPAIR, 0, "TCP_REPAIR off"));
     CRYO_TRY(connect_to(s.get(), sock.peer()));
     std::string data = sock.pending_data() + sock.tcp().send_queue();
     if (!data.empty()) CRYO_TRY(send_one(s.get(), data, nullptr).wrap("re-sending a pending connection's bytes"));
