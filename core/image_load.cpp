@@ -49,6 +49,13 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader) {
       if (fd.file_id() == 0 || fd.file_id() > static_cast<uint32_t>(img.files.files_size()))
         return Error(EINVAL, image::core_name(t.pid()) + ": fd " + std::to_string(fd.fd()) + " names an unknown file");
   }
+  // A pidfd names a process or thread of the tree.
+  std::set<int32_t> ids;
+  for (const auto& t : img.tree.tasks())
+    for (int32_t tid : t.tids()) ids.insert(tid);
+  for (const auto& f : img.files.files())
+    if (f.kind() == image::FileDesc::PIDFD && !ids.count(f.pidfd_target()))
+      return Error(EINVAL, "files.img: pidfd " + std::to_string(f.id()) + " names a task outside the tree");
   // Watch descriptors are reached by counting up to them at restore.
   for (const auto& f : img.files.files())
     for (const auto& w : f.inotify().watches())

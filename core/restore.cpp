@@ -373,7 +373,8 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       bool detached_root = options.detach && &t == &plan.tasks.front();
       if (detached_root && t.core->pdeath_signal())
         log::info(pid_str(t.entry->pid()) + ": its parent-death signal is not re-armed (its parent is gone)");
-      CRYO_TRY(task::restore_state(t.entry->pid(), tramp, *t.core, base, !detached_root).wrap(pid_str(t.entry->pid())));
+      CRYO_TRY(task::restore_state(t.entry->pid(), tramp, *t.core, img.files, base, !detached_root)
+                   .wrap(pid_str(t.entry->pid())));
     }
   CRYO_TRY(check_interrupt("before the processes were let go"));
   for (const auto& t : plan.tasks)

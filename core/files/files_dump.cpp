@@ -11,6 +11,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/image/image.h"
@@ -289,7 +290,22 @@ Status FilesDump::dump_pipe(const FdRef& ref, uint32_t* pipe_id) {
   return {};
 }
 
-Status FilesDump::describe_anon(const FdRef& ref, const std::string& kind, image::FileDesc* f) {
+Status FilesDump::describe_anon(const FdRef& ref, const std::string& kind, image::FileDesc* f,
+                                const tree::FrozenTree& tree) {
+  if (kind == "pidfd") {
+    auto it = ref.info.fields.find("Pid");
+    int target = 0;
+    if (it == ref.info.fields.end() || (target = std::atoi(it->second.c_str())) <= 0)
+      return Error("pidfd of a process that has exited and been reaped (not supported)");
+    bool thread = (ref.info.flags & O_EXCL) != 0;  // PIDFD_THREAD
+    bool inside = false;
+    for (const auto& p : tree.processes())
+      inside = inside || p.pid == target || (thread && std::find(p.tids.begin(), p.tids.end(), target) != p.tids.end());
+    if (!inside) return Error("pidfd of pid " + std::to_string(target) + ", outside the tree (not supported)");
+    f->set_kind(image::FileDesc::PIDFD);
+    f->set_pidfd_target(target);
+    return {};
+  }
   if (kind == "eventfd") {
     CRYO_ASSIGN(proc::EventFdInfo ev, proc::parse_eventfd(ref.info));
     f->set_kind(image::FileDesc::EVENTFD);
@@ -389,9 +405,10 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
   }
   if (link.starts_with("anon_inode:")) {
     std::string kind = anon_kind(link);
-    if (kind != "eventfd" && kind != "eventpoll" && kind != "signalfd" && kind != "timerfd" && kind != "inotify")
+    if (kind != "eventfd" && kind != "eventpoll" && kind != "signalfd" && kind != "timerfd" && kind != "inotify" &&
+        kind != "pidfd")
       return Error(what + ": " + kind + " is not supported");
-    CRYO_TRY(describe_anon(ref, kind, &f).wrap(what));
+    CRYO_TRY(describe_anon(ref, kind, &f, tree).wrap(what));
     *files_.add_files() = f;
     descriptions_.emplace_back(ref, f.id());
     return f.id();

@@ -68,7 +68,7 @@ class FilesDump {
   Result<uint32_t> describe(const FdRef& ref, const tree::FrozenTree& tree);
   Status dump_pipe(const FdRef& ref, uint32_t* pipe_id);
   // eventfd, epoll, signalfd and timerfd: what the fdinfo says of them.
-  Status describe_anon(const FdRef& ref, const std::string& kind, image::FileDesc* f);
+  Status describe_anon(const FdRef& ref, const std::string& kind, image::FileDesc* f, const tree::FrozenTree& tree);
   // A MAPPED description of path, known by key in mapped_.
   image::FileDesc* add_mapped_desc(const std::string& key, const std::string& path, bool writable,
                                    const struct stat& st);

@@ -415,6 +415,11 @@ Status FileObjects::open_all(const image::Files& files, const image::ImageDirRea
   }
   for (const auto& f : files.files()) {
     if (f.kind() == image::FileDesc::SOCKET) continue;
+    if (f.kind() == image::FileDesc::PIDFD) {  // made in its task once every process exists
+      CRYO_ASSIGN(UniqueFd placeholder, open_file("/dev/null", O_RDONLY));
+      CRYO_ASSIGN(by_file_[f.id()], place(std::move(placeholder)));
+      continue;
+    }
     if (f.kind() == image::FileDesc::PIPE || f.kind() == image::FileDesc::FIFO) {
       if (!by_file_.count(f.id())) return Error(EINVAL, name_file(f) + " names a pipe the image lacks");
       continue;

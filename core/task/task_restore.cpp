@@ -248,6 +248,25 @@ Status restore_seccomp(pid_t pid, ptrace::Remote& leader, const mm::Trampoline& 
   return {};
 }
 
+// pidfds name processes of the tree, which all exist now: each is opened by
+// its task and put over the placeholder its fd holds.
+Status restore_pidfds(ptrace::Remote& r, const image::Process& core, const image::Files& files) {
+  for (const auto& fd : core.fds()) {
+    if (fd.file_id() == 0 || fd.file_id() > static_cast<uint32_t>(files.files_size())) continue;
+    const auto& f = files.files(static_cast<int>(fd.file_id() - 1));
+    if (f.kind() != image::FileDesc::PIDFD) continue;
+    std::string what = "pidfd of pid " + std::to_string(f.pidfd_target()) + " at fd " + std::to_string(fd.fd());
+    uint64_t flags = f.flags() & (O_NONBLOCK | O_EXCL);  // PIDFD_NONBLOCK, PIDFD_THREAD
+    CRYO_ASSIGN(long made, r.raw(SYS_pidfd_open, {static_cast<uint64_t>(f.pidfd_target()), flags}));
+    if (made < 0) return Error(static_cast<int>(-made), what + ": pidfd_open");
+    CRYO_ASSIGN(long moved, r.raw(SYS_dup3, {static_cast<uint64_t>(made), static_cast<uint64_t>(fd.fd()),
+                                            fd.cloexec() ? static_cast<uint64_t>(O_CLOEXEC) : 0}));
+    (void)r.raw(SYS_close, {static_cast<uint64_t>(made)});
+    if (moved < 0) return Error(static_cast<int>(-moved), what + ": dup3");
+  }
+  return {};
+}
+
 // Each timer_create timer with its own id, then armed as it was.
 Status restore_posix_timers(pid_t pid, ptrace::Remote& r, uint64_t d, const image::Process& core) {
   if (core.posix_timers_size() == 0) return {};
@@ -286,8 +305,8 @@ Status restore_posix_timers(pid_t pid, ptrace::Remote& r, uint64_t d, const imag
 
 }  // namespace
 
-Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Process& core, int fd_base,
-                     bool keep_pdeath) {
+Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Process& core,
+                     const image::Files& files, int fd_base, bool keep_pdeath) {
   for (const auto& t : core.threads())
     CRYO_TRY(restore_thread(pid, t.tid(), tramp, t).wrap("thread " + std::to_string(t.tid())));
 
@@ -314,6 +333,7 @@ Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Proces
     CRYO_TRY(r.call("setitimer", SYS_setitimer, {t.which(), d, 0}));
   }
   CRYO_TRY(restore_posix_timers(pid, r, d, core));
+  CRYO_TRY(restore_pidfds(r, core, files));
   uint64_t pdeath = keep_pdeath ? static_cast<uint64_t>(core.pdeath_signal()) : 0;
   CRYO_TRY(r.call("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, pdeath}));
   if (core.child_subreaper()) CRYO_TRY(r.call("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl, {PR_SET_CHILD_SUBREAPER, 1}));

@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "core/image/proto/files.pb.h"
 #include "core/image/proto/task.pb.h"
 #include "core/mm/mm_restore.h"
 #include "core/ptrace/ptrace.h"
@@ -24,8 +25,8 @@ Result<std::vector<pid_t>> create_threads(ptrace::Remote& leader, const mm::Tram
 // with the credentials. `base` is where the inherited objects start. Without
 // keep_pdeath the parent-death signal stays off (the root of a detached
 // restore: its parent, cryo, is about to exit).
-Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Process& core, int fd_base,
-                     bool keep_pdeath = true);
+Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Process& core,
+                     const image::Files& files, int fd_base, bool keep_pdeath = true);
 
 // Last: unmaps the trampoline and loads the recorded registers and masks.
 Status finish(pid_t pid, const mm::Trampoline& tramp, const image::Process& core);

@@ -17,7 +17,7 @@ from harness import (check, check_eq, compare_maps, compare_snapshots, fd_table,
 KINDS = {
     "unix_socketpair": True, "tcp_listen": True, "udp": True, "netlink": True, "netlink_unread": True, "eventfd": True, "epoll": True, "event_loop": True, "epoll_stale": True, "signalfd": True,
     "timerfd": True, "inotify": True, "inotify_wds": True, "inotify_queued": True, "memfd": True, "memfd_map": False, "memfd_sealed": True, "deleted_file": True, "deleted_sparse": True, "sysv_shm": False, "sysv_shm_keyed": False,
-    "posix_timer": False, "posix_timers": False, "seccomp": False, "seccomp_stack": False, "userfaultfd": True, "pidfd": True, "deleted_exe": False,
+    "posix_timer": False, "posix_timers": False, "seccomp": False, "seccomp_stack": False, "userfaultfd": True, "pidfd": True, "pidfd_child": True, "deleted_exe": False,
 }
 # kinds that must be refused: restoring them would change what the process sees
 MUST_REFUSE = {"epoll_stale", "inotify_queued", "netlink_unread"}
@@ -27,7 +27,7 @@ RESHAPING = {"posix_timers"}
 # kinds cryo checkpoints: a refusal is a regression
 MUST_DUMP = {"unix_socketpair", "tcp_listen", "udp", "netlink", "eventfd", "epoll", "event_loop", "signalfd", "timerfd", "inotify_wds", "memfd",
              "memfd_map", "memfd_sealed", "deleted_file", "deleted_sparse", "deleted_exe", "posix_timer", "posix_timers", "sysv_shm", "sysv_shm_keyed",
-             "seccomp", "seccomp_stack"}
+             "seccomp", "seccomp_stack", "pidfd", "pidfd_child"}
 
 
 def supported_or_refused(env, kind):

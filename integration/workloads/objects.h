@@ -5,6 +5,8 @@
 #pragma once
 
 #include <linux/filter.h>
+#include <poll.h>
+#include <sys/wait.h>
 #include <linux/seccomp.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -25,7 +27,7 @@
 #include "workload.h"
 
 // Kinds: unix_socketpair tcp_listen tcp_pair udp netlink netlink_unread eventfd epoll event_loop epoll_stale signalfd timerfd inotify inotify_wds inotify_queued memfd
-// memfd_map memfd_sealed deleted_sparse deleted_file sysv_shm sysv_shm_keyed posix_timer posix_timers seccomp seccomp_stack userfaultfd pidfd
+// memfd_map memfd_sealed deleted_sparse deleted_file sysv_shm sysv_shm_keyed posix_timer posix_timers seccomp seccomp_stack userfaultfd pidfd pidfd_child
 static struct {
   const char *kind;
   int fd, fd2;
@@ -38,6 +40,12 @@ static struct {
 } object;
 
 #define SIG_OBJECT (SIGRTMIN + 7)
+#ifndef PIDFD_NONBLOCK
+#define PIDFD_NONBLOCK O_NONBLOCK
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
 
 static const char object_text[] = "contents of the object";
 
@@ -412,6 +420,15 @@ static int make_object(const char *kind, const char *workdir) {
     make_seccomp_stack();
   } else if (!strcmp(kind, "netlink")) {
     make_netlink();
+  } else if (!strcmp(kind, "pidfd_child")) {
+    // A pidfd of a child, non-blocking: after restore it still signals, polls and waits for that child.
+    pid_t child = fork();
+    WL_MUST(child >= 0);
+    if (child == 0) {
+      for (;;) pause();
+    }
+    object.fd2 = child;
+    WL_MUST((object.fd = (int)syscall(SYS_pidfd_open, child, PIDFD_NONBLOCK)) >= 0);
   } else if (!strcmp(kind, "tcp_pair")) {
     // An established loopback connection, both ends here, with bytes in flight both ways.
     int l = socket(AF_INET, SOCK_STREAM, 0);
@@ -568,6 +585,27 @@ static void check_object(void) {
     check_seccomp_stack();
   } else if (!strcmp(kind, "netlink")) {
     check_netlink();
+  } else if (!strcmp(kind, "pidfd_child")) {
+    char path[64], info[512] = "", want[32];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", object.fd);
+    FILE *f = fopen(path, "r");
+    if (f) {
+      size_t n = fread(info, 1, sizeof info - 1, f);
+      info[n] = 0;
+      fclose(f);
+    }
+    snprintf(want, sizeof want, "Pid:\t%d\n", object.fd2);
+    WL_CHECK(strstr(info, want) != NULL, "the pidfd does not name child %d: %s", object.fd2, info);
+    WL_CHECK(fcntl(object.fd, F_GETFL) & O_NONBLOCK, "the pidfd lost PIDFD_NONBLOCK");
+    struct pollfd p = {.fd = object.fd, .events = POLLIN};
+    WL_CHECK(poll(&p, 1, 0) == 0, "the pidfd polls readable while its child lives");
+    WL_CHECK(syscall(SYS_pidfd_send_signal, object.fd, SIGTERM, NULL, 0) == 0, "pidfd_send_signal: %s",
+             strerror(errno));
+    WL_CHECK(poll(&p, 1, 5000) == 1, "the pidfd did not poll readable when its child died");
+    siginfo_t si = {0};
+    WL_CHECK(waitid(P_PIDFD, (id_t)object.fd, &si, WEXITED) == 0 && si.si_pid == object.fd2 &&
+                 si.si_code == CLD_KILLED && si.si_status == SIGTERM,
+             "waitid(P_PIDFD) gave pid %d code %d status %d", si.si_pid, si.si_code, si.si_status);
   } else if (!strcmp(kind, "tcp_pair")) {
     WL_CHECK(read(object.fd2, buf, 9) == 9 && !memcmp(buf, "to server", 9), "the server lost its bytes in flight");
     WL_CHECK(read(object.fd, buf, 9) == 9 && !memcmp(buf, "to client", 9), "the client lost its bytes in flight");
