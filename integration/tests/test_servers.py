@@ -143,6 +143,20 @@ def case_memcached(env):
     stop(pid, 15)
 
 
+def counting_server_round_trip(env, pid, port, what, want_sum, startup=30):
+    """A server that answers "hits N sum S ticking true" (its request count, a sum
+    over its heap, and whether its background work goes on): it answers twice,
+    is dumped and restored, and answers the third time as it should."""
+    get = lambda: ask(("127.0.0.1", port), b"GET / HTTP/1.0\r\n\r\n")  # noqa: E731
+    wait_until(lambda: answers(get), startup, what=f"{what} to answer")
+    check(get().endswith(f"hits 2 sum {want_sum} ticking true\n".encode()), f"{what}'s second answer")
+    before = round_trip(env, pid)
+    log(f"{what} has {len(before[pid]['tids'])} threads")
+    reply = get()
+    check(reply.endswith(f"hits 3 sum {want_sum} ticking true\n".encode()),
+          f"{what} after the restore answered {reply[-60:]!r}")
+
+
 JAVA_SERVER = r"""
 import com.sun.net.httpserver.HttpServer;
 import java.net.InetSocketAddress;
@@ -184,15 +198,7 @@ def case_java(env):
     with open(source, "w") as f:
         f.write(JAVA_SERVER)
     pid = env.spawn(["java", "-Xmx256m", source, str(port)], name="java")
-    get = lambda: ask(("127.0.0.1", port), b"GET / HTTP/1.0\r\n\r\n")  # noqa: E731
-    wait_until(lambda: answers(get), 60, what="the JVM to answer")
-    want_sum = sum(i * 31 for i in range(1 << 22))
-    check(get().endswith(f"hits 2 sum {want_sum} ticking true\n".encode()), "the JVM's second answer")
-    before = round_trip(env, pid)
-    log(f"the JVM has {len(before[pid]['tids'])} threads")
-    reply = get()
-    check(reply.endswith(f"hits 3 sum {want_sum} ticking true\n".encode()),
-          f"the JVM after the restore answered {reply[-60:]!r}")
+    counting_server_round_trip(env, pid, port, "the JVM", sum(i * 31 for i in range(1 << 22)), startup=60)
     stop(pid, 15, clean_exit=143)
 
 
@@ -248,15 +254,7 @@ def case_go(env):
     subprocess.run(["go", "build", "-o", "server", "."], cwd=src, env=build_env, check=True, timeout=300)
     port = free_port()
     pid = env.spawn([os.path.join(src, "server"), str(port)], name="go")
-    get = lambda: ask(("127.0.0.1", port), b"GET / HTTP/1.0\r\n\r\n")  # noqa: E731
-    wait_until(lambda: answers(get), 30, what="the Go server to answer")
-    want_sum = sum(i * 7 for i in range(1 << 22))
-    check(get().endswith(f"hits 2 sum {want_sum} ticking true\n".encode()), "the Go server's second answer")
-    before = round_trip(env, pid)
-    log(f"the Go server has {len(before[pid]['tids'])} threads")
-    reply = get()
-    check(reply.endswith(f"hits 3 sum {want_sum} ticking true\n".encode()),
-          f"the Go server after the restore answered {reply[-60:]!r}")
+    counting_server_round_trip(env, pid, port, "the Go server", sum(i * 7 for i in range(1 << 22)))
     stop(pid, 15, dies_of_it=True)
 
 

@@ -304,15 +304,22 @@ def case_web_demo(env):
     check_curl(proc, out)
 
 
-def case_web_demo_foreground(env):
-    """`cryo restore` without -d waits for the restored server; meanwhile the lock is
-    gone and the waiting client gets its answer."""
-    pid, port = start_server(env, 4)
+def dump_mid_request(env, delay):
+    """A server answering after `delay` s, a curl waiting on it, and the server dumped
+    (and gone) a second into the request; returns (pid, port, curl, curl's output, images)."""
+    pid, port = start_server(env, delay)
     proc, out = start_curl(env, port)
     time.sleep(1)
     images = env.path("images")
     env.dump(pid, images, "--tcp-established")
     reap([pid], what="the dumped server")
+    return pid, port, proc, out, images
+
+
+def case_web_demo_foreground(env):
+    """`cryo restore` without -d waits for the restored server; meanwhile the lock is
+    gone and the waiting client gets its answer."""
+    pid, port, proc, out, images = dump_mid_request(env, 4)
     restorer, _, _ = env.cryo_background("restore", "-D", images, "--tcp-established", "-o", env.path("restore.log"))
     check_curl(proc, out)
     check(restorer.poll() is None, "cryo restore did not wait for the restored server")
@@ -452,12 +459,7 @@ def case_leave_running_unlocks(env):
 
 
 def case_failed_restore(env):
-    pid, port = start_server(env, 10)
-    proc, out = start_curl(env, port)
-    time.sleep(1)
-    images = env.path("images")
-    env.dump(pid, images, "--tcp-established")
-    reap([pid], what="the dumped server")
+    pid, port, proc, out, images = dump_mid_request(env, 10)
     before = hash_dir(images)
     # Somebody else takes the server's port: the restore must fail cleanly.
     blocker = socket.socket()
