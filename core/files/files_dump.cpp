@@ -431,6 +431,10 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
       f.set_pipe_id(pipe_id);
     }
   } else if (S_ISCHR(ref.st.st_mode)) {
+    // Reopening /dev/ptmx would make a new, unrelated terminal.
+    if (major(ref.st.st_rdev) == 5 && minor(ref.st.st_rdev) == 2)
+      return Error(what + ": pseudo-terminal master " + link +
+                   " (a tree with a terminal of its own, such as tmux or screen, is not supported yet)");
     if (is_terminal(ref.st.st_rdev)) {
       if (!options_.shell_job)
         return Error(what + ": terminal " + link + " belongs to the shell (dump with --shell-job)");
