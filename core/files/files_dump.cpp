@@ -440,8 +440,13 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
         return Error(what + ": terminal " + link + " belongs to the shell (dump with --shell-job)");
       f.set_kind(image::FileDesc::INHERITED);
       f.set_inherit_fd(ref.fd <= 2 ? ref.fd : 0);
-    } else {
+    } else if (major(ref.st.st_rdev) == 1) {  // the memory devices: /dev/null, zero, full, random, urandom...
       f.set_kind(image::FileDesc::CHAR_DEVICE);
+    } else {
+      // Reopened, a device such as /dev/net/tun, /dev/fuse or /dev/kvm would
+      // not be the one the process had set up.
+      return Error(what + ": character device " + link + " (" + std::to_string(major(ref.st.st_rdev)) + ":" +
+                   std::to_string(minor(ref.st.st_rdev)) + ") is not supported");
     }
   } else if (S_ISDIR(ref.st.st_mode)) {
     f.set_kind(image::FileDesc::DIRECTORY);

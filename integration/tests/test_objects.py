@@ -15,12 +15,12 @@ from harness import (check, check_eq, compare_maps, compare_snapshots, fd_table,
 
 # kind -> whether an fd holds it (then a refusal must name the fd)
 KINDS = {
-    "unix_socketpair": True, "tcp_listen": True, "udp": True, "netlink": True, "netlink_unread": True, "pty_master": True, "eventfd": True, "epoll": True, "event_loop": True, "epoll_stale": True, "signalfd": True,
+    "unix_socketpair": True, "tcp_listen": True, "udp": True, "netlink": True, "netlink_unread": True, "pty_master": True, "fuse_device": True, "eventfd": True, "epoll": True, "event_loop": True, "epoll_stale": True, "signalfd": True,
     "timerfd": True, "inotify": True, "inotify_wds": True, "inotify_queued": True, "memfd": True, "memfd_map": False, "memfd_sealed": True, "deleted_file": True, "deleted_sparse": True, "sysv_shm": False, "sysv_shm_keyed": False,
     "posix_timer": False, "posix_timers": False, "seccomp": False, "seccomp_stack": False, "userfaultfd": True, "pidfd": True, "pidfd_child": True, "deleted_exe": False,
 }
 # kinds that must be refused: restoring them would change what the process sees
-MUST_REFUSE = {"epoll_stale", "inotify_queued", "netlink_unread", "pty_master"}
+MUST_REFUSE = {"epoll_stale", "inotify_queued", "netlink_unread", "pty_master", "fuse_device"}
 # kinds whose threads and stacks come and go by themselves (glibc runs each
 # SIGEV_THREAD notification in a new thread): their shape is not compared
 RESHAPING = {"posix_timers"}

@@ -26,7 +26,7 @@
 
 #include "workload.h"
 
-// Kinds: unix_socketpair tcp_listen tcp_pair udp netlink netlink_unread pty_master eventfd epoll event_loop epoll_stale signalfd timerfd inotify inotify_wds inotify_queued memfd
+// Kinds: unix_socketpair tcp_listen tcp_pair udp netlink netlink_unread pty_master fuse_device eventfd epoll event_loop epoll_stale signalfd timerfd inotify inotify_wds inotify_queued memfd
 // memfd_map memfd_sealed deleted_sparse deleted_file sysv_shm sysv_shm_keyed posix_timer posix_timers seccomp seccomp_stack userfaultfd pidfd pidfd_child
 static struct {
   const char *kind;
@@ -420,6 +420,9 @@ static int make_object(const char *kind, const char *workdir) {
     make_seccomp_stack();
   } else if (!strcmp(kind, "netlink")) {
     make_netlink();
+  } else if (!strcmp(kind, "fuse_device")) {
+    // A stateful device (a FUSE connection once mounted; a tun fd once attached): refused.
+    WL_MUST((object.fd = open("/dev/fuse", O_RDWR)) >= 0);
   } else if (!strcmp(kind, "pty_master")) {
     // A terminal of its own (as tmux, screen or script make): the dump must refuse it.
     WL_MUST((object.fd = posix_openpt(O_RDWR | O_NOCTTY)) >= 0 && grantpt(object.fd) == 0 && unlockpt(object.fd) == 0);
