@@ -102,6 +102,8 @@ def main():
             sys.exit(f"bench: {path} is not built (make build)")
     if os.geteuid() != 0:
         sys.exit("bench: run as root")
+    if not SIZES:
+        sys.exit("bench: BENCH_SIZES names no size (MiB, comma separated)")
     harness.become_subreaper()
     bench = Bench(cryo, memload)
     tmpfs, unmount = mount_tmpfs(max(SIZES) * 2 + 512)
