@@ -141,11 +141,11 @@ def descendants(root):
     children = {}
     for pid, ppid in parent.items():
         children.setdefault(ppid, []).append(pid)
-    out, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
+    out, pending = [], [root]
+    while pending:
+        for child in children.get(pending.pop(), []):
             out.append(child)
-            todo.append(child)
+            pending.append(child)
     return out
 
 
