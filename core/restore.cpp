@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -94,18 +95,26 @@ void kill_tree(const tree::StubPlan& plan, pid_t root) {
   }
 }
 
+// Whether a pid is an ancestor's, or the ancestor itself, in the tree.
+std::function<bool(pid_t, pid_t)> descends_in(const image::Tree& tree) {
+  std::map<pid_t, pid_t> parent;
+  for (const auto& t : tree.tasks()) parent[t.pid()] = t.ppid();
+  return [parent = std::move(parent)](pid_t pid, pid_t ancestor) {
+    for (int depth = 0; pid > 0 && depth < 4096; depth++) {
+      if (pid == ancestor) return true;
+      auto it = parent.find(pid);
+      pid = it == parent.end() ? 0 : it->second;
+    }
+    return false;
+  };
+}
+
 // Unix sockets whose SO_PEERCRED names one process of the tree: a socketpair,
 // or a listener and the connections made through it (linked by their names),
 // every one of them made by that process, and held only by it or its
 // descendants. That process makes them again itself.
 std::vector<files::StubGroup> stub_groups(const LoadedImage& img) {
-  std::map<pid_t, pid_t> parent;
-  for (const auto& t : img.tree.tasks()) parent[t.pid()] = t.ppid();
-  auto descends = [&](pid_t pid, pid_t ancestor) {
-    for (int depth = 0; pid > 0 && depth < 4096; depth++, pid = parent.count(pid) ? parent[pid] : 0)
-      if (pid == ancestor) return true;
-    return false;
-  };
+  auto descends = descends_in(img.tree);
   std::vector<const image::FileDesc*> socks;
   std::map<uint64_t, size_t> by_inode;
   for (const auto& f : img.files.files())
@@ -167,13 +176,7 @@ int stop_signal(int recorded) {
 std::vector<files::ListenerGroup> listener_groups(const LoadedImage& img, const std::vector<files::StubGroup>& made) {
   std::set<uint32_t> taken;
   for (const auto& g : made) taken.insert(g.ids.begin(), g.ids.end());
-  std::map<pid_t, pid_t> parent;
-  for (const auto& t : img.tree.tasks()) parent[t.pid()] = t.ppid();
-  auto descends = [&](pid_t pid, pid_t ancestor) {
-    for (int depth = 0; pid > 0 && depth < 4096; depth++, pid = parent.count(pid) ? parent[pid] : 0)
-      if (pid == ancestor) return true;
-    return false;
-  };
+  auto descends = descends_in(img.tree);
   auto holders_below = [&](uint32_t id, pid_t ancestor) {
     for (const auto& [pid, core] : img.cores)
       for (const auto& fd : core.fds())

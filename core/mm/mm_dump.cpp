@@ -208,8 +208,7 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
                image::PageWriter& pages, image::Mm* out, DumpStats* stats) {
   std::string proc_dir = "/proc/" + std::to_string(pid);
   CRYO_ASSIGN(std::string smaps, read_file(proc_dir + "/smaps"));
-  CRYO_ASSIGN(auto vm_flags, proc::parse_smaps_flags(smaps));
-  CRYO_ASSIGN(auto resident, proc::parse_smaps_resident(smaps));
+  CRYO_ASSIGN(auto smaps_of, proc::parse_smaps(smaps));
   CRYO_ASSIGN(UniqueFd pagemap, open_file(proc_dir + "/pagemap", O_RDONLY));
   CRYO_ASSIGN(UniqueFd mem, open_file(proc_dir + "/mem", O_RDONLY));
 
@@ -223,7 +222,8 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
     v->set_prot((m.read ? PROT_READ : 0) | (m.write ? PROT_WRITE : 0) | (m.exec ? PROT_EXEC : 0));
     v->set_pgoff(m.offset);
     v->set_name(m.path);
-    for (const auto& flag : vm_flags[m.start]) {
+    const proc::SmapsEntry& extra = smaps_of[m.start];
+    for (const auto& flag : extra.flags) {
       if (flag == "gd") v->set_growsdown(true);
       if (flag == "nr") v->set_noreserve(true);
       if (flag == "lo") v->set_locked(true);
@@ -271,7 +271,7 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
     }
     // A mapping with nothing resident or swapped (a large PROT_NONE
     // reservation, say) has no page to look for in the pagemap.
-    if (private_pages && resident[m.start] > 0)
+    if (private_pages && extra.resident_kb > 0)
       CRYO_TRY(dump_private_pages(pid, m, pagemap.get(), mem.get(), v->kind() == image::Vma::ANON_PRIVATE, pages,
                                   out, stats));
   }

@@ -100,40 +100,36 @@ Result<std::vector<MapEntry>> parse_maps(std::string_view text) {
   return out;
 }
 
-Result<std::map<uint64_t, std::vector<std::string>>> parse_smaps_flags(std::string_view text) {
-  std::map<uint64_t, std::vector<std::string>> out;
-  uint64_t current = 0;
-  bool have = false;
+Result<std::map<uint64_t, SmapsEntry>> parse_smaps(std::string_view text) {
+  std::map<uint64_t, SmapsEntry> out;
+  SmapsEntry* current = nullptr;
   for (std::string_view line : split_lines(text)) {
     if (is_map_header(line)) {
       CRYO_ASSIGN(MapEntry e, parse_map_line(line));
-      current = e.start;
-      have = true;
-      out[current];
-    } else if (line.starts_with("VmFlags:") && have) {
-      for (auto f : split_ws(line.substr(8))) out[current].emplace_back(f);
+      current = &out[e.start];
+    } else if (current && line.starts_with("VmFlags:")) {
+      for (auto f : split_ws(line.substr(8))) current->flags.emplace_back(f);
+    } else if (current && (line.starts_with("Rss:") || line.starts_with("Swap:"))) {
+      auto words = split_ws(line.substr(line.find(':') + 1));
+      uint64_t kb = 0;
+      if (words.empty() || !parse_num(words[0], kb)) return Error(EINVAL, "bad smaps line '" + std::string(line) + "'");
+      current->resident_kb += kb;
     }
   }
   return out;
 }
 
+Result<std::map<uint64_t, std::vector<std::string>>> parse_smaps_flags(std::string_view text) {
+  CRYO_ASSIGN(auto smaps, parse_smaps(text));
+  std::map<uint64_t, std::vector<std::string>> out;
+  for (auto& [start, e] : smaps) out[start] = std::move(e.flags);
+  return out;
+}
+
 Result<std::map<uint64_t, uint64_t>> parse_smaps_resident(std::string_view text) {
+  CRYO_ASSIGN(auto smaps, parse_smaps(text));
   std::map<uint64_t, uint64_t> out;
-  uint64_t current = 0;
-  bool have = false;
-  for (std::string_view line : split_lines(text)) {
-    if (is_map_header(line)) {
-      CRYO_ASSIGN(MapEntry e, parse_map_line(line));
-      current = e.start;
-      have = true;
-      out[current] = 0;
-    } else if (have && (line.starts_with("Rss:") || line.starts_with("Swap:"))) {
-      auto words = split_ws(line.substr(line.find(':') + 1));
-      uint64_t kb = 0;
-      if (words.empty() || !parse_num(words[0], kb)) return Error(EINVAL, "bad smaps line '" + std::string(line) + "'");
-      out[current] += kb;
-    }
-  }
+  for (const auto& [start, e] : smaps) out[start] = e.resident_kb;
   return out;
 }
 

@@ -25,11 +25,16 @@ struct MapEntry {
 };
 Result<std::vector<MapEntry>> parse_maps(std::string_view text);
 
-// VmFlags of every mapping in /proc/PID/smaps, keyed by start address.
-Result<std::map<uint64_t, std::vector<std::string>>> parse_smaps_flags(std::string_view text);
+// What /proc/PID/smaps adds to maps for one mapping.
+struct SmapsEntry {
+  std::vector<std::string> flags;  // VmFlags
+  uint64_t resident_kb = 0;        // Rss plus Swap: 0 means no page to look at
+};
+// Every mapping of /proc/PID/smaps, keyed by start address, in one pass.
+Result<std::map<uint64_t, SmapsEntry>> parse_smaps(std::string_view text);
 
-// Resident plus swapped kilobytes of every mapping in /proc/PID/smaps, keyed
-// by start address: 0 means no page to look at.
+// The VmFlags, or the resident kilobytes, alone (views of parse_smaps).
+Result<std::map<uint64_t, std::vector<std::string>>> parse_smaps_flags(std::string_view text);
 Result<std::map<uint64_t, uint64_t>> parse_smaps_resident(std::string_view text);
 
 struct Stat {

@@ -566,15 +566,17 @@ class Env:
                   f"workload {pid} reported OK but ended with {exit_status_text(statuses[pid])}")
         return text
 
-    def round_trip(self, pid, before, what="restored pid"):
+    def round_trip(self, pid, before, what="restored pid", compare=True):
         """Dumps the tree of pid (whose snapshot is `before`), waits until it is gone,
-        restores it and checks it has the same pid and shape; returns the image dir."""
+        restores it and checks it has the same pid (and, with compare, the same
+        shape); returns the image dir."""
         images = self.path("images")
         self.dump(pid, images)
         self.wait_dumped(before)
         _, rpid = self.restore(images)
         check_eq(rpid, pid, what)
-        self.soft(compare_snapshots, before, snapshot(pid), pid)
+        if compare:
+            self.soft(compare_snapshots, before, snapshot(pid), pid)
         return images
 
     def wait_dumped(self, tree, timeout=15):

@@ -87,11 +87,7 @@ def case_scheduling(env):
     sched = scheduling(pid)
     log(f"before: {sched}")
     check(len(set(sched.values())) == 2, f"the threads should differ: {sched}")
-    images = env.path("images")
-    env.dump(pid, images)
-    env.wait_dumped(before)
-    _, rpid = env.restore(images)
-    check_eq(rpid, pid, "restored pid")
+    env.round_trip(pid, before, compare=False)
     check_eq(scheduling(pid), sched, "(nice, policy, affinity) per thread")
 
 
@@ -108,11 +104,7 @@ def case_chroot(env):
     wait_until(lambda: read_text(f"/proc/{pid}/comm", "").strip() == "busybox", 5, what="busybox in the chroot")
     links = {name: os.readlink(f"/proc/{pid}/{name}") for name in ("root", "exe", "cwd")}
     before = snapshot(pid)
-    images = env.path("images")
-    env.dump(pid, images)
-    env.wait_dumped(before)
-    _, rpid = env.restore(images)
-    check_eq(rpid, pid, "restored pid")
+    env.round_trip(pid, before, compare=False)
     compare_snapshots(before, snapshot(pid), pid)
     check_eq({name: os.readlink(f"/proc/{pid}/{name}") for name in links}, links, "root, exe and cwd")
 
