@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from cryo_oci import CRYO, check, main, reap
+from cryo_oci import CRYO, check, main, reap, run_on_pty
 
 NAMESPACE = "cryotest"
 
@@ -60,24 +60,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 
     def on_pty(self, args):
         """Runs ctr with a pty as its stdio (ctr -t needs a terminal) and returns (status, output)."""
-        import pty
-        master, slave = pty.openpty()
-        p = subprocess.Popen(["ctr", "-a", self.sock, "-n", NAMESPACE] + args, stdin=slave, stdout=slave,
-                             stderr=slave, close_fds=True)
-        os.close(slave)
-        out = b""
-        while True:
-            try:
-                data = os.read(master, 4096)
-            except OSError:
-                break
-            if not data:
-                break
-            out += data
-        code = p.wait(60)
-        os.close(master)
+        code, out = run_on_pty(["ctr", "-a", self.sock, "-n", NAMESPACE] + args)
         reap()
-        return code, out.decode(errors="replace")
+        return code, out
 
     def stop(self):
         for cid in ("c0", "ct", "c1"):

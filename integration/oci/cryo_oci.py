@@ -121,6 +121,30 @@ class Env:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def run_on_pty(argv, send=None, timeout=60):
+    """Runs argv with a new pty as its stdin, stdout and stderr (as a person at a
+    terminal would), types `send` after a moment, and returns (exit code, output)."""
+    import pty
+    master, slave = pty.openpty()
+    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    if send:
+        time.sleep(0.3)
+        os.write(master, send.encode())
+    out = b""
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: every holder of the pty's other end is gone
+            break
+        if not data:
+            break
+        out += data
+    code = p.wait(timeout)
+    os.close(master)
+    return code, out.decode(errors="replace")
+
+
 def check(condition, message):
     if not condition:
         FAILURES.append(message)

@@ -3,7 +3,7 @@ import os
 import socket
 import threading
 
-from cryo_oci import check, main
+from cryo_oci import check, main, run_on_pty
 
 
 class ConsoleSocket:
@@ -70,39 +70,19 @@ def test_exec_tty(env):
     env.run(["delete", "--force", "ex"])
 
 
-def run_on_pty(env, args, send):
-    """Runs cryo with a pty as its stdio (as a person at a terminal would) and returns what it printed."""
-    import pty
-    import subprocess
-    import time
-    master, slave = pty.openpty()
-    p = subprocess.Popen([os.environ.get("CRYO", "cryo"), "--root", env.root] + args, stdin=slave, stdout=slave,
-                         stderr=slave, close_fds=True)
-    os.close(slave)
-    time.sleep(0.3)
-    os.write(master, send.encode())
-    out = b""
-    while True:
-        try:
-            data = os.read(master, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        out += data
-    code = p.wait(20)
-    os.close(master)
-    return code, out.decode(errors="replace")
+def cryo_on_pty(env, args, send):
+    """Runs cryo with a pty as its stdio and returns (exit code, what it printed)."""
+    return run_on_pty([os.environ.get("CRYO", "cryo"), "--root", env.root] + args, send, timeout=20)
 
 
 def test_interactive(env):
     bundle = env.bundle("it", ["sh"], terminal=True)
-    code, out = run_on_pty(env, ["run", "--bundle", bundle, "it"], "echo typed-$((1+2)); tty; exit 4\n")
+    code, out = cryo_on_pty(env, ["run", "--bundle", bundle, "it"], "echo typed-$((1+2)); tty; exit 4\n")
     check(code == 4 and "typed-3" in out and "/dev/pts/0" in out, "run with a terminal and no console socket "
           "proxies our terminal: %d %r" % (code, out))
     bundle = env.bundle("it2", ["sleep", "100"])
     env.run(["run", "-d", "--bundle", bundle, "it2"])
-    code, out = run_on_pty(env, ["exec", "-t", "it2", "sh"], "tty; exit 6\n")
+    code, out = cryo_on_pty(env, ["exec", "-t", "it2", "sh"], "tty; exit 6\n")
     check(code == 6 and "/dev/pts/" in out, "exec -t without a console socket: %d %r" % (code, out))
     env.run(["delete", "--force", "it2"])
 
