@@ -231,29 +231,28 @@ Result<image::SysvShm*> FilesDump::add_sysv_shm(int shmid, const std::string& wh
   return Error(what + ": System V segment " + std::to_string(shmid) + " is not in this IPC namespace");
 }
 
-Result<bool> FilesDump::pipe_has_outside_holder(uint64_t inode, const tree::FrozenTree& tree, pid_t* holder) {
-  std::string want = "pipe:[" + std::to_string(inode) + "]";
-  DIR* proc_dir = opendir("/proc");
-  if (!proc_dir) return errno_error("opendir /proc");
-  bool found = false;
-  while (struct dirent* d = readdir(proc_dir)) {
-    char* end;
-    long pid = strtol(d->d_name, &end, 10);
-    if (*end != '\0' || pid <= 0 || tree.contains(static_cast<pid_t>(pid)) || pid == getpid()) continue;
-    auto fds = proc::list_fds(static_cast<pid_t>(pid));
-    if (!fds.ok()) continue;  // gone, or a kernel thread
-    for (int fd : *fds) {
-      auto link = read_link(fd_path(static_cast<pid_t>(pid), fd));
-      if (link.ok() && *link == want) {
-        *holder = static_cast<pid_t>(pid);
-        found = true;
-        break;
+Result<pid_t> FilesDump::outside_pipe_holder(uint64_t inode, const tree::FrozenTree& tree) {
+  if (!outside_pipes_) {  // one walk over /proc per dump, however many pipes the tree has
+    std::map<uint64_t, pid_t> index;
+    DIR* proc_dir = opendir("/proc");
+    if (!proc_dir) return errno_error("opendir /proc");
+    while (struct dirent* d = readdir(proc_dir)) {
+      char* end;
+      long pid = strtol(d->d_name, &end, 10);
+      if (*end != '\0' || pid <= 0 || tree.contains(static_cast<pid_t>(pid)) || pid == getpid()) continue;
+      auto fds = proc::list_fds(static_cast<pid_t>(pid));
+      if (!fds.ok()) continue;  // gone, or a kernel thread
+      for (int fd : *fds) {
+        auto link = read_link(fd_path(static_cast<pid_t>(pid), fd));
+        if (!link.ok() || !link->starts_with("pipe:[")) continue;
+        index.emplace(std::strtoull(link->c_str() + 6, nullptr, 10), static_cast<pid_t>(pid));
       }
     }
-    if (found) break;
+    closedir(proc_dir);
+    outside_pipes_ = std::move(index);
   }
-  closedir(proc_dir);
-  return found;
+  auto it = outside_pipes_->find(inode);
+  return it == outside_pipes_->end() ? 0 : it->second;
 }
 
 Status FilesDump::dump_pipe(const FdRef& ref, uint32_t* pipe_id) {
@@ -415,9 +414,8 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
   }
   if (S_ISFIFO(ref.st.st_mode)) {
     bool anonymous = link.starts_with("pipe:");
-    pid_t holder = 0;
-    CRYO_ASSIGN(bool outside, pipe_has_outside_holder(ref.st.st_ino, tree, &holder));
-    if (anonymous && outside) {
+    CRYO_ASSIGN(pid_t holder, outside_pipe_holder(ref.st.st_ino, tree));
+    if (anonymous && holder != 0) {
       if (!(options_.shell_job && ref.pid == root && ref.fd <= 2))
         return Error(what + ": " + link + " is connected to pid " + std::to_string(holder) + " outside the tree" +
                      (ref.pid == root && ref.fd <= 2 ? " (dump with --shell-job to re-attach stdio)"

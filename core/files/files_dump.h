@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -75,7 +76,8 @@ class FilesDump {
   // A memfd or deleted file (at `source`, a /proc link to it): its Content id.
   Result<uint64_t> add_content(const std::string& source, const struct stat& st, const std::string& link,
                                const std::string& what);
-  Result<bool> pipe_has_outside_holder(uint64_t inode, const tree::FrozenTree& tree, pid_t* holder);
+  // A process outside the tree holding the pipe `inode` open, or 0.
+  Result<pid_t> outside_pipe_holder(uint64_t inode, const tree::FrozenTree& tree);
 
   DumpOptions options_;
   bool saw_locks_ = false;
@@ -85,6 +87,7 @@ class FilesDump {
   std::map<uint64_t, size_t> shmems_;       // id -> index in files_.shmems
   std::map<int, size_t> sysv_shms_;         // shmid -> index in files_.sysv_shms
   std::map<uint64_t, uint32_t> pipes_;      // inode -> pipe id
+  std::optional<std::map<uint64_t, pid_t>> outside_pipes_;  // pipe inode -> a holder outside the tree
   std::map<std::pair<dev_t, ino_t>, size_t> contents_;  // inode -> index in files_.contents
   std::vector<std::string> content_sources_;           // a /proc link to each content
   std::vector<std::pair<FdRef, uint32_t>> descriptions_;  // a representative fd of each description
