@@ -18,7 +18,12 @@
 #include "core/mm/mm_dump.h"
 #include "core/sys/io.h"
 #include "core/cgroup/membership.h"
+#include "core/guard/guard.h"
+#include "core/net/netlock.h"
+#include "core/ptrace/ptrace.h"
+#include "core/sys/failpoint.h"
 #include "core/sys/interrupt.h"
+#include "core/sys/scope_guard.h"
 #include "core/sys/log.h"
 #include "core/sys/util.h"
 #include "core/task/task_dump.h"
@@ -128,6 +133,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   log::info("froze " + std::to_string(tree.processes().size()) + " processes in " +
             std::to_string(frozen_at - start) + " us");
 
+  failpoint("dump.frozen");
   CRYO_TRY(check_interrupt("while the tree was being frozen"));
   CRYO_TRY(check_sessions(tree, options.shell_job));
   files::FilesDump files({.shell_job = options.shell_job,
@@ -138,13 +144,16 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
                                       .network_lock = options.network_lock}});
   std::map<pid_t, image::Process> cores;
   std::map<pid_t, std::vector<proc::MapEntry>> maps;
+  std::map<pid_t, uint64_t> syscall_ips;  // a `syscall` instruction in each process's vDSO
   for (const auto& p : tree.processes()) {
     if (p.zombie) continue;
     CRYO_TRY(check_namespaces(p.pid));
     CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(p.pid) + "/maps"));
     CRYO_ASSIGN(maps[p.pid], proc::parse_maps(text));
+    CRYO_ASSIGN(syscall_ips[p.pid], ptrace::find_syscall_insn(p.pid, maps[p.pid]));
     auto& core = cores[p.pid];
-    CRYO_TRY(task::dump_process(p, maps[p.pid], &core));
+    CRYO_TRY(task::dump_process(p, maps[p.pid], syscall_ips[p.pid], &core));
+    failpoint("dump.process");
     CRYO_TRY(add_exe(p.pid, files, core));
     CRYO_ASSIGN(auto memberships, cgroup::read_membership(p.pid, p.tids));
     for (const auto& m : memberships) {
@@ -155,8 +164,31 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   }
   CRYO_TRY(check_interrupt("before the files were dumped"));
   CRYO_TRY(files.dump_fds(tree, cores));
+  failpoint("dump.files");
   // /proc/locks costs a first read of ~10 ms here: only when an fd shows a lock.
   if (files.saw_locks()) CRYO_TRY(files::dump_locks(tree, cores));
+
+  // TCP connections: the guard first, told every change before it is made;
+  // then every thread parked, so that none can touch a socket in repair
+  // mode should cryo die; then the lock; then repair mode.
+  Guard guard;
+  ScopeGuard rollback([&] {
+    files.sockets().resume();  // out of repair mode, lock gone ...
+    auto st = tree.unpark(guard);  // ... before any thread can run again
+    if (!st.ok()) log::error(st.error().message());
+    guard.release();
+  });
+  if (std::vector<int> tcp = files.sockets().tcp_sockets(); !tcp.empty()) {
+    std::string table = options.network_lock == "skip" ? "" : net::new_lock_table();
+    CRYO_ASSIGN(guard, Guard::start(options.network_lock, table, tcp));
+    for (const auto& p : tree.processes())
+      if (!p.zombie) CRYO_TRY(guard.add_process(p.pid));
+    failpoint("dump.guarded");
+    CRYO_TRY(tree.park(guard, syscall_ips));
+    failpoint("dump.parked");
+    CRYO_TRY(files.sockets().lock_and_read(&files.files(), table));
+    failpoint("dump.locked");
+  }
 
   CRYO_ASSIGN(image::PageWriter * pages, dir.pages());
   mm::DumpStats stats;
@@ -167,6 +199,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     CRYO_TRY(mm::dump_mm(p.pid, maps[p.pid], files, *pages, &mm, &stats));
     CRYO_TRY(dir.write(image::mm_name(p.pid), image::Kind::kMm, mm));
     CRYO_TRY(dir.write(image::core_name(p.pid), image::Kind::kCore, cores[p.pid]));
+    failpoint("dump.memory");
   }
   CRYO_TRY(files.dump_contents(*pages, &stats));
   CRYO_TRY(dir.write(image::kTreeName, image::Kind::kTree, tree_image(tree)));
@@ -185,15 +218,24 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   struct utsname uts;
   if (uname(&uts) == 0) inventory.set_kernel_release(uts.release);
   CRYO_TRY(check_interrupt("before the image was committed"));
+  failpoint("dump.commit");
   CRYO_TRY(dir.commit(inventory));
+  failpoint("dump.committed");
 
   result.tasks = tree.processes().size();
   if (options.leave_running) {
-    files.sockets().resume();
+    rollback.run_now();  // what a failure undoes, -R undoes too
     tree.thaw();
   } else {
+    // From here a death of cryo finishes the job: the guard kills what is
+    // left of the tree and keeps the lock for the restore.
+    rollback.cancel();
+    auto st = guard.finish_on_death();
+    if (!st.ok()) log::error(st.error().message());
+    failpoint("dump.killing");
     tree.kill_all();
     files.sockets().committed_and_killed();
+    guard.release();
   }
   uint64_t end = now_us();
   result.freeze_us = end - freeze_start;

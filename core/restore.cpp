@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <functional>
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <set>
@@ -27,7 +28,8 @@
 #include "core/image/proto/task.pb.h"
 #include "core/image/proto/tree.pb.h"
 #include "core/mm/mm_restore.h"
-#include "core/net/guard.h"
+#include "core/guard/guard.h"
+#include "core/sys/failpoint.h"
 #include "core/net/netlock.h"
 #include "core/ptrace/ptrace.h"
 #include "core/sys/io.h"
@@ -258,18 +260,18 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     if (f.kind() == image::FileDesc::SOCKET && f.socket().family() != AF_UNIX && f.socket().type() == SOCK_STREAM &&
         f.socket().state() == image::Socket::CONNECTED && !options.tcp_established)
       return Error("the image holds established TCP connections; restore it with --tcp-established");
-  // Whatever happens, the network lock of the dump goes when the restore ends
-  // (after a failure, once every task it made is gone).
+  // The network lock of the dump goes once the restored tree runs. A failed
+  // or killed restore keeps it: the image stays restorable with its
+  // connections (restore again, or drop it with `cryo network-unlock`).
   const auto& lock = img.files.network_lock();
-  // ... and if cryo is killed outright, its guard removes it.
-  net::LockGuard guard;
-  if (!lock.table().empty()) {
-    CRYO_ASSIGN(guard, net::LockGuard::start(lock.method(), lock.table(), {}));
-  }
-  ScopeGuard unlock([&] {
+  auto unlock = [&] {
     auto st = net::unlock_connections(lock.table(), lock.method());
     if (!st.ok()) log::error(st.error().message());
-    guard.release();
+  };
+  ScopeGuard keep_lock_note([&] {
+    if (!lock.table().empty())
+      log::error("the network lock " + lock.table() + " stays: restore again, or remove it with cryo network-unlock -D " +
+                 options.images_dir);
   });
   CRYO_TRY(check_ids_free(img.tree));
 
@@ -322,6 +324,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   CRYO_ASSIGN(root, tree::spawn_stubs(plan));
   plan.status_fd = status_read.get();
   CRYO_TRY(tree::wait_for_stubs(plan, root, 10000));
+  failpoint("restore.stubs");
   CRYO_TRY(check_interrupt("while the processes were being made"));
 
   // Seize every living stub; a restorer that dies takes them down with it.
@@ -368,6 +371,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     CRYO_TRY(mm::restore_mm(pid, r, tramp, img.mms.at(pid), *t.core, objects, reader).wrap(pid_str(pid)));
     auto threads = task::create_threads(r, tramp, *t.core);
     if (!threads.ok()) return std::move(threads).error().wrap(pid_str(pid));
+    failpoint("restore.memory");
   }
   for (const auto& t : plan.tasks)
     if (t.core) {
@@ -379,17 +383,31 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       CRYO_TRY(task::restore_state(t.entry->pid(), tramp, *t.core, img.files, base, !detached_root)
                    .wrap(pid_str(t.entry->pid())));
     }
+  failpoint("restore.state");
   CRYO_TRY(check_interrupt("before the processes were let go"));
   for (const auto& t : plan.tasks)
     if (t.core) CRYO_TRY(task::finish(t.entry->pid(), tramp, *t.core).wrap(pid_str(t.entry->pid())));
 
-  // Let everything go at once.
+  // Let everything go at once. A process let go is out of reach of
+  // PTRACE_O_EXITKILL: should cryo die half way, the guard kills the ones
+  // already running, so that a killed restore leaves all or nothing.
+  Guard guard;
+  if (std::count_if(plan.tasks.begin(), plan.tasks.end(), [](const auto& t) { return t.core != nullptr; }) > 1) {
+    CRYO_ASSIGN(guard, Guard::start("", "", {}));
+    for (const auto& t : plan.tasks)
+      if (t.core) CRYO_TRY(guard.add_process(t.entry->pid()));
+    CRYO_TRY(guard.finish_on_death());
+  }
+  failpoint("restore.release");
   for (const auto& t : plan.tasks) {
     if (!t.core) continue;
     for (const auto& th : t.core->threads()) CRYO_TRY(ptrace::detach(th.tid()));
     if (t.entry->state() == image::TaskEntry::STOPPED) ::kill(t.entry->pid(), stop_signal(t.entry->exit_status()));
+    failpoint("restore.released");
   }
+  guard.release();
   cleanup.cancel();
+  keep_lock_note.cancel();
   auto removed = segments.commit();
   if (!removed.ok()) log::error(removed.error().message());
   if (plan.session_stand_in) {
@@ -404,7 +422,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   result.total_us = now_us() - start;
   log::info("restored " + std::to_string(plan.tasks.size()) + " processes in " + std::to_string(result.total_us) + " us");
   CRYO_TRY(write_pidfile(options.pidfile, root));
-  unlock.run_now();  // the connections are back: their packets may flow (before any wait below)
+  unlock();  // the connections are back: their packets may flow (before any wait below)
   if (!options.detach) {
     int status;
     while (::waitpid(root, &status, 0) < 0)
@@ -412,6 +430,14 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
   return result;
+}
+
+Result<std::string> network_unlock(const std::string& images_dir) {
+  CRYO_ASSIGN(auto reader, image::ImageDirReader::open(images_dir));
+  CRYO_ASSIGN(LoadedImage img, load_image(reader));
+  const auto& lock = img.files.network_lock();
+  CRYO_TRY(net::unlock_connections(lock.table(), lock.method()));
+  return lock.table();
 }
 
 }  // namespace cryo

@@ -29,4 +29,9 @@ struct RestoreResult {
 // and the image is left as it was.
 Result<RestoreResult> restore(const RestoreOptions& options);
 
+// Removes the network lock an image's dump left (for a checkpoint that will
+// not be restored, or after a failed restore); returns its name, empty if the
+// image has none. A lock already gone is fine.
+Result<std::string> network_unlock(const std::string& images_dir);
+
 }  // namespace cryo

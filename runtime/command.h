@@ -32,6 +32,7 @@ int cmd_dump(const GlobalOptions&, const std::vector<std::string>&);
 int cmd_restore(const GlobalOptions&, const std::vector<std::string>&);
 int cmd_check(const GlobalOptions&, const std::vector<std::string>&);
 int cmd_inspect(const GlobalOptions&, const std::vector<std::string>&);
+int cmd_network_unlock(const GlobalOptions&, const std::vector<std::string>&);
 
 // Runtime mode (runc's verbs).
 int cmd_create(const GlobalOptions&, const std::vector<std::string>&);

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "core/net/guard.h"
+#include "core/guard/guard.h"
 #include "core/sys/log.h"
 #include "runtime/args.h"
 #include "runtime/command.h"
@@ -17,6 +17,7 @@ const Command kCommands[] = {
     {"restore", cmd_restore, "restore a process tree from an image directory"},
     {"check", cmd_check, "report the kernel features cryo relies on"},
     {"inspect", cmd_inspect, "print an image directory as JSON"},
+    {"network-unlock", cmd_network_unlock, "drop the network lock a dump left (-D DIR)"},
     {"create", cmd_create, "create a container from a bundle"},
     {"start", cmd_start, "start the process of a created container"},
     {"run", cmd_run, "create and start a container"},
@@ -84,9 +85,9 @@ int main(int argc, char** argv) {
   options.log_format = global->get_or("log-format", "text");
   options.debug = global->has("debug");
   options.systemd_cgroup = global->has("systemd-cgroup");
-  // Not a user's command: the watchdog a dump leaves over its network lock (core/net/guard.h).
-  if (rest[0] == "network-guard" && rest.size() == 4)
-    return cryo::net::run_lock_guard(rest[1] == "-" ? "" : rest[1], rest[2], std::atoi(rest[3].c_str()));
+  // Not a user's command: the watchdog that outlives a dump or a restore (core/guard/guard.h).
+  if (rest[0] == "guard" && rest.size() == 4)
+    return cryo::run_guard(rest[1] == "-" ? "" : rest[1], rest[2], std::atoi(rest[3].c_str()));
   for (const auto& c : kCommands) {
     if (rest[0] == c.name) return c.run(options, std::vector<std::string>(rest.begin() + 1, rest.end()));
   }

@@ -496,7 +496,7 @@ Status FilesDump::dump_fds(const tree::FrozenTree& tree, std::map<pid_t, image::
       out->set_cloexec((ref.info.flags & O_CLOEXEC) != 0);
     }
   }
-  return sockets_.dump_connections(&files_);
+  return sockets_.check_connections(&files_);
 }
 
 }  // namespace cryo::files

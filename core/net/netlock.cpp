@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "core/sys/io.h"
@@ -33,6 +34,7 @@ Status run_nft(const std::string& script, std::string* output = nullptr) {
   if (pid == 0) {
     ::dup2(in[0], 0);
     ::dup2(out[1], 1);
+    ::dup2(out[1], 2);
     ::execlp("nft", "nft", "-f", "-", nullptr);
     ::_exit(127);
   }
@@ -47,9 +49,13 @@ Status run_nft(const std::string& script, std::string* output = nullptr) {
   while (::waitpid(pid, &status, 0) < 0)
     if (errno != EINTR) return errno_error("waitpid nft");
   if (!wrote.ok()) return std::move(wrote).error().wrap("nft");
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    return Error(WIFEXITED(status) && WEXITSTATUS(status) == 127 ? ENOENT : EIO,
-                 "nft failed (is the nftables package installed?)");
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+    return Error(ENOENT, "nft not found (is the nftables package installed?)");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::string said = text.ok() ? *text : "";
+    while (!said.empty() && (said.back() == '\n' || said.back() == ' ')) said.pop_back();
+    return Error(EIO, "nft failed" + (said.empty() ? std::string() : ": " + said));
+  }
   return {};
 }
 
@@ -74,8 +80,9 @@ Status run_command(const std::vector<std::string>& argv, std::string* output = n
   int status;
   while (::waitpid(pid, &status, 0) < 0)
     if (errno != EINTR) return errno_error("waitpid " + argv[0]);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    return Error(EIO, argv[0] + " failed (is the " + argv[0] + " package installed?)");
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+    return Error(ENOENT, argv[0] + " not found (is the " + argv[0] + " package installed?)");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return Error(EIO, argv[0] + " failed");
   return {};
 }
 
@@ -134,11 +141,35 @@ std::string lock_script(const std::string& table, const std::vector<Connection>&
          "  }\n}\n";
 }
 
-Result<std::string> lock_connections(const std::vector<Connection>& connections, const std::string& method) {
-  if (connections.empty() || method == "skip") return std::string();
+std::string new_lock_table() {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  std::string table = std::string(kLockPrefix) + std::to_string(::getpid()) + "-" + std::to_string(ts.tv_nsec);
+  return std::string(kLockPrefix) + std::to_string(::getpid()) + "-" + std::to_string(ts.tv_nsec);
+}
+
+Result<std::vector<std::string>> list_locks() {
+  std::vector<std::string> found;
+  auto add = [&](const std::string& text, const std::string& before) {
+    for (size_t at = text.find(before + std::string(kLockPrefix)); at != std::string::npos;
+         at = text.find(before + std::string(kLockPrefix), at + 1)) {
+      size_t start = at + before.size();
+      size_t end = text.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-", start);
+      std::string name = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
+      if (std::find(found.begin(), found.end(), name) == found.end()) found.push_back(name);
+    }
+  };
+  std::string tables;
+  if (run_nft("list tables\n", &tables).ok()) add(tables, "table inet ");
+  for (const char* tool : {"iptables", "ip6tables"}) {
+    std::string rules;
+    if (run_command({tool, "-w", "-S"}, &rules).ok()) add(rules, "--comment ");
+  }
+  return found;
+}
+
+Result<std::string> lock_connections(const std::vector<Connection>& connections, const std::string& method,
+                                     const std::string& table) {
+  if (connections.empty() || method == "skip") return std::string();
   if (method == "iptables") {
     Status st = iptables_lock(table, connections);
     if (!st.ok()) {

@@ -15,8 +15,16 @@ struct Connection {
   image::SockAddr local, peer;
 };
 
-// Installs the rules; returns the table's name.
-Result<std::string> lock_connections(const std::vector<Connection>& connections, const std::string& method);
+// A fresh name for a lock, chosen before the lock exists so that the guard
+// can be told it first.
+std::string new_lock_table();
+// Installs the rules under that name; returns it (empty: nothing locked,
+// for no connection or method "skip").
+Result<std::string> lock_connections(const std::vector<Connection>& connections, const std::string& method,
+                                     const std::string& table);
+// The locks cryo made that are still in place (nftables tables and iptables
+// rule marks), each named once.
+Result<std::vector<std::string>> list_locks();
 // Removes a table made by lock_connections; a missing one is fine.
 Status unlock_connections(const std::string& table, const std::string& method);
 

@@ -234,12 +234,12 @@ void SocketDump::resume() {
     if (!st.ok()) log::error(st.error().message());
     lock_table_.clear();
   }
-  guard_.release();
 }
 
-void SocketDump::committed_and_killed() {
-  keep_ = true;
-  guard_.release();
+std::vector<int> SocketDump::tcp_sockets() const {
+  std::vector<int> out;
+  for (const auto& t : tcp_) out.push_back(t.copy.get());
+  return out;
 }
 
 Status SocketDump::describe(pid_t pid, int fd, image::FileDesc* f) {
@@ -464,7 +464,7 @@ Status SocketDump::take_pending(image::Files* files) {
   return {};
 }
 
-Status SocketDump::dump_connections(image::Files* files) {
+Status SocketDump::check_connections(image::Files* files) {
   for (const auto& u : unix_) {
     bool inside = false;
     for (const auto& other : unix_) inside = inside || other.inode == u.peer;
@@ -476,19 +476,16 @@ Status SocketDump::dump_connections(image::Files* files) {
     if (!inside && u.peer_name.empty())
       return Error(u.who + ": unix socket connected to an unnamed socket outside the tree cannot be reconnected");
   }
-  CRYO_TRY(take_pending(files));
+  return take_pending(files);
+}
+
+Status SocketDump::lock_and_read(image::Files* files, const std::string& table) {
   if (tcp_.empty()) return {};
   // Clients that will connect again stay out of the lock: both ends are ours.
   std::vector<Connection> conns;
   for (const auto& t : tcp_)
     if (!files->files(static_cast<int>(t.file_id - 1)).socket().reconnect()) conns.push_back(t.conn);
-  CRYO_ASSIGN(lock_table_, lock_connections(conns, options_.network_lock));
-  // From here a killed cryo would leave the lock and the repair mode behind.
-  std::vector<int> copies;
-  for (const auto& t : tcp_) copies.push_back(t.copy.get());
-  auto guard = LockGuard::start(lock_table_.empty() ? "" : options_.network_lock, lock_table_, copies);
-  if (!guard.ok()) return std::move(guard).error();
-  guard_ = std::move(*guard);
+  CRYO_ASSIGN(lock_table_, lock_connections(conns, options_.network_lock, table));
   files->mutable_network_lock()->set_method(lock_table_.empty() ? "" : options_.network_lock);
   files->mutable_network_lock()->set_table(lock_table_);
   for (auto& t : tcp_) {

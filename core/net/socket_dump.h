@@ -1,7 +1,9 @@
 // Dumping sockets. The dump works on copies of the task's socket fds
 // (pidfd_getfd). TCP connections are read in repair mode after the network
 // lock is in place, and stay in repair mode when the tree is killed, so that
-// closing them sends nothing to the peer.
+// closing them sends nothing to the peer. The guard that undoes both if cryo
+// dies is the orchestrator's (core/guard/guard.h): it is started, with
+// tcp_sockets() and the lock's name, before lock_and_read().
 #pragma once
 
 #include <sys/types.h>
@@ -13,7 +15,6 @@
 
 #include "core/image/proto/files.pb.h"
 #include "core/net/netlock.h"
-#include "core/net/guard.h"
 #include "core/net/sock_diag.h"
 #include "core/sys/fd.h"
 #include "core/sys/result.h"
@@ -35,12 +36,17 @@ class SocketDump {
 
   // Describes the socket behind fd of pid into f (kind SOCKET).
   Status describe(pid_t pid, int fd, image::FileDesc* f);
-  // After every fd is described: checks that unix peers are in the tree,
-  // locks the network and reads the TCP state of each connection.
-  Status dump_connections(image::Files* files);
+  // After every fd is described: checks that unix peers are in the tree and
+  // takes the connections waiting in listeners' queues.
+  Status check_connections(image::Files* files);
+  // Copies of the TCP connections' sockets (for the guard); empty if none.
+  std::vector<int> tcp_sockets() const;
+  // Locks the network with a table of that name (net::new_lock_table()) and
+  // reads the TCP state of each connection in repair mode.
+  Status lock_and_read(image::Files* files, const std::string& table);
   // The dump committed and the tree was killed: keep the lock (the restore
   // removes it) and leave the sockets in repair mode.
-  void committed_and_killed();
+  void committed_and_killed() { keep_ = true; }
   // The tree runs on (a failed dump, or --leave-running): sockets leave
   // repair mode and the lock goes. Call before the tree is thawed.
   void resume();
@@ -74,7 +80,6 @@ class SocketDump {
   std::vector<Tcp> tcp_;
   std::vector<Unix> unix_;
   std::optional<std::map<uint64_t, UnixInfo>> unix_table_;
-  LockGuard guard_;
   std::optional<std::map<uint64_t, NetlinkInfo>> netlink_table_;
   std::string lock_table_;
   bool keep_ = false;

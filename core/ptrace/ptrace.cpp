@@ -220,6 +220,18 @@ Result<long> Remote::call(const char* name, long nr, std::array<uint64_t, 6> arg
   return ret;
 }
 
+Result<uint64_t> find_syscall_insn(pid_t pid, const std::vector<proc::MapEntry>& maps) {
+  for (const auto& m : maps) {
+    if (m.path != "[vdso]") continue;
+    std::string code(m.end - m.start, '\0');
+    CRYO_TRY(read_memory(pid, m.start, code.data(), code.size()));
+    for (size_t i = 0; i + 1 < code.size(); i++)
+      if (static_cast<uint8_t>(code[i]) == 0x0f && static_cast<uint8_t>(code[i + 1]) == 0x05) return m.start + i;
+    return Error(ENOEXEC, "pid " + std::to_string(pid) + ": no syscall instruction in the vDSO");
+  }
+  return Error("pid " + std::to_string(pid) + " has no vDSO (cannot run syscalls inside it)");
+}
+
 Status read_memory(pid_t pid, uint64_t addr, void* out, size_t size) {
   struct iovec local = {out, size};
   struct iovec remote = {reinterpret_cast<void*>(addr), size};

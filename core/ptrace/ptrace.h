@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/sys/proc.h"
 #include "core/sys/result.h"
 
 namespace cryo::ptrace {
@@ -64,6 +65,9 @@ class Remote {
   uint64_t syscall_ip_;
   user_regs_struct base_;
 };
+
+// A `syscall` instruction in the task's vDSO: running it changes no memory.
+Result<uint64_t> find_syscall_insn(pid_t pid, const std::vector<proc::MapEntry>& maps);
 
 // Reads and writes another task's memory.
 Status read_memory(pid_t pid, uint64_t addr, void* out, size_t size);

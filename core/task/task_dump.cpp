@@ -27,19 +27,6 @@ namespace {
 
 std::string proc_path(pid_t pid, const std::string& what) { return "/proc/" + std::to_string(pid) + "/" + what; }
 
-// A `syscall` instruction in the task's vDSO: running it changes no memory.
-Result<uint64_t> find_syscall_insn(pid_t pid, const std::vector<proc::MapEntry>& maps) {
-  for (const auto& m : maps) {
-    if (m.path != "[vdso]") continue;
-    std::string code(m.end - m.start, '\0');
-    CRYO_TRY(ptrace::read_memory(pid, m.start, code.data(), code.size()));
-    for (size_t i = 0; i + 1 < code.size(); i++)
-      if (static_cast<uint8_t>(code[i]) == 0x0f && static_cast<uint8_t>(code[i + 1]) == 0x05) return m.start + i;
-    return Error(ENOEXEC, "pid " + std::to_string(pid) + ": no syscall instruction in the vDSO");
-  }
-  return Error("pid " + std::to_string(pid) + " has no vDSO (cannot run syscalls inside it)");
-}
-
 // Syscalls that only the task itself can answer, run inside it with all
 // signals blocked, through a scratch page mapped for the purpose.
 class TaskProbe {
@@ -332,10 +319,11 @@ Status dump_proc_files(pid_t pid, image::Process* out) {
 
 }  // namespace
 
-Status dump_process(const tree::FrozenProcess& proc, const std::vector<proc::MapEntry>& maps, image::Process* out) {
+Status dump_process(const tree::FrozenProcess& proc, const std::vector<proc::MapEntry>& maps, uint64_t syscall_ip,
+                    image::Process* out) {
+  (void)maps;
   out->set_pid(proc.pid);
   CRYO_TRY(dump_proc_files(proc.pid, out));
-  CRYO_ASSIGN(uint64_t syscall_ip, find_syscall_insn(proc.pid, maps));
   return dump_process_syscalls(proc, syscall_ip, out);
 }
 

@@ -11,7 +11,8 @@ namespace cryo::task {
 
 // Fills `out` for a frozen (non-zombie) process. Runs a few syscalls inside
 // the process and leaves it exactly as it found it.
-Status dump_process(const tree::FrozenProcess& proc, const std::vector<proc::MapEntry>& maps,
+// syscall_ip: a `syscall` instruction in its vDSO (ptrace::find_syscall_insn).
+Status dump_process(const tree::FrozenProcess& proc, const std::vector<proc::MapEntry>& maps, uint64_t syscall_ip,
                     image::Process* out);
 
 }  // namespace cryo::task

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,7 +31,7 @@ bool traced_by_other(pid_t pid, pid_t tid) {
 }  // namespace
 
 FrozenTree::FrozenTree(FrozenTree&& other) noexcept
-    : procs_(std::move(other.procs_)), active_(std::exchange(other.active_, false)) {}
+    : procs_(std::move(other.procs_)), parked_(std::move(other.parked_)), active_(std::exchange(other.active_, false)) {}
 
 FrozenTree::~FrozenTree() { thaw(); }
 
@@ -153,8 +154,48 @@ Result<FrozenTree> FrozenTree::freeze(pid_t root, int timeout_s) {
   return tree;
 }
 
+Status FrozenTree::park(Guard& guard, const std::map<pid_t, uint64_t>& syscall_ips) {
+  for (const auto& p : procs_) {
+    if (p.zombie) continue;
+    uint64_t ip = syscall_ips.at(p.pid);
+    for (pid_t tid : p.tids) {
+      CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(tid));
+      CRYO_ASSIGN(uint64_t mask, ptrace::get_sigmask(tid));
+      CRYO_TRY(guard.parking(tid, ip, regs, mask));
+      // Mask first: a thread let go between the two runs its own code with
+      // signals held back, which the guard undoes; the other order could run
+      // pause() with a handler free to return into the vDSO.
+      CRYO_TRY(ptrace::set_sigmask(tid, ~0ULL));
+      parked_[tid] = ParkedThread{regs, mask};
+      user_regs_struct at_pause = regs;
+      at_pause.rip = ip;
+      at_pause.rax = SYS_pause;
+      at_pause.orig_rax = static_cast<unsigned long long>(-1);
+      CRYO_TRY(ptrace::set_regs(tid, at_pause));
+    }
+  }
+  return {};
+}
+
+Status FrozenTree::unpark(Guard& guard) {
+  Status first;
+  for (auto it = parked_.begin(); it != parked_.end(); it = parked_.erase(it)) {
+    // Registers first, then the mask: the reverse of park().
+    Status st = ptrace::set_regs(it->first, it->second.regs);
+    if (st.ok()) st = ptrace::set_sigmask(it->first, it->second.mask);
+    if (st.ok()) st = guard.unparked(it->first);
+    if (!st.ok() && first.ok()) first = std::move(st);
+  }
+  return first;
+}
+
 void FrozenTree::thaw() {
   if (!active_) return;
+  for (const auto& [tid, t] : parked_) {
+    (void)ptrace::set_regs(tid, t.regs);
+    (void)ptrace::set_sigmask(tid, t.mask);
+  }
+  parked_.clear();
   active_ = false;
   for (const auto& p : procs_) {
     if (p.zombie) continue;
@@ -172,6 +213,7 @@ void FrozenTree::thaw() {
 void FrozenTree::kill_all() {
   if (!active_) return;
   active_ = false;
+  parked_.clear();
   for (const auto& p : procs_)
     if (!p.zombie) ::kill(p.pid, SIGKILL);
   // As their tracer we see each thread die; non-leaders first (see DESIGN.md).

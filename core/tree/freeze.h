@@ -3,8 +3,12 @@
 
 #include <sys/types.h>
 
+#include <sys/user.h>
+
+#include <map>
 #include <vector>
 
+#include "core/guard/guard.h"
 #include "core/sys/proc.h"
 #include "core/sys/result.h"
 
@@ -34,7 +38,16 @@ class FrozenTree {
   const FrozenProcess* find(pid_t pid) const;
   bool contains(pid_t pid) const { return find(pid) != nullptr; }
 
-  // Lets every task run on.
+  // Parks every thread while cryo works on what the tree's threads could
+  // touch if they ran (sockets in TCP repair mode): each would run nothing
+  // but pause() at the `syscall` instruction at syscall_ips[pid], with every
+  // signal blocked, should cryo die; the guard, told first, gives each its
+  // registers and mask back. Parked threads stay stopped as before.
+  Status park(Guard& guard, const std::map<pid_t, uint64_t>& syscall_ips);
+  // Gives every parked thread its own registers and mask back.
+  Status unpark(Guard& guard);
+
+  // Lets every task run on (unparking any parked thread first).
   void thaw();
   // Kills the tree (the dump has committed) and waits until the kernel has
   // let go of every task, so that its parent can reap it.
@@ -43,7 +56,12 @@ class FrozenTree {
  private:
   FrozenTree() = default;
   Status add_process(pid_t pid, std::vector<pid_t>* children, int stop_timeout_ms);
+  struct ParkedThread {
+    user_regs_struct regs;
+    uint64_t mask;
+  };
   std::vector<FrozenProcess> procs_;
+  std::map<pid_t, ParkedThread> parked_;
   bool active_ = false;
 };
 

@@ -5,6 +5,7 @@ kind in one workload, and the network lock: no nftables rule is left behind by a
 restore, a failed restore, a failed dump or `dump -R`."""
 import http.client
 import os
+import re
 import signal
 import socket
 import struct
@@ -459,6 +460,10 @@ def case_leave_running_unlocks(env):
 
 
 def case_failed_restore(env):
+    """A restore that fails (the server's port is taken) kills what it made, leaves
+    the image untouched and keeps the network lock, so that the image stays
+    restorable with its connection: once the port is free again, a second restore
+    brings the server back and the waiting client gets its whole answer."""
     pid, port, proc, out, images = dump_mid_request(env, 10)
     before = hash_dir(images)
     # Somebody else takes the server's port: the restore must fail cleanly.
@@ -467,10 +472,29 @@ def case_failed_restore(env):
     blocker.listen(1)
     result, _ = env.restore(images, "--tcp-established", expect=1)
     check("bind" in result.stderr or "Address already in use" in result.stderr, f"restore error: {result.stderr!r}")
+    check("network-unlock" in result.stderr, f"the error does not say the lock stays: {result.stderr!r}")
     check(not exists(pid) or state(pid) == "Z", f"pid {pid} exists after a failed restore")
-    check_no_lock("after a failed restore")
+    check(lock_tables(), "the network lock went with a failed restore (its connection is lost)")
     check_eq(hash_dir(images), before, "image directory after a failed restore")
+    check(proc.poll() is None, "the client gave up during the failed restore")
     blocker.close()
+    env.restore(images, "--tcp-established", "-d")
+    check_curl(proc, out)
+    check_no_lock("after the second restore")
+
+
+def case_network_unlock(env):
+    """`cryo network-unlock -D DIR` drops the lock an image's dump left (a checkpoint
+    that will not be restored); `cryo check` lists a lock until then."""
+    pid, port, proc, out, images = dump_mid_request(env, 10)
+    tables = lock_tables()
+    check(tables, "no network lock after the dump")
+    names = set(re.findall(r"cryo-lock-[0-9-]+", "\n".join(tables)))
+    listed = env.cryo("check").stdout
+    check(names and all(n in listed for n in names), f"cryo check does not list the lock {names}: {listed!r}")
+    env.cryo("network-unlock", "-D", images)
+    check_no_lock("after cryo network-unlock")
+    env.cryo("network-unlock", "-D", images)  # again: nothing to do, no error
     proc.kill()
     proc.wait()
 
@@ -605,6 +629,7 @@ CASES = {
     "socket_kinds": case_socket_kinds,
     "refused_without_flag": case_refused_without_flag,
     "leave_running_unlocks": case_leave_running_unlocks,
+    "network_unlock": case_network_unlock,
     "failed_restore": case_failed_restore,
     "peer_credentials": case_peer_credentials,
     "external_unix_peer": case_external_unix_peer,
