@@ -11,6 +11,23 @@ if(CRYO_SANITIZE)
   add_link_options($<$<LINK_LANGUAGE:CXX>:-fsanitize=address,undefined>)
 endif()
 
+# -DCRYO_FUZZ=ON (clang only, its own tree: tests/fuzz/run-fuzz.sh makes it):
+# everything compiled with libFuzzer's coverage, ASan and UBSan, any finding
+# fatal, and the fuzz targets of tests/fuzz/ added.
+option(CRYO_FUZZ "build the libFuzzer targets of tests/fuzz (needs clang)" OFF)
+if(CRYO_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "CRYO_FUZZ needs clang: configure with CC=clang-14 CXX=clang++-14")
+  endif()
+  add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-fsanitize=fuzzer-no-link,address,undefined>
+                      $<$<COMPILE_LANGUAGE:CXX>:-fno-sanitize-recover=all>
+                      $<$<COMPILE_LANGUAGE:CXX>:-fno-omit-frame-pointer>)
+  add_link_options($<$<LINK_LANGUAGE:CXX>:-fsanitize=address,undefined>)
+  # The g++ tree enforces the warnings; clang has some of its own (glibc's
+  # NLMSG_OK under -Wsign-compare) that must not stop the fuzzers.
+  list(APPEND CRYO_WARNINGS -Wno-error)
+endif()
+
 # cryo_library(NAME SOURCES... [DEPS libs...])
 function(cryo_library name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
