@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/sys/failpoint.h"
 #include "core/sys/io.h"
 
 namespace cryo::ptrace {
@@ -209,6 +210,7 @@ Result<long> Remote::raw(long nr, std::array<uint64_t, 6> args) {
   regs.r9 = args[5];
   CRYO_TRY(set_regs(tid_, regs));
   CRYO_TRY(step_to_syscall_stop());  // entry
+  failpoint("remote.syscall");
   CRYO_TRY(step_to_syscall_stop());  // exit
   CRYO_ASSIGN(user_regs_struct after, get_regs(tid_));
   return static_cast<long>(after.rax);

@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "core/ptrace/ptrace.h"
+#include "core/ptrace/rescue.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
 #include "core/sys/scope_guard.h"
@@ -28,20 +29,38 @@ namespace {
 std::string proc_path(pid_t pid, const std::string& what) { return "/proc/" + std::to_string(pid) + "/" + what; }
 
 // Syscalls that only the task itself can answer, run inside it with all
-// signals blocked, through a scratch page mapped for the purpose.
+// signals blocked. With a rescue plan the thread first gets a rescue frame
+// (core/ptrace/rescue.h), so that a cryo killed at any instant leaves it
+// whole; without one (a stack cryo cannot vouch for, such as a goroutine's)
+// a cryo killed between attach() and the destructor leaves it changed.
 class TaskProbe {
  public:
   static constexpr uint64_t kBlockAll = ~0ULL;
 
-  static Result<TaskProbe> attach(pid_t tid, uint64_t syscall_ip) {
+  static Result<TaskProbe> attach(pid_t tid, uint64_t syscall_ip, const ptrace::RescuePlan* plan,
+                                  const std::vector<proc::MapEntry>& maps) {
     TaskProbe p;
     p.tid_ = tid;
     CRYO_ASSIGN(p.regs_, ptrace::get_regs(tid));
     CRYO_ASSIGN(p.mask_, ptrace::get_sigmask(tid));
     CRYO_ASSIGN(p.xstate_, ptrace::get_xstate(tid));
-    CRYO_TRY(ptrace::set_sigmask(tid, kBlockAll));
-    p.remote_.emplace(tid, syscall_ip, p.regs_);
+    user_regs_struct base = p.regs_;
+    if (plan) {
+      auto area = ptrace::place_rescue(tid, *plan, maps, p.regs_, p.mask_, p.xstate_);
+      if (area.ok()) {
+        // Registers before the mask: from here on, whatever cryo does to
+        // the thread, rt_sigreturn would undo.
+        CRYO_TRY(ptrace::set_regs(tid, area->resting));
+        base = area->resting;
+        syscall_ip = plan->syscall_ip;
+        p.scratch_ = area->scratch;
+      } else {
+        log::debug(area.error().message() + ": its syscalls for cryo run without a rescue frame");
+      }
+    }
     p.armed_ = true;
+    CRYO_TRY(ptrace::set_sigmask(tid, kBlockAll));
+    p.remote_.emplace(tid, syscall_ip, base);
     return p;
   }
   TaskProbe(TaskProbe&& o) noexcept
@@ -49,13 +68,15 @@ class TaskProbe {
         regs_(o.regs_),
         mask_(o.mask_),
         xstate_(std::move(o.xstate_)),
+        scratch_(o.scratch_),
         remote_(o.remote_),
         armed_(std::exchange(o.armed_, false)) {}
   ~TaskProbe() {
     if (!armed_) return;
-    // Put back exactly what the task had, including an interrupted syscall.
-    auto a = ptrace::set_regs(tid_, regs_);
+    // Put back exactly what the task had, including an interrupted syscall;
+    // the mask first, as the reverse of attach().
     auto b = ptrace::set_sigmask(tid_, mask_);
+    auto a = ptrace::set_regs(tid_, regs_);
     if (!a.ok()) log::error(a.error().message());
     if (!b.ok()) log::error(b.error().message());
   }
@@ -63,6 +84,9 @@ class TaskProbe {
   const user_regs_struct& regs() const { return regs_; }
   uint64_t mask() const { return mask_; }
   const std::string& xstate() const { return xstate_; }
+  // kScratchSize bytes below the thread's stack for its syscalls' answers
+  // (0 without a rescue frame).
+  uint64_t scratch() const { return scratch_; }
 
  private:
   TaskProbe() = default;
@@ -70,6 +94,7 @@ class TaskProbe {
   user_regs_struct regs_{};
   uint64_t mask_ = 0;
   std::string xstate_;
+  uint64_t scratch_ = 0;
   std::optional<ptrace::Remote> remote_;
   bool armed_ = false;
 };
@@ -196,15 +221,27 @@ Status dump_posix_timers(const tree::FrozenProcess& proc, ptrace::Remote& r, uin
   return {};
 }
 
-Status dump_process_syscalls(const tree::FrozenProcess& proc, uint64_t syscall_ip, image::Process* out) {
+Status dump_process_syscalls(const tree::FrozenProcess& proc, const std::vector<proc::MapEntry>& maps,
+                             uint64_t syscall_ip, image::Process* out) {
   pid_t pid = proc.pid;
-  CRYO_ASSIGN(TaskProbe leader, TaskProbe::attach(pid, syscall_ip));
+  auto plan = ptrace::plan_rescue(pid, maps);
+  if (!plan.ok()) log::debug(plan.error().message() + ": syscalls for cryo run without rescue frames");
+  const ptrace::RescuePlan* rescue = plan.ok() ? &*plan : nullptr;
+  CRYO_ASSIGN(TaskProbe leader, TaskProbe::attach(pid, syscall_ip, rescue, maps));
   auto& r = leader.remote();
-  CRYO_ASSIGN(long scratch_l, r.call("mmap", SYS_mmap,
-                                     {0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                                      static_cast<uint64_t>(-1), 0}));
-  uint64_t scratch = static_cast<uint64_t>(scratch_l);
-  ScopeGuard unmap([&] { (void)r.raw(SYS_munmap, {scratch, 4096}); });
+  // Answers go to the scratch below the leader's rescue frame; without one,
+  // to a page mapped for the purpose (and unmapped again).
+  uint64_t scratch = leader.scratch();
+  bool mapped = scratch == 0;
+  if (mapped) {
+    CRYO_ASSIGN(long scratch_l, r.call("mmap", SYS_mmap,
+                                       {0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                                        static_cast<uint64_t>(-1), 0}));
+    scratch = static_cast<uint64_t>(scratch_l);
+  }
+  ScopeGuard unmap([&] {
+    if (mapped) (void)r.raw(SYS_munmap, {scratch, 4096});
+  });
 
   CRYO_ASSIGN(long brk, r.call("brk", SYS_brk, {0}));
   out->mutable_mm()->set_brk(static_cast<uint64_t>(brk));
@@ -252,13 +289,13 @@ Status dump_process_syscalls(const tree::FrozenProcess& proc, uint64_t syscall_i
     if (tid == pid) {
       st = dump_thread(pid, leader, scratch, out->add_threads());
     } else {
-      auto probe = TaskProbe::attach(tid, syscall_ip);
+      auto probe = TaskProbe::attach(tid, syscall_ip, rescue, maps);
       st = probe.ok() ? dump_thread(pid, *probe, scratch, out->add_threads()) : Status(std::move(probe).error());
     }
     if (!st.ok()) return std::move(st).error().wrap("thread " + std::to_string(tid));
   }
   unmap.cancel();
-  CRYO_TRY(r.call("munmap", SYS_munmap, {scratch, 4096}));
+  if (mapped) CRYO_TRY(r.call("munmap", SYS_munmap, {scratch, 4096}));
   CRYO_ASSIGN(auto shared, ptrace::peek_pending(pid, true));
   for (auto& s : shared) out->add_shared_pending(std::move(s));
   return {};
@@ -321,10 +358,9 @@ Status dump_proc_files(pid_t pid, image::Process* out) {
 
 Status dump_process(const tree::FrozenProcess& proc, const std::vector<proc::MapEntry>& maps, uint64_t syscall_ip,
                     image::Process* out) {
-  (void)maps;
   out->set_pid(proc.pid);
   CRYO_TRY(dump_proc_files(proc.pid, out));
-  return dump_process_syscalls(proc, syscall_ip, out);
+  return dump_process_syscalls(proc, maps, syscall_ip, out);
 }
 
 }  // namespace cryo::task
