@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 
 #include "core/sys/failpoint.h"
 #include "core/sys/io.h"
@@ -19,6 +20,16 @@ namespace cryo::ptrace {
 namespace {
 
 std::string who(pid_t tid) { return "task " + std::to_string(tid); }
+
+// The process a thread belongs to (the thread itself if /proc cannot say).
+pid_t thread_group(pid_t tid) {
+  auto status = read_file("/proc/" + std::to_string(tid) + "/status");
+  size_t at = status.ok() ? status->find("\nTgid:\t") : std::string::npos;
+  return at == std::string::npos ? tid : static_cast<pid_t>(std::atoi(status->c_str() + at + 7));
+}
+
+std::mutex g_deferred_mutex;
+std::vector<std::pair<pid_t, int>> g_deferred_stops;
 
 long pt(int request, pid_t tid, void* addr, void* data) {
   return ::ptrace(static_cast<enum __ptrace_request>(request), tid, addr, data);
@@ -192,8 +203,15 @@ Status Remote::step_to_syscall_stop() {
     if (!WIFSTOPPED(status)) continue;
     if (WSTOPSIG(status) == (SIGTRAP | 0x80)) return {};
     if ((status >> 16) != 0) continue;  // a ptrace event such as PTRACE_EVENT_CLONE
-    return Error(EINTR, who(tid_) + ": unexpected signal " + std::to_string(WSTOPSIG(status)) +
-                            " during a remote syscall");
+    int sig = WSTOPSIG(status);
+    if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
+      // SIGSTOP cannot be blocked: suppressed now, raised again once the
+      // task is let go (take_deferred_stops).
+      std::lock_guard lock(g_deferred_mutex);
+      g_deferred_stops.emplace_back(thread_group(tid_), sig);
+      continue;
+    }
+    return Error(EINTR, who(tid_) + ": unexpected signal " + std::to_string(sig) + " during a remote syscall");
   }
 }
 
@@ -220,6 +238,11 @@ Result<long> Remote::call(const char* name, long nr, std::array<uint64_t, 6> arg
   CRYO_ASSIGN(long ret, raw(nr, args));
   if (ret < 0 && ret > -4096) return Error(static_cast<int>(-ret), std::string(name) + " in " + who(tid_));
   return ret;
+}
+
+std::vector<std::pair<pid_t, int>> take_deferred_stops() {
+  std::lock_guard lock(g_deferred_mutex);
+  return std::exchange(g_deferred_stops, {});
 }
 
 Result<uint64_t> find_syscall_insn(pid_t pid, const std::vector<proc::MapEntry>& maps) {

@@ -66,6 +66,12 @@ class Remote {
   user_regs_struct base_;
 };
 
+// Stop signals (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU) that came up while a
+// Remote ran a syscall in a task: Remote holds them back rather than let the
+// task stop mid-syscall; whoever lets the task go raises them again. Returns
+// (thread group id, signal) pairs and forgets them.
+std::vector<std::pair<pid_t, int>> take_deferred_stops();
+
 // A `syscall` instruction in the task's vDSO: running it changes no memory.
 Result<uint64_t> find_syscall_insn(pid_t pid, const std::vector<proc::MapEntry>& maps);
 

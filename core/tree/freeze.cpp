@@ -203,11 +203,13 @@ void FrozenTree::thaw() {
       auto st = ptrace::detach(tid);
       if (!st.ok()) log::warn(st.error().message());
     }
-    if (p.stopped) {
-      int sig = p.stat.exit_code & 0x7f;  // the stop signal, as the parent will collect it
-      ::kill(p.pid, sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU ? sig : SIGSTOP);
-    }
+    // A process that was stopped stops again by itself: detaching puts a
+    // task back into a group stop still in force. Sending its stop signal
+    // again would leave one pending for later.
   }
+  // Stop signals that arrived while cryo ran syscalls in a task were held
+  // back (ptrace::Remote): they take effect now, as they would have.
+  for (const auto& [pid, sig] : ptrace::take_deferred_stops()) ::kill(pid, sig);
 }
 
 void FrozenTree::kill_all() {

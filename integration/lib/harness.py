@@ -437,10 +437,12 @@ class Env:
 
     # -- cryo --
 
-    def cryo(self, *args, timeout=180, expect=0, log_name=None, stdin=None):
+    def cryo(self, *args, timeout=180, expect=0, log_name=None, stdin=None, env_extra=None):
         """Runs cryo with stdio in files (never pipes: a restored shell job inherits
         them). Adds -o LOG -v 4 when log_name is given. Fails when the exit code is not
-        `expect` (None: any). The result's out_path/err_path name its stdout/stderr."""
+        `expect` (None: any). env_extra adds environment variables; with CRYO_FAILPOINT
+        among them, death by SIGKILL is an expected outcome. The result's
+        out_path/err_path name its stdout/stderr."""
         check(os.access(self.cryo_path, os.X_OK), f"cryo binary {self.cryo_path} is not built")
         args = [str(a) for a in args]
         log_path = None
@@ -452,7 +454,7 @@ class Env:
         start = time.monotonic()
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen([self.cryo_path] + args, stdin=subprocess.DEVNULL if stdin is None else stdin,
-                                    stdout=out, stderr=err)
+                                    stdout=out, stderr=err, env={**os.environ, **(env_extra or {})})
             _POPENS.append(proc)
             try:
                 rc = proc.wait(timeout=timeout)
@@ -468,7 +470,8 @@ class Env:
         log(f"cryo {' '.join(args)} -> {rc} ({result.seconds:.3f} s)")
         if result.stderr.strip():
             log("  stderr: " + result.stderr.strip()[-600:].replace("\n", "\n          "))
-        if rc < 0:
+        failpoint = env_extra and "CRYO_FAILPOINT" in env_extra and rc == -signal.SIGKILL
+        if rc < 0 and not failpoint:
             raise TestFailure(f"cryo died of signal {-rc}:\n" + result.describe())
         if expect is not None and rc != expect:
             raise TestFailure(f"cryo exit code {rc}, want {expect}:\n" + result.describe())

@@ -9,7 +9,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
 from harness import (check, check_eq, compare_maps, compare_snapshots, fd_table, log, maps,  # noqa: E402
-                     progress, reap, run, snapshot, state, wait_progress, wait_until)
+                     progress, reap, run, snapshot, state, status_fields, wait_progress, wait_until)
 
 
 def start_counter(env, *extra):
@@ -97,5 +97,35 @@ def case_foreground_restore(env):
             check(text.startswith("OK"), f"restored workload reports {text.strip()}")
 
 
+def case_stopped_stays_stopped(env):
+    """A process stopped with SIGSTOP is dumped with -R twice (and once more after a
+    dump killed in the middle of its syscalls in the process): it stays stopped,
+    with no signal left pending; SIGCONT wakes it and it goes on."""
+    pid, info, report, prog = start_counter(env, "--mib", "16", "--threads", "2")
+    os.kill(pid, signal.SIGSTOP)
+    wait_until(lambda: state(pid) == "T", 5, what="the counter to stop")
+
+    def still_stopped(what):
+        wait_until(lambda: state(pid) == "T", 5, what=f"pid {pid} to be stopped {what}")
+        fields = status_fields(pid, keys=("SigPnd", "ShdPnd", "TracerPid"))
+        check_eq(fields, {"SigPnd": "0000000000000000", "ShdPnd": "0000000000000000", "TracerPid": "0"},
+                 f"pending signals and tracer of the stopped pid {pid} {what}")
+
+    for i in range(2):
+        env.dump(pid, env.path(f"images-{i}"), "-R")
+        still_stopped(f"after dump -R #{i + 1}")
+    killed = env.cryo("dump", "-t", pid, "-D", env.path("images-killed"), expect=None,
+                      env_extra={"CRYO_FAILPOINT": "remote.syscall:3"})
+    check(killed.returncode == -signal.SIGKILL, f"the failpoint did not kill cryo: {killed.describe()}")
+    still_stopped("after a dump killed in the middle")
+    frozen = progress(prog)
+    time.sleep(0.3)
+    check_eq(progress(prog), frozen, "progress of the stopped counter")
+    os.kill(pid, signal.SIGCONT)
+    wait_progress(prog, frozen[0] + 3)
+    env.trigger_and_report(pid, report)
+
+
 if __name__ == "__main__":
-    run({"leave_running": case_leave_running, "foreground_restore": case_foreground_restore})
+    run({"leave_running": case_leave_running, "foreground_restore": case_foreground_restore,
+         "stopped_stays_stopped": case_stopped_stays_stopped})
