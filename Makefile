@@ -2,6 +2,7 @@
 BUILD ?= build
 JOBS  ?= $(shell nproc)
 CTEST_ARGS ?=
+BENCH_SOAK ?= 1
 
 # Debian packages the build, the tests and the demos need.
 PACKAGES := cmake g++ make pkg-config protobuf-compiler libprotobuf-dev libxxhash-dev \
@@ -9,7 +10,7 @@ PACKAGES := cmake g++ make pkg-config protobuf-compiler libprotobuf-dev libxxhas
             python3 curl busybox-static procps iproute2 nftables iptables podman containerd \
             postgresql nginx-light redis-server nodejs memcached openjdk-17-jdk-headless golang-go
 
-.PHONY: all deps build test demo bench clean
+.PHONY: all deps build test demo bench soak clean
 
 all: build
 
@@ -29,6 +30,13 @@ demo: deps build
 
 bench: deps build
 	./bench/run.sh $(BUILD)/runtime/cryo
+ifneq ($(BENCH_SOAK),0)
+	python3 bench/soak.py $(BUILD)/runtime/cryo
+endif
+
+# Dump/restore cycles of a server with a live client (SOAK_CYCLES, default 1000); not part of `make test`.
+soak: deps build
+	python3 bench/soak.py $(BUILD)/runtime/cryo
 
 clean:
 	rm -rf $(BUILD)
