@@ -1,7 +1,11 @@
 # cryo: `make demo` and `make test` are all a new machine needs (run as root).
+# `make fuzz` fuzzes the image loader for FUZZ_SECONDS per target (libFuzzer,
+# clang, in $(BUILD)-fuzz; see tests/fuzz/run-fuzz.sh); `make test` runs the
+# same targets for a few seconds as the ctest test fuzz.image_loader.
 BUILD ?= build
 JOBS  ?= $(shell nproc)
 CTEST_ARGS ?=
+FUZZ_SECONDS ?= 300
 BENCH_SOAK ?= 1
 
 # Debian packages the build, the tests and the demos need.
@@ -9,20 +13,29 @@ PACKAGES := cmake g++ make pkg-config protobuf-compiler libprotobuf-dev libxxhas
             doctest-dev nlohmann-json3-dev libyaml-cpp-dev libseccomp-dev \
             python3 curl busybox-static procps iproute2 nftables iptables podman containerd \
             postgresql nginx-light redis-server nodejs memcached openjdk-17-jdk-headless golang-go
+# What the fuzz targets need on top: clang, its libFuzzer and sanitizer
+# runtimes, and llvm-symbolizer for readable crash reports.
+FUZZ_PACKAGES := clang-14 libclang-rt-14-dev llvm-14
 
-.PHONY: all deps build test demo bench soak clean
+.PHONY: all deps test-deps build test fuzz demo bench soak clean
 
 all: build
 
 deps:
 	@./scripts/install-deps $(PACKAGES)
 
+test-deps:
+	@./scripts/install-deps $(PACKAGES) $(FUZZ_PACKAGES)
+
 build:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
-test: deps build
+test: test-deps build
 	cd $(BUILD) && ctest --output-on-failure -j 1 $(CTEST_ARGS)
+
+fuzz: test-deps build
+	./tests/fuzz/run-fuzz.sh $(BUILD)/runtime/cryo $(FUZZ_SECONDS) $(BUILD)-fuzz
 
 demo: deps build
 	./integration/demo/counter_demo.sh $(BUILD)/runtime/cryo
@@ -39,4 +52,4 @@ soak: deps build
 	python3 bench/soak.py $(BUILD)/runtime/cryo
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(BUILD)-fuzz
