@@ -391,14 +391,19 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   // Let everything go at once. A process let go is out of reach of
   // PTRACE_O_EXITKILL: should cryo die half way, the guard kills the ones
   // already running, so that a killed restore leaves all or nothing.
+  // Its TCP connections leave repair mode only now; should cryo die, the
+  // guard puts them back before they close, so that the peer hears nothing.
   Guard guard;
-  if (std::count_if(plan.tasks.begin(), plan.tasks.end(), [](const auto& t) { return t.core != nullptr; }) > 1) {
-    CRYO_ASSIGN(guard, Guard::start("", "", {}));
+  std::vector<int> repaired = objects.repaired_sockets(img.files);
+  size_t living = std::count_if(plan.tasks.begin(), plan.tasks.end(), [](const auto& t) { return t.core != nullptr; });
+  if (living > 1 || !repaired.empty()) {
+    CRYO_ASSIGN(guard, Guard::start("", "", repaired));
     for (const auto& t : plan.tasks)
       if (t.core) CRYO_TRY(guard.add_process(t.entry->pid()));
     CRYO_TRY(guard.finish_on_death());
   }
   failpoint("restore.release");
+  CRYO_TRY(objects.leave_repair(img.files));
   for (const auto& t : plan.tasks) {
     if (!t.core) continue;
     for (const auto& th : t.core->threads()) CRYO_TRY(ptrace::detach(th.tid()));

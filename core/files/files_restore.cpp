@@ -74,6 +74,20 @@ Result<int> FileObjects::place(UniqueFd fd) {
   return placed;
 }
 
+std::vector<int> FileObjects::repaired_sockets(const image::Files& files) const {
+  std::vector<int> out;
+  for (const auto& f : files.files())
+    if (net::repaired_on_restore(f) && fd_of(f.id()) >= 0) out.push_back(fd_of(f.id()));
+  return out;
+}
+
+Status FileObjects::leave_repair(const image::Files& files) const {
+  for (const auto& f : files.files())
+    if (net::repaired_on_restore(f) && fd_of(f.id()) >= 0)
+      CRYO_TRY(net::leave_repair(fd_of(f.id()), f.socket()).wrap("TCP connection of socket " + std::to_string(f.id())));
+  return {};
+}
+
 int FileObjects::fd_of(uint32_t file_id) const {
   auto it = by_file_.find(file_id);
   return it == by_file_.end() ? -1 : it->second;

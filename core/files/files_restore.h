@@ -56,6 +56,11 @@ class FileObjects {
   Status watch_epoll_targets(pid_t pid, const image::Files& files) const;
 
   int fd_of(uint32_t file_id) const;  // -1 if unknown
+
+  // The established TCP connections, still in repair mode (for the guard).
+  std::vector<int> repaired_sockets(const image::Files& files) const;
+  // Takes them out of repair mode: the last step before the tree is let go.
+  Status leave_repair(const image::Files& files) const;
   int shmem_fd(uint64_t shmem_id) const;
 
   // Runs in a freshly forked process: makes its fd table the recorded one

@@ -143,8 +143,9 @@ Status restore_connection(int s, const image::Socket& sock) {
   // The window refers to sequence numbers the refilled queues reach.
   struct tcp_repair_window w = {t.snd_wl1(), t.snd_wnd(), t.max_window(), t.rcv_wnd(), t.rcv_wup()};
   CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_REPAIR_WINDOW, w, "TCP_REPAIR_WINDOW"));
-  CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_REPAIR, 0, "TCP_REPAIR off"));
-  if (t.unsent_bytes() > 0) CRYO_TRY(send_all(s, t.send_queue().substr(sent)).wrap("sending unsent bytes"));
+  // It stays in repair mode until the tree is let go (leave_repair): a
+  // restore that fails or is killed before then closes it without a word
+  // (no FIN lingering on the port for the next attempt).
   return {};
 }
 
@@ -233,6 +234,26 @@ Result<UniqueFd> open_netlink(const image::Socket& sock) {
   }
   return fd;
 }
+
+}  // namespace
+
+bool repaired_on_restore(const image::FileDesc& f) {
+  const auto& sock = f.socket();
+  return f.kind() == image::FileDesc::SOCKET && (sock.family() == AF_INET || sock.family() == AF_INET6) &&
+         sock.type() == SOCK_STREAM && sock.state() == image::Socket::CONNECTED && !sock.reconnect();
+}
+
+Status leave_repair(int s, const image::Socket& sock) {
+  const auto& t = sock.tcp();
+  CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_REPAIR, 0, "TCP_REPAIR off"));
+  if (t.unsent_bytes() > 0) {
+    size_t sent = t.send_queue().size() - t.unsent_bytes();
+    CRYO_TRY(send_all(s, t.send_queue().substr(sent)).wrap("sending unsent bytes"));
+  }
+  return {};
+}
+
+namespace {
 
 Result<UniqueFd> open_tcp(const image::Socket& sock) {
   CRYO_ASSIGN(UniqueFd fd, new_socket(sock));

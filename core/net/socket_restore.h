@@ -27,4 +27,10 @@ Status send_queued(int from, const image::Socket& receiver);
 // Options, shutdown and file flags, once the queues are refilled.
 Status finish_socket(int fd, const image::FileDesc& f);
 
+// Established TCP connections are rebuilt in repair mode and stay in it
+// until the restored tree is let go: whether f is one of them, and taking it
+// out (then its unsent bytes go out).
+bool repaired_on_restore(const image::FileDesc& f);
+Status leave_repair(int fd, const image::Socket& sock);
+
 }  // namespace cryo::net
