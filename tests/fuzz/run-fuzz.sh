@@ -33,6 +33,11 @@ if ! command -v clang++-14 >/dev/null; then
   exit 77
 fi
 
+# One run at a time per tree (two ctest runs of one build share it).
+mkdir -p "$tree"
+exec 9>"$tree/.run-fuzz.lock"
+flock 9
+
 # ---- the clang tree ----
 # -O1 with line tables only: ASan's usual trade of speed for build time.
 if [ ! -f "$tree/CMakeCache.txt" ]; then
@@ -92,9 +97,11 @@ seed sleep "$work/dumps/ready-sleep"
 # A tree of three with a pipe between two of them.
 start sh -c "sleep 1000 | cat & touch $work/dumps/ready-pipeline; wait"
 seed pipeline "$work/dumps/ready-pipeline"
-# Two threads, an epoll over a pipe and an eventfd, a pidfd, a shared memfd.
+# Two threads, an epoll over a pipe and an eventfd, a pidfd, a shared memfd,
+# sockets (a unix pair, a TCP listener, a bound UDP socket), a signal handler
+# and an interval timer.
 start python3 -c "
-import mmap, os, select, threading, time
+import mmap, os, select, signal, socket, threading, time
 epoll = select.epoll()
 r, w = os.pipe()
 epoll.register(r, select.EPOLLIN)
@@ -105,6 +112,13 @@ memfd = os.memfd_create('seed')
 os.ftruncate(memfd, 8192)
 shared = mmap.mmap(memfd, 8192)
 shared[:4] = b'seed'
+pair = socket.socketpair()
+pair[0].send(b'unread')
+listener = socket.create_server(('127.0.0.1', 0))
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.bind(('127.0.0.1', 0))
+signal.signal(signal.SIGUSR1, lambda *_: None)
+signal.setitimer(signal.ITIMER_REAL, 1000, 1000)
 threading.Thread(target=time.sleep, args=(1000,), daemon=True).start()
 open('$work/dumps/ready-objects', 'w').close()
 time.sleep(1000)
