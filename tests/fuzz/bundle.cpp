@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -49,9 +50,20 @@ Status clear_dir(const std::string& dir) {
   return {};
 }
 
+// Replaces whatever has the name (a FIFO there would block the open).
 Status write_whole(const std::string& path, std::string_view bytes) {
-  CRYO_ASSIGN(UniqueFd fd, open_file(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (::unlink(path.c_str()) < 0 && errno != ENOENT) return errno_error("unlink " + path);
+  CRYO_ASSIGN(UniqueFd fd, open_file(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   return write_all(fd.get(), bytes).wrap("write " + path);
+}
+
+// A file of a bundle type other than regular; false for an unknown type.
+Result<bool> make_special(const std::string& path, std::string_view type) {
+  if (type != "fifo" && type != "devzero") return false;
+  if (::unlink(path.c_str()) < 0 && errno != ENOENT) return errno_error("unlink " + path);
+  if (type == "fifo" && ::mkfifo(path.c_str(), 0600) < 0) return errno_error("mkfifo " + path);
+  if (type == "devzero" && ::symlink("/dev/zero", path.c_str()) < 0) return errno_error("symlink " + path);
+  return true;
 }
 
 }  // namespace
@@ -84,8 +96,12 @@ std::vector<BundleFile> split_bundle(std::string_view bytes) {
     size_t end = bytes.find(kSeparator);
     std::string_view file = bytes.substr(0, end);
     size_t newline = file.find('\n');
-    if (newline != std::string_view::npos)
-      files.push_back({std::string(file.substr(0, newline)), std::string(file.substr(newline + 1))});
+    if (newline != std::string_view::npos) {
+      std::string_view head = file.substr(0, newline);
+      size_t space = head.find(' ');
+      std::string_view type = space == std::string_view::npos ? "" : head.substr(space + 1);
+      files.push_back({std::string(head.substr(0, space)), std::string(file.substr(newline + 1)), std::string(type)});
+    }
     if (end == std::string_view::npos) return files;
     bytes.remove_prefix(end + kSeparator.size());
   }
@@ -95,7 +111,7 @@ std::string join_bundle(const std::vector<BundleFile>& files) {
   std::string out;
   for (const auto& f : files) {
     if (!out.empty()) out += kSeparator;
-    out += f.name + "\n" + f.body;
+    out += f.name + (f.type.empty() ? "" : " " + f.type) + "\n" + f.body;
   }
   return out;
 }
@@ -107,6 +123,13 @@ Status write_bundle(const std::vector<BundleFile>& files, const std::string& dir
   for (const auto& f : files) {
     if (!plain_name(f.name)) continue;
     std::optional<image::Kind> kind = kind_of(f.name);
+    if (!f.type.empty()) {
+      CRYO_ASSIGN(bool made, make_special(dir + "/" + f.name, f.type));
+      if (!made) continue;
+      if (kind == image::Kind::kInventory) inventory.reset();
+      written[f.name] = 0;  // what stat says of both
+      continue;
+    }
     std::string bytes = f.body;
     if (kind == image::Kind::kPages) {
       bytes = pages_header() + f.body;

@@ -3,7 +3,7 @@
 // form its seeds are made in from real dumps.
 //
 //   bundle := file { kSeparator file }
-//   file   := name "\n" body
+//   file   := name [" " type] "\n" body
 //
 // A message file (inventory.img, tree.img, files.img, core-PID.img,
 // mm-PID.img) carries only its protobuf message: write_bundle() frames it
@@ -12,6 +12,10 @@
 // job). A body that does not parse as its message is written as it is.
 // pages.img carries the page data after its header. The inventory's file
 // sizes are set to the sizes written, for the same reason as the framing.
+//
+// A type makes the file something an image directory unpacked from anywhere
+// may hold instead of a regular file: "fifo" (a named pipe nobody writes) or
+// "devzero" (a symlink to /dev/zero, which never ends); its body is ignored.
 #pragma once
 
 #include <google/protobuf/message_lite.h>
@@ -33,6 +37,7 @@ constexpr std::string_view kSeparator = "\n=cryo-fuzz-file=\n";
 struct BundleFile {
   std::string name;
   std::string body;
+  std::string type;  // empty for a regular file
 };
 
 // The kind an image directory gives a file of this name (inventory.img,
