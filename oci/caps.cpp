@@ -7,9 +7,11 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <algorithm>
 #include <cstdlib>
 
 #include "core/sys/io.h"
+#include "oci/runtime_log.h"
 
 namespace cryo::oci {
 namespace {
@@ -45,6 +47,12 @@ uint64_t mask_of(const std::vector<std::string>& names) {
   return mask;
 }
 
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
 Status capset_masks(uint64_t effective, uint64_t permitted, uint64_t inheritable) {
   struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct data[2] = {};
@@ -67,11 +75,31 @@ int capability_number(const std::string& name) {
 
 std::vector<std::string> all_capability_names() { return std::vector<std::string>(kNames, kNames + kCount); }
 
-Status validate_capabilities(const Capabilities& caps) {
+std::vector<std::string> unknown_capabilities(const Capabilities& caps) {
+  std::vector<std::string> out;
   for (auto* set : {&caps.bounding, &caps.effective, &caps.inheritable, &caps.permitted, &caps.ambient})
-    for (auto& n : *set)
-      if (capability_number(n) < 0) return Error(EINVAL, "unknown capability '" + n + "'");
-  return {};
+    for (auto& n : *set) {
+      int c = capability_number(n);
+      if ((c < 0 || c > last_cap()) && std::find(out.begin(), out.end(), n) == out.end()) out.push_back(n);
+    }
+  return out;
+}
+
+std::vector<std::string> unraisable_ambient_capabilities(const Capabilities& caps) {
+  uint64_t raisable = mask_of(caps.permitted) & mask_of(caps.inheritable);
+  std::vector<std::string> out;
+  for (auto& n : caps.ambient) {
+    int c = capability_number(n);
+    if (c >= 0 && c <= last_cap() && !(raisable & (uint64_t{1} << c))) out.push_back(n);
+  }
+  return out;
+}
+
+void log_ignored_capabilities(const Capabilities& caps) {
+  if (auto unknown = unknown_capabilities(caps); !unknown.empty())
+    log_warning("ignoring unknown or unavailable capabilities: " + joined(unknown));
+  if (auto ambient = unraisable_ambient_capabilities(caps); !ambient.empty())
+    log_debug("not raising ambient capabilities that are not both permitted and inheritable: " + joined(ambient));
 }
 
 Status apply_user_and_capabilities(const User& user, const std::optional<Capabilities>& caps, bool in_user_ns) {
@@ -100,9 +128,10 @@ Status apply_user_and_capabilities(const User& user, const std::optional<Capabil
     return errno_error("clear ambient capabilities");
   for (auto& n : caps->ambient) {
     int c = capability_number(n);
-    if (c > last_cap()) continue;
-    if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0)
-      return errno_error("raise ambient capability " + n + " (it must be permitted and inheritable)");
+    if (c < 0 || c > last_cap()) continue;
+    // EPERM: not permitted and inheritable; skipped as runc does (the runtime logged it).
+    if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0 && errno != EPERM)
+      return errno_error("raise ambient capability " + n);
   }
   return {};
 }

@@ -16,18 +16,20 @@ struct SpecError {
   std::string message;
 };
 
-[[noreturn]] void unsupported(const std::string& what) {
+[[noreturn]] void unsupported_field(const std::string& what) {
   throw SpecError{what + " is not supported by cryo"};
 }
 
-// Fails on keys this runtime does not implement, so nothing is silently ignored.
-void only_keys(const json& j, const std::string& where, const std::set<std::string>& known) {
+// Runtime-spec "Extensibility": a property the spec does not define is ignored.
+// One it defines but cryo cannot honour (`unsupported`) fails naming it, so that
+// nothing a config asks for is silently dropped; an empty one is harmless.
+void check_keys(const json& j, const std::string& where, const std::set<std::string>& unsupported) {
   if (!j.is_object()) throw SpecError{where + " must be an object"};
   for (auto& [key, value] : j.items()) {
-    if (known.count(key)) continue;
+    if (!unsupported.count(key)) continue;
     if (value.is_null()) continue;
     if ((value.is_array() || value.is_object() || value.is_string()) && value.empty()) continue;
-    unsupported(where + "." + key);
+    unsupported_field(where + "." + key);
   }
 }
 
@@ -43,9 +45,7 @@ std::vector<std::string> strings(const json& j, const char* key) {
 }
 
 Process parse_process_json(const json& p) {
-  only_keys(p, "process", {"terminal", "consoleSize", "user", "args", "env", "cwd", "capabilities", "rlimits",
-                           "noNewPrivileges", "oomScoreAdj", "apparmorProfile", "selinuxLabel", "scheduler",
-                           "ioPriority", "execCPUAffinity"});
+  check_keys(p, "process", {});
   Process out;
   out.terminal = p.value("terminal", false);
   if (p.contains("consoleSize")) {
@@ -54,7 +54,7 @@ Process parse_process_json(const json& p) {
   }
   if (p.contains("user")) {
     const json& u = p["user"];
-    only_keys(u, "process.user", {"uid", "gid", "umask", "additionalGids"});
+    check_keys(u, "process.user", {});
     out.user.uid = u.value("uid", 0u);
     out.user.gid = u.value("gid", 0u);
     out.user.umask = opt<mode_t>(u, "umask");
@@ -67,7 +67,7 @@ Process parse_process_json(const json& p) {
   if (out.cwd.empty() || out.cwd[0] != '/') throw SpecError{"process.cwd must be an absolute path, got '" + out.cwd + "'"};
   if (p.contains("capabilities") && !p["capabilities"].is_null()) {
     const json& c = p["capabilities"];
-    only_keys(c, "process.capabilities", {"bounding", "effective", "inheritable", "permitted", "ambient"});
+    check_keys(c, "process.capabilities", {});
     out.capabilities = Capabilities{strings(c, "bounding"), strings(c, "effective"), strings(c, "inheritable"),
                                     strings(c, "permitted"), strings(c, "ambient")};
   }
@@ -81,27 +81,27 @@ Process parse_process_json(const json& p) {
   out.oom_score_adj = opt<int>(p, "oomScoreAdj");
   if (p.contains("scheduler") && !p["scheduler"].is_null()) {
     const json& s = p["scheduler"];
-    only_keys(s, "process.scheduler", {"policy", "nice", "priority", "flags", "runtime", "deadline", "period"});
+    check_keys(s, "process.scheduler", {});
     out.scheduler = Scheduler{s.at("policy").get<std::string>(), s.value("nice", 0), s.value("priority", 0),
                               strings(s, "flags"), s.value("runtime", uint64_t{0}), s.value("deadline", uint64_t{0}),
                               s.value("period", uint64_t{0})};
   }
   if (p.contains("execCPUAffinity") && !p["execCPUAffinity"].is_null()) {
     const json& a = p["execCPUAffinity"];
-    only_keys(a, "process.execCPUAffinity", {"initial", "final"});
+    check_keys(a, "process.execCPUAffinity", {});
     out.exec_cpu_affinity_initial = a.value("initial", std::string());
     out.exec_cpu_affinity_final = a.value("final", std::string());
   }
   if (p.contains("ioPriority") && !p["ioPriority"].is_null()) {
     const json& io = p["ioPriority"];
-    only_keys(io, "process.ioPriority", {"class", "priority"});
+    check_keys(io, "process.ioPriority", {});
     out.io_priority = IoPriority{io.at("class").get<std::string>(), io.value("priority", 0)};
   }
   return out;
 }
 
 Hook parse_hook(const json& h) {
-  only_keys(h, "hook", {"path", "args", "env", "timeout"});
+  check_keys(h, "hook", {});
   Hook out{h.at("path").get<std::string>(), strings(h, "args"), strings(h, "env"), opt<int>(h, "timeout")};
   if (out.timeout && *out.timeout <= 0) throw SpecError{"hook " + out.path + ": timeout must be positive"};
   return out;
@@ -122,27 +122,28 @@ std::vector<IdMapping> id_mappings(const json& linux, const char* key) {
   return out;
 }
 
-void parse_resources(const json& r, cgroup::Resources& out) {
-  only_keys(r, "linux.resources", {"memory", "cpu", "pids", "blockIO", "hugepageLimits", "devices", "unified"});
+void parse_resources(const json& r, cgroup::Resources& out, std::vector<std::string>& warnings) {
+  check_keys(r, "linux.resources", {"network", "rdma"});
   if (r.contains("memory") && !r["memory"].is_null()) {
     const json& m = r["memory"];
-    only_keys(m, "linux.resources.memory", {"limit", "reservation", "swap", "swappiness", "disableOOMKiller", "kernel",
-                                            "kernelTCP", "useHierarchy", "checkBeforeUpdate"});
+    check_keys(m, "linux.resources.memory", {});
     // Memory cgroups are always hierarchical on current kernels; only "true" can be honoured.
     if (m.contains("useHierarchy") && m["useHierarchy"].is_boolean() && !m["useHierarchy"].get<bool>())
-      unsupported("linux.resources.memory.useHierarchy = false");
-    if (m.value("checkBeforeUpdate", false)) unsupported("linux.resources.memory.checkBeforeUpdate");
+      unsupported_field("linux.resources.memory.useHierarchy = false");
+    if (m.value("checkBeforeUpdate", false)) unsupported_field("linux.resources.memory.checkBeforeUpdate");
     out.memory_limit = opt<int64_t>(m, "limit");
     out.memory_reservation = opt<int64_t>(m, "reservation");
     out.memory_swap = opt<int64_t>(m, "swap");
     out.memory_swappiness = opt<uint64_t>(m, "swappiness");
     out.disable_oom_killer = m.value("disableOOMKiller", false);
-    if (m.contains("kernel") && !m["kernel"].is_null()) unsupported("linux.resources.memory.kernel");
-    if (m.contains("kernelTCP") && !m["kernelTCP"].is_null()) unsupported("linux.resources.memory.kernelTCP");
+    // Deprecated by the runtime-spec and gone from cgroup v2 (and from v1 since Linux 6.1): runc ignores them too.
+    for (const char* key : {"kernel", "kernelTCP"})
+      if (m.contains(key) && !m[key].is_null())
+        warnings.push_back(std::string("linux.resources.memory.") + key + " is deprecated and ignored");
   }
   if (r.contains("cpu") && !r["cpu"].is_null()) {
     const json& c = r["cpu"];
-    only_keys(c, "linux.resources.cpu", {"shares", "quota", "period", "realtimeRuntime", "realtimePeriod", "cpus", "mems"});
+    check_keys(c, "linux.resources.cpu", {"burst", "idle"});
     out.cpu_shares = opt<uint64_t>(c, "shares");
     out.cpu_quota = opt<int64_t>(c, "quota");
     out.cpu_period = opt<uint64_t>(c, "period");
@@ -154,12 +155,11 @@ void parse_resources(const json& r, cgroup::Resources& out) {
   if (r.contains("pids") && !r["pids"].is_null()) out.pids_limit = opt<int64_t>(r["pids"], "limit");
   if (r.contains("blockIO") && !r["blockIO"].is_null()) {
     const json& b = r["blockIO"];
-    only_keys(b, "linux.resources.blockIO", {"weight", "weightDevice", "throttleReadBpsDevice", "throttleWriteBpsDevice",
-                                             "throttleReadIOPSDevice", "throttleWriteIOPSDevice"});
+    check_keys(b, "linux.resources.blockIO", {"leafWeight"});
     out.blkio_weight = opt<uint16_t>(b, "weight");
     if (b.contains("weightDevice") && !b["weightDevice"].is_null())
       for (const json& d : b["weightDevice"]) {
-        if (d.contains("leafWeight")) unsupported("linux.resources.blockIO.weightDevice.leafWeight");
+        if (d.contains("leafWeight")) unsupported_field("linux.resources.blockIO.weightDevice.leafWeight");
         out.blkio_weight_devices.push_back({d.at("major").get<int64_t>(), d.at("minor").get<int64_t>(), opt<uint16_t>(d, "weight")});
       }
     auto throttle = [&](const char* key, std::vector<cgroup::ThrottleDevice>& list) {
@@ -190,15 +190,14 @@ void parse_resources(const json& r, cgroup::Resources& out) {
 }
 
 seccomp::Profile parse_seccomp(const json& s) {
-  only_keys(s, "linux.seccomp", {"defaultAction", "defaultErrnoRet", "architectures", "flags", "syscalls",
-                                 "listenerPath", "listenerMetadata"});
+  check_keys(s, "linux.seccomp", {});
   seccomp::Profile out;
   out.default_action = s.at("defaultAction").get<std::string>();
   out.default_errno = opt<unsigned>(s, "defaultErrnoRet");
   out.architectures = strings(s, "architectures");
   out.flags = strings(s, "flags");
   out.listener_path = s.value("listenerPath", std::string());
-  if (!out.listener_path.empty()) unsupported("linux.seccomp.listenerPath (seccomp user notification)");
+  if (!out.listener_path.empty()) unsupported_field("linux.seccomp.listenerPath (seccomp user notification)");
   if (s.contains("syscalls") && !s["syscalls"].is_null())
     for (const json& sc : s["syscalls"]) {
       seccomp::Rule rule;
@@ -215,9 +214,7 @@ seccomp::Profile parse_seccomp(const json& s) {
 }
 
 void parse_linux(const json& l, Spec& out) {
-  only_keys(l, "linux", {"namespaces", "uidMappings", "gidMappings", "devices", "cgroupsPath", "resources", "sysctl",
-                         "seccomp", "rootfsPropagation", "maskedPaths", "readonlyPaths", "personality", "mountLabel",
-                         "timeOffsets"});
+  check_keys(l, "linux", {"intelRdt", "memoryPolicy", "netDevices"});
   if (l.contains("timeOffsets") && !l["timeOffsets"].is_null())
     for (auto& [clock, offset] : l["timeOffsets"].items()) {
       if (clock != "monotonic" && clock != "boottime") throw SpecError{"linux.timeOffsets: unknown clock '" + clock + "'"};
@@ -244,7 +241,7 @@ void parse_linux(const json& l, Spec& out) {
       out.devices.push_back(dev);
     }
   out.cgroups_path = l.value("cgroupsPath", std::string());
-  if (l.contains("resources") && !l["resources"].is_null()) parse_resources(l["resources"], out.resources);
+  if (l.contains("resources") && !l["resources"].is_null()) parse_resources(l["resources"], out.resources, out.warnings);
   if (l.contains("sysctl") && !l["sysctl"].is_null()) out.sysctl = l["sysctl"].get<std::map<std::string, std::string>>();
   if (l.contains("seccomp") && !l["seccomp"].is_null()) out.seccomp = parse_seccomp(l["seccomp"]);
   out.rootfs_propagation = l.value("rootfsPropagation", std::string());
@@ -255,23 +252,23 @@ void parse_linux(const json& l, Spec& out) {
     out.personality_domain = p.value("domain", std::string());
     if (out.personality_domain != "LINUX" && out.personality_domain != "LINUX32")
       throw SpecError{"linux.personality.domain must be LINUX or LINUX32, got '" + out.personality_domain + "'"};
-    if (!strings(p, "flags").empty()) unsupported("linux.personality.flags");
+    if (!strings(p, "flags").empty()) unsupported_field("linux.personality.flags");
   }
   out.mount_label = l.value("mountLabel", std::string());
-  if (!out.mount_label.empty()) unsupported("linux.mountLabel (SELinux)");
+  if (!out.mount_label.empty()) unsupported_field("linux.mountLabel (SELinux)");
 }
 
 Spec parse(const json& j, const std::string& bundle_dir) {
-  only_keys(j, "config", {"ociVersion", "process", "root", "hostname", "domainname", "mounts", "hooks", "annotations",
-                          "linux"});
+  // Other platforms' sections (windows, solaris, vm, zos) do not apply here and are ignored, as runc does.
+  check_keys(j, "config", {});
   Spec out;
   out.oci_version = j.value("ociVersion", std::string());
   if (j.contains("process") && !j["process"].is_null()) {
     out.process = parse_process_json(j["process"]);
     out.has_process = true;
     const json& p = j["process"];
-    if (!p.value("apparmorProfile", std::string()).empty()) unsupported("process.apparmorProfile (AppArmor)");
-    if (!p.value("selinuxLabel", std::string()).empty()) unsupported("process.selinuxLabel (SELinux)");
+    if (!p.value("apparmorProfile", std::string()).empty()) unsupported_field("process.apparmorProfile (AppArmor)");
+    if (!p.value("selinuxLabel", std::string()).empty()) unsupported_field("process.selinuxLabel (SELinux)");
   }
   if (!j.contains("root")) throw SpecError{"config has no root"};
   out.root_path = j["root"].at("path").get<std::string>();
@@ -281,15 +278,19 @@ Spec parse(const json& j, const std::string& bundle_dir) {
   out.domainname = j.value("domainname", std::string());
   if (j.contains("mounts") && !j["mounts"].is_null())
     for (const json& m : j["mounts"]) {
-      only_keys(m, "mounts[]", {"destination", "type", "source", "options"});
+      check_keys(m, "mounts[]", {"uidMappings", "gidMappings"});
       Mount mount{m.at("destination").get<std::string>(), m.value("type", std::string()), m.value("source", std::string()),
                   strings(m, "options")};
       if (!mount.destination.starts_with("/")) throw SpecError{"mount destination must be absolute: " + mount.destination};
+      // init resolves paths from inside the rootfs, so a relative bind source is made the bundle's now.
+      bool bind = mount.type == "bind";
+      for (auto& o : mount.options) bind = bind || o == "bind" || o == "rbind";
+      if (bind && !mount.source.empty() && !mount.source.starts_with("/")) mount.source = bundle_dir + "/" + mount.source;
       out.mounts.push_back(mount);
     }
   if (j.contains("hooks") && !j["hooks"].is_null()) {
     const json& h = j["hooks"];
-    only_keys(h, "hooks", {"prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"});
+    check_keys(h, "hooks", {});
     out.hooks = Hooks{hook_list(h, "prestart"), hook_list(h, "createRuntime"), hook_list(h, "createContainer"),
                       hook_list(h, "startContainer"), hook_list(h, "poststart"), hook_list(h, "poststop")};
   }
@@ -301,8 +302,11 @@ Spec parse(const json& j, const std::string& bundle_dir) {
     throw SpecError{"a new user namespace needs linux.uidMappings and linux.gidMappings"};
   if (!out.time_offsets.empty() && (!out.has_namespace("time") || !out.find_namespace("time")->path.empty()))
     throw SpecError{"linux.timeOffsets needs a new time namespace"};
-  if (!out.hostname.empty() && (!out.has_namespace("uts") || !out.find_namespace("uts")->path.empty()))
-    throw SpecError{"hostname is set but the container has no new uts namespace"};
+  // A uts namespace joined by path gets the hostname too (as with runc); the host's never does.
+  if (!out.hostname.empty() && !out.has_namespace("uts"))
+    throw SpecError{"hostname is set but the container has no uts namespace"};
+  if (!out.domainname.empty() && !out.has_namespace("uts"))
+    throw SpecError{"domainname is set but the container has no uts namespace"};
   return out;
 }
 
@@ -331,10 +335,11 @@ Result<Spec> load_spec(const std::string& bundle_dir) {
   return parse_spec(text, bundle_dir).wrap(bundle_dir + "/config.json");
 }
 
-Result<cgroup::Resources> parse_resources(const std::string& json_text) {
+Result<cgroup::Resources> parse_resources(const std::string& json_text, std::vector<std::string>* warnings) {
   try {
     cgroup::Resources out;
-    parse_resources(json::parse(json_text), out);
+    std::vector<std::string> ignored;
+    parse_resources(json::parse(json_text), out, warnings ? *warnings : ignored);
     return out;
   } catch (const SpecError& e) {
     return Error(EINVAL, e.message);

@@ -117,17 +117,21 @@ struct Spec {
   // linux.timeOffsets: clock ("monotonic", "boottime") -> seconds, nanoseconds.
   std::map<std::string, std::pair<int64_t, uint32_t>> time_offsets;
   std::string mount_label;
+  // What the config asks for that cryo ignores, for the runtime to log (deprecated fields).
+  std::vector<std::string> warnings;
 
   bool has_namespace(const std::string& type) const;
   const Namespace* find_namespace(const std::string& type) const;
 };
 
-// Parses config.json text; bundle_dir makes root.path absolute. Unsupported
-// fields are errors that name the field.
+// Parses config.json text; bundle_dir makes root.path and relative bind sources
+// absolute. Fields the runtime-spec defines and cryo cannot honour are errors that
+// name the field; properties the spec does not define are ignored.
 Result<Spec> parse_spec(const std::string& json_text, const std::string& bundle_dir);
 Result<Spec> load_spec(const std::string& bundle_dir);
-// Parses a linux.resources object alone (update --resources).
-Result<cgroup::Resources> parse_resources(const std::string& json_text);
+// Parses a linux.resources object alone (update --resources); ignored fields are
+// added to warnings when it is given.
+Result<cgroup::Resources> parse_resources(const std::string& json_text, std::vector<std::string>* warnings = nullptr);
 // Parses a process.json (exec --process).
 Result<Process> parse_process(const std::string& json_text);
 

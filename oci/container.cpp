@@ -41,10 +41,15 @@ Result<cgroup::Group> group_of(const std::string& path) {
   return cgroup::Group(std::move(hierarchies), path);
 }
 
+// What the config asks for that cryo ignores, as runc ignores it: logged, not refused.
+void log_ignored(const Spec& spec) {
+  for (auto& w : spec.warnings) log_warning(w);
+  if (spec.process.capabilities) log_ignored_capabilities(*spec.process.capabilities);
+}
+
 Status validate_spec(const Spec& spec, const CreateOptions& o) {
   if (!spec.has_process) return Error(EINVAL, "config.json has no process");
   if (spec.process.args.empty()) return Error(EINVAL, "process.args must not be empty");
-  if (spec.process.capabilities) CRYO_TRY(validate_capabilities(*spec.process.capabilities));
   for (auto& r : spec.process.rlimits)
     if (rlimit_number(r.type) < 0) return Error(EINVAL, "unknown rlimit type '" + r.type + "'");
   if (spec.seccomp) CRYO_TRY(seccomp::validate(*spec.seccomp));
@@ -147,6 +152,7 @@ Result<pid_t> create_container(const CreateOptions& o) {
   std::string bundle = bundle_buf;
   CRYO_ASSIGN(Spec spec, load_spec(bundle));
   CRYO_TRY(validate_spec(spec, o));
+  log_ignored(spec);
   CRYO_ASSIGN(std::string cgroup_path, cgroup_path_for(spec, o.id));
   CRYO_ASSIGN(cgroup::Group group, group_of(cgroup_path));
   CRYO_ASSIGN(ContainerLock lock, create_container_dir(o.root, o.id));

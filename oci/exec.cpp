@@ -11,6 +11,7 @@
 
 #include "core/ns/namespaces.h"
 #include "core/sys/io.h"
+#include "oci/caps.h"
 #include "oci/console.h"
 #include "oci/container.h"
 #include "oci/process.h"
@@ -118,6 +119,7 @@ Result<int> exec_in_container(const ExecOptions& o) {
   if (state.status != ContainerStatus::kRunning && state.status != ContainerStatus::kCreated)
     return Error(EINVAL, "cannot exec in container " + o.id + " in state " + status_name(state.status));
   CRYO_ASSIGN(Spec spec, load_container_spec(o.root, o.id));
+  if (o.process.capabilities) log_ignored_capabilities(*o.process.capabilities);
   std::optional<ConsoleListener> listener;
   std::string console_socket = o.console_socket;
   if (o.process.terminal && console_socket.empty()) {

@@ -105,7 +105,6 @@ Result<std::string> find_executable(const std::string& name, const std::vector<s
 Status exec_process(const ExecPlan& plan) {
   const Process& p = plan.process;
   if (p.args.empty()) return Error(EINVAL, "process.args must not be empty");
-  if (p.capabilities) CRYO_TRY(validate_capabilities(*p.capabilities));
   if (!plan.personality.empty()) {
     unsigned long persona = plan.personality == "LINUX32" ? PER_LINUX32 : PER_LINUX;
     if (::personality(persona) < 0) return errno_error("personality " + plan.personality);

@@ -40,6 +40,11 @@ int report_error(const std::string& message) {
   return 1;
 }
 
+void log_warning(const std::string& message) {
+  write_json("warning", message);
+  log::warn(message);
+}
+
 void log_debug(const std::string& message) {
   if (g_debug) write_json("debug", message);
   log::debug(message);

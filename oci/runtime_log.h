@@ -13,5 +13,7 @@ Status setup_runtime_log(const std::string& path, const std::string& format, boo
 // Logs the error (stderr and the log file) and returns the exit code 1.
 int report_error(const std::string& message);
 void log_debug(const std::string& message);
+// What the runtime ignores or works around (stderr, and the log file at any level).
+void log_warning(const std::string& message);
 
 }  // namespace cryo::oci

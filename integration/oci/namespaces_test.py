@@ -2,6 +2,8 @@
 --preserve-fds, exec --process, features and spec."""
 import json
 import os
+import subprocess
+import time
 
 from cryo_oci import check, main
 
@@ -24,6 +26,30 @@ def test_join_by_path(env):
     check(lines[1] == os.readlink("/proc/%d/ns/net" % pid), "joined network namespace by path")
     check(lines[2] != os.readlink("/proc/%d/ns/pid" % pid), "a new pid namespace is still new")
     env.run(["delete", "--force", "nsa"])
+
+    # Namespaces of a process that is no container, the hostname set in the joined uts namespace (as runc does).
+    helper = subprocess.Popen(["unshare", "--uts", "--ipc", "sleep", "100"])
+    try:
+        ns_dir = "/proc/%d/ns/" % helper.pid
+        for _ in range(100):
+            if os.readlink(ns_dir + "uts") != os.readlink("/proc/self/ns/uts"):
+                break
+            time.sleep(0.05)
+
+        def edit_helper(c):
+            c["hostname"] = "joined-host"
+            for ns in c["linux"]["namespaces"]:
+                if ns["type"] in ("uts", "ipc"):
+                    ns["path"] = ns_dir + ns["type"]
+        b = env.bundle("nsc", ["sh", "-c", "hostname; readlink /proc/self/ns/ipc"], edit=edit_helper)
+        p = env.run(["run", "--bundle", b, "nsc"], check=False)
+        check(p.returncode == 0 and p.stdout.split() == ["joined-host", os.readlink(ns_dir + "ipc")],
+              "uts and ipc joined by path of an unshare'd process, hostname set: %s%s" % (p.stdout, p.stderr))
+        with open("/proc/sys/kernel/hostname") as f:
+            check(f.read().strip() != "joined-host", "the host's hostname is untouched")
+    finally:
+        helper.kill()
+        helper.wait()
 
 
 def test_uts_sysctl_nopivot(env):

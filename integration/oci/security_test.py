@@ -57,6 +57,20 @@ def test_capabilities(env):
           "process.user uid/gid/additionalGids: " + p.stdout)
     check("CapEff:\t%016x" % mask in p.stdout, "ambient capabilities survive the switch to a user: " + p.stdout)
 
+    # runc's default spec: ambient capabilities that are not inheritable are skipped, not an error.
+    def edit_default(c):
+        defaults = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+        c["process"]["capabilities"] = {k: defaults for k in ("bounding", "effective", "permitted", "ambient")}
+    p = run_out(env, "ambient", "grep -E '^Cap(Eff|Amb)' /proc/self/status", edit_default)
+    check(p.returncode == 0 and "CapEff:\t%016x" % ((1 << 29) | mask) in p.stdout and "CapAmb:\t%016x" % 0 in p.stdout,
+          "ambient capabilities that are not inheritable are not raised: %s%s" % (p.stdout, p.stderr))
+
+    def edit_unknown(c):
+        c["process"]["capabilities"] = {k: keep + ["CAP_TEST"] for k in ("bounding", "effective", "permitted")}
+    p = run_out(env, "capunknown", "grep -E '^CapEff' /proc/self/status", edit_unknown)
+    check(p.returncode == 0 and "CapEff:\t%016x" % mask in p.stdout and "CAP_TEST" in p.stderr,
+          "an unknown capability is ignored with a warning: %s%s" % (p.stdout, p.stderr))
+
 
 def test_process_details(env):
     def edit(c):

@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include "oci/caps.h"
+
 using cryo::oci::parse_spec;
 
 namespace {
@@ -90,6 +92,65 @@ TEST_CASE("unsupported fields fail naming the field") {
   CHECK(spec.error().message().find("linux.resources.rdma") != std::string::npos);
   // Empty unsupported fields are harmless.
   CHECK(parse_spec(R"({"root": {"path": "/r"}, "linux": {"intelRdt": null}})", "/b").ok());
+}
+
+TEST_CASE("properties the runtime-spec does not define are ignored (Extensibility)") {
+  auto spec = parse_spec(R"({"root": {"path": "/r"}, "org.example.extension": {"x": 1}, "windows": {"layerFolders": []},
+      "process": {"args": ["x"], "org.example": 1, "user": {"uid": 0, "gid": 0, "username": "w"}},
+      "linux": {"org.example": true, "resources": {"org.example": 1, "cpu": {"org.example": 2}}},
+      "mounts": [{"destination": "/m", "type": "tmpfs", "source": "t", "org.example": 3}]})", "/b");
+  CHECK(spec.ok());
+  // Defined by the spec but not implemented: still refused by name.
+  for (const char* config : {R"({"root": {"path": "/r"}, "linux": {"resources": {"cpu": {"burst": 10}}}})",
+                             R"({"root": {"path": "/r"}, "linux": {"resources": {"network": {"classID": 1}}}})",
+                             R"({"root": {"path": "/r"}, "mounts": [{"destination": "/m", "source": "/s", "type": "bind",
+                                 "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}]})"}) {
+    auto refused = parse_spec(config, "/b");
+    CHECK_FALSE(refused.ok());
+    if (!refused.ok()) CHECK(refused.error().message().find("not supported") != std::string::npos);
+  }
+}
+
+TEST_CASE("deprecated kernel memory limits are ignored with a warning") {
+  auto spec = parse_spec(R"({"root": {"path": "/r"}, "linux": {"resources": {"memory": {"limit": 4096,
+      "kernel": 1048576, "kernelTCP": 1048576}}}})", "/b");
+  REQUIRE(spec.ok());
+  CHECK(spec->resources.memory_limit == 4096);
+  REQUIRE(spec->warnings.size() == 2);
+  CHECK(spec->warnings[0].find("linux.resources.memory.kernel") != std::string::npos);
+  std::vector<std::string> warnings;
+  CHECK(cryo::oci::parse_resources(R"({"memory": {"kernel": 1}})", &warnings).ok());
+  CHECK(warnings.size() == 1);
+}
+
+TEST_CASE("unknown capability names are reported, not refused") {
+  auto spec = parse_spec(R"({"root": {"path": "/r"}, "process": {"args": ["x"], "capabilities": {
+      "bounding": ["CAP_KILL", "CAP_TEST"], "permitted": ["CAP_KILL", "CAP_AUDIT_WRITE"], "inheritable": ["CAP_KILL"],
+      "ambient": ["CAP_KILL", "CAP_AUDIT_WRITE", "CAP_TEST"]}}})", "/b");
+  REQUIRE(spec.ok());
+  REQUIRE(spec->process.capabilities);
+  CHECK(cryo::oci::unknown_capabilities(*spec->process.capabilities) == std::vector<std::string>{"CAP_TEST"});
+  // runc's default spec lists ambient capabilities that are not inheritable: they are skipped, not an error.
+  CHECK(cryo::oci::unraisable_ambient_capabilities(*spec->process.capabilities) ==
+        std::vector<std::string>{"CAP_AUDIT_WRITE"});
+}
+
+TEST_CASE("a uts namespace joined by path takes the hostname") {
+  auto spec = parse_spec(R"({"root": {"path": "/r"}, "hostname": "h", "domainname": "d",
+      "linux": {"namespaces": [{"type": "uts", "path": "/proc/1/ns/uts"}]}})", "/b");
+  CHECK(spec.ok());
+  CHECK_FALSE(parse_spec(R"({"root": {"path": "/r"}, "domainname": "d"})", "/b").ok());  // no uts namespace
+}
+
+TEST_CASE("relative bind sources are the bundle's") {
+  auto spec = parse_spec(R"({"root": {"path": "/r"}, "mounts": [
+      {"destination": "/a", "type": "bind", "source": "data"},
+      {"destination": "/b", "type": "none", "source": "more", "options": ["rbind"]},
+      {"destination": "/c", "type": "tmpfs", "source": "tmpfs"}]})", "/bundle");
+  REQUIRE(spec.ok());
+  CHECK(spec->mounts.at(0).source == "/bundle/data");
+  CHECK(spec->mounts.at(1).source == "/bundle/more");
+  CHECK(spec->mounts.at(2).source == "tmpfs");
 }
 
 TEST_CASE("malformed or inconsistent configs fail") {
