@@ -38,6 +38,42 @@ const OptionSpec* find(const std::vector<OptionSpec>& specs, const std::string& 
   return nullptr;
 }
 
+void store(Args& args, const OptionSpec& spec, std::string value) {
+  auto& slot = args.values_[key_of(spec)];
+  if (!spec.repeatable) slot.clear();
+  slot.push_back(std::move(value));
+}
+
+// "-dj", "-vvv", "-t123", "-jt" "123": one-letter options run together, as
+// getopt reads them. A letter that takes a value takes the rest of the word
+// (or, for a required value, the next word when the rest is empty).
+bool parse_bundle(const std::vector<OptionSpec>& specs, const std::vector<std::string>& argv, size_t& i,
+                  Args& args, std::string* error) {
+  const std::string& word = argv[i];
+  for (size_t k = 1; k < word.size(); k++) {
+    const OptionSpec* spec = find(specs, std::string("-") + word[k]);
+    if (!spec) {
+      *error = "unknown option " + word;
+      return false;
+    }
+    if (!spec->takes_value) {
+      store(args, *spec, "");
+      continue;
+    }
+    std::string rest = word.substr(k + 1);
+    if (rest.empty() && !spec->optional_value) {
+      if (i + 1 >= argv.size()) {
+        *error = "option -" + std::string(1, word[k]) + " needs a value";
+        return false;
+      }
+      rest = argv[++i];
+    }
+    store(args, *spec, rest);
+    return true;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::optional<Args> parse(const std::vector<OptionSpec>& specs, const std::vector<std::string>& argv,
@@ -64,20 +100,25 @@ std::optional<Args> parse(const std::vector<OptionSpec>& specs, const std::vecto
       inline_value = a.substr(eq + 1);
     }
     const OptionSpec* spec = find(specs, name);
-    if (!spec && !inline_value && a[1] != '-' && a.size() > 2) {
-      // "-v4", "-t123": a one-letter option with its value attached.
-      spec = find(specs, a.substr(0, 2));
-      if (spec && spec->takes_value) inline_value = a.substr(2);
-      else spec = nullptr;
+    if (!spec && name.starts_with("--no-")) {
+      const OptionSpec* negated = find(specs, "--" + name.substr(5));
+      if (negated && negated->negatable && !inline_value) {
+        args.values_.erase(key_of(*negated));
+        continue;
+      }
+    }
+    if (!spec && a[1] != '-' && a.size() > 2) {
+      if (!parse_bundle(specs, argv, i, args, error)) return std::nullopt;
+      continue;
     }
     if (!spec) {
       *error = "unknown option " + name;
       return std::nullopt;
     }
-    std::string key = key_of(*spec);
     std::string value;
     if (spec->takes_value) {
       if (inline_value) value = *inline_value;
+      else if (spec->optional_value) value = "";
       else if (i + 1 < argv.size()) value = argv[++i];
       else {
         *error = "option " + name + " needs a value";
@@ -87,9 +128,7 @@ std::optional<Args> parse(const std::vector<OptionSpec>& specs, const std::vecto
       if (*inline_value == "false") continue;  // "--detach=false"
       value = *inline_value;
     }
-    auto& slot = args.values_[key];
-    if (!spec->repeatable) slot.clear();
-    slot.push_back(value);
+    store(args, *spec, value);
   }
   return args;
 }

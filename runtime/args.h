@@ -1,5 +1,6 @@
 // A small command-line parser that accepts both CRIU's and runc's spellings:
 // "--opt value", "--opt=value", "-o value", "-ovalue" for one-letter options,
+// bundled one-letter flags ("-dj", "-vvv"), "--no-opt" for negatable flags,
 // and runc's single-dash long options ("-no-subreaper").
 #pragma once
 
@@ -14,6 +15,11 @@ struct OptionSpec {
   std::vector<std::string> names;  // {"-t", "--tree"}: the first long name is the key
   bool takes_value = false;
   bool repeatable = false;
+  // The value may be left out; when given it is attached ("--opt=value",
+  // "-ovalue"), never the next word, as getopt's optional arguments.
+  bool optional_value = false;
+  // "--no-NAME" undoes an earlier "--NAME" (CRIU's boolean options).
+  bool negatable = false;
 };
 
 class Args {

@@ -42,3 +42,48 @@ TEST_CASE("stop_at_positional leaves the verb's own flags alone") {
   REQUIRE(a);
   CHECK(a->positional() == std::vector<std::string>{"exec", "-t", "x"});
 }
+
+static const std::vector<OptionSpec> kCriuLike = {
+    {{"-d", "--restore-detached"}, false, false, false, true},
+    {{"-j", "--shell-job"}, false, false, false, true},
+    {{"-v", "--verbosity"}, true, true, true},
+    {{"--manage-cgroups"}, true, false, true},
+    {{"-t", "--tree"}, true},
+};
+
+TEST_CASE("bundled one-letter options, as getopt reads them") {
+  std::string err;
+  auto a = parse(kCriuLike, {"-dj", "-vvv", "-jt", "42"}, &err);
+  REQUIRE(a);
+  CHECK(a->has("restore-detached"));
+  CHECK(a->has("shell-job"));
+  CHECK(a->all("verbosity") == std::vector<std::string>{"vv"});
+  CHECK(a->get("tree") == "42");
+  CHECK_FALSE(parse(kCriuLike, {"-dq"}, &err));
+  CHECK(err == "unknown option -dq");
+}
+
+TEST_CASE("optional values are attached, never the next word") {
+  std::string err;
+  auto a = parse(kCriuLike, {"--manage-cgroups", "-v", "-v2"}, &err);
+  REQUIRE(a);
+  CHECK(a->get("manage-cgroups") == "");
+  CHECK(a->all("verbosity") == std::vector<std::string>{"", "2"});
+  a = parse(kCriuLike, {"--manage-cgroups=none"}, &err);
+  REQUIRE(a);
+  CHECK(a->get("manage-cgroups") == "none");
+  a = parse(kCriuLike, {"--manage-cgroups", "none"}, &err);
+  REQUIRE(a);
+  CHECK(a->get("manage-cgroups") == "");
+  CHECK(a->positional() == std::vector<std::string>{"none"});
+}
+
+TEST_CASE("--no-NAME undoes a negatable flag, and only those") {
+  std::string err;
+  auto a = parse(kCriuLike, {"--shell-job", "-d", "--no-shell-job"}, &err);
+  REQUIRE(a);
+  CHECK_FALSE(a->has("shell-job"));
+  CHECK(a->has("restore-detached"));
+  CHECK_FALSE(parse(kCriuLike, {"--no-tree"}, &err));
+  CHECK(err == "unknown option --no-tree");
+}
