@@ -3,11 +3,41 @@
 #include "core/features.h"
 #include "core/net/netlock.h"
 #include "runtime/command.h"
+#include "runtime/criu_options.h"
+#include "runtime/process_options.h"
 
 namespace cryo::cli {
+namespace {
+
+// `check --feature NAME`, CRIU's way of asking about one feature.
+int check_one(const std::string& name) {
+  if (name == "list") {
+    for (const auto& f : criu::answered_features()) printf("%s\n", f.c_str());
+    return 0;
+  }
+  auto probe = criu::probe_for_feature(name);
+  if (!probe) {
+    if (criu::is_criu_feature(name))
+      return fail("check: cryo does not probe " + name + ": it does not rely on it (cryo check --feature list)");
+    return fail("check: unknown feature " + name + " (cryo check --feature list)");
+  }
+  for (const auto& f : probe_features()) {
+    if (f.name != *probe) continue;
+    if (!f.present) return fail("check: " + name + " (" + f.name + ") is missing" + (f.detail.empty() ? "" : ": " + f.detail));
+    printf("%s is supported\n", name.c_str());
+    return 0;
+  }
+  return fail("check: " + name + ": cryo's probe '" + *probe + "' did not run");
+}
+
+}  // namespace
 
 int cmd_check(const GlobalOptions&, const std::vector<std::string>& argv) {
-  if (!argv.empty() && argv[0] != "--all") return fail("check: unexpected argument " + argv[0]);
+  std::string error;
+  auto args = criu::parse_command_line(criu::kCheck, argv, &error);
+  if (!args) return fail(error);
+  if (auto e = setup_logging(*args); !e.empty()) return fail("check: " + e);
+  if (auto feature = args->get("feature")) return check_one(*feature);
   bool ok = true;
   for (const auto& f : probe_features()) {
     printf("%-42s %s%s%s\n", f.name.c_str(), f.present ? "yes" : (f.required ? "MISSING" : "no"),

@@ -22,6 +22,7 @@ struct Command {
   const char* name;
   CommandFn run;
   const char* summary;
+  const char* usage;  // `cryo NAME --help`; nullptr for CRIU's verbs, whose usage lists their options
 };
 
 // Prints "cryo: <message>" to stderr (and the log) and returns the exit code 1.
@@ -29,6 +30,7 @@ int fail(const std::string& message);
 
 // Process mode.
 int cmd_dump(const GlobalOptions&, const std::vector<std::string>&);
+int cmd_pre_dump(const GlobalOptions&, const std::vector<std::string>&);
 int cmd_restore(const GlobalOptions&, const std::vector<std::string>&);
 int cmd_check(const GlobalOptions&, const std::vector<std::string>&);
 int cmd_inspect(const GlobalOptions&, const std::vector<std::string>&);

@@ -5,34 +5,56 @@
 #include <vector>
 
 #include "core/guard/guard.h"
+#include "core/image/image.h"
 #include "core/sys/log.h"
 #include "runtime/args.h"
 #include "runtime/command.h"
+#include "runtime/criu_options.h"
 
 namespace cryo::cli {
 namespace {
 
 const Command kCommands[] = {
-    {"dump", cmd_dump, "save a running process tree into an image directory"},
-    {"restore", cmd_restore, "restore a process tree from an image directory"},
-    {"check", cmd_check, "report the kernel features cryo relies on"},
-    {"inspect", cmd_inspect, "print an image directory as JSON"},
-    {"network-unlock", cmd_network_unlock, "drop the network lock a dump left (-D DIR)"},
-    {"create", cmd_create, "create a container from a bundle"},
-    {"start", cmd_start, "start the process of a created container"},
-    {"run", cmd_run, "create and start a container"},
-    {"state", cmd_state, "print the OCI state of a container"},
-    {"kill", cmd_kill, "send a signal to a container's init (or --all)"},
-    {"delete", cmd_delete, "delete a container"},
-    {"list", cmd_list, "list containers"},
-    {"ps", cmd_ps, "list a container's processes"},
-    {"exec", cmd_exec, "run a process in a container"},
-    {"pause", cmd_pause, "freeze a container"},
-    {"resume", cmd_resume, "thaw a paused container"},
-    {"events", cmd_events, "print a container's resource usage"},
-    {"features", cmd_features, "print the runtime's features as JSON"},
-    {"spec", cmd_spec, "write a default config.json"},
-    {"update", cmd_update, "change a container's cgroup limits"},
+    {"dump", cmd_dump, "save a running process tree into an image directory", nullptr},
+    {"pre-dump", cmd_pre_dump, "refused: cryo has no incremental dumps", nullptr},
+    {"restore", cmd_restore, "restore a process tree from an image directory", nullptr},
+    {"check", cmd_check, "report the kernel features cryo relies on", nullptr},
+    {"inspect", cmd_inspect, "print an image directory as JSON",
+     "usage: cryo inspect DIR [--pages]\n       cryo inspect -D DIR [--pages]\n\n"
+     "Prints the image in DIR as JSON after checking every checksum; --pages adds the memory pages.\n"},
+    {"network-unlock", cmd_network_unlock, "drop the network lock a dump left (-D DIR)",
+     "usage: cryo network-unlock -D DIR\n\n"
+     "Removes the network lock the dump of DIR left for its restore (for an image that will not be\n"
+     "restored, or after a failed restore).\n"},
+    {"create", cmd_create, "create a container from a bundle",
+     "usage: cryo create [--bundle DIR] [--pid-file FILE] [--console-socket SOCK] [--no-pivot]\n"
+     "                   [--no-new-keyring] [--preserve-fds N] ID\n\n"
+     "Creates container ID from the bundle (config.json and its rootfs); `start` runs its process.\n"},
+    {"start", cmd_start, "start the process of a created container", "usage: cryo start ID\n"},
+    {"run", cmd_run, "create and start a container",
+     "usage: cryo run [-d|--detach] [--bundle DIR] [--pid-file FILE] [--console-socket SOCK]\n"
+     "                [--no-pivot] [--no-new-keyring] [--preserve-fds N] [--keep] ID\n\n"
+     "Creates and starts container ID; without -d waits for it and exits with its status.\n"},
+    {"state", cmd_state, "print the OCI state of a container", "usage: cryo state ID\n"},
+    {"kill", cmd_kill, "send a signal to a container's init (or --all)",
+     "usage: cryo kill [-a|--all] ID [SIGNAL]\n\nSends SIGNAL (SIGTERM by default) to the container's init, "
+     "or to all its processes.\n"},
+    {"delete", cmd_delete, "delete a container", "usage: cryo delete [-f|--force] ID\n"},
+    {"list", cmd_list, "list containers", "usage: cryo list [-f|--format table|json] [-q|--quiet]\n"},
+    {"ps", cmd_ps, "list a container's processes", "usage: cryo ps [-f|--format table|json] ID [PS OPTIONS]\n"},
+    {"exec", cmd_exec, "run a process in a container",
+     "usage: cryo exec [--process FILE] [-d] [-t] [--env K=V]... [--cwd DIR] [-u UID[:GID]]\n"
+     "                 [--pid-file FILE] [--console-socket SOCK] [--cap CAP]... ID [COMMAND ARGS...]\n"},
+    {"pause", cmd_pause, "freeze a container", "usage: cryo pause ID\n"},
+    {"resume", cmd_resume, "thaw a paused container", "usage: cryo resume ID\n"},
+    {"events", cmd_events, "print a container's resource usage",
+     "usage: cryo events [--stats] [--interval DURATION] ID\n"},
+    {"features", cmd_features, "print the runtime's features as JSON", "usage: cryo features\n"},
+    {"spec", cmd_spec, "write a default config.json", "usage: cryo spec [-b|--bundle DIR] [--rootless]\n"},
+    {"update", cmd_update, "change a container's cgroup limits",
+     "usage: cryo update [-r|--resources FILE|-] [--memory N] [--memory-reservation N] [--memory-swap N]\n"
+     "                   [--cpu-shares N] [--cpu-quota N] [--cpu-period N] [--cpuset-cpus LIST]\n"
+     "                   [--cpuset-mems LIST] [--pids-limit N] [--blkio-weight N] ID\n"},
 };
 
 void usage(FILE* out) {
@@ -43,8 +65,36 @@ void usage(FILE* out) {
           "  --log FILE          log file\n"
           "  --log-format FMT    text or json\n"
           "  --debug             verbose logging\n"
-          "  --version, --help\n\ncommands:\n");
-  for (const auto& c : kCommands) fprintf(out, "  %-10s %s\n", c.name, c.summary);
+          "  --version, --help\n"
+          "CRIU's options may also come before a process-mode command (cryo -v4 dump ...).\n\n"
+          "commands (cryo COMMAND --help for each):\n");
+  for (const auto& c : kCommands) fprintf(out, "  %-15s %s\n", c.name, c.summary);
+}
+
+void version() {
+  printf("cryo version %s\nimage format version %u (written and read)\nspec: 1.2.0\n", CRYO_VERSION,
+         static_cast<unsigned>(image::kFormatVersion));
+}
+
+std::optional<criu::Verb> criu_verb(const std::string& name) {
+  if (name == "dump") return criu::kDump;
+  if (name == "pre-dump") return criu::kPreDump;
+  if (name == "restore") return criu::kRestore;
+  if (name == "check") return criu::kCheck;
+  return std::nullopt;
+}
+
+// Whether the verb's words ask for its usage (or, for CRIU's verbs, the
+// version). exec's words after the container id are the command's own.
+bool asks_for(const std::vector<std::string>& words, bool stop_at_positional,
+              std::initializer_list<const char*> flags) {
+  for (const auto& w : words) {
+    if (w == "--") return false;
+    if (stop_at_positional && !w.starts_with("-")) return false;
+    for (const char* f : flags)
+      if (w == f) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -66,12 +116,24 @@ int main(int argc, char** argv) {
   };
   std::string error;
   auto global = parse(kGlobal, args, &error, /*stop_at_positional=*/true);
+  std::vector<std::string> before_verb;  // CRIU's options written before a process-mode verb
   if (!global) {
-    fprintf(stderr, "cryo: %s\n", error.c_str());
-    return 1;
+    // CRIU takes its options on either side of the command: "criu -v4 dump -t 1".
+    std::vector<OptionSpec> both = kGlobal;
+    for (auto& s : criu::specs()) both.push_back(s);
+    std::string ignored;
+    auto found = parse(both, args, &ignored, /*stop_at_positional=*/true);
+    if (!found || found->positional().empty() || !criu_verb(found->positional()[0])) {
+      fprintf(stderr, "cryo: %s\n", error.c_str());
+      return 1;
+    }
+    size_t verb_at = args.size() - found->positional().size();
+    before_verb.assign(args.begin(), args.begin() + static_cast<long>(verb_at));
+    global = Args();
+    global->positional_ = found->positional();
   }
   if (global->has("version")) {
-    printf("cryo version %s\nspec: 1.2.0\n", CRYO_VERSION);
+    version();
     return 0;
   }
   const auto& rest = global->positional();
@@ -89,7 +151,19 @@ int main(int argc, char** argv) {
   if (rest[0] == "guard" && rest.size() == 4)
     return cryo::run_guard(rest[1] == "-" ? "" : rest[1], rest[2], std::atoi(rest[3].c_str()));
   for (const auto& c : kCommands) {
-    if (rest[0] == c.name) return c.run(options, std::vector<std::string>(rest.begin() + 1, rest.end()));
+    if (rest[0] != c.name) continue;
+    std::vector<std::string> words = before_verb;
+    words.insert(words.end(), rest.begin() + 1, rest.end());
+    auto verb = criu_verb(c.name);
+    if (asks_for(words, std::string(c.name) == "exec", {"-h", "--help"})) {
+      printf("%s", verb ? criu::usage(*verb).c_str() : c.usage);
+      return 0;
+    }
+    if (verb && asks_for(words, false, {"-V", "--version"})) {
+      version();
+      return 0;
+    }
+    return c.run(options, words);
   }
   fprintf(stderr, "cryo: unknown command '%s' (see cryo --help)\n", rest[0].c_str());
   return 1;

@@ -1,18 +1,20 @@
-// Options shared by the process-mode verbs (CRIU's spellings).
+// What the process-mode verbs share besides the option table
+// (runtime/criu_options.h): the work directory and the log.
 #pragma once
 
 #include <string>
-#include <vector>
 
 #include "runtime/args.h"
 
 namespace cryo::cli {
 
-// -o/--log-file and -v/--verbosity, common to dump and restore.
-std::vector<OptionSpec> logging_options();
+// Where relative log and pid files go: -W, else -D, else the current directory.
+std::string work_dir(const Args& args);
+// PATH, or PATH inside the work directory when it is relative.
+std::string in_work_dir(const Args& args, const std::string& path);
 
-// Opens the log (a relative path lands in the image directory) and sets
-// the verbosity; returns an error message or "".
-std::string setup_logging(const Args& args, const std::string& images_dir);
+// Closes the --close descriptors, sets the verbosity and opens the log (`-`
+// keeps it on stderr); returns an error message or "".
+std::string setup_logging(const Args& args);
 
 }  // namespace cryo::cli
