@@ -1,6 +1,7 @@
 #include "core/guard/guard.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -93,6 +94,7 @@ Guard& Guard::operator=(Guard&& other) noexcept {
     release();
     pid_ = std::exchange(other.pid_, -1);
     life_ = std::exchange(other.life_, -1);
+    tools_ = std::exchange(other.tools_, -1);
   }
   return *this;
 }
@@ -103,6 +105,14 @@ Result<Guard> Guard::start(const std::string& method, const std::string& table, 
   // down with SIGPIPE.
   int life[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, life) < 0) return errno_error("socketpair");
+  // The lock tools cryo runs (nft, iptables) hold the write end of this
+  // pipe: its end of file tells the guard that none of them is still at work.
+  int tools[2];
+  if (::pipe2(tools, O_CLOEXEC) < 0) {
+    ::close(life[0]);
+    ::close(life[1]);
+    return errno_error("pipe2");
+  }
   // Everything the child needs is made before fork: it only moves fds and execs.
   std::vector<std::string> words = {"cryo", "guard", method.empty() ? "-" : method, table.empty() ? "-" : table,
                                     std::to_string(sockets.size())};
@@ -112,28 +122,31 @@ Result<Guard> Guard::start(const std::string& method, const std::string& table, 
   int n = static_cast<int>(sockets.size());
   pid_t pid = ::fork();
   if (pid < 0) {
-    ::close(life[0]);
-    ::close(life[1]);
+    for (int fd : {life[0], life[1], tools[0], tools[1]}) ::close(fd);
     return errno_error("fork the guard");
   }
   if (pid == 0) {
     // Out of the way first (above anything in use), then into place: the
-    // sockets at 3.., the socket pair's end after them.
+    // sockets at 3.., the socket pair's end after them, the tools' pipe last.
     int high = 1024 + n + 8;
     for (int i = 0; i < n; i++)
       if (::fcntl(sockets[static_cast<size_t>(i)], F_DUPFD, high + i) != high + i) ::_exit(127);
     if (::fcntl(life[0], F_DUPFD, high + n) != high + n) ::_exit(127);
-    for (int i = 0; i <= n; i++)
+    if (::fcntl(tools[0], F_DUPFD, high + n + 1) != high + n + 1) ::_exit(127);
+    for (int i = 0; i <= n + 1; i++)
       if (::dup2(high + i, kFirstSocket + i) < 0) ::_exit(127);
-    ::syscall(SYS_close_range, kFirstSocket + n + 1, ~0U, 0);
+    ::syscall(SYS_close_range, kFirstSocket + n + 2, ~0U, 0);
     ::setsid();  // a Ctrl-C meant for cryo does not reach the guard
     ::execv("/proc/self/exe", argv.data());
     ::_exit(127);
   }
   ::close(life[0]);
+  ::close(tools[0]);
   Guard guard;
   guard.pid_ = pid;
   guard.life_ = life[1];
+  guard.tools_ = tools[1];
+  net::lock_tools_hold(tools[1]);
   return guard;
 }
 
@@ -189,6 +202,9 @@ void Guard::release() {
   (void)send(kDone, 0, 0, nullptr, 0);
   ::close(life_);
   life_ = -1;
+  net::lock_tools_hold(-1);
+  ::close(tools_);
+  tools_ = -1;
   while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
   }
   pid_ = -1;
@@ -233,6 +249,12 @@ int run_guard(const std::string& method, const std::string& table, int count) {
   // cryo died in the middle: the tree runs on, so its connections must work
   // again before any of its parked threads runs.
   for (int fd = kFirstSocket; fd < kFirstSocket + count; fd++) set_repair(fd, 0);
+  // A lock tool of cryo's may still be putting the lock in place: wait for
+  // the end of file of the pipe every one of them holds (bounded, should a
+  // tool hang).
+  struct pollfd tools = {kFirstSocket + count + 1, POLLIN, 0};
+  for (char sink[64]; ::poll(&tools, 1, 10000) > 0 && ::read(tools.fd, sink, sizeof sink) > 0;) {
+  }
   int code = 0;
   if (table != "-") {
     auto st = net::unlock_connections(table, method);

@@ -54,10 +54,12 @@ class Guard {
  private:
   Status send(uint32_t kind, pid_t tid, uint64_t ip, const user_regs_struct* regs, uint64_t mask, int pass_fd = -1);
   pid_t pid_ = -1;
-  int life_ = -1;  // our end of the socket pair whose end of file wakes the guard
+  int life_ = -1;   // our end of the socket pair whose end of file wakes the guard
+  int tools_ = -1;  // write end of the pipe the lock tools hold (net::lock_tools_hold)
 };
 
-// The guard's side: sockets at fds 3 .. 3+count-1, the socket pair after them.
+// The guard's side: sockets at fds 3 .. 3+count-1, the socket pair after
+// them, then the read end of the lock tools' pipe.
 int run_guard(const std::string& method, const std::string& table, int count);
 
 }  // namespace cryo

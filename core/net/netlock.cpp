@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/sys/failpoint.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
 
@@ -17,6 +18,13 @@ namespace cryo::net {
 
 constexpr std::string_view kLockPrefix = "cryo-lock-";
 namespace {
+
+int g_tools_hold = -1;  // see lock_tools_hold()
+
+// In a forked child about to exec a tool: let it inherit the hold.
+void inherit_hold() {
+  if (g_tools_hold >= 0) ::fcntl(g_tools_hold, F_SETFD, 0);
+}
 
 std::string ip_text(const image::SockAddr& a) {
   char buf[INET6_ADDRSTRLEN] = {};
@@ -35,6 +43,7 @@ Status run_nft(const std::string& script, std::string* output = nullptr) {
     ::dup2(in[0], 0);
     ::dup2(out[1], 1);
     ::dup2(out[1], 2);
+    inherit_hold();
     ::execlp("nft", "nft", "-f", "-", nullptr);
     ::_exit(127);
   }
@@ -42,6 +51,7 @@ Status run_nft(const std::string& script, std::string* output = nullptr) {
   ::close(out[1]);
   Status wrote = write_all(in[1], script);
   ::close(in[1]);
+  failpoint("net.nft");  // nft goes on without us: the guard must wait for it
   auto text = read_fd(out[0]);
   ::close(out[0]);
   if (output && text.ok()) *output = *text;
@@ -67,6 +77,7 @@ Status run_command(const std::vector<std::string>& argv, std::string* output = n
   if (pid < 0) return errno_error("fork " + argv[0]);
   if (pid == 0) {
     ::dup2(out[1], 1);
+    inherit_hold();
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -124,6 +135,8 @@ Status iptables_unlock(const std::string& tag) {
 }
 
 }  // namespace
+
+void lock_tools_hold(int fd) { g_tools_hold = fd; }
 
 std::string lock_script(const std::string& table, const std::vector<Connection>& connections) {
   std::string in_rules, out_rules;

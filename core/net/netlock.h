@@ -28,6 +28,13 @@ Result<std::vector<std::string>> list_locks();
 // Removes a table made by lock_connections; a missing one is fine.
 Status unlock_connections(const std::string& table, const std::string& method);
 
+// Every nft, iptables or ip6tables process cryo runs from now on holds fd
+// open (it inherits it), so that whoever holds the other end of that pipe
+// sees its end of file only once no such tool runs any more: the guard waits
+// for it before it removes a lock that a tool of a killed cryo may still be
+// putting in place.
+void lock_tools_hold(int fd);
+
 // The nftables script of a lock (exposed for unit tests).
 std::string lock_script(const std::string& table, const std::vector<Connection>& connections);
 
