@@ -283,6 +283,8 @@ Status dump_process_syscalls(const tree::FrozenProcess& proc, const std::vector<
   out->set_dumpable(dumpable != 0);
   CRYO_ASSIGN(long securebits, r.call("prctl(PR_GET_SECUREBITS)", SYS_prctl, {PR_GET_SECUREBITS}));
   out->mutable_creds()->set_securebits(static_cast<uint32_t>(securebits));
+  CRYO_ASSIGN(long thp_disabled, r.call("prctl(PR_GET_THP_DISABLE)", SYS_prctl, {PR_GET_THP_DISABLE}));
+  out->set_thp_disabled(thp_disabled != 0);
 
   for (pid_t tid : proc.tids) {
     Status st;
@@ -327,6 +329,13 @@ Status dump_proc_files(pid_t pid, image::Process* out) {
     l->set_soft(limits[i].soft);
     l->set_hard(limits[i].hard);
   }
+  CRYO_ASSIGN(std::string oom, read_file(proc_path(pid, "oom_score_adj")));
+  out->set_oom_score_adj(std::atoi(oom.c_str()));
+  // The audit login uid (absent without CONFIG_AUDIT).
+  if (auto loginuid = read_file(proc_path(pid, "loginuid")); loginuid.ok())
+    out->set_loginuid(static_cast<uint32_t>(std::strtoul(loginuid->c_str(), nullptr, 10)));
+  else
+    out->set_loginuid(~0u);
   CRYO_ASSIGN(std::string personality, read_file(proc_path(pid, "personality")));
   out->set_personality(static_cast<uint32_t>(std::stoul(personality, nullptr, 16)));
   CRYO_ASSIGN(std::string cwd, read_link(proc_path(pid, "cwd")));

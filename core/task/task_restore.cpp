@@ -1,5 +1,6 @@
 #include "core/task/task_restore.h"
 #include "core/files/locks.h"
+#include "core/sys/io.h"
 #include "core/sys/kernel_abi.h"
 
 #include <linux/capability.h>
@@ -303,6 +304,36 @@ Status restore_posix_timers(pid_t pid, ptrace::Remote& r, uint64_t d, const imag
   return {};
 }
 
+// Lowering it below what the process was given needs CAP_SYS_RESOURCE.
+Status restore_oom_score_adj(pid_t pid, const image::Process& core) {
+  if (!core.has_oom_score_adj()) return {};
+  std::string path = "/proc/" + std::to_string(pid) + "/oom_score_adj";
+  CRYO_ASSIGN(std::string now, read_file(path));
+  if (std::atoi(now.c_str()) == core.oom_score_adj()) return {};
+  CRYO_ASSIGN(UniqueFd file, open_file(path, O_WRONLY));
+  Status st = write_all(file.get(), std::to_string(core.oom_score_adj()));
+  if (!st.ok() && st.error().code() == EACCES)
+    return Error(EACCES, "setting oom_score_adj to " + std::to_string(core.oom_score_adj()) +
+                             " (lowering it needs CAP_SYS_RESOURCE)");
+  return st;
+}
+
+// Only the process itself may write its /proc/self/loginuid.
+Status restore_loginuid(pid_t pid, ptrace::Remote& r, uint64_t d, const image::Process& core) {
+  if (!core.has_loginuid()) return {};
+  auto now = read_file("/proc/" + std::to_string(pid) + "/loginuid");
+  if (!now.ok() || static_cast<uint32_t>(std::strtoul(now->c_str(), nullptr, 10)) == core.loginuid()) return {};
+  std::string path = "/proc/self/loginuid";
+  std::string value = std::to_string(static_cast<int64_t>(static_cast<int32_t>(core.loginuid())));
+  CRYO_TRY(ptrace::write_memory(pid, d, path.c_str(), path.size() + 1));
+  CRYO_TRY(ptrace::write_memory(pid, d + 64, value.data(), value.size()));
+  CRYO_ASSIGN(long fd, r.call("open /proc/self/loginuid", SYS_open, {d, O_WRONLY}));
+  auto wrote = r.call("write loginuid", SYS_write, {static_cast<uint64_t>(fd), d + 64, value.size()});
+  (void)r.raw(SYS_close, {static_cast<uint64_t>(fd)});
+  if (!wrote.ok()) return std::move(wrote).error();
+  return {};
+}
+
 }  // namespace
 
 Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Process& core,
@@ -338,6 +369,9 @@ Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Proces
   CRYO_TRY(r.call("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, pdeath}));
   if (core.child_subreaper()) CRYO_TRY(r.call("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl, {PR_SET_CHILD_SUBREAPER, 1}));
   if (!core.dumpable()) CRYO_TRY(r.call("prctl(PR_SET_DUMPABLE)", SYS_prctl, {PR_SET_DUMPABLE, 0}));
+  if (core.thp_disabled()) CRYO_TRY(r.call("prctl(PR_SET_THP_DISABLE)", SYS_prctl, {PR_SET_THP_DISABLE, 1, 0, 0, 0}));
+  CRYO_TRY(restore_oom_score_adj(pid, core));
+  CRYO_TRY(restore_loginuid(pid, r, d, core));
   for (const auto& l : core.rlimits()) {
     struct rlimit rl = {l.soft(), l.hard()};
     CRYO_TRY(put(pid, d, rl));

@@ -109,5 +109,40 @@ def case_chroot(env):
     check_eq({name: os.readlink(f"/proc/{pid}/{name}") for name in links}, links, "root, exe and cwd")
 
 
+KNOBS = r'''
+import ctypes, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(41, 1, 0, 0, 0) == 0  # PR_SET_THP_DISABLE
+with open("/proc/self/oom_score_adj", "w") as f:
+    f.write("321")
+with open("/proc/self/loginuid", "w") as f:
+    f.write("4321")
+open(sys.argv[1], "w").write("ready")
+while True:
+    time.sleep(1)
+'''
+
+
+def process_knobs(pid):
+    status = status_fields(pid, keys=("THP_enabled",))
+    return {"THP_enabled": status.get("THP_enabled"),
+            "oom_score_adj": read_text(f"/proc/{pid}/oom_score_adj").strip(),
+            "loginuid": read_text(f"/proc/{pid}/loginuid").strip()}
+
+
+def case_process_knobs(env):
+    """prctl(PR_SET_THP_DISABLE), oom_score_adj and the audit login uid come back."""
+    script, ready = env.path("knobs.py"), env.path("knobs.ready")
+    with open(script, "w") as f:
+        f.write(KNOBS)
+    pid = env.spawn(["/usr/bin/python3", script, ready], name="knobs")
+    env.wait_file(ready, pid=pid)
+    knobs = process_knobs(pid)
+    check_eq(knobs, {"THP_enabled": "0", "oom_score_adj": "321", "loginuid": "4321"}, "the knobs as set")
+    env.round_trip(pid, snapshot(pid))
+    check_eq(process_knobs(pid), knobs, "the knobs after the restore")
+
+
 if __name__ == "__main__":
-    run({"attrs": case_attrs, "scheduling": case_scheduling, "chroot": case_chroot})
+    run({"attrs": case_attrs, "scheduling": case_scheduling, "chroot": case_chroot,
+         "process_knobs": case_process_knobs})
