@@ -59,7 +59,7 @@ Status init_main(const InitArgs& a) {
   CRYO_TRY(prepare_rootfs(ctx));
   CRYO_TRY(send_message(a.sync_fd, "hooks"));
   CRYO_TRY(wait_go(a.sync_fd).wrap("waiting for createRuntime hooks"));
-  CRYO_TRY(enter_rootfs(spec.root_path, a.no_pivot));
+  CRYO_TRY(enter_rootfs(a.no_pivot));
   if (!spec.hostname.empty() && ::sethostname(spec.hostname.data(), spec.hostname.size()) < 0)
     return errno_error("sethostname " + spec.hostname);
   if (!spec.domainname.empty() && ::setdomainname(spec.domainname.data(), spec.domainname.size()) < 0)
@@ -115,6 +115,9 @@ void run_stage_a(const InitArgs& a) {
     if (auto s = set_cpu_affinity(spec.process.exec_cpu_affinity_initial); !s.ok()) fail_stage(a.sync_fd, s.error());
   if (auto s = wait_go(a.sync_fd); !s.ok()) _exit(1);
   if (auto s = join_namespaces(spec); !s.ok()) fail_stage(a.sync_fd, s.error());
+  // Entered while still host root: the new mount namespace keeps the working directory, and init
+  // builds the rootfs from it, so a mapped root need not be allowed to search the bundle's parents.
+  if (::chdir(spec.root_path.c_str()) < 0) fail_stage(a.sync_fd, errno_error("chdir to root.path " + spec.root_path));
   const Namespace* user = spec.find_namespace("user");
   if (user && user->path.empty()) {
     if (::unshare(CLONE_NEWUSER) < 0) fail_stage(a.sync_fd, errno_error("unshare user namespace"));

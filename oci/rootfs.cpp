@@ -18,6 +18,11 @@
 namespace cryo::oci {
 namespace {
 
+// Once bind_rootfs has run, the working directory is the root of the container's
+// rootfs mount and every path inside it is built from here: a root mapped to
+// another uid need not be allowed to search the host directories above it.
+const std::string kRoot = ".";
+
 struct FlagOption {
   bool clear;
   unsigned long flag;
@@ -111,7 +116,7 @@ Status mount_cgroup(const RootfsContext& ctx, const std::string& target, const M
 Status mount_one(const RootfsContext& ctx, const Mount& m) {
   CRYO_ASSIGN(MountFlags mf, parse_mount_options(m.options));
   // The image owns the rootfs: a symlink in it must not point a mount at the host.
-  CRYO_ASSIGN(std::string target, secure_join(ctx.spec->root_path, m.destination));
+  CRYO_ASSIGN(std::string target, secure_join(kRoot, m.destination));
   bool bind = mf.bind || m.type == "bind";
   if (m.type == "cgroup" || m.type == "cgroup2") {
     CRYO_TRY(make_mount_point(target, false));
@@ -221,6 +226,18 @@ Result<MountFlags> parse_mount_options(const std::vector<std::string>& options) 
   return out;
 }
 
+// Binds the rootfs (the working directory, entered by stage A before it left the
+// host's user namespace) onto itself and moves into the new mount. The clone is
+// taken through the working directory, not the rootfs path, so no directory
+// above the rootfs is looked up again.
+Status bind_rootfs() {
+  UniqueFd tree(::open_tree(AT_FDCWD, ".", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
+  if (!tree) return errno_error("open_tree of the rootfs");
+  if (::move_mount(tree.get(), "", AT_FDCWD, ".", MOVE_MOUNT_F_EMPTY_PATH) < 0) return errno_error("move_mount of the rootfs");
+  if (::fchdir(tree.get()) < 0) return errno_error("entering the rootfs mount");
+  return {};
+}
+
 Status prepare_rootfs(const RootfsContext& ctx) {
   const Spec& spec = *ctx.spec;
   unsigned long propagation = MS_SLAVE | MS_REC;
@@ -228,7 +245,7 @@ Status prepare_rootfs(const RootfsContext& ctx) {
     CRYO_ASSIGN(propagation, parse_propagation(spec.rootfs_propagation));
   }
   CRYO_TRY(do_mount("", "/", "", propagation, "").wrap("rootfsPropagation"));
-  CRYO_TRY(do_mount(spec.root_path, spec.root_path, "", MS_BIND | MS_REC, "").wrap("binding the rootfs"));
+  CRYO_TRY(bind_rootfs().wrap("binding the rootfs " + spec.root_path));
   for (auto& m : spec.mounts) CRYO_TRY(mount_one(ctx, m).wrap("mount " + m.destination));
   bool dev_is_tmpfs = false;
   for (auto& m : spec.mounts) dev_is_tmpfs = dev_is_tmpfs || (m.destination == "/dev");
@@ -236,20 +253,19 @@ Status prepare_rootfs(const RootfsContext& ctx) {
     for (auto& d : kDefaultDevices) {
       bool overridden = false;
       for (auto& dev : spec.devices) overridden = overridden || dev.path == d.path;
-      if (!overridden) CRYO_TRY(create_device(spec.root_path, Device{d.path, "c", d.major, d.minor, 0666, 0, 0}, ctx.in_user_ns));
+      if (!overridden) CRYO_TRY(create_device(kRoot, Device{d.path, "c", d.major, d.minor, 0666, 0, 0}, ctx.in_user_ns));
     }
   }
-  for (auto& d : spec.devices) CRYO_TRY(create_device(spec.root_path, d, ctx.in_user_ns).wrap("linux.devices"));
+  for (auto& d : spec.devices) CRYO_TRY(create_device(kRoot, d, ctx.in_user_ns).wrap("linux.devices"));
   return {};
 }
 
-Status enter_rootfs(const std::string& rootfs, bool no_pivot) {
-  if (::chdir(rootfs.c_str()) < 0) return errno_error("chdir " + rootfs);
+Status enter_rootfs(bool no_pivot) {
   if (no_pivot) {
-    CRYO_TRY(do_mount(rootfs, "/", "", MS_MOVE, ""));
+    CRYO_TRY(do_mount(kRoot, "/", "", MS_MOVE, ""));
     if (::chroot(".") < 0) return errno_error("chroot");
   } else {
-    if (::syscall(SYS_pivot_root, ".", ".") < 0) return errno_error("pivot_root " + rootfs);
+    if (::syscall(SYS_pivot_root, ".", ".") < 0) return errno_error("pivot_root into the rootfs");
     // The old root now sits under the new one: hide it from the host's mount events, then drop it.
     CRYO_TRY(do_mount("", ".", "", MS_SLAVE | MS_REC, ""));
     if (::umount2(".", MNT_DETACH) < 0) return errno_error("unmount the old root");

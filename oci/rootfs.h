@@ -30,10 +30,12 @@ struct RootfsContext {
   bool new_cgroup_ns = false;
 };
 
-// Before pivot_root: propagation, bind of the rootfs, the spec's mounts, devices.
+// Before pivot_root, with the working directory at the rootfs (stage A put it
+// there): propagation, bind of the rootfs, the spec's mounts, devices.
 Status prepare_rootfs(const RootfsContext& ctx);
-// pivot_root (or MS_MOVE + chroot with no_pivot) into the rootfs.
-Status enter_rootfs(const std::string& rootfs, bool no_pivot);
+// pivot_root (or MS_MOVE + chroot with no_pivot) into the rootfs that
+// prepare_rootfs left as the working directory.
+Status enter_rootfs(bool no_pivot);
 // After pivot_root: /dev links, masked and read-only paths, read-only root.
 Status finish_rootfs(const RootfsContext& ctx);
 
