@@ -211,8 +211,109 @@ def case_vfork_parent(env):
         compare_snapshots(tree, snapshot(pid), pid)
 
 
+VERBS = ["dump", "pre-dump", "restore", "check", "inspect", "network-unlock", "create", "start", "run", "state",
+         "kill", "delete", "list", "ps", "exec", "pause", "resume", "events", "features", "spec", "update"]
+
+
+def case_criu_command_line(env):
+    """A dump and a restore written as a CRIU 4.2 user's script writes them: long and short
+    spellings, values attached and apart, a configuration file, options before the verb."""
+    pid, ready, report, prog = start_counter(env)
+    env.wait_ready(ready, pid)
+    wait_progress(prog, 2)
+    tree = snapshot(pid)
+    images, work = env.path("images"), env.path("work")
+    os.mkdir(images)
+    os.mkdir(work)
+    config = env.path("criu.conf")
+    with open(config, "w") as f:
+        f.write("# options a CRIU configuration file would hold\nghost-fiemap\nghost-limit 8M\n")
+    dump = env.cryo("-vv", "dump", "-t", pid, "-D", images, "-W", work, "-o", "dump.log", "--config", config,
+                    "--file-locks", "-l", "--manage-cgroups", "--timeout", "20", "--network-lock=skip",
+                    "--freeze-cgroup", "/sys/fs/cgroup", "--track-mem", "--cpu-cap=none", "--display-stats",
+                    "--no-default-config", "--log-pid", "--ext-unix-sk", "--tcp-established", "--no-tcp-established",
+                    "--prev-images-dir=../parent", "-L", "/usr/lib/criu", "--auto-dedup", "--deprecated",
+                    "--skip-mnt", "/proc", "--enable-fs", "tmpfs", "-M", "/data:data", "--empty-ns", "net",
+                    "--weak-sysctls", "--address", "127.0.0.1", "--port", "27027")
+    env.wait_dumped(tree)
+    check("dump statistics" in dump.stdout and "tasks: 1" in dump.stdout, f"--display-stats: {dump.stdout!r}")
+    dump_log = read_text(os.path.join(work, "dump.log"), "")
+    check("info: dump of pid" in dump_log, "no dump.log in the work directory")
+    check(not os.path.exists(os.path.join(images, "dump.log")), "-o went into the image directory despite -W")
+    restore = env.cryo("-vv", "restore", "--images-dir=" + images, "--work-dir", work, "--pidfile", "restore.pid",
+                       "-dj", "--no-shell-job", "--file-locks", "--manage-cgroups=full",
+                       "--weak-sysctls", "--skip-file-rwx-check", "--file-validation=buildid", "--root", "/",
+                       "--external", "mnt[]:", "--mntns-compat-mode", "--display-stats", "--network-lock", "nftables",
+                       "--veth-pair", "eth0=veth0", "--lsm-mount-context", "ctx", "--cgroup-yard", "/sys/fs/cgroup",
+                       "--timeout", "20", "--skip-in-flight", "--page-server")
+    check("restore statistics" in restore.stdout, f"--display-stats: {restore.stdout!r}")
+    rpid = int(read_text(os.path.join(work, "restore.pid")).strip())
+    check_eq(rpid, pid, "restored pid (from the pidfile in the work directory)")
+    check("info: restored" in restore.stderr, "-vv (level 4) without a log file: no information on stderr")
+    compare_snapshots(tree, snapshot(pid), pid)
+    wait_progress(prog, progress(prog)[0] + 3)
+    env.trigger_and_report(pid, report)
+
+
+def case_criu_refused(env):
+    """Options cryo cannot honour fail at once, naming the option, and leave the tree alone."""
+    pid, ready, report, prog = start_counter(env)
+    env.wait_ready(ready, pid)
+    wait_progress(prog, 2)
+    tree = snapshot(pid)
+    images = env.path("images")
+    os.mkdir(images)
+    dump = ["dump", "-t", pid, "-D", images]
+    for extra, option in [(["--lazy-pages"], "--lazy-pages"), (["-s"], "--leave-stopped"),
+                          (["--page-server"], "--page-server"), (["--skip-in-flight"], "--skip-in-flight"),
+                          (["--link-remap"], "--link-remap"), (["--external", "file[12:345]"], "--external"),
+                          (["--cpu-cap"], "--cpu-cap"), (["--cpu-cap=fpu"], "--cpu-cap"), (["--stream"], "--stream"),
+                          (["--action-script", "/bin/true"], "--action-script"), (["-x1234"], "--ext-unix-sk"),
+                          (["--cgroup-root", "/elsewhere"], "--cgroup-root"), (["--evasive-devices"], "--evasive-devices"),
+                          (["--force-irmap"], "--force-irmap"), (["--allow-uprobes"], "--allow-uprobes"),
+                          (["--ms"], "--ms")]:
+        result = refused(env, *dump, *extra, mention=option)
+        check("not supported" in result.stderr, f"the refusal does not say why: {result.stderr.strip()!r}")
+    refused(env, "pre-dump", "-t", pid, "-D", images, "--track-mem", mention="pre-dump")
+    restore = ["restore", "-D", images]
+    for extra, option in [(["--tcp-close"], "--tcp-close"), (["--lazy-pages"], "--lazy-pages"),
+                          (["-d", "-S"], "--restore-sibling"), (["--inherit-fd", "fd[3]:tty[1:2]"], "--inherit-fd"),
+                          (["--root", "/mnt"], "--root"), (["--lsm-profile", "apparmor:unconfined"], "--lsm-profile"),
+                          (["--auto-dedup"], "--auto-dedup"), (["--exec-cmd"], "--exec-cmd"),
+                          (["-J", "net:/proc/1/ns/net"], "--join-ns"), (["--leave-stopped"], "--leave-stopped")]:
+        refused(env, *restore, *extra, mention=option)
+    refused(env, *dump, "--ghost-limit", "lots", mention="--ghost-limit")
+    refused(env, *dump, "--network-lock", "ebtables", mention="--network-lock")
+    refused(env, "restore", "-D", images, "--manage-cgroups", "none", mention="--manage-cgroups=none")
+    refused(env, "check", "--feature", "mnt_id", mention="mnt_id")
+    refused(env, "check", "--feature", "no_such_feature", mention="no_such_feature")
+    check_eq(sorted(os.listdir(images)), [], "what the refused commands left in the image directory")
+    compare_snapshots(tree, snapshot(pid), pid)
+    wait_progress(prog, progress(prog)[0] + 3)
+    env.trigger_and_report(pid, report)
+
+
+def case_verbs_help(env):
+    """Every verb answers --help and -h with its usage and exit 0; --version names the image format."""
+    for verb in VERBS:
+        for flag in ("--help", "-h"):
+            result = env.cryo(verb, flag)
+            check(result.stdout.startswith("usage: cryo " + verb), f"cryo {verb} {flag}: {result.stdout[:200]!r}")
+    check("--lazy-pages" in env.cryo("dump", "--help").stdout, "dump --help does not list CRIU's options")
+    check("--tcp-close" in env.cryo("restore", "-t", "1", "--help").stdout, "restore --help after other options")
+    for args in (["--version"], ["-V"], ["dump", "--version"]):
+        out = env.cryo(*args).stdout
+        check("cryo version" in out and "image format version" in out, f"cryo {' '.join(args)}: {out!r}")
+    listed = env.cryo("check", "--feature", "list").stdout.split()
+    check("get_rseq_conf" in listed, f"check --feature list: {listed}")
+    env.cryo("check", "--feature", "get_rseq_conf")
+    env.cryo("check", "--all", "--extra", "--experimental", "-v0")
+
+
 if __name__ == "__main__":
     run({"shell_job_image_needs_flag": case_shell_job_image_needs_flag, "redump_same_dir": case_redump_same_dir,
          "image_moved": case_image_moved, "vfork_parent": case_vfork_parent, "bad_arguments": case_bad_arguments, "missing_pid": case_missing_pid, "zombie_root": case_zombie_root,
          "unwritable_images_dir": case_unwritable_images_dir, "own_ancestor": case_own_ancestor,
-         "stopped_root": case_stopped_root, "traced_by_other": case_traced_by_other})
+         "stopped_root": case_stopped_root, "traced_by_other": case_traced_by_other,
+         "criu_command_line": case_criu_command_line, "criu_refused": case_criu_refused,
+         "verbs_help": case_verbs_help})
