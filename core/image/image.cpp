@@ -59,6 +59,30 @@ Status check_header(Kind kind, std::string_view bytes) {
 
 std::string tmp_name(const std::string& name) { return "." + name + ".tmp"; }
 
+// No message file is larger than one record of the largest size, framed.
+constexpr uint64_t kMaxMessageFileSize = kHeaderSize + 4 + kMaxRecordSize + 4 + 8;
+
+// Opens a file of an image directory, which may come from anywhere: only a
+// regular file will do. A FIFO would block the open or the read forever, a
+// device such as /dev/zero never ends (O_NONBLOCK: the open of a FIFO
+// returns, and fstat tells what it is).
+Result<UniqueFd> open_image_file(const std::string& path, struct stat* st) {
+  CRYO_ASSIGN(UniqueFd fd, open_file(path, O_RDONLY | O_NONBLOCK));
+  if (::fstat(fd.get(), st) < 0) return errno_error("stat " + path);
+  if (!S_ISREG(st->st_mode))
+    return Error(EINVAL, path + " is not a regular file (an image directory holds only regular files)");
+  return fd;
+}
+
+// The whole of a message file, refused unread if no message file is that large.
+Result<std::string> read_message_file(const std::string& path) {
+  struct stat st;
+  CRYO_ASSIGN(UniqueFd fd, open_image_file(path, &st));
+  if (static_cast<uint64_t>(st.st_size) > kMaxMessageFileSize)
+    return Error(EFBIG, path + " has " + std::to_string(st.st_size) + " bytes, more than any image file");
+  return read_fd(fd.get()).wrap(path);
+}
+
 }  // namespace
 
 const char* kind_name(Kind kind) {
@@ -316,7 +340,7 @@ Status ImageDirWriter::commit(cryo::image::Inventory inventory) {
 Result<ImageDirReader> ImageDirReader::open(const std::string& dir) {
   ImageDirReader r;
   r.dir_ = dir;
-  auto bytes = read_file(dir + "/" + kInventoryName);
+  auto bytes = read_message_file(dir + "/" + kInventoryName);
   if (!bytes.ok()) {
     if (bytes.error().code() == ENOENT)
       return Error(ENOENT, dir + " holds no complete image (inventory.img is missing)");
@@ -334,9 +358,8 @@ Result<ImageDirReader> ImageDirReader::open(const std::string& dir) {
       return Error(EINVAL, "image file " + path + " has " + std::to_string(st.st_size) + " bytes, the dump wrote " +
                                std::to_string(f.size()) + " (truncated or changed)");
   }
-  CRYO_ASSIGN(UniqueFd pages, open_file(dir + "/" + kPagesName, O_RDONLY));
   struct stat st;
-  if (::fstat(pages.get(), &st) < 0) return errno_error("stat pages.img");
+  CRYO_ASSIGN(UniqueFd pages, open_image_file(dir + "/" + kPagesName, &st));
   r.pages_size_ = static_cast<uint64_t>(st.st_size);
   if (r.pages_size_ < kPagesDataOffset) return Error(EINVAL, dir + "/pages.img: truncated header");
   // Populated up front: the restore reads every page, checksums first.
@@ -369,7 +392,7 @@ bool ImageDirReader::has(const std::string& name) const {
 Status ImageDirReader::read(const std::string& name, Kind kind, google::protobuf::MessageLite* out) const {
   if (!has(name)) return Error(ENOENT, dir_ + ": the inventory lists no " + name);
   std::string path = dir_ + "/" + name;
-  CRYO_ASSIGN(std::string bytes, read_file(path));
+  CRYO_ASSIGN(std::string bytes, read_message_file(path));
   return decode_one(kind, bytes, out).wrap(path);
 }
 
