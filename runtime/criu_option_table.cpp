@@ -1,0 +1,199 @@
+// The table of CRIU 4.2's options and cryo's answer to each (the README's
+// "CRIU's options" table is made from it).
+#include "runtime/criu_options.h"
+
+namespace cryo::cli::criu {
+namespace {
+
+constexpr unsigned D = kDump, P = kPreDump, R = kRestore, C = kCheck, kAll = D | P | R | C;
+constexpr Verdict kImpl = Verdict::kImplemented, kAcc = Verdict::kAccepted, kRef = Verdict::kRefused;
+constexpr Value kNo = Value::kNone, kReq = Value::kRequired, kOpt = Value::kOptional;
+// Row flags.
+constexpr unsigned kNeg = 1, kMany = 2;
+
+Option row(const char* name, char letter, Value value, unsigned flags, unsigned verbs, Verdict verdict,
+           const char* note) {
+  return Option{name, letter, value, (flags & kNeg) != 0, (flags & kMany) != 0, verbs, verdict, note};
+}
+
+const char* const kNoMountNs =
+    "acts only on a mount namespace of the tree's own, which a cryo image never holds (a tree in "
+    "another mount namespace is refused by the dump), so there is nothing for it to do, as in CRIU for "
+    "a tree in its own mount namespace";
+const char* const kNoNetNs =
+    "acts only on a network namespace of the tree's own, which a cryo image never holds, so there is "
+    "nothing for it to do";
+const char* const kPageServerOnly = "used only by CRIU's page server and lazy pages (both refused)";
+
+std::vector<Option> make_table() {
+  return {
+      // Common to every command.
+      row("help", 'h', kNo, 0, kAll, kImpl, "prints the verb's usage and exits 0"),
+      row("version", 'V', kNo, 0, kAll, kImpl, "prints cryo's version and the image format version it writes and reads"),
+      row("verbosity", 'v', kOpt, kMany, kAll, kImpl,
+          "-v, -vv..., -vN, --verbosity[=N]: the log level, 2 (warnings) by default; 0 nothing, 1 errors, "
+          "3 information, 4 debug; `-v N` works too"),
+      row("log-file", 'o', kReq, 0, kAll, kImpl,
+          "the log file; a relative path goes into the work directory; `-` is stderr. Errors always reach "
+          "stderr too"),
+      row("images-dir", 'D', kReq, 0, D | P | R, kImpl, "the image directory (the current one by default)"),
+      row("work-dir", 'W', kReq, 0, D | P | R, kImpl,
+          "where a relative --log-file or --pidfile goes (the image directory by default)"),
+      row("pidfile", 0, kReq, 0, R, kImpl, "the restored root's pid is written there"),
+      row("config", 0, kReq, kMany, kAll, kImpl,
+          "options are read from the file first (one a line, long names without dashes, a value after "
+          "blanks or in double quotes, # comments); the command line's come after and win"),
+      row("no-default-config", 0, kNo, 0, kAll, kAcc,
+          "cryo reads no configuration file unless --config names one"),
+      row("display-stats", 0, kNo, kNeg, D | R, kImpl,
+          "prints the freeze time, the total time, the tasks and the bytes of memory at the end "
+          "(stats-dump.json is written anyway)"),
+      row("close", 0, kReq, kMany, kAll, kImpl, "closes that descriptor of cryo's before anything else"),
+      row("libdir", 'L', kReq, 0, kAll, kAcc, "cryo has no plugins to load"),
+      row("action-script", 0, kReq, kMany, D | P | R, kRef, "cryo runs no scripts at the stages of a dump or a restore"),
+      row("log-pid", 0, kNo, kNeg, D | P | R, kAcc, "cryo is one process: its log is one file"),
+      row("deprecated", 0, kNo, kNeg, kAll, kAcc, "nothing cryo does is deprecated"),
+      row("stream", 0, kNo, kNeg, D | P | R, kRef, "images go to and come from the image directory only (no image streamer)"),
+      row("status-fd", 0, kReq, 0, 0, kAcc, kPageServerOnly),
+      row("ms", 0, kNo, 0, kAll, kRef, "CRIU itself refuses it (it is gone)"),
+
+      // The tree and how the dump leaves it.
+      row("tree", 't', kReq, 0, D | P, kImpl, "the pid of the tree's root"),
+      row("leave-running", 'R', kNo, 0, D, kImpl, "the tree runs on after the dump instead of being killed"),
+      row("leave-stopped", 's', kNo, 0, D | R, kRef,
+          "a tree cannot be left stopped: after a dump it is killed (or runs on with -R), after a restore "
+          "it runs"),
+      row("freeze-cgroup", 0, kReq, 0, D | P, kAcc,
+          "cryo stops the tree with ptrace, following forks until every task holds still; the image is the "
+          "same"),
+      row("timeout", 0, kReq, 0, D | P, kImpl,
+          "how many seconds finding and stopping the tree may take (10 by default)"),
+
+      // Resources and how they are saved.
+      row("shell-job", 'j', kNo, kNeg, D | R, kImpl,
+          "a shell job: its session, process group and terminal may lie outside the tree; needed on both "
+          "sides"),
+      row("tcp-established", 0, kNo, kNeg, D | R, kImpl,
+          "established TCP connections are saved and made again, packets held back by a network lock "
+          "in between"),
+      row("skip-in-flight", 0, kNo, kNeg, D, kRef,
+          "a TCP connection still being set up cannot be skipped: it fails the dump, which names it"),
+      row("tcp-close", 0, kNo, kNeg, R, kRef,
+          "restored connections come back established (--tcp-established), never closed"),
+      row("network-lock", 0, kReq, 0, D, kImpl, "nftables (the default), iptables or skip"),
+      row("network-lock", 0, kReq, 0, R, kAcc, "the image names its lock, and the restore removes that one"),
+      row("ext-unix-sk", 'x', kOpt, 0, D, kImpl,
+          "unix sockets whose peer is outside the tree are saved, and connect to the peer's name again "
+          "on restore; a list of inodes (--ext-unix-sk=INO) is refused, since cryo cannot allow only "
+          "some of them"),
+      row("file-locks", 'l', kNo, kNeg, D | R, kAcc,
+          "flock() and POSIX locks are always saved and taken again (OFD locks and leases fail the dump, "
+          "naming the pid)"),
+      row("link-remap", 0, kNo, kNeg, D | R, kRef,
+          "an open file whose name was removed while another link remains cannot be linked back (a "
+          "deleted file with no link left is saved in the image without it)"),
+      row("ghost-limit", 0, kReq, 0, D, kImpl,
+          "the largest deleted file whose data the image takes: bytes, or with K, M or G (256M by "
+          "default; CRIU's is 1M)"),
+      row("ghost-fiemap", 0, kNo, kNeg, D, kAcc, "only the data of a deleted file is stored, never its holes"),
+      row("evasive-devices", 0, kNo, kNeg, D | R, kRef,
+          "a device file is reopened at the path it had, and no other path to it is looked for"),
+      row("force-irmap", 0, kNo, kNeg, D | P, kRef,
+          "an inotify watch is found again by its file handle, never resolved to a path"),
+      row("irmap-scan-path", 0, kReq, kMany, D | P, kRef,
+          "cryo does not resolve inotify watches to paths (see --force-irmap)"),
+      row("allow-uprobes", 0, kNo, kNeg, D, kRef, "a tree with a [uprobes] mapping cannot be dumped"),
+      row("file-validation", 0, kReq, 0, D | R, kAcc,
+          "filesize or buildid: cryo always checks a mapped file's size and a checksum of its whole "
+          "contents, which covers both"),
+      row("skip-file-rwx-check", 0, kNo, kNeg, R, kAcc,
+          "cryo makes no separate check of a restored file's permission bits"),
+      row("cpu-cap", 0, kOpt, 0, D | R, kRef,
+          "cryo checks no CPU capabilities, so only --cpu-cap=none (no check) is accepted"),
+      row("lazy-pages", 0, kNo, 0, D | R, kRef, "memory is restored whole before the tree runs"),
+      row("unprivileged", 0, kNo, kNeg, kAll, kAcc,
+          "cryo asks for the same capabilities with or without it (`cryo check` lists them)"),
+
+      // Memory: incremental dumps and page servers.
+      row("track-mem", 0, kNo, kNeg, D | P, kAcc, "every dump saves all memory, so there is nothing to track between dumps"),
+      row("prev-images-dir", 0, kReq, 0, D, kAcc, "the image is complete on its own: the parent directory is not read"),
+      row("auto-dedup", 0, kNo, kNeg, D, kAcc, "every dump is complete: there is no parent image to deduplicate"),
+      row("auto-dedup", 0, kNo, kNeg, R, kRef, "cryo never changes an image while restoring it"),
+      row("pre-dump-mode", 0, kReq, 0, P, kAcc, "splice or read (pre-dump itself is refused)"),
+      row("page-server", 0, kNo, kNeg, D | P, kRef, "pages go to the image directory only"),
+      row("address", 0, kReq, 0, 0, kAcc, kPageServerOnly),
+      row("port", 0, kReq, 0, 0, kAcc, kPageServerOnly),
+      row("ps-socket", 0, kReq, 0, 0, kAcc, kPageServerOnly),
+      row("tls", 0, kNo, kNeg, 0, kAcc, kPageServerOnly),
+      row("tls-cacert", 0, kReq, 0, 0, kAcc, kPageServerOnly),
+      row("tls-cacrl", 0, kReq, 0, 0, kAcc, kPageServerOnly),
+      row("tls-cert", 0, kReq, 0, 0, kAcc, kPageServerOnly),
+      row("tls-key", 0, kReq, 0, 0, kAcc, kPageServerOnly),
+      row("tls-no-cn-verify", 0, kNo, 0, 0, kAcc, kPageServerOnly),
+
+      // cgroups.
+      row("manage-cgroups", 0, kOpt, 0, D | P, kAcc,
+          "every process's cgroup membership is always saved (limits never are); a mode is checked"),
+      row("manage-cgroups", 0, kOpt, 0, R, kImpl,
+          "soft (the default) and full: each process joins its cgroups, missing ones are made; none and "
+          "props: it joins them and they must exist; ignore: it stays in cryo's. strict keeps cryo's "
+          "meaning: a missing cgroup fails the restore (CRIU's strict wants them all missing)"),
+      row("cgroup-root", 0, kReq, kMany, D | R, kRef, "the tree's cgroups cannot be moved under another root"),
+      row("cgroup-props", 0, kReq, 0, D, kRef, "cryo saves cgroup membership, not cgroup properties"),
+      row("cgroup-props-file", 0, kReq, 0, D, kRef, "cryo saves cgroup membership, not cgroup properties"),
+      row("cgroup-dump-controller", 0, kReq, kMany, D, kRef,
+          "cryo saves the membership in every controller and cannot choose some"),
+      row("cgroup-yard", 0, kReq, 0, D | R, kAcc,
+          "cryo mounts no cgroup yard: it uses the hierarchies mounted under /sys/fs/cgroup"),
+
+      // Namespaces, mounts and the restore's surroundings.
+      row("root", 'r', kReq, 0, R, kRef,
+          "restoring into another root needs the tree's mount namespace, which cryo does not save; "
+          "`--root /` (the root cryo runs in) is accepted"),
+      row("external", 0, kReq, kMany, D | R, kRef,
+          "file, tty, unix, net and pid resources cannot be named; mnt, dev, veth and macvlan ones are "
+          "accepted: they act only on a mount or network namespace of the tree's own, which a cryo image "
+          "never holds"),
+      row("inherit-fd", 0, kReq, kMany, R, kRef,
+          "descriptors cannot be handed over to the restored tree (--shell-job re-attaches a shell job's "
+          "terminal and stdio)"),
+      row("join-ns", 'J', kReq, kMany, R, kRef, "the tree is restored into cryo's own namespaces, no others"),
+      row("ext-mount-map", 'M', kReq, kMany, D | R, kAcc, kNoMountNs),
+      row("skip-mnt", 0, kReq, kMany, D, kAcc, kNoMountNs),
+      row("enable-fs", 0, kReq, kMany, D, kAcc, kNoMountNs),
+      row("enable-external-sharing", 0, kNo, 0, D | R, kAcc, kNoMountNs),
+      row("enable-external-masters", 0, kNo, 0, D | R, kAcc, kNoMountNs),
+      row("mntns-compat-mode", 0, kNo, kNeg, R, kAcc, kNoMountNs),
+      row("lsm-mount-context", 0, kReq, 0, R, kAcc, kNoMountNs),
+      row("veth-pair", 0, kReq, kMany, R, kAcc, kNoNetNs),
+      row("empty-ns", 0, kReq, 0, D | R, kAcc, "net (the only value CRIU takes): a cryo image never holds a network namespace"),
+      row("weak-sysctls", 0, kNo, kNeg, R, kAcc, "cryo restores no sysctls (they belong to namespaces a cryo image never holds)"),
+      row("lsm-profile", 0, kReq, 0, R, kRef, "no AppArmor or SELinux profile is set on restore"),
+
+      // How the restore ends.
+      row("restore-detached", 'd', kNo, kNeg, R, kImpl,
+          "cryo returns once the tree runs, instead of waiting for the root and exiting with its status"),
+      row("daemon", 0, kNo, kNeg, R, kImpl, "the same as --restore-detached"),
+      row("restore-sibling", 'S', kNo, kNeg, R, kRef,
+          "the restored root is cryo's child (after -d it goes to the nearest subreaper), never its "
+          "sibling"),
+      row("exec-cmd", 0, kNo, 0, R, kRef, "no command is run once the tree is restored"),
+
+      // check.
+      row("feature", 0, kReq, 0, C, kImpl,
+          "answers one of CRIU's feature names from cryo's own probes: exit 0 when present, 1 when absent "
+          "or not probed by cryo; `list` names those cryo answers"),
+      row("all", 0, kNo, 0, C, kAcc, "cryo check always lists every probe"),
+      row("extra", 0, kNo, kNeg, C, kAcc, "cryo check always lists the optional features too"),
+      row("experimental", 0, kNo, kNeg, C, kAcc, "cryo check always lists the optional features too"),
+  };
+}
+
+}  // namespace
+
+const std::vector<Option>& table() {
+  static const std::vector<Option> kTable = make_table();
+  return kTable;
+}
+
+}  // namespace cryo::cli::criu
