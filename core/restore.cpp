@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -242,6 +243,30 @@ void remove_cgroups(const std::vector<std::string>& dirs) {
     for (int attempt = 0; attempt < 100 && ::rmdir(it->c_str()) < 0 && errno == EBUSY; attempt++) ::usleep(10000);
 }
 
+// Who gets each description's SIGIO/SIGURG: set through a copy of a
+// holder's fd, once every process (any of them may be the owner) exists.
+Status restore_file_owners(const LoadedImage& img) {
+  std::map<uint32_t, std::pair<pid_t, int>> holder;
+  for (const auto& [pid, core] : img.cores)
+    for (const auto& fd : core.fds()) holder.emplace(fd.file_id(), std::make_pair(pid, fd.fd()));
+  for (const auto& f : img.files.files()) {
+    if (!f.has_owner() || f.kind() == image::FileDesc::INHERITED) continue;
+    auto it = holder.find(f.id());
+    if (it == holder.end()) continue;  // held by no fd (a mapping's file)
+    auto [pid, fd] = it->second;
+    std::string what = "file " + std::to_string(f.id()) + " (" + pid_str(pid) + " fd " + std::to_string(fd) + ")";
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    if (pidfd.get() < 0) return errno_error("pidfd_open").wrap(what);
+    UniqueFd copy(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
+    if (copy.get() < 0) return errno_error("pidfd_getfd").wrap(what);
+    struct f_owner_ex owner = {static_cast<enum __pid_type>(f.owner().type()), f.owner().pid()};
+    if (::fcntl(copy.get(), F_SETOWN_EX, &owner) < 0)
+      return errno_error("F_SETOWN_EX to " + std::to_string(owner.pid)).wrap(what);
+    if (::fcntl(copy.get(), F_SETSIG, f.owner().signum()) < 0) return errno_error("F_SETSIG").wrap(what);
+  }
+  return {};
+}
+
 Status write_pidfile(const std::string& path, pid_t pid) {
   if (path.empty()) return {};
   return write_file_atomic(path, std::to_string(pid) + "\n");
@@ -383,6 +408,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       CRYO_TRY(task::restore_state(t.entry->pid(), tramp, *t.core, img.files, base, !detached_root)
                    .wrap(pid_str(t.entry->pid())));
     }
+  CRYO_TRY(restore_file_owners(img));
   failpoint("restore.state");
   CRYO_TRY(check_interrupt("before the processes were let go"));
   for (const auto& t : plan.tasks)

@@ -377,6 +377,25 @@ Status FilesDump::describe_anon(const FdRef& ref, const std::string& kind, image
   return {};
 }
 
+Status FilesDump::describe_owner(const FdRef& ref, image::FileDesc* f) {
+  auto& pidfd = pidfds_[ref.pid];
+  if (pidfd.get() < 0) {
+    pidfd = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, ref.pid, 0)));
+    if (pidfd.get() < 0) return errno_error("pidfd_open");
+  }
+  UniqueFd copy(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), ref.fd, 0)));
+  if (copy.get() < 0) return errno_error("pidfd_getfd");
+  struct f_owner_ex owner{};
+  if (::fcntl(copy.get(), F_GETOWN_EX, &owner) < 0) return errno_error("F_GETOWN_EX");
+  int signum = ::fcntl(copy.get(), F_GETSIG);
+  if (signum < 0) return errno_error("F_GETSIG");
+  if (owner.pid == 0 && signum == 0) return {};
+  f->mutable_owner()->set_type(owner.type);
+  f->mutable_owner()->set_pid(owner.pid);
+  f->mutable_owner()->set_signum(signum);
+  return {};
+}
+
 Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& tree) {
   for (const auto& [rep, id] : descriptions_)
     if (rep.st.st_dev == ref.st.st_dev && rep.st.st_ino == ref.st.st_ino &&
@@ -386,6 +405,7 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
   std::string what = name_fd(ref.pid, ref.fd);
   image::FileDesc f;
   f.set_id(static_cast<uint32_t>(files_.files_size() + 1));
+  CRYO_TRY(describe_owner(ref, &f).wrap(what));
   f.set_flags(ref.flags);
   f.set_pos(ref.pos);
   f.set_mode(ref.st.st_mode);

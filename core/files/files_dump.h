@@ -76,11 +76,14 @@ class FilesDump {
   // A memfd or deleted file (at `source`, a /proc link to it): its Content id.
   Result<uint64_t> add_content(const std::string& source, const struct stat& st, const std::string& link,
                                const std::string& what);
+  // Who gets the description's SIGIO/SIGURG, read through a copy of the fd.
+  Status describe_owner(const FdRef& ref, image::FileDesc* f);
   // A process outside the tree holding the pipe `inode` open, or 0.
   Result<pid_t> outside_pipe_holder(uint64_t inode, const tree::FrozenTree& tree);
 
   DumpOptions options_;
   bool saw_locks_ = false;
+  std::map<pid_t, UniqueFd> pidfds_;  // for pidfd_getfd
   net::SocketDump sockets_;
   image::Files files_;
   std::map<std::string, uint32_t> mapped_;  // "path\0w" -> id

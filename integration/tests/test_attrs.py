@@ -123,6 +123,47 @@ while True:
 '''
 
 
+SIGIO_OWNER = r'''
+import fcntl, os, signal, sys, time
+F_SETSIG = 10
+ready, report = sys.argv[1], sys.argv[2]
+r, w = os.pipe()
+fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_ASYNC | os.O_NONBLOCK)
+fcntl.fcntl(r, fcntl.F_SETOWN, os.getpid())
+fcntl.fcntl(r, F_SETSIG, signal.SIGUSR2)
+def got(signo, frame):
+    data = os.read(r, 100)
+    with open(report, "a") as f:
+        f.write(f"{signal.Signals(signo).name} {data.decode()}\n")
+signal.signal(signal.SIGUSR2, got)
+signal.signal(signal.SIGIO, lambda *a: open(report, "a").write("SIGIO\n"))
+with open(ready, "w") as f:
+    f.write(str(w))
+while True:
+    time.sleep(1)
+'''
+
+
+def case_sigio_owner(env):
+    """A pipe with O_ASYNC, an owner (F_SETOWN) and a signal (F_SETSIG): after the
+    restore, data written into it still signals its owner with that signal."""
+    script, ready, report = env.path("sigio.py"), env.path("sigio.ready"), env.path("sigio.report")
+    with open(script, "w") as f:
+        f.write(SIGIO_OWNER)
+    pid = env.spawn(["/usr/bin/python3", script, ready, report], name="sigio")
+    write_fd = int(env.wait_file(ready, pid=pid))
+
+    def poke(text):
+        with open(f"/proc/{pid}/fd/{write_fd}", "w") as pipe:
+            pipe.write(text)
+        return wait_until(lambda: text in (read_text(report) or ""), 5, what=f"the owner's signal for {text!r}")
+
+    poke("before")
+    env.round_trip(pid, snapshot(pid))
+    poke("after")
+    check_eq((read_text(report) or "").split("\n"), ["SIGUSR2 before", "SIGUSR2 after", ""], "signals the owner got")
+
+
 def process_knobs(pid):
     status = status_fields(pid, keys=("THP_enabled",))
     return {"THP_enabled": status.get("THP_enabled"),
@@ -145,4 +186,4 @@ def case_process_knobs(env):
 
 if __name__ == "__main__":
     run({"attrs": case_attrs, "scheduling": case_scheduling, "chroot": case_chroot,
-         "process_knobs": case_process_knobs})
+         "process_knobs": case_process_knobs, "sigio_owner": case_sigio_owner})
