@@ -100,6 +100,26 @@ static bool is_memfd(const std::string& link, const struct stat& st) {
   return link.starts_with("/memfd:") && link.ends_with(" (deleted)") && st.st_nlink == 0 && S_ISREG(st.st_mode);
 }
 
+namespace {
+
+// The bytes of a file that are data, not holes (SEEK_DATA / SEEK_HOLE).
+Result<uint64_t> data_bytes(const std::string& path, uint64_t size) {
+  CRYO_ASSIGN(UniqueFd fd, open_file(path, O_RDONLY));
+  uint64_t total = 0;
+  for (off_t at = 0; static_cast<uint64_t>(at) < size;) {
+    off_t data = ::lseek(fd.get(), at, SEEK_DATA);
+    if (data < 0 && errno == ENXIO) break;
+    if (data < 0) return errno_error("SEEK_DATA " + path);
+    off_t hole = ::lseek(fd.get(), data, SEEK_HOLE);
+    if (hole < 0) return errno_error("SEEK_HOLE " + path);
+    total += static_cast<uint64_t>(hole - data);
+    at = hole;
+  }
+  return total;
+}
+
+}  // namespace
+
 Result<uint64_t> FilesDump::add_content(const std::string& source, const struct stat& st, const std::string& link,
                                         const std::string& what) {
   if (auto it = contents_.find({st.st_dev, st.st_ino}); it != contents_.end())
@@ -113,8 +133,12 @@ Result<uint64_t> FilesDump::add_content(const std::string& source, const struct 
     if (::statfs(source.c_str(), &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC)
       return Error(what + ": memfd " + name + " on hugetlbfs is not supported");
   } else if (static_cast<uint64_t>(st.st_size) > options_.ghost_limit) {
-    return Error(what + ": the deleted file " + name + " holds " + std::to_string(st.st_size) +
-                 " bytes, more than the ghost limit of " + std::to_string(options_.ghost_limit) + " (--ghost-limit)");
+    // Only its data goes into the image: a sparse file is measured by that.
+    CRYO_ASSIGN(uint64_t data, data_bytes(source, static_cast<uint64_t>(st.st_size)));
+    if (data > options_.ghost_limit)
+      return Error(what + ": the deleted file " + name + " holds " + std::to_string(data) +
+                   " bytes of data, more than the ghost limit of " + std::to_string(options_.ghost_limit) +
+                   " (--ghost-limit)");
   }
   if (!memfd && (name.empty() || name[0] != '/')) return Error(what + ": " + link + " is not a file cryo can save");
   auto* c = files_.add_contents();
@@ -125,6 +149,9 @@ Result<uint64_t> FilesDump::add_content(const std::string& source, const struct 
   c->set_uid(st.st_uid);
   c->set_gid(st.st_gid);
   c->set_size(static_cast<uint64_t>(st.st_size));
+  auto ns = [](const timespec& t) { return static_cast<uint64_t>(t.tv_sec) * 1000000000ULL + static_cast<uint64_t>(t.tv_nsec); };
+  c->set_atime_ns(ns(st.st_atim));
+  c->set_mtime_ns(ns(st.st_mtim));
   if (memfd) {
     CRYO_ASSIGN(UniqueFd fd, open_file(source, O_RDONLY));
     int seals = ::fcntl(fd.get(), F_GET_SEALS);

@@ -231,6 +231,13 @@ Status FileObjects::make_content(const image::Content& c, const image::ImageDirR
   if (::ftruncate(fd.get(), static_cast<off_t>(c.size())) < 0) return errno_error(what + ": ftruncate");
   if (::fchown(fd.get(), c.uid(), c.gid()) < 0) return errno_error(what + ": fchown");
   if (::fchmod(fd.get(), c.mode() & 07777) < 0) return errno_error(what + ": fchmod");
+  if (c.has_mtime_ns()) {
+    auto ts = [](uint64_t ns) {
+      return timespec{static_cast<time_t>(ns / 1000000000ULL), static_cast<long>(ns % 1000000000ULL)};
+    };
+    const timespec times[2] = {ts(c.atime_ns()), ts(c.mtime_ns())};
+    if (::futimens(fd.get(), times) < 0) return errno_error(what + ": futimens");
+  }
   if (c.memfd() && c.seals() != 0 && ::fcntl(fd.get(), F_ADD_SEALS, c.seals()) < 0)
     return errno_error(what + ": F_ADD_SEALS");
   // Keep a read-only handle: a file open for writing cannot become a

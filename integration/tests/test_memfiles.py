@@ -182,6 +182,53 @@ def case_file_locks(env):
                 pass
 
 
+SPARSE_GHOST = r'''
+import os, sys, time
+ready, path = sys.argv[1], sys.argv[2]
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+os.pwrite(fd, b"head" * 1024, 0)
+os.pwrite(fd, b"tail" * 1024, (1 << 30) - 4096)
+os.utime(fd, (978307200.5, 978307201.25))
+os.unlink(path)
+mem = os.memfd_create("dated")
+os.write(mem, b"memfd data")
+os.utime(mem, (1000000000, 1000000001))
+with open(ready, "w") as f:
+    f.write(f"{fd} {mem}")
+while True:
+    time.sleep(1)
+'''
+
+
+def case_sparse_ghost(env):
+    """A deleted file of 1 GiB holding 8 KiB of data passes --ghost-limit 1M (the data is
+    counted, not the size); it and a memfd keep their modification time, size and data."""
+    script, ready, path = env.path("ghost.py"), env.path("ghost.ready"), env.path("sparse.bin")
+    with open(script, "w") as f:
+        f.write(SPARSE_GHOST)
+    pid = env.spawn(["/usr/bin/python3", script, ready, path], name="ghost")
+    fds = env.wait_file(ready, pid=pid).split()
+
+    def view():
+        out = {}
+        for fd in fds:
+            st = os.stat(f"/proc/{pid}/fd/{fd}")
+            with open(f"/proc/{pid}/fd/{fd}", "rb") as f:
+                head = f.read(16)
+                f.seek(max(st.st_size - 16, 0))
+                tail = f.read(16)
+            out[fd] = (st.st_size, st.st_mode, st.st_mtime_ns, head, tail,  # reading moves atime
+                       os.readlink(f"/proc/{pid}/fd/{fd}"))
+        return out
+
+    before, tree = view(), snapshot(pid)
+    images = env.path("images")
+    env.dump(pid, images, "--ghost-limit", "1M")
+    env.wait_dumped(tree)
+    env.restore(images)
+    check_eq(view(), before, "the deleted file and the memfd after the restore")
+
+
 if __name__ == "__main__":
-    run({"memfiles": case_memfiles, "fifo_held_outside": case_fifo_held_outside, "madv_guard": case_madv_guard, "tricky_names": case_tricky_names,
+    run({"memfiles": case_memfiles, "sparse_ghost": case_sparse_ghost, "fifo_held_outside": case_fifo_held_outside, "madv_guard": case_madv_guard, "tricky_names": case_tricky_names,
          "file_locks": case_file_locks})
