@@ -258,6 +258,26 @@ void parse_linux(const json& l, Spec& out) {
   if (!out.mount_label.empty()) unsupported_field("linux.mountLabel (SELinux)");
 }
 
+// A sysctl is written from inside the container: it must belong to a namespace the
+// container has, or it would change the host (runc refuses the same ones).
+void check_sysctls(const Spec& spec) {
+  static const std::set<std::string> kIpc = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                                             "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"};
+  for (auto& [key, value] : spec.sysctl) {
+    if (kIpc.count(key) || key.starts_with("fs.mqueue.")) {
+      if (!spec.has_namespace("ipc")) throw SpecError{"sysctl " + key + " is not allowed in the host's ipc namespace"};
+    } else if (key.starts_with("net.")) {
+      if (!spec.has_namespace("network"))
+        throw SpecError{"sysctl " + key + " is not allowed in the host's network namespace"};
+    } else if (key == "kernel.domainname" && spec.has_namespace("uts")) {
+    } else if (key == "kernel.hostname") {
+      throw SpecError{"sysctl kernel.hostname: set the hostname field instead"};
+    } else {
+      throw SpecError{"sysctl " + key + " is not in a namespace of the container"};
+    }
+  }
+}
+
 Spec parse(const json& j, const std::string& bundle_dir) {
   // Other platforms' sections (windows, solaris, vm, zos) do not apply here and are ignored, as runc does.
   check_keys(j, "config", {});
@@ -300,6 +320,7 @@ Spec parse(const json& j, const std::string& bundle_dir) {
   if (out.has_namespace("user") && out.find_namespace("user")->path.empty() &&
       (out.uid_mappings.empty() || out.gid_mappings.empty()))
     throw SpecError{"a new user namespace needs linux.uidMappings and linux.gidMappings"};
+  check_sysctls(out);
   if (!out.time_offsets.empty() && (!out.has_namespace("time") || !out.find_namespace("time")->path.empty()))
     throw SpecError{"linux.timeOffsets needs a new time namespace"};
   // A uts namespace joined by path gets the hostname too (as with runc); the host's never does.

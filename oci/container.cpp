@@ -56,6 +56,13 @@ Status validate_spec(const Spec& spec, const CreateOptions& o) {
   if (spec.process.terminal && o.console_socket.empty())
     return Error(EINVAL, "process.terminal is set: cryo needs --console-socket");
   struct stat st;
+  // A network namespace joined by path may be the host's own: its net.* sysctls are the host's.
+  const Namespace* net = spec.find_namespace("network");
+  struct stat host_net, joined_net;
+  if (net && !net->path.empty() && ::stat("/proc/self/ns/net", &host_net) == 0 && ::stat(net->path.c_str(), &joined_net) == 0 &&
+      host_net.st_ino == joined_net.st_ino && host_net.st_dev == joined_net.st_dev)
+    for (auto& [key, value] : spec.sysctl)
+      if (key.starts_with("net.")) return Error(EINVAL, "sysctl " + key + " is not allowed in the host's network namespace");
   if (::stat(spec.root_path.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
     return Error(ENOENT, "root.path " + spec.root_path + " is not a directory");
   return {};

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 
 #include "core/sys/io.h"
@@ -85,7 +86,13 @@ Status set_oom_score_adj(int value) {
 
 Result<std::string> find_executable(const std::string& name, const std::vector<std::string>& env) {
   if (name.empty()) return Error(EINVAL, "process.args is empty");
-  if (name.find('/') != std::string::npos) return name;
+  if (name.find('/') != std::string::npos) {
+    // A path is not looked up, but must still be there (runc refuses it at create too).
+    struct stat st;
+    if (::stat(name.c_str(), &st) < 0) return errno_error("executable " + name);
+    if (!S_ISREG(st.st_mode) || ::access(name.c_str(), X_OK) < 0) return Error(EACCES, "executable " + name + " is not an executable file");
+    return name;
+  }
   std::string path = env_value(env, "PATH");
   if (path.empty()) path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   size_t start = 0;
@@ -100,6 +107,25 @@ Result<std::string> find_executable(const std::string& name, const std::vector<s
     start = end + 1;
   }
   return Error(ENOENT, "executable file '" + name + "' not found in $PATH");
+}
+
+std::string home_of(const std::string& passwd, uid_t uid) {
+  size_t start = 0;
+  while (start < passwd.size()) {
+    size_t end = passwd.find('\n', start);
+    if (end == std::string::npos) end = passwd.size();
+    std::vector<std::string> fields;
+    for (size_t pos = start;;) {
+      size_t colon = passwd.find(':', pos);
+      if (colon == std::string::npos || colon > end) colon = end;
+      fields.push_back(passwd.substr(pos, colon - pos));
+      if (colon == end) break;
+      pos = colon + 1;
+    }
+    if (fields.size() >= 6 && fields[2] == std::to_string(uid) && !fields[5].empty()) return fields[5];
+    start = end + 1;
+  }
+  return "/";
 }
 
 Status exec_process(const ExecPlan& plan) {
@@ -123,6 +149,12 @@ Status exec_process(const ExecPlan& plan) {
   for (auto& a : p.args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   for (auto& e : p.env) envp.push_back(const_cast<char*>(e.c_str()));
+  std::string home;
+  if (std::none_of(p.env.begin(), p.env.end(), [](const std::string& e) { return e.starts_with("HOME="); })) {
+    auto passwd = read_file("/etc/passwd");
+    home = "HOME=" + home_of(passwd.ok() ? *passwd : "", p.user.uid);
+    envp.push_back(home.data());
+  }
   envp.push_back(nullptr);
   if (!p.exec_cpu_affinity_final.empty()) CRYO_TRY(set_cpu_affinity(p.exec_cpu_affinity_final));
   // As late as possible: only execve runs under the filter from here.

@@ -32,5 +32,8 @@ Status set_cpu_affinity(const std::string& list);
 Result<std::string> find_executable(const std::string& name, const std::vector<std::string>& env);
 // Applies the plan and execs; returns only on failure.
 Status exec_process(const ExecPlan& plan);
+// The home directory of uid in /etc/passwd text, "/" when it has none: a process
+// whose env has no HOME gets this one, as with runc.
+std::string home_of(const std::string& passwd, uid_t uid);
 
 }  // namespace cryo::oci

@@ -93,8 +93,9 @@ Status mount_cgroup(const RootfsContext& ctx, const std::string& target, const M
     CRYO_TRY(do_mount(hierarchies[0].mount_point + ctx.cgroup_path, target, "", MS_BIND | MS_REC, ""));
     return do_mount("", target, "", MS_BIND | MS_REMOUNT | flags | (mf.flags & MS_RDONLY) | locked_flags(target), "");
   }
-  // v1: a tmpfs holding one directory per hierarchy, each the container's own group.
-  CRYO_TRY(do_mount("tmpfs", target, "tmpfs", (mf.flags & ~MS_RDONLY) | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755"));
+  // v1: a tmpfs holding one directory per hierarchy, each the container's own group. As with runc,
+  // the tmpfs itself stays writable and the mount's flags ("ro", "nosuid"...) go to the hierarchies.
+  CRYO_TRY(do_mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755"));
   for (auto& h : hierarchies) {
     std::string name = h.v2 ? "unified" : h.mount_point.substr(h.mount_point.rfind('/') + 1);
     std::string sub = target + "/" + name;
@@ -105,11 +106,10 @@ Status mount_cgroup(const RootfsContext& ctx, const std::string& target, const M
       CRYO_TRY(do_mount("cgroup", sub, h.v2 ? "cgroup2" : "cgroup", mf.flags, opts));
     } else {
       CRYO_TRY(do_mount(h.mount_point + ctx.cgroup_path, sub, "", MS_BIND | MS_REC, ""));
-      if (mf.flags & MS_RDONLY)
-        CRYO_TRY(do_mount("", sub, "", MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(sub), ""));
+      unsigned long wanted = mf.flags & ~(MS_REMOUNT | MS_BIND | MS_REC);
+      if (wanted != 0) CRYO_TRY(do_mount("", sub, "", MS_BIND | MS_REMOUNT | wanted | locked_flags(sub), ""));
     }
   }
-  if (mf.flags & MS_RDONLY) CRYO_TRY(do_mount("", target, "", MS_REMOUNT | mf.flags, "mode=755"));
   return {};
 }
 
@@ -226,6 +226,36 @@ Result<MountFlags> parse_mount_options(const std::vector<std::string>& options) 
   return out;
 }
 
+// pivot_root refuses a shared parent of the new root (rootfsPropagation "shared"
+// leaves it so): the mount holding the rootfs directory becomes private, as runc does.
+Status make_rootfs_parent_private() {
+  struct statx sx;
+  if (::statx(AT_FDCWD, ".", 0, STATX_MNT_ID, &sx) < 0 || !(sx.stx_mask & STATX_MNT_ID)) return errno_error("statx of the rootfs");
+  CRYO_ASSIGN(std::string mountinfo, read_file("/proc/self/mountinfo"));
+  size_t start = 0;
+  while (start < mountinfo.size()) {
+    size_t end = mountinfo.find('\n', start);
+    if (end == std::string::npos) end = mountinfo.size();
+    std::string line = mountinfo.substr(start, end - start);
+    start = end + 1;
+    size_t id_end = line.find(' ');
+    if (line.substr(0, id_end) != std::to_string(sx.stx_mnt_id)) continue;
+    // id parent major:minor root mount-point options optional... - type source super
+    std::vector<std::string> fields;
+    for (size_t pos = 0; pos < line.size();) {
+      size_t space = line.find(' ', pos);
+      if (space == std::string::npos) space = line.size();
+      fields.push_back(line.substr(pos, space - pos));
+      pos = space + 1;
+    }
+    bool shared = false;
+    for (size_t i = 6; i < fields.size() && fields[i] != "-"; i++) shared = shared || fields[i].starts_with("shared:");
+    if (!shared || fields.size() < 5) return {};
+    return do_mount("", fields[4], "", MS_PRIVATE, "").wrap("making the rootfs's parent mount private");
+  }
+  return {};
+}
+
 // Binds the rootfs (the working directory, entered by stage A before it left the
 // host's user namespace) onto itself and moves into the new mount. The clone is
 // taken through the working directory, not the rootfs path, so no directory
@@ -245,6 +275,7 @@ Status prepare_rootfs(const RootfsContext& ctx) {
     CRYO_ASSIGN(propagation, parse_propagation(spec.rootfs_propagation));
   }
   CRYO_TRY(do_mount("", "/", "", propagation, "").wrap("rootfsPropagation"));
+  CRYO_TRY(make_rootfs_parent_private());
   CRYO_TRY(bind_rootfs().wrap("binding the rootfs " + spec.root_path));
   for (auto& m : spec.mounts) CRYO_TRY(mount_one(ctx, m).wrap("mount " + m.destination));
   bool dev_is_tmpfs = false;

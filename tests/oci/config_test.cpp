@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include "oci/caps.h"
+#include "oci/process.h"
 
 using cryo::oci::parse_spec;
 
@@ -189,4 +190,27 @@ TEST_CASE("scheduler and ioPriority parse") {
   CHECK(spec->process.scheduler->priority == 5);
   CHECK(spec->process.io_priority->priority == 3);
   CHECK_FALSE(parse_spec(R"({"root": {"path": "/r"}, "process": {"args": ["x"], "scheduler": {"bogus": 1}}})", "/b").ok());
+}
+
+TEST_CASE("HOME comes from the container's /etc/passwd") {
+  std::string passwd = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\nbad\n";
+  CHECK(cryo::oci::home_of(passwd, 0) == "/root");
+  CHECK(cryo::oci::home_of(passwd, 65534) == "/nonexistent");
+  CHECK(cryo::oci::home_of(passwd, 1000) == "/");
+  CHECK(cryo::oci::home_of("", 0) == "/");
+}
+
+TEST_CASE("sysctls must belong to a namespace of the container") {
+  auto with = [](const char* namespaces, const char* sysctl) {
+    return parse_spec(std::string(R"({"root": {"path": "/r"}, "linux": {"namespaces": )") + namespaces +
+                          R"(, "sysctl": )" + sysctl + "}}",
+                      "/b");
+  };
+  CHECK(with(R"([{"type": "network"}, {"type": "ipc"}])", R"({"net.ipv4.ip_forward": "1", "kernel.msgmax": "1",
+      "fs.mqueue.msg_max": "20"})").ok());
+  CHECK_FALSE(with(R"([{"type": "ipc"}])", R"({"net.ipv4.ip_forward": "1"})").ok());
+  CHECK_FALSE(with(R"([{"type": "network"}])", R"({"kernel.shmmax": "1"})").ok());
+  CHECK_FALSE(with(R"([{"type": "uts"}])", R"({"kernel.hostname": "h"})").ok());
+  CHECK(with(R"([{"type": "uts"}])", R"({"kernel.domainname": "d"})").ok());
+  CHECK_FALSE(with(R"([{"type": "network"}, {"type": "ipc"}])", R"({"vm.swappiness": "1"})").ok());
 }
