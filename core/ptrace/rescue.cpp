@@ -176,9 +176,18 @@ std::string sigreturn_frame(const user_regs_struct& regs, uint64_t mask, uint64_
   return f;
 }
 
+uint64_t lendable_sp(const std::vector<proc::MapEntry>& maps, uint64_t sp) {
+  const proc::MapEntry* stack = vouched_stack(maps, sp);
+  if (!stack || sp - stack->start < kLentDistance + 3 * 4096 * 4) return 0;
+  return sp - kLentDistance;
+}
+
 Result<RescueArea> place_rescue(pid_t tid, const RescuePlan& plan, const std::vector<proc::MapEntry>& maps,
-                                const user_regs_struct& regs, uint64_t mask, const std::string& xstate) {
-  const proc::MapEntry* stack = vouched_stack(maps, regs.rsp);
+                                const user_regs_struct& regs, uint64_t mask, const std::string& xstate,
+                                uint64_t lent_sp) {
+  uint64_t sp = regs.rsp;
+  const proc::MapEntry* stack = vouched_stack(maps, sp);
+  if (!stack && lent_sp) stack = vouched_stack(maps, sp = lent_sp);
   if (!stack) return Error(ENOENT, "task " + std::to_string(tid) + ": its stack pointer is not in a known stack");
   // The xstate as ptrace gives it (NT_X86_XSTATE) is in the signal frame's
   // format but for the software bytes of the FXSAVE area, where ptrace puts
@@ -199,13 +208,13 @@ Result<RescueArea> place_rescue(pid_t tid, const RescuePlan& plan, const std::ve
 
   // From the top down: scratch, fpstate (64-byte aligned), the frame, and
   // below it whatever the vDSO's epilogue pops on its way to `ret`.
-  uint64_t top = (regs.rsp - kRedZone) & ~uint64_t{63};
+  uint64_t top = (sp - kRedZone) & ~uint64_t{63};
   uint64_t scratch = top - kScratchSize;
   uint64_t fpstate_at = (scratch - fp.size()) & ~uint64_t{63};
   uint64_t frame_at = (fpstate_at - kFrameSize) & ~uint64_t{15};
   uint64_t base = frame_at - static_cast<uint64_t>(plan.ret_slot);
   uint64_t lowest = base + static_cast<uint64_t>(plan.lowest_read);
-  if (lowest < stack->start + 4096 || lowest > regs.rsp)
+  if (lowest < stack->start + 4096 || lowest > sp)
     return Error(ENOSPC, "task " + std::to_string(tid) + ": no room below its stack pointer for a rescue frame");
 
   std::string area(top - lowest, '\0');

@@ -53,9 +53,16 @@ constexpr size_t kScratchSize = 256;
 // Writes the frame for thread tid (stopped, with registers regs, mask and
 // xstate as read by ptrace) below its stack pointer. Fails when the stack
 // pointer is not in a stack whose room cryo can vouch for (the main stack,
-// or a thread stack above its guard page): a goroutine stack, say.
+// or a thread stack above its guard page): a goroutine stack, say. Such a
+// thread may borrow room lent by another thread of its process: `lent_sp`,
+// an address in that thread's stack far below its own stack pointer
+// (kLentDistance), where nothing is written but by a deep call.
 Result<RescueArea> place_rescue(pid_t tid, const RescuePlan& plan, const std::vector<proc::MapEntry>& maps,
-                                const user_regs_struct& regs, uint64_t mask, const std::string& xstate);
+                                const user_regs_struct& regs, uint64_t mask, const std::string& xstate,
+                                uint64_t lent_sp = 0);
+constexpr uint64_t kLentDistance = 64 * 1024;
+// The room a thread with stack pointer sp can lend (0: none it can vouch for).
+uint64_t lendable_sp(const std::vector<proc::MapEntry>& maps, uint64_t sp);
 
 // The bytes of the frame (exposed for unit tests): `frame_at` is where it
 // starts, `fpstate_at` (64-byte aligned) where the xstate goes.

@@ -37,8 +37,9 @@ class TaskProbe {
  public:
   static constexpr uint64_t kBlockAll = ~0ULL;
 
+  // lent_sp: room another thread lends for the frame (ptrace::lendable_sp).
   static Result<TaskProbe> attach(pid_t tid, uint64_t syscall_ip, const ptrace::RescuePlan* plan,
-                                  const std::vector<proc::MapEntry>& maps) {
+                                  const std::vector<proc::MapEntry>& maps, uint64_t lent_sp = 0) {
     TaskProbe p;
     p.tid_ = tid;
     CRYO_ASSIGN(p.regs_, ptrace::get_regs(tid));
@@ -46,7 +47,7 @@ class TaskProbe {
     CRYO_ASSIGN(p.xstate_, ptrace::get_xstate(tid));
     user_regs_struct base = p.regs_;
     if (plan) {
-      auto area = ptrace::place_rescue(tid, *plan, maps, p.regs_, p.mask_, p.xstate_);
+      auto area = ptrace::place_rescue(tid, *plan, maps, p.regs_, p.mask_, p.xstate_, lent_sp);
       if (area.ok()) {
         // Registers before the mask: from here on, whatever cryo does to
         // the thread, rt_sigreturn would undo.
@@ -291,7 +292,9 @@ Status dump_process_syscalls(const tree::FrozenProcess& proc, const std::vector<
     if (tid == pid) {
       st = dump_thread(pid, leader, scratch, out->add_threads());
     } else {
-      auto probe = TaskProbe::attach(tid, syscall_ip, rescue, maps);
+      // A thread on a stack cryo cannot vouch for (a goroutine's) borrows
+      // room far down the leader's, which is stopped meanwhile.
+      auto probe = TaskProbe::attach(tid, syscall_ip, rescue, maps, ptrace::lendable_sp(maps, leader.regs().rsp));
       st = probe.ok() ? dump_thread(pid, *probe, scratch, out->add_threads()) : Status(std::move(probe).error());
     }
     if (!st.ok()) return std::move(st).error().wrap("thread " + std::to_string(tid));

@@ -8,6 +8,7 @@ its JIT, GC and pool threads and a heap of data) and a Go HTTP server (goroutine
 on a few threads, each with its alternate signal stack, and the netpoller). After the restore they answer
 on the same ports and remember their state."""
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -242,7 +243,7 @@ func main() {
 """
 
 
-def case_go(env):
+def build_go_server(env):
     src = env.path("gosrv")
     os.mkdir(src)
     with open(os.path.join(src, "main.go"), "w") as f:
@@ -252,12 +253,41 @@ def case_go(env):
     build_env = dict(os.environ, HOME=src, GOCACHE=os.path.join(src, "cache"), GOPATH=os.path.join(src, "gopath"),
                      GOFLAGS="-mod=mod", CGO_ENABLED="0")
     subprocess.run(["go", "build", "-o", "server", "."], cwd=src, env=build_env, check=True, timeout=300)
+    return os.path.join(src, "server")
+
+
+def case_go(env):
     port = free_port()
-    pid = env.spawn([os.path.join(src, "server"), str(port)], name="go")
+    pid = env.spawn([build_go_server(env), str(port)], name="go")
     counting_server_round_trip(env, pid, port, "the Go server", sum(i * 7 for i in range(1 << 22)))
+    stop(pid, 15, dies_of_it=True)
+
+
+def case_go_killed(env):
+    """`cryo dump -R` of the Go server killed at each of its steps (every syscall cryo
+    runs in a thread included; most Go threads sit on goroutine stacks, whose rescue
+    frames are lent by the main thread): after each the server answers, counting on."""
+    port = free_port()
+    pid = env.spawn([build_go_server(env), str(port)], name="go")
+    get = lambda: ask(("127.0.0.1", port), b"GET / HTTP/1.0\r\n\r\n")  # noqa: E731
+    wait_until(lambda: answers(get), 30, what="the Go server to answer")
+    want_sum = sum(i * 7 for i in range(1 << 22))
+    hits = 1
+    for step in range(1, 200):
+        result = env.cryo("dump", "-t", pid, "-D", env.path(f"images-{step}"), "-R", expect=None,
+                          env_extra={"CRYO_FAILPOINT": f"@{step}"})
+        hits += 1
+        reply = get()
+        check(reply.endswith(f"hits {hits} sum {want_sum} ticking true\n".encode()),
+              f"after cryo was killed at step {step}: the Go server answered {reply[-60:]!r}")
+        if result.returncode == 0:
+            break
+        check_eq(result.returncode, -signal.SIGKILL, f"exit code of cryo with the failpoint @{step}")
+    log(f"the Go server answered after each of {step - 1} kills")
+    check(step > 10, f"only {step} steps")
     stop(pid, 15, dies_of_it=True)
 
 
 if __name__ == "__main__":
     run({"nginx": case_nginx, "redis": case_redis, "node": case_node, "memcached": case_memcached, "java": case_java,
-         "go": case_go})
+         "go": case_go, "go_killed": case_go_killed})
