@@ -48,8 +48,14 @@ int cmd_check(const GlobalOptions&, const std::vector<std::string>& argv) {
   // (or whose cryo died) stays until network-unlock drops it.
   auto locks = net::list_locks();
   if (locks.ok())
-    for (const auto& name : *locks)
-      printf("network lock left in place: %s (restore its image, or: cryo network-unlock -D DIR)\n", name.c_str());
+    for (const auto& lock : *locks) {
+      if (lock.maker_running)
+        printf("network lock %s: in use by cryo pid %d\n", lock.name.c_str(), lock.maker);
+      else
+        printf("network lock left in place: %s, by cryo pid %d, which has exited (restore its image, or: cryo "
+               "network-unlock -D DIR)\n",
+               lock.name.c_str(), lock.maker);
+    }
   printf(ok ? "Looks good.\n" : "cryo cannot work on this system.\n");
   return ok ? 0 : 1;
 }

@@ -160,7 +160,7 @@ std::string new_lock_table() {
   return std::string(kLockPrefix) + std::to_string(::getpid()) + "-" + std::to_string(ts.tv_nsec);
 }
 
-Result<std::vector<std::string>> list_locks() {
+Result<std::vector<LockInfo>> list_locks() {
   std::vector<std::string> found;
   auto add = [&](const std::string& text, const std::string& before) {
     for (size_t at = text.find(before + std::string(kLockPrefix)); at != std::string::npos;
@@ -177,7 +177,15 @@ Result<std::vector<std::string>> list_locks() {
     std::string rules;
     if (run_command({tool, "-w", "-S"}, &rules).ok()) add(rules, "--comment ");
   }
-  return found;
+  std::vector<LockInfo> out;
+  for (const auto& name : found) {
+    LockInfo info{name, static_cast<pid_t>(std::atol(name.c_str() + kLockPrefix.size())), false};
+    // Running, and a cryo: the table name holds the pid of the cryo that made it.
+    auto comm = read_file("/proc/" + std::to_string(info.maker) + "/comm");
+    info.maker_running = info.maker > 0 && comm.ok() && comm->starts_with("cryo");
+    out.push_back(std::move(info));
+  }
+  return out;
 }
 
 Result<std::string> lock_connections(const std::vector<Connection>& connections, const std::string& method,

@@ -22,9 +22,16 @@ std::string new_lock_table();
 // for no connection or method "skip").
 Result<std::string> lock_connections(const std::vector<Connection>& connections, const std::string& method,
                                      const std::string& table);
-// The locks cryo made that are still in place (nftables tables and iptables
-// rule marks), each named once.
-Result<std::vector<std::string>> list_locks();
+// A lock cryo made that is still in place (an nftables table or iptables
+// rule mark), and whether the cryo that made it still runs: a dump leaves
+// its lock for the restore, so one whose maker is gone waits for a restore
+// or for `cryo network-unlock`.
+struct LockInfo {
+  std::string name;
+  pid_t maker = 0;
+  bool maker_running = false;
+};
+Result<std::vector<LockInfo>> list_locks();
 // Removes a table made by lock_connections; a missing one is fine.
 Status unlock_connections(const std::string& table, const std::string& method);
 
