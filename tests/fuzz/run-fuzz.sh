@@ -148,6 +148,24 @@ run() {
     done
     echo "=================================================================="
     failed+=("$target")
+    return
+  fi
+  # Each run adds inputs (and reduced copies of old ones). Once the corpus
+  # has doubled since it was last minimized, keep only the inputs that add
+  # coverage, so that replaying it does not eat the seconds of make test.
+  local count last
+  count=$(find "$corpus" -type f | wc -l)
+  last=$(cat "$corpus.minimized" 2>/dev/null || echo 1000)
+  if [ "$count" -gt $((2 * last)) ]; then
+    rm -rf "$corpus.merged"
+    mkdir "$corpus.merged"
+    if "$bin/fuzz_$target" -merge=1 -max_len="$max_len" "$corpus.merged" "$corpus" >"$work/merge-$target.log" 2>&1; then
+      rm -rf "$corpus"
+      mv "$corpus.merged" "$corpus"
+      find "$corpus" -type f | wc -l >"$corpus.minimized"
+    else
+      echo "run-fuzz: could not minimize the corpus of $target (log: $work/merge-$target.log)" >&2
+    fi
   fi
 }
 
