@@ -79,18 +79,21 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader) {
       if (!fds.count(t.fd())) return Error(EINVAL, what + " watches fd " + std::to_string(t.fd()) + ", which its owner lacks");
   }
   // Every page run against its checksum: a corrupt image must fail before
-  // the first task exists.
+  // the first task exists. Its page count must not wrap when made bytes.
+  auto check_run = [&](const image::PageRun& run) -> Status {
+    if (run.npages() > (1ULL << 40) / 4096)
+      return Error(EINVAL, "a page run of " + std::to_string(run.npages()) + " pages");
+    CRYO_TRY(reader.checked_page_run(run.offset(), run.npages() * 4096, run.xxh3()));
+    return {};
+  };
   for (const auto& [pid, mm] : img.mms)
-    for (const auto& run : mm.pages())
-      CRYO_TRY(reader.checked_page_run(run.offset(), run.npages() * 4096, run.xxh3()).wrap(image::mm_name(pid)));
+    for (const auto& run : mm.pages()) CRYO_TRY(check_run(run).wrap(image::mm_name(pid)));
   for (const auto& shmem : img.files.shmems())
-    for (const auto& run : shmem.pages())
-      CRYO_TRY(reader.checked_page_run(run.offset(), run.npages() * 4096, run.xxh3()).wrap("shared memory"));
+    for (const auto& run : shmem.pages()) CRYO_TRY(check_run(run).wrap("shared memory"));
   std::set<uint64_t> contents;
   for (const auto& c : img.files.contents()) {
     if (c.id() == 0 || !contents.insert(c.id()).second) return Error(EINVAL, "files.img: a content id is bad or repeated");
-    for (const auto& run : c.pages())
-      CRYO_TRY(reader.checked_page_run(run.offset(), run.npages() * 4096, run.xxh3()).wrap("the data of " + c.name()));
+    for (const auto& run : c.pages()) CRYO_TRY(check_run(run).wrap("the data of " + c.name()));
   }
   for (const auto& f : img.files.files())
     if (f.content_id() != 0 && !contents.count(f.content_id()))

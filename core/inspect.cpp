@@ -48,6 +48,7 @@ std::string addr_text(const image::SockAddr& a) {
   }
   char buf[INET6_ADDRSTRLEN] = {};
   if (a.family() != AF_INET && a.family() != AF_INET6) return "";
+  if (a.addr().size() != (a.family() == AF_INET6 ? 16u : 4u)) return "<bad address>";
   inet_ntop(static_cast<int>(a.family()), a.addr().data(), buf, sizeof buf);
   return (a.family() == AF_INET6 ? "[" + std::string(buf) + "]" : std::string(buf)) + ":" + std::to_string(a.port());
 }

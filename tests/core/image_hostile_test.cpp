@@ -205,5 +205,22 @@ TEST_CASE("hostile but well-formed images are refused or loaded, never crash") {
   }
   MESSAGE("refused " << refused << ", loaded " << loaded);
   CHECK(refused > 0);
+
+  // A page count that wraps back to the run's true size when made bytes.
+  REQUIRE(mm_msg.pages_size() > 0);
+  image::Mm wrapped = mm_msg;
+  auto* run = wrapped.mutable_pages(0);
+  run->set_npages(run->npages() + (1ULL << 52));
+  rewrite(core, image::Kind::kCore, core_msg);
+  rewrite(mm, image::Kind::kMm, wrapped);
+  rewrite(tree_path, image::Kind::kTree, tree_msg);
+  rewrite(files_path, image::Kind::kFiles, files_msg);
+  image::Inventory inv;
+  REQUIRE(image::decode_one(image::Kind::kInventory, sizes_ok, &inv).ok());
+  for (auto& file : *inv.mutable_files()) file.set_size(fs::file_size(dir + "/" + file.name()));
+  rewrite(dir + "/inventory.img", image::Kind::kInventory, inv);
+  auto reader = image::ImageDirReader::open(dir);
+  REQUIRE(reader.ok());
+  CHECK_FALSE(load_image(*reader).ok());
   fs::remove_all(dir);
 }
