@@ -180,7 +180,10 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   });
   if (std::vector<int> tcp = files.sockets().tcp_sockets(); !tcp.empty()) {
     std::string table = options.network_lock == "skip" ? "" : net::new_lock_table();
-    CRYO_ASSIGN(guard, Guard::start(options.network_lock, table, tcp));
+    // Once the inventory is renamed into place the image is complete: a cryo
+    // killed from there on is finished for, not undone (unless -R).
+    std::string marker = options.leave_running ? "" : options.images_dir + "/" + image::kInventoryName;
+    CRYO_ASSIGN(guard, Guard::start(options.network_lock, table, tcp, marker));
     for (const auto& p : tree.processes())
       if (!p.zombie) CRYO_TRY(guard.add_process(p.pid));
     failpoint("dump.guarded");

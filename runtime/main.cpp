@@ -148,8 +148,9 @@ int main(int argc, char** argv) {
   options.debug = global->has("debug");
   options.systemd_cgroup = global->has("systemd-cgroup");
   // Not a user's command: the watchdog that outlives a dump or a restore (core/guard/guard.h).
-  if (rest[0] == "guard" && rest.size() == 4)
-    return cryo::run_guard(rest[1] == "-" ? "" : rest[1], rest[2], std::atoi(rest[3].c_str()));
+  if (rest[0] == "guard" && rest.size() == 6)
+    return cryo::run_guard(rest[1] == "-" ? "" : rest[1], rest[2], std::atoi(rest[3].c_str()), rest[4],
+                           std::strtoull(rest[5].c_str(), nullptr, 10));
   for (const auto& c : kCommands) {
     if (rest[0] != c.name) continue;
     std::vector<std::string> words = before_verb;

@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -99,7 +100,10 @@ Guard& Guard::operator=(Guard&& other) noexcept {
   return *this;
 }
 
-Result<Guard> Guard::start(const std::string& method, const std::string& table, const std::vector<int>& sockets) {
+Result<Guard> Guard::start(const std::string& method, const std::string& table, const std::vector<int>& sockets,
+                           const std::string& commit_marker) {
+  struct stat marker{};
+  if (commit_marker.empty() || ::stat(commit_marker.c_str(), &marker) < 0) marker.st_ino = 0;
   // A socket pair rather than a pipe: it carries pidfds, and cryo's words
   // are sent with MSG_NOSIGNAL, so a guard that died early cannot take cryo
   // down with SIGPIPE.
@@ -115,7 +119,8 @@ Result<Guard> Guard::start(const std::string& method, const std::string& table, 
   }
   // Everything the child needs is made before fork: it only moves fds and execs.
   std::vector<std::string> words = {"cryo", "guard", method.empty() ? "-" : method, table.empty() ? "-" : table,
-                                    std::to_string(sockets.size())};
+                                    std::to_string(sockets.size()), commit_marker.empty() ? "-" : commit_marker,
+                                    std::to_string(marker.st_ino)};
   std::vector<char*> argv;
   for (auto& w : words) argv.push_back(w.data());
   argv.push_back(nullptr);
@@ -210,7 +215,8 @@ void Guard::release() {
   pid_ = -1;
 }
 
-int run_guard(const std::string& method, const std::string& table, int count) {
+int run_guard(const std::string& method, const std::string& table, int count, const std::string& commit_marker,
+              uint64_t marker_inode) {
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) ::signal(sig, SIG_IGN);
   int life = kFirstSocket + count;
   std::vector<int> pidfds;
@@ -239,6 +245,11 @@ int run_guard(const std::string& method, const std::string& table, int count) {
     }
     if (passed >= 0 && m.kind != kProcess) ::close(passed);
   }
+  // cryo died after the job was done but before it said so: a new inventory
+  // renamed into place means the image is complete.
+  struct stat marker;
+  if (!finish && commit_marker != "-" && ::stat(commit_marker.c_str(), &marker) == 0 && marker.st_ino != marker_inode)
+    finish = true;
   if (finish) {
     // The image is complete (or a restore was letting its tree go): the
     // tree dies as planned, its connections close silently, the lock stays.

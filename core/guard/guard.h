@@ -34,7 +34,11 @@ class Guard {
   // Starts the guard (this binary's hidden `guard` command) holding copies of
   // `sockets` (taken out of repair mode if cryo dies before committing) for
   // the lock `table` made by `method` (removed then; either may be empty).
-  static Result<Guard> start(const std::string& method, const std::string& table, const std::vector<int>& sockets);
+  // `commit_marker`: a file whose appearance (a new inode there) means the
+  // job was done even if cryo died before it could say finish_on_death (a
+  // dump's inventory.img); empty for none.
+  static Result<Guard> start(const std::string& method, const std::string& table, const std::vector<int>& sockets,
+                             const std::string& commit_marker = "");
   bool active() const { return life_ >= 0; }
 
   // A process of the tree (the guard keeps a pidfd of it).
@@ -59,7 +63,9 @@ class Guard {
 };
 
 // The guard's side: sockets at fds 3 .. 3+count-1, the socket pair after
-// them, then the read end of the lock tools' pipe.
-int run_guard(const std::string& method, const std::string& table, int count);
+// them, then the read end of the lock tools' pipe. marker_inode: the inode
+// the commit marker had when cryo started the guard (0: none).
+int run_guard(const std::string& method, const std::string& table, int count, const std::string& commit_marker,
+              uint64_t marker_inode);
 
 }  // namespace cryo

@@ -3,11 +3,12 @@
 by the failpoint CRYO_FAILPOINT, not by timing) at each of their steps in turn.
 
 The tree: a threaded HTTP server with a child process, and a keep-alive client of
-the test's own. After every killed dump the server answers the same client on the
-same connection, no task is stopped or traced, no lock is left; a dump killed after
-its image is complete and its tree killed (the guard finishes the job) leaves an image
-that restores. After every killed restore nothing of the tree runs, the lock stays,
-the image is untouched; the final restore brings the server back to the same client.
+the test's own. After every dump killed before its image is complete, the server
+answers the same client on the same connection, no task is stopped or traced, no
+lock is left. A dump killed once its inventory is in place is finished by the guard
+(the tree killed, the lock kept), and its image restores. After every killed restore
+nothing of the tree runs, the lock stays, the image is untouched; the final restore
+brings the server back to the same client.
 """
 import http.client
 import os
@@ -116,8 +117,9 @@ def case_dump(env):
             break
         where = re.search(r"failpoint (\S+)", result.stderr)
         kills.append(where.group(1) if where else "?")
-        if kills[-1] == "dump.killing":
-            # The image was complete and the tree condemned: the guard killed it.
+        if kills[-1] in ("dump.committed", "dump.killing"):
+            # The image was complete: the guard finished the job and killed the tree.
+            check(os.path.exists(os.path.join(images, "inventory.img")), "a committed dump has no inventory.img")
             wait_until(lambda: not exists(pid) or state(pid) == "Z", 10, what="the guard to kill the dumped tree")
             check(lock_tables(), "the guard of a committed dump dropped the lock its restore needs")
             break
@@ -125,8 +127,6 @@ def case_dump(env):
         wait_until(lambda: not lock_tables(), 10, what=f"the lock to go after a kill at {kills[-1]}")
         check_eq(sorted(os.listdir(f"/proc/{pid}/task")), tids_before, f"threads after a kill at {kills[-1]}")
         client.request(f"after cryo dump was killed at step {step} ({kills[-1]})")
-        if kills[-1] == "dump.committed":
-            check(os.path.exists(os.path.join(images, "inventory.img")), "a committed dump has no inventory.img")
     log(f"dump killed at {len(kills)} steps: {' '.join(kills)}")
     check(step > 20, f"only {step} steps: the failpoints do not cover the dump")
     check("remote.syscall" in kills and "dump.parked" in kills and "dump.locked" in kills,
