@@ -121,6 +121,28 @@ class Env:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+class NamespaceHolder:
+    """`with NamespaceHolder("--uts", "--ipc") as ns_dir:` a child (unshare) that holds new
+    namespaces of those kinds, for bundles that join them by path (ns_dir ends in
+    /ns/); killed and reaped on leaving."""
+
+    def __init__(self, *unshare_flags):
+        self.flags = unshare_flags
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(["unshare", *self.flags, "sleep", "1000"])
+        ns_dir = "/proc/%d/ns/" % self.proc.pid
+        for _ in range(100):
+            if os.readlink(ns_dir + "uts") != os.readlink("/proc/self/ns/uts"):
+                break
+            time.sleep(0.05)
+        return ns_dir
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
 def run_on_pty(argv, send=None, timeout=60):
     """Runs argv with a new pty as its stdin, stdout and stderr (as a person at a
     terminal would), types `send` after a moment, and returns (exit code, output)."""

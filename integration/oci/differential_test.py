@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import time
 
-from cryo_oci import CRYO, check, main
+from cryo_oci import CRYO, NamespaceHolder, check, main
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 CGROUP = "/sys/fs/cgroup"
@@ -337,14 +337,7 @@ def test_hooks(env):
 
 
 def test_namespaces_by_path(env):
-    helper = subprocess.Popen(["unshare", "--uts", "--net", "--ipc", "sleep", "1000"])
-    try:
-        ns_dir = "/proc/%d/ns/" % helper.pid
-        for _ in range(100):
-            if os.readlink(ns_dir + "uts") != os.readlink("/proc/self/ns/uts"):
-                break
-            time.sleep(0.05)
-
+    with NamespaceHolder("--uts", "--net", "--ipc") as ns_dir:
         def edit(c):
             for ns in c["linux"]["namespaces"]:
                 if ns["type"] in ("uts", "network", "ipc"):
@@ -354,9 +347,6 @@ def test_namespaces_by_path(env):
         check(a.inside.get("ns") == b.inside.get("ns") == want, "nspath: both join the helper's namespaces: %s / %s"
               % (a.inside.get("ns"), b.inside.get("ns")))
         check(a.inside.get("uts", [""])[0] == "runc", "nspath: the hostname is set in the joined uts namespace")
-    finally:
-        helper.kill()
-        helper.wait()
 
 
 def test_user_namespace(env):

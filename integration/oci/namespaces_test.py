@@ -3,9 +3,8 @@
 import json
 import os
 import subprocess
-import time
 
-from cryo_oci import check, main
+from cryo_oci import NamespaceHolder, check, main
 
 
 def test_join_by_path(env):
@@ -28,14 +27,7 @@ def test_join_by_path(env):
     env.run(["delete", "--force", "nsa"])
 
     # Namespaces of a process that is no container, the hostname set in the joined uts namespace (as runc does).
-    helper = subprocess.Popen(["unshare", "--uts", "--ipc", "sleep", "100"])
-    try:
-        ns_dir = "/proc/%d/ns/" % helper.pid
-        for _ in range(100):
-            if os.readlink(ns_dir + "uts") != os.readlink("/proc/self/ns/uts"):
-                break
-            time.sleep(0.05)
-
+    with NamespaceHolder("--uts", "--ipc") as ns_dir:
         def edit_helper(c):
             c["hostname"] = "joined-host"
             for ns in c["linux"]["namespaces"]:
@@ -47,9 +39,6 @@ def test_join_by_path(env):
               "uts and ipc joined by path of an unshare'd process, hostname set: %s%s" % (p.stdout, p.stderr))
         with open("/proc/sys/kernel/hostname") as f:
             check(f.read().strip() != "joined-host", "the host's hostname is untouched")
-    finally:
-        helper.kill()
-        helper.wait()
 
 
 def test_uts_sysctl_nopivot(env):
