@@ -8,24 +8,26 @@ CTEST_ARGS ?=
 FUZZ_SECONDS ?= 300
 BENCH_SOAK ?= 1
 
-# Debian packages the build, the tests and the demos need.
-PACKAGES := cmake g++ make pkg-config protobuf-compiler libprotobuf-dev libxxhash-dev \
-            doctest-dev nlohmann-json3-dev libyaml-cpp-dev libseccomp-dev \
-            python3 curl busybox-static procps iproute2 nftables iptables podman containerd \
-            postgresql nginx-light redis-server nodejs memcached openjdk-17-jdk-headless golang-go
-# What the fuzz targets need on top: clang, its libFuzzer and sanitizer
-# runtimes, and llvm-symbolizer for readable crash reports.
-FUZZ_PACKAGES := clang-14 libclang-rt-14-dev llvm-14
+# Debian packages: what the build needs, what the demos (and benchmarks) add,
+# and what only the tests need (container runtimes, the servers they
+# checkpoint, and for the fuzz targets clang with its libFuzzer and sanitizer
+# runtimes and llvm-symbolizer). `make demo` installs the first two only.
+BUILD_PACKAGES := cmake g++ make pkg-config protobuf-compiler libprotobuf-dev libxxhash-dev \
+                  doctest-dev nlohmann-json3-dev libyaml-cpp-dev libseccomp-dev
+DEMO_PACKAGES  := python3 curl procps nftables
+TEST_PACKAGES  := busybox-static iproute2 iptables podman containerd \
+                  postgresql nginx-light redis-server nodejs memcached openjdk-17-jdk-headless golang-go \
+                  clang-14 libclang-rt-14-dev llvm-14
 
 .PHONY: all deps test-deps build test fuzz demo bench soak clean
 
 all: build
 
 deps:
-	@./scripts/install-deps $(PACKAGES)
+	@./scripts/install-deps $(BUILD_PACKAGES) $(DEMO_PACKAGES)
 
 test-deps:
-	@./scripts/install-deps $(PACKAGES) $(FUZZ_PACKAGES)
+	@./scripts/install-deps $(BUILD_PACKAGES) $(DEMO_PACKAGES) $(TEST_PACKAGES)
 
 build:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
