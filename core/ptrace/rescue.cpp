@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "core/ptrace/ptrace.h"
+#include "core/sys/io.h"
 
 namespace cryo::ptrace {
 namespace {
@@ -36,7 +37,40 @@ bool mapping_holds(const proc::MapEntry& m, uint64_t file_offset, size_t size) {
   return file_offset >= m.offset && file_offset + size <= m.offset + (m.end - m.start);
 }
 
+// The gadget in cryo's own libc, found once in memory cryo already maps: the
+// task's libc is most often the same file, where it is then found without
+// copying a byte of its code. Returns (path, offset in the file).
+const std::pair<std::string, uint64_t>& own_gadget() {
+  static const std::pair<std::string, uint64_t> found = [] {
+    std::pair<std::string, uint64_t> none;
+    auto text = read_file("/proc/self/maps");
+    if (!text.ok()) return none;
+    auto maps = proc::parse_maps(*text);
+    if (!maps.ok()) return none;
+    for (const auto& m : *maps) {
+      if (!m.exec || !m.read || m.path.find("/libc") == std::string::npos) continue;
+      std::string_view code(reinterpret_cast<const char*>(m.start), m.end - m.start);
+      size_t hit = code.find(kSigreturn64);
+      if (hit == std::string_view::npos) hit = code.find(kSigreturn32);
+      if (hit != std::string_view::npos) return std::make_pair(m.path, m.offset + hit);
+    }
+    return none;
+  }();
+  return found;
+}
+
+bool is_sigreturn_at(pid_t pid, uint64_t at) {
+  char bytes[9];
+  return read_memory(pid, at, bytes, sizeof bytes).ok() &&
+         (std::string_view(bytes, 7) == kSigreturn32 || std::string_view(bytes, 9) == kSigreturn64);
+}
+
 Result<uint64_t> find_sigreturn(pid_t pid, const std::vector<proc::MapEntry>& maps) {
+  const auto& [own_path, own_offset] = own_gadget();
+  for (const auto& m : maps)
+    if (m.exec && m.path == own_path && mapping_holds(m, own_offset, kSigreturn64.size()) &&
+        is_sigreturn_at(pid, m.start + (own_offset - m.offset)))
+      return m.start + (own_offset - m.offset);
   std::vector<const proc::MapEntry*> code;
   for (const auto& m : maps)
     if (m.exec && m.read && !m.path.empty() && m.path[0] == '/') code.push_back(&m);
@@ -49,10 +83,7 @@ Result<uint64_t> find_sigreturn(pid_t pid, const std::vector<proc::MapEntry>& ma
       auto it = g_gadget_offset.find(m->path);
       if (it == g_gadget_offset.end() || !mapping_holds(*m, it->second, kSigreturn64.size())) continue;
       uint64_t at = m->start + (it->second - m->offset);
-      char bytes[9];
-      if (read_memory(pid, at, bytes, sizeof bytes).ok() &&
-          (std::string_view(bytes, 7) == kSigreturn32 || std::string_view(bytes, 9) == kSigreturn64))
-        return at;
+      if (is_sigreturn_at(pid, at)) return at;
     }
   }
   std::string buf;
