@@ -172,6 +172,18 @@ TEST_CASE("hostile but well-formed images are refused or loaded, never crash") {
   REQUIRE(image::decode_one(image::Kind::kTree, *read_file(tree_path), &tree_msg).ok());
   REQUIRE(image::decode_one(image::Kind::kFiles, *read_file(files_path), &files_msg).ok());
   std::string sizes_ok = *read_file(dir + "/inventory.img");
+  // Writes the four message files back, and an inventory that names their
+  // sizes truthfully, as an attacker who knows the format would.
+  auto write_image = [&](const image::Process& c, const image::Mm& m, const image::Tree& t, const image::Files& f) {
+    rewrite(core, image::Kind::kCore, c);
+    rewrite(mm, image::Kind::kMm, m);
+    rewrite(tree_path, image::Kind::kTree, t);
+    rewrite(files_path, image::Kind::kFiles, f);
+    image::Inventory inv;
+    REQUIRE(image::decode_one(image::Kind::kInventory, sizes_ok, &inv).ok());
+    for (auto& file : *inv.mutable_files()) file.set_size(fs::file_size(dir + "/" + file.name()));
+    rewrite(dir + "/inventory.img", image::Kind::kInventory, inv);
+  };
 
   std::mt19937_64 rng(42);
   int refused = 0, loaded = 0;
@@ -186,15 +198,7 @@ TEST_CASE("hostile but well-formed images are refused or loaded, never crash") {
       case 2: mutate(&t, rng); break;
       default: mutate(&f, rng); break;
     }
-    rewrite(core, image::Kind::kCore, c);
-    rewrite(mm, image::Kind::kMm, m);
-    rewrite(tree_path, image::Kind::kTree, t);
-    rewrite(files_path, image::Kind::kFiles, f);
-    // The inventory names each file's size: keep it telling the truth.
-    image::Inventory inv;
-    REQUIRE(image::decode_one(image::Kind::kInventory, sizes_ok, &inv).ok());
-    for (auto& file : *inv.mutable_files()) file.set_size(fs::file_size(dir + "/" + file.name()));
-    rewrite(dir + "/inventory.img", image::Kind::kInventory, inv);
+    write_image(c, m, t, f);
     auto reader = image::ImageDirReader::open(dir);
     if (!reader.ok()) {
       refused++;
@@ -211,14 +215,7 @@ TEST_CASE("hostile but well-formed images are refused or loaded, never crash") {
   image::Mm wrapped = mm_msg;
   auto* run = wrapped.mutable_pages(0);
   run->set_npages(run->npages() + (1ULL << 52));
-  rewrite(core, image::Kind::kCore, core_msg);
-  rewrite(mm, image::Kind::kMm, wrapped);
-  rewrite(tree_path, image::Kind::kTree, tree_msg);
-  rewrite(files_path, image::Kind::kFiles, files_msg);
-  image::Inventory inv;
-  REQUIRE(image::decode_one(image::Kind::kInventory, sizes_ok, &inv).ok());
-  for (auto& file : *inv.mutable_files()) file.set_size(fs::file_size(dir + "/" + file.name()));
-  rewrite(dir + "/inventory.img", image::Kind::kInventory, inv);
+  write_image(core_msg, wrapped, tree_msg, files_msg);
   auto reader = image::ImageDirReader::open(dir);
   REQUIRE(reader.ok());
   CHECK_FALSE(load_image(*reader).ok());
