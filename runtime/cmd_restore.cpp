@@ -8,18 +8,6 @@
 #include "runtime/process_options.h"
 
 namespace cryo::cli {
-namespace {
-
-// CRIU's cgroup modes in cryo's terms. cryo saves no cgroup properties, so
-// the modes differ only in what happens to a missing cgroup.
-cgroup::Manage manage_mode(const std::string& criu_mode) {
-  if (criu_mode == "ignore") return cgroup::Manage::kIgnore;
-  if (criu_mode == "none" || criu_mode == "props" || criu_mode == "strict") return cgroup::Manage::kStrict;
-  return cgroup::Manage::kSoft;  // soft (also a bare --manage-cgroups) and full
-}
-
-}  // namespace
-
 int cmd_restore(const GlobalOptions&, const std::vector<std::string>& argv) {
   std::string error;
   auto args = criu::parse_command_line(criu::kRestore, argv, &error);
@@ -30,7 +18,9 @@ int cmd_restore(const GlobalOptions&, const std::vector<std::string>& argv) {
   options.shell_job = args->has("shell-job");
   options.tcp_established = args->has("tcp-established");
   if (auto pidfile = args->get("pidfile")) options.pidfile = in_work_dir(*args, *pidfile);
-  options.manage_cgroups = manage_mode(args->get_or("manage-cgroups", "soft"));
+  auto manage = cgroup::parse_manage(args->get_or("manage-cgroups", ""));
+  if (!manage.ok()) return fail("restore: " + manage.error().message());
+  options.manage_cgroups = *manage;
   if (auto e = setup_logging(*args); !e.empty()) return fail("restore: " + e);
   catch_interrupts();  // Ctrl-C stops the restore at its next step; what it made is killed
   auto result = restore(options);

@@ -136,8 +136,8 @@ std::vector<Option> make_table() {
           "every process's cgroup membership is always saved (limits never are); a mode is checked"),
       row("manage-cgroups", 0, kOpt, 0, R, kImpl,
           "soft (the default) and full: each process joins its cgroups, missing ones are made; none and "
-          "props: it joins them and they must exist; ignore: it stays in cryo's. strict keeps cryo's "
-          "meaning: a missing cgroup fails the restore (CRIU's strict wants them all missing)"),
+          "props: it joins them and they must exist; strict: they must all be missing and are made; "
+          "ignore: it stays in cryo's"),
       row("cgroup-root", 0, kReq, kMany, D | R, kRef, "the tree's cgroups cannot be moved under another root"),
       row("cgroup-props", 0, kReq, 0, D, kRef, "cryo saves cgroup membership, not cgroup properties"),
       row("cgroup-props-file", 0, kReq, 0, D, kRef, "cryo saves cgroup membership, not cgroup properties"),

@@ -72,10 +72,11 @@ Result<std::vector<Membership>> read_membership(pid_t pid, const std::vector<pid
 }
 
 Result<Manage> parse_manage(const std::string& mode) {
-  if (mode == "soft") return Manage::kSoft;
-  if (mode == "strict") return Manage::kStrict;
-  if (mode == "ignore" || mode == "none") return Manage::kIgnore;
-  return Error(EINVAL, "--manage-cgroups " + mode + " is not supported (soft, strict or ignore)");
+  if (mode.empty() || mode == "soft" || mode == "full") return Manage::kSoft;
+  if (mode == "none" || mode == "props") return Manage::kExisting;
+  if (mode == "strict") return Manage::kFresh;
+  if (mode == "ignore") return Manage::kIgnore;
+  return Error(EINVAL, "--manage-cgroups " + mode + " is not a mode (soft, full, none, props, strict or ignore)");
 }
 
 Status join(pid_t pid, const std::vector<Membership>& memberships, const std::vector<Hierarchy>& hierarchies,
@@ -88,7 +89,6 @@ Status join(pid_t pid, const std::vector<Membership>& memberships, const std::ve
   if (now.ok())
     if (auto parsed = parse_proc_cgroup(*now); parsed.ok()) current = std::move(*parsed);
   for (const auto& m : memberships) {
-    if (std::find(current.begin(), current.end(), m) != current.end()) continue;
     std::string name = m.controllers.empty() ? "cgroup2" : m.controllers;
     if (m.path.empty() || m.path[0] != '/' || m.path.find("/..") != std::string::npos ||
         m.path.find("/./") != std::string::npos)
@@ -97,6 +97,17 @@ Status join(pid_t pid, const std::vector<Membership>& memberships, const std::ve
     if (!h)
       return Error(ENOENT, "the " + name + " cgroup hierarchy is not mounted here (--manage-cgroups=ignore "
                                            "restores into cryo's own cgroups)");
+    if (mode == Manage::kFresh && m.path != "/") {
+      // Every cgroup of the tree below a hierarchy's root is made by this restore:
+      // one it did not make must be absent.
+      std::string leaf = h->mount_point + m.path;
+      bool ours = std::find(created->begin(), created->end(), leaf) != created->end();
+      struct stat st;
+      if (!ours && ::stat(leaf.c_str(), &st) == 0)
+        return Error(EEXIST, "the " + name + " cgroup " + m.path + " exists already (" + leaf +
+                                 "; --manage-cgroups=strict makes every cgroup of the tree below a root itself)");
+    }
+    if (std::find(current.begin(), current.end(), m) != current.end()) continue;
     std::string dir = h->mount_point;
     for (size_t pos = 1; pos <= m.path.size();) {  // each level of the path, creating what is missing
       size_t slash = m.path.find('/', pos);
@@ -104,10 +115,10 @@ Status join(pid_t pid, const std::vector<Membership>& memberships, const std::ve
       if (slash > pos) {
         dir += "/" + m.path.substr(pos, slash - pos);
         if (::mkdir(dir.c_str(), 0755) == 0) {
-          if (mode == Manage::kStrict) {
+          if (mode == Manage::kExisting) {
             ::rmdir(dir.c_str());
             return Error(ENOENT, "the " + name + " cgroup " + m.path + " does not exist here (" + dir +
-                                     " is missing; --manage-cgroups=strict)");
+                                     " is missing; --manage-cgroups=none and props join existing cgroups only)");
           }
           created->push_back(dir);
           if (std::find(h->controllers.begin(), h->controllers.end(), "cpuset") != h->controllers.end()) {

@@ -25,11 +25,16 @@ Result<std::vector<Membership>> parse_proc_cgroup(std::string_view text);
 // A process's cgroups; fails if its threads are not all in the same ones.
 Result<std::vector<Membership>> read_membership(pid_t pid, const std::vector<pid_t>& tids);
 
+// What a restore does with the recorded cgroups (CRIU's --manage-cgroups modes;
+// cryo saves no cgroup properties yet, so the modes differ only in which
+// cgroups may exist beforehand).
 enum class Manage {
-  kSoft,    // join the recorded cgroups, creating those missing
-  kStrict,  // join them; a missing one fails the restore
-  kIgnore,  // stay in the restorer's cgroups
+  kSoft,      // soft, full (and a bare --manage-cgroups): join them, making those missing
+  kExisting,  // none, props: join them; each must exist already
+  kFresh,     // strict: make each of them; one that exists already fails the restore
+  kIgnore,    // ignore: stay in the restorer's cgroups
 };
+// A CRIU mode name ("" is soft, the default).
 Result<Manage> parse_manage(const std::string& mode);
 
 // Moves pid into the recorded cgroups of `hierarchies`; the directories it

@@ -2,9 +2,11 @@
 """cgroup membership in process mode. A tree moved into cgroups of its own (a v1
 controller hierarchy and the v2 one, whatever this host mounts) comes back in the
 same cgroups; with --manage-cgroups=soft (the default) they are made again if they
-were removed, with =strict a missing one fails the restore (nothing left behind),
+were removed; with =none (and props) a missing one fails the restore, nothing left
+behind; with =strict, as in CRIU, one that exists fails it and missing ones are made;
 with =ignore the tree stays in cryo's cgroups."""
 import os
+import signal
 import sys
 import time
 import uuid
@@ -13,19 +15,22 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 from harness import check, check_eq, log, read_text, run, snapshot, wait_progress  # noqa: E402
 
 
-def mounts():
-    """(v1 hierarchy for 'pids' or 'memory', v2 mount), either may be None."""
-    v1, v2 = {}, None
+def mounts(every=False):
+    """(v1 hierarchy for 'pids' or 'memory', v2 mount), either may be None; with every,
+    each mounted hierarchy (v1 and v2) once."""
+    v1, v2, points = {}, None, []
     for line in open("/proc/self/mountinfo"):
         left, right = line.split(" - ", 1)
         fstype, _, options = right.split()[:3]
         point = left.split()[4]
+        if fstype in ("cgroup", "cgroup2") and point not in points:
+            points.append(point)
         if fstype == "cgroup2" and v2 is None:
             v2 = point
         elif fstype == "cgroup":
             for opt in options.split(","):
                 v1.setdefault(opt, point)
-    return v1.get("pids") or v1.get("memory"), v2
+    return points if every else (v1.get("pids") or v1.get("memory"), v2)
 
 
 def membership(pid):
@@ -35,9 +40,9 @@ def membership(pid):
 class Cgroups:
     """The test's own cgroup path in each mounted hierarchy it uses."""
 
-    def __init__(self):
+    def __init__(self, every=False):
         self.path = f"/cryo-it-{uuid.uuid4().hex[:8]}/job"
-        self.dirs = [m + self.path for m in mounts() if m]
+        self.dirs = [m + self.path for m in mounts(every) if m]
         check(self.dirs, "no cgroup hierarchy is mounted")
 
     def make(self):
@@ -108,16 +113,31 @@ def case_soft(env):
         groups.remove()
 
 
-def case_strict_and_ignore(env):
-    groups = Cgroups()
+def case_modes(env):
+    groups = Cgroups(every=True)  # all of them: strict wants every cgroup of the tree missing
     try:
         pid, report, lines = start_in_cgroups(env, groups)
         images = dump_and_remove(env, pid, groups)
+        result = env.restore(images, "--manage-cgroups=none", expect=1)[0]
+        check(groups.path in result.stderr and "none" in result.stderr,
+              f"the refusal of a missing cgroup does not name it: {result.stderr.strip()!r}")
+        check(not os.path.exists(f"/proc/{pid}"), f"pid {pid} is left after the failed restore")
+        check_eq(groups.exists(), [], "cgroups made by a failed --manage-cgroups=none restore")
+
+        groups.make()
         result = env.restore(images, "--manage-cgroups=strict", expect=1)[0]
         check(groups.path in result.stderr and "strict" in result.stderr,
-              f"the strict refusal does not name the cgroup: {result.stderr.strip()!r}")
+              f"the strict refusal of an existing cgroup does not name it: {result.stderr.strip()!r}")
         check(not os.path.exists(f"/proc/{pid}"), f"pid {pid} is left after the failed restore")
-        check_eq(groups.exists(), [], "cgroups made by a failed strict restore")
+        check_eq(groups.exists(), groups.dirs, "cgroups that existed before a failed strict restore")
+        groups.remove()
+
+        _, rpid = env.restore(images, "--manage-cgroups=strict")
+        check_eq(rpid, pid, "restored pid")
+        check_eq(membership(pid), lines, "cgroups after a strict restore")
+        os.kill(pid, signal.SIGKILL)
+        env.reap_tree_of(pid)
+
         _, rpid = env.restore(images, "--manage-cgroups=ignore")
         check_eq(rpid, pid, "restored pid")
         mine = membership(os.getpid())
@@ -129,4 +149,4 @@ def case_strict_and_ignore(env):
 
 
 if __name__ == "__main__":
-    run({"soft": case_soft, "strict_and_ignore": case_strict_and_ignore})
+    run({"soft": case_soft, "modes": case_modes})

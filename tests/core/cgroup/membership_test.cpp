@@ -18,9 +18,13 @@ TEST_CASE("/proc/PID/cgroup of a hybrid host") {
 
 TEST_CASE("--manage-cgroups modes") {
   CHECK(*cgroup::parse_manage("soft") == cgroup::Manage::kSoft);
-  CHECK(*cgroup::parse_manage("strict") == cgroup::Manage::kStrict);
-  CHECK(*cgroup::parse_manage("none") == cgroup::Manage::kIgnore);
-  CHECK(!cgroup::parse_manage("full").ok());
+  CHECK(*cgroup::parse_manage("") == cgroup::Manage::kSoft);
+  CHECK(*cgroup::parse_manage("full") == cgroup::Manage::kSoft);
+  CHECK(*cgroup::parse_manage("none") == cgroup::Manage::kExisting);
+  CHECK(*cgroup::parse_manage("props") == cgroup::Manage::kExisting);
+  CHECK(*cgroup::parse_manage("strict") == cgroup::Manage::kFresh);
+  CHECK(*cgroup::parse_manage("ignore") == cgroup::Manage::kIgnore);
+  CHECK(!cgroup::parse_manage("hard").ok());
 }
 
 TEST_CASE("a hostile cgroup path is refused before anything is made") {
