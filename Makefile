@@ -7,6 +7,8 @@ JOBS  ?= $(shell nproc)
 CTEST_ARGS ?=
 FUZZ_SECONDS ?= 300
 BENCH_SOAK ?= 1
+PREFIX ?= /usr/local
+DESTDIR ?=
 
 # Debian packages: what the build needs, what the demos (and benchmarks) add,
 # and what only the tests need (container runtimes, the servers they
@@ -19,7 +21,7 @@ TEST_PACKAGES  := busybox-static iproute2 iptables podman containerd \
                   postgresql nginx-light redis-server nodejs memcached openjdk-17-jdk-headless golang-go \
                   clang-14 libclang-rt-14-dev llvm-14
 
-.PHONY: all deps test-deps build test fuzz demo bench soak clean
+.PHONY: all deps test-deps build install test fuzz demo bench soak clean
 
 all: build
 
@@ -32,6 +34,10 @@ test-deps:
 build:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
+
+# Installs bin/cryo, man/man1/cryo.1 and the README under $(DESTDIR)$(PREFIX).
+install: build
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
 
 test: test-deps build
 	cd $(BUILD) && ctest --output-on-failure -j 1 $(CTEST_ARGS)

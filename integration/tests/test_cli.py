@@ -5,6 +5,7 @@ import ctypes
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 
@@ -310,8 +311,36 @@ def case_verbs_help(env):
     env.cryo("check", "--all", "--extra", "--experimental", "-v0")
 
 
+def case_make_install(env):
+    """`make install` with PREFIX and DESTDIR: the binary runs from there, and its manual holds
+    the usage of every command (it is written from their --help)."""
+    build = os.path.dirname(os.path.dirname(os.path.realpath(env.cryo_path)))
+    check(os.path.exists(os.path.join(build, "CMakeCache.txt")), f"{build} is not the build tree of {env.cryo_path}")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = env.path("root")
+    done = subprocess.run(["make", "-C", repo, "install", f"BUILD={build}", "PREFIX=/opt/cryo", f"DESTDIR={root}"],
+                          capture_output=True, text=True, timeout=300)
+    check(done.returncode == 0, f"make install -> {done.returncode}: {done.stderr[-2000:]}")
+    installed = os.path.join(root, "opt/cryo/bin/cryo")
+    version = subprocess.run([installed, "--version"], capture_output=True, text=True, timeout=30)
+    check(version.returncode == 0 and "image format version" in version.stdout, f"installed cryo --version: {version!r}")
+    page = os.path.join(root, "opt/cryo/share/man/man1/cryo.1")
+    check(os.path.exists(os.path.join(root, "opt/cryo/share/doc/cryo/README.md")), "the README is not installed")
+    text = read_text(page)
+    check(text.startswith(".TH CRYO 1"), f"{page} is not a manual page: {text[:100]!r}")
+    if shutil.which("nroff"):  # groff-base, on most machines: the page must render
+        rendered = subprocess.run(["nroff", "-man", page], capture_output=True, text=True, timeout=60)
+        check(rendered.returncode == 0 and not rendered.stderr, f"nroff -man {page}: {rendered.stderr[-1000:]}")
+        text = rendered.stdout
+    for verb in VERBS:
+        check(f"usage: cryo {verb}" in text, f"the manual lacks the usage of {verb}")
+    check("--tcp-established" in text, "the manual lacks dump's options")
+    outside = [p for p in ("/opt/cryo",) if os.path.exists(p)]
+    check_eq(outside, [], "what the install put outside DESTDIR")
+
+
 if __name__ == "__main__":
-    run({"shell_job_image_needs_flag": case_shell_job_image_needs_flag, "redump_same_dir": case_redump_same_dir,
+    run({"make_install": case_make_install, "shell_job_image_needs_flag": case_shell_job_image_needs_flag, "redump_same_dir": case_redump_same_dir,
          "image_moved": case_image_moved, "vfork_parent": case_vfork_parent, "bad_arguments": case_bad_arguments, "missing_pid": case_missing_pid, "zombie_root": case_zombie_root,
          "unwritable_images_dir": case_unwritable_images_dir, "own_ancestor": case_own_ancestor,
          "stopped_root": case_stopped_root, "traced_by_other": case_traced_by_other,
