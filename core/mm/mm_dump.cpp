@@ -7,6 +7,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 
@@ -263,7 +264,10 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
       if (is_new) CRYO_TRY(dump_sysv_shm(pid, m, shm, pages, stats).wrap(what));
     } else if (m.path.starts_with("/")) {
       v->set_kind(m.shared ? image::Vma::FILE_SHARED : image::Vma::FILE_PRIVATE);
-      CRYO_ASSIGN(uint32_t id, files.add_mapped_file(map_files_path(pid, m), m.shared && m.write, what));
+      // A shared mapping of a file opened read-write may become writable later
+      // (VmFlags "mw", VM_MAYWRITE) even while it is PROT_READ: reopen it so.
+      bool may_write = m.write || std::find(extra.flags.begin(), extra.flags.end(), "mw") != extra.flags.end();
+      CRYO_ASSIGN(uint32_t id, files.add_mapped_file(map_files_path(pid, m), m.shared && may_write, what));
       v->set_file_id(id);
       private_pages = !m.shared;
     } else {
