@@ -438,6 +438,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   }
   guard.release();
   cleanup.cancel();
+  objects.close_all();
   keep_lock_note.cancel();
   auto removed = segments.commit();
   if (!removed.ok()) log::error(removed.error().message());

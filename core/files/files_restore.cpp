@@ -93,6 +93,13 @@ int FileObjects::fd_of(uint32_t file_id) const {
   return it == by_file_.end() ? -1 : it->second;
 }
 
+void FileObjects::close_all() {
+  owned_.clear();
+  contents_.clear();
+  by_file_.clear();
+  by_shmem_.clear();
+}
+
 int FileObjects::shmem_fd(uint64_t shmem_id) const {
   auto it = by_shmem_.find(shmem_id);
   return it == by_shmem_.end() ? -1 : it->second;

@@ -62,6 +62,10 @@ class FileObjects {
   // Takes them out of repair mode: the last step before the tree is let go.
   Status leave_repair(const image::Files& files) const;
   int shmem_fd(uint64_t shmem_id) const;
+  // Closes the restorer's own copies once the tree is let go: a copy kept while
+  // cryo waits for the root would keep a pipe from its end of file and a file
+  // written at dump time from being executed (ETXTBSY).
+  void close_all();
 
   // Runs in a freshly forked process: makes its fd table the recorded one
   // (below base) from the inherited objects. Async-signal-safe apart from errors.
