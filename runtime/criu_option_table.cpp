@@ -87,8 +87,8 @@ std::vector<Option> make_table() {
           "on restore; a list of inodes (--ext-unix-sk=INO) is refused, since cryo cannot allow only "
           "some of them"),
       row("file-locks", 'l', kNo, kNeg, D | R, kAcc,
-          "flock() and POSIX locks are always saved and taken again (OFD locks and leases fail the dump, "
-          "naming the pid)"),
+          "flock(), POSIX and OFD locks and leases are always saved and taken again (a lease being "
+          "broken fails the dump, naming the pid and fd)"),
       row("link-remap", 0, kNo, kNeg, D | R, kRef,
           "an open file whose name was removed while another link remains cannot be linked back (a "
           "deleted file with no link left is saved in the image without it)"),

@@ -386,7 +386,7 @@ Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Proces
   // File locks, now that no other fd of their files is left to be closed.
   for (const auto& lock : core.locks()) {
     files::LockCall c = files::lock_call(lock);
-    uint64_t third = 0;
+    uint64_t third = c.third;
     if (c.needs_flock_struct) {
       CRYO_TRY(put(pid, d, c.fl));
       third = d;

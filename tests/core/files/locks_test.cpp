@@ -31,3 +31,39 @@ TEST_CASE("parse_locks refuses a line it cannot read") {
   CHECK_FALSE(files::parse_locks("1: POSIX ADVISORY\n").ok());
   CHECK_FALSE(files::parse_locks("1: POSIX ADVISORY WRITE x fe:00:1 0 EOF\n").ok());
 }
+
+TEST_CASE("parse_locks keeps a lease's state and mode") {
+  auto locks = files::parse_locks(
+      "1: LEASE  ACTIVE    WRITE 29967 fe:00:10952810 0 EOF\n"
+      "2: LEASE  BREAKING  UNLCK 29967 fe:00:10952754 0 EOF\n");
+  REQUIRE(locks.ok());
+  REQUIRE(locks->size() == 2);
+  CHECK((*locks)[0].state == "ACTIVE");
+  CHECK((*locks)[0].write);
+  CHECK((*locks)[1].state == "BREAKING");
+  CHECK((*locks)[1].mode == "UNLCK");
+}
+
+TEST_CASE("lock_call takes OFD locks and leases again with fcntl") {
+  image::FileLock ofd;
+  ofd.set_kind(image::FileLock::OFD);
+  ofd.set_write(true);
+  ofd.set_start(2);
+  ofd.set_length(5);
+  ofd.set_fd(42);
+  auto c = files::lock_call(ofd);
+  CHECK(c.arg == F_OFD_SETLK);
+  CHECK(c.needs_flock_struct);
+  CHECK(c.fl.l_type == F_WRLCK);
+  CHECK(c.fl.l_start == 2);
+  CHECK(c.fl.l_len == 5);
+  CHECK(c.fl.l_pid == 0);  // F_OFD_SETLK refuses any other
+  image::FileLock lease;
+  lease.set_kind(image::FileLock::LEASE);
+  lease.set_fd(40);
+  c = files::lock_call(lease);
+  CHECK(c.arg == F_SETLEASE);
+  CHECK_FALSE(c.needs_flock_struct);
+  CHECK(c.third == F_RDLCK);
+  CHECK(c.fd == 40);
+}
