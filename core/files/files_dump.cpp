@@ -432,7 +432,7 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
   std::string what = name_fd(ref.pid, ref.fd);
   image::FileDesc f;
   f.set_id(static_cast<uint32_t>(files_.files_size() + 1));
-  CRYO_TRY(describe_owner(ref, &f).wrap(what));
+  if (!(ref.flags & O_PATH)) CRYO_TRY(describe_owner(ref, &f).wrap(what));  // an O_PATH fd has no owner
   f.set_flags(ref.flags);
   f.set_pos(ref.pos);
   f.set_mode(ref.st.st_mode);
@@ -459,7 +459,16 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
     descriptions_.emplace_back(ref, f.id());
     return f.id();
   }
-  if (S_ISFIFO(ref.st.st_mode)) {
+  if (ref.flags & O_PATH) {
+    // An O_PATH fd opened nothing: whatever it names (a symlink taken with
+    // O_NOFOLLOW, a FIFO, a device, a socket file) is reopened by its path
+    // with the same flags.
+    f.set_kind(S_ISDIR(ref.st.st_mode) ? image::FileDesc::DIRECTORY : image::FileDesc::REGULAR);
+    if (ref.st.st_nlink == 0 && S_ISREG(ref.st.st_mode)) {
+      CRYO_ASSIGN(uint64_t content, add_content(fd_path(ref.pid, ref.fd), ref.st, link, what));
+      f.set_content_id(content);
+    }
+  } else if (S_ISFIFO(ref.st.st_mode)) {
     bool anonymous = link.starts_with("pipe:");
     CRYO_ASSIGN(pid_t holder, outside_pipe_holder(ref.st.st_ino, tree));
     if (anonymous && holder != 0) {
@@ -509,7 +518,8 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
   if ((f.kind() == image::FileDesc::REGULAR && f.content_id() == 0) || f.kind() == image::FileDesc::DIRECTORY ||
       f.kind() == image::FileDesc::CHAR_DEVICE || f.kind() == image::FileDesc::FIFO) {
     struct stat on_disk;
-    if (link.empty() || link[0] != '/' || ::stat(link.c_str(), &on_disk) < 0 || on_disk.st_dev != ref.st.st_dev ||
+    auto stat_path = S_ISLNK(ref.st.st_mode) ? ::lstat : ::stat;  // an O_PATH|O_NOFOLLOW fd of a symlink
+    if (link.empty() || link[0] != '/' || stat_path(link.c_str(), &on_disk) < 0 || on_disk.st_dev != ref.st.st_dev ||
         on_disk.st_ino != ref.st.st_ino)
       return Error(what + ": " + link + " cannot be reopened by its path (moved or replaced)");
   }

@@ -260,7 +260,8 @@ Result<UniqueFd> FileObjects::open_desc(const image::FileDesc& f) {
     if (content == contents_.end()) return Error(EINVAL, name_file(f) + " names a content the image lacks");
     // A description of its own on the same inode, as open(2) gave the task.
     CRYO_ASSIGN(UniqueFd fd, open_file("/proc/self/fd/" + std::to_string(content->second.get()), flags));
-    if (f.kind() == image::FileDesc::REGULAR && ::lseek(fd.get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0)
+    if (f.kind() == image::FileDesc::REGULAR && f.pos() != 0 &&
+        ::lseek(fd.get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0)
       return errno_error("seek " + f.path());
     return fd;
   }
@@ -286,7 +287,8 @@ Result<UniqueFd> FileObjects::open_desc(const image::FileDesc& f) {
       }
       if (f.kind() == image::FileDesc::CHAR_DEVICE && st.st_rdev != f.rdev())
         return Error(EINVAL, f.path() + " is another device than at dump time");
-      if (f.kind() != image::FileDesc::MAPPED && f.kind() != image::FileDesc::CHAR_DEVICE &&
+      // (An O_PATH fd cannot seek; a fresh one is at 0 anyway.)
+      if (f.kind() != image::FileDesc::MAPPED && f.kind() != image::FileDesc::CHAR_DEVICE && f.pos() != 0 &&
           ::lseek(fd.get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0)
         return errno_error("seek " + f.path());
       return fd;

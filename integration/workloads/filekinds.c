@@ -221,7 +221,8 @@ static void setup_opath(char *ready, size_t size) {
   place(open(in_workdir("dir"), O_PATH | O_DIRECTORY), FD_PATH_DIR);
   // A symlink to a file that is not there, held through the symlink itself.
   WL_MUST(symlink("/no/such/target", in_workdir("dangling")) == 0);
-  place(open(path_buf, O_PATH | O_NOFOLLOW | O_CLOEXEC), FD_PATH_DANGLING);
+  place(open(path_buf, O_PATH | O_NOFOLLOW), FD_PATH_DANGLING);
+  WL_MUST(fcntl(FD_PATH_DANGLING, F_SETFD, FD_CLOEXEC) == 0);
   remember_link(0, FD_PATH_LINK);
   remember_link(1, FD_PATH_FILE);
   remember_link(2, FD_PATH_DIR);
