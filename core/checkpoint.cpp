@@ -199,7 +199,11 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     if (p.zombie) continue;
     image::Mm mm;
     CRYO_TRY(check_interrupt("while memory was being dumped"));
-    CRYO_TRY(mm::dump_mm(p.pid, maps[p.pid], files, *pages, &mm, &stats));
+    // Pages shared copy-on-write with a parent in the tree are stored once.
+    mm::ParentMm parent;
+    if (&p != &tree.processes().front() && maps.count(p.stat.ppid)) parent = {p.stat.ppid, &maps[p.stat.ppid]};
+    parent.tree_shares = maps.size() > 1;
+    CRYO_TRY(mm::dump_mm(p.pid, maps[p.pid], files, *pages, &mm, &stats, parent));
     CRYO_TRY(dir.write(image::mm_name(p.pid), image::Kind::kMm, mm));
     CRYO_TRY(dir.write(image::core_name(p.pid), image::Kind::kCore, cores[p.pid]));
     failpoint("dump.memory");
@@ -243,7 +247,8 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   uint64_t end = now_us();
   result.freeze_us = end - freeze_start;
   result.total_us = end - start;
-  log::info("dumped " + std::to_string(stats.pages_written) + " pages (" + std::to_string(stats.zero_pages_skipped) +
+  log::info("dumped " + std::to_string(stats.pages_written) + " pages (" + std::to_string(stats.pages_inherited) +
+            " shared with a parent, " + std::to_string(stats.zero_pages_skipped) +
             " zero pages skipped) in " + std::to_string(result.total_us) + " us");
   return result;
 }

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "core/mm/mm_restore.h"
+#include "core/mm/premap.h"
 #include "core/sys/util.h"
 #include "core/task/task_restore.h"
 
@@ -48,6 +49,14 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader) {
     for (const auto& fd : core.fds())
       if (fd.file_id() == 0 || fd.file_id() > static_cast<uint32_t>(img.files.files_size()))
         return Error(EINVAL, image::core_name(t.pid()) + ": fd " + std::to_string(fd.fd()) + " names an unknown file");
+  }
+  // Pages shared with a parent lie where the parent has them too.
+  for (const auto& t : img.tree.tasks()) {
+    auto mm = img.mms.find(t.pid());
+    if (mm == img.mms.end()) continue;
+    auto parent = img.mms.find(t.ppid());
+    CRYO_TRY(mm::validate_inherited(mm->second, parent == img.mms.end() ? nullptr : &parent->second)
+                 .wrap(image::mm_name(t.pid())));
   }
   // A pidfd names a process or thread of the tree.
   std::set<int32_t> ids;

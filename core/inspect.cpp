@@ -120,6 +120,8 @@ Result<std::string> inspect_image(const std::string& dir, bool with_pages) {
     uint64_t pages = 0;
     for (const auto& run : mm.pages()) pages += run.npages();
     size_t runs = static_cast<size_t>(mm.pages_size());
+    uint64_t inherited = 0;
+    for (const auto& run : mm.inherited()) inherited += run.npages();
     if (!with_pages) mm.clear_pages();
     // Registers are raw bytes: show their sizes, not base64 noise.
     for (auto& t : *core.mutable_threads()) {
@@ -130,7 +132,7 @@ Result<std::string> inspect_image(const std::string& dir, bool with_pages) {
     CRYO_ASSIGN(std::string mm_json, to_json(mm));
     out += std::string(first ? "" : ",") + "{\"pid\":" + std::to_string(task.pid()) + ",\"core\":" + core_json +
            ",\"mm\":" + mm_json + ",\"dumped_pages\":" + std::to_string(pages) +
-           ",\"page_runs\":" + std::to_string(runs) + "}";
+           ",\"page_runs\":" + std::to_string(runs) + ",\"inherited_pages\":" + std::to_string(inherited) + "}";
     first = false;
   }
   out += "],\"sockets\":" + sockets_json(img);

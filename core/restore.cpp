@@ -322,6 +322,18 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   CRYO_ASSIGN(mm::Trampoline tramp, map_trampoline(img));
   ScopeGuard unmap_tramp([&] { ::munmap(reinterpret_cast<void*>(tramp.code), mm::Trampoline::kSize); });
 
+  // Room for the memory parents hand down to their children, away from
+  // every recorded mapping and from the restorer's own.
+  std::vector<std::pair<uint64_t, uint64_t>> taken = {{tramp.code, tramp.code + mm::Trampoline::kSize}};
+  for (const auto& [pid, mm] : img.mms)
+    for (const auto& v : mm.vmas()) taken.emplace_back(v.start(), v.end());
+  CRYO_ASSIGN(std::string own_maps, read_file("/proc/self/maps"));
+  CRYO_ASSIGN(auto own, proc::parse_maps(own_maps));
+  for (const auto& m : own) taken.emplace_back(m.start, m.end);
+  CRYO_ASSIGN(mm::Premaps premaps, mm::Premaps::plan(img.tree, img.mms, std::move(taken)));
+  CRYO_TRY(premaps.reserve());
+  ScopeGuard release_premaps([&] { premaps.release(); });
+
   CRYO_ASSIGN(tree::StubPlan plan, tree::plan_stubs(img.tree, cores, reader.inventory().shell_job()));
   int status_pipe[2], go_pipe[2];
   if (::pipe2(status_pipe, O_CLOEXEC) < 0 || ::pipe2(go_pipe, O_CLOEXEC) < 0) return errno_error("pipe2");
@@ -330,6 +342,9 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       go_write(::fcntl(go_pipe[1], F_DUPFD_CLOEXEC, base));
   for (int fd : {status_pipe[0], status_pipe[1], go_pipe[0], go_pipe[1]}) ::close(fd);
   plan.objects = &objects;
+  plan.premaps = &premaps;
+  plan.mms = &img.mms;
+  plan.images = &reader;
   plan.files = &img.files;
   plan.fd_base = base;
   plan.status_fd = status_write.get();
@@ -349,6 +364,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   CRYO_ASSIGN(root, tree::spawn_stubs(plan));
   plan.status_fd = status_read.get();
   CRYO_TRY(tree::wait_for_stubs(plan, root, 10000));
+  premaps.release();  // every stub holds its own copy now
   failpoint("restore.stubs");
   CRYO_TRY(check_interrupt("while the processes were being made"));
 
@@ -393,7 +409,8 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(pid));
     ptrace::Remote r(pid, tramp.code, regs);
     CRYO_TRY(check_interrupt("while memory was being restored"));
-    CRYO_TRY(mm::restore_mm(pid, r, tramp, img.mms.at(pid), *t.core, objects, reader).wrap(pid_str(pid)));
+    CRYO_TRY(mm::restore_mm(pid, r, tramp, img.mms.at(pid), *t.core, objects, reader, premaps, t.entry->ppid())
+                 .wrap(pid_str(pid)));
     auto threads = task::create_threads(r, tramp, *t.core);
     if (!threads.ok()) return std::move(threads).error().wrap(pid_str(pid));
     failpoint("restore.memory");

@@ -47,6 +47,20 @@ uint32_t madvise_of(const std::string& flag) {
   return 0;
 }
 
+bool is_anon_private_path(const proc::MapEntry& m) {
+  return !m.shared && (m.path.empty() || m.path == "[heap]" || m.path == "[stack]" || m.path.starts_with("[anon:"));
+}
+
+// A private anonymous mapping that does not grow down: one the restore can
+// build in a parent and hand down to its children (MAP_GROWSDOWN cannot be
+// given to a mapping moved into place).
+bool is_plain_anon(const proc::MapEntry& m, const proc::SmapsEntry& extra) {
+  if (!is_anon_private_path(m)) return false;
+  for (const auto& flag : extra.flags)
+    if (flag == "gd") return false;
+  return true;
+}
+
 // Hands the pages read into `buf` (from pages.buffer()) to the writer,
 // leaving out all-zero pages of segments that allow it; appends one PageRun
 // per run of pages that is written.
@@ -94,15 +108,76 @@ Status emit_runs(uint8_t* buf, const std::vector<Segment>& segments, image::Page
 // The private pages of one mapping: those the pagemap shows present or
 // swapped and not backed by the file (anonymous or copied on write). Runs
 // are gathered into a buffer and read with one process_vm_readv.
+// Where a mapping may hold pages shared with the parent: the parts of it
+// the parent maps privately and anonymously too, and the parent's pagemap.
+struct Sharing {
+  bool read_unpinned = false;
+  int parent_pagemap_fd = -1;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;  // sorted [start, end)
+  bool covers(uint64_t addr) const {
+    for (const auto& [s, e] : ranges)
+      if (addr >= s && addr < e) return true;
+    return false;
+  }
+};
+
+constexpr uint64_t kPfnMask = (1ULL << 55) - 1;
+
+// The page at k is the very page the parent has at that address: present in
+// both (not swapped), with one frame number, which the parent held both
+// before and after the child's pagemap was read (so that a page moved in
+// between cannot pass for another).
+bool same_frame(uint64_t child, uint64_t parent_before, uint64_t parent_after) {
+  auto anon_present = [](uint64_t e) { return (e & kPresent) && !(e & (kSwapped | kFileShared)) && (e & kPfnMask); };
+  return anon_present(child) && anon_present(parent_before) && parent_before == parent_after &&
+         (child & kPfnMask) == (parent_before & kPfnMask);
+}
+
+// Appends a run, or extends the last one in the same mapping (a run lies
+// inside one mapping).
+void add_inherited(image::Mm* out, uint64_t vma_start, uint64_t addr, uint64_t npages) {
+  auto* runs = out->mutable_inherited();
+  if (!runs->empty()) {
+    auto& last = (*runs)[runs->size() - 1];
+    if (last.addr() >= vma_start && last.addr() + last.npages() * kPage == addr) {
+      last.set_npages(last.npages() + npages);
+      return;
+    }
+  }
+  auto* run = runs->Add();
+  run->set_addr(addr);
+  run->set_npages(npages);
+}
+
 Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, int mem_fd, bool skip_zero,
-                          image::PageWriter& pages, image::Mm* out, DumpStats* stats) {
+                          const Sharing& sharing, image::PageWriter& pages, image::Mm* out, DumpStats* stats) {
   uint64_t npages = (m.end - m.start) / kPage;
-  std::vector<uint64_t> entries(kChunkPages);
+  std::vector<uint64_t> entries(kChunkPages), parent_before(kChunkPages), parent_after(kChunkPages);
   for (uint64_t first = 0; first < npages; first += kChunkPages) {
     size_t count = static_cast<size_t>(std::min<uint64_t>(kChunkPages, npages - first));
     uint64_t base = m.start + first * kPage;
-    CRYO_TRY(pread_all(pagemap_fd, entries.data(), count * 8, static_cast<off_t>(base / kPage * 8))
-                 .wrap("read pagemap of pid " + std::to_string(pid)));
+    bool may_share = false;
+    for (const auto& [s, e] : sharing.ranges) may_share = may_share || (s < base + count * kPage && e > base);
+    may_share = may_share && sharing.parent_pagemap_fd >= 0;
+    off_t at = static_cast<off_t>(base / kPage * 8);
+    if (may_share)
+      CRYO_TRY(pread_all(sharing.parent_pagemap_fd, parent_before.data(), count * 8, at).wrap("read the parent's pagemap"));
+    CRYO_TRY(pread_all(pagemap_fd, entries.data(), count * 8, at).wrap("read pagemap of pid " + std::to_string(pid)));
+    std::vector<bool> inherited(count);
+    if (may_share) {
+      CRYO_TRY(pread_all(sharing.parent_pagemap_fd, parent_after.data(), count * 8, at).wrap("read the parent's pagemap"));
+      for (size_t k = 0; k < count; k++)
+        inherited[k] = sharing.covers(base + k * kPage) && same_frame(entries[k], parent_before[k], parent_after[k]);
+      for (size_t k = 0; k < count;) {
+        size_t j = k;
+        while (j < count && inherited[j]) j++;
+        if (j > k) {
+          add_inherited(out, m.start, base + k * kPage, j - k);
+          stats->pages_inherited += j - k;
+        }
+        k = j + 1;
+      }
+    }
     stats->pages_scanned += count;
     std::vector<Segment> segments;
     std::vector<struct iovec> local, remote;
@@ -110,7 +185,9 @@ Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, in
     for (size_t k = 0; k < count; k++)
       if (entries[k] & kGuardRegion)
         return Error(what_vma(pid, m) + ": guard regions (MADV_GUARD_INSTALL) are not supported yet");
-    auto wanted = [&](size_t k) { return (entries[k] & (kPresent | kSwapped)) && !(entries[k] & kFileShared); };
+    auto wanted = [&](size_t k) {
+      return (entries[k] & (kPresent | kSwapped)) && !(entries[k] & kFileShared) && !inherited[k];
+    };
     for (size_t i = 0; i < count;) {
       if (!wanted(i)) {
         i++;
@@ -129,10 +206,12 @@ Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, in
       remote.push_back({reinterpret_cast<void*>(seg.addr), seg.npages * kPage});
     }
     bool read_ok = false;
-    if (m.read && local.size() <= IOV_MAX)
+    if (m.read && local.size() <= IOV_MAX && !sharing.read_unpinned)
       read_ok = ::process_vm_readv(pid, local.data(), local.size(), remote.data(), remote.size(), 0) ==
                 static_cast<ssize_t>(filled);
-    // What the task cannot read itself (PROT_NONE), /proc/PID/mem can.
+    // What the task cannot read itself (PROT_NONE), /proc/PID/mem can; it
+    // also reads without pinning the pages, which process_vm_readv does and
+    // which gives the task a copy of every page it shares copy-on-write.
     for (size_t k = 0; !read_ok && k < segments.size(); k++) {
       auto st = pread_all(mem_fd, local[k].iov_base, local[k].iov_len, static_cast<off_t>(segments[k].addr));
       if (!st.ok()) {
@@ -206,12 +285,24 @@ Status dump_file_data(int fd, uint64_t size, google::protobuf::RepeatedPtrField<
 }
 
 Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesDump& files,
-               image::PageWriter& pages, image::Mm* out, DumpStats* stats) {
+               image::PageWriter& pages, image::Mm* out, DumpStats* stats, const ParentMm& parent) {
   std::string proc_dir = "/proc/" + std::to_string(pid);
   CRYO_ASSIGN(std::string smaps, read_file(proc_dir + "/smaps"));
   CRYO_ASSIGN(auto smaps_of, proc::parse_smaps(smaps));
   CRYO_ASSIGN(UniqueFd pagemap, open_file(proc_dir + "/pagemap", O_RDONLY));
   CRYO_ASSIGN(UniqueFd mem, open_file(proc_dir + "/mem", O_RDONLY));
+  // The parent's private anonymous mappings (not growing down): where the
+  // restored child can inherit pages from the restored parent.
+  UniqueFd parent_pagemap;
+  std::vector<std::pair<uint64_t, uint64_t>> parent_anon;
+  if (parent.pid > 0 && parent.maps) {
+    std::string parent_dir = "/proc/" + std::to_string(parent.pid);
+    CRYO_ASSIGN(std::string parent_smaps, read_file(parent_dir + "/smaps"));
+    CRYO_ASSIGN(auto parent_smaps_of, proc::parse_smaps(parent_smaps));
+    CRYO_ASSIGN(parent_pagemap, open_file(parent_dir + "/pagemap", O_RDONLY));
+    for (const auto& pm : *parent.maps)
+      if (is_plain_anon(pm, parent_smaps_of[pm.start])) parent_anon.emplace_back(pm.start, pm.end);
+  }
 
   for (const auto& m : maps) {
     CRYO_TRY(check_interrupt("while memory was being dumped"));
@@ -275,9 +366,16 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
     }
     // A mapping with nothing resident or swapped (a large PROT_NONE
     // reservation, say) has no page to look for in the pagemap.
+    Sharing sharing;
+    sharing.read_unpinned = parent.tree_shares;
+    if (is_plain_anon(m, extra)) {
+      sharing.parent_pagemap_fd = parent_pagemap.get();
+      for (const auto& [s, e] : parent_anon)
+        if (s < m.end && e > m.start) sharing.ranges.emplace_back(std::max(s, m.start), std::min(e, m.end));
+    }
     if (private_pages && extra.resident_kb > 0)
-      CRYO_TRY(dump_private_pages(pid, m, pagemap.get(), mem.get(), v->kind() == image::Vma::ANON_PRIVATE, pages,
-                                  out, stats));
+      CRYO_TRY(dump_private_pages(pid, m, pagemap.get(), mem.get(), v->kind() == image::Vma::ANON_PRIVATE, sharing,
+                                  pages, out, stats));
   }
   return {};
 }

@@ -16,6 +16,19 @@ struct DumpStats {
   uint64_t pages_scanned = 0;
   uint64_t pages_written = 0;
   uint64_t zero_pages_skipped = 0;
+  uint64_t pages_inherited = 0;  // shared copy-on-write with the parent, not stored again
+};
+
+// The parent of a dumped process, when it is a living process of the tree:
+// pages both hold at the same address as the same physical page are stored
+// once, with the parent.
+struct ParentMm {
+  pid_t pid = 0;
+  const std::vector<proc::MapEntry>* maps = nullptr;
+  // The tree has other processes, which may share pages with this one:
+  // read its memory without pinning it (process_vm_readv pins, and the
+  // kernel then gives the task its own copy of each shared page).
+  bool tree_shares = false;
 };
 
 // The data segments (SEEK_DATA) of a file up to size, as page runs whose addr
@@ -24,6 +37,6 @@ Status dump_file_data(int fd, uint64_t size, google::protobuf::RepeatedPtrField<
                       image::PageWriter& pages, DumpStats* stats);
 
 Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesDump& files,
-               image::PageWriter& pages, image::Mm* out, DumpStats* stats);
+               image::PageWriter& pages, image::Mm* out, DumpStats* stats, const ParentMm& parent = {});
 
 }  // namespace cryo::mm

@@ -7,6 +7,7 @@
 #include <sys/uio.h>
 
 #include <algorithm>
+#include <functional>
 #include <thread>
 #include <cstring>
 
@@ -109,11 +110,13 @@ Status write_pieces(pid_t pid, const struct iovec* local, const struct iovec* re
 // Writes every recorded private page. Filling fresh memory is bound by the
 // kernel allocating pages, so a large address space is written by two
 // threads, each taking half of the bytes.
-Status write_pages(pid_t pid, const image::Mm& mm, const image::ImageDirReader& images) {
+Status write_pages(pid_t pid, const image::Mm& mm, const image::ImageDirReader& images,
+                   const std::function<bool(uint64_t)>& already_in) {
   constexpr uint64_t kPiece = 8u << 20;
   std::vector<struct iovec> local, remote;
   uint64_t total = 0;
   for (const auto& run : mm.pages()) {
+    if (already_in(run.addr())) continue;
     uint64_t bytes = run.npages() * kPage;
     CRYO_ASSIGN(const uint8_t* src, images.page_run(run.offset(), bytes));
     for (uint64_t at = 0; at < bytes; at += kPiece) {
@@ -195,7 +198,7 @@ Status validate_mm(const image::Mm& mm, const image::Files& files) {
 
 Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const image::Mm& mm,
                   const image::Process& core, const files::FileObjects& objects,
-                  const image::ImageDirReader& images) {
+                  const image::ImageDirReader& images, const Premaps& premaps, pid_t parent) {
   std::string proc_dir = "/proc/" + std::to_string(pid);
   // The stub's own rseq area is about to disappear: unregister it first.
   CRYO_ASSIGN(auto rseq, ptrace::get_rseq(pid));
@@ -205,6 +208,11 @@ Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const i
   CRYO_ASSIGN(std::string maps_text, read_file(proc_dir + "/maps"));
   CRYO_ASSIGN(auto own, proc::parse_maps(maps_text));
   std::vector<std::pair<uint64_t, uint64_t>> used = {{tramp.code, tramp.code + Trampoline::kSize}};
+  // The regions of shared memory stay until the mappings are made from them.
+  std::vector<std::pair<uint64_t, uint64_t>> regions;
+  for (const auto& reg : premaps.regions()) regions.emplace_back(reg.at, reg.at + (reg.end - reg.start));
+  std::sort(regions.begin(), regions.end());
+  used.insert(used.end(), regions.begin(), regions.end());
   for (const auto& m : own) {
     bool keep = m.start >= tramp.code && m.end <= tramp.code + Trampoline::kSize;
     keep = keep || m.path == "[vdso]" || m.path == "[vvar]" || m.path == "[vvar_vclock]" || m.path == "[vsyscall]";
@@ -212,7 +220,13 @@ Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const i
       used.emplace_back(m.start, m.end);
       continue;
     }
-    CRYO_TRY(r.call("munmap", SYS_munmap, {m.start, m.end - m.start}));
+    uint64_t at = m.start;
+    for (const auto& [s, e] : regions) {
+      if (e <= at || s >= m.end) continue;
+      if (s > at) CRYO_TRY(r.call("munmap", SYS_munmap, {at, s - at}));
+      at = std::max(at, e);
+    }
+    if (at < m.end) CRYO_TRY(r.call("munmap", SYS_munmap, {at, m.end - at}));
   }
   for (const auto& v : mm.vmas()) used.emplace_back(v.start(), v.end());
   CRYO_TRY(move_specials(pid, r, mm, own, used));
@@ -226,9 +240,30 @@ Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const i
     while (mm.vmas(static_cast<int>(vi)).end() <= run.addr()) vi++;
     has_pages[vi] = true;
   }
+  // Mappings that are regions built in the stub come whole and filled;
+  // pages inherited from the parent's regions come as they are.
+  std::vector<proc::MapEntry> now;
+  if (!regions.empty()) {
+    CRYO_ASSIGN(std::string text, read_file(proc_dir + "/maps"));
+    CRYO_ASSIGN(now, proc::parse_maps(text));
+  }
+  auto remote_mremap = [&](uint64_t from, uint64_t len, uint64_t to) -> Status {
+    CRYO_ASSIGN(long got, r.call("mremap", SYS_mremap, {from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to}));
+    if (static_cast<uint64_t>(got) != to) return Error(EINVAL, "mremap moved memory to " + hex(static_cast<uint64_t>(got)));
+    return {};
+  };
+  auto own_region = [&](uint64_t addr) { return premaps.find(pid, addr) != nullptr; };
   for (int i = 0; i < mm.vmas_size(); i++) {
     const auto& v = mm.vmas(i);
     if (is_special(v.kind())) continue;
+    if (const PremapRegion* reg = premaps.find(pid, v.start()); reg && inheritable(v)) {
+      CRYO_TRY(move_range(now, reg->at, v.end() - v.start(), v.start(), remote_mremap).wrap("shared memory at " + hex(v.start())));
+      has_pages[static_cast<size_t>(i)] = true;  // made read-write: given its protection below
+      continue;
+    }
+    bool inherits = false;
+    for (const auto& run : mm.inherited()) inherits = inherits || (run.addr() >= v.start() && run.addr() < v.end());
+    if (inherits) has_pages[static_cast<size_t>(i)] = true;
     uint64_t prot = v.prot() | (has_pages[static_cast<size_t>(i)] ? PROT_READ | PROT_WRITE : 0);
     uint64_t flags = MAP_FIXED | (v.noreserve() ? MAP_NORESERVE : 0);
     int64_t fd = -1;
@@ -260,8 +295,22 @@ Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const i
                                  {v.start(), v.end() - v.start(), prot, flags, static_cast<uint64_t>(fd), v.pgoff()}));
     if (static_cast<uint64_t>(got) != v.start())
       return Error(EINVAL, "mapping " + hex(v.start()) + " landed at " + hex(static_cast<uint64_t>(got)));
+    if (!inherits) continue;
+    for (const auto& run : mm.inherited()) {
+      uint64_t end = run.addr() + run.npages() * kPage;
+      if (run.addr() < v.start() || run.addr() >= v.end()) continue;
+      for (uint64_t at = run.addr(); at < end;) {
+        const PremapRegion* from = premaps.find(parent, at);
+        if (!from) return Error(EINVAL, "the parent built no memory at " + hex(at));
+        uint64_t len = std::min(end, from->end) - at;
+        CRYO_TRY(move_range(now, from->at + (at - from->start), len, at, remote_mremap).wrap("inherited memory"));
+        at += len;
+      }
+    }
   }
-  CRYO_TRY(write_pages(pid, mm, images).wrap("writing memory"));
+  // What is left of the regions (other processes' memory) goes.
+  for (const auto& [s, e] : regions) CRYO_TRY(r.call("munmap", SYS_munmap, {s, e - s}));
+  CRYO_TRY(write_pages(pid, mm, images, own_region).wrap("writing memory"));
   for (int i = 0; i < mm.vmas_size(); i++) {
     const auto& v = mm.vmas(i);
     if (is_special(v.kind())) continue;

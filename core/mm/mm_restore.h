@@ -11,6 +11,7 @@
 #include "core/image/image.h"
 #include "core/image/proto/mm.pb.h"
 #include "core/image/proto/task.pb.h"
+#include "core/mm/premap.h"
 #include "core/ptrace/ptrace.h"
 
 namespace cryo::mm {
@@ -31,8 +32,10 @@ uint64_t find_hole(const std::vector<std::pair<uint64_t, uint64_t>>& used, uint6
 // runs inside private mappings) before anything is mapped.
 Status validate_mm(const image::Mm& mm, const image::Files& files);
 
+// premaps: the regions the stubs built (see premap.h); parent: the pid
+// whose regions the process inherits pages from.
 Status restore_mm(pid_t pid, ptrace::Remote& remote, const Trampoline& tramp, const image::Mm& mm,
                   const image::Process& core, const files::FileObjects& objects,
-                  const image::ImageDirReader& images);
+                  const image::ImageDirReader& images, const Premaps& premaps, pid_t parent);
 
 }  // namespace cryo::mm

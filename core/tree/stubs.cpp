@@ -93,6 +93,13 @@ long fork_stub(const StubPlan& plan, size_t index) {
       fail(made.error().context());
     }
   }
+  if (t.core && plan.premaps && !plan.premaps->empty()) {
+    auto built = plan.premaps->build(pid, t.entry->ppid(), plan.mms->at(pid), *plan.images);
+    if (!built.ok()) {
+      errno = built.error().code();
+      fail("building shared memory: " + built.error().context());
+    }
+  }
   for (size_t child : t.children) {
     long got = fork_stub(plan, child);
     if (got < 0) {

@@ -6,11 +6,15 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
 #include "core/files/files_restore.h"
+#include "core/image/image.h"
+#include "core/image/proto/mm.pb.h"
 #include "core/image/proto/task.pb.h"
+#include "core/mm/premap.h"
 #include "core/image/proto/tree.pb.h"
 #include "core/sys/result.h"
 
@@ -27,6 +31,11 @@ struct StubTask {
 struct StubPlan {
   std::vector<StubTask> tasks;  // the root first
   const files::FileObjects* objects = nullptr;
+  // Memory shared copy-on-write with children: each stub builds its
+  // regions before it forks its children (see core/mm/premap.h).
+  const mm::Premaps* premaps = nullptr;
+  const std::map<pid_t, image::Mm>* mms = nullptr;
+  const image::ImageDirReader* images = nullptr;
   const image::Files* files = nullptr;
   int fd_base = 0;
   int status_fd = -1;   // stubs report here

@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""What the processes of a tree share with each other comes back shared.
+
+cow: memory a parent and its children share copy-on-write since their fork
+stays shared after a restore (a 64 MiB mapping shared by five processes
+costs one copy, in memory and in the image), and each process still sees its
+own writes only, before and after the restore."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
+from harness import check, log, read_text, run, snapshot  # noqa: E402
+
+MIB = 1 << 20
+
+
+def pss_in(pid, start, end):
+    """Pss (bytes) of the mappings of pid inside [start, end)."""
+    total, inside = 0, False
+    for line in (read_text(f"/proc/{pid}/smaps") or "").splitlines():
+        head = line.split()[0] if line.split() else ""
+        if "-" in head and ":" not in head:
+            lo, hi = (int(x, 16) for x in head.split("-"))
+            inside = lo >= start and hi <= end
+        elif inside and line.startswith("Pss:"):
+            total += int(line.split()[1]) * 1024
+    return total
+
+
+def case_cow(env):
+    ready, report = env.path("ready"), env.path("report")
+    root = env.spawn([env.workload("sharing"), "cow", ready, report], name="sharing")
+    info = env.wait_ready(ready, root)
+    pids = [info[n] for n in ("R", "C0", "C1", "C2", "G")]
+    start, end = info["addr"], info["addr"] + 64 * MIB
+    before_pss = sum(pss_in(p, start, end) for p in pids)
+    log(f"Pss of the 64 MiB mapping in the 5 processes before the dump: {before_pss / MIB:.1f} MiB")
+    check(before_pss < 70 * MIB, f"the workload does not share its memory ({before_pss / MIB:.1f} MiB)")
+    before = snapshot(root)
+    images = env.round_trip(root, before)
+    stored = os.path.getsize(os.path.join(images, "pages.img"))
+    after_pss = sum(pss_in(p, start, end) for p in pids)
+    log(f"pages.img: {stored / MIB:.1f} MiB; Pss after the restore: {after_pss / MIB:.1f} MiB")
+    env.soft(check, stored < 80 * MIB, f"the image stores {stored / MIB:.1f} MiB: the shared pages more than once")
+    env.soft(check, after_pss < 80 * MIB,
+             f"the restored tree holds {after_pss / MIB:.1f} MiB of the mapping: not shared as it was")
+    env.trigger_and_report(root, report)
+
+
+if __name__ == "__main__":
+    run({"cow": case_cow})

@@ -1,0 +1,185 @@
+// sharing: what processes of a tree share with each other.
+//
+//   sharing MODE READY REPORT
+//
+// cow: the root R maps 64 MiB, fills it and forks C0, C1, C2; each child
+//   writes a few pages of its own; C0 forks G after its writes, and G writes
+//   a few pages too; R writes a few pages after the forks (some where C1
+//   wrote). Every other page stays shared copy-on-write by all five.
+//   READY gives addr= and the pids. On SIGUSR1, R writes one more page and
+//   wakes the others; each writes a page of its own too, then checks every
+//   page of the 64 MiB (its own writes, its parent's writes from before its
+//   fork, nobody else's) and tells R through a results pipe; R checks its
+//   own and writes REPORT.
+#include "workload.h"
+
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#define PAGE 4096UL
+#define NPAGES 16384UL  // 64 MiB
+
+static int results_fd;
+static int done_fd;
+
+// A process's view of the region: which seed each page was written with.
+struct view {
+  const char *name;
+  unsigned char seed[NPAGES];
+};
+
+static void write_pages(char *mem, struct view *v, size_t first, size_t count, unsigned char seed) {
+  for (size_t i = first; i < first + count; i++) {
+    wl_fill(mem + i * PAGE, PAGE, seed);
+    v->seed[i] = seed;
+  }
+}
+
+// Checks every page; returns the number of bad pages (the first few named).
+static int check_view(const char *mem, const struct view *v, char *why, size_t why_len) {
+  int bad = 0;
+  why[0] = '\0';
+  for (size_t i = 0; i < NPAGES; i++) {
+    if (wl_check_fill(mem + i * PAGE, PAGE, v->seed[i]) < 0) continue;
+    if (bad++ < 4) {
+      size_t used = strlen(why);
+      snprintf(why + used, why_len - used, " page %zu (want seed %u)", i, v->seed[i]);
+    }
+  }
+  return bad;
+}
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...) {
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+  va_end(ap);
+  if (n > (int)sizeof line - 2) n = (int)sizeof line - 2;
+  line[n++] = '\n';
+  if (wl_write_all(results_fd, line, (size_t)n) != 0) _exit(99);
+}
+
+static void wait_trigger(void) {
+  sigset_t none;
+  sigemptyset(&none);
+  while (!wl_triggered) sigsuspend(&none);
+}
+
+// A child: after the trigger, one more page of its own, then the check.
+static void child_after_trigger(char *mem, struct view *v, size_t own_page, unsigned char seed, pid_t wake) {
+  wait_trigger();
+  int status = 0;
+  if (wake > 0) {
+    kill(wake, SIGUSR1);
+    waitpid(wake, &status, 0);
+  }
+  write_pages(mem, v, own_page, 1, seed);
+  char why[512];
+  int bad = check_view(mem, v, why, sizeof why);
+  if (bad)
+    say("%s FAIL %d bad pages:%s", v->name, bad, why);
+  else
+    say("%s ok", v->name);
+  _exit(bad || (wake > 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) ? 1 : 0);
+}
+
+static pid_t fork_child(void) {
+  pid_t pid = fork();
+  WL_MUST(pid >= 0);
+  return pid;
+}
+
+static void done(void) { WL_MUST(write(done_fd, "x", 1) == 1); }
+
+static int run_cow(const char *ready, const char *report) {
+  int results[2], dones[2];
+  WL_MUST(pipe(results) == 0 && pipe(dones) == 0);
+  results_fd = results[1];
+  done_fd = dones[1];
+  char *mem = mmap(NULL, NPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  WL_MUST(mem != MAP_FAILED);
+  static struct view v;
+  v.name = "R";
+  write_pages(mem, &v, 0, NPAGES, 1);
+  wl_install_trigger();
+  pid_t kids[3], grandchild = 0;
+  for (int i = 0; i < 3; i++) {
+    kids[i] = fork_child();
+    if (kids[i] == 0) {
+      static const char* names[] = {"C0", "C1", "C2"};
+      v.name = names[i];
+      write_pages(mem, &v, 1000 * (size_t)(i + 1), 4, (unsigned char)(100 + i));
+      pid_t g = 0;
+      if (i == 0) {
+        g = fork_child();
+        if (g == 0) {
+          v.name = "G";
+          write_pages(mem, &v, 5000, 4, 200);
+          done();
+          child_after_trigger(mem, &v, 9004, 201, 0);
+        }
+        write_pages(mem, &v, 6000, 2, 100);  // after G's fork: not G's
+        char line[32];
+        int n = snprintf(line, sizeof line, "G=%d\n", (int)g);
+        WL_MUST(wl_write_all(results_fd, line, (size_t)n) == 0);
+      }
+      done();
+      child_after_trigger(mem, &v, 9001 + (size_t)i, (unsigned char)(110 + i), g);
+    }
+  }
+  write_pages(mem, &v, 7000, 4, 2);
+  write_pages(mem, &v, 2000, 2, 2);  // where C1 wrote its own
+  close(done_fd);
+  close(dones[1]);
+  for (int i = 0; i < 5 - 1; i++) {
+    char c;
+    WL_MUST(read(dones[0], &c, 1) == 1);
+  }
+  char line[64] = {0};
+  // C0 said which pid its child has.
+  size_t len = 0;
+  while (len < sizeof line - 1) {
+    WL_MUST(read(results[0], line + len, 1) == 1);
+    if (line[len++] == '\n') break;
+  }
+  WL_MUST(sscanf(line, "G=%d", &grandchild) == 1);
+  wl_ready(ready, "addr=0x%lx R=%d C0=%d C1=%d C2=%d G=%d", (unsigned long)mem, (int)getpid(), (int)kids[0],
+           (int)kids[1], (int)kids[2], (int)grandchild);
+  wait_trigger();
+  write_pages(mem, &v, 8000, 1, 3);
+  for (int i = 0; i < 3; i++) kill(kids[i], SIGUSR1);
+  for (int i = 0; i < 3; i++) {
+    int status;
+    WL_MUST(waitpid(kids[i], &status, 0) == kids[i]);
+    WL_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "C%d ended with status 0x%x", i, status);
+  }
+  close(results_fd);
+  char text[4096];
+  ssize_t got = 0, n;
+  while ((n = read(results[0], text + got, sizeof text - 1 - (size_t)got)) > 0) got += n;
+  text[got] = '\0';
+  int oks = 0;
+  for (char* l = strtok(text, "\n"); l; l = strtok(NULL, "\n")) {
+    if (strstr(l, " ok"))
+      oks++;
+    else
+      wl_fail("%s", l);
+  }
+  WL_CHECK(oks == 4, "%d of 4 children said ok", oks);
+  char why[512];
+  int bad = check_view(mem, &v, why, sizeof why);
+  WL_CHECK(bad == 0, "R: %d bad pages:%s", bad, why);
+  return wl_finish(report);
+}
+
+int main(int argc, char **argv) {
+  const char *usage = "cow READY REPORT";
+  const char *mode = wl_arg(argc, argv, 1, usage);
+  const char *ready = wl_arg(argc, argv, 2, usage);
+  const char *report = wl_arg(argc, argv, 3, usage);
+  if (strcmp(mode, "cow") == 0) return run_cow(ready, report);
+  fprintf(stderr, "unknown mode %s\n", mode);
+  return 2;
+}
