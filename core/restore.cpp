@@ -383,15 +383,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     ptrace::Remote r(pid, tramp.code, regs);
     CRYO_TRY(r.call("setpgid", SYS_setpgid, {0, static_cast<uint64_t>(t.entry->pgid())}).wrap(pid_str(pid)));
   }
-  // Group stand-ins have done their part: their stub parents reap them.
-  for (const auto& [owner, group] : plan.group_stand_ins) {
-    ::kill(group, SIGKILL);
-    CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(owner));
-    ptrace::Remote r(owner, tramp.code, regs);
-    CRYO_TRY(r.call("wait4 for a group stand-in", SYS_wait4, {static_cast<uint64_t>(group), 0, __WALL, 0})
-                 .wrap(pid_str(owner)));
-  }
-  // Zombies may die now; wait until they have.
+  // Zombies may die now (joining their groups first); wait until they have.
   go_write.reset();
   for (const auto& t : plan.tasks) {
     if (t.core) continue;
@@ -401,6 +393,15 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       if (i > 5000) return Error(ETIMEDOUT, pid_str(t.entry->pid()) + " did not become a zombie");
       ::usleep(1000);
     }
+  }
+  // Group stand-ins have done their part (the zombies too are in their
+  // groups now): their stub parents reap them.
+  for (const auto& [owner, group] : plan.group_stand_ins) {
+    ::kill(group, SIGKILL);
+    CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(owner));
+    ptrace::Remote r(owner, tramp.code, regs);
+    CRYO_TRY(r.call("wait4 for a group stand-in", SYS_wait4, {static_cast<uint64_t>(group), 0, __WALL, 0})
+                 .wrap(pid_str(owner)));
   }
 
   for (const auto& t : plan.tasks) {

@@ -4,7 +4,9 @@
 cow: memory a parent and its children share copy-on-write since their fork
 stays shared after a restore (a 64 MiB mapping shared by five processes
 costs one copy, in memory and in the image), and each process still sees its
-own writes only, before and after the restore."""
+own writes only, before and after the restore.
+zombie_pgid: zombies come back in their own process groups (one of their own,
+one of a sibling's), not their parent's."""
 import os
 import sys
 
@@ -47,5 +49,14 @@ def case_cow(env):
     env.trigger_and_report(root, report)
 
 
+def case_zombie_pgid(env):
+    ready, report = env.path("ready"), env.path("report")
+    root = env.spawn([env.workload("sharing"), "zombie_pgid", ready, report], name="sharing")
+    env.wait_ready(ready, root)
+    before = snapshot(root)
+    env.round_trip(root, before)
+    env.trigger_and_report(root, report)
+
+
 if __name__ == "__main__":
-    run({"cow": case_cow})
+    run({"cow": case_cow, "zombie_pgid": case_zombie_pgid})

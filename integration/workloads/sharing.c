@@ -11,6 +11,10 @@
 //   page of the 64 MiB (its own writes, its parent's writes from before its
 //   fork, nobody else's) and tells R through a results pipe; R checks its
 //   own and writes REPORT.
+// zombie_pgid: R forks A (its own process group, waits), Z1 (its own group,
+//   exits 7), Z2 (joins A's group, exits 9) and Z3 (joins the group of L, a
+//   child of R that exits and is reaped, then exits 11); R reaps none of the
+//   zombies. On SIGUSR1 R checks their groups with getpgid, then reaps all.
 #include "workload.h"
 
 #include <sys/mman.h>
@@ -174,12 +178,69 @@ static int run_cow(const char *ready, const char *report) {
   return wl_finish(report);
 }
 
+static int run_zombie_pgid(const char *ready, const char *report) {
+  wl_install_trigger();
+  pid_t a = fork_child();
+  if (a == 0) {
+    WL_MUST(setpgid(0, 0) == 0);
+    wait_trigger();
+    _exit(0);
+  }
+  WL_MUST(setpgid(a, a) == 0 || errno == EACCES);
+  pid_t z1 = fork_child();
+  if (z1 == 0) {
+    WL_MUST(setpgid(0, 0) == 0);
+    _exit(7);
+  }
+  pid_t z2 = fork_child();
+  if (z2 == 0) {
+    while (getpgid(a) != a) wl_sleep_ms(1);
+    WL_MUST(setpgid(0, a) == 0);
+    _exit(9);
+  }
+  int go[2];
+  WL_MUST(pipe(go) == 0);
+  pid_t l = fork_child();
+  if (l == 0) {
+    WL_MUST(setpgid(0, 0) == 0);
+    char c;
+    WL_MUST(read(go[0], &c, 1) == 1);
+    _exit(0);
+  }
+  WL_MUST(setpgid(l, l) == 0 || errno == EACCES);
+  pid_t z3 = fork_child();
+  if (z3 == 0) {
+    WL_MUST(setpgid(0, l) == 0);
+    _exit(11);
+  }
+  siginfo_t si;
+  WL_MUST(waitid(P_PID, (id_t)z3, &si, WEXITED | WNOWAIT) == 0);
+  WL_MUST(write(go[1], "x", 1) == 1);
+  int st;
+  WL_MUST(waitpid(l, &st, 0) == l);
+  for (pid_t z = z1; z; z = z == z1 ? z2 : 0) WL_MUST(waitid(P_PID, (id_t)z, &si, WEXITED | WNOWAIT) == 0);
+  WL_MUST(getpgid(z1) == z1 && getpgid(z2) == a && getpgid(z3) == l);
+  wl_ready(ready, "A=%d Z1=%d Z2=%d Z3=%d", (int)a, (int)z1, (int)z2, (int)z3);
+  wait_trigger();
+  WL_CHECK(getpgid(z1) == z1, "zombie Z1 is in group %d, want %d", (int)getpgid(z1), (int)z1);
+  WL_CHECK(getpgid(z2) == a, "zombie Z2 is in group %d, want A's %d", (int)getpgid(z2), (int)a);
+  WL_CHECK(getpgid(z3) == l, "zombie Z3 is in group %d, want %d (its leader is gone)", (int)getpgid(z3), (int)l);
+  kill(a, SIGUSR1);
+  int status;
+  WL_CHECK(waitpid(z3, &status, 0) == z3 && WIFEXITED(status) && WEXITSTATUS(status) == 11, "Z3 status 0x%x", status);
+  WL_CHECK(waitpid(z1, &status, 0) == z1 && WIFEXITED(status) && WEXITSTATUS(status) == 7, "Z1 status 0x%x", status);
+  WL_CHECK(waitpid(z2, &status, 0) == z2 && WIFEXITED(status) && WEXITSTATUS(status) == 9, "Z2 status 0x%x", status);
+  WL_CHECK(waitpid(a, &status, 0) == a && WIFEXITED(status) && WEXITSTATUS(status) == 0, "A status 0x%x", status);
+  return wl_finish(report);
+}
+
 int main(int argc, char **argv) {
-  const char *usage = "cow READY REPORT";
+  const char *usage = "cow|zombie_pgid READY REPORT";
   const char *mode = wl_arg(argc, argv, 1, usage);
   const char *ready = wl_arg(argc, argv, 2, usage);
   const char *report = wl_arg(argc, argv, 3, usage);
   if (strcmp(mode, "cow") == 0) return run_cow(ready, report);
+  if (strcmp(mode, "zombie_pgid") == 0) return run_zombie_pgid(ready, report);
   fprintf(stderr, "unknown mode %s\n", mode);
   return 2;
 }
