@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -382,6 +383,14 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(pid));
     ptrace::Remote r(pid, tramp.code, regs);
     CRYO_TRY(r.call("setpgid", SYS_setpgid, {0, static_cast<uint64_t>(t.entry->pgid())}).wrap(pid_str(pid)));
+  }
+  // Each restored terminal's foreground group, now that every group exists.
+  for (const auto& fg : objects.foreground_groups()) {
+    CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(fg.leader));
+    ptrace::Remote r(fg.leader, tramp.code, regs);
+    CRYO_TRY(r.call("TIOCSPGRP", SYS_ioctl, {static_cast<uint64_t>(fg.fd), TIOCSPGRP, fg.pgrp_addr})
+                 .wrap(pid_str(fg.leader) + ": foreground group " + std::to_string(fg.pgrp) + " of /dev/pts/" +
+                       std::to_string(fg.index)));
   }
   // Zombies may die now (joining their groups first); wait until they have.
   go_write.reset();

@@ -485,11 +485,15 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
       f.set_pipe_id(pipe_id);
     }
   } else if (S_ISCHR(ref.st.st_mode)) {
-    // Reopening /dev/ptmx would make a new, unrelated terminal.
-    if (major(ref.st.st_rdev) == 5 && minor(ref.st.st_rdev) == 2)
-      return Error(what + ": pseudo-terminal master " + link +
-                   " (a tree with a terminal of its own, such as tmux or screen, is not supported yet)");
-    if (is_terminal(ref.st.st_rdev)) {
+    if (is_pty_master(ref.st)) {
+      CRYO_TRY(ttys_.describe_master(ref.pid, ref.fd, link, &f, &files_).wrap(what));
+    } else if (int index = pts_index(ref.st); index >= 0 && ttys_.has_master(index)) {
+      ttys_.describe_slave(index, &f);
+    } else if (is_terminal(ref.st.st_rdev)) {
+      bool console = major(ref.st.st_rdev) == 4 || (major(ref.st.st_rdev) == 5 && minor(ref.st.st_rdev) == 1);
+      if (!options_.shell_job && console)
+        return Error(what + ": " + link + " is a console of the machine, not a terminal of the tree (not supported; "
+                     "dump with --shell-job if it is the shell's terminal)");
       if (!options_.shell_job)
         return Error(what + ": terminal " + link + " belongs to the shell (dump with --shell-job)");
       f.set_kind(image::FileDesc::INHERITED);
@@ -529,6 +533,7 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
 }
 
 Status FilesDump::dump_fds(const tree::FrozenTree& tree, std::map<pid_t, image::Process>& cores) {
+  CRYO_TRY(ttys_.find_ptys(tree));
   for (const auto& proc : tree.processes()) {
     if (proc.zombie) continue;
     pid_t pid = proc.pid;
@@ -553,6 +558,7 @@ Status FilesDump::dump_fds(const tree::FrozenTree& tree, std::map<pid_t, image::
       out->set_cloexec((ref.info.flags & O_CLOEXEC) != 0);
     }
   }
+  CRYO_TRY(ttys_.check_sessions(tree, files_));
   return sockets_.check_connections(&files_);
 }
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/files/tty.h"
 #include "core/image/proto/files.pb.h"
 #include "core/image/proto/task.pb.h"
 #include "core/net/socket_dump.h"
@@ -85,6 +86,7 @@ class FilesDump {
   bool saw_locks_ = false;
   std::map<pid_t, UniqueFd> pidfds_;  // for pidfd_getfd
   net::SocketDump sockets_;
+  TtyDump ttys_;
   image::Files files_;
   std::map<std::string, uint32_t> mapped_;  // "path\0w" -> id
   std::map<uint64_t, size_t> shmems_;       // id -> index in files_.shmems

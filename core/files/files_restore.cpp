@@ -438,6 +438,7 @@ Status FileObjects::open_all(const image::Files& files, const image::ImageDirRea
   }
   for (const auto& shmem : files.shmems()) CRYO_TRY(open_shmem(shmem, images));
   for (const auto& content : files.contents()) CRYO_TRY(make_content(content, images));
+  CRYO_TRY(open_ptys(files));
   std::map<uint32_t, UniqueFd> sockets;
   CRYO_TRY(net::open_sockets(files, [&](uint32_t id) { return !by_stubs.count(id); }, &sockets));
   for (auto& entry : sockets) {
@@ -448,6 +449,10 @@ Status FileObjects::open_all(const image::Files& files, const image::ImageDirRea
     if (f.kind() == image::FileDesc::PIDFD) {  // made in its task once every process exists
       CRYO_ASSIGN(UniqueFd placeholder, open_file("/dev/null", O_RDONLY));
       CRYO_ASSIGN(by_file_[f.id()], place(std::move(placeholder)));
+      continue;
+    }
+    if (f.kind() == image::FileDesc::PTY_MASTER || f.kind() == image::FileDesc::PTY_SLAVE) {
+      if (!by_file_.count(f.id())) return Error(EINVAL, name_file(f) + " names a pseudo-terminal the image lacks");
       continue;
     }
     if (f.kind() == image::FileDesc::PIPE || f.kind() == image::FileDesc::FIFO) {

@@ -57,6 +57,21 @@ class FileObjects {
 
   int fd_of(uint32_t file_id) const;  // -1 if unknown
 
+  // Runs in stub `pid` right after its setsid(): takes the restored
+  // pseudo-terminal its session had as controlling terminal (tty.cpp).
+  Status take_controlling_tty(pid_t pid) const;
+  // The foreground group of each restored controlling terminal: `leader`
+  // runs ioctl(fd, TIOCSPGRP, pgrp_addr) once every group exists; pgrp_addr
+  // holds pgrp in every stub (they inherited the restorer's memory).
+  struct Foreground {
+    pid_t leader;
+    int fd;
+    uint64_t pgrp_addr;
+    pid_t pgrp;
+    int index;
+  };
+  std::vector<Foreground> foreground_groups() const;
+
   // The established TCP connections, still in repair mode (for the guard).
   std::vector<int> repaired_sockets(const image::Files& files) const;
   // Takes them out of repair mode: the last step before the tree is let go.
@@ -80,6 +95,14 @@ class FileObjects {
   Result<UniqueFd> open_anon(const image::FileDesc& f);
   Result<UniqueFd> open_inotify(const image::FileDesc& f);
   Status make_content(const image::Content& content, const image::ImageDirReader& images);
+  Status open_ptys(const image::Files& files);
+  Status open_pty(const image::Files& files, const image::Pty& pty);
+
+  struct PtyHandle {
+    pid_t sid = 0, pgrp = 0;
+    int control = -1;  // a slave fd of the restorer's (>= base), for TIOCSCTTY
+  };
+  std::map<int, PtyHandle> ptys_;  // by pts number
 
   int base_ = 0;
   std::vector<StubGroup> stub_groups_;

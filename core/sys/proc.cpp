@@ -147,6 +147,7 @@ Result<Stat> parse_stat(std::string_view text) {
   auto field = [&](int n) { return f[static_cast<size_t>(n - 3)]; };
   st.state = field(3)[0];
   bool ok = parse_num(field(4), st.ppid) && parse_num(field(5), st.pgid) && parse_num(field(6), st.sid) &&
+            parse_num(field(7), st.tty_nr) && parse_num(field(8), st.tpgid) &&
             parse_num(field(20), st.num_threads) && parse_num(field(26), st.start_code) &&
             parse_num(field(27), st.end_code) && parse_num(field(28), st.start_stack) &&
             parse_num(field(45), st.start_data) && parse_num(field(46), st.end_data) &&

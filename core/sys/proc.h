@@ -42,6 +42,8 @@ struct Stat {
   std::string comm;
   char state = '?';
   pid_t ppid = 0, pgid = 0, sid = 0;
+  uint32_t tty_nr = 0;  // the controlling terminal's device number (0: none)
+  pid_t tpgid = -1;     // its foreground process group
   uint64_t start_code = 0, end_code = 0, start_stack = 0;
   uint64_t start_data = 0, end_data = 0, start_brk = 0;
   uint64_t arg_start = 0, arg_end = 0, env_start = 0, env_end = 0;

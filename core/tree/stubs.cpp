@@ -72,6 +72,12 @@ long fork_stub(const StubPlan& plan, size_t index) {
 
   if (t.entry->sid() == pid) {
     if (::setsid() < 0) fail("setsid");
+    // Before any child is forked: children inherit the controlling terminal.
+    auto ctty = t.core ? plan.objects->take_controlling_tty(pid) : Status();
+    if (!ctty.ok()) {
+      errno = ctty.error().code();
+      fail(ctty.error().context());
+    }
   } else if (t.entry->pgid() == pid) {
     if (::setpgid(0, 0) < 0) fail("setpgid");
   }

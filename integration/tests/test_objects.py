@@ -20,12 +20,12 @@ KINDS = {
     "posix_timer": False, "posix_timers": False, "seccomp": False, "seccomp_stack": False, "userfaultfd": True, "pidfd": True, "pidfd_child": True, "deleted_exe": False,
 }
 # kinds that must be refused: restoring them would change what the process sees
-MUST_REFUSE = {"epoll_stale", "inotify_queued", "netlink_unread", "pty_master", "fuse_device"}
+MUST_REFUSE = {"epoll_stale", "inotify_queued", "netlink_unread", "fuse_device"}
 # kinds whose threads and stacks come and go by themselves (glibc runs each
 # SIGEV_THREAD notification in a new thread): their shape is not compared
 RESHAPING = {"posix_timers"}
 # kinds cryo checkpoints: a refusal is a regression
-MUST_DUMP = {"unix_socketpair", "tcp_listen", "udp", "netlink", "eventfd", "epoll", "event_loop", "signalfd", "timerfd", "inotify_wds", "memfd",
+MUST_DUMP = {"pty_master", "unix_socketpair", "tcp_listen", "udp", "netlink", "eventfd", "epoll", "event_loop", "signalfd", "timerfd", "inotify_wds", "memfd",
              "memfd_map", "memfd_sealed", "deleted_file", "deleted_sparse", "deleted_exe", "posix_timer", "posix_timers", "sysv_shm", "sysv_shm_keyed",
              "seccomp", "seccomp_stack", "pidfd", "pidfd_child"}
 

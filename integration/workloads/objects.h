@@ -424,7 +424,7 @@ static int make_object(const char *kind, const char *workdir) {
     // A stateful device (a FUSE connection once mounted; a tun fd once attached): refused.
     WL_MUST((object.fd = open("/dev/fuse", O_RDWR)) >= 0);
   } else if (!strcmp(kind, "pty_master")) {
-    // A terminal of its own (as tmux, screen or script make): the dump must refuse it.
+    // A terminal of its own (as tmux, screen or script make): master and slave come back as a pair.
     WL_MUST((object.fd = posix_openpt(O_RDWR | O_NOCTTY)) >= 0 && grantpt(object.fd) == 0 && unlockpt(object.fd) == 0);
     WL_MUST((object.fd2 = open(ptsname(object.fd), O_RDWR | O_NOCTTY)) >= 0);
   } else if (!strcmp(kind, "pidfd_child")) {

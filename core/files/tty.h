@@ -1,0 +1,49 @@
+// Pseudo-terminals of the tree's own: a /dev/ptmx master the tree holds, the
+// /dev/pts/N slaves of it, their settings, the bytes queued both ways and the
+// session whose controlling terminal the pair is. A terminal whose master lies
+// outside the tree is the shell's: --shell-job (files_dump) takes it.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/image/proto/files.pb.h"
+#include "core/sys/fd.h"
+#include "core/sys/result.h"
+#include "core/tree/freeze.h"
+
+namespace cryo::files {
+
+bool is_pty_master(const struct stat& st);  // /dev/ptmx (5:2)
+// The N of a /dev/pts/N slave of the host's devpts, or -1.
+int pts_index(const struct stat& st);
+
+class TtyDump {
+ public:
+  // The masters the tree holds and the processes that hold their slaves: a
+  // slave is the tree's own only with its master in the tree.
+  Status find_ptys(const tree::FrozenTree& tree);
+  bool has_master(int index) const { return masters_.count(index) > 0; }
+
+  // fd of pid is a master: its FileDesc, and the pair saved into files.
+  Status describe_master(pid_t pid, int fd, const std::string& link, image::FileDesc* f, image::Files* files);
+  // fd of pid is a slave whose master is in the tree.
+  void describe_slave(int index, image::FileDesc* f) const;
+
+  // Controlling terminals: a session led in the tree may only have one of
+  // the tree's ptys, which all its processes share.
+  Status check_sessions(const tree::FrozenTree& tree, const image::Files& files) const;
+
+ private:
+  std::map<int, std::pair<pid_t, int>> masters_;   // pts index -> a holder (pid, fd)
+  std::map<int, std::pair<pid_t, int>> slaves_;    // pts index -> a holder in the tree
+  std::optional<std::map<int, pid_t>> outside_;    // pts index -> a holder outside the tree
+};
+
+}  // namespace cryo::files
