@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <map>
+#include <optional>
 
 #include "core/files/files_dump.h"
 #include "core/files/locks.h"
@@ -17,6 +18,7 @@
 #include "core/image/proto/tree.pb.h"
 #include "core/mm/mm_dump.h"
 #include "core/sys/io.h"
+#include "core/cgroup/freezer.h"
 #include "core/cgroup/membership.h"
 #include "core/guard/guard.h"
 #include "core/net/netlock.h"
@@ -128,7 +130,12 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
 
   log::info("freezing the tree of pid " + std::to_string(options.pid));
   uint64_t freeze_start = now_us();
-  CRYO_ASSIGN(auto tree, tree::FrozenTree::freeze(options.pid, options.freeze_timeout_s));
+  std::optional<cgroup::Freezer> freezer;  // outlives the tree, which leaves it as it was found
+  if (!options.freeze_cgroup.empty()) {
+    CRYO_ASSIGN(auto opened, cgroup::Freezer::open(options.freeze_cgroup));
+    freezer.emplace(std::move(opened));
+  }
+  CRYO_ASSIGN(auto tree, tree::FrozenTree::freeze(options.pid, options.freeze_timeout_s, freezer ? &*freezer : nullptr));
   uint64_t frozen_at = now_us();
   log::info("froze " + std::to_string(tree.processes().size()) + " processes in " +
             std::to_string(frozen_at - start) + " us");

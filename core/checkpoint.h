@@ -19,6 +19,7 @@ struct DumpOptions {
   uint64_t ghost_limit = 256ULL << 20;  // bytes of a deleted file's data the image may take
   int freeze_timeout_s = 10;  // how long finding and stopping the tree may take
   std::string network_lock = "nftables";  // nftables or skip
+  std::string freeze_cgroup;  // a v1 freezer or v2 cgroup holding the tree alone: frozen to seize it
 };
 
 struct DumpResult {

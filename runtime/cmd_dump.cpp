@@ -28,6 +28,7 @@ int cmd_dump(const GlobalOptions&, const std::vector<std::string>& argv) {
   options.ext_unix_sk = args->has("ext-unix-sk");
   if (auto limit = args->get("ghost-limit")) options.ghost_limit = *criu::parse_size(*limit);
   options.network_lock = args->get_or("network-lock", "nftables");
+  options.freeze_cgroup = args->get_or("freeze-cgroup", "");
   ::mkdir(options.images_dir.c_str(), 0700);
   if (auto e = setup_logging(*args); !e.empty()) return fail("dump: " + e);
 

@@ -63,9 +63,9 @@ std::vector<Option> make_table() {
       row("leave-stopped", 's', kNo, 0, D | R, kRef,
           "a tree cannot be left stopped: after a dump it is killed (or runs on with -R), after a restore "
           "it runs"),
-      row("freeze-cgroup", 0, kReq, 0, D | P, kAcc,
-          "cryo stops the tree with ptrace, following forks until every task holds still; the image is the "
-          "same"),
+      row("freeze-cgroup", 0, kReq, 0, D | P, kImpl,
+          "a v1 freezer or v2 cgroup directory holding the tree alone: frozen while cryo seizes every thread "
+          "in it, so a tree that forks cannot outrun the freeze; left frozen or thawed as it was found"),
       row("timeout", 0, kReq, 0, D | P, kImpl,
           "how many seconds finding and stopping the tree may take (10 by default)"),
 

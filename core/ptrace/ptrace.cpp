@@ -82,8 +82,17 @@ Status seize(pid_t tid, unsigned options) {
   return {};
 }
 
-Status interrupt_and_wait(pid_t tid, int timeout_ms) {
+Status interrupt(pid_t tid) {
   if (pt(PTRACE_INTERRUPT, tid, nullptr, nullptr) < 0) return errno_error("PTRACE_INTERRUPT " + who(tid));
+  return {};
+}
+
+Status interrupt_and_wait(pid_t tid, int timeout_ms) {
+  CRYO_TRY(interrupt(tid));
+  return wait_interrupt_stop(tid, timeout_ms);
+}
+
+Status wait_interrupt_stop(pid_t tid, int timeout_ms) {
   for (;;) {
     CRYO_ASSIGN(int status, wait_task(tid, timeout_ms));
     if (!WIFSTOPPED(status)) continue;

@@ -21,6 +21,10 @@ namespace cryo::ptrace {
 Status seize_and_stop(pid_t tid, unsigned options, int timeout_ms = -1);
 Status seize(pid_t tid, unsigned options);
 Status interrupt_and_wait(pid_t tid, int timeout_ms = -1);
+// The two halves of interrupt_and_wait, for tasks asked to stop while they
+// cannot run (a frozen cgroup) and collected once they can.
+Status interrupt(pid_t tid);
+Status wait_interrupt_stop(pid_t tid, int timeout_ms = -1);
 Status detach(pid_t tid, int signal = 0);
 
 Result<user_regs_struct> get_regs(pid_t tid);

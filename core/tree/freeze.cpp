@@ -31,7 +31,11 @@ bool traced_by_other(pid_t pid, pid_t tid) {
 }  // namespace
 
 FrozenTree::FrozenTree(FrozenTree&& other) noexcept
-    : procs_(std::move(other.procs_)), parked_(std::move(other.parked_)), active_(std::exchange(other.active_, false)) {}
+    : procs_(std::move(other.procs_)),
+      parked_(std::move(other.parked_)),
+      freezer_(std::exchange(other.freezer_, nullptr)),
+      strays_(std::move(other.strays_)),
+      active_(std::exchange(other.active_, false)) {}
 
 FrozenTree::~FrozenTree() { thaw(); }
 
@@ -72,6 +76,12 @@ Status FrozenTree::add_process(pid_t pid, std::vector<pid_t>* children, int stop
     bool added = false;
     for (pid_t tid : tids) {
       if (std::find(p.tids.begin(), p.tids.end(), tid) != p.tids.end()) continue;
+      if (strays_.erase(tid)) {  // seized in the frozen cgroup: its stop is on its way
+        CRYO_TRY(ptrace::wait_interrupt_stop(tid, stop_timeout_ms));
+        p.tids.push_back(tid);
+        added = true;
+        continue;
+      }
       auto st = ptrace::seize_and_stop(tid, kSeizeOptions, stop_timeout_ms);
       // EPERM: traced by somebody else, or exiting right now (then it is
       // soon a zombie or gone: look again).
@@ -123,12 +133,33 @@ Status FrozenTree::add_process(pid_t pid, std::vector<pid_t>* children, int stop
   return {};
 }
 
-Result<FrozenTree> FrozenTree::freeze(pid_t root, int timeout_s) {
+Status FrozenTree::seize_frozen_cgroup(int timeout_ms) {
+  CRYO_TRY(freezer_->freeze(timeout_ms));
+  CRYO_ASSIGN(auto tids, freezer_->threads());
+  for (pid_t tid : tids) {
+    auto st = ptrace::seize(tid, kSeizeOptions);
+    if (!st.ok() && st.error().code() == ESRCH) continue;  // exited before the freeze took it
+    if (!st.ok())
+      return Error(st.error().code(), "task " + std::to_string(tid) + " of cgroup " + freezer_->dir() +
+                                          " cannot be seized (is another debugger tracing it?)");
+    strays_.insert(tid);
+    // Queued: it stops as soon as the cgroup thaws, before running a thing.
+    CRYO_TRY(ptrace::interrupt(tid));
+  }
+  return freezer_->thaw();
+}
+
+Result<FrozenTree> FrozenTree::freeze(pid_t root, int timeout_s, cgroup::Freezer* freezer) {
   uint64_t deadline = now_us() + static_cast<uint64_t>(timeout_s) * 1000000;
   if (root <= 0) return Error(EINVAL, "no pid to dump");
   if (root == getpid()) return Error(EINVAL, "cryo cannot dump itself");
   FrozenTree tree;
   tree.active_ = true;
+  if (freezer) {
+    tree.freezer_ = freezer;
+    CRYO_TRY(freezer->watch());
+    CRYO_TRY(tree.seize_frozen_cgroup(timeout_s * 1000).wrap("--freeze-cgroup"));
+  }
   std::deque<pid_t> queue = {root};
   std::set<pid_t> seen = {root};
   while (!queue.empty()) {
@@ -150,6 +181,16 @@ Result<FrozenTree> FrozenTree::freeze(pid_t root, int timeout_s) {
     std::sort(children.begin(), children.end());
     for (pid_t c : children)
       if (seen.insert(c).second) queue.push_back(c);
+  }
+  if (!tree.strays_.empty()) {
+    pid_t tid = *tree.strays_.begin();
+    auto status = read_file("/proc/" + std::to_string(tid) + "/status");
+    std::string tgid = "?";
+    if (size_t at = status.ok() ? status->find("\nTgid:\t") : std::string::npos; at != std::string::npos)
+      tgid = status->substr(at + 7, status->find('\n', at + 7) - at - 7);
+    return Error(EINVAL, "pid " + tgid + " (thread " + std::to_string(tid) + ") is in cgroup " + freezer->dir() +
+                             " but not in the tree of pid " + std::to_string(root) +
+                             ": --freeze-cgroup wants a cgroup that holds the tree alone");
   }
   return tree;
 }
@@ -197,6 +238,20 @@ void FrozenTree::thaw() {
   }
   parked_.clear();
   active_ = false;
+  if (freezer_) {
+    // Threads of the cgroup that were never taken into the tree reach their
+    // stop once the cgroup runs, and only a stopped tracee can be let go.
+    if (!strays_.empty()) (void)freezer_->thaw();
+    for (pid_t tid : strays_)
+      if (ptrace::wait_interrupt_stop(tid, 2000).ok()) (void)ptrace::detach(tid);
+    strays_.clear();
+    // Frozen again while every thread still sits in its ptrace stop (which
+    // counts as frozen): let go, each goes straight into the freezer.
+    if (freezer_->was_frozen()) {
+      auto st = freezer_->request_freeze();
+      if (!st.ok()) log::warn(st.error().message());
+    }
+  }
   for (const auto& p : procs_) {
     if (p.zombie) continue;
     for (pid_t tid : p.tids) {
@@ -227,6 +282,7 @@ void FrozenTree::kill_all() {
       }
     }
   }
+  if (freezer_ && freezer_->was_frozen()) (void)freezer_->request_freeze();  // as it was found, if empty now
 }
 
 }  // namespace cryo::tree

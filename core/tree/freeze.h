@@ -6,8 +6,10 @@
 #include <sys/user.h>
 
 #include <map>
+#include <set>
 #include <vector>
 
+#include "core/cgroup/freezer.h"
 #include "core/guard/guard.h"
 #include "core/sys/proc.h"
 #include "core/sys/result.h"
@@ -27,8 +29,12 @@ struct FrozenProcess {
 class FrozenTree {
  public:
   // Fails if the tree is not stopped within timeout_s seconds (a tree that
-  // forks faster than it can be frozen).
-  static Result<FrozenTree> freeze(pid_t root, int timeout_s = 10);
+  // forks faster than it can be frozen). With a freezer (which must outlive
+  // the tree), every thread of its cgroup is seized while the cgroup is
+  // frozen, so nothing in it can fork meanwhile; each must belong to the
+  // tree. The cgroup is thawed for the dump and left, when the tree is let
+  // go, as it was found.
+  static Result<FrozenTree> freeze(pid_t root, int timeout_s = 10, cgroup::Freezer* freezer = nullptr);
   FrozenTree(FrozenTree&& other) noexcept;
   FrozenTree& operator=(FrozenTree&&) = delete;
   ~FrozenTree();
@@ -56,12 +62,15 @@ class FrozenTree {
  private:
   FrozenTree() = default;
   Status add_process(pid_t pid, std::vector<pid_t>* children, int stop_timeout_ms);
+  Status seize_frozen_cgroup(int timeout_ms);
   struct ParkedThread {
     user_regs_struct regs;
     uint64_t mask;
   };
   std::vector<FrozenProcess> procs_;
   std::map<pid_t, ParkedThread> parked_;
+  cgroup::Freezer* freezer_ = nullptr;
+  std::set<pid_t> strays_;  // seized and interrupted in the frozen cgroup, not yet found in the tree
   bool active_ = false;
 };
 
