@@ -68,16 +68,23 @@ std::string sockets_json(const LoadedImage& img) {
                     ",\"fd\":" + std::to_string(fd.fd()) + "}";
     const char* family = s.family() == AF_UNIX      ? "unix"
                          : s.family() == AF_NETLINK ? "netlink"
+                         : s.family() == AF_PACKET  ? "packet"
                          : s.family() == AF_INET6   ? "inet6"
                                                     : "inet";
     const char* type = s.type() == SOCK_STREAM ? "stream"
                        : s.type() == SOCK_DGRAM ? "dgram"
                        : s.type() == SOCK_RAW   ? "raw"
                                                 : "seqpacket";
-    std::string proto = s.family() == AF_UNIX      ? ""
-                        : s.family() == AF_NETLINK ? std::to_string(s.protocol())
-                        : s.type() == SOCK_STREAM  ? "tcp"
-                                                   : "udp";
+    std::string proto = s.family() == AF_UNIX                  ? ""
+                        : s.family() == AF_NETLINK             ? std::to_string(s.protocol())
+                        : s.family() == AF_PACKET              ? std::to_string(ntohs(static_cast<uint16_t>(
+                                                                     s.packet().bound_protocol())))
+                        : s.type() == SOCK_RAW                 ? std::to_string(s.protocol())
+                        : s.type() == SOCK_STREAM              ? "tcp"
+                        : s.protocol() == IPPROTO_UDPLITE      ? "udplite"
+                        : s.protocol() == IPPROTO_ICMP         ? "icmp"
+                        : s.protocol() == IPPROTO_ICMPV6       ? "icmpv6"
+                                                               : "udp";
     uint64_t queued = 0;
     for (const auto& d : s.queue()) queued += d.data().size();
     out += std::string(first ? "" : ",") + "{\"id\":" + std::to_string(f.id()) + ",\"owners\":[" + owners +

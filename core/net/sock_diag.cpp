@@ -14,10 +14,7 @@
 #include "core/sys/fd.h"
 
 namespace cryo::net {
-namespace {
 
-// Sends one SOCK_DIAG_BY_FAMILY dump request (`req`, a *_diag_req) and hands
-// each answer to `each`, until NLMSG_DONE.
 Status diag_dump(const void* req, size_t req_size, const std::function<void(const nlmsghdr*)>& each) {
   UniqueFd fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
   if (!fd.valid()) return errno_error("netlink sock_diag");
@@ -42,17 +39,6 @@ Status diag_dump(const void* req, size_t req_size, const std::function<void(cons
     }
   }
 }
-
-// The attributes after a diag message of type M.
-template <typename M, typename F>
-void for_each_attr(const nlmsghdr* h, F f) {
-  const auto* m = static_cast<const M*>(NLMSG_DATA(h));
-  int attr_len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof *m));
-  for (auto* a = reinterpret_cast<const rtattr*>(m + 1); RTA_OK(a, attr_len); a = RTA_NEXT(a, attr_len))
-    f(a->rta_type, static_cast<const char*>(RTA_DATA(a)), static_cast<size_t>(RTA_PAYLOAD(a)));
-}
-
-}  // namespace
 
 Result<std::map<uint64_t, UnixInfo>> unix_sockets() {
   unix_diag_req req{};

@@ -2,7 +2,11 @@
 // as the inode of a unix socket's peer.
 #pragma once
 
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -10,6 +14,19 @@
 #include "core/sys/result.h"
 
 namespace cryo::net {
+
+// Sends one SOCK_DIAG_BY_FAMILY dump request (`req`, a *_diag_req) and hands
+// each answer to `each`, until NLMSG_DONE.
+Status diag_dump(const void* req, size_t req_size, const std::function<void(const nlmsghdr*)>& each);
+
+// The attributes after a diag message of type M.
+template <typename M, typename F>
+void for_each_attr(const nlmsghdr* h, F f) {
+  const auto* m = static_cast<const M*>(NLMSG_DATA(h));
+  int attr_len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof *m));
+  for (auto* a = reinterpret_cast<const rtattr*>(m + 1); RTA_OK(a, attr_len); a = RTA_NEXT(a, attr_len))
+    f(a->rta_type, static_cast<const char*>(RTA_DATA(a)), static_cast<size_t>(RTA_PAYLOAD(a)));
+}
 
 struct UnixInfo {
   uint64_t inode = 0;

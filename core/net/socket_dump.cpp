@@ -17,6 +17,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/net/packet.h"
+#include "core/net/sock_kinds.h"
+#include "core/net/sock_opts.h"
 #include "core/sys/log.h"
 
 namespace cryo::net {
@@ -243,6 +246,13 @@ std::vector<int> SocketDump::tcp_sockets() const {
 }
 
 Status SocketDump::describe(pid_t pid, int fd, image::FileDesc* f) {
+  CRYO_TRY(describe_kind(pid, fd, f));
+  // The options of sock_opts.cpp, common to every kind.
+  CRYO_ASSIGN(UniqueFd s, copy_fd(pid, fd));
+  return dump_extra_options(s.get(), f->mutable_socket()).wrap(who(pid, fd));
+}
+
+Status SocketDump::describe_kind(pid_t pid, int fd, image::FileDesc* f) {
   std::string what = who(pid, fd);
   CRYO_ASSIGN(UniqueFd s, copy_fd(pid, fd));
   CRYO_ASSIGN(int family, get_opt<int>(s.get(), SOL_SOCKET, SO_DOMAIN, "SO_DOMAIN"));
@@ -257,14 +267,15 @@ Status SocketDump::describe(pid_t pid, int fd, image::FileDesc* f) {
     CRYO_TRY(describe_unix(what, s.get(), f->socket().inode(), sock));
     return {};
   }
-  if ((family == AF_INET || family == AF_INET6) && type == SOCK_DGRAM && protocol == IPPROTO_UDP) {
+  if (family == AF_PACKET) return describe_packet(what, s.get(), sock);
+  if (is_inet_datagram(family, type, protocol)) {  // UDP, UDP-lite, ping, raw
     CRYO_TRY(describe_udp(what, s.get(), sock));
     return {};
   }
   if (family == AF_NETLINK) return describe_netlink(what, s.get(), f->socket().inode(), sock);
   if ((family != AF_INET && family != AF_INET6) || type != SOCK_STREAM || protocol != IPPROTO_TCP) {
-    const char* name = family == AF_PACKET ? "packet" : "this kind of";
-    return Error(what + ": " + name + " sockets are not supported yet");
+    return Error(what + ": sockets of family " + std::to_string(family) + ", type " + std::to_string(type) +
+                 " and protocol " + std::to_string(protocol) + " are not supported yet");
   }
   sockaddr_storage local{}, peer{};
   socklen_t len = sizeof local;
@@ -371,6 +382,8 @@ Status SocketDump::describe_udp(const std::string& what, int s, image::Socket* s
     sock->set_state(sock->local().port() ? image::Socket::BOUND : image::Socket::UNBOUND);
   }
   dump_options(s, sock);
+  CRYO_TRY(datagram_state_.describe(what, s, sock->inode(), sock));
+  if (!keeps_queue(*sock)) return {};
   return peek_receive_queue(s, false, sock).wrap(what);
 }
 

@@ -16,6 +16,7 @@
 #include "core/image/proto/files.pb.h"
 #include "core/net/netlock.h"
 #include "core/net/sock_diag.h"
+#include "core/net/sock_kinds.h"
 #include "core/sys/fd.h"
 #include "core/sys/result.h"
 
@@ -64,6 +65,7 @@ class SocketDump {
     image::SockAddr local;
     uint32_t pending;
   };
+  Status describe_kind(pid_t pid, int fd, image::FileDesc* f);
   Status take_pending(image::Files* files);
   std::vector<Listener> listeners_;
   std::vector<UniqueFd> accepted_;
@@ -81,6 +83,7 @@ class SocketDump {
   std::vector<Unix> unix_;
   std::optional<std::map<uint64_t, UnixInfo>> unix_table_;
   std::optional<std::map<uint64_t, NetlinkInfo>> netlink_table_;
+  DatagramState datagram_state_;
   std::string lock_table_;
   bool keep_ = false;
 };

@@ -13,6 +13,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/net/packet.h"
+#include "core/net/sock_kinds.h"
+#include "core/net/sock_opts.h"
 #include "core/sys/io.h"
 
 namespace cryo::net {
@@ -81,7 +84,7 @@ Status apply_options(int s, const image::Socket& sock) {
     if (::setsockopt(s, o.level(), name, o.value().data(), static_cast<socklen_t>(o.value().size())) < 0)
       return errno_error("setsockopt " + std::to_string(o.level()) + "/" + std::to_string(name));
   }
-  return {};
+  return apply_extra_options(s, sock);
 }
 
 Status send_all(int s, const std::string& data) {
@@ -175,9 +178,9 @@ Status free_unix_name(const image::SockAddr& a) {
 }
 
 bool is_unix(const image::FileDesc& f) { return f.socket().family() == AF_UNIX; }
-bool is_udp(const image::FileDesc& f) {
-  return (f.socket().family() == AF_INET || f.socket().family() == AF_INET6) && f.socket().type() == SOCK_DGRAM;
-}
+// UDP, and the kinds restored the same way: UDP-lite, ping and raw sockets.
+bool is_udp(const image::FileDesc& f) { return is_inet_datagram(f.socket()); }
+bool is_packet(const image::FileDesc& f) { return f.socket().family() == AF_PACKET; }
 bool is_tcp(const image::FileDesc& f) {
   return (f.socket().family() == AF_INET || f.socket().family() == AF_INET6) && f.socket().type() == SOCK_STREAM;
 }
@@ -190,9 +193,10 @@ Result<UniqueFd> new_socket(const image::Socket& sock) {
   // An IPv6 socket beside an IPv4 one on the same port (redis, nginx) must be
   // IPv6-only before it binds.
   for (const auto& o : sock.options())
-    if (sock.family() == AF_INET6 && o.level() == IPPROTO_IPV6 && o.name() == IPV6_V6ONLY &&
+    if (sock.family() == AF_INET6 && sock.type() != SOCK_RAW && o.level() == IPPROTO_IPV6 && o.name() == IPV6_V6ONLY &&
         ::setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, o.value().data(), static_cast<socklen_t>(o.value().size())) < 0)
       return errno_error("setsockopt IPV6_V6ONLY");
+  CRYO_TRY(apply_before_bind(s, sock));
   return fd;
 }
 
@@ -333,6 +337,13 @@ class SocketBuilder {
       CRYO_ASSIGN((*out_)[f.id()], open_netlink(sock));
       return {};
     }
+    if (is_packet(f)) {  // its filter goes on before it receives anything
+      CRYO_ASSIGN(UniqueFd s, new_packet_socket(sock));
+      CRYO_TRY(apply_options(s.get(), sock));
+      CRYO_TRY(start_packet_socket(s.get(), sock));
+      (*out_)[f.id()] = std::move(s);
+      return {};
+    }
     if (!is_unix(f) && !is_udp(f)) return Error(EINVAL, "a kind of socket this cryo cannot restore");
     if (is_unix(f) && sock.state() == image::Socket::CONNECTED) return {};  // made in pairs below
     CRYO_ASSIGN(UniqueFd s, new_socket(sock));
@@ -469,6 +480,7 @@ class SocketBuilder {
     for (const auto& d : sock.queue()) {
       const image::FileDesc* sender = nullptr;
       if (d.has_source() && (is_udp(f) || !d.source().addr().empty())) sender = bound_to(d.source(), is_unix(f));
+      if (sender && sender->socket().protocol() != sock.protocol()) sender = nullptr;  // a ping socket's ident
       if (!sender && peer && (!d.has_source() || d.source().addr() == peer->socket().local().addr())) sender = peer;
       if (sender) {
         bool connected_to_us = sender->socket().state() == image::Socket::CONNECTED &&
@@ -495,7 +507,8 @@ class SocketBuilder {
   Status finish(const image::FileDesc& f) {
     int s = fd(f);
     if (s < 0) return Error(EINVAL, "was not created");
-    if (is_udp(f)) {  // options went on before bind
+    if (is_udp(f) || is_packet(f)) {  // options went on before bind
+      CRYO_TRY(apply_shutdown(s, f.socket()));
       if (::fcntl(s, F_SETFL, f.flags() & (O_NONBLOCK | O_APPEND | O_ASYNC)) < 0) return errno_error("F_SETFL socket");
       return {};
     }
