@@ -2,7 +2,8 @@
 """Socket kinds and options beyond TCP, UDP, unix and netlink (workload sockkinds.c):
 ping, raw, UDP-lite and packet sockets come back and carry traffic; options (filters,
 bound device, buffer lock, IP/IPv6 header fields, freebind, UDP shutdown and cork)
-read the same; a packet socket's mmap ring and a corked UDP datagram are refused,
+read the same; a packet socket's mmap ring, a corked UDP datagram and a ping socket's
+unread echo reply are refused,
 naming the pid and the fd, and the process runs on."""
 import contextlib
 import os
@@ -58,6 +59,11 @@ def case_ping(env):
         round_trip(env, "ping")
 
 
+def case_ping_unread(env):
+    with ping_allowed():
+        refused(env, "ping_unread", "ping socket has packets not yet read")
+
+
 def case_raw(env):
     round_trip(env, "raw")
 
@@ -84,4 +90,4 @@ def case_udp_corked(env):
 
 if __name__ == "__main__":
     run({"ping": case_ping, "raw": case_raw, "udplite": case_udplite, "packet": case_packet,
-         "options": case_options, "packet_ring": case_packet_ring, "udp_corked": case_udp_corked})
+         "options": case_options, "ping_unread": case_ping_unread, "packet_ring": case_packet_ring, "udp_corked": case_udp_corked})

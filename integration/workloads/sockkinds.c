@@ -3,8 +3,9 @@
 //   sockkinds READY REPORT CASE
 //
 // CASE picks what the process builds:
-//   ping        ICMP "ping" sockets (IPv4 and IPv6), one connected; after restore each
-//               gets an echo reply from loopback with its own ident.
+//   ping        ICMP "ping" sockets (IPv4 and IPv6, connected or not); after restore
+//               each gets an echo reply from loopback with its own ident.
+//   ping_unread the same, with an echo reply not yet read (its dump is refused).
 //   raw         raw sockets: ICMP with an ICMP_FILTER, IPPROTO_RAW (IP_HDRINCL), ICMPv6
 //               with an ICMPV6_FILTER; after restore an echo request built by hand goes
 //               out of the IPPROTO_RAW socket and its reply comes back to the ICMP one.
@@ -101,14 +102,17 @@ static int ping_ident(int s) {
 }
 
 // Sends an echo request with this sequence number and waits for its reply.
+// With a negative seq, sends sequence 1000 and returns without its reply.
 static int ping_once(int s, int v6, int connected, int seq, const char *what) {
+  int send_only = seq < 0, sent_seq = send_only ? 1000 : seq;
   struct icmphdr h;
   memset(&h, 0, sizeof h);
   h.type = v6 ? ICMPV6_ECHO_REQUEST : ICMP_ECHO;
-  h.un.echo.sequence = htons((unsigned short)seq);
+  h.un.echo.sequence = htons((unsigned short)sent_seq);
   char packet[64];
   memcpy(packet, &h, sizeof h);
-  snprintf(packet + sizeof h, sizeof packet - sizeof h, "cryo-ping-%d", seq);
+  snprintf(packet + sizeof h, sizeof packet - sizeof h, "cryo-ping-%d", sent_seq);
+  if (seq == 1000) goto receive;  // sent before the dump
   struct sockaddr_in to4 = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   struct sockaddr_in6 to6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
   ssize_t n = connected ? send(s, packet, sizeof packet, 0)
@@ -118,6 +122,11 @@ static int ping_once(int s, int v6, int connected, int seq, const char *what) {
     wl_fail("%s: send an echo request: %s", what, strerror(errno));
     return -1;
   }
+  if (send_only) {
+    wl_sleep_ms(100);  // the reply is in the queue
+    return 0;
+  }
+receive:
   for (;;) {
     if (!readable(s)) {
       wl_fail("%s: no echo reply for sequence %d", what, seq);
@@ -137,7 +146,7 @@ static int ping_once(int s, int v6, int connected, int seq, const char *what) {
   }
 }
 
-static int run_ping(const char *ready) {
+static int run_ping(const char *ready, int unread) {
   int p4 = socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP);
   WL_MUST(p4 >= 0);
   int p6 = socket(AF_INET6, SOCK_DGRAM, IPPROTO_ICMPV6);
@@ -146,18 +155,28 @@ static int run_ping(const char *ready) {
   WL_MUST(pc >= 0);
   struct sockaddr_in lo = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   WL_MUST(connect(pc, (struct sockaddr *)&lo, sizeof lo) == 0);
+  int pc6 = socket(AF_INET6, SOCK_DGRAM, IPPROTO_ICMPV6);
+  WL_MUST(pc6 >= 0);
+  struct sockaddr_in6 lo6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+  WL_MUST(connect(pc6, (struct sockaddr *)&lo6, sizeof lo6) == 0);
   ping_once(p4, 0, 0, 1, "IPv4 ping socket before the dump");
   ping_once(p6, 1, 0, 1, "IPv6 ping socket before the dump");
   ping_once(pc, 0, 1, 1, "connected ping socket before the dump");
-  int idents[3] = {ping_ident(p4), ping_ident(p6), ping_ident(pc)};
-  wl_ready(ready, "pid=%d", (int)getpid());
+  ping_once(pc6, 1, 1, 1, "connected IPv6 ping socket before the dump");
+  int idents[4] = {ping_ident(p4), ping_ident(p6), ping_ident(pc), ping_ident(pc6)};
+  // With unread: one more echo whose reply waits (the dump is refused).
+  if (unread) ping_once(pc, 0, 1, -1, "the unread echo");
+  wl_ready(ready, "pid=%d fd=%d", (int)getpid(), pc);
   while (!wl_triggered) pause();
-  WL_CHECK(ping_ident(p4) == idents[0] && ping_ident(p6) == idents[1] && ping_ident(pc) == idents[2],
-           "ping idents %d %d %d, were %d %d %d", ping_ident(p4), ping_ident(p6), ping_ident(pc), idents[0], idents[1],
-           idents[2]);
+  WL_CHECK(ping_ident(p4) == idents[0] && ping_ident(p6) == idents[1] && ping_ident(pc) == idents[2] &&
+               ping_ident(pc6) == idents[3],
+           "ping idents %d %d %d %d, were %d %d %d %d", ping_ident(p4), ping_ident(p6), ping_ident(pc),
+           ping_ident(pc6), idents[0], idents[1], idents[2], idents[3]);
+  if (unread) ping_once(pc, 0, 1, 1000, "the connected ping socket with a reply unread");
   ping_once(p4, 0, 0, 2, "IPv4 ping socket");
   ping_once(p6, 1, 0, 2, "IPv6 ping socket");
   ping_once(pc, 0, 1, 2, "connected ping socket");
+  ping_once(pc6, 1, 1, 2, "connected IPv6 ping socket");
   return 0;
 }
 
@@ -521,6 +540,10 @@ static int run_options(const char *ready) {
   WL_MUST(shut_wr >= 0);
   WL_MUST(connect(shut_wr, (struct sockaddr *)&u_addr, sizeof u_addr) == 0);
   WL_MUST(shutdown(shut_wr, SHUT_WR) == 0);
+  int shut_both = socket(AF_INET, SOCK_DGRAM, 0);
+  WL_MUST(shut_both >= 0);
+  WL_MUST(connect(shut_both, (struct sockaddr *)&u_addr, sizeof u_addr) == 0);
+  WL_MUST(shutdown(shut_both, SHUT_RDWR) == 0);
   // Corked, nothing pending yet.
   int cork = socket(AF_INET, SOCK_DGRAM, 0);
   WL_MUST(cork >= 0);
@@ -563,6 +586,8 @@ static int run_options(const char *ready) {
   WL_CHECK(geti(fu, IPPROTO_IP, IP_FREEBIND) == 1 && geti(ft, IPPROTO_IP, IP_FREEBIND) == 1, "IP_FREEBIND is off");
   WL_CHECK(rdhup(shut_rd), "the UDP socket shut down for reading is open again");
   WL_CHECK(!rdhup(shut_wr), "the UDP socket shut down for writing is shut for reading");
+  struct pollfd both = {shut_both, 0, 0};
+  WL_CHECK(poll(&both, 1, 0) == 1 && (both.revents & POLLHUP), "the UDP socket shut down both ways is not (POLLHUP)");
   WL_CHECK(geti(cork, IPPROTO_UDP, UDP_CORK) == 1, "UDP_CORK is off");
   // The filter still drops; a corked datagram goes out as one once uncorked.
   WL_MUST(sendto(plain, "Xdropped", 8, 0, (struct sockaddr *)&u_addr, sizeof u_addr) == 8);
@@ -604,7 +629,8 @@ int main(int argc, char **argv) {
   wl_install_trigger();
   const char *which = argv[3];
   int rc = 2;
-  if (strcmp(which, "ping") == 0) rc = run_ping(argv[1]);
+  if (strcmp(which, "ping") == 0) rc = run_ping(argv[1], 0);
+  else if (strcmp(which, "ping_unread") == 0) rc = run_ping(argv[1], 1);
   else if (strcmp(which, "raw") == 0) rc = run_raw(argv[1]);
   else if (strcmp(which, "udplite") == 0) rc = run_udplite(argv[1]);
   else if (strcmp(which, "packet") == 0) rc = run_packet(argv[1]);
