@@ -15,7 +15,8 @@
 //               and promiscuous memberships, and a fanout group; after restore each sees
 //               a frame sent on lo.
 //   packet_ring a packet socket with a PACKET_RX_RING (its dump is refused).
-//   options     socket options: SO_BINDTODEVICE, IP_TOS, IP_TTL, IP_RECVERR, IP_PKTINFO,
+//   options     socket options: SO_BINDTODEVICE (UDP and a TCP listener), TCP_CONGESTION,
+//               TCP_NOTSENT_LOWAT, IP_TOS, IP_TTL, IP_RECVERR, IP_PKTINFO,
 //               IPV6_TCLASS, IPV6_UNICAST_HOPS, IPV6_RECVPKTINFO, SO_BUF_LOCK (set and
 //               unset), a filter read back with SO_GET_FILTER and SO_LOCK_FILTER,
 //               IP_FREEBIND binds to absent addresses (UDP and a TCP listener), UDP
@@ -35,6 +36,7 @@
 #include <net/ethernet.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
+#include <netinet/tcp.h>
 #include <netinet/udp.h>
 #include <poll.h>
 #include <sys/mman.h>
@@ -528,6 +530,9 @@ static int run_options(const char *ready) {
   int ft = socket(AF_INET, SOCK_STREAM, 0);
   WL_MUST(ft >= 0);
   seti(ft, IPPROTO_IP, IP_FREEBIND, 1);
+  WL_MUST(setsockopt(ft, IPPROTO_TCP, TCP_CONGESTION, "reno", 4) == 0);
+  seti(ft, IPPROTO_TCP, TCP_NOTSENT_LOWAT, 12345);
+  WL_MUST(setsockopt(ft, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3) == 0);
   absent.sin_port = htons(40778);
   WL_MUST(bind(ft, (struct sockaddr *)&absent, sizeof absent) == 0);
   WL_MUST(listen(ft, 4) == 0);
@@ -584,6 +589,16 @@ static int run_options(const char *ready) {
                got.sin_port == htons(40778),
            "the freebind TCP listener is bound to %s:%d", inet_ntoa(got.sin_addr), ntohs(got.sin_port));
   WL_CHECK(geti(fu, IPPROTO_IP, IP_FREEBIND) == 1 && geti(ft, IPPROTO_IP, IP_FREEBIND) == 1, "IP_FREEBIND is off");
+  char cc[16] = "";
+  len = sizeof cc;
+  WL_CHECK(getsockopt(ft, IPPROTO_TCP, TCP_CONGESTION, cc, &len) == 0 && strcmp(cc, "reno") == 0,
+           "TCP_CONGESTION is %s", cc);
+  WL_CHECK(geti(ft, IPPROTO_TCP, TCP_NOTSENT_LOWAT) == 12345, "TCP_NOTSENT_LOWAT is %d",
+           geti(ft, IPPROTO_TCP, TCP_NOTSENT_LOWAT));
+  memset(dev, 0, sizeof dev);
+  len = sizeof dev;
+  WL_CHECK(getsockopt(ft, SOL_SOCKET, SO_BINDTODEVICE, dev, &len) == 0 && strcmp(dev, "lo") == 0,
+           "the listener's SO_BINDTODEVICE is \"%s\"", dev);
   WL_CHECK(rdhup(shut_rd), "the UDP socket shut down for reading is open again");
   WL_CHECK(!rdhup(shut_wr), "the UDP socket shut down for writing is shut for reading");
   struct pollfd both = {shut_both, 0, 0};
