@@ -1,5 +1,7 @@
 #include "core/checkpoint.h"
 
+#include <fcntl.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/utsname.h>
@@ -9,6 +11,7 @@
 #include <chrono>
 #include <map>
 #include <optional>
+#include <string_view>
 
 #include "core/files/files_dump.h"
 #include "core/files/locks.h"
@@ -34,15 +37,44 @@
 namespace cryo {
 namespace {
 
-// Namespaces are the runtime's business for now: a task outside ours is refused.
-Status check_namespaces(pid_t pid) {
+// Namespaces the tree may own (the root's, shared by every task) and those it
+// must share with cryo; a task in one of its own inside the tree is refused.
+Status check_namespaces(pid_t pid, pid_t root) {
   for (const char* ns : {"mnt", "net", "pid", "ipc", "uts", "user", "cgroup", "time"}) {
+    bool own_allowed = std::string_view(ns) == "uts";
     std::string self = std::string("/proc/self/ns/") + ns;
     std::string theirs = "/proc/" + std::to_string(pid) + "/ns/" + ns;
+    std::string roots = "/proc/" + std::to_string(root) + "/ns/" + ns;
     auto a = read_link(self), b = read_link(theirs);
     if (!a.ok() || !b.ok()) continue;  // a namespace kind this kernel lacks
-    if (*a != *b) return Error(pid_str(pid) + " is in another " + ns + " namespace (not supported yet)");
+    if (*a == *b) {
+      if (own_allowed && pid != root && read_link(roots).ok() && *read_link(roots) != *b)
+        return Error(pid_str(pid) + " is back in cryo's " + ns + " namespace below a root in its own (not supported)");
+      continue;
+    }
+    if (!own_allowed) return Error(pid_str(pid) + " is in another " + ns + " namespace (not supported yet)");
+    if (pid != root && read_link(roots).ok() && *read_link(roots) != *b)
+      return Error(pid_str(pid) + " is in a " + ns + " namespace of its own inside the tree (not supported yet)");
   }
+  return {};
+}
+
+// The hostname and domain name of the root's UTS namespace when it is not
+// cryo's: read from inside it (setns of this thread, and back).
+Status dump_uts(pid_t root, image::Tree* tree) {
+  CRYO_ASSIGN(std::string mine, read_link("/proc/self/ns/uts"));
+  CRYO_ASSIGN(std::string theirs, read_link("/proc/" + std::to_string(root) + "/ns/uts"));
+  if (mine == theirs) return {};
+  CRYO_ASSIGN(UniqueFd own, open_file("/proc/self/ns/uts", O_RDONLY | O_CLOEXEC));
+  CRYO_ASSIGN(UniqueFd target, open_file("/proc/" + std::to_string(root) + "/ns/uts", O_RDONLY | O_CLOEXEC));
+  if (::setns(target.get(), CLONE_NEWUTS) < 0) return errno_error("setns into the uts namespace of " + pid_str(root));
+  struct utsname names;
+  int got = ::uname(&names);
+  int saved = errno;
+  if (::setns(own.get(), CLONE_NEWUTS) < 0) return errno_error("setns back into cryo's uts namespace");
+  if (got < 0) return Error(saved, "uname in the uts namespace of " + pid_str(root));
+  tree->mutable_uts()->set_hostname(names.nodename);
+  tree->mutable_uts()->set_domainname(names.domainname);
   return {};
 }
 
@@ -154,7 +186,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   std::map<pid_t, uint64_t> syscall_ips;  // a `syscall` instruction in each process's vDSO
   for (const auto& p : tree.processes()) {
     if (p.zombie) continue;
-    CRYO_TRY(check_namespaces(p.pid));
+    CRYO_TRY(check_namespaces(p.pid, options.pid));
     CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(p.pid) + "/maps"));
     CRYO_ASSIGN(maps[p.pid], proc::parse_maps(text));
     CRYO_ASSIGN(syscall_ips[p.pid], ptrace::find_syscall_insn(p.pid, maps[p.pid]));
@@ -216,7 +248,9 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     failpoint("dump.memory");
   }
   CRYO_TRY(files.dump_contents(*pages, &stats));
-  CRYO_TRY(dir.write(image::kTreeName, image::Kind::kTree, tree_image(tree)));
+  image::Tree tree_entry = tree_image(tree);
+  CRYO_TRY(dump_uts(options.pid, &tree_entry));
+  CRYO_TRY(dir.write(image::kTreeName, image::Kind::kTree, tree_entry));
   CRYO_TRY(dir.write(image::kFilesName, image::Kind::kFiles, files.files()));
   result.pages_bytes = pages->size() - image::kPagesDataOffset;
 

@@ -25,6 +25,10 @@ Status validate_tree(const image::Tree& tree) {
     if ((i == 0) != (t.ppid() == 0)) return Error(EINVAL, pid_str(t.pid()) + ": bad parent");
     if (t.state() == image::TaskEntry::ZOMBIE && t.tids_size() != 1) return Error(EINVAL, "a zombie with threads");
   }
+  if (tree.has_uts())
+    for (const std::string* name : {&tree.uts().hostname(), &tree.uts().domainname()})
+      if (name->size() > 64 || name->find('\0') != std::string::npos)  // __NEW_UTS_LEN
+        return Error(EINVAL, "the uts namespace's host or domain name is not a name");
   return {};
 }
 

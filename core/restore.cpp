@@ -347,6 +347,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   plan.mms = &img.mms;
   plan.images = &reader;
   plan.files = &img.files;
+  if (img.tree.has_uts()) plan.uts = &img.tree.uts();
   plan.fd_base = base;
   plan.status_fd = status_write.get();
   plan.go_read_fd = go_read.get();

@@ -70,6 +70,13 @@ long fork_stub(const StubPlan& plan, size_t index) {
     ::_exit(1);
   };
 
+  if (index == 0 && plan.uts) {
+    const auto& uts = *plan.uts;
+    if (::unshare(CLONE_NEWUTS) < 0) fail("unshare(CLONE_NEWUTS)");
+    if (::sethostname(uts.hostname().data(), uts.hostname().size()) < 0) fail("sethostname " + uts.hostname());
+    if (::setdomainname(uts.domainname().data(), uts.domainname().size()) < 0)
+      fail("setdomainname " + uts.domainname());
+  }
   if (t.entry->sid() == pid) {
     if (::setsid() < 0) fail("setsid");
     // Before any child is forked: children inherit the controlling terminal.

@@ -47,6 +47,8 @@ struct StubPlan {
   pid_t session_stand_in = 0;
   // Stand-ins for groups whose leader exited: {the stub that forks it, its pid}.
   std::vector<std::pair<pid_t, pid_t>> group_stand_ins;
+  // The tree's own UTS namespace: the root makes it before forking the rest.
+  const image::Uts* uts = nullptr;
 };
 
 // Builds the plan: children lists and which groups are joined later.
