@@ -107,12 +107,27 @@ Result<T> read_remote(pid_t pid, uint64_t addr) {
   return value;
 }
 
+void fill_creds(const proc::Status& st, image::Creds* c) {
+  for (auto u : st.uids) c->add_uids(u);
+  for (auto g : st.gids) c->add_gids(g);
+  for (auto g : st.groups) c->add_groups(g);
+  c->set_cap_inheritable(st.cap_inh);
+  c->set_cap_permitted(st.cap_prm);
+  c->set_cap_effective(st.cap_eff);
+  c->set_cap_bounding(st.cap_bnd);
+  c->set_cap_ambient(st.cap_amb);
+  c->set_no_new_privs(st.no_new_privs != 0);
+}
+
 // `probe` holds the thread's registers and mask as they were before any
 // remote syscall.
 // The thread's seccomp filters, read by ptrace (the oldest is the last index).
 Status dump_seccomp(pid_t tid, image::ThreadState* t) {
   CRYO_ASSIGN(proc::Status st, proc::read_status(tid));
-  if (st.seccomp == SECCOMP_MODE_STRICT) return Error("seccomp strict mode is not supported");
+  if (st.seccomp == SECCOMP_MODE_STRICT) {
+    t->set_seccomp_strict(true);
+    return {};
+  }
   if (st.seccomp != SECCOMP_MODE_FILTER) return {};
   std::vector<image::SeccompFilter> filters;
   for (unsigned long index = 0;; index++) {
@@ -157,6 +172,12 @@ Status dump_thread(pid_t pid, TaskProbe& probe, uint64_t scratch, image::ThreadS
   t->set_clear_child_tid(tid_address);
 
   CRYO_TRY(dump_seccomp(tid, t));
+  // Credentials belong to each thread: a raw setresuid or capset changes
+  // one thread's only. Kept where they differ from the process's.
+  CRYO_ASSIGN(proc::Status st, proc::read_status(tid));
+  fill_creds(st, t->mutable_creds());
+  CRYO_ASSIGN(long securebits, r.call("prctl(PR_GET_SECUREBITS)", SYS_prctl, {PR_GET_SECUREBITS}));
+  t->mutable_creds()->set_securebits(static_cast<uint32_t>(securebits));
   CRYO_ASSIGN(auto rseq, ptrace::get_rseq(tid));
   if (rseq.addr) {
     t->mutable_rseq()->set_addr(rseq.addr);
@@ -298,6 +319,8 @@ Status dump_process_syscalls(const tree::FrozenProcess& proc, const std::vector<
       st = probe.ok() ? dump_thread(pid, *probe, scratch, out->add_threads()) : Status(std::move(probe).error());
     }
     if (!st.ok()) return std::move(st).error().wrap("thread " + std::to_string(tid));
+    auto& t = *out->mutable_threads(out->threads_size() - 1);
+    if (t.creds().SerializeAsString() == out->creds().SerializeAsString()) t.clear_creds();
   }
   unmap.cancel();
   if (mapped) CRYO_TRY(r.call("munmap", SYS_munmap, {scratch, 4096}));
@@ -308,20 +331,10 @@ Status dump_process_syscalls(const tree::FrozenProcess& proc, const std::vector<
 
 Status dump_proc_files(pid_t pid, image::Process* out) {
   CRYO_ASSIGN(proc::Status st, proc::read_status(pid));
-  if (st.seccomp == SECCOMP_MODE_STRICT) return Error(pid_str(pid) + ": seccomp strict mode is not supported");
   if (st.nspid.size() > 1)
     return Error("pid " + std::to_string(pid) +
                               " lives in a nested pid namespace (checkpoint containers with the runtime's checkpoint)");
-  auto* c = out->mutable_creds();
-  for (auto u : st.uids) c->add_uids(u);
-  for (auto g : st.gids) c->add_gids(g);
-  for (auto g : st.groups) c->add_groups(g);
-  c->set_cap_inheritable(st.cap_inh);
-  c->set_cap_permitted(st.cap_prm);
-  c->set_cap_effective(st.cap_eff);
-  c->set_cap_bounding(st.cap_bnd);
-  c->set_cap_ambient(st.cap_amb);
-  c->set_no_new_privs(st.no_new_privs != 0);
+  fill_creds(st, out->mutable_creds());
   out->set_umask(st.umask);
 
   CRYO_ASSIGN(std::string limits_text, read_file(proc_path(pid, "limits")));

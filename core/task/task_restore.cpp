@@ -177,6 +177,9 @@ Status validate_process(const image::Process& core, const std::vector<int32_t>& 
       if (f.program().empty() || f.program().size() % sizeof(struct sock_filter) ||
           f.program().size() > BPF_MAXINSNS * sizeof(struct sock_filter) || (f.flags() & ~SECCOMP_FILTER_FLAG_LOG))
         return Error(EINVAL, "thread " + std::to_string(t.tid()) + ": a bad seccomp filter");
+  for (const auto& t : core.threads())
+    if (t.seccomp_strict() && t.seccomp_size() > 0)
+      return Error(EINVAL, "thread " + std::to_string(t.tid()) + ": seccomp filters and strict mode at once");
   for (const auto& t : core.posix_timers()) {
     int how = t.notify() & ~SIGEV_THREAD_ID;
     bool to_thread = (t.notify() & SIGEV_THREAD_ID) != 0;
@@ -397,10 +400,21 @@ Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Proces
                                                " (another process holds it now?)");
   }
   CRYO_TRY(restore_seccomp(pid, r, tramp, core));
-  // Credentials belong to each thread; the leader's go to every one.
+  // Credentials belong to each thread: its own where it had its own, else
+  // the process's.
   for (const auto& t : core.threads()) {
     CRYO_ASSIGN(ptrace::Remote tr, remote_on(t.tid(), tramp));
-    CRYO_TRY(restore_creds(pid, tr, tramp, core.creds()).wrap("credentials of thread " + std::to_string(t.tid())));
+    CRYO_TRY(restore_creds(pid, tr, tramp, t.has_creds() ? t.creds() : core.creds())
+                 .wrap("credentials of thread " + std::to_string(t.tid())));
+  }
+  // Strict mode last, as nothing but read, write, exit and sigreturn is
+  // allowed after it (cryo's own syscalls still pass: the seize suspends
+  // seccomp until the task is let go).
+  for (const auto& t : core.threads()) {
+    if (!t.seccomp_strict()) continue;
+    CRYO_ASSIGN(ptrace::Remote tr, remote_on(t.tid(), tramp));
+    CRYO_TRY(tr.call("seccomp(SECCOMP_SET_MODE_STRICT)", SYS_seccomp, {SECCOMP_SET_MODE_STRICT, 0, 0})
+                 .wrap("thread " + std::to_string(t.tid())));
   }
   return {};
 }

@@ -6,7 +6,10 @@ stays shared after a restore (a 64 MiB mapping shared by five processes
 costs one copy, in memory and in the image), and each process still sees its
 own writes only, before and after the restore.
 zombie_pgid: zombies come back in their own process groups (one of their own,
-one of a sibling's), not their parent's."""
+one of a sibling's, one whose leader is gone), not their parent's.
+thread_creds: a thread with uids and gids of its own, one with fewer
+capabilities (both by raw syscalls), one in seccomp strict mode, and a child
+process in strict mode: each comes back so (strict mode still kills)."""
 import os
 import sys
 
@@ -58,5 +61,14 @@ def case_zombie_pgid(env):
     env.trigger_and_report(root, report)
 
 
+def case_thread_creds(env):
+    ready, report = env.path("ready"), env.path("report")
+    root = env.spawn([env.workload("sharing"), "thread_creds", ready, report], name="sharing")
+    env.wait_ready(ready, root)
+    before = snapshot(root)
+    env.round_trip(root, before)
+    env.trigger_and_report(root, report)
+
+
 if __name__ == "__main__":
-    run({"cow": case_cow, "zombie_pgid": case_zombie_pgid})
+    run({"cow": case_cow, "zombie_pgid": case_zombie_pgid, "thread_creds": case_thread_creds})

@@ -15,9 +15,20 @@
 //   exits 7), Z2 (joins A's group, exits 9) and Z3 (joins the group of L, a
 //   child of R that exits and is reaped, then exits 11); R reaps none of the
 //   zombies. On SIGUSR1 R checks their groups with getpgid, then reaps all.
+// thread_creds: (run as root) thread U takes uids 1000/1001/1002 and gids
+//   2000/2001/2002 by raw syscalls (its own only), thread K drops
+//   CAP_NET_RAW from its effective and permitted sets by a raw capset,
+//   thread S enters seccomp strict mode and waits in read; child P enters
+//   strict mode too and waits in read. On SIGUSR1 each thread checks its own
+//   credentials (the main thread still has root's), S echoes a byte and
+//   exits, and P, woken, calls getpid and must die of SIGKILL.
 #include "workload.h"
 
+#include <linux/capability.h>
+#include <linux/seccomp.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #define PAGE 4096UL
@@ -234,13 +245,136 @@ static int run_zombie_pgid(const char *ready, const char *report) {
   return wl_finish(report);
 }
 
+struct creds_thread {
+  int wake[2];
+  int echo[2];  // S only
+  atomic_int ok;
+};
+
+static int raw_getres(long nr, unsigned *a, unsigned *b, unsigned *c) { return (int)syscall(nr, a, b, c); }
+
+static uint64_t caps_of(int which) {  // 0 effective, 1 permitted
+  struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct d[2];
+  if (syscall(SYS_capget, &h, d) != 0) return 0;
+  return which == 0 ? ((uint64_t)d[1].effective << 32 | d[0].effective) : ((uint64_t)d[1].permitted << 32 | d[0].permitted);
+}
+
+static void wait_wake(struct creds_thread *t) {
+  char c;
+  while (read(t->wake[0], &c, 1) < 0 && errno == EINTR) {
+  }
+}
+
+static void *uid_thread(void *arg) {
+  struct creds_thread *t = arg;
+  wl_block_trigger();
+  WL_MUST(syscall(SYS_setresgid, 2000, 2001, 2002) == 0);
+  WL_MUST(syscall(SYS_setresuid, 1000, 1001, 1002) == 0);
+  atomic_store(&t->ok, 1);
+  wait_wake(t);
+  unsigned r, e, s;
+  WL_CHECK(raw_getres(SYS_getresuid, &r, &e, &s) == 0 && r == 1000 && e == 1001 && s == 1002,
+           "thread U has uids %u/%u/%u, want 1000/1001/1002", r, e, s);
+  WL_CHECK(raw_getres(SYS_getresgid, &r, &e, &s) == 0 && r == 2000 && e == 2001 && s == 2002,
+           "thread U has gids %u/%u/%u, want 2000/2001/2002", r, e, s);
+  return NULL;
+}
+
+static void *cap_thread(void *arg) {
+  struct creds_thread *t = arg;
+  wl_block_trigger();
+  struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct d[2];
+  WL_MUST(syscall(SYS_capget, &h, d) == 0);
+  d[0].effective &= ~(1u << CAP_NET_RAW);
+  d[0].permitted &= ~(1u << CAP_NET_RAW);
+  WL_MUST(syscall(SYS_capset, &h, d) == 0);
+  atomic_store(&t->ok, 1);
+  wait_wake(t);
+  WL_CHECK(!(caps_of(0) & (1u << CAP_NET_RAW)) && !(caps_of(1) & (1u << CAP_NET_RAW)),
+           "thread K has CAP_NET_RAW again (effective %llx)", (unsigned long long)caps_of(0));
+  WL_CHECK(caps_of(0) & (1u << CAP_SYS_ADMIN), "thread K lost CAP_SYS_ADMIN");
+  return NULL;
+}
+
+static void *strict_thread(void *arg) {
+  struct creds_thread *t = arg;
+  wl_block_trigger();
+  atomic_store(&t->ok, (int)syscall(SYS_gettid));
+  WL_MUST(syscall(SYS_seccomp, SECCOMP_SET_MODE_STRICT, 0, NULL) == 0);
+  char c;
+  // Only read, write and exit from here on.
+  while (syscall(SYS_read, t->wake[0], &c, 1) != 1) {
+  }
+  syscall(SYS_write, t->echo[1], "s", 1);
+  syscall(SYS_exit, 0);
+  return NULL;
+}
+
+static int run_thread_creds(const char *ready, const char *report) {
+  wl_install_trigger();
+  static struct creds_thread u, k, s;
+  for (struct creds_thread *t = &u; t; t = t == &u ? &k : t == &k ? &s : NULL)
+    WL_MUST(pipe(t->wake) == 0 && pipe(t->echo) == 0);
+  pthread_t tu, tk, ts;
+  WL_MUST(pthread_create(&tu, NULL, uid_thread, &u) == 0);
+  WL_MUST(pthread_create(&tk, NULL, cap_thread, &k) == 0);
+  WL_MUST(pthread_create(&ts, NULL, strict_thread, &s) == 0);
+  int to_p[2];
+  WL_MUST(pipe(to_p) == 0);
+  pid_t p = fork_child();
+  if (p == 0) {
+    WL_MUST(syscall(SYS_seccomp, SECCOMP_SET_MODE_STRICT, 0, NULL) == 0);
+    char c;
+    while (syscall(SYS_read, to_p[0], &c, 1) != 1) {
+    }
+    syscall(SYS_getpid);  // strict mode kills
+    syscall(SYS_exit, 0);
+  }
+  while (!atomic_load(&u.ok) || !atomic_load(&k.ok) || !atomic_load(&s.ok)) wl_sleep_ms(1);
+  char status_path[64], text[4096];
+  snprintf(status_path, sizeof status_path, "/proc/self/task/%d/status", atomic_load(&s.ok));
+  for (;;) {  // S is in strict mode once its status says so
+    ssize_t n = wl_read_file(status_path, text, sizeof text - 1);
+    text[n > 0 ? n : 0] = '\0';
+    if (strstr(text, "\nSeccomp:\t1\n")) break;
+    wl_sleep_ms(2);
+  }
+  wl_ready(ready, "P=%d", (int)p);
+  wait_trigger();
+  ssize_t got = wl_read_file(status_path, text, sizeof text - 1);
+  text[got > 0 ? got : 0] = '\0';
+  WL_CHECK(strstr(text, "\nSeccomp:\t1\n") != NULL, "thread S is not in seccomp strict mode");
+  unsigned r, e, sv;
+  WL_CHECK(raw_getres(SYS_getresuid, &r, &e, &sv) == 0 && r == 0 && e == 0 && sv == 0, "the main thread has uids %u/%u/%u",
+           r, e, sv);
+  WL_CHECK(caps_of(0) & (1u << CAP_NET_RAW), "the main thread lost CAP_NET_RAW");
+  snprintf(status_path, sizeof status_path, "/proc/%d/status", (int)p);
+  ssize_t n = wl_read_file(status_path, text, sizeof text - 1);
+  text[n > 0 ? n : 0] = '\0';
+  WL_CHECK(strstr(text, "\nSeccomp:\t1\n") != NULL, "P is not in seccomp strict mode");
+  for (struct creds_thread *t = &u; t; t = t == &u ? &k : t == &k ? &s : NULL) WL_MUST(write(t->wake[1], "w", 1) == 1);
+  char c = 0;
+  WL_CHECK(read(s.echo[0], &c, 1) == 1 && c == 's', "thread S did not echo");
+  pthread_join(tu, NULL);
+  pthread_join(tk, NULL);
+  pthread_join(ts, NULL);
+  WL_MUST(write(to_p[1], "w", 1) == 1);
+  int status;
+  WL_CHECK(waitpid(p, &status, 0) == p && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+           "P in strict mode was not killed by getpid (status 0x%x)", status);
+  return wl_finish(report);
+}
+
 int main(int argc, char **argv) {
-  const char *usage = "cow|zombie_pgid READY REPORT";
+  const char *usage = "cow|zombie_pgid|thread_creds READY REPORT";
   const char *mode = wl_arg(argc, argv, 1, usage);
   const char *ready = wl_arg(argc, argv, 2, usage);
   const char *report = wl_arg(argc, argv, 3, usage);
   if (strcmp(mode, "cow") == 0) return run_cow(ready, report);
   if (strcmp(mode, "zombie_pgid") == 0) return run_zombie_pgid(ready, report);
+  if (strcmp(mode, "thread_creds") == 0) return run_thread_creds(ready, report);
   fprintf(stderr, "unknown mode %s\n", mode);
   return 2;
 }
