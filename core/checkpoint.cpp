@@ -33,6 +33,7 @@
 #include "core/sys/util.h"
 #include "core/task/task_dump.h"
 #include "core/tree/freeze.h"
+#include "core/tree/shared_tables.h"
 
 namespace cryo {
 namespace {
@@ -175,6 +176,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   failpoint("dump.frozen");
   CRYO_TRY(check_interrupt("while the tree was being frozen"));
   CRYO_TRY(check_sessions(tree, options.shell_job));
+  CRYO_TRY(tree::check_shared_tables(tree));
   files::FilesDump files({.shell_job = options.shell_job,
                           .ghost_limit = options.ghost_limit,
                           .sockets = {.tcp_established = options.tcp_established,

@@ -9,7 +9,10 @@ zombie_pgid: zombies come back in their own process groups (one of their own,
 one of a sibling's, one whose leader is gone), not their parent's.
 thread_creds: a thread with uids and gids of its own, one with fewer
 capabilities (both by raw syscalls), one in seccomp strict mode, and a child
-process in strict mode: each comes back so (strict mode still kills)."""
+process in strict mode: each comes back so (strict mode still kills).
+clone_files, clone_fs: a child made with clone(CLONE_FILES) or clone(CLONE_FS)
+shares its parent's fd table or cwd: the dump is refused naming both pids,
+and the tree runs on, still sharing them."""
 import os
 import sys
 
@@ -70,5 +73,25 @@ def case_thread_creds(env):
     env.trigger_and_report(root, report)
 
 
+def refused_clone(env, mode, what):
+    ready, report = env.path("ready"), env.path("report")
+    root = env.spawn([env.workload("sharing"), mode, ready, report], name="sharing")
+    info = env.wait_ready(ready, root)
+    result = env.dump(root, env.path("images"), expect=1)
+    check(f"pid {root} and pid {info['C']} share their {what}" in result.stderr
+          or f"pid {info['C']} and pid {root} share their {what}" in result.stderr,
+          f"the refusal does not name both pids and the {what}: {result.stderr.strip()}")
+    env.trigger_and_report(root, report)
+
+
+def case_clone_files(env):
+    refused_clone(env, "clone_files", "fd table")
+
+
+def case_clone_fs(env):
+    refused_clone(env, "clone_fs", "cwd, root and umask")
+
+
 if __name__ == "__main__":
-    run({"cow": case_cow, "zombie_pgid": case_zombie_pgid, "thread_creds": case_thread_creds})
+    run({"cow": case_cow, "zombie_pgid": case_zombie_pgid, "thread_creds": case_thread_creds,
+         "clone_files": case_clone_files, "clone_fs": case_clone_fs})

@@ -25,6 +25,7 @@
 #include "workload.h"
 
 #include <linux/capability.h>
+#include <sched.h>
 #include <linux/seccomp.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
@@ -367,14 +368,54 @@ static int run_thread_creds(const char *ready, const char *report) {
   return wl_finish(report);
 }
 
+// clone_files / clone_fs: R makes a child C with clone(CLONE_FILES) or
+// clone(CLONE_FS) (its memory its own). The dump must refuse the tree; on
+// SIGUSR1 R opens a file (or changes directory) and C must see it.
+static int clone_pipe[2];
+static int clone_fs_mode;
+
+static int clone_child(void *arg) {
+  (void)arg;
+  int fd = -1;
+  WL_MUST(read(clone_pipe[0], &fd, sizeof fd) == sizeof fd);
+  if (clone_fs_mode) {
+    char cwd[256];
+    return getcwd(cwd, sizeof cwd) && strcmp(cwd, "/") == 0 ? 0 : 1;
+  }
+  return fcntl(fd, F_GETFD) >= 0 ? 0 : 1;
+}
+
+static int run_clone(const char *ready, const char *report, int flag) {
+  wl_install_trigger();
+  clone_fs_mode = flag == CLONE_FS;
+  WL_MUST(pipe(clone_pipe) == 0);
+  static char stack[1 << 16] __attribute__((aligned(16)));
+  pid_t c = clone(clone_child, stack + sizeof stack, flag | SIGCHLD, NULL);
+  WL_MUST(c > 0);
+  wl_ready(ready, "C=%d", (int)c);
+  wait_trigger();
+  int fd = -1;
+  if (clone_fs_mode)
+    WL_MUST(chdir("/") == 0);
+  else
+    WL_MUST((fd = open("/dev/null", O_RDONLY)) >= 0);
+  WL_MUST(write(clone_pipe[1], &fd, sizeof fd) == sizeof fd);
+  int status;
+  WL_CHECK(waitpid(c, &status, 0) == c && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+           "the child does not share the %s (status 0x%x)", clone_fs_mode ? "cwd" : "fd table", status);
+  return wl_finish(report);
+}
+
 int main(int argc, char **argv) {
-  const char *usage = "cow|zombie_pgid|thread_creds READY REPORT";
+  const char *usage = "cow|zombie_pgid|thread_creds|clone_files|clone_fs READY REPORT";
   const char *mode = wl_arg(argc, argv, 1, usage);
   const char *ready = wl_arg(argc, argv, 2, usage);
   const char *report = wl_arg(argc, argv, 3, usage);
   if (strcmp(mode, "cow") == 0) return run_cow(ready, report);
   if (strcmp(mode, "zombie_pgid") == 0) return run_zombie_pgid(ready, report);
   if (strcmp(mode, "thread_creds") == 0) return run_thread_creds(ready, report);
+  if (strcmp(mode, "clone_files") == 0) return run_clone(ready, report, CLONE_FILES);
+  if (strcmp(mode, "clone_fs") == 0) return run_clone(ready, report, CLONE_FS);
   fprintf(stderr, "unknown mode %s\n", mode);
   return 2;
 }
