@@ -366,6 +366,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   CRYO_ASSIGN(root, tree::spawn_stubs(plan));
   plan.status_fd = status_read.get();
   CRYO_TRY(tree::wait_for_stubs(plan, root, 10000));
+  CRYO_TRY(objects.lock_ptys());
   premaps.release();  // every stub holds its own copy now
   failpoint("restore.stubs");
   CRYO_TRY(check_interrupt("while the processes were being made"));

@@ -485,10 +485,10 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
       f.set_pipe_id(pipe_id);
     }
   } else if (S_ISCHR(ref.st.st_mode)) {
-    if (is_pty_master(ref.st)) {
-      CRYO_TRY(ttys_.describe_master(ref.pid, ref.fd, link, &f, &files_).wrap(what));
-    } else if (int index = pts_index(ref.st); index >= 0 && ttys_.has_master(index)) {
-      ttys_.describe_slave(index, &f);
+    auto own_tty = ttys_.describe(ref.pid, ref.fd, ref.st, link, &f, &files_);
+    if (!own_tty.ok()) return std::move(own_tty).error().wrap(what);
+    if (*own_tty) {
+      // a terminal of the tree's own
     } else if (is_terminal(ref.st.st_rdev)) {
       bool console = major(ref.st.st_rdev) == 4 || (major(ref.st.st_rdev) == 5 && minor(ref.st.st_rdev) == 1);
       if (!options_.shell_job && console)

@@ -451,7 +451,8 @@ Status FileObjects::open_all(const image::Files& files, const image::ImageDirRea
       CRYO_ASSIGN(by_file_[f.id()], place(std::move(placeholder)));
       continue;
     }
-    if (f.kind() == image::FileDesc::PTY_MASTER || f.kind() == image::FileDesc::PTY_SLAVE) {
+    if (f.kind() == image::FileDesc::PTY_MASTER || f.kind() == image::FileDesc::PTY_SLAVE ||
+        f.kind() == image::FileDesc::TTY_CURRENT) {
       if (!by_file_.count(f.id())) return Error(EINVAL, name_file(f) + " names a pseudo-terminal the image lacks");
       continue;
     }

@@ -71,6 +71,9 @@ class FileObjects {
     int index;
   };
   std::vector<Foreground> foreground_groups() const;
+  // Locks the pairs that were locked (TIOCSPTLCK), once every stub is up: a
+  // locked slave cannot be opened, not even as /dev/tty.
+  Status lock_ptys() const;
 
   // The established TCP connections, still in repair mode (for the guard).
   std::vector<int> repaired_sockets(const image::Files& files) const;
@@ -101,6 +104,9 @@ class FileObjects {
   struct PtyHandle {
     pid_t sid = 0, pgrp = 0;
     int control = -1;  // a slave fd of the restorer's (>= base), for TIOCSCTTY
+    std::vector<std::pair<int, int>> currents;  // /dev/tty placeholders: (fd, open flags)
+    int master = -1;
+    bool lock = false;  // TIOCSPTLCK once the stubs have opened /dev/tty
   };
   std::map<int, PtyHandle> ptys_;  // by pts number
 

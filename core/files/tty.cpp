@@ -382,9 +382,30 @@ Status TtyDump::describe_master(pid_t pid, int fd, const std::string& link, imag
   return save_pty(master.get(), index, slaves_.count(index) > 0, files->add_ptys()).wrap(what);
 }
 
-void TtyDump::describe_slave(int index, image::FileDesc* f) const {
+Result<bool> TtyDump::describe(pid_t pid, int fd, const struct stat& st, const std::string& link, image::FileDesc* f,
+                               image::Files* files) {
+  if (is_pty_master(st)) {
+    CRYO_TRY(describe_master(pid, fd, link, f, files));
+    return true;
+  }
+  int index = pts_index(st);
+  if (S_ISCHR(st.st_mode) && major(st.st_rdev) == 5 && minor(st.st_rdev) == 0) {
+    // /dev/tty stands for the terminal that was the opener's controlling
+    // one; TIOCGDEV tells which.
+    CRYO_ASSIGN(UniqueFd copy, copy_fd(pid, fd));
+    unsigned int dev = 0;
+    if (::ioctl(copy.get(), TIOCGDEV, &dev) < 0) return errno_error("TIOCGDEV of /dev/tty");
+    index = index_of_rdev(makedev((dev >> 8) & 0xfff, (dev & 0xff) | ((dev >> 12) & 0xfff00)));
+    if (index < 0 || !has_master(index)) return false;  // the shell's terminal
+    f->set_kind(image::FileDesc::TTY_CURRENT);
+    f->set_pty_index(index);
+    current_.emplace_back(pid, index);
+    return true;
+  }
+  if (index < 0 || !has_master(index)) return false;
   f->set_kind(image::FileDesc::PTY_SLAVE);
   f->set_pty_index(index);
+  return true;
 }
 
 Status TtyDump::check_sessions(const tree::FrozenTree& tree, const image::Files& files) const {
@@ -423,6 +444,15 @@ Status TtyDump::check_sessions(const tree::FrozenTree& tree, const image::Files&
       return Error("the foreground process group " + std::to_string(pty->pgrp()) + " of " + what +
                    " has no process in the tree (not supported)");
   }
+  // /dev/tty is opened again by the session leader once it has its terminal
+  // back: its holders must be of that session (they descend from the leader).
+  for (const auto& [pid, index] : current_) {
+    auto it = by_index.find(index);
+    const auto* p = tree.find(pid);
+    if (it == by_index.end() || it->second->sid() == 0 || !p || p->stat.sid != it->second->sid())
+      return Error(pid_str(pid) + " holds /dev/tty opened on " + pts_path(index) +
+                   ", which is not the controlling terminal of its session (not supported)");
+  }
   return {};
 }
 
@@ -451,7 +481,7 @@ Status FileObjects::open_pty(const image::Files& files, const image::Pty& pty) {
   if (index < 0 || index >= static_cast<int>(kPtsMajors * 256 * 256)) return Error(EINVAL, "bad pts number");
   if (ptys_.count(index)) return Error(EINVAL, "the image holds the pair twice");
   const image::FileDesc* master_desc = nullptr;
-  std::vector<const image::FileDesc*> slaves;
+  std::vector<const image::FileDesc*> slaves, currents;
   for (const auto& f : files.files()) {
     if (f.pty_index() != index) continue;
     if (f.kind() == image::FileDesc::PTY_MASTER) {
@@ -459,6 +489,8 @@ Status FileObjects::open_pty(const image::Files& files, const image::Pty& pty) {
       master_desc = &f;
     } else if (f.kind() == image::FileDesc::PTY_SLAVE) {
       slaves.push_back(&f);
+    } else if (f.kind() == image::FileDesc::TTY_CURRENT) {
+      currents.push_back(&f);
     }
   }
   if (!master_desc) return Error(EINVAL, "the image holds no master for it");
@@ -481,18 +513,25 @@ Status FileObjects::open_pty(const image::Files& files, const image::Pty& pty) {
   if (::fchown(control.get(), pty.uid(), pty.gid()) < 0) return errno_error("chown " + path);
   if (::fchmod(control.get(), pty.mode() & 07777) < 0) return errno_error("chmod " + path);
   constexpr uint32_t kOpenOnly = O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY;
+  PtyHandle& handle = ptys_[index];
+  for (const auto* f : currents) {  // opened by the session leader (take_controlling_tty)
+    if (pty.sid() == 0) return Error(EINVAL, "/dev/tty names it, but it is the controlling terminal of no session");
+    CRYO_ASSIGN(UniqueFd placeholder, open_file("/dev/null", O_RDONLY | O_CLOEXEC));
+    CRYO_ASSIGN(by_file_[f->id()], place(std::move(placeholder)));
+    handle.currents.emplace_back(by_file_[f->id()], static_cast<int>(f->flags() & ~kOpenOnly));
+  }
   for (const auto* f : slaves) {
     CRYO_ASSIGN(UniqueFd fd, open_file(path, static_cast<int>((f->flags() & ~kOpenOnly) | O_NOCTTY)));
     CRYO_ASSIGN(by_file_[f->id()], place(std::move(fd)));
   }
   if (pty.exclusive() && ::ioctl(control.get(), TIOCEXCL) < 0) return errno_error("TIOCEXCL");
   if (pty.packet() && ::ioctl(master.get(), TIOCPKT, &one) < 0) return errno_error("TIOCPKT");
-  if (pty.locked_pty() && ::ioctl(master.get(), TIOCSPTLCK, &one) < 0) return errno_error("TIOCSPTLCK");
   if (::fcntl(master.get(), F_SETFL, master_desc->flags() & ~kOpenOnly) < 0) return errno_error("F_SETFL master");
   CRYO_ASSIGN(by_file_[master_desc->id()], place(std::move(master)));
-  PtyHandle& handle = ptys_[index];
   handle.sid = pty.sid();
   handle.pgrp = pty.pgrp();
+  handle.master = by_file_[master_desc->id()];
+  handle.lock = pty.locked_pty();
   // Kept for the session leader to take it as its controlling terminal;
   // otherwise closed here, so that a slave closed at dump time is closed
   // again (the master reads EIO once its queue is empty).
@@ -508,9 +547,26 @@ Status FileObjects::open_ptys(const image::Files& files) {
 }
 
 Status FileObjects::take_controlling_tty(pid_t pid) const {
+  for (const auto& [index, handle] : ptys_) {
+    if (handle.sid != pid || handle.control < 0) continue;
+    if (::ioctl(handle.control, TIOCSCTTY, 0) < 0) return errno_error("TIOCSCTTY " + pts_path(index));
+    // /dev/tty descriptions, opened now that it names this terminal, in
+    // place of their placeholders before any child inherits them.
+    for (const auto& [fd, flags] : handle.currents) {
+      int opened = ::open("/dev/tty", flags | O_NOCTTY | O_CLOEXEC);
+      if (opened < 0) return errno_error("open /dev/tty");
+      int placed = ::dup3(opened, fd, O_CLOEXEC);
+      ::close(opened);
+      if (placed < 0) return errno_error("dup3 /dev/tty");
+    }
+  }
+  return {};
+}
+
+Status FileObjects::lock_ptys() const {
+  int one = 1;
   for (const auto& [index, handle] : ptys_)
-    if (handle.sid == pid && handle.control >= 0 && ::ioctl(handle.control, TIOCSCTTY, 0) < 0)
-      return errno_error("TIOCSCTTY " + pts_path(index));
+    if (handle.lock && ::ioctl(handle.master, TIOCSPTLCK, &one) < 0) return errno_error("TIOCSPTLCK " + pts_path(index));
   return {};
 }
 

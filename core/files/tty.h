@@ -31,10 +31,11 @@ class TtyDump {
   Status find_ptys(const tree::FrozenTree& tree);
   bool has_master(int index) const { return masters_.count(index) > 0; }
 
-  // fd of pid is a master: its FileDesc, and the pair saved into files.
-  Status describe_master(pid_t pid, int fd, const std::string& link, image::FileDesc* f, image::Files* files);
-  // fd of pid is a slave whose master is in the tree.
-  void describe_slave(int index, image::FileDesc* f) const;
+  // A character device fd of pid that is a terminal of the tree's own: a
+  // master (the pair is saved into files), a slave of one, or /dev/tty
+  // naming one. False: not one of them (the shell's terminal, or no terminal).
+  Result<bool> describe(pid_t pid, int fd, const struct stat& st, const std::string& link, image::FileDesc* f,
+                        image::Files* files);
 
   // Controlling terminals: a session led in the tree may only have one of
   // the tree's ptys, which all its processes share.
@@ -44,6 +45,9 @@ class TtyDump {
   std::map<int, std::pair<pid_t, int>> masters_;   // pts index -> a holder (pid, fd)
   std::map<int, std::pair<pid_t, int>> slaves_;    // pts index -> a holder in the tree
   std::optional<std::map<int, pid_t>> outside_;    // pts index -> a holder outside the tree
+  std::vector<std::pair<pid_t, int>> current_;     // holders of /dev/tty fds: (pid, pts index)
+
+  Status describe_master(pid_t pid, int fd, const std::string& link, image::FileDesc* f, image::Files* files);
 };
 
 }  // namespace cryo::files

@@ -4,8 +4,8 @@ sshd session hold it). The pty workload checks from inside, after restore, that 
 pair is the same /dev/pts/N with its settings, that the bytes queued both ways are
 there exactly once (output, echo, whole lines, a line ended by VEOF or VEOL and an
 unfinished one), and that its job is still in the foreground of its session's
-controlling terminal and reads what the master types. `script` runs a real program
-on a terminal of its own. What cannot be saved is refused, naming pid and fd."""
+controlling terminal and reads what the master types. `script` and tmux run real
+programs on terminals of their own. What cannot be saved is refused, naming pid and fd."""
 import fcntl
 import os
 import shutil
@@ -179,7 +179,46 @@ def case_script(env):
     os.kill(pid, 9)
 
 
+def case_tmux(env):
+    """A tmux server with a detached session: its pane's program (a shell loop reading
+    lines) comes back on the same /dev/pts/N with its window size; a line typed before
+    the dump but not finished is finished after it and read whole, once."""
+    check(shutil.which("tmux"), "tmux is not installed")
+    tmux = ["tmux", "-S", env.path("tmux.sock"), "-f", "/dev/null"]
+
+    def call(*args):
+        return subprocess.run(tmux + list(args), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=10).stdout
+
+    program = 'while read -r l; do echo "got:$l $(stty size) $(tty)"; done'
+    call("new-session", "-d", "-s", "t", "-x", "100", "-y", "30", program)
+    server = int(call("display-message", "-p", "#{pid}").strip())
+    try:
+        def pane():
+            return call("capture-pane", "-p", "-t", "t")
+        call("send-keys", "-t", "t", "before", "Enter")
+        wait_until(lambda: "got:before" in pane(), 10, what="the pane's first answer")
+        line = [x for x in pane().splitlines() if x.startswith("got:before")][0]
+        check(line.startswith("got:before 30 100 /dev/pts/"), f"the pane answered {line!r}")
+        pts = line.split()[-1]
+        call("send-keys", "-t", "t", "queued")
+        wait_until(lambda: "queued" in pane(), 10, what="the echo of the unfinished line")
+        images = env.path("images")
+        env.dump(server, images)
+        env.reap_tree_of(server)
+        _, rpid = env.restore(images)
+        check_eq(rpid, server, "restored tmux server")
+        call("send-keys", "-t", "t", " more", "Enter")
+        wait_until(lambda: "got:queued more" in pane(), 10, what="the pane's answer after restore")
+        answers = [x for x in pane().splitlines() if x.startswith("got:")]
+        check_eq(answers, ["got:before 30 100 " + pts, "got:queued more 30 100 " + pts], "the pane's answers")
+        check_eq(call("display-message", "-p", "#{pane_width}x#{pane_height}").strip(), "100x30", "pane size")
+    finally:
+        call("kill-server")
+
+
 if __name__ == "__main__":
     run({"session": case_session, "leave_running": case_leave_running, "packet": case_packet,
          "closed_slave": case_closed_slave, "index_taken": case_index_taken, "never_opened": case_never_opened,
-         "slave_outside": case_slave_outside, "console": case_console, "script": case_script})
+         "slave_outside": case_slave_outside, "console": case_console, "script": case_script,
+         "tmux": case_tmux})

@@ -15,7 +15,7 @@
 // exactly the queued output and echo, lets the job read its input, finishes
 // the unfinished line, and the job reports what it saw (its lines, that it
 // is in the foreground of its session's controlling terminal) through the
-// terminal itself.
+// terminal itself, partly through a /dev/tty fd it opened before the dump.
 //
 // --closed: the child writes a line and exits; the root holds a master
 // whose slave is closed: after restore it reads the line, then EIO.
@@ -75,6 +75,8 @@ static int expect_master(int master, const char *want, int timeout_ms) {
 
 // The job: reads its lines once told (a byte on go), answers through the terminal.
 static int job_main(int go, pid_t session) {
+  int early_tty = open("/dev/tty", O_RDWR);  // its controlling terminal by that name
+  WL_MUST(early_tty >= 0);
   WL_MUST(wl_write_all(1, OUTPUT, strlen(OUTPUT)) == 0);
   char c;
   WL_MUST(read(go, &c, 1) == 1);
@@ -86,10 +88,14 @@ static int job_main(int go, pid_t session) {
     line[n > 0 ? n : 0] = '\0';
     if (n < 0 || strcmp(line, want[i]))
       snprintf(problems + strlen(problems), sizeof problems - strlen(problems), "line %d is [%s] ", i, line);
-    if (i == 2) WL_MUST(wl_write_all(1, "ask\n", 4) == 0);  // the root then finishes the last line
+    if (i == 2) WL_MUST(wl_write_all(early_tty, "ask\n", 4) == 0);  // the root then finishes the last line
   }
   if (tcgetpgrp(0) != getpgrp()) snprintf(problems + strlen(problems), 200, "not in the foreground ");
   if (getsid(0) != session || tcgetsid(0) != session) snprintf(problems + strlen(problems), 200, "session ");
+  char link[64], target[64] = "";
+  snprintf(link, sizeof link, "/proc/self/fd/%d", early_tty);
+  if (readlink(link, target, sizeof target - 1) < 0 || strcmp(target, "/dev/tty"))
+    snprintf(problems + strlen(problems), 200, "the /dev/tty fd is [%s] ", target);
   int excl = 0;
   if (ioctl(0, TIOCGEXCL, &excl) != 0 || !excl) snprintf(problems + strlen(problems), 200, "not exclusive ");
   int tty = open("/dev/tty", O_RDWR);

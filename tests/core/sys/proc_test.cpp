@@ -71,10 +71,13 @@ TEST_CASE("parse_stat handles a comm with spaces and parentheses") {
   auto st = proc::parse_stat(text);
   REQUIRE(st.ok());
   CHECK(st->pid == 1234);
+  CHECK(st->sid == 1234);
   CHECK(st->comm == "my (odd) name");
   CHECK(st->state == 'S');
   CHECK(st->ppid == 1);
   CHECK(st->pgid == 1234);
+  CHECK(st->tty_nr == 34816);  // /dev/pts/0 (136:0), the controlling terminal
+  CHECK(st->tpgid == 1234);
   CHECK(st->num_threads == 3);
   CHECK(st->start_code == 4194304);
   CHECK(st->start_brk == 6300000);
