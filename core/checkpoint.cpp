@@ -182,6 +182,8 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
                           .sockets = {.tcp_established = options.tcp_established,
                                       .ext_unix_sk = options.ext_unix_sk,
                                       .leave_running = options.leave_running,
+                                      .tcp_close = options.tcp_close,
+                                      .skip_in_flight = options.skip_in_flight,
                                       .network_lock = options.network_lock}});
   std::map<pid_t, image::Process> cores;
   std::map<pid_t, std::vector<proc::MapEntry>> maps;

@@ -15,6 +15,8 @@ struct DumpOptions {
   bool shell_job = false;
   bool leave_running = false;
   bool tcp_established = false;
+  bool tcp_close = false;       // connections saved without their state, restored closed
+  bool skip_in_flight = false;  // connections not yet accepted from outside the tree are left out
   bool ext_unix_sk = false;
   uint64_t ghost_limit = 256ULL << 20;  // bytes of a deleted file's data the image may take
   int freeze_timeout_s = 10;  // how long finding and stopping the tree may take

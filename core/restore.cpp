@@ -33,6 +33,7 @@
 #include "core/guard/guard.h"
 #include "core/sys/failpoint.h"
 #include "core/net/netlock.h"
+#include "core/net/tcp_states.h"
 #include "core/ptrace/ptrace.h"
 #include "core/sys/io.h"
 #include "core/sys/interrupt.h"
@@ -282,10 +283,11 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   if (reader.inventory().shell_job() && !options.shell_job)
     return Error("the image was dumped with --shell-job; restore it with --shell-job");
   CRYO_ASSIGN(LoadedImage img, load_image(reader));
+  if (options.tcp_close) net::close_connections(&img.files);
   for (const auto& f : img.files.files())
     if (f.kind() == image::FileDesc::SOCKET && f.socket().family() != AF_UNIX && f.socket().type() == SOCK_STREAM &&
-        f.socket().state() == image::Socket::CONNECTED && !options.tcp_established)
-      return Error("the image holds established TCP connections; restore it with --tcp-established");
+        f.socket().state() == image::Socket::CONNECTED && !f.socket().tcp_closed() && !options.tcp_established)
+      return Error("the image holds TCP connections; restore it with --tcp-established (or --tcp-close)");
   // The network lock of the dump goes once the restored tree runs. A failed
   // or killed restore keeps it: the image stays restorable with its
   // connections (restore again, or drop it with `cryo network-unlock`).

@@ -15,6 +15,7 @@ struct RestoreOptions {
   bool shell_job = false;
   bool detach = false;
   bool tcp_established = false;
+  bool tcp_close = false;  // connections come back closed
   std::string pidfile;
   cgroup::Manage manage_cgroups = cgroup::Manage::kSoft;
 };

@@ -25,6 +25,8 @@ int cmd_dump(const GlobalOptions&, const std::vector<std::string>& argv) {
   options.shell_job = args->has("shell-job");
   options.leave_running = args->has("leave-running");
   options.tcp_established = args->has("tcp-established");
+  options.tcp_close = args->has("tcp-close");
+  options.skip_in_flight = args->has("skip-in-flight");
   options.ext_unix_sk = args->has("ext-unix-sk");
   if (auto limit = args->get("ghost-limit")) options.ghost_limit = *criu::parse_size(*limit);
   options.network_lock = args->get_or("network-lock", "nftables");

@@ -17,6 +17,7 @@ int cmd_restore(const GlobalOptions&, const std::vector<std::string>& argv) {
   options.detach = args->has("restore-detached") || args->has("daemon");
   options.shell_job = args->has("shell-job");
   options.tcp_established = args->has("tcp-established");
+  options.tcp_close = args->has("tcp-close");
   if (auto pidfile = args->get("pidfile")) options.pidfile = in_work_dir(*args, *pidfile);
   auto manage = cgroup::parse_manage(args->get_or("manage-cgroups", ""));
   if (!manage.ok()) return fail("restore: " + manage.error().message());

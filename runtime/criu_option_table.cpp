@@ -76,10 +76,12 @@ std::vector<Option> make_table() {
       row("tcp-established", 0, kNo, kNeg, D | R, kImpl,
           "established TCP connections are saved and made again, packets held back by a network lock "
           "in between"),
-      row("skip-in-flight", 0, kNo, kNeg, D, kRef,
-          "a TCP connection still being set up cannot be skipped: it fails the dump, which names it"),
-      row("tcp-close", 0, kNo, kNeg, R, kRef,
-          "restored connections come back established (--tcp-established), never closed"),
+      row("skip-in-flight", 0, kNo, kNeg, D, kImpl,
+          "a connection waiting in a listener's queue whose client is outside the tree is left out of "
+          "the image (its client sees it reset) instead of failing the dump"),
+      row("tcp-close", 0, kNo, kNeg, D | R, kImpl,
+          "dump: TCP connections are saved without their state and nothing is locked; restore: every "
+          "connection comes back closed (reads see the end of the stream, writes fail with EPIPE)"),
       row("network-lock", 0, kReq, 0, D, kImpl, "nftables (the default), iptables or skip"),
       row("network-lock", 0, kReq, 0, R, kAcc, "the image names its lock, and the restore removes that one"),
       row("ext-unix-sk", 'x', kOpt, 0, D, kImpl,

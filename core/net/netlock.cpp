@@ -108,6 +108,17 @@ Status iptables_lock(const std::string& tag, const std::vector<Connection>& conn
     CRYO_TRY(run_command({tool, "-w", "-I", "OUTPUT", "-p", "tcp", "-s", l, "--sport", lp, "-d", p, "--dport", pp, "-m",
                           "comment", "--comment", tag, "-j", "DROP"}));
   }
+  // Inserted last, so first: what the restore sends to put FINs back passes.
+  std::string mark = std::to_string(kRepairMark);
+  for (const char* tool : {"iptables", "ip6tables"}) {
+    bool used = std::any_of(connections.begin(), connections.end(), [&](const Connection& c) {
+      return (c.local.family() == AF_INET6) == (std::string(tool) == "ip6tables");
+    });
+    if (!used) continue;
+    for (const char* chain : {"INPUT", "OUTPUT"})
+      CRYO_TRY(run_command({tool, "-w", "-I", chain, "-p", "tcp", "-m", "mark", "--mark", mark, "-m", "comment",
+                            "--comment", tag, "-j", "ACCEPT"}));
+  }
   return {};
 }
 
@@ -149,9 +160,11 @@ std::string lock_script(const std::string& table, const std::vector<Connection>&
     out_rules += "    " + proto + " saddr " + l + " " + proto + " daddr " + p + " tcp sport " + lp + " tcp dport " +
                  pp + " drop\n";
   }
+  // What the restore sends to put FINs back passes (see kRepairMark).
+  std::string pass = "    meta mark " + std::to_string(kRepairMark) + " accept\n";
   return "table inet " + table + " {\n  chain input {\n    type filter hook input priority -300; policy accept;\n" +
-         in_rules + "  }\n  chain output {\n    type filter hook output priority -300; policy accept;\n" + out_rules +
-         "  }\n}\n";
+         pass + in_rules + "  }\n  chain output {\n    type filter hook output priority -300; policy accept;\n" + pass +
+         out_rules + "  }\n}\n";
 }
 
 std::string new_lock_table() {

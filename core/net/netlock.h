@@ -3,6 +3,7 @@
 // peers only see a pause. One nftables table per dump, named in the image.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,10 @@
 #include "core/sys/result.h"
 
 namespace cryo::net {
+
+// Packets with this mark pass the lock: the segments a restore makes to put
+// a connection's FINs back (core/net/tcp_states.cpp). CRIU uses the same.
+constexpr uint32_t kRepairMark = 0xC114;
 
 struct Connection {
   image::SockAddr local, peer;

@@ -20,6 +20,7 @@
 #include "core/net/packet.h"
 #include "core/net/sock_kinds.h"
 #include "core/net/sock_opts.h"
+#include "core/net/tcp_states.h"
 #include "core/sys/log.h"
 
 namespace cryo::net {
@@ -116,24 +117,35 @@ Status peek_queue(int s, int queue, size_t size, std::string* out) {
 }
 
 Status read_tcp(int s, image::TcpConnection* t) {
+  // The state is read here, in repair mode behind the lock, where it can no
+  // longer change: between describe() and the lock a FIN may have arrived.
+  CRYO_ASSIGN(struct tcp_info first, get_opt<struct tcp_info>(s, IPPROTO_TCP, TCP_INFO, "TCP_INFO"));
+  TcpCounts counts;
+  counts.state = first.tcpi_state;
+  if (!is_connection_state(counts.state))
+    return Error(EAGAIN, "the connection went to state " + tcp_state_name(counts.state) + " during the dump (dump again)");
   int queue = TCP_SEND_QUEUE;
   if (::setsockopt(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof queue) < 0) return errno_error("TCP_REPAIR_QUEUE");
-  CRYO_ASSIGN(uint32_t send_seq, get_opt<uint32_t>(s, IPPROTO_TCP, TCP_QUEUE_SEQ, "TCP_QUEUE_SEQ"));
-  int outq = 0, unsent = 0, inq = 0;
-  if (::ioctl(s, SIOCOUTQ, &outq) < 0 || ::ioctl(s, SIOCOUTQNSD, &unsent) < 0) return errno_error("SIOCOUTQ");
-  std::string sendq, recvq;
-  CRYO_TRY(peek_queue(s, TCP_SEND_QUEUE, static_cast<size_t>(outq), &sendq));
+  CRYO_ASSIGN(counts.send_seq, get_opt<uint32_t>(s, IPPROTO_TCP, TCP_QUEUE_SEQ, "TCP_QUEUE_SEQ"));
+  int inq = 0;
+  if (::ioctl(s, SIOCOUTQ, &counts.outq) < 0 || ::ioctl(s, SIOCOUTQNSD, &counts.unsent) < 0)
+    return errno_error("SIOCOUTQ");
   queue = TCP_RECV_QUEUE;
   if (::setsockopt(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof queue) < 0) return errno_error("TCP_REPAIR_QUEUE");
-  CRYO_ASSIGN(uint32_t recv_seq, get_opt<uint32_t>(s, IPPROTO_TCP, TCP_QUEUE_SEQ, "TCP_QUEUE_SEQ"));
+  CRYO_ASSIGN(counts.recv_seq, get_opt<uint32_t>(s, IPPROTO_TCP, TCP_QUEUE_SEQ, "TCP_QUEUE_SEQ"));
   if (::ioctl(s, SIOCINQ, &inq) < 0) return errno_error("SIOCINQ");
+  leave_out_fins(&counts);
+  std::string sendq, recvq;
+  CRYO_TRY(peek_queue(s, TCP_SEND_QUEUE, static_cast<size_t>(counts.outq), &sendq));
   CRYO_TRY(peek_queue(s, TCP_RECV_QUEUE, static_cast<size_t>(inq), &recvq));
-  if (sendq.size() != static_cast<size_t>(outq) || recvq.size() != static_cast<size_t>(inq))
+  if (sendq.size() != static_cast<size_t>(counts.outq) || recvq.size() != static_cast<size_t>(inq))
     return Error(EIO, "TCP queues changed while being read");
-  t->set_send_seq(send_seq);
-  t->set_recv_seq(recv_seq);
+  t->set_state(static_cast<uint32_t>(counts.state));
+  t->set_fin_unsent(counts.fin_unsent);
+  t->set_send_seq(counts.send_seq);
+  t->set_recv_seq(counts.recv_seq);
   t->set_send_queue(std::move(sendq));
-  t->set_unsent_bytes(static_cast<uint32_t>(unsent));
+  t->set_unsent_bytes(static_cast<uint32_t>(counts.unsent));
   t->set_recv_queue(std::move(recvq));
 
   CRYO_ASSIGN(struct tcp_info info, get_opt<struct tcp_info>(s, IPPROTO_TCP, TCP_INFO, "TCP_INFO"));
@@ -231,7 +243,10 @@ SocketDump::~SocketDump() {
 
 void SocketDump::resume() {
   for (auto& t : tcp_)
-    if (std::exchange(t.repairing, false)) set_repair(t.copy.get(), 0);
+    if (std::exchange(t.repairing, false)) {
+      set_repair(t.copy.get(), 0);
+      ::setsockopt(t.copy.get(), SOL_SOCKET, SO_REUSEADDR, &t.reuseaddr, sizeof t.reuseaddr);
+    }
   if (!lock_table_.empty()) {
     auto st = unlock_connections(lock_table_, options_.network_lock);
     if (!st.ok()) log::error(st.error().message());
@@ -277,7 +292,7 @@ Status SocketDump::describe_kind(pid_t pid, int fd, image::FileDesc* f) {
     return Error(what + ": sockets of family " + std::to_string(family) + ", type " + std::to_string(type) +
                  " and protocol " + std::to_string(protocol) + " are not supported yet");
   }
-  sockaddr_storage local{}, peer{};
+  sockaddr_storage local{};
   socklen_t len = sizeof local;
   if (::getsockname(s.get(), reinterpret_cast<sockaddr*>(&local), &len) < 0) return errno_error(what + ": getsockname");
   sock->mutable_local()->CopyFrom(to_image(local));
@@ -289,36 +304,59 @@ Status SocketDump::describe_kind(pid_t pid, int fd, image::FileDesc* f) {
       return {};
     case TCP_LISTEN:
       // For a listener TCP_INFO reports the accept queue and the backlog.
-      if (info.tcpi_unacked > 0) {
+      if (info.tcpi_unacked > 0 && !options_.tcp_close) {
         std::string pending = what + ": listening socket " + addr_text(sock->local()) + " has " +
                               std::to_string(info.tcpi_unacked) + " connections not yet accepted";
-        if (!options_.tcp_established) return Error(pending + " (dump with --tcp-established)");
-        if (options_.leave_running) return Error(pending + " (not supported with --leave-running)");
-        listeners_.push_back({what, std::move(s), sock->local(), info.tcpi_unacked});
+        if (options_.skip_in_flight && (!options_.tcp_established || options_.leave_running)) {
+          log::warn(pending + ": left out of the image (--skip-in-flight)");
+        } else {
+          if (!options_.tcp_established) return Error(pending + " (dump with --tcp-established)");
+          if (options_.leave_running) return Error(pending + " (not supported with --leave-running)");
+          listeners_.push_back({what, std::move(s), sock->local(), info.tcpi_unacked});
+        }
       }
       sock->set_state(image::Socket::LISTENING);
       sock->set_backlog(info.tcpi_sacked);
       return {};
-    case TCP_ESTABLISHED: {
-      len = sizeof peer;
-      if (::getpeername(s.get(), reinterpret_cast<sockaddr*>(&peer), &len) < 0) return errno_error(what + ": getpeername");
-      sock->mutable_peer()->CopyFrom(to_image(peer));
-      sock->set_state(image::Socket::CONNECTED);
-      std::string conn = addr_text(sock->local()) + " -> " + addr_text(sock->peer());
-      if (!options_.tcp_established)
-        return Error(what + ": established TCP connection " + conn + " (dump with --tcp-established)");
-      Tcp t;
-      t.copy = std::move(s);
-      t.file_id = f->id();
-      t.conn.local = sock->local();
-      t.conn.peer = sock->peer();
-      tcp_.push_back(std::move(t));
-      return {};
-    }
     default:
-      return Error(what + ": TCP socket in state " + std::to_string(info.tcpi_state) +
-                   " (only listening and established TCP sockets are supported)");
+      if (!is_connection_state(info.tcpi_state))
+        return Error(what + ": TCP socket in state " + tcp_state_name(info.tcpi_state) + " (not supported)");
+      return describe_connection(what, pid, info.tcpi_state, std::move(s), f);
   }
+}
+
+// A connection: established, being set up (SYN_SENT) or half closed.
+Status SocketDump::describe_connection(const std::string& what, pid_t pid, int state, UniqueFd s,
+                                       image::FileDesc* f) {
+  auto* sock = f->mutable_socket();
+  sockaddr_storage peer{};
+  socklen_t len = sizeof peer;
+  if (state == TCP_SYN_SENT) {
+    CRYO_ASSIGN(image::SockAddr to, connecting_peer(pid, s.get()));
+    sock->mutable_peer()->CopyFrom(to);
+  } else {
+    if (::getpeername(s.get(), reinterpret_cast<sockaddr*>(&peer), &len) < 0) return errno_error(what + ": getpeername");
+    sock->mutable_peer()->CopyFrom(to_image(peer));
+  }
+  sock->set_state(image::Socket::CONNECTED);
+  std::string conn = addr_text(sock->local()) + " -> " + addr_text(sock->peer());
+  if (options_.tcp_close) {
+    sock->set_tcp_closed(true);  // no state saved, nothing locked: it comes back closed
+    return {};
+  }
+  if (!options_.tcp_established)
+    return Error(what + ": " + (state == TCP_ESTABLISHED ? std::string("established") : tcp_state_name(state)) +
+                 " TCP connection " + conn + " (dump with --tcp-established, or --tcp-close)");
+  Tcp t;
+  t.who = what;
+  socklen_t optlen = sizeof t.reuseaddr;
+  ::getsockopt(s.get(), SOL_SOCKET, SO_REUSEADDR, &t.reuseaddr, &optlen);
+  t.copy = std::move(s);
+  t.file_id = f->id();
+  t.conn.local = sock->local();
+  t.conn.peer = sock->peer();
+  tcp_.push_back(std::move(t));
+  return {};
 }
 
 Status SocketDump::describe_netlink(const std::string& what, int s, uint64_t inode, image::Socket* sock) {
@@ -460,10 +498,16 @@ Status SocketDump::take_pending(image::Files* files) {
       auto it = std::find_if(tcp_.begin(), tcp_.end(), [&](const Tcp& t) {
         return same_addr(t.conn.local, client) && same_addr(t.conn.peer, l.local);
       });
-      if (it == tcp_.end())
-        return Error(l.who + ": a connection from " + addr_text(client) + " waits in the queue of " +
-                     addr_text(l.local) + " and its client is outside the tree (not supported)");
       int on = 1;
+      if (it == tcp_.end()) {
+        std::string outside = l.who + ": a connection from " + addr_text(client) + " waits in the queue of " +
+                              addr_text(l.local) + " and its client is outside the tree";
+        if (!options_.skip_in_flight) return Error(outside + " (dump with --skip-in-flight to leave it out)");
+        // The tree is killed after the dump: closing it in repair mode says nothing to the client.
+        ::setsockopt(a, IPPROTO_TCP, TCP_REPAIR, &on, sizeof on);
+        log::warn(outside + ": left out of the image (--skip-in-flight)");
+        continue;
+      }
       ::setsockopt(a, IPPROTO_TCP, TCP_REPAIR, &on, sizeof on);  // closing it later must send nothing
       std::string data;
       int inq = 0;
@@ -508,7 +552,7 @@ Status SocketDump::lock_and_read(image::Files* files, const std::string& table) 
     t.repairing = true;
     auto* f = files->mutable_files(static_cast<int>(t.file_id - 1));
     CRYO_TRY(read_tcp(t.copy.get(), f->mutable_socket()->mutable_tcp())
-                 .wrap("TCP connection " + addr_text(t.conn.local) + " -> " + addr_text(t.conn.peer)));
+                 .wrap(t.who + ": TCP connection " + addr_text(t.conn.local) + " -> " + addr_text(t.conn.peer)));
   }
   return {};
 }

@@ -26,6 +26,12 @@ struct SocketDumpOptions {
   bool tcp_established = false;
   bool ext_unix_sk = false;  // unix sockets may be connected to peers outside the tree
   bool leave_running = false;
+  // --tcp-close: connections are saved without their state and come back
+  // closed; nothing is locked for them.
+  bool tcp_close = false;
+  // --skip-in-flight: a connection waiting in a listener's queue whose client
+  // is outside the tree is left out of the image instead of failing the dump.
+  bool skip_in_flight = false;
   std::string network_lock = "nftables";
 };
 
@@ -54,10 +60,12 @@ class SocketDump {
 
  private:
   struct Tcp {
+    std::string who;
     UniqueFd copy;
     uint32_t file_id;
     Connection conn;
     bool repairing = false;
+    int reuseaddr = 0;  // leaving repair mode clears it: given back on resume()
   };
   struct Listener {
     std::string who;
@@ -77,6 +85,7 @@ class SocketDump {
   Status describe_unix(const std::string& who, int s, uint64_t inode, image::Socket* sock);
   Status describe_netlink(const std::string& who, int s, uint64_t inode, image::Socket* sock);
   Status describe_udp(const std::string& who, int s, image::Socket* sock);
+  Status describe_connection(const std::string& who, pid_t pid, int state, UniqueFd s, image::FileDesc* f);
 
   SocketDumpOptions options_;
   std::vector<Tcp> tcp_;

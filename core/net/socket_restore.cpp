@@ -16,6 +16,7 @@
 #include "core/net/packet.h"
 #include "core/net/sock_kinds.h"
 #include "core/net/sock_opts.h"
+#include "core/net/tcp_states.h"
 #include "core/sys/io.h"
 
 namespace cryo::net {
@@ -100,10 +101,11 @@ Status send_all(int s, const std::string& data) {
 
 Status restore_connection(int s, const image::Socket& sock) {
   const auto& t = sock.tcp();
+  CRYO_ASSIGN(int state, recorded_state(t));
   CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_REPAIR, 1, "TCP_REPAIR"));
   // The sequence numbers were read after the queued bytes; refilling the
-  // queues below advances them again.
-  uint32_t send_seq = t.send_seq() - static_cast<uint32_t>(t.send_queue().size());
+  // queues below advances them again. A SYN not yet answered takes one.
+  uint32_t send_seq = t.send_seq() - static_cast<uint32_t>(t.send_queue().size()) - (state == TCP_SYN_SENT ? 1 : 0);
   uint32_t recv_seq = t.recv_seq() - static_cast<uint32_t>(t.recv_queue().size());
   CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_REPAIR_QUEUE, static_cast<int>(TCP_SEND_QUEUE), "TCP_REPAIR_QUEUE"));
   CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_QUEUE_SEQ, send_seq, "TCP_QUEUE_SEQ"));
@@ -111,6 +113,7 @@ Status restore_connection(int s, const image::Socket& sock) {
   CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_QUEUE_SEQ, recv_seq, "TCP_QUEUE_SEQ"));
   if (t.timestamps()) CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_TIMESTAMP, t.timestamp(), "TCP_TIMESTAMP"));
   CRYO_TRY(bind_to(s, sock.local()).wrap("binding the connection"));
+  if (state == TCP_SYN_SENT) return restore_syn_sent(s, sock);
   sockaddr_storage peer;
   CRYO_ASSIGN(socklen_t len, to_sockaddr(sock.peer(), &peer));
   if (::connect(s, reinterpret_cast<sockaddr*>(&peer), len) < 0) return errno_error("connect in repair mode");
@@ -145,7 +148,10 @@ Status restore_connection(int s, const image::Socket& sock) {
   }
   // The window refers to sequence numbers the refilled queues reach.
   struct tcp_repair_window w = {t.snd_wl1(), t.snd_wnd(), t.max_window(), t.rcv_wnd(), t.rcv_wup()};
+  window_before_fin(t, &w.rcv_wup, &w.rcv_wnd);
   CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_REPAIR_WINDOW, w, "TCP_REPAIR_WINDOW"));
+  // Now established in repair mode: the FINs bring it to the recorded state.
+  CRYO_TRY(restore_fins(s, sock).wrap("TCP state " + tcp_state_name(state)));
   // It stays in repair mode until the tree is let go (leave_repair): a
   // restore that fails or is killed before then closes it without a word
   // (no FIN lingering on the port for the next attempt).
@@ -244,13 +250,19 @@ Result<UniqueFd> open_netlink(const image::Socket& sock) {
 bool repaired_on_restore(const image::FileDesc& f) {
   const auto& sock = f.socket();
   return f.kind() == image::FileDesc::SOCKET && (sock.family() == AF_INET || sock.family() == AF_INET6) &&
-         sock.type() == SOCK_STREAM && sock.state() == image::Socket::CONNECTED && !sock.reconnect();
+         sock.type() == SOCK_STREAM && sock.state() == image::Socket::CONNECTED && !sock.reconnect() &&
+         !sock.tcp_closed();
 }
 
 Status leave_repair(int s, const image::Socket& sock) {
   const auto& t = sock.tcp();
   CRYO_TRY(set_opt(s, IPPROTO_TCP, TCP_REPAIR, 0, "TCP_REPAIR off"));
-  if (t.unsent_bytes() > 0) {
+  // Leaving repair mode clears SO_REUSEADDR: it gets its recorded value back.
+  for (const auto& o : sock.options())
+    if (o.level() == SOL_SOCKET && o.name() == SO_REUSEADDR &&
+        ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, o.value().data(), static_cast<socklen_t>(o.value().size())) < 0)
+      return errno_error("setsockopt SO_REUSEADDR");
+  if (t.unsent_bytes() > 0 && !unsent_sent_by_fins(t)) {
     size_t sent = t.send_queue().size() - t.unsent_bytes();
     CRYO_TRY(send_all(s, t.send_queue().substr(sent)).wrap("sending unsent bytes"));
   }
@@ -268,11 +280,17 @@ Result<UniqueFd> open_tcp(const image::Socket& sock) {
     case image::Socket::BOUND:
     case image::Socket::LISTENING:
       CRYO_TRY(set_opt(s, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR"));
+      // Listeners sharing a port (SO_REUSEPORT) must each say so before bind.
+      for (const auto& o : sock.options())
+        if (o.level() == SOL_SOCKET && o.name() == SO_REUSEPORT &&
+            ::setsockopt(s, SOL_SOCKET, SO_REUSEPORT, o.value().data(), static_cast<socklen_t>(o.value().size())) < 0)
+          return errno_error("setsockopt SO_REUSEPORT");
       CRYO_TRY(bind_to(s, sock.local()).wrap("binding the socket"));
       if (sock.state() == image::Socket::LISTENING && ::listen(s, static_cast<int>(sock.backlog())) < 0)
         return errno_error("listen");
       break;
     case image::Socket::CONNECTED:
+      if (sock.tcp_closed()) return closed_connection(sock);
       CRYO_TRY(restore_connection(s, sock));
       break;
     default:
