@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/files/devices.h"
+#include "core/files/proc_files.h"
 #include "core/image/image.h"
 #include "core/mm/mm_dump.h"
 #include "core/sys/io.h"
@@ -132,7 +134,7 @@ Result<uint64_t> FilesDump::add_content(const std::string& source, const struct 
     struct statfs fs;
     if (::statfs(source.c_str(), &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC)
       return Error(what + ": memfd " + name + " on hugetlbfs is not supported");
-  } else if (static_cast<uint64_t>(st.st_size) > options_.ghost_limit) {
+  } else if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) > options_.ghost_limit) {
     // Only its data goes into the image: a sparse file is measured by that.
     CRYO_ASSIGN(uint64_t data, data_bytes(source, static_cast<uint64_t>(st.st_size)));
     if (data > options_.ghost_limit)
@@ -148,7 +150,8 @@ Result<uint64_t> FilesDump::add_content(const std::string& source, const struct 
   c->set_mode(st.st_mode);
   c->set_uid(st.st_uid);
   c->set_gid(st.st_gid);
-  c->set_size(static_cast<uint64_t>(st.st_size));
+  c->set_size(S_ISREG(st.st_mode) ? static_cast<uint64_t>(st.st_size) : 0);
+  if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) c->set_rdev(st.st_rdev);
   auto ns = [](const timespec& t) { return static_cast<uint64_t>(t.tv_sec) * 1000000000ULL + static_cast<uint64_t>(t.tv_nsec); };
   c->set_atime_ns(ns(st.st_atim));
   c->set_mtime_ns(ns(st.st_mtim));
@@ -167,6 +170,7 @@ Status FilesDump::dump_contents(image::PageWriter& pages, mm::DumpStats* stats) 
   for (int i = 0; i < files_.contents_size(); i++) {
     auto* c = files_.mutable_contents(i);
     const std::string& source = content_sources_[static_cast<size_t>(i)];
+    if (!S_ISREG(c->mode())) continue;  // a removed directory, FIFO or device node: no data of its own
     std::string what = (c->memfd() ? "memfd " : "deleted file ") + c->name();
     CRYO_ASSIGN(UniqueFd fd, open_file(source, O_RDONLY));
     struct stat st;
@@ -459,6 +463,12 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
     descriptions_.emplace_back(ref, f.id());
     return f.id();
   }
+  CRYO_ASSIGN(bool in_proc, describe_proc_file(ref.pid, ref.fd, ref.st, link, tree, &f));
+  if (in_proc) {  // a namespace, or a file of a process of the tree: see proc_files.h
+    *files_.add_files() = f;
+    descriptions_.emplace_back(ref, f.id());
+    return f.id();
+  }
   if (ref.flags & O_PATH) {
     // An O_PATH fd opened nothing: whatever it names (a symlink taken with
     // O_NOFOLLOW, a FIFO, a device, a socket file) is reopened by its path
@@ -498,14 +508,17 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
         return Error(what + ": terminal " + link + " belongs to the shell (dump with --shell-job)");
       f.set_kind(image::FileDesc::INHERITED);
       f.set_inherit_fd(ref.fd <= 2 ? ref.fd : 0);
-    } else if (major(ref.st.st_rdev) == 1) {  // the memory devices: /dev/null, zero, full, random, urandom...
-      f.set_kind(image::FileDesc::CHAR_DEVICE);
-    } else {
+    } else if (std::string why = device_refusal(ref.st.st_mode, ref.st.st_rdev, static_cast<int>(ref.flags));
+               !why.empty()) {
       // Reopened, a device such as /dev/net/tun, /dev/fuse or /dev/kvm would
       // not be the one the process had set up.
       return Error(what + ": character device " + link + " (" + std::to_string(major(ref.st.st_rdev)) + ":" +
-                   std::to_string(minor(ref.st.st_rdev)) + ") is not supported");
+                   std::to_string(minor(ref.st.st_rdev)) + ") " + why + " (not supported)");
+    } else {
+      f.set_kind(image::FileDesc::CHAR_DEVICE);
     }
+  } else if (S_ISBLK(ref.st.st_mode)) {
+    f.set_kind(image::FileDesc::CHAR_DEVICE);  // reopened by its path like a character device; mode tells
   } else if (S_ISDIR(ref.st.st_mode)) {
     f.set_kind(image::FileDesc::DIRECTORY);
   } else if (S_ISREG(ref.st.st_mode)) {
@@ -519,8 +532,15 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
   } else {
     return Error(what + ": " + link + " is a kind of file cryo cannot dump");
   }
-  if ((f.kind() == image::FileDesc::REGULAR && f.content_id() == 0) || f.kind() == image::FileDesc::DIRECTORY ||
-      f.kind() == image::FileDesc::CHAR_DEVICE || f.kind() == image::FileDesc::FIFO) {
+  bool by_path = f.kind() == image::FileDesc::REGULAR || f.kind() == image::FileDesc::DIRECTORY ||
+                 f.kind() == image::FileDesc::CHAR_DEVICE || f.kind() == image::FileDesc::FIFO;
+  if (by_path && f.content_id() == 0 && ref.st.st_nlink == 0 && !S_ISREG(ref.st.st_mode)) {
+    // A directory, FIFO or device node removed while open: made again at
+    // its path on restore (mkdir, mknod), opened and removed again.
+    CRYO_ASSIGN(uint64_t content, add_content(fd_path(ref.pid, ref.fd), ref.st, link, what));
+    f.set_content_id(content);
+  }
+  if (by_path && f.content_id() == 0) {
     struct stat on_disk;
     auto stat_path = S_ISLNK(ref.st.st_mode) ? ::lstat : ::stat;  // an O_PATH|O_NOFOLLOW fd of a symlink
     if (link.empty() || link[0] != '/' || stat_path(link.c_str(), &on_disk) < 0 || on_disk.st_dev != ref.st.st_dev ||
@@ -532,12 +552,36 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
   return f.id();
 }
 
+Status FilesDump::describe_removed_cwd(pid_t pid, image::Process& core) {
+  std::string source = "/proc/" + std::to_string(pid) + "/cwd";
+  struct stat st;
+  if (::stat(source.c_str(), &st) < 0) return errno_error("stat " + source);
+  if (st.st_nlink != 0) return {};
+  std::string what = "pid " + std::to_string(pid) + ": working directory " + core.cwd();
+  CRYO_ASSIGN(uint64_t content, add_content(source, st, core.cwd(), what));
+  for (const auto& f : files_.files())  // processes in one removed directory share its description
+    if (f.kind() == image::FileDesc::DIRECTORY && f.content_id() == content && f.flags() == (O_RDONLY | O_DIRECTORY)) {
+      core.set_cwd_file_id(f.id());
+      return {};
+    }
+  auto* f = files_.add_files();
+  f->set_id(static_cast<uint32_t>(files_.files_size()));
+  f->set_kind(image::FileDesc::DIRECTORY);
+  f->set_path(core.cwd());
+  f->set_flags(O_RDONLY | O_DIRECTORY);
+  f->set_mode(st.st_mode);
+  f->set_content_id(content);
+  core.set_cwd_file_id(f->id());
+  return {};
+}
+
 Status FilesDump::dump_fds(const tree::FrozenTree& tree, std::map<pid_t, image::Process>& cores) {
   CRYO_TRY(ttys_.find_ptys(tree));
   for (const auto& proc : tree.processes()) {
     if (proc.zombie) continue;
     pid_t pid = proc.pid;
     auto& core = cores.at(pid);
+    CRYO_TRY(describe_removed_cwd(pid, core));
     CRYO_ASSIGN(auto fds, proc::list_fds(pid));
     for (int fd : fds) {
       FdRef ref{pid, fd, {}, "", 0, 0, {}, ""};

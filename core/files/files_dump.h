@@ -77,6 +77,9 @@ class FilesDump {
   // A memfd or deleted file (at `source`, a /proc link to it): its Content id.
   Result<uint64_t> add_content(const std::string& source, const struct stat& st, const std::string& link,
                                const std::string& what);
+  // A working directory removed while in use: a DIRECTORY description of
+  // its ghost, which the process's stub enters (Process.cwd_file_id).
+  Status describe_removed_cwd(pid_t pid, image::Process& core);
   // Who gets the description's SIGIO/SIGURG, read through a copy of the fd.
   Status describe_owner(const FdRef& ref, image::FileDesc* f);
   // A process outside the tree holding the pipe `inode` open, or 0.

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <set>
 
+#include "core/files/ghosts.h"
 #include "core/net/socket_restore.h"
 #include "core/sys/kernel_abi.h"
 #include "core/sys/io.h"
@@ -204,6 +205,10 @@ Status FileObjects::watch_epoll_targets(pid_t pid, const image::Files& files) co
 }
 
 Status FileObjects::make_content(const image::Content& c, const image::ImageDirReader& images) {
+  if (!c.memfd() && !S_ISREG(c.mode())) {  // a removed directory, FIFO or device node
+    CRYO_ASSIGN(contents_[c.id()], make_ghost_node(c));
+    return {};
+  }
   std::string what = (c.memfd() ? "memfd " : "deleted file ") + c.name();
   if (c.size() > (1ULL << 40)) return Error(EINVAL, what + ": bad size");
   UniqueFd fd;
@@ -255,7 +260,7 @@ Status FileObjects::make_content(const image::Content& c, const image::ImageDirR
 
 Result<UniqueFd> FileObjects::open_desc(const image::FileDesc& f) {
   int flags = static_cast<int>(f.flags() & ~kOpenOnly);
-  if (f.content_id() != 0 && (f.kind() == image::FileDesc::REGULAR || f.kind() == image::FileDesc::MAPPED)) {
+  if (f.content_id() != 0) {  // a memfd, or a file, directory or device node removed while open
     auto content = contents_.find(f.content_id());
     if (content == contents_.end()) return Error(EINVAL, name_file(f) + " names a content the image lacks");
     // A description of its own on the same inode, as open(2) gave the task.
@@ -347,14 +352,23 @@ Status FileObjects::open_fifo(const image::Files& files, const image::Pipe& pipe
   for (const auto& f : files.files())
     if (f.kind() == image::FileDesc::FIFO && f.pipe_id() == pipe.id()) first = first ? first : &f;
   if (!first) return {};
+  // A FIFO removed while open is reached through its ghost.
+  std::string path = first->path();
+  if (first->content_id() != 0) {
+    auto ghost = contents_.find(first->content_id());
+    if (ghost == contents_.end()) return Error(EINVAL, name_file(*first) + " names a content the image lacks");
+    path = "/proc/self/fd/" + std::to_string(ghost->second.get());
+  }
   // Hold the FIFO open for both sides so that no open blocks, and refill it.
-  CRYO_ASSIGN(UniqueFd holder, open_file(first->path(), O_RDWR | O_NONBLOCK));
+  CRYO_ASSIGN(UniqueFd holder, open_file(path, O_RDWR | O_NONBLOCK));
   struct stat st;
   if (::fstat(holder.get(), &st) < 0 || !S_ISFIFO(st.st_mode)) return Error(EINVAL, first->path() + " is not a FIFO");
   if (pipe.capacity() > 0) ::fcntl(holder.get(), F_SETPIPE_SZ, pipe.capacity());
   for (const auto& f : files.files()) {
     if (f.kind() != image::FileDesc::FIFO || f.pipe_id() != pipe.id()) continue;
-    CRYO_ASSIGN(UniqueFd fd, open_file(f.path(), static_cast<int>((f.flags() & ~kOpenOnly) | O_NONBLOCK)));
+    // Through the holder: the same FIFO for every description.
+    CRYO_ASSIGN(UniqueFd fd, open_file("/proc/self/fd/" + std::to_string(holder.get()),
+                                       static_cast<int>((f.flags() & ~kOpenOnly) | O_NONBLOCK)));
     if (::fcntl(fd.get(), F_SETFL, f.flags() & ~kOpenOnly) < 0) return errno_error("F_SETFL fifo");
     CRYO_ASSIGN(by_file_[f.id()], place(std::move(fd)));
   }
@@ -364,9 +378,9 @@ Status FileObjects::open_fifo(const image::Files& files, const image::Pipe& pipe
   if (!pipe.data().empty()) {
     CRYO_ASSIGN(bool held, held_elsewhere(st));
     if (held)
-      log::info("fifo " + first->path() + " is held open outside the image: it kept its bytes");
+      log::info("fifo " + path + " is held open outside the image: it kept its bytes");
     else
-      CRYO_TRY(write_all(holder.get(), pipe.data()).wrap("refill fifo " + first->path()));
+      CRYO_TRY(write_all(holder.get(), pipe.data()).wrap("refill fifo " + path));
   }
   CRYO_TRY(place(std::move(holder)).ok() ? Status() : Status(Error("place fifo holder")));
   return {};
@@ -430,6 +444,8 @@ Status FileObjects::open_all(const image::Files& files, const image::ImageDirRea
       by_stubs.insert(id);
     }
   }
+  // Contents first: a FIFO removed while open is reopened through its ghost.
+  for (const auto& content : files.contents()) CRYO_TRY(make_content(content, images));
   for (const auto& pipe : files.pipes()) {
     bool fifo = false;
     for (const auto& f : files.files())
@@ -437,7 +453,6 @@ Status FileObjects::open_all(const image::Files& files, const image::ImageDirRea
     CRYO_TRY(fifo ? open_fifo(files, pipe) : open_pipe(files, pipe));
   }
   for (const auto& shmem : files.shmems()) CRYO_TRY(open_shmem(shmem, images));
-  for (const auto& content : files.contents()) CRYO_TRY(make_content(content, images));
   CRYO_TRY(open_ptys(files));
   std::map<uint32_t, UniqueFd> sockets;
   CRYO_TRY(net::open_sockets(files, [&](uint32_t id) { return !by_stubs.count(id); }, &sockets));
@@ -446,7 +461,7 @@ Status FileObjects::open_all(const image::Files& files, const image::ImageDirRea
   }
   for (const auto& f : files.files()) {
     if (f.kind() == image::FileDesc::SOCKET) continue;
-    if (f.kind() == image::FileDesc::PIDFD) {  // made in its task once every process exists
+    if (f.kind() == image::FileDesc::PIDFD || f.proc_pid() != 0) {  // made in its task once every process exists
       CRYO_ASSIGN(UniqueFd placeholder, open_file("/dev/null", O_RDONLY));
       CRYO_ASSIGN(by_file_[f.id()], place(std::move(placeholder)));
       continue;

@@ -356,9 +356,7 @@ Status dump_proc_files(pid_t pid, image::Process* out) {
   out->set_personality(static_cast<uint32_t>(std::stoul(personality, nullptr, 16)));
   CRYO_ASSIGN(std::string cwd, read_link(proc_path(pid, "cwd")));
   CRYO_ASSIGN(std::string root, read_link(proc_path(pid, "root")));
-  if (cwd.ends_with(" (deleted)"))
-    return Error(ENOENT, "pid " + std::to_string(pid) + ": its working directory " + cwd + " was removed");
-  out->set_cwd(cwd);
+  out->set_cwd(cwd);  // one removed while in use is made again from the files' image (cwd_file_id)
   out->set_root(root);
 
   CRYO_ASSIGN(proc::Stat stat, proc::read_stat(pid));

@@ -1,5 +1,6 @@
 #include "core/task/task_restore.h"
 #include "core/files/locks.h"
+#include "core/files/proc_files.h"
 #include "core/sys/io.h"
 #include "core/sys/kernel_abi.h"
 
@@ -368,6 +369,7 @@ Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Proces
   }
   CRYO_TRY(restore_posix_timers(pid, r, d, core));
   CRYO_TRY(restore_pidfds(r, core, files));
+  CRYO_TRY(files::reopen_proc_files(r, pid, d, core, files));
   uint64_t pdeath = keep_pdeath ? static_cast<uint64_t>(core.pdeath_signal()) : 0;
   CRYO_TRY(r.call("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, pdeath}));
   if (core.child_subreaper()) CRYO_TRY(r.call("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl, {PR_SET_CHILD_SUBREAPER, 1}));

@@ -143,7 +143,11 @@ long fork_stub(const StubPlan& plan, size_t index) {
     ::_exit(WEXITSTATUS(status));
   }
   const image::Process& core = *t.core;
-  if (::chdir(core.cwd().c_str()) < 0) fail("chdir " + core.cwd());
+  if (core.has_cwd_file_id()) {  // a removed directory, made again for the restore
+    if (::fchdir(plan.objects->fd_of(core.cwd_file_id())) < 0) fail("fchdir to the removed " + core.cwd());
+  } else if (::chdir(core.cwd().c_str()) < 0) {
+    fail("chdir " + core.cwd());
+  }
   if (core.root() != "/" && ::chroot(core.root().c_str()) < 0) fail("chroot " + core.root());
   ::umask(core.umask() & 0777);
   auto st = files::FileObjects::install_fds(core, *plan.objects, plan.fd_base);

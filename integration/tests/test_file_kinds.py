@@ -149,6 +149,10 @@ def case_devices(env):
     round_trip(env, "devices")
 
 
+def case_stateful_device(env):
+    refused(env, "stateful_device", "cpu_dma_latency")
+
+
 def case_tty_device(env):
     """/dev/tty of a controlling terminal outside the tree (a pty the test holds):
     refused without --shell-job, naming the terminal."""

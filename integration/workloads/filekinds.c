@@ -15,8 +15,9 @@
 //   leases           a read lease and a write lease (F_SETLEASE)
 //   ofd_locks        an OFD write lock and an OFD read lock (F_OFD_SETLK)
 //   memfd_exec       an executable in a memfd, run with fexecve and through /proc/self/fd
-//   devices          character devices reopened by path: /dev/kmsg, /dev/hwrng-like misc
-//                    devices (loop-control) and a block device (/dev/loop0)
+//   devices          devices reopened by path: /dev/kmsg (written to), a misc device
+//                    (/dev/loop-control) and a block device (/dev/loop0)
+//   stateful_device  /dev/cpu_dma_latency, whose open file holds a request (refused)
 //   tty_device       /dev/tty, without a controlling terminal of the tree (refused)
 //
 // READY carries the fd numbers it holds. On SIGUSR1 it checks that each fd is still
@@ -172,6 +173,7 @@ enum { FD_DEV_NULL = 40, FD_DEV_ZERO = 41, FD_DEV_BLOCK = 42 };
 
 static void setup_deleted_devices(char *ready, size_t size) {
   WL_MUST(mknod(in_workdir("null"), S_IFCHR | 0620, makedev(1, 3)) == 0);
+  WL_MUST(chmod(path_buf, 0620) == 0);  // past the umask
   place(open(path_buf, O_RDWR), FD_DEV_NULL);
   remember_link(0, FD_DEV_NULL);
   WL_MUST(unlink(path_buf) == 0);
@@ -515,7 +517,7 @@ static void verify_memfd_exec(void) {
 enum { FD_KMSG = 40, FD_LOOP_CONTROL = 41, FD_LOOP0 = 42, FD_CPU_LATENCY = 43, FD_TTY = 44 };
 
 static void setup_devices(char *ready, size_t size) {
-  place(open("/dev/kmsg", O_RDONLY | O_NONBLOCK), FD_KMSG);
+  place(open("/dev/kmsg", O_WRONLY), FD_KMSG);  // a logger's (a reader is refused: its place in the log is lost)
   place(open("/dev/loop-control", O_RDWR), FD_LOOP_CONTROL);
   place(open("/dev/loop0", O_RDONLY), FD_LOOP0);
   for (int i = 0; i < 3; i++) remember_link(i, FD_KMSG + i);
@@ -527,9 +529,13 @@ static void verify_devices(void) {
   struct stat st;
   WL_CHECK(fstat(FD_LOOP_CONTROL, &st) == 0 && st.st_rdev == makedev(10, 237), "loop-control");
   WL_CHECK(fstat(FD_LOOP0, &st) == 0 && S_ISBLK(st.st_mode) && st.st_rdev == makedev(7, 0), "loop0");
-  char rec[8192];
-  ssize_t n = read(FD_KMSG, rec, sizeof rec);
-  WL_CHECK(n > 0 || errno == EAGAIN || errno == EPIPE, "read /dev/kmsg: %s", strerror(errno));
+  WL_CHECK((fcntl(FD_KMSG, F_GETFL) & O_ACCMODE) == O_WRONLY, "/dev/kmsg is not open for writing");
+}
+
+static void setup_stateful_device(char *ready, size_t size) {
+  // Its open file holds a latency request of its own: a new open would not have it.
+  place(open("/dev/cpu_dma_latency", O_RDWR), FD_CPU_LATENCY);
+  snprintf(ready, size, "object_fd=%d", FD_CPU_LATENCY);
 }
 
 static void setup_tty_device(char *ready, size_t size) {
@@ -560,6 +566,7 @@ static const struct kind kinds[] = {
     {"memfd_exec", setup_memfd_exec, verify_memfd_exec},
     {"devices", setup_devices, verify_devices},
     {"tty_device", setup_tty_device, NULL},
+    {"stateful_device", setup_stateful_device, NULL},
 };
 
 int main(int argc, char **argv) {
