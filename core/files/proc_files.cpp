@@ -15,9 +15,9 @@ namespace {
 constexpr long NSFS_MAGIC = 0x6e736673;
 #endif
 
-// "net:[4026531840]" -> the name of its file in /proc/PID/ns of a process
-// of the tree that is in that namespace ("net", or "pid_for_children"...).
-Result<std::string> namespace_file(const struct stat& st, const std::string& link, const tree::FrozenTree& tree) {
+// "net:[4026531840]" -> its file in /proc/PID/ns of a process of the tree
+// that is in that namespace ("/proc/PID/ns/net", or ".../pid_for_children").
+Result<std::pair<pid_t, std::string>> namespace_file(const struct stat& st, const std::string& link, const tree::FrozenTree& tree) {
   std::string type = link.substr(0, link.find(':'));
   if (type.empty() || type.find('/') != std::string::npos) return Error(link + " is not a namespace file cryo knows");
   for (const auto& p : tree.processes()) {
@@ -25,11 +25,12 @@ Result<std::string> namespace_file(const struct stat& st, const std::string& lin
     for (const std::string& name : {type, type + "_for_children"}) {
       struct stat ns;
       std::string path = "/proc/" + std::to_string(p.pid) + "/ns/" + name;
-      if (::stat(path.c_str(), &ns) == 0 && ns.st_ino == st.st_ino && ns.st_dev == st.st_dev) return name;
+      if (::stat(path.c_str(), &ns) == 0 && ns.st_ino == st.st_ino && ns.st_dev == st.st_dev)
+        return std::make_pair(p.pid, path);
     }
   }
-  return Error(link + " is a namespace no process of the tree is in (not supported: the tree is restored into "
-                      "cryo's namespaces only)");
+  return Error(link + " is a namespace no process of the tree is in (not supported: only the tree's own "
+                      "namespaces come back)");
 }
 
 bool in_tree(pid_t target, const tree::FrozenTree& tree) {
@@ -47,10 +48,13 @@ Result<bool> describe_proc_file(pid_t pid, int fd, const struct stat& st, const 
   struct statfs fs;
   if (::statfs(source.c_str(), &fs) < 0) return errno_error(what + ": statfs");
   if (fs.f_type == NSFS_MAGIC) {
-    auto name = namespace_file(st, link, tree);
-    if (!name.ok()) return std::move(name).error().wrap(what);
+    auto ns = namespace_file(st, link, tree);
+    if (!ns.ok()) return std::move(ns).error().wrap(what);
+    // Opened again like a file of /proc of that process, by the holder once
+    // the process is back in its (restored) namespaces.
     f->set_kind(image::FileDesc::REGULAR);
-    f->set_path("/proc/self/ns/" + *name);  // the restorer's: the tree is restored into its namespaces
+    f->set_path(ns->second);
+    f->set_proc_pid(ns->first);
     return true;
   }
   if (fs.f_type != PROC_SUPER_MAGIC) return false;

@@ -1,7 +1,7 @@
 // Files of /proc: a file of /proc/PID of a process (or thread) of the tree,
 // reopened by its holder once every process exists (PIDs come back the
-// same), and namespace files (/proc/PID/ns/*), reopened as the restorer's
-// namespace of that kind, the one the tree is restored into. Files of
+// same), and namespace files (/proc/PID/ns/*), reopened likewise through a
+// process of the tree that is in that namespace. Files of
 // processes outside the tree, and namespaces no process of the tree is in,
 // are refused.
 #pragma once
