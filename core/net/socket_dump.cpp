@@ -460,6 +460,10 @@ Status SocketDump::describe_unix(const std::string& what, int s, uint64_t inode,
     sock->set_backlog(info.wqueue);
   } else if (info.peer) {
     sock->set_state(image::Socket::CONNECTED);
+  } else if (info.state == TCP_ESTABLISHED) {
+    // Connected once; the peer closed (sock_diag names no peer inode).
+    sock->set_state(image::Socket::CONNECTED);
+    sock->set_peer_gone(true);
   } else {
     sock->set_state(info.name.empty() ? image::Socket::UNBOUND : image::Socket::BOUND);
   }
@@ -473,7 +477,9 @@ Status SocketDump::describe_unix(const std::string& what, int s, uint64_t inode,
     sock->set_cred_gid(cred.gid);
   }
   dump_options(s, sock);
-  if (info.state != TCP_LISTEN) CRYO_TRY(peek_receive_queue(s, info.type == SOCK_STREAM, sock).wrap(what));
+  // Only a connected stream or seqpacket socket has a receive queue.
+  if (info.type == SOCK_DGRAM || sock->state() == image::Socket::CONNECTED)
+    CRYO_TRY(peek_receive_queue(s, info.type == SOCK_STREAM, sock).wrap(what));
   if (info.peer)
     unix_.push_back({what, inode, info.peer, sock->peer().addr()});
   return {};

@@ -363,6 +363,7 @@ class SocketBuilder {
       return {};
     }
     if (!is_unix(f) && !is_udp(f)) return Error(EINVAL, "a kind of socket this cryo cannot restore");
+    if (is_unix(f) && sock.peer_gone()) return open_widowed(f);
     if (is_unix(f) && sock.state() == image::Socket::CONNECTED) return {};  // made in pairs below
     CRYO_ASSIGN(UniqueFd s, new_socket(sock));
     if (is_udp(f)) CRYO_TRY(apply_options(s.get(), sock));  // SO_REUSEADDR/PORT before bind
@@ -374,6 +375,22 @@ class SocketBuilder {
     if (sock.state() == image::Socket::LISTENING && ::listen(s.get(), static_cast<int>(sock.backlog())) < 0)
       return errno_error("listen");
     (*out_)[f.id()] = std::move(s);
+    return {};
+  }
+
+  // A connection whose peer was closed: one end of a new pair, the other
+  // end sends what was queued, then goes (the reader sees the bytes, then
+  // end of file, as before).
+  Status open_widowed(const image::FileDesc& f) {
+    const auto& sock = f.socket();
+    if (sock.type() != SOCK_STREAM && sock.type() != SOCK_SEQPACKET && sock.type() != SOCK_DGRAM)
+      return Error(EINVAL, "bad unix socket type");
+    int pair[2];
+    if (::socketpair(AF_UNIX, static_cast<int>(sock.type()) | SOCK_CLOEXEC, 0, pair) < 0)
+      return errno_error("socketpair");
+    UniqueFd mine(pair[0]), gone(pair[1]);
+    for (const auto& d : sock.queue()) CRYO_TRY(send_one(gone.get(), d.data(), nullptr));
+    (*out_)[f.id()] = std::move(mine);
     return {};
   }
 
@@ -486,7 +503,7 @@ class SocketBuilder {
 
   Status refill(const image::FileDesc& f) {
     const auto& sock = f.socket();
-    if (sock.queue_size() == 0 || is_tcp(f)) return {};
+    if (sock.queue_size() == 0 || is_tcp(f) || sock.peer_gone()) return {};
     auto peer_it = by_inode_.find(sock.peer_inode());
     const image::FileDesc* peer = is_unix(f) && peer_it != by_inode_.end() ? peer_it->second : nullptr;
     if (is_unix(f) && sock.type() != SOCK_DGRAM) {

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Unix sockets in the states that are easy to get wrong (workloads/unixsk.c): names
+relative to the directory they were bound in, connections a listener has not accepted
+yet (clients in the tree and outside), unconnected datagram and seqpacket sockets,
+names unlinked, taken by another file or in a removed directory, bytes queued by a
+peer that is gone, file descriptors in flight (SCM_RIGHTS) and credentials queued
+for a reader with SO_PASSCRED. Each workload checks from inside, after restore, that
+every socket is as it was and still works."""
+import os
+import socket
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
+from harness import check, check_eq, run, snapshot, state  # noqa: E402
+
+
+def start(env, mode, *extra):
+    ready, report = env.path("ready"), env.path("report")
+    pid = env.spawn([env.workload("unixsk"), mode, ready, report, env.dir, *extra], name=mode)
+    info = env.wait_ready(ready, pid)
+    return pid, info, report
+
+
+def round_trip(env, pid, report, *dump_flags):
+    tree = snapshot(pid)
+    images = env.path("images")
+    env.dump(pid, images, *dump_flags)
+    env.wait_dumped(tree)
+    _, rpid = env.restore(images)
+    check_eq(rpid, pid, "restored pid")
+    env.trigger_and_report(pid, report)
+
+
+def simple(mode):
+    def case(env):
+        pid, _, report = start(env, mode)
+        round_trip(env, pid, report)
+    return case
+
+
+def case_pending_outside(env):
+    """A client outside the tree waits in the listener's queue: without --ext-unix-sk
+    the dump is refused (naming the listener's pid and fd, the tree runs on); with it,
+    the restored listener accepts the connection with its bytes, then end of file (the
+    outside client lost its connection with the checkpoint)."""
+    pid, info, report = start(env, "pending", "outside")
+    outside = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    outside.connect(env.path("pending.sock"))
+    outside.send(b"from-outside")
+    result = env.dump(pid, env.path("refused"), expect=1)
+    check(f"pid {pid} fd " in result.stderr and "--ext-unix-sk" in result.stderr,
+          f"the refusal names the listener and the flag: {result.stderr.strip()!r}")
+    check(state(pid) not in (None, "T", "t", "Z"), "the tree runs on after the refused dump")
+    round_trip(env, pid, report, "--ext-unix-sk")
+    outside.close()
+
+
+CASES = {
+    "relative": simple("relative"),
+    "pending": simple("pending"),
+    "pending_outside": case_pending_outside,
+    "dgram": simple("dgram"),
+    "unlinked": simple("unlinked"),
+    "gone_peer": simple("gone_peer"),
+    "in_flight": simple("in_flight"),
+    "passcred": simple("passcred"),
+}
+
+if __name__ == "__main__":
+    run(CASES)
