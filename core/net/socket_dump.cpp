@@ -23,6 +23,10 @@
 #include "core/net/tcp_states.h"
 #include "core/sys/log.h"
 
+#ifndef SO_PASSPIDFD
+#define SO_PASSPIDFD 76  // Linux 6.5; newer than this libc's headers
+#endif
+
 namespace cryo::net {
 namespace {
 
@@ -171,6 +175,31 @@ Status read_tcp(int s, image::TcpConnection* t) {
 }
 
 void set_repair(int s, int on) { ::setsockopt(s, IPPROTO_TCP, TCP_REPAIR, &on, sizeof on); }
+
+// A reader with SO_PASSCRED (or SO_PASSPIDFD) sees who sent each message; the
+// flags are saved, and messages queued for such a reader are refused.
+Status dump_passcred(const std::string& what, int s, image::Socket* sock) {
+  for (int name : {SO_PASSCRED, SO_PASSPIDFD}) {
+    int on = 0;
+    socklen_t len = sizeof on;
+    if (::getsockopt(s, SOL_SOCKET, name, &on, &len) < 0) {
+      if (errno == ENOPROTOOPT) continue;
+      return errno_error(what + ": getsockopt SO_PASSCRED");
+    }
+    if (!on) continue;
+    auto* opt = sock->add_options();
+    opt->set_level(SOL_SOCKET);
+    opt->set_name(name);
+    opt->set_value(std::string(reinterpret_cast<const char*>(&on), sizeof on));
+  }
+  return {};
+}
+
+bool passes_credentials(const image::Socket& sock) {
+  for (const auto& o : sock.options())
+    if (o.level() == SOL_SOCKET && (o.name() == SO_PASSCRED || o.name() == SO_PASSPIDFD)) return true;
+  return false;
+}
 
 std::string unix_name(const std::string& name) {
   if (name.empty()) return "(unnamed)";
@@ -477,11 +506,16 @@ Status SocketDump::describe_unix(const std::string& what, int s, uint64_t inode,
     sock->set_cred_gid(cred.gid);
   }
   dump_options(s, sock);
+  CRYO_TRY(dump_passcred(what, s, sock));
   // Only a connected stream or seqpacket socket has a receive queue.
   if (info.type == SOCK_DGRAM || sock->state() == image::Socket::CONNECTED)
     CRYO_TRY(peek_receive_queue(s, info.type == SOCK_STREAM, sock).wrap(what));
   if (info.peer)
     unix_.push_back({what, inode, info.peer, sock->peer().addr()});
+  if (sock->queue_size() > 0 && passes_credentials(*sock))
+    return Error(what + ": unix socket " + unix_name(info.name) +
+                 " has messages queued with their senders' credentials for a reader with SO_PASSCRED or "
+                 "SO_PASSPIDFD (not supported: the sender pids cannot be given back; dump again once they are read)");
   return {};
 }
 

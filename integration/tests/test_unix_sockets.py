@@ -55,6 +55,25 @@ def case_pending_outside(env):
     outside.close()
 
 
+def case_passcred(env):
+    """Messages queued for a reader with SO_PASSCRED carry their senders' pids, which
+    cannot be given back: the dump is refused naming the reader's pid and fd, and the
+    tree runs on (its reader still sees who sent what)."""
+    pid, info, report = start(env, "passcred")
+    result = env.dump(pid, env.path("refused"), expect=1)
+    check(f"pid {pid} fd {info['object_fd']}:" in result.stderr and "SO_PASSCRED" in result.stderr,
+          f"the refusal names the reader: {result.stderr.strip()!r}")
+    check(state(pid) not in (None, "T", "t", "Z"), "the tree runs on after the refused dump")
+    env.trigger_and_report(pid, report)
+
+
+def case_passcred_drained(env):
+    """SO_PASSCRED without queued messages: the flag comes back, and a message the
+    restored child sends carries its pid."""
+    pid, _, report = start(env, "passcred", "drained")
+    round_trip(env, pid, report)
+
+
 CASES = {
     "relative": simple("relative"),
     "pending": simple("pending"),
@@ -63,7 +82,8 @@ CASES = {
     "unlinked": simple("unlinked"),
     "gone_peer": simple("gone_peer"),
     "in_flight": simple("in_flight"),
-    "passcred": simple("passcred"),
+    "passcred": case_passcred,
+    "passcred_drained": case_passcred_drained,
 }
 
 if __name__ == "__main__":

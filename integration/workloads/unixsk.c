@@ -3,7 +3,7 @@
 // sockets, names unlinked or taken by another file, peers gone with bytes still
 // queued, and file descriptors in flight.
 //
-//   unixsk MODE READY REPORT DIR [outside]
+//   unixsk MODE READY REPORT DIR [outside|drained]
 //
 // Builds the state of MODE (its paths in DIR), writes READY, waits for SIGUSR1,
 // then checks from inside that every socket is as it was and still works.
@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 
 static const char *dir;
+static int object_fd = -1;  // the fd a refusal must name
 
 static char *in_dir(const char *name) {
   static char bufs[8][512];
@@ -534,41 +535,10 @@ static void verify_in_flight(void) {
   }
 }
 
-// ---- passcred: SCM_CREDENTIALS queued for a reader with SO_PASSCRED ---------------------
+// ---- passcred: SCM_CREDENTIALS for a reader with SO_PASSCRED ---------------------------
 
-static int pc_reader;
+static int pc_reader, pc_drained;
 static pid_t pc_child;
-
-static void build_passcred(void) {
-  int p[2];
-  WL_MUST(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) == 0);
-  int on = 1;
-  WL_MUST(setsockopt(p[1], SOL_SOCKET, SO_PASSCRED, &on, sizeof on) == 0);
-  pc_reader = p[1];
-  WL_MUST(send(p[0], "plain", 5, 0) == 5);
-  pc_child = fork();
-  WL_MUST(pc_child >= 0);
-  if (pc_child == 0) {  // sends from another pid, then waits
-    wl_install_trigger();
-    if (send(p[0], "from-child", 10, 0) != 10) _exit(3);
-    while (!wl_triggered) pause();
-    _exit(0);
-  }
-  close(p[0]);
-  // Wait until the child's message is there.
-  for (int i = 0; i < 500; i++) {
-    int queued = 0;
-    char buf[32];
-    ssize_t n;
-    int off = 0;
-    setsockopt(pc_reader, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off);
-    while ((n = recv(pc_reader, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT)) > 0) queued++;
-    off = -1;
-    setsockopt(pc_reader, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off);
-    if (queued == 2) break;
-    wl_sleep_ms(10);
-  }
-}
 
 static void expect_cred(const char *want_text, pid_t want_pid) {
   char text[64] = {0};
@@ -590,15 +560,54 @@ static void expect_cred(const char *want_text, pid_t want_pid) {
            (int)cred.gid, want_text, (int)want_pid);
 }
 
+// drained: the messages are read before READY, only SO_PASSCRED itself is saved.
+static void build_passcred(int drained) {
+  pc_drained = drained;
+  int p[2];
+  WL_MUST(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) == 0);
+  int on = 1;
+  WL_MUST(setsockopt(p[1], SOL_SOCKET, SO_PASSCRED, &on, sizeof on) == 0);
+  pc_reader = object_fd = p[1];
+  WL_MUST(send(p[0], "plain", 5, 0) == 5);
+  int sync[2];
+  WL_MUST(pipe2(sync, O_CLOEXEC) == 0);
+  pc_child = fork();
+  WL_MUST(pc_child >= 0);
+  if (pc_child == 0) {  // sends from another pid, then once more after the trigger
+    wl_install_trigger();
+    if (send(p[0], "from-child", 10, 0) != 10) _exit(3);
+    close(sync[1]);
+    while (!wl_triggered) pause();
+    _exit(send(p[0], "after", 5, 0) == 5 ? 0 : 1);
+  }
+  close(p[0]);
+  close(sync[1]);
+  char byte;
+  WL_MUST(read(sync[0], &byte, 1) == 0);
+  close(sync[0]);
+  if (drained) {
+    expect_cred("plain", getpid());
+    expect_cred("from-child", pc_child);
+  }
+}
+
 static void verify_passcred(void) {
-  expect_cred("plain", getpid());
-  expect_cred("from-child", pc_child);
+  if (!pc_drained) {
+    expect_cred("plain", getpid());
+    expect_cred("from-child", pc_child);
+  }
+  int on = 0;
+  socklen_t len = sizeof on;
+  WL_CHECK(getsockopt(pc_reader, SOL_SOCKET, SO_PASSCRED, &on, &len) == 0 && on, "SO_PASSCRED is off");
   kill(pc_child, SIGUSR1);
-  waitpid(pc_child, NULL, 0);
+  expect_cred("after", pc_child);
+  int status = 0;
+  WL_CHECK(waitpid(pc_child, &status, 0) == pc_child && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+           "the child could not send (status %#x)", status);
 }
 
 int main(int argc, char **argv) {
-  const char *usage = "MODE READY REPORT DIR [outside]";
+  const char *usage = "MODE READY REPORT DIR [outside|drained]";
   const char *mode = wl_arg(argc, argv, 1, usage);
   const char *ready = wl_arg(argc, argv, 2, usage);
   const char *report = wl_arg(argc, argv, 3, usage);
@@ -625,13 +634,14 @@ int main(int argc, char **argv) {
     build_in_flight();
     verify = verify_in_flight;
   } else if (!strcmp(mode, "passcred")) {
-    build_passcred();
+    build_passcred(argc > 5 && !strcmp(argv[5], "drained"));
     verify = verify_passcred;
   } else {
     fprintf(stderr, "unknown mode %s\n", mode);
     return 2;
   }
-  wl_ready(ready, "pid=%d child=%d", (int)getpid(), (int)(pend_child ? pend_child : pc_child));
+  wl_ready(ready, "pid=%d child=%d object_fd=%d", (int)getpid(), (int)(pend_child ? pend_child : pc_child),
+           object_fd);
   while (!wl_triggered) pause();
   verify();
   return wl_finish(report);
