@@ -154,7 +154,7 @@ std::vector<files::StubGroup> stub_groups(const LoadedImage& img) {
     bool connected = false;
     for (size_t i : members) {
       const auto& s = socks[i]->socket();
-      ok = ok && s.cred_pid() == creator && (s.state() == image::Socket::CONNECTED ? by_inode.count(s.peer_inode())
+      ok = ok && !s.local().unlinked() && s.cred_pid() == creator && (s.state() == image::Socket::CONNECTED ? by_inode.count(s.peer_inode())
                                                                                     : s.state() == image::Socket::LISTENING);
       connected = connected || s.state() == image::Socket::CONNECTED;
     }
@@ -194,7 +194,9 @@ std::vector<files::ListenerGroup> listener_groups(const LoadedImage& img, const 
   std::vector<files::ListenerGroup> out;
   for (const auto& [inode, l] : by_inode) {
     const auto& ls = l->socket();
-    if (ls.state() != image::Socket::LISTENING || ls.local().addr().empty() || taken.count(l->id())) continue;
+    if (ls.state() != image::Socket::LISTENING || ls.local().addr().empty() || ls.local().unlinked() ||
+        taken.count(l->id()))
+      continue;
     pid_t creator = ls.cred_pid();
     if (!img.cores.count(creator) || !holders_below(l->id(), creator)) continue;
     files::ListenerGroup group{creator, l->id(), {}};

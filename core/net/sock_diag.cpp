@@ -79,6 +79,7 @@ Result<std::map<uint64_t, UnixInfo>> unix_sockets() {
             unix_diag_vfs vfs;
             std::memcpy(&vfs, data, sizeof vfs);
             info.vfs_ino = vfs.udiag_vfs_ino;
+            info.vfs_dev = vfs.udiag_vfs_dev;
           }
           break;
         case UNIX_DIAG_SHUTDOWN:

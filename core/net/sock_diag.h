@@ -38,6 +38,7 @@ struct UnixInfo {
   uint8_t shutdown = 0;  // RCV_SHUTDOWN 1, SEND_SHUTDOWN 2
   std::vector<uint64_t> pending;  // a listener's connections not yet accepted
   uint64_t vfs_ino = 0;           // the socket file of a filesystem name
+  uint64_t vfs_dev = 0;           // and its device (the kernel's encoding)
 };
 
 // Every unix socket of this network namespace, by inode.

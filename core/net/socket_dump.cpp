@@ -21,6 +21,7 @@
 #include "core/net/sock_kinds.h"
 #include "core/net/sock_opts.h"
 #include "core/net/tcp_states.h"
+#include "core/net/unix_names.h"
 #include "core/sys/log.h"
 
 #ifndef SO_PASSPIDFD
@@ -308,7 +309,7 @@ Status SocketDump::describe_kind(pid_t pid, int fd, image::FileDesc* f) {
   sock->set_protocol(static_cast<uint32_t>(protocol));
   f->set_kind(image::FileDesc::SOCKET);
   if (family == AF_UNIX) {
-    CRYO_TRY(describe_unix(what, s.get(), f->socket().inode(), sock));
+    CRYO_TRY(describe_unix(what, pid, s.get(), f->socket().inode(), sock));
     return {};
   }
   if (family == AF_PACKET) return describe_packet(what, s.get(), sock);
@@ -454,7 +455,7 @@ Status SocketDump::describe_udp(const std::string& what, int s, image::Socket* s
   return peek_receive_queue(s, false, sock).wrap(what);
 }
 
-Status SocketDump::describe_unix(const std::string& what, int s, uint64_t inode, image::Socket* sock) {
+Status SocketDump::describe_unix(const std::string& what, pid_t pid, int s, uint64_t inode, image::Socket* sock) {
   if (!unix_table_) {
     CRYO_ASSIGN(auto table, unix_sockets());
     unix_table_ = std::move(table);
@@ -466,17 +467,26 @@ Status SocketDump::describe_unix(const std::string& what, int s, uint64_t inode,
   image::SockAddr local;
   local.set_family(AF_UNIX);
   local.set_addr(info.name);
-  struct stat file;
-  if (!info.name.empty() && info.name[0] == '/' && ::lstat(info.name.c_str(), &file) == 0 && S_ISSOCK(file.st_mode) &&
-      file.st_ino == info.vfs_ino) {
-    local.set_has_file(true);
-    local.set_file_mode(file.st_mode & 07777);
-    local.set_file_uid(file.st_uid);
-    local.set_file_gid(file.st_gid);
+  if (is_relative_unix_name(info.name)) {
+    auto dir = find_bound_dir(pid, info.name, info.vfs_dev, info.vfs_ino);
+    if (!dir.ok())
+      return Error(what + ": unix socket bound to the relative path " + info.name + ": " + dir.error().message() +
+                   " (not supported)");
+    local.set_dir(*dir);
+  }
+  if (!info.name.empty() && info.name[0] != '\0') {
+    CRYO_ASSIGN(std::string path, unix_path(local));
+    struct stat file;
+    if (::lstat(path.c_str(), &file) == 0 && S_ISSOCK(file.st_mode) && file.st_ino == info.vfs_ino) {
+      local.set_has_file(true);
+      local.set_file_mode(file.st_mode & 07777);
+      local.set_file_uid(file.st_uid);
+      local.set_file_gid(file.st_gid);
+    } else {
+      local.set_unlinked(true);  // its file was unlinked or replaced since the bind
+    }
   }
   sock->mutable_local()->CopyFrom(local);
-  if (!info.name.empty() && info.name[0] != '\0' && info.name[0] != '/')
-    return Error(what + ": unix socket bound to the relative path " + info.name + " (not supported)");
   sockaddr_storage peer{};
   socklen_t len = sizeof peer;
   if (::getpeername(s, reinterpret_cast<sockaddr*>(&peer), &len) == 0) sock->mutable_peer()->CopyFrom(to_image(peer, len));
@@ -489,8 +499,9 @@ Status SocketDump::describe_unix(const std::string& what, int s, uint64_t inode,
     sock->set_backlog(info.wqueue);
   } else if (info.peer) {
     sock->set_state(image::Socket::CONNECTED);
-  } else if (info.state == TCP_ESTABLISHED) {
-    // Connected once; the peer closed (sock_diag names no peer inode).
+  } else if (info.state == TCP_ESTABLISHED && info.type != SOCK_DGRAM) {
+    // Connected once; the peer closed (sock_diag names no peer inode). A
+    // datagram socket others connected to is ESTABLISHED too: not this.
     sock->set_state(image::Socket::CONNECTED);
     sock->set_peer_gone(true);
   } else {
@@ -572,6 +583,9 @@ Status SocketDump::check_connections(image::Files* files) {
                    std::to_string(u.peer) + ") outside the tree (dump with --ext-unix-sk)");
     if (!inside && u.peer_name.empty())
       return Error(u.who + ": unix socket connected to an unnamed socket outside the tree cannot be reconnected");
+    if (!inside && is_relative_unix_name(u.peer_name))
+      return Error(u.who + ": unix socket connected to " + u.peer_name +
+                   " outside the tree, a relative name that cannot be reconnected (not supported)");
   }
   return take_pending(files);
 }

@@ -82,7 +82,7 @@ class SocketDump {
     uint64_t inode, peer;
     std::string peer_name;
   };
-  Status describe_unix(const std::string& who, int s, uint64_t inode, image::Socket* sock);
+  Status describe_unix(const std::string& who, pid_t pid, int s, uint64_t inode, image::Socket* sock);
   Status describe_netlink(const std::string& who, int s, uint64_t inode, image::Socket* sock);
   Status describe_udp(const std::string& who, int s, image::Socket* sock);
   Status describe_connection(const std::string& who, pid_t pid, int state, UniqueFd s, image::FileDesc* f);

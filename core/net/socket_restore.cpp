@@ -17,20 +17,27 @@
 #include "core/net/sock_kinds.h"
 #include "core/net/sock_opts.h"
 #include "core/net/tcp_states.h"
+#include "core/net/unix_names.h"
 #include "core/sys/io.h"
 
 namespace cryo::net {
 namespace {
 
-Result<socklen_t> to_sockaddr(const image::SockAddr& a, sockaddr_storage* ss) {
+// The address to reach `a` at; for bind() (as_bound) a relative unix name
+// stays relative (bind it in its directory: in_bound_dir).
+Result<socklen_t> to_sockaddr(const image::SockAddr& a, sockaddr_storage* ss, bool as_bound = false) {
   std::memset(ss, 0, sizeof *ss);
   if (a.family() == AF_UNIX) {
     auto* un = reinterpret_cast<sockaddr_un*>(ss);
     un->sun_family = AF_UNIX;
-    if (a.addr().size() > sizeof un->sun_path) return Error(EINVAL, "unix socket name too long");
-    std::memcpy(un->sun_path, a.addr().data(), a.addr().size());
-    return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + a.addr().size() +
-                                  (a.addr().empty() || a.addr()[0] == '\0' ? 0 : 1));
+    std::string name = a.addr();
+    if (!as_bound && is_relative_unix_name(name)) {
+      CRYO_ASSIGN(name, unix_path(a));
+    }
+    if (name.size() >= sizeof un->sun_path) return Error(EINVAL, "unix socket name too long: " + name);
+    std::memcpy(un->sun_path, name.data(), name.size());
+    return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size() +
+                                  (name.empty() || name[0] == '\0' ? 0 : 1));
   }
   if (a.family() == AF_INET && a.addr().size() == 4) {
     auto* in = reinterpret_cast<sockaddr_in*>(ss);
@@ -57,12 +64,22 @@ Status set_opt(int s, int level, int name, const T& value, const char* what) {
   return {};
 }
 
-Status bind_to(int s, const image::SockAddr& a) {
+// while_bound runs once the name is bound: for a name unlinked at dump
+// time, the connections made through it must be made then.
+Status bind_to(int s, const image::SockAddr& a, const std::function<Status()>& while_bound = nullptr) {
   sockaddr_storage ss;
-  CRYO_ASSIGN(socklen_t len, to_sockaddr(a, &ss));
-  if (::bind(s, reinterpret_cast<sockaddr*>(&ss), len) < 0) return errno_error("bind");
+  CRYO_ASSIGN(socklen_t len, to_sockaddr(a, &ss, true));
+  auto* addr = reinterpret_cast<sockaddr*>(&ss);
+  auto nothing = []() -> Status { return {}; };
+  if (a.family() == AF_UNIX && a.unlinked())
+    return bind_unlinked(s, a, addr, len, while_bound ? while_bound : nothing);
+  CRYO_TRY(in_bound_dir(a, [&]() -> Status {
+    if (::bind(s, addr, len) < 0) return errno_error("bind");
+    return {};
+  }));
+  if (while_bound) CRYO_TRY(while_bound());
   if (a.family() == AF_UNIX && a.has_file()) {
-    const std::string& path = a.addr();
+    CRYO_ASSIGN(std::string path, unix_path(a));
     if (::lchown(path.c_str(), a.file_uid(), a.file_gid()) < 0) return errno_error("chown " + path);
     if (::fchmodat(AT_FDCWD, path.c_str(), a.file_mode() & 07777, 0) < 0) return errno_error("chmod " + path);
   }
@@ -167,8 +184,9 @@ std::string unix_name(const std::string& name) {
 // a name some live socket answers on is not ours to take (nor a hostile
 // image's to delete).
 Status free_unix_name(const image::SockAddr& a) {
-  const std::string& path = a.addr();
-  if (path.empty() || path[0] == '\0') return {};
+  if (a.unlinked()) return {};  // bound for a moment beside what is there now
+  CRYO_ASSIGN(std::string path, unix_path(a));
+  if (path.empty()) return {};
   struct stat st;
   if (::lstat(path.c_str(), &st) < 0) return {};
   if (!S_ISSOCK(st.st_mode)) return Error(EEXIST, path + " exists and is not a socket");
@@ -339,7 +357,8 @@ class SocketBuilder {
 
   const image::FileDesc* unix_listener(const std::string& name) {
     for (const auto* f : socks_)
-      if (is_unix(*f) && f->socket().state() == image::Socket::LISTENING && f->socket().local().addr() == name)
+      if (is_unix(*f) && f->socket().state() == image::Socket::LISTENING && f->socket().local().addr() == name &&
+          !f->socket().local().unlinked())  // (those made their connections while bound)
         return f;
     return nullptr;
   }
@@ -368,13 +387,50 @@ class SocketBuilder {
     CRYO_ASSIGN(UniqueFd s, new_socket(sock));
     if (is_udp(f)) CRYO_TRY(apply_options(s.get(), sock));  // SO_REUSEADDR/PORT before bind
     bool bind = is_udp(f) ? sock.local().port() != 0 : !sock.local().addr().empty();
+    bool listening = false;
+    // A listener whose name is unlinked: its connections are made while the
+    // name is bound again for a moment.
+    auto while_bound = [&]() -> Status {
+      if (sock.state() != image::Socket::LISTENING || !sock.local().unlinked()) return {};
+      if (::listen(s.get(), static_cast<int>(sock.backlog())) < 0) return errno_error("listen");
+      listening = true;
+      return connect_through(f, s.get());
+    };
     if (bind) {
       if (is_unix(f)) CRYO_TRY(free_unix_name(sock.local()));
-      CRYO_TRY(bind_to(s.get(), sock.local()).wrap("bind " + (is_unix(f) ? unix_name(sock.local().addr()) : "")));
+      CRYO_TRY(bind_to(s.get(), sock.local(), while_bound)
+                   .wrap("bind " + (is_unix(f) ? unix_name(sock.local().addr()) : "")));
     }
-    if (sock.state() == image::Socket::LISTENING && ::listen(s.get(), static_cast<int>(sock.backlog())) < 0)
+    if (sock.state() == image::Socket::LISTENING && !listening &&
+        ::listen(s.get(), static_cast<int>(sock.backlog())) < 0)
       return errno_error("listen");
     (*out_)[f.id()] = std::move(s);
+    return {};
+  }
+
+  // The connections accepted from `listener` (fd l): each client connects
+  // again and the listener accepts its end.
+  Status connect_through(const image::FileDesc& listener, int l) {
+    const auto& name = listener.socket().local();
+    for (const auto* f : socks_) {
+      const auto& sock = f->socket();
+      if (!is_unix(*f) || sock.state() != image::Socket::CONNECTED || sock.peer_gone() ||
+          sock.type() == SOCK_DGRAM || fd(*f) >= 0 || sock.peer().addr() != name.addr())
+        continue;
+      auto peer_it = by_inode_.find(sock.peer_inode());
+      if (peer_it == by_inode_.end()) continue;
+      const image::FileDesc* server = peer_it->second;
+      const auto& ss = server->socket();
+      if (ss.peer_inode() != sock.inode() || ss.local().addr() != name.addr() || ss.local().unlinked() != name.unlinked() ||
+          !wanted_(server->id()))
+        continue;
+      CRYO_ASSIGN(UniqueFd c, new_socket(sock));
+      CRYO_TRY(connect_to(c.get(), name));
+      int a = ::accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
+      if (a < 0) return errno_error("accept on " + unix_name(name.addr()));
+      (*out_)[f->id()] = std::move(c);
+      (*out_)[server->id()] = UniqueFd(a);
+    }
     return {};
   }
 

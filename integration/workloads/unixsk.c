@@ -9,6 +9,7 @@
 // then checks from inside that every socket is as it was and still works.
 #include "workload.h"
 
+#include <poll.h>
 #include <stddef.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -116,26 +117,19 @@ static void expect_eof(int s, const char *what) {
   WL_CHECK(n == 0, "%s: want end of file, got %zd (%s)", what, n, n < 0 ? strerror(errno) : "data");
 }
 
-// accept() on a non-blocking look: waits up to 5 s for a connection.
+// accept() within 5 s, or -1 with errno ETIMEDOUT.
 static int accept_wait(int l) {
-  for (int i = 0; i < 500; i++) {
-    int a = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (a >= 0) {
-      int flags = fcntl(a, F_GETFL);
-      fcntl(a, F_SETFL, flags & ~O_NONBLOCK);
-      return a;
-    }
-    if (errno != EAGAIN && errno != EINTR) return -1;
-    wl_sleep_ms(10);
-  }
-  errno = ETIMEDOUT;
-  return -1;
+  struct pollfd p = {.fd = l, .events = POLLIN};
+  int n;
+  do n = poll(&p, 1, 5000);
+  while (n < 0 && errno == EINTR);
+  if (n == 0) errno = ETIMEDOUT;
+  return n > 0 ? accept4(l, NULL, NULL, SOCK_CLOEXEC) : -1;
 }
 
 static int nothing_to_accept(int l) {
-  int a = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-  if (a >= 0) close(a);
-  return a < 0 && errno == EAGAIN;
+  struct pollfd p = {.fd = l, .events = POLLIN};
+  return poll(&p, 1, 0) == 0;
 }
 
 static int file_type(const char *path) {
