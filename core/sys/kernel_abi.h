@@ -31,4 +31,10 @@ inline constexpr int kPrTimerCreateRestoreIds = 77;
 // <linux/timerfd.h> has it but clashes with glibc's <fcntl.h>.
 inline constexpr unsigned long kTimerfdSetTicks = _IOW('T', 0, uint64_t);
 
+// membarrier(2): MEMBARRIER_CMD_GET_REGISTRATIONS (Linux 6.3, newer than
+// Debian's headers) answers with the REGISTER_* commands run in the mm:
+// GLOBAL_EXPEDITED, PRIVATE_EXPEDITED, its SYNC_CORE and RSEQ flavours.
+inline constexpr uint64_t kMembarrierGetRegistrations = 1 << 9;
+inline constexpr uint32_t kMembarrierRegisterCommands = (1 << 2) | (1 << 4) | (1 << 6) | (1 << 8);
+
 }  // namespace cryo::abi

@@ -307,6 +307,9 @@ Status dump_process_syscalls(const tree::FrozenProcess& proc, const std::vector<
   out->mutable_creds()->set_securebits(static_cast<uint32_t>(securebits));
   CRYO_ASSIGN(long thp_disabled, r.call("prctl(PR_GET_THP_DISABLE)", SYS_prctl, {PR_GET_THP_DISABLE}));
   out->set_thp_disabled(thp_disabled != 0);
+  // EINVAL before Linux 6.3, which cannot tell: then nothing is recorded.
+  CRYO_ASSIGN(long membarrier, r.raw(SYS_membarrier, {abi::kMembarrierGetRegistrations, 0, 0}));
+  if (membarrier > 0) out->set_membarrier_registrations(static_cast<uint32_t>(membarrier));
 
   for (pid_t tid : proc.tids) {
     Status st;

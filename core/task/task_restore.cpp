@@ -309,6 +309,20 @@ Status restore_posix_timers(pid_t pid, ptrace::Remote& r, uint64_t d, const imag
 }
 
 // Lowering it below what the process was given needs CAP_SYS_RESOURCE.
+// Each MEMBARRIER_CMD_REGISTER_* command the process had run, run again in
+// it: the registrations belong to its mm, which is the stub's own now.
+Status restore_membarrier(ptrace::Remote& r, const image::Process& core) {
+  uint32_t registered = core.membarrier_registrations();
+  if (registered & ~abi::kMembarrierRegisterCommands)
+    return Error(EINVAL, "unknown membarrier registrations " + std::to_string(registered));
+  for (uint32_t bit = 1; bit != 0 && bit <= registered; bit <<= 1) {
+    if (!(registered & bit)) continue;
+    CRYO_TRY(r.call("membarrier register", SYS_membarrier, {bit, 0, 0})
+                 .wrap("membarrier registration " + std::to_string(bit)));
+  }
+  return {};
+}
+
 Status restore_oom_score_adj(pid_t pid, const image::Process& core) {
   if (!core.has_oom_score_adj()) return {};
   std::string path = "/proc/" + std::to_string(pid) + "/oom_score_adj";
@@ -375,6 +389,7 @@ Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Proces
   if (core.child_subreaper()) CRYO_TRY(r.call("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl, {PR_SET_CHILD_SUBREAPER, 1}));
   if (!core.dumpable()) CRYO_TRY(r.call("prctl(PR_SET_DUMPABLE)", SYS_prctl, {PR_SET_DUMPABLE, 0}));
   if (core.thp_disabled()) CRYO_TRY(r.call("prctl(PR_SET_THP_DISABLE)", SYS_prctl, {PR_SET_THP_DISABLE, 1, 0, 0, 0}));
+  CRYO_TRY(restore_membarrier(r, core));
   CRYO_TRY(restore_oom_score_adj(pid, core));
   CRYO_TRY(restore_loginuid(pid, r, d, core));
   for (const auto& l : core.rlimits()) {

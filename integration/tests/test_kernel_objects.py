@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Kernel objects and kinds of memory that CRIU saves: fanotify groups, BPF maps, AIO
+rings, MADV_GUARD_INSTALL guard regions, membarrier registrations, hugetlb memfds,
+private mappings of shared objects, a process without a vDSO. Each comes back working
+(the workload checks from inside after the restore), or, for what cannot be saved as
+it is (fanotify events not yet read, BPF programs, AIO requests in flight), the dump
+is refused naming the pid and the fd or mapping, and the process runs on untouched."""
+import contextlib
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
+from harness import (check, check_eq, compare_maps, compare_snapshots, fd_table, log, maps, read_text, run,  # noqa
+                     snapshot, state, status_fields)
+
+
+@contextlib.contextmanager
+def tmpfs(path):
+    """A small tmpfs of the test's own at path (fanotify mount marks must see no one else)."""
+    os.makedirs(path, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "cryo-kobjects", path], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", path], check=False)
+
+
+@contextlib.contextmanager
+def huge_pages(count):
+    """At least `count` free 2 MiB huge pages; the old nr_hugepages is put back."""
+    knob = "/proc/sys/vm/nr_hugepages"
+    old = int(read_text(knob).strip())
+    free = int(read_text("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages").strip())
+    if free < count:
+        with open(knob, "w") as f:
+            f.write(str(old + count - free))
+    try:
+        yield
+    finally:
+        with open(knob, "w") as f:
+            f.write(str(old))
+
+
+def start(env, kind, workdir=None):
+    ready, report = env.path("ready"), env.path("report")
+    argv = [env.workload("kobjects"), ready, report, kind] + ([workdir] if workdir else [])
+    pid = env.spawn(argv)
+    return pid, env.wait_ready(ready, pid), report
+
+
+def round_trip(env, kind, workdir=None, compare_layout=True):
+    """Dump, restore, and the workload's own verdict."""
+    pid, info, report = start(env, kind, workdir)
+    before = snapshot(pid)
+    layout, fds = maps(pid), fd_table(pid)
+    images = env.path("images")
+    env.dump(pid, images)
+    env.wait_dumped(before)
+    _, rpid = env.restore(images)
+    check_eq(rpid, pid, "restored pid")
+    env.soft(compare_snapshots, before, snapshot(pid), pid)
+    if compare_layout:
+        env.soft(compare_maps, layout, maps(pid), "layout")
+    env.soft(check_eq, fd_table(pid), fds, "fd table")
+    env.trigger_and_report(pid, report)
+    return info
+
+
+def refused(env, kind, wants, workdir=None):
+    """The dump fails with exit 1 naming the pid, the fd and each of `wants`; the
+    process runs on exactly as it was."""
+    pid, info, report = start(env, kind, workdir)
+    before = snapshot(pid)
+    layout, fds = maps(pid), fd_table(pid)
+    images = env.path("images")
+    result = env.dump(pid, images, expect=1)
+    message = result.stderr.strip()
+    for want in [f"pid {pid}", f"fd {info['object_fd']}"] + wants:
+        check(want in message, f"the refusal does not say {want!r}: {message!r}")
+    check(not os.path.exists(os.path.join(images, "inventory.img")), "a refused dump left an inventory.img")
+    check(state(pid) not in (None, "T", "t", "Z"), f"after the refusal pid {pid} is in state {state(pid)}")
+    check_eq(status_fields(pid, keys=("TracerPid",)).get("TracerPid"), "0", "TracerPid after the refusal")
+    compare_snapshots(before, snapshot(pid), pid)
+    compare_maps(layout, maps(pid), "layout after the refusal")
+    check_eq(fd_table(pid), fds, "fd table after the refusal")
+    env.trigger_and_report(pid, report)
+
+
+def case_membarrier(env):
+    """Private expedited and sync-core membarrier registrations are made again."""
+    info = round_trip(env, "membarrier")
+    check(info["registrations"] != 0, "the workload registered nothing")
+
+
+def case_no_vdso(env):
+    """A process that unmapped its [vdso] and [vvar] comes back without them."""
+    round_trip(env, "no_vdso")
+
+
+def case_guard(env):
+    """MADV_GUARD_INSTALL guard pages (in memory with data, and in memory never
+    touched) still fault after restore, and the pages around them keep their data."""
+    round_trip(env, "guard")
+
+
+def case_fanotify(env):
+    """A fanotify group: its flags (nonblocking, O_RDWR event fds), an inode mark, a
+    mount mark and an ignored mask all work after restore."""
+    with tmpfs(env.path("mnt")) as mnt:
+        round_trip(env, "fanotify", mnt)
+
+
+def case_fanotify_queued(env):
+    """A fanotify group with an event not yet read is refused."""
+    with tmpfs(env.path("mnt")) as mnt:
+        refused(env, "fanotify_queued", ["fanotify", "not yet read"], mnt)
+
+
+def case_bpf_map(env):
+    """BPF array, hash, per-cpu array and LRU hash maps come back with their type, sizes,
+    flags, name and contents; a frozen map stays frozen."""
+    round_trip(env, "bpf_map")
+
+
+def case_bpf_prog(env):
+    """A loaded BPF program is refused by name."""
+    refused(env, "bpf_prog", ["BPF program", "cryo_prog"])
+
+
+def case_hugetlb_memfd(env):
+    """A memfd of huge pages keeps its data in huge pages, shared with its mapping."""
+    with huge_pages(4):
+        round_trip(env, "hugetlb_memfd")
+
+
+def case_private_shm(env):
+    """A memfd and a /dev/shm file mapped MAP_PRIVATE: privately written pages keep
+    their data, the others still show the file."""
+    try:
+        round_trip(env, "private_shm")
+    finally:
+        for name in os.listdir("/dev/shm"):
+            if name.startswith("cryo-kobjects-"):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join("/dev/shm", name))
+
+
+def case_aio(env):
+    """An AIO context keeps its id (the ring's address) and the completions not yet
+    reaped, and takes new requests after restore."""
+    work = env.path("work")
+    os.mkdir(work)
+    round_trip(env, "aio", work)
+
+
+def case_aio_inflight(env):
+    """An AIO context with a request in flight is refused, naming the context."""
+    work = env.path("work")
+    os.mkdir(work)
+    pid, info, report = start(env, "aio_inflight", work)
+    before = snapshot(pid)
+    layout = maps(pid)
+    result = env.dump(pid, env.path("images"), expect=1)
+    message = result.stderr.strip()
+    for want in (f"pid {pid}", "AIO", f"{info['aio_ctx']:x}", "in flight"):
+        check(want in message, f"the refusal does not say {want!r}: {message!r}")
+    compare_snapshots(before, snapshot(pid), pid)
+    compare_maps(layout, maps(pid), "layout after the refusal")
+    env.trigger_and_report(pid, report)
+
+
+if __name__ == "__main__":
+    run({"membarrier": case_membarrier, "no_vdso": case_no_vdso, "guard": case_guard, "fanotify": case_fanotify,
+         "fanotify_queued": case_fanotify_queued, "bpf_map": case_bpf_map, "bpf_prog": case_bpf_prog,
+         "hugetlb_memfd": case_hugetlb_memfd, "private_shm": case_private_shm, "aio": case_aio,
+         "aio_inflight": case_aio_inflight})

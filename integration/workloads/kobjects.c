@@ -1,0 +1,595 @@
+// kobjects: kernel objects and kinds of memory beyond the basics, one per run.
+//
+//   kobjects READY REPORT KIND [DIR]
+//
+// KIND is one of:
+//   membarrier     registered for private expedited (and sync-core) membarrier
+//   no_vdso        unmapped its [vdso] and [vvar]: the restored process has none either
+//   guard          MADV_GUARD_INSTALL guard pages, in touched and in untouched memory
+//   fanotify       a fanotify group (nonblocking, O_RDWR events) with an inode mark, an
+//                  ignored mask on a second file and a mount mark on DIR (a mount of its own)
+//   fanotify_queued  the same with an event not yet read (must be refused)
+//   bpf_map        BPF array, hash, per-cpu array, LRU hash maps with contents, one frozen
+//   bpf_prog       a loaded BPF socket filter "cryo_prog" (must be refused, naming it)
+//   hugetlb_memfd  a memfd of huge pages (MFD_HUGETLB) with data, mapped shared
+//   private_shm    a memfd and a /dev/shm file mapped MAP_PRIVATE: some pages privately
+//                  modified, others still the file's (changes to the file show through)
+//   aio            an AIO context with completions not yet reaped
+//   aio_inflight   an AIO context with a poll request in flight (must be refused)
+// It builds the object, says READY (object_fd=N when an fd holds it), waits for
+// SIGUSR1, checks from inside that the object still works and writes REPORT.
+#include "workload.h"
+
+#include <linux/aio_abi.h>
+#include <linux/bpf.h>
+#include <poll.h>
+#include <sys/auxv.h>
+#include <sys/fanotify.h>
+#include <sys/mman.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <setjmp.h>
+
+#define PAGE 4096UL
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+#ifndef MFD_HUGETLB
+#define MFD_HUGETLB 4U
+#endif
+#define HUGETLBFS_MAGIC_ 0x958458f6
+#define MB_REGISTER_PRIVATE_EXPEDITED (1 << 4)
+#define MB_PRIVATE_EXPEDITED (1 << 3)
+#define MB_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE (1 << 6)
+#define MB_PRIVATE_EXPEDITED_SYNC_CORE (1 << 5)
+#define MB_GET_REGISTRATIONS (1 << 9)
+
+static const char *kind, *dir;
+static int object_fd = -1;
+static char ready_extra[8192];
+
+// ---- faults -------------------------------------------------------------------------
+
+static sigjmp_buf fault_jump;
+static volatile int faulting;
+
+static void on_segv(int sig) {
+  (void)sig;
+  if (faulting) siglongjmp(fault_jump, 1);
+  _exit(98);
+}
+
+static int faults(volatile char *addr) {
+  faulting = 1;
+  int hit = 0;
+  if (sigsetjmp(fault_jump, 1) == 0)
+    (void)*addr;
+  else
+    hit = 1;
+  faulting = 0;
+  return hit;
+}
+
+// ---- membarrier ---------------------------------------------------------------------
+
+static long membarrier(int cmd) { return syscall(SYS_membarrier, cmd, 0, 0); }
+
+static void setup_membarrier(void) {
+  WL_MUST(membarrier(MB_REGISTER_PRIVATE_EXPEDITED) == 0);
+  WL_MUST(membarrier(MB_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE) == 0);
+  long regs = membarrier(MB_GET_REGISTRATIONS);
+  WL_MUST(regs >= 0);
+  snprintf(ready_extra, sizeof ready_extra, "registrations=%ld", regs);
+}
+
+static void verify_membarrier(void) {
+  long regs = membarrier(MB_GET_REGISTRATIONS);
+  long want = MB_REGISTER_PRIVATE_EXPEDITED | MB_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE;
+  WL_CHECK((regs & want) == want, "membarrier registrations are %#lx, want %#lx among them", regs, want);
+  WL_CHECK(membarrier(MB_PRIVATE_EXPEDITED) == 0, "MEMBARRIER_CMD_PRIVATE_EXPEDITED: %s", strerror(errno));
+  WL_CHECK(membarrier(MB_PRIVATE_EXPEDITED_SYNC_CORE) == 0, "MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE: %s",
+           strerror(errno));
+}
+
+// ---- no vDSO -------------------------------------------------------------------------
+
+// Counts the maps lines naming a special mapping; with unmap, unmaps them.
+static int special_mappings(int unmap) {
+  char buf[65536];
+  ssize_t n = wl_read_file("/proc/self/maps", buf, sizeof buf - 1);
+  WL_MUST(n > 0);
+  buf[n] = 0;
+  int count = 0;
+  for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+    if (!strstr(line, "[vdso]") && !strstr(line, "[vvar]") && !strstr(line, "[vvar_vclock]")) continue;
+    count++;
+    unsigned long start, end;
+    if (unmap && sscanf(line, "%lx-%lx", &start, &end) == 2) WL_MUST(munmap((void *)start, end - start) == 0);
+  }
+  return count;
+}
+
+static void setup_no_vdso(void) {
+  WL_MUST(special_mappings(1) > 0);
+  WL_MUST(special_mappings(0) == 0);
+}
+
+static void verify_no_vdso(void) {
+  WL_CHECK(special_mappings(0) == 0, "the restored process has a vDSO or vvar again");
+  // glibc's clock_gettime would jump into the vDSO it found at start: the system call.
+  struct timespec ts;
+  WL_CHECK(syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts) == 0 && ts.tv_sec > 0, "clock_gettime syscall");
+}
+
+// ---- guard regions -------------------------------------------------------------------
+
+static char *guard_touched, *guard_untouched;
+
+static void setup_guard(void) {
+  guard_touched = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  guard_untouched = mmap(NULL, 64 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  WL_MUST(guard_touched != MAP_FAILED && guard_untouched != MAP_FAILED);
+  wl_fill(guard_touched, 8 * PAGE, 0x6775);
+  WL_MUST(madvise(guard_touched + 2 * PAGE, 2 * PAGE, MADV_GUARD_INSTALL) == 0);
+  WL_MUST(madvise(guard_touched + 7 * PAGE, PAGE, MADV_GUARD_INSTALL) == 0);
+  WL_MUST(madvise(guard_untouched + 40 * PAGE, 3 * PAGE, MADV_GUARD_INSTALL) == 0);
+  snprintf(ready_extra, sizeof ready_extra, "touched=%p untouched=%p", (void *)guard_touched, (void *)guard_untouched);
+}
+
+static void verify_guard(void) {
+  for (int page = 0; page < 8; page++) {
+    int guard = page == 2 || page == 3 || page == 7;
+    WL_CHECK(faults(guard_touched + page * PAGE) == guard, "touched region: page %d %s", page,
+             guard ? "is no longer a guard page" : "faults");
+    if (!guard)
+      WL_CHECK(wl_check_fill(guard_touched + page * PAGE, PAGE, 0x6775) < 0, "touched region: page %d lost its data",
+               page);
+  }
+  for (int page = 0; page < 64; page++) {
+    int guard = page >= 40 && page < 43;
+    WL_CHECK(faults(guard_untouched + page * PAGE) == guard, "untouched region: page %d %s", page,
+             guard ? "is no longer a guard page" : "faults");
+  }
+}
+
+// ---- fanotify ------------------------------------------------------------------------
+
+static char marked[4096], ignored[4096], on_mount[4096];
+
+static void touch(const char *path) {
+  int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+  WL_MUST(fd >= 0 && write(fd, "x", 1) == 1);
+  close(fd);
+}
+
+static void setup_fanotify(int queued) {
+  snprintf(marked, sizeof marked, "%s/marked", dir);
+  snprintf(ignored, sizeof ignored, "%s/ignored", dir);
+  snprintf(on_mount, sizeof on_mount, "%s/other", dir);
+  for (const char *p = marked; p; p = p == marked ? ignored : p == ignored ? on_mount : NULL) {
+    int fd = open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    WL_MUST(fd >= 0);
+    close(fd);
+  }
+  int fan = fanotify_init(FAN_CLASS_NOTIF | FAN_NONBLOCK | FAN_CLOEXEC, O_RDWR | O_LARGEFILE | O_CLOEXEC);
+  WL_MUST(fan >= 0);
+  WL_MUST(fanotify_mark(fan, FAN_MARK_ADD, FAN_MODIFY | FAN_CLOSE_WRITE, AT_FDCWD, marked) == 0);
+  // The whole mount for FAN_MODIFY, except the ignored file.
+  WL_MUST(fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_MODIFY, AT_FDCWD, dir) == 0);
+  WL_MUST(fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY, FAN_MODIFY,
+                        AT_FDCWD, ignored) == 0);
+  if (queued) touch(marked);
+  object_fd = fan;
+}
+
+// Reads every event queued; returns how many named path (by their fd) with
+// all of mask, and how many named `not_path`.
+static int read_events(int fan, const char *path, uint64_t mask, const char *not_path, int *bad) {
+  char buf[65536];
+  int found = 0;
+  for (;;) {
+    ssize_t n = read(fan, buf, sizeof buf);
+    if (n <= 0) break;
+    for (struct fanotify_event_metadata *m = (void *)buf; FAN_EVENT_OK(m, n); m = FAN_EVENT_NEXT(m, n)) {
+      if (m->fd < 0) continue;
+      char link[64], target[4096] = {0};
+      snprintf(link, sizeof link, "/proc/self/fd/%d", m->fd);
+      ssize_t len = readlink(link, target, sizeof target - 1);
+      if (len > 0 && !strcmp(target, path) && (m->mask & mask) == mask && m->pid == getpid()) found++;
+      if (len > 0 && !strcmp(target, not_path)) (*bad)++;
+      int fl = fcntl(m->fd, F_GETFL);
+      WL_CHECK((fl & O_ACCMODE) == O_RDWR, "an event's fd is not O_RDWR (event_f_flags lost): %#x", fl);
+      close(m->fd);
+    }
+  }
+  return found;
+}
+
+static void verify_fanotify(void) {
+  int fl = fcntl(object_fd, F_GETFL);
+  WL_CHECK(fl >= 0 && (fl & O_NONBLOCK), "fanotify fd is no longer nonblocking");
+  int bad = 0;
+  WL_CHECK(read_events(object_fd, marked, 0, ignored, &bad) == 0, "events queued before any change");
+  touch(marked);
+  WL_CHECK(read_events(object_fd, marked, FAN_MODIFY | FAN_CLOSE_WRITE, ignored, &bad) == 1,
+           "no FAN_MODIFY|FAN_CLOSE_WRITE event for the marked file");
+  touch(on_mount);
+  WL_CHECK(read_events(object_fd, on_mount, FAN_MODIFY, ignored, &bad) == 1,
+           "no FAN_MODIFY event for a file of the marked mount");
+  touch(ignored);
+  touch(ignored);
+  WL_CHECK(read_events(object_fd, ignored, FAN_MODIFY, ignored, &bad) == 0 && bad == 0,
+           "events for the file whose FAN_MODIFY is ignored (%d)", bad);
+}
+
+// ---- BPF maps ------------------------------------------------------------------------
+
+static long bpf(int cmd, union bpf_attr *attr) { return syscall(SYS_bpf, cmd, attr, sizeof *attr); }
+
+static int map_create(int type, int key, int value, int max, int flags, const char *name) {
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.map_type = type;
+  a.key_size = key;
+  a.value_size = value;
+  a.max_entries = max;
+  a.map_flags = flags;
+  strncpy(a.map_name, name, sizeof a.map_name - 1);
+  return (int)bpf(BPF_MAP_CREATE, &a);
+}
+
+static long map_update(int fd, const void *key, const void *value, uint64_t flags) {
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.map_fd = fd;
+  a.key = (uintptr_t)key;
+  a.value = (uintptr_t)value;
+  a.flags = flags;
+  return bpf(BPF_MAP_UPDATE_ELEM, &a);
+}
+
+static long map_lookup(int fd, const void *key, void *value) {
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.map_fd = fd;
+  a.key = (uintptr_t)key;
+  a.value = (uintptr_t)value;
+  return bpf(BPF_MAP_LOOKUP_ELEM, &a);
+}
+
+static int ncpus;
+static int bpf_fds[5];
+enum { MAP_ARRAY, MAP_HASH, MAP_PERCPU, MAP_LRU, MAP_FROZEN };
+
+static uint64_t value_of(uint64_t key, int cpu, int which) { return wl_pattern(key * 131 + (uint64_t)cpu, which); }
+
+static void setup_bpf_map(void) {
+  ncpus = (int)sysconf(_SC_NPROCESSORS_CONF);
+  bpf_fds[MAP_ARRAY] = map_create(BPF_MAP_TYPE_ARRAY, 4, 8, 64, 0, "cryo_array");
+  bpf_fds[MAP_HASH] = map_create(BPF_MAP_TYPE_HASH, 8, 16, 128, BPF_F_NO_PREALLOC, "cryo_hash");
+  bpf_fds[MAP_PERCPU] = map_create(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 8, 0, "cryo_percpu");
+  bpf_fds[MAP_LRU] = map_create(BPF_MAP_TYPE_LRU_HASH, 4, 8, 32, 0, "cryo_lru");
+  bpf_fds[MAP_FROZEN] = map_create(BPF_MAP_TYPE_ARRAY, 4, 4, 4, BPF_F_RDONLY_PROG, "cryo_frozen");
+  for (int i = 0; i < 5; i++) WL_MUST(bpf_fds[i] >= 0);
+  for (uint32_t k = 0; k < 64; k += 3) {
+    uint64_t v = value_of(k, 0, MAP_ARRAY);
+    WL_MUST(map_update(bpf_fds[MAP_ARRAY], &k, &v, BPF_ANY) == 0);
+  }
+  for (uint64_t k = 1000; k < 1100; k += 7) {
+    uint64_t v[2] = {value_of(k, 0, MAP_HASH), value_of(k, 1, MAP_HASH)};
+    WL_MUST(map_update(bpf_fds[MAP_HASH], &k, v, BPF_NOEXIST) == 0);
+  }
+  uint64_t per[1024];
+  for (uint32_t k = 0; k < 8; k++) {
+    for (int c = 0; c < ncpus; c++) per[c] = value_of(k, c, MAP_PERCPU);
+    WL_MUST(map_update(bpf_fds[MAP_PERCPU], &k, per, BPF_ANY) == 0);
+  }
+  for (uint32_t k = 5; k < 25; k++) {
+    uint64_t v = value_of(k, 0, MAP_LRU);
+    WL_MUST(map_update(bpf_fds[MAP_LRU], &k, &v, BPF_ANY) == 0);
+  }
+  for (uint32_t k = 0; k < 4; k++) {
+    uint32_t v = 0xf00d0000 + k;
+    WL_MUST(map_update(bpf_fds[MAP_FROZEN], &k, &v, BPF_ANY) == 0);
+  }
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.map_fd = bpf_fds[MAP_FROZEN];
+  WL_MUST(bpf(BPF_MAP_FREEZE, &a) == 0);
+  object_fd = bpf_fds[MAP_HASH];
+}
+
+static void check_info(int which, int type, int key, int value, int max, int flags, const char *name) {
+  struct bpf_map_info info;
+  memset(&info, 0, sizeof info);
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.info.bpf_fd = bpf_fds[which];
+  a.info.info_len = sizeof info;
+  a.info.info = (uintptr_t)&info;
+  if (bpf(BPF_OBJ_GET_INFO_BY_FD, &a) < 0) {
+    wl_fail("map %s: BPF_OBJ_GET_INFO_BY_FD: %s", name, strerror(errno));
+    return;
+  }
+  WL_CHECK((int)info.type == type && (int)info.key_size == key && (int)info.value_size == value &&
+               (int)info.max_entries == max && (int)info.map_flags == flags && !strcmp(info.name, name),
+           "map %s is now type %u key %u value %u max %u flags %#x name %s", name, info.type, info.key_size,
+           info.value_size, info.max_entries, info.map_flags, info.name);
+}
+
+static void verify_bpf_map(void) {
+  check_info(MAP_ARRAY, BPF_MAP_TYPE_ARRAY, 4, 8, 64, 0, "cryo_array");
+  check_info(MAP_HASH, BPF_MAP_TYPE_HASH, 8, 16, 128, BPF_F_NO_PREALLOC, "cryo_hash");
+  check_info(MAP_PERCPU, BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 8, 0, "cryo_percpu");
+  check_info(MAP_LRU, BPF_MAP_TYPE_LRU_HASH, 4, 8, 32, 0, "cryo_lru");
+  check_info(MAP_FROZEN, BPF_MAP_TYPE_ARRAY, 4, 4, 4, BPF_F_RDONLY_PROG, "cryo_frozen");
+  for (uint32_t k = 0; k < 64; k++) {
+    uint64_t v = 1, want = k % 3 == 0 ? value_of(k, 0, MAP_ARRAY) : 0;
+    WL_CHECK(map_lookup(bpf_fds[MAP_ARRAY], &k, &v) == 0 && v == want, "array[%u] = %#lx, want %#lx", k,
+             (unsigned long)v, (unsigned long)want);
+  }
+  for (uint64_t k = 990; k < 1110; k++) {
+    uint64_t v[2] = {0, 0};
+    long r = map_lookup(bpf_fds[MAP_HASH], &k, v);
+    if (k >= 1000 && k < 1100 && (k - 1000) % 7 == 0)
+      WL_CHECK(r == 0 && v[0] == value_of(k, 0, MAP_HASH) && v[1] == value_of(k, 1, MAP_HASH), "hash[%lu] lost",
+               (unsigned long)k);
+    else
+      WL_CHECK(r < 0 && errno == ENOENT, "hash[%lu] exists", (unsigned long)k);
+  }
+  uint64_t per[1024];
+  for (uint32_t k = 0; k < 8; k++) {
+    WL_CHECK(map_lookup(bpf_fds[MAP_PERCPU], &k, per) == 0, "percpu[%u]: %s", k, strerror(errno));
+    for (int c = 0; c < ncpus; c++)
+      WL_CHECK(per[c] == value_of(k, c, MAP_PERCPU), "percpu[%u] on cpu %d = %#lx", k, c, (unsigned long)per[c]);
+  }
+  for (uint32_t k = 0; k < 30; k++) {
+    uint64_t v = 0;
+    long r = map_lookup(bpf_fds[MAP_LRU], &k, &v);
+    if (k >= 5 && k < 25)
+      WL_CHECK(r == 0 && v == value_of(k, 0, MAP_LRU), "lru[%u] lost", k);
+    else
+      WL_CHECK(r < 0, "lru[%u] exists", k);
+  }
+  for (uint32_t k = 0; k < 4; k++) {
+    uint32_t v = 0;
+    WL_CHECK(map_lookup(bpf_fds[MAP_FROZEN], &k, &v) == 0 && v == 0xf00d0000 + k, "frozen[%u] = %#x", k, v);
+  }
+  uint32_t k0 = 0, v0 = 1;
+  WL_CHECK(map_update(bpf_fds[MAP_FROZEN], &k0, &v0, BPF_ANY) < 0 && errno == EPERM,
+           "the frozen map takes updates from user space");
+  // The others still work.
+  uint64_t k = 5000, v[2] = {7, 8};
+  WL_CHECK(map_update(bpf_fds[MAP_HASH], &k, v, BPF_NOEXIST) == 0, "hash map update: %s", strerror(errno));
+}
+
+static void setup_bpf_prog(void) {
+  struct bpf_insn insns[] = {
+      {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = 0},
+      {.code = BPF_JMP | BPF_EXIT},
+  };
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
+  a.insns = (uintptr_t)insns;
+  a.insn_cnt = 2;
+  a.license = (uintptr_t) "GPL";
+  strncpy(a.prog_name, "cryo_prog", sizeof a.prog_name - 1);
+  object_fd = (int)bpf(BPF_PROG_LOAD, &a);
+  WL_MUST(object_fd >= 0);
+}
+
+// ---- hugetlb memfd, private mappings of shared objects ------------------------------
+
+#define HUGE (2UL << 20)
+static int huge_fd;
+static char *huge_map;
+
+static void setup_hugetlb_memfd(void) {
+  huge_fd = memfd_create("cryo-huge", MFD_HUGETLB | MFD_CLOEXEC);
+  WL_MUST(huge_fd >= 0);
+  WL_MUST(ftruncate(huge_fd, 2 * HUGE) == 0);
+  huge_map = mmap(NULL, 2 * HUGE, PROT_READ | PROT_WRITE, MAP_SHARED, huge_fd, 0);
+  WL_MUST(huge_map != MAP_FAILED);
+  wl_fill(huge_map, HUGE, 0x68756765);  // the second huge page stays untouched
+  object_fd = huge_fd;
+  snprintf(ready_extra, sizeof ready_extra, "map=%p", (void *)huge_map);
+}
+
+static void verify_hugetlb_memfd(void) {
+  struct statfs fs;
+  WL_CHECK(fstatfs(huge_fd, &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC_, "the memfd is no longer on hugetlbfs");
+  struct stat st;
+  WL_CHECK(fstat(huge_fd, &st) == 0 && st.st_size == (off_t)(2 * HUGE), "the memfd's size changed");
+  char link[64], target[256] = {0};
+  snprintf(link, sizeof link, "/proc/self/fd/%d", huge_fd);
+  WL_CHECK(readlink(link, target, sizeof target - 1) > 0 && !strcmp(target, "/memfd:cryo-huge (deleted)"),
+           "the memfd is now %s", target);
+  long bad = wl_check_fill(huge_map, HUGE, 0x68756765);
+  WL_CHECK(bad < 0, "the huge page mapping lost its data at %ld", bad);
+  // The mapping and the fd still share the file.
+  uint64_t word = 0;
+  WL_CHECK(pread(huge_fd, &word, 8, 64) == 8 && word == *(uint64_t *)(huge_map + 64), "fd and mapping differ");
+  strcpy(huge_map + HUGE + 100, "after restore");
+  char back[16] = {0};
+  WL_CHECK(pread(huge_fd, back, 13, (off_t)HUGE + 100) == 13 && !strcmp(back, "after restore"),
+           "a write to the second huge page did not reach the memfd");
+  char smaps[1 << 16];
+  ssize_t n = wl_read_file("/proc/self/smaps", smaps, sizeof smaps - 1);
+  if (n > 0) {
+    smaps[n] = 0;
+    char addr[32];
+    snprintf(addr, sizeof addr, "%lx-", (unsigned long)huge_map);
+    char *at = strstr(smaps, addr);
+    char *ps = at ? strstr(at, "KernelPageSize:") : NULL;
+    WL_CHECK(ps && strtol(ps + 15, NULL, 10) == 2048, "the mapping is no longer of 2 MiB pages");
+  }
+}
+
+static int shm_fds[2];
+static char *shm_maps[2];
+
+static void setup_private_shm(void) {
+  char path[4096];
+  snprintf(path, sizeof path, "/dev/shm/cryo-kobjects-%d", (int)getpid());
+  shm_fds[0] = memfd_create("cryo-private", MFD_CLOEXEC);
+  shm_fds[1] = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  for (int i = 0; i < 2; i++) {
+    WL_MUST(shm_fds[i] >= 0);
+    WL_MUST(ftruncate(shm_fds[i], 8 * PAGE) == 0);
+    char *shared = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, shm_fds[i], 0);
+    WL_MUST(shared != MAP_FAILED);
+    for (int p = 0; p < 8; p++) snprintf(shared + p * PAGE, 64, "file %d page %d", i, p);
+    munmap(shared, 8 * PAGE);
+    shm_maps[i] = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, shm_fds[i], 0);
+    WL_MUST(shm_maps[i] != MAP_FAILED);
+    for (int p = 0; p < 8; p += 2) snprintf(shm_maps[i] + p * PAGE, 64, "private %d page %d", i, p);
+    for (int p = 1; p < 8; p += 2) WL_MUST(shm_maps[i][p * PAGE] == 'f');  // read: still the file's page
+  }
+  object_fd = shm_fds[0];
+  snprintf(ready_extra, sizeof ready_extra, "shm_path=%s", path);
+}
+
+static void verify_private_shm(void) {
+  for (int i = 0; i < 2; i++) {
+    char want[64];
+    for (int p = 0; p < 8; p++) {
+      if (p % 2 == 0)
+        snprintf(want, sizeof want, "private %d page %d", i, p);
+      else
+        snprintf(want, sizeof want, "file %d page %d", i, p);
+      WL_CHECK(!strcmp(shm_maps[i] + p * PAGE, want), "object %d page %d holds '%.40s', want '%s'", i, p,
+               shm_maps[i] + p * PAGE, want);
+    }
+    // Pages never written privately still show what the file holds now ...
+    WL_CHECK(pwrite(shm_fds[i], "changed", 8, 3 * PAGE) == 8, "pwrite");
+    WL_CHECK(!strcmp(shm_maps[i] + 3 * PAGE, "changed"), "object %d: page 3 no longer follows the file", i);
+    // ... and privately written ones do not.
+    WL_CHECK(pwrite(shm_fds[i], "changed", 8, 2 * PAGE) == 8, "pwrite");
+    WL_CHECK(strcmp(shm_maps[i] + 2 * PAGE, "changed") != 0, "object %d: a private page follows the file", i);
+  }
+}
+
+// ---- AIO -----------------------------------------------------------------------------
+
+static aio_context_t aio_ctx;
+static int aio_file, aio_pipe[2];
+static char aio_bufs[8][64];
+#define AIO_DONE 3
+
+static long io_submit1(struct iocb *cb) {
+  struct iocb *list[1] = {cb};
+  return syscall(SYS_io_submit, aio_ctx, 1, list);
+}
+
+static void aio_read_at(int index, off_t offset) {
+  struct iocb cb;
+  memset(&cb, 0, sizeof cb);
+  cb.aio_lio_opcode = IOCB_CMD_PREAD;
+  cb.aio_fildes = (uint32_t)aio_file;
+  cb.aio_buf = (uintptr_t)aio_bufs[index];
+  cb.aio_nbytes = 16;
+  cb.aio_offset = offset;
+  cb.aio_data = 0xa10000 + (uint64_t)index;
+  WL_MUST(io_submit1(&cb) == 1);
+}
+
+static void setup_aio(int inflight) {
+  WL_MUST(syscall(SYS_io_setup, 32, &aio_ctx) == 0);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/aio-data", dir);
+  aio_file = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  WL_MUST(aio_file >= 0);
+  for (int i = 0; i < 64; i++) {
+    char line[16];
+    snprintf(line, sizeof line, "aio line %05d\n", i);
+    WL_MUST(wl_write_all(aio_file, line, 16) == 0);
+  }
+  // Two reaped (the ring's head moves), then three left in the ring.
+  struct io_event ev[8];
+  for (int i = 0; i < 2; i++) aio_read_at(i, i * 16);
+  WL_MUST(syscall(SYS_io_getevents, aio_ctx, 2, 2, ev, NULL) == 2);
+  for (int i = 0; i < AIO_DONE; i++) aio_read_at(2 + i, (10 + i) * 16);
+  if (inflight) {
+    WL_MUST(pipe2(aio_pipe, O_CLOEXEC) == 0);
+    struct iocb cb;
+    memset(&cb, 0, sizeof cb);
+    cb.aio_lio_opcode = IOCB_CMD_POLL;
+    cb.aio_fildes = (uint32_t)aio_pipe[0];
+    cb.aio_buf = POLLIN;
+    WL_MUST(io_submit1(&cb) == 1);
+  }
+  snprintf(ready_extra, sizeof ready_extra, "aio_ctx=%#lx", (unsigned long)aio_ctx);
+}
+
+static void verify_aio(void) {
+  struct io_event ev[8];
+  struct timespec none = {0, 0};
+  long got = syscall(SYS_io_getevents, aio_ctx, 1, 8, ev, &none);
+  WL_CHECK(got == AIO_DONE, "io_getevents found %ld completions, want %d (%s)", got, AIO_DONE,
+           got < 0 ? strerror(errno) : "");
+  for (long i = 0; i < got && i < AIO_DONE; i++) {
+    char want[17];
+    snprintf(want, sizeof want, "aio line %05ld\n", 10 + i);
+    WL_CHECK(ev[i].data == 0xa10002 + (uint64_t)i && ev[i].res == 16, "completion %ld: data %#llx res %lld", i,
+             (unsigned long long)ev[i].data, (long long)ev[i].res);
+    WL_CHECK(!memcmp(aio_bufs[2 + i], want, 16), "completion %ld read '%.16s'", i, aio_bufs[2 + i]);
+  }
+  // The context still takes requests, by its old id.
+  aio_read_at(7, 40 * 16);
+  got = syscall(SYS_io_getevents, aio_ctx, 1, 8, ev, NULL);
+  WL_CHECK(got == 1 && ev[0].data == 0xa10007 && !memcmp(aio_bufs[7], "aio line 00040\n", 15),
+           "a new request after restore: %ld", got);
+  WL_CHECK(syscall(SYS_io_destroy, aio_ctx) == 0, "io_destroy: %s", strerror(errno));
+}
+
+// ---- main ------------------------------------------------------------------------------
+
+int main(int argc, char **argv) {
+  const char *usage = "READY REPORT KIND [DIR]";
+  const char *ready = wl_arg(argc, argv, 1, usage);
+  const char *report = wl_arg(argc, argv, 2, usage);
+  kind = wl_arg(argc, argv, 3, usage);
+  dir = argc > 4 ? argv[4] : "/tmp";
+  wl_install_trigger();
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_segv;
+  sa.sa_flags = SA_NODEFER;
+  WL_MUST(sigaction(SIGSEGV, &sa, NULL) == 0);
+
+  if (!strcmp(kind, "membarrier")) setup_membarrier();
+  else if (!strcmp(kind, "no_vdso")) setup_no_vdso();
+  else if (!strcmp(kind, "guard")) setup_guard();
+  else if (!strcmp(kind, "fanotify")) setup_fanotify(0);
+  else if (!strcmp(kind, "fanotify_queued")) setup_fanotify(1);
+  else if (!strcmp(kind, "bpf_map")) setup_bpf_map();
+  else if (!strcmp(kind, "bpf_prog")) setup_bpf_prog();
+  else if (!strcmp(kind, "hugetlb_memfd")) setup_hugetlb_memfd();
+  else if (!strcmp(kind, "private_shm")) setup_private_shm();
+  else if (!strcmp(kind, "aio")) setup_aio(0);
+  else if (!strcmp(kind, "aio_inflight")) setup_aio(1);
+  else {
+    fprintf(stderr, "unknown kind %s\n", kind);
+    return 2;
+  }
+
+  // No glibc call that could go through the vDSO from here on (no_vdso).
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &block, &old);
+  wl_ready(ready, "pid=%d object_fd=%d %s", (int)getpid(), object_fd, ready_extra);
+  while (!wl_triggered) sigsuspend(&old);
+
+  if (!strcmp(kind, "membarrier")) verify_membarrier();
+  else if (!strcmp(kind, "no_vdso")) verify_no_vdso();
+  else if (!strcmp(kind, "guard")) verify_guard();
+  else if (!strcmp(kind, "fanotify")) verify_fanotify();
+  else if (!strcmp(kind, "bpf_map")) verify_bpf_map();
+  else if (!strcmp(kind, "hugetlb_memfd")) verify_hugetlb_memfd();
+  else if (!strcmp(kind, "private_shm")) verify_private_shm();
+  else if (!strcmp(kind, "aio")) verify_aio();
+  // fanotify_queued, bpf_prog, aio_inflight: refused; they only show they run on.
+  return wl_finish(report);
+}
