@@ -254,16 +254,34 @@ std::vector<std::pair<pid_t, int>> take_deferred_stops() {
   return std::exchange(g_deferred_stops, {});
 }
 
+// Any two bytes 0f 05 in executable memory make a `syscall` when rip points
+// at them, whatever instruction they belong to. The vDSO is small and always
+// has one; a process that unmapped its vDSO has its libc's (or its own) text.
 Result<uint64_t> find_syscall_insn(pid_t pid, const std::vector<proc::MapEntry>& maps) {
+  auto search = [&](const proc::MapEntry& m) -> Result<uint64_t> {
+    constexpr uint64_t kChunk = 64 * 1024;
+    std::string code;
+    for (uint64_t at = m.start; at < m.end; at += kChunk) {
+      code.resize(std::min(kChunk + 1, m.end - at));  // one byte more: a pair across chunks
+      CRYO_TRY(read_memory(pid, at, code.data(), code.size()));
+      for (size_t i = 0; i + 1 < code.size(); i++)
+        if (static_cast<uint8_t>(code[i]) == 0x0f && static_cast<uint8_t>(code[i + 1]) == 0x05) return at + i;
+    }
+    return 0;
+  };
   for (const auto& m : maps) {
     if (m.path != "[vdso]") continue;
-    std::string code(m.end - m.start, '\0');
-    CRYO_TRY(read_memory(pid, m.start, code.data(), code.size()));
-    for (size_t i = 0; i + 1 < code.size(); i++)
-      if (static_cast<uint8_t>(code[i]) == 0x0f && static_cast<uint8_t>(code[i + 1]) == 0x05) return m.start + i;
+    CRYO_ASSIGN(uint64_t ip, search(m));
+    if (ip) return ip;
     return Error(ENOEXEC, "pid " + std::to_string(pid) + ": no syscall instruction in the vDSO");
   }
-  return Error("pid " + std::to_string(pid) + " has no vDSO (cannot run syscalls inside it)");
+  for (const auto& m : maps) {
+    if (!m.exec || m.path.empty() || m.path[0] != '/') continue;
+    auto ip = search(m);
+    if (ip.ok() && *ip) return *ip;
+  }
+  return Error("pid " + std::to_string(pid) + " has no vDSO and no syscall instruction in its code (cannot run "
+               "syscalls inside it)");
 }
 
 Status read_memory(pid_t pid, uint64_t addr, void* out, size_t size) {
