@@ -11,6 +11,7 @@
 #include <cstring>
 #include <map>
 
+#include "core/mm/guard_regions.h"
 #include "core/sys/interrupt.h"
 #include "core/sys/io.h"
 
@@ -19,7 +20,7 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kPresent = 1ULL << 63, kSwapped = 1ULL << 62, kFileShared = 1ULL << 61;
-constexpr uint64_t kGuardRegion = 1ULL << 58;  // PM_GUARD_REGION (Linux 6.14)
+constexpr uint64_t kGuardRegion = 1ULL << 58;  // PM_GUARD_REGION (Linux 6.14): shown as swapped, holds no page
 constexpr size_t kChunkPages = 2048;  // 8 MiB of pages per read
 
 std::string what_vma(pid_t pid, const proc::MapEntry& m) {
@@ -182,11 +183,8 @@ Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, in
     std::vector<Segment> segments;
     std::vector<struct iovec> local, remote;
     size_t filled = 0;
-    for (size_t k = 0; k < count; k++)
-      if (entries[k] & kGuardRegion)
-        return Error(what_vma(pid, m) + ": guard regions (MADV_GUARD_INSTALL) are not supported yet");
     auto wanted = [&](size_t k) {
-      return (entries[k] & (kPresent | kSwapped)) && !(entries[k] & kFileShared) && !inherited[k];
+      return (entries[k] & (kPresent | kSwapped)) && !(entries[k] & (kFileShared | kGuardRegion)) && !inherited[k];
     };
     for (size_t i = 0; i < count;) {
       if (!wanted(i)) {
@@ -363,6 +361,14 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
       private_pages = !m.shared;
     } else {
       return Error(what + ": this kind of mapping is not supported");
+    }
+    if (!v->name().starts_with("[v")) {
+      CRYO_ASSIGN(auto guards, find_guard_regions(pagemap.get(), m.start, m.end));
+      for (const auto& [start, end] : guards) {
+        auto* g = v->add_guards();
+        g->set_start(start);
+        g->set_end(end);
+      }
     }
     // A mapping with nothing resident or swapped (a large PROT_NONE
     // reservation, say) has no page to look for in the pagemap.

@@ -21,6 +21,7 @@ namespace {
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kTaskSize = 0x7ffffffff000ULL;
 constexpr uint64_t kMinAddr = 0x10000;
+constexpr uint64_t kMadvGuardInstall = 102;  // Linux 6.13, newer than Debian's headers
 
 bool is_special(image::Vma::Kind kind) {
   return kind == image::Vma::VDSO || kind == image::Vma::VVAR || kind == image::Vma::VVAR_VCLOCK;
@@ -170,6 +171,12 @@ Status validate_mm(const image::Mm& mm, const image::Files& files) {
         v.end() > kTaskSize || v.start() < kMinAddr)
       return Error(EINVAL, "mapping " + hex(v.start()) + "-" + hex(v.end()) + " is malformed or overlaps another");
     if (v.pgoff() % kPage) return Error(EINVAL, "mapping " + hex(v.start()) + " has an unaligned offset");
+    uint64_t guard_end = v.start();
+    for (const auto& g : v.guards()) {
+      if (g.start() % kPage || g.end() % kPage || g.start() < guard_end || g.end() <= g.start() || g.end() > v.end())
+        return Error(EINVAL, "mapping " + hex(v.start()) + " has a malformed guard region");
+      guard_end = g.end();
+    }
     if ((v.kind() == image::Vma::FILE_PRIVATE || v.kind() == image::Vma::FILE_SHARED) &&
         (v.file_id() == 0 || v.file_id() > static_cast<uint32_t>(files.files_size())))
       return Error(EINVAL, "mapping " + hex(v.start()) + " names an unknown file");
@@ -318,6 +325,9 @@ Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const i
       CRYO_TRY(r.call("mprotect", SYS_mprotect, {v.start(), v.end() - v.start(), v.prot()}));
     for (uint32_t advice : v.madvise())
       CRYO_TRY(r.call("madvise", SYS_madvise, {v.start(), v.end() - v.start(), advice}));
+    // Guards before mlock, which they refuse: the pages under them were never written.
+    for (const auto& g : v.guards())
+      CRYO_TRY(r.call("madvise(MADV_GUARD_INSTALL)", SYS_madvise, {g.start(), g.end() - g.start(), kMadvGuardInstall}));
     if (v.locked()) CRYO_TRY(r.call("mlock", SYS_mlock, {v.start(), v.end() - v.start()}));
   }
 

@@ -4,7 +4,6 @@ brk heap, guard page, read-only anonymous memory) and open files (offsets, dup,
 O_APPEND, CLOEXEC, directory, /dev/null, /dev/zero, FIFO and pipe with data, a file
 description shared with a child)."""
 import os
-import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
@@ -56,9 +55,8 @@ def case_fifo_held_outside(env):
 
 
 def case_madv_guard(env):
-    """A MADV_GUARD_INSTALL guard page (kernel 6.13+; invisible in /proc/PID/maps): either
-    it still faults after restore, or the dump is refused naming the pid and the mapping,
-    and the process runs on with its guard page."""
+    """A MADV_GUARD_INSTALL guard page (kernel 6.13+; invisible in /proc/PID/maps) still
+    faults after restore, and the pages around it keep their data."""
     work = env.path("work")
     os.mkdir(work)
     ready, report = env.path("ready"), env.path("report")
@@ -70,24 +68,12 @@ def case_madv_guard(env):
     before = snapshot(pid)
     layout = {p: maps(p) for p in before}
     images = env.path("images")
-    result = env.dump(pid, images, expect=None)
-    if result.returncode == 0:
-        log("dumped: checking the round trip")
-        env.wait_dumped(before)
-        _, rpid = env.restore(images)
-        check_eq(rpid, pid, "restored pid")
-        env.trigger_and_report(pid, report)
-        return
-    log("refused")
-    check_eq(result.returncode, 1, "exit code of the refused dump")
-    guard = info["madv"] + 4096
-    ranges = [(int(a, 16), int(b, 16)) for a, b in re.findall(r"\b([0-9a-f]{6,})-([0-9a-f]{6,})\b", result.stderr)]
-    check(f"pid {pid}" in result.stderr and any(lo <= guard < hi for lo, hi in ranges),
-          f"the refusal does not name pid {pid} and the mapping holding {guard:#x}: {result.stderr.strip()!r}")
-    check(state(pid) not in (None, "T", "t", "Z"), f"after the refusal pid {pid} is in state {state(pid)}")
-    compare_snapshots(before, snapshot(pid), pid)
+    env.dump(pid, images)
+    env.wait_dumped(before)
+    _, rpid = env.restore(images)
+    check_eq(rpid, pid, "restored pid")
     for p in before:
-        compare_maps(layout[p], maps(p), f"pid {p} after the refusal")
+        env.soft(compare_maps, layout[p], maps(p), f"pid {p}")
     env.trigger_and_report(pid, report)
 
 
