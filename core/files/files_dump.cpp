@@ -16,6 +16,8 @@
 
 #include "core/files/devices.h"
 #include "core/files/proc_files.h"
+#include "core/files/fanotify.h"
+#include "core/files/mounts.h"
 #include "core/image/image.h"
 #include "core/mm/mm_dump.h"
 #include "core/sys/io.h"
@@ -36,43 +38,9 @@ bool is_terminal(dev_t rdev) {
   return major_nr == 4 || (major_nr == 5 && minor(rdev) <= 1) || (major_nr >= 136 && major_nr <= 143);
 }
 
-// A mount point of the filesystem whose kernel dev_t (major << 20 | minor)
-// is sdev, preferring a mount of its root; "" if none.
-std::string mount_of(uint32_t sdev) {
-  auto text = read_file("/proc/self/mountinfo");
-  if (!text.ok()) return "";
-  std::string want = std::to_string(sdev >> 20) + ":" + std::to_string(sdev & 0xfffff), found;
-  size_t pos = 0;
-  while (pos < text->size()) {
-    size_t eol = text->find('\n', pos);
-    if (eol == std::string::npos) eol = text->size();
-    std::vector<std::string> fields;
-    for (size_t i = pos; i < eol && fields.size() < 5;) {
-      size_t sp = text->find(' ', i);
-      if (sp == std::string::npos || sp > eol) sp = eol;
-      fields.push_back(text->substr(i, sp - i));
-      i = sp + 1;
-    }
-    pos = eol + 1;
-    if (fields.size() < 5 || fields[2] != want) continue;
-    std::string point;  // mountinfo escapes space, tab, newline and backslash as \ooo
-    for (size_t i = 0; i < fields[4].size(); i++) {
-      if (fields[4][i] == '\\' && i + 3 < fields[4].size()) {
-        point += static_cast<char>(std::stoi(fields[4].substr(i + 1, 3), nullptr, 8));
-        i += 3;
-      } else {
-        point += fields[4][i];
-      }
-    }
-    if (fields[3] == "/") return point;
-    if (found.empty()) found = point;
-  }
-  return found;
-}
-
 // The path of the file an inotify watch names, found by its file handle.
 Result<std::string> watched_path(const proc::InotifyWatch& w) {
-  std::string mount = mount_of(w.sdev);
+  std::string mount = mount_of_dev(w.sdev);
   if (mount.empty()) return Error("no mount of the filesystem of inotify watch " + std::to_string(w.wd) + " is visible");
   CRYO_ASSIGN(UniqueFd mount_fd, open_file(mount, O_RDONLY | O_DIRECTORY));
   std::vector<uint8_t> buf(sizeof(struct file_handle) + w.handle.size());
@@ -361,6 +329,13 @@ Status FilesDump::describe_anon(const FdRef& ref, const std::string& kind, image
       out->set_deadline_ns(static_cast<uint64_t>(now.tv_sec) * 1000000000 + static_cast<uint64_t>(now.tv_nsec) +
                            t.value_ns);
     }
+  } else if (kind == "fanotify") {
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, ref.pid, 0)));
+    if (!pidfd.valid()) return errno_error("pidfd_open");
+    UniqueFd copy(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), ref.fd, 0)));
+    if (!copy.valid()) return errno_error("pidfd_getfd");
+    f->set_kind(image::FileDesc::FANOTIFY);
+    CRYO_TRY(dump_fanotify(ref.pid, copy.get(), ref.info_text, f->mutable_fanotify()));
   } else if (kind == "inotify") {
     // Unread events cannot be saved without taking them from the process.
     UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, ref.pid, 0)));
@@ -456,7 +431,7 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
   if (link.starts_with("anon_inode:")) {
     std::string kind = anon_kind(link);
     if (kind != "eventfd" && kind != "eventpoll" && kind != "signalfd" && kind != "timerfd" && kind != "inotify" &&
-        kind != "pidfd")
+        kind != "pidfd" && kind != "fanotify")
       return Error(what + ": " + kind + " is not supported");
     CRYO_TRY(describe_anon(ref, kind, &f, tree).wrap(what));
     *files_.add_files() = f;

@@ -49,11 +49,19 @@ def start(env, kind, workdir=None):
     return pid, env.wait_ready(ready, pid), report
 
 
-def round_trip(env, kind, workdir=None, compare_layout=True):
-    """Dump, restore, and the workload's own verdict."""
+def fdinfo_lines(pid, fd, prefix):
+    if fd < 0:
+        return []
+    return [line for line in read_text(f"/proc/{pid}/fdinfo/{fd}", "").splitlines() if line.startswith(prefix)]
+
+
+def round_trip(env, kind, workdir=None, compare_layout=True, fdinfo_prefix=None):
+    """Dump, restore, and the workload's own verdict; with fdinfo_prefix, the lines of
+    the object fd's fdinfo that start with it must be the same after restore."""
     pid, info, report = start(env, kind, workdir)
     before = snapshot(pid)
     layout, fds = maps(pid), fd_table(pid)
+    fdinfo = fdinfo_lines(pid, info["object_fd"], fdinfo_prefix) if fdinfo_prefix else []
     images = env.path("images")
     env.dump(pid, images)
     env.wait_dumped(before)
@@ -63,6 +71,9 @@ def round_trip(env, kind, workdir=None, compare_layout=True):
     if compare_layout:
         env.soft(compare_maps, layout, maps(pid), "layout")
     env.soft(check_eq, fd_table(pid), fds, "fd table")
+    if fdinfo_prefix:
+        check(fdinfo, f"no {fdinfo_prefix!r} lines in the fdinfo of fd {info['object_fd']}")
+        env.soft(check_eq, fdinfo_lines(pid, info["object_fd"], fdinfo_prefix), fdinfo, "fdinfo of the object")
     env.trigger_and_report(pid, report)
     return info
 
@@ -108,7 +119,7 @@ def case_fanotify(env):
     """A fanotify group: its flags (nonblocking, O_RDWR event fds), an inode mark, a
     mount mark and an ignored mask all work after restore."""
     with tmpfs(env.path("mnt")) as mnt:
-        round_trip(env, "fanotify", mnt)
+        round_trip(env, "fanotify", mnt, fdinfo_prefix="fanotify")
 
 
 def case_fanotify_queued(env):
