@@ -198,20 +198,30 @@ Status set_option(int s, const image::SockOpt& o) {
 
 }  // namespace
 
-Status dump_extra_options(int s, image::Socket* sock) {
+Status dump_extra_options(int s, image::Socket* sock, OptionDefaults* defaults) {
   int family = static_cast<int>(sock->family()), type = static_cast<int>(sock->type());
   int protocol = static_cast<int>(sock->protocol());
-  UniqueFd fresh = fresh_like(family, type, protocol);
+  constexpr size_t kCount = sizeof kKnown / sizeof kKnown[0];
+  auto [it, is_new] = defaults->try_emplace({family, type, protocol});
+  if (is_new) {
+    UniqueFd fresh = fresh_like(family, type, protocol);
+    it->second.resize(kCount);
+    if (fresh.valid())
+      for (size_t i = 0; i < kCount; i++)
+        if (applies(kKnown[i], family, type, protocol))
+          it->second[i] = read_option(fresh.get(), kKnown[i].level, kKnown[i].name);
+  }
+  const auto& usual = it->second;
   auto* extra = sock->mutable_extra();
-  for (const auto& k : kKnown) {
+  for (size_t i = 0; i < kCount; i++) {
+    const Known& k = kKnown[i];
     if (!applies(k, family, type, protocol)) continue;
     auto value = read_option(s, k.level, k.name);
     if (!value) continue;
-    if (fresh.valid()) {
-      auto usual = read_option(fresh.get(), k.level, k.name);
-      if (usual && *usual == *value) continue;
+    if (usual[i]) {
+      if (*usual[i] == *value) continue;
     } else if (value->find_first_not_of('\0') == std::string::npos) {
-      continue;  // no fresh socket to compare with: zero is the usual default
+      continue;  // no new socket's value to compare with: zero is the usual default
     }
     auto* o = k.before_bind ? extra->add_before_bind() : extra->add_options();
     o->set_level(k.level);

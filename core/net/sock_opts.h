@@ -5,14 +5,24 @@
 // a restore sets what the program set and leaves kernel defaults alone.
 #pragma once
 
+#include <map>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
 #include "core/image/proto/files.pb.h"
 #include "core/sys/result.h"
 
 namespace cryo::net {
 
+// What a new socket of each kind (family, type, protocol) reads for each
+// option, asked of the kernel once per dump.
+using OptionDefaults = std::map<std::tuple<int, int, int>, std::vector<std::optional<std::string>>>;
+
 // Reads the options of socket s into sock->extra(). Fails on what cannot be
 // read back: a filter attached as eBPF (SO_ATTACH_BPF).
-Status dump_extra_options(int s, image::Socket* sock);
+Status dump_extra_options(int s, image::Socket* sock, OptionDefaults* defaults);
 
 // The options that must be in place before bind (SO_BINDTODEVICE,
 // IP_FREEBIND, IP_TRANSPARENT...).

@@ -294,7 +294,7 @@ Status SocketDump::describe(pid_t pid, int fd, image::FileDesc* f) {
   CRYO_TRY(describe_kind(pid, fd, f));
   // The options of sock_opts.cpp, common to every kind.
   CRYO_ASSIGN(UniqueFd s, copy_fd(pid, fd));
-  return dump_extra_options(s.get(), f->mutable_socket()).wrap(who(pid, fd));
+  return dump_extra_options(s.get(), f->mutable_socket(), &option_defaults_).wrap(who(pid, fd));
 }
 
 Status SocketDump::describe_kind(pid_t pid, int fd, image::FileDesc* f) {

@@ -17,6 +17,7 @@
 #include "core/net/netlock.h"
 #include "core/net/sock_diag.h"
 #include "core/net/sock_kinds.h"
+#include "core/net/sock_opts.h"
 #include "core/sys/fd.h"
 #include "core/sys/result.h"
 
@@ -93,6 +94,7 @@ class SocketDump {
   std::optional<std::map<uint64_t, UnixInfo>> unix_table_;
   std::optional<std::map<uint64_t, NetlinkInfo>> netlink_table_;
   DatagramState datagram_state_;
+  OptionDefaults option_defaults_;
   std::string lock_table_;
   bool keep_ = false;
 };
