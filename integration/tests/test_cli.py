@@ -231,7 +231,7 @@ def case_criu_command_line(env):
         f.write("# options a CRIU configuration file would hold\nghost-fiemap\nghost-limit 8M\n")
     dump = env.cryo("-vv", "dump", "-t", pid, "-D", images, "-W", work, "-o", "dump.log", "--config", config,
                     "--file-locks", "-l", "--manage-cgroups", "--timeout", "20", "--network-lock=skip",
-                    "--freeze-cgroup", "/sys/fs/cgroup", "--track-mem", "--cpu-cap=none", "--display-stats",
+                    "--track-mem", "--cpu-cap=none", "--display-stats",
                     "--no-default-config", "--log-pid", "--ext-unix-sk", "--tcp-established", "--no-tcp-established",
                     "--prev-images-dir=../parent", "-L", "/usr/lib/criu", "--auto-dedup", "--deprecated",
                     "--skip-mnt", "/proc", "--enable-fs", "tmpfs", "-M", "/data:data", "--empty-ns", "net",
@@ -266,7 +266,7 @@ def case_criu_refused(env):
     os.mkdir(images)
     dump = ["dump", "-t", pid, "-D", images]
     for extra, option in [(["--lazy-pages"], "--lazy-pages"), (["-s"], "--leave-stopped"),
-                          (["--page-server"], "--page-server"), (["--skip-in-flight"], "--skip-in-flight"),
+                          (["--page-server"], "--page-server"),
                           (["--link-remap"], "--link-remap"), (["--external", "file[12:345]"], "--external"),
                           (["--cpu-cap"], "--cpu-cap"), (["--cpu-cap=fpu"], "--cpu-cap"), (["--stream"], "--stream"),
                           (["--action-script", "/bin/true"], "--action-script"), (["-x1234"], "--ext-unix-sk"),
@@ -277,7 +277,7 @@ def case_criu_refused(env):
         check("not supported" in result.stderr, f"the refusal does not say why: {result.stderr.strip()!r}")
     refused(env, "pre-dump", "-t", pid, "-D", images, "--track-mem", mention="pre-dump")
     restore = ["restore", "-D", images]
-    for extra, option in [(["--tcp-close"], "--tcp-close"), (["--lazy-pages"], "--lazy-pages"),
+    for extra, option in [(["--lazy-pages"], "--lazy-pages"),
                           (["-d", "-S"], "--restore-sibling"), (["--inherit-fd", "fd[3]:tty[1:2]"], "--inherit-fd"),
                           (["--root", "/mnt"], "--root"), (["--lsm-profile", "apparmor:unconfined"], "--lsm-profile"),
                           (["--auto-dedup"], "--auto-dedup"), (["--exec-cmd"], "--exec-cmd"),
