@@ -11,6 +11,7 @@
 
 #include "core/files/mounts.h"
 #include "core/sys/io.h"
+#include "core/sys/proc.h"
 
 namespace cryo::files {
 namespace {
@@ -73,12 +74,7 @@ Result<UniqueFd> open_marked_inode(const std::string& mount, int handle_type, co
 Result<FanotifyInfo> parse_fanotify_fdinfo(std::string_view text) {
   FanotifyInfo info;
   bool header = false;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t eol = text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = text.size();
-    std::string_view line = text.substr(pos, eol - pos);
-    pos = eol + 1;
+  for (std::string_view line : proc::split_lines(text)) {
     if (!line.starts_with("fanotify ")) continue;
     auto fields = words(line.substr(9));
     auto bad = [&] { return Error(EINVAL, "bad fanotify fdinfo line '" + std::string(line) + "'"); };

@@ -11,7 +11,6 @@
 #include "core/sys/io.h"
 
 namespace cryo::proc {
-namespace {
 
 std::vector<std::string_view> split_lines(std::string_view text) {
   std::vector<std::string_view> lines;
@@ -24,6 +23,8 @@ std::vector<std::string_view> split_lines(std::string_view text) {
   }
   return lines;
 }
+
+namespace {
 
 std::vector<std::string_view> split_ws(std::string_view text) {
   std::vector<std::string_view> out;

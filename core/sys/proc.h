@@ -23,6 +23,9 @@ struct MapEntry {
   uint64_t inode = 0;
   std::string path;  // "" for anonymous, "[heap]", "/usr/lib/x.so", "/x (deleted)"
 };
+// The lines of a /proc text, without their newlines (views into text).
+std::vector<std::string_view> split_lines(std::string_view text);
+
 Result<std::vector<MapEntry>> parse_maps(std::string_view text);
 
 // What /proc/PID/smaps adds to maps for one mapping.
