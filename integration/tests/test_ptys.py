@@ -137,7 +137,8 @@ os.rename(ready + ".tmp", ready)
 i = 0
 while True:
     i += 1
-    open(prog, "w").write(f"{i}\\n")
+    open(prog + ".tmp", "w").write(f"{i}\\n")
+    os.rename(prog + ".tmp", prog)  # never seen empty by the test
     time.sleep(0.02)
 """
 
