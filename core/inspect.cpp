@@ -2,8 +2,13 @@
 
 #include <arpa/inet.h>
 #include <google/protobuf/util/json_util.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
+#include <map>
+
+#include "core/files/external.h"
 #include "core/image/image.h"
 #include "core/image_load.h"
 #include "core/image/proto/files.pb.h"
@@ -99,6 +104,44 @@ std::string sockets_json(const LoadedImage& img) {
   return out + "]";
 }
 
+// What the tree shared with processes outside it, by the key that
+// `restore --inherit-fd fd[N]:KEY` names it with: the external pipes and the
+// files a shell job inherits from cryo restore.
+std::string external_json(const LoadedImage& img) {
+  struct Entry {
+    std::string kind, owners;
+    int32_t outside_holder = 0;
+    uint64_t queued = 0;
+  };
+  std::map<std::string, Entry> by_key;
+  for (const auto& f : img.files.files()) {
+    const image::Pipe* pipe = nullptr;
+    for (const auto& p : img.files.pipes())
+      if (f.kind() == image::FileDesc::PIPE && p.id() == f.pipe_id()) pipe = &p;
+    if (!(pipe && pipe->outside_holder() != 0) && f.kind() != image::FileDesc::INHERITED) continue;
+    std::string key = files::inherit_key(f, img.files);
+    if (key.empty()) continue;
+    Entry& e = by_key[key];
+    e.kind = pipe ? "external pipe" : S_ISFIFO(f.mode()) ? "shell job's pipe" : "shell job's terminal";
+    if (pipe) {
+      e.outside_holder = pipe->outside_holder();
+      e.queued = pipe->data().size();
+    }
+    const char* end = (f.flags() & O_ACCMODE) == O_RDONLY ? "read" : (f.flags() & O_ACCMODE) == O_WRONLY ? "write" : "read-write";
+    for (const auto& [pid, core] : img.cores)
+      for (const auto& fd : core.fds())
+        if (fd.file_id() == f.id())
+          e.owners += std::string(e.owners.empty() ? "" : ",") + "{\"pid\":" + std::to_string(pid) +
+                      ",\"fd\":" + std::to_string(fd.fd()) + ",\"end\":\"" + end + "\"}";
+  }
+  std::string out = "[";
+  for (const auto& [key, e] : by_key)
+    out += std::string(out.size() > 1 ? "," : "") + "{\"key\":" + json_string(key) + ",\"kind\":\"" + e.kind +
+           "\",\"outside_holder\":" + std::to_string(e.outside_holder) +
+           ",\"queued_bytes\":" + std::to_string(e.queued) + ",\"owners\":[" + e.owners + "]}";
+  return out + "]";
+}
+
 }  // namespace
 
 Result<std::string> inspect_image(const std::string& dir, bool with_pages) {
@@ -143,6 +186,7 @@ Result<std::string> inspect_image(const std::string& dir, bool with_pages) {
     first = false;
   }
   out += "],\"sockets\":" + sockets_json(img);
+  out += ",\"external\":" + external_json(img);
   out += ",\"pages_bytes\":" + std::to_string(reader.pages_size()) + "}";
   return out;
 }

@@ -319,6 +319,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   }
   int base = files::fd_table_end(alive) + 8;
   files::FileObjects objects;
+  objects.set_inherit_fds(options.inherit_fds);
   auto groups = stub_groups(img);
   auto listeners = listener_groups(img, groups);
   CRYO_TRY(objects.open_all(img.files, reader, base, std::move(groups), std::move(listeners)).wrap("opening files"));

@@ -4,8 +4,10 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include "core/cgroup/membership.h"
+#include "core/files/external.h"
 #include "core/sys/result.h"
 
 namespace cryo {
@@ -17,6 +19,7 @@ struct RestoreOptions {
   bool tcp_established = false;
   bool tcp_close = false;  // connections come back closed
   std::string pidfile;
+  std::vector<files::InheritFd> inherit_fds;  // --inherit-fd: the caller's fds standing in for files of the image
   cgroup::Manage manage_cgroups = cgroup::Manage::kSoft;
 };
 

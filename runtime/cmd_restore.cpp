@@ -1,3 +1,5 @@
+#include <unistd.h>
+
 #include <cstdio>
 
 #include "core/restore.h"
@@ -19,6 +21,16 @@ int cmd_restore(const GlobalOptions&, const std::vector<std::string>& argv) {
   options.tcp_established = args->has("tcp-established");
   options.tcp_close = args->has("tcp-close");
   if (auto pidfile = args->get("pidfile")) options.pidfile = in_work_dir(*args, *pidfile);
+  for (const auto& arg : args->all("inherit-fd")) {
+    auto inherit = files::parse_inherit_fd(arg);
+    if (!inherit.ok()) return fail("restore: " + inherit.error().message());
+    if (inherit->debug) {  // a marker for the caller's stream, written at once as CRIU does
+      if (::write(inherit->fd, inherit->key.data(), inherit->key.size()) != static_cast<ssize_t>(inherit->key.size()))
+        return fail("restore: --inherit-fd " + arg + ": cannot write to fd " + std::to_string(inherit->fd));
+      continue;
+    }
+    options.inherit_fds.push_back(*inherit);
+  }
   auto manage = cgroup::parse_manage(args->get_or("manage-cgroups", ""));
   if (!manage.ok()) return fail("restore: " + manage.error().message());
   options.manage_cgroups = *manage;

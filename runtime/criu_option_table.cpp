@@ -156,9 +156,14 @@ std::vector<Option> make_table() {
           "file, tty, unix, net and pid resources cannot be named; mnt, dev, veth and macvlan ones are "
           "accepted: they act only on a mount or network namespace of the tree's own, which a cryo image "
           "never holds"),
-      row("inherit-fd", 0, kReq, kMany, R, kRef,
-          "descriptors cannot be handed over to the restored tree (--shell-job re-attaches a shell job's "
-          "terminal and stdio)"),
+      row("inherit-fd", 0, kReq, kMany, R, kImpl,
+          "fd[N]:KEY: cryo's fd N stands in for the file KEY of the image, for every process that had it. "
+          "KEY is pipe:[INODE] for a pipe (an external one, whose other end was outside the tree: the tree "
+          "gets a new description of the pipe of fd N, with the access mode and flags it had, and none of the "
+          "old pipe's queued bytes), tty[RDEV:DEV] for a --shell-job's terminal, or a regular file's path "
+          "without its leading slash (tmp/log: fd N's own description, offset and flags, is shared). cryo "
+          "inspect lists the keys. A key that names nothing in the image fails the restore; others (file[...], "
+          "sockets, FIFOs, directories, devices) are refused by name. debug[N]:TEXT writes TEXT to fd N"),
       row("join-ns", 'J', kReq, kMany, R, kRef, "the tree is restored into cryo's own namespaces, no others"),
       row("ext-mount-map", 'M', kReq, kMany, D | R, kAcc, kNoMountNs),
       row("skip-mnt", 0, kReq, kMany, D, kAcc, kNoMountNs),

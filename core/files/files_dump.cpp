@@ -15,12 +15,14 @@
 #include <cstring>
 
 #include "core/files/devices.h"
+#include "core/files/external.h"
 #include "core/files/proc_files.h"
 #include "core/files/fanotify.h"
 #include "core/files/mounts.h"
 #include "core/image/image.h"
 #include "core/mm/mm_dump.h"
 #include "core/sys/io.h"
+#include "core/sys/log.h"
 #include "core/sys/proc.h"
 
 namespace cryo::files {
@@ -254,6 +256,19 @@ Result<pid_t> FilesDump::outside_pipe_holder(uint64_t inode, const tree::FrozenT
   return it == outside_pipes_->end() ? 0 : it->second;
 }
 
+// An external pipe is saved like any other, with its queued bytes; the
+// restore makes it without the outside holder's end (so the tree reads its
+// end of file, or its writes fail with EPIPE), unless the caller hands over a
+// pipe of its own for it (--inherit-fd fd[N]:pipe:[INODE]).
+void FilesDump::note_external_pipe(const std::string& what, const std::string& link, pid_t holder, uint32_t pipe_id) {
+  auto* pipe = files_.mutable_pipes(static_cast<int>(pipe_id - 1));
+  if (pipe->outside_holder() != 0) return;
+  pipe->set_outside_holder(holder);
+  log::info(what + ": " + link + " is also held by pid " + std::to_string(holder) +
+            ", outside the tree: it comes back without that end, unless restore --inherit-fd fd[N]:" +
+            pipe_key(pipe->inode()) + " hands over another");
+}
+
 Status FilesDump::dump_pipe(const FdRef& ref, uint32_t* pipe_id) {
   uint64_t inode = ref.st.st_ino;
   if (auto it = pipes_.find(inode); it != pipes_.end()) {
@@ -456,18 +471,17 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
   } else if (S_ISFIFO(ref.st.st_mode)) {
     bool anonymous = link.starts_with("pipe:");
     CRYO_ASSIGN(pid_t holder, outside_pipe_holder(ref.st.st_ino, tree));
-    if (anonymous && holder != 0) {
-      if (!(options_.shell_job && ref.pid == root && ref.fd <= 2))
-        return Error(what + ": " + link + " is connected to pid " + std::to_string(holder) + " outside the tree" +
-                     (ref.pid == root && ref.fd <= 2 ? " (dump with --shell-job to re-attach stdio)"
-                                                     : " (only a shell job's stdio can be)"));
+    if (anonymous && holder != 0 && options_.shell_job && ref.pid == root && ref.fd <= 2) {
+      // A shell job's stdio: cryo restore's own stdio takes its place.
       f.set_kind(image::FileDesc::INHERITED);
       f.set_inherit_fd(ref.fd);
+      f.set_inherit_key(pipe_key(ref.st.st_ino));
     } else {
       f.set_kind(anonymous ? image::FileDesc::PIPE : image::FileDesc::FIFO);
       uint32_t pipe_id = 0;
       CRYO_TRY(dump_pipe(ref, &pipe_id).wrap(what));
       f.set_pipe_id(pipe_id);
+      if (anonymous && holder != 0) note_external_pipe(what, link, holder, pipe_id);
     }
   } else if (S_ISCHR(ref.st.st_mode)) {
     auto own_tty = ttys_.describe(ref.pid, ref.fd, ref.st, link, &f, &files_);
@@ -483,6 +497,7 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
         return Error(what + ": terminal " + link + " belongs to the shell (dump with --shell-job)");
       f.set_kind(image::FileDesc::INHERITED);
       f.set_inherit_fd(ref.fd <= 2 ? ref.fd : 0);
+      f.set_inherit_key(tty_key(ref.st.st_rdev, ref.st.st_dev));
     } else if (std::string why = device_refusal(ref.st.st_mode, ref.st.st_rdev, static_cast<int>(ref.flags));
                !why.empty()) {
       // Reopened, a device such as /dev/net/tun, /dev/fuse or /dev/kvm would

@@ -69,6 +69,8 @@ class FilesDump {
   };
   Result<uint32_t> describe(const FdRef& ref, const tree::FrozenTree& tree);
   Status dump_pipe(const FdRef& ref, uint32_t* pipe_id);
+  // Marks pipe `pipe_id` as also held by `holder`, outside the tree.
+  void note_external_pipe(const std::string& what, const std::string& link, pid_t holder, uint32_t pipe_id);
   // eventfd, epoll, signalfd and timerfd: what the fdinfo says of them.
   Status describe_anon(const FdRef& ref, const std::string& kind, image::FileDesc* f, const tree::FrozenTree& tree);
   // A MAPPED description of path, known by key in mapped_.

@@ -96,6 +96,12 @@ int FileObjects::fd_of(uint32_t file_id) const {
 }
 
 void FileObjects::close_all() {
+  // The caller gave its fds to the tree (as CRIU closes them); its stdio stays.
+  std::set<int> given;
+  for (const auto& [id, fd] : inherited_) given.insert(fd);
+  for (int fd : given)
+    if (fd > 2) ::close(fd);
+  inherited_.clear();
   owned_.clear();
   contents_.clear();
   by_file_.clear();
@@ -333,7 +339,7 @@ Status FileObjects::open_pipe(const image::Files& files, const image::Pipe& pipe
   // takes the end pipe2 made, others reopen it through /proc.
   bool read_used = false, write_used = false;
   for (const auto& f : files.files()) {
-    if (f.kind() != image::FileDesc::PIPE || f.pipe_id() != pipe.id()) continue;
+    if (f.kind() != image::FileDesc::PIPE || f.pipe_id() != pipe.id() || inherited_.count(f.id())) continue;
     bool writer = (f.flags() & O_ACCMODE) != O_RDONLY;
     UniqueFd& end = writer ? write_end : read_end;
     bool& used = writer ? write_used : read_used;
@@ -426,6 +432,7 @@ Status FileObjects::open_shmem(const image::Shmem& shmem, const image::ImageDirR
 Status FileObjects::open_all(const image::Files& files, const image::ImageDirReader& images, int base,
                              std::vector<StubGroup> stub_groups, std::vector<ListenerGroup> listener_groups) {
   base_ = base;
+  CRYO_ASSIGN(inherited_, match_inherit_fds(files, inherit_fds_));
   stub_groups_ = std::move(stub_groups);
   listener_groups_ = std::move(listener_groups);
   std::set<uint32_t> by_stubs;
@@ -465,6 +472,12 @@ Status FileObjects::open_all(const image::Files& files, const image::ImageDirRea
   }
   for (const auto& f : files.files()) {
     if (f.kind() == image::FileDesc::SOCKET) continue;
+    if (auto given = inherited_.find(f.id()); given != inherited_.end()) {
+      auto fd = open_inherited(f, given->second);
+      if (!fd.ok()) return std::move(fd).error().wrap(name_file(f));
+      CRYO_ASSIGN(by_file_[f.id()], place(std::move(*fd)));
+      continue;
+    }
     if (f.kind() == image::FileDesc::PIDFD || f.proc_pid() != 0) {  // made in its task once every process exists
       CRYO_ASSIGN(UniqueFd placeholder, open_file("/dev/null", O_RDONLY));
       CRYO_ASSIGN(by_file_[f.id()], place(std::move(placeholder)));

@@ -7,6 +7,7 @@
 #include <map>
 #include <vector>
 
+#include "core/files/external.h"
 #include "core/image/image.h"
 #include "core/image/proto/files.pb.h"
 #include "core/image/proto/task.pb.h"
@@ -38,6 +39,9 @@ struct ListenerGroup {
 
 class FileObjects {
  public:
+  // The caller's fds that stand in for files of the image (--inherit-fd),
+  // matched by open_all; closed by close_all, as given to the tree.
+  void set_inherit_fds(std::vector<InheritFd> fds) { inherit_fds_ = std::move(fds); }
   // Opens everything files.img describes, at fds >= base; for the stub
   // groups only placeholders are opened, at the fds the creator fills.
   Status open_all(const image::Files& files, const image::ImageDirReader& images, int base,
@@ -111,6 +115,8 @@ class FileObjects {
   std::map<int, PtyHandle> ptys_;  // by pts number
 
   int base_ = 0;
+  std::vector<InheritFd> inherit_fds_;
+  std::map<uint32_t, int> inherited_;  // file id -> the caller's fd standing in for it
   std::vector<StubGroup> stub_groups_;
   std::vector<ListenerGroup> listener_groups_;
   std::vector<UniqueFd> owned_;

@@ -278,7 +278,7 @@ def case_criu_refused(env):
     refused(env, "pre-dump", "-t", pid, "-D", images, "--track-mem", mention="pre-dump")
     restore = ["restore", "-D", images]
     for extra, option in [(["--lazy-pages"], "--lazy-pages"),
-                          (["-d", "-S"], "--restore-sibling"), (["--inherit-fd", "fd[3]:tty[1:2]"], "--inherit-fd"),
+                          (["-d", "-S"], "--restore-sibling"),
                           (["--root", "/mnt"], "--root"), (["--lsm-profile", "apparmor:unconfined"], "--lsm-profile"),
                           (["--auto-dedup"], "--auto-dedup"), (["--exec-cmd"], "--exec-cmd"),
                           (["-J", "net:/proc/1/ns/net"], "--join-ns"), (["--leave-stopped"], "--leave-stopped")]:
