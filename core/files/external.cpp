@@ -37,6 +37,9 @@ std::string why_unmatched(const std::string& key, const image::Files& files) {
     return "external files (file[MNT_ID:INODE]) are not supported: cryo saves a file by its path (name it so, "
            "without its leading slash)";
   if (key.starts_with("socket:[")) return "sockets cannot be handed over (not supported)";
+  if (key.starts_with("tty["))
+    return "names no terminal the tree inherited (only a --shell-job's terminal can be handed over; a "
+           "pseudo-terminal of the tree's own comes back as it was)";
   for (const auto& f : files.files())
     if (!f.path().empty() && path_key(f.path()) == path_key(key))
       return "names a " + std::string(kind_name(f)) +

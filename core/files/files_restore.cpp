@@ -473,6 +473,8 @@ Status FileObjects::open_all(const image::Files& files, const image::ImageDirRea
   for (const auto& f : files.files()) {
     if (f.kind() == image::FileDesc::SOCKET) continue;
     if (auto given = inherited_.find(f.id()); given != inherited_.end()) {
+      log::info(name_file(f) + ": from fd " + std::to_string(given->second) + " (--inherit-fd " +
+                inherit_key(f, files) + ")");
       auto fd = open_inherited(f, given->second);
       if (!fd.ok()) return std::move(fd).error().wrap(name_file(f));
       CRYO_ASSIGN(by_file_[f.id()], place(std::move(*fd)));

@@ -5,7 +5,7 @@ whose outer end is gone: its writes fail with EPIPE, its reads give the queued b
 end of file; a jobserver pipe held on both sides keeps its tokens. With `restore
 --inherit-fd fd[N]:pipe:[INODE]` the tree gets a pipe this test passes to cryo restore
 instead, and this test reads what the restored process writes (or feeds what it reads);
-a shell job's stdio pipe and terminal are handed over the same way. `cryo inspect` names
+a shell job's stdio pipe and terminal, and a regular file, are handed over the same way. `cryo inspect` names
 each external pipe by its key. Keys that name nothing are refused by name."""
 import json
 import os
@@ -251,7 +251,25 @@ def case_tty_inherit(env):
         os.close(fd)
 
 
+def case_file_inherit(env):
+    """A regular file named as CRIU names it, its path without the leading slash: the
+    restored process writes into the file this test opened instead of its old one."""
+    old_path, new_path = env.path("old.log"), env.path("new.log")
+    fd = os.open(old_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    pid, ready, report, expect = start(env, "writer", [fd])
+    os.close(fd)
+    images = dump(env, pid)
+    new = os.open(new_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    rc, _ = restore_with(env, images, f"--inherit-fd=fd[{new}]:{old_path.lstrip('/')}", pass_fds=(new,))
+    check_eq(rc, 0, "exit code of cryo restore --inherit-fd")
+    os.close(new)
+    check_eq(os.readlink(f"/proc/{pid}/fd/{fd}"), new_path, f"fd {fd} of the restored process")
+    trigger(env, pid, report, expect, "write into-the-new-file")
+    check_eq(read_text(old_path), "hello\n", "the old file")
+    check_eq(read_text(new_path), "into-the-new-file", "the file handed over")
+
+
 if __name__ == "__main__":
     run({"writer_epipe": case_writer_epipe, "reader_eof": case_reader_eof, "writer_inherit": case_writer_inherit,
          "reader_inherit": case_reader_inherit, "jobserver": case_jobserver, "shell_job_inherit": case_shell_job_inherit,
-         "tty_inherit": case_tty_inherit})
+         "tty_inherit": case_tty_inherit, "file_inherit": case_file_inherit})

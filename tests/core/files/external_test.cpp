@@ -73,6 +73,9 @@ TEST_CASE("matching keys against an image") {
   REQUIRE_FALSE(directory.ok());
   CHECK(directory.error().message().find("directory") != std::string::npos);
   CHECK_FALSE(match_inherit_fds(files, {{null, "file[12:345]"}}).ok());
+  auto tty = match_inherit_fds(files, {{null, "tty[8800:d]"}});
+  REQUIRE_FALSE(tty.ok());
+  CHECK(tty.error().message().find("tty[8800:d] names no terminal") != std::string::npos);
   CHECK_FALSE(match_inherit_fds(files, {{null, "tmp/log"}, {null, "/tmp/log"}}).ok());  // named twice
   CHECK_FALSE(match_inherit_fds(files, {{9999, "tmp/log"}}).ok());                       // not open
   ::close(ends[0]);
