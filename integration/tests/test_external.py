@@ -13,7 +13,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import _POPENS, check, check_eq, log, read_text, run, snapshot  # noqa: E402
+from harness import (_POPENS, check, check_eq, exit_status_text, log, read_text, reap, run,  # noqa: E402
+                     snapshot)
 
 
 def start(env, mode, fds, stdout=None, stdin=None):
@@ -204,6 +205,42 @@ def case_jobserver(env):
     os.close(w2)
 
 
+MAKEFILE = """all:
+\t+@exec sh run.sh
+"""
+
+RUN_SH = r"""auth=$(printf '%s\n' "$MAKEFLAGS" | sed -n 's/.*--jobserver-auth=\([0-9]*\),\([0-9]*\).*/\1 \2/p')
+[ -n "$auth" ] || { echo "no jobserver pipe in MAKEFLAGS: $MAKEFLAGS" >&2; exit 3; }
+exec "$EXTPIPE" "$READY" "$REPORT" "$EXPECT" jobserver $auth
+"""
+
+
+def case_make_jobserver(env):
+    """A job of GNU make -j4 (a recipe marked +, which keeps make's jobserver pipe, with
+    make's three spare tokens in it), dumped as a shell job (make leads the session) while
+    make holds both ends; restored, it has the three tokens in a pipe of its own."""
+    with open(env.path("Makefile"), "w") as f:
+        f.write(MAKEFILE)
+    with open(env.path("run.sh"), "w") as f:
+        f.write(RUN_SH)
+    ready, report, expect = env.path("ready"), env.path("report"), env.path("expect")
+    make = env.spawn(["make", "-j4", "-s"], name="make", cwd=env.dir,
+                     env={**os.environ, "EXTPIPE": env.workload("extpipe"), "READY": ready, "REPORT": report,
+                          "EXPECT": expect, "MAKEFLAGS": ""})
+    fields = env.wait_ready(ready, make)
+    pid = fields["pid"]
+    check_eq(int(read_text(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()[1]), make, "the job's parent")
+    images = dump(env, pid, "--shell-job")  # make leads the session
+    external = inspect_external(env, images)
+    check_eq([(e["outside_holder"], e["queued_bytes"], sorted(o["end"] for o in e["owners"])) for e in external],
+             [(make, 3, ["read", "write"])], "what inspect says of make's jobserver")
+    status = reap([make], timeout=30, what="make after its job was dumped")[make]
+    log(f"make: {exit_status_text(status)}")
+    rc, _ = restore_with(env, images, "--shell-job")
+    check_eq(rc, 0, "exit code of cryo restore")
+    trigger(env, pid, report, expect, "tokens 3")
+
+
 def case_shell_job_inherit(env):
     """A shell job's stdout pipe: --shell-job keeps re-attaching it to cryo restore's
     stdout, and --inherit-fd hands over another pipe in its place."""
@@ -271,5 +308,6 @@ def case_file_inherit(env):
 
 if __name__ == "__main__":
     run({"writer_epipe": case_writer_epipe, "reader_eof": case_reader_eof, "writer_inherit": case_writer_inherit,
-         "reader_inherit": case_reader_inherit, "jobserver": case_jobserver, "shell_job_inherit": case_shell_job_inherit,
+         "reader_inherit": case_reader_inherit, "jobserver": case_jobserver,
+         "make_jobserver": case_make_jobserver, "shell_job_inherit": case_shell_job_inherit,
          "tty_inherit": case_tty_inherit, "file_inherit": case_file_inherit})

@@ -99,7 +99,7 @@ int main(int argc, char **argv) {
   if (strcmp(mode, "writer") == 0) WL_MUST(wl_write_all(fd, "hello\n", 6) == 0);
   struct stat st;
   WL_MUST(fstat(fd, &st) == 0);
-  wl_ready(ready, "ino=%lu", (unsigned long)st.st_ino);
+  wl_ready(ready, "ino=%lu pid=%d", (unsigned long)st.st_ino, (int)getpid());
   while (!wl_triggered) pause();
 
   char expect[4096];
