@@ -205,6 +205,31 @@ def case_jobserver(env):
     os.close(w2)
 
 
+def case_foreground_closes_given_fd(env):
+    """cryo restore without -d waits for the root, holding none of the fds it was given:
+    here the only writer of the pipe handed over for a reader is cryo's fd N (this test
+    closed its own), so the restored reader sees end of file only if cryo closed it.
+    The tree's end is opened as a read end through the write end it was given."""
+    r, w = os.pipe()
+    pid, ready, report, expect = start(env, "reader", [r])
+    os.close(r)
+    images = dump(env, pid)
+    os.close(w)
+    r2, w2 = os.pipe()
+    pidfile = env.path("restore.pid")
+    args = [env.cryo_path, "restore", "-D", images, "-o", env.path("restore.log"), "-v4", "--pidfile", pidfile,
+            f"--inherit-fd=fd[{w2}]:pipe:[{ready['ino']}]"]
+    with open(env.path("restore.err"), "wb") as err:
+        cryo = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=err, stderr=err, pass_fds=(w2,))
+    _POPENS.append(cryo)
+    os.close(w2)
+    check_eq(int(env.wait_file(pidfile, pid=cryo.pid, what="the pidfile of cryo restore")), pid, "restored pid")
+    check_eq(os.readlink(f"/proc/{pid}/fd/{r}"), f"pipe:[{os.fstat(r2).st_ino}]", f"fd {r} of the restored reader")
+    trigger(env, pid, report, expect, "read ")
+    check_eq(cryo.wait(timeout=30), 0, "exit code of cryo restore (the root's)")
+    os.close(r2)
+
+
 MAKEFILE = """all:
 \t+@exec sh run.sh
 """
@@ -310,4 +335,5 @@ if __name__ == "__main__":
     run({"writer_epipe": case_writer_epipe, "reader_eof": case_reader_eof, "writer_inherit": case_writer_inherit,
          "reader_inherit": case_reader_inherit, "jobserver": case_jobserver,
          "make_jobserver": case_make_jobserver, "shell_job_inherit": case_shell_job_inherit,
-         "tty_inherit": case_tty_inherit, "file_inherit": case_file_inherit})
+         "tty_inherit": case_tty_inherit, "file_inherit": case_file_inherit,
+         "foreground_closes_given_fd": case_foreground_closes_given_fd})
