@@ -244,3 +244,38 @@ TEST_CASE("sizes") {
   CHECK_FALSE(parse_size("12Q"));
   CHECK_FALSE(parse_size(""));
 }
+
+// README.md's "CRIU's options" table is written from the table: every row with
+// its verdict and note, and the counts above it.
+TEST_CASE("README.md's option table and counts are the table's") {
+  std::ifstream in(CRYO_README);
+  REQUIRE(in);
+  std::string line, text;
+  std::vector<std::string> rows;
+  while (std::getline(in, line)) {
+    text += line + "\n";
+    if (line.starts_with("| `")) rows.push_back(line);
+  }
+  CHECK(rows.size() == table().size());
+  std::map<Verdict, size_t> counts;
+  std::set<std::string> names;
+  for (const auto& o : table()) {
+    counts[o.verdict]++;
+    names.insert(o.name);
+    const char* word = o.verdict == Verdict::kImplemented ? "implemented"
+                       : o.verdict == Verdict::kAccepted  ? "accepted"
+                                                          : "refused";
+    std::string tail = std::string("| ") + word + " | " + o.note + " |";
+    CHECK_MESSAGE(std::any_of(rows.begin(), rows.end(),
+                              [&](const std::string& r) {
+                                return r.find("`--" + o.name + "`") != std::string::npos && r.ends_with(tail);
+                              }),
+                  (std::string("README.md lacks the row: --") + o.name + " " + tail));
+  }
+  std::string sentence = "Of " + std::to_string(names.size()) + " options (" + std::to_string(table().size()) + " rows";
+  CHECK_MESSAGE(text.find(sentence) != std::string::npos, sentence);
+  sentence = std::to_string(counts[Verdict::kImplemented]) + " rows are implemented, " +
+             std::to_string(counts[Verdict::kAccepted]) + " accepted and " + std::to_string(counts[Verdict::kRefused]) +
+             " refused.";
+  CHECK_MESSAGE(text.find(sentence) != std::string::npos, sentence);
+}
