@@ -20,6 +20,7 @@
 #include "core/image/proto/task.pb.h"
 #include "core/image/proto/tree.pb.h"
 #include "core/mm/mm_dump.h"
+#include "core/ns/pid_ns.h"
 #include "core/sys/io.h"
 #include "core/cgroup/freezer.h"
 #include "core/cgroup/membership.h"
@@ -42,7 +43,8 @@ namespace {
 // must share with cryo; a task in one of its own inside the tree is refused.
 Status check_namespaces(pid_t pid, pid_t root) {
   for (const char* ns : {"mnt", "net", "pid", "ipc", "uts", "user", "cgroup", "time"}) {
-    bool own_allowed = std::string_view(ns) == "uts";
+    // A pid namespace of the tree's own is checked whole by ns::PidMap.
+    bool own_allowed = std::string_view(ns) == "uts" || std::string_view(ns) == "pid";
     std::string self = std::string("/proc/self/ns/") + ns;
     std::string theirs = "/proc/" + std::to_string(pid) + "/ns/" + ns;
     std::string roots = "/proc/" + std::to_string(root) + "/ns/" + ns;
@@ -175,6 +177,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
 
   failpoint("dump.frozen");
   CRYO_TRY(check_interrupt("while the tree was being frozen"));
+  CRYO_ASSIGN(ns::PidMap pids, ns::PidMap::of_tree(tree));
   CRYO_TRY(check_sessions(tree, options.shell_job));
   CRYO_TRY(tree::check_shared_tables(tree));
   files::FilesDump files({.shell_job = options.shell_job,
@@ -210,6 +213,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   failpoint("dump.files");
   // /proc/locks costs a first read of ~10 ms here: only when an fd shows a lock.
   if (files.saw_locks()) CRYO_TRY(files::dump_locks(tree, cores));
+  CRYO_TRY(pids.check_files(cores, files.files()));
 
   // TCP connections: the guard first, told every change before it is made;
   // then every thread parked, so that none can touch a socket in repair
@@ -247,20 +251,23 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     if (&p != &tree.processes().front() && maps.count(p.stat.ppid)) parent = {p.stat.ppid, &maps[p.stat.ppid]};
     parent.tree_shares = maps.size() > 1;
     CRYO_TRY(mm::dump_mm(p.pid, maps[p.pid], files, *pages, &mm, &stats, parent));
-    CRYO_TRY(dir.write(image::mm_name(p.pid), image::Kind::kMm, mm));
-    CRYO_TRY(dir.write(image::core_name(p.pid), image::Kind::kCore, cores[p.pid]));
+    pids.translate(&cores[p.pid]);
+    CRYO_TRY(dir.write(image::mm_name(pids.inner(p.pid)), image::Kind::kMm, mm));
+    CRYO_TRY(dir.write(image::core_name(pids.inner(p.pid)), image::Kind::kCore, cores[p.pid]));
     failpoint("dump.memory");
   }
   CRYO_TRY(files.dump_contents(*pages, &stats));
   image::Tree tree_entry = tree_image(tree);
   CRYO_TRY(dump_uts(options.pid, &tree_entry));
+  pids.translate(&tree_entry);
+  pids.translate(&files.files());
   CRYO_TRY(dir.write(image::kTreeName, image::Kind::kTree, tree_entry));
   CRYO_TRY(dir.write(image::kFilesName, image::Kind::kFiles, files.files()));
   result.pages_bytes = pages->size() - image::kPagesDataOffset;
 
   image::Inventory inventory;
   inventory.set_tool_version(CRYO_VERSION_STRING);
-  inventory.set_root_pid(options.pid);
+  inventory.set_root_pid(pids.inner(options.pid));
   inventory.set_shell_job(options.shell_job);
   inventory.set_tcp_established(options.tcp_established);
   inventory.set_page_size(4096);

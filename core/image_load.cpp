@@ -20,11 +20,15 @@ Status validate_tree(const image::Tree& tree) {
     const auto& t = tree.tasks(i);
     if (t.tids_size() == 0 || t.tids(0) != t.pid()) return Error(EINVAL, pid_str(t.pid()) + ": bad thread list");
     if (t.tids_size() > 65536) return Error(EINVAL, pid_str(t.pid()) + ": too many threads");
+    // pid 1 is the root's, when it is the init of the tree's own pid namespace.
+    int32_t lowest = tree.own_pid_ns() && i == 0 ? 1 : 2;
     for (int32_t tid : t.tids())
-      if (tid <= 1 || !ids.insert(tid).second) return Error(EINVAL, "pid or tid " + std::to_string(tid) + " is bad or repeated");
+      if (tid < lowest || !ids.insert(tid).second) return Error(EINVAL, "pid or tid " + std::to_string(tid) + " is bad or repeated");
     if ((i == 0) != (t.ppid() == 0)) return Error(EINVAL, pid_str(t.pid()) + ": bad parent");
     if (t.state() == image::TaskEntry::ZOMBIE && t.tids_size() != 1) return Error(EINVAL, "a zombie with threads");
   }
+  if (tree.own_pid_ns() && tree.tasks(0).pid() != 1)
+    return Error(EINVAL, "the tree has a pid namespace of its own but its root is not pid 1");
   if (tree.has_uts())
     for (const std::string* name : {&tree.uts().hostname(), &tree.uts().domainname()})
       if (name->size() > 64 || name->find('\0') != std::string::npos)  // __NEW_UTS_LEN

@@ -34,6 +34,7 @@
 #include "core/sys/failpoint.h"
 #include "core/net/netlock.h"
 #include "core/net/tcp_states.h"
+#include "core/ns/pid_ns.h"
 #include "core/ptrace/ptrace.h"
 #include "core/sys/io.h"
 #include "core/sys/interrupt.h"
@@ -82,6 +83,12 @@ Result<mm::Trampoline> map_trampoline(const LoadedImage& img) {
 
 // Kills and reaps everything a failed restore made.
 void kill_tree(const tree::StubPlan& plan, pid_t root) {
+  if (plan.own_pid_ns) {  // the namespace dies with its init; the image's pids are not ours
+    if (root > 0) ::kill(root, SIGKILL);
+    while (::waitpid(-1, nullptr, __WALL) >= 0 || errno == EINTR) {
+    }
+    return;
+  }
   if (plan.session_stand_in) ::kill(plan.session_stand_in, SIGKILL);
   for (const auto& stand_in : plan.group_stand_ins) ::kill(stand_in.second, SIGKILL);
   if (root > 0) ::kill(root, SIGKILL);
@@ -271,6 +278,67 @@ Status restore_file_owners(const LoadedImage& img) {
   return {};
 }
 
+// Runs body in a worker inside the tree's pid namespace (see
+// ns::fork_into). The worker reports back through a pipe: the cgroups it
+// made (which the restorer removes should the restore fail), then its
+// verdict. A failed worker exits at once: its tracees die with it, and the
+// restorer's cleanup kills the namespace's init and everything with it.
+// go_write: the restorer's end of the pipe whose EOF lets zombies go,
+// which only the worker may close now.
+Status bring_up_in_pid_ns(pid_t root, const image::Tree& tree, const std::function<Status()>& body,
+                          std::vector<std::string>* made_cgroups, UniqueFd& go_write) {
+  int ends[2];
+  if (::pipe2(ends, O_CLOEXEC) < 0) return errno_error("pipe2");
+  UniqueFd from_worker(ends[0]), to_restorer(ends[1]);
+  CRYO_ASSIGN(pid_t worker, ns::fork_into(root, tree, [&](Status ready) {
+                from_worker.reset();
+                Status st = ready.ok() ? body() : std::move(ready).error().wrap("the restorer in the tree's pid namespace");
+                std::string report;
+                for (const auto& dir : *made_cgroups) report += "cgroup " + dir + "\n";
+                if (st.ok()) {
+                  report += "ok\n";
+                } else {
+                  std::string text = st.error().context();
+                  std::replace(text.begin(), text.end(), '\n', ' ');
+                  report += "error " + std::to_string(st.error().code()) + " " + text + "\n";
+                }
+                (void)write_all(to_restorer.get(), report);
+                return st.ok() ? 0 : 1;
+              }));
+  to_restorer.reset();
+  go_write.reset();
+  std::string report;
+  char buf[4096];
+  for (bool forwarded = false;;) {
+    ssize_t n = ::read(from_worker.get(), buf, sizeof buf);
+    if (n > 0) {
+      report.append(buf, static_cast<size_t>(n));
+    } else if (n == 0) {
+      break;
+    } else if (errno == EINTR) {
+      if (interrupted() && !forwarded) ::kill(worker, interrupted());  // it stops at its next step
+      forwarded = forwarded || interrupted();
+    } else {
+      return errno_error("reading the report of the restorer in the tree's pid namespace");
+    }
+  }
+  int status = 0;
+  while (::waitpid(worker, &status, 0) < 0 && errno == EINTR) {
+  }
+  Status verdict = Error(ECHILD, "the restorer in the tree's pid namespace ended without a verdict");
+  for (auto line : proc::split_lines(report)) {
+    if (line.starts_with("cgroup ")) made_cgroups->emplace_back(line.substr(7));
+    if (line == "ok" && WIFEXITED(status) && WEXITSTATUS(status) == 0) verdict = {};
+    if (line.starts_with("error ")) {
+      line.remove_prefix(6);
+      size_t sp = line.find(' ');
+      verdict = Error(std::atoi(std::string(line.substr(0, sp)).c_str()),
+                      std::string(sp == std::string_view::npos ? "" : line.substr(sp + 1)));
+    }
+  }
+  return verdict;
+}
+
 Status write_pidfile(const std::string& path, pid_t pid) {
   if (path.empty()) return {};
   return write_file_atomic(path, std::to_string(pid) + "\n");
@@ -303,7 +371,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       log::error("the network lock " + lock.table() + " stays: restore again, or remove it with cryo network-unlock -D " +
                  options.images_dir);
   });
-  CRYO_TRY(check_ids_free(img.tree));
+  if (!img.tree.own_pid_ns()) CRYO_TRY(check_ids_free(img.tree));  // else a fresh namespace has them all
 
   std::vector<const image::Process*> cores;
   std::vector<const image::Process*> alive;
@@ -353,6 +421,9 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   plan.images = &reader;
   plan.files = &img.files;
   if (img.tree.has_uts()) plan.uts = &img.tree.uts();
+  plan.own_pid_ns = img.tree.own_pid_ns();
+  if (plan.own_pid_ns && plan.session_stand_in)
+    return Error(EINVAL, "the image's tree has a pid namespace of its own and a session from outside it");
   plan.fd_base = base;
   plan.status_fd = status_write.get();
   plan.go_read_fd = go_read.get();
@@ -376,101 +447,112 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   failpoint("restore.stubs");
   CRYO_TRY(check_interrupt("while the processes were being made"));
 
-  // Seize every living stub; a restorer that dies takes them down with it.
-  for (const auto& t : plan.tasks) {
-    if (!t.core) continue;
-    CRYO_TRY(ptrace::seize_and_stop(t.entry->pid(), PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL |
-                                                                PTRACE_O_SUSPEND_SECCOMP));
-    CRYO_TRY(ptrace::set_sigmask(t.entry->pid(), ~0ULL));
-  }
-  CRYO_TRY(join_cgroups(plan, options.manage_cgroups, &made_cgroups));
-  for (const auto& t : plan.tasks) {
-    if (!t.core || !t.join_group_later) continue;
-    pid_t pid = t.entry->pid();
-    CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(pid));
-    ptrace::Remote r(pid, tramp.code, regs);
-    CRYO_TRY(r.call("setpgid", SYS_setpgid, {0, static_cast<uint64_t>(t.entry->pgid())}).wrap(pid_str(pid)));
-  }
-  // Each restored terminal's foreground group, now that every group exists.
-  for (const auto& fg : objects.foreground_groups()) {
-    CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(fg.leader));
-    ptrace::Remote r(fg.leader, tramp.code, regs);
-    CRYO_TRY(r.call("TIOCSPGRP", SYS_ioctl, {static_cast<uint64_t>(fg.fd), TIOCSPGRP, fg.pgrp_addr})
-                 .wrap(pid_str(fg.leader) + ": foreground group " + std::to_string(fg.pgrp) + " of /dev/pts/" +
-                       std::to_string(fg.index)));
-  }
-  // Zombies may die now (joining their groups first); wait until they have.
-  go_write.reset();
-  for (const auto& t : plan.tasks) {
-    if (t.core) continue;
-    for (int i = 0;; i++) {
-      auto st = proc::read_stat(t.entry->pid());
-      if (st.ok() && st->state == 'Z') break;
-      if (i > 5000) return Error(ETIMEDOUT, pid_str(t.entry->pid()) + " did not become a zombie");
-      ::usleep(1000);
+  // The rest works on the stubs from outside (ptrace, /proc, cgroup.procs,
+  // kill), with the pids of the image: from inside the tree's pid
+  // namespace when it has one of its own.
+  auto bring_up = [&]() -> Status {
+    // Seize every living stub; a restorer that dies takes them down with it.
+    for (const auto& t : plan.tasks) {
+      if (!t.core) continue;
+      CRYO_TRY(ptrace::seize_and_stop(t.entry->pid(), PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL |
+                                                                  PTRACE_O_SUSPEND_SECCOMP));
+      CRYO_TRY(ptrace::set_sigmask(t.entry->pid(), ~0ULL));
     }
-  }
-  // Group stand-ins have done their part (the zombies too are in their
-  // groups now): their stub parents reap them.
-  for (const auto& [owner, group] : plan.group_stand_ins) {
-    ::kill(group, SIGKILL);
-    CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(owner));
-    ptrace::Remote r(owner, tramp.code, regs);
-    CRYO_TRY(r.call("wait4 for a group stand-in", SYS_wait4, {static_cast<uint64_t>(group), 0, __WALL, 0})
-                 .wrap(pid_str(owner)));
-  }
-
-  for (const auto& t : plan.tasks) {
-    if (!t.core) continue;
-    pid_t pid = t.entry->pid();
-    CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(pid));
-    ptrace::Remote r(pid, tramp.code, regs);
-    CRYO_TRY(check_interrupt("while memory was being restored"));
-    CRYO_TRY(mm::restore_mm(pid, r, tramp, img.mms.at(pid), *t.core, objects, reader, premaps, t.entry->ppid())
-                 .wrap(pid_str(pid)));
-    auto threads = task::create_threads(r, tramp, *t.core);
-    if (!threads.ok()) return std::move(threads).error().wrap(pid_str(pid));
-    failpoint("restore.memory");
-  }
-  for (const auto& t : plan.tasks)
-    if (t.core) {
-      // A detached root outlives cryo, its parent for now: its parent-death
-      // signal would fire as cryo exits.
-      bool detached_root = options.detach && &t == &plan.tasks.front();
-      if (detached_root && t.core->pdeath_signal())
-        log::info(pid_str(t.entry->pid()) + ": its parent-death signal is not re-armed (its parent is gone)");
-      CRYO_TRY(task::restore_state(t.entry->pid(), tramp, *t.core, img.files, base, !detached_root)
-                   .wrap(pid_str(t.entry->pid())));
+    CRYO_TRY(join_cgroups(plan, options.manage_cgroups, &made_cgroups));
+    for (const auto& t : plan.tasks) {
+      if (!t.core || !t.join_group_later) continue;
+      pid_t pid = t.entry->pid();
+      CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(pid));
+      ptrace::Remote r(pid, tramp.code, regs);
+      CRYO_TRY(r.call("setpgid", SYS_setpgid, {0, static_cast<uint64_t>(t.entry->pgid())}).wrap(pid_str(pid)));
     }
-  CRYO_TRY(restore_file_owners(img));
-  failpoint("restore.state");
-  CRYO_TRY(check_interrupt("before the processes were let go"));
-  for (const auto& t : plan.tasks)
-    if (t.core) CRYO_TRY(task::finish(t.entry->pid(), tramp, *t.core).wrap(pid_str(t.entry->pid())));
+    // Each restored terminal's foreground group, now that every group exists.
+    for (const auto& fg : objects.foreground_groups()) {
+      CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(fg.leader));
+      ptrace::Remote r(fg.leader, tramp.code, regs);
+      CRYO_TRY(r.call("TIOCSPGRP", SYS_ioctl, {static_cast<uint64_t>(fg.fd), TIOCSPGRP, fg.pgrp_addr})
+                   .wrap(pid_str(fg.leader) + ": foreground group " + std::to_string(fg.pgrp) + " of /dev/pts/" +
+                         std::to_string(fg.index)));
+    }
+    // Zombies may die now (joining their groups first); wait until they have.
+    go_write.reset();
+    for (const auto& t : plan.tasks) {
+      if (t.core) continue;
+      for (int i = 0;; i++) {
+        auto st = proc::read_stat(t.entry->pid());
+        if (st.ok() && st->state == 'Z') break;
+        if (i > 5000) return Error(ETIMEDOUT, pid_str(t.entry->pid()) + " did not become a zombie");
+        ::usleep(1000);
+      }
+    }
+    // Group stand-ins have done their part (the zombies too are in their
+    // groups now): their stub parents reap them.
+    for (const auto& [owner, group] : plan.group_stand_ins) {
+      ::kill(group, SIGKILL);
+      CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(owner));
+      ptrace::Remote r(owner, tramp.code, regs);
+      CRYO_TRY(r.call("wait4 for a group stand-in", SYS_wait4, {static_cast<uint64_t>(group), 0, __WALL, 0})
+                   .wrap(pid_str(owner)));
+    }
 
-  // Let everything go at once. A process let go is out of reach of
-  // PTRACE_O_EXITKILL: should cryo die half way, the guard kills the ones
-  // already running, so that a killed restore leaves all or nothing.
-  // Its TCP connections leave repair mode only now; should cryo die, the
-  // guard puts them back before they close, so that the peer hears nothing.
-  Guard guard;
-  std::vector<int> repaired = objects.repaired_sockets(img.files);
-  size_t living = std::count_if(plan.tasks.begin(), plan.tasks.end(), [](const auto& t) { return t.core != nullptr; });
-  if (living > 1 || !repaired.empty()) {
-    CRYO_ASSIGN(guard, Guard::start("", "", repaired));
+    for (const auto& t : plan.tasks) {
+      if (!t.core) continue;
+      pid_t pid = t.entry->pid();
+      CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(pid));
+      ptrace::Remote r(pid, tramp.code, regs);
+      CRYO_TRY(check_interrupt("while memory was being restored"));
+      CRYO_TRY(mm::restore_mm(pid, r, tramp, img.mms.at(pid), *t.core, objects, reader, premaps, t.entry->ppid())
+                   .wrap(pid_str(pid)));
+      auto threads = task::create_threads(r, tramp, *t.core);
+      if (!threads.ok()) return std::move(threads).error().wrap(pid_str(pid));
+      failpoint("restore.memory");
+    }
     for (const auto& t : plan.tasks)
-      if (t.core) CRYO_TRY(guard.add_process(t.entry->pid()));
-    CRYO_TRY(guard.finish_on_death());
+      if (t.core) {
+        // A detached root outlives cryo, its parent for now: its parent-death
+        // signal would fire as cryo exits.
+        bool detached_root = options.detach && &t == &plan.tasks.front();
+        if (detached_root && t.core->pdeath_signal())
+          log::info(pid_str(t.entry->pid()) + ": its parent-death signal is not re-armed (its parent is gone)");
+        CRYO_TRY(task::restore_state(t.entry->pid(), tramp, *t.core, img.files, base, !detached_root)
+                     .wrap(pid_str(t.entry->pid())));
+      }
+    CRYO_TRY(restore_file_owners(img));
+    failpoint("restore.state");
+    CRYO_TRY(check_interrupt("before the processes were let go"));
+    for (const auto& t : plan.tasks)
+      if (t.core) CRYO_TRY(task::finish(t.entry->pid(), tramp, *t.core).wrap(pid_str(t.entry->pid())));
+
+    // Let everything go at once. A process let go is out of reach of
+    // PTRACE_O_EXITKILL: should cryo die half way, the guard kills the ones
+    // already running, so that a killed restore leaves all or nothing.
+    // Its TCP connections leave repair mode only now; should cryo die, the
+    // guard puts them back before they close, so that the peer hears nothing.
+    Guard guard;
+    std::vector<int> repaired = objects.repaired_sockets(img.files);
+    size_t living = std::count_if(plan.tasks.begin(), plan.tasks.end(), [](const auto& t) { return t.core != nullptr; });
+    if (living > 1 || !repaired.empty()) {
+      CRYO_ASSIGN(guard, Guard::start("", "", repaired));
+      for (const auto& t : plan.tasks)
+        if (t.core) CRYO_TRY(guard.add_process(t.entry->pid()));
+      CRYO_TRY(guard.finish_on_death());
+    }
+    failpoint("restore.release");
+    CRYO_TRY(objects.leave_repair(img.files));
+    for (const auto& t : plan.tasks) {
+      if (!t.core) continue;
+      for (const auto& th : t.core->threads()) CRYO_TRY(ptrace::detach(th.tid()));
+      if (t.entry->state() == image::TaskEntry::STOPPED) ::kill(t.entry->pid(), stop_signal(t.entry->exit_status()));
+      failpoint("restore.released");
+    }
+    guard.release();
+    return {};
+  };
+  if (plan.own_pid_ns) {
+    CRYO_TRY(bring_up_in_pid_ns(root, img.tree, bring_up, &made_cgroups, go_write));
+  } else {
+    CRYO_TRY(bring_up());
   }
-  failpoint("restore.release");
-  CRYO_TRY(objects.leave_repair(img.files));
-  for (const auto& t : plan.tasks) {
-    if (!t.core) continue;
-    for (const auto& th : t.core->threads()) CRYO_TRY(ptrace::detach(th.tid()));
-    if (t.entry->state() == image::TaskEntry::STOPPED) ::kill(t.entry->pid(), stop_signal(t.entry->exit_status()));
-    failpoint("restore.released");
-  }
-  guard.release();
   cleanup.cancel();
   objects.close_all();
   keep_lock_note.cancel();

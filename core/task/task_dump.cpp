@@ -334,9 +334,6 @@ Status dump_process_syscalls(const tree::FrozenProcess& proc, const std::vector<
 
 Status dump_proc_files(pid_t pid, image::Process* out) {
   CRYO_ASSIGN(proc::Status st, proc::read_status(pid));
-  if (st.nspid.size() > 1)
-    return Error("pid " + std::to_string(pid) +
-                              " lives in a nested pid namespace (checkpoint containers with the runtime's checkpoint)");
   fill_creds(st, out->mutable_creds());
   out->set_umask(st.umask);
 

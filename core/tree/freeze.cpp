@@ -273,8 +273,11 @@ void FrozenTree::kill_all() {
   parked_.clear();
   for (const auto& p : procs_)
     if (!p.zombie) ::kill(p.pid, SIGKILL);
-  // As their tracer we see each thread die; non-leaders first (see DESIGN.md).
-  for (const auto& p : procs_) {
+  // As their tracer we see each thread die; non-leaders first (see DESIGN.md),
+  // children before parents: the init of a pid namespace finishes dying only
+  // once every other process of it is gone.
+  for (auto p_it = procs_.rbegin(); p_it != procs_.rend(); ++p_it) {
+    const auto& p = *p_it;
     if (p.zombie) continue;
     for (auto it = p.tids.rbegin(); it != p.tids.rend(); ++it) {
       int status;

@@ -40,13 +40,22 @@ long clone_with_pid(pid_t pid) {
   return ::syscall(SYS_clone3, &args, sizeof args);
 }
 
+// The init of a new pid namespace: pid 1 there, whatever pid outside.
+long clone_new_pid_ns() {
+  abi::CloneArgs args{};
+  args.flags = CLONE_NEWPID;
+  args.exit_signal = SIGCHLD;
+  return ::syscall(SYS_clone3, &args, sizeof args);
+}
+
 [[noreturn]] void stub_main(const StubPlan& plan, size_t index, pid_t parent);
 
 // Forks the stub of plan.tasks[index]; in the child, never returns.
 long fork_stub(const StubPlan& plan, size_t index) {
   pid_t self = ::getpid();
-  long pid = clone_with_pid(plan.tasks[index].entry->pid());
-  if (pid == 0) stub_main(plan, index, self);
+  bool init = index == 0 && plan.own_pid_ns;
+  long pid = init ? clone_new_pid_ns() : clone_with_pid(plan.tasks[index].entry->pid());
+  if (pid == 0) stub_main(plan, index, init ? 0 : self);  // an init's parent is outside: pid 0
   return pid;
 }
 

@@ -5,13 +5,24 @@
   comes back in a new UTS namespace with the same names, its child too; the host's names
   are untouched.
 - uts_nested: a child in a UTS namespace of its own below the root refuses the dump,
-  naming it; the tree runs on."""
+  naming it; the tree runs on.
+- pid_ns: the root is pid 1 of a pid namespace of its own (`unshare --pid --fork`), with a
+  child, a grandchild and a thread: after restore each has the pid it had inside (in a new
+  namespace), the counter goes on, and a second restore of the same image runs beside the
+  first.
+- pid_ns_failed_restore: a restore that fails inside the new namespace (its worker killed
+  while memory is restored) or outside it (cryo killed once the processes exist) leaves no
+  process behind; the image then restores.
+- pid_ns_not_init: a root that is pid 2 of its namespace refuses the dump, naming it; it runs on.
+- pid_ns_outsider: a process that entered the namespace from outside (nsenter) refuses the
+  dump, naming it; the tree runs on."""
 import os
 import socket
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import check, check_eq, run, snapshot  # noqa: E402
+from harness import (check, check_eq, descendants, progress, reap, read_text, run, snapshot,  # noqa: E402
+                     status_fields, wait_progress, wait_until)
 
 PROGRAM = r'''
 import ctypes, os, signal, socket, sys, time
@@ -93,5 +104,174 @@ def case_uts_nested(env):
     env.trigger_and_report(pid, report)
 
 
+PID_PROGRAM = r'''
+import os, signal, sys, threading, time
+ready, report, prog = sys.argv[1:4]
+triggered = []
+signal.signal(signal.SIGUSR1, lambda *_: triggered.append(1))
+r, w = os.pipe()
+me = os.getpid()
+child = os.fork()
+if child == 0:
+    grandchild = os.fork()
+    if grandchild == 0:
+        while True:
+            time.sleep(0.05)
+    os.write(w, f"{grandchild}\n".encode())
+    while True:
+        time.sleep(0.05)
+        if os.getppid() != me or os.waitpid(grandchild, os.WNOHANG)[0] != 0:
+            os._exit(3)
+grandchild = int(os.read(r, 64))
+tids = []
+def worker():
+    while True:
+        tids.append(threading.get_native_id())
+        del tids[:-1]
+        time.sleep(0.02)
+threading.Thread(target=worker, daemon=True).start()
+while not tids:
+    time.sleep(0.01)
+thread = tids[-1]
+with open(ready + ".tmp", "w") as f:
+    f.write(f"READY pid={os.getpid()} child={child} grandchild={grandchild} thread={thread}\n")
+os.rename(ready + ".tmp", ready)
+count = 0
+while not triggered:
+    count += 1
+    with open(prog + ".tmp", "w") as f:
+        f.write(f"{count}\n")
+    os.rename(prog + ".tmp", prog)
+    time.sleep(0.02)
+problems = []
+if os.getpid() != me:
+    problems.append(f"pid {os.getpid()}, want {me}")
+time.sleep(0.1)
+if tids[-1] != thread:
+    problems.append(f"thread id {tids[-1]}, want {thread}")
+if os.waitpid(child, os.WNOHANG)[0] != 0:
+    problems.append(f"child {child} ended")
+for pid in (child, grandchild):
+    try:
+        os.kill(pid, 0)
+    except OSError as e:
+        problems.append(f"pid {pid}: {e}")
+with open(report, "w") as f:
+    f.write("OK\n" if not problems else "FAIL: " + "; ".join(problems) + "\n")
+'''
+
+
+def nspid(pid):
+    """NSpid of a task: its pid here, then in each nested namespace."""
+    return [int(x) for x in status_fields(pid, keys=("NSpid",)).get("NSpid", "").split()]
+
+
+def start_pid_ns(env, wrap=None):
+    """Starts PID_PROGRAM as pid 1 of a new pid namespace (or under wrap, a shell command
+    around it); returns (unshare's pid, the program's pid here, READY fields)."""
+    script = env.path("pidns.py")
+    with open(script, "w") as f:
+        f.write(PID_PROGRAM)
+    ready = env.path("ready")
+    command = [sys.executable, script, ready, env.path("report"), env.path("progress")]
+    if wrap:
+        command = ["sh", "-c", wrap.format(" ".join(command))]
+    # setsid: the program leads a session of its own inside (unshare's child is no group leader).
+    outer = env.spawn(["unshare", "--pid", "--fork", "setsid"] + command, name="unshare")
+    info = env.wait_ready(ready, outer)
+    children = [int(x) for x in read_text(f"/proc/{outer}/task/{outer}/children").split()]
+    check_eq(len(children), 1, "children of unshare")
+    root = children[0]
+    if wrap:  # the program runs below the shell
+        root = [int(x) for x in read_text(f"/proc/{root}/task/{root}/children").split()][0]
+    return outer, root, info
+
+
+def restored_root(env, images):
+    _, host = env.restore(images)
+    check(host is not None, "no pid in the pid file")
+    check_eq(nspid(host)[-1], 1, f"pid of restored root {host} in its namespace")
+    check(os.readlink(f"/proc/{host}/ns/pid") != os.readlink("/proc/self/ns/pid"),
+          "the restored root shares cryo's pid namespace")
+    return host
+
+
+def case_pid_ns(env):
+    outer, root, info = start_pid_ns(env)
+    check_eq(info["pid"], 1, "the program's pid inside")
+    prog = env.path("progress")
+    wait_progress(prog, 2)
+    images = env.path("images")
+    env.dump(root, images)
+    reap([outer, root], what="unshare and the dumped root")
+    count = progress(prog)[0]
+    shown = env.cryo("inspect", images).stdout
+    check('"own_pid_ns":true' in shown.replace(" ", ""), "inspect does not show the pid namespace")
+
+    first = restored_root(env, images)
+    children = [int(x) for x in read_text(f"/proc/{first}/task/{first}/children").split()]
+    check_eq([nspid(c)[-1] for c in children], [info["child"]], "the restored child's pid inside")
+    grand = [int(x) for x in read_text(f"/proc/{children[0]}/task/{children[0]}/children").split()]
+    check_eq([nspid(g)[-1] for g in grand], [info["grandchild"]], "the restored grandchild's pid inside")
+    threads = sorted(int(t) for t in os.listdir(f"/proc/{first}/task"))
+    check_eq(sorted(int(status_fields(first, t, keys=("NSpid",))["NSpid"].split()[-1]) for t in threads),
+             sorted([1, info["thread"]]), "thread ids inside")
+    wait_progress(prog, count + 3)
+
+    # The same image again, beside the first: a namespace of its own, the same pids inside.
+    second = restored_root(env, images)
+    check(os.readlink(f"/proc/{second}/ns/pid") != os.readlink(f"/proc/{first}/ns/pid"),
+          "two restores share one pid namespace")
+    for host in (first, second):
+        env.trigger_and_report(host, env.path("report"))
+        os.unlink(env.path("report"))
+
+
+def case_pid_ns_failed_restore(env):
+    outer, root, info = start_pid_ns(env)
+    prog = env.path("progress")
+    wait_progress(prog, 2)
+    images = env.path("images")
+    env.dump(root, images)
+    reap([outer, root], what="unshare and the dumped root")
+    for point, want in (("restore.memory", 1), ("restore.stubs", -9)):
+        before = set(descendants(os.getpid()))
+        result = env.cryo("restore", "-D", images, "-d", expect=want, env_extra={"CRYO_FAILPOINT": point})
+        if want == 1:
+            check("pid namespace" in result.stderr, f"the failure does not say where: {result.stderr.strip()!r}")
+        # What is left must die by itself (the killed cryo's stubs come to us, the subreaper).
+        reap(sorted(set(descendants(os.getpid())) - before), timeout=10,
+             what=f"processes left after the restore failed at {point}")
+    host = restored_root(env, images)
+    env.trigger_and_report(host, env.path("report"))
+
+
+def case_pid_ns_not_init(env):
+    outer, root, info = start_pid_ns(env, wrap="{} & wait")
+    check_eq(nspid(root)[-1], info["pid"], "the program's pid inside")
+    check(info["pid"] != 1, "the program is the namespace's init")
+    result = env.dump(root, env.path("images"), expect=1)
+    check(f"pid {root}" in result.stderr and "not its init" in result.stderr,
+          f"the refusal does not name pid {root} as no init: {result.stderr.strip()!r}")
+    count = progress(env.path("progress"))[0]
+    wait_progress(env.path("progress"), count + 3)
+    env.trigger_and_report(root, env.path("report"))
+
+
+def case_pid_ns_outsider(env):
+    outer, root, info = start_pid_ns(env)
+    stray = env.spawn(["nsenter", "-t", str(root), "--pid", "--", "sleep", "1000"], name="nsenter")
+    inner = wait_until(lambda: [int(x) for x in (read_text(f"/proc/{stray}/task/{stray}/children") or "").split()],
+                       10, what="the process nsenter starts")[0]
+    result = env.dump(root, env.path("images"), expect=1)
+    check(f"pid {inner}" in result.stderr and "entered it from outside" in result.stderr,
+          f"the refusal does not name pid {inner}: {result.stderr.strip()!r}")
+    count = progress(env.path("progress"))[0]
+    wait_progress(env.path("progress"), count + 3)
+    env.trigger_and_report(root, env.path("report"))
+
+
 if __name__ == "__main__":
-    run({"uts": case_uts, "uts_nested": case_uts_nested})
+    run({"uts": case_uts, "uts_nested": case_uts_nested, "pid_ns": case_pid_ns,
+         "pid_ns_failed_restore": case_pid_ns_failed_restore,
+         "pid_ns_not_init": case_pid_ns_not_init, "pid_ns_outsider": case_pid_ns_outsider})
