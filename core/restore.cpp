@@ -83,7 +83,7 @@ Result<mm::Trampoline> map_trampoline(const LoadedImage& img) {
 
 // Kills and reaps everything a failed restore made.
 void kill_tree(const tree::StubPlan& plan, pid_t root) {
-  if (plan.own_pid_ns) {  // the namespace dies with its init; the image's pids are not ours
+  if (plan.own_pid_ns || plan.cryo_init) {  // the namespace dies with its init; the image's pids are not ours
     if (root > 0) ::kill(root, SIGKILL);
     while (::waitpid(-1, nullptr, __WALL) >= 0 || errno == EINTR) {
     }
@@ -371,7 +371,10 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       log::error("the network lock " + lock.table() + " stays: restore again, or remove it with cryo network-unlock -D " +
                  options.images_dir);
   });
-  if (!img.tree.own_pid_ns()) CRYO_TRY(check_ids_free(img.tree));  // else a fresh namespace has them all
+  if (options.new_pidns && img.tree.own_pid_ns())
+    return Error("the image's tree has a pid namespace of its own already (restore it without --new-pidns)");
+  bool pid_ns = img.tree.own_pid_ns() || options.new_pidns;
+  if (!pid_ns) CRYO_TRY(check_ids_free(img.tree));  // else a fresh namespace has them all
 
   std::vector<const image::Process*> cores;
   std::vector<const image::Process*> alive;
@@ -424,6 +427,18 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   plan.own_pid_ns = img.tree.own_pid_ns();
   if (plan.own_pid_ns && plan.session_stand_in)
     return Error(EINVAL, "the image's tree has a pid namespace of its own and a session from outside it");
+  UniqueFd life_read, life_write;  // --new-pidns: see StubPlan::cryo_init
+  if (options.new_pidns) {
+    int life[2];
+    if (::pipe2(life, O_CLOEXEC) < 0) return errno_error("pipe2");
+    life_read.reset(::fcntl(life[0], F_DUPFD_CLOEXEC, base));
+    life_write.reset(::fcntl(life[1], F_DUPFD_CLOEXEC, base));
+    ::close(life[0]);
+    ::close(life[1]);
+    plan.cryo_init = true;
+    plan.init_life_fd = life_read.get();
+    plan.init_life_write_fd = life_write.get();
+  }
   plan.fd_base = base;
   plan.status_fd = status_write.get();
   plan.go_read_fd = go_read.get();
@@ -511,7 +526,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       if (t.core) {
         // A detached root outlives cryo, its parent for now: its parent-death
         // signal would fire as cryo exits.
-        bool detached_root = options.detach && &t == &plan.tasks.front();
+        bool detached_root = options.detach && &t == &plan.tasks.front() && !plan.cryo_init;
         if (detached_root && t.core->pdeath_signal())
           log::info(pid_str(t.entry->pid()) + ": its parent-death signal is not re-armed (its parent is gone)");
         CRYO_TRY(task::restore_state(t.entry->pid(), tramp, *t.core, img.files, base, !detached_root)
@@ -546,19 +561,30 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       failpoint("restore.released");
     }
     guard.release();
+    // Under cryo's init the daemon's session stand-in is its child: it reaps it.
+    if (plan.cryo_init && plan.session_stand_in) ::kill(plan.session_stand_in, SIGKILL);
     return {};
   };
-  if (plan.own_pid_ns) {
+  if (pid_ns) {
+    life_read.reset();
     CRYO_TRY(bring_up_in_pid_ns(root, img.tree, bring_up, &made_cgroups, go_write));
   } else {
     CRYO_TRY(bring_up());
+  }
+  pid_t init = 0;  // cryo's init, under --new-pidns
+  if (plan.cryo_init) {
+    // The init stays once the restorer goes; the root is its child.
+    if (::write(life_write.get(), "", 1) != 1) return errno_error("telling cryo's init the restore is done");
+    life_write.reset();
+    init = root;
+    CRYO_ASSIGN(root, ns::child_with_inner_pid(init, plan.tasks[0].entry->pid()));
   }
   cleanup.cancel();
   objects.close_all();
   keep_lock_note.cancel();
   auto removed = segments.commit();
   if (!removed.ok()) log::error(removed.error().message());
-  if (plan.session_stand_in) {
+  if (plan.session_stand_in && !plan.cryo_init) {
     // The stand-in goes; the root, its child, comes to us (a subreaper) and
     // keeps the session and group the stand-in made.
     ::kill(plan.session_stand_in, SIGKILL);
@@ -573,7 +599,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   unlock();  // the connections are back: their packets may flow (before any wait below)
   if (!options.detach) {
     int status;
-    while (::waitpid(root, &status, 0) < 0)
+    while (::waitpid(init ? init : root, &status, 0) < 0)  // cryo's init ends as the root does
       if (errno != EINTR) return errno_error("waiting for the restored tree");
     result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }

@@ -18,13 +18,14 @@ struct RestoreOptions {
   bool detach = false;
   bool tcp_established = false;
   bool tcp_close = false;  // connections come back closed
+  bool new_pidns = false;  // under a fresh pid namespace with cryo's init as pid 1
   std::string pidfile;
   std::vector<files::InheritFd> inherit_fds;  // --inherit-fd: the caller's fds standing in for files of the image
   cgroup::Manage manage_cgroups = cgroup::Manage::kSoft;
 };
 
 struct RestoreResult {
-  pid_t root = 0;
+  pid_t root = 0;  // as cryo sees it
   int exit_code = 0;  // the restored root's, when not detached
   uint64_t total_us = 0;
 };

@@ -9,11 +9,12 @@ constexpr unsigned D = kDump, P = kPreDump, R = kRestore, C = kCheck, kAll = D |
 constexpr Verdict kImpl = Verdict::kImplemented, kAcc = Verdict::kAccepted, kRef = Verdict::kRefused;
 constexpr Value kNo = Value::kNone, kReq = Value::kRequired, kOpt = Value::kOptional;
 // Row flags.
-constexpr unsigned kNeg = 1, kMany = 2;
+constexpr unsigned kNeg = 1, kMany = 2, kOwn = 4;
 
 Option row(const char* name, char letter, Value value, unsigned flags, unsigned verbs, Verdict verdict,
            const char* note) {
-  return Option{name, letter, value, (flags & kNeg) != 0, (flags & kMany) != 0, verbs, verdict, note};
+  return Option{name, letter, value, (flags & kNeg) != 0, (flags & kMany) != 0, verbs, verdict, note,
+                (flags & kOwn) != 0};
 }
 
 const char* const kNoMountNs =
@@ -185,6 +186,11 @@ std::vector<Option> make_table() {
           "the restored root is cryo's child (after -d it goes to the nearest subreaper), never its "
           "sibling"),
       row("exec-cmd", 0, kNo, 0, R, kRef, "no command is run once the tree is restored"),
+      row("new-pidns", 0, kNo, kOwn, R, kImpl,
+          "restores the tree under a fresh pid namespace whose init is cryo's own (pid 1: it reaps "
+          "orphans and ends as the tree's root does), with the tree at its recorded pids below it: "
+          "one image restores any number of times side by side (sockets then need addresses of "
+          "their own); the pid file gets the root's pid as seen here"),
 
       // check.
       row("feature", 0, kReq, 0, C, kImpl,

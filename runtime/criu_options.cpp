@@ -217,6 +217,10 @@ std::optional<Args> parse_command_line(Verb verb, const std::vector<std::string>
           return std::nullopt;
         }
     }
+    if (!(o.verbs & verb) && o.cryo_only) {  // no CRIU script passes it: a mistake
+      *error = std::string(vname) + ": --" + o.name + " is not supported here (one of cryo's own options, for another verb)";
+      return std::nullopt;
+    }
     if (!(o.verbs & verb)) continue;  // CRIU ignores it for this verb too
     for (const auto& value : args->all(o.name)) {
       std::string because = o.verdict == Verdict::kRefused ? (value_accepted_despite_refusal(o, value) ? "" : o.note)
@@ -281,6 +285,13 @@ std::string usage(Verb verb) {
              "for one of CRIU's feature names (--feature list names those cryo answers).\n";
       break;
   }
+  bool own_header = false;
+  for (const auto& o : table()) {
+    if (!o.cryo_only || !(o.verbs & verb)) continue;
+    if (!own_header) out << "\ncryo's own options:\n";
+    own_header = true;
+    out << "  " << dashed(o) << (o.value == Value::kRequired ? " ARG" : "") << "\n      " << o.note << "\n";
+  }
   out << "\nCRIU's options, as CRIU spells them (--opt VALUE, --opt=VALUE, -oVALUE, --no-opt):\n";
   const std::pair<Verdict, const char*> groups[] = {
       {Verdict::kImplemented, "what cryo does with them"},
@@ -291,7 +302,7 @@ std::string usage(Verb verb) {
   for (const auto& [verdict, title] : groups) {
     out << "\n" << title << ":\n";
     for (const auto& o : table()) {
-      if (!(o.verbs & verb) || o.verdict != verdict) continue;
+      if (!(o.verbs & verb) || o.verdict != verdict || o.cryo_only) continue;
       listed.insert(o.name);
       std::string head = dashed(o) + (o.value == Value::kRequired   ? " ARG"
                                       : o.value == Value::kOptional ? "[=ARG]"
@@ -302,7 +313,7 @@ std::string usage(Verb verb) {
   out << "\naccepted, and without effect here (as in CRIU):\n ";
   size_t column = 1;
   for (const auto& o : table()) {
-    if (listed.count(o.name) || lookup(o.name, verb)) continue;
+    if (listed.count(o.name) || lookup(o.name, verb) || o.cryo_only) continue;
     listed.insert(o.name);
     std::string word = " --" + o.name;
     if (column + word.size() > 78) {

@@ -31,6 +31,7 @@ struct Option {
   unsigned verbs = 0;      // the verbs it acts on in CRIU (elsewhere CRIU ignores it)
   Verdict verdict = Verdict::kAccepted;
   std::string note;  // what cryo does with it, or why it is refused
+  bool cryo_only = false;  // cryo's own: CRIU has no such option
 };
 
 // Every option, in the order of the README table. An option whose meaning

@@ -188,4 +188,13 @@ Result<pid_t> fork_into(pid_t root, const image::Tree& tree, const std::function
   ::_exit(body(enter_worker()));
 }
 
+Result<pid_t> child_with_inner_pid(pid_t parent, pid_t inner) {
+  CRYO_ASSIGN(auto children, proc::list_children(parent, parent));
+  for (pid_t child : children) {
+    auto got = innermost(child, child);
+    if (got.ok() && *got == inner) return child;
+  }
+  return Error(ESRCH, "no child of " + pid_str(parent) + " is pid " + std::to_string(inner) + " in its namespace");
+}
+
 }  // namespace cryo::ns

@@ -58,4 +58,7 @@ class PidMap {
 // returns the worker's pid.
 Result<pid_t> fork_into(pid_t root, const image::Tree& tree, const std::function<int(Status)>& body);
 
+// The child of parent whose pid in its own namespace is inner (cryo's pid for it).
+Result<pid_t> child_with_inner_pid(pid_t parent, pid_t inner);
+
 }  // namespace cryo::ns

@@ -215,7 +215,53 @@ Result<StubPlan> plan_stubs(const image::Tree& tree, const std::vector<const ima
   return plan;
 }
 
+namespace {
+
+Result<pid_t> spawn_tree(const StubPlan& plan);
+
+// cryo's init of a fresh pid namespace: forks the tree, reaps whatever is
+// orphaned to it, and ends as the tree's root does (its exit code, or 128 +
+// its signal). Until the restore is done it also ends should the restorer
+// die (EOF on the life pipe): the whole namespace goes with it.
+[[noreturn]] void init_main(const StubPlan& plan) {
+  ::prctl(PR_SET_NAME, "cryo-init");
+  ::close(plan.init_life_write_fd);
+  auto root = spawn_tree(plan);
+  if (!root.ok()) {
+    report(plan, plan.tasks[0].entry->pid(), root.error().code() ? root.error().code() : EINVAL, root.error().context());
+    ::_exit(1);
+  }
+  bool watching = true;
+  for (;;) {
+    if (watching) {
+      struct pollfd pfd = {plan.init_life_fd, POLLIN, 0};
+      if (::poll(&pfd, 1, 50) > 0) {
+        char c;
+        if (::read(plan.init_life_fd, &c, 1) != 1) ::_exit(1);  // the restorer died
+        watching = false;
+        ::close(plan.init_life_fd);
+      }
+    }
+    int status;
+    pid_t got = ::waitpid(-1, &status, watching ? WNOHANG : 0);
+    if (got == *root) ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    if (got < 0 && errno == ECHILD) ::_exit(1);
+  }
+}
+
+}  // namespace
+
 Result<pid_t> spawn_stubs(const StubPlan& plan) {
+  if (!plan.cryo_init) return spawn_tree(plan);
+  long init = clone_new_pid_ns();
+  if (init < 0) return errno_error("clone3 of an init in a new pid namespace");
+  if (init == 0) init_main(plan);
+  return static_cast<pid_t>(init);
+}
+
+namespace {
+
+Result<pid_t> spawn_tree(const StubPlan& plan) {
   if (plan.session_stand_in) {
     pid_t restorer = ::getpid();
     long got = clone_with_pid(plan.session_stand_in);
@@ -245,6 +291,8 @@ Result<pid_t> spawn_stubs(const StubPlan& plan) {
   }
   return static_cast<pid_t>(pid);
 }
+
+}  // namespace
 
 Status wait_for_stubs(const StubPlan& plan, pid_t root, int timeout_ms) {
   size_t ready = 0;

@@ -52,6 +52,12 @@ struct StubPlan {
   // The root is the init of a new pid namespace, where every other stub is
   // made with its pid (clone3's set_tid counts from the innermost level).
   bool own_pid_ns = false;
+  // restore --new-pidns: cryo's own init is pid 1 of a new pid namespace and
+  // forks the tree there at its recorded pids. It exits as the root does,
+  // and, until a byte arrives on init_life_fd, at EOF there (the restorer died).
+  bool cryo_init = false;
+  int init_life_fd = -1;
+  int init_life_write_fd = -1;  // the restorer's end: closed in the init
 };
 
 // Builds the plan: children lists and which groups are joined later.
@@ -60,7 +66,7 @@ Result<StubPlan> plan_stubs(const image::Tree& tree, const std::vector<const ima
                             bool shell_job);
 
 // Forks the root stub (which forks the rest), through the session stand-in
-// when there is one; returns the root's pid.
+// when there is one; returns the root's pid (with cryo_init, the init's).
 Result<pid_t> spawn_stubs(const StubPlan& plan);
 
 // Collects one report per stub from the status pipe; fails with the first error.

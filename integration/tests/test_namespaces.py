@@ -10,9 +10,13 @@
   child, a grandchild and a thread: after restore each has the pid it had inside (in a new
   namespace), the counter goes on, and a second restore of the same image runs beside the
   first.
-- pid_ns_failed_restore: a restore that fails inside the new namespace (its worker killed
-  while memory is restored) or outside it (cryo killed once the processes exist) leaves no
-  process behind; the image then restores.
+- pid_ns_failed_restore: --new-pidns is refused for an image with a pid namespace of its own.
+  A restore that fails inside the new namespace (its worker killed while memory is restored)
+  or outside it (cryo killed once the processes exist) leaves no process behind; the image
+  then restores.
+- new_pidns: a tree of cryo's own pid namespace restored twice at once with --new-pidns:
+  each copy runs under cryo's init (pid 1 of a fresh namespace) at its recorded pids, and the
+  init ends when the root does.
 - pid_ns_not_init: a root that is pid 2 of its namespace refuses the dump, naming it; it runs on.
 - pid_ns_outsider: a process that entered the namespace from outside (nsenter) refuses the
   dump, naming it; the tree runs on."""
@@ -139,9 +143,10 @@ os.rename(ready + ".tmp", ready)
 count = 0
 while not triggered:
     count += 1
-    with open(prog + ".tmp", "w") as f:
+    tmp = f"{prog}.{os.urandom(6).hex()}"  # two restored copies of one image write here
+    with open(tmp, "w") as f:
         f.write(f"{count}\n")
-    os.rename(prog + ".tmp", prog)
+    os.rename(tmp, prog)
     time.sleep(0.02)
 problems = []
 if os.getpid() != me:
@@ -196,6 +201,10 @@ def restored_root(env, images):
     return host
 
 
+def proc_ppid(pid):
+    return int(status_fields(pid, keys=("PPid",))["PPid"])
+
+
 def case_pid_ns(env):
     outer, root, info = start_pid_ns(env)
     check_eq(info["pid"], 1, "the program's pid inside")
@@ -234,6 +243,8 @@ def case_pid_ns_failed_restore(env):
     images = env.path("images")
     env.dump(root, images)
     reap([outer, root], what="unshare and the dumped root")
+    refused = env.cryo("restore", "-D", images, "-d", "--new-pidns", expect=1)
+    check("--new-pidns" in refused.stderr, f"--new-pidns is not refused by name: {refused.stderr.strip()!r}")
     for point, want in (("restore.memory", 1), ("restore.stubs", -9)):
         before = set(descendants(os.getpid()))
         result = env.cryo("restore", "-D", images, "-d", expect=want, env_extra={"CRYO_FAILPOINT": point})
@@ -244,6 +255,41 @@ def case_pid_ns_failed_restore(env):
              what=f"processes left after the restore failed at {point}")
     host = restored_root(env, images)
     env.trigger_and_report(host, env.path("report"))
+
+
+def case_new_pidns(env):
+    script = env.path("pidns.py")
+    with open(script, "w") as f:
+        f.write(PID_PROGRAM)
+    ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
+    root = env.spawn([sys.executable, script, ready, report, prog], name="tree")
+    info = env.wait_ready(ready, root)
+    check_eq(info["pid"], root, "the program's pid")
+    wait_progress(prog, 2)
+    before = snapshot(root)
+    images = env.path("images")
+    env.dump(root, images)
+    env.wait_dumped(before)
+    count = progress(prog)[0]
+
+    copies = []
+    for _ in range(2):
+        _, host = env.restore(images, "--new-pidns")
+        check(host is not None, "no pid in the pid file")
+        check_eq(nspid(host)[1:], [root], f"pid of restored root {host} in its namespace")
+        init = proc_ppid(host)
+        check_eq(nspid(init)[1:], [1], "pid of the restored root's parent in its namespace")
+        check_eq(read_text(f"/proc/{init}/comm").strip(), "cryo-init", "the namespace's init")
+        children = [int(x) for x in read_text(f"/proc/{host}/task/{host}/children").split()]
+        check_eq([nspid(c)[-1] for c in children], [info["child"]], "the restored child's pid inside")
+        copies.append((host, init))
+    check(os.readlink(f"/proc/{copies[0][0]}/ns/pid") != os.readlink(f"/proc/{copies[1][0]}/ns/pid"),
+          "two restores share one pid namespace")
+    wait_progress(prog, count + 3)
+    for host, init in copies:
+        env.trigger_and_report(host, report)
+        os.unlink(report)
+        reap([init], what="cryo's init once the root has ended")
 
 
 def case_pid_ns_not_init(env):
@@ -273,5 +319,5 @@ def case_pid_ns_outsider(env):
 
 if __name__ == "__main__":
     run({"uts": case_uts, "uts_nested": case_uts_nested, "pid_ns": case_pid_ns,
-         "pid_ns_failed_restore": case_pid_ns_failed_restore,
+         "pid_ns_failed_restore": case_pid_ns_failed_restore, "new_pidns": case_new_pidns,
          "pid_ns_not_init": case_pid_ns_not_init, "pid_ns_outsider": case_pid_ns_outsider})
