@@ -265,20 +265,25 @@ TEST_CASE("README.md's option table and counts are the table's") {
   CHECK(rows.size() == table().size());
   std::map<Verdict, size_t> counts;
   std::set<std::string> names;
+  size_t criu_rows = 0;
   for (const auto& o : table()) {
-    counts[o.verdict]++;
-    names.insert(o.name);
     const char* word = o.verdict == Verdict::kImplemented ? "implemented"
                        : o.verdict == Verdict::kAccepted  ? "accepted"
                                                           : "refused";
-    std::string tail = std::string("| ") + word + " | " + o.note + " |";
+    // cryo's own options have a table of their own, without a verdict.
+    std::string tail = o.cryo_only ? "| " + o.note + " |" : std::string("| ") + word + " | " + o.note + " |";
+    if (!o.cryo_only) {
+      counts[o.verdict]++;
+      names.insert(o.name);
+      criu_rows++;
+    }
     CHECK_MESSAGE(std::any_of(rows.begin(), rows.end(),
                               [&](const std::string& r) {
                                 return r.find("`--" + o.name + "`") != std::string::npos && r.ends_with(tail);
                               }),
                   (std::string("README.md lacks the row: --") + o.name + " " + tail));
   }
-  std::string sentence = "Of " + std::to_string(names.size()) + " options (" + std::to_string(table().size()) + " rows";
+  std::string sentence = "Of " + std::to_string(names.size()) + " options (" + std::to_string(criu_rows) + " rows";
   CHECK_MESSAGE(text.find(sentence) != std::string::npos, sentence);
   sentence = std::to_string(counts[Verdict::kImplemented]) + " rows are implemented, " +
              std::to_string(counts[Verdict::kAccepted]) + " accepted and " + std::to_string(counts[Verdict::kRefused]) +
