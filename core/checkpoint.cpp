@@ -181,6 +181,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   CRYO_TRY(check_sessions(tree, options.shell_job));
   CRYO_TRY(tree::check_shared_tables(tree));
   files::FilesDump files({.shell_job = options.shell_job,
+                          .external_ttys = options.external_ttys,
                           .ghost_limit = options.ghost_limit,
                           .sockets = {.tcp_established = options.tcp_established,
                                       .ext_unix_sk = options.ext_unix_sk,

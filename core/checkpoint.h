@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include "core/sys/result.h"
 
@@ -13,6 +14,7 @@ struct DumpOptions {
   pid_t pid = 0;
   std::string images_dir;
   bool shell_job = false;
+  std::vector<std::string> external_ttys;  // --external tty[RDEV:DEV]: terminals outside the tree, handed over on restore
   bool leave_running = false;
   bool tcp_established = false;
   bool tcp_close = false;       // connections saved without their state, restored closed

@@ -122,7 +122,10 @@ std::string external_json(const LoadedImage& img) {
     std::string key = files::inherit_key(f, img.files);
     if (key.empty()) continue;
     Entry& e = by_key[key];
-    e.kind = pipe ? "external pipe" : S_ISFIFO(f.mode()) ? "shell job's pipe" : "shell job's terminal";
+    e.kind = pipe                  ? "external pipe"
+             : S_ISFIFO(f.mode())  ? "shell job's pipe"
+             : f.inherit_fd() < 0  ? "external terminal"
+                                   : "shell job's terminal";
     if (pipe) {
       e.outside_holder = pipe->outside_holder();
       e.queued = pipe->data().size();

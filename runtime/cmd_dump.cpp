@@ -23,6 +23,8 @@ int cmd_dump(const GlobalOptions&, const std::vector<std::string>& argv) {
   if (auto timeout = args->get("timeout")) options.freeze_timeout_s = std::stoi(*timeout);
   options.images_dir = args->get_or("images-dir", ".");
   options.shell_job = args->has("shell-job");
+  for (const auto& external : args->all("external"))
+    if (external.starts_with("tty[")) options.external_ttys.push_back(external);
   options.leave_running = args->has("leave-running");
   options.tcp_established = args->has("tcp-established");
   options.tcp_close = args->has("tcp-close");

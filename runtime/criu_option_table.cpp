@@ -154,14 +154,16 @@ std::vector<Option> make_table() {
           "restoring into another root needs the tree's mount namespace, which cryo does not save; "
           "`--root /` (the root cryo runs in) is accepted"),
       row("external", 0, kReq, kMany, D | R, kRef,
-          "file, tty, unix, net and pid resources cannot be named; mnt, dev, veth and macvlan ones are "
-          "accepted: they act only on a mount or network namespace of the tree's own, which a cryo image "
-          "never holds"),
+          "tty[RDEV:DEV] (dump) names a terminal outside the tree that the tree may hold without "
+          "--shell-job: the restore wants another in its place (--inherit-fd fd[N]:tty[RDEV:DEV]); file, unix, "
+          "net and pid resources cannot be named; mnt, dev, veth and macvlan ones are accepted: they act only on "
+          "a mount or network namespace of the tree's own, which a cryo image never holds"),
       row("inherit-fd", 0, kReq, kMany, R, kImpl,
           "fd[N]:KEY: cryo's fd N stands in for the file KEY of the image, for every process that had it. "
           "KEY is pipe:[INODE] for a pipe (an external one, whose other end was outside the tree: the tree "
           "gets a new description of the pipe of fd N, with the access mode and flags it had, and none of the "
-          "old pipe's queued bytes), tty[RDEV:DEV] for a --shell-job's terminal, or a regular file's path "
+          "old pipe's queued bytes), tty[RDEV:DEV] for a --shell-job's terminal or one dumped with --external, "
+          "or a regular file's path "
           "without its leading slash (tmp/log: fd N's own description, offset and flags, is shared). cryo "
           "inspect lists the keys. A key that names nothing in the image fails the restore; others (file[...], "
           "sockets, FIFOs, directories, devices) are refused by name. debug[N]:TEXT writes TEXT to fd N"),

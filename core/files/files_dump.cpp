@@ -490,14 +490,19 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
       // a terminal of the tree's own
     } else if (is_terminal(ref.st.st_rdev)) {
       bool console = major(ref.st.st_rdev) == 4 || (major(ref.st.st_rdev) == 5 && minor(ref.st.st_rdev) == 1);
-      if (!options_.shell_job && console)
+      std::string key = tty_key(ref.st.st_rdev, ref.st.st_dev);
+      // Named by --external, it is the caller's to hand over on restore (--inherit-fd).
+      bool external = std::find(options_.external_ttys.begin(), options_.external_ttys.end(), key) !=
+                      options_.external_ttys.end();
+      if (!options_.shell_job && !external && console)
         return Error(what + ": " + link + " is a console of the machine, not a terminal of the tree (not supported; "
                      "dump with --shell-job if it is the shell's terminal)");
-      if (!options_.shell_job)
-        return Error(what + ": terminal " + link + " belongs to the shell (dump with --shell-job)");
+      if (!options_.shell_job && !external)
+        return Error(what + ": terminal " + link + " belongs to the shell (dump with --shell-job, or with --external " +
+                     key + " to hand another over on restore with --inherit-fd fd[N]:" + key + ")");
       f.set_kind(image::FileDesc::INHERITED);
-      f.set_inherit_fd(ref.fd <= 2 ? ref.fd : 0);
-      f.set_inherit_key(tty_key(ref.st.st_rdev, ref.st.st_dev));
+      f.set_inherit_fd(options_.shell_job ? (ref.fd <= 2 ? ref.fd : 0) : -1);
+      f.set_inherit_key(key);
     } else if (std::string why = device_refusal(ref.st.st_mode, ref.st.st_rdev, static_cast<int>(ref.flags));
                !why.empty()) {
       // Reopened, a device such as /dev/net/tun, /dev/fuse or /dev/kvm would

@@ -29,6 +29,7 @@ namespace cryo::files {
 
 struct DumpOptions {
   bool shell_job = false;
+  std::vector<std::string> external_ttys;  // --external tty[RDEV:DEV]: terminals outside the tree, handed over on restore
   uint64_t ghost_limit = 256ULL << 20;  // the largest deleted file whose data the image takes
   net::SocketDumpOptions sockets;
 };

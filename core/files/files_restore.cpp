@@ -318,6 +318,9 @@ Result<UniqueFd> FileObjects::open_desc(const image::FileDesc& f) {
       return fd;
     }
     case image::FileDesc::INHERITED: {
+      if (f.inherit_fd() == -1)
+        return Error(EINVAL, "the terminal " + f.inherit_key() + " was dumped as external (--external): hand one "
+                             "over with --inherit-fd fd[N]:" + f.inherit_key());
       if (f.inherit_fd() < 0 || f.inherit_fd() > 2) return Error(EINVAL, name_file(f) + ": bad inherited fd");
       int fd = ::fcntl(f.inherit_fd(), F_DUPFD_CLOEXEC, 0);
       if (fd < 0) return errno_error("the shell job's fd " + std::to_string(f.inherit_fd()));

@@ -313,6 +313,39 @@ def case_tty_inherit(env):
         os.close(fd)
 
 
+def case_external_tty(env):
+    """CRIU's --external tty[RDEV:DEV]: a terminal outside the tree held without
+    --shell-job (refused without the flag, the key suggested) is dumped as external;
+    the restore refuses to go without another in its place, naming the key, and takes
+    the one --inherit-fd hands over."""
+    master, slave = os.openpty()
+    st = os.fstat(slave)
+    key = "tty[%x:%x]" % (st.st_rdev, st.st_dev)
+    pid, ready, report, expect = start(env, "writer", [1], stdout=slave)
+    os.close(slave)
+    images = env.path("images")
+    refused = env.dump(pid, images, expect=1)
+    check(f"--external {key}" in refused.stderr, f"the refusal does not suggest --external {key}: {refused.stderr!r}")
+    images = dump(env, pid, "--external", key)
+    external = inspect_external(env, images)
+    check_eq([(e["key"], e["kind"]) for e in external], [(key, "external terminal")],
+             "what inspect says of the external terminal")
+    rc, stderr = restore_with(env, images)
+    check_eq(rc, 1, "exit code of a restore without the terminal handed over")
+    check(f"--inherit-fd fd[N]:{key}" in stderr, f"the refusal does not name {key}: {stderr.strip()!r}")
+    master2, slave2 = os.openpty()
+    rc, _ = restore_with(env, images, f"--inherit-fd=fd[{slave2}]:{key}", pass_fds=(slave2,))
+    check_eq(rc, 0, "exit code of cryo restore --inherit-fd")
+    check_eq(os.readlink(f"/proc/{pid}/fd/1"), os.ttyname(slave2), "fd 1 of the restored process")
+    os.close(slave2)
+    trigger(env, pid, report, expect, "write via-the-external-terminal")
+    got = b""
+    while b"via-the-external-terminal" not in got:
+        got += os.read(master2, 4096)
+    for fd in (master, master2):
+        os.close(fd)
+
+
 def case_file_inherit(env):
     """A regular file named as CRIU names it, its path without the leading slash: the
     restored process writes into the file this test opened instead of its old one."""
@@ -336,4 +369,4 @@ if __name__ == "__main__":
          "reader_inherit": case_reader_inherit, "jobserver": case_jobserver,
          "make_jobserver": case_make_jobserver, "shell_job_inherit": case_shell_job_inherit,
          "tty_inherit": case_tty_inherit, "file_inherit": case_file_inherit,
-         "foreground_closes_given_fd": case_foreground_closes_given_fd})
+         "foreground_closes_given_fd": case_foreground_closes_given_fd, "external_tty": case_external_tty})
