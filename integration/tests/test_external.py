@@ -346,6 +346,47 @@ def case_external_tty(env):
         os.close(fd)
 
 
+def case_stdio_handover(env):
+    """What a container runtime does: a shell loop whose stdin, stdout and stderr are
+    pipes this test holds (a shim's) is dumped, and restored with three new pipes
+    handed over by --inherit-fd; it answers a line sent through the new stdin on the
+    new stdout and stderr, and ends with status 0 at the new stdin's end of file."""
+    script = 'while read line; do echo "out $line"; echo "err $line" >&2; done'
+    (in_r, in_w), (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe(), os.pipe()
+    proc = subprocess.Popen(["sh", "-c", script], stdin=in_r, stdout=out_w, stderr=err_w, start_new_session=True)
+    _POPENS.append(proc)
+    pid = proc.pid
+    for fd in (in_r, out_w, err_w):
+        os.close(fd)
+    os.write(in_w, b"before\n")
+    check_eq(os.read(out_r, 100), b"out before\n", "the loop's answer before the dump")
+    check_eq(os.read(err_r, 100), b"err before\n", "the loop's error line before the dump")
+    keys = [f"pipe:[{os.fstat(fd).st_ino}]" for fd in (in_w, out_r, err_r)]
+    images = dump(env, pid)
+    external = inspect_external(env, images)
+    check_eq(sorted((e["key"], [(o["fd"], o["end"]) for o in e["owners"]]) for e in external),
+             sorted([(keys[0], [(0, "read")]), (keys[1], [(1, "write")]), (keys[2], [(2, "write")])]),
+             "what inspect says of the shell's stdio")
+    for fd in (in_w, out_r, err_r):
+        os.close(fd)
+    (in_r, in_w), (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe(), os.pipe()
+    given = (in_r, out_w, err_w)
+    rc, _ = restore_with(env, images, *[f"--inherit-fd=fd[{fd}]:{key}" for fd, key in zip(given, keys)],
+                         pass_fds=given)
+    check_eq(rc, 0, "exit code of cryo restore with the new stdio")
+    for fd in given:
+        os.close(fd)
+    os.write(in_w, b"after\n")
+    os.close(in_w)
+    status = reap([pid], timeout=20, what="the shell loop at the end of its new stdin").get(pid)
+    check_eq(read_to_eof(out_r), b"out after\n", "what the restored loop wrote on its new stdout")
+    check_eq(read_to_eof(err_r), b"err after\n", "what the restored loop wrote on its new stderr")
+    check(status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0,
+          f"the restored loop ended with {exit_status_text(status) if status is not None else 'nothing we reaped'}")
+    os.close(out_r)
+    os.close(err_r)
+
+
 def case_file_inherit(env):
     """A regular file named as CRIU names it, its path without the leading slash: the
     restored process writes into the file this test opened instead of its old one."""
@@ -369,4 +410,5 @@ if __name__ == "__main__":
          "reader_inherit": case_reader_inherit, "jobserver": case_jobserver,
          "make_jobserver": case_make_jobserver, "shell_job_inherit": case_shell_job_inherit,
          "tty_inherit": case_tty_inherit, "file_inherit": case_file_inherit,
-         "foreground_closes_given_fd": case_foreground_closes_given_fd, "external_tty": case_external_tty})
+         "foreground_closes_given_fd": case_foreground_closes_given_fd, "external_tty": case_external_tty,
+         "stdio_handover": case_stdio_handover})
