@@ -9,8 +9,10 @@ a shell job's stdio pipe and terminal, and a regular file, are handed over the s
 each external pipe by its key. Keys that name nothing are refused by name."""
 import json
 import os
+import select
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
 from harness import (_POPENS, check, check_eq, exit_status_text, log, read_text, reap, run,  # noqa: E402
@@ -68,9 +70,22 @@ def trigger(env, pid, report, expect, line):
     env.trigger_and_report(pid, report, timeout=20)
 
 
-def read_to_eof(fd):
-    data = b""
+def read_until(fd, text, timeout=10):
+    """Reads fd (a terminal's master) until text has come; fails after timeout."""
+    got, deadline = b"", time.monotonic() + timeout
+    while text not in got:
+        left = deadline - time.monotonic()
+        check(left > 0 and select.select([fd], [], [], left)[0], f"{text!r} did not come (got {got!r})")
+        got += os.read(fd, 4096)
+    return got
+
+
+def read_to_eof(fd, timeout=10):
+    """Reads a pipe until its end of file; fails when a writer stays after timeout."""
+    data, deadline = b"", time.monotonic() + timeout
     while True:
+        left = deadline - time.monotonic()
+        check(left > 0 and select.select([fd], [], [], left)[0], f"no end of file after {data!r} (a writer left?)")
         chunk = os.read(fd, 4096)
         if not chunk:
             return data
@@ -306,9 +321,7 @@ def case_tty_inherit(env):
     check_eq(os.readlink(f"/proc/{pid}/fd/1"), os.ttyname(slave2), "fd 1 of the restored shell job")
     os.close(slave2)
     trigger(env, pid, report, expect, "write via-the-terminal")
-    got = b""
-    while b"via-the-terminal" not in got:
-        got += os.read(master2, 4096)
+    read_until(master2, b"via-the-terminal")
     for fd in (master, master2):
         os.close(fd)
 
@@ -339,9 +352,7 @@ def case_external_tty(env):
     check_eq(os.readlink(f"/proc/{pid}/fd/1"), os.ttyname(slave2), "fd 1 of the restored process")
     os.close(slave2)
     trigger(env, pid, report, expect, "write via-the-external-terminal")
-    got = b""
-    while b"via-the-external-terminal" not in got:
-        got += os.read(master2, 4096)
+    read_until(master2, b"via-the-external-terminal")
     for fd in (master, master2):
         os.close(fd)
 
