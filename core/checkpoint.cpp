@@ -20,6 +20,7 @@
 #include "core/image/proto/task.pb.h"
 #include "core/image/proto/tree.pb.h"
 #include "core/mm/mm_dump.h"
+#include "core/ns/mount_ns.h"
 #include "core/ns/pid_ns.h"
 #include "core/sys/io.h"
 #include "core/cgroup/freezer.h"
@@ -44,7 +45,8 @@ namespace {
 Status check_namespaces(pid_t pid, pid_t root) {
   for (const char* ns : {"mnt", "net", "pid", "ipc", "uts", "user", "cgroup", "time"}) {
     // A pid namespace of the tree's own is checked whole by ns::PidMap.
-    bool own_allowed = std::string_view(ns) == "uts" || std::string_view(ns) == "pid";
+    // A mount namespace of the tree's own is saved whole by ns::dump_mount_ns.
+    bool own_allowed = std::string_view(ns) == "uts" || std::string_view(ns) == "pid" || std::string_view(ns) == "mnt";
     std::string self = std::string("/proc/self/ns/") + ns;
     std::string theirs = "/proc/" + std::to_string(pid) + "/ns/" + ns;
     std::string roots = "/proc/" + std::to_string(root) + "/ns/" + ns;
@@ -179,6 +181,9 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   CRYO_TRY(check_interrupt("while the tree was being frozen"));
   CRYO_ASSIGN(ns::PidMap pids, ns::PidMap::of_tree(tree));
   CRYO_TRY(check_sessions(tree, options.shell_job));
+  bool own_mounts = ns::own_mount_ns(options.pid);
+  image::MountNs mount_ns;
+  if (own_mounts) CRYO_TRY(ns::dump_mount_ns(options.pid, &mount_ns));
   CRYO_TRY(tree::check_shared_tables(tree));
   files::FilesDump files({.shell_job = options.shell_job,
                           .external_ttys = options.external_ttys,
@@ -188,7 +193,8 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
                                       .leave_running = options.leave_running,
                                       .tcp_close = options.tcp_close,
                                       .skip_in_flight = options.skip_in_flight,
-                                      .network_lock = options.network_lock}});
+                                      .network_lock = options.network_lock},
+                          .tree_root = own_mounts ? "/proc/" + std::to_string(options.pid) + "/root" : ""});
   std::map<pid_t, image::Process> cores;
   std::map<pid_t, std::vector<proc::MapEntry>> maps;
   std::map<pid_t, uint64_t> syscall_ips;  // a `syscall` instruction in each process's vDSO
@@ -214,7 +220,11 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   failpoint("dump.files");
   // /proc/locks costs a first read of ~10 ms here: only when an fd shows a lock.
   if (files.saw_locks()) CRYO_TRY(files::dump_locks(tree, cores));
-  CRYO_TRY(pids.check_files(cores, files.files()));
+  if (own_mounts) {
+    CRYO_TRY(ns::check_files_in_mount_ns(cores, files.files()));
+  } else {
+    CRYO_TRY(pids.check_files(cores, files.files()));  // in a mount namespace of its own, /proc is the tree's
+  }
 
   // TCP connections: the guard first, told every change before it is made;
   // then every thread parked, so that none can touch a socket in repair
@@ -260,6 +270,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   CRYO_TRY(files.dump_contents(*pages, &stats));
   image::Tree tree_entry = tree_image(tree);
   CRYO_TRY(dump_uts(options.pid, &tree_entry));
+  if (own_mounts) *tree_entry.mutable_mount_ns() = std::move(mount_ns);
   pids.translate(&tree_entry);
   pids.translate(&files.files());
   CRYO_TRY(dir.write(image::kTreeName, image::Kind::kTree, tree_entry));

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 
 #include "core/files/files_restore.h"
@@ -34,6 +35,7 @@
 #include "core/sys/failpoint.h"
 #include "core/net/netlock.h"
 #include "core/net/tcp_states.h"
+#include "core/ns/mount_ns.h"
 #include "core/ns/pid_ns.h"
 #include "core/ptrace/ptrace.h"
 #include "core/sys/io.h"
@@ -393,6 +395,19 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   objects.set_inherit_fds(options.inherit_fds);
   auto groups = stub_groups(img);
   auto listeners = listener_groups(img, groups);
+  // The tree's own mount namespace comes first: its files are opened in it.
+  std::optional<ns::MountHolder> mounts;
+  if (img.tree.has_mount_ns()) {
+    std::string root_dir = options.root.empty() ? ns::default_root(img.tree.mount_ns()) : options.root;
+    if (root_dir.empty())
+      return Error("the tree had a mount namespace of its own whose root directory is unknown here: restore with --root DIR");
+    if (options.root.empty() && ::access(root_dir.c_str(), F_OK) < 0)
+      return Error("the root of the tree's mount namespace, " + root_dir + ", is gone: restore with --root DIR");
+    CRYO_ASSIGN(mounts, ns::MountHolder::build(img.tree.mount_ns(), root_dir));
+    objects.set_tree_root(mounts->root_fd());
+  } else if (!options.root.empty() && options.root != "/") {
+    return Error("--root " + options.root + ": the image's tree shares cryo's mount namespace (only --root / fits it)");
+  }
   CRYO_TRY(objects.open_all(img.files, reader, base, std::move(groups), std::move(listeners)).wrap("opening files"));
   files::SysvSegments segments;  // declared before the tasks' cleanup: removed after they are gone
   CRYO_TRY(segments.prepare(img.files, reader));
@@ -425,6 +440,10 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   plan.files = &img.files;
   if (img.tree.has_uts()) plan.uts = &img.tree.uts();
   plan.own_pid_ns = img.tree.own_pid_ns();
+  if (mounts) {
+    plan.mount_ns = &img.tree.mount_ns();
+    plan.mount_ns_fd = mounts->ns_fd();
+  }
   if (plan.own_pid_ns && plan.session_stand_in)
     return Error(EINVAL, "the image's tree has a pid namespace of its own and a session from outside it");
   UniqueFd life_read, life_write;  // --new-pidns: see StubPlan::cryo_init

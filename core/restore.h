@@ -19,6 +19,7 @@ struct RestoreOptions {
   bool tcp_established = false;
   bool tcp_close = false;  // connections come back closed
   bool new_pidns = false;  // under a fresh pid namespace with cryo's init as pid 1
+  std::string root;        // --root: the root of the tree's own mount namespace ("": where it was)
   std::string pidfile;
   std::vector<files::InheritFd> inherit_fds;  // --inherit-fd: the caller's fds standing in for files of the image
   cgroup::Manage manage_cgroups = cgroup::Manage::kSoft;

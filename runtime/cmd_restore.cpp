@@ -21,6 +21,7 @@ int cmd_restore(const GlobalOptions&, const std::vector<std::string>& argv) {
   options.tcp_established = args->has("tcp-established");
   options.tcp_close = args->has("tcp-close");
   options.new_pidns = args->has("new-pidns");
+  options.root = args->get_or("root", "");
   if (auto pidfile = args->get("pidfile")) options.pidfile = in_work_dir(*args, *pidfile);
   for (const auto& arg : args->all("inherit-fd")) {
     auto inherit = files::parse_inherit_fd(arg);

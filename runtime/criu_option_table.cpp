@@ -18,9 +18,9 @@ Option row(const char* name, char letter, Value value, unsigned flags, unsigned 
 }
 
 const char* const kNoMountNs =
-    "acts only on a mount namespace of the tree's own, which a cryo image never holds (a tree in "
-    "another mount namespace is refused by the dump), so there is nothing for it to do, as in CRIU for "
-    "a tree in its own mount namespace";
+    "cryo saves a tree's own mount namespace whole, finds the source of every bind of an outside path "
+    "itself and binds it again from that path (restore --root moves the root), so there is nothing for "
+    "it to change";
 const char* const kNoNetNs =
     "acts only on a network namespace of the tree's own, which a cryo image never holds, so there is "
     "nothing for it to do";
@@ -150,14 +150,15 @@ std::vector<Option> make_table() {
           "cryo mounts no cgroup yard: it uses the hierarchies mounted under /sys/fs/cgroup"),
 
       // Namespaces, mounts and the restore's surroundings.
-      row("root", 'r', kReq, 0, R, kRef,
-          "restoring into another root needs the tree's mount namespace, which cryo does not save; "
-          "`--root /` (the root cryo runs in) is accepted"),
+      row("root", 'r', kReq, 0, R, kImpl,
+          "the directory that becomes the root of the tree's own mount namespace (by default the one it "
+          "was at dump time); a tree that shares cryo's mount namespace takes only `/`"),
       row("external", 0, kReq, kMany, D | R, kRef,
           "tty[RDEV:DEV] (dump) names a terminal outside the tree that the tree may hold without "
           "--shell-job: the restore wants another in its place (--inherit-fd fd[N]:tty[RDEV:DEV]); file, unix, "
-          "net and pid resources cannot be named; mnt, dev, veth and macvlan ones are accepted: they act only on "
-          "a mount or network namespace of the tree's own, which a cryo image never holds"),
+          "net and pid resources cannot be named; mnt, dev, veth and macvlan ones are accepted: cryo binds each "
+          "mount from outside again from its path at dump time, and a cryo image never holds a network "
+          "namespace"),
       row("inherit-fd", 0, kReq, kMany, R, kImpl,
           "fd[N]:KEY: cryo's fd N stands in for the file KEY of the image, for every process that had it. "
           "KEY is pipe:[INODE] for a pipe (an external one, whose other end was outside the tree: the tree "

@@ -172,7 +172,7 @@ Result<uint32_t> FilesDump::add_mapped_file(const std::string& source, bool writ
   if (auto it = mapped_.find(key); it != mapped_.end()) return it->second;
   if (path.empty() || path[0] != '/') return Error(what + ": " + path + " is not a file cryo can reopen");
   struct stat st;
-  if (::stat(path.c_str(), &st) < 0) return errno_error(what + ": stat " + path);
+  if (::stat((options_.tree_root + path).c_str(), &st) < 0) return errno_error(what + ": stat " + path);
   if (st.st_dev != used.st_dev || st.st_ino != used.st_ino)
     return Error(what + ": " + path + " on disk is not the file in use (replaced since it was opened)");
   CRYO_ASSIGN(uint64_t content, image::file_checksum(source));
@@ -538,7 +538,8 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
   if (by_path && f.content_id() == 0) {
     struct stat on_disk;
     auto stat_path = S_ISLNK(ref.st.st_mode) ? ::lstat : ::stat;  // an O_PATH|O_NOFOLLOW fd of a symlink
-    if (link.empty() || link[0] != '/' || stat_path(link.c_str(), &on_disk) < 0 || on_disk.st_dev != ref.st.st_dev ||
+    if (link.empty() || link[0] != '/' || stat_path((options_.tree_root + link).c_str(), &on_disk) < 0 ||
+        on_disk.st_dev != ref.st.st_dev ||
         on_disk.st_ino != ref.st.st_ino)
       return Error(what + ": " + link + " cannot be reopened by its path (moved or replaced)");
   }

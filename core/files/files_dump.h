@@ -32,6 +32,9 @@ struct DumpOptions {
   std::vector<std::string> external_ttys;  // --external tty[RDEV:DEV]: terminals outside the tree, handed over on restore
   uint64_t ghost_limit = 256ULL << 20;  // the largest deleted file whose data the image takes
   net::SocketDumpOptions sockets;
+  // "/proc/ROOT/root" when the tree has a mount namespace of its own: the
+  // paths of its files are the tree's, reached through its root.
+  std::string tree_root;
 };
 
 class FilesDump {

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <linux/openat2.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
@@ -267,6 +268,16 @@ Status FileObjects::make_content(const image::Content& c, const image::ImageDirR
   return {};
 }
 
+Result<UniqueFd> FileObjects::open_in_tree(const std::string& path, int flags) const {
+  if (tree_root_ < 0) return open_file(path, flags);
+  struct open_how how = {};
+  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+  how.resolve = RESOLVE_IN_ROOT;  // absolute names and symlinks stay inside the tree's root
+  int fd = static_cast<int>(::syscall(SYS_openat2, tree_root_, path.c_str(), &how, sizeof how));
+  if (fd < 0) return errno_error("open " + path + " in the tree's mount namespace");
+  return UniqueFd(fd);
+}
+
 Result<UniqueFd> FileObjects::open_desc(const image::FileDesc& f) {
   int flags = static_cast<int>(f.flags() & ~kOpenOnly);
   if (f.content_id() != 0) {  // a memfd, or a file, directory or device node removed while open
@@ -285,7 +296,7 @@ Result<UniqueFd> FileObjects::open_desc(const image::FileDesc& f) {
     case image::FileDesc::CHAR_DEVICE:
     case image::FileDesc::MAPPED: {
       if (f.path().empty() || f.path()[0] != '/') return Error(EINVAL, name_file(f) + ": not an absolute path");
-      CRYO_ASSIGN(UniqueFd fd, open_file(f.path(), flags));
+      CRYO_ASSIGN(UniqueFd fd, open_in_tree(f.path(), flags));
       struct stat st;
       if (::fstat(fd.get(), &st) < 0) return errno_error("fstat " + f.path());
       if ((st.st_mode & S_IFMT) != (f.mode() & S_IFMT))

@@ -42,6 +42,9 @@ class FileObjects {
   // The caller's fds that stand in for files of the image (--inherit-fd),
   // matched by open_all; closed by close_all, as given to the tree.
   void set_inherit_fds(std::vector<InheritFd> fds) { inherit_fds_ = std::move(fds); }
+  // The root of the tree's own mount namespace (an O_PATH fd): files opened
+  // by path are looked up there, as the tree sees them.
+  void set_tree_root(int fd) { tree_root_ = fd; }
   // Opens everything files.img describes, at fds >= base; for the stub
   // groups only placeholders are opened, at the fds the creator fills.
   Status open_all(const image::Files& files, const image::ImageDirReader& images, int base,
@@ -99,6 +102,7 @@ class FileObjects {
   Status open_fifo(const image::Files& files, const image::Pipe& pipe);
   Status open_shmem(const image::Shmem& shmem, const image::ImageDirReader& images);
   Result<UniqueFd> open_desc(const image::FileDesc& f);
+  Result<UniqueFd> open_in_tree(const std::string& path, int flags) const;
   Result<UniqueFd> open_anon(const image::FileDesc& f);
   Result<UniqueFd> open_inotify(const image::FileDesc& f);
   Status make_content(const image::Content& content, const image::ImageDirReader& images);
@@ -116,6 +120,7 @@ class FileObjects {
 
   int base_ = 0;
   std::vector<InheritFd> inherit_fds_;
+  int tree_root_ = -1;
   std::map<uint32_t, int> inherited_;  // file id -> the caller's fd standing in for it
   std::vector<StubGroup> stub_groups_;
   std::vector<ListenerGroup> listener_groups_;

@@ -41,7 +41,45 @@ void each_mount(std::string_view text, Visit visit) {
   }
 }
 
+std::vector<std::string_view> words(std::string_view line) {
+  std::vector<std::string_view> out;
+  for (size_t i = 0; i < line.size();) {
+    size_t sp = line.find(' ', i);
+    if (sp == std::string_view::npos) sp = line.size();
+    out.push_back(line.substr(i, sp - i));
+    i = sp + 1;
+  }
+  return out;
+}
+
 }  // namespace
+
+std::vector<MountInfo> parse_mountinfo(std::string_view text) {
+  std::vector<MountInfo> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t eol = text.find('\n', pos);
+    if (eol == std::string_view::npos) eol = text.size();
+    auto w = words(text.substr(pos, eol - pos));
+    pos = eol + 1;
+    if (w.size() < 10) continue;
+    MountInfo m;
+    m.id = static_cast<uint32_t>(std::stoul(std::string(w[0])));
+    m.parent = static_cast<uint32_t>(std::stoul(std::string(w[1])));
+    m.dev = std::string(w[2]);
+    m.root = unescape(w[3]);
+    m.mount_point = unescape(w[4]);
+    m.mount_options = std::string(w[5]);
+    size_t i = 6;
+    for (; i < w.size() && w[i] != "-"; i++) m.tags.emplace_back(w[i]);
+    if (i + 2 >= w.size()) continue;  // no "- fstype source"
+    m.fstype = std::string(w[i + 1]);
+    m.source = unescape(w[i + 2]);
+    m.super_options = i + 3 < w.size() ? std::string(w[i + 3]) : "";
+    out.push_back(std::move(m));
+  }
+  return out;
+}
 
 std::string mount_of_dev(uint32_t sdev) {
   auto text = read_file("/proc/self/mountinfo");

@@ -1,4 +1,5 @@
 #include "core/tree/stubs.h"
+#include "core/ns/mount_ns.h"
 #include "core/sys/kernel_abi.h"
 
 #include <fcntl.h>
@@ -85,6 +86,13 @@ long fork_stub(const StubPlan& plan, size_t index) {
     if (::sethostname(uts.hostname().data(), uts.hostname().size()) < 0) fail("sethostname " + uts.hostname());
     if (::setdomainname(uts.domainname().data(), uts.domainname().size()) < 0)
       fail("setdomainname " + uts.domainname());
+  }
+  if (index == 0 && plan.mount_ns) {
+    auto joined = ns::finish_in_root_task(*plan.mount_ns, plan.mount_ns_fd);
+    if (!joined.ok()) {
+      errno = joined.error().code();
+      fail(joined.error().context());
+    }
   }
   if (t.entry->sid() == pid) {
     if (::setsid() < 0) fail("setsid");

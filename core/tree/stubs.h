@@ -56,6 +56,11 @@ struct StubPlan {
   // forks the tree there at its recorded pids. It exits as the root does,
   // and, until a byte arrives on init_life_fd, at EOF there (the restorer died).
   bool cryo_init = false;
+  // The tree's own mount namespace, made by a holder (ns::MountHolder): the
+  // root joins it and mounts what belongs to its other namespaces, after
+  // making those and before forking the rest.
+  const image::MountNs* mount_ns = nullptr;
+  int mount_ns_fd = -1;
   int init_life_fd = -1;
   int init_life_write_fd = -1;  // the restorer's end: closed in the init
 };

@@ -90,7 +90,7 @@ TEST_CASE("each option is answered for each verb: taken, or refused naming it") 
       std::string err;
       auto a = parse_for(verb, words, &err);
       const Option* row = lookup(o.name, verb);
-      bool refused = (row && row->verdict == Verdict::kRefused && o.name != "root" && o.name != "cpu-cap" &&
+      bool refused = (row && row->verdict == Verdict::kRefused && o.name != "cpu-cap" &&
                       o.name != "external") ||
                      (!row && o.cryo_only);  // cryo's own option on a verb it does not act on
       if (refused) {
@@ -132,9 +132,7 @@ TEST_CASE("a CRIU script's dump and restore lines are taken whole") {
 
 TEST_CASE("values that change the answer") {
   std::string err;
-  CHECK(parse_for(kRestore, {"--root", "/"}, &err));
-  CHECK_FALSE(parse_for(kRestore, {"--root", "/mnt/new"}, &err));
-  CHECK(err == "restore: --root=/mnt/new is not supported yet: " + lookup("root", kRestore)->note);
+  CHECK(parse_for(kRestore, {"--root", "/mnt/new"}, &err));
   CHECK(parse_for(kDump, {"--cpu-cap=none"}, &err));
   CHECK_FALSE(parse_for(kDump, {"--cpu-cap"}, &err));
   CHECK(err.find("--cpu-cap") != std::string::npos);

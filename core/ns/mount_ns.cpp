@@ -1,0 +1,525 @@
+#include "core/ns/mount_ns.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <linux/mount.h>
+#include <limits.h>
+
+#include <algorithm>
+#include <memory>
+#include <utility>
+#include <map>
+#include <set>
+#include <vector>
+
+#include "core/files/mounts.h"
+#include "core/sys/io.h"
+#include "core/sys/util.h"
+
+namespace cryo::ns {
+namespace {
+
+std::vector<std::string> split(const std::string& text, char sep) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (size_t at; (at = text.find(sep, start)) != std::string::npos; start = at + 1) out.push_back(text.substr(start, at - start));
+  out.push_back(text.substr(start));
+  return out;
+}
+
+constexpr uint64_t kMaxTmpfsBytes = 64ULL << 20;  // what a tmpfs of the tree may hold in the image
+
+// Filesystems whose instance belongs to a namespace of the mounting process.
+bool namespace_bound(const std::string& fstype) {
+  return fstype == "proc" || fstype == "sysfs" || fstype == "mqueue" || fstype == "cgroup" || fstype == "cgroup2";
+}
+
+uint64_t mount_flags(const std::string& options) {
+  uint64_t flags = 0;
+  bool atime_given = false;
+  for (const auto& word : split(options, ',')) {
+    if (word == "ro") flags |= MS_RDONLY;
+    else if (word == "nosuid") flags |= MS_NOSUID;
+    else if (word == "nodev") flags |= MS_NODEV;
+    else if (word == "noexec") flags |= MS_NOEXEC;
+    else if (word == "noatime") flags |= MS_NOATIME, atime_given = true;
+    else if (word == "nodiratime") flags |= MS_NODIRATIME;
+    else if (word == "relatime") flags |= MS_RELATIME, atime_given = true;
+  }
+  if (!atime_given) flags |= MS_STRICTATIME;
+  return flags;
+}
+
+// mountinfo's super options without rw/ro (those are the mount's, above).
+std::string fs_options(const std::string& super) {
+  std::string out;
+  for (const auto& word : split(super, ',')) {
+    if (word == "rw" || word == "ro" || word.empty()) continue;
+    out += (out.empty() ? "" : ",") + word;
+  }
+  return out;
+}
+
+std::string join_path(const std::string& dir, const std::string& rest) {
+  if (rest.empty() || rest == "/") return dir;
+  if (dir == "/") return rest;
+  return dir + rest;
+}
+
+// Where (dev, root) of a mount is in cryo's namespace: the mount point of a
+// mount of that filesystem whose root holds it, and the rest of the path.
+std::string host_path_of(const files::MountInfo& m, const std::vector<files::MountInfo>& host) {
+  for (const auto& h : host) {
+    if (h.dev != m.dev) continue;
+    bool holds = h.root == "/" || m.root == h.root || m.root.starts_with(h.root + "/");
+    if (!holds) continue;
+    std::string rest = h.root == "/" ? m.root : m.root.substr(h.root.size());
+    std::string path = join_path(h.mount_point, rest);
+    if (::access(path.c_str(), F_OK) == 0) return path;
+  }
+  return "";
+}
+
+bool same_inode(const std::string& a, const std::string& b) {
+  struct stat sa, sb;
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+Status read_xattrs(int fd, image::TmpfsNode* node) {
+  ssize_t size = ::flistxattr(fd, nullptr, 0);
+  if (size <= 0) return {};
+  std::string names(static_cast<size_t>(size), '\0');
+  size = ::flistxattr(fd, names.data(), names.size());
+  if (size < 0) return errno_error("flistxattr");
+  for (size_t i = 0; i < static_cast<size_t>(size);) {
+    std::string name(names.c_str() + i);
+    i += name.size() + 1;
+    ssize_t len = ::fgetxattr(fd, name.c_str(), nullptr, 0);
+    if (len < 0) return errno_error("fgetxattr " + name);
+    std::string value(static_cast<size_t>(len), '\0');
+    len = ::fgetxattr(fd, name.c_str(), value.data(), value.size());
+    if (len < 0) return errno_error("fgetxattr " + name);
+    value.resize(static_cast<size_t>(len));
+    (*node->mutable_xattrs())[name] = value;
+  }
+  return {};
+}
+
+void fill_node(const struct stat& st, const std::string& path, image::TmpfsNode* node) {
+  node->set_path(path);
+  node->set_mode(st.st_mode);
+  node->set_uid(st.st_uid);
+  node->set_gid(st.st_gid);
+  node->set_rdev(st.st_rdev);
+  node->set_mtime_ns(static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec);
+}
+
+// Every node below the directory dir (path rel), parents first.
+Status walk_tmpfs(int dir, const std::string& rel, image::Mount* out, uint64_t* bytes) {
+  int copy = ::dup(dir);
+  if (copy < 0) return errno_error("dup");
+  std::unique_ptr<DIR, int (*)(DIR*)> d(::fdopendir(copy), ::closedir);
+  if (!d) {
+    ::close(copy);
+    return errno_error("fdopendir " + rel);
+  }
+  std::vector<std::string> names;
+  errno = 0;
+  while (struct dirent* e = ::readdir(d.get()))
+    if (std::string_view(e->d_name) != "." && std::string_view(e->d_name) != "..") names.emplace_back(e->d_name);
+  if (errno) return errno_error("readdir " + rel);
+  std::sort(names.begin(), names.end());
+  for (const auto& name : names) {
+    std::string path = rel.empty() ? name : rel + "/" + name;
+    struct stat st;
+    if (::fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) return errno_error("stat " + path);
+    auto* node = out->add_nodes();
+    fill_node(st, path, node);
+    if (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) {
+      UniqueFd fd(::openat(dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0)));
+      if (!fd.valid()) return errno_error("open " + path);
+      CRYO_TRY(read_xattrs(fd.get(), node).wrap(path));
+      if (S_ISDIR(st.st_mode)) {
+        CRYO_TRY(walk_tmpfs(fd.get(), path, out, bytes));
+      } else {
+        if ((*bytes += static_cast<uint64_t>(st.st_size)) > kMaxTmpfsBytes)
+          return Error("it holds more than " + std::to_string(kMaxTmpfsBytes >> 20) + " MiB (not supported yet)");
+        CRYO_ASSIGN(std::string data, read_fd(fd.get()));
+        node->set_data(std::move(data));
+      }
+    } else if (S_ISLNK(st.st_mode)) {
+      std::string target(PATH_MAX, '\0');
+      ssize_t n = ::readlinkat(dir, name.c_str(), target.data(), target.size());
+      if (n < 0) return errno_error("readlink " + path);
+      target.resize(static_cast<size_t>(n));
+      node->set_target(target);
+    }
+  }
+  return {};
+}
+
+// A detached copy of the one mount at mount_point in pid's namespace. Only a
+// process of that namespace may make it (open_tree), so a child joins it and
+// holds the copy until cryo has taken it (pidfd_getfd).
+Result<UniqueFd> clone_mount(pid_t pid, const std::string& mount_point) {
+  CRYO_ASSIGN(UniqueFd ns, open_file("/proc/" + std::to_string(pid) + "/ns/mnt", O_RDONLY | O_CLOEXEC));
+  int up[2], down[2];
+  if (::pipe2(up, O_CLOEXEC) < 0) return errno_error("pipe2");
+  UniqueFd up_read(up[0]), up_write(up[1]);
+  if (::pipe2(down, O_CLOEXEC) < 0) return errno_error("pipe2");
+  UniqueFd down_read(down[0]), down_write(down[1]);
+  pid_t child = ::fork();
+  if (child < 0) return errno_error("fork");
+  if (child == 0) {
+    down_write.reset();  // or the EOF below would never come
+    up_read.reset();
+    int result[2] = {-1, 0};
+    if (::setns(ns.get(), CLONE_NEWNS) == 0)
+      result[0] = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, mount_point.c_str(), OPEN_TREE_CLONE));
+    result[1] = result[0] < 0 ? errno : 0;
+    (void)!::write(up_write.get(), result, sizeof result);
+    char c;
+    (void)!::read(down_read.get(), &c, 1);  // EOF once cryo has the copy
+    ::_exit(0);
+  }
+  up_write.reset();
+  down_read.reset();
+  int result[2] = {-1, EIO};
+  bool got = ::read(up_read.get(), result, sizeof result) == sizeof result;
+  UniqueFd copy;
+  if (got && result[0] >= 0) {
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));
+    if (pidfd.valid()) copy = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), result[0], 0)));
+    if (!copy.valid()) result[1] = errno;
+  }
+  down_write.reset();
+  while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  if (!copy.valid()) return Error(result[1], "open_tree " + mount_point + " in the tree's mount namespace");
+  return copy;
+}
+
+// What a tmpfs of the tree holds, read from a detached copy of that one mount
+// (whatever is mounted on top of its directories stays out).
+Status dump_tmpfs(pid_t root, image::Mount* out) {
+  CRYO_ASSIGN(UniqueFd copy, clone_mount(root, out->mount_point()));
+  UniqueFd tree(::openat(copy.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));  // open_tree gives an O_PATH fd
+  if (!tree.valid()) return errno_error("open the copy of the mount");
+  struct stat st;
+  if (::fstat(tree.get(), &st) < 0) return errno_error("fstat");
+  fill_node(st, "", out->add_nodes());
+  uint64_t bytes = 0;
+  return walk_tmpfs(tree.get(), "", out, &bytes);
+}
+
+std::string describe(const image::Mount& m) {
+  return "mount " + std::to_string(m.id()) + " (" + m.fstype() + " at " + m.mount_point() + ")";
+}
+
+}  // namespace
+
+bool own_mount_ns(pid_t pid) {
+  auto mine = read_link("/proc/self/ns/mnt");
+  auto theirs = read_link("/proc/" + std::to_string(pid) + "/ns/mnt");
+  return mine.ok() && theirs.ok() && *mine != *theirs;
+}
+
+Status dump_mount_ns(pid_t root, image::MountNs* out) {
+  CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(root) + "/mountinfo"));
+  CRYO_ASSIGN(std::string host_text, read_file("/proc/self/mountinfo"));
+  auto mounts = files::parse_mountinfo(text);
+  auto host = files::parse_mountinfo(host_text);
+  std::set<uint32_t> ids;
+  for (const auto& m : mounts) ids.insert(m.id);
+  // Parents first; mountinfo lists a namespace's mounts in the order they
+  // were made, which stacked mounts must keep.
+  std::vector<const files::MountInfo*> order;
+  std::set<uint32_t> placed;
+  for (const auto& m : mounts)
+    if (!ids.count(m.parent) || m.parent == m.id) {
+      if (m.mount_point != "/") return Error("the mount namespace of " + pid_str(root) + " has a root at " + m.mount_point);
+      order.push_back(&m);
+      placed.insert(m.id);
+    }
+  if (order.size() != 1) return Error("the mount namespace of " + pid_str(root) + " has " + std::to_string(order.size()) + " roots");
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (const auto& m : mounts)
+      if (!placed.count(m.id) && placed.count(m.parent)) {
+        order.push_back(&m);
+        placed.insert(m.id);
+        progress = true;
+      }
+  }
+  std::set<std::string> own_devs, host_devs;
+  for (const auto& h : host) host_devs.insert(h.dev);
+  std::set<uint32_t> ns_bound;  // mounts made by the tree's root: those and what is on them
+  for (const auto* mi : order) {
+    auto* m = out->add_mounts();
+    m->set_id(mi->id);
+    m->set_parent_id(mi == order.front() ? 0 : mi->parent);
+    m->set_mount_point(mi->mount_point);
+    m->set_root(mi->root);
+    m->set_fstype(mi->fstype);
+    m->set_source(mi->source);
+    m->set_options(fs_options(mi->super_options));
+    m->set_flags(mount_flags(mi->mount_options));
+    for (const auto& tag : mi->tags) {
+      if (tag.starts_with("shared:")) m->set_shared(true);
+      if (tag.starts_with("master:")) m->set_slave(true);
+      if (tag == "unbindable") return Error(describe(*m) + " is unbindable (not supported yet)");
+    }
+    std::string what = describe(*m);
+    std::string seen_at = "/proc/" + std::to_string(root) + "/root" + mi->mount_point;
+    bool above_bound = ns_bound.count(mi->parent) > 0;
+    if (mi == order.front()) {
+      m->set_kind(image::Mount::ROOT);
+      m->set_host_path(host_path_of(*mi, host));
+    } else if (namespace_bound(mi->fstype)) {
+      if (mi->root != "/") return Error(what + ": a bind of part of a " + mi->fstype + " (not supported yet)");
+      m->set_kind(image::Mount::NS_BOUND);
+      ns_bound.insert(mi->id);
+    } else if ((mi->fstype == "tmpfs" || mi->fstype == "devpts") && !host_devs.count(mi->dev) && !own_devs.count(mi->dev)) {
+      if (mi->root != "/") return Error(what + ": a bind of part of a filesystem of the tree's own (not supported yet)");
+      m->set_kind(image::Mount::FRESH);
+      if (mi->fstype == "tmpfs") CRYO_TRY(dump_tmpfs(root, m).wrap(what));
+      if (above_bound) ns_bound.insert(mi->id);
+    } else {
+      if (above_bound)
+        return Error(what + ": a bind mount on top of " + mi->fstype + " of the tree's own namespaces (not supported yet)");
+      std::string from = host_path_of(*mi, host);
+      if (from.empty())
+        return Error(what + ": its source (" + mi->source + " " + mi->root +
+                     ") is neither reachable from cryo's mount namespace nor made by the tree (not supported yet)");
+      if (!same_inode(from, seen_at))
+        return Error(what + ": " + from + " is no longer what is mounted there (not supported yet)");
+      m->set_kind(image::Mount::BIND);
+      m->set_host_path(from);
+    }
+    own_devs.insert(mi->dev);
+  }
+  return {};
+}
+
+Status check_files_in_mount_ns(const std::map<pid_t, image::Process>& cores, const image::Files& files) {
+  std::map<uint32_t, const image::FileDesc*> by_id;
+  for (const auto& f : files.files()) by_id[f.id()] = &f;
+  std::set<uint64_t> path_contents;  // deleted files and directories, made again at their path
+  for (const auto& c : files.contents())
+    if (!c.memfd()) path_contents.insert(c.id());
+  for (const auto& [pid, core] : cores) {
+    if (core.has_cwd_file_id())
+      return Error(pid_str(pid) + ": its removed working directory in a mount namespace of the tree's own (not supported yet)");
+    for (const auto& fd : core.fds()) {
+      auto it = by_id.find(fd.file_id());
+      if (it == by_id.end()) continue;
+      const auto& f = *it->second;
+      std::string why;
+      switch (f.kind()) {
+        case image::FileDesc::FIFO: why = "a named pipe"; break;
+        case image::FileDesc::INOTIFY: why = "an inotify instance"; break;
+        case image::FileDesc::FANOTIFY: why = "a fanotify group"; break;
+        case image::FileDesc::PTY_MASTER:
+        case image::FileDesc::PTY_SLAVE:
+        case image::FileDesc::TTY_CURRENT: why = "a terminal of the tree's own"; break;
+        case image::FileDesc::SOCKET:
+          if (f.socket().family() == AF_UNIX && !f.socket().local().addr().empty() && f.socket().local().addr()[0] != '\0')
+            why = "a unix socket bound to a path";
+          break;
+        default: break;
+      }
+      if (why.empty() && f.content_id() && path_contents.count(f.content_id())) why = "a deleted file";
+      if (!why.empty())
+        return Error(pid_str(pid) + " fd " + std::to_string(fd.fd()) + ": " + why + " (" + f.path() +
+                     ") in a mount namespace of the tree's own (not supported yet)");
+    }
+  }
+  return {};
+}
+
+namespace {
+
+Status write_nodes(const image::Mount& m, const std::string& target) {
+  for (const auto& n : m.nodes()) {
+    std::string path = n.path().empty() ? target : target + "/" + n.path();
+    if (n.path().find("..") != std::string::npos || n.path().starts_with("/"))
+      return Error(EINVAL, "a tmpfs node outside its mount: " + n.path());
+    mode_t type = n.mode() & S_IFMT, perms = n.mode() & 07777;
+    if (n.path().empty()) {
+      // the mount's root exists
+    } else if (type == S_IFDIR) {
+      if (::mkdir(path.c_str(), 0700) < 0) return errno_error("mkdir " + path);
+    } else if (type == S_IFREG) {
+      UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+      if (!fd.valid()) return errno_error("create " + path);
+      CRYO_TRY(write_all(fd.get(), n.data()).wrap(path));
+    } else if (type == S_IFLNK) {
+      if (::symlink(n.target().c_str(), path.c_str()) < 0) return errno_error("symlink " + path);
+    } else if (::mknod(path.c_str(), type | 0600, static_cast<dev_t>(n.rdev())) < 0) {
+      return errno_error("mknod " + path);
+    }
+    if (::lchown(path.c_str(), n.uid(), n.gid()) < 0) return errno_error("chown " + path);
+    if (type != S_IFLNK && ::chmod(path.c_str(), perms) < 0) return errno_error("chmod " + path);
+    for (const auto& [name, value] : n.xattrs())
+      if (::lsetxattr(path.c_str(), name.c_str(), value.data(), value.size(), 0) < 0)
+        return errno_error("setxattr " + name + " on " + path);
+  }
+  // Times last, children before their directories.
+  for (int i = m.nodes_size() - 1; i >= 0; i--) {
+    const auto& n = m.nodes(i);
+    std::string path = n.path().empty() ? target : target + "/" + n.path();
+    struct timespec times[2] = {{0, UTIME_OMIT}, {n.mtime_ns() / 1000000000LL, n.mtime_ns() % 1000000000LL}};
+    if (::utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW) < 0) return errno_error("utimensat " + path);
+  }
+  return {};
+}
+
+// The mount's flags and propagation, once it is in place (and filled).
+Status settle(const image::Mount& m, const std::string& target) {
+  uint64_t flags = m.flags() & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME |
+                                MS_RELATIME | MS_STRICTATIME);
+  if (::mount(nullptr, target.c_str(), nullptr, MS_REMOUNT | MS_BIND | flags, nullptr) < 0)
+    return errno_error("remount " + target + " with its flags");
+  unsigned long propagation = m.slave() ? MS_SLAVE : MS_PRIVATE;
+  if (::mount(nullptr, target.c_str(), nullptr, propagation, nullptr) < 0) return errno_error("propagation of " + target);
+  if (m.shared() && ::mount(nullptr, target.c_str(), nullptr, MS_SHARED, nullptr) < 0)
+    return errno_error("making " + target + " shared");
+  return {};
+}
+
+Status make_mount(const image::Mount& m, const std::string& target) {
+  std::string what = describe(m);
+  if (m.kind() == image::Mount::BIND) {
+    if (::mount(m.host_path().c_str(), target.c_str(), nullptr, MS_BIND, nullptr) < 0)
+      return errno_error("bind " + m.host_path()).wrap(what);
+  } else {
+    std::string options = m.options();
+    if (m.fstype() == "devpts" && options.find("newinstance") == std::string::npos)
+      options += std::string(options.empty() ? "" : ",") + "newinstance";
+    if (::mount(m.source().c_str(), target.c_str(), m.fstype().c_str(), m.flags() & ~MS_RDONLY,
+                options.empty() ? nullptr : options.c_str()) < 0)
+      return errno_error("mount").wrap(what);
+    if (m.fstype() == "tmpfs") CRYO_TRY(write_nodes(m, target).wrap(what));
+  }
+  return settle(m, target).wrap(what);
+}
+
+// Which mounts the tree's root makes: namespace-bound ones and what is on them.
+std::set<uint32_t> made_by_root_task(const image::MountNs& ns) {
+  std::set<uint32_t> out;
+  for (const auto& m : ns.mounts())
+    if (m.kind() == image::Mount::NS_BOUND || out.count(m.parent_id())) out.insert(m.id());
+  return out;
+}
+
+Status build_in_holder(const image::MountNs& ns, const std::string& root_dir) {
+  if (::unshare(CLONE_NEWNS) < 0) return errno_error("unshare(CLONE_NEWNS)");
+  // What the host mounts still reaches us; what we mount stays here.
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) < 0) return errno_error("making / a slave");
+  if (::mount(root_dir.c_str(), root_dir.c_str(), nullptr, MS_BIND, nullptr) < 0)
+    return errno_error("bind " + root_dir + " as the root");
+  auto later = made_by_root_task(ns);
+  const image::Mount* root = nullptr;
+  for (const auto& m : ns.mounts()) {
+    if (m.kind() == image::Mount::ROOT) {
+      root = &m;
+      continue;
+    }
+    if (later.count(m.id())) continue;
+    if (m.mount_point().find("/../") != std::string::npos || m.mount_point().ends_with("/..") || m.mount_point()[0] != '/')
+      return Error(EINVAL, describe(m) + ": not a mount point");
+    CRYO_TRY(make_mount(m, join_path(root_dir, m.mount_point())));
+  }
+  if (!root) return Error(EINVAL, "the mount namespace has no root");
+  CRYO_TRY(settle(*root, root_dir).wrap("the root " + root_dir));
+  if (::chdir(root_dir.c_str()) < 0) return errno_error("chdir " + root_dir);
+  if (::syscall(SYS_pivot_root, ".", ".") < 0) return errno_error("pivot_root into " + root_dir);
+  if (::umount2(".", MNT_DETACH) < 0) return errno_error("detaching the old root");
+  if (::chdir("/") < 0) return errno_error("chdir /");
+  return {};
+}
+
+}  // namespace
+
+MountHolder::MountHolder(MountHolder&& other) noexcept
+    : pid_(std::exchange(other.pid_, 0)), root_(std::move(other.root_)), ns_(std::move(other.ns_)) {}
+
+MountHolder& MountHolder::operator=(MountHolder&& other) noexcept {
+  if (this != &other) {
+    this->~MountHolder();
+    new (this) MountHolder(std::move(other));
+  }
+  return *this;
+}
+
+MountHolder::~MountHolder() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+  }
+}
+
+Result<MountHolder> MountHolder::build(const image::MountNs& ns, const std::string& root_dir) {
+  struct stat st;
+  if (root_dir.empty() || root_dir[0] != '/' || ::stat(root_dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
+    return Error("the root " + root_dir + " is not a directory");
+  int ends[2];
+  if (::pipe2(ends, O_CLOEXEC) < 0) return errno_error("pipe2");
+  UniqueFd from_holder(ends[0]), to_restorer(ends[1]);
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) return errno_error("fork of the mount namespace's holder");
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(1);
+    ::prctl(PR_SET_NAME, "cryo-mounts");
+    auto built = build_in_holder(ns, root_dir);
+    std::string report = built.ok() ? "ok" : std::to_string(built.error().code()) + " " + built.error().context();
+    (void)write_all(to_restorer.get(), report);
+    to_restorer.reset();
+    if (!built.ok()) ::_exit(1);
+    for (;;) ::pause();
+  }
+  MountHolder holder;
+  holder.pid_ = pid;
+  to_restorer.reset();
+  CRYO_ASSIGN(std::string report, read_fd(from_holder.get()));
+  if (report != "ok") {
+    int code = std::atoi(report.c_str());
+    std::string text = report.substr(std::min(report.size(), report.find(' ') + 1));
+    return Error(code, "making the tree's mount namespace: " + (report.empty() ? "the holder died" : text));
+  }
+  std::string base = "/proc/" + std::to_string(pid);
+  CRYO_ASSIGN(holder.root_, open_file(base + "/root", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  CRYO_ASSIGN(holder.ns_, open_file(base + "/ns/mnt", O_RDONLY | O_CLOEXEC));
+  return holder;
+}
+
+Status finish_in_root_task(const image::MountNs& ns, int ns_fd) {
+  if (::setns(ns_fd, CLONE_NEWNS) < 0) return errno_error("joining the tree's mount namespace");
+  auto mine = made_by_root_task(ns);
+  for (const auto& m : ns.mounts())
+    if (mine.count(m.id())) CRYO_TRY(make_mount(m, m.mount_point()));
+  if (::chdir("/") < 0) return errno_error("chdir /");
+  return {};
+}
+
+std::string default_root(const image::MountNs& ns) {
+  for (const auto& m : ns.mounts())
+    if (m.kind() == image::Mount::ROOT) return m.host_path();
+  return "";
+}
+
+}  // namespace cryo::ns

@@ -1,0 +1,69 @@
+// The tree's mount namespace.
+//
+// A tree whose root has a mount namespace of its own (a container, or
+// `unshare --mount` with a pivot_root) is saved with its whole mount table,
+// and every path of the image is one the tree sees in it. The restore makes
+// the namespace again in three steps:
+//   - a holder process (MountHolder) unshares a mount namespace, binds the new
+//     root directory (restore --root, by default where the root was at dump
+//     time), mounts on it every bind of a host path and every filesystem made
+//     fresh (tmpfs with its files, devpts), and pivots into it;
+//   - cryo opens the tree's files through the holder's root;
+//   - the tree's root process joins that namespace and mounts what belongs to
+//     its other namespaces (proc, sysfs, mqueue, cgroup) once it has made
+//     them (finish_in_root_task), before it forks the rest of the tree.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "core/image/proto/files.pb.h"
+#include "core/image/proto/task.pb.h"
+#include "core/image/proto/tree.pb.h"
+#include "core/sys/fd.h"
+#include "core/sys/result.h"
+
+namespace cryo::ns {
+
+// Whether pid is in another mount namespace than cryo.
+bool own_mount_ns(pid_t pid);
+
+// The mount table of pid's namespace. Refuses a mount it cannot make again,
+// naming it.
+Status dump_mount_ns(pid_t root, image::MountNs* out);
+
+// Files the restore cannot yet make again inside a mount namespace of the
+// tree's own (they are made by path from cryo's side: FIFOs, unix sockets
+// bound to a path, deleted files, inotify and fanotify marks, terminals).
+Status check_files_in_mount_ns(const std::map<pid_t, image::Process>& cores, const image::Files& files);
+
+class MountHolder {
+ public:
+  MountHolder() = default;
+  MountHolder(MountHolder&& other) noexcept;
+  MountHolder& operator=(MountHolder&& other) noexcept;
+  ~MountHolder();  // kills and reaps the holder
+
+  // root_dir: the directory that becomes the namespace's root.
+  static Result<MountHolder> build(const image::MountNs& ns, const std::string& root_dir);
+
+  pid_t pid() const { return pid_; }
+  // The namespace's root, to open the tree's files in (O_PATH).
+  int root_fd() const { return root_.get(); }
+  // The namespace (/proc/H/ns/mnt), for the tree's root to join.
+  int ns_fd() const { return ns_.get(); }
+
+ private:
+  pid_t pid_ = 0;
+  UniqueFd root_, ns_;
+};
+
+// In the tree's root task, after it made its other namespaces: joins the
+// mount namespace and mounts the filesystems bound to those namespaces.
+Status finish_in_root_task(const image::MountNs& ns, int ns_fd);
+
+// Where the root was at dump time, if it is there still; "" if not known.
+std::string default_root(const image::MountNs& ns);
+
+}  // namespace cryo::ns
