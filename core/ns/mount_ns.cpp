@@ -287,6 +287,9 @@ Status dump_mount_ns(pid_t root, image::MountNs* out) {
     if (mi == order.front()) {
       m->set_kind(image::Mount::ROOT);
       m->set_host_path(host_path_of(*mi, host));
+      if (m->host_path() == "/")
+        return Error("the mount namespace of " + pid_str(root) + " has cryo's root for its own: it was not pivoted "
+                     "into a root of its own (unshare --mount without pivot_root; not supported yet)");
     } else if (namespace_bound(mi->fstype)) {
       if (mi->root != "/") return Error(what + ": a bind of part of a " + mi->fstype + " (not supported yet)");
       m->set_kind(image::Mount::NS_BOUND);
@@ -298,7 +301,8 @@ Status dump_mount_ns(pid_t root, image::MountNs* out) {
       if (above_bound) ns_bound.insert(mi->id);
     } else {
       if (above_bound)
-        return Error(what + ": a bind mount on top of " + mi->fstype + " of the tree's own namespaces (not supported yet)");
+        return Error(what + ": a bind mount on top of a proc, sysfs, mqueue or cgroup filesystem of the tree's own "
+                     "(not supported yet)");
       std::string from = host_path_of(*mi, host);
       if (from.empty())
         return Error(what + ": its source (" + mi->source + " " + mi->root +

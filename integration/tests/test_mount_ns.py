@@ -10,7 +10,9 @@ proc of the tree's own pid namespace at /proc, and a host directory bound at /ou
 - unknown_root: the root directory has gone: the restore fails, saying --root is needed, and
   leaves nothing behind; restored with --root DIR (a copy) it runs there.
 - refused_mount: a filesystem cryo cannot make again (ramfs) refuses the dump, naming the mount;
-  the tree runs on."""
+  the tree runs on.
+- not_pivoted: a mount namespace of its own that kept cryo's root (`unshare --mount` alone)
+  refuses the dump, saying so; the tree runs on."""
 import os
 import shutil
 import sys
@@ -160,5 +162,34 @@ def case_refused_mount(env):
     reap([outer, root], what="the container")
 
 
+LOOP = r'''
+import os, sys, time
+prog = sys.argv[1]
+i = 0
+while True:
+    i += 1
+    with open(prog + ".tmp", "w") as f:
+        f.write(f"{i}\n")
+    os.rename(prog + ".tmp", prog)
+    time.sleep(0.02)
+'''
+
+
+def case_not_pivoted(env):
+    script, prog = env.path("loop.py"), env.path("progress")
+    with open(script, "w") as f:
+        f.write(LOOP)
+    pid = env.spawn(["unshare", "--mount", "--propagation", "private", sys.executable, script, prog], name="unshare")
+    wait_until(lambda: os.path.exists(prog), 10, what="the loop")
+    result = env.dump(pid, env.path("images"), expect=1)
+    check(f"pid {pid}" in result.stderr and "not pivoted" in result.stderr,
+          f"the refusal does not say why: {result.stderr.strip()!r}")
+    now = int(read_text(prog).strip())
+    wait_until(lambda: int(read_text(prog).strip()) > now + 3, 10, what="the loop to go on")
+    os.kill(pid, 9)
+    reap([pid])
+
+
 if __name__ == "__main__":
-    run({"container": case_container, "unknown_root": case_unknown_root, "refused_mount": case_refused_mount})
+    run({"container": case_container, "unknown_root": case_unknown_root, "refused_mount": case_refused_mount,
+         "not_pivoted": case_not_pivoted})
