@@ -25,6 +25,7 @@
 #include "core/sys/io.h"
 #include "core/cgroup/freezer.h"
 #include "core/cgroup/membership.h"
+#include "core/cgroup/tree_cgroups.h"
 #include "core/guard/guard.h"
 #include "core/net/netlock.h"
 #include "core/ptrace/ptrace.h"
@@ -271,6 +272,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   image::Tree tree_entry = tree_image(tree);
   CRYO_TRY(dump_uts(options.pid, &tree_entry));
   if (own_mounts) *tree_entry.mutable_mount_ns() = std::move(mount_ns);
+  CRYO_TRY(cgroup::dump_tree_cgroups(cores, options.cgroup_roots, &tree_entry));
   pids.translate(&tree_entry);
   pids.translate(&files.files());
   CRYO_TRY(dir.write(image::kTreeName, image::Kind::kTree, tree_entry));

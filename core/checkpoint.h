@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cgroup/membership.h"
 #include "core/sys/result.h"
 
 namespace cryo {
@@ -24,6 +25,7 @@ struct DumpOptions {
   int freeze_timeout_s = 10;  // how long finding and stopping the tree may take
   std::string network_lock = "nftables";  // nftables or skip
   std::string freeze_cgroup;  // a v1 freezer or v2 cgroup holding the tree alone: frozen to seize it
+  std::vector<cgroup::CgroupRoot> cgroup_roots;  // --cgroup-root: saved cgroups stop there, not at cryo's own
 };
 
 struct DumpResult {

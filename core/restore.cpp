@@ -22,6 +22,7 @@
 #include <optional>
 #include <set>
 
+#include "core/cgroup/tree_cgroups.h"
 #include "core/files/files_restore.h"
 #include "core/files/sysv_shm.h"
 #include "core/image_load.h"
@@ -233,21 +234,17 @@ std::vector<files::ListenerGroup> listener_groups(const LoadedImage& img, const 
   return out;
 }
 
-// Each process back into its cgroups, before its memory is charged there.
-Status join_cgroups(const tree::StubPlan& plan, cgroup::Manage mode, std::vector<std::string>* created) {
-  if (mode == cgroup::Manage::kIgnore) return {};
-  std::vector<cgroup::Hierarchy> hierarchies;
+// The tree's cgroups made again with their properties, and each process
+// back into its own, before its memory is charged there.
+Status join_cgroups(const tree::StubPlan& plan, const image::Tree& tree, const RestoreOptions& options,
+                    std::vector<std::string>* created) {
+  std::vector<cgroup::TaskCgroups> tasks;
   for (const auto& t : plan.tasks) {
-    if (!t.core || t.core->cgroups_size() == 0) continue;
-    if (hierarchies.empty()) {
-      CRYO_ASSIGN(hierarchies, cgroup::host_hierarchies());
-    }
-    std::vector<cgroup::Membership> memberships;
-    for (const auto& c : t.core->cgroups()) memberships.push_back({c.controllers(), c.path()});
-    CRYO_TRY(cgroup::join(t.entry->pid(), memberships, hierarchies, mode, created)
-                 .wrap(pid_str(t.entry->pid())));
+    if (!t.core) continue;
+    auto& task = tasks.emplace_back(cgroup::TaskCgroups{t.entry->pid(), {}});
+    for (const auto& c : t.core->cgroups()) task.memberships.push_back({c.controllers(), c.path()});
   }
-  return {};
+  return cgroup::restore_tree_cgroups(tree, std::move(tasks), options.manage_cgroups, options.cgroup_roots, created);
 }
 
 // The cgroups a failed restore made, deepest first, once their tasks are gone.
@@ -492,7 +489,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
                                                                   PTRACE_O_SUSPEND_SECCOMP));
       CRYO_TRY(ptrace::set_sigmask(t.entry->pid(), ~0ULL));
     }
-    CRYO_TRY(join_cgroups(plan, options.manage_cgroups, &made_cgroups));
+    CRYO_TRY(join_cgroups(plan, img.tree, options, &made_cgroups));
     for (const auto& t : plan.tasks) {
       if (!t.core || !t.join_group_later) continue;
       pid_t pid = t.entry->pid();

@@ -23,6 +23,7 @@ struct RestoreOptions {
   std::string pidfile;
   std::vector<files::InheritFd> inherit_fds;  // --inherit-fd: the caller's fds standing in for files of the image
   cgroup::Manage manage_cgroups = cgroup::Manage::kSoft;
+  std::vector<cgroup::CgroupRoot> cgroup_roots;  // --cgroup-root: the root process's cgroups go there
 };
 
 struct RestoreResult {

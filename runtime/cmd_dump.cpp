@@ -33,6 +33,11 @@ int cmd_dump(const GlobalOptions&, const std::vector<std::string>& argv) {
   if (auto limit = args->get("ghost-limit")) options.ghost_limit = *criu::parse_size(*limit);
   options.network_lock = args->get_or("network-lock", "nftables");
   options.freeze_cgroup = args->get_or("freeze-cgroup", "");
+  for (const auto& arg : args->all("cgroup-root")) {
+    auto root = cgroup::parse_cgroup_root(arg);
+    if (!root.ok()) return fail("dump: " + root.error().message());
+    options.cgroup_roots.push_back(*root);
+  }
   ::mkdir(options.images_dir.c_str(), 0700);
   if (auto e = setup_logging(*args); !e.empty()) return fail("dump: " + e);
 

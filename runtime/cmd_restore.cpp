@@ -36,6 +36,11 @@ int cmd_restore(const GlobalOptions&, const std::vector<std::string>& argv) {
   auto manage = cgroup::parse_manage(args->get_or("manage-cgroups", ""));
   if (!manage.ok()) return fail("restore: " + manage.error().message());
   options.manage_cgroups = *manage;
+  for (const auto& arg : args->all("cgroup-root")) {
+    auto root = cgroup::parse_cgroup_root(arg);
+    if (!root.ok()) return fail("restore: " + root.error().message());
+    options.cgroup_roots.push_back(*root);
+  }
   if (auto e = setup_logging(*args); !e.empty()) return fail("restore: " + e);
   catch_interrupts();  // Ctrl-C stops the restore at its next step; what it made is killed
   auto result = restore(options);

@@ -136,16 +136,22 @@ std::vector<Option> make_table() {
 
       // cgroups.
       row("manage-cgroups", 0, kOpt, 0, D | P, kAcc,
-          "every process's cgroup membership is always saved (limits never are); a mode is checked"),
+          "every process's cgroup membership and the properties of the tree's cgroups are always saved; a "
+          "mode is checked"),
       row("manage-cgroups", 0, kOpt, 0, R, kImpl,
-          "soft (the default) and full: each process joins its cgroups, missing ones are made; none and "
-          "props: it joins them and they must exist; strict: they must all be missing and are made; "
-          "ignore: it stays in cryo's"),
-      row("cgroup-root", 0, kReq, kMany, D | R, kRef, "the tree's cgroups cannot be moved under another root"),
-      row("cgroup-props", 0, kReq, 0, D, kRef, "cryo saves cgroup membership, not cgroup properties"),
-      row("cgroup-props-file", 0, kReq, 0, D, kRef, "cryo saves cgroup membership, not cgroup properties"),
+          "soft (the default): each process joins its cgroups, missing ones are made with their properties; "
+          "full: the same, properties set on every saved cgroup; none: they must exist, no properties; props: "
+          "they must exist and get their properties; strict: they must all be missing and are made with their "
+          "properties; ignore: it stays in cryo's"),
+      row("cgroup-root", 0, kReq, kMany, D | R, kImpl,
+          "[controller:]/path: on dump the cgroup whose descendants are saved (cryo's own by default); on "
+          "restore where the root process's cgroup goes, the tree's cgroups below it following"),
+      row("cgroup-props", 0, kReq, 0, D, kRef,
+          "cryo saves a fixed list of properties for each controller (README: What is saved), not a custom one"),
+      row("cgroup-props-file", 0, kReq, 0, D, kRef,
+          "cryo saves a fixed list of properties for each controller (README: What is saved), not a custom one"),
       row("cgroup-dump-controller", 0, kReq, kMany, D, kRef,
-          "cryo saves the membership in every controller and cannot choose some"),
+          "cryo saves the properties of every controller and cannot choose some"),
       row("cgroup-yard", 0, kReq, 0, D | R, kAcc,
           "cryo mounts no cgroup yard: it uses the hierarchies mounted under /sys/fs/cgroup"),
 

@@ -24,6 +24,8 @@ std::vector<std::string> sorted_controllers(std::string_view list) {
   return out;
 }
 
+}  // namespace
+
 const Hierarchy* find_hierarchy(const std::vector<Hierarchy>& hierarchies, const std::string& controllers) {
   auto want = sorted_controllers(controllers);
   for (const auto& h : hierarchies) {
@@ -37,8 +39,6 @@ const Hierarchy* find_hierarchy(const std::vector<Hierarchy>& hierarchies, const
   }
   return nullptr;
 }
-
-}  // namespace
 
 Result<std::vector<Membership>> parse_proc_cgroup(std::string_view text) {
   std::vector<Membership> out;
@@ -72,11 +72,29 @@ Result<std::vector<Membership>> read_membership(pid_t pid, const std::vector<pid
 }
 
 Result<Manage> parse_manage(const std::string& mode) {
-  if (mode.empty() || mode == "soft" || mode == "full") return Manage::kSoft;
-  if (mode == "none" || mode == "props") return Manage::kExisting;
+  if (mode.empty() || mode == "soft") return Manage::kSoft;
+  if (mode == "full") return Manage::kFull;
+  if (mode == "none") return Manage::kExisting;
+  if (mode == "props") return Manage::kProps;
   if (mode == "strict") return Manage::kFresh;
   if (mode == "ignore") return Manage::kIgnore;
   return Error(EINVAL, "--manage-cgroups " + mode + " is not a mode (soft, full, none, props, strict or ignore)");
+}
+
+Result<CgroupRoot> parse_cgroup_root(std::string_view arg) {
+  CgroupRoot r;
+  size_t colon = arg.find(':');
+  if (colon != std::string_view::npos) {
+    r.controller = std::string(arg.substr(0, colon));
+    arg.remove_prefix(colon + 1);
+    if (r.controller.empty()) return Error(EINVAL, "--cgroup-root :PATH names no controller");
+  }
+  r.path = std::string(arg);
+  while (r.path.size() > 1 && r.path.back() == '/') r.path.pop_back();
+  if (r.path.empty() || r.path[0] != '/' || r.path.find("/..") != std::string::npos ||
+      r.path.find("/./") != std::string::npos || r.path.find("//") != std::string::npos || r.path.ends_with("/."))
+    return Error(EINVAL, "--cgroup-root " + std::string(arg) + ": the path is not a plain absolute path");
+  return r;
 }
 
 Status join(pid_t pid, const std::vector<Membership>& memberships, const std::vector<Hierarchy>& hierarchies,
@@ -115,10 +133,11 @@ Status join(pid_t pid, const std::vector<Membership>& memberships, const std::ve
       if (slash > pos) {
         dir += "/" + m.path.substr(pos, slash - pos);
         if (::mkdir(dir.c_str(), 0755) == 0) {
-          if (mode == Manage::kExisting) {
+          if (mode == Manage::kExisting || mode == Manage::kProps) {
             ::rmdir(dir.c_str());
             return Error(ENOENT, "the " + name + " cgroup " + m.path + " does not exist here (" + dir +
-                                     " is missing; --manage-cgroups=none and props join existing cgroups only)");
+                                     " is missing; --manage-cgroups=" + (mode == Manage::kProps ? "props" : "none") +
+                                     " joins existing cgroups only)");
           }
           created->push_back(dir);
           if (std::find(h->controllers.begin(), h->controllers.end(), "cpuset") != h->controllers.end()) {

@@ -22,20 +22,34 @@ struct Membership {
 };
 
 Result<std::vector<Membership>> parse_proc_cgroup(std::string_view text);
+// The mounted hierarchy of a /proc/PID/cgroup line's controllers, or null.
+const Hierarchy* find_hierarchy(const std::vector<Hierarchy>& hierarchies, const std::string& controllers);
 // A process's cgroups; fails if its threads are not all in the same ones.
 Result<std::vector<Membership>> read_membership(pid_t pid, const std::vector<pid_t>& tids);
 
-// What a restore does with the recorded cgroups (CRIU's --manage-cgroups modes;
-// cryo saves no cgroup properties yet, so the modes differ only in which
-// cgroups may exist beforehand).
+// What a restore does with the recorded cgroups and their properties
+// (CRIU's --manage-cgroups modes).
 enum class Manage {
-  kSoft,      // soft, full (and a bare --manage-cgroups): join them, making those missing
-  kExisting,  // none, props: join them; each must exist already
-  kFresh,     // strict: make each of them; one that exists already fails the restore
+  kSoft,      // soft (and a bare --manage-cgroups): join them, making those missing;
+              // properties only on the cgroups it makes
+  kFull,      // full: the same, properties on every saved cgroup
+  kExisting,  // none: join them; each must exist already; no properties
+  kProps,     // props: the same, properties on every saved cgroup
+  kFresh,     // strict: make each of them, with its properties; one that exists already fails the restore
   kIgnore,    // ignore: stay in the restorer's cgroups
 };
 // A CRIU mode name ("" is soft, the default).
 Result<Manage> parse_manage(const std::string& mode);
+
+// --cgroup-root [CONTROLLER:]/PATH. On dump: the cgroup whose descendants are
+// saved (instead of cryo's own). On restore: where the root process's cgroup
+// goes, the tree's cgroups below it following. No controller: every hierarchy
+// not named by another --cgroup-root.
+struct CgroupRoot {
+  std::string controller;
+  std::string path;
+};
+Result<CgroupRoot> parse_cgroup_root(std::string_view arg);
 
 // Moves pid into the recorded cgroups of `hierarchies`; the directories it
 // creates are added to `created` (deepest last) for removal after a failure.

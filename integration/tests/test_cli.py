@@ -270,7 +270,7 @@ def case_criu_refused(env):
                           (["--link-remap"], "--link-remap"), (["--external", "file[12:345]"], "--external"),
                           (["--cpu-cap"], "--cpu-cap"), (["--cpu-cap=fpu"], "--cpu-cap"), (["--stream"], "--stream"),
                           (["--action-script", "/bin/true"], "--action-script"), (["-x1234"], "--ext-unix-sk"),
-                          (["--cgroup-root", "/elsewhere"], "--cgroup-root"), (["--evasive-devices"], "--evasive-devices"),
+                          (["--cgroup-props", "x"], "--cgroup-props"), (["--evasive-devices"], "--evasive-devices"),
                           (["--force-irmap"], "--force-irmap"), (["--allow-uprobes"], "--allow-uprobes"),
                           (["--ms"], "--ms")]:
         result = refused(env, *dump, *extra, mention=option)

@@ -19,9 +19,9 @@ TEST_CASE("/proc/PID/cgroup of a hybrid host") {
 TEST_CASE("--manage-cgroups modes") {
   CHECK(*cgroup::parse_manage("soft") == cgroup::Manage::kSoft);
   CHECK(*cgroup::parse_manage("") == cgroup::Manage::kSoft);
-  CHECK(*cgroup::parse_manage("full") == cgroup::Manage::kSoft);
+  CHECK(*cgroup::parse_manage("full") == cgroup::Manage::kFull);
   CHECK(*cgroup::parse_manage("none") == cgroup::Manage::kExisting);
-  CHECK(*cgroup::parse_manage("props") == cgroup::Manage::kExisting);
+  CHECK(*cgroup::parse_manage("props") == cgroup::Manage::kProps);
   CHECK(*cgroup::parse_manage("strict") == cgroup::Manage::kFresh);
   CHECK(*cgroup::parse_manage("ignore") == cgroup::Manage::kIgnore);
   CHECK(!cgroup::parse_manage("hard").ok());
@@ -35,4 +35,19 @@ TEST_CASE("a hostile cgroup path is refused before anything is made") {
     CHECK(!st.ok());
   }
   CHECK(created.empty());
+}
+
+TEST_CASE("--cgroup-root [controller:]/path") {
+  auto r = cgroup::parse_cgroup_root("/a/b/");
+  REQUIRE(r.ok());
+  CHECK(r->controller.empty());
+  CHECK(r->path == "/a/b");
+  r = cgroup::parse_cgroup_root("memory:/m");
+  REQUIRE(r.ok());
+  CHECK(r->controller == "memory");
+  CHECK(r->path == "/m");
+  r = cgroup::parse_cgroup_root("name=systemd:/");
+  REQUIRE(r.ok());
+  CHECK(r->path == "/");
+  for (const char* bad : {"", "relative", ":/x", "memory:", "/a/../b", "/a//b"}) CHECK(!cgroup::parse_cgroup_root(bad).ok());
 }
