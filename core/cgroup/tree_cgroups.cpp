@@ -205,7 +205,12 @@ Status dump_tree_cgroups(const std::map<pid_t, image::Process>& cores, const std
   CRYO_ASSIGN(auto mounted, host_hierarchies());
   for (const auto& [controllers, d, path] : wanted) {
     const Hierarchy* h = find_hierarchy(mounted, controllers);
-    if (!h) return Error(ENOENT, "the " + hierarchy_name(controllers) + " cgroup hierarchy is not mounted");
+    if (!h) {
+      // Membership alone is kept: a restore joins it where it is mounted.
+      log::warn("the " + hierarchy_name(controllers) + " cgroup hierarchy is not mounted here: the properties of "
+                "cgroup " + path + " in it are not saved");
+      continue;
+    }
     std::string dir = h->mount_point + path;
     CRYO_ASSIGN(auto props, read_props(h->v2, dir).wrap("the properties of cgroup " + path));
     if (h->v2) warn_device_programs(dir);

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """cgroup properties (limits) in process mode, as CRIU's --manage-cgroups keeps them. A
 counter is moved into cgroups made by the test (a parent and a leaf, /cryo-it-X/job) with
-memory, cpu and pids limits in their v1 hierarchies (or in cgroup2 on a pure v2 host) and,
+memory, cpu and pids limits in their v1 hierarchies (or in cgroup2 on a pure v2 host), a v1
+cpuset of one CPU and a v1 device list when those are mounted, and,
 in cgroup2, what this host lets it enable there (on a hybrid host every v2 controller but
 hugetlb is bound to v1: hugetlb limits and cgroup.max.* then). After the dump the cgroups
 are removed, and the restore makes them again with their limits (soft: only those it
-makes; full: every one); --cgroup-root moves them; a limit the host refuses fails the
+makes; full and props: every one; strict); --cgroup-root moves them; a limit the host refuses fails the
 restore, naming the file, unless the mode sets no properties. Every cgroup is removed
 afterwards, passing or failing."""
 import json
@@ -32,7 +33,8 @@ def every_mount():
 
 
 def hierarchies():
-    """{controller or 'v2': mount point} for memory, cpu, pids (v1 when mounted so) and v2."""
+    """{controller or 'v2': mount point} for memory, cpu, pids, cpuset, devices (v1 when
+    mounted so) and v2."""
     out = {}
     for line in open("/proc/self/mountinfo"):
         left, right = line.split(" - ", 1)
@@ -42,7 +44,7 @@ def hierarchies():
             out.setdefault("v2", point)
         elif fstype == "cgroup":
             for opt in options.split(","):
-                if opt in ("memory", "cpu", "pids"):
+                if opt in ("memory", "cpu", "pids", "cpuset", "devices"):
                     out.setdefault(opt, point)
     return out
 
@@ -87,6 +89,13 @@ class Limits:
                 self.path: {"cpu.shares": 512, "cpu.cfs_period_us": 50000, "cpu.cfs_quota_us": 25000}}
         if "pids" in self.mounts:
             self.limits[self.mounts["pids"]] = {self.top: {}, self.path: {"pids.max": 64}}
+        if "cpuset" in self.mounts:
+            # The leaf runs on the last CPU alone (the process's affinity shows it); its
+            # parent, as every new v1 cpuset, gets its own parent's CPUs and nodes.
+            self.cpu = cpus(read_text(self.mounts["cpuset"] + "/cpuset.cpus"))[-1]
+            self.limits[self.mounts["cpuset"]] = {self.top: {}, self.path: {"cpuset.cpus": self.cpu}}
+        if "devices" in self.mounts:
+            self.limits[self.mounts["devices"]] = {self.top: {}, self.path: {"devices.list": "c 1:3 rwm\nc 1:5 r"}}
         if v2:
             top, leaf = {"cgroup.max.descendants": 5}, {"cgroup.max.depth": 3}
             controls = []
@@ -118,12 +127,20 @@ class Limits:
             for rel, files in levels.items():
                 d = mount + rel
                 os.makedirs(d, exist_ok=True)
+                if mount == self.mounts.get("cpuset"):
+                    for f in ("cpuset.cpus", "cpuset.mems"):
+                        write(os.path.join(d, f), read_text(os.path.join(os.path.dirname(d), f)))
                 if mount == self.mounts.get("v2") and rel == self.top:
                     for c in self.controls:
                         write(os.path.join(d, "cgroup.subtree_control"), "+" + c)
                 if with_limits:
                     for name, value in files.items():
-                        write(os.path.join(d, name), value)
+                        if name == "devices.list":
+                            write(os.path.join(d, "devices.deny"), "a")
+                            for rule in value.splitlines():
+                                write(os.path.join(d, "devices.allow"), rule)
+                        else:
+                            write(os.path.join(d, name), value)
 
     def enter(self, pid):
         for d in self.dirs():
@@ -167,6 +184,24 @@ class Limits:
 
     def existing(self, *paths):
         return [m + p for m in every_mount() for p in paths if os.path.exists(m + p)]
+
+
+def cpus(text):
+    """'0-2,5' -> [0, 1, 2, 5]"""
+    out = []
+    for part in text.strip().split(","):
+        first, _, last = part.partition("-")
+        out += list(range(int(first), int(last or first) + 1))
+    return out
+
+
+def check_affinity(groups, pid):
+    """The restored process runs where its cpuset lets it (the kernel's view, not the file's)."""
+    if "cpuset" not in groups.mounts:
+        return
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        line = [x for x in read_text(f"/proc/{pid}/task/{tid}/status").splitlines() if x.startswith("Cpus_allowed_list")]
+        check_eq(cpus(line[0].split(":", 1)[1]), [groups.cpu], f"the CPUs thread {tid} may run on")
 
 
 def membership(pid):
@@ -219,6 +254,7 @@ def case_soft(env):
         check_eq(rpid, pid, "restored pid")
         check_eq(membership(pid), lines, "cgroups after the restore")
         groups.check_limits()
+        check_affinity(groups, pid)
         env.trigger_and_report(pid, report)
     finally:
         groups.cleanup()
@@ -240,6 +276,29 @@ def case_full(env):
         check_eq(rpid, pid, "restored pid")
         check_eq(membership(pid), lines, "cgroups after a full restore")
         groups.check_limits()
+        env.trigger_and_report(pid, report)
+    finally:
+        groups.cleanup()
+
+
+def case_props_strict(env):
+    """--manage-cgroups=props sets the saved limits on cgroups that exist; strict makes every
+    one of them with its limits."""
+    groups = Limits()
+    try:
+        pid, report, lines = start_in(env, groups)
+        images = dump_and_remove(env, pid, groups)
+        groups.make(with_limits=False)
+        _, rpid = env.restore(images, "--manage-cgroups=props")
+        check_eq(rpid, pid, "restored pid")
+        check_eq(membership(pid), lines, "cgroups after a props restore")
+        groups.check_limits()
+        kill(env, pid)
+        groups.remove()
+        _, rpid = env.restore(images, "--manage-cgroups=strict")
+        check_eq(membership(pid), lines, "cgroups after a strict restore")
+        groups.check_limits()
+        check_affinity(groups, pid)
         env.trigger_and_report(pid, report)
     finally:
         groups.cleanup()
@@ -305,4 +364,5 @@ def case_refused_value(env):
 
 
 if __name__ == "__main__":
-    run({"soft": case_soft, "full": case_full, "cgroup_root": case_cgroup_root, "refused_value": case_refused_value})
+    run({"soft": case_soft, "full": case_full, "props_strict": case_props_strict, "cgroup_root": case_cgroup_root,
+         "refused_value": case_refused_value})
