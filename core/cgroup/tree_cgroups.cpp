@@ -14,6 +14,7 @@
 #include "core/sys/fd.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
+#include "core/sys/util.h"
 
 namespace cryo::cgroup {
 namespace {
@@ -202,6 +203,7 @@ Status dump_tree_cgroups(const std::map<pid_t, image::Process>& cores, const std
       for (std::string p = c.path(); p != stop && p != "/"; p = parent_of(p)) wanted.insert({c.controllers(), depth(p), p});
     }
   if (wanted.empty()) return {};
+  uint64_t start = now_us();
   CRYO_ASSIGN(auto mounted, host_hierarchies());
   for (const auto& [controllers, d, path] : wanted) {
     const Hierarchy* h = find_hierarchy(mounted, controllers);
@@ -223,6 +225,8 @@ Status dump_tree_cgroups(const std::map<pid_t, image::Process>& cores, const std
       prop->set_value(p.value);
     }
   }
+  log::debug("saved " + std::to_string(tree->cgroups_size()) + " cgroups with their properties in " +
+             std::to_string(now_us() - start) + " us");
   return {};
 }
 
@@ -292,6 +296,7 @@ Status restore_tree_cgroups(const image::Tree& tree, std::vector<TaskCgroups> ta
   bool any = !dirs.empty();
   for (const auto& t : tasks) any = any || !t.memberships.empty();
   if (!any) return {};
+  uint64_t start = now_us();
   CRYO_ASSIGN(auto mounted, host_hierarchies());
   std::stable_sort(dirs.begin(), dirs.end(), [](const Dir& a, const Dir& b) { return depth(a.path) < depth(b.path); });
   if (mode == Manage::kFresh)  // the deepest one that exists is named first
@@ -312,6 +317,7 @@ Status restore_tree_cgroups(const image::Tree& tree, std::vector<TaskCgroups> ta
   }
   for (const auto& t : tasks)
     CRYO_TRY(join(t.pid, t.memberships, mounted, mode, created).wrap("pid " + std::to_string(t.pid)));
+  log::debug("cgroups made, set and joined in " + std::to_string(now_us() - start) + " us");
   return {};
 }
 

@@ -204,6 +204,13 @@ def check_affinity(groups, pid):
         check_eq(cpus(line[0].split(":", 1)[1]), [groups.cpu], f"the CPUs thread {tid} may run on")
 
 
+def saved_cgroups(env, images):
+    """What `cryo inspect` shows: {(controllers, path): {file: value}}."""
+    image = json.loads(env.cryo("inspect", images).stdout)
+    return {(c.get("controllers", ""), c["path"]): {p["name"]: p.get("value", "") for p in c.get("props", [])}
+            for c in image["tree"].get("cgroups", [])}
+
+
 def membership(pid):
     return sorted(read_text(f"/proc/{pid}/cgroup").splitlines())
 
@@ -241,9 +248,7 @@ def case_soft(env):
     try:
         pid, report, lines = start_in(env, groups)
         images = dump_and_remove(env, pid, groups)
-        image = json.loads(env.cryo("inspect", images).stdout)
-        saved = {(c.get("controllers", ""), c["path"]): {p["name"]: p.get("value", "") for p in c.get("props", [])}
-                 for c in image["tree"].get("cgroups", [])}
+        saved = saved_cgroups(env, images)
         log(f"inspect: {sorted(saved)}")
         for mount, levels in groups.limits.items():
             for rel, files in levels.items():
@@ -305,13 +310,19 @@ def case_props_strict(env):
 
 
 def case_cgroup_root(env):
-    """--cgroup-root /NEW puts the root's cgroup (the leaf, or the hierarchy's root) at /NEW in
+    """On dump, --cgroup-root /PARENT saves the cgroups below it alone. On restore,
+    --cgroup-root /NEW puts the root's cgroup (the leaf, or the hierarchy's root) at /NEW in
     every hierarchy, with the leaf's limits, and memory:/OTHER/m overrides it for memory; the
     old parent is not made."""
     groups = Limits()
     new, other = f"/cryo-it-{uuid.uuid4().hex[:8]}", f"/cryo-it-{uuid.uuid4().hex[:8]}"
     try:
         pid, report, lines = start_in(env, groups)
+        # On dump, --cgroup-root names where the saved cgroups stop: the leaf alone is saved.
+        bounded = env.path("bounded")
+        env.dump(pid, bounded, "-R", "--cgroup-root", groups.top)
+        check_eq(sorted({path for _, path in saved_cgroups(env, bounded)}), [groups.path],
+                 "the cgroups saved by a dump with --cgroup-root at their parent")
         images = dump_and_remove(env, pid, groups)
         extra = ["--cgroup-root", new]
         relocate = {m: (None, new) for m in groups.limits}
