@@ -20,6 +20,7 @@
 #include "core/image/proto/task.pb.h"
 #include "core/image/proto/tree.pb.h"
 #include "core/mm/mm_dump.h"
+#include "core/ns/ipc_ns.h"
 #include "core/ns/mount_ns.h"
 #include "core/ns/pid_ns.h"
 #include "core/sys/io.h"
@@ -47,7 +48,8 @@ Status check_namespaces(pid_t pid, pid_t root) {
   for (const char* ns : {"mnt", "net", "pid", "ipc", "uts", "user", "cgroup", "time"}) {
     // A pid namespace of the tree's own is checked whole by ns::PidMap.
     // A mount namespace of the tree's own is saved whole by ns::dump_mount_ns.
-    bool own_allowed = std::string_view(ns) == "uts" || std::string_view(ns) == "pid" || std::string_view(ns) == "mnt";
+    bool own_allowed = std::string_view(ns) == "uts" || std::string_view(ns) == "pid" || std::string_view(ns) == "mnt" ||
+                       std::string_view(ns) == "ipc";
     std::string self = std::string("/proc/self/ns/") + ns;
     std::string theirs = "/proc/" + std::to_string(pid) + "/ns/" + ns;
     std::string roots = "/proc/" + std::to_string(root) + "/ns/" + ns;
@@ -254,6 +256,8 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
 
   CRYO_ASSIGN(image::PageWriter * pages, dir.pages());
   mm::DumpStats stats;
+  CRYO_ASSIGN(auto ipc, ns::dump_ipc_ns(tree, *pages, &stats));  // its segments are the ones the tree attaches
+  if (ipc) files.use_ipc_namespace(ipc->mutable_shms());
   for (const auto& p : tree.processes()) {
     if (p.zombie) continue;
     image::Mm mm;
@@ -273,6 +277,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   CRYO_TRY(dump_uts(options.pid, &tree_entry));
   if (own_mounts) *tree_entry.mutable_mount_ns() = std::move(mount_ns);
   CRYO_TRY(cgroup::dump_tree_cgroups(cores, options.cgroup_roots, &tree_entry));
+  if (ipc) tree_entry.mutable_ipc()->Swap(&*ipc);
   pids.translate(&tree_entry);
   pids.translate(&files.files());
   CRYO_TRY(dir.write(image::kTreeName, image::Kind::kTree, tree_entry));

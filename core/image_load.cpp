@@ -3,6 +3,7 @@
 #include <set>
 
 #include "core/mm/mm_restore.h"
+#include "core/ns/ipc_ns.h"
 #include "core/mm/premap.h"
 #include "core/sys/util.h"
 #include "core/task/task_restore.h"
@@ -43,6 +44,7 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader) {
   CRYO_TRY(reader.read(image::kTreeName, image::Kind::kTree, &img.tree));
   CRYO_TRY(validate_tree(img.tree).wrap("tree.img"));
   CRYO_TRY(reader.read(image::kFilesName, image::Kind::kFiles, &img.files));
+  if (img.tree.has_ipc()) CRYO_TRY(ns::validate_ipc_ns(img.tree.ipc(), img.files).wrap("tree.img: its ipc namespace"));
   for (int i = 0; i < img.files.files_size(); i++)
     if (img.files.files(i).id() != static_cast<uint32_t>(i + 1)) return Error(EINVAL, "files.img: ids out of order");
   for (const auto& t : img.tree.tasks()) {
@@ -53,7 +55,7 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader) {
     CRYO_TRY(reader.read(image::mm_name(t.pid()), image::Kind::kMm, &mm));
     std::vector<int32_t> tids(t.tids().begin(), t.tids().end());
     CRYO_TRY(task::validate_process(core, tids).wrap(image::core_name(t.pid())));
-    CRYO_TRY(mm::validate_mm(mm, img.files).wrap(image::mm_name(t.pid())));
+    CRYO_TRY(mm::validate_mm(mm, img.files, img.tree.has_ipc() ? &img.tree.ipc() : nullptr).wrap(image::mm_name(t.pid())));
     for (const auto& fd : core.fds())
       if (fd.file_id() == 0 || fd.file_id() > static_cast<uint32_t>(img.files.files_size()))
         return Error(EINVAL, image::core_name(t.pid()) + ": fd " + std::to_string(fd.fd()) + " names an unknown file");

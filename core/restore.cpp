@@ -36,6 +36,7 @@
 #include "core/sys/failpoint.h"
 #include "core/net/netlock.h"
 #include "core/net/tcp_states.h"
+#include "core/ns/ipc_ns.h"
 #include "core/ns/mount_ns.h"
 #include "core/ns/pid_ns.h"
 #include "core/ptrace/ptrace.h"
@@ -436,6 +437,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   plan.images = &reader;
   plan.files = &img.files;
   if (img.tree.has_uts()) plan.uts = &img.tree.uts();
+  if (img.tree.has_ipc()) plan.ipc = &img.tree.ipc();
   plan.own_pid_ns = img.tree.own_pid_ns();
   if (mounts) {
     plan.mount_ns = &img.tree.mount_ns();
@@ -599,6 +601,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   objects.close_all();
   keep_lock_note.cancel();
   auto removed = segments.commit();
+  if (removed.ok() && img.tree.has_ipc()) removed = ns::remove_ipc_segments(root, img.tree.ipc());
   if (!removed.ok()) log::error(removed.error().message());
   if (plan.session_stand_in && !plan.cryo_init) {
     // The stand-in goes; the root, its child, comes to us (a subreaper) and

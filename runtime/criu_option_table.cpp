@@ -184,7 +184,7 @@ std::vector<Option> make_table() {
       row("lsm-mount-context", 0, kReq, 0, R, kAcc, kNoMountNs),
       row("veth-pair", 0, kReq, kMany, R, kAcc, kNoNetNs),
       row("empty-ns", 0, kReq, 0, D | R, kAcc, "net (the only value CRIU takes): a cryo image never holds a network namespace"),
-      row("weak-sysctls", 0, kNo, kNeg, R, kAcc, "cryo restores no sysctls (they belong to namespaces a cryo image never holds)"),
+      row("weak-sysctls", 0, kNo, kNeg, R, kAcc, "cryo restores only the sysctls of an IPC namespace of the tree's own, each of which a kernel that has IPC namespaces has"),
       row("lsm-profile", 0, kReq, 0, R, kRef, "no AppArmor or SELinux profile is set on restore"),
 
       // How the restore ends.

@@ -207,6 +207,12 @@ image::Shmem* FilesDump::add_shmem(uint64_t id, bool* is_new) {
 }
 
 Result<image::SysvShm*> FilesDump::add_sysv_shm(int shmid, const std::string& what, bool* is_new) {
+  if (ipc_shms_) {
+    *is_new = false;
+    for (auto& s : *ipc_shms_)
+      if (s.id() == shmid) return &s;
+    return Error(what + ": System V segment " + std::to_string(shmid) + " is not in the tree's IPC namespace");
+  }
   if (auto it = sysv_shms_.find(shmid); it != sysv_shms_.end()) {
     *is_new = false;
     return files_.mutable_sysv_shms(static_cast<int>(it->second));

@@ -48,6 +48,9 @@ class FilesDump {
   image::Shmem* add_shmem(uint64_t id, bool* is_new);
   // A System V segment a mapping attaches, described from /proc/sysvipc/shm.
   Result<image::SysvShm*> add_sysv_shm(int shmid, const std::string& what, bool* is_new);
+  // The tree has an IPC namespace of its own, whose segments (all, with
+  // their data) are these: add_sysv_shm finds them there, never new.
+  void use_ipc_namespace(google::protobuf::RepeatedPtrField<image::SysvShm>* shms) { ipc_shms_ = shms; }
 
   // Fills every process's fd table (Process.fds) and the file descriptions.
   Status dump_fds(const tree::FrozenTree& tree, std::map<pid_t, image::Process>& cores);
@@ -100,6 +103,7 @@ class FilesDump {
   std::map<std::string, uint32_t> mapped_;  // "path\0w" -> id
   std::map<uint64_t, size_t> shmems_;       // id -> index in files_.shmems
   std::map<int, size_t> sysv_shms_;         // shmid -> index in files_.sysv_shms
+  google::protobuf::RepeatedPtrField<image::SysvShm>* ipc_shms_ = nullptr;
   std::map<uint64_t, uint32_t> pipes_;      // inode -> pipe id
   std::optional<std::map<uint64_t, pid_t>> outside_pipes_;  // pipe inode -> a holder outside the tree
   std::map<std::pair<dev_t, ino_t>, size_t> contents_;  // inode -> index in files_.contents

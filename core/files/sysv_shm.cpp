@@ -36,7 +36,9 @@ Status make_with_id(const image::SysvShm& s) {
   return {};
 }
 
-Status fill(const image::SysvShm& s, const image::ImageDirReader& images, bool reused) {
+}  // namespace
+
+Status fill_segment(const image::SysvShm& s, const image::ImageDirReader& images, bool reused) {
   void* at = ::shmat(s.id(), nullptr, 0);
   if (at == reinterpret_cast<void*>(-1)) return errno_error(name(s) + ": shmat");
   auto* base = static_cast<uint8_t*>(at);
@@ -59,8 +61,6 @@ Status fill(const image::SysvShm& s, const image::ImageDirReader& images, bool r
   ::shmdt(at);
   return st;
 }
-
-}  // namespace
 
 SysvSegments::~SysvSegments() {
   if (committed_) return;
@@ -88,7 +88,7 @@ Status SysvSegments::prepare(const image::Files& files, const image::ImageDirRea
     ds.shm_perm.gid = s.gid();
     ds.shm_perm.mode = static_cast<unsigned short>(s.mode() & 0777);
     if (::shmctl(s.id(), IPC_SET, &ds) < 0) return errno_error(name(s) + ": IPC_SET");
-    CRYO_TRY(fill(s, images, reused));
+    CRYO_TRY(fill_segment(s, images, reused));
     if (s.removed()) to_remove_.push_back(s.id());
   }
   return {};

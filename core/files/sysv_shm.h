@@ -10,6 +10,10 @@
 
 namespace cryo::files {
 
+// Writes the recorded data into segment s.id() of this IPC namespace, which
+// has s.size() bytes; zero_first: pages the image left out are zeroed too.
+Status fill_segment(const image::SysvShm& s, const image::ImageDirReader& images, bool zero_first);
+
 class SysvSegments {
  public:
   SysvSegments() = default;

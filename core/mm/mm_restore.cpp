@@ -164,7 +164,7 @@ Status attach_sysv(ptrace::Remote& r, const image::Vma& v) {
   return {};
 }
 
-Status validate_mm(const image::Mm& mm, const image::Files& files) {
+Status validate_mm(const image::Mm& mm, const image::Files& files, const image::IpcNamespace* ipc) {
   uint64_t prev_end = 0;
   for (const auto& v : mm.vmas()) {
     if (v.start() % kPage || v.end() % kPage || v.start() >= v.end() || v.start() < prev_end ||
@@ -183,6 +183,8 @@ Status validate_mm(const image::Mm& mm, const image::Files& files) {
     if (v.kind() == image::Vma::SYSV_SHM) {
       bool known = false;
       for (const auto& s : files.sysv_shms()) known = known || s.id() == v.sysv_shmid();
+      if (ipc)
+        for (const auto& s : ipc->shms()) known = known || s.id() == v.sysv_shmid();
       if (!known) return Error(EINVAL, "mapping " + hex(v.start()) + " names an unknown System V segment");
     }
     prev_end = v.end();

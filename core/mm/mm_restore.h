@@ -9,6 +9,7 @@
 
 #include "core/files/files_restore.h"
 #include "core/image/image.h"
+#include "core/image/proto/ipc.pb.h"
 #include "core/image/proto/mm.pb.h"
 #include "core/image/proto/task.pb.h"
 #include "core/mm/premap.h"
@@ -30,7 +31,8 @@ uint64_t find_hole(const std::vector<std::pair<uint64_t, uint64_t>>& used, uint6
 
 // Validates the recorded layout (sorted, aligned, inside user space, page
 // runs inside private mappings) before anything is mapped.
-Status validate_mm(const image::Mm& mm, const image::Files& files);
+// ipc: the tree's own IPC namespace, whose segments a mapping may attach.
+Status validate_mm(const image::Mm& mm, const image::Files& files, const image::IpcNamespace* ipc = nullptr);
 
 // premaps: the regions the stubs built (see premap.h); parent: the pid
 // whose regions the process inherits pages from.

@@ -1,4 +1,5 @@
 #include "core/tree/stubs.h"
+#include "core/ns/ipc_ns.h"
 #include "core/ns/mount_ns.h"
 #include "core/sys/kernel_abi.h"
 
@@ -86,6 +87,13 @@ long fork_stub(const StubPlan& plan, size_t index) {
     if (::sethostname(uts.hostname().data(), uts.hostname().size()) < 0) fail("sethostname " + uts.hostname());
     if (::setdomainname(uts.domainname().data(), uts.domainname().size()) < 0)
       fail("setdomainname " + uts.domainname());
+  }
+  if (index == 0 && plan.ipc) {  // before the mounts: an mqueue mount shows the new namespace
+    auto made = ns::make_ipc_ns(*plan.ipc, *plan.images);
+    if (!made.ok()) {
+      errno = made.error().code();
+      fail("its ipc namespace: " + made.error().context());
+    }
   }
   if (index == 0 && plan.mount_ns) {
     auto joined = ns::finish_in_root_task(*plan.mount_ns, plan.mount_ns_fd);

@@ -49,6 +49,9 @@ struct StubPlan {
   std::vector<std::pair<pid_t, pid_t>> group_stand_ins;
   // The tree's own UTS namespace: the root makes it before forking the rest.
   const image::Uts* uts = nullptr;
+  // The tree's own IPC namespace: the root makes it and every object in it
+  // before forking the rest.
+  const image::IpcNamespace* ipc = nullptr;
   // The root is the init of a new pid namespace, where every other stub is
   // made with its pid (clone3's set_tid counts from the innermost level).
   bool own_pid_ns = false;

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Process mode, an IPC namespace the tree owns (workloads/ipcns.c under `unshare --ipc`).
+
+- ipc_ns: the root and its child in an IPC namespace of their own, which holds three
+  System V segments (one attached by both, one never attached and sparse, made by another
+  user, one removed while attached), a semaphore set, a message queue with messages of
+  several types, a POSIX message queue with messages of several priorities, and sysctls set
+  inside. After dump and restore the program finds every id, key, owner, mode, value, byte
+  and message order as it made them, in a new namespace; the host's IPC namespace never
+  holds any of them; inspect shows them.
+- ipc_ns_twice: the same with a pid namespace of the tree's own (`unshare --pid --fork
+  --ipc`): one image restored twice, side by side, each copy in a namespace of its own and
+  each finding all its objects (the POSIX queue is read by taking its messages: a shared one
+  would fail one of them).
+- ipc_ns_failed_dump: a dump killed once it has read the namespace (POSIX messages taken
+  and put back) leaves it as it was: the program finds everything.
+- ipc_ns_nested: a child in an IPC namespace of its own below the root refuses the dump,
+  naming it; the tree runs on.
+- ipc_ns_outsider: a process outside the tree in its IPC namespace (nsenter) refuses the
+  dump, naming it; the tree runs on."""
+import ctypes
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
+from harness import check, check_eq, read_text, reap, run, snapshot, status_fields, wait_until  # noqa: E402
+
+KEYS = (0x0c71a001, 0x0c71a002, 0x0c71a003)
+MQ_NAME = b"/cryo-ipcns-test"
+
+
+def ipc_of(pid):
+    return os.readlink(f"/proc/{pid}/ns/ipc")
+
+
+def check_host_untouched():
+    """None of the workload's objects is in cryo's (the host's) IPC namespace."""
+    for kind in ("shm", "sem", "msg"):
+        for line in read_text(f"/proc/sysvipc/{kind}").splitlines()[1:]:
+            fields = line.split()
+            check(fields and int(fields[0]) not in KEYS, f"the host's IPC namespace holds {kind} {line.strip()}")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mq_open.restype = ctypes.c_int
+    fd = libc.mq_open(MQ_NAME, os.O_RDONLY)
+    if fd >= 0:
+        os.close(fd)
+    check(fd < 0 and ctypes.get_errno() == 2, "the host's IPC namespace holds the POSIX queue")
+
+
+def start(env, nested=False, pid_ns=False):
+    ready, report = env.path("ready"), env.path("report")
+    argv = [env.workload("ipcns"), ready, report] + (["nested"] if nested else [])
+    if pid_ns:
+        outer = env.spawn(["unshare", "--pid", "--fork", "--ipc", "setsid"] + argv, name="unshare")
+        info = env.wait_ready(ready, outer)
+        children = [int(x) for x in read_text(f"/proc/{outer}/task/{outer}/children").split()]
+        check_eq(len(children), 1, "children of unshare")
+        root = children[0]
+    else:
+        # unshare without --fork: the program itself is the root, in its own namespace.
+        root = outer = env.spawn(["unshare", "--ipc"] + argv, name="ipcns")
+        info = env.wait_ready(ready, root)
+    check(ipc_of(root) != ipc_of(os.getpid()), "the workload is not in an ipc namespace of its own")
+    return outer, root, info, report
+
+
+def case_ipc_ns(env):
+    _, pid, info, report = start(env)
+    check_host_untouched()
+    before = snapshot(pid)
+    images = env.path("images")
+    env.dump(pid, images)
+    env.wait_dumped(before)
+    shown = env.cryo("inspect", images).stdout.replace(" ", "")
+    for what in ('"id":4242', '"id":777', '"id":99', "cryo-ipcns-test", "msgmnb"):
+        check(what in shown, f"inspect does not show {what}")
+    _, rpid = env.restore(images)
+    check_eq(rpid, pid, "restored pid")
+    check(ipc_of(pid) != ipc_of(os.getpid()), "the restored root shares cryo's ipc namespace")
+    check_eq(ipc_of(info["child"]), ipc_of(pid), "the restored child's ipc namespace")
+    check_host_untouched()
+    env.trigger_and_report(pid, report)
+    check_host_untouched()
+
+
+def case_ipc_ns_twice(env):
+    outer, root, info, report = start(env, pid_ns=True)
+    check_eq(info["pid"], 1, "the program's pid inside")
+    images = env.path("images")
+    env.dump(root, images)
+    reap([outer, root], what="unshare and the dumped root")
+    copies = []
+    for _ in range(2):
+        _, host = env.restore(images)
+        check(host is not None, "no pid in the pid file")
+        check_eq(status_fields(host, keys=("NSpid",))["NSpid"].split()[-1], "1", "the restored root's pid inside")
+        check(ipc_of(host) != ipc_of(os.getpid()), "the restored root shares cryo's ipc namespace")
+        copies.append(host)
+    check(ipc_of(copies[0]) != ipc_of(copies[1]), "two restores share one ipc namespace")
+    check_host_untouched()
+    for host in copies:
+        env.trigger_and_report(host, report)
+        os.unlink(report)
+
+
+def case_ipc_ns_failed_dump(env):
+    _, pid, info, report = start(env)
+    result = env.cryo("dump", "-t", str(pid), "-D", env.path("images"), expect=-9,
+                      env_extra={"CRYO_FAILPOINT": "dump.memory"})
+    check("failpoint dump.memory" in result.stderr, f"the dump did not die where asked: {result.stderr.strip()!r}")
+    check(os.path.exists(f"/proc/{pid}"), "the tree is gone after the failed dump")
+    env.trigger_and_report(pid, report)
+
+
+def case_ipc_ns_nested(env):
+    _, pid, info, report = start(env, nested=True)
+    check(ipc_of(info["child"]) != ipc_of(pid), "the child is not in an ipc namespace of its own")
+    result = env.dump(pid, env.path("images"), expect=1)
+    check(f"pid {info['child']}" in result.stderr and "ipc namespace of its own" in result.stderr,
+          f"the refusal does not name pid {info['child']} and its ipc namespace: {result.stderr.strip()!r}")
+    env.trigger_and_report(pid, report)
+
+
+def case_ipc_ns_outsider(env):
+    _, pid, info, report = start(env)
+    stray = env.spawn(["nsenter", "-t", str(pid), "--ipc", "--", "sleep", "1000"], name="nsenter")
+    wait_until(lambda: ipc_of(stray) == ipc_of(pid), 10, what="nsenter entering the namespace")
+    result = env.dump(pid, env.path("images"), expect=1)
+    check(f"pid {stray}" in result.stderr and "ipc namespace" in result.stderr,
+          f"the refusal does not name pid {stray}: {result.stderr.strip()!r}")
+    os.kill(stray, 9)
+    reap([stray], what="the process in the namespace from outside")
+    env.trigger_and_report(pid, report)
+
+
+if __name__ == "__main__":
+    run({"ipc_ns": case_ipc_ns, "ipc_ns_twice": case_ipc_ns_twice, "ipc_ns_failed_dump": case_ipc_ns_failed_dump,
+         "ipc_ns_nested": case_ipc_ns_nested, "ipc_ns_outsider": case_ipc_ns_outsider})
