@@ -320,6 +320,7 @@ Result<std::optional<image::IpcNamespace>> dump_ipc_ns(const tree::FrozenTree& t
   CRYO_ASSIGN(std::string mine, read_link("/proc/thread-self/ns/ipc"));
   CRYO_ASSIGN(std::string theirs, read_link(ns_path(root)));
   if (mine == theirs) return std::optional<image::IpcNamespace>();
+  uint64_t start = now_us();
   CRYO_TRY(check_no_outsiders(tree, theirs));
   image::IpcNamespace out;
   {
@@ -333,7 +334,8 @@ Result<std::optional<image::IpcNamespace>> dump_ipc_ns(const tree::FrozenTree& t
   }
   log::info("ipc namespace of pid " + std::to_string(root) + ": " + std::to_string(out.shms_size()) + " segments, " +
             std::to_string(out.sems_size()) + " semaphore sets, " + std::to_string(out.msg_queues_size()) +
-            " message queues, " + std::to_string(out.mqueues_size()) + " POSIX message queues");
+            " message queues, " + std::to_string(out.mqueues_size()) + " POSIX message queues, read in " +
+            std::to_string(now_us() - start) + " us");
   return std::optional<image::IpcNamespace>(std::move(out));
 }
 

@@ -12,6 +12,9 @@
   --ipc`): one image restored twice, side by side, each copy in a namespace of its own and
   each finding all its objects (the POSIX queue is read by taking its messages: a shared one
   would fail one of them).
+- ipc_ns_container: the program as a container's init, with a pid, mount and IPC namespace of
+  its own (a pivoted root, an mqueue filesystem mounted at /dev/mqueue): after the restore it
+  finds everything, and the restored mqueue mount shows the new namespace's queue.
 - ipc_ns_failed_dump: a dump killed once it has read the namespace (POSIX messages taken
   and put back) leaves it as it was: the program finds everything.
 - ipc_ns_nested: a child in an IPC namespace of its own below the root refuses the dump,
@@ -20,6 +23,8 @@
   dump, naming it; the tree runs on."""
 import ctypes
 import os
+import shutil
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
@@ -103,6 +108,61 @@ def case_ipc_ns_twice(env):
         os.unlink(report)
 
 
+CONTAINER_SETUP = r'''
+set -e
+R={root}
+mount --bind $R $R
+mount -t proc proc $R/proc
+mount -t mqueue mqueue $R/dev/mqueue
+mount --bind {out} $R/out
+cd $R
+pivot_root . .
+/bin/busybox umount -l .
+exec /bin/ipcns /out/ready /out/report </out/ready.in >/out/log 2>&1
+'''
+
+
+def make_rootfs(env):
+    """A root with the workload, the libraries it links and busybox (to unmount the old root)."""
+    root = env.path("rootfs")
+    for d in ("bin", "proc", "dev/mqueue", "out"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    shutil.copy(env.workload("ipcns"), os.path.join(root, "bin", "ipcns"))
+    shutil.copy("/bin/busybox", os.path.join(root, "bin", "busybox"))
+    libs = subprocess.run(["ldd", env.workload("ipcns")], capture_output=True, text=True, check=True).stdout
+    for line in libs.splitlines():
+        path = [w for w in line.split() if w.startswith("/")]
+        if path:
+            os.makedirs(os.path.dirname(root + path[0]), exist_ok=True)
+            shutil.copy(path[0], root + path[0])
+    return root
+
+
+def case_ipc_ns_container(env):
+    root, out = make_rootfs(env), env.path("out")
+    os.makedirs(out)
+    open(os.path.join(out, "ready.in"), "w").close()  # its stdin: a file of its own, as a container has
+    script = env.path("setup.sh")
+    with open(script, "w") as f:
+        f.write(CONTAINER_SETUP.format(root=root, out=out))
+    outer = env.spawn(["unshare", "--pid", "--fork", "--mount", "--ipc", "--propagation", "private", "setsid", "sh",
+                       script], name="unshare")
+    info = env.wait_ready(os.path.join(out, "ready"), outer)
+    check_eq(info["pid"], 1, "the program's pid inside")
+    pid = [int(x) for x in read_text(f"/proc/{outer}/task/{outer}/children").split()][0]
+    check(ipc_of(pid) != ipc_of(os.getpid()), "the container is not in an ipc namespace of its own")
+    images = env.path("images")
+    env.dump(pid, images)
+    reap([outer, pid], what="unshare and the dumped container")
+    _, host = env.restore(images)
+    check(host is not None, "no pid in the pid file")
+    check(ipc_of(host) != ipc_of(os.getpid()), "the restored container shares cryo's ipc namespace")
+    check(os.path.exists(f"/proc/{host}/root/dev/mqueue/cryo-ipcns-test"),
+          "the restored mqueue mount does not show the POSIX queue")
+    check_host_untouched()
+    env.trigger_and_report(host, os.path.join(out, "report"))
+
+
 def case_ipc_ns_failed_dump(env):
     _, pid, info, report = start(env)
     result = env.cryo("dump", "-t", str(pid), "-D", env.path("images"), expect=-9,
@@ -134,5 +194,6 @@ def case_ipc_ns_outsider(env):
 
 
 if __name__ == "__main__":
-    run({"ipc_ns": case_ipc_ns, "ipc_ns_twice": case_ipc_ns_twice, "ipc_ns_failed_dump": case_ipc_ns_failed_dump,
+    run({"ipc_ns": case_ipc_ns, "ipc_ns_twice": case_ipc_ns_twice, "ipc_ns_container": case_ipc_ns_container,
+         "ipc_ns_failed_dump": case_ipc_ns_failed_dump,
          "ipc_ns_nested": case_ipc_ns_nested, "ipc_ns_outsider": case_ipc_ns_outsider})
