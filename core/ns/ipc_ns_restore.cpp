@@ -4,8 +4,10 @@
 #include <fcntl.h>
 #include <mqueue.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/ipc.h>
 #include <sys/msg.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
@@ -72,15 +74,22 @@ Status set_next_id(const char* sysctl, int id, const std::string& what) {
 
 // Effective ids of the object's creator while it is made (the kernel records
 // them as cuid/cgid, which nothing can change later); root again after.
+// A change of effective ids clears the parent-death signal, by which a stub
+// dies with the restorer: it is set again, and a parent that died meanwhile
+// is noticed.
 class AsCreator {
  public:
-  AsCreator(uint32_t uid, uint32_t gid) : uid_(::geteuid()), gid_(::getegid()) {
+  AsCreator(uint32_t uid, uint32_t gid) : uid_(::geteuid()), gid_(::getegid()), parent_(::getppid()) {
+    ::prctl(PR_GET_PDEATHSIG, &death_signal_);
     if (gid != gid_) ::syscall(SYS_setresgid, -1, gid, -1);
     if (uid != uid_) ::syscall(SYS_setresuid, -1, uid, -1);
   }
   ~AsCreator() {
     ::syscall(SYS_setresuid, -1, uid_, -1);
     ::syscall(SYS_setresgid, -1, gid_, -1);
+    if (death_signal_ == 0) return;
+    ::prctl(PR_SET_PDEATHSIG, death_signal_);
+    if (::getppid() != parent_) ::kill(::getpid(), death_signal_);
   }
   AsCreator(const AsCreator&) = delete;
   AsCreator& operator=(const AsCreator&) = delete;
@@ -88,6 +97,8 @@ class AsCreator {
  private:
   uid_t uid_;
   gid_t gid_;
+  pid_t parent_;
+  int death_signal_ = 0;
 };
 
 // Makes an object with its recorded id: the kernel gives the next_id set

@@ -15,6 +15,9 @@
 - ipc_ns_container: the program as a container's init, with a pid, mount and IPC namespace of
   its own (a pivoted root, an mqueue filesystem mounted at /dev/mqueue): after the restore it
   finds everything, and the restored mqueue mount shows the new namespace's queue.
+- ipc_ns_failed_restore: a restore killed once the processes exist (the namespace and its
+  objects made), or while memory is restored, leaves no process behind, and so no namespace;
+  the image then restores and the program finds everything.
 - ipc_ns_failed_dump: a dump killed once it has read the namespace (POSIX messages taken
   and put back) leaves it as it was: the program finds everything.
 - ipc_ns_nested: a child in an IPC namespace of its own below the root refuses the dump,
@@ -28,7 +31,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import check, check_eq, read_text, reap, run, snapshot, status_fields, wait_until  # noqa: E402
+from harness import (check, check_eq, descendants, read_text, reap, run, snapshot, status_fields,  # noqa: E402
+                     wait_until)
 
 KEYS = (0x0c71a001, 0x0c71a002, 0x0c71a003)
 MQ_NAME = b"/cryo-ipcns-test"
@@ -163,6 +167,25 @@ def case_ipc_ns_container(env):
     env.trigger_and_report(host, os.path.join(out, "report"))
 
 
+def case_ipc_ns_failed_restore(env):
+    _, pid, info, report = start(env)
+    before = snapshot(pid)
+    images = env.path("images")
+    env.dump(pid, images)
+    env.wait_dumped(before)
+    for point in ("restore.stubs", "restore.memory"):
+        left_before = set(descendants(os.getpid()))
+        env.cryo("restore", "-D", images, "-d", expect=-9, env_extra={"CRYO_FAILPOINT": point})
+        # The stubs die with the restorer (and come to us, the subreaper): the namespace with them.
+        reap(sorted(set(descendants(os.getpid())) - left_before), timeout=10,
+             what=f"processes left after the restore failed at {point}")
+        check(not os.path.exists(f"/proc/{pid}"), f"pid {pid} is still there after the restore failed at {point}")
+        check_host_untouched()
+    _, rpid = env.restore(images)
+    check_eq(rpid, pid, "restored pid")
+    env.trigger_and_report(pid, report)
+
+
 def case_ipc_ns_failed_dump(env):
     _, pid, info, report = start(env)
     result = env.cryo("dump", "-t", str(pid), "-D", env.path("images"), expect=-9,
@@ -195,5 +218,6 @@ def case_ipc_ns_outsider(env):
 
 if __name__ == "__main__":
     run({"ipc_ns": case_ipc_ns, "ipc_ns_twice": case_ipc_ns_twice, "ipc_ns_container": case_ipc_ns_container,
+         "ipc_ns_failed_restore": case_ipc_ns_failed_restore,
          "ipc_ns_failed_dump": case_ipc_ns_failed_dump,
          "ipc_ns_nested": case_ipc_ns_nested, "ipc_ns_outsider": case_ipc_ns_outsider})
