@@ -137,7 +137,39 @@ Status dump_segment_data(int id, image::SysvShm* s, image::PageWriter& pages, mm
   return st;
 }
 
+// With kernel.shm_rmid_forced set, a segment goes when its last attach
+// does: our own read of one nothing else has attached would remove it. The
+// namespace has it off while its segments are read, and on again after.
+class RmidForcedOff {
+ public:
+  static Result<RmidForcedOff> of_this_namespace() {
+    RmidForcedOff off;
+    auto value = read_file(kPath);
+    if (!value.ok() || std::strtol(value->c_str(), nullptr, 10) == 0) return off;
+    CRYO_TRY(write_value("0"));
+    off.was_on_ = true;
+    return off;
+  }
+  RmidForcedOff(RmidForcedOff&& o) noexcept : was_on_(o.was_on_) { o.was_on_ = false; }
+  RmidForcedOff& operator=(RmidForcedOff&&) = delete;
+  ~RmidForcedOff() {
+    if (!was_on_) return;
+    auto st = write_value("1");
+    if (!st.ok()) log::error(st.error().message());
+  }
+
+ private:
+  static constexpr const char* kPath = "/proc/sys/kernel/shm_rmid_forced";
+  RmidForcedOff() = default;
+  static Status write_value(const char* value) {
+    CRYO_ASSIGN(UniqueFd fd, open_file(kPath, O_WRONLY | O_CLOEXEC));
+    return write_all(fd.get(), value).wrap("kernel.shm_rmid_forced of the tree's ipc namespace");
+  }
+  bool was_on_ = false;
+};
+
 Status dump_segments(image::IpcNamespace* out, image::PageWriter& pages, mm::DumpStats* stats) {
+  CRYO_ASSIGN(RmidForcedOff rmid_forced_off, RmidForcedOff::of_this_namespace());
   struct shm_info info{};
   int max_index = ::shmctl(0, SHM_INFO, reinterpret_cast<struct shmid_ds*>(&info));
   if (max_index < 0) return errno_error("shmctl SHM_INFO");

@@ -116,8 +116,12 @@ Status make_with_id(const char* next_id, int id, uint32_t cuid, uint32_t cgid, c
   return {};
 }
 
-Status write_sysctls(const image::IpcNamespace& ipc) {
+// forced: kernel.shm_rmid_forced alone, which must wait for the segments
+// (set, it removes a segment as soon as nothing has it attached, as when
+// its data is written); without it, all the others.
+Status write_sysctls(const image::IpcNamespace& ipc, bool forced) {
   for (const auto& s : ipc.sysctls()) {
+    if ((s.name() == "kernel/shm_rmid_forced") != forced) continue;
     CRYO_ASSIGN(UniqueFd fd, open_file("/proc/sys/" + s.name(), O_WRONLY | O_CLOEXEC));
     CRYO_TRY(write_all(fd.get(), s.value()).wrap("sysctl " + s.name() + " of the ipc namespace"));
   }
@@ -260,12 +264,12 @@ Status validate_ipc_ns(const image::IpcNamespace& ipc, const image::Files& files
 
 Status make_ipc_ns(const image::IpcNamespace& ipc, const image::ImageDirReader& images) {
   if (::unshare(CLONE_NEWIPC) < 0) return errno_error("unshare(CLONE_NEWIPC)");
-  CRYO_TRY(write_sysctls(ipc));  // first: they bound what the objects may be
+  CRYO_TRY(write_sysctls(ipc, false));  // first: they bound what the objects may be
   for (const auto& s : ipc.shms()) CRYO_TRY(make_segment(s, images));
   for (const auto& s : ipc.sems()) CRYO_TRY(make_semaphores(s));
   for (const auto& q : ipc.msg_queues()) CRYO_TRY(make_message_queue(q));
   for (const auto& q : ipc.mqueues()) CRYO_TRY(make_posix_queue(q));
-  return {};
+  return write_sysctls(ipc, true);
 }
 
 Status remove_ipc_segments(pid_t pid, const image::IpcNamespace& ipc) {

@@ -316,6 +316,10 @@ int main(int argc, char **argv) {
   make_messages(&s);
   make_posix_queue();
 
+  // Set last: from now on a segment goes when its last attach does (the
+  // loose one must survive the dump's reading it, and the restore's filling it).
+  write_sysctl("/proc/sys/kernel/shm_rmid_forced", "1");
+
   int settled[2];
   WL_MUST(pipe(settled) == 0);
   pid_t child = fork();
@@ -339,6 +343,8 @@ int main(int argc, char **argv) {
   WL_CHECK(read_sysctl("/proc/sys/kernel/msgmnb") == 23456, "kernel.msgmnb is %ld", read_sysctl("/proc/sys/kernel/msgmnb"));
   WL_CHECK(read_sysctl("/proc/sys/fs/mqueue/msg_max") == 17, "fs.mqueue.msg_max is %ld",
            read_sysctl("/proc/sys/fs/mqueue/msg_max"));
+  WL_CHECK(read_sysctl("/proc/sys/kernel/shm_rmid_forced") == 1, "kernel.shm_rmid_forced is %ld",
+           read_sysctl("/proc/sys/kernel/shm_rmid_forced"));
   int status = 0;
   WL_CHECK(waitpid(child, &status, WNOHANG) == 0, "the child ended (status %#x)", status);
   check_segments(&s);
