@@ -12,6 +12,9 @@
   --ipc`): one image restored twice, side by side, each copy in a namespace of its own and
   each finding all its objects (the POSIX queue is read by taking its messages: a shared one
   would fail one of them).
+- ipc_ns_new_pidns: a tree of cryo's pid namespace in an IPC namespace of its own, restored
+  twice at once with --new-pidns: each copy under cryo's init gets an IPC namespace of its own
+  and finds all its objects.
 - ipc_ns_container: the program as a container's init, with a pid, mount and IPC namespace of
   its own (a pivoted root, an mqueue filesystem mounted at /dev/mqueue): after the restore it
   finds everything, and the restored mqueue mount shows the new namespace's queue.
@@ -142,6 +145,28 @@ def make_rootfs(env):
     return root
 
 
+def case_ipc_ns_new_pidns(env):
+    _, pid, info, report = start(env)
+    before = snapshot(pid)
+    images = env.path("images")
+    env.dump(pid, images)
+    env.wait_dumped(before)
+    copies = []
+    for _ in range(2):
+        _, host = env.restore(images, "--new-pidns")
+        check(host is not None, "no pid in the pid file")
+        check_eq(status_fields(host, keys=("NSpid",))["NSpid"].split()[-1], str(pid), "the restored root's pid inside")
+        init = int(status_fields(host, keys=("PPid",))["PPid"])
+        check_eq(ipc_of(init), ipc_of(os.getpid()), "cryo's init's ipc namespace")
+        check(ipc_of(host) != ipc_of(os.getpid()), "the restored root shares cryo's ipc namespace")
+        copies.append((host, init))
+    check(ipc_of(copies[0][0]) != ipc_of(copies[1][0]), "two restores share one ipc namespace")
+    for host, init in copies:
+        env.trigger_and_report(host, report)
+        os.unlink(report)
+        reap([init], what="cryo's init once the root has ended")
+
+
 def case_ipc_ns_container(env):
     root, out = make_rootfs(env), env.path("out")
     os.makedirs(out)
@@ -217,7 +242,8 @@ def case_ipc_ns_outsider(env):
 
 
 if __name__ == "__main__":
-    run({"ipc_ns": case_ipc_ns, "ipc_ns_twice": case_ipc_ns_twice, "ipc_ns_container": case_ipc_ns_container,
+    run({"ipc_ns": case_ipc_ns, "ipc_ns_twice": case_ipc_ns_twice, "ipc_ns_new_pidns": case_ipc_ns_new_pidns,
+         "ipc_ns_container": case_ipc_ns_container,
          "ipc_ns_failed_restore": case_ipc_ns_failed_restore,
          "ipc_ns_failed_dump": case_ipc_ns_failed_dump,
          "ipc_ns_nested": case_ipc_ns_nested, "ipc_ns_outsider": case_ipc_ns_outsider})
