@@ -21,8 +21,10 @@
 #include "core/image/proto/tree.pb.h"
 #include "core/mm/mm_dump.h"
 #include "core/ns/ipc_ns.h"
+#include "core/ns/cgroup_ns.h"
 #include "core/ns/mount_ns.h"
 #include "core/ns/pid_ns.h"
+#include "core/ns/time_ns.h"
 #include "core/sys/io.h"
 #include "core/cgroup/freezer.h"
 #include "core/cgroup/membership.h"
@@ -45,11 +47,18 @@ namespace {
 // Namespaces the tree may own (the root's, shared by every task) and those it
 // must share with cryo; a task in one of its own inside the tree is refused.
 Status check_namespaces(pid_t pid, pid_t root) {
+  // A time namespace made for children yet to come would be lost.
+  auto now = read_link("/proc/" + std::to_string(pid) + "/ns/time"),
+       later = read_link("/proc/" + std::to_string(pid) + "/ns/time_for_children");
+  if (now.ok() && later.ok() && *now != *later)
+    return Error(pid_str(pid) + " has made a time namespace for its children (not supported yet)");
   for (const char* ns : {"mnt", "net", "pid", "ipc", "uts", "user", "cgroup", "time"}) {
     // A pid namespace of the tree's own is checked whole by ns::PidMap.
     // A mount namespace of the tree's own is saved whole by ns::dump_mount_ns.
+    // Namespaces of the tree's own, each saved whole (ns::PidMap, dump_mount_ns,
+    // dump_ipc_ns, dump_time_ns, dump_cgroup_ns).
     bool own_allowed = std::string_view(ns) == "uts" || std::string_view(ns) == "pid" || std::string_view(ns) == "mnt" ||
-                       std::string_view(ns) == "ipc";
+                       std::string_view(ns) == "ipc" || std::string_view(ns) == "time" || std::string_view(ns) == "cgroup";
     std::string self = std::string("/proc/self/ns/") + ns;
     std::string theirs = "/proc/" + std::to_string(pid) + "/ns/" + ns;
     std::string roots = "/proc/" + std::to_string(root) + "/ns/" + ns;
@@ -275,6 +284,10 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   CRYO_TRY(files.dump_contents(*pages, &stats));
   image::Tree tree_entry = tree_image(tree);
   CRYO_TRY(dump_uts(options.pid, &tree_entry));
+  image::TimeNs time_ns;
+  CRYO_ASSIGN(bool own_time, ns::dump_time_ns(options.pid, &time_ns));
+  if (own_time) *tree_entry.mutable_time_ns() = time_ns;
+  CRYO_TRY(ns::dump_cgroup_ns(options.pid, &tree_entry));
   if (own_mounts) *tree_entry.mutable_mount_ns() = std::move(mount_ns);
   CRYO_TRY(cgroup::dump_tree_cgroups(cores, options.cgroup_roots, &tree_entry));
   if (ipc) tree_entry.mutable_ipc()->Swap(&*ipc);

@@ -339,6 +339,25 @@ Status bring_up_in_pid_ns(pid_t root, const image::Tree& tree, const std::functi
   return verdict;
 }
 
+// Moves cryo into the roots of the tree's cgroup namespace (made if missing,
+// as --manage-cgroups says), keeping where it was in `own`.
+Status enter_cgroup_ns_roots(const image::Tree& tree, cgroup::Manage mode, std::vector<cgroup::Membership>* own,
+                             std::vector<std::string>* created) {
+  CRYO_ASSIGN(std::string text, read_file("/proc/self/cgroup"));
+  CRYO_ASSIGN(*own, cgroup::parse_proc_cgroup(text));
+  CRYO_ASSIGN(auto hierarchies, cgroup::host_hierarchies());
+  std::vector<cgroup::Membership> roots;
+  for (const auto& r : tree.cgroup_ns()) roots.push_back({r.controllers(), r.path()});
+  if (mode == cgroup::Manage::kIgnore) mode = cgroup::Manage::kSoft;  // the namespace needs its roots
+  return cgroup::join(::getpid(), roots, hierarchies, mode, created).wrap("the roots of the tree's cgroup namespace");
+}
+
+Status leave_cgroup_ns_roots(const std::vector<cgroup::Membership>& own) {
+  CRYO_ASSIGN(auto hierarchies, cgroup::host_hierarchies());
+  std::vector<std::string> none;
+  return cgroup::join(::getpid(), own, hierarchies, cgroup::Manage::kExisting, &none).wrap("back into cryo's cgroups");
+}
+
 Status write_pidfile(const std::string& path, pid_t pid) {
   if (path.empty()) return {};
   return write_file_atomic(path, std::to_string(pid) + "\n");
@@ -438,6 +457,8 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   plan.files = &img.files;
   if (img.tree.has_uts()) plan.uts = &img.tree.uts();
   if (img.tree.has_ipc()) plan.ipc = &img.tree.ipc();
+  plan.cgroup_ns = img.tree.cgroup_ns_size() > 0;
+  if (img.tree.has_time_ns()) plan.time_ns = &img.tree.time_ns();
   plan.own_pid_ns = img.tree.own_pid_ns();
   if (mounts) {
     plan.mount_ns = &img.tree.mount_ns();
@@ -472,7 +493,16 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   });
 
   log::info("creating " + std::to_string(plan.tasks.size()) + " processes");
-  CRYO_ASSIGN(root, tree::spawn_stubs(plan));
+  {
+    // The tree's cgroup namespace is rooted where its root is forked: the
+    // restorer steps into those cgroups for the fork, and back.
+    std::vector<cgroup::Membership> own_cgroups;
+    if (plan.cgroup_ns) CRYO_TRY(enter_cgroup_ns_roots(img.tree, options.manage_cgroups, &own_cgroups, &made_cgroups));
+    auto spawned = tree::spawn_stubs(plan);
+    if (plan.cgroup_ns) CRYO_TRY(leave_cgroup_ns_roots(own_cgroups));
+    if (!spawned.ok()) return std::move(spawned).error();
+    root = *spawned;
+  }
   plan.status_fd = status_read.get();
   CRYO_TRY(tree::wait_for_stubs(plan, root, 10000));
   CRYO_TRY(objects.lock_ptys());

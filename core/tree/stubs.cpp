@@ -1,6 +1,7 @@
 #include "core/tree/stubs.h"
 #include "core/ns/ipc_ns.h"
 #include "core/ns/mount_ns.h"
+#include "core/ns/time_ns.h"
 #include "core/sys/kernel_abi.h"
 
 #include <fcntl.h>
@@ -93,6 +94,14 @@ long fork_stub(const StubPlan& plan, size_t index) {
     if (!made.ok()) {
       errno = made.error().code();
       fail("its ipc namespace: " + made.error().context());
+    }
+  }
+  if (index == 0 && plan.cgroup_ns && ::unshare(CLONE_NEWCGROUP) < 0) fail("unshare(CLONE_NEWCGROUP)");
+  if (index == 0 && plan.time_ns) {
+    auto made = ns::make_time_ns(*plan.time_ns);
+    if (!made.ok()) {
+      errno = made.error().code();
+      fail(made.error().context());
     }
   }
   if (index == 0 && plan.mount_ns) {

@@ -52,6 +52,11 @@ struct StubPlan {
   // The tree's own IPC namespace: the root makes it and every object in it
   // before forking the rest.
   const image::IpcNamespace* ipc = nullptr;
+  // The tree's own time namespace: the root makes and enters it before forking.
+  const image::TimeNs* time_ns = nullptr;
+  // The tree's own cgroup namespace: the root, forked inside its roots,
+  // unshares it before forking.
+  bool cgroup_ns = false;
   // The root is the init of a new pid namespace, where every other stub is
   // made with its pid (clone3's set_tid counts from the innermost level).
   bool own_pid_ns = false;

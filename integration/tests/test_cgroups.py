@@ -4,7 +4,12 @@ controller hierarchy and the v2 one, whatever this host mounts) comes back in th
 same cgroups; with --manage-cgroups=soft (the default) they are made again if they
 were removed; with =none (and props) a missing one fails the restore, nothing left
 behind; with =strict, as in CRIU, one that exists fails it and missing ones are made;
-with =ignore the tree stays in cryo's cgroups."""
+with =ignore the tree stays in cryo's cgroups.
+
+- cgroup_ns: a tree in a cgroup namespace of its own, rooted at the test's cgroups (removed
+  after the dump): the restore makes them again and a new namespace rooted there; from inside
+  the tree sees the same /proc/self/cgroup as before (its root), from outside it is in the
+  test's cgroups."""
 import os
 import signal
 import sys
@@ -148,5 +153,62 @@ def case_modes(env):
         groups.remove()
 
 
+NS_PROGRAM = r'''
+import os, signal, sys, time
+ready, report, prog = sys.argv[1:4]
+triggered = []
+signal.signal(signal.SIGUSR1, lambda *_: triggered.append(1))
+seen = open("/proc/self/cgroup").read()
+with open(ready, "w") as f:
+    f.write(f"READY pid={os.getpid()}\n")
+i = 0
+while not triggered:
+    i += 1
+    with open(prog + ".tmp", "w") as f:
+        f.write(f"{i}\n")
+    os.rename(prog + ".tmp", prog)
+    time.sleep(0.02)
+now = open("/proc/self/cgroup").read()
+bad = [line for line in now.splitlines() if not line.endswith(":/")]
+with open(report, "w") as f:
+    f.write("OK\n" if now == seen and not bad else f"FAIL: before {seen!r} now {now!r}\n")
+'''
+
+
+def case_cgroup_ns(env):
+    groups = Cgroups()
+    try:
+        groups.make()
+        script = env.path("cgns.py")
+        with open(script, "w") as f:
+            f.write(NS_PROGRAM)
+        ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
+        enter = "; ".join(f"echo $$ > {d}/cgroup.procs" for d in groups.dirs)
+        outer = env.spawn(["sh", "-c", f"{enter}; exec unshare --cgroup --fork setsid {sys.executable} {script} "
+                                        f"{ready} {report} {prog}"], name="unshare")
+        env.wait_ready(ready, outer)
+        root = int(read_text(f"/proc/{outer}/task/{outer}/children").split()[0])
+        check(os.readlink(f"/proc/{root}/ns/cgroup") != os.readlink("/proc/self/ns/cgroup"),
+              "no cgroup namespace of its own")
+        lines = membership(root)
+        wait_progress(prog, 2)
+        images = env.path("images")
+        env.dump(root, images)
+        for _ in range(200):  # unshare ends with the dumped root
+            if os.waitpid(outer, os.WNOHANG)[0]:
+                break
+            time.sleep(0.01)
+        groups.remove()
+        check_eq(groups.exists(), [], "cgroup directories left after removal")
+        _, host = env.restore(images)
+        check(os.readlink(f"/proc/{host}/ns/cgroup") != os.readlink("/proc/self/ns/cgroup"),
+              "the restored root shares cryo's cgroup namespace")
+        check_eq(membership(host), lines, "cgroups of the restored root, seen from outside")
+        check(all(groups.path not in line for line in membership(os.getpid())), "the test ended up in the cgroups")
+        env.trigger_and_report(host, report)
+    finally:
+        groups.remove()
+
+
 if __name__ == "__main__":
-    run({"soft": case_soft, "modes": case_modes})
+    run({"soft": case_soft, "modes": case_modes, "cgroup_ns": case_cgroup_ns})

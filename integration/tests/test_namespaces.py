@@ -17,12 +17,16 @@
 - new_pidns: a tree of cryo's own pid namespace restored twice at once with --new-pidns:
   each copy runs under cryo's init (pid 1 of a fresh namespace) at its recorded pids, and the
   init ends when the root does.
+- time_ns: a tree in a time namespace of its own (monotonic and boottime offsets of days):
+  after a restore 1.5 s after the dump its CLOCK_MONOTONIC and CLOCK_BOOTTIME go on from
+  where they were (less than a second later, never back); the program saw no clock go back.
 - pid_ns_not_init: a root that is pid 2 of its namespace refuses the dump, naming it; it runs on.
 - pid_ns_outsider: a process that entered the namespace from outside (nsenter) refuses the
   dump, naming it; the tree runs on."""
 import os
 import socket
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
 from harness import (check, check_eq, descendants, progress, reap, read_text, run, snapshot,  # noqa: E402
@@ -292,6 +296,57 @@ def case_new_pidns(env):
         reap([init], what="cryo's init once the root has ended")
 
 
+TIME_PROGRAM = r'''
+import os, signal, sys, time
+ready, report, prog = sys.argv[1:4]
+triggered = []
+signal.signal(signal.SIGUSR1, lambda *_: triggered.append(1))
+with open(ready, "w") as f:
+    f.write(f"READY pid={os.getpid()}\n")
+last = (0, 0)
+problems = []
+while not triggered:
+    now = (time.clock_gettime_ns(time.CLOCK_MONOTONIC), time.clock_gettime_ns(time.CLOCK_BOOTTIME))
+    if now[0] < last[0] or now[1] < last[1]:
+        problems.append(f"a clock went back: {last} -> {now}")
+    last = now
+    tmp = f"{prog}.tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{now[0]} {now[1]}\n")
+    os.rename(tmp, prog)
+    time.sleep(0.01)
+with open(report, "w") as f:
+    f.write("OK\n" if not problems else "FAIL: " + "; ".join(problems[:3]) + "\n")
+'''
+
+
+def case_time_ns(env):
+    script = env.path("time.py")
+    with open(script, "w") as f:
+        f.write(TIME_PROGRAM)
+    ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
+    outer = env.spawn(["unshare", "--time", "--fork", "--monotonic", "864000", "--boottime", "1728000", "setsid",
+                       sys.executable, script, ready, report, prog], name="unshare")
+    env.wait_ready(ready, outer)
+    root = int(read_text(f"/proc/{outer}/task/{outer}/children").split()[0])
+    check(os.readlink(f"/proc/{root}/ns/time") != os.readlink("/proc/self/ns/time"), "no time namespace of its own")
+    wait_progress(prog, 864000 * 10**9)
+    images = env.path("images")
+    env.dump(root, images)
+    reap([outer, root], what="unshare and the dumped root")
+    mono, boot = progress(prog)
+    time.sleep(1.5)
+    _, host = env.restore(images)
+    check(os.readlink(f"/proc/{host}/ns/time") != os.readlink("/proc/self/ns/time"),
+          "the restored root shares cryo's time namespace")
+    after = wait_until(lambda: progress(prog)[0] != mono and progress(prog), 10, what="the clocks after the restore")
+    check(0 <= after[0] - mono < 10**9, f"CLOCK_MONOTONIC went from {mono} to {after[0]} across the restore")
+    check(0 <= after[1] - boot < 10**9, f"CLOCK_BOOTTIME went from {boot} to {after[1]} across the restore")
+    check_eq(read_text("/proc/self/timens_offsets").split(), ["monotonic", "0", "0", "boottime", "0", "0"],
+             "cryo's own time namespace offsets")
+    env.trigger_and_report(host, report)
+
+
 def case_pid_ns_not_init(env):
     outer, root, info = start_pid_ns(env, wrap="{} & wait")
     check_eq(nspid(root)[-1], info["pid"], "the program's pid inside")
@@ -320,4 +375,5 @@ def case_pid_ns_outsider(env):
 if __name__ == "__main__":
     run({"uts": case_uts, "uts_nested": case_uts_nested, "pid_ns": case_pid_ns,
          "pid_ns_failed_restore": case_pid_ns_failed_restore, "new_pidns": case_new_pidns,
+         "time_ns": case_time_ns,
          "pid_ns_not_init": case_pid_ns_not_init, "pid_ns_outsider": case_pid_ns_outsider})
