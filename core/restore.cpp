@@ -458,6 +458,8 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   if (img.tree.has_uts()) plan.uts = &img.tree.uts();
   if (img.tree.has_ipc()) plan.ipc = &img.tree.ipc();
   plan.cgroup_ns = img.tree.cgroup_ns_size() > 0;
+  if (plan.cgroup_ns && !options.cgroup_roots.empty())
+    return Error("--cgroup-root: the tree has a cgroup namespace of its own, whose roots cannot move yet");
   if (img.tree.has_time_ns()) plan.time_ns = &img.tree.time_ns();
   plan.own_pid_ns = img.tree.own_pid_ns();
   if (mounts) {

@@ -152,7 +152,7 @@ Status restore_dir(const Hierarchy& h, const std::string& path, const std::vecto
       if (!exists) return {};
       break;
     case Manage::kSoft:
-      if (exists) return {};  // its properties are whoever made it's
+      if (exists && !ours) return {};  // its properties are whoever made it's
       break;
     case Manage::kFull:
       break;
