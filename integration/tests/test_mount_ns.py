@@ -9,6 +9,9 @@ proc of the tree's own pid namespace at /proc, and a host directory bound at /ou
   /proc is the namespace's; what it writes to /out reaches the host.
 - unknown_root: the root directory has gone: the restore fails, saying --root is needed, and
   leaves nothing behind; restored with --root DIR (a copy) it runs there.
+- twice: the same, with UTS, IPC, cgroup and time namespaces of its own too (hostname set
+  inside): one image restored twice at once, each copy in namespaces of its own counts on in
+  its own tmpfs from where the dump left it.
 - refused_mount: a filesystem cryo cannot make again (ramfs) refuses the dump, naming the mount;
   the tree runs on.
 - not_pivoted: a mount namespace of its own that kept cryo's root (`unshare --mount` alone)
@@ -27,6 +30,8 @@ i=0
 while :; do
   i=$((i+1))
   echo $i > /out/count.tmp && mv /out/count.tmp /out/count
+  echo $i > /tmp/count.tmp && mv /tmp/count.tmp /tmp/count
+  cat /proc/sys/kernel/hostname > /tmp/hostname
   if [ -e /out/check ]; then
     problems=""
     [ "$(cat /tmp/kept)" = "kept data" ] || problems="$problems kept=$(cat /tmp/kept)"
@@ -80,7 +85,7 @@ def make_rootfs(env, name="rootfs"):
     return root
 
 
-def start(env, extra=""):
+def start(env, extra="", namespaces=()):
     root = make_rootfs(env)
     out = env.path("out")
     os.makedirs(out)
@@ -88,8 +93,8 @@ def start(env, extra=""):
     script = env.path("setup.sh")
     with open(script, "w") as f:
         f.write(SETUP.format(root=root, out=out, extra=extra))
-    outer = env.spawn(["unshare", "--pid", "--fork", "--mount", "--propagation", "private", "setsid", "sh", script],
-                      name="unshare")
+    outer = env.spawn(["unshare", "--pid", "--fork", "--mount", "--propagation", "private", *namespaces, "setsid", "sh",
+                       script], name="unshare")
     wait_until(lambda: count(out) >= 2, 10, what="the counter in the container")
     children = [int(x) for x in read_text(f"/proc/{outer}/task/{outer}/children").split()]
     check_eq(len(children), 1, "children of unshare")
@@ -132,6 +137,36 @@ def case_container(env):
     shown = env.cryo("inspect", images).stdout
     check('"mount_ns"' in shown and '"/tmp"' in shown, "inspect does not show the mounts")
     restore_and_check(env, images, out, rootfs)
+
+
+def tmp_count(pid):
+    text = (read_text(f"/proc/{pid}/root/tmp/count") or "").strip()
+    return int(text) if text.isdigit() else 0
+
+
+def case_twice(env):
+    outer, root, rootfs, out = start(env, extra="hostname cryo-container",
+                                     namespaces=("--uts", "--ipc", "--cgroup", "--time", "--monotonic", "86400"))
+    for kind in ("uts", "ipc", "cgroup", "time", "pid", "mnt"):
+        check(os.readlink(f"/proc/{root}/ns/{kind}") != os.readlink(f"/proc/self/ns/{kind}"), f"no {kind} namespace")
+    images = env.path("images")
+    env.dump(root, images)
+    reap([outer, root], what="unshare and the dumped container")
+    at_dump = count(out)
+    copies = []
+    for _ in range(2):
+        _, host = env.restore(images)
+        check(host is not None, "no pid in the pid file")
+        copies.append(host)
+    for kind in ("uts", "ipc", "cgroup", "time", "pid", "mnt"):
+        a, b = (os.readlink(f"/proc/{p}/ns/{kind}") for p in copies)
+        check(a != b and a != os.readlink(f"/proc/self/ns/{kind}"), f"the two copies' {kind} namespaces")
+    for host in copies:
+        wait_until(lambda: tmp_count(host) > at_dump + 3, 10, what=f"copy {host} to count on from {at_dump}")
+        check_eq(read_text(f"/proc/{host}/root/tmp/hostname").strip(), "cryo-container", "hostname inside")
+    for host in copies:
+        os.kill(host, 9)
+    reap(copies, what="the two copies")
 
 
 def case_unknown_root(env):
@@ -191,5 +226,5 @@ def case_not_pivoted(env):
 
 
 if __name__ == "__main__":
-    run({"container": case_container, "unknown_root": case_unknown_root, "refused_mount": case_refused_mount,
+    run({"container": case_container, "twice": case_twice, "unknown_root": case_unknown_root, "refused_mount": case_refused_mount,
          "not_pivoted": case_not_pivoted})
