@@ -28,6 +28,9 @@
 namespace cryo::files {
 namespace {
 
+// The mqueue filesystem's (ipc/mqueue.c; not in the kernel's uapi headers).
+constexpr long kMqueueMagic = 0x19800202;
+
 std::string fd_path(pid_t pid, int fd) { return "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd); }
 std::string name_fd(pid_t pid, int fd) { return "pid " + std::to_string(pid) + " fd " + std::to_string(fd); }
 
@@ -459,6 +462,9 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
     descriptions_.emplace_back(ref, f.id());
     return f.id();
   }
+  if (struct statfs fs; !(ref.flags & O_PATH) && ::statfs(fd_path(ref.pid, ref.fd).c_str(), &fs) == 0 &&
+                        fs.f_type == kMqueueMagic)
+    return Error(what + ": POSIX message queue " + link + " (an mq_open descriptor, not supported)");
   CRYO_ASSIGN(bool in_proc, describe_proc_file(ref.pid, ref.fd, ref.st, link, tree, &f));
   if (in_proc) {  // a namespace, or a file of a process of the tree: see proc_files.h
     *files_.add_files() = f;

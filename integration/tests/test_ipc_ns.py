@@ -25,6 +25,8 @@
   and put back) leaves it as it was: the program finds everything.
 - ipc_ns_nested: a child in an IPC namespace of its own below the root refuses the dump,
   naming it; the tree runs on.
+- ipc_ns_mq_fd: a descriptor of a POSIX message queue open in the tree refuses the dump, naming
+  the pid, the fd and the queue; the tree runs on.
 - ipc_ns_outsider: a process outside the tree in its IPC namespace (nsenter) refuses the
   dump, naming it; the tree runs on."""
 import ctypes
@@ -59,9 +61,9 @@ def check_host_untouched():
     check(fd < 0 and ctypes.get_errno() == 2, "the host's IPC namespace holds the POSIX queue")
 
 
-def start(env, nested=False, pid_ns=False):
+def start(env, nested=False, pid_ns=False, mode=None):
     ready, report = env.path("ready"), env.path("report")
-    argv = [env.workload("ipcns"), ready, report] + (["nested"] if nested else [])
+    argv = [env.workload("ipcns"), ready, report] + (["nested"] if nested else []) + ([mode] if mode else [])
     if pid_ns:
         outer = env.spawn(["unshare", "--pid", "--fork", "--ipc", "setsid"] + argv, name="unshare")
         info = env.wait_ready(ready, outer)
@@ -229,6 +231,15 @@ def case_ipc_ns_nested(env):
     env.trigger_and_report(pid, report)
 
 
+def case_ipc_ns_mq_fd(env):
+    _, pid, info, report = start(env, mode="mqfd")
+    result = env.dump(pid, env.path("images"), expect=1)
+    check(f"pid {pid} fd {info['mqfd']}" in result.stderr and "cryo-ipcns-test" in result.stderr and
+          "message queue" in result.stderr,
+          f"the refusal does not name pid {pid}, fd {info['mqfd']} and the queue: {result.stderr.strip()!r}")
+    env.trigger_and_report(pid, report)
+
+
 def case_ipc_ns_outsider(env):
     _, pid, info, report = start(env)
     stray = env.spawn(["nsenter", "-t", str(pid), "--ipc", "--", "sleep", "1000"], name="nsenter")
@@ -246,4 +257,4 @@ if __name__ == "__main__":
          "ipc_ns_container": case_ipc_ns_container,
          "ipc_ns_failed_restore": case_ipc_ns_failed_restore,
          "ipc_ns_failed_dump": case_ipc_ns_failed_dump,
-         "ipc_ns_nested": case_ipc_ns_nested, "ipc_ns_outsider": case_ipc_ns_outsider})
+         "ipc_ns_nested": case_ipc_ns_nested, "ipc_ns_mq_fd": case_ipc_ns_mq_fd, "ipc_ns_outsider": case_ipc_ns_outsider})

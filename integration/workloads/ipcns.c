@@ -5,8 +5,9 @@
 // A child shares the attached segments. After the trigger it checks every id,
 // key, owner, value, byte and message order it set up.
 //
-//   ipcns READY REPORT [nested]
+//   ipcns READY REPORT [nested|mqfd]
 // nested: the child unshares an IPC namespace of its own (the dump must refuse it).
+// mqfd: the program keeps a descriptor of its POSIX queue open (refused too).
 #include "workload.h"
 
 #include <mqueue.h>
@@ -260,6 +261,9 @@ static void check_messages(const struct state *s) {
   }
 }
 
+static int keep_mq_open;
+static mqd_t kept_mq = -1;
+
 static void make_posix_queue(void) {
   struct mq_attr attr = {.mq_maxmsg = 8, .mq_msgsize = 128};
   mode_t old = umask(0);
@@ -269,7 +273,10 @@ static void make_posix_queue(void) {
   WL_MUST(fchown(q, OWNER_UID, OWNER_GID) == 0);
   for (size_t i = 0; i < COUNT(mq_sent); i++)
     WL_MUST(mq_send(q, mq_sent[i].text, strlen(mq_sent[i].text), mq_sent[i].prio) == 0);
-  mq_close(q);  // the queue lives on in the namespace, by name only
+  if (keep_mq_open)
+    kept_mq = q;
+  else
+    mq_close(q);  // the queue lives on in the namespace, by name only
 }
 
 static void check_posix_queue(void) {
@@ -307,6 +314,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   int nested = argc > 3 && !strcmp(argv[3], "nested");
+  keep_mq_open = argc > 3 && !strcmp(argv[3], "mqfd");
   wl_install_trigger();
   write_sysctl("/proc/sys/kernel/msgmnb", "23456");
   write_sysctl("/proc/sys/fs/mqueue/msg_max", "17");
@@ -336,8 +344,8 @@ int main(int argc, char **argv) {
   }
   char c;
   WL_MUST(read(settled[0], &c, 1) == 1);
-  wl_ready(argv[1], "pid=%d child=%d shm=%d loose=%d removed=%d sem=%d msg=%d", (int)getpid(), (int)child,
-           s.attached, s.loose, s.removed, s.sem, s.msg);
+  wl_ready(argv[1], "mqfd=%d pid=%d child=%d shm=%d loose=%d removed=%d sem=%d msg=%d", (int)kept_mq, (int)getpid(),
+           (int)child, s.attached, s.loose, s.removed, s.sem, s.msg);
   while (!wl_triggered) wl_sleep_ms(20);
 
   WL_CHECK(read_sysctl("/proc/sys/kernel/msgmnb") == 23456, "kernel.msgmnb is %ld", read_sysctl("/proc/sys/kernel/msgmnb"));
