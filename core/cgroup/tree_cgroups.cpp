@@ -1,5 +1,6 @@
 #include "core/cgroup/tree_cgroups.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <sys/stat.h>
@@ -7,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -138,8 +140,48 @@ Error strict_refusal(const Hierarchy& h, const std::string& path) {
                            "; --manage-cgroups=strict makes every cgroup of the tree below a root itself)");
 }
 
-Status restore_dir(const Hierarchy& h, const std::string& path, const std::vector<Prop>& props, Manage mode,
-                   std::vector<std::string>* created) {
+struct Owner {
+  std::optional<uint32_t> uid, gid, mode;
+  std::vector<std::string> files;
+};
+
+// A delegated cgroup's owner: the files of it the owner had (besides the
+// directory) are named in the image. Read at dump time.
+Status save_owner(const std::string& dir, image::CgroupDir* out) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) < 0) return errno_error("stat " + dir);
+  out->set_uid(st.st_uid);
+  out->set_gid(st.st_gid);
+  out->set_mode(st.st_mode & 07777);
+  if (st.st_uid == 0 && st.st_gid == 0) return {};
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return errno_error("opendir " + dir);
+  while (auto* e = ::readdir(d)) {
+    struct stat file;
+    if (e->d_name[0] == '.' || ::fstatat(::dirfd(d), e->d_name, &file, AT_SYMLINK_NOFOLLOW) < 0) continue;
+    if (S_ISREG(file.st_mode) && file.st_uid == st.st_uid && file.st_gid == st.st_gid) out->add_owned_files(e->d_name);
+  }
+  ::closedir(d);
+  return {};
+}
+
+// Gives a cgroup its saved owner and permission bits again.
+Status restore_owner(const std::string& dir, const Owner& owner) {
+  if (owner.mode && ::chmod(dir.c_str(), *owner.mode) < 0) return errno_error("chmod " + dir);
+  if (!owner.uid || !owner.gid) return {};
+  if (::chown(dir.c_str(), *owner.uid, *owner.gid) < 0) return errno_error("chown " + dir);
+  for (const auto& name : owner.files) {
+    std::string path = dir + "/" + name;
+    if (::chown(path.c_str(), *owner.uid, *owner.gid) < 0) {
+      if (errno != ENOENT) return errno_error("chown " + path);
+      log::warn("cgroup " + dir + ": " + name + " is not there to be given back to uid " + std::to_string(*owner.uid));
+    }
+  }
+  return {};
+}
+
+Status restore_dir(const Hierarchy& h, const std::string& path, const std::vector<Prop>& props, const Owner& owner,
+                   Manage mode, std::vector<std::string>* created) {
   std::string dir = h.mount_point + path;
   struct stat st;
   bool exists = ::stat(dir.c_str(), &st) == 0;
@@ -161,6 +203,7 @@ Status restore_dir(const Hierarchy& h, const std::string& path, const std::vecto
       break;
   }
   if (!exists) CRYO_TRY(make_path(h, path, created));
+  CRYO_TRY(restore_owner(dir, owner));
   if (props.empty()) return {};
   if (h.v2) CRYO_TRY(enable_in_parent(dir, props));
   return write_props(h.v2, dir, props);
@@ -219,6 +262,7 @@ Status dump_tree_cgroups(const std::map<pid_t, image::Process>& cores, const std
     auto* out = tree->add_cgroups();
     out->set_controllers(controllers);
     out->set_path(path);
+    CRYO_TRY(save_owner(dir, out).wrap("cgroup " + path));
     for (const auto& p : props) {
       auto* prop = out->add_props();
       prop->set_name(p.name);
@@ -236,10 +280,19 @@ Status restore_tree_cgroups(const image::Tree& tree, std::vector<TaskCgroups> ta
   struct Dir {
     std::string controllers, path;
     std::vector<Prop> props;
+    Owner owner;
   };
   std::vector<Dir> dirs;
   for (const auto& d : tree.cgroups()) {
-    Dir dir{d.controllers(), d.path(), {}};
+    Dir dir{d.controllers(), d.path(), {}, {}};
+    if (d.has_uid()) dir.owner.uid = d.uid();
+    if (d.has_gid()) dir.owner.gid = d.gid();
+    if (d.has_mode()) dir.owner.mode = d.mode() & 07777;
+    for (const auto& name : d.owned_files()) {
+      if (name.empty() || name.find('/') != std::string::npos || name[0] == '.')
+        return Error(EINVAL, "tree.img: cgroup " + dir.path + ": '" + name + "' is not a file name");
+      dir.owner.files.push_back(name);
+    }
     if (!plain_path(dir.path) || dir.path == "/")
       return Error(EINVAL, "tree.img: the " + hierarchy_name(dir.controllers) + " cgroup path " + dir.path +
                                " is not a plain absolute path below the root");
@@ -313,7 +366,7 @@ Status restore_tree_cgroups(const image::Tree& tree, std::vector<TaskCgroups> ta
       return Error(ENOENT, "the " + hierarchy_name(d.controllers) +
                                " cgroup hierarchy is not mounted here (--manage-cgroups=ignore restores into cryo's "
                                "own cgroups)");
-    CRYO_TRY(restore_dir(*h, d.path, d.props, mode, created).wrap("cgroup " + d.path));
+    CRYO_TRY(restore_dir(*h, d.path, d.props, d.owner, mode, created).wrap("cgroup " + d.path));
   }
   for (const auto& t : tasks)
     CRYO_TRY(join(t.pid, t.memberships, mounted, mode, created).wrap("pid " + std::to_string(t.pid)));

@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 from harness import check, check_eq, kill_descendants, log, read_text, run, snapshot, wait_progress  # noqa: E402
 
 MB = 1 << 20
+OWNER = 4321  # the leaf cgroup's (and its cgroup.procs') owner
 
 
 def every_mount():
@@ -141,6 +142,9 @@ class Limits:
                                 write(os.path.join(d, "devices.allow"), rule)
                         else:
                             write(os.path.join(d, name), value)
+                    if rel == self.path:  # delegated to a user, as systemd's Delegate= does
+                        for f in (d, os.path.join(d, "cgroup.procs")):
+                            os.chown(f, OWNER, OWNER)
 
     def enter(self, pid):
         for d in self.dirs():
@@ -155,6 +159,13 @@ class Limits:
                 where = new_top if rel == self.top else new_leaf
                 if where is None:
                     continue
+                if rel == self.path:
+                    owners = [(os.stat(f).st_uid, os.stat(f).st_gid) for f in
+                              (mount + where, os.path.join(mount + where, "cgroup.procs"))]
+                    if want:
+                        check_eq(owners, [(OWNER, OWNER)] * 2, f"owners of {mount}{where} and its cgroup.procs")
+                    else:
+                        check((OWNER, OWNER) not in owners, f"{mount}{where} was given its saved owner")
                 for name, value in files.items():
                     got = (read_text(os.path.join(mount + where, name)) or "").strip()
                     if want:

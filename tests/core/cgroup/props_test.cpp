@@ -73,3 +73,18 @@ TEST_CASE("a hostile image's cgroups are refused before anything is made") {
   }
   CHECK(created.empty());
 }
+
+TEST_CASE("a hostile image's delegated files are refused") {
+  std::vector<std::string> created;
+  for (const char* name : {"../../etc/shadow", "", ".", "..", "a/b"}) {
+    image::Tree tree;
+    auto* dir = tree.add_cgroups();
+    dir->set_controllers("pids");
+    dir->set_path("/ok");
+    dir->set_uid(1000);
+    dir->set_gid(1000);
+    dir->add_owned_files(name);
+    CHECK_MESSAGE(!cgroup::restore_tree_cgroups(tree, {}, cgroup::Manage::kFull, {}, &created).ok(), name);
+  }
+  CHECK(created.empty());
+}
