@@ -265,7 +265,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
 
   CRYO_ASSIGN(image::PageWriter * pages, dir.pages());
   mm::DumpStats stats;
-  CRYO_ASSIGN(auto ipc, ns::dump_ipc_ns(tree, *pages, &stats));  // its segments are the ones the tree attaches
+  CRYO_ASSIGN(auto ipc, ns::dump_ipc_ns(tree, pids, *pages, &stats));  // its segments are the ones the tree attaches
   if (ipc) files.use_ipc_namespace(ipc->mutable_shms());
   for (const auto& p : tree.processes()) {
     if (p.zombie) continue;

@@ -17,6 +17,7 @@
 #include "core/image/proto/files.pb.h"
 #include "core/image/proto/ipc.pb.h"
 #include "core/mm/mm_dump.h"
+#include "core/ns/pid_ns.h"
 #include "core/sys/result.h"
 #include "core/tree/freeze.h"
 
@@ -28,8 +29,8 @@ namespace cryo::ns {
 // do objects cryo cannot make again (SHM_LOCK, huge pages, mq_notify). The
 // namespace is left as it was: POSIX queues, whose messages can only be
 // read by taking them, get them back at once.
-Result<std::optional<image::IpcNamespace>> dump_ipc_ns(const tree::FrozenTree& tree, image::PageWriter& pages,
-                                                     mm::DumpStats* stats);
+Result<std::optional<image::IpcNamespace>> dump_ipc_ns(const tree::FrozenTree& tree, const PidMap& pids,
+                                                     image::PageWriter& pages, mm::DumpStats* stats);
 
 // A hostile image cannot make the restore write other sysctls or objects
 // than an IPC namespace has.
@@ -39,6 +40,11 @@ Status validate_ipc_ns(const image::IpcNamespace& ipc, const image::Files& files
 // the sysctls and every object, each with its recorded id, key, owner and
 // contents. A failure kills the stub, and the namespace goes with it.
 Status make_ipc_ns(const image::IpcNamespace& ipc, const image::ImageDirReader& images);
+
+// In each stub, once the namespace is made: a semaphore the process was the
+// last to change gets it as its sempid again (an operation that leaves its
+// value as it is).
+Status take_semaphore_pids(const image::IpcNamespace& ipc, pid_t pid);
 
 // Once the restored tree runs: the segments that were removed at dump time
 // (IPC_RMID, kept while attached) are removed again, by a helper process

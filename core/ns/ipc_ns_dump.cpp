@@ -194,7 +194,7 @@ Status dump_segments(image::IpcNamespace* out, image::PageWriter& pages, mm::Dum
   return {};
 }
 
-Status dump_semaphores(image::IpcNamespace* out) {
+Status dump_semaphores(image::IpcNamespace* out, const tree::FrozenTree& tree, const PidMap& pids) {
   struct seminfo info{};
   int max_index = ::semctl(0, 0, SEM_INFO, &info);
   if (max_index < 0) return errno_error("semctl SEM_INFO");
@@ -214,6 +214,10 @@ Status dump_semaphores(image::IpcNamespace* out) {
     s->set_cuid(ds.sem_perm.cuid);
     s->set_cgid(ds.sem_perm.cgid);
     for (unsigned short v : values) s->add_values(v);
+    for (int i = 0; i < static_cast<int>(values.size()); i++) {
+      int last = ::semctl(id, i, GETPID);  // as cryo sees it
+      s->add_pids(last > 0 && tree.contains(last) ? pids.inner(last) : 0);
+    }
   }
   return {};
 }
@@ -346,8 +350,8 @@ Status dump_posix_queues(image::IpcNamespace* out) {
 
 }  // namespace
 
-Result<std::optional<image::IpcNamespace>> dump_ipc_ns(const tree::FrozenTree& tree, image::PageWriter& pages,
-                                                     mm::DumpStats* stats) {
+Result<std::optional<image::IpcNamespace>> dump_ipc_ns(const tree::FrozenTree& tree, const PidMap& pids,
+                                                     image::PageWriter& pages, mm::DumpStats* stats) {
   pid_t root = tree.processes().front().pid;
   CRYO_ASSIGN(std::string mine, read_link("/proc/thread-self/ns/ipc"));
   CRYO_ASSIGN(std::string theirs, read_link(ns_path(root)));
@@ -359,7 +363,7 @@ Result<std::optional<image::IpcNamespace>> dump_ipc_ns(const tree::FrozenTree& t
     CRYO_ASSIGN(InsideIpcNs inside, InsideIpcNs::enter(root));
     dump_sysctls(&out);
     CRYO_TRY(dump_segments(&out, pages, stats));
-    CRYO_TRY(dump_semaphores(&out));
+    CRYO_TRY(dump_semaphores(&out, tree, pids));
     CRYO_TRY(dump_message_queues(&out));
     CRYO_TRY(dump_posix_queues(&out));
     CRYO_TRY(inside.leave());

@@ -243,6 +243,8 @@ Status validate_ipc_ns(const image::IpcNamespace& ipc, const image::Files& files
       return Error(EINVAL, sem_name(s.id()) + " has a bad number of semaphores");
     for (uint32_t v : s.values())
       if (v > kMaxSemValue) return Error(EINVAL, sem_name(s.id()) + " has a value above " + std::to_string(kMaxSemValue));
+    if (s.pids_size() != 0 && s.pids_size() != s.values_size())
+      return Error(EINVAL, sem_name(s.id()) + " has a last pid for some of its semaphores only");
   }
   for (const auto& q : ipc.msg_queues())
     for (const auto& m : q.messages())
@@ -270,6 +272,21 @@ Status make_ipc_ns(const image::IpcNamespace& ipc, const image::ImageDirReader& 
   for (const auto& q : ipc.msg_queues()) CRYO_TRY(make_message_queue(q));
   for (const auto& q : ipc.mqueues()) CRYO_TRY(make_posix_queue(q));
   return write_sysctls(ipc, true);
+}
+
+Status take_semaphore_pids(const image::IpcNamespace& ipc, pid_t pid) {
+  for (const auto& s : ipc.sems()) {
+    for (int i = 0; i < s.pids_size() && i < s.values_size(); i++) {
+      if (s.pids(i) != pid) continue;
+      // Down and up again (or up and down, from zero) in one atomic semop.
+      short first = s.values(i) > 0 ? -1 : 1;
+      struct sembuf ops[2] = {{static_cast<unsigned short>(i), first, IPC_NOWAIT},
+                              {static_cast<unsigned short>(i), static_cast<short>(-first), IPC_NOWAIT}};
+      if (::semop(s.id(), ops, 2) < 0)
+        return errno_error(sem_name(s.id()) + ": semop to be its semaphore " + std::to_string(i) + "'s last process");
+    }
+  }
+  return {};
 }
 
 Status remove_ipc_segments(pid_t pid, const image::IpcNamespace& ipc) {

@@ -147,6 +147,13 @@ long fork_stub(const StubPlan& plan, size_t index) {
       fail("building shared memory: " + built.error().context());
     }
   }
+  if (plan.ipc) {
+    auto took = ns::take_semaphore_pids(*plan.ipc, pid);
+    if (!took.ok()) {
+      errno = took.error().code();
+      fail(took.error().context());
+    }
+  }
   for (size_t child : t.children) {
     long got = fork_stub(plan, child);
     if (got < 0) {

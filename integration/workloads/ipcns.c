@@ -182,7 +182,9 @@ static void make_semaphores(struct state *s) {
   WL_MUST(semctl(s->sem, 0, SETALL, arg) == 0);
 }
 
-static void check_semaphores(const struct state *s) {
+// The root made the set (SETALL: it is every semaphore's last process), the
+// child then took semaphore 1 and gave it back.
+static void check_semaphores(const struct state *s, pid_t child) {
   WL_CHECK(semget(KEY_SEM, 0, 0) == s->sem, "semaphore key finds %d, want %d", semget(KEY_SEM, 0, 0), s->sem);
   struct semid_ds ds;
   union semun arg = {.buf = &ds};
@@ -195,8 +197,12 @@ static void check_semaphores(const struct state *s) {
   unsigned short got[COUNT(sem_values)] = {0};
   arg.array = got;
   WL_CHECK(semctl(s->sem, 0, GETALL, arg) == 0, "GETALL: %s", strerror(errno));
-  for (size_t i = 0; i < COUNT(sem_values); i++)
+  for (size_t i = 0; i < COUNT(sem_values); i++) {
     WL_CHECK(got[i] == sem_values[i], "semaphore %zu is %u, want %u", i, got[i], sem_values[i]);
+    int last = semctl(s->sem, (int)i, GETPID);
+    pid_t want = i == 1 ? child : getpid();
+    WL_CHECK(last == want, "semaphore %zu's last process is %d, want %d", i, last, (int)want);
+  }
   // They still work: take one from semaphore 2 without waiting.
   struct sembuf op = {2, -1, IPC_NOWAIT};
   WL_CHECK(semop(s->sem, &op, 1) == 0, "semop: %s", strerror(errno));
@@ -334,6 +340,8 @@ int main(int argc, char **argv) {
   WL_MUST(child >= 0);
   if (child == 0) {  // shares the attached segments; dies if their data changes
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    struct sembuf take_and_give[2] = {{1, -1, IPC_NOWAIT}, {1, 1, IPC_NOWAIT}};
+    WL_MUST(semop(s.sem, take_and_give, 2) == 0);
     if (nested && unshare(CLONE_NEWIPC) != 0) _exit(4);
     WL_MUST(write(settled[1], "x", 1) == 1);
     for (;;) {
@@ -356,7 +364,7 @@ int main(int argc, char **argv) {
   int status = 0;
   WL_CHECK(waitpid(child, &status, WNOHANG) == 0, "the child ended (status %#x)", status);
   check_segments(&s);
-  check_semaphores(&s);
+  check_semaphores(&s, child);
   check_messages(&s);
   check_posix_queue();
   kill(child, SIGKILL);

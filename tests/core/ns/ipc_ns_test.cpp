@@ -77,6 +77,11 @@ TEST_CASE("objects with impossible ids, sizes or contents are refused") {
   ipc.mutable_sems(0)->set_values(0, 40000);
   CHECK(refused(ipc));
   ipc = sane();
+  ipc.mutable_sems(0)->add_pids(5);  // a last process for one of its two semaphores only
+  CHECK(refused(ipc));
+  ipc.mutable_sems(0)->add_pids(0);
+  CHECK(!refused(ipc));
+  ipc = sane();
   ipc.mutable_msg_queues(0)->mutable_messages(0)->set_type(0);
   CHECK(refused(ipc));
 }
