@@ -23,6 +23,7 @@
 #include "core/ns/ipc_ns.h"
 #include "core/ns/cgroup_ns.h"
 #include "core/ns/mount_ns.h"
+#include "core/ns/net_ns.h"
 #include "core/ns/pid_ns.h"
 #include "core/ns/time_ns.h"
 #include "core/sys/io.h"
@@ -56,9 +57,10 @@ Status check_namespaces(pid_t pid, pid_t root) {
     // A pid namespace of the tree's own is checked whole by ns::PidMap.
     // A mount namespace of the tree's own is saved whole by ns::dump_mount_ns.
     // Namespaces of the tree's own, each saved whole (ns::PidMap, dump_mount_ns,
-    // dump_ipc_ns, dump_time_ns, dump_cgroup_ns).
+    // dump_ipc_ns, dump_time_ns, dump_cgroup_ns, dump_net_ns).
     bool own_allowed = std::string_view(ns) == "uts" || std::string_view(ns) == "pid" || std::string_view(ns) == "mnt" ||
-                       std::string_view(ns) == "ipc" || std::string_view(ns) == "time" || std::string_view(ns) == "cgroup";
+                       std::string_view(ns) == "ipc" || std::string_view(ns) == "time" || std::string_view(ns) == "cgroup" ||
+                       std::string_view(ns) == "net";
     std::string self = std::string("/proc/self/ns/") + ns;
     std::string theirs = "/proc/" + std::to_string(pid) + "/ns/" + ns;
     std::string roots = "/proc/" + std::to_string(root) + "/ns/" + ns;
@@ -196,6 +198,13 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   bool own_mounts = ns::own_mount_ns(options.pid);
   image::MountNs mount_ns;
   if (own_mounts) CRYO_TRY(ns::dump_mount_ns(options.pid, &mount_ns));
+  bool own_net = ns::own_net_ns(options.pid);
+  image::NetNs net_ns;
+  UniqueFd tree_net;
+  if (own_net) {
+    CRYO_TRY(ns::dump_net_ns(options.pid, &net_ns));
+    CRYO_ASSIGN(tree_net, open_file("/proc/" + std::to_string(options.pid) + "/ns/net", O_RDONLY | O_CLOEXEC));
+  }
   CRYO_TRY(tree::check_shared_tables(tree));
   files::FilesDump files({.shell_job = options.shell_job,
                           .external_ttys = options.external_ttys,
@@ -228,7 +237,14 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     }
   }
   CRYO_TRY(check_interrupt("before the files were dumped"));
-  CRYO_TRY(files.dump_fds(tree, cores));
+  {
+    std::optional<ns::NetNsScope> in_tree_net;  // sock_diag answers for the namespace it is asked in
+    if (own_net) {
+      CRYO_ASSIGN(auto scope, ns::NetNsScope::enter(tree_net.get()));
+      in_tree_net.emplace(std::move(scope));
+    }
+    CRYO_TRY(files.dump_fds(tree, cores));
+  }
   failpoint("dump.files");
   // /proc/locks costs a first read of ~10 ms here: only when an fd shows a lock.
   if (files.saw_locks()) CRYO_TRY(files::dump_locks(tree, cores));
@@ -248,6 +264,8 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     if (!st.ok()) log::error(st.error().message());
     guard.release();
   });
+  if (own_net && !files.sockets().tcp_sockets().empty())
+    return Error("TCP connections in the tree's own network namespace (not supported yet)");
   if (std::vector<int> tcp = files.sockets().tcp_sockets(); !tcp.empty()) {
     std::string table = options.network_lock == "skip" ? "" : net::new_lock_table();
     // Once the inventory is renamed into place the image is complete: a cryo
@@ -289,6 +307,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   if (own_time) *tree_entry.mutable_time_ns() = time_ns;
   CRYO_TRY(ns::dump_cgroup_ns(options.pid, &tree_entry));
   if (own_mounts) *tree_entry.mutable_mount_ns() = std::move(mount_ns);
+  if (own_net) *tree_entry.mutable_net_ns() = net_ns;
   CRYO_TRY(cgroup::dump_tree_cgroups(cores, options.cgroup_roots, &tree_entry));
   if (ipc) tree_entry.mutable_ipc()->Swap(&*ipc);
   pids.translate(&tree_entry);

@@ -38,6 +38,7 @@
 #include "core/net/tcp_states.h"
 #include "core/ns/ipc_ns.h"
 #include "core/ns/mount_ns.h"
+#include "core/ns/net_ns.h"
 #include "core/ns/pid_ns.h"
 #include "core/ptrace/ptrace.h"
 #include "core/sys/io.h"
@@ -425,7 +426,17 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   } else if (!options.root.empty() && options.root != "/") {
     return Error("--root " + options.root + ": the image's tree shares cryo's mount namespace (only --root / fits it)");
   }
-  CRYO_TRY(objects.open_all(img.files, reader, base, std::move(groups), std::move(listeners)).wrap("opening files"));
+  // A network namespace of the tree's own: its sockets are made in it.
+  UniqueFd net_ns;
+  {
+    std::optional<ns::NetNsScope> in_tree_net;
+    if (img.tree.has_net_ns()) {
+      CRYO_ASSIGN(net_ns, ns::make_net_ns(img.tree.net_ns()));
+      CRYO_ASSIGN(auto scope, ns::NetNsScope::enter(net_ns.get()));
+      in_tree_net.emplace(std::move(scope));
+    }
+    CRYO_TRY(objects.open_all(img.files, reader, base, std::move(groups), std::move(listeners)).wrap("opening files"));
+  }
   files::SysvSegments segments;  // declared before the tasks' cleanup: removed after they are gone
   CRYO_TRY(segments.prepare(img.files, reader));
   CRYO_ASSIGN(mm::Trampoline tramp, map_trampoline(img));
@@ -462,6 +473,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     return Error("--cgroup-root: the tree has a cgroup namespace of its own, whose roots cannot move yet");
   if (img.tree.has_time_ns()) plan.time_ns = &img.tree.time_ns();
   plan.own_pid_ns = img.tree.own_pid_ns();
+  plan.net_ns_fd = net_ns.valid() ? net_ns.get() : -1;
   if (mounts) {
     plan.mount_ns = &img.tree.mount_ns();
     plan.mount_ns_fd = mounts->ns_fd();

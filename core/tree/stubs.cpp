@@ -82,6 +82,8 @@ long fork_stub(const StubPlan& plan, size_t index) {
     ::_exit(1);
   };
 
+  if (index == 0 && plan.net_ns_fd >= 0 && ::setns(plan.net_ns_fd, CLONE_NEWNET) < 0)
+    fail("joining the tree's network namespace");
   if (index == 0 && plan.uts) {
     const auto& uts = *plan.uts;
     if (::unshare(CLONE_NEWUTS) < 0) fail("unshare(CLONE_NEWUTS)");

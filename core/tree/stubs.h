@@ -68,6 +68,9 @@ struct StubPlan {
   // root joins it and mounts what belongs to its other namespaces, after
   // making those and before forking the rest.
   const image::MountNs* mount_ns = nullptr;
+  // The tree's own network namespace, made by the restorer (its sockets are
+  // in it): the root joins it first.
+  int net_ns_fd = -1;
   int mount_ns_fd = -1;
   int init_life_fd = -1;
   int init_life_write_fd = -1;  // the restorer's end: closed in the init

@@ -9,8 +9,8 @@ proc of the tree's own pid namespace at /proc, and a host directory bound at /ou
   /proc is the namespace's; what it writes to /out reaches the host.
 - unknown_root: the root directory has gone: the restore fails, saying --root is needed, and
   leaves nothing behind; restored with --root DIR (a copy) it runs there.
-- twice: the same, with UTS, IPC, cgroup and time namespaces of its own too (hostname set
-  inside): one image restored twice at once, each copy in namespaces of its own counts on in
+- twice: the same, with UTS, IPC, network (lo only), cgroup and time namespaces of its own too
+  (hostname set inside): one image restored twice at once, each copy in namespaces of its own counts on in
   its own tmpfs from where the dump left it.
 - refused_mount: a filesystem cryo cannot make again (ramfs) refuses the dump, naming the mount;
   the tree runs on.
@@ -31,7 +31,7 @@ while :; do
   i=$((i+1))
   echo $i > /out/count.tmp && mv /out/count.tmp /out/count
   echo $i > /tmp/count.tmp && mv /tmp/count.tmp /tmp/count
-  cat /proc/sys/kernel/hostname > /tmp/hostname
+  cat /proc/sys/kernel/hostname > /tmp/hostname.tmp && mv /tmp/hostname.tmp /tmp/hostname
   if [ -e /out/check ]; then
     problems=""
     [ "$(cat /tmp/kept)" = "kept data" ] || problems="$problems kept=$(cat /tmp/kept)"
@@ -145,9 +145,9 @@ def tmp_count(pid):
 
 
 def case_twice(env):
-    outer, root, rootfs, out = start(env, extra="hostname cryo-container",
-                                     namespaces=("--uts", "--ipc", "--cgroup", "--time", "--monotonic", "86400"))
-    for kind in ("uts", "ipc", "cgroup", "time", "pid", "mnt"):
+    outer, root, rootfs, out = start(env, extra="hostname cryo-container; ip link set lo up",
+                                     namespaces=("--uts", "--ipc", "--net", "--cgroup", "--time", "--monotonic", "86400"))
+    for kind in ("uts", "ipc", "net", "cgroup", "time", "pid", "mnt"):
         check(os.readlink(f"/proc/{root}/ns/{kind}") != os.readlink(f"/proc/self/ns/{kind}"), f"no {kind} namespace")
     images = env.path("images")
     env.dump(root, images)
@@ -158,7 +158,7 @@ def case_twice(env):
         _, host = env.restore(images)
         check(host is not None, "no pid in the pid file")
         copies.append(host)
-    for kind in ("uts", "ipc", "cgroup", "time", "pid", "mnt"):
+    for kind in ("uts", "ipc", "net", "cgroup", "time", "pid", "mnt"):
         a, b = (os.readlink(f"/proc/{p}/ns/{kind}") for p in copies)
         check(a != b and a != os.readlink(f"/proc/self/ns/{kind}"), f"the two copies' {kind} namespaces")
     for host in copies:

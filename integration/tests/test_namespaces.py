@@ -20,6 +20,12 @@
 - time_ns: a tree in a time namespace of its own (monotonic and boottime offsets of days):
   after a restore 1.5 s after the dump its CLOCK_MONOTONIC and CLOCK_BOOTTIME go on from
   where they were (less than a second later, never back); the program saw no clock go back.
+- net_ns: a tree in a network namespace of its own with lo up, a TCP listener and a UDP socket
+  on 127.0.0.1: after restore it is in a new namespace with only lo, up, where the listener
+  still accepts (a client of its own connects) and the UDP socket still receives; the host's
+  namespace has no such port.
+- net_ns_device: a device other than lo in the namespace (a veth pair) refuses the dump, naming
+  it; the tree runs on.
 - pid_ns_not_init: a root that is pid 2 of its namespace refuses the dump, naming it; it runs on.
 - pid_ns_outsider: a process that entered the namespace from outside (nsenter) refuses the
   dump, naming it; the tree runs on."""
@@ -347,6 +353,91 @@ def case_time_ns(env):
     env.trigger_and_report(host, report)
 
 
+NET_PROGRAM = r'''
+import os, signal, socket, sys, time
+ready, report, prog = sys.argv[1:4]
+triggered = []
+signal.signal(signal.SIGUSR1, lambda *_: triggered.append(1))
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen()
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.bind(("127.0.0.1", 0))
+devices = [n for _, n in socket.if_nameindex()]
+with open(ready, "w") as f:
+    f.write(f"READY pid={os.getpid()} tcp={listener.getsockname()[1]} udp={udp.getsockname()[1]}\n")
+i = 0
+while not triggered:
+    i += 1
+    with open(prog + ".tmp", "w") as f:
+        f.write(f"{i}\n")
+    os.rename(prog + ".tmp", prog)
+    time.sleep(0.02)
+problems = []
+try:
+    client = socket.create_connection(listener.getsockname(), timeout=5)
+    server, _ = listener.accept()
+    client.sendall(b"ping")
+    if server.recv(4) != b"ping":
+        problems.append("tcp bytes")
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.sendto(b"datagram", udp.getsockname())
+    udp.settimeout(5)
+    if udp.recv(64) != b"datagram":
+        problems.append("udp bytes")
+    names = [n for _, n in socket.if_nameindex()]
+    if names != devices:
+        problems.append(f"devices {names}, were {devices}")
+except OSError as e:
+    problems.append(repr(e))
+with open(report, "w") as f:
+    f.write("OK\n" if not problems else "FAIL: " + "; ".join(problems) + "\n")
+'''
+
+
+def start_net(env, setup="ip link set lo up"):
+    script = env.path("net.py")
+    with open(script, "w") as f:
+        f.write(NET_PROGRAM)
+    ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
+    pid = env.spawn(["unshare", "--net", "sh", "-c", f"{setup} && exec {sys.executable} {script} {ready} {report} {prog}"],
+                    name="unshare")
+    info = env.wait_ready(ready, pid)
+    check(os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net"), "no network namespace of its own")
+    return pid, info, report, prog
+
+
+def case_net_ns(env):
+    pid, info, report, prog = start_net(env)
+    wait_progress(prog, 2)
+    before = snapshot(pid)
+    images = env.path("images")
+    env.dump(pid, images)
+    env.wait_dumped(before)
+    _, rpid = env.restore(images)
+    check_eq(rpid, pid, "restored pid")
+    check(os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net"),
+          "the restored tree shares cryo's network namespace")
+    devices = [line.split(":")[0].strip() for line in read_text(f"/proc/{pid}/net/dev").splitlines()[2:]]
+    check_eq(devices, ["lo"], "devices of the restored namespace")
+    probe = socket.socket()
+    try:
+        check(probe.connect_ex(("127.0.0.1", info["tcp"])) != 0, "the tree's port answers in the host's namespace")
+    finally:
+        probe.close()
+    env.trigger_and_report(pid, report)
+
+
+def case_net_ns_device(env):
+    pid, info, report, prog = start_net(env, setup="ip link set lo up && ip link add cryo-veth0 type veth peer name cryo-veth1")
+    result = env.dump(pid, env.path("images"), expect=1)
+    check("cryo-veth" in result.stderr and f"pid {pid}" in result.stderr,
+          f"the refusal does not name the device: {result.stderr.strip()!r}")
+    count = progress(prog)[0]
+    wait_progress(prog, count + 3)
+    env.trigger_and_report(pid, report)
+
+
 def case_pid_ns_not_init(env):
     outer, root, info = start_pid_ns(env, wrap="{} & wait")
     check_eq(nspid(root)[-1], info["pid"], "the program's pid inside")
@@ -375,5 +466,5 @@ def case_pid_ns_outsider(env):
 if __name__ == "__main__":
     run({"uts": case_uts, "uts_nested": case_uts_nested, "pid_ns": case_pid_ns,
          "pid_ns_failed_restore": case_pid_ns_failed_restore, "new_pidns": case_new_pidns,
-         "time_ns": case_time_ns,
+         "time_ns": case_time_ns, "net_ns": case_net_ns, "net_ns_device": case_net_ns_device,
          "pid_ns_not_init": case_pid_ns_not_init, "pid_ns_outsider": case_pid_ns_outsider})
