@@ -174,7 +174,9 @@ std::vector<Option> make_table() {
           "without its leading slash (tmp/log: fd N's own description, offset and flags, is shared). cryo "
           "inspect lists the keys. A key that names nothing in the image fails the restore; others (file[...], "
           "sockets, FIFOs, directories, devices) are refused by name. debug[N]:TEXT writes TEXT to fd N"),
-      row("join-ns", 'J', kReq, kMany, R, kRef, "the tree is restored into cryo's own namespaces, no others"),
+      row("join-ns", 'J', kReq, kMany, R, kRef,
+          "the tree is restored into cryo's namespaces or into new ones made like those it had; joining "
+          "existing ones is not supported yet"),
       row("ext-mount-map", 'M', kReq, kMany, D | R, kAcc, kNoMountNs),
       row("skip-mnt", 0, kReq, kMany, D, kAcc, kNoMountNs),
       row("enable-fs", 0, kReq, kMany, D, kAcc, kNoMountNs),

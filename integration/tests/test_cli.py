@@ -279,7 +279,7 @@ def case_criu_refused(env):
     restore = ["restore", "-D", images]
     for extra, option in [(["--lazy-pages"], "--lazy-pages"),
                           (["-d", "-S"], "--restore-sibling"),
-                          (["--root", "/mnt"], "--root"), (["--lsm-profile", "apparmor:unconfined"], "--lsm-profile"),
+                          (["--lsm-profile", "apparmor:unconfined"], "--lsm-profile"),
                           (["--auto-dedup"], "--auto-dedup"), (["--exec-cmd"], "--exec-cmd"),
                           (["-J", "net:/proc/1/ns/net"], "--join-ns"), (["--leave-stopped"], "--leave-stopped")]:
         refused(env, *restore, *extra, mention=option)
