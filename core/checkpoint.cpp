@@ -54,13 +54,10 @@ Status check_namespaces(pid_t pid, pid_t root) {
   if (now.ok() && later.ok() && *now != *later)
     return Error(pid_str(pid) + " has made a time namespace for its children (not supported yet)");
   for (const char* ns : {"mnt", "net", "pid", "ipc", "uts", "user", "cgroup", "time"}) {
-    // A pid namespace of the tree's own is checked whole by ns::PidMap.
-    // A mount namespace of the tree's own is saved whole by ns::dump_mount_ns.
-    // Namespaces of the tree's own, each saved whole (ns::PidMap, dump_mount_ns,
-    // dump_ipc_ns, dump_time_ns, dump_cgroup_ns, dump_net_ns).
-    bool own_allowed = std::string_view(ns) == "uts" || std::string_view(ns) == "pid" || std::string_view(ns) == "mnt" ||
-                       std::string_view(ns) == "ipc" || std::string_view(ns) == "time" || std::string_view(ns) == "cgroup" ||
-                       std::string_view(ns) == "net";
+    // The root's namespaces are saved whole (ns::PidMap, dump_mount_ns,
+    // dump_ipc_ns, dump_time_ns, dump_cgroup_ns, dump_net_ns, dump_uts), all
+    // but a user namespace.
+    bool own_allowed = std::string_view(ns) != "user";
     std::string self = std::string("/proc/self/ns/") + ns;
     std::string theirs = "/proc/" + std::to_string(pid) + "/ns/" + ns;
     std::string roots = "/proc/" + std::to_string(root) + "/ns/" + ns;
@@ -73,7 +70,8 @@ Status check_namespaces(pid_t pid, pid_t root) {
     }
     if (!own_allowed) return Error(pid_str(pid) + " is in another " + ns + " namespace (not supported yet)");
     if (pid != root && read_link(roots).ok() && *read_link(roots) != *b)
-      return Error(pid_str(pid) + " is in a " + ns + " namespace of its own inside the tree (not supported yet)");
+      return Error(pid_str(pid) + (std::string_view(ns) == "ipc" ? " is in an " : " is in a ") + ns +
+                   " namespace of its own inside the tree (not supported yet)");
   }
   return {};
 }
