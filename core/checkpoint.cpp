@@ -195,7 +195,10 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   CRYO_TRY(check_sessions(tree, options.shell_job));
   bool own_mounts = ns::own_mount_ns(options.pid);
   image::MountNs mount_ns;
-  if (own_mounts) CRYO_TRY(ns::dump_mount_ns(options.pid, &mount_ns));
+  if (own_mounts) CRYO_TRY(ns::dump_mount_ns(options.pid, &mount_ns, options.external_mounts));
+  if (!own_mounts && !options.external_mounts.empty())
+    return Error("--external mnt[" + options.external_mounts.begin()->first +
+                 "]: the tree shares cryo's mount namespace, which has no mount of its own");
   bool own_net = ns::own_net_ns(options.pid);
   image::NetNs net_ns;
   UniqueFd tree_net;

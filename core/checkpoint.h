@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@ struct DumpOptions {
   pid_t pid = 0;
   std::string images_dir;
   bool shell_job = false;
+  std::map<std::string, std::string> external_mounts;  // --external mnt[MOUNT_POINT]:KEY
   std::vector<std::string> external_ttys;  // --external tty[RDEV:DEV]: terminals outside the tree, handed over on restore
   bool leave_running = false;
   bool tcp_established = false;

@@ -421,8 +421,12 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       return Error("the tree had a mount namespace of its own whose root directory is unknown here: restore with --root DIR");
     if (options.root.empty() && ::access(root_dir.c_str(), F_OK) < 0)
       return Error("the root of the tree's mount namespace, " + root_dir + ", is gone: restore with --root DIR");
+    CRYO_TRY(ns::map_external_mounts(img.tree.mutable_mount_ns(), options.external_mounts));
     CRYO_ASSIGN(mounts, ns::MountHolder::build(img.tree.mount_ns(), root_dir));
     objects.set_tree_root(mounts->root_fd());
+  } else if (!options.external_mounts.empty()) {
+    return Error("--external mnt[" + options.external_mounts.begin()->first +
+                 "]: the image's tree shares cryo's mount namespace, which has no mount of its own");
   } else if (!options.root.empty() && options.root != "/") {
     return Error("--root " + options.root + ": the image's tree shares cryo's mount namespace (only --root / fits it)");
   }

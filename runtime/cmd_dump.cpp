@@ -23,8 +23,16 @@ int cmd_dump(const GlobalOptions&, const std::vector<std::string>& argv) {
   if (auto timeout = args->get("timeout")) options.freeze_timeout_s = std::stoi(*timeout);
   options.images_dir = args->get_or("images-dir", ".");
   options.shell_job = args->has("shell-job");
-  for (const auto& external : args->all("external"))
+  for (const auto& external : args->all("external")) {
     if (external.starts_with("tty[")) options.external_ttys.push_back(external);
+    if (external.starts_with("mnt[")) {  // mnt[MOUNT_POINT]:KEY, the key defaulting to the mount point
+      size_t close = external.find(']');
+      if (close == std::string::npos) return fail("dump: --external " + external + ": want mnt[MOUNT_POINT]:KEY");
+      std::string point = external.substr(4, close - 4);
+      std::string key = close + 1 < external.size() && external[close + 1] == ':' ? external.substr(close + 2) : point;
+      if (!point.empty()) options.external_mounts[point] = key;  // mnt[]: cryo finds them by itself anyway
+    }
+  }
   options.leave_running = args->has("leave-running");
   options.tcp_established = args->has("tcp-established");
   options.tcp_close = args->has("tcp-close");

@@ -23,6 +23,14 @@ int cmd_restore(const GlobalOptions&, const std::vector<std::string>& argv) {
   options.new_pidns = args->has("new-pidns");
   options.root = args->get_or("root", "");
   if (auto pidfile = args->get("pidfile")) options.pidfile = in_work_dir(*args, *pidfile);
+  for (const auto& external : args->all("external")) {
+    if (!external.starts_with("mnt[")) continue;  // mnt[KEY]:PATH binds PATH at the mount dumped as KEY
+    size_t close = external.find("]:");
+    if (external == "mnt[]") continue;
+    if (close == std::string::npos) return fail("restore: --external " + external + ": want mnt[KEY]:PATH");
+    // mnt[] (CRIU's "every external mount by itself") is what cryo does anyway.
+    if (close > 4) options.external_mounts[external.substr(4, close - 4)] = external.substr(close + 2);
+  }
   for (const auto& arg : args->all("inherit-fd")) {
     auto inherit = files::parse_inherit_fd(arg);
     if (!inherit.ok()) return fail("restore: " + inherit.error().message());

@@ -162,9 +162,9 @@ std::vector<Option> make_table() {
       row("external", 0, kReq, kMany, D | R, kRef,
           "tty[RDEV:DEV] (dump) names a terminal outside the tree that the tree may hold without "
           "--shell-job: the restore wants another in its place (--inherit-fd fd[N]:tty[RDEV:DEV]); file, unix, "
-          "net and pid resources cannot be named; mnt, dev, veth and macvlan ones are accepted: cryo binds each "
-          "mount from outside again from its path at dump time, and a cryo image never holds a network "
-          "namespace"),
+          "net and pid resources cannot be named; mnt[MOUNT_POINT]:KEY (dump) names a mount of the tree's own "
+          "mount namespace external, and mnt[KEY]:PATH (restore) binds PATH there (a key may also be a mount "
+          "point); dev, veth and macvlan ones are accepted: a cryo image holds no network device"),
       row("inherit-fd", 0, kReq, kMany, R, kImpl,
           "fd[N]:KEY: cryo's fd N stands in for the file KEY of the image, for every process that had it. "
           "KEY is pipe:[INODE] for a pipe (an external one, whose other end was outside the tree: the tree "

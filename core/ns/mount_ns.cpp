@@ -236,7 +236,7 @@ bool own_mount_ns(pid_t pid) {
   return mine.ok() && theirs.ok() && *mine != *theirs;
 }
 
-Status dump_mount_ns(pid_t root, image::MountNs* out) {
+Status dump_mount_ns(pid_t root, image::MountNs* out, const std::map<std::string, std::string>& externals) {
   CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(root) + "/mountinfo"));
   CRYO_ASSIGN(std::string host_text, read_file("/proc/self/mountinfo"));
   auto mounts = files::parse_mountinfo(text);
@@ -284,7 +284,12 @@ Status dump_mount_ns(pid_t root, image::MountNs* out) {
     std::string what = describe(*m);
     std::string seen_at = "/proc/" + std::to_string(root) + "/root" + mi->mount_point;
     bool above_bound = ns_bound.count(mi->parent) > 0;
-    if (mi == order.front()) {
+    if (auto named = externals.find(mi->mount_point); named != externals.end() && mi != order.front()) {
+      if (above_bound) return Error(what + ": named external, but on top of a proc or sysfs of the tree's own (not supported yet)");
+      m->set_kind(image::Mount::BIND);  // bound from what the restore is given
+      m->set_host_path(host_path_of(*mi, host));
+      m->set_external_key(named->second);
+    } else if (mi == order.front()) {
       m->set_kind(image::Mount::ROOT);
       m->set_host_path(host_path_of(*mi, host));
       if (m->host_path() == "/")
@@ -313,6 +318,28 @@ Status dump_mount_ns(pid_t root, image::MountNs* out) {
       m->set_host_path(from);
     }
     own_devs.insert(mi->dev);
+  }
+  for (const auto& [point, key] : externals)
+    if (std::none_of(out->mounts().begin(), out->mounts().end(), [&](const image::Mount& m) { return m.mount_point() == point; }))
+      return Error("--external mnt[" + point + "]: no mount of the tree's mount namespace is there");
+  return {};
+}
+
+Status map_external_mounts(image::MountNs* ns, const std::map<std::string, std::string>& given) {
+  for (const auto& [key, path] : given)
+    if (std::none_of(ns->mounts().begin(), ns->mounts().end(), [&](const image::Mount& m) {
+          return m.external_key() == key || m.mount_point() == key;
+        }))
+      return Error("--external mnt[" + key + "]: no mount of the image has that key");
+  for (auto& m : *ns->mutable_mounts()) {
+    auto it = given.find(m.external_key());
+    if (m.external_key().empty() || it == given.end()) it = given.find(m.mount_point());
+    if (it != given.end()) {
+      if (m.kind() != image::Mount::BIND) return Error(describe(m) + ": only a bind mount can be given by --external");
+      m.set_host_path(it->second);
+    } else if (!m.external_key().empty()) {
+      return Error(describe(m) + " is external: restore with --external mnt[" + m.external_key() + "]:PATH");
+    }
   }
   return {};
 }

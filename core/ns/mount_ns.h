@@ -16,6 +16,7 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <string>
 
 #include "core/image/proto/files.pb.h"
@@ -30,8 +31,14 @@ namespace cryo::ns {
 bool own_mount_ns(pid_t pid);
 
 // The mount table of pid's namespace. Refuses a mount it cannot make again,
-// naming it.
-Status dump_mount_ns(pid_t root, image::MountNs* out);
+// naming it. externals: mount points named external (--external
+// mnt[MOUNT_POINT]:KEY): saved as binds the restore is given.
+Status dump_mount_ns(pid_t root, image::MountNs* out, const std::map<std::string, std::string>& externals = {});
+
+// The external mounts' sources, from --external mnt[KEY]:PATH (a key may also
+// be a mount point); fails naming an external mount left without one, or a
+// key that names none.
+Status map_external_mounts(image::MountNs* ns, const std::map<std::string, std::string>& given);
 
 // Files the restore cannot yet make again inside a mount namespace of the
 // tree's own (they are made by path from cryo's side: FIFOs, unix sockets

@@ -12,6 +12,8 @@ proc of the tree's own pid namespace at /proc, and a host directory bound at /ou
 - twice: the same, with UTS, IPC, network (lo only), cgroup and time namespaces of its own too
   (hostname set inside): one image restored twice at once, each copy in namespaces of its own counts on in
   its own tmpfs from where the dump left it.
+- external: /out dumped as external (--external mnt[/out]:volume): the restore without a source
+  for it fails naming the key; with --external mnt[volume]:DIR the counter writes to DIR.
 - refused_mount: a filesystem cryo cannot make again (ramfs) refuses the dump, naming the mount;
   the tree runs on.
 - not_pivoted: a mount namespace of its own that kept cryo's root (`unshare --mount` alone)
@@ -169,6 +171,25 @@ def case_twice(env):
     reap(copies, what="the two copies")
 
 
+def case_external(env):
+    outer, root, rootfs, out = start(env)
+    images = env.path("images")
+    env.dump(root, images, "--external", "mnt[/out]:volume")
+    reap([outer, root], what="unshare and the dumped container")
+    result = env.cryo("restore", "-D", images, "-d", expect=1)
+    check("mnt[volume]" in result.stderr, f"the failure does not name the key: {result.stderr.strip()!r}")
+    result = env.cryo("restore", "-D", images, "-d", "--external", "mnt[nothing]:/tmp", expect=1)
+    check("mnt[nothing]" in result.stderr, f"an unknown key is not named: {result.stderr.strip()!r}")
+    moved = env.path("moved")
+    shutil.copytree(out, moved)  # the container's stdio files move with the volume
+    _, host = env.restore(images, "--external", f"mnt[volume]:{moved}")
+    now = count(moved)
+    wait_until(lambda: count(moved) > now + 2, 10, what="the counter in the new volume")
+    check_eq(count(out), now, "the counter in the old volume after the restore")
+    os.kill(host, 9)
+    reap([host], what="the restored container")
+
+
 def case_unknown_root(env):
     outer, root, rootfs, out = start(env)
     os.setxattr(f"/proc/{root}/root/tmp/kept", "user.cryo", b"tmpfs xattr")
@@ -226,5 +247,5 @@ def case_not_pivoted(env):
 
 
 if __name__ == "__main__":
-    run({"container": case_container, "twice": case_twice, "unknown_root": case_unknown_root, "refused_mount": case_refused_mount,
+    run({"container": case_container, "twice": case_twice, "external": case_external, "unknown_root": case_unknown_root, "refused_mount": case_refused_mount,
          "not_pivoted": case_not_pivoted})
