@@ -319,18 +319,22 @@ Status dump_mount_ns(pid_t root, image::MountNs* out, const std::map<std::string
     }
     own_devs.insert(mi->dev);
   }
-  for (const auto& [point, key] : externals)
+  for (const auto& external : externals) {
+    const std::string& point = external.first;  // (a structured binding cannot be captured before C++20's clang 16)
     if (std::none_of(out->mounts().begin(), out->mounts().end(), [&](const image::Mount& m) { return m.mount_point() == point; }))
       return Error("--external mnt[" + point + "]: no mount of the tree's mount namespace is there");
+  }
   return {};
 }
 
 Status map_external_mounts(image::MountNs* ns, const std::map<std::string, std::string>& given) {
-  for (const auto& [key, path] : given)
+  for (const auto& entry : given) {
+    const std::string& key = entry.first;
     if (std::none_of(ns->mounts().begin(), ns->mounts().end(), [&](const image::Mount& m) {
           return m.external_key() == key || m.mount_point() == key;
         }))
       return Error("--external mnt[" + key + "]: no mount of the image has that key");
+  }
   for (auto& m : *ns->mutable_mounts()) {
     auto it = given.find(m.external_key());
     if (m.external_key().empty() || it == given.end()) it = given.find(m.mount_point());
@@ -382,11 +386,27 @@ Status check_files_in_mount_ns(const std::map<pid_t, image::Process>& cores, con
 
 namespace {
 
+// Each node's parent must be a directory the image made before it: no name
+// may lead through a symlink (or out of the mount) to somewhere else.
+Status check_node_names(const image::Mount& m) {
+  std::set<std::string> dirs = {""};
+  for (const auto& n : m.nodes()) {
+    const std::string& p = n.path();
+    if (p.empty()) continue;
+    size_t slash = p.rfind('/');
+    std::string parent = slash == std::string::npos ? "" : p.substr(0, slash);
+    std::string name = slash == std::string::npos ? p : p.substr(slash + 1);
+    if (name.empty() || name == "." || name == ".." || !dirs.count(parent))
+      return Error(EINVAL, "a tmpfs node out of place: " + p);
+    if ((n.mode() & S_IFMT) == S_IFDIR) dirs.insert(p);
+  }
+  return {};
+}
+
 Status write_nodes(const image::Mount& m, const std::string& target) {
+  CRYO_TRY(check_node_names(m));
   for (const auto& n : m.nodes()) {
     std::string path = n.path().empty() ? target : target + "/" + n.path();
-    if (n.path().find("..") != std::string::npos || n.path().starts_with("/"))
-      return Error(EINVAL, "a tmpfs node outside its mount: " + n.path());
     mode_t type = n.mode() & S_IFMT, perms = n.mode() & 07777;
     if (n.path().empty()) {
       // the mount's root exists
