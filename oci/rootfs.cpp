@@ -8,9 +8,11 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 
 #include "core/cgroup/cgroup.h"
+#include "core/files/mounts.h"
 #include "core/sys/io.h"
 #include "oci/copy_tree.h"
 #include "oci/path.h"
@@ -232,26 +234,11 @@ Status make_rootfs_parent_private() {
   struct statx sx;
   if (::statx(AT_FDCWD, ".", 0, STATX_MNT_ID, &sx) < 0 || !(sx.stx_mask & STATX_MNT_ID)) return errno_error("statx of the rootfs");
   CRYO_ASSIGN(std::string mountinfo, read_file("/proc/self/mountinfo"));
-  size_t start = 0;
-  while (start < mountinfo.size()) {
-    size_t end = mountinfo.find('\n', start);
-    if (end == std::string::npos) end = mountinfo.size();
-    std::string line = mountinfo.substr(start, end - start);
-    start = end + 1;
-    size_t id_end = line.find(' ');
-    if (line.substr(0, id_end) != std::to_string(sx.stx_mnt_id)) continue;
-    // id parent major:minor root mount-point options optional... - type source super
-    std::vector<std::string> fields;
-    for (size_t pos = 0; pos < line.size();) {
-      size_t space = line.find(' ', pos);
-      if (space == std::string::npos) space = line.size();
-      fields.push_back(line.substr(pos, space - pos));
-      pos = space + 1;
-    }
-    bool shared = false;
-    for (size_t i = 6; i < fields.size() && fields[i] != "-"; i++) shared = shared || fields[i].starts_with("shared:");
-    if (!shared || fields.size() < 5) return {};
-    return do_mount("", fields[4], "", MS_PRIVATE, "").wrap("making the rootfs's parent mount private");
+  for (const auto& m : files::parse_mountinfo(mountinfo)) {
+    if (m.id != sx.stx_mnt_id) continue;
+    bool shared = std::any_of(m.tags.begin(), m.tags.end(), [](const std::string& t) { return t.starts_with("shared:"); });
+    if (!shared) return {};
+    return do_mount("", m.mount_point, "", MS_PRIVATE, "").wrap("making the rootfs's parent mount private");
   }
   return {};
 }

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <sstream>
@@ -318,5 +319,32 @@ std::map<std::string, uint64_t> Group::stats() const {
   }
   return out;
 }
+
+Status make_path(const Hierarchy& h, const std::string& path, std::vector<std::string>* created) {
+  bool cpuset = std::find(h.controllers.begin(), h.controllers.end(), "cpuset") != h.controllers.end();
+  std::string dir = h.mount_point;
+  for (size_t pos = 1; pos <= path.size();) {
+    size_t slash = path.find('/', pos);
+    if (slash == std::string::npos) slash = path.size();
+    if (slash > pos) {
+      std::string parent = dir;
+      dir += "/" + path.substr(pos, slash - pos);
+      if (::mkdir(dir.c_str(), 0755) == 0) {
+        created->push_back(dir);
+        if (cpuset)
+          for (const char* file : {"cpuset.cpus", "cpuset.mems"}) {
+            CRYO_ASSIGN(std::string value, read_file(parent + "/" + file));
+            CRYO_ASSIGN(UniqueFd fd, open_file(dir + "/" + file, O_WRONLY | O_CLOEXEC));
+            CRYO_TRY(write_all(fd.get(), value).wrap(dir + "/" + file));
+          }
+      } else if (errno != EEXIST) {
+        return errno_error("mkdir " + dir);
+      }
+    }
+    pos = slash + 1;
+  }
+  return {};
+}
+
 
 }  // namespace cryo::cgroup

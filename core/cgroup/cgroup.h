@@ -67,6 +67,10 @@ std::vector<Hierarchy> parse_hierarchies(const std::string& mountinfo);
 Result<std::vector<Hierarchy>> host_hierarchies();
 Mode mode_of(const std::vector<Hierarchy>& hierarchies);
 
+// Makes the missing levels of `path` in `h`, each added to `created`; a new
+// v1 cpuset gets its parent's CPUs and memory nodes (it has none of its own).
+Status make_path(const Hierarchy& h, const std::string& path, std::vector<std::string>* created);
+
 // One container's cgroup: the same relative path in every hierarchy.
 class Group {
  public:

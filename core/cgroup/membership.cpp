@@ -126,35 +126,11 @@ Status join(pid_t pid, const std::vector<Membership>& memberships, const std::ve
                                  "; --manage-cgroups=strict makes every cgroup of the tree below a root itself)");
     }
     if (std::find(current.begin(), current.end(), m) != current.end()) continue;
-    std::string dir = h->mount_point;
-    for (size_t pos = 1; pos <= m.path.size();) {  // each level of the path, creating what is missing
-      size_t slash = m.path.find('/', pos);
-      if (slash == std::string::npos) slash = m.path.size();
-      if (slash > pos) {
-        dir += "/" + m.path.substr(pos, slash - pos);
-        if (::mkdir(dir.c_str(), 0755) == 0) {
-          if (mode == Manage::kExisting || mode == Manage::kProps) {
-            ::rmdir(dir.c_str());
-            return Error(ENOENT, "the " + name + " cgroup " + m.path + " does not exist here (" + dir +
-                                     " is missing; --manage-cgroups=" + (mode == Manage::kProps ? "props" : "none") +
-                                     " joins existing cgroups only)");
-          }
-          created->push_back(dir);
-          if (std::find(h->controllers.begin(), h->controllers.end(), "cpuset") != h->controllers.end()) {
-            // A new v1 cpuset starts with no CPUs and no memory nodes: the parent's.
-            std::string parent = dir.substr(0, dir.rfind('/'));
-            for (const char* file : {"cpuset.cpus", "cpuset.mems"}) {
-              CRYO_ASSIGN(std::string value, read_file(parent + "/" + file));
-              CRYO_ASSIGN(UniqueFd fd, open_file(dir + "/" + file, O_WRONLY | O_CLOEXEC));
-              CRYO_TRY(write_all(fd.get(), value).wrap(dir + "/" + file));
-            }
-          }
-        } else if (errno != EEXIST) {
-          return errno_error("mkdir " + dir);
-        }
-      }
-      pos = slash + 1;
-    }
+    std::string dir = h->mount_point + (m.path == "/" ? "" : m.path);
+    if (mode == Manage::kExisting && ::access(dir.c_str(), F_OK) < 0)
+      return Error(ENOENT, "the " + name + " cgroup " + m.path + " does not exist here (" + dir +
+                               " is missing; --manage-cgroups=none and props join existing cgroups only)");
+    CRYO_TRY(make_path(*h, m.path, created));
     CRYO_ASSIGN(UniqueFd procs, open_file(dir + "/cgroup.procs", O_WRONLY | O_CLOEXEC));
     CRYO_TRY(write_all(procs.get(), std::to_string(pid)).wrap("moving pid " + std::to_string(pid) + " into " + dir));
   }

@@ -89,34 +89,6 @@ void warn_device_programs(const std::string& dir) {
               "cgroup again makes it without one");
 }
 
-// Makes the missing levels of `path`, each added to `created`; a new v1
-// cpuset gets its parent's CPUs and memory nodes (it has none of its own).
-Status make_path(const Hierarchy& h, const std::string& path, std::vector<std::string>* created) {
-  bool cpuset = std::find(h.controllers.begin(), h.controllers.end(), "cpuset") != h.controllers.end();
-  std::string dir = h.mount_point;
-  for (size_t pos = 1; pos <= path.size();) {
-    size_t slash = path.find('/', pos);
-    if (slash == std::string::npos) slash = path.size();
-    if (slash > pos) {
-      std::string parent = dir;
-      dir += "/" + path.substr(pos, slash - pos);
-      if (::mkdir(dir.c_str(), 0755) == 0) {
-        created->push_back(dir);
-        if (cpuset)
-          for (const char* file : {"cpuset.cpus", "cpuset.mems"}) {
-            CRYO_ASSIGN(std::string value, read_file(parent + "/" + file));
-            CRYO_ASSIGN(UniqueFd fd, open_file(dir + "/" + file, O_WRONLY | O_CLOEXEC));
-            CRYO_TRY(write_all(fd.get(), value).wrap(dir + "/" + file));
-          }
-      } else if (errno != EEXIST) {
-        return errno_error("mkdir " + dir);
-      }
-    }
-    pos = slash + 1;
-  }
-  return {};
-}
-
 // A v2 cgroup's files appear only for the controllers its parent enables
 // for its children: enable those its properties need.
 Status enable_in_parent(const std::string& dir, const std::vector<Prop>& props) {
