@@ -17,7 +17,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import check, check_eq, log, read_text, run, snapshot, wait_progress  # noqa: E402
+from harness import check, check_eq, kill_descendants, log, read_text, run, snapshot, wait_progress  # noqa: E402
 
 
 def mounts(every=False):
@@ -115,6 +115,7 @@ def case_soft(env):
         check_eq(groups.exists(), groups.dirs, "cgroups made again")
         env.trigger_and_report(pid, report)
     finally:
+        kill_descendants()  # a cgroup with a process left in it cannot be removed (a failed case leaves some)
         groups.remove()
 
 
@@ -150,6 +151,7 @@ def case_modes(env):
         check_eq(membership(pid), mine, "cgroups with --manage-cgroups=ignore (cryo's own)")
         env.trigger_and_report(pid, report)
     finally:
+        kill_descendants()  # a cgroup with a process left in it cannot be removed (a failed case leaves some)
         groups.remove()
 
 
@@ -207,6 +209,7 @@ def case_cgroup_ns(env):
         check(all(groups.path not in line for line in membership(os.getpid())), "the test ended up in the cgroups")
         env.trigger_and_report(host, report)
     finally:
+        kill_descendants()  # a cgroup with a process left in it cannot be removed (a failed case leaves some)
         groups.remove()
 
 
