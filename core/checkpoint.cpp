@@ -215,7 +215,8 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
                                       .leave_running = options.leave_running,
                                       .tcp_close = options.tcp_close,
                                       .skip_in_flight = options.skip_in_flight,
-                                      .network_lock = options.network_lock},
+                                      .network_lock = options.network_lock,
+                                      .net_ns = own_net ? tree_net.get() : -1},
                           .tree_root = own_mounts ? "/proc/" + std::to_string(options.pid) + "/root" : ""});
   std::map<pid_t, image::Process> cores;
   std::map<pid_t, std::vector<proc::MapEntry>> maps;
@@ -265,14 +266,21 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     if (!st.ok()) log::error(st.error().message());
     guard.release();
   });
-  if (own_net && !files.sockets().tcp_sockets().empty())
-    return Error("TCP connections in the tree's own network namespace (not supported yet)");
   if (std::vector<int> tcp = files.sockets().tcp_sockets(); !tcp.empty()) {
     std::string table = options.network_lock == "skip" ? "" : net::new_lock_table();
     // Once the inventory is renamed into place the image is complete: a cryo
     // killed from there on is finished for, not undone (unless -R).
     std::string marker = options.leave_running ? "" : options.images_dir + "/" + image::kInventoryName;
-    CRYO_ASSIGN(guard, Guard::start(options.network_lock, table, tcp, marker));
+    {
+      // The guard lives in the tree's network namespace: a lock it has to
+      // remove is there.
+      std::optional<ns::NetNsScope> in_tree_net;
+      if (own_net) {
+        CRYO_ASSIGN(auto scope, ns::NetNsScope::enter(tree_net.get()));
+        in_tree_net.emplace(std::move(scope));
+      }
+      CRYO_ASSIGN(guard, Guard::start(options.network_lock, table, tcp, marker));
+    }
     for (const auto& p : tree.processes())
       if (!p.zombie) CRYO_TRY(guard.add_process(p.pid));
     failpoint("dump.guarded");

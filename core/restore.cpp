@@ -364,6 +364,20 @@ Status write_pidfile(const std::string& path, pid_t pid) {
   return write_file_atomic(path, std::to_string(pid) + "\n");
 }
 
+// The connections the dump locked: a restore into a network namespace of
+// the tree's own locks them there again while it puts them back.
+std::vector<net::Connection> connections_to_lock(const image::Files& files) {
+  std::vector<net::Connection> out;
+  for (const auto& f : files.files()) {
+    if (f.kind() != image::FileDesc::SOCKET) continue;
+    const auto& s = f.socket();
+    if (s.family() != AF_INET && s.family() != AF_INET6) continue;
+    if (s.type() != SOCK_STREAM || s.state() != image::Socket::CONNECTED || s.tcp_closed() || s.reconnect()) continue;
+    out.push_back({s.local(), s.peer()});
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<RestoreResult> restore(const RestoreOptions& options) {
@@ -387,7 +401,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     if (!st.ok()) log::error(st.error().message());
   };
   ScopeGuard keep_lock_note([&] {
-    if (!lock.table().empty())
+    if (!lock.table().empty() && !img.tree.has_net_ns())  // else it went with the namespace
       log::error("the network lock " + lock.table() + " stays: restore again, or remove it with cryo network-unlock -D " +
                  options.images_dir);
   });
@@ -431,11 +445,20 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     return Error("--root " + options.root + ": the image's tree shares cryo's mount namespace (only --root / fits it)");
   }
   // A network namespace of the tree's own: its sockets are made in it.
+  // Its TCP connections are locked in it again before any device comes up,
+  // until the tree runs: a segment of the peer's must not meet a socket
+  // still in repair mode, or no socket (and be answered with a reset).
   UniqueFd net_ns;
+  std::string ns_lock;
   {
     std::optional<ns::NetNsScope> in_tree_net;
     if (img.tree.has_net_ns()) {
-      CRYO_ASSIGN(net_ns, ns::make_net_ns(img.tree.net_ns()));
+      auto lock_inside = [&]() -> Status {
+        if (lock.method().empty()) return {};
+        CRYO_ASSIGN(ns_lock, net::lock_connections(connections_to_lock(img.files), lock.method(), net::new_lock_table()));
+        return {};
+      };
+      CRYO_ASSIGN(net_ns, ns::make_net_ns(img.tree.net_ns(), lock_inside));
       CRYO_ASSIGN(auto scope, ns::NetNsScope::enter(net_ns.get()));
       in_tree_net.emplace(std::move(scope));
     }
@@ -664,6 +687,10 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   log::info("restored " + std::to_string(plan.tasks.size()) + " processes in " + std::to_string(result.total_us) + " us");
   CRYO_TRY(write_pidfile(options.pidfile, root));
   unlock();  // the connections are back: their packets may flow (before any wait below)
+  if (!ns_lock.empty()) {
+    auto st = net::unlock_connections(ns_lock, lock.method(), net_ns.get());
+    if (!st.ok()) log::error(st.error().message());
+  }
   if (!options.detach) {
     int status;
     while (::waitpid(init ? init : root, &status, 0) < 0)  // cryo's init ends as the root does

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -21,9 +22,11 @@ namespace {
 
 int g_tools_hold = -1;  // see lock_tools_hold()
 
-// In a forked child about to exec a tool: let it inherit the hold.
-void inherit_hold() {
+// In a forked child about to exec a tool: let it inherit the hold, and put
+// it in the network namespace it is to change (-1: cryo's own).
+void prepare_tool(int net_ns) {
   if (g_tools_hold >= 0) ::fcntl(g_tools_hold, F_SETFD, 0);
+  if (net_ns >= 0 && ::setns(net_ns, CLONE_NEWNET) < 0) ::_exit(126);
 }
 
 std::string ip_text(const image::SockAddr& a) {
@@ -33,7 +36,7 @@ std::string ip_text(const image::SockAddr& a) {
 }
 
 // Runs `nft -f -` with the script on stdin; its output goes to *output.
-Status run_nft(const std::string& script, std::string* output = nullptr) {
+Status run_nft(int net_ns, const std::string& script, std::string* output = nullptr) {
   int in[2], out[2];
   if (::pipe2(in, O_CLOEXEC) < 0) return errno_error("pipe2");
   if (::pipe2(out, O_CLOEXEC) < 0) return errno_error("pipe2");
@@ -43,7 +46,7 @@ Status run_nft(const std::string& script, std::string* output = nullptr) {
     ::dup2(in[0], 0);
     ::dup2(out[1], 1);
     ::dup2(out[1], 2);
-    inherit_hold();
+    prepare_tool(net_ns);
     ::execlp("nft", "nft", "-f", "-", nullptr);
     ::_exit(127);
   }
@@ -61,6 +64,7 @@ Status run_nft(const std::string& script, std::string* output = nullptr) {
   if (!wrote.ok()) return std::move(wrote).error().wrap("nft");
   if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
     return Error(ENOENT, "nft not found (is the nftables package installed?)");
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 126) return Error(EIO, "nft could not enter the tree's network namespace");
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     std::string said = text.ok() ? *text : "";
     while (!said.empty() && (said.back() == '\n' || said.back() == ' ')) said.pop_back();
@@ -70,14 +74,14 @@ Status run_nft(const std::string& script, std::string* output = nullptr) {
 }
 
 // Runs a command, its stdout to *output; fails unless it exits 0.
-Status run_command(const std::vector<std::string>& argv, std::string* output = nullptr) {
+Status run_command(int net_ns, const std::vector<std::string>& argv, std::string* output = nullptr) {
   int out[2];
   if (::pipe2(out, O_CLOEXEC) < 0) return errno_error("pipe2");
   pid_t pid = ::fork();
   if (pid < 0) return errno_error("fork " + argv[0]);
   if (pid == 0) {
     ::dup2(out[1], 1);
-    inherit_hold();
+    prepare_tool(net_ns);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -93,19 +97,21 @@ Status run_command(const std::vector<std::string>& argv, std::string* output = n
     if (errno != EINTR) return errno_error("waitpid " + argv[0]);
   if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
     return Error(ENOENT, argv[0] + " not found (is the " + argv[0] + " package installed?)");
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 126)
+    return Error(EIO, argv[0] + " could not enter the tree's network namespace");
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return Error(EIO, argv[0] + " failed");
   return {};
 }
 
 // iptables: one DROP rule per direction and connection, marked with a comment.
-Status iptables_lock(const std::string& tag, const std::vector<Connection>& connections) {
+Status iptables_lock(int net_ns, const std::string& tag, const std::vector<Connection>& connections) {
   for (const auto& c : connections) {
     std::string tool = c.local.family() == AF_INET6 ? "ip6tables" : "iptables";
     std::string l = ip_text(c.local), p = ip_text(c.peer);
     std::string lp = std::to_string(c.local.port()), pp = std::to_string(c.peer.port());
-    CRYO_TRY(run_command({tool, "-w", "-I", "INPUT", "-p", "tcp", "-s", p, "--sport", pp, "-d", l, "--dport", lp, "-m",
+    CRYO_TRY(run_command(net_ns, {tool, "-w", "-I", "INPUT", "-p", "tcp", "-s", p, "--sport", pp, "-d", l, "--dport", lp, "-m",
                           "comment", "--comment", tag, "-j", "DROP"}));
-    CRYO_TRY(run_command({tool, "-w", "-I", "OUTPUT", "-p", "tcp", "-s", l, "--sport", lp, "-d", p, "--dport", pp, "-m",
+    CRYO_TRY(run_command(net_ns, {tool, "-w", "-I", "OUTPUT", "-p", "tcp", "-s", l, "--sport", lp, "-d", p, "--dport", pp, "-m",
                           "comment", "--comment", tag, "-j", "DROP"}));
   }
   // Inserted last, so first: what the restore sends to put FINs back passes.
@@ -116,16 +122,16 @@ Status iptables_lock(const std::string& tag, const std::vector<Connection>& conn
     });
     if (!used) continue;
     for (const char* chain : {"INPUT", "OUTPUT"})
-      CRYO_TRY(run_command({tool, "-w", "-I", chain, "-p", "tcp", "-m", "mark", "--mark", mark, "-m", "comment",
+      CRYO_TRY(run_command(net_ns, {tool, "-w", "-I", chain, "-p", "tcp", "-m", "mark", "--mark", mark, "-m", "comment",
                             "--comment", tag, "-j", "ACCEPT"}));
   }
   return {};
 }
 
-Status iptables_unlock(const std::string& tag) {
+Status iptables_unlock(int net_ns, const std::string& tag) {
   for (const char* tool : {"iptables", "ip6tables"}) {
     std::string rules;
-    CRYO_TRY(run_command({tool, "-w", "-S"}, &rules));
+    CRYO_TRY(run_command(net_ns, {tool, "-w", "-S"}, &rules));
     size_t pos = 0;
     while (pos < rules.size()) {
       size_t nl = rules.find('\n', pos);
@@ -139,7 +145,7 @@ Status iptables_unlock(const std::string& tag) {
         argv.push_back(line.substr(at, sp == std::string::npos ? std::string::npos : sp - at));
         at = sp == std::string::npos ? line.size() : sp + 1;
       }
-      CRYO_TRY(run_command(argv));
+      CRYO_TRY(run_command(net_ns, argv));
     }
   }
   return {};
@@ -185,10 +191,10 @@ Result<std::vector<LockInfo>> list_locks() {
     }
   };
   std::string tables;
-  if (run_nft("list tables\n", &tables).ok()) add(tables, "table inet ");
+  if (run_nft(-1, "list tables\n", &tables).ok()) add(tables, "table inet ");
   for (const char* tool : {"iptables", "ip6tables"}) {
     std::string rules;
-    if (run_command({tool, "-w", "-S"}, &rules).ok()) add(rules, "--comment ");
+    if (run_command(-1, {tool, "-w", "-S"}, &rules).ok()) add(rules, "--comment ");
   }
   std::vector<LockInfo> out;
   for (const auto& name : found) {
@@ -202,12 +208,12 @@ Result<std::vector<LockInfo>> list_locks() {
 }
 
 Result<std::string> lock_connections(const std::vector<Connection>& connections, const std::string& method,
-                                     const std::string& table) {
+                                     const std::string& table, int net_ns) {
   if (connections.empty() || method == "skip") return std::string();
   if (method == "iptables") {
-    Status st = iptables_lock(table, connections);
+    Status st = iptables_lock(net_ns, table, connections);
     if (!st.ok()) {
-      (void)iptables_unlock(table);
+      (void)iptables_unlock(net_ns, table);
       return std::move(st).error().wrap("locking the network");
     }
     log::info("network locked with iptables rules marked " + table);
@@ -215,25 +221,25 @@ Result<std::string> lock_connections(const std::vector<Connection>& connections,
   }
   if (method != "nftables")
     return Error(EINVAL, "network lock method '" + method + "' is not supported (nftables, iptables or skip)");
-  CRYO_TRY(run_nft(lock_script(table, connections)).wrap("locking the network"));
+  CRYO_TRY(run_nft(net_ns, lock_script(table, connections)).wrap("locking the network"));
   log::info("network locked with nftables table " + table);
   return table;
 }
 
-Status unlock_connections(const std::string& table, const std::string& method) {
+Status unlock_connections(const std::string& table, const std::string& method, int net_ns) {
   if (table.empty() || (method != "nftables" && method != "iptables")) return {};
   // Only a lock cryo made: an image must not name the host's own tables.
   if (!table.starts_with(kLockPrefix) || table.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos)
     return Error(EINVAL, "bad network lock table name '" + table + "'");
   if (method == "iptables") {
-    CRYO_TRY(iptables_unlock(table).wrap("unlocking the network"));
+    CRYO_TRY(iptables_unlock(net_ns, table).wrap("unlocking the network"));
     log::info("network unlocked (iptables rules marked " + table + ")");
     return {};
   }
   std::string tables;
-  CRYO_TRY(run_nft("list tables\n", &tables).wrap("unlocking the network"));
+  CRYO_TRY(run_nft(net_ns, "list tables\n", &tables).wrap("unlocking the network"));
   if (tables.find("table inet " + table + "\n") == std::string::npos) return {};  // already gone
-  CRYO_TRY(run_nft("delete table inet " + table + "\n").wrap("unlocking the network"));
+  CRYO_TRY(run_nft(net_ns, "delete table inet " + table + "\n").wrap("unlocking the network"));
   log::info("network unlocked (table " + table + ")");
   return {};
 }

@@ -24,9 +24,10 @@ struct Connection {
 // can be told it first.
 std::string new_lock_table();
 // Installs the rules under that name; returns it (empty: nothing locked,
-// for no connection or method "skip").
+// for no connection or method "skip"). net_ns: the network namespace the
+// connections live in (an fd; -1: cryo's own).
 Result<std::string> lock_connections(const std::vector<Connection>& connections, const std::string& method,
-                                     const std::string& table);
+                                     const std::string& table, int net_ns = -1);
 // A lock cryo made that is still in place (an nftables table or iptables
 // rule mark), and whether the cryo that made it still runs: a dump leaves
 // its lock for the restore, so one whose maker is gone waits for a restore
@@ -38,7 +39,7 @@ struct LockInfo {
 };
 Result<std::vector<LockInfo>> list_locks();
 // Removes a table made by lock_connections; a missing one is fine.
-Status unlock_connections(const std::string& table, const std::string& method);
+Status unlock_connections(const std::string& table, const std::string& method, int net_ns = -1);
 
 // Every nft, iptables or ip6tables process cryo runs from now on holds fd
 // open (it inherits it), so that whoever holds the other end of that pipe

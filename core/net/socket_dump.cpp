@@ -278,7 +278,7 @@ void SocketDump::resume() {
       ::setsockopt(t.copy.get(), SOL_SOCKET, SO_REUSEADDR, &t.reuseaddr, sizeof t.reuseaddr);
     }
   if (!lock_table_.empty()) {
-    auto st = unlock_connections(lock_table_, options_.network_lock);
+    auto st = unlock_connections(lock_table_, options_.network_lock, options_.net_ns);
     if (!st.ok()) log::error(st.error().message());
     lock_table_.clear();
   }
@@ -596,7 +596,7 @@ Status SocketDump::lock_and_read(image::Files* files, const std::string& table) 
   std::vector<Connection> conns;
   for (const auto& t : tcp_)
     if (!files->files(static_cast<int>(t.file_id - 1)).socket().reconnect()) conns.push_back(t.conn);
-  CRYO_ASSIGN(lock_table_, lock_connections(conns, options_.network_lock, table));
+  CRYO_ASSIGN(lock_table_, lock_connections(conns, options_.network_lock, table, options_.net_ns));
   files->mutable_network_lock()->set_method(lock_table_.empty() ? "" : options_.network_lock);
   files->mutable_network_lock()->set_table(lock_table_);
   for (auto& t : tcp_) {

@@ -34,6 +34,9 @@ struct SocketDumpOptions {
   // is outside the tree is left out of the image instead of failing the dump.
   bool skip_in_flight = false;
   std::string network_lock = "nftables";
+  // The tree's own network namespace (an fd, not owned), where the lock is
+  // put; -1: the tree shares cryo's.
+  int net_ns = -1;
 };
 
 class SocketDump {

@@ -93,12 +93,12 @@ Status dump_net_ns(pid_t pid, image::NetNs* out) {
   return read_state(out).wrap("the network namespace of " + pid_str(pid));
 }
 
-Result<UniqueFd> make_net_ns(const image::NetNs& ns) {
+Result<UniqueFd> make_net_ns(const image::NetNs& ns, const std::function<Status()>& first) {
   CRYO_ASSIGN(UniqueFd back, open_file("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
   if (::unshare(CLONE_NEWNET) < 0) return errno_error("unshare(CLONE_NEWNET)");
   auto made = open_file("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  Status up;
-  if (made.ok() && ns.lo_up()) {
+  Status up = made.ok() && first ? first() : Status();
+  if (made.ok() && up.ok() && ns.lo_up()) {
     UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     struct ifreq req = {};
     std::strcpy(req.ifr_name, "lo");

@@ -3,11 +3,13 @@
 // network), whose state is whether lo is up, with the tree's sockets in it.
 // The restore makes a new one; cryo makes the tree's sockets inside it and
 // the tree's root joins it before forking the rest. Devices, addresses other
-// than lo's own, routes, rules, sysctls and TCP connections inside are
-// refused by the dump, naming them.
+// than lo's own, routes, rules and sysctls are refused by the dump, naming
+// them. TCP connections inside are locked inside (core/net/netlock.h).
 #pragma once
 
 #include <sys/types.h>
+
+#include <functional>
 
 #include "core/image/proto/tree.pb.h"
 #include "core/sys/fd.h"
@@ -35,6 +37,7 @@ class NetNsScope {
 };
 
 // A new network namespace as the image says, held by the returned fd.
-Result<UniqueFd> make_net_ns(const image::NetNs& ns);
+// first, if given, runs in it before any device comes up (the network lock).
+Result<UniqueFd> make_net_ns(const image::NetNs& ns, const std::function<Status()>& first = {});
 
 }  // namespace cryo::ns

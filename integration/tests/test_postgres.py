@@ -48,8 +48,8 @@ class Cluster:
         cmd = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", *argv]
         return subprocess.run(cmd, check=kwargs.pop("check", True), capture_output=True, text=True, **kwargs)
 
-    def start(self):
-        argv = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", os.path.join(self.bin, "postgres"),
+    def start(self, wrap=()):
+        argv = [*wrap, "setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", os.path.join(self.bin, "postgres"),
                 "-D", self.data, "-p", str(self.port), "-c", "listen_addresses=127.0.0.1",
                 "-c", f"unix_socket_directories={self.dir}", "-c", "fsync=off", "-c", "max_connections=10"]
         self.pid = self.env.spawn(argv, name="postgres")
@@ -81,7 +81,28 @@ def case_transaction_across_restore(env):
             subprocess.run(["ipcrm", "-m", shmid], capture_output=True)
 
 
-def transaction_across_restore(env, pg, segments):
+def case_ipc_namespace(env):
+    """The server in an IPC namespace of its own (as in a container): its
+    segment is the namespace's, saved with it and found again after the
+    restore under the same id, in a fresh namespace."""
+    pg = Cluster(env)
+    pg.start(wrap=["unshare", "--ipc", "--"])
+    check(os.readlink(f"/proc/{pg.pid}/ns/ipc") != os.readlink("/proc/self/ns/ipc"), "no IPC namespace of its own")
+    segments = [line.split()[4] for line in open(f"/proc/{pg.pid}/maps") if "/SYSV" in line]
+    check(segments, "postgres attached no System V segment")
+    ids = namespace_segments(pg.pid)
+    log(f"segments in the server's namespace: {ids}")
+    transaction_across_restore(env, pg, segments, check_segments=lambda pid: check_eq(
+        namespace_segments(pid), ids, "the segments (id, key, size) of the restored namespace"))
+
+
+def namespace_segments(pid):
+    out = subprocess.run(["nsenter", "-t", str(pid), "--ipc", "cat", "/proc/sysvipc/shm"], capture_output=True,
+                         text=True, check=True).stdout.splitlines()[1:]
+    return sorted(tuple(line.split()[:4]) for line in out)
+
+
+def transaction_across_restore(env, pg, segments, check_segments=None):
     check(segments, "postgres attached no System V segment")
     pg.sql("create table t(i int); insert into t values (1), (2), (3)")
 
@@ -99,6 +120,10 @@ def transaction_across_restore(env, pg, segments):
     env.wait_dumped(before)
     _, rpid = env.restore(images, "--tcp-established")
     check_eq(rpid, pg.pid, "restored postmaster pid")
+    if check_segments:
+        check(os.readlink(f"/proc/{rpid}/ns/ipc") != os.readlink("/proc/self/ns/ipc"),
+              "the restored server shares cryo's IPC namespace")
+        check_segments(rpid)
 
     check_eq(pg.sql("insert into t values (5); select count(*) from t").stdout.split(), ["INSERT", "0", "1", "4"],
              "a new client through the unix socket")
@@ -117,4 +142,4 @@ def transaction_across_restore(env, pg, segments):
 
 
 if __name__ == "__main__":
-    run({"transaction_across_restore": case_transaction_across_restore})
+    run({"transaction_across_restore": case_transaction_across_restore, "ipc_namespace": case_ipc_namespace})
