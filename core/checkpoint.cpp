@@ -31,6 +31,7 @@
 #include "core/cgroup/membership.h"
 #include "core/cgroup/tree_cgroups.h"
 #include "core/guard/guard.h"
+#include "core/hooks/actions.h"
 #include "core/net/netlock.h"
 #include "core/ptrace/ptrace.h"
 #include "core/sys/failpoint.h"
@@ -177,6 +178,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   uint64_t start = now_us();
   CRYO_ASSIGN(auto dir, image::ImageDirWriter::create(options.images_dir));
 
+  CRYO_TRY(options.actions.run(hooks::Action::kPreDump, options.pid));
   log::info("freezing the tree of pid " + std::to_string(options.pid));
   uint64_t freeze_start = now_us();
   std::optional<cgroup::Freezer> freezer;  // outlives the tree, which leaves it as it was found
@@ -200,6 +202,19 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     return Error("--external mnt[" + options.external_mounts.begin()->first +
                  "]: the tree shares cryo's mount namespace, which has no mount of its own");
   bool own_net = ns::own_net_ns(options.pid);
+  // The network-lock scripts run for a tree with a network namespace of its
+  // own (as in CRIU) or connections to lock; their network-unlock ones when
+  // the tree runs on (a failure, or --leave-running).
+  bool net_locked = false;
+  ScopeGuard net_unlock_actions([&] {
+    if (!net_locked) return;
+    if (auto st = options.actions.run(hooks::Action::kNetworkUnlock, options.pid); !st.ok())
+      log::error(st.error().message());
+  });
+  if (own_net) {
+    net_locked = true;
+    CRYO_TRY(options.actions.run(hooks::Action::kNetworkLock, options.pid));
+  }
   image::NetNs net_ns;
   UniqueFd tree_net;
   if (own_net) {
@@ -286,6 +301,10 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     failpoint("dump.guarded");
     CRYO_TRY(tree.park(guard, syscall_ips));
     failpoint("dump.parked");
+    if (!net_locked) {
+      net_locked = true;
+      CRYO_TRY(options.actions.run(hooks::Action::kNetworkLock, options.pid));
+    }
     CRYO_TRY(files.sockets().lock_and_read(&files.files(), table));
     failpoint("dump.locked");
   }
@@ -337,6 +356,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   struct utsname uts;
   if (uname(&uts) == 0) inventory.set_kernel_release(uts.release);
   CRYO_TRY(check_interrupt("before the image was committed"));
+  CRYO_TRY(options.actions.run(hooks::Action::kPostDump, options.pid));
   failpoint("dump.commit");
   CRYO_TRY(dir.commit(inventory));
   failpoint("dump.committed");
@@ -349,6 +369,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     // From here a death of cryo finishes the job: the guard kills what is
     // left of the tree and keeps the lock for the restore.
     rollback.cancel();
+    net_unlock_actions.cancel();  // the restore unlocks
     auto st = guard.finish_on_death();
     if (!st.ok()) log::error(st.error().message());
     failpoint("dump.killing");

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/cgroup/membership.h"
+#include "core/hooks/actions.h"
 #include "core/sys/result.h"
 
 namespace cryo {
@@ -28,6 +29,7 @@ struct DumpOptions {
   std::string network_lock = "nftables";  // nftables or skip
   std::string freeze_cgroup;  // a v1 freezer or v2 cgroup holding the tree alone: frozen to seize it
   std::vector<cgroup::CgroupRoot> cgroup_roots;  // --cgroup-root: saved cgroups stop there, not at cryo's own
+  hooks::Actions actions;  // --action-script
 };
 
 struct DumpResult {

@@ -34,6 +34,7 @@
 #include "core/mm/mm_restore.h"
 #include "core/guard/guard.h"
 #include "core/sys/failpoint.h"
+#include "core/hooks/actions.h"
 #include "core/net/netlock.h"
 #include "core/net/tcp_states.h"
 #include "core/ns/ipc_ns.h"
@@ -279,21 +280,44 @@ Status restore_file_owners(const LoadedImage& img) {
   return {};
 }
 
+// Runs the action scripts of a stage (with the root's pid as cryo sees it).
+using ActionRunner = std::function<Status(hooks::Action)>;
+
 // Runs body in a worker inside the tree's pid namespace (see
 // ns::fork_into). The worker reports back through a pipe: the cgroups it
 // made (which the restorer removes should the restore fail), then its
 // verdict. A failed worker exits at once: its tracees die with it, and the
 // restorer's cleanup kills the namespace's init and everything with it.
 // go_write: the restorer's end of the pipe whose EOF lets zombies go,
-// which only the worker may close now.
-Status bring_up_in_pid_ns(pid_t root, const image::Tree& tree, const std::function<Status()>& body,
-                          std::vector<std::string>* made_cgroups, UniqueFd& go_write) {
-  int ends[2];
+// which only the worker may close now. The worker asks the restorer to run
+// action scripts (`action N` lines, answered on a pipe of their own): they
+// run in cryo's namespaces, with the root's pid as cryo sees it.
+Status bring_up_in_pid_ns(pid_t root, const image::Tree& tree,
+                          const std::function<Status(const ActionRunner&)>& body,
+                          const ActionRunner& run_action, std::vector<std::string>* made_cgroups,
+                          UniqueFd& go_write) {
+  int ends[2], answers[2];
   if (::pipe2(ends, O_CLOEXEC) < 0) return errno_error("pipe2");
   UniqueFd from_worker(ends[0]), to_restorer(ends[1]);
+  if (::pipe2(answers, O_CLOEXEC) < 0) return errno_error("pipe2");
+  UniqueFd answer_read(answers[0]), answer_write(answers[1]);
+  // In the worker: one request, one answer line ("ok" or "error CODE TEXT").
+  ActionRunner ask = [&](hooks::Action action) -> Status {
+    CRYO_TRY(write_all(to_restorer.get(), "action " + std::to_string(static_cast<int>(action)) + "\n"));
+    std::string line;
+    for (char c; line.empty() || line.back() != '\n';) {
+      ssize_t n = ::read(answer_read.get(), &c, 1);
+      if (n == 1) line += c;
+      else if (n == 0) return Error("the restorer did not answer for the action scripts");
+      else if (errno != EINTR) return errno_error("reading the restorer's answer");
+    }
+    if (line == "ok\n") return {};
+    return Error(line.substr(0, line.size() - 1));
+  };
   CRYO_ASSIGN(pid_t worker, ns::fork_into(root, tree, [&](Status ready) {
                 from_worker.reset();
-                Status st = ready.ok() ? body() : std::move(ready).error().wrap("the restorer in the tree's pid namespace");
+                answer_write.reset();
+                Status st = ready.ok() ? body(ask) : std::move(ready).error().wrap("the restorer in the tree's pid namespace");
                 std::string report;
                 for (const auto& dir : *made_cgroups) report += "cgroup " + dir + "\n";
                 if (st.ok()) {
@@ -307,14 +331,29 @@ Status bring_up_in_pid_ns(pid_t root, const image::Tree& tree, const std::functi
                 return st.ok() ? 0 : 1;
               }));
   to_restorer.reset();
+  answer_read.reset();
   go_write.reset();
-  std::string report;
+  std::string report, pending;
   char buf[4096];
   for (bool forwarded = false;;) {
     ssize_t n = ::read(from_worker.get(), buf, sizeof buf);
     if (n > 0) {
-      report.append(buf, static_cast<size_t>(n));
+      pending.append(buf, static_cast<size_t>(n));
+      // Whole lines: an action the worker waits for is run and answered at
+      // once; the rest is its report.
+      for (size_t end; (end = pending.find('\n')) != std::string::npos; pending.erase(0, end + 1)) {
+        if (!pending.starts_with("action ")) {
+          report += pending.substr(0, end + 1);
+          continue;
+        }
+        auto action = static_cast<hooks::Action>(std::atoi(pending.substr(7, end - 7).c_str()));
+        Status st = run_action(action);
+        std::string text = st.ok() ? "" : st.error().message();
+        std::replace(text.begin(), text.end(), '\n', ' ');
+        (void)write_all(answer_write.get(), st.ok() ? "ok\n" : text + "\n");
+      }
     } else if (n == 0) {
+      report += pending;
       break;
     } else if (errno == EINTR) {
       if (interrupted() && !forwarded) ::kill(worker, interrupted());  // it stops at its next step
@@ -384,6 +423,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   RestoreResult result;
   uint64_t start = now_us();
   CRYO_ASSIGN(auto reader, image::ImageDirReader::open(options.images_dir));
+  CRYO_TRY(options.actions.run(hooks::Action::kPreRestore));
   if (reader.inventory().shell_job() && !options.shell_job)
     return Error("the image was dumped with --shell-job; restore it with --shell-job");
   CRYO_ASSIGN(LoadedImage img, load_image(reader));
@@ -550,11 +590,15 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   premaps.release();  // every stub holds its own copy now
   failpoint("restore.stubs");
   CRYO_TRY(check_interrupt("while the processes were being made"));
+  // The root has made the tree's namespaces; the processes wait, empty.
+  CRYO_TRY(options.actions.run(hooks::Action::kSetupNamespaces, root));
+  CRYO_TRY(options.actions.run(hooks::Action::kPostSetupNamespaces, root));
+  ActionRunner run_action = [&](hooks::Action action) { return options.actions.run(action, root); };
 
   // The rest works on the stubs from outside (ptrace, /proc, cgroup.procs,
   // kill), with the pids of the image: from inside the tree's pid
   // namespace when it has one of its own.
-  auto bring_up = [&]() -> Status {
+  auto bring_up = [&](const ActionRunner& action) -> Status {
     // Seize every living stub; a restorer that dies takes them down with it.
     for (const auto& t : plan.tasks) {
       if (!t.core) continue;
@@ -624,6 +668,10 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     CRYO_TRY(restore_file_owners(img));
     failpoint("restore.state");
     CRYO_TRY(check_interrupt("before the processes were let go"));
+    if (!options.actions.empty()) {
+      CRYO_TRY(action(hooks::Action::kPostRestore));
+      CRYO_TRY(action(hooks::Action::kPreResume));
+    }
     for (const auto& t : plan.tasks)
       if (t.core) CRYO_TRY(task::finish(t.entry->pid(), tramp, *t.core).wrap(pid_str(t.entry->pid())));
 
@@ -656,9 +704,9 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   };
   if (pid_ns) {
     life_read.reset();
-    CRYO_TRY(bring_up_in_pid_ns(root, img.tree, bring_up, &made_cgroups, go_write));
+    CRYO_TRY(bring_up_in_pid_ns(root, img.tree, bring_up, run_action, &made_cgroups, go_write));
   } else {
-    CRYO_TRY(bring_up());
+    CRYO_TRY(bring_up(run_action));
   }
   pid_t init = 0;  // cryo's init, under --new-pidns
   if (plan.cryo_init) {
@@ -691,6 +739,10 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     auto st = net::unlock_connections(ns_lock, lock.method(), net_ns.get());
     if (!st.ok()) log::error(st.error().message());
   }
+  if (!lock.table().empty() || !ns_lock.empty() || img.tree.has_net_ns())
+    if (auto st = options.actions.run(hooks::Action::kNetworkUnlock, root); !st.ok()) log::error(st.error().message());
+  // The tree runs: a script failing now cannot undo anything.
+  if (auto st = options.actions.run(hooks::Action::kPostResume, root); !st.ok()) log::error(st.error().message());
   if (!options.detach) {
     int status;
     while (::waitpid(init ? init : root, &status, 0) < 0)  // cryo's init ends as the root does

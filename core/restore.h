@@ -9,6 +9,7 @@
 
 #include "core/cgroup/membership.h"
 #include "core/files/external.h"
+#include "core/hooks/actions.h"
 #include "core/sys/result.h"
 
 namespace cryo {
@@ -26,6 +27,7 @@ struct RestoreOptions {
   std::vector<files::InheritFd> inherit_fds;  // --inherit-fd: the caller's fds standing in for files of the image
   cgroup::Manage manage_cgroups = cgroup::Manage::kSoft;
   std::vector<cgroup::CgroupRoot> cgroup_roots;  // --cgroup-root: the root process's cgroups go there
+  hooks::Actions actions;  // --action-script
 };
 
 struct RestoreResult {

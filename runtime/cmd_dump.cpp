@@ -41,6 +41,8 @@ int cmd_dump(const GlobalOptions&, const std::vector<std::string>& argv) {
   if (auto limit = args->get("ghost-limit")) options.ghost_limit = *criu::parse_size(*limit);
   options.network_lock = args->get_or("network-lock", "nftables");
   options.freeze_cgroup = args->get_or("freeze-cgroup", "");
+  for (const auto& script : args->all("action-script")) options.actions.add_script(script);
+  options.actions.set_image_dir(options.images_dir);
   for (const auto& arg : args->all("cgroup-root")) {
     auto root = cgroup::parse_cgroup_root(arg);
     if (!root.ok()) return fail("dump: " + root.error().message());

@@ -22,6 +22,8 @@ int cmd_restore(const GlobalOptions&, const std::vector<std::string>& argv) {
   options.tcp_close = args->has("tcp-close");
   options.new_pidns = args->has("new-pidns");
   options.root = args->get_or("root", "");
+  for (const auto& script : args->all("action-script")) options.actions.add_script(script);
+  options.actions.set_image_dir(options.images_dir);
   if (auto pidfile = args->get("pidfile")) options.pidfile = in_work_dir(*args, *pidfile);
   for (const auto& external : args->all("external")) {
     if (!external.starts_with("mnt[")) continue;  // mnt[KEY]:PATH binds PATH at the mount dumped as KEY

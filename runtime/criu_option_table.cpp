@@ -51,7 +51,10 @@ std::vector<Option> make_table() {
           "(stats-dump.json is written anyway)"),
       row("close", 0, kReq, kMany, kAll, kImpl, "closes that descriptor of cryo's before anything else"),
       row("libdir", 'L', kReq, 0, kAll, kAcc, "cryo has no plugins to load"),
-      row("action-script", 0, kReq, kMany, D | P | R, kRef, "cryo runs no scripts at the stages of a dump or a restore"),
+      row("action-script", 0, kReq, kMany, D | P | R, kImpl,
+          "runs the script at each stage (pre-dump, network-lock, post-dump, network-unlock, pre-restore, "
+          "setup-namespaces, post-setup-namespaces, post-restore, pre-resume, post-resume) with CRTOOLS_SCRIPT_ACTION, "
+          "CRTOOLS_IMAGE_DIR and CRTOOLS_INIT_PID set; one failing before the tree runs again fails the command"),
       row("log-pid", 0, kNo, kNeg, D | P | R, kAcc, "cryo is one process: its log is one file"),
       row("deprecated", 0, kNo, kNeg, kAll, kAcc, "nothing cryo does is deprecated"),
       row("stream", 0, kNo, kNeg, D | P | R, kRef, "images go to and come from the image directory only (no image streamer)"),

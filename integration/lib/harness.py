@@ -481,11 +481,11 @@ class Env:
         os.makedirs(images, exist_ok=True)
         return self.cryo("dump", "-t", pid, "-D", images, *extra, expect=expect, timeout=timeout, log_name="dump")
 
-    def restore(self, images, *extra, detached=True, expect=0, timeout=180, stdin=None):
+    def restore(self, images, *extra, detached=True, expect=0, timeout=180, stdin=None, env_extra=None):
         """cryo restore [-d] --pidfile; returns (result, root pid from the pidfile)."""
         pidfile = self.path(self._unique("restore") + ".pid")
         args = ["restore", "-D", images, "--pidfile", pidfile] + (["-d"] if detached else []) + list(extra)
-        result = self.cryo(*args, expect=expect, timeout=timeout, log_name="restore", stdin=stdin)
+        result = self.cryo(*args, expect=expect, timeout=timeout, log_name="restore", stdin=stdin, env_extra=env_extra)
         pid = None
         text = read_text(pidfile)
         if text and text.strip().isdigit():
