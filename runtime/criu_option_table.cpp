@@ -42,10 +42,11 @@ std::vector<Option> make_table() {
           "where a relative --log-file or --pidfile goes (the image directory by default)"),
       row("pidfile", 0, kReq, 0, R, kImpl, "the restored root's pid is written there"),
       row("config", 0, kReq, kMany, kAll, kImpl,
-          "options are read from the file first (one a line, long names without dashes, a value after "
-          "blanks or in double quotes, # comments); the command line's come after and win"),
-      row("no-default-config", 0, kNo, 0, kAll, kAcc,
-          "cryo reads no configuration file unless --config names one"),
+          "options are read from the file first (YAML as in cryo.yaml when its name ends in .yaml or .yml; else "
+          "CRIU's format: one a line, long names without dashes, a value after blanks or in double quotes, "
+          "# comments); the command line's come after and win"),
+      row("no-default-config", 0, kNo, 0, kAll, kImpl,
+          "skips cryo.yaml ($CRYO_CONFIG, else /etc/cryo/cryo.yaml), which every process verb reads first"),
       row("display-stats", 0, kNo, kNeg, D | R, kImpl,
           "prints the freeze time, the total time, the tasks and the bytes of memory at the end "
           "(stats-dump.json is written anyway)"),

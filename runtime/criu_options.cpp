@@ -1,10 +1,14 @@
 #include "runtime/criu_options.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <fstream>
 #include <set>
 #include <sstream>
+
+#include "runtime/config_yaml.h"
 
 namespace cryo::cli::criu {
 namespace {
@@ -139,6 +143,8 @@ bool read_config(const std::string& path, std::vector<std::string>* words, std::
 
 }  // namespace
 
+std::string bad_value(const Option& o, const std::string& v) { return check_value(o, v); }
+
 const Option* lookup(const std::string& name, Verb verb) {
   for (const auto& o : table())
     if (o.name == name && (o.verbs & verb)) return &o;
@@ -180,11 +186,19 @@ std::optional<Args> parse_command_line(Verb verb, const std::vector<std::string>
     *error = std::string(vname) + ": " + why;
     return std::nullopt;
   }
-  // Configuration files come first, so that the command line wins.
-  if (first->has("config")) {
+  // Configuration files come first, so that the command line wins: cryo.yaml,
+  // then each --config file (YAML by its name, else CRIU's format).
+  {
     std::vector<std::string> merged;
+    std::string yaml = default_yaml_config();
+    if (!first->has("no-default-config") && ::access(yaml.c_str(), F_OK) == 0 &&
+        !read_yaml_config(yaml, verb, &merged, &why)) {
+      *error = std::string(vname) + ": " + why;
+      return std::nullopt;
+    }
     for (const auto& path : first->all("config")) {
-      if (!read_config(path, &merged, &why)) {
+      bool read = is_yaml_config(path) ? read_yaml_config(path, verb, &merged, &why) : read_config(path, &merged, &why);
+      if (!read) {
         *error = std::string(vname) + ": " + why;
         return std::nullopt;
       }

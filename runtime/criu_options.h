@@ -42,6 +42,9 @@ const std::vector<Option>& table();
 // for that verb (CRIU takes every option with every command and ignores it).
 const Option* lookup(const std::string& name, Verb verb);
 
+// Why a value is wrong for the option ("" if it is fine).
+std::string bad_value(const Option& o, const std::string& v);
+
 // The parser's view of every option (each name once).
 std::vector<OptionSpec> specs();
 

@@ -269,7 +269,7 @@ def case_criu_refused(env):
                           (["--page-server"], "--page-server"),
                           (["--link-remap"], "--link-remap"), (["--external", "file[12:345]"], "--external"),
                           (["--cpu-cap"], "--cpu-cap"), (["--cpu-cap=fpu"], "--cpu-cap"), (["--stream"], "--stream"),
-                          (["--action-script", "/bin/true"], "--action-script"), (["-x1234"], "--ext-unix-sk"),
+                          (["-x1234"], "--ext-unix-sk"),
                           (["--cgroup-props", "x"], "--cgroup-props"), (["--evasive-devices"], "--evasive-devices"),
                           (["--force-irmap"], "--force-irmap"), (["--allow-uprobes"], "--allow-uprobes"),
                           (["--ms"], "--ms")]:
@@ -339,10 +339,38 @@ def case_make_install(env):
     check_eq(outside, [], "what the install put outside DESTDIR")
 
 
+def case_yaml_config(env):
+    """cryo.yaml ($CRYO_CONFIG here, so that no other test sees it) gives a dump its
+    defaults: its dump section's leave-running keeps the tree running; a mistake in it
+    fails the dump naming the file, line and key, and the tree runs on."""
+    pid, ready, report, prog = start_counter(env)
+    env.wait_ready(ready, pid)
+    config = env.path("cryo.yaml")
+    with open(config, "w") as f:
+        f.write("# defaults for the test\nrestore:\n  restore-detached: true\ndump:\n  leave-running: true\n")
+    images = env.path("images")
+    os.makedirs(images)
+    env.cryo("dump", "-t", pid, "-D", images, env_extra={"CRYO_CONFIG": config})
+    check(os.path.exists(os.path.join(images, "inventory.img")), "no image after the dump")
+    wait_progress(prog, progress(prog)[0] + 5)
+    with open(config, "w") as f:
+        f.write("dump:\n  leave-running: true\n  tcp-establish: true\n")
+    result = env.cryo("dump", "-t", pid, "-D", env.path("images2"), expect=1, env_extra={"CRYO_CONFIG": config})
+    check(f"{config}:3: unknown option 'tcp-establish'" in result.stderr,
+          f"the error does not name the file, line and key: {result.stderr.strip()!r}")
+    # --no-default-config skips it: this dump kills the tree as usual.
+    before = snapshot(pid)
+    env.cryo("dump", "-t", pid, "-D", env.path("images3"), "--no-default-config", env_extra={"CRYO_CONFIG": config})
+    env.wait_dumped(before)
+    _, rpid = env.restore(env.path("images3"))
+    check_eq(rpid, pid, "restored pid")
+    env.trigger_and_report(pid, report)
+
+
 if __name__ == "__main__":
     run({"make_install": case_make_install, "shell_job_image_needs_flag": case_shell_job_image_needs_flag, "redump_same_dir": case_redump_same_dir,
          "image_moved": case_image_moved, "vfork_parent": case_vfork_parent, "bad_arguments": case_bad_arguments, "missing_pid": case_missing_pid, "zombie_root": case_zombie_root,
          "unwritable_images_dir": case_unwritable_images_dir, "own_ancestor": case_own_ancestor,
          "stopped_root": case_stopped_root, "traced_by_other": case_traced_by_other,
          "criu_command_line": case_criu_command_line, "criu_refused": case_criu_refused,
-         "verbs_help": case_verbs_help})
+         "verbs_help": case_verbs_help, "yaml_config": case_yaml_config})

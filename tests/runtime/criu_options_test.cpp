@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <map>
 #include <fstream>
+#include <tuple>
 #include <set>
 
 using namespace cryo::cli;
@@ -214,6 +215,56 @@ TEST_CASE("--config: the file's options first, the command line's win") {
   ::unlink(path);
   CHECK_FALSE(parse_command_line(kDump, {"--config", path}, &err));
   CHECK(err.find(path) != std::string::npos);
+}
+
+TEST_CASE("cryo.yaml: defaults for every verb and per verb, checked with the line") {
+  char dir[] = "/tmp/cryo-yaml-XXXXXX";
+  REQUIRE(mkdtemp(dir));
+  std::string path = std::string(dir) + "/cryo.yaml";
+  auto write = [&](const std::string& text) { std::ofstream(path) << text; };
+  ::setenv("CRYO_CONFIG", path.c_str(), 1);
+  write("# defaults\ntcp-established: true\nmanage-cgroups: full\nghost-limit: 1M\n"
+        "external: [\"mnt[/a]:a\", \"mnt[/b]:b\"]\nfile-locks: false\n"
+        "dump:\n  leave-running: true\n  network-lock: iptables\nrestore:\n  restore-detached: true\n");
+  std::string err;
+  auto a = parse_command_line(kDump, {"-t", "7", "--ghost-limit", "2M"}, &err);
+  REQUIRE_MESSAGE(a, err);
+  CHECK(a->has("tcp-established"));
+  CHECK(a->has("leave-running"));
+  CHECK(a->get("manage-cgroups") == "full");
+  CHECK(a->get("network-lock") == "iptables");
+  CHECK(a->get("ghost-limit") == "2M");  // the command line wins
+  CHECK(a->all("external").size() == 2);
+  CHECK_FALSE(a->has("file-locks"));
+  CHECK_FALSE(a->has("restore-detached"));  // the restore's section only
+  // --no-default-config skips it.
+  a = parse_command_line(kDump, {"-t", "7", "--no-default-config"}, &err);
+  REQUIRE_MESSAGE(a, err);
+  CHECK_FALSE(a->has("tcp-established"));
+  // Mistakes name the file, the line and the key.
+  for (auto [text, line, what] : std::vector<std::tuple<std::string, int, std::string>>{
+           {"tcp-established: true\nbogus-option: 1\n", 2, "unknown option 'bogus-option'"},
+           {"\n\ntcp-established: sometimes\n", 3, "tcp-established is a flag"},
+           {"network-lock: pigeons\n", 1, "bad value 'pigeons' for --network-lock"},
+           {"dump:\n  leave-running: true\n  nonsense: 2\n", 3, "unknown option 'nonsense'"},
+           {"ghost-limit: [1M, 2M]\n", 1, "ghost-limit takes one value"},
+           {"tcp-established: [\n", 2, ""}}) {
+    write(text);
+    CHECK_FALSE(parse_command_line(kDump, {"-t", "7"}, &err));
+    CHECK_MESSAGE(err.find(path + ":" + std::to_string(line) + ": " + what) != std::string::npos, err);
+  }
+  // A --config FILE.yaml is read the same way, after cryo.yaml.
+  write("tcp-established: true\n");
+  std::string other = std::string(dir) + "/more.yml";
+  std::ofstream(other) << "restore:\n  restore-detached: true\n";
+  a = parse_command_line(kRestore, {"--config", other}, &err);
+  REQUIRE_MESSAGE(a, err);
+  CHECK(a->has("tcp-established"));
+  CHECK(a->has("restore-detached"));
+  ::unsetenv("CRYO_CONFIG");
+  ::unlink(path.c_str());
+  ::unlink(other.c_str());
+  ::rmdir(dir);
 }
 
 TEST_CASE("usage lists every option with its answer") {
