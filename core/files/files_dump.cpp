@@ -550,9 +550,13 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
   if (by_path && f.content_id() == 0) {
     struct stat on_disk;
     auto stat_path = S_ISLNK(ref.st.st_mode) ? ::lstat : ::stat;  // an O_PATH|O_NOFOLLOW fd of a symlink
-    if (link.empty() || link[0] != '/' || stat_path((options_.tree_root + link).c_str(), &on_disk) < 0 ||
-        on_disk.st_dev != ref.st.st_dev ||
-        on_disk.st_ino != ref.st.st_ino)
+    bool found = !link.empty() && link[0] == '/' && stat_path((options_.tree_root + link).c_str(), &on_disk) == 0;
+    // A device is the same through any node of it: a container's /dev/null
+    // (a node of its own /dev, or a bind of the host's) for the host's that
+    // its runtime gave it as stdin.
+    bool same_device = found && f.kind() == image::FileDesc::CHAR_DEVICE && S_ISCHR(on_disk.st_mode) &&
+                       on_disk.st_rdev == ref.st.st_rdev;
+    if (!found || (!same_device && (on_disk.st_dev != ref.st.st_dev || on_disk.st_ino != ref.st.st_ino)))
       return Error(what + ": " + link + " cannot be reopened by its path (moved or replaced)");
   }
   *files_.add_files() = f;

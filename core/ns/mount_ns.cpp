@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <linux/mount.h>
+#include <linux/openat2.h>
 #include <limits.h>
 
 #include <algorithm>
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "core/files/mounts.h"
+#include "core/ns/cgroup_ns.h"
 #include "core/sys/io.h"
 #include "core/sys/util.h"
 
@@ -228,6 +230,46 @@ std::string describe(const image::Mount& m) {
   return "mount " + std::to_string(m.id()) + " (" + m.fstype() + " at " + m.mount_point() + ")";
 }
 
+// The root a mount of a namespace-bound filesystem has when the tree's own
+// namespace made it, as cryo sees it: "/", or for a cgroup hierarchy the
+// root of the tree's cgroup namespace in it.
+std::string namespace_root(const files::MountInfo& mi, const image::Tree& cgroup_ns) {
+  if ((mi.fstype != "cgroup" && mi.fstype != "cgroup2") || cgroup_ns.cgroup_ns_size() == 0) return "/";
+  auto words = split(mi.super_options, ',');
+  for (const auto& r : cgroup_ns.cgroup_ns()) {
+    bool fits = mi.fstype == "cgroup2" ? r.controllers().empty() : !r.controllers().empty();
+    for (const auto& c : split(r.controllers(), ','))
+      if (fits && !c.empty() && std::find(words.begin(), words.end(), c) == words.end()) fits = false;
+    if (fits) return r.path();
+  }
+  return "";  // a hierarchy the namespace does not know: not the tree's own
+}
+
+bool is_at_or_below(const std::string& path, const std::string& dir) {
+  return path == dir || dir == "/" || path.starts_with(dir + "/");
+}
+
+// A bind of part of the filesystem source made: where in it, and a check
+// that the restore can still reach it where it made source (no later mount
+// covers source's mount point before this one is made).
+Status set_own_bind(const image::Mount& source, const files::MountInfo& mi, const image::MountNs& ns, image::Mount* m) {
+  std::string what = describe(*m);
+  const std::string& base = source.root();
+  if (!is_at_or_below(mi.root, base))
+    return Error(what + ": it binds " + mi.root + ", outside what " + describe(source) + " shows (not supported yet)");
+  m->set_kind(image::Mount::OWN_BIND);
+  m->set_source_id(source.id());
+  m->set_source_path(base == "/" ? mi.root.substr(1) : mi.root.substr(std::min(mi.root.size(), base.size() + 1)));
+  bool after = false;
+  for (const auto& other : ns.mounts()) {
+    if (other.id() == source.id()) after = true;
+    else if (after && other.id() != m->id() && is_at_or_below(source.mount_point(), other.mount_point()))
+      return Error(what + ": it binds from " + describe(source) + ", which " + describe(other) +
+                   " covers (not supported yet)");
+  }
+  return {};
+}
+
 }  // namespace
 
 bool own_mount_ns(pid_t pid) {
@@ -263,9 +305,12 @@ Status dump_mount_ns(pid_t root, image::MountNs* out, const std::map<std::string
         progress = true;
       }
   }
-  std::set<std::string> own_devs, host_devs;
+  std::set<std::string> host_devs;
   for (const auto& h : host) host_devs.insert(h.dev);
+  std::map<std::string, const image::Mount*> own_sources;  // by dev: the mount that made a filesystem of the tree's own
   std::set<uint32_t> ns_bound;  // mounts made by the tree's root: those and what is on them
+  image::Tree cgroup_ns;
+  CRYO_TRY(dump_cgroup_ns(root, &cgroup_ns));
   for (const auto* mi : order) {
     auto* m = out->add_mounts();
     m->set_id(mi->id);
@@ -275,6 +320,7 @@ Status dump_mount_ns(pid_t root, image::MountNs* out, const std::map<std::string
     m->set_fstype(mi->fstype);
     m->set_source(mi->source);
     m->set_options(fs_options(mi->super_options));
+    m->set_super_read_only(mi->super_options == "ro" || mi->super_options.starts_with("ro,"));
     m->set_flags(mount_flags(mi->mount_options));
     for (const auto& tag : mi->tags) {
       if (tag.starts_with("shared:")) m->set_shared(true);
@@ -284,8 +330,8 @@ Status dump_mount_ns(pid_t root, image::MountNs* out, const std::map<std::string
     std::string what = describe(*m);
     std::string seen_at = "/proc/" + std::to_string(root) + "/root" + mi->mount_point;
     bool above_bound = ns_bound.count(mi->parent) > 0;
+    auto own = own_sources.find(mi->dev);
     if (auto named = externals.find(mi->mount_point); named != externals.end() && mi != order.front()) {
-      if (above_bound) return Error(what + ": named external, but on top of a proc or sysfs of the tree's own (not supported yet)");
       m->set_kind(image::Mount::BIND);  // bound from what the restore is given
       m->set_host_path(host_path_of(*mi, host));
       m->set_external_key(named->second);
@@ -295,19 +341,17 @@ Status dump_mount_ns(pid_t root, image::MountNs* out, const std::map<std::string
       if (m->host_path() == "/")
         return Error("the mount namespace of " + pid_str(root) + " has cryo's root for its own: it was not pivoted "
                      "into a root of its own (unshare --mount without pivot_root; not supported yet)");
-    } else if (namespace_bound(mi->fstype)) {
-      if (mi->root != "/") return Error(what + ": a bind of part of a " + mi->fstype + " (not supported yet)");
+    } else if (namespace_bound(mi->fstype) && own == own_sources.end() && mi->root == namespace_root(*mi, cgroup_ns)) {
       m->set_kind(image::Mount::NS_BOUND);
-      ns_bound.insert(mi->id);
-    } else if ((mi->fstype == "tmpfs" || mi->fstype == "devpts") && !host_devs.count(mi->dev) && !own_devs.count(mi->dev)) {
+    } else if (own != own_sources.end()) {
+      CRYO_TRY(set_own_bind(*own->second, *mi, *out, m));
+    } else if (namespace_bound(mi->fstype) && !host_devs.count(mi->dev)) {
+      return Error(what + ": a bind of part of a " + mi->fstype + " that is not the tree's own (not supported yet)");
+    } else if ((mi->fstype == "tmpfs" || mi->fstype == "devpts") && !host_devs.count(mi->dev)) {
       if (mi->root != "/") return Error(what + ": a bind of part of a filesystem of the tree's own (not supported yet)");
       m->set_kind(image::Mount::FRESH);
       if (mi->fstype == "tmpfs") CRYO_TRY(dump_tmpfs(root, m).wrap(what));
-      if (above_bound) ns_bound.insert(mi->id);
     } else {
-      if (above_bound)
-        return Error(what + ": a bind mount on top of a proc, sysfs, mqueue or cgroup filesystem of the tree's own "
-                     "(not supported yet)");
       std::string from = host_path_of(*mi, host);
       if (from.empty())
         return Error(what + ": its source (" + mi->source + " " + mi->root +
@@ -317,7 +361,10 @@ Status dump_mount_ns(pid_t root, image::MountNs* out, const std::map<std::string
       m->set_kind(image::Mount::BIND);
       m->set_host_path(from);
     }
-    own_devs.insert(mi->dev);
+    if (m->kind() == image::Mount::NS_BOUND || m->kind() == image::Mount::FRESH) own_sources.emplace(mi->dev, m);
+    if (m->kind() == image::Mount::NS_BOUND || above_bound ||
+        (m->kind() == image::Mount::OWN_BIND && ns_bound.count(m->source_id())))
+      ns_bound.insert(mi->id);
   }
   for (const auto& external : externals) {
     const std::string& point = external.first;  // (a structured binding cannot be captured before C++20's clang 16)
@@ -450,28 +497,90 @@ Status settle(const image::Mount& m, const std::string& target) {
   return {};
 }
 
-Status make_mount(const image::Mount& m, const std::string& target) {
-  std::string what = describe(m);
-  if (m.kind() == image::Mount::BIND) {
-    if (::mount(m.host_path().c_str(), target.c_str(), nullptr, MS_BIND, nullptr) < 0)
-      return errno_error("bind " + m.host_path()).wrap(what);
-  } else {
-    std::string options = m.options();
-    if (m.fstype() == "devpts" && options.find("newinstance") == std::string::npos)
-      options += std::string(options.empty() ? "" : ",") + "newinstance";
-    if (::mount(m.source().c_str(), target.c_str(), m.fstype().c_str(), m.flags() & ~MS_RDONLY,
-                options.empty() ? nullptr : options.c_str()) < 0)
-      return errno_error("mount").wrap(what);
-    if (m.fstype() == "tmpfs") CRYO_TRY(write_nodes(m, target).wrap(what));
-  }
-  return settle(m, target).wrap(what);
+// A detached copy of the one mount at path (or, from fd, of what path names below it).
+Result<UniqueFd> clone_tree(int dir, const std::string& path, unsigned flags = 0) {
+  int fd = static_cast<int>(::syscall(SYS_open_tree, dir, path.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | flags));
+  if (fd < 0) return errno_error("open_tree " + path);
+  return UniqueFd(fd);
 }
 
-// Which mounts the tree's root makes: namespace-bound ones and what is on them.
+Status attach(int tree, const std::string& target) {
+  if (::syscall(SYS_move_mount, tree, "", AT_FDCWD, target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) < 0)
+    return errno_error("move_mount onto " + target);
+  return {};
+}
+
+// What makes the mounts of one process (the holder, or the tree's root):
+// prefix is where the namespace's root is in it.
+struct Maker {
+  const image::MountNs& ns;
+  std::string prefix;
+  std::map<uint32_t, UniqueFd> host_copies;  // BIND mounts the tree's root makes: taken before it joins
+
+  std::string at(const std::string& mount_point) const { return join_path(prefix, mount_point); }
+
+  const image::Mount* find(uint32_t id) const {
+    for (const auto& m : ns.mounts())
+      if (m.id() == id) return &m;
+    return nullptr;
+  }
+
+  // An OWN_BIND: part of the one mount its source made, reached through a
+  // copy of that mount alone (nothing mounted on it, no way out of it).
+  Status bind_own(const image::Mount& m, const std::string& target) const {
+    const image::Mount* source = find(m.source_id());
+    if (!source || source == &m || (source->kind() != image::Mount::FRESH && source->kind() != image::Mount::NS_BOUND))
+      return Error(EINVAL, "its source, mount " + std::to_string(m.source_id()) + ", is not a filesystem of the tree's own");
+    CRYO_ASSIGN(UniqueFd whole, clone_tree(AT_FDCWD, at(source->mount_point())));
+    UniqueFd part = std::move(whole);
+    if (!m.source_path().empty()) {
+      struct open_how how = {};
+      how.flags = O_PATH | O_CLOEXEC;
+      how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+      UniqueFd inside(static_cast<int>(::syscall(SYS_openat2, part.get(), m.source_path().c_str(), &how, sizeof how)));
+      if (!inside.valid()) return errno_error("open " + m.source_path() + " in " + describe(*source));
+      CRYO_ASSIGN(part, clone_tree(inside.get(), "", AT_EMPTY_PATH));
+    }
+    return attach(part.get(), target);
+  }
+
+  Status make(const image::Mount& m) {
+    std::string what = describe(m);
+    if (m.mount_point().empty() || m.mount_point()[0] != '/' || m.mount_point().find("/../") != std::string::npos ||
+        m.mount_point().ends_with("/.."))
+      return Error(EINVAL, what + ": not a mount point");
+    std::string target = at(m.mount_point());
+    if (m.kind() == image::Mount::OWN_BIND) {
+      CRYO_TRY(bind_own(m, target).wrap(what));
+    } else if (auto copy = host_copies.find(m.id()); copy != host_copies.end()) {
+      CRYO_TRY(attach(copy->second.get(), target).wrap(what));
+    } else if (m.kind() == image::Mount::BIND) {
+      if (::mount(m.host_path().c_str(), target.c_str(), nullptr, MS_BIND, nullptr) < 0)
+        return errno_error("bind " + m.host_path()).wrap(what);
+    } else {
+      std::string options = m.options();
+      if (m.fstype() == "devpts" && options.find("newinstance") == std::string::npos)
+        options += std::string(options.empty() ? "" : ",") + "newinstance";
+      bool fill = m.fstype() == "tmpfs";  // read-only once filled
+      uint64_t flags = (m.flags() & ~MS_RDONLY) | (m.super_read_only() && !fill ? MS_RDONLY : 0);
+      if (::mount(m.source().c_str(), target.c_str(), m.fstype().c_str(), flags, options.empty() ? nullptr : options.c_str()) < 0)
+        return errno_error("mount").wrap(what);
+      if (fill) CRYO_TRY(write_nodes(m, target).wrap(what));
+      if (fill && m.super_read_only() && ::mount(nullptr, target.c_str(), nullptr, MS_REMOUNT | MS_RDONLY, nullptr) < 0)
+        return errno_error("making the filesystem read-only").wrap(what);
+    }
+    return settle(m, target).wrap(what);
+  }
+};
+
+// Which mounts the tree's root makes: namespace-bound ones, what is on them
+// and binds of parts of them.
 std::set<uint32_t> made_by_root_task(const image::MountNs& ns) {
   std::set<uint32_t> out;
   for (const auto& m : ns.mounts())
-    if (m.kind() == image::Mount::NS_BOUND || out.count(m.parent_id())) out.insert(m.id());
+    if (m.kind() == image::Mount::NS_BOUND || out.count(m.parent_id()) ||
+        (m.kind() == image::Mount::OWN_BIND && out.count(m.source_id())))
+      out.insert(m.id());
   return out;
 }
 
@@ -483,15 +592,14 @@ Status build_in_holder(const image::MountNs& ns, const std::string& root_dir) {
     return errno_error("bind " + root_dir + " as the root");
   auto later = made_by_root_task(ns);
   const image::Mount* root = nullptr;
+  Maker maker{ns, root_dir, {}};
   for (const auto& m : ns.mounts()) {
     if (m.kind() == image::Mount::ROOT) {
       root = &m;
       continue;
     }
     if (later.count(m.id())) continue;
-    if (m.mount_point().find("/../") != std::string::npos || m.mount_point().ends_with("/..") || m.mount_point()[0] != '/')
-      return Error(EINVAL, describe(m) + ": not a mount point");
-    CRYO_TRY(make_mount(m, join_path(root_dir, m.mount_point())));
+    CRYO_TRY(maker.make(m));
   }
   if (!root) return Error(EINVAL, "the mount namespace has no root");
   CRYO_TRY(settle(*root, root_dir).wrap("the root " + root_dir));
@@ -559,10 +667,16 @@ Result<MountHolder> MountHolder::build(const image::MountNs& ns, const std::stri
 }
 
 Status finish_in_root_task(const image::MountNs& ns, int ns_fd) {
-  if (::setns(ns_fd, CLONE_NEWNS) < 0) return errno_error("joining the tree's mount namespace");
   auto mine = made_by_root_task(ns);
+  Maker maker{ns, "/", {}};
+  // What is bound from cryo's side is out of reach once inside: copies first.
+  for (const auto& m : ns.mounts()) {
+    if (!mine.count(m.id()) || m.kind() != image::Mount::BIND) continue;
+    CRYO_ASSIGN(maker.host_copies[m.id()], clone_tree(AT_FDCWD, m.host_path()).wrap(describe(m)));
+  }
+  if (::setns(ns_fd, CLONE_NEWNS) < 0) return errno_error("joining the tree's mount namespace");
   for (const auto& m : ns.mounts())
-    if (mine.count(m.id())) CRYO_TRY(make_mount(m, m.mount_point()));
+    if (mine.count(m.id())) CRYO_TRY(maker.make(m));
   if (::chdir("/") < 0) return errno_error("chdir /");
   return {};
 }
