@@ -231,7 +231,8 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
                                       .tcp_close = options.tcp_close,
                                       .skip_in_flight = options.skip_in_flight,
                                       .network_lock = options.network_lock,
-                                      .net_ns = own_net ? tree_net.get() : -1},
+                                      .net_ns = own_net ? tree_net.get() : -1,
+                                      .tree_root = own_mounts ? "/proc/" + std::to_string(options.pid) + "/root" : ""},
                           .tree_root = own_mounts ? "/proc/" + std::to_string(options.pid) + "/root" : ""});
   std::map<pid_t, image::Process> cores;
   std::map<pid_t, std::vector<proc::MapEntry>> maps;

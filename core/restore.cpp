@@ -37,6 +37,7 @@
 #include "core/hooks/actions.h"
 #include "core/net/netlock.h"
 #include "core/net/tcp_states.h"
+#include "core/net/unix_names.h"
 #include "core/ns/ipc_ns.h"
 #include "core/ns/mount_ns.h"
 #include "core/ns/net_ns.h"
@@ -469,6 +470,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   auto listeners = listener_groups(img, groups);
   // The tree's own mount namespace comes first: its files are opened in it.
   std::optional<ns::MountHolder> mounts;
+  ScopeGuard forget_names([] { net::set_unix_names_ns(-1); });
   if (img.tree.has_mount_ns()) {
     std::string root_dir = options.root.empty() ? ns::default_root(img.tree.mount_ns()) : options.root;
     if (root_dir.empty())
@@ -478,6 +480,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     CRYO_TRY(ns::map_external_mounts(img.tree.mutable_mount_ns(), options.external_mounts));
     CRYO_ASSIGN(mounts, ns::MountHolder::build(img.tree.mount_ns(), root_dir));
     objects.set_tree_root(mounts->root_fd());
+    net::set_unix_names_ns(mounts->ns_fd());  // unix sockets are bound and reached by their names in it
   } else if (!options.external_mounts.empty()) {
     return Error("--external mnt[" + options.external_mounts.begin()->first +
                  "]: the image's tree shares cryo's mount namespace, which has no mount of its own");

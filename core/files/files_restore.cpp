@@ -384,7 +384,8 @@ Status FileObjects::open_fifo(const image::Files& files, const image::Pipe& pipe
     path = "/proc/self/fd/" + std::to_string(ghost->second.get());
   }
   // Hold the FIFO open for both sides so that no open blocks, and refill it.
-  CRYO_ASSIGN(UniqueFd holder, open_file(path, O_RDWR | O_NONBLOCK));
+  CRYO_ASSIGN(UniqueFd holder, first->content_id() != 0 ? open_file(path, O_RDWR | O_NONBLOCK)
+                                                       : open_in_tree(path, O_RDWR | O_NONBLOCK));
   struct stat st;
   if (::fstat(holder.get(), &st) < 0 || !S_ISFIFO(st.st_mode)) return Error(EINVAL, first->path() + " is not a FIFO");
   if (pipe.capacity() > 0) ::fcntl(holder.get(), F_SETPIPE_SZ, pipe.capacity());

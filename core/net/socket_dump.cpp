@@ -468,6 +468,9 @@ Status SocketDump::describe_unix(const std::string& what, pid_t pid, int s, uint
   local.set_family(AF_UNIX);
   local.set_addr(info.name);
   if (is_relative_unix_name(info.name)) {
+    if (!options_.tree_root.empty())
+      return Error(what + ": unix socket bound to the relative path " + info.name +
+                   " in a mount namespace of the tree's own (not supported yet)");
     auto dir = find_bound_dir(pid, info.name, info.vfs_dev, info.vfs_ino);
     if (!dir.ok())
       return Error(what + ": unix socket bound to the relative path " + info.name + ": " + dir.error().message() +
@@ -477,11 +480,14 @@ Status SocketDump::describe_unix(const std::string& what, pid_t pid, int s, uint
   if (!info.name.empty() && info.name[0] != '\0') {
     CRYO_ASSIGN(std::string path, unix_path(local));
     struct stat file;
-    if (::lstat(path.c_str(), &file) == 0 && S_ISSOCK(file.st_mode) && file.st_ino == info.vfs_ino) {
+    if (::lstat((options_.tree_root + path).c_str(), &file) == 0 && S_ISSOCK(file.st_mode) && file.st_ino == info.vfs_ino) {
       local.set_has_file(true);
       local.set_file_mode(file.st_mode & 07777);
       local.set_file_uid(file.st_uid);
       local.set_file_gid(file.st_gid);
+    } else if (!options_.tree_root.empty()) {
+      return Error(what + ": unix socket " + info.name + " whose file was unlinked or replaced, in a mount namespace "
+                   "of the tree's own (not supported yet)");
     } else {
       local.set_unlinked(true);  // its file was unlinked or replaced since the bind
     }

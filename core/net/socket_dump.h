@@ -37,6 +37,9 @@ struct SocketDumpOptions {
   // The tree's own network namespace (an fd, not owned), where the lock is
   // put; -1: the tree shares cryo's.
   int net_ns = -1;
+  // Where the tree's root is seen from cryo (/proc/PID/root) when it has a
+  // mount namespace of its own: unix names are looked for there. "" if not.
+  std::string tree_root;
 };
 
 class SocketDump {

@@ -58,6 +58,20 @@ Result<socklen_t> to_sockaddr(const image::SockAddr& a, sockaddr_storage* ss, bo
   return Error(EINVAL, "bad socket address in the image");
 }
 
+// A unix name in the filesystem (not abstract, not unnamed).
+bool has_file_name(const image::SockAddr& a) {
+  return a.family() == AF_UNIX && !a.addr().empty() && a.addr()[0] != '\0';
+}
+
+// connect() to a, by its filesystem name in the tree's mount namespace.
+Status connect_named(int s, const image::SockAddr& a, const sockaddr* addr, socklen_t len) {
+  auto go = [&]() -> Status {
+    if (::connect(s, addr, len) < 0) return errno_error("connect");
+    return {};
+  };
+  return has_file_name(a) ? with_unix_names(go) : go();
+}
+
 template <typename T>
 Status set_opt(int s, int level, int name, const T& value, const char* what) {
   if (::setsockopt(s, level, name, &value, sizeof value) < 0) return errno_error(std::string("setsockopt ") + what);
@@ -73,16 +87,20 @@ Status bind_to(int s, const image::SockAddr& a, const std::function<Status()>& w
   auto nothing = []() -> Status { return {}; };
   if (a.family() == AF_UNIX && a.unlinked())
     return bind_unlinked(s, a, addr, len, while_bound ? while_bound : nothing);
-  CRYO_TRY(in_bound_dir(a, [&]() -> Status {
-    if (::bind(s, addr, len) < 0) return errno_error("bind");
+  auto bind_named = [&]() -> Status {
+    CRYO_TRY(in_bound_dir(a, [&]() -> Status {
+      if (::bind(s, addr, len) < 0) return errno_error("bind");
+      return {};
+    }));
+    if (a.family() == AF_UNIX && a.has_file()) {
+      CRYO_ASSIGN(std::string path, unix_path(a));
+      if (::lchown(path.c_str(), a.file_uid(), a.file_gid()) < 0) return errno_error("chown " + path);
+      if (::fchmodat(AT_FDCWD, path.c_str(), a.file_mode() & 07777, 0) < 0) return errno_error("chmod " + path);
+    }
     return {};
-  }));
+  };
+  CRYO_TRY(has_file_name(a) ? with_unix_names(bind_named) : bind_named());
   if (while_bound) CRYO_TRY(while_bound());
-  if (a.family() == AF_UNIX && a.has_file()) {
-    CRYO_ASSIGN(std::string path, unix_path(a));
-    if (::lchown(path.c_str(), a.file_uid(), a.file_gid()) < 0) return errno_error("chown " + path);
-    if (::fchmodat(AT_FDCWD, path.c_str(), a.file_mode() & 07777, 0) < 0) return errno_error("chmod " + path);
-  }
   return {};
 }
 
@@ -183,8 +201,7 @@ std::string unix_name(const std::string& name) {
 // A filesystem name left behind by the dumped socket must go before bind;
 // a name some live socket answers on is not ours to take (nor a hostile
 // image's to delete).
-Status free_unix_name(const image::SockAddr& a) {
-  if (a.unlinked()) return {};  // bound for a moment beside what is there now
+Status free_unix_name_here(const image::SockAddr& a) {
   CRYO_ASSIGN(std::string path, unix_path(a));
   if (path.empty()) return {};
   struct stat st;
@@ -199,6 +216,11 @@ Status free_unix_name(const image::SockAddr& a) {
   }
   if (::unlink(path.c_str()) < 0) return errno_error("unlink " + path);
   return {};
+}
+
+Status free_unix_name(const image::SockAddr& a) {
+  if (a.unlinked()) return {};  // bound for a moment beside what is there now
+  return with_unix_names([&] { return free_unix_name_here(a); });
 }
 
 bool is_unix(const image::FileDesc& f) { return f.socket().family() == AF_UNIX; }
@@ -453,9 +475,8 @@ class SocketBuilder {
   Status connect_to(int s, const image::SockAddr& a) {
     sockaddr_storage ss;
     CRYO_ASSIGN(socklen_t len, to_sockaddr(a, &ss));
-    if (::connect(s, reinterpret_cast<sockaddr*>(&ss), len) < 0)
-      return errno_error("connect to " + (a.family() == AF_UNIX ? unix_name(a.addr()) : std::string("the peer")));
-    return {};
+    return connect_named(s, a, reinterpret_cast<sockaddr*>(&ss), len)
+        .wrap("connect to " + (a.family() == AF_UNIX ? unix_name(a.addr()) : std::string("the peer")));
   }
 
   // A connection its listener had not accepted: connect again from the same
@@ -627,8 +648,8 @@ Result<UniqueFd> unix_connect(const image::Socket& client, const image::Socket& 
   CRYO_ASSIGN(UniqueFd s, new_socket(client));
   sockaddr_storage ss;
   CRYO_ASSIGN(socklen_t len, to_sockaddr(listener.local(), &ss));
-  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&ss), len) < 0)
-    return errno_error("connect to " + unix_name(listener.local().addr()));
+  CRYO_TRY(connect_named(s.get(), listener.local(), reinterpret_cast<sockaddr*>(&ss), len)
+               .wrap("connect to " + unix_name(listener.local().addr())));
   return s;
 }
 

@@ -39,4 +39,14 @@ Status in_bound_dir(const image::SockAddr& a, const std::function<Status()>& fn)
 Status bind_unlinked(int s, const image::SockAddr& a, const sockaddr* addr, socklen_t len,
                      const std::function<Status()>& while_bound);
 
+// The tree's own mount namespace (an fd, not owned; -1: cryo's), where the
+// restore binds and reaches unix sockets by their filesystem names.
+void set_unix_names_ns(int mount_ns);
+
+// Runs fn where filesystem names are the tree's: in a child that joined the
+// tree's mount namespace (the sockets it binds or connects are cryo's, shared
+// by the fork), or right here if the tree shares cryo's. fn must keep nothing
+// it makes: the child's memory and new fds are gone when it returns.
+Status with_unix_names(const std::function<Status()>& fn);
+
 }  // namespace cryo::net

@@ -410,16 +410,11 @@ Status check_files_in_mount_ns(const std::map<pid_t, image::Process>& cores, con
       const auto& f = *it->second;
       std::string why;
       switch (f.kind()) {
-        case image::FileDesc::FIFO: why = "a named pipe"; break;
         case image::FileDesc::INOTIFY: why = "an inotify instance"; break;
         case image::FileDesc::FANOTIFY: why = "a fanotify group"; break;
         case image::FileDesc::PTY_MASTER:
         case image::FileDesc::PTY_SLAVE:
         case image::FileDesc::TTY_CURRENT: why = "a terminal of the tree's own"; break;
-        case image::FileDesc::SOCKET:
-          if (f.socket().family() == AF_UNIX && !f.socket().local().addr().empty() && f.socket().local().addr()[0] != '\0')
-            why = "a unix socket bound to a path";
-          break;
         default: break;
       }
       if (why.empty() && f.content_id() && path_contents.count(f.content_id())) why = "a deleted file";

@@ -10,7 +10,10 @@ its own, /dev/shm, /dev/mqueue, and the cgroup hierarchies at the root of the co
 cgroup namespace.
 
 The container's init counts in /dev/shm (a tmpfs of its own) and, when /check appears in its
-rootfs, checks from inside and writes /dev/shm/report: it is pid 1, the masked paths are still
+rootfs, checks from inside and writes /dev/shm/report: it is pid 1, a named pipe in /dev/shm
+(held open by the init) still holds the line queued before the dump and carries new ones, the
+container's syslogd (busybox, its datagram socket bound at /dev/log in the container's tmpfs
+/dev) still receives what `logger` sends, the masked paths are still
 masked (/proc/keys and /proc/timer_list are /dev/null, /sys/firmware is empty), /proc/sys and
 /sys are read-only, /dev/null works, and its mount table (mount points, options, filesystems and
 their options) is the one it saw when it started.
@@ -29,6 +32,12 @@ from harness import check, check_eq, read_text, reap, run, wait_until  # noqa: E
 
 COUNTER = r'''#!/bin/sh
 awk '{ for (i = 7; $i != "-"; i++); print $5, $6, $(i + 1), $(i + 3) }' /proc/self/mountinfo | sort > /dev/shm/mounts
+mkfifo /dev/shm/fifo
+exec 7<>/dev/shm/fifo
+echo queued >&7
+syslogd -n -O /dev/shm/messages &
+while [ ! -S /dev/log ]; do sleep 0.01; done
+logger -t cryo before
 i=0
 while :; do
   i=$((i+1))
@@ -42,6 +51,11 @@ while :; do
     if echo cryo 2>/dev/null > /proc/sys/kernel/hostname; then p="$p /proc/sys-writable"; fi
     if touch /sys/cryo 2>/dev/null; then p="$p /sys-writable"; fi
     echo data > /dev/null || p="$p /dev/null"
+    read -r line <&7; [ "$line" = queued ] || p="$p fifo-queue=$line"
+    echo again >&7; read -r line <&7; [ "$line" = again ] || p="$p fifo=$line"
+    logger -t cryo after
+    n=0; while ! grep -q 'cryo: after' /dev/shm/messages && [ $n -lt 100 ]; do n=$((n+1)); sleep 0.05; done
+    grep -q 'cryo: before' /dev/shm/messages && grep -q 'cryo: after' /dev/shm/messages || p="$p syslog:$(cat /dev/shm/messages | tr '\n' ' ')"
     [ -n "$(cat /proc/1/cmdline)" ] || p="$p proc"
     awk '{ for (i = 7; $i != "-"; i++); print $5, $6, $(i + 1), $(i + 3) }' /proc/self/mountinfo | sort > /dev/shm/mounts.now
     cmp -s /dev/shm/mounts /dev/shm/mounts.now || p="$p mounts:$(diff /dev/shm/mounts /dev/shm/mounts.now | grep '^[-+]/' | tr '\n' ' ')"
