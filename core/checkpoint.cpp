@@ -218,7 +218,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   image::NetNs net_ns;
   UniqueFd tree_net;
   if (own_net) {
-    CRYO_TRY(ns::dump_net_ns(options.pid, &net_ns));
+    CRYO_TRY(ns::dump_net_ns(options.pid, &net_ns, options.net_ns));
     CRYO_ASSIGN(tree_net, open_file("/proc/" + std::to_string(options.pid) + "/ns/net", O_RDONLY | O_CLOEXEC));
   }
   CRYO_TRY(tree::check_shared_tables(tree));

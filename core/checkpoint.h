@@ -9,6 +9,7 @@
 
 #include "core/cgroup/membership.h"
 #include "core/hooks/actions.h"
+#include "core/ns/net/options.h"
 #include "core/sys/result.h"
 
 namespace cryo {
@@ -30,6 +31,7 @@ struct DumpOptions {
   std::string freeze_cgroup;  // a v1 freezer or v2 cgroup holding the tree alone: frozen to seize it
   std::vector<cgroup::CgroupRoot> cgroup_roots;  // --cgroup-root: saved cgroups stop there, not at cryo's own
   hooks::Actions actions;  // --action-script
+  ns::NetNsDumpOptions net_ns;  // --empty-ns net, --external net[INODE]:KEY
 };
 
 struct DumpResult {

@@ -4,6 +4,7 @@
 
 #include "core/mm/mm_restore.h"
 #include "core/ns/ipc_ns.h"
+#include "core/ns/net/net_config.h"
 #include "core/mm/premap.h"
 #include "core/sys/util.h"
 #include "core/task/task_restore.h"
@@ -34,6 +35,7 @@ Status validate_tree(const image::Tree& tree) {
     for (const std::string* name : {&tree.uts().hostname(), &tree.uts().domainname()})
       if (name->size() > 64 || name->find('\0') != std::string::npos)  // __NEW_UTS_LEN
         return Error(EINVAL, "the uts namespace's host or domain name is not a name");
+  if (tree.has_net_ns()) CRYO_TRY(ns::net::validate_config(tree.net_ns()).wrap("its network namespace"));
   return {};
 }
 

@@ -465,7 +465,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   }
   int base = files::fd_table_end(alive) + 8;
   files::FileObjects objects;
-  objects.set_inherit_fds(options.inherit_fds);
+  objects.set_inherit_fds(ns::without_net_ns_key(img.tree, options.inherit_fds));
   auto groups = stub_groups(img);
   auto listeners = listener_groups(img, groups);
   // The tree's own mount namespace comes first: its files are opened in it.
@@ -501,7 +501,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
         CRYO_ASSIGN(ns_lock, net::lock_connections(connections_to_lock(img.files), lock.method(), net::new_lock_table()));
         return {};
       };
-      CRYO_ASSIGN(net_ns, ns::make_net_ns(img.tree.net_ns(), lock_inside));
+      CRYO_ASSIGN(net_ns, ns::make_net_ns(img.tree.net_ns(), options.net_ns, options.inherit_fds, lock_inside));
       CRYO_ASSIGN(auto scope, ns::NetNsScope::enter(net_ns.get()));
       in_tree_net.emplace(std::move(scope));
     }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/cgroup/membership.h"
+#include "core/ns/net/options.h"
 #include "core/files/external.h"
 #include "core/hooks/actions.h"
 #include "core/sys/result.h"
@@ -28,6 +29,7 @@ struct RestoreOptions {
   cgroup::Manage manage_cgroups = cgroup::Manage::kSoft;
   std::vector<cgroup::CgroupRoot> cgroup_roots;  // --cgroup-root: the root process's cgroups go there
   hooks::Actions actions;  // --action-script
+  ns::NetNsRestoreOptions net_ns;  // --empty-ns net, --join-ns net:PATH, --external veth[...]
 };
 
 struct RestoreResult {

@@ -32,7 +32,15 @@ int cmd_dump(const GlobalOptions&, const std::vector<std::string>& argv) {
       std::string key = close + 1 < external.size() && external[close + 1] == ':' ? external.substr(close + 2) : point;
       if (!point.empty()) options.external_mounts[point] = key;  // mnt[]: cryo finds them by itself anyway
     }
+    if (external.starts_with("net[")) {  // net[INODE]:KEY: the tree's network namespace is the caller's
+      size_t close = external.find("]:");
+      std::string inode = close == std::string::npos ? "" : external.substr(4, close - 4);
+      if (inode.empty() || inode.find_first_not_of("0123456789") != std::string::npos || close + 2 == external.size())
+        return fail("dump: --external " + external + ": want net[INODE]:KEY");
+      options.net_ns.externals[inode] = external.substr(close + 2);
+    }
   }
+  options.net_ns.empty = args->has("empty-ns");  // its only value is net
   options.leave_running = args->has("leave-running");
   options.tcp_established = args->has("tcp-established");
   options.tcp_close = args->has("tcp-close");

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "core/ns/net/net_config.h"
 #include "core/restore.h"
 #include "core/sys/interrupt.h"
 #include "core/sys/log.h"
@@ -26,12 +27,30 @@ int cmd_restore(const GlobalOptions&, const std::vector<std::string>& argv) {
   options.actions.set_image_dir(options.images_dir);
   if (auto pidfile = args->get("pidfile")) options.pidfile = in_work_dir(*args, *pidfile);
   for (const auto& external : args->all("external")) {
+    if (external.starts_with("veth[")) {  // veth[INNER]:OUTER[@BRIDGE]
+      auto peer = ns::net::parse_external_veth(external);
+      if (!peer.ok()) return fail("restore: " + peer.error().message());
+      options.net_ns.veths[peer->first] = peer->second;
+      continue;
+    }
     if (!external.starts_with("mnt[")) continue;  // mnt[KEY]:PATH binds PATH at the mount dumped as KEY
     size_t close = external.find("]:");
     if (external == "mnt[]") continue;
     if (close == std::string::npos) return fail("restore: --external " + external + ": want mnt[KEY]:PATH");
     // mnt[] (CRIU's "every external mount by itself") is what cryo does anyway.
     if (close > 4) options.external_mounts[external.substr(4, close - 4)] = external.substr(close + 2);
+  }
+  for (const auto& arg : args->all("veth-pair")) {  // INNER=OUTER[@BRIDGE], CRIU's older spelling
+    size_t eq = arg.find('=');
+    auto peer = ns::net::parse_external_veth("veth[" + arg.substr(0, eq) + "]:" + (eq == std::string::npos ? "" : arg.substr(eq + 1)));
+    if (!peer.ok()) return fail("restore: --veth-pair " + arg + ": want INNER=OUTER or INNER=OUTER@BRIDGE");
+    options.net_ns.veths[peer->first] = peer->second;
+  }
+  options.net_ns.empty = args->has("empty-ns");
+  for (const auto& arg : args->all("join-ns")) {
+    if (!arg.starts_with("net:") || arg.size() == 4)
+      return fail("restore: --join-ns " + arg + ": cryo joins only a network namespace (net:PID or net:PATH)");
+    options.net_ns.join = arg.substr(4, arg.find(',') == std::string::npos ? std::string::npos : arg.find(',') - 4);
   }
   for (const auto& arg : args->all("inherit-fd")) {
     auto inherit = files::parse_inherit_fd(arg);

@@ -21,9 +21,6 @@ const char* const kNoMountNs =
     "cryo saves a tree's own mount namespace whole, finds the source of every bind of an outside path "
     "itself and binds it again from that path (restore --root moves the root), so there is nothing for "
     "it to change";
-const char* const kNoNetNs =
-    "acts only on a network namespace of the tree's own, which a cryo image never holds, so there is "
-    "nothing for it to do";
 const char* const kPageServerOnly = "used only by CRIU's page server and lazy pages (both refused)";
 
 std::vector<Option> make_table() {
@@ -166,9 +163,12 @@ std::vector<Option> make_table() {
       row("external", 0, kReq, kMany, D | R, kRef,
           "tty[RDEV:DEV] (dump) names a terminal outside the tree that the tree may hold without "
           "--shell-job: the restore wants another in its place (--inherit-fd fd[N]:tty[RDEV:DEV]); file, unix, "
-          "net and pid resources cannot be named; mnt[MOUNT_POINT]:KEY (dump) names a mount of the tree's own "
+          "and pid resources cannot be named; mnt[MOUNT_POINT]:KEY (dump) names a mount of the tree's own "
           "mount namespace external, and mnt[KEY]:PATH (restore) binds PATH there (a key may also be a mount "
-          "point); dev, veth and macvlan ones are accepted: a cryo image holds no network device"),
+          "point); net[INODE]:KEY (dump) names the tree's network namespace external: nothing of it is saved, "
+          "the restore joins the one --inherit-fd fd[N]:KEY or --join-ns gives; veth[INNER]:OUTER[@BRIDGE] "
+          "(restore) names the outer end of a veth of the tree's namespace (made in cryo's, attached to BRIDGE), "
+          "by default the name it had; dev and macvlan ones are accepted: a cryo image holds no such device"),
       row("inherit-fd", 0, kReq, kMany, R, kImpl,
           "fd[N]:KEY: cryo's fd N stands in for the file KEY of the image, for every process that had it. "
           "KEY is pipe:[INODE] for a pipe (an external one, whose other end was outside the tree: the tree "
@@ -177,10 +177,12 @@ std::vector<Option> make_table() {
           "or a regular file's path "
           "without its leading slash (tmp/log: fd N's own description, offset and flags, is shared). cryo "
           "inspect lists the keys. A key that names nothing in the image fails the restore; others (file[...], "
-          "sockets, FIFOs, directories, devices) are refused by name. debug[N]:TEXT writes TEXT to fd N"),
-      row("join-ns", 'J', kReq, kMany, R, kRef,
-          "the tree is restored into cryo's namespaces or into new ones made like those it had; joining "
-          "existing ones is not supported yet"),
+          "sockets, FIFOs, directories, devices) are refused by name; the key of a network namespace dumped with "
+          "--external net[INODE]:KEY makes fd N (a network namespace) the tree's. debug[N]:TEXT writes TEXT to fd N"),
+      row("join-ns", 'J', kReq, kMany, R, kImpl,
+          "net:PID or net:PATH (/proc/PID/ns/net, /run/netns/NAME): the tree goes into that network namespace "
+          "(as it is: nothing of the image's configuration is made in it) instead of a new one; the tree must "
+          "have had one of its own. Other namespaces are refused: they are made new like those the tree had"),
       row("ext-mount-map", 'M', kReq, kMany, D | R, kAcc, kNoMountNs),
       row("skip-mnt", 0, kReq, kMany, D, kAcc, kNoMountNs),
       row("enable-fs", 0, kReq, kMany, D, kAcc, kNoMountNs),
@@ -188,8 +190,11 @@ std::vector<Option> make_table() {
       row("enable-external-masters", 0, kNo, 0, D | R, kAcc, kNoMountNs),
       row("mntns-compat-mode", 0, kNo, kNeg, R, kAcc, kNoMountNs),
       row("lsm-mount-context", 0, kReq, 0, R, kAcc, kNoMountNs),
-      row("veth-pair", 0, kReq, kMany, R, kAcc, kNoNetNs),
-      row("empty-ns", 0, kReq, 0, D | R, kAcc, "net (the only value CRIU takes): a cryo image never holds a network namespace"),
+      row("veth-pair", 0, kReq, kMany, R, kImpl,
+          "INNER=OUTER[@BRIDGE]: the same as --external veth[INNER]:OUTER[@BRIDGE]"),
+      row("empty-ns", 0, kReq, 0, D | R, kImpl,
+          "net (the only value CRIU takes): the dump saves of the tree's network namespace only whether lo is up; "
+          "the restore makes a new namespace with lo alone, whatever the image holds, for the caller to set up"),
       row("weak-sysctls", 0, kNo, kNeg, R, kAcc, "cryo restores only the sysctls of an IPC namespace of the tree's own, each of which a kernel that has IPC namespaces has"),
       row("lsm-profile", 0, kReq, 0, R, kRef, "no AppArmor or SELinux profile is set on restore"),
 

@@ -57,12 +57,14 @@ std::string check_value(const Option& o, const std::string& v) {
 // Whether this value turns the row's verdict around.
 bool value_accepted_despite_refusal(const Option& o, const std::string& v) {
   if (o.name == "cpu-cap") return v == "none";
-  if (o.name == "external") return in(v.substr(0, v.find('[')), {"mnt", "dev", "veth", "macvlan", "tty"});
+  if (o.name == "external") return in(v.substr(0, v.find('[')), {"mnt", "dev", "veth", "macvlan", "tty", "net"});
   return false;
 }
 
 // Why this value makes cryo refuse an option it otherwise takes; "" if it does not.
 std::string value_refusal(const Option& o, const std::string& v) {
+  if (o.name == "join-ns" && !v.starts_with("net:"))
+    return "cryo joins only a network namespace (net:PID or net:PATH); the others are made new";
   if (o.name == "ext-unix-sk" && !v.empty())
     return "cryo cannot allow only some external unix sockets (--ext-unix-sk alone allows them all)";
   return "";

@@ -8,11 +8,14 @@
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <linux/nsfs.h>
 
 #include <cstring>
 #include <string>
 
+#include "core/ns/net/net_config.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
 #include "core/sys/util.h"
@@ -20,51 +23,43 @@
 namespace cryo::ns {
 namespace {
 
-// The addresses the kernel gives lo when it comes up.
-bool default_lo_address(const struct sockaddr* addr, const struct sockaddr* mask) {
-  if (addr->sa_family == AF_INET) {
-    auto a = reinterpret_cast<const struct sockaddr_in*>(addr)->sin_addr.s_addr;
-    auto m = mask ? reinterpret_cast<const struct sockaddr_in*>(mask)->sin_addr.s_addr : 0;
-    return a == htonl(INADDR_LOOPBACK) && m == htonl(0xff000000);
-  }
-  if (addr->sa_family == AF_INET6)
-    return IN6_IS_ADDR_LOOPBACK(&reinterpret_cast<const struct sockaddr_in6*>(addr)->sin6_addr);
-  return addr->sa_family == AF_PACKET;
-}
-
-std::string address_text(const struct sockaddr* addr) {
-  char text[INET6_ADDRSTRLEN] = "?";
-  if (addr->sa_family == AF_INET)
-    ::inet_ntop(AF_INET, &reinterpret_cast<const struct sockaddr_in*>(addr)->sin_addr, text, sizeof text);
-  else if (addr->sa_family == AF_INET6)
-    ::inet_ntop(AF_INET6, &reinterpret_cast<const struct sockaddr_in6*>(addr)->sin6_addr, text, sizeof text);
-  return text;
-}
-
-// Read in the namespace the calling thread is in.
-Status read_state(image::NetNs* out) {
-  struct if_nameindex* names = ::if_nameindex();
-  if (!names) return errno_error("if_nameindex");
-  std::string other;
-  for (auto* n = names; n->if_index != 0; n++)
-    if (std::strcmp(n->if_name, "lo") != 0 && other.empty()) other = n->if_name;
-  ::if_freenameindex(names);
-  if (!other.empty()) return Error("network device " + other + " (not supported yet: only lo is)");
-  UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!s.valid()) return errno_error("socket");
-  struct ifreq req = {};
-  std::strcpy(req.ifr_name, "lo");
-  if (::ioctl(s.get(), SIOCGIFFLAGS, &req) < 0) return errno_error("SIOCGIFFLAGS lo");
-  out->set_lo_up((req.ifr_flags & IFF_UP) != 0);
-  struct ifaddrs* addrs = nullptr;
-  if (::getifaddrs(&addrs) < 0) return errno_error("getifaddrs");
-  std::string extra;
-  for (auto* a = addrs; a; a = a->ifa_next)
-    if (a->ifa_addr && !default_lo_address(a->ifa_addr, a->ifa_netmask) && extra.empty())
-      extra = address_text(a->ifa_addr) + " on " + a->ifa_name;
-  ::freeifaddrs(addrs);
-  if (!extra.empty()) return Error("address " + extra + " (not supported yet: only lo's own are)");
+// An fd of a network namespace (whatever path or fd named it).
+Status check_net_ns(int fd, const std::string& what) {
+  int type = ::ioctl(fd, NS_GET_NSTYPE);
+  if (type < 0) return errno_error(what + ": not a namespace");
+  if (type != CLONE_NEWNET) return Error(EINVAL, what + ": not a network namespace");
   return {};
+}
+
+Result<UniqueFd> join_net_ns(const std::string& join) {
+  bool pid = !join.empty() && join.find_first_not_of("0123456789") == std::string::npos;
+  std::string path = pid ? "/proc/" + join + "/ns/net" : join;
+  CRYO_ASSIGN(UniqueFd fd, open_file(path, O_RDONLY | O_CLOEXEC).wrap("--join-ns net:" + join));
+  CRYO_TRY(check_net_ns(fd.get(), "--join-ns net:" + join));
+  return fd;
+}
+
+// A new namespace with lo alone, up if it was; first runs in it before.
+Result<UniqueFd> new_net_ns(bool lo_up, const std::function<Status()>& first) {
+  CRYO_ASSIGN(UniqueFd back, open_file("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  if (::unshare(CLONE_NEWNET) < 0) return errno_error("unshare(CLONE_NEWNET)");
+  auto made = open_file("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  Status up = made.ok() && first ? first() : Status();
+  if (made.ok() && up.ok() && lo_up) {
+    UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    struct ifreq req = {};
+    std::strcpy(req.ifr_name, "lo");
+    if (!s.valid() || ::ioctl(s.get(), SIOCGIFFLAGS, &req) < 0) {
+      up = errno_error("SIOCGIFFLAGS lo");
+    } else {
+      req.ifr_flags |= IFF_UP;
+      if (::ioctl(s.get(), SIOCSIFFLAGS, &req) < 0) up = errno_error("bringing lo up");
+    }
+  }
+  if (::setns(back.get(), CLONE_NEWNET) < 0) return errno_error("returning to cryo's network namespace");
+  if (!made.ok()) return std::move(made).error();
+  if (!up.ok()) return std::move(up).error();
+  return std::move(*made);
 }
 
 }  // namespace
@@ -87,32 +82,70 @@ NetNsScope::~NetNsScope() {
     log::error(std::string("cannot return to cryo's network namespace: ") + std::strerror(errno));
 }
 
-Status dump_net_ns(pid_t pid, image::NetNs* out) {
-  CRYO_ASSIGN(UniqueFd ns, open_file("/proc/" + std::to_string(pid) + "/ns/net", O_RDONLY | O_CLOEXEC));
-  CRYO_ASSIGN(NetNsScope inside, NetNsScope::enter(ns.get()));
-  return read_state(out).wrap("the network namespace of " + pid_str(pid));
-}
-
-Result<UniqueFd> make_net_ns(const image::NetNs& ns, const std::function<Status()>& first) {
-  CRYO_ASSIGN(UniqueFd back, open_file("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-  if (::unshare(CLONE_NEWNET) < 0) return errno_error("unshare(CLONE_NEWNET)");
-  auto made = open_file("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  Status up = made.ok() && first ? first() : Status();
-  if (made.ok() && up.ok() && ns.lo_up()) {
+Status dump_net_ns(pid_t pid, image::NetNs* out, const NetNsDumpOptions& options) {
+  std::string path = "/proc/" + std::to_string(pid) + "/ns/net";
+  CRYO_ASSIGN(UniqueFd ns, open_file(path, O_RDONLY | O_CLOEXEC));
+  struct stat st;
+  if (::fstat(ns.get(), &st) < 0) return errno_error("stat " + path);
+  if (auto it = options.externals.find(std::to_string(st.st_ino)); it != options.externals.end()) {
+    out->set_external_key(it->second);  // the caller's: it gives it back on restore
+    return {};
+  }
+  if (options.empty) {  // only lo's state: the caller sets the rest up again
+    CRYO_ASSIGN(NetNsScope inside, NetNsScope::enter(ns.get()));
     UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     struct ifreq req = {};
     std::strcpy(req.ifr_name, "lo");
-    if (!s.valid() || ::ioctl(s.get(), SIOCGIFFLAGS, &req) < 0) {
-      up = errno_error("SIOCGIFFLAGS lo");
-    } else {
-      req.ifr_flags |= IFF_UP;
-      if (::ioctl(s.get(), SIOCSIFFLAGS, &req) < 0) up = errno_error("bringing lo up");
-    }
+    if (!s.valid() || ::ioctl(s.get(), SIOCGIFFLAGS, &req) < 0) return errno_error("SIOCGIFFLAGS lo");
+    out->set_lo_up((req.ifr_flags & IFF_UP) != 0);
+    out->set_empty(true);
+    return {};
   }
-  if (::setns(back.get(), CLONE_NEWNET) < 0) return errno_error("returning to cryo's network namespace");
-  if (!made.ok()) return std::move(made).error();
-  if (!up.ok()) return std::move(up).error();
-  return std::move(*made);
+  CRYO_ASSIGN(UniqueFd own, open_file("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  CRYO_ASSIGN(net::Rtnl outside, net::Rtnl::open());
+  CRYO_ASSIGN(NetNsScope inside, NetNsScope::enter(ns.get()));
+  return net::dump_config(outside, own.get(), out).wrap("the network namespace of " + pid_str(pid));
+}
+
+// A namespace given by the caller, with first run in it.
+Result<UniqueFd> given_net_ns(const image::NetNs& ns, const NetNsRestoreOptions& options,
+                              const std::vector<files::InheritFd>& inherit_fds) {
+  if (!options.join.empty()) return join_net_ns(options.join);
+  for (const auto& in : inherit_fds) {
+    if (in.key != ns.external_key()) continue;
+    std::string what = "--inherit-fd fd[" + std::to_string(in.fd) + "]:" + in.key;
+    CRYO_TRY(check_net_ns(in.fd, what));
+    UniqueFd fd(::fcntl(in.fd, F_DUPFD_CLOEXEC, 3));
+    if (!fd.valid()) return errno_error(what);
+    return fd;
+  }
+  return Error(EINVAL, "the tree's network namespace was external (" + ns.external_key() +
+                           "): restore with --inherit-fd fd[N]:" + ns.external_key() + " or --join-ns net:PATH");
+}
+
+Result<UniqueFd> make_net_ns(const image::NetNs& ns, const NetNsRestoreOptions& options,
+                             const std::vector<files::InheritFd>& inherit_fds, const std::function<Status()>& first) {
+  if (!options.join.empty() || !ns.external_key().empty()) {
+    CRYO_ASSIGN(UniqueFd given, given_net_ns(ns, options, inherit_fds));
+    if (first) {
+      CRYO_ASSIGN(NetNsScope inside, NetNsScope::enter(given.get()));
+      CRYO_TRY(first());
+    }
+    return given;
+  }
+  CRYO_ASSIGN(UniqueFd made, new_net_ns(ns.lo_up(), first));
+  if (options.empty || ns.empty() || ns.links_size() == 0) return made;  // lo alone (an older image: nothing else)
+  CRYO_ASSIGN(UniqueFd own, open_file("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  CRYO_TRY(net::restore_config(ns, made.get(), own.get(), options.veths).wrap("the tree's network namespace"));
+  return made;
+}
+
+std::vector<files::InheritFd> without_net_ns_key(const image::Tree& tree, const std::vector<files::InheritFd>& inherit_fds) {
+  std::vector<files::InheritFd> out;
+  for (const auto& in : inherit_fds)
+    if (!tree.has_net_ns() || tree.net_ns().external_key().empty() || in.key != tree.net_ns().external_key())
+      out.push_back(in);
+  return out;
 }
 
 }  // namespace cryo::ns

@@ -1,17 +1,22 @@
-// The tree's network namespace, as far as cryo takes it yet: one with no
-// device but its loopback (`unshare --net`, a container run without a
-// network), whose state is whether lo is up, with the tree's sockets in it.
-// The restore makes a new one; cryo makes the tree's sockets inside it and
-// the tree's root joins it before forking the rest. Devices, addresses other
-// than lo's own, routes, rules and sysctls are refused by the dump, naming
-// them. TCP connections inside are locked inside (core/net/netlock.h).
+// The tree's network namespace: its configuration (devices, addresses,
+// routes, rules, sysctls, firewall: see core/ns/net/net_config.h) and the
+// tree's sockets in it. The restore makes a new one, or joins one it is
+// given (--join-ns net:PATH, or the fd --inherit-fd gives for the key of a
+// namespace dumped as external); cryo makes the tree's sockets inside it and
+// the tree's root joins it before forking the rest. TCP connections inside
+// are locked inside (core/net/netlock.h).
 #pragma once
 
 #include <sys/types.h>
 
 #include <functional>
+#include <map>
+#include <string>
+#include <vector>
 
+#include "core/files/external.h"
 #include "core/image/proto/tree.pb.h"
+#include "core/ns/net/options.h"
 #include "core/sys/fd.h"
 #include "core/sys/result.h"
 
@@ -21,7 +26,8 @@ namespace cryo::ns {
 bool own_net_ns(pid_t pid);
 
 // The state of pid's network namespace; refuses what it cannot make again.
-Status dump_net_ns(pid_t pid, image::NetNs* out);
+Status dump_net_ns(pid_t pid, image::NetNs* out, const NetNsDumpOptions& options = {});
+
 
 // The calling thread in another network namespace until destroyed (back in
 // the one it was in). Sockets made meanwhile are the namespace's.
@@ -36,8 +42,15 @@ class NetNsScope {
   UniqueFd back_;
 };
 
-// A new network namespace as the image says, held by the returned fd.
-// first, if given, runs in it before any device comes up (the network lock).
-Result<UniqueFd> make_net_ns(const image::NetNs& ns, const std::function<Status()>& first = {});
+// The tree's network namespace as the image and the options say, held by
+// the returned fd: the one given (--join-ns, or the --inherit-fd for an
+// external one's key), else a new one made like the image's. first, if
+// given, runs in it before any device comes up (the network lock).
+Result<UniqueFd> make_net_ns(const image::NetNs& ns, const NetNsRestoreOptions& options,
+                             const std::vector<files::InheritFd>& inherit_fds,
+                             const std::function<Status()>& first = {});
+
+// The --inherit-fd options the files are given: not the namespace's.
+std::vector<files::InheritFd> without_net_ns_key(const image::Tree& tree, const std::vector<files::InheritFd>& inherit_fds);
 
 }  // namespace cryo::ns

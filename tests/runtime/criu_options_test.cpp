@@ -24,7 +24,7 @@ std::string valid_value(const std::string& name) {
       {"status-fd", "1000"},   {"ps-socket", "1000"},   {"verbosity", "4"},        {"ghost-limit", "1M"},
       {"network-lock", "skip"}, {"manage-cgroups", "soft"}, {"pre-dump-mode", "read"}, {"file-validation", "buildid"},
       {"empty-ns", "net"},     {"external", "mnt[]:m"}, {"root", "/"},             {"cpu-cap", "none"},
-      {"ext-unix-sk", ""},
+      {"ext-unix-sk", ""},     {"join-ns", "net:/run/netns/x"},
   };
   auto it = kValues.find(name);
   return it == kValues.end() ? "x" : it->second;
@@ -164,6 +164,8 @@ TEST_CASE("bad values and stray words are errors, as in CRIU") {
   CHECK_FALSE(parse_for(kDump, {"--ghost-limit", "12Q"}, &err));
   CHECK(err.find("--ghost-limit") != std::string::npos);
   CHECK_FALSE(parse_for(kDump, {"--network-lock=ebtables"}, &err));
+  CHECK_FALSE(parse_for(kRestore, {"--join-ns", "ipc:/proc/1/ns/ipc"}, &err));
+  CHECK(err.find("only a network namespace") != std::string::npos);
   CHECK_FALSE(parse_for(kRestore, {"--manage-cgroups=sometimes"}, &err));
   CHECK_FALSE(parse_for(kDump, {"--timeout", "-1"}, &err));
   CHECK_FALSE(parse_for(kRestore, {"--manage-cgroups", "none"}, &err));
