@@ -504,6 +504,8 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       CRYO_ASSIGN(net_ns, ns::make_net_ns(img.tree.net_ns(), options.net_ns, options.inherit_fds, lock_inside));
       CRYO_ASSIGN(auto scope, ns::NetNsScope::enter(net_ns.get()));
       in_tree_net.emplace(std::move(scope));
+    } else if (!options.net_ns.join.empty()) {
+      return Error(EINVAL, "--join-ns net:" + options.net_ns.join + ": the image's tree shared cryo's network namespace");
     }
     CRYO_TRY(objects.open_all(img.files, reader, base, std::move(groups), std::move(listeners)).wrap("opening files"));
   }

@@ -47,6 +47,7 @@ int cmd_restore(const GlobalOptions&, const std::vector<std::string>& argv) {
     options.net_ns.veths[peer->first] = peer->second;
   }
   options.net_ns.empty = args->has("empty-ns");
+  options.net_ns.weak_sysctls = args->has("weak-sysctls");
   for (const auto& arg : args->all("join-ns")) {
     if (!arg.starts_with("net:") || arg.size() == 4)
       return fail("restore: --join-ns " + arg + ": cryo joins only a network namespace (net:PID or net:PATH)");

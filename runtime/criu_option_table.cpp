@@ -195,7 +195,9 @@ std::vector<Option> make_table() {
       row("empty-ns", 0, kReq, 0, D | R, kImpl,
           "net (the only value CRIU takes): the dump saves of the tree's network namespace only whether lo is up; "
           "the restore makes a new namespace with lo alone, whatever the image holds, for the caller to set up"),
-      row("weak-sysctls", 0, kNo, kNeg, R, kAcc, "cryo restores only the sysctls of an IPC namespace of the tree's own, each of which a kernel that has IPC namespaces has"),
+      row("weak-sysctls", 0, kNo, kNeg, R, kImpl,
+          "a sysctl of the tree's network namespace that this kernel does not have is skipped, with a warning, "
+          "instead of failing the restore (those of an IPC namespace exist wherever IPC namespaces do)"),
       row("lsm-profile", 0, kReq, 0, R, kRef, "no AppArmor or SELinux profile is set on restore"),
 
       // How the restore ends.

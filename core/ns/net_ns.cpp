@@ -136,7 +136,7 @@ Result<UniqueFd> make_net_ns(const image::NetNs& ns, const NetNsRestoreOptions& 
   CRYO_ASSIGN(UniqueFd made, new_net_ns(ns.lo_up(), first));
   if (options.empty || ns.empty() || ns.links_size() == 0) return made;  // lo alone (an older image: nothing else)
   CRYO_ASSIGN(UniqueFd own, open_file("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-  CRYO_TRY(net::restore_config(ns, made.get(), own.get(), options.veths).wrap("the tree's network namespace"));
+  CRYO_TRY(net::restore_config(ns, made.get(), own.get(), options).wrap("the tree's network namespace"));
   return made;
 }
 

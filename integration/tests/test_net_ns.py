@@ -2,7 +2,7 @@
 """Process mode, a tree in a network namespace of its own with its configuration.
 
 - veth: the tree's namespace has a veth pair to the host (v4 and v6 addresses on both ends; promisc,
-  mtu 1400, a second address inside), extra routes (main table, table 100, v6), rules (v4, v6),
+  mtu 1400, a second address inside), a veth pair with both ends inside, extra routes (main table, table 100, v6), rules (v4, v6),
   changed sysctls, an nft table and iptables/ip6tables rules; the program listens on TCP (v4
   address, v6 address) and UDP. After dump, kill and restore the namespace's links, addresses,
   routes, rules, sysctls, nft ruleset and iptables rules read as before (the nft ruleset holds
@@ -120,6 +120,10 @@ def full_setup(net):
         h4, h6, inner = net.host_v4, net.host_v6, net.inner
         ns_run(pid, "sh", "-ec", f"""
             ip link set {inner} mtu 1400 promisc on
+            ip link add cryoin0 type veth peer name cryoin1
+            ip link set cryoin0 up
+            ip link set cryoin1 mtu 9000 arp off up
+            ip addr add 192.168.214.1/24 dev cryoin0
             ip addr add 192.168.213.1/32 dev {inner}
             ip route add 10.214.0.0/16 via {h4} metric 50
             ip route add default via {h4} table 100
@@ -192,7 +196,7 @@ def case_veth(env):
         net.configure_host()  # the host's end is the host's business
         check_reaches(net, info)
         shown = env.cryo("inspect", images).stdout
-        for word in (net.inner, "192.168.213.1", net.inner_v4, net.inner_v6, "10.214.0.0", net.host):
+        for word in (net.inner, "cryoin1", "192.168.213.1", net.inner_v4, net.inner_v6, "10.214.0.0", net.host):
             env.soft(check, word in shown, f"inspect does not show {word}")
         env.trigger_and_report(pid, report)
 

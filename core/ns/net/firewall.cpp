@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <sstream>
@@ -112,6 +113,16 @@ std::string only_chains_made(const std::string& saved, const std::string& family
 }  // namespace
 
 Status dump_firewall(image::NetFirewall* out) {
+  // Tables of the legacy (x_tables) iptables: their rules are not read.
+  for (const char* names : {"/proc/thread-self/net/ip_tables_names", "/proc/thread-self/net/ip6_tables_names"}) {
+    auto tables = read_file(names);
+    if (!tables.ok() || tables->find_first_not_of(" \n") == std::string::npos) continue;
+    std::string list = *tables;
+    std::replace(list.begin(), list.end(), '\n', ' ');
+    while (!list.empty() && list.back() == ' ') list.pop_back();
+    return Error("legacy iptables tables (" + list + ") in the network namespace are not supported (only "
+                   "nf_tables ones are)");
+  }
   CRYO_ASSIGN(std::string ruleset, run_tool({"nft", "list", "ruleset"}, "").wrap("reading the nftables ruleset"));
   if (ruleset.find_first_not_of(" \n") == std::string::npos) return {};  // no table: nothing of iptables-nft either
   CRYO_ASSIGN(std::string v4, run_tool({"iptables-save"}, "").wrap("reading the iptables rules"));

@@ -97,6 +97,21 @@ Result<int> index_of(const std::map<std::string, int>& index, const std::string&
   return it->second;
 }
 
+// The other end of a pair made inside: its own MAC and MTU.
+Status set_peer_inside(Rtnl& inside, const image::NetLink& l) {
+  CRYO_ASSIGN(auto index, link_indexes(inside));
+  auto it = index.find(l.name());
+  if (it == index.end()) return Error(ENODEV, "veth " + l.name() + " was not made with its peer " + l.peer_name());
+  ifinfomsg m = {};
+  m.ifi_index = it->second;
+  RtRequest req(RTM_NEWLINK, 0, &m, sizeof m);
+  std::string mac;
+  if (mac_bytes(l.mac(), &mac)) req.put(IFLA_ADDRESS, mac.data(), mac.size());
+  if (l.mtu()) req.put_u32(IFLA_MTU, l.mtu());
+  if (l.txqlen()) req.put_u32(IFLA_TXQLEN, l.txqlen());
+  return inside.call(req).wrap("setting up veth " + l.name());
+}
+
 Status make_veth(Rtnl& inside, int cryo_ns, const image::NetLink& l, const VethPeer& peer) {
   ifinfomsg m = {};
   RtRequest req(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &m, sizeof m);
@@ -112,7 +127,7 @@ Status make_veth(Rtnl& inside, int cryo_ns, const image::NetLink& l, const VethP
   ifinfomsg pm = {};
   req.raw(&pm, sizeof pm);
   req.put_str(IFLA_IFNAME, peer.name);
-  req.put_u32(IFLA_NET_NS_FD, static_cast<uint32_t>(cryo_ns));
+  if (!l.peer_inside()) req.put_u32(IFLA_NET_NS_FD, static_cast<uint32_t>(cryo_ns));
   req.end(peer_info);
   req.end(data);
   req.end(info);
@@ -195,9 +210,13 @@ Status dump_links(Rtnl& inside, Rtnl& outside, int cryo_ns, image::NetNs* out, L
   int cryo_id = -3;
   for (auto& f : found) {
     if (f.link.kind() != "veth") continue;
-    if (f.peer_nsid == -2)
-      return Error("veth " + f.link.name() + ": both ends in the namespace (not supported yet: its peer must be in " +
-                   "cryo's network namespace)");
+    if (f.peer_nsid == -2) {  // both ends inside
+      auto peer = names->by_index.find(f.peer_index);
+      if (peer == names->by_index.end()) return Error("veth " + f.link.name() + ": its peer is not in the namespace");
+      f.link.set_peer_name(peer->second);
+      f.link.set_peer_inside(true);
+      continue;
+    }
     if (cryo_id == -3) {
       CRYO_ASSIGN(cryo_id, nsid_of(inside, cryo_ns));
     }
@@ -223,16 +242,32 @@ Status validate_links(const image::NetNs& ns) {
     if (l.kind() == "loopback" && l.name() != "lo") return Error(EINVAL, "a loopback device not named lo");
     if (l.kind() == "veth" && !valid_link_name(l.peer_name()))
       return Error(EINVAL, "veth " + l.name() + ": bad peer name '" + l.peer_name() + "'");
+    if (l.peer_inside() && (l.kind() != "veth" || l.peer_name() == l.name()))
+      return Error(EINVAL, "veth " + l.name() + ": a bad peer inside the namespace");
     std::string mac;
     if (!l.mac().empty() && !mac_bytes(l.mac(), &mac) && l.kind() != "loopback")
       return Error(EINVAL, "network device " + l.name() + ": bad MAC address");
+  }
+  std::map<std::string, const image::NetLink*> by_name;
+  for (const auto& l : ns.links()) by_name[l.name()] = &l;
+  for (const auto& l : ns.links()) {  // a pair inside: each end names the other
+    if (!l.peer_inside()) continue;
+    auto other = by_name.find(l.peer_name());
+    if (other == by_name.end() || !other->second->peer_inside() || other->second->peer_name() != l.name())
+      return Error(EINVAL, "veth " + l.name() + ": its peer " + l.peer_name() + " is not its pair");
   }
   return {};
 }
 
 Status make_links(Rtnl& inside, int cryo_ns, const image::NetNs& ns, const VethPeers& peers) {
+  std::set<std::string> made;  // the second ends of pairs made inside
   for (const auto& l : ns.links()) {
-    if (l.kind() == "veth") CRYO_TRY(make_veth(inside, cryo_ns, l, peer_of(l, peers)));
+    if (l.kind() == "veth" && made.count(l.name())) {
+      CRYO_TRY(set_peer_inside(inside, l));
+      continue;
+    }
+    if (l.kind() == "veth" && l.peer_inside()) made.insert(l.peer_name());
+    if (l.kind() == "veth") CRYO_TRY(make_veth(inside, cryo_ns, l, l.peer_inside() ? VethPeer{l.peer_name(), ""} : peer_of(l, peers)));
     if (l.kind() == "dummy") CRYO_TRY(make_dummy(inside, l));
     if (l.kind() == "loopback" && l.mtu()) {
       CRYO_ASSIGN(auto index, link_indexes(inside));
@@ -259,7 +294,7 @@ Status set_links_up(Rtnl& inside, Rtnl& outside, const image::NetNs& ns, const V
   // The outer ends: up as they were, on the bridge named for them.
   CRYO_ASSIGN(auto outer_index, link_indexes(outside));
   for (const auto& l : ns.links()) {
-    if (l.kind() != "veth") continue;
+    if (l.kind() != "veth" || l.peer_inside()) continue;
     VethPeer peer = peer_of(l, peers);
     ifinfomsg m = {};
     CRYO_ASSIGN(m.ifi_index, index_of(outer_index, peer.name, "cryo's network namespace"));

@@ -27,7 +27,8 @@ Status validate_config(const image::NetNs& ns) {
   return {};
 }
 
-Status restore_config(const image::NetNs& ns, int ns_fd, int cryo_ns, const VethPeers& peers) {
+Status restore_config(const image::NetNs& ns, int ns_fd, int cryo_ns, const NetNsRestoreOptions& options) {
+  const VethPeers& peers = options.veths;
   CRYO_ASSIGN(Rtnl outside, Rtnl::open());
   Rtnl inside;
   {
@@ -37,7 +38,7 @@ Status restore_config(const image::NetNs& ns, int ns_fd, int cryo_ns, const Veth
   CRYO_TRY(make_links(inside, cryo_ns, ns, peers));
   {
     CRYO_ASSIGN(auto scope, NetNsScope::enter(ns_fd));
-    CRYO_TRY(write_sysctls(ns));
+    CRYO_TRY(write_sysctls(ns, options.weak_sysctls));
   }
   CRYO_TRY(set_links_up(inside, outside, ns, peers));
   CRYO_ASSIGN(auto index, link_indexes(inside));

@@ -32,7 +32,7 @@ Status validate_config(const image::NetNs& ns);
 
 // Makes the configuration in the namespace of ns_fd (new, with lo alone),
 // the calling thread in cryo's namespace, whose fd is cryo_ns.
-Status restore_config(const image::NetNs& ns, int ns_fd, int cryo_ns, const VethPeers& peers);
+Status restore_config(const image::NetNs& ns, int ns_fd, int cryo_ns, const NetNsRestoreOptions& options);
 
 // --- The parts (one file each). ---
 struct LinkNames {
@@ -57,7 +57,7 @@ Status make_addrs(Rtnl& inside, const std::map<std::string, int>& index, const i
 Status make_routes(Rtnl& inside, const std::map<std::string, int>& index, const image::NetNs& ns);
 Status make_rules(Rtnl& inside, const image::NetNs& ns);
 // These two with the calling thread inside the namespace.
-Status write_sysctls(const image::NetNs& ns);
+Status write_sysctls(const image::NetNs& ns, bool weak);
 Status load_firewall(const image::NetFirewall& fw);
 
 // A device name the kernel would take (and one safe in a /proc/sys path).

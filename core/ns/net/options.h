@@ -24,6 +24,7 @@ struct NetNsRestoreOptions {
   bool empty = false;  // --empty-ns net: a namespace with lo alone, for the caller to set up
   std::string join;    // --join-ns net:PATH (or PID)
   net::VethPeers veths;  // --external veth[INNER]:OUTER[@BRIDGE], --veth-pair INNER=OUTER
+  bool weak_sysctls = false;  // --weak-sysctls: a sysctl this kernel lacks is skipped
 };
 
 }  // namespace cryo::ns

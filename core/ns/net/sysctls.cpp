@@ -75,13 +75,17 @@ Status validate_sysctls(const image::NetNs& ns) {
   return {};
 }
 
-Status write_sysctls(const image::NetNs& ns) {
+Status write_sysctls(const image::NetNs& ns, bool weak) {
   for (bool first : {true, false}) {
     for (const auto& s : ns.sysctls()) {
       if (goes_first(s.name()) != first) continue;
       std::string path = kRoot + s.name();
       auto now = read_file(path);
       if (now.ok() && *now == s.value()) continue;
+      if (weak && ::access(path.c_str(), F_OK) < 0 && errno == ENOENT) {  // CRIU's --weak-sysctls
+        log::warn("sysctl net." + s.name() + " is not in this kernel: not restored (--weak-sysctls)");
+        continue;
+      }
       CRYO_ASSIGN(UniqueFd fd, open_file(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW).wrap("sysctl net." + s.name()));
       std::string value = s.value();
       while (!value.empty() && value.back() == '\n') value.pop_back();

@@ -30,6 +30,17 @@ TEST_CASE("link names and kinds") {
   REQUIRE_FALSE(unknown.ok());
   CHECK(unknown.error().message().find("wg0 (wireguard) is not supported") != std::string::npos);
   CHECK_FALSE(validate_config(with_link("eth0", "loopback")).ok());
+  auto inside = with_link("a", "veth", "b");
+  inside.mutable_links(0)->set_peer_inside(true);
+  CHECK_FALSE(validate_config(inside).ok());  // b is not there
+  auto* b = inside.add_links();
+  b->set_name("b");
+  b->set_kind("veth");
+  b->set_peer_name("a");
+  b->set_peer_inside(true);
+  CHECK(validate_config(inside).ok());
+  b->set_peer_name("c");
+  CHECK_FALSE(validate_config(inside).ok());
   auto twice = with_link("eth0", "dummy");
   *twice.add_links() = twice.links(0);
   CHECK_FALSE(validate_config(twice).ok());
