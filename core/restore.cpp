@@ -508,6 +508,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       return Error(EINVAL, "--join-ns net:" + options.net_ns.join + ": the image's tree shared cryo's network namespace");
     }
     CRYO_TRY(objects.open_all(img.files, reader, base, std::move(groups), std::move(listeners)).wrap("opening files"));
+    if (img.tree.has_net_ns()) CRYO_TRY(ns::net_ns_sockets_made(img.tree.net_ns(), options.net_ns));
   }
   files::SysvSegments segments;  // declared before the tasks' cleanup: removed after they are gone
   CRYO_TRY(segments.prepare(img.files, reader));

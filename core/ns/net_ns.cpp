@@ -107,6 +107,20 @@ Status dump_net_ns(pid_t pid, image::NetNs* out, const NetNsDumpOptions& options
   return net::dump_config(outside, own.get(), out).wrap("the network namespace of " + pid_str(pid));
 }
 
+// --empty-ns net: the caller sets the namespace up once the tree is in it.
+bool left_to_caller(const image::NetNs& ns, const NetNsRestoreOptions& options) { return options.empty || ns.empty(); }
+
+// In a namespace the caller sets up later, the tree's sockets are bound to
+// addresses it has not yet: the kernel lets them only while this is 1 (as in
+// a new namespace, it is 0 once they are made).
+Status set_nonlocal_bind(const char* value) {
+  for (const char* path : {"/proc/sys/net/ipv4/ip_nonlocal_bind", "/proc/sys/net/ipv6/ip_nonlocal_bind"}) {
+    CRYO_ASSIGN(UniqueFd fd, open_file(path, O_WRONLY | O_CLOEXEC));
+    if (::write(fd.get(), value, 1) < 0) return errno_error(std::string("writing ") + path);
+  }
+  return {};
+}
+
 // A namespace given by the caller, with first run in it.
 Result<UniqueFd> given_net_ns(const image::NetNs& ns, const NetNsRestoreOptions& options,
                               const std::vector<files::InheritFd>& inherit_fds) {
@@ -134,10 +148,20 @@ Result<UniqueFd> make_net_ns(const image::NetNs& ns, const NetNsRestoreOptions& 
     return given;
   }
   CRYO_ASSIGN(UniqueFd made, new_net_ns(ns.lo_up(), first));
-  if (options.empty || ns.empty() || ns.links_size() == 0) return made;  // lo alone (an older image: nothing else)
+  if (left_to_caller(ns, options)) {
+    CRYO_ASSIGN(NetNsScope inside, NetNsScope::enter(made.get()));
+    CRYO_TRY(set_nonlocal_bind("1"));
+    return made;
+  }
+  if (ns.links_size() == 0) return made;  // an older image: lo alone
   CRYO_ASSIGN(UniqueFd own, open_file("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
   CRYO_TRY(net::restore_config(ns, made.get(), own.get(), options).wrap("the tree's network namespace"));
   return made;
+}
+
+Status net_ns_sockets_made(const image::NetNs& ns, const NetNsRestoreOptions& options) {
+  if (!ns.external_key().empty() || !options.join.empty() || !left_to_caller(ns, options)) return {};
+  return set_nonlocal_bind("0");
 }
 
 std::vector<files::InheritFd> without_net_ns_key(const image::Tree& tree, const std::vector<files::InheritFd>& inherit_fds) {

@@ -50,6 +50,9 @@ Result<UniqueFd> make_net_ns(const image::NetNs& ns, const NetNsRestoreOptions& 
                              const std::vector<files::InheritFd>& inherit_fds,
                              const std::function<Status()>& first = {});
 
+// Once the tree's sockets are made in it, with the calling thread inside.
+Status net_ns_sockets_made(const image::NetNs& ns, const NetNsRestoreOptions& options);
+
 // The --inherit-fd options the files are given: not the namespace's.
 std::vector<files::InheritFd> without_net_ns_key(const image::Tree& tree, const std::vector<files::InheritFd>& inherit_fds);
 

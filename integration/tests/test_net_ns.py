@@ -13,8 +13,9 @@
   the bridge the test made (which has the host's addresses); the dumped name is not made; the
   host reaches the listener through the bridge.
 - empty_ns: dump with --empty-ns net saves no configuration (the veth is not refused); restore
-  with --empty-ns net gives a namespace with lo alone; the test attaches a veth to it and the
-  host reaches the tree's listener (bound to the wildcard address).
+  with --empty-ns net gives a namespace with lo alone, where the tree's sockets are bound to
+  the addresses the caller gives it afterwards; the test attaches a veth to it and the host
+  reaches the tree's listeners (bound to the veth's v4 and v6 addresses).
 - join_ns: restore with --join-ns net:/run/netns/NAME puts the tree in the namespace the test
   prepared (with a veth to the host), where the host reaches its listener.
 - external_ns: dump with --external net[INODE]:KEY saves nothing of the namespace; restore without
@@ -222,7 +223,7 @@ def case_external_veth(env):
 
 def case_empty_ns(env):
     with VethNet("empty") as net:
-        pid, info, report = start(env, net, wildcard=True, setup=lambda p: net.attach(p))
+        pid, info, report = start(env, net, setup=lambda p: net.attach(p))
         before = snapshot(pid)
         images = env.path("images")
         env.dump(pid, images, "--empty-ns", "net")
@@ -232,6 +233,9 @@ def case_empty_ns(env):
         check(os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net"), "the tree shares cryo's netns")
         links = [link["ifname"] for link in json.loads(ns_run(pid, "ip", "-j", "link"))]
         check_eq(links, ["lo"], "the links of the restored namespace")
+        for v in ("4", "6"):
+            check_eq(ns_run(pid, "cat", f"/proc/sys/net/ipv{v}/ip_nonlocal_bind").strip(), "0",
+                     f"net.ipv{v}.ip_nonlocal_bind once the sockets are made")
         check(not link_exists(net.host), "the veth was made again despite --empty-ns")
         net.attach(pid)  # the caller sets the namespace up
         check_reaches(net, info)
