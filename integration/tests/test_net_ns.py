@@ -21,6 +21,9 @@
 - external_ns: dump with --external net[INODE]:KEY saves nothing of the namespace; restore without
   a namespace for KEY fails naming it; with --inherit-fd fd[0]:KEY (fd 0 the prepared namespace)
   the tree is in it.
+- outer_name_taken: a restore whose veth's outer name is taken on the host fails naming it and
+  --external veth[...], leaves the taker alone and no device behind; with --external
+  veth[INNER]:OTHER it restores.
 - refused_kind: a bridge device in the namespace refuses the dump, naming it and its kind; the
   tree runs on.
 Every veth, bridge and named namespace is removed at the end, passing or failing."""
@@ -302,6 +305,33 @@ def case_external_ns(env):
         env.trigger_and_report(pid, report)
 
 
+def case_outer_name_taken(env):
+    with VethNet("taken") as net:
+        pid, info, report = start(env, net, setup=lambda p: net.attach(p))
+        before = snapshot(pid)
+        images = env.path("images")
+        env.dump(pid, images)
+        env.wait_dumped(before)
+        wait_until(lambda: not link_exists(net.host), 10, what=f"{net.host} to go with the dumped tree")
+        ip("link", "add", net.host, "type", "bridge")  # somebody took the outer end's name meanwhile
+        # (only the names of this test: other tests may come and go meanwhile)
+        ours = lambda: sorted(n for n in os.listdir("/sys/class/net") if n.startswith(net.host[:-1]) or n == net.inner)
+        links_before = ours()
+        result, _ = env.restore(images, expect=1)
+        check(f"its peer {net.host} exists in cryo's network namespace" in result.stderr and
+              f"--external veth[{net.inner}]:" in result.stderr,
+              f"the failure does not name the taken name and the way out: {result.stderr.strip()!r}")
+        check_eq(os.path.realpath(f"/sys/class/net/{net.host}/subsystem"), "/sys/class/net", "the taker is untouched")
+        check(os.path.exists(f"/sys/class/net/{net.host}/bridge"), f"{net.host} is no longer the test's bridge")
+        check_eq(ours(), links_before, "the host's devices of this test after the failed restore")
+        _, rpid = env.restore(images, "--external", f"veth[{net.inner}]:{net.other}")
+        check_eq(rpid, pid, "restored pid")
+        ip("link", "del", net.host)
+        net.configure_host(net.other)
+        check_reaches(net, info)
+        env.trigger_and_report(pid, report)
+
+
 def case_refused_kind(env):
     with VethNet("kind") as net:
         def setup(pid):
@@ -317,4 +347,5 @@ def case_refused_kind(env):
 
 if __name__ == "__main__":
     run({"veth": case_veth, "external_veth": case_external_veth, "empty_ns": case_empty_ns, "join_ns": case_join_ns,
-         "external_ns": case_external_ns, "refused_kind": case_refused_kind})
+         "external_ns": case_external_ns, "outer_name_taken": case_outer_name_taken,
+         "refused_kind": case_refused_kind})
