@@ -75,6 +75,19 @@ with open(report, "w") as f:
 '''
 
 
+SYSCTLS = r'''
+import json, os
+out = {}
+for top in ("core", "unix", "ipv4", "ipv6"):
+    for d, _, files in os.walk("/proc/sys/net/" + top):
+        for f in files:
+            path = os.path.join(d, f)
+            if os.stat(path).st_mode & 0o600 == 0o600 and f != "stable_secret":
+                out[path[len("/proc/sys/net/"):]] = open(path).read().split()
+print(json.dumps(out))
+'''
+
+
 def start(env, net, wildcard=False, setup=None):
     """The program in a network namespace of its own; setup(pid) runs before it binds."""
     script = env.path("net.py")
@@ -138,6 +151,15 @@ def full_setup(net):
             echo '20000 30000' > /proc/sys/net/ipv4/ip_local_port_range
             echo 1 > /proc/sys/net/ipv4/ip_forward
             echo 33 > /proc/sys/net/ipv6/conf/{inner}/hop_limit
+            echo 1 > /proc/sys/net/ipv6/conf/cryoin1/disable_ipv6
+            echo 2 > /proc/sys/net/ipv4/conf/all/rp_filter
+            echo 0 > /proc/sys/net/ipv4/conf/{inner}/rp_filter
+            echo reno > /proc/sys/net/ipv4/tcp_congestion_control
+            echo '4096 65536 1000000' > /proc/sys/net/ipv4/tcp_rmem
+            echo 77 > /proc/sys/net/unix/max_dgram_qlen
+            echo 1 > /proc/sys/net/ipv6/conf/all/forwarding
+            echo 0 > /proc/sys/net/ipv6/conf/{inner}/forwarding
+            echo 1 > /proc/sys/net/ipv4/conf/default/arp_ignore
             nft add table inet cryotest
             nft add chain inet cryotest input '{{ type filter hook input priority 0; policy accept; }}'
             nft add rule inet cryotest input tcp dport 9 counter drop
@@ -164,9 +186,8 @@ def net_state(pid):
                 continue
             state["routes"].append((r["dst"], r.get("gateway"), r.get("dev"), r.get("table"), r.get("metric")))
     state["rules"] = ns_run(pid, "ip", "rule") + ns_run(pid, "ip", "-6", "rule")
-    state["sysctls"] = {name: ns_run(pid, "cat", f"/proc/sys/net/{name}").split()
-                        for name in ("core/somaxconn", "ipv4/ip_local_port_range", "ipv4/ip_forward",
-                                     "ipv4/conf/all/forwarding", "ipv6/conf/lo/hop_limit")}
+    # Every sysctl it can read and write under these (stable_secret reads only once set).
+    state["sysctls"] = json.loads(ns_run(pid, sys.executable, "-c", SYSCTLS))
     state["nft"] = re.sub(r"counter packets \d+ bytes \d+", "counter", ns_run(pid, "nft", "list", "ruleset"))
     state["iptables"] = [line for line in (ns_run(pid, "iptables-save") + ns_run(pid, "ip6tables-save")).splitlines()
                          if not line.startswith("#")]
