@@ -54,10 +54,11 @@ Status check_namespaces(pid_t pid, pid_t root) {
        later = read_link("/proc/" + std::to_string(pid) + "/ns/time_for_children");
   if (now.ok() && later.ok() && *now != *later)
     return Error(pid_str(pid) + " has made a time namespace for its children (not supported yet)");
-  for (const char* ns : {"mnt", "net", "pid", "ipc", "uts", "user", "cgroup", "time"}) {
-    // The root's namespaces are saved whole (ns::PidMap, dump_mount_ns,
-    // dump_ipc_ns, dump_time_ns, dump_cgroup_ns, dump_net_ns, dump_uts), all
-    // but a user namespace.
+  // Pid namespaces, the tree's and those nested in it, are ns::PidMap's.
+  for (const char* ns : {"mnt", "net", "ipc", "uts", "user", "cgroup", "time"}) {
+    // The root's namespaces are saved whole (dump_mount_ns, dump_ipc_ns,
+    // dump_time_ns, dump_cgroup_ns, dump_net_ns, dump_uts), all but a user
+    // namespace.
     bool own_allowed = std::string_view(ns) != "user";
     std::string self = std::string("/proc/self/ns/") + ns;
     std::string theirs = "/proc/" + std::to_string(pid) + "/ns/" + ns;
@@ -271,6 +272,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   } else {
     CRYO_TRY(pids.check_files(cores, files.files()));  // in a mount namespace of its own, /proc is the tree's
   }
+  CRYO_TRY(pids.check_nested(cores, files.files()));
 
   // TCP connections: the guard first, told every change before it is made;
   // then every thread parked, so that none can touch a socket in repair

@@ -9,6 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <set>
@@ -27,13 +28,19 @@ std::string pid_ns_of(pid_t pid, const char* which = "pid") {
   return link.ok() ? *link : "";
 }
 
-// The pid a thread has in the innermost namespace it lives in.
-Result<pid_t> innermost(pid_t pid, pid_t tid) {
+// The pids a thread has in each namespace from cryo's to its own (NSpid).
+Result<std::vector<pid_t>> nspids(pid_t pid, pid_t tid) {
   CRYO_ASSIGN(std::string text,
               read_file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/status"));
   CRYO_ASSIGN(proc::Status st, proc::parse_status(text));
   if (st.nspid.empty()) return Error(EINVAL, "no NSpid in the status of thread " + std::to_string(tid));
-  return st.nspid.back();
+  return st.nspid;
+}
+
+// The pid a thread has in the innermost namespace it lives in.
+Result<pid_t> innermost(pid_t pid, pid_t tid) {
+  CRYO_ASSIGN(auto ids, nspids(pid, tid));
+  return ids.back();
 }
 
 // Processes of the namespace that the tree does not hold: a process that
@@ -62,29 +69,66 @@ Result<PidMap> PidMap::of_tree(const tree::FrozenTree& tree) {
   const auto& procs = tree.processes();
   pid_t root = procs.front().pid;
   std::string ns = pid_ns_of(root);
-  for (const auto& p : procs) {
-    // A pid namespace made for children that are yet to come (unshare
-    // without a fork) would be lost: its init does not exist yet.
-    std::string children = pid_ns_of(p.pid, "pid_for_children");
-    if (!p.zombie && !children.empty() && children != pid_ns_of(p.pid))
-      return Error(pid_str(p.pid) + " has made a pid namespace for its children (not supported yet)");
-  }
   CRYO_ASSIGN(std::string own, read_link("/proc/self/ns/pid"));
-  if (ns == own) return map;
-  map.own_ = true;
-  CRYO_ASSIGN(pid_t root_inner, innermost(root, root));
-  if (root_inner != 1)
-    return Error(pid_str(root) + " is pid " + std::to_string(root_inner) +
+  map.own_ = ns != own;
+  CRYO_ASSIGN(auto root_ids, nspids(root, root));
+  size_t level = root_ids.size() - 1;  // the tree's namespace, as an index into NSpid
+  if (map.own_ && root_ids.back() != 1)
+    return Error(pid_str(root) + " is pid " + std::to_string(root_ids.back()) +
                  " of a pid namespace of its own, not its init (dump the namespace's pid 1)");
+  std::map<pid_t, std::string> ns_of;  // a process's pid namespace
+  for (const auto& p : procs) ns_of[p.pid] = pid_ns_of(p.pid);
+  std::set<std::string> nested;  // namespaces below the tree's
   for (const auto& p : procs) {
-    if (pid_ns_of(p.pid) != ns)
-      return Error(pid_str(p.pid) + " is in a pid namespace of its own inside the tree (not supported yet)");
     for (pid_t tid : p.tids) {
-      CRYO_ASSIGN(map.inner_[tid], innermost(p.pid, tid));
+      CRYO_ASSIGN(auto ids, nspids(p.pid, tid));
+      if (ids.size() <= level) return Error(pid_str(tid) + " is outside the tree's pid namespace");
+      map.inner_[tid] = ids[level];
+      if (ids.size() > level + 1) map.nested_[tid].assign(ids.begin() + static_cast<long>(level) + 1, ids.end());
     }
+    if (ns_of[p.pid] != ns) {
+      CRYO_TRY(check_nested_member(p, procs));
+      nested.insert(ns_of[p.pid]);
+    }
+    // A pid namespace made for children (unshare(CLONE_NEWPID)) comes back
+    // when one of them lives in it; one made for children yet to come would
+    // be lost: its init does not exist yet.
+    std::string children = pid_ns_of(p.pid, "pid_for_children");
+    if (p.zombie || children.empty() || children == ns_of[p.pid]) continue;
+    auto child = std::find_if(procs.begin(), procs.end(), [&](const tree::FrozenProcess& c) {
+      return c.stat.ppid == p.pid && ns_of[c.pid] == children;
+    });
+    if (child == procs.end())
+      return Error(pid_str(p.pid) + " has made a pid namespace for children it has not forked yet (not supported yet)");
+    map.children_ns_[p.pid] = child->pid;
   }
-  CRYO_TRY(check_all_in_tree(tree, ns));
+  // Each nested namespace comes back from its init, and whole.
+  for (const auto& n : nested) {
+    bool init = std::any_of(procs.begin(), procs.end(), [&](const tree::FrozenProcess& p) {
+      return ns_of[p.pid] == n && map.nested_.count(p.pid) && map.nested_.at(p.pid).back() == 1;
+    });
+    if (!init) return Error("the init of " + n + ", nested in the tree's, is not in the tree");
+    CRYO_TRY(check_all_in_tree(tree, n));
+  }
+  if (map.own_) CRYO_TRY(check_all_in_tree(tree, ns));
   return map;
+}
+
+// A process of a nested namespace: the restore makes it with its pids at
+// every level, but calls it makes itself (setpgid, setsid) would see its
+// namespace's pids, which the image does not keep for others: it must lead
+// its group and session or share its parent's.
+Status PidMap::check_nested_member(const tree::FrozenProcess& p, const std::vector<tree::FrozenProcess>& procs) {
+  auto parent = std::find_if(procs.begin(), procs.end(),
+                             [&](const tree::FrozenProcess& q) { return q.pid == p.stat.ppid; });
+  if (parent == procs.end()) return Error(pid_str(p.pid) + " is in a nested pid namespace whose parent is not in the tree");
+  if (p.stat.pgid != p.pid && p.stat.pgid != parent->stat.pgid)
+    return Error(pid_str(p.pid) + " is in a nested pid namespace and in process group " + std::to_string(p.stat.pgid) +
+                 ", neither its own nor its parent's (not supported yet)");
+  if (p.stat.sid != p.pid && p.stat.sid != parent->stat.sid)
+    return Error(pid_str(p.pid) + " is in a nested pid namespace and in session " + std::to_string(p.stat.sid) +
+                 ", neither its own nor its parent's (not supported yet)");
+  return {};
 }
 
 pid_t PidMap::inner(pid_t host) const {
@@ -94,6 +138,10 @@ pid_t PidMap::inner(pid_t host) const {
 }
 
 void PidMap::translate(image::Tree* tree) const {
+  for (auto& t : *tree->mutable_tasks()) {  // by cryo's pids, before they change
+    if (auto it = nested_.find(t.pid()); it != nested_.end()) *t.mutable_ns_pids() = {it->second.begin(), it->second.end()};
+    if (auto it = children_ns_.find(t.pid()); it != children_ns_.end()) t.set_children_pid_ns(inner(it->second));
+  }
   if (!own_) return;
   tree->set_own_pid_ns(true);
   for (auto& t : *tree->mutable_tasks()) {
@@ -106,11 +154,40 @@ void PidMap::translate(image::Tree* tree) const {
 }
 
 void PidMap::translate(image::Process* core) const {
+  for (auto& t : *core->mutable_threads())
+    if (auto it = nested_.find(t.tid()); it != nested_.end()) *t.mutable_ns_tids() = {it->second.begin(), it->second.end()};
   if (!own_) return;
   core->set_pid(inner(core->pid()));
   for (auto& t : *core->mutable_threads()) t.set_tid(inner(t.tid()));
   for (auto& t : *core->mutable_posix_timers())
     if (t.tid()) t.set_tid(inner(t.tid()));
+}
+
+Status PidMap::check_nested(const std::map<pid_t, image::Process>& cores, const image::Files& files) const {
+  if (nested_.empty()) return {};
+  std::map<uint32_t, const image::FileDesc*> by_id;
+  for (const auto& f : files.files()) by_id[f.id()] = &f;
+  for (const auto& [pid, core] : cores) {
+    if (!nested_.count(pid)) continue;
+    // The restore sets these with calls the process makes itself, which
+    // would read the image's pids in its own namespace.
+    for (const auto& t : core.posix_timers())
+      if (t.tid())
+        return Error(pid_str(pid) + ": a POSIX timer aimed at thread " + std::to_string(t.tid()) +
+                     ", in a nested pid namespace (not supported yet)");
+    for (const auto& fd : core.fds()) {
+      auto it = by_id.find(fd.file_id());
+      if (it != by_id.end() && it->second->has_owner() && it->second->owner().pid())
+        return Error(pid_str(pid) + " fd " + std::to_string(fd.fd()) + ": a signal owner (F_SETOWN), in a nested pid "
+                     "namespace (not supported yet)");
+    }
+  }
+  for (const auto& p : files.ptys())
+    for (pid_t who : {p.sid(), p.pgrp()})
+      if (who > 0 && nested_.count(who))
+        return Error("/dev/pts/" + std::to_string(p.index()) + ": its session or foreground group is led by " +
+                     pid_str(who) + ", in a nested pid namespace (not supported yet)");
+  return {};
 }
 
 Status PidMap::check_files(const std::map<pid_t, image::Process>& cores, const image::Files& files) const {

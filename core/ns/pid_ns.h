@@ -13,6 +13,7 @@
 
 #include <functional>
 #include <map>
+#include <vector>
 
 #include "core/image/proto/files.pb.h"
 #include "core/image/proto/task.pb.h"
@@ -25,9 +26,10 @@ namespace cryo::ns {
 class PidMap {
  public:
   // The identity when the root shares cryo's pid namespace. Otherwise the
-  // root must be pid 1 of its namespace, every task of the tree in that one
-  // namespace (no nested ones yet), and every process of the namespace in
-  // the tree: one left out would be missing after a restore.
+  // root must be pid 1 of its namespace, and every process of the namespace
+  // in the tree: one left out would be missing after a restore. Namespaces
+  // nested inside the tree's are taken whole, with their inits, each task
+  // with its pids at every level below the tree's.
   static Result<PidMap> of_tree(const tree::FrozenTree& tree);
 
   bool own() const { return own_; }
@@ -35,7 +37,8 @@ class PidMap {
   // 0 for one outside it (as the kernel shows it inside).
   pid_t inner(pid_t host) const;
 
-  // Every pid an image field holds, from cryo's numbering to the tree's.
+  // Every pid an image field holds, from cryo's numbering to the tree's (and
+  // the pids of tasks of nested namespaces, level by level).
   void translate(image::Tree* tree) const;
   void translate(image::Process* core) const;
   void translate(image::Files* files) const;
@@ -44,9 +47,18 @@ class PidMap {
   // whose pids are not the tree's. cores: by pid in cryo's numbering.
   Status check_files(const std::map<pid_t, image::Process>& cores, const image::Files& files) const;
 
+  // What a process of a nested namespace holds that its restore would set
+  // in the wrong namespace (timers aimed at a thread, signal owners, a
+  // terminal's session or group) is refused. cores: by cryo's pids.
+  Status check_nested(const std::map<pid_t, image::Process>& cores, const image::Files& files) const;
+
  private:
+  static Status check_nested_member(const tree::FrozenProcess& p, const std::vector<tree::FrozenProcess>& procs);
+
   bool own_ = false;
   std::map<pid_t, pid_t> inner_;  // host -> inner, every thread of the tree
+  std::map<pid_t, std::vector<pid_t>> nested_;  // host -> ids below the tree's namespace, for a nested thread
+  std::map<pid_t, pid_t> children_ns_;  // host -> its child whose pid namespace is its pid_for_children
 };
 
 // The restore of a tree with its own pid namespace: the restorer forks a

@@ -7,6 +7,9 @@
 
 namespace cryo::abi {
 
+// How deep pid namespaces nest (the kernel's MAX_PID_NS_LEVEL).
+constexpr int kMaxPidNsLevels = 32;
+
 // struct sigaction as rt_sigaction(2) reads and writes it on x86_64.
 struct KernelSigaction {
   uint64_t handler, flags, restorer, mask;

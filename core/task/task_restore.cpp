@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 namespace cryo::task {
@@ -163,6 +164,10 @@ Status validate_process(const image::Process& core, const std::vector<int32_t>& 
     if (t.gpregs().size() != sizeof(user_regs_struct)) return Error(EINVAL, "thread registers have a bad size");
     if (t.xstate().size() < 512 || t.xstate().size() > 16384) return Error(EINVAL, "thread FPU state has a bad size");
     if (t.comm().size() > 64) return Error(EINVAL, "thread name too long");
+    if (t.ns_tids_size() != core.threads(0).ns_tids_size() || t.ns_tids_size() >= abi::kMaxPidNsLevels)
+      return Error(EINVAL, "thread ids in nested pid namespaces disagree");
+    for (int32_t id : t.ns_tids())
+      if (id <= 0) return Error(EINVAL, "bad thread id in a nested pid namespace");
   }
   for (const auto& a : core.sigactions())
     if (a.signo() < 1 || a.signo() > 64 || a.signo() == SIGKILL || a.signo() == SIGSTOP)
@@ -199,17 +204,24 @@ Result<std::vector<pid_t>> create_threads(ptrace::Remote& leader, const mm::Tram
   pid_t pid = leader.tid();
   std::vector<pid_t> tids = {pid};
   for (int i = 1; i < core.threads_size(); i++) {
-    pid_t want = core.threads(i).tid();
+    const auto& thread = core.threads(i);
+    pid_t want = thread.tid();
+    // Its id at each level from its own namespace (nested ones first) up to
+    // the tree's, as clone3 wants them; the process sees the first.
+    std::array<pid_t, abi::kMaxPidNsLevels + 1> ids{};
+    size_t levels = 0;
+    for (int k = thread.ns_tids_size() - 1; k >= 0; k--) ids[levels++] = thread.ns_tids(k);
+    ids[levels++] = want;
     abi::CloneArgs args{};
     args.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
     args.set_tid = tramp.data + 512;
-    args.set_tid_size = 1;
+    args.set_tid_size = levels;
     CRYO_TRY(put(pid, tramp.data, args));
-    CRYO_TRY(put(pid, tramp.data + 512, want));
+    CRYO_TRY(put(pid, tramp.data + 512, ids));
     CRYO_ASSIGN(long got, leader.raw(SYS_clone3, {tramp.data, sizeof args}));
     if (got == -EEXIST) return Error(EEXIST, "thread id " + std::to_string(want) + " is in use");
     if (got < 0) return Error(static_cast<int>(-got), "clone3 of thread " + std::to_string(want));
-    if (got != want) return Error(EINVAL, "clone3 made thread " + std::to_string(got));
+    if (got != ids[0]) return Error(EINVAL, "clone3 made thread " + std::to_string(got));
     // Auto-attached (PTRACE_O_TRACECLONE): wait for its first stop.
     int status;
     while (::waitpid(want, &status, __WALL) < 0)

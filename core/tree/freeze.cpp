@@ -273,17 +273,22 @@ void FrozenTree::kill_all() {
   parked_.clear();
   for (const auto& p : procs_)
     if (!p.zombie) ::kill(p.pid, SIGKILL);
-  // As their tracer we see each thread die; non-leaders first (see DESIGN.md),
-  // children before parents: the init of a pid namespace finishes dying only
-  // once every other process of it is gone.
-  for (auto p_it = procs_.rbegin(); p_it != procs_.rend(); ++p_it) {
-    const auto& p = *p_it;
-    if (p.zombie) continue;
-    for (auto it = p.tids.rbegin(); it != p.tids.rend(); ++it) {
+  // As their tracer we see each thread die, in whatever order they can: a
+  // leader only after its other threads, and the init of a pid namespace
+  // (a thread of it, even) only once every other task of the namespace,
+  // traced by us, has been waited for. So no wait may block: each is tried
+  // in turn until all are done.
+  std::vector<pid_t> left;
+  for (const auto& p : procs_)
+    if (!p.zombie) left.insert(left.end(), p.tids.begin(), p.tids.end());
+  while (!left.empty()) {
+    size_t before = left.size();
+    std::erase_if(left, [](pid_t tid) {
       int status;
-      while (::waitpid(*it, &status, __WALL) < 0 && errno == EINTR) {
-      }
-    }
+      pid_t got = ::waitpid(tid, &status, __WALL | WNOHANG);
+      return got == tid || (got < 0 && errno == ECHILD);
+    });
+    if (left.size() == before) ::usleep(500);
   }
   if (freezer_ && freezer_->was_frozen()) (void)freezer_->request_freeze();  // as it was found, if empty now
 }

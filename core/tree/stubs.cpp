@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstring>
 #include <map>
 
@@ -51,14 +52,33 @@ long clone_new_pid_ns() {
   return ::syscall(SYS_clone3, &args, sizeof args);
 }
 
+// A task of a pid namespace nested in the tree's: its pid at each level,
+// its own namespace's first, as clone3 wants them; the init of such a
+// namespace makes it.
+long clone_nested(const image::TaskEntry& e, bool init) {
+  std::array<pid_t, abi::kMaxPidNsLevels + 1> ids{};
+  size_t levels = 0;
+  for (int k = e.ns_pids_size() - 1; k >= 0; k--) ids[levels++] = e.ns_pids(k);
+  ids[levels++] = e.pid();
+  abi::CloneArgs args{};
+  args.flags = init ? CLONE_NEWPID : 0;
+  args.exit_signal = SIGCHLD;
+  args.set_tid = reinterpret_cast<uint64_t>(ids.data());
+  args.set_tid_size = levels;
+  return ::syscall(SYS_clone3, &args, sizeof args);
+}
+
 [[noreturn]] void stub_main(const StubPlan& plan, size_t index, pid_t parent);
 
-// Forks the stub of plan.tasks[index]; in the child, never returns.
-long fork_stub(const StubPlan& plan, size_t index) {
+// Forks the stub of plan.tasks[index] from its parent's (nullptr: the
+// root's, from cryo); in the child, never returns.
+long fork_stub(const StubPlan& plan, size_t index, const image::TaskEntry* parent = nullptr) {
   pid_t self = ::getpid();
+  const image::TaskEntry& e = *plan.tasks[index].entry;
   bool init = index == 0 && plan.own_pid_ns;
-  long pid = init ? clone_new_pid_ns() : clone_with_pid(plan.tasks[index].entry->pid());
-  if (pid == 0) stub_main(plan, index, init ? 0 : self);  // an init's parent is outside: pid 0
+  bool nested_init = parent && e.ns_pids_size() > parent->ns_pids_size();
+  long pid = init ? clone_new_pid_ns() : e.ns_pids_size() ? clone_nested(e, nested_init) : clone_with_pid(e.pid());
+  if (pid == 0) stub_main(plan, index, init || nested_init ? 0 : self);  // an init's parent is outside: pid 0
   return pid;
 }
 
@@ -156,13 +176,19 @@ long fork_stub(const StubPlan& plan, size_t index) {
       fail(took.error().context());
     }
   }
+  pid_t for_children = 0;  // the child whose pid namespace becomes ours for children
   for (size_t child : t.children) {
-    long got = fork_stub(plan, child);
-    if (got < 0) {
-      pid_t want = plan.tasks[child].entry->pid();
+    long got = fork_stub(plan, child, t.entry);
+    pid_t want = plan.tasks[child].entry->pid();
+    if (got < 0)
       fail(errno == EEXIST ? "pid " + std::to_string(want) + " is in use by another process"
                            : "clone3 of pid " + std::to_string(want));
-    }
+    if (want == t.entry->children_pid_ns()) for_children = static_cast<pid_t>(got);
+  }
+  if (for_children) {  // it had unshared CLONE_NEWPID and forked that child
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, for_children, 0));
+    if (pidfd < 0 || ::setns(pidfd, CLONE_NEWPID) < 0) fail("joining the pid namespace of its child for its children");
+    ::close(pidfd);
   }
   if (t.core) {
     auto accepted = plan.objects->accept_connections(pid, *plan.files);
@@ -181,7 +207,7 @@ long fork_stub(const StubPlan& plan, size_t index) {
     int status = t.entry->exit_status();
     if (WIFSIGNALED(status)) {
       ::signal(WTERMSIG(status), SIG_DFL);
-      ::kill(pid, WTERMSIG(status));
+      ::kill(::getpid(), WTERMSIG(status));  // its pid here: in a nested namespace, not the image's
     }
     ::_exit(WEXITSTATUS(status));
   }
@@ -218,9 +244,17 @@ Result<StubPlan> plan_stubs(const image::Tree& tree, const std::vector<const ima
     t.entry = &e;
     t.core = cores[static_cast<size_t>(i)];
     index[e.pid()] = static_cast<size_t>(i);
+    if (e.ns_pids_size() >= abi::kMaxPidNsLevels) return Error(EINVAL, "pid " + std::to_string(e.pid()) + " nests too deep");
+    for (int32_t id : e.ns_pids())
+      if (id <= 0) return Error(EINVAL, "pid " + std::to_string(e.pid()) + " has a bad pid in a nested namespace");
+    if (i == 0 && e.ns_pids_size() > 0) return Error(EINVAL, "the root is in a nested pid namespace");
     if (i > 0) {
       auto parent = index.find(e.ppid());
       if (parent == index.end()) return Error(EINVAL, "pid " + std::to_string(e.pid()) + " comes before its parent");
+      // In its parent's pid namespace, or the init of one just below it.
+      int depth = e.ns_pids_size(), above = tree.tasks(static_cast<int>(parent->second)).ns_pids_size();
+      if (depth != above && (depth != above + 1 || e.ns_pids(depth - 1) != 1))
+        return Error(EINVAL, "pid " + std::to_string(e.pid()) + " is in a pid namespace its parent cannot make");
       plan.tasks[parent->second].children.push_back(static_cast<size_t>(i));
     }
     plan.tasks.push_back(t);
@@ -240,6 +274,8 @@ Result<StubPlan> plan_stubs(const image::Tree& tree, const std::vector<const ima
       bool known = false;
       for (const auto& [owner, g] : plan.group_stand_ins) known = known || g == e.pgid();
       if (!known) {
+        if (plan.tasks[index[e.ppid()]].entry->ns_pids_size() > 0)
+          return Error(EINVAL, "pid " + std::to_string(e.pid()) + ": a group whose leader is gone, in a nested pid namespace");
         plan.group_stand_ins.emplace_back(e.ppid(), e.pgid());
         plan.tasks[index[e.ppid()]].group_stand_ins.push_back(e.pgid());
       }
