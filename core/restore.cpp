@@ -478,6 +478,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     if (options.root.empty() && ::access(root_dir.c_str(), F_OK) < 0)
       return Error("the root of the tree's mount namespace, " + root_dir + ", is gone: restore with --root DIR");
     CRYO_TRY(ns::map_external_mounts(img.tree.mutable_mount_ns(), options.external_mounts));
+    CRYO_TRY(ns::map_terminal_mounts(img.tree.mutable_mount_ns(), options.inherit_fds));
     CRYO_ASSIGN(mounts, ns::MountHolder::build(img.tree.mount_ns(), root_dir));
     objects.set_tree_root(mounts->root_fd());
     net::set_unix_names_ns(mounts->ns_fd());  // unix sockets are bound and reached by their names in it

@@ -614,7 +614,7 @@ Status FilesDump::dump_fds(const tree::FrozenTree& tree, std::map<pid_t, image::
       out->set_cloexec((ref.info.flags & O_CLOEXEC) != 0);
     }
   }
-  CRYO_TRY(ttys_.check_sessions(tree, files_));
+  CRYO_TRY(ttys_.check_sessions(tree, &files_));
   return sockets_.check_connections(&files_);
 }
 

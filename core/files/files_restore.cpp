@@ -493,6 +493,7 @@ Status FileObjects::open_all(const image::Files& files, const image::ImageDirRea
       auto fd = open_inherited(f, given->second);
       if (!fd.ok()) return std::move(fd).error().wrap(name_file(f));
       CRYO_ASSIGN(by_file_[f.id()], place(std::move(*fd)));
+      if (f.kind() == image::FileDesc::INHERITED && f.ctty_sid() > 0) external_cttys_[f.ctty_sid()] = by_file_[f.id()];
       continue;
     }
     if (f.kind() == image::FileDesc::PIDFD || f.proc_pid() != 0) {  // made in its task once every process exists

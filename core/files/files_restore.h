@@ -122,6 +122,7 @@ class FileObjects {
   std::vector<InheritFd> inherit_fds_;
   int tree_root_ = -1;
   std::map<uint32_t, int> inherited_;  // file id -> the caller's fd standing in for it
+  std::map<pid_t, int> external_cttys_;  // session -> its controlling terminal handed over (a placed fd)
   std::vector<StubGroup> stub_groups_;
   std::vector<ListenerGroup> listener_groups_;
   std::vector<UniqueFd> owned_;

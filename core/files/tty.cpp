@@ -408,7 +408,24 @@ Result<bool> TtyDump::describe(pid_t pid, int fd, const struct stat& st, const s
   return true;
 }
 
-Status TtyDump::check_sessions(const tree::FrozenTree& tree, const image::Files& files) const {
+namespace {
+
+// The files of an external terminal of device rdev (named by --external, not
+// a shell job's): a container's console, whose master its runtime holds.
+std::vector<image::FileDesc*> external_terminal(image::Files* files, dev_t rdev) {
+  char prefix[40];
+  snprintf(prefix, sizeof prefix, "tty[%llx:", static_cast<unsigned long long>(rdev));
+  std::vector<image::FileDesc*> out;
+  for (auto& f : *files->mutable_files())
+    if (f.kind() == image::FileDesc::INHERITED && f.inherit_fd() == -1 && f.inherit_key().starts_with(prefix))
+      out.push_back(&f);
+  return out;
+}
+
+}  // namespace
+
+Status TtyDump::check_sessions(const tree::FrozenTree& tree, image::Files* files_out) const {
+  const image::Files& files = *files_out;
   std::map<int, const image::Pty*> by_index;
   for (const auto& pty : files.ptys()) by_index[pty.index()] = &pty;
   auto alive_in_tree = [&](pid_t pid) {
@@ -420,11 +437,25 @@ Status TtyDump::check_sessions(const tree::FrozenTree& tree, const image::Files&
     dev_t rdev = decode_tty_nr(p.stat.tty_nr);
     auto it = by_index.find(index_of_rdev(rdev));
     if (it != by_index.end()) continue;  // checked with its pty below
-    // A session made in the tree cannot get back a terminal the tree does not hold.
-    if (tree.contains(p.stat.sid))
+    // A session made in the tree cannot get back a terminal the tree does not
+    // hold, but for one it is handed over (--external, then --inherit-fd).
+    if (!tree.contains(p.stat.sid)) continue;
+    auto external = external_terminal(files_out, rdev);
+    if (external.empty())
       return Error(pid_str(p.pid) + ": its controlling terminal (device " + std::to_string(major(rdev)) + ":" +
                    std::to_string(minor(rdev)) + ") is not a pseudo-terminal whose master is in the tree (not "
-                   "supported: only a shell job's terminal may lie outside)");
+                   "supported: only a shell job's terminal may lie outside, or one the tree holds that is named by "
+                   "--external tty[RDEV:DEV])");
+    const auto* leader = tree.find(p.stat.sid);
+    if (p.stat.tpgid != p.stat.sid || !leader || leader->zombie)
+      return Error(pid_str(p.pid) + ": its controlling terminal " + external.front()->inherit_key() +
+                   " is external and its foreground group " + std::to_string(p.stat.tpgid) +
+                   " is not its session's leader's (not supported yet)");
+    for (auto* f : external) {
+      if (f->ctty_sid() != 0 && f->ctty_sid() != p.stat.sid)
+        return Error(pid_str(p.pid) + ": " + f->inherit_key() + " is the controlling terminal of two sessions");
+      f->set_ctty_sid(p.stat.sid);
+    }
   }
   for (const auto& [index, pty] : by_index) {
     std::string what = pts_path(index);
@@ -547,6 +578,8 @@ Status FileObjects::open_ptys(const image::Files& files) {
 }
 
 Status FileObjects::take_controlling_tty(pid_t pid) const {
+  if (auto given = external_cttys_.find(pid); given != external_cttys_.end() && ::ioctl(given->second, TIOCSCTTY, 0) < 0)
+    return errno_error("TIOCSCTTY on the terminal handed over by --inherit-fd");
   for (const auto& [index, handle] : ptys_) {
     if (handle.sid != pid || handle.control < 0) continue;
     if (::ioctl(handle.control, TIOCSCTTY, 0) < 0) return errno_error("TIOCSCTTY " + pts_path(index));

@@ -39,7 +39,9 @@ class TtyDump {
 
   // Controlling terminals: a session led in the tree may only have one of
   // the tree's ptys, which all its processes share.
-  Status check_sessions(const tree::FrozenTree& tree, const image::Files& files) const;
+  // An external terminal (--external tty[...]) may be one too: the session is
+  // noted on its files (ctty_sid).
+  Status check_sessions(const tree::FrozenTree& tree, image::Files* files) const;
 
  private:
   std::map<int, std::pair<pid_t, int>> masters_;   // pts index -> a holder (pid, fd)

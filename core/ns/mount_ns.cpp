@@ -25,6 +25,7 @@
 #include <set>
 #include <vector>
 
+#include "core/files/external.h"
 #include "core/files/mounts.h"
 #include "core/ns/cgroup_ns.h"
 #include "core/sys/io.h"
@@ -260,6 +261,14 @@ Status set_own_bind(const image::Mount& source, const files::MountInfo& mi, cons
   m->set_kind(image::Mount::OWN_BIND);
   m->set_source_id(source.id());
   m->set_source_path(base == "/" ? mi.root.substr(1) : mi.root.substr(std::min(mi.root.size(), base.size() + 1)));
+  const std::string& index = m->source_path();
+  unsigned major_dev = 0, minor_dev = 0;
+  if (source.fstype() == "devpts" && !index.empty() && index.size() < 7 &&
+      index.find_first_not_of("0123456789") == std::string::npos &&
+      std::sscanf(mi.dev.c_str(), "%u:%u", &major_dev, &minor_dev) == 2) {
+    unsigned n = static_cast<unsigned>(std::stoul(index));
+    m->set_terminal_key(files::tty_key(makedev(136 + (n >> 8), n & 0xff), makedev(major_dev, minor_dev)));
+  }
   bool after = false;
   for (const auto& other : ns.mounts()) {
     if (other.id() == source.id()) after = true;
@@ -391,6 +400,18 @@ Status map_external_mounts(image::MountNs* ns, const std::map<std::string, std::
     } else if (!m.external_key().empty()) {
       return Error(describe(m) + " is external: restore with --external mnt[" + m.external_key() + "]:PATH");
     }
+  }
+  return {};
+}
+
+Status map_terminal_mounts(image::MountNs* ns, const std::vector<files::InheritFd>& given) {
+  for (auto& m : *ns->mutable_mounts()) {
+    if (m.terminal_key().empty() || m.kind() != image::Mount::OWN_BIND) continue;
+    for (const auto& in : given)
+      if (!in.debug && in.key == m.terminal_key()) {
+        m.set_kind(image::Mount::BIND);  // the holder, a fork of cryo, has the fd
+        m.set_host_path("/proc/self/fd/" + std::to_string(in.fd));
+      }
   }
   return {};
 }
@@ -533,6 +554,9 @@ struct Maker {
       how.flags = O_PATH | O_CLOEXEC;
       how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
       UniqueFd inside(static_cast<int>(::syscall(SYS_openat2, part.get(), m.source_path().c_str(), &how, sizeof how)));
+      if (!inside.valid() && !m.terminal_key().empty())
+        return errno_error("pty " + m.source_path() + " of " + describe(*source) +
+                           " is not there: hand a terminal over for it with --inherit-fd fd[N]:" + m.terminal_key());
       if (!inside.valid()) return errno_error("open " + m.source_path() + " in " + describe(*source));
       CRYO_ASSIGN(part, clone_tree(inside.get(), "", AT_EMPTY_PATH));
     }
@@ -580,6 +604,13 @@ std::set<uint32_t> made_by_root_task(const image::MountNs& ns) {
 }
 
 Status build_in_holder(const image::MountNs& ns, const std::string& root_dir) {
+  // A terminal handed over for a bind (map_terminal_mounts) is a file of
+  // cryo's namespace, which only a copy taken before leaving it can bring.
+  std::map<uint32_t, UniqueFd> copies;
+  for (const auto& m : ns.mounts()) {
+    if (m.kind() != image::Mount::BIND || !m.host_path().starts_with("/proc/self/fd/")) continue;
+    CRYO_ASSIGN(copies[m.id()], clone_tree(AT_FDCWD, m.host_path()).wrap(describe(m)));
+  }
   if (::unshare(CLONE_NEWNS) < 0) return errno_error("unshare(CLONE_NEWNS)");
   // What the host mounts still reaches us; what we mount stays here.
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) < 0) return errno_error("making / a slave");
@@ -587,7 +618,7 @@ Status build_in_holder(const image::MountNs& ns, const std::string& root_dir) {
     return errno_error("bind " + root_dir + " as the root");
   auto later = made_by_root_task(ns);
   const image::Mount* root = nullptr;
-  Maker maker{ns, root_dir, {}};
+  Maker maker{ns, root_dir, std::move(copies)};
   for (const auto& m : ns.mounts()) {
     if (m.kind() == image::Mount::ROOT) {
       root = &m;

@@ -18,7 +18,9 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
+#include "core/files/external.h"
 #include "core/image/proto/files.pb.h"
 #include "core/image/proto/task.pb.h"
 #include "core/image/proto/tree.pb.h"
@@ -39,6 +41,10 @@ Status dump_mount_ns(pid_t root, image::MountNs* out, const std::map<std::string
 // be a mount point); fails naming an external mount left without one, or a
 // key that names none.
 Status map_external_mounts(image::MountNs* ns, const std::map<std::string, std::string>& given);
+
+// Binds of a pty of the tree's own devpts (a container's /dev/console) whose
+// terminal --inherit-fd hands over: that terminal is bound there.
+Status map_terminal_mounts(image::MountNs* ns, const std::vector<files::InheritFd>& given);
 
 // Files the restore cannot yet make again inside a mount namespace of the
 // tree's own (they are made by path from cryo's side: FIFOs, unix sockets

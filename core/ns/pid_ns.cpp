@@ -212,6 +212,7 @@ void PidMap::translate(image::Files* files) const {
     if (f.has_owner() && f.owner().pid()) f.mutable_owner()->set_pid(inner(f.owner().pid()));
     if (f.has_epoll()) f.mutable_epoll()->set_owner(inner(f.epoll().owner()));
     if (f.has_socket() && f.socket().cred_pid()) f.mutable_socket()->set_cred_pid(inner(f.socket().cred_pid()));
+    if (f.ctty_sid()) f.set_ctty_sid(inner(f.ctty_sid()));
   }
   for (auto& p : *files->mutable_ptys()) {
     if (p.sid()) p.set_sid(inner(p.sid()));

@@ -16,14 +16,24 @@ container's syslogd (busybox, its datagram socket bound at /dev/log in the conta
 /dev) still receives what `logger` sends, the masked paths are still
 masked (/proc/keys and /proc/timer_list are /dev/null, /sys/firmware is empty), /proc/sys and
 /sys are read-only, /dev/null works, and its mount table (mount points, options, filesystems and
-their options) is the one it saw when it started.
+their options) is the one it saw when it started (runc's /dev/console, a bind of the console's
+pty, comes back as a bind of the terminal handed over, of another devpts: only its mount point
+and options are compared).
 
 - cryo_run: the cryo-run container; its image restored twice at once, each copy counting on
   from where the dump left it in a /dev/shm of its own.
-- runc: the same container run by runc; restored after `runc delete`."""
+- runc: the same container run by runc; restored after `runc delete`.
+- console, runc_console: the container on a console (process.terminal), whose pty master the
+  test receives on its console socket as a runtime's caller does: the dump without
+  --external tty[RDEV:DEV] says how to name it; dumped with it, restored on a new pty's slave
+  handed over by --inherit-fd (bound at /dev/console for runc's), the counter goes on on the
+  new console, and inside, stdio is a terminal and the init still has a controlling one."""
+import array
 import json
 import os
+import pty
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -31,7 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 from harness import check, check_eq, read_text, reap, run, wait_until  # noqa: E402
 
 COUNTER = r'''#!/bin/sh
-awk '{ for (i = 7; $i != "-"; i++); print $5, $6, $(i + 1), $(i + 3) }' /proc/self/mountinfo | sort > /dev/shm/mounts
+awk '{ for (i = 7; $i != "-"; i++); if ($5 == "/dev/console") print $5, $6; else print $5, $6, $(i + 1), $(i + 3) }' /proc/self/mountinfo | sort > /dev/shm/mounts
 mkfifo /dev/shm/fifo
 exec 7<>/dev/shm/fifo
 echo queued >&7
@@ -42,6 +52,7 @@ i=0
 while :; do
   i=$((i+1))
   echo $i > /dev/shm/count.tmp && mv /dev/shm/count.tmp /dev/shm/count
+  echo count=$i
   if [ -e /check ] && [ ! -e /dev/shm/report ]; then
     p=""
     [ "$$" = 1 ] || p="$p pid=$$"
@@ -57,7 +68,11 @@ while :; do
     n=0; while ! grep -q 'cryo: after' /dev/shm/messages && [ $n -lt 100 ]; do n=$((n+1)); sleep 0.05; done
     grep -q 'cryo: before' /dev/shm/messages && grep -q 'cryo: after' /dev/shm/messages || p="$p syslog:$(cat /dev/shm/messages | tr '\n' ' ')"
     [ -n "$(cat /proc/1/cmdline)" ] || p="$p proc"
-    awk '{ for (i = 7; $i != "-"; i++); print $5, $6, $(i + 1), $(i + 3) }' /proc/self/mountinfo | sort > /dev/shm/mounts.now
+    if [ -e /expect-console ]; then
+      [ -t 0 ] && [ -t 1 ] || p="$p stdio-not-a-terminal"
+      [ "$(cut -d' ' -f7 /proc/1/stat)" != 0 ] || p="$p no-controlling-terminal"
+    fi
+    awk '{ for (i = 7; $i != "-"; i++); if ($5 == "/dev/console") print $5, $6; else print $5, $6, $(i + 1), $(i + 3) }' /proc/self/mountinfo | sort > /dev/shm/mounts.now
     cmp -s /dev/shm/mounts /dev/shm/mounts.now || p="$p mounts:$(diff /dev/shm/mounts /dev/shm/mounts.now | grep '^[-+]/' | tr '\n' ' ')"
     echo "${p:-OK}" > /dev/shm/report.tmp && mv /dev/shm/report.tmp /dev/shm/report
   fi
@@ -94,7 +109,7 @@ class Containers:
         self.ids = []
         self.cgroups = []
 
-    def bundle(self, cid):
+    def bundle(self, cid, terminal=False):
         bundle = self.env.path("bundle-" + cid)
         os.makedirs(bundle)
         self.env.cryo("spec", "--bundle", bundle)
@@ -102,7 +117,7 @@ class Containers:
         with open(path) as f:
             config = json.load(f)
         config["root"] = {"path": self.rootfs, "readonly": False}
-        config["process"]["terminal"] = False
+        config["process"]["terminal"] = terminal
         config["process"]["args"] = ["/bin/sh", "/counter.sh"]
         cgroup = f"/cryo-it-containers-{os.getpid()}-{cid}"
         config["linux"]["cgroupsPath"] = cgroup
@@ -129,6 +144,31 @@ class Containers:
         pid = json.loads(self.command("state", cid))["pid"]
         wait_until(lambda: count(pid) >= 2, 10, what=f"the counter in container {cid}")
         return pid
+
+    def run_with_console(self, cid):
+        """Runs a container detached on a console (process.terminal): the runtime sends the
+        master of its pty to our console socket. Returns (init pid, master fd)."""
+        bundle = self.bundle(cid, terminal=True)
+        open(os.path.join(self.rootfs, "expect-console"), "w").close()
+        self.ids.append(cid)
+        path = self.env.path("console.sock")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+            server.bind(path)
+            server.listen(1)
+            server.settimeout(30)
+            with open(self.env.path("runtime.log"), "ab") as log:
+                runtime = subprocess.Popen([self.runtime, "--root", self.state_root, "run", "-d", "--console-socket", path,
+                                            "--bundle", bundle, cid], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            connection, _ = server.accept()
+            with connection:
+                _, ancillary, _, _ = connection.recvmsg(4096, socket.CMSG_SPACE(4))
+            check(runtime.wait(timeout=60) == 0, f"{self.runtime} run --console-socket failed")
+        check(ancillary and ancillary[0][1] == socket.SCM_RIGHTS, "no fd on the console socket")
+        master = array.array("i", ancillary[0][2][:4])[0]
+        os.set_blocking(master, False)
+        pid = json.loads(self.command("state", cid))["pid"]
+        wait_until(lambda: count(pid) >= 2, 10, what=f"the counter in container {cid}")
+        return pid, master
 
     def cleanup(self):
         for cid in self.ids:
@@ -193,6 +233,89 @@ def dump_and_restore(env, containers, cid, copies):
         reap(restored, what="the restored copies")
 
 
+class Console:
+    """What a pty master reads: the lines the container wrote on its console."""
+
+    def __init__(self, master):
+        self.master = master
+        self.text = ""
+
+    def drain(self):
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except (BlockingIOError, OSError):
+                return self.text
+            if not data:
+                return self.text
+            self.text += data.decode(errors="replace")
+
+    def last_count(self):
+        counts = [int(line[6:]) for line in self.drain().split() if line.startswith("count=") and line[6:].isdigit()]
+        return counts[-1] if counts else 0
+
+
+def dump_and_restore_console(env, containers, cid):
+    """The container's console: a pty of its own devpts whose master the test holds (as
+    a runtime's console socket receiver does) is external to the tree: dumped with
+    --external tty[RDEV:DEV], restored on a new pty's slave handed over by --inherit-fd."""
+    pid, master = containers.run_with_console(cid)
+    console = Console(master)
+    wait_until(lambda: console.last_count() >= 5, 10, what="the counter on the console")
+    st = os.stat(f"/proc/{pid}/fd/0")
+    key = f"tty[{st.st_rdev:x}:{st.st_dev:x}]"
+    images = env.path("images")
+    before_dump = count(pid)
+    result = env.dump(pid, images, expect=None)
+    check(result.returncode != 0 and "--external tty[" in result.stderr,
+          f"a dump without --external names no way out: {result.stderr.strip()!r}")
+    env.dump(pid, images, "--external", key)
+    reap([pid], what="the dumped container")
+    os.close(master)
+    containers.command("delete", cid)
+    new_master, new_slave = pty.openpty()
+    os.set_blocking(new_master, False)
+    pidfile = env.path("console-restore.pid")
+    with open(env.path("console-restore.err"), "wb") as err:
+        rc = subprocess.run([env.cryo_path, "restore", "-D", images, "-d", "--pidfile", pidfile, "--inherit-fd",
+                             f"fd[{new_slave}]:{key}"], stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                            pass_fds=(new_slave,), timeout=120).returncode
+    os.close(new_slave)
+    check_eq(rc, 0, "cryo restore --inherit-fd of the console: " + (read_text(env.path("console-restore.err")) or ""))
+    host = int(read_text(pidfile).strip())
+    try:
+        console = Console(new_master)
+        wait_until(lambda: console.last_count() > before_dump + 3, 10,
+                   what=f"the counter on the new console to go on from {before_dump}")
+        first = int(console.text.split()[0][6:]) if console.text.split()[0].startswith("count=") else 0
+        check(first >= before_dump, f"the new console starts at {console.text.split()[:1]}, below {before_dump}")
+        check_copies(containers.rootfs, [host], before_dump)
+    finally:
+        os.kill(host, 9)
+        reap([host], what="the restored container")
+        os.close(new_master)
+
+
+def case_console(env):
+    containers = Containers(env, env.cryo_path)
+    try:
+        dump_and_restore_console(env, containers, "t1")
+    finally:
+        containers.cleanup()
+        containers.remove_cgroups()
+
+
+def case_runc_console(env):
+    runc = shutil.which("runc")
+    check(runc is not None, "runc is not installed")
+    containers = Containers(env, runc)
+    try:
+        dump_and_restore_console(env, containers, "rt1")
+    finally:
+        containers.cleanup()
+        containers.remove_cgroups()
+
+
 def case_cryo_run(env):
     containers = Containers(env, env.cryo_path)
     try:
@@ -214,4 +337,4 @@ def case_runc(env):
 
 
 if __name__ == "__main__":
-    run({"cryo_run": case_cryo_run, "runc": case_runc})
+    run({"cryo_run": case_cryo_run, "runc": case_runc, "console": case_console, "runc_console": case_runc_console})
