@@ -176,7 +176,9 @@ Status walk_tmpfs(int dir, const std::string& rel, image::Mount* out, uint64_t* 
 // A detached copy of the one mount at mount_point in pid's namespace. Only a
 // process of that namespace may make it (open_tree), so a child joins it and
 // holds the copy until cryo has taken it (pidfd_getfd).
-Result<UniqueFd> clone_mount(pid_t pid, const std::string& mount_point) {
+// An unbindable mount cannot be copied: it is made private for the moment of
+// the copy, then unbindable again (having no peers, it loses nothing).
+Result<UniqueFd> clone_mount(pid_t pid, const std::string& mount_point, bool unbindable) {
   CRYO_ASSIGN(UniqueFd ns, open_file("/proc/" + std::to_string(pid) + "/ns/mnt", O_RDONLY | O_CLOEXEC));
   int up[2], down[2];
   if (::pipe2(up, O_CLOEXEC) < 0) return errno_error("pipe2");
@@ -189,8 +191,13 @@ Result<UniqueFd> clone_mount(pid_t pid, const std::string& mount_point) {
     down_write.reset();  // or the EOF below would never come
     up_read.reset();
     int result[2] = {-1, 0};
-    if (::setns(ns.get(), CLONE_NEWNS) == 0)
+    if (::setns(ns.get(), CLONE_NEWNS) == 0 &&
+        (!unbindable || ::mount(nullptr, mount_point.c_str(), nullptr, MS_PRIVATE, nullptr) == 0)) {
       result[0] = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, mount_point.c_str(), OPEN_TREE_CLONE));
+      int saved = errno;
+      if (unbindable && ::mount(nullptr, mount_point.c_str(), nullptr, MS_UNBINDABLE, nullptr) < 0) result[0] = -1;
+      else errno = saved;
+    }
     result[1] = result[0] < 0 ? errno : 0;
     (void)!::write(up_write.get(), result, sizeof result);
     char c;
@@ -217,7 +224,7 @@ Result<UniqueFd> clone_mount(pid_t pid, const std::string& mount_point) {
 // What a tmpfs of the tree holds, read from a detached copy of that one mount
 // (whatever is mounted on top of its directories stays out).
 Status dump_tmpfs(pid_t root, image::Mount* out) {
-  CRYO_ASSIGN(UniqueFd copy, clone_mount(root, out->mount_point()));
+  CRYO_ASSIGN(UniqueFd copy, clone_mount(root, out->mount_point(), out->unbindable()));
   UniqueFd tree(::openat(copy.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));  // open_tree gives an O_PATH fd
   if (!tree.valid()) return errno_error("open the copy of the mount");
   struct stat st;
@@ -334,7 +341,7 @@ Status dump_mount_ns(pid_t root, image::MountNs* out, const std::map<std::string
     for (const auto& tag : mi->tags) {
       if (tag.starts_with("shared:")) m->set_shared(true);
       if (tag.starts_with("master:")) m->set_slave(true);
-      if (tag == "unbindable") return Error(describe(*m) + " is unbindable (not supported yet)");
+      if (tag == "unbindable") m->set_unbindable(true);
     }
     std::string what = describe(*m);
     std::string seen_at = "/proc/" + std::to_string(root) + "/root" + mi->mount_point;
@@ -513,6 +520,13 @@ Status settle(const image::Mount& m, const std::string& target) {
   return {};
 }
 
+// Last, once nothing is bound from it any more.
+Status make_unbindable(const image::Mount& m, const std::string& target) {
+  if (m.unbindable() && ::mount(nullptr, target.c_str(), nullptr, MS_UNBINDABLE, nullptr) < 0)
+    return errno_error("making " + target + " unbindable").wrap(describe(m));
+  return {};
+}
+
 // A detached copy of the one mount at path (or, from fd, of what path names below it).
 Result<UniqueFd> clone_tree(int dir, const std::string& path, unsigned flags = 0) {
   int fd = static_cast<int>(::syscall(SYS_open_tree, dir, path.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | flags));
@@ -629,10 +643,13 @@ Status build_in_holder(const image::MountNs& ns, const std::string& root_dir) {
   }
   if (!root) return Error(EINVAL, "the mount namespace has no root");
   CRYO_TRY(settle(*root, root_dir).wrap("the root " + root_dir));
+  for (const auto& m : ns.mounts())
+    if (m.kind() != image::Mount::ROOT && !later.count(m.id())) CRYO_TRY(make_unbindable(m, maker.at(m.mount_point())));
   if (::chdir(root_dir.c_str()) < 0) return errno_error("chdir " + root_dir);
   if (::syscall(SYS_pivot_root, ".", ".") < 0) return errno_error("pivot_root into " + root_dir);
   if (::umount2(".", MNT_DETACH) < 0) return errno_error("detaching the old root");
   if (::chdir("/") < 0) return errno_error("chdir /");
+  CRYO_TRY(make_unbindable(*root, "/"));
   return {};
 }
 
@@ -703,6 +720,8 @@ Status finish_in_root_task(const image::MountNs& ns, int ns_fd) {
   if (::setns(ns_fd, CLONE_NEWNS) < 0) return errno_error("joining the tree's mount namespace");
   for (const auto& m : ns.mounts())
     if (mine.count(m.id())) CRYO_TRY(maker.make(m));
+  for (const auto& m : ns.mounts())
+    if (mine.count(m.id())) CRYO_TRY(make_unbindable(m, m.mount_point()));
   if (::chdir("/") < 0) return errno_error("chdir /");
   return {};
 }

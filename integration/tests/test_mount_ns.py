@@ -14,6 +14,7 @@ proc of the tree's own pid namespace at /proc, and a host directory bound at /ou
   its own tmpfs from where the dump left it.
 - external: /out dumped as external (--external mnt[/out]:volume): the restore without a source
   for it fails naming the key; with --external mnt[volume]:DIR the counter writes to DIR.
+- unbindable: /tmp made unbindable: it comes back unbindable, and the counter goes on.
 - refused_mount: a filesystem cryo cannot make again (ramfs) refuses the dump, naming the mount;
   the tree runs on.
 - not_pivoted: a mount namespace of its own that kept cryo's root (`unshare --mount` alone)
@@ -219,6 +220,31 @@ def case_refused_mount(env):
     reap([outer, root], what="the container")
 
 
+def tmp_tags(pid):
+    for line in read_text(f"/proc/{pid}/mountinfo").splitlines():
+        fields = line.split(" - ")[0].split()
+        if fields[4] == "/tmp":
+            return fields[6:]
+    return None
+
+
+def case_unbindable(env):
+    outer, root, rootfs, out = start(env, extra="mount --make-unbindable $R/tmp")
+    check("unbindable" in tmp_tags(root), f"/tmp is not unbindable in the container: {tmp_tags(root)}")
+    images = env.path("images")
+    env.dump(root, images)
+    reap([outer, root], what="unshare and the dumped container")
+    _, host = env.restore(images)
+    check(host is not None, "no pid in the pid file")
+    try:
+        check_eq(tmp_tags(host), ["unbindable"], "the propagation of the restored /tmp")
+        before = count(out)
+        wait_until(lambda: count(out) > before + 2, 10, what="the counter to go on after the restore")
+    finally:
+        os.kill(host, 9)
+        reap([host], what="the restored container")
+
+
 LOOP = r'''
 import os, sys, time
 prog = sys.argv[1]
@@ -249,4 +275,5 @@ def case_not_pivoted(env):
 
 if __name__ == "__main__":
     run({"container": case_container, "twice": case_twice, "external": case_external, "unknown_root": case_unknown_root, "refused_mount": case_refused_mount,
+         "unbindable": case_unbindable,
          "not_pivoted": case_not_pivoted})
