@@ -15,7 +15,8 @@ rootfs, checks from inside and writes /dev/shm/report: it is pid 1, a named pipe
 container's syslogd (busybox, its datagram socket bound at /dev/log in the container's tmpfs
 /dev) still receives what `logger` sends, the masked paths are still
 masked (/proc/keys and /proc/timer_list are /dev/null, /sys/firmware is empty), /proc/sys and
-/sys are read-only, /dev/null works, and its mount table (mount points, options, filesystems and
+/sys are read-only, /dev/null works, /etc/hosts (a host file bound read-only into it, as runc's
+callers bind it) is there and read-only, and its mount table (mount points, options, filesystems and
 their options) is the one it saw when it started (runc's /dev/console, a bind of the console's
 pty, comes back as a bind of the terminal handed over, of another devpts: only its mount point
 and options are compared).
@@ -68,6 +69,8 @@ while :; do
     n=0; while ! grep -q 'cryo: after' /dev/shm/messages && [ $n -lt 100 ]; do n=$((n+1)); sleep 0.05; done
     grep -q 'cryo: before' /dev/shm/messages && grep -q 'cryo: after' /dev/shm/messages || p="$p syslog:$(cat /dev/shm/messages | tr '\n' ' ')"
     [ -n "$(cat /proc/1/cmdline)" ] || p="$p proc"
+    grep -q cryo-test-host /etc/hosts || p="$p /etc/hosts"
+    if echo x 2>/dev/null >> /etc/hosts; then p="$p /etc/hosts-writable"; fi
     if [ -e /expect-console ]; then
       [ -t 0 ] && [ -t 1 ] || p="$p stdio-not-a-terminal"
       [ "$(cut -d' ' -f7 /proc/1/stat)" != 0 ] || p="$p no-controlling-terminal"
@@ -121,6 +124,11 @@ class Containers:
         config["process"]["args"] = ["/bin/sh", "/counter.sh"]
         cgroup = f"/cryo-it-containers-{os.getpid()}-{cid}"
         config["linux"]["cgroupsPath"] = cgroup
+        hosts = self.env.path("hosts")  # a file bound read-only from the host, as runc's callers bind /etc/hosts
+        with open(hosts, "w") as f:
+            f.write("127.0.0.1 localhost cryo-test-host\n")
+        config["mounts"].append({"destination": "/etc/hosts", "type": "bind", "source": hosts,
+                                 "options": ["rbind", "ro"]})
         self.cgroups.append(cgroup)
         with open(path, "w") as f:
             json.dump(config, f, indent=1)
