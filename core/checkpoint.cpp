@@ -23,6 +23,7 @@
 #include "core/ns/ipc_ns.h"
 #include "core/ns/cgroup_ns.h"
 #include "core/ns/mount_ns.h"
+#include "core/ns/namespaces.h"
 #include "core/ns/net_ns.h"
 #include "core/ns/pid_ns.h"
 #include "core/ns/time_ns.h"
@@ -81,16 +82,12 @@ Status check_namespaces(pid_t pid, pid_t root) {
 // The hostname and domain name of the root's UTS namespace when it is not
 // cryo's: read from inside it (setns of this thread, and back).
 Status dump_uts(pid_t root, image::Tree* tree) {
-  CRYO_ASSIGN(std::string mine, read_link("/proc/self/ns/uts"));
-  CRYO_ASSIGN(std::string theirs, read_link("/proc/" + std::to_string(root) + "/ns/uts"));
-  if (mine == theirs) return {};
-  CRYO_ASSIGN(UniqueFd own, open_file("/proc/self/ns/uts", O_RDONLY | O_CLOEXEC));
-  CRYO_ASSIGN(UniqueFd target, open_file("/proc/" + std::to_string(root) + "/ns/uts", O_RDONLY | O_CLOEXEC));
-  if (::setns(target.get(), CLONE_NEWUTS) < 0) return errno_error("setns into the uts namespace of " + pid_str(root));
+  if (!ns::own_namespace(root, "uts")) return {};
+  CRYO_ASSIGN(ns::Scope in_tree, ns::Scope::enter(root, "uts", CLONE_NEWUTS));
   struct utsname names;
   int got = ::uname(&names);
   int saved = errno;
-  if (::setns(own.get(), CLONE_NEWUTS) < 0) return errno_error("setns back into cryo's uts namespace");
+  CRYO_TRY(in_tree.leave());
   if (got < 0) return Error(saved, "uname in the uts namespace of " + pid_str(root));
   tree->mutable_uts()->set_hostname(names.nodename);
   tree->mutable_uts()->set_domainname(names.domainname);
@@ -196,13 +193,13 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   CRYO_TRY(check_interrupt("while the tree was being frozen"));
   CRYO_ASSIGN(ns::PidMap pids, ns::PidMap::of_tree(tree));
   CRYO_TRY(check_sessions(tree, options.shell_job));
-  bool own_mounts = ns::own_mount_ns(options.pid);
+  bool own_mounts = ns::own_namespace(options.pid, "mnt");
   image::MountNs mount_ns;
   if (own_mounts) CRYO_TRY(ns::dump_mount_ns(options.pid, &mount_ns, options.external_mounts));
   if (!own_mounts && !options.external_mounts.empty())
     return Error("--external mnt[" + options.external_mounts.begin()->first +
                  "]: the tree shares cryo's mount namespace, which has no mount of its own");
-  bool own_net = ns::own_net_ns(options.pid);
+  bool own_net = ns::own_namespace(options.pid, "net");
   // The network-lock scripts run for a tree with a network namespace of its
   // own (as in CRIU) or connections to lock; their network-unlock ones when
   // the tree runs on (a failure, or --leave-running).
@@ -257,9 +254,9 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   }
   CRYO_TRY(check_interrupt("before the files were dumped"));
   {
-    std::optional<ns::NetNsScope> in_tree_net;  // sock_diag answers for the namespace it is asked in
+    std::optional<ns::Scope> in_tree_net;  // sock_diag answers for the namespace it is asked in
     if (own_net) {
-      CRYO_ASSIGN(auto scope, ns::NetNsScope::enter(tree_net.get()));
+      CRYO_ASSIGN(auto scope, ns::Scope::enter(tree_net.get(), CLONE_NEWNET));
       in_tree_net.emplace(std::move(scope));
     }
     CRYO_TRY(files.dump_fds(tree, cores));
@@ -292,9 +289,9 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     {
       // The guard lives in the tree's network namespace: a lock it has to
       // remove is there.
-      std::optional<ns::NetNsScope> in_tree_net;
+      std::optional<ns::Scope> in_tree_net;
       if (own_net) {
-        CRYO_ASSIGN(auto scope, ns::NetNsScope::enter(tree_net.get()));
+        CRYO_ASSIGN(auto scope, ns::Scope::enter(tree_net.get(), CLONE_NEWNET));
         in_tree_net.emplace(std::move(scope));
       }
       CRYO_ASSIGN(guard, Guard::start(options.network_lock, table, tcp, marker));

@@ -495,7 +495,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   UniqueFd net_ns;
   std::string ns_lock;
   {
-    std::optional<ns::NetNsScope> in_tree_net;
+    std::optional<ns::Scope> in_tree_net;
     if (img.tree.has_net_ns()) {
       auto lock_inside = [&]() -> Status {
         if (lock.method().empty()) return {};
@@ -503,7 +503,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
         return {};
       };
       CRYO_ASSIGN(net_ns, ns::make_net_ns(img.tree.net_ns(), options.net_ns, options.inherit_fds, lock_inside));
-      CRYO_ASSIGN(auto scope, ns::NetNsScope::enter(net_ns.get()));
+      CRYO_ASSIGN(auto scope, ns::Scope::enter(net_ns.get(), CLONE_NEWNET));
       in_tree_net.emplace(std::move(scope));
     } else if (!options.net_ns.join.empty()) {
       return Error(EINVAL, "--join-ns net:" + options.net_ns.join + ": the image's tree shared cryo's network namespace");

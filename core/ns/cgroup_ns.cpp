@@ -1,4 +1,5 @@
 #include "core/ns/cgroup_ns.h"
+#include "core/ns/namespaces.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -11,17 +12,13 @@ namespace cryo::ns {
 
 Status dump_cgroup_ns(pid_t pid, image::Tree* out) {
   std::string base = "/proc/" + std::to_string(pid);
-  CRYO_ASSIGN(std::string mine, read_link("/proc/self/ns/cgroup"));
-  CRYO_ASSIGN(std::string theirs, read_link(base + "/ns/cgroup"));
-  if (mine == theirs) return {};
+  if (!own_namespace(pid, "cgroup")) return {};
   // /proc/PID/cgroup shows paths relative to the reader's namespace: read it
   // from cryo's and from the tree's; the difference is the tree's root.
   CRYO_ASSIGN(std::string outside, read_file(base + "/cgroup"));
-  CRYO_ASSIGN(UniqueFd own, open_file("/proc/self/ns/cgroup", O_RDONLY | O_CLOEXEC));
-  CRYO_ASSIGN(UniqueFd target, open_file(base + "/ns/cgroup", O_RDONLY | O_CLOEXEC));
-  if (::setns(target.get(), CLONE_NEWCGROUP) < 0) return errno_error("setns into the cgroup namespace of " + pid_str(pid));
+  CRYO_ASSIGN(Scope in_tree, Scope::enter(pid, "cgroup", CLONE_NEWCGROUP));
   auto inside = read_file(base + "/cgroup");
-  if (::setns(own.get(), CLONE_NEWCGROUP) < 0) return errno_error("setns back into cryo's cgroup namespace");
+  CRYO_TRY(in_tree.leave());
   if (!inside.ok()) return std::move(inside).error();
   CRYO_ASSIGN(auto host_view, cgroup::parse_proc_cgroup(outside));
   CRYO_ASSIGN(auto tree_view, cgroup::parse_proc_cgroup(*inside));

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "core/ns/ipc_ns.h"
+#include "core/ns/namespaces.h"
 #include "core/ns/ipc_ns_sysctls.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
@@ -38,36 +39,6 @@ namespace {
 constexpr uint64_t kPage = 4096;
 
 std::string ns_path(pid_t pid) { return "/proc/" + std::to_string(pid) + "/ns/ipc"; }
-
-// This thread in the IPC namespace of a process until destroyed (or left).
-class InsideIpcNs {
- public:
-  static Result<InsideIpcNs> enter(pid_t pid) {
-    InsideIpcNs in;
-    CRYO_ASSIGN(in.own_, open_file("/proc/thread-self/ns/ipc", O_RDONLY | O_CLOEXEC));
-    CRYO_ASSIGN(UniqueFd target, open_file(ns_path(pid), O_RDONLY | O_CLOEXEC));
-    if (::setns(target.get(), CLONE_NEWIPC) < 0) return errno_error("setns into the ipc namespace of " + pid_str(pid));
-    in.inside_ = true;
-    return in;
-  }
-  InsideIpcNs(InsideIpcNs&& o) noexcept : own_(std::move(o.own_)), inside_(o.inside_) { o.inside_ = false; }
-  InsideIpcNs& operator=(InsideIpcNs&&) = delete;
-  ~InsideIpcNs() {
-    auto st = leave();
-    if (!st.ok()) log::error(st.error().message());
-  }
-  Status leave() {
-    if (!inside_) return {};
-    inside_ = false;
-    if (::setns(own_.get(), CLONE_NEWIPC) < 0) return errno_error("setns back into cryo's ipc namespace");
-    return {};
-  }
-
- private:
-  InsideIpcNs() = default;
-  UniqueFd own_;
-  bool inside_ = false;
-};
 
 // Every process of the namespace must be in the tree: one outside it would
 // lose the objects it shares with the tree, and could change them meanwhile.
@@ -353,14 +324,13 @@ Status dump_posix_queues(image::IpcNamespace* out) {
 Result<std::optional<image::IpcNamespace>> dump_ipc_ns(const tree::FrozenTree& tree, const PidMap& pids,
                                                      image::PageWriter& pages, mm::DumpStats* stats) {
   pid_t root = tree.processes().front().pid;
-  CRYO_ASSIGN(std::string mine, read_link("/proc/thread-self/ns/ipc"));
+  if (!own_namespace(root, "ipc")) return std::optional<image::IpcNamespace>();
   CRYO_ASSIGN(std::string theirs, read_link(ns_path(root)));
-  if (mine == theirs) return std::optional<image::IpcNamespace>();
   uint64_t start = now_us();
   CRYO_TRY(check_no_outsiders(tree, theirs));
   image::IpcNamespace out;
   {
-    CRYO_ASSIGN(InsideIpcNs inside, InsideIpcNs::enter(root));
+    CRYO_ASSIGN(Scope inside, Scope::enter(root, "ipc", CLONE_NEWIPC));
     dump_sysctls(&out);
     CRYO_TRY(dump_segments(&out, pages, stats));
     CRYO_TRY(dump_semaphores(&out, tree, pids));

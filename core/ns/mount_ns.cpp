@@ -288,11 +288,6 @@ Status set_own_bind(const image::Mount& source, const files::MountInfo& mi, cons
 
 }  // namespace
 
-bool own_mount_ns(pid_t pid) {
-  auto mine = read_link("/proc/self/ns/mnt");
-  auto theirs = read_link("/proc/" + std::to_string(pid) + "/ns/mnt");
-  return mine.ok() && theirs.ok() && *mine != *theirs;
-}
 
 Status dump_mount_ns(pid_t root, image::MountNs* out, const std::map<std::string, std::string>& externals) {
   CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(root) + "/mountinfo"));
@@ -659,10 +654,11 @@ MountHolder::MountHolder(MountHolder&& other) noexcept
     : pid_(std::exchange(other.pid_, 0)), root_(std::move(other.root_)), ns_(std::move(other.ns_)) {}
 
 MountHolder& MountHolder::operator=(MountHolder&& other) noexcept {
-  if (this != &other) {
-    this->~MountHolder();
-    new (this) MountHolder(std::move(other));
-  }
+  // Ours goes with `other`'s old self, which is destroyed as a temporary.
+  MountHolder old(std::move(other));
+  std::swap(pid_, old.pid_);
+  std::swap(root_, old.root_);
+  std::swap(ns_, old.ns_);
   return *this;
 }
 

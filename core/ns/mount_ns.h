@@ -29,8 +29,6 @@
 
 namespace cryo::ns {
 
-// Whether pid is in another mount namespace than cryo.
-bool own_mount_ns(pid_t pid);
 
 // The mount table of pid's namespace. Refuses a mount it cannot make again,
 // naming it. externals: mount points named external (--external

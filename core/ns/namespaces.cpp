@@ -3,7 +3,11 @@
 #include <fcntl.h>
 #include <sched.h>
 
+#include <cstring>
+
 #include "core/sys/io.h"
+#include "core/sys/log.h"
+#include "core/sys/util.h"
 
 namespace cryo::ns {
 
@@ -23,6 +27,54 @@ std::string proc_name(const std::string& type) {
   if (type == "network") return "net";
   if (type == "mount") return "mnt";
   return type;
+}
+
+bool own_namespace(pid_t pid, const std::string& kind) {
+  auto mine = read_link("/proc/self/ns/" + kind);
+  auto theirs = read_link("/proc/" + std::to_string(pid) + "/ns/" + kind);
+  return mine.ok() && theirs.ok() && *mine != *theirs;
+}
+
+namespace {
+
+const char* kind_of(int flag) {
+  switch (flag) {
+    case CLONE_NEWNET: return "net";
+    case CLONE_NEWUTS: return "uts";
+    case CLONE_NEWIPC: return "ipc";
+    case CLONE_NEWCGROUP: return "cgroup";
+    case CLONE_NEWNS: return "mnt";
+    case CLONE_NEWTIME: return "time";
+  }
+  return "?";
+}
+
+}  // namespace
+
+Result<Scope> Scope::enter(int ns_fd, int flag) {
+  Scope scope;
+  scope.flag_ = flag;
+  std::string kind = kind_of(flag);
+  CRYO_ASSIGN(scope.back_, open_file("/proc/thread-self/ns/" + kind, O_RDONLY | O_CLOEXEC));
+  if (::setns(ns_fd, flag) < 0) return errno_error("entering the tree's " + kind + " namespace");
+  return scope;
+}
+
+Result<Scope> Scope::enter(pid_t pid, const std::string& kind, int flag) {
+  CRYO_ASSIGN(UniqueFd target, open_file("/proc/" + std::to_string(pid) + "/ns/" + kind, O_RDONLY | O_CLOEXEC));
+  return enter(target.get(), flag).wrap("the " + kind + " namespace of " + pid_str(pid));
+}
+
+Status Scope::leave() {
+  if (!back_.valid()) return {};
+  UniqueFd back = std::move(back_);
+  if (::setns(back.get(), flag_) < 0)
+    return errno_error("returning to cryo's " + std::string(kind_of(flag_)) + " namespace");
+  return {};
+}
+
+Scope::~Scope() {
+  if (auto st = leave(); !st.ok()) log::error(st.error().message());
 }
 
 Status join_fd(int fd, int flag, const std::string& what) {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/sys/fd.h"
 #include "core/sys/result.h"
 
 namespace cryo::ns {
@@ -15,6 +16,30 @@ namespace cryo::ns {
 int clone_flag(const std::string& type);
 // The /proc/PID/ns/ file name of a type ("network" -> "net", "mount" -> "mnt").
 std::string proc_name(const std::string& type);
+
+// Whether pid is in a namespace of that kind ("net", "mnt", "uts"...) other
+// than cryo's; false when either cannot be read (a kind this kernel lacks,
+// a task gone).
+bool own_namespace(pid_t pid, const std::string& kind);
+
+// The calling thread in another namespace until destroyed (back in the one
+// it was in): what it reads or makes meanwhile is that namespace's.
+class Scope {
+ public:
+  // flag: the namespace's CLONE_NEW* (net, uts, ipc, cgroup).
+  static Result<Scope> enter(int ns_fd, int flag);
+  // The same from a process's namespace of that kind.
+  static Result<Scope> enter(pid_t pid, const std::string& kind, int flag);
+  Scope(Scope&&) noexcept = default;
+  ~Scope();  // leaves, logging a failure
+  // Back in the namespace it was in (once; later calls do nothing).
+  Status leave();
+
+ private:
+  Scope() = default;
+  UniqueFd back_;
+  int flag_ = 0;
+};
 
 // Joins the namespace at path (setns), checking it is of the expected type.
 Status join(const std::string& path, int flag);

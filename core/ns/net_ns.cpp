@@ -64,24 +64,6 @@ Result<UniqueFd> new_net_ns(bool lo_up, const std::function<Status()>& first) {
 
 }  // namespace
 
-bool own_net_ns(pid_t pid) {
-  auto mine = read_link("/proc/self/ns/net");
-  auto theirs = read_link("/proc/" + std::to_string(pid) + "/ns/net");
-  return mine.ok() && theirs.ok() && *mine != *theirs;
-}
-
-Result<NetNsScope> NetNsScope::enter(int ns_fd) {
-  NetNsScope scope;
-  CRYO_ASSIGN(scope.back_, open_file("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-  if (::setns(ns_fd, CLONE_NEWNET) < 0) return errno_error("entering the tree's network namespace");
-  return scope;
-}
-
-NetNsScope::~NetNsScope() {
-  if (back_.valid() && ::setns(back_.get(), CLONE_NEWNET) < 0)
-    log::error(std::string("cannot return to cryo's network namespace: ") + std::strerror(errno));
-}
-
 Status dump_net_ns(pid_t pid, image::NetNs* out, const NetNsDumpOptions& options) {
   std::string path = "/proc/" + std::to_string(pid) + "/ns/net";
   CRYO_ASSIGN(UniqueFd ns, open_file(path, O_RDONLY | O_CLOEXEC));
@@ -92,7 +74,7 @@ Status dump_net_ns(pid_t pid, image::NetNs* out, const NetNsDumpOptions& options
     return {};
   }
   if (options.empty) {  // only lo's state: the caller sets the rest up again
-    CRYO_ASSIGN(NetNsScope inside, NetNsScope::enter(ns.get()));
+    CRYO_ASSIGN(Scope inside, Scope::enter(ns.get(), CLONE_NEWNET));
     UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     struct ifreq req = {};
     std::strcpy(req.ifr_name, "lo");
@@ -103,7 +85,7 @@ Status dump_net_ns(pid_t pid, image::NetNs* out, const NetNsDumpOptions& options
   }
   CRYO_ASSIGN(UniqueFd own, open_file("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
   CRYO_ASSIGN(net::Rtnl outside, net::Rtnl::open());
-  CRYO_ASSIGN(NetNsScope inside, NetNsScope::enter(ns.get()));
+  CRYO_ASSIGN(Scope inside, Scope::enter(ns.get(), CLONE_NEWNET));
   return net::dump_config(outside, own.get(), out).wrap("the network namespace of " + pid_str(pid));
 }
 
@@ -142,14 +124,14 @@ Result<UniqueFd> make_net_ns(const image::NetNs& ns, const NetNsRestoreOptions& 
   if (!options.join.empty() || !ns.external_key().empty()) {
     CRYO_ASSIGN(UniqueFd given, given_net_ns(ns, options, inherit_fds));
     if (first) {
-      CRYO_ASSIGN(NetNsScope inside, NetNsScope::enter(given.get()));
+      CRYO_ASSIGN(Scope inside, Scope::enter(given.get(), CLONE_NEWNET));
       CRYO_TRY(first());
     }
     return given;
   }
   CRYO_ASSIGN(UniqueFd made, new_net_ns(ns.lo_up(), first));
   if (left_to_caller(ns, options)) {
-    CRYO_ASSIGN(NetNsScope inside, NetNsScope::enter(made.get()));
+    CRYO_ASSIGN(Scope inside, Scope::enter(made.get(), CLONE_NEWNET));
     CRYO_TRY(set_nonlocal_bind("1"));
     return made;
   }

@@ -17,30 +17,16 @@
 #include "core/files/external.h"
 #include "core/image/proto/tree.pb.h"
 #include "core/ns/net/options.h"
+#include "core/ns/namespaces.h"
 #include "core/sys/fd.h"
 #include "core/sys/result.h"
 
 namespace cryo::ns {
 
-// Whether pid is in another network namespace than cryo.
-bool own_net_ns(pid_t pid);
 
 // The state of pid's network namespace; refuses what it cannot make again.
 Status dump_net_ns(pid_t pid, image::NetNs* out, const NetNsDumpOptions& options = {});
 
-
-// The calling thread in another network namespace until destroyed (back in
-// the one it was in). Sockets made meanwhile are the namespace's.
-class NetNsScope {
- public:
-  static Result<NetNsScope> enter(int ns_fd);
-  NetNsScope(NetNsScope&&) noexcept = default;
-  ~NetNsScope();
-
- private:
-  NetNsScope() = default;
-  UniqueFd back_;
-};
 
 // The tree's network namespace as the image and the options say, held by
 // the returned fd: the one given (--join-ns, or the --inherit-fd for an

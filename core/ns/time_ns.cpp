@@ -1,4 +1,5 @@
 #include "core/ns/time_ns.h"
+#include "core/ns/namespaces.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -48,9 +49,7 @@ std::string offset_line(const char* clock, int64_t offset) {
 
 Result<bool> dump_time_ns(pid_t pid, image::TimeNs* out) {
   std::string base = "/proc/" + std::to_string(pid);
-  CRYO_ASSIGN(std::string mine, read_link("/proc/self/ns/time"));
-  CRYO_ASSIGN(std::string theirs, read_link(base + "/ns/time"));
-  if (mine == theirs) return false;
+  if (!own_namespace(pid, "time")) return false;
   CRYO_ASSIGN(std::string text, read_file(base + "/timens_offsets"));
   int64_t monotonic = 0, boottime = 0;
   CRYO_TRY(parse_offsets(text, &monotonic, &boottime));

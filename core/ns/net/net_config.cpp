@@ -32,12 +32,12 @@ Status restore_config(const image::NetNs& ns, int ns_fd, int cryo_ns, const NetN
   CRYO_ASSIGN(Rtnl outside, Rtnl::open());
   Rtnl inside;
   {
-    CRYO_ASSIGN(auto scope, NetNsScope::enter(ns_fd));
+    CRYO_ASSIGN(auto scope, Scope::enter(ns_fd, CLONE_NEWNET));
     CRYO_ASSIGN(inside, Rtnl::open());
   }
   CRYO_TRY(make_links(inside, cryo_ns, ns, peers));
   {
-    CRYO_ASSIGN(auto scope, NetNsScope::enter(ns_fd));
+    CRYO_ASSIGN(auto scope, Scope::enter(ns_fd, CLONE_NEWNET));
     CRYO_TRY(write_sysctls(ns, options.weak_sysctls));
   }
   CRYO_TRY(set_links_up(inside, outside, ns, peers));
@@ -45,7 +45,7 @@ Status restore_config(const image::NetNs& ns, int ns_fd, int cryo_ns, const NetN
   CRYO_TRY(make_addrs(inside, index, ns));
   CRYO_TRY(make_routes(inside, index, ns));
   CRYO_TRY(make_rules(inside, ns));
-  CRYO_ASSIGN(auto scope, NetNsScope::enter(ns_fd));
+  CRYO_ASSIGN(auto scope, Scope::enter(ns_fd, CLONE_NEWNET));
   return load_firewall(ns.firewall());
 }
 
