@@ -158,37 +158,13 @@ def case_leave_running(env):
     env.trigger_and_report(pid, report)
 
 
-SERVER = r'''
-import http.server, os, sys, time
-address, delay, go, ready = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
-while not os.path.exists(go):  # its namespace gets its veth first
-    time.sleep(0.02)
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        time.sleep(delay)
-        body = b"Done after checkpoint!\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-server = http.server.ThreadingHTTPServer((address, 0), Handler)
-server.daemon_threads = True
-with open(ready, "w") as f:
-    f.write(f"READY port={server.server_address[1]}\n")
-server.serve_forever()
-'''
+SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib", "web_server.py")
 
 
 def case_web_demo_veth(env):
     with VethNet("web") as net:
-        script = env.path("server.py")
-        with open(script, "w") as f:
-            f.write(SERVER)
         go, ready = env.path("go"), env.path("ready")
-        pid = env.spawn(["unshare", "--net", "/usr/bin/python3", script, net.inner_v4, "10", go, ready], name="server")
+        pid = env.spawn(["unshare", "--net", "/usr/bin/python3", SERVER, net.inner_v4, 0, 10, ready, go], name="server")
         deadline = time.monotonic() + 10
         while os.readlink(f"/proc/{pid}/ns/net") == os.readlink("/proc/self/ns/net"):
             check(time.monotonic() < deadline, "the server has no network namespace of its own")

@@ -20,25 +20,7 @@ from harness import (TestFailure, check, check_eq, exists, hash_dir, log, reap, 
 
 PYTHON = "/usr/bin/python3"
 
-SERVER = r'''
-import http.server, sys, time
-port, delay, ready = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        time.sleep(delay)
-        body = b"Done after checkpoint!\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-server.daemon_threads = True
-open(ready, "w").write("READY\n")
-server.serve_forever()
-'''
+SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib", "web_server.py")
 
 STREAMER = r'''
 # Reads a numbered stream from one client and writes one back, both checked in order.
@@ -268,7 +250,7 @@ def check_no_lock(what):
 def start_server(env, delay):
     port = free_port()
     ready = env.path(f"server-{port}.ready")
-    pid = env.spawn([PYTHON, write(env, "server.py", SERVER), port, delay, ready], name="server")
+    pid = env.spawn([PYTHON, SERVER, "127.0.0.1", port, delay, ready], name="server")
     env.wait_file(ready, pid=pid)
     return pid, port
 
