@@ -2,7 +2,7 @@
 """Process mode, a tree in a network namespace of its own with its configuration.
 
 - veth: the tree's namespace has a veth pair to the host (v4 and v6 addresses on both ends; promisc,
-  mtu 1400, a second address inside), a veth pair with both ends inside, extra routes (main table, table 100, v6), rules (v4, v6),
+  mtu 1400, a second address inside), a veth pair with both ends inside, permanent neighbours (v4, v6 router), extra routes (main table, table 100, v6), rules (v4, v6),
   changed sysctls, an nft table and iptables/ip6tables rules; the program listens on TCP (v4
   address, v6 address) and UDP. After dump, kill and restore the namespace's links, addresses,
   routes, rules, sysctls, nft ruleset and iptables rules read as before (the nft ruleset holds
@@ -141,6 +141,8 @@ def full_setup(net):
             ip link set cryoin0 up
             ip link set cryoin1 mtu 9000 arp off up
             ip addr add 192.168.214.1/24 dev cryoin0
+            ip neigh add 10.213.{net.subnet}.77 lladdr 02:00:00:00:00:77 dev {inner} nud permanent
+            ip -6 neigh add fd00:213:{net.subnet}::77 lladdr 02:00:00:00:00:78 dev {inner} nud permanent router
             ip addr add 192.168.213.1/32 dev {inner}
             ip route add 10.214.0.0/16 via {h4} metric 50
             ip route add default via {h4} table 100
@@ -186,6 +188,7 @@ def net_state(pid):
                 continue
             state["routes"].append((r["dst"], r.get("gateway"), r.get("dev"), r.get("table"), r.get("metric")))
     state["rules"] = ns_run(pid, "ip", "rule") + ns_run(pid, "ip", "-6", "rule")
+    state["neighs"] = sorted(line for line in ns_run(pid, "ip", "neigh", "show", "nud", "permanent").splitlines())
     # Every sysctl it can read and write under these (stable_secret reads only once set).
     state["sysctls"] = json.loads(ns_run(pid, sys.executable, "-c", SYSCTLS))
     state["nft"] = re.sub(r"counter packets \d+ bytes \d+", "counter", ns_run(pid, "nft", "list", "ruleset"))
@@ -204,6 +207,7 @@ def case_veth(env):
         state = net_state(pid)
         check(any(a[1] == net.inner_v6 for a in state["addrs"]), f"no v6 address: {state['addrs']}")
         check("fwmark 0x42" in state["rules"], f"no rule: {state['rules']}")
+        check(len(state["neighs"]) == 2, f"no permanent neighbours: {state['neighs']}")
         check_eq(state["sysctls"]["core/somaxconn"], ["1234"], "somaxconn before")
         check("cryotest" in state["nft"] and "dport 7" in " ".join(state["iptables"]), "no firewall before")
         before = snapshot(pid)

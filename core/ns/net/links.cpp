@@ -32,26 +32,6 @@ bool fallback_tunnel(const std::string& kind, const std::string& name) {
   return known.count({kind, name}) > 0;
 }
 
-std::string mac_text(std::string_view raw) {
-  std::string out;
-  char part[4];
-  for (unsigned char c : raw) {
-    std::snprintf(part, sizeof part, "%s%02x", out.empty() ? "" : ":", c);
-    out += part;
-  }
-  return out;
-}
-
-bool mac_bytes(const std::string& text, std::string* raw) {
-  raw->clear();
-  unsigned b[6];
-  char tail;
-  if (std::sscanf(text.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6)
-    return false;
-  for (unsigned v : b) raw->push_back(static_cast<char>(v));
-  return true;
-}
-
 std::string kind_of(const RtAttrs& a) {
   if (!a.has(IFLA_LINKINFO)) return "";
   auto info = a.bytes(IFLA_LINKINFO);
@@ -165,6 +145,26 @@ VethPeer peer_of(const image::NetLink& l, const VethPeers& peers) {
 }
 
 }  // namespace
+
+std::string mac_text(std::string_view raw) {
+  std::string out;
+  char part[4];
+  for (unsigned char c : raw) {
+    std::snprintf(part, sizeof part, "%s%02x", out.empty() ? "" : ":", c);
+    out += part;
+  }
+  return out;
+}
+
+bool mac_bytes(const std::string& text, std::string* raw) {
+  raw->clear();
+  unsigned b[6];
+  char tail;
+  if (std::sscanf(text.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6)
+    return false;
+  for (unsigned v : b) raw->push_back(static_cast<char>(v));
+  return true;
+}
 
 bool valid_link_name(const std::string& name) {
   if (name.empty() || name.size() >= IFNAMSIZ || name == "." || name == "..") return false;

@@ -1,5 +1,7 @@
 #include "core/ns/net/net_config.h"
 
+#include <linux/if.h>
+
 #include "core/ns/net_ns.h"
 
 namespace cryo::ns::net {
@@ -11,10 +13,11 @@ Status dump_config(Rtnl& outside, int cryo_ns, image::NetNs* out) {
   CRYO_TRY(dump_addrs(inside, names, out).wrap("reading its addresses"));
   CRYO_TRY(dump_routes(inside, names, out));
   CRYO_TRY(dump_rules(inside, out).wrap("reading its rules"));
+  CRYO_TRY(dump_neighs(inside, names, out));
   CRYO_TRY(dump_sysctls(out));
   CRYO_TRY(dump_firewall(out->mutable_firewall()));
   for (const auto& l : out->links())
-    if (l.kind() == "loopback") out->set_lo_up((l.flags() & 1) != 0);  // IFF_UP, for an older cryo
+    if (l.kind() == "loopback") out->set_lo_up((l.flags() & IFF_UP) != 0);  // for an older cryo
   return {};
 }
 
@@ -43,6 +46,7 @@ Status restore_config(const image::NetNs& ns, int ns_fd, int cryo_ns, const NetN
   CRYO_TRY(set_links_up(inside, outside, ns, peers));
   CRYO_ASSIGN(auto index, link_indexes(inside));
   CRYO_TRY(make_addrs(inside, index, ns));
+  CRYO_TRY(make_neighs(inside, index, ns));
   CRYO_TRY(make_routes(inside, index, ns));
   CRYO_TRY(make_rules(inside, ns));
   CRYO_ASSIGN(auto scope, Scope::enter(ns_fd, CLONE_NEWNET));

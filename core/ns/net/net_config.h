@@ -1,8 +1,9 @@
 // The configuration of a network namespace: its devices (lo, veth, dummy),
 // addresses, routes, rules, sysctls and firewall. The dump reads them with
 // cryo's thread inside the namespace; the restore makes them again in a new
-// one, in this order: links (down), sysctls, links up, addresses, routes,
-// rules, firewall, before the tree's sockets are made inside.
+// one, in this order: links (down), sysctls, links up, addresses,
+// neighbours, routes, rules, firewall, before the tree's sockets are made
+// inside.
 //
 // A veth's peer outside the namespace is external, as in CRIU: it is made
 // again in cryo's network namespace under its dumped name (or the one
@@ -42,6 +43,7 @@ Status dump_links(Rtnl& inside, Rtnl& outside, int cryo_ns, image::NetNs* out, L
 Status dump_addrs(Rtnl& inside, const LinkNames& names, image::NetNs* out);
 Status dump_routes(Rtnl& inside, const LinkNames& names, image::NetNs* out);
 Status dump_rules(Rtnl& inside, image::NetNs* out);
+Status dump_neighs(Rtnl& inside, const LinkNames& names, image::NetNs* out);
 Status dump_sysctls(image::NetNs* out);
 Status dump_firewall(image::NetFirewall* out);
 
@@ -56,11 +58,14 @@ Result<std::map<std::string, int>> link_indexes(Rtnl& rtnl);
 Status make_addrs(Rtnl& inside, const std::map<std::string, int>& index, const image::NetNs& ns);
 Status make_routes(Rtnl& inside, const std::map<std::string, int>& index, const image::NetNs& ns);
 Status make_rules(Rtnl& inside, const image::NetNs& ns);
+Status make_neighs(Rtnl& inside, const std::map<std::string, int>& index, const image::NetNs& ns);
 // These two with the calling thread inside the namespace.
 Status write_sysctls(const image::NetNs& ns, bool weak);
 Status load_firewall(const image::NetFirewall& fw);
 
 // A device name the kernel would take (and one safe in a /proc/sys path).
 bool valid_link_name(const std::string& name);
+std::string mac_text(std::string_view raw);
+bool mac_bytes(const std::string& text, std::string* raw);
 
 }  // namespace cryo::ns::net
