@@ -27,6 +27,7 @@
 #include "core/ns/net_ns.h"
 #include "core/ns/pid_ns.h"
 #include "core/ns/time_ns.h"
+#include "core/ns/user_ns.h"
 #include "core/sys/io.h"
 #include "core/cgroup/freezer.h"
 #include "core/cgroup/membership.h"
@@ -58,9 +59,8 @@ Status check_namespaces(pid_t pid, pid_t root) {
   // Pid namespaces, the tree's and those nested in it, are ns::PidMap's.
   for (const char* ns : {"mnt", "net", "ipc", "uts", "user", "cgroup", "time"}) {
     // The root's namespaces are saved whole (dump_mount_ns, dump_ipc_ns,
-    // dump_time_ns, dump_cgroup_ns, dump_net_ns, dump_uts), all but a user
-    // namespace.
-    bool own_allowed = std::string_view(ns) != "user";
+    // dump_time_ns, dump_cgroup_ns, dump_net_ns, dump_uts, dump_user_ns).
+    bool own_allowed = true;
     std::string self = std::string("/proc/self/ns/") + ns;
     std::string theirs = "/proc/" + std::to_string(pid) + "/ns/" + ns;
     std::string roots = "/proc/" + std::to_string(root) + "/ns/" + ns;
@@ -193,6 +193,9 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   CRYO_TRY(check_interrupt("while the tree was being frozen"));
   CRYO_ASSIGN(ns::PidMap pids, ns::PidMap::of_tree(tree));
   CRYO_TRY(check_sessions(tree, options.shell_job));
+  CRYO_TRY(ns::check_namespace_owners(options.pid));
+  std::optional<image::UserNs> user_ns;  // every id of the image is then the tree's
+  if (ns::own_namespace(options.pid, "user")) CRYO_TRY(ns::dump_user_ns(options.pid, &user_ns.emplace()));
   bool own_mounts = ns::own_namespace(options.pid, "mnt");
   image::MountNs mount_ns;
   if (own_mounts) CRYO_TRY(ns::dump_mount_ns(options.pid, &mount_ns, options.external_mounts));
@@ -252,6 +255,8 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
       c->set_path(m.path);
     }
   }
+  // Until the restore makes user namespaces (the checks above stand).
+  if (user_ns) return Error(pid_str(options.pid) + " is in a user namespace of its own (not supported yet)");
   CRYO_TRY(check_interrupt("before the files were dumped"));
   {
     std::optional<ns::Scope> in_tree_net;  // sock_diag answers for the namespace it is asked in
@@ -313,6 +318,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   mm::DumpStats stats;
   CRYO_ASSIGN(auto ipc, ns::dump_ipc_ns(tree, pids, *pages, &stats));  // its segments are the ones the tree attaches
   if (ipc) files.use_ipc_namespace(ipc->mutable_shms());
+  if (user_ns) CRYO_TRY(ns::to_tree_view(*user_ns, &cores, nullptr, nullptr));
   for (const auto& p : tree.processes()) {
     if (p.zombie) continue;
     image::Mm mm;
@@ -338,6 +344,10 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   if (own_net) *tree_entry.mutable_net_ns() = net_ns;
   CRYO_TRY(cgroup::dump_tree_cgroups(cores, options.cgroup_roots, &tree_entry));
   if (ipc) tree_entry.mutable_ipc()->Swap(&*ipc);
+  if (user_ns) {
+    CRYO_TRY(ns::to_tree_view(*user_ns, nullptr, &files.files(), &tree_entry));
+    *tree_entry.mutable_user_ns() = *user_ns;
+  }
   pids.translate(&tree_entry);
   pids.translate(&files.files());
   CRYO_TRY(dir.write(image::kTreeName, image::Kind::kTree, tree_entry));

@@ -428,6 +428,8 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   if (reader.inventory().shell_job() && !options.shell_job)
     return Error("the image was dumped with --shell-job; restore it with --shell-job");
   CRYO_ASSIGN(LoadedImage img, load_image(reader));
+  if (img.tree.has_user_ns())
+    return Error("the image's tree has a user namespace of its own, whose restore is not supported yet");
   if (options.tcp_close) net::close_connections(&img.files);
   for (const auto& f : img.files.files())
     if (f.kind() == image::FileDesc::SOCKET && f.socket().family() != AF_UNIX && f.socket().type() == SOCK_STREAM &&
