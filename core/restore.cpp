@@ -42,6 +42,7 @@
 #include "core/ns/mount_ns.h"
 #include "core/ns/net_ns.h"
 #include "core/ns/pid_ns.h"
+#include "core/ns/user_ns.h"
 #include "core/ptrace/ptrace.h"
 #include "core/sys/io.h"
 #include "core/sys/interrupt.h"
@@ -399,6 +400,21 @@ Status leave_cgroup_ns_roots(const std::vector<cgroup::Membership>& own) {
   return cgroup::join(::getpid(), own, hierarchies, cgroup::Manage::kExisting, &none).wrap("back into cryo's cgroups");
 }
 
+// The tree's user namespace (none when it shares cryo's), and from inside
+// it its network namespace; what cryo makes from outside it takes
+// the host's ids from here on (see core/ns/user_ns.h).
+Result<std::optional<ns::UserNsMaker>> make_user_ns(LoadedImage* img, const RestoreOptions& options) {
+  if (!img->tree.has_user_ns()) return std::optional<ns::UserNsMaker>();
+  if (options.new_pidns) return Error("--new-pidns: the image's tree has a user namespace of its own (not supported yet)");
+  if (img->tree.has_mount_ns())
+    return Error("the image's tree has a user namespace and a mount namespace of its own (not supported yet)");
+  if (img->tree.has_net_ns() && (!options.net_ns.join.empty() || !img->tree.net_ns().external_key().empty()))
+    return Error("the image's tree has a user namespace of its own: its network namespace cannot be an existing one");
+  CRYO_TRY(ns::to_host_view(img->tree.user_ns(), &img->files, nullptr));
+  CRYO_ASSIGN(auto made, ns::UserNsMaker::make(img->tree.user_ns(), img->tree.has_net_ns() ? CLONE_NEWNET : 0));
+  return std::optional<ns::UserNsMaker>(std::move(made));
+}
+
 Status write_pidfile(const std::string& path, pid_t pid) {
   if (path.empty()) return {};
   return write_file_atomic(path, std::to_string(pid) + "\n");
@@ -428,8 +444,6 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   if (reader.inventory().shell_job() && !options.shell_job)
     return Error("the image was dumped with --shell-job; restore it with --shell-job");
   CRYO_ASSIGN(LoadedImage img, load_image(reader));
-  if (img.tree.has_user_ns())
-    return Error("the image's tree has a user namespace of its own, whose restore is not supported yet");
   if (options.tcp_close) net::close_connections(&img.files);
   for (const auto& f : img.files.files())
     if (f.kind() == image::FileDesc::SOCKET && f.socket().family() != AF_UNIX && f.socket().type() == SOCK_STREAM &&
@@ -451,6 +465,9 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   if (options.new_pidns && img.tree.own_pid_ns())
     return Error("the image's tree has a pid namespace of its own already (restore it without --new-pidns)");
   bool pid_ns = img.tree.own_pid_ns() || options.new_pidns;
+  // A user namespace of the tree's own comes first, with the empty
+  // namespaces cryo fills from outside, made in it so that it owns them.
+  CRYO_ASSIGN(auto user_ns, make_user_ns(&img, options));
   if (!pid_ns) CRYO_TRY(check_ids_free(img.tree));  // else a fresh namespace has them all
 
   std::vector<const image::Process*> cores;
@@ -504,7 +521,9 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
         CRYO_ASSIGN(ns_lock, net::lock_connections(connections_to_lock(img.files), lock.method(), net::new_lock_table()));
         return {};
       };
-      CRYO_ASSIGN(net_ns, ns::make_net_ns(img.tree.net_ns(), options.net_ns, options.inherit_fds, lock_inside));
+      auto net_options = options.net_ns;
+      if (user_ns) net_options.made = user_ns->net_fd();
+      CRYO_ASSIGN(net_ns, ns::make_net_ns(img.tree.net_ns(), net_options, options.inherit_fds, lock_inside));
       CRYO_ASSIGN(auto scope, ns::Scope::enter(net_ns.get(), CLONE_NEWNET));
       in_tree_net.emplace(std::move(scope));
     } else if (!options.net_ns.join.empty()) {
@@ -550,6 +569,10 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   if (img.tree.has_time_ns()) plan.time_ns = &img.tree.time_ns();
   plan.own_pid_ns = img.tree.own_pid_ns();
   plan.net_ns_fd = net_ns.valid() ? net_ns.get() : -1;
+  if (user_ns) {
+    plan.user_ns = &img.tree.user_ns();
+    plan.user_ns_fd = user_ns->user_fd();
+  }
   if (mounts) {
     plan.mount_ns = &img.tree.mount_ns();
     plan.mount_ns_fd = mounts->ns_fd();

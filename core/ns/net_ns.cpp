@@ -40,9 +40,10 @@ Result<UniqueFd> join_net_ns(const std::string& join) {
 }
 
 // A new namespace with lo alone, up if it was; first runs in it before.
-Result<UniqueFd> new_net_ns(bool lo_up, const std::function<Status()>& first) {
+Result<UniqueFd> new_net_ns(bool lo_up, const std::function<Status()>& first, int made_already) {
   CRYO_ASSIGN(UniqueFd back, open_file("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-  if (::unshare(CLONE_NEWNET) < 0) return errno_error("unshare(CLONE_NEWNET)");
+  if ((made_already >= 0 ? ::setns(made_already, CLONE_NEWNET) : ::unshare(CLONE_NEWNET)) < 0)
+    return errno_error(made_already >= 0 ? "entering the tree's new network namespace" : "unshare(CLONE_NEWNET)");
   auto made = open_file("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
   Status up = made.ok() && first ? first() : Status();
   if (made.ok() && up.ok() && lo_up) {
@@ -129,7 +130,7 @@ Result<UniqueFd> make_net_ns(const image::NetNs& ns, const NetNsRestoreOptions& 
     }
     return given;
   }
-  CRYO_ASSIGN(UniqueFd made, new_net_ns(ns.lo_up(), first));
+  CRYO_ASSIGN(UniqueFd made, new_net_ns(ns.lo_up(), first, options.made));
   if (left_to_caller(ns, options)) {
     CRYO_ASSIGN(Scope inside, Scope::enter(made.get(), CLONE_NEWNET));
     CRYO_TRY(set_nonlocal_bind("1"));

@@ -208,8 +208,6 @@ Status write_maps(pid_t pid, const image::UserNs& ns) {
   char c;
   if (::read(go_read, &c, 1) != 1) ::_exit(1);
   int err = 0;
-  // A pid namespace made by unshare is the one the maker's children would
-  // be born in: cryo forks the tree's root into it.
   if (flags && ::unshare(flags) < 0) err = errno;
   (void)!::write(done_write, &err, sizeof err);
   for (;;) ::pause();
@@ -296,7 +294,8 @@ std::optional<uint32_t> to_outside(const IdMapField& map, uint32_t id) {
 Status to_tree_view(const image::UserNs& ns, std::map<pid_t, image::Process>* cores, image::Files* files,
                     image::Tree* tree) {
   Owners o{Ids(ns.uid_map(), true, "uid"), Ids(ns.gid_map(), true, "gid")};
-  for (auto& [pid, core] : cores ? *cores : std::map<pid_t, image::Process>{}) {
+  std::map<pid_t, image::Process> none;
+  for (auto& [pid, core] : cores ? *cores : none) {
     CRYO_TRY(creds_view(o, core.mutable_creds(), pid_str(pid)));
     for (auto& t : *core.mutable_threads())
       if (t.has_creds()) CRYO_TRY(creds_view(o, t.mutable_creds(), pid_str(pid) + " thread " + std::to_string(t.tid())));
@@ -366,7 +365,6 @@ Result<UserNsMaker> UserNsMaker::make(const image::UserNs& ns, int flags) {
   st = open_ns("user", &made.user_);
   if (st.ok() && (flags & CLONE_NEWNET)) st = open_ns("net", &made.net_);
   if (st.ok() && (flags & CLONE_NEWNS)) st = open_ns("mnt", &made.mnt_);
-  if (st.ok() && (flags & CLONE_NEWPID)) st = open_ns("pid_for_children", &made.pid_);
   reap();
   if (!st.ok()) return std::move(st).error();
   return made;

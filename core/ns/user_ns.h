@@ -74,16 +74,16 @@ Status to_host_view(const image::UserNs& ns, image::Files* files, image::MountNs
 // fds, the maker is gone once made.
 class UserNsMaker {
  public:
-  // flags: CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, as the tree needs them.
+  // flags: CLONE_NEWNET, CLONE_NEWNS, as the tree needs them (a pid
+  // namespace needs its init to be opened: the tree's root is cloned in it).
   static Result<UserNsMaker> make(const image::UserNs& ns, int flags);
 
   int user_fd() const { return user_.get(); }
   int net_fd() const { return net_.get(); }    // -1 unless asked
   int mnt_fd() const { return mnt_.get(); }    // -1 unless asked
-  int pid_fd() const { return pid_.get(); }    // -1 unless asked: a pid namespace without its init yet
 
  private:
-  UniqueFd user_, net_, mnt_, pid_;
+  UniqueFd user_, net_, mnt_;
 };
 
 // In the tree's root stub, still in cryo's user namespace: takes the root's

@@ -104,6 +104,23 @@ Status restore_thread(pid_t pid, pid_t tid, const mm::Trampoline& tramp, const i
   return {};
 }
 
+// Whether the task has those supplementary groups already: in a user
+// namespace whose setgroups is denied, its processes keep the groups they
+// came in with, and setgroups fails even to set them again.
+Result<bool> has_groups(pid_t pid, ptrace::Remote& r, uint64_t d, const image::Creds& c) {
+  CRYO_ASSIGN(long n, r.call("getgroups", SYS_getgroups, {0, 0}));
+  if (n != c.groups_size() || n > 1024) return false;  // 1024: what the trampoline's data page holds
+  std::vector<uint32_t> now(static_cast<size_t>(n));
+  if (n > 0) {
+    CRYO_TRY(r.call("getgroups", SYS_getgroups, {static_cast<uint64_t>(n), d}));
+    CRYO_TRY(ptrace::read_memory(pid, d, now.data(), now.size() * 4));
+  }
+  std::vector<uint32_t> want(c.groups().begin(), c.groups().end());
+  std::sort(now.begin(), now.end());
+  std::sort(want.begin(), want.end());
+  return now == want;
+}
+
 Status restore_creds(pid_t pid, ptrace::Remote& r, const mm::Trampoline& tramp, const image::Creds& c) {
   if (c.uids_size() != 4 || c.gids_size() != 4) return Error(EINVAL, "credentials are incomplete");
   bool all_root = true;
@@ -113,7 +130,8 @@ Status restore_creds(pid_t pid, ptrace::Remote& r, const mm::Trampoline& tramp, 
   bool full_caps = (c.cap_permitted() & full) == full && (c.cap_effective() & full) == full &&
                    (c.cap_bounding() & full) == full && c.cap_inheritable() == 0 && c.cap_ambient() == 0;
   uint64_t d = tramp.data;
-  if (c.groups_size() > 0 || !all_root) {
+  CRYO_ASSIGN(bool same_groups, has_groups(pid, r, d, c));
+  if ((c.groups_size() > 0 || !all_root) && !same_groups) {
     if (c.groups_size() > 65536) return Error(EINVAL, "too many groups");
     std::vector<uint32_t> groups(c.groups().begin(), c.groups().end());
     if (!groups.empty()) CRYO_TRY(ptrace::write_memory(pid, d, groups.data(), groups.size() * 4));

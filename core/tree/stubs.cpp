@@ -2,6 +2,7 @@
 #include "core/ns/ipc_ns.h"
 #include "core/ns/mount_ns.h"
 #include "core/ns/time_ns.h"
+#include "core/ns/user_ns.h"
 #include "core/sys/kernel_abi.h"
 
 #include <fcntl.h>
@@ -70,6 +71,50 @@ long clone_nested(const image::TaskEntry& e, bool init) {
 
 [[noreturn]] void stub_main(const StubPlan& plan, size_t index, pid_t parent);
 
+// The init of the tree's pid namespace when the tree has a user namespace
+// of its own, which must own it: a pid namespace is owned by the user
+// namespace of the process that clones it. A launcher joins the user
+// namespace and clones the root there (CLONE_PARENT: the root is the
+// restorer's child, as it would be), says its pid, and exits.
+long clone_init_in_user_ns(const StubPlan& plan) {
+  int ends[2];
+  if (::pipe2(ends, O_CLOEXEC) < 0) return -1;
+  long launcher = ::fork();
+  if (launcher < 0) {
+    int saved = errno;
+    ::close(ends[0]);
+    ::close(ends[1]);
+    errno = saved;
+    return -1;
+  }
+  if (launcher == 0) {
+    ::close(ends[0]);
+    int result[2] = {-1, EINVAL};
+    const auto* root = plan.tasks[0].core;
+    auto entered = ns::enter_user_ns(*plan.user_ns, root ? root->creds() : image::Creds(), plan.user_ns_fd);
+    if (entered.ok()) {
+      abi::CloneArgs args{};
+      args.flags = CLONE_NEWPID | CLONE_PARENT;
+      long got = ::syscall(SYS_clone3, &args, sizeof args);
+      if (got == 0) stub_main(plan, 0, 0);
+      result[0] = static_cast<int>(got);
+      result[1] = got < 0 ? errno : 0;
+    } else if (entered.error().code()) {
+      result[1] = entered.error().code();
+    }
+    (void)!::write(ends[1], result, sizeof result);
+    ::_exit(0);
+  }
+  ::close(ends[1]);
+  int result[2] = {-1, EIO};
+  (void)!::read(ends[0], result, sizeof result);
+  ::close(ends[0]);
+  while (::waitpid(static_cast<pid_t>(launcher), nullptr, 0) < 0 && errno == EINTR) {
+  }
+  if (result[0] < 0) errno = result[1];
+  return result[0];
+}
+
 // Forks the stub of plan.tasks[index] from its parent's (nullptr: the
 // root's, from cryo); in the child, never returns.
 long fork_stub(const StubPlan& plan, size_t index, const image::TaskEntry* parent = nullptr) {
@@ -77,7 +122,8 @@ long fork_stub(const StubPlan& plan, size_t index, const image::TaskEntry* paren
   const image::TaskEntry& e = *plan.tasks[index].entry;
   bool init = index == 0 && plan.own_pid_ns;
   bool nested_init = parent && e.ns_pids_size() > parent->ns_pids_size();
-  long pid = init ? clone_new_pid_ns() : e.ns_pids_size() ? clone_nested(e, nested_init) : clone_with_pid(e.pid());
+  long pid = init ? (plan.user_ns ? clone_init_in_user_ns(plan) : clone_new_pid_ns())
+           : e.ns_pids_size() ? clone_nested(e, nested_init) : clone_with_pid(e.pid());
   if (pid == 0) stub_main(plan, index, init || nested_init ? 0 : self);  // an init's parent is outside: pid 0
   return pid;
 }
@@ -102,6 +148,17 @@ long fork_stub(const StubPlan& plan, size_t index, const image::TaskEntry* paren
     ::_exit(1);
   };
 
+  // First: every namespace the root makes is the user namespace's (an init
+  // of a pid namespace was cloned in it already).
+  if (index == 0 && plan.user_ns && !plan.own_pid_ns) {
+    auto entered = ns::enter_user_ns(*plan.user_ns, t.core ? t.core->creds() : image::Creds(), plan.user_ns_fd);
+    if (!entered.ok()) {
+      errno = entered.error().code();
+      fail(entered.error().context());
+    }
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // new credentials cleared it
+    if (::getppid() != parent) ::_exit(1);
+  }
   if (index == 0 && plan.net_ns_fd >= 0 && ::setns(plan.net_ns_fd, CLONE_NEWNET) < 0)
     fail("joining the tree's network namespace");
   if (index == 0 && plan.uts) {

@@ -71,6 +71,11 @@ struct StubPlan {
   // The tree's own network namespace, made by the restorer (its sockets are
   // in it): the root joins it first.
   int net_ns_fd = -1;
+  // The tree's own user namespace (ns::UserNsMaker): the root joins it
+  // before anything else (or is cloned in it, as the init of the tree's pid
+  // namespace), and makes its other namespaces inside it.
+  const image::UserNs* user_ns = nullptr;
+  int user_ns_fd = -1;
   int mount_ns_fd = -1;
   int init_life_fd = -1;
   int init_life_write_fd = -1;  // the restorer's end: closed in the init

@@ -17,7 +17,7 @@
   are what they were; the restored root is in a user namespace of its own, not cryo's;
   `cryo inspect` shows the maps; the image restores a second time beside the first.
 - shifted_map: the same with a map the test writes itself (0 100000 65536 for uids and
-  gids, setgroups allowed): the restored root is uid 100000 seen from the host and the
+  gids, setgroups allowed) for a program that made its user and pid namespaces itself: the restored root is uid 100000 seen from the host and the
   maps read the same from the host."""
 import json
 import os
@@ -32,10 +32,20 @@ import ctypes, os, signal, sys, time
 ready, report, prog, shared, mode = sys.argv[1:6]
 libc = ctypes.CDLL(None, use_errno=True)
 if mode == "wait-map":
-    # Started in a user namespace whose maps the test writes: until then our
-    # ids are the host's root, which the namespace does not map.
-    while not open("/proc/self/uid_map").read().strip():
+    # The user and pid namespaces are made here, with no exec after (an exec
+    # with ids the namespace does not map would drop every capability). The
+    # test writes the maps; the init of the pid namespace is our child.
+    if libc.unshare(0x10000000 | 0x20000000) != 0:  # CLONE_NEWUSER | CLONE_NEWPID
+        sys.exit(7)
+    with open(os.path.join(shared, "unshared"), "w") as f:
+        f.write("yes")
+    while not open("/proc/self/gid_map").read().strip():
         time.sleep(0.01)
+    init = os.fork()
+    if init:
+        os.waitpid(init, 0)
+        sys.exit(0)
+    os.setsid()
     os.setgroups([])
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
@@ -102,9 +112,10 @@ with open(ready, "w") as f:
 n = 0
 while not triggered:
     n += 1
-    with open(prog + ".tmp", "w") as f:
+    tmp = f"{prog}.{os.urandom(4).hex()}"  # two restored copies write it too
+    with open(tmp, "w") as f:
         f.write(f"{n}\n")
-    os.rename(prog + ".tmp", prog)
+    os.rename(tmp, prog)
     time.sleep(0.02)
 problems = []
 after = view(mine)
@@ -137,13 +148,15 @@ def start(env, wrapper, mode="mapped", name="userns"):
             shared, mode]
     outer = env.spawn(wrapper + argv, name=name)
     if mode == "wait-map":
-        wait_until(lambda: user_ns(outer) != user_ns(os.getpid()) or None, 10, what="unshare's user namespace")
-        for kind in ("uid_map", "gid_map"):
+        env.wait_file(os.path.join(shared, "unshared"), pid=outer, what="the program's user namespace")
+        for kind in ("uid_map", "gid_map"):  # the program waits for gid_map, the last
             with open(f"/proc/{outer}/{kind}", "w") as f:
                 f.write("0 100000 65536\n")
     env.wait_file(ready, pid=outer, what="READY")
     info = {k: int(v) if v.lstrip("-").isdigit() else v
             for k, _, v in (t.partition("=") for t in read_text(ready).split()[1:])}
+    if mode == "wait-map":  # the program's child is the root
+        return outer, int(read_text(f"/proc/{outer}/task/{outer}/children").split()[0]), info, shared
     return outer, program_pid(outer), info, shared
 
 
@@ -267,7 +280,7 @@ def case_root_map(env):
 
 
 def case_shifted_map(env):
-    round_trip(env, ["unshare", "--user", "--pid", "--fork", "setsid"], "wait-map", ["0", "100000", "65536"], 100000)
+    round_trip(env, [], "wait-map", ["0", "100000", "65536"], 100000)
 
 
 if __name__ == "__main__":

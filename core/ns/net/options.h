@@ -25,6 +25,9 @@ struct NetNsRestoreOptions {
   std::string join;    // --join-ns net:PATH (or PID)
   net::VethPeers veths;  // --external veth[INNER]:OUTER[@BRIDGE], --veth-pair INNER=OUTER
   bool weak_sysctls = false;  // --weak-sysctls: a sysctl this kernel lacks is skipped
+  // An empty namespace made already, in the tree's user namespace (which
+  // must own it): set up instead of a new one (-1: none).
+  int made = -1;
 };
 
 }  // namespace cryo::ns
