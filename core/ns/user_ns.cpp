@@ -215,12 +215,6 @@ Status write_maps(pid_t pid, const image::UserNs& ns) {
 
 }  // namespace
 
-bool own_user_ns(pid_t pid) {
-  auto mine = read_link("/proc/self/ns/user");
-  auto theirs = read_link(ns_path(pid, "user"));
-  return mine.ok() && theirs.ok() && *mine != *theirs;
-}
-
 Status check_namespace_owners(pid_t root) {
   CRYO_ASSIGN(UniqueFd user, open_file(ns_path(root, "user"), O_RDONLY | O_CLOEXEC));
   CRYO_ASSIGN(struct stat tree_user, stat_fd(user.get(), "the tree's user namespace"));

@@ -34,9 +34,6 @@
 
 namespace cryo::ns {
 
-// Whether pid is in another user namespace than cryo.
-bool own_user_ns(pid_t pid);
-
 // The rules a tree's namespaces follow (every task's own namespaces are the
 // root's, checked elsewhere): each namespace of the root that is not cryo's
 // is owned by the root's user namespace, and that one, when it is not
