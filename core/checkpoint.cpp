@@ -60,18 +60,16 @@ Status check_namespaces(pid_t pid, pid_t root) {
   for (const char* ns : {"mnt", "net", "ipc", "uts", "user", "cgroup", "time"}) {
     // The root's namespaces are saved whole (dump_mount_ns, dump_ipc_ns,
     // dump_time_ns, dump_cgroup_ns, dump_net_ns, dump_uts, dump_user_ns).
-    bool own_allowed = true;
     std::string self = std::string("/proc/self/ns/") + ns;
     std::string theirs = "/proc/" + std::to_string(pid) + "/ns/" + ns;
     std::string roots = "/proc/" + std::to_string(root) + "/ns/" + ns;
     auto a = read_link(self), b = read_link(theirs);
     if (!a.ok() || !b.ok()) continue;  // a namespace kind this kernel lacks
     if (*a == *b) {
-      if (own_allowed && pid != root && read_link(roots).ok() && *read_link(roots) != *b)
+      if (pid != root && read_link(roots).ok() && *read_link(roots) != *b)
         return Error(pid_str(pid) + " is back in cryo's " + ns + " namespace below a root in its own (not supported)");
       continue;
     }
-    if (!own_allowed) return Error(pid_str(pid) + " is in another " + ns + " namespace (not supported yet)");
     if (pid != root && read_link(roots).ok() && *read_link(roots) != *b)
       return Error(pid_str(pid) + (std::string_view(ns) == "ipc" ? " is in an " : " is in a ") + ns +
                    " namespace of its own inside the tree (not supported yet)");
