@@ -281,7 +281,7 @@ def case_criu_refused(env):
                           (["-d", "-S"], "--restore-sibling"),
                           (["--lsm-profile", "apparmor:unconfined"], "--lsm-profile"),
                           (["--auto-dedup"], "--auto-dedup"), (["--exec-cmd"], "--exec-cmd"),
-                          (["-J", "net:/proc/1/ns/net"], "--join-ns"), (["--leave-stopped"], "--leave-stopped")]:
+                          (["--leave-stopped"], "--leave-stopped")]:
         refused(env, *restore, *extra, mention=option)
     refused(env, *dump, "--ghost-limit", "lots", mention="--ghost-limit")
     refused(env, *dump, "--network-lock", "ebtables", mention="--network-lock")
