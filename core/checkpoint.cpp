@@ -81,7 +81,7 @@ Status check_namespaces(pid_t pid, pid_t root) {
 // cryo's: read from inside it (setns of this thread, and back).
 Status dump_uts(pid_t root, image::Tree* tree) {
   if (!ns::own_namespace(root, "uts")) return {};
-  CRYO_ASSIGN(ns::Scope in_tree, ns::Scope::enter(root, "uts", CLONE_NEWUTS));
+  CRYO_ASSIGN(ns::Scope in_tree, ns::Scope::enter_of(root, CLONE_NEWUTS));
   struct utsname names;
   int got = ::uname(&names);
   int saved = errno;

@@ -16,7 +16,7 @@ Status dump_cgroup_ns(pid_t pid, image::Tree* out) {
   // /proc/PID/cgroup shows paths relative to the reader's namespace: read it
   // from cryo's and from the tree's; the difference is the tree's root.
   CRYO_ASSIGN(std::string outside, read_file(base + "/cgroup"));
-  CRYO_ASSIGN(Scope in_tree, Scope::enter(pid, "cgroup", CLONE_NEWCGROUP));
+  CRYO_ASSIGN(Scope in_tree, Scope::enter_of(pid, CLONE_NEWCGROUP));
   auto inside = read_file(base + "/cgroup");
   CRYO_TRY(in_tree.leave());
   if (!inside.ok()) return std::move(inside).error();

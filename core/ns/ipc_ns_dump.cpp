@@ -330,7 +330,7 @@ Result<std::optional<image::IpcNamespace>> dump_ipc_ns(const tree::FrozenTree& t
   CRYO_TRY(check_no_outsiders(tree, theirs));
   image::IpcNamespace out;
   {
-    CRYO_ASSIGN(Scope inside, Scope::enter(root, "ipc", CLONE_NEWIPC));
+    CRYO_ASSIGN(Scope inside, Scope::enter_of(root, CLONE_NEWIPC));
     dump_sysctls(&out);
     CRYO_TRY(dump_segments(&out, pages, stats));
     CRYO_TRY(dump_semaphores(&out, tree, pids));

@@ -60,7 +60,8 @@ Result<Scope> Scope::enter(int ns_fd, int flag) {
   return scope;
 }
 
-Result<Scope> Scope::enter(pid_t pid, const std::string& kind, int flag) {
+Result<Scope> Scope::enter_of(pid_t pid, int flag) {
+  std::string kind = kind_of(flag);
   CRYO_ASSIGN(UniqueFd target, open_file("/proc/" + std::to_string(pid) + "/ns/" + kind, O_RDONLY | O_CLOEXEC));
   return enter(target.get(), flag).wrap("the " + kind + " namespace of " + pid_str(pid));
 }

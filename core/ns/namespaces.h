@@ -28,8 +28,8 @@ class Scope {
  public:
   // flag: the namespace's CLONE_NEW* (net, uts, ipc, cgroup).
   static Result<Scope> enter(int ns_fd, int flag);
-  // The same from a process's namespace of that kind.
-  static Result<Scope> enter(pid_t pid, const std::string& kind, int flag);
+  // The same into the namespace of that kind of a process.
+  static Result<Scope> enter_of(pid_t pid, int flag);
   Scope(Scope&&) noexcept = default;
   ~Scope();  // leaves, logging a failure
   // Back in the namespace it was in (once; later calls do nothing).

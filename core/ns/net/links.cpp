@@ -77,6 +77,14 @@ Result<int> index_of(const std::map<std::string, int>& index, const std::string&
   return it->second;
 }
 
+// A device's MAC address, MTU and queue length, where the image has them.
+void put_link_settings(RtRequest& req, const image::NetLink& l) {
+  std::string mac;
+  if (mac_bytes(l.mac(), &mac)) req.put(IFLA_ADDRESS, mac.data(), mac.size());
+  if (l.mtu()) req.put_u32(IFLA_MTU, l.mtu());
+  if (l.txqlen()) req.put_u32(IFLA_TXQLEN, l.txqlen());
+}
+
 // The other end of a pair made inside: its own MAC and MTU.
 Status set_peer_inside(Rtnl& inside, const image::NetLink& l) {
   CRYO_ASSIGN(auto index, link_indexes(inside));
@@ -85,10 +93,7 @@ Status set_peer_inside(Rtnl& inside, const image::NetLink& l) {
   ifinfomsg m = {};
   m.ifi_index = it->second;
   RtRequest req(RTM_NEWLINK, 0, &m, sizeof m);
-  std::string mac;
-  if (mac_bytes(l.mac(), &mac)) req.put(IFLA_ADDRESS, mac.data(), mac.size());
-  if (l.mtu()) req.put_u32(IFLA_MTU, l.mtu());
-  if (l.txqlen()) req.put_u32(IFLA_TXQLEN, l.txqlen());
+  put_link_settings(req, l);
   return inside.call(req).wrap("setting up veth " + l.name());
 }
 
@@ -96,10 +101,7 @@ Status make_veth(Rtnl& inside, int cryo_ns, const image::NetLink& l, const VethP
   ifinfomsg m = {};
   RtRequest req(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &m, sizeof m);
   req.put_str(IFLA_IFNAME, l.name());
-  std::string mac;
-  if (mac_bytes(l.mac(), &mac)) req.put(IFLA_ADDRESS, mac.data(), mac.size());
-  if (l.mtu()) req.put_u32(IFLA_MTU, l.mtu());
-  if (l.txqlen()) req.put_u32(IFLA_TXQLEN, l.txqlen());
+  put_link_settings(req, l);
   size_t info = req.begin(IFLA_LINKINFO);
   req.put_str(IFLA_INFO_KIND, "veth");
   size_t data = req.begin(IFLA_INFO_DATA);
@@ -129,10 +131,7 @@ Status make_dummy(Rtnl& inside, const image::NetLink& l) {
   ifinfomsg m = {};
   RtRequest req(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &m, sizeof m);
   req.put_str(IFLA_IFNAME, l.name());
-  std::string mac;
-  if (mac_bytes(l.mac(), &mac)) req.put(IFLA_ADDRESS, mac.data(), mac.size());
-  if (l.mtu()) req.put_u32(IFLA_MTU, l.mtu());
-  if (l.txqlen()) req.put_u32(IFLA_TXQLEN, l.txqlen());
+  put_link_settings(req, l);
   size_t info = req.begin(IFLA_LINKINFO);
   req.put_str(IFLA_INFO_KIND, "dummy");
   req.end(info);
