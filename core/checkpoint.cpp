@@ -141,7 +141,7 @@ Status check_sessions(const tree::FrozenTree& tree, bool shell_job) {
   return {};
 }
 
-image::Tree tree_image(const tree::FrozenTree& tree) {
+image::Tree tree_image(const tree::FrozenTree& tree, const tree::SharedTables& shared) {
   image::Tree out;
   bool first = true;
   for (const auto& p : tree.processes()) {
@@ -155,6 +155,8 @@ image::Tree tree_image(const tree::FrozenTree& tree) {
                           : (p.stopped ? image::TaskEntry::STOPPED : image::TaskEntry::ALIVE));
     t->set_exit_status(p.stat.exit_code);
     t->set_comm(p.stat.comm);
+    t->set_files_of_parent(shared.files_of_parent.count(p.pid) > 0);
+    t->set_fs_of_parent(shared.fs_of_parent.count(p.pid) > 0);
     first = false;
   }
   return out;
@@ -220,7 +222,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     CRYO_TRY(ns::dump_net_ns(options.pid, &net_ns, options.net_ns));
     CRYO_ASSIGN(tree_net, open_file("/proc/" + std::to_string(options.pid) + "/ns/net", O_RDONLY | O_CLOEXEC));
   }
-  CRYO_TRY(tree::check_shared_tables(tree));
+  CRYO_ASSIGN(tree::SharedTables shared, tree::find_shared_tables(tree));
   files::FilesDump files({.shell_job = options.shell_job,
                           .external_ttys = options.external_ttys,
                           .ghost_limit = options.ghost_limit,
@@ -332,7 +334,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     failpoint("dump.memory");
   }
   CRYO_TRY(files.dump_contents(*pages, &stats));
-  image::Tree tree_entry = tree_image(tree);
+  image::Tree tree_entry = tree_image(tree, shared);
   CRYO_TRY(dump_uts(options.pid, &tree_entry));
   image::TimeNs time_ns;
   CRYO_ASSIGN(bool own_time, ns::dump_time_ns(options.pid, &time_ns));

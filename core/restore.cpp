@@ -694,8 +694,9 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
         bool detached_root = options.detach && &t == &plan.tasks.front() && !plan.cryo_init;
         if (detached_root && t.core->pdeath_signal())
           log::info(pid_str(t.entry->pid()) + ": its parent-death signal is not re-armed (its parent is gone)");
-        CRYO_TRY(task::restore_state(t.entry->pid(), tramp, *t.core, img.files, base, !detached_root)
-                     .wrap(pid_str(t.entry->pid())));
+        task::StateOptions state{.fd_base = base, .keep_pdeath = !detached_root,
+                                 .own_fd_table = !t.entry->files_of_parent()};
+        CRYO_TRY(task::restore_state(t.entry->pid(), tramp, *t.core, img.files, state).wrap(pid_str(t.entry->pid())));
       }
     CRYO_TRY(restore_file_owners(img));
     failpoint("restore.state");

@@ -385,7 +385,7 @@ Status restore_loginuid(pid_t pid, ptrace::Remote& r, uint64_t d, const image::P
 }  // namespace
 
 Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Process& core,
-                     const image::Files& files, int fd_base, bool keep_pdeath) {
+                     const image::Files& files, const StateOptions& options) {
   for (const auto& t : core.threads())
     CRYO_TRY(restore_thread(pid, t.tid(), tramp, t).wrap("thread " + std::to_string(t.tid())));
 
@@ -412,9 +412,11 @@ Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Proces
     CRYO_TRY(r.call("setitimer", SYS_setitimer, {t.which(), d, 0}));
   }
   CRYO_TRY(restore_posix_timers(pid, r, d, core));
-  CRYO_TRY(restore_pidfds(r, core, files));
-  CRYO_TRY(files::reopen_proc_files(r, pid, d, core, files));
-  uint64_t pdeath = keep_pdeath ? static_cast<uint64_t>(core.pdeath_signal()) : 0;
+  if (options.own_fd_table) {
+    CRYO_TRY(restore_pidfds(r, core, files));
+    CRYO_TRY(files::reopen_proc_files(r, pid, d, core, files));
+  }
+  uint64_t pdeath = options.keep_pdeath ? static_cast<uint64_t>(core.pdeath_signal()) : 0;
   CRYO_TRY(r.call("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, pdeath}));
   if (core.child_subreaper()) CRYO_TRY(r.call("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl, {PR_SET_CHILD_SUBREAPER, 1}));
   if (!core.dumpable()) CRYO_TRY(r.call("prctl(PR_SET_DUMPABLE)", SYS_prctl, {PR_SET_DUMPABLE, 0}));
@@ -432,7 +434,8 @@ Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Proces
                                                std::to_string(l.soft()) + "/" + std::to_string(l.hard()) +
                                                " (raising a hard limit needs CAP_SYS_RESOURCE)");
   }
-  CRYO_TRY(r.call("close_range", SYS_close_range, {static_cast<uint64_t>(fd_base), ~0U, 0}));
+  if (options.own_fd_table)
+    CRYO_TRY(r.call("close_range", SYS_close_range, {static_cast<uint64_t>(options.fd_base), ~0U, 0}));
   // File locks, now that no other fd of their files is left to be closed.
   for (const auto& lock : core.locks()) {
     files::LockCall c = files::lock_call(lock);

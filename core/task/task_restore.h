@@ -21,12 +21,20 @@ Status validate_process(const image::Process& core, const std::vector<int32_t>& 
 Result<std::vector<pid_t>> create_threads(ptrace::Remote& leader, const mm::Trampoline& tramp,
                                           const image::Process& core);
 
+struct StateOptions {
+  int fd_base = 0;  // where the inherited objects start
+  // Off: the parent-death signal stays off (the root of a detached restore:
+  // its parent, cryo, is about to exit).
+  bool keep_pdeath = true;
+  // Off: the fd table is its parent's (CLONE_FILES), whose restore made
+  // its fds.
+  bool own_fd_table = true;
+};
+
 // Per-thread and per-process state, run in the respective threads, ending
-// with the credentials. `base` is where the inherited objects start. Without
-// keep_pdeath the parent-death signal stays off (the root of a detached
-// restore: its parent, cryo, is about to exit).
+// with the credentials.
 Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Process& core,
-                     const image::Files& files, int fd_base, bool keep_pdeath = true);
+                     const image::Files& files, const StateOptions& options);
 
 // Last: unmaps the trampoline and loads the recorded registers and masks.
 Status finish(pid_t pid, const mm::Trampoline& tramp, const image::Process& core);

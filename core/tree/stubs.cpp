@@ -37,8 +37,9 @@ void report(const StubPlan& plan, pid_t pid, int err, const std::string& message
   (void)!::write(plan.status_fd, &r, sizeof r);
 }
 
-long clone_with_pid(pid_t pid) {
+long clone_with_pid(pid_t pid, uint64_t flags = 0) {
   abi::CloneArgs args{};
+  args.flags = flags;
   args.exit_signal = SIGCHLD;
   args.set_tid = reinterpret_cast<uint64_t>(&pid);
   args.set_tid_size = 1;
@@ -56,20 +57,20 @@ long clone_new_pid_ns() {
 // A task of a pid namespace nested in the tree's: its pid at each level,
 // its own namespace's first, as clone3 wants them; the init of such a
 // namespace makes it.
-long clone_nested(const image::TaskEntry& e, bool init) {
+long clone_nested(const image::TaskEntry& e, bool init, uint64_t flags) {
   std::array<pid_t, abi::kMaxPidNsLevels + 1> ids{};
   size_t levels = 0;
   for (int k = e.ns_pids_size() - 1; k >= 0; k--) ids[levels++] = e.ns_pids(k);
   ids[levels++] = e.pid();
   abi::CloneArgs args{};
-  args.flags = init ? CLONE_NEWPID : 0;
+  args.flags = flags | (init ? CLONE_NEWPID : 0);
   args.exit_signal = SIGCHLD;
   args.set_tid = reinterpret_cast<uint64_t>(ids.data());
   args.set_tid_size = levels;
   return ::syscall(SYS_clone3, &args, sizeof args);
 }
 
-[[noreturn]] void stub_main(const StubPlan& plan, size_t index, pid_t parent);
+[[noreturn]] void stub_main(const StubPlan& plan, size_t index, pid_t parent, int files_ready_fd = -1);
 
 // The init of the tree's pid namespace when the tree has a user namespace
 // of its own, which must own it: a pid namespace is owned by the user
@@ -116,19 +117,22 @@ long clone_init_in_user_ns(const StubPlan& plan) {
 }
 
 // Forks the stub of plan.tasks[index] from its parent's (nullptr: the
-// root's, from cryo); in the child, never returns.
-long fork_stub(const StubPlan& plan, size_t index, const image::TaskEntry* parent = nullptr) {
+// root's, from cryo); in the child, never returns. A child sharing its
+// parent's fd table writes a byte to files_ready_fd once it is done with
+// the table (see stub_main).
+long fork_stub(const StubPlan& plan, size_t index, const image::TaskEntry* parent = nullptr, int files_ready_fd = -1) {
   pid_t self = ::getpid();
   const image::TaskEntry& e = *plan.tasks[index].entry;
   bool init = index == 0 && plan.own_pid_ns;
   bool nested_init = parent && e.ns_pids_size() > parent->ns_pids_size();
+  uint64_t sharing = parent ? (e.files_of_parent() ? CLONE_FILES : 0) | (e.fs_of_parent() ? CLONE_FS : 0) : 0;
   long pid = init ? (plan.user_ns ? clone_init_in_user_ns(plan) : clone_new_pid_ns())
-           : e.ns_pids_size() ? clone_nested(e, nested_init) : clone_with_pid(e.pid());
-  if (pid == 0) stub_main(plan, index, init || nested_init ? 0 : self);  // an init's parent is outside: pid 0
+           : e.ns_pids_size() ? clone_nested(e, nested_init, sharing) : clone_with_pid(e.pid(), sharing);
+  if (pid == 0) stub_main(plan, index, init || nested_init ? 0 : self, files_ready_fd);  // an init's parent is outside: pid 0
   return pid;
 }
 
-[[noreturn]] void stub_main(const StubPlan& plan, size_t index, pid_t parent) {
+[[noreturn]] void stub_main(const StubPlan& plan, size_t index, pid_t parent, int files_ready_fd) {
   const StubTask& t = plan.tasks[index];
   pid_t pid = t.entry->pid();
   // Until the restore completes, the stub dies with its parent.
@@ -233,9 +237,15 @@ long fork_stub(const StubPlan& plan, size_t index, const image::TaskEntry* paren
       fail(took.error().context());
     }
   }
+  // Children sharing our fd table (CLONE_FILES) make their objects in it
+  // too: our fds are installed once they all say they are done.
+  int files_ready[2] = {-1, -1};
+  size_t sharing_files = 0;
+  for (size_t child : t.children) sharing_files += plan.tasks[child].entry->files_of_parent();
+  if (sharing_files && ::pipe2(files_ready, O_CLOEXEC) < 0) fail("pipe for the children sharing its fd table");
   pid_t for_children = 0;  // the child whose pid namespace becomes ours for children
   for (size_t child : t.children) {
-    long got = fork_stub(plan, child, t.entry);
+    long got = fork_stub(plan, child, t.entry, files_ready[1]);
     pid_t want = plan.tasks[child].entry->pid();
     if (got < 0)
       fail(errno == EEXIST ? "pid " + std::to_string(want) + " is in use by another process"
@@ -269,18 +279,32 @@ long fork_stub(const StubPlan& plan, size_t index, const image::TaskEntry* paren
     ::_exit(WEXITSTATUS(status));
   }
   const image::Process& core = *t.core;
-  if (core.has_cwd_file_id()) {  // a removed directory, made again for the restore
+  if (t.entry->fs_of_parent()) {
+    // cwd, root and umask are the parent's, which sets them
+  } else if (core.has_cwd_file_id()) {  // a removed directory, made again for the restore
     if (::fchdir(plan.objects->fd_of(core.cwd_file_id())) < 0) fail("fchdir to the removed " + core.cwd());
   } else if (::chdir(core.cwd().c_str()) < 0) {
     fail("chdir " + core.cwd());
   }
-  if (core.root() != "/" && ::chroot(core.root().c_str()) < 0) fail("chroot " + core.root());
-  ::umask(core.umask() & 0777);
-  auto st = files::FileObjects::install_fds(core, *plan.objects, plan.fd_base);
-  if (st.ok()) st = plan.objects->watch_epoll_targets(pid, *plan.files);
-  if (!st.ok()) {
-    errno = st.error().code();
-    fail(st.error().context());
+  if (!t.entry->fs_of_parent()) {
+    if (core.root() != "/" && ::chroot(core.root().c_str()) < 0) fail("chroot " + core.root());
+    ::umask(core.umask() & 0777);
+  }
+  for (char c; sharing_files > 0; sharing_files--)
+    if (::read(files_ready[0], &c, 1) != 1) fail("waiting for the children sharing its fd table");
+  if (files_ready[0] >= 0) {
+    ::close(files_ready[0]);
+    ::close(files_ready[1]);
+  }
+  if (t.entry->files_of_parent()) {  // the table is the parent's, which installs the fds
+    if (::write(files_ready_fd, "", 1) != 1) fail("telling its parent it is done with their fd table");
+  } else {
+    auto st = files::FileObjects::install_fds(core, *plan.objects, plan.fd_base);
+    if (st.ok()) st = plan.objects->watch_epoll_targets(pid, *plan.files);
+    if (!st.ok()) {
+      errno = st.error().code();
+      fail(st.error().context());
+    }
   }
   report(plan, pid, 0, "");
   for (;;) {  // the restorer seizes us here
@@ -314,6 +338,9 @@ Result<StubPlan> plan_stubs(const image::Tree& tree, const std::vector<const ima
         return Error(EINVAL, "pid " + std::to_string(e.pid()) + " is in a pid namespace its parent cannot make");
       plan.tasks[parent->second].children.push_back(static_cast<size_t>(i));
     }
+    bool shares = e.files_of_parent() || e.fs_of_parent();
+    if (shares && (i == 0 || !t.core || !plan.tasks[index[e.ppid()]].core))
+      return Error(EINVAL, "pid " + std::to_string(e.pid()) + " shares an fd table or cwd with a parent that has none");
     plan.tasks.push_back(t);
   }
   // The group each stub is in right after its fork, and who must join one later.

@@ -11,8 +11,10 @@ thread_creds: a thread with uids and gids of its own, one with fewer
 capabilities (both by raw syscalls), one in seccomp strict mode, and a child
 process in strict mode: each comes back so (strict mode still kills).
 clone_files, clone_fs: a child made with clone(CLONE_FILES) or clone(CLONE_FS)
-shares its parent's fd table or cwd: the dump is refused naming both pids,
-and the tree runs on, still sharing them."""
+shares its parent's fd table or cwd, and still does after the restore (it
+sees a file its parent opens, or the directory it changes to, afterwards).
+clone_siblings: two children share an fd table their parent left (unshare):
+the dump is refused naming both, and the tree runs on."""
 import os
 import sys
 
@@ -73,25 +75,36 @@ def case_thread_creds(env):
     env.trigger_and_report(root, report)
 
 
-def refused_clone(env, mode, what):
+def shared_clone(env, mode):
     ready, report = env.path("ready"), env.path("report")
-    root = env.spawn([env.workload("sharing"), mode, ready, report], name="sharing")
-    info = env.wait_ready(ready, root)
-    result = env.dump(root, env.path("images"), expect=1)
-    check(f"pid {root} and pid {info['C']} share their {what}" in result.stderr
-          or f"pid {info['C']} and pid {root} share their {what}" in result.stderr,
-          f"the refusal does not name both pids and the {what}: {result.stderr.strip()}")
+    # Not in /: the child of clone_fs checks that its parent's chdir("/") reaches it.
+    root = env.spawn([env.workload("sharing"), mode, ready, report], name="sharing", cwd=env.dir)
+    env.wait_ready(ready, root)
+    before = snapshot(root)
+    env.round_trip(root, before)
     env.trigger_and_report(root, report)
 
 
 def case_clone_files(env):
-    refused_clone(env, "clone_files", "fd table")
+    shared_clone(env, "clone_files")
 
 
 def case_clone_fs(env):
-    refused_clone(env, "clone_fs", "cwd, root and umask")
+    shared_clone(env, "clone_fs")
+
+
+def case_clone_siblings(env):
+    ready, report = env.path("ready"), env.path("report")
+    root = env.spawn([env.workload("sharing"), "clone_siblings", ready, report], name="sharing")
+    info = env.wait_ready(ready, root)
+    result = env.dump(root, env.path("images"), expect=1)
+    c1, c2 = info["C1"], info["C2"]
+    check(f"pid {c1} and pid {c2} share their fd table" in result.stderr
+          or f"pid {c2} and pid {c1} share their fd table" in result.stderr,
+          f"the refusal does not name both siblings and the fd table: {result.stderr.strip()}")
+    env.trigger_and_report(root, report)
 
 
 if __name__ == "__main__":
     run({"cow": case_cow, "zombie_pgid": case_zombie_pgid, "thread_creds": case_thread_creds,
-         "clone_files": case_clone_files, "clone_fs": case_clone_fs})
+         "clone_files": case_clone_files, "clone_fs": case_clone_fs, "clone_siblings": case_clone_siblings})

@@ -369,8 +369,8 @@ static int run_thread_creds(const char *ready, const char *report) {
 }
 
 // clone_files / clone_fs: R makes a child C with clone(CLONE_FILES) or
-// clone(CLONE_FS) (its memory its own). The dump must refuse the tree; on
-// SIGUSR1 R opens a file (or changes directory) and C must see it.
+// clone(CLONE_FS) (its memory its own). On SIGUSR1 R opens a file (or
+// changes directory to /) and C must see it: the table is still shared.
 static int clone_pipe[2];
 static int clone_fs_mode;
 
@@ -406,8 +406,36 @@ static int run_clone(const char *ready, const char *report, int flag) {
   return wl_finish(report);
 }
 
+// clone_siblings: R makes C1 and C2 with clone(CLONE_FILES), then takes
+// an fd table of its own (unshare): the siblings share one their parent
+// does not, which cryo cannot clone again. On SIGUSR1 both end.
+static int sibling_child(void *arg) {
+  (void)arg;
+  char c;
+  return read(clone_pipe[0], &c, 1) == 1 ? 0 : 1;
+}
+
+static int run_clone_siblings(const char *ready, const char *report) {
+  wl_install_trigger();
+  WL_MUST(pipe(clone_pipe) == 0);
+  static char stacks[2][1 << 16] __attribute__((aligned(16)));
+  pid_t c1 = clone(sibling_child, stacks[0] + sizeof stacks[0], CLONE_FILES | SIGCHLD, NULL);
+  pid_t c2 = clone(sibling_child, stacks[1] + sizeof stacks[1], CLONE_FILES | SIGCHLD, NULL);
+  WL_MUST(c1 > 0 && c2 > 0);
+  WL_MUST(unshare(CLONE_FILES) == 0);
+  wl_ready(ready, "C1=%d C2=%d", (int)c1, (int)c2);
+  wait_trigger();
+  WL_MUST(write(clone_pipe[1], "xx", 2) == 2);
+  for (int i = 0; i < 2; i++) {
+    int status;
+    pid_t got = wait(&status);
+    WL_CHECK(got > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "a sibling failed (status 0x%x)", status);
+  }
+  return wl_finish(report);
+}
+
 int main(int argc, char **argv) {
-  const char *usage = "cow|zombie_pgid|thread_creds|clone_files|clone_fs READY REPORT";
+  const char *usage = "cow|zombie_pgid|thread_creds|clone_files|clone_fs|clone_siblings READY REPORT";
   const char *mode = wl_arg(argc, argv, 1, usage);
   const char *ready = wl_arg(argc, argv, 2, usage);
   const char *report = wl_arg(argc, argv, 3, usage);
@@ -416,6 +444,7 @@ int main(int argc, char **argv) {
   if (strcmp(mode, "thread_creds") == 0) return run_thread_creds(ready, report);
   if (strcmp(mode, "clone_files") == 0) return run_clone(ready, report, CLONE_FILES);
   if (strcmp(mode, "clone_fs") == 0) return run_clone(ready, report, CLONE_FS);
+  if (strcmp(mode, "clone_siblings") == 0) return run_clone_siblings(ready, report);
   fprintf(stderr, "unknown mode %s\n", mode);
   return 2;
 }
