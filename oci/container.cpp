@@ -28,19 +28,6 @@
 namespace cryo::oci {
 namespace {
 
-Result<std::string> cgroup_path_for(const Spec& spec, const std::string& id) {
-  if (spec.cgroups_path.empty()) return "/cryo-" + id;
-  if (spec.cgroups_path.find(':') != std::string::npos)
-    return Error(EINVAL, "cgroupsPath '" + spec.cgroups_path + "' is a systemd slice path; --systemd-cgroup is not supported by cryo");
-  if (spec.cgroups_path.find("..") != std::string::npos) return Error(EINVAL, "cgroupsPath must not contain '..'");
-  return spec.cgroups_path.starts_with("/") ? spec.cgroups_path : "/" + spec.cgroups_path;
-}
-
-Result<cgroup::Group> group_of(const std::string& path) {
-  CRYO_ASSIGN(auto hierarchies, cgroup::host_hierarchies());
-  return cgroup::Group(std::move(hierarchies), path);
-}
-
 // What the config asks for that cryo ignores, as runc ignores it: logged, not refused.
 void log_ignored(const Spec& spec) {
   for (auto& w : spec.warnings) log_warning(w);
@@ -68,30 +55,10 @@ Status validate_spec(const Spec& spec, const CreateOptions& o) {
   return {};
 }
 
-// The device rules the container always gets after the spec's own (as runc does):
-// mknod of anything, the default /dev nodes, the pty devices and the spec's devices.
-cgroup::Resources with_default_device_rules(const Spec& spec) {
-  cgroup::Resources r = spec.resources;
-  if (r.devices.empty()) return r;
-  r.devices.push_back({true, 'c', -1, -1, "m"});
-  r.devices.push_back({true, 'b', -1, -1, "m"});
-  for (auto [major, minor] : {std::pair{1, 3}, {1, 5}, {1, 7}, {1, 8}, {1, 9}, {5, 0}, {5, 1}, {5, 2}, {136, -1}})
-    r.devices.push_back({true, 'c', major, minor, "rwm"});
-  for (auto& d : spec.devices)
-    if (d.type == "c" || d.type == "b" || d.type == "u")
-      r.devices.push_back({true, d.type == "b" ? 'b' : 'c', d.major, d.minor, "rwm"});
-  return r;
-}
-
 std::vector<ns::IdMap> id_maps(const std::vector<IdMapping>& in) {
   std::vector<ns::IdMap> out;
   for (auto& m : in) out.push_back({m.container_id, m.host_id, m.size});
   return out;
-}
-
-void remove_state_dir(const std::string& dir) {
-  for (const char* f : {"state.json", "config.json", "exec.fifo"}) ::unlink((dir + "/" + f).c_str());
-  ::rmdir(dir.c_str());
 }
 
 // Waits until pid is gone (exited, reaped or a zombie); false on timeout.
@@ -147,6 +114,39 @@ Status drive_init(Creation& c, int sync_fd, pid_t stage_a) {
 
 }  // namespace
 
+Result<std::string> container_cgroup_path(const Spec& spec, const std::string& id) {
+  if (spec.cgroups_path.empty()) return "/cryo-" + id;
+  if (spec.cgroups_path.find(':') != std::string::npos)
+    return Error(EINVAL, "cgroupsPath '" + spec.cgroups_path + "' is a systemd slice path; --systemd-cgroup is not supported by cryo");
+  if (spec.cgroups_path.find("..") != std::string::npos) return Error(EINVAL, "cgroupsPath must not contain '..'");
+  return spec.cgroups_path.starts_with("/") ? spec.cgroups_path : "/" + spec.cgroups_path;
+}
+
+Result<cgroup::Group> container_group(const std::string& path) {
+  CRYO_ASSIGN(auto hierarchies, cgroup::host_hierarchies());
+  return cgroup::Group(std::move(hierarchies), path);
+}
+
+// The device rules the container always gets after the spec's own (as runc does):
+// mknod of anything, the default /dev nodes, the pty devices and the spec's devices.
+cgroup::Resources with_default_device_rules(const Spec& spec) {
+  cgroup::Resources r = spec.resources;
+  if (r.devices.empty()) return r;
+  r.devices.push_back({true, 'c', -1, -1, "m"});
+  r.devices.push_back({true, 'b', -1, -1, "m"});
+  for (auto [major, minor] : {std::pair{1, 3}, {1, 5}, {1, 7}, {1, 8}, {1, 9}, {5, 0}, {5, 1}, {5, 2}, {136, -1}})
+    r.devices.push_back({true, 'c', major, minor, "rwm"});
+  for (auto& d : spec.devices)
+    if (d.type == "c" || d.type == "b" || d.type == "u")
+      r.devices.push_back({true, d.type == "b" ? 'b' : 'c', d.major, d.minor, "rwm"});
+  return r;
+}
+
+void remove_container_dir(const std::string& dir) {
+  for (const char* f : {"state.json", "config.json", "exec.fifo"}) ::unlink((dir + "/" + f).c_str());
+  ::rmdir(dir.c_str());
+}
+
 Result<Spec> load_container_spec(const std::string& root, const std::string& id) {
   CRYO_ASSIGN(std::string text, read_file(container_dir(root, id) + "/config.json"));
   CRYO_ASSIGN(ContainerState state, load_state(root, id));
@@ -160,8 +160,8 @@ Result<pid_t> create_container(const CreateOptions& o) {
   CRYO_ASSIGN(Spec spec, load_spec(bundle));
   CRYO_TRY(validate_spec(spec, o));
   log_ignored(spec);
-  CRYO_ASSIGN(std::string cgroup_path, cgroup_path_for(spec, o.id));
-  CRYO_ASSIGN(cgroup::Group group, group_of(cgroup_path));
+  CRYO_ASSIGN(std::string cgroup_path, container_cgroup_path(spec, o.id));
+  CRYO_ASSIGN(cgroup::Group group, container_group(cgroup_path));
   CRYO_ASSIGN(ContainerLock lock, create_container_dir(o.root, o.id));
   std::string dir = container_dir(o.root, o.id);
   ContainerState state;
@@ -179,7 +179,7 @@ Result<pid_t> create_container(const CreateOptions& o) {
     (void)group.signal_all(SIGKILL);
     if (state.pid > 0) ::waitpid(state.pid, nullptr, 0);
     (void)group.destroy();
-    remove_state_dir(dir);
+    remove_container_dir(dir);
   });
   CRYO_TRY(save_state(o.root, state));
   CRYO_ASSIGN(std::string config_text, read_file(bundle + "/config.json"));
@@ -257,7 +257,7 @@ Status kill_container(const std::string& root, const std::string& id, int signal
   CRYO_ASSIGN(ContainerState state, load_state(root, id));
   if (state.status == ContainerStatus::kStopped && !all) return Error(ESRCH, "container " + id + ": container not running");
   if (all) {
-    CRYO_ASSIGN(cgroup::Group group, group_of(state.cgroup_path));
+    CRYO_ASSIGN(cgroup::Group group, container_group(state.cgroup_path));
     return group.signal_all(signal);
   }
   if (::kill(state.pid, signal) < 0) return errno_error("kill container " + id + " init " + std::to_string(state.pid));
@@ -269,7 +269,7 @@ Status delete_container(const std::string& root, const std::string& id, bool for
   std::string dir = container_dir(root, id);
   auto loaded = load_state(root, id);
   if (!loaded.ok()) {
-    remove_state_dir(dir);
+    remove_container_dir(dir);
     return {};
   }
   ContainerState state = *loaded;
@@ -277,7 +277,7 @@ Status delete_container(const std::string& root, const std::string& id, bool for
   if (alive && !force && state.status != ContainerStatus::kCreated)
     return Error(EBUSY, "cannot delete container " + id + " that is not stopped: " + status_name(state.status) +
                             " (use --force)");
-  CRYO_ASSIGN(cgroup::Group group, group_of(state.cgroup_path));
+  CRYO_ASSIGN(cgroup::Group group, container_group(state.cgroup_path));
   if (alive) {
     (void)group.signal_all(SIGKILL);
     if (state.pid > 0) ::kill(state.pid, SIGKILL);
@@ -293,7 +293,7 @@ Status delete_container(const std::string& root, const std::string& id, bool for
   }
   (void)group.signal_all(SIGKILL);
   CRYO_TRY(group.destroy().wrap("removing cgroup of container " + id));
-  remove_state_dir(dir);
+  remove_container_dir(dir);
   return {};
 }
 
@@ -302,7 +302,7 @@ Status pause_container(const std::string& root, const std::string& id) {
   CRYO_ASSIGN(ContainerState state, load_state(root, id));
   if (state.status != ContainerStatus::kRunning && state.status != ContainerStatus::kCreated)
     return Error(EINVAL, "cannot pause container " + id + " in state " + status_name(state.status));
-  CRYO_ASSIGN(cgroup::Group group, group_of(state.cgroup_path));
+  CRYO_ASSIGN(cgroup::Group group, container_group(state.cgroup_path));
   CRYO_TRY(group.freeze());
   state.paused = true;
   return save_state(root, state);
@@ -312,7 +312,7 @@ Status resume_container(const std::string& root, const std::string& id) {
   CRYO_ASSIGN(ContainerLock lock, lock_container(root, id));
   CRYO_ASSIGN(ContainerState state, load_state(root, id));
   if (state.status != ContainerStatus::kPaused) return Error(EINVAL, "container " + id + " is not paused");
-  CRYO_ASSIGN(cgroup::Group group, group_of(state.cgroup_path));
+  CRYO_ASSIGN(cgroup::Group group, container_group(state.cgroup_path));
   CRYO_TRY(group.thaw());
   state.paused = false;
   return save_state(root, state);
@@ -323,19 +323,19 @@ Status update_container(const std::string& root, const std::string& id, const cg
   CRYO_ASSIGN(ContainerState state, load_state(root, id));
   if (state.status == ContainerStatus::kStopped) return Error(EINVAL, "container " + id + " is stopped");
   if (!resources.devices.empty()) return Error(EINVAL, "update cannot change device rules");
-  CRYO_ASSIGN(cgroup::Group group, group_of(state.cgroup_path));
+  CRYO_ASSIGN(cgroup::Group group, container_group(state.cgroup_path));
   return group.apply(resources).wrap("updating container " + id);
 }
 
 Result<std::vector<pid_t>> container_pids(const std::string& root, const std::string& id) {
   CRYO_ASSIGN(ContainerState state, load_state(root, id));
-  CRYO_ASSIGN(cgroup::Group group, group_of(state.cgroup_path));
+  CRYO_ASSIGN(cgroup::Group group, container_group(state.cgroup_path));
   return group.processes();
 }
 
 Result<std::map<std::string, uint64_t>> container_stats(const std::string& root, const std::string& id) {
   CRYO_ASSIGN(ContainerState state, load_state(root, id));
-  CRYO_ASSIGN(cgroup::Group group, group_of(state.cgroup_path));
+  CRYO_ASSIGN(cgroup::Group group, container_group(state.cgroup_path));
   return group.stats();
 }
 

@@ -34,6 +34,14 @@ Status update_container(const std::string& root, const std::string& id, const cg
 Result<std::vector<pid_t>> container_pids(const std::string& root, const std::string& id);
 Result<std::map<std::string, uint64_t>> container_stats(const std::string& root, const std::string& id);
 
+// The cgroup path of a container (cgroupsPath, /cryo-ID by default) and its group.
+Result<std::string> container_cgroup_path(const Spec& spec, const std::string& id);
+Result<cgroup::Group> container_group(const std::string& path);
+// The spec's resources with the device rules every container gets (as runc's).
+cgroup::Resources with_default_device_rules(const Spec& spec);
+// Removes ROOT/ID and what create put in it.
+void remove_container_dir(const std::string& dir);
+
 // The spec kept in the state directory at create time.
 Result<Spec> load_container_spec(const std::string& root, const std::string& id);
 // Signal names ("KILL", "SIGKILL", "9") to numbers.

@@ -12,11 +12,7 @@
 
 namespace cryo::cli {
 
-int cmd_dump(const GlobalOptions&, const std::vector<std::string>& argv) {
-  std::string error;
-  auto args = criu::parse_command_line(criu::kDump, argv, &error);
-  if (!args) return fail(error);
-  DumpOptions options;
+int dump_options(const Args* args, DumpOptions& options) {
   auto tree = args->get("tree");
   if (!tree) return fail("dump: name the process tree with -t PID");
   options.pid = std::stoi(*tree);
@@ -58,16 +54,28 @@ int cmd_dump(const GlobalOptions&, const std::vector<std::string>& argv) {
   }
   ::mkdir(options.images_dir.c_str(), 0700);
   if (auto e = setup_logging(*args); !e.empty()) return fail("dump: " + e);
+  return 0;
+}
 
+void write_dump_stats(const std::string& dir, const DumpResult& result) {
+  char stats[256];
+  snprintf(stats, sizeof stats, "{\"freeze_us\":%lu,\"total_us\":%lu,\"pages_bytes\":%lu,\"tasks\":%zu}\n",
+           static_cast<unsigned long>(result.freeze_us), static_cast<unsigned long>(result.total_us),
+           static_cast<unsigned long>(result.pages_bytes), result.tasks);
+  auto st = write_file_atomic(dir + "/stats-dump.json", stats);
+  if (!st.ok()) log::warn("stats-dump.json: " + st.error().message());
+}
+
+int cmd_dump(const GlobalOptions&, const std::vector<std::string>& argv) {
+  std::string error;
+  auto args = criu::parse_command_line(criu::kDump, argv, &error);
+  if (!args) return fail(error);
+  DumpOptions options;
+  if (int rc = dump_options(&*args, options)) return rc;
   catch_interrupts();  // Ctrl-C stops the dump at its next step; the tree runs on
   auto result = checkpoint(options);
   if (!result.ok()) return fail("dump failed: " + result.error().message());
-  char stats[256];
-  snprintf(stats, sizeof stats, "{\"freeze_us\":%lu,\"total_us\":%lu,\"pages_bytes\":%lu,\"tasks\":%zu}\n",
-           static_cast<unsigned long>(result->freeze_us), static_cast<unsigned long>(result->total_us),
-           static_cast<unsigned long>(result->pages_bytes), result->tasks);
-  auto st = write_file_atomic(options.images_dir + "/stats-dump.json", stats);
-  if (!st.ok()) log::warn("stats-dump.json: " + st.error().message());
+  write_dump_stats(options.images_dir, *result);
   if (args->has("display-stats"))
     printf("dump statistics:\n  tasks: %zu\n  frozen for: %lu us\n  total time: %lu us\n  memory saved: %lu bytes\n",
            result->tasks, static_cast<unsigned long>(result->freeze_us),

@@ -11,11 +11,7 @@
 #include "runtime/process_options.h"
 
 namespace cryo::cli {
-int cmd_restore(const GlobalOptions&, const std::vector<std::string>& argv) {
-  std::string error;
-  auto args = criu::parse_command_line(criu::kRestore, argv, &error);
-  if (!args) return fail(error);
-  RestoreOptions options;
+int restore_options(const Args* args, RestoreOptions& options) {
   options.images_dir = args->get_or("images-dir", ".");
   options.detach = args->has("restore-detached") || args->has("daemon");
   options.shell_job = args->has("shell-job");
@@ -72,6 +68,17 @@ int cmd_restore(const GlobalOptions&, const std::vector<std::string>& argv) {
     options.cgroup_roots.push_back(*root);
   }
   if (auto e = setup_logging(*args); !e.empty()) return fail("restore: " + e);
+  return 0;
+}
+
+int cmd_restore(const GlobalOptions& global, const std::vector<std::string>& argv) {
+  // runc's `restore [flags] ID`: a container id makes it the runtime's verb.
+  if (is_container_restore(argv)) return cmd_restore_container(global, argv);
+  std::string error;
+  auto args = criu::parse_command_line(criu::kRestore, argv, &error);
+  if (!args) return fail(error);
+  RestoreOptions options;
+  if (int rc = restore_options(&*args, options)) return rc;
   catch_interrupts();  // Ctrl-C stops the restore at its next step; what it made is killed
   auto result = restore(options);
   if (!result.ok()) return fail("restore failed: " + result.error().message());

@@ -52,5 +52,10 @@ int cmd_events(const GlobalOptions&, const std::vector<std::string>&);
 int cmd_features(const GlobalOptions&, const std::vector<std::string>&);
 int cmd_spec(const GlobalOptions&, const std::vector<std::string>&);
 int cmd_update(const GlobalOptions&, const std::vector<std::string>&);
+int cmd_checkpoint(const GlobalOptions&, const std::vector<std::string>&);
+// `restore [flags] ID` (runc's) rather than `restore -D DIR` (CRIU's).
+bool is_container_restore(const std::vector<std::string>& argv);
+int cmd_restore_container(const GlobalOptions&, const std::vector<std::string>&);
+extern const char* const kRestoreContainerUsage;
 
 }  // namespace cryo::cli

@@ -55,6 +55,14 @@ const Command kCommands[] = {
      "usage: cryo update [-r|--resources FILE|-] [--memory N] [--memory-reservation N] [--memory-swap N]\n"
      "                   [--cpu-shares N] [--cpu-quota N] [--cpu-period N] [--cpuset-cpus LIST]\n"
      "                   [--cpuset-mems LIST] [--pids-limit N] [--blkio-weight N] ID\n"},
+    {"checkpoint", cmd_checkpoint, "checkpoint a running container into an image directory",
+     "usage: cryo checkpoint [--image-path DIR] [--work-path DIR] [--leave-running] [--tcp-established]\n"
+     "                       [--ext-unix-sk] [--shell-job] [--file-locks] [--empty-ns network]\n"
+     "                       [--manage-cgroups-mode soft|full|strict|ignore] [--auto-dedup] [--status-fd FD] ID\n\n"
+     "Saves container ID (running or paused) into --image-path (./checkpoint by default; dump.log and\n"
+     "stats-dump.json go into --work-path), then removes the container unless --leave-running.\n"
+     "--pre-dump, --parent-path, --lazy-pages and --page-server are refused (no incremental dumps,\n"
+     "no page server). `cryo restore [--bundle DIR] ... ID` brings it back.\n"},
 };
 
 void usage(FILE* out) {
@@ -158,6 +166,7 @@ int main(int argc, char** argv) {
     auto verb = criu_verb(c.name);
     if (asks_for(words, std::string(c.name) == "exec", {"-h", "--help"})) {
       printf("%s", verb ? criu::usage(*verb).c_str() : c.usage);
+      if (std::string(c.name) == "restore") printf("\nRuntime mode (runc's restore of a container):\n%s", kRestoreContainerUsage);
       return 0;
     }
     if (verb && asks_for(words, false, {"-V", "--version"})) {

@@ -6,6 +6,12 @@
 
 #include "runtime/args.h"
 
+namespace cryo {
+struct DumpOptions;
+struct DumpResult;
+struct RestoreOptions;
+}  // namespace cryo
+
 namespace cryo::cli {
 
 // Where relative log and pid files go: -W, else -D, else the current directory.
@@ -16,5 +22,14 @@ std::string in_work_dir(const Args& args, const std::string& path);
 // Closes the --close descriptors, sets the verbosity and opens the log (`-`
 // keeps it on stderr); returns an error message or "".
 std::string setup_logging(const Args& args);
+
+// The engine's options from a parsed `dump` / `restore` command line (it sets
+// up the log too): 0, or the exit code of a failure already reported. The
+// runtime's checkpoint and restore build CRIU's words for a container and
+// come here, so that cryo.yaml and --config apply to them as well.
+int dump_options(const Args* args, DumpOptions& options);
+int restore_options(const Args* args, RestoreOptions& options);
+// DIR/stats-dump.json: the freeze time, the total time, the bytes written.
+void write_dump_stats(const std::string& dir, const DumpResult& result);
 
 }  // namespace cryo::cli

@@ -1,0 +1,526 @@
+"""runc's checkpoint and restore verbs: a busybox container counting (its count in a volume,
+/data, a bind of a host directory; /etc/hosts a read-only bind of a host file, as runc's
+callers bind it) is checkpointed and restored by `cryo checkpoint` / `cryo restore ID`, and
+must count on from where it was, be `running`, and answer exec, ps, pause, resume, kill and
+delete. Its stdio: /dev/null, a pipe the test holds (handed to the restore as its fd 1, as a
+shim or conmon does: runc's descriptors.json), or a console whose master comes to the test's
+console socket. Also: refusals in created and stopped states (runc's words, checked against
+runc itself), refused flags, SIGKILL of checkpoint at every step, failed restores."""
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+from cryo_oci import CRYO, check, main, reap
+
+COUNTER = r'''
+i=0
+while :; do
+  i=$((i+1))
+  echo $i > /data/count.tmp && mv /data/count.tmp /data/count
+  echo count=$i
+  sleep 0.05
+done
+'''
+
+
+def counter_bundle(env, cid, terminal=False):
+    """A bundle whose process counts; returns (bundle, the host dir bound at /data)."""
+    data = os.path.join(env.tmp, "data-" + cid)
+    os.makedirs(data)
+    hosts = os.path.join(env.tmp, "hosts")
+    with open(hosts, "w") as f:
+        f.write("127.0.0.1 localhost ckpt-test-host\n")
+
+    def edit(config):
+        config["mounts"] += [{"destination": "/data", "type": "bind", "source": data, "options": ["rbind", "rw"]},
+                             {"destination": "/etc/hosts", "type": "bind", "source": hosts, "options": ["rbind", "ro"]}]
+    return env.bundle(cid, ["/bin/sh", "-c", COUNTER], edit=edit, terminal=terminal), data
+
+
+def count(data):
+    try:
+        with open(os.path.join(data, "count")) as f:
+            text = f.read().strip()
+    except OSError:
+        return 0
+    return int(text) if text.isdigit() else 0
+
+
+def wait_for(predicate, what, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        reap()
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def runtime(env, args, **popen):
+    """The runtime with the given stdio (/dev/null by default); returns the Popen, waited for."""
+    for name in ("stdin", "stdout", "stderr"):
+        popen.setdefault(name, subprocess.DEVNULL)
+    p = subprocess.Popen([CRYO, "--root", env.root] + args, **popen)
+    p.wait(60)
+    reap()
+    return p
+
+
+def start(env, bundle, cid):
+    """run -d with stdio on /dev/null (what descriptors.json then says)."""
+    check(runtime(env, ["run", "-d", "--bundle", bundle, cid]).returncode == 0, f"run -d {cid}")
+
+
+def cgroup_dirs(env, cid):
+    name = "cryo-test-%s-%s" % (env.name, cid)
+    return [os.path.join("/sys/fs/cgroup", base, name) for base in os.listdir("/sys/fs/cgroup")
+            if os.path.isdir(os.path.join("/sys/fs/cgroup", base, name))]
+
+
+def gone(env, cid):
+    """Nothing of container cid is left: state, state directory, cgroups."""
+    p = env.run(["state", cid], check=False)
+    return (p.returncode != 0 and "does not exist" in p.stderr and not os.path.exists(os.path.join(env.root, cid))
+            and not cgroup_dirs(env, cid))
+
+
+def checkpoint(env, cid, image, *flags, expect_ok=True):
+    p = env.run(["checkpoint", "--image-path", image, *flags, cid], check=False, timeout=120)
+    if expect_ok:
+        check(p.returncode == 0, f"checkpoint {cid} {' '.join(flags)}: {p.stderr.strip()[-600:]}")
+    return p
+
+
+def restore(env, bundle, cid, image, *flags):
+    p = env.run(["restore", "-d", "--bundle", bundle, "--image-path", image, *flags, cid], check=False, timeout=120)
+    check(p.returncode == 0, f"restore {cid}: {p.stderr.strip()[-600:]}")
+
+
+def counts_on(data, last, what):
+    """The counter moves on from `last` (the value the checkpoint saw), not from 0."""
+    first = wait_for(lambda: count(data) if count(data) != last else 0, what + ": the counter to move")
+    check(last < first <= last + 2, f"{what}: the counter goes on from {last} (next {first})")
+    wait_for(lambda: count(data) > first + 3, what + ": the counter to keep counting")
+
+
+def stopped_counter(data):
+    last = count(data)
+    time.sleep(0.4)
+    return count(data) == last
+
+
+def test_basic(env):
+    bundle, data = counter_bundle(env, "c1")
+    start(env, bundle, "c1")
+    wait_for(lambda: count(data) >= 10, "the counter")
+    image = os.path.join(env.tmp, "image")
+    checkpoint(env, "c1", image)
+    last = count(data)
+    check(stopped_counter(data), "the container stops counting once checkpointed")
+    check(gone(env, "c1"), "after checkpoint the container is gone (state, state dir, cgroups), as with runc")
+    with open(os.path.join(image, "descriptors.json")) as f:
+        check(json.load(f) == ["/dev/null"] * 3, "descriptors.json names init's stdio (/dev/null)")
+    check(os.path.exists(os.path.join(image, "dump.log")), "dump.log is in the work path (the image path)")
+    check(os.path.exists(os.path.join(image, "stats-dump.json")), "stats-dump.json is written")
+    restore(env, bundle, "c1", image)
+    counts_on(data, last, "restored")
+    st = env.state("c1")
+    check(st["status"] == "running" and os.path.exists("/proc/%d" % st["pid"]), "state: running, with its pid: %s" % st)
+    names = [line.split()[0] for line in env.run(["list", "-q"]).stdout.split()]
+    check("c1" in names, "list shows the restored container")
+    p = env.run(["exec", "c1", "cat", "/etc/hosts"], check=False)
+    check(p.returncode == 0 and "ckpt-test-host" in p.stdout, "exec in the restored container: %r" % p.stdout)
+    pids = json.loads(env.run(["ps", "-f", "json", "c1"]).stdout)
+    check(st["pid"] in pids, "ps lists the restored init: %s" % pids)
+    env.run(["pause", "c1"])
+    check(env.state("c1")["status"] == "paused", "pause: paused")
+    check(stopped_counter(data), "a paused restored container does not count")
+    env.run(["resume", "c1"])
+    check(env.state("c1")["status"] == "running", "resume: running")
+    now = count(data)
+    wait_for(lambda: count(data) > now + 2, "the counter after resume")
+    env.run(["kill", "c1", "KILL"])
+    env.wait_status("c1", "stopped")
+    env.run(["delete", "c1"])
+    check(gone(env, "c1"), "kill and delete remove everything of the restored container")
+
+
+def test_leave_running(env):
+    bundle, data = counter_bundle(env, "lr")
+    start(env, bundle, "lr")
+    wait_for(lambda: count(data) >= 5, "the counter")
+    image = os.path.join(env.tmp, "image")
+    work = os.path.join(env.tmp, "work")
+    checkpoint(env, "lr", image, "--leave-running", "--leave-running", "--work-path", work)  # Podman repeats it
+    at_checkpoint = count(data)
+    check(env.state("lr")["status"] == "running", "--leave-running: still running")
+    wait_for(lambda: count(data) > at_checkpoint + 3, "the counter to go on after --leave-running")
+    check(os.path.exists(os.path.join(work, "dump.log")), "dump.log goes into --work-path")
+    env.run(["delete", "--force", "lr"])
+    check(gone(env, "lr"), "deleted")
+    restore(env, bundle, "lr", image, "--work-path", work)
+    check(os.path.exists(os.path.join(work, "restore.log")), "restore.log goes into --work-path")
+    first = wait_for(lambda: count(data) if count(data) != 0 else 0, "the restored counter")
+    wait_for(lambda: count(data) > first + 2, "the restored counter to count")
+    check(env.state("lr")["status"] == "running", "restored: running")
+    env.run(["delete", "--force", "lr"])
+    check(gone(env, "lr"), "deleted after restore")
+
+
+def test_twice(env):
+    bundle, data = counter_bundle(env, "tw")
+    start(env, bundle, "tw")
+    wait_for(lambda: count(data) >= 5, "the counter")
+    for round_ in (1, 2):
+        image = os.path.join(env.tmp, "image%d" % round_)
+        checkpoint(env, "tw", image)
+        last = count(data)
+        check(gone(env, "tw"), "round %d: checkpointed and gone" % round_)
+        p = env.run(["restore", "-d", "-no-subreaper", "--bundle", bundle, "--image-path", image, "tw"],
+                    check=False, timeout=120)  # containerd spells it with one dash
+        check(p.returncode == 0, "round %d: restore: %s" % (round_, p.stderr.strip()[-600:]))
+        counts_on(data, last, "round %d" % round_)
+    env.run(["delete", "--force", "tw"])
+    check(gone(env, "tw"), "deleted")
+
+
+def read_counts(fd, text=b""):
+    """What a non-blocking pipe or pty master holds now, added to text."""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except (BlockingIOError, OSError):
+            return text
+        if not chunk:
+            return text
+        text += chunk
+
+
+def wait_counts(fd, above, what):
+    """Reads fd until a count above `above` shows; returns everything read."""
+    got = [b""]
+
+    def more():
+        got[0] = read_counts(fd, got[0])
+        return last_count(got[0]) > above
+    wait_for(more, what)
+    return got[0]
+
+
+def last_count(text):
+    counts = [int(w[6:]) for w in text.decode(errors="replace").split() if w.startswith("count=") and w[6:].isdigit()]
+    return counts[-1] if counts else 0
+
+
+def test_pipe(env):
+    """stdout is a pipe the test reads (a shim's, conmon's): after restore, the pipe the
+    test hands as fd 1 of `cryo restore` carries the counts."""
+    bundle, data = counter_bundle(env, "pp")
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    check(runtime(env, ["run", "-d", "--bundle", bundle, "pp"], stdout=w).returncode == 0, "run -d, stdout a pipe")
+    os.close(w)
+    out = wait_counts(r, 4, "counts on the pipe")
+    image = os.path.join(env.tmp, "image")
+    checkpoint(env, "pp", image)
+    with open(os.path.join(image, "descriptors.json")) as f:
+        descriptors = json.load(f)
+    check(descriptors[1].startswith("pipe:[") and descriptors[0] == "/dev/null",
+          "descriptors.json: stdout is the pipe: %s" % descriptors)
+    out = read_counts(r, out)
+    last = last_count(out)
+    check(last > 0, "counts read before the checkpoint")
+    os.close(r)
+    r2, w2 = os.pipe()
+    os.set_blocking(r2, False)
+    p = runtime(env, ["restore", "-d", "--bundle", bundle, "--image-path", image, "pp"], stdout=w2,
+                stderr=subprocess.PIPE)
+    os.close(w2)
+    check(p.returncode == 0, "restore with our pipe as fd 1: %s" % p.stderr.read().decode()[-600:])
+    text = wait_counts(r2, last + 3, "counts on the new pipe")
+    first = last_count(text.split(b"\n", 1)[0] + b"\n")
+    check(last < first <= last + 2, "the new pipe carries the counts from %d on (first %d)" % (last, first))
+    env.run(["delete", "--force", "pp"])
+    check(read_counts(r2) is not None, "drained")
+    os.close(r2)
+    check(gone(env, "pp"), "deleted")
+
+
+class Console:
+    """A console socket: receives one pty master, as conmon or the shim does."""
+
+    def __init__(self, path):
+        self.path = path
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(path)
+        self.server.listen(1)
+        self.server.settimeout(30)
+
+    def master(self):
+        conn, _ = self.server.accept()
+        with conn:
+            _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+        self.server.close()
+        os.set_blocking(fds[0], False)
+        return fds[0]
+
+
+def test_terminal(env):
+    bundle, data = counter_bundle(env, "tt", terminal=True)
+    console = Console(os.path.join(env.tmp, "console.sock"))
+    p = subprocess.Popen([CRYO, "--root", env.root, "run", "-d", "--console-socket", console.path, "--bundle",
+                          bundle, "tt"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    master = console.master()
+    check(p.wait(60) == 0, "run -d with a console")
+    out = wait_counts(master, 4, "counts on the console")
+    image = os.path.join(env.tmp, "image")
+    checkpoint(env, "tt", image)
+    last = last_count(read_counts(master, out))
+    os.close(master)
+    console2 = Console(os.path.join(env.tmp, "console2.sock"))
+    p = subprocess.Popen([CRYO, "--root", env.root, "restore", "-d", "--console-socket", console2.path, "--bundle",
+                          bundle, "--image-path", image, "tt"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    master2 = console2.master()
+    rc = p.wait(60)
+    check(rc == 0, "restore --console-socket: %s" % p.stderr.read().decode()[-600:])
+    text = wait_counts(master2, last + 3, "counts on the new console")
+    first = last_count(text.split(b"\n", 1)[0] + b"\n")
+    check(last < first <= last + 2, "the new console carries the counts from %d on (first %d)" % (last, first))
+    pid = env.state("tt")["pid"]
+    check(os.readlink("/proc/%d/fd/0" % pid).startswith("/dev/pts/"), "the restored init's stdio is a terminal")
+    env.run(["delete", "--force", "tt"])
+    os.close(master2)
+    check(gone(env, "tt"), "deleted")
+
+
+def runc_message(env, setup, cid):
+    """What runc 1.1 says for the same checkpoint (the oracle), or None without runc."""
+    runc = shutil.which("runc")
+    if not runc:
+        return None
+    root = os.path.join(env.tmp, "runc-state")
+    bundle = os.path.join(env.tmp, "bundle-" + cid)
+    try:
+        for args in setup:
+            subprocess.run([runc, "--root", root] + args + [cid], cwd=bundle, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+            time.sleep(0.2)
+        reap()
+        p = subprocess.run([runc, "--root", root, "checkpoint", "--image-path", os.path.join(env.tmp, "runc-image"),
+                            cid], capture_output=True, text=True, timeout=30)
+        return p.stderr
+    finally:
+        subprocess.run([runc, "--root", root, "delete", "--force", cid], capture_output=True, timeout=30)
+        reap()
+
+
+def test_refused(env):
+    bundle = env.bundle("cr", ["sleep", "100"])
+    env.run(["create", "--bundle", bundle, "cr"])
+    p = checkpoint(env, "cr", os.path.join(env.tmp, "image"), expect_ok=False)
+    words = "Container cannot be checkpointed in created state"
+    check(p.returncode == 1 and words in p.stderr, "created: refused as runc does: %r" % p.stderr)
+    oracle = runc_message(env, [["create"]], "cr")
+    if oracle is not None:
+        check(words in oracle, "runc says the same: %r" % oracle)
+    check(env.state("cr")["status"] == "created", "still created")
+    env.run(["delete", "--force", "cr"])
+
+    bundle = env.bundle("st", ["true"])
+    env.run(["run", "-d", "--bundle", bundle, "st"])
+    env.wait_status("st", "stopped")
+    p = checkpoint(env, "st", os.path.join(env.tmp, "image"), expect_ok=False)
+    words = "Container cannot be checkpointed in stopped state"
+    check(p.returncode == 1 and words in p.stderr, "stopped: refused as runc does: %r" % p.stderr)
+    oracle = runc_message(env, [["create"], ["start"]], "st")
+    if oracle is not None:
+        check(words in oracle, "runc says the same: %r" % oracle)
+    env.run(["delete", "st"])
+
+    p = checkpoint(env, "nosuch", os.path.join(env.tmp, "image"), expect_ok=False)
+    check(p.returncode == 1 and "does not exist" in p.stderr, "no such container: %r" % p.stderr)
+
+    bundle, data = counter_bundle(env, "fl")
+    start(env, bundle, "fl")
+    for flags, name in ((["--pre-dump"], "--pre-dump"), (["--lazy-pages"], "--lazy-pages"),
+                        (["--page-server", "127.0.0.1:1"], "--page-server"), (["--parent-path", "../p"], "--parent-path"),
+                        (["--manage-cgroups-mode", "bogus"], "manage cgroups mode"),
+                        (["--empty-ns", "pid"], 'namespace "pid" is not supported')):
+        p = checkpoint(env, "fl", os.path.join(env.tmp, "image-refused"), *flags, expect_ok=False)
+        check(p.returncode == 1 and name in p.stderr, "checkpoint %s is refused naming it: %r" % (flags, p.stderr))
+    check(env.state("fl")["status"] == "running", "the container runs on after the refusals")
+    now = count(data)
+    wait_for(lambda: count(data) > now, "the counter after the refusals")
+    env.run(["delete", "--force", "fl"])
+
+    for verb in ("checkpoint", "restore", "create", "run", "state", "list", "delete"):
+        p = env.run([verb, "--help"], check=False)
+        check(p.returncode == 0 and "usage" in p.stdout, "%s --help: exit 0" % verb)
+    p = env.run(["restore", "--help"])
+    check("--image-path" in p.stdout and "-D" in p.stdout, "restore --help tells both modes")
+    p = env.run(["restore", "--lsm-mount-context"], check=False)
+    check(p.returncode != 0 and "flag needs an argument" in p.stdout + p.stderr,
+          "restore --lsm-mount-context without its argument (Podman's probe): %r" % p.stderr)
+    p = env.run(["restore", "--lazy-pages", "x"], check=False)
+    check(p.returncode == 1 and "--lazy-pages" in p.stderr, "restore --lazy-pages is refused naming it")
+
+
+def freezer_state(env, cid):
+    path = os.path.join("/sys/fs/cgroup/freezer", "cryo-test-%s-%s" % (env.name, cid), "freezer.state")
+    if os.path.exists(path):
+        with open(path) as f:
+            return f.read().strip()
+    with open(os.path.join("/sys/fs/cgroup", "cryo-test-%s-%s" % (env.name, cid), "cgroup.freeze")) as f:
+        return "FROZEN" if f.read().strip() == "1" else "THAWED"
+
+
+def test_paused(env):
+    bundle, data = counter_bundle(env, "pz")
+    start(env, bundle, "pz")
+    wait_for(lambda: count(data) >= 5, "the counter")
+    env.run(["pause", "pz"])
+    image = os.path.join(env.tmp, "image")
+    checkpoint(env, "pz", image, "--leave-running")
+    check(env.state("pz")["status"] == "paused" and freezer_state(env, "pz") == "FROZEN",
+          "a paused container stays paused after checkpoint --leave-running")
+    check(stopped_counter(data), "and does not count")
+    env.run(["resume", "pz"])
+    now = count(data)
+    wait_for(lambda: count(data) > now + 2, "the counter after resume")
+    env.run(["pause", "pz"])
+    image2 = os.path.join(env.tmp, "image2")
+    checkpoint(env, "pz", image2)
+    last = count(data)
+    check(gone(env, "pz"), "a paused container is checkpointed and removed")
+    restore(env, bundle, "pz", image2)
+    counts_on(data, last, "restored from a paused checkpoint")
+    check(env.state("pz")["status"] == "running", "running after restore")
+    env.run(["delete", "--force", "pz"])
+
+
+def healthy(env, cid, data, paused):
+    """The container is as it was: state answers, not traced, frozen only if it was paused."""
+    st = env.state(cid)
+    if st["status"] != ("paused" if paused else "running"):
+        return False
+    if freezer_state(env, cid) != ("FROZEN" if paused else "THAWED"):
+        return False
+    for pid in json.loads(env.run(["ps", "-f", "json", cid]).stdout):
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                fields = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+        except OSError:
+            continue
+        if fields["TracerPid"].strip() != "0" or fields["State"].strip()[:1] in "tT":
+            return False
+    if paused:
+        return True
+    now = count(data)
+    time.sleep(0.2)
+    return count(data) > now
+
+
+def test_sigkill(env):
+    """SIGKILL of `cryo checkpoint` at each of its steps in turn (CRYO_FAILPOINT=@N) leaves
+    the container running and thawed (a paused one paused), state answering."""
+    for paused in (False, True):
+        cid = "kp" if paused else "kr"
+        bundle, data = counter_bundle(env, cid)
+        start(env, bundle, cid)
+        wait_for(lambda: count(data) >= 3, "the counter")
+        if paused:
+            env.run(["pause", cid])
+        killed = 0
+        for step in range(1, 400, 1 if not paused else 2):
+            image = os.path.join(env.tmp, "image-%s-%d" % (cid, step))
+            p = subprocess.run([CRYO, "--root", env.root, "checkpoint", "--image-path", image, cid],
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "CRYO_FAILPOINT": "@%d" % step})
+            reap()
+            if p.returncode != -signal.SIGKILL:
+                # No step left to kill at: this run completed the checkpoint.
+                check(p.returncode == 0, "%s: the checkpoint that was not killed works: %s" % (cid, p.stderr[-400:]))
+                check(gone(env, cid), "%s: then the container is gone" % cid)
+                break
+            killed += 1
+            if os.path.exists(os.path.join(image, "inventory.img")):
+                # Killed after the image was complete: the container may be gone, state still answers.
+                p = env.run(["state", cid], check=False)
+                check(p.returncode == 0 or "does not exist" in p.stderr, "%s: state answers after a kill at step %d"
+                      % (cid, step))
+                env.run(["delete", "--force", cid], check=False)
+                break
+            try:
+                wait_for(lambda: healthy(env, cid, data, paused), "%s healthy after a kill at step %d" % (cid, step), 10)
+            except AssertionError as e:
+                check(False, str(e) + ": " + json.dumps(env.state(cid)))
+                break
+            shutil.rmtree(image, ignore_errors=True)
+        check(killed >= 5, "%s: checkpoint killed at %d steps, the container as it was after each" % (cid, killed))
+        env.run(["delete", "--force", cid], check=False)
+
+
+def tree_hash(path):
+    h = hashlib.sha256()
+    for base, dirs, files in sorted(os.walk(path)):
+        dirs.sort()
+        for name in sorted(files):
+            h.update(name.encode())
+            with open(os.path.join(base, name), "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()
+
+
+def test_failed_restore(env):
+    bundle, data = counter_bundle(env, "fr")
+    start(env, bundle, "fr")
+    wait_for(lambda: count(data) >= 3, "the counter")
+    image = os.path.join(env.tmp, "image")
+    checkpoint(env, "fr", image, "--leave-running")
+    before = tree_hash(image)
+    work = os.path.join(env.tmp, "work")  # restore.log goes there, not into the images
+    p = env.run(["restore", "-d", "--bundle", bundle, "--image-path", image, "--work-path", work, "fr"], check=False,
+                timeout=120)
+    check(p.returncode == 1 and "already exists" in p.stderr, "restore of an existing ID fails: %r" % p.stderr)
+    check(env.state("fr")["status"] == "running", "the existing container is untouched")
+    now = count(data)
+    wait_for(lambda: count(data) > now, "the existing container to count on")
+    env.run(["delete", "--force", "fr"])
+
+    with open("/proc/self/mountinfo") as f:
+        mounts = f.read().count("\n")
+    bad = os.path.join(env.tmp, "bad-image")
+    shutil.copytree(image, bad)
+    pages = os.path.join(bad, "pages.img")
+    with open(pages, "r+b") as f:  # a byte in the middle of the pages: the checksum fails
+        size = os.path.getsize(pages)
+        f.seek(size // 2)
+        byte = f.read(1)
+        f.seek(size // 2)
+        f.write(bytes([byte[0] ^ 0xff]))
+    bad_before = tree_hash(bad)
+    p = env.run(["restore", "-d", "--bundle", bundle, "--image-path", bad, "--work-path", work, "fr"], check=False,
+                timeout=120)
+    check(p.returncode == 1, "restore of a corrupt image fails: %r" % p.stderr[-400:])
+    check(gone(env, "fr"), "a failed restore leaves no state dir, no cgroup")
+    with open("/proc/self/mountinfo") as f:
+        check(f.read().count("\n") == mounts, "a failed restore leaves no mount")
+    check(tree_hash(bad) == bad_before, "a failed restore leaves the image untouched")
+    check(tree_hash(image) == before, "the good image is untouched too")
+    restore(env, bundle, "fr", image, "--work-path", work)
+    check(env.state("fr")["status"] == "running", "the good image restores after the failures")
+    env.run(["delete", "--force", "fr"])
+    check(gone(env, "fr"), "deleted")
+
+
+if __name__ == "__main__":
+    main({"basic": test_basic, "leave_running": test_leave_running, "twice": test_twice, "pipe": test_pipe,
+          "terminal": test_terminal, "refused": test_refused, "paused": test_paused, "sigkill": test_sigkill,
+          "failed_restore": test_failed_restore})

@@ -1,0 +1,108 @@
+// runc's `checkpoint [flags] ID`: the container's tree dumped by the engine,
+// with CRIU's options built from its state and config.json (oci/checkpoint/).
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <climits>
+
+#include "core/checkpoint.h"
+#include "core/sys/interrupt.h"
+#include "oci/checkpoint/checkpoint.h"
+#include "oci/runtime_log.h"
+#include "runtime/args.h"
+#include "runtime/command.h"
+#include "runtime/criu_options.h"
+#include "runtime/process_options.h"
+
+namespace cryo::cli {
+namespace {
+
+const std::vector<OptionSpec> kCheckpointSpecs = {
+    {{"--image-path"}, true},        {{"--work-path"}, true},     {{"--parent-path"}, true},
+    {{"--leave-running"}, false},    {{"--tcp-established"}, false}, {{"--ext-unix-sk"}, false},
+    {{"--shell-job"}, false},        {{"--lazy-pages"}, false},   {{"--status-fd"}, true},
+    {{"--page-server"}, true},       {{"--file-locks"}, false},   {{"--pre-dump"}, false},
+    {{"--manage-cgroups-mode"}, true}, {{"--empty-ns"}, true, true}, {{"--auto-dedup"}, false},
+};
+
+}  // namespace
+
+// What runc's checkpoint and restore share: the image and work paths made
+// absolute (./checkpoint by default, the work path the image path's), and
+// the flags both hand to the engine unchanged.
+std::string absolute_path(const std::string& path) {
+  if (path.starts_with("/")) return path;
+  char cwd[PATH_MAX];
+  if (!::getcwd(cwd, sizeof cwd)) return path;
+  return std::string(cwd) + "/" + path;
+}
+
+// mkdir -p: runc makes the image and work directories it is given.
+void make_dirs(const std::string& path) {
+  for (size_t end = path.find('/', 1);; end = path.find('/', end + 1)) {
+    ::mkdir(path.substr(0, end).c_str(), 0700);
+    if (end == std::string::npos) return;
+  }
+}
+
+std::string check_manage_cgroups_mode(const Args& args) {
+  std::string mode = args.get_or("manage-cgroups-mode", "soft");
+  if (mode != "soft" && mode != "full" && mode != "strict" && mode != "ignore") return "invalid manage cgroups mode";
+  return "";
+}
+
+std::string check_empty_ns(const Args& args) {
+  for (auto& ns : args.all("empty-ns"))
+    if (ns != "network") return "namespace \"" + ns + "\" is not supported";
+  return "";
+}
+
+void add_shared_flags(const Args& args, std::vector<std::string>& words) {
+  for (const char* flag : {"tcp-established", "ext-unix-sk", "shell-job", "file-locks"})
+    if (args.has(flag)) words.push_back(std::string("--") + flag);
+}
+
+int cmd_checkpoint(const GlobalOptions& g, const std::vector<std::string>& argv) {
+  std::string error;
+  auto args = parse(kCheckpointSpecs, argv, &error, true);
+  if (!args) return oci::report_error("checkpoint: " + error);
+  if (auto s = oci::setup_runtime_log(g.log, g.log_format, g.debug); !s.ok()) return oci::report_error(s.error().message());
+  if (args->positional().size() != 1) return oci::report_error("checkpoint: give exactly one container id");
+  const std::string& id = args->positional()[0];
+  if (args->has("pre-dump"))
+    return oci::report_error("checkpoint: --pre-dump is not supported: cryo has no incremental dumps (every checkpoint is whole)");
+  if (auto parent = args->get("parent-path")) {
+    if (parent->starts_with("/")) return oci::report_error("checkpoint: --parent-path must be relative");
+    return oci::report_error("checkpoint: --parent-path is not supported: cryo has no incremental dumps (pre-dump)");
+  }
+  if (args->has("lazy-pages"))
+    return oci::report_error("checkpoint: --lazy-pages is not supported: memory is restored whole before the container runs");
+  if (args->has("page-server"))
+    return oci::report_error("checkpoint: --page-server is not supported: pages go to the image directory only");
+  if (auto e = check_manage_cgroups_mode(*args); !e.empty()) return oci::report_error("checkpoint: " + e);
+  if (auto e = check_empty_ns(*args); !e.empty()) return oci::report_error("checkpoint: " + e);
+  std::string image = absolute_path(args->get_or("image-path", "checkpoint"));
+  std::string work = absolute_path(args->get_or("work-path", image));
+
+  auto container = oci::prepare_checkpoint(g.root, id, image);
+  if (!container.ok()) return oci::report_error(container.error().message());
+  make_dirs(work);
+  std::vector<std::string> words = container->engine_words;
+  words.insert(words.end(), {"-W", work, "-o", "dump.log", "-v4"});
+  add_shared_flags(*args, words);
+  if (args->has("leave-running")) words.push_back("--leave-running");
+  auto engine_args = criu::parse_command_line(criu::kDump, words, &error);
+  if (!engine_args) return oci::report_error("checkpoint: " + error);
+  DumpOptions options;
+  if (int rc = dump_options(&*engine_args, options)) return rc;
+  catch_interrupts();  // Ctrl-C stops the dump at its next step; the container runs on
+  auto result = checkpoint(options);
+  if (!result.ok()) return oci::report_error("checkpoint failed: " + result.error().message());
+  write_dump_stats(image, *result);
+  if (work != image) write_dump_stats(work, *result);
+  if (auto s = oci::finish_checkpoint(std::move(*container), args->has("leave-running")); !s.ok())
+    return oci::report_error("checkpoint: the image is written, but: " + s.error().message());
+  return 0;
+}
+
+}  // namespace cryo::cli

@@ -1,0 +1,122 @@
+// runc's `restore [flags] ID`: a container made again from a checkpoint of
+// `cryo checkpoint`, its tree restored by the engine into the state
+// directory, cgroup and console that oci/checkpoint/ prepares.
+#include <signal.h>
+#include <sys/prctl.h>
+
+#include "core/restore.h"
+#include "core/sys/interrupt.h"
+#include "oci/checkpoint/checkpoint.h"
+#include "oci/container.h"
+#include "oci/exec.h"
+#include "oci/runtime_log.h"
+#include "runtime/args.h"
+#include "runtime/command.h"
+#include "runtime/criu_options.h"
+#include "runtime/process_options.h"
+
+namespace cryo::cli {
+
+std::string absolute_path(const std::string& path);
+void make_dirs(const std::string& path);
+std::string check_manage_cgroups_mode(const Args& args);
+std::string check_empty_ns(const Args& args);
+void add_shared_flags(const Args& args, std::vector<std::string>& words);
+
+namespace {
+
+const std::vector<OptionSpec> kRestoreSpecs = {
+    {{"--console-socket"}, true},    {{"--image-path"}, true},     {{"--work-path"}, true},
+    {{"--tcp-established"}, false},  {{"--ext-unix-sk"}, false},   {{"--shell-job"}, false},
+    {{"--file-locks"}, false},       {{"--manage-cgroups-mode"}, true}, {{"-b", "--bundle"}, true},
+    {{"-d", "--detach"}, false},     {{"--pid-file"}, true},       {{"--no-subreaper"}, false},
+    {{"--no-pivot"}, false},         {{"--empty-ns"}, true, true}, {{"--auto-dedup"}, false},
+    {{"--lazy-pages"}, false},       {{"--lsm-profile"}, true},    {{"--lsm-mount-context"}, true},
+};
+
+// runc (Go's flag package) says "flag needs an argument: -NAME"; Podman
+// looks for those words to learn that a runtime restores pods.
+std::string runc_error(const std::string& error) {
+  size_t at = error.find(" needs a value");
+  if (error.starts_with("option ") && at != std::string::npos)
+    return "flag needs an argument: -" + error.substr(9, at - 9);
+  return error;
+}
+
+}  // namespace
+
+const char* const kRestoreContainerUsage =
+    "usage: cryo [--root DIR] restore [--bundle DIR] [-d|--detach] [--pid-file FILE] [--console-socket SOCK]\n"
+    "                    [--image-path DIR] [--work-path DIR] [--no-subreaper] [--no-pivot] [--tcp-established]\n"
+    "                    [--ext-unix-sk] [--shell-job] [--file-locks] [--manage-cgroups-mode soft|full|strict|ignore]\n"
+    "                    [--empty-ns network] [--auto-dedup] ID\n\n"
+    "Restores container ID (runc's restore) from a checkpoint of `cryo checkpoint` (--image-path, ./checkpoint\n"
+    "by default) into the bundle's rootfs and cgroup, its network namespace the bundle's; restore.log goes into\n"
+    "--work-path. Without -d waits for the container and exits with its status. --lazy-pages, --lsm-profile\n"
+    "and --lsm-mount-context are refused.\n";
+
+bool is_container_restore(const std::vector<std::string>& argv) {
+  std::string error;
+  auto args = parse(kRestoreSpecs, argv, &error, true);
+  if (args) return !args->positional().empty();
+  // `restore --lsm-mount-context`: runc's words, which CRIU's parser rejects too.
+  return error.find(" needs a value") != std::string::npos && !criu::parse_command_line(criu::kRestore, argv, &error);
+}
+
+int cmd_restore_container(const GlobalOptions& g, const std::vector<std::string>& argv) {
+  std::string error;
+  auto args = parse(kRestoreSpecs, argv, &error, true);
+  if (!args) return oci::report_error(runc_error(error));
+  if (auto s = oci::setup_runtime_log(g.log, g.log_format, g.debug); !s.ok()) return oci::report_error(s.error().message());
+  if (g.systemd_cgroup) return oci::report_error("--systemd-cgroup is not supported by cryo; use cgroupfs paths");
+  if (args->positional().size() != 1) return oci::report_error("restore: give exactly one container id");
+  if (args->has("lazy-pages"))
+    return oci::report_error("restore: --lazy-pages is not supported: memory is restored whole before the container runs");
+  for (const char* lsm : {"lsm-profile", "lsm-mount-context"})
+    if (!args->get_or(lsm, "").empty())
+      return oci::report_error(std::string("restore: --") + lsm + " is not supported: cryo sets no AppArmor or SELinux label");
+  if (auto e = check_manage_cgroups_mode(*args); !e.empty()) return oci::report_error("restore: " + e);
+  if (auto e = check_empty_ns(*args); !e.empty()) return oci::report_error("restore: " + e);
+  oci::ContainerRestoreOptions o;
+  o.root = g.root;
+  o.id = args->positional()[0];
+  o.bundle = args->get_or("bundle", ".");
+  o.image_dir = absolute_path(args->get_or("image-path", "checkpoint"));
+  o.pid_file = args->has("pid-file") ? absolute_path(args->get_or("pid-file", "")) : "";
+  o.console_socket = args->get_or("console-socket", "");
+  o.detach = args->has("detach");
+  std::string work = absolute_path(args->get_or("work-path", o.image_dir));
+
+  auto pending = oci::prepare_restore(o);
+  if (!pending.ok()) return oci::report_error("restore: " + pending.error().message());
+  make_dirs(work);
+  std::vector<std::string> words = pending->engine_words();
+  // The engine never waits: the runtime does, as `run` does, once the container is recorded.
+  words.insert(words.end(), {"-W", work, "-o", "restore.log", "-v4", "-d",
+                             "--manage-cgroups=" + args->get_or("manage-cgroups-mode", "soft")});
+  add_shared_flags(*args, words);
+  if (!args->all("empty-ns").empty()) words.insert(words.end(), {"--empty-ns", "net"});
+  auto engine_args = criu::parse_command_line(criu::kRestore, words, &error);
+  if (!engine_args) return oci::report_error("restore: " + error);
+  RestoreOptions options;
+  if (int rc = restore_options(&*engine_args, options)) return rc;
+  if (!o.detach && !args->has("no-subreaper")) ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  catch_interrupts();  // Ctrl-C stops the restore at its next step; what it made is removed
+  auto result = restore(options);
+  if (!result.ok()) {
+    pending->abort();
+    return oci::report_error("restore failed: " + result.error().message());
+  }
+  pending->close_handed_fds();
+  if (auto s = pending->commit(result->root); !s.ok()) {
+    ::kill(result->root, SIGKILL);
+    pending->abort();
+    return oci::report_error("restore: " + s.error().message());
+  }
+  if (o.detach) return 0;
+  int code = oci::forward_and_wait(result->root);
+  if (auto s = oci::delete_container(o.root, o.id, true); !s.ok()) oci::report_error(s.error().message());
+  return code;
+}
+
+}  // namespace cryo::cli
