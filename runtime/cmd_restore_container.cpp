@@ -100,6 +100,11 @@ int cmd_restore_container(const GlobalOptions& g, const std::vector<std::string>
   if (!engine_args) return oci::report_error("restore: " + error);
   RestoreOptions options;
   if (int rc = restore_options(&*engine_args, options)) return rc;
+  oci::PendingRestore& container = *pending;
+  options.actions.add_callback([&container](hooks::Action action, pid_t root) -> Status {
+    if (action != hooks::Action::kSetupNamespaces) return {};
+    return container.run_setup_hooks(root);
+  });
   if (!o.detach && !args->has("no-subreaper")) ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   catch_interrupts();  // Ctrl-C stops the restore at its next step; what it made is removed
   auto result = restore(options);

@@ -56,7 +56,7 @@ void Actions::set_image_dir(const std::string& dir) {
 }
 
 Status Actions::run(Action action, pid_t root) const {
-  if (scripts_.empty()) return {};
+  if (scripts_.empty() && callbacks_.empty()) return {};
   // The caller's environment, with CRIU's three variables set anew.
   std::vector<std::string> env;
   for (char** e = environ; *e; e++) {
@@ -84,6 +84,10 @@ Status Actions::run(Action action, pid_t root) const {
                  ")");
     }
     if (!st.ok() && first.ok()) first = std::move(st);
+  }
+  for (const auto& callback : callbacks_) {
+    if (!first.ok()) break;
+    first = callback(action, root);
   }
   return first;
 }

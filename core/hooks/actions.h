@@ -39,7 +39,10 @@ class Actions {
   // Scripts run in the order they were given, each with its path as argv[0].
   void add_script(std::string path) { scripts_.push_back(std::move(path)); }
   void set_image_dir(const std::string& dir);  // made absolute
-  bool empty() const { return scripts_.empty(); }
+  // A function run after the scripts at every action (an OCI runtime runs
+  // its prestart hooks at setup-namespaces); its failure fails the action.
+  void add_callback(std::function<Status(Action, pid_t root)> fn) { callbacks_.push_back(std::move(fn)); }
+  bool empty() const { return scripts_.empty() && callbacks_.empty(); }
 
   // Runs every script for the action; root: the tree's root, 0 if not known
   // yet. Fails naming the first script that failed (all still run).
@@ -47,6 +50,7 @@ class Actions {
 
  private:
   std::vector<std::string> scripts_;
+  std::vector<std::function<Status(Action, pid_t)>> callbacks_;
   std::string image_dir_;
 };
 

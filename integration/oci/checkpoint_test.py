@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 
-from cryo_oci import CRYO, check, main, reap
+from cryo_oci import CRYO, NamespaceHolder, check, main, reap
 
 COUNTER = r'''
 i=0
@@ -520,7 +520,152 @@ def test_failed_restore(env):
     check(gone(env, "fr"), "deleted")
 
 
+def test_netns_path(env):
+    """A network namespace given by path in config.json (Podman's, a CNI one) is not saved:
+    the restore joins the one the bundle names."""
+    with NamespaceHolder("--net") as ns_dir:
+        def edit(config):
+            config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"] if n["type"] != "network"]
+            config["linux"]["namespaces"].append({"type": "network", "path": ns_dir + "net"})
+        bundle, data = counter_bundle(env, "nn")
+        with open(os.path.join(bundle, "config.json")) as f:
+            config = json.load(f)
+        edit(config)
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(config, f)
+        start(env, bundle, "nn")
+        wait_for(lambda: count(data) >= 3, "the counter")
+        holder_ns = os.readlink(ns_dir + "net")
+        check(os.readlink("/proc/%d/ns/net" % env.state("nn")["pid"]) == holder_ns, "the container is in the given netns")
+        image = os.path.join(env.tmp, "image")
+        checkpoint(env, "nn", image)
+        last = count(data)
+        with open(os.path.join(image, "container.json")) as f:
+            check(json.load(f)["network"] == "extRootNetNS", "container.json: the network namespace is external")
+        restore(env, bundle, "nn", image)
+        counts_on(data, last, "restored into the given netns")
+        check(os.readlink("/proc/%d/ns/net" % env.state("nn")["pid"]) == holder_ns,
+              "the restored container joined the bundle's network namespace")
+        env.run(["delete", "--force", "nn"])
+    check(gone(env, "nn"), "deleted")
+
+
+def test_foreground(env):
+    """restore without -d waits for the container, exits with its status and removes it."""
+    bundle, data = counter_bundle(env, "fg")
+    start(env, bundle, "fg")
+    wait_for(lambda: count(data) >= 3, "the counter")
+    image = os.path.join(env.tmp, "image")
+    checkpoint(env, "fg", image)
+    last = count(data)
+    p = subprocess.Popen([CRYO, "--root", env.root, "restore", "--bundle", bundle, "--image-path", image, "fg"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    counts_on(data, last, "restored in the foreground")
+    check(p.poll() is None and env.state("fg")["status"] == "running", "restore waits while the container runs")
+    # Not env.run: its reap() could take the status of the restore before p.wait() does.
+    subprocess.run([CRYO, "--root", env.root, "kill", "fg", "KILL"], check=True, timeout=30)
+    rc = p.wait(30)
+    check(rc == 128 + 9, "restore exits with the container's status (137 after SIGKILL): %d %s"
+          % (rc, p.stderr.read().decode()[-300:]))
+    reap()
+    check(gone(env, "fg"), "and removes the container")
+
+
+def test_config_files(env):
+    """cryo.yaml ($CRYO_CONFIG) and the annotation org.criu.config apply to checkpoint and
+    restore: each names an action script here, which leaves its mark."""
+    marks = os.path.join(env.tmp, "marks")
+    script = os.path.join(env.tmp, "action.sh")
+    with open(script, "w") as f:
+        f.write("#!/bin/sh\necho \"$1$CRTOOLS_SCRIPT_ACTION\" >> %s\n" % marks)
+    os.chmod(script, 0o755)
+    criu_conf = os.path.join(env.tmp, "criu.conf")
+    with open(criu_conf, "w") as f:
+        f.write("action-script %s\n" % script)
+    yaml_conf = os.path.join(env.tmp, "cryo.yaml")
+    with open(yaml_conf, "w") as f:
+        f.write("restore:\n  action-script: [%s]\n" % script)
+    bundle, data = counter_bundle(env, "cf")
+    path = os.path.join(bundle, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    config.setdefault("annotations", {})["org.criu.config"] = criu_conf
+    with open(path, "w") as f:
+        json.dump(config, f)
+    start(env, bundle, "cf")
+    wait_for(lambda: count(data) >= 3, "the counter")
+    image = os.path.join(env.tmp, "image")
+    checkpoint(env, "cf", image)
+    with open(marks) as f:
+        dumped = f.read().split()
+    check("pre-dump" in dumped and "post-dump" in dumped, "org.criu.config was read by checkpoint: %s" % dumped)
+    with open(path) as f:
+        config = json.load(f)
+    del config["annotations"]["org.criu.config"]
+    with open(path, "w") as f:
+        json.dump(config, f)
+    os.unlink(marks)
+    os.environ["CRYO_CONFIG"] = yaml_conf
+    try:
+        restore(env, bundle, "cf", image)
+    finally:
+        del os.environ["CRYO_CONFIG"]
+    with open(marks) as f:
+        restored = f.read().split()
+    check("pre-restore" in restored and "post-restore" in restored, "cryo.yaml was read by restore: %s" % restored)
+    env.run(["delete", "--force", "cf"])
+    check(gone(env, "cf"), "deleted")
+
+
+def test_hooks(env):
+    """As runc: prestart and createRuntime hooks run again on restore with the restored
+    init's pid, in time to set up its namespaces (here: an address on lo in its network namespace,
+    which the checkpoint saved empty, as runc has CRIU do); poststart runs after, poststop at
+    delete."""
+    marks = os.path.join(env.tmp, "hooks")
+    os.makedirs(marks)
+    setup = ('cat > %s/$0.json; pid=$(sed -n "s/.*\\"pid\\": *\\([0-9]*\\).*/\\1/p" %s/$0.json); '
+             'nsenter -t $pid -n ip addr add 10.123.45.67/32 dev lo' % (marks, marks))
+
+    def hook(name, script):
+        return {"path": "/bin/sh", "args": ["sh", "-c", script, name]}
+    bundle, data = counter_bundle(env, "hk")
+    path = os.path.join(bundle, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    config["hooks"] = {"prestart": [hook("prestart", setup)],
+                       "createRuntime": [hook("createRuntime", "cat > %s/$0.json" % marks)],
+                       "poststart": [hook("poststart", "cat > %s/$0.json" % marks)],
+                       "poststop": [hook("poststop", "cat > %s/$0.json" % marks)]}
+    with open(path, "w") as f:
+        json.dump(config, f)
+    start(env, bundle, "hk")
+    wait_for(lambda: count(data) >= 3, "the counter")
+    image = os.path.join(env.tmp, "image")
+    checkpoint(env, "hk", image)
+    last = count(data)
+    for name in os.listdir(marks):
+        os.unlink(os.path.join(marks, name))
+    restore(env, bundle, "hk", image)
+    counts_on(data, last, "restored with hooks")
+    pid = env.state("hk")["pid"]
+    for name in ("prestart", "createRuntime", "poststart"):
+        try:
+            with open(os.path.join(marks, name + ".json")) as f:
+                state = json.load(f)
+        except (OSError, ValueError) as e:
+            check(False, "the %s hook ran on restore: %s" % (name, e))
+            continue
+        check(state["pid"] == pid and state["id"] == "hk", "the %s hook ran on restore with the restored pid" % name)
+    p = env.run(["exec", "hk", "ip", "addr", "show", "dev", "lo"], check=False)
+    check("10.123.45.67" in p.stdout, "the prestart hook set up the restored container's network namespace: %r" % p.stdout)
+    env.run(["delete", "--force", "hk"])
+    check(os.path.exists(os.path.join(marks, "poststop.json")), "poststop ran at delete")
+    check(gone(env, "hk"), "deleted")
+
+
 if __name__ == "__main__":
     main({"basic": test_basic, "leave_running": test_leave_running, "twice": test_twice, "pipe": test_pipe,
           "terminal": test_terminal, "refused": test_refused, "paused": test_paused, "sigkill": test_sigkill,
-          "failed_restore": test_failed_restore})
+          "failed_restore": test_failed_restore, "netns_path": test_netns_path, "foreground": test_foreground,
+          "config_files": test_config_files, "hooks": test_hooks})

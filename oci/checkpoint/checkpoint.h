@@ -66,6 +66,10 @@ class PendingRestore {
   // mnt[KEY]:SOURCE, --join-ns, --cgroup-root, --inherit-fd for the pipes of
   // descriptors.json and the console.
   const std::vector<std::string>& engine_words() const { return engine_words_; }
+  // As runc at CRIU's setup-namespaces: the prestart and createRuntime hooks,
+  // with the restored init's pid in the state (createContainer and
+  // startContainer hooks are not run on restore, as with runc).
+  Status run_setup_hooks(pid_t pid) const;
   // The tree runs: the container is `running` with init pid, the pid file
   // written, poststart hooks run.
   Status commit(pid_t pid);

@@ -27,21 +27,6 @@ bool is_pipe(int fd) {
   return ::fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
 }
 
-// Hooks that run in the container's namespaces before its process starts
-// have no such moment in a restore; poststart and poststop hooks do run.
-Status check_hooks(const Spec& spec) {
-  const std::pair<const char*, const std::vector<Hook>*> early[] = {
-      {"prestart", &spec.hooks.prestart},
-      {"createRuntime", &spec.hooks.create_runtime},
-      {"createContainer", &spec.hooks.create_container},
-      {"startContainer", &spec.hooks.start_container}};
-  for (auto& [name, hooks] : early)
-    if (!hooks->empty())
-      return Error(ENOTSUP, std::string("hooks.") + name + " of config.json: cryo does not run it on restore yet "
-                                                          "(remove it from the bundle to restore)");
-  return {};
-}
-
 // A new pty for a terminal container's console: the master goes to the
 // console socket, the slave is handed to the engine for the dumped console.
 Result<UniqueFd> console_for(const ContainerRestoreOptions& o, const Spec& spec) {
@@ -91,6 +76,16 @@ void PendingRestore::abort() {
   lock_.reset();
 }
 
+Status PendingRestore::run_setup_hooks(pid_t pid) const {
+  ContainerState state = state_;
+  state.pid = pid;
+  state.status = ContainerStatus::kCreating;
+  std::string json = oci_state_json(state);
+  log_debug("container " + state.id + ": running prestart/createRuntime hooks for the restored init " + std::to_string(pid));
+  CRYO_TRY(hooks::run_hooks(to_hook_commands(spec_.hooks.prestart), "prestart", json));
+  return hooks::run_hooks(to_hook_commands(spec_.hooks.create_runtime), "createRuntime", json);
+}
+
 Status PendingRestore::commit(pid_t pid) {
   state_.pid = pid;
   state_.start_time = process_start_time(pid);
@@ -112,7 +107,6 @@ Result<PendingRestore> prepare_restore(const ContainerRestoreOptions& o) {
   std::string bundle = bundle_buf;
   CRYO_ASSIGN(Spec spec, load_spec(bundle));
   if (!spec.has_process) return Error(EINVAL, "config.json has no process");
-  CRYO_TRY(check_hooks(spec));
   CRYO_ASSIGN(CheckpointRecord record, read_record(o.image_dir));
   std::vector<std::string> words = {"-D", o.image_dir, "--root", spec.root_path};
   for (auto& key : record.mounts) {
