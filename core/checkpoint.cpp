@@ -255,8 +255,6 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
       c->set_path(m.path);
     }
   }
-  if (user_ns && own_mounts)
-    return Error(pid_str(options.pid) + " is in a user namespace and a mount namespace of its own (not supported yet)");
   CRYO_TRY(check_interrupt("before the files were dumped"));
   {
     std::optional<ns::Scope> in_tree_net;  // sock_diag answers for the namespace it is asked in

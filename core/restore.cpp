@@ -406,8 +406,6 @@ Status leave_cgroup_ns_roots(const std::vector<cgroup::Membership>& own) {
 Result<std::optional<ns::UserNsMaker>> make_user_ns(LoadedImage* img, const RestoreOptions& options) {
   if (!img->tree.has_user_ns()) return std::optional<ns::UserNsMaker>();
   if (options.new_pidns) return Error("--new-pidns: the image's tree has a user namespace of its own (not supported yet)");
-  if (img->tree.has_mount_ns())
-    return Error("the image's tree has a user namespace and a mount namespace of its own (not supported yet)");
   if (img->tree.has_net_ns() && (!options.net_ns.join.empty() || !img->tree.net_ns().external_key().empty()))
     return Error("the image's tree has a user namespace of its own: its network namespace cannot be an existing one");
   CRYO_TRY(ns::to_host_view(img->tree.user_ns(), &img->files, nullptr));
@@ -498,9 +496,15 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       return Error("the root of the tree's mount namespace, " + root_dir + ", is gone: restore with --root DIR");
     CRYO_TRY(ns::map_external_mounts(img.tree.mutable_mount_ns(), options.external_mounts));
     CRYO_TRY(ns::map_terminal_mounts(img.tree.mutable_mount_ns(), options.inherit_fds));
-    CRYO_ASSIGN(mounts, ns::MountHolder::build(img.tree.mount_ns(), root_dir));
+    CRYO_ASSIGN(mounts, user_ns ? ns::MountHolder::build(img.tree.mount_ns(), root_dir, &img.tree.user_ns(), user_ns->user_fd())
+                               : ns::MountHolder::build(img.tree.mount_ns(), root_dir));
     objects.set_tree_root(mounts->root_fd());
-    net::set_unix_names_ns(mounts->ns_fd());  // unix sockets are bound and reached by their names in it
+    if (user_ns) {  // its filesystems take the ids of the user namespace, whose root makes the names
+      auto [uid, gid] = ns::host_ids_of_root(img.tree.user_ns());
+      net::set_unix_names_ns(mounts->ns_fd(), uid, gid);
+    } else {
+      net::set_unix_names_ns(mounts->ns_fd());  // unix sockets are bound and reached by their names in it
+    }
   } else if (!options.external_mounts.empty()) {
     return Error("--external mnt[" + options.external_mounts.begin()->first +
                  "]: the image's tree shares cryo's mount namespace, which has no mount of its own");

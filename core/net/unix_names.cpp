@@ -2,6 +2,9 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <linux/capability.h>
+#include <sys/fsuid.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -112,9 +115,29 @@ Result<std::string> unix_path(const image::SockAddr& a) {
 
 namespace {
 int names_ns = -1;
+uid_t names_fsuid = 0;
+gid_t names_fsgid = 0;
+
+// Makes names as fsuid and fsgid, keeping the capabilities a change of
+// fsuid from 0 drops (to chown them as the image says).
+Status take_fs_ids() {
+  if (names_fsuid == 0 && names_fsgid == 0) return {};
+  ::setfsgid(names_fsgid);
+  ::setfsuid(names_fsuid);
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2]{};
+  if (::syscall(SYS_capget, &header, data) < 0) return errno_error("capget");
+  for (auto& d : data) d.effective = d.permitted;
+  if (::syscall(SYS_capset, &header, data) < 0) return errno_error("capset");
+  return {};
+}
 }  // namespace
 
-void set_unix_names_ns(int mount_ns) { names_ns = mount_ns; }
+void set_unix_names_ns(int mount_ns, uid_t fsuid, gid_t fsgid) {
+  names_ns = mount_ns;
+  names_fsuid = fsuid;
+  names_fsgid = fsgid;
+}
 
 Status with_unix_names(const std::function<Status()>& fn) {
   if (names_ns < 0) return fn();
@@ -125,7 +148,8 @@ Status with_unix_names(const std::function<Status()>& fn) {
   if (child < 0) return errno_error("fork");
   if (child == 0) {
     from_child.reset();
-    Status st = ::setns(names_ns, CLONE_NEWNS) == 0 ? fn() : errno_error("joining the tree's mount namespace");
+    Status st = ::setns(names_ns, CLONE_NEWNS) == 0 ? take_fs_ids() : errno_error("joining the tree's mount namespace");
+    if (st.ok()) st = fn();
     std::string report = st.ok() ? "ok" : std::to_string(st.error().code()) + " " + st.error().context();
     (void)write_all(to_parent.get(), report);
     ::_exit(0);

@@ -40,8 +40,10 @@ Status bind_unlinked(int s, const image::SockAddr& a, const sockaddr* addr, sock
                      const std::function<Status()>& while_bound);
 
 // The tree's own mount namespace (an fd, not owned; -1: cryo's), where the
-// restore binds and reaches unix sockets by their filesystem names.
-void set_unix_names_ns(int mount_ns);
+// restore binds and reaches unix sockets by their filesystem names. fsuid,
+// fsgid: the ids new names are made with (a filesystem of a user namespace
+// only takes ids it maps: its root's), then owned as the image says.
+void set_unix_names_ns(int mount_ns, uid_t fsuid = 0, gid_t fsgid = 0);
 
 // Runs fn where filesystem names are the tree's: in a child that joined the
 // tree's mount namespace (the sockets it binds or connects are cryo's, shared

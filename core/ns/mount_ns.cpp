@@ -28,6 +28,7 @@
 #include "core/files/external.h"
 #include "core/files/mounts.h"
 #include "core/ns/cgroup_ns.h"
+#include "core/ns/user_ns.h"
 #include "core/sys/io.h"
 #include "core/sys/util.h"
 
@@ -535,6 +536,35 @@ Status attach(int tree, const std::string& target) {
   return {};
 }
 
+// A new filesystem of m's type and options, mounted nowhere yet (fsmount):
+// the kernel checks then, in the namespace it is made in, that a user
+// namespace may see all of it.
+Result<UniqueFd> detached_mount(const image::Mount& m) {
+  UniqueFd fs(static_cast<int>(::syscall(SYS_fsopen, m.fstype().c_str(), FSOPEN_CLOEXEC)));
+  if (!fs.valid()) return errno_error("fsopen " + m.fstype());
+  std::vector<std::string> words = m.options().empty() ? std::vector<std::string>() : split(m.options(), ',');
+  if (m.super_read_only()) words.push_back("ro");
+  for (const auto& word : words) {
+    size_t eq = word.find('=');
+    std::string key = word.substr(0, eq);
+    long done = eq == std::string::npos
+                    ? ::syscall(SYS_fsconfig, fs.get(), FSCONFIG_SET_FLAG, key.c_str(), nullptr, 0)
+                    : ::syscall(SYS_fsconfig, fs.get(), FSCONFIG_SET_STRING, key.c_str(), word.c_str() + eq + 1, 0);
+    if (done < 0) return errno_error("fsconfig " + word);
+  }
+  if (::syscall(SYS_fsconfig, fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) return errno_error("fsconfig create");
+  unsigned attrs = 0;
+  if (m.flags() & MS_NOSUID) attrs |= MOUNT_ATTR_NOSUID;
+  if (m.flags() & MS_NODEV) attrs |= MOUNT_ATTR_NODEV;
+  if (m.flags() & MS_NOEXEC) attrs |= MOUNT_ATTR_NOEXEC;
+  if (m.flags() & MS_NOATIME) attrs |= MOUNT_ATTR_NOATIME;
+  else if (m.flags() & MS_STRICTATIME) attrs |= MOUNT_ATTR_STRICTATIME;
+  if (m.flags() & MS_NODIRATIME) attrs |= MOUNT_ATTR_NODIRATIME;
+  int fd = static_cast<int>(::syscall(SYS_fsmount, fs.get(), FSMOUNT_CLOEXEC, attrs));
+  if (fd < 0) return errno_error("fsmount");
+  return UniqueFd(fd);
+}
+
 // What makes the mounts of one process (the holder, or the tree's root):
 // prefix is where the namespace's root is in it.
 struct Maker {
@@ -612,7 +642,8 @@ std::set<uint32_t> made_by_root_task(const image::MountNs& ns) {
   return out;
 }
 
-Status build_in_holder(const image::MountNs& ns, const std::string& root_dir) {
+Status build_in_holder(const image::MountNs& ns, const std::string& root_dir, const image::UserNs* user_ns,
+                       int user_fd) {
   // A terminal handed over for a bind (map_terminal_mounts) is a file of
   // cryo's namespace, which only a copy taken before leaving it can bring.
   std::map<uint32_t, UniqueFd> copies;
@@ -620,11 +651,19 @@ Status build_in_holder(const image::MountNs& ns, const std::string& root_dir) {
     if (m.kind() != image::Mount::BIND || !m.host_path().starts_with("/proc/self/fd/")) continue;
     CRYO_ASSIGN(copies[m.id()], clone_tree(AT_FDCWD, m.host_path()).wrap(describe(m)));
   }
+  if (user_ns) {  // the namespace it unshares is the user namespace's, and so is every mount made in it
+    CRYO_TRY(enter_user_ns(*user_ns, image::Creds(), user_fd));
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // new credentials cleared it
+  }
   if (::unshare(CLONE_NEWNS) < 0) return errno_error("unshare(CLONE_NEWNS)");
   // What the host mounts still reaches us; what we mount stays here.
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) < 0) return errno_error("making / a slave");
-  if (::mount(root_dir.c_str(), root_dir.c_str(), nullptr, MS_BIND, nullptr) < 0)
+  if (::mount(root_dir.c_str(), root_dir.c_str(), nullptr, MS_BIND, nullptr) < 0) {
+    if (errno == EACCES && user_ns)  // it binds it as the namespace's root, as the container did
+      return errno_error("bind " + root_dir + " as the root: the root of the tree's user namespace (host uid " +
+                         std::to_string(host_ids_of_root(*user_ns).first) + ") cannot reach it");
     return errno_error("bind " + root_dir + " as the root");
+  }
   auto later = made_by_root_task(ns);
   const image::Mount* root = nullptr;
   Maker maker{ns, root_dir, std::move(copies)};
@@ -669,7 +708,8 @@ MountHolder::~MountHolder() {
   }
 }
 
-Result<MountHolder> MountHolder::build(const image::MountNs& ns, const std::string& root_dir) {
+Result<MountHolder> MountHolder::build(const image::MountNs& ns, const std::string& root_dir,
+                                       const image::UserNs* user_ns, int user_fd) {
   struct stat st;
   if (root_dir.empty() || root_dir[0] != '/' || ::stat(root_dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
     return Error("the root " + root_dir + " is not a directory");
@@ -683,7 +723,8 @@ Result<MountHolder> MountHolder::build(const image::MountNs& ns, const std::stri
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(1);
     ::prctl(PR_SET_NAME, "cryo-mounts");
-    auto built = build_in_holder(ns, root_dir);
+    auto built = build_in_holder(ns, root_dir, user_ns, user_fd);
+    if (::getppid() != parent) ::_exit(1);
     std::string report = built.ok() ? "ok" : std::to_string(built.error().code()) + " " + built.error().context();
     (void)write_all(to_restorer.get(), report);
     to_restorer.reset();
@@ -705,13 +746,22 @@ Result<MountHolder> MountHolder::build(const image::MountNs& ns, const std::stri
   return holder;
 }
 
-Status finish_in_root_task(const image::MountNs& ns, int ns_fd) {
+Status finish_in_root_task(const image::MountNs& ns, int ns_fd, bool in_user_ns) {
   auto mine = made_by_root_task(ns);
   Maker maker{ns, "/", {}};
+  // In a user namespace, copies (open_tree) and fresh mounts are only made in
+  // a mount namespace it owns: a copy of cryo's, where the host's proc and
+  // sysfs are fully visible.
+  if (in_user_ns && ::unshare(CLONE_NEWNS) < 0) return errno_error("unshare(CLONE_NEWNS) in the tree's user namespace");
   // What is bound from cryo's side is out of reach once inside: copies first.
   for (const auto& m : ns.mounts()) {
     if (!mine.count(m.id()) || m.kind() != image::Mount::BIND) continue;
     CRYO_ASSIGN(maker.host_copies[m.id()], clone_tree(AT_FDCWD, m.host_path()).wrap(describe(m)));
+  }
+  for (const auto& m : ns.mounts()) {
+    if (!in_user_ns || !mine.count(m.id()) || m.kind() != image::Mount::NS_BOUND) continue;
+    if (m.fstype() != "proc" && m.fstype() != "sysfs") continue;
+    CRYO_ASSIGN(maker.host_copies[m.id()], detached_mount(m).wrap(describe(m)));
   }
   if (::setns(ns_fd, CLONE_NEWNS) < 0) return errno_error("joining the tree's mount namespace");
   for (const auto& m : ns.mounts())

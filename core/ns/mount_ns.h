@@ -12,6 +12,13 @@
 //   - the tree's root process joins that namespace and mounts what belongs to
 //     its other namespaces (proc, sysfs, mqueue, cgroup) once it has made
 //     them (finish_in_root_task), before it forks the rest of the tree.
+// A tree with a user namespace of its own (a rootless container) has its
+// mount namespace owned by it: the holder joins the user namespace before it
+// unshares, and makes the mounts as the namespace's root, as the container
+// did. The kernel lets a user namespace mount a proc or a sysfs only where a
+// fully visible one is in its mount namespace (mount_too_revealing): the
+// tree's root makes them detached (fsmount) in a copy of cryo's namespace,
+// where the host's are, and moves them into place once it has joined.
 #pragma once
 
 #include <sys/types.h>
@@ -56,8 +63,11 @@ class MountHolder {
   MountHolder& operator=(MountHolder&& other) noexcept;
   ~MountHolder();  // kills and reaps the holder
 
-  // root_dir: the directory that becomes the namespace's root.
-  static Result<MountHolder> build(const image::MountNs& ns, const std::string& root_dir);
+  // root_dir: the directory that becomes the namespace's root. user_ns,
+  // user_fd: the tree's user namespace, which owns the mount namespace
+  // (nullptr, -1: cryo's).
+  static Result<MountHolder> build(const image::MountNs& ns, const std::string& root_dir,
+                                   const image::UserNs* user_ns = nullptr, int user_fd = -1);
 
   pid_t pid() const { return pid_; }
   // The namespace's root, to open the tree's files in (O_PATH).
@@ -72,7 +82,8 @@ class MountHolder {
 
 // In the tree's root task, after it made its other namespaces: joins the
 // mount namespace and mounts the filesystems bound to those namespaces.
-Status finish_in_root_task(const image::MountNs& ns, int ns_fd);
+// in_user_ns: the task is in the tree's own user namespace, which owns them.
+Status finish_in_root_task(const image::MountNs& ns, int ns_fd, bool in_user_ns = false);
 
 // Where the root was at dump time, if it is there still; "" if not known.
 std::string default_root(const image::MountNs& ns);

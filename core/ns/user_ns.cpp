@@ -131,9 +131,33 @@ Status files_view(const Owners& o, image::Files* files) {
   return {};
 }
 
+// A filesystem's uid= and gid= options (tmpfs, devpts): mountinfo shows
+// them as the host sees them, a mount from inside the namespace reads them
+// as the tree does.
+Status options_view(const Owners& o, image::Mount* m) {
+  std::string out, rest = m->options();
+  while (!rest.empty()) {
+    size_t comma = rest.find(',');
+    std::string word = rest.substr(0, comma);
+    rest = comma == std::string::npos ? "" : rest.substr(comma + 1);
+    const Ids* ids = word.starts_with("uid=") ? &o.uid : word.starts_with("gid=") ? &o.gid : nullptr;
+    std::string number = ids ? word.substr(4) : "";
+    if (ids && !number.empty() && number.size() < 11 && number.find_first_not_of("0123456789") == std::string::npos) {
+      uint32_t id = static_cast<uint32_t>(std::stoul(number));
+      CRYO_TRY(ids->apply(&id, "the " + word.substr(0, 3) + " option of the mount at " + m->mount_point()));
+      word = word.substr(0, 4) + std::to_string(id);
+    }
+    out += (out.empty() ? "" : ",") + word;
+  }
+  m->set_options(out);
+  return {};
+}
+
 Status mounts_view(const Owners& o, image::MountNs* mounts) {
-  for (auto& m : *mounts->mutable_mounts())
+  for (auto& m : *mounts->mutable_mounts()) {
     for (auto& n : *m.mutable_nodes()) CRYO_TRY(o.owner(&n, m.mount_point() + "/" + n.path()));
+    CRYO_TRY(options_view(o, &m));
+  }
   return {};
 }
 
@@ -362,6 +386,13 @@ Result<UserNsMaker> UserNsMaker::make(const image::UserNs& ns, int flags) {
   reap();
   if (!st.ok()) return std::move(st).error();
   return made;
+}
+
+std::pair<uid_t, gid_t> host_ids_of_root(const image::UserNs& ns) {
+  auto uid = to_outside(ns.uid_map(), 0), gid = to_outside(ns.gid_map(), 0);
+  if (!uid && ns.uid_map_size() > 0) uid = ns.uid_map(0).outside();
+  if (!gid && ns.gid_map_size() > 0) gid = ns.gid_map(0).outside();
+  return {uid.value_or(0), gid.value_or(0)};
 }
 
 Status enter_user_ns(const image::UserNs& ns, const image::Creds& root_creds, int user_fd) {

@@ -24,6 +24,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "core/image/proto/files.pb.h"
 #include "core/image/proto/task.pb.h"
@@ -82,6 +83,10 @@ class UserNsMaker {
  private:
   UniqueFd user_, net_, mnt_;
 };
+
+// The host's ids of the namespace's root (uid and gid 0 inside), or of its
+// first mapped ids when it maps no root.
+std::pair<uid_t, gid_t> host_ids_of_root(const image::UserNs& ns);
 
 // In the tree's root stub, still in cryo's user namespace: takes the root's
 // supplementary groups (which a namespace whose setgroups is denied keeps

@@ -188,7 +188,7 @@ long fork_stub(const StubPlan& plan, size_t index, const image::TaskEntry* paren
     }
   }
   if (index == 0 && plan.mount_ns) {
-    auto joined = ns::finish_in_root_task(*plan.mount_ns, plan.mount_ns_fd);
+    auto joined = ns::finish_in_root_task(*plan.mount_ns, plan.mount_ns_fd, plan.user_ns != nullptr);
     if (!joined.ok()) {
       errno = joined.error().code();
       fail(joined.error().context());

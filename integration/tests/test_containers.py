@@ -23,6 +23,8 @@ and options are compared).
 
 - cryo_run: the cryo-run container; its image restored twice at once, each copy counting on
   from where the dump left it in a /dev/shm of its own.
+- cryo_run_userns: the same with a user namespace of its own (config.json's uid and gid maps),
+  which owns its other namespaces: both copies come back in user namespaces with its map.
 - runc: the same container run by runc; restored after `runc delete`.
 - console, runc_console: the container on a console (process.terminal), whose pty master the
   test receives on its console socket as a runtime's caller does: the dump without
@@ -112,7 +114,7 @@ class Containers:
         self.ids = []
         self.cgroups = []
 
-    def bundle(self, cid, terminal=False):
+    def bundle(self, cid, terminal=False, user_ns=False):
         bundle = self.env.path("bundle-" + cid)
         os.makedirs(bundle)
         self.env.cryo("spec", "--bundle", bundle)
@@ -129,6 +131,10 @@ class Containers:
             f.write("127.0.0.1 localhost cryo-test-host\n")
         config["mounts"].append({"destination": "/etc/hosts", "type": "bind", "source": hosts,
                                  "options": ["rbind", "ro"]})
+        if user_ns:  # a rootless-style container: root inside is host uid 300000
+            config["linux"]["namespaces"].append({"type": "user"})
+            config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+            config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
         self.cgroups.append(cgroup)
         with open(path, "w") as f:
             json.dump(config, f, indent=1)
@@ -144,9 +150,9 @@ class Containers:
             check(False, f"{' '.join(argv)} failed ({p.returncode}): {read_text(self.env.path('runtime.log'))[-800:]}")
         return p.stdout.decode() if output else ""
 
-    def run(self, cid):
+    def run(self, cid, user_ns=False):
         """Runs a container detached, its stdio /dev/null; returns its init's pid."""
-        bundle = self.bundle(cid)
+        bundle = self.bundle(cid, user_ns=user_ns)
         self.ids.append(cid)
         self.command("run", "-d", "--bundle", bundle, cid, output=False)
         pid = json.loads(self.command("state", cid))["pid"]
@@ -215,8 +221,8 @@ def check_copies(rootfs, copies, before_dump):
     os.unlink(os.path.join(rootfs, "check"))
 
 
-def dump_and_restore(env, containers, cid, copies):
-    pid = containers.run(cid)
+def dump_and_restore(env, containers, cid, copies, user_ns=False):
+    pid = containers.run(cid, user_ns=user_ns)
     wait_until(lambda: count(pid) >= 20, 10, what="the counter to pass 20")
     images = env.path("images")
     before_dump = count(pid)
@@ -234,6 +240,11 @@ def dump_and_restore(env, containers, cid, copies):
         if copies == 2:
             a, b = (os.readlink(f"/proc/{p}/ns/mnt") for p in restored)
             check(a != b, "the two copies share a mount namespace")
+        if user_ns:
+            for host in restored:
+                check(os.readlink(f"/proc/{host}/ns/user") != os.readlink("/proc/self/ns/user"), "no user namespace")
+                check_eq(read_text(f"/proc/{host}/uid_map").split(), ["0", "300000", "65536"], "uid_map of the copy")
+                check_eq(os.stat(f"/proc/{host}/root/dev/shm/count").st_uid, 300000, "owner of what the copy writes")
         check_copies(containers.rootfs, restored, before_dump)
     finally:
         for host in restored:
@@ -333,6 +344,21 @@ def case_cryo_run(env):
         containers.remove_cgroups()
 
 
+def case_cryo_run_userns(env):
+    """cryo_run with a user namespace (0 -> host 300000, 65536 ids) owning the others."""
+    os.chmod(env.dir, 0o755)  # the namespace's root reaches the rootfs through it
+    containers = Containers(env, env.cryo_path)
+    for dirpath, dirnames, filenames in os.walk(containers.rootfs):
+        for n in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, n), 300000, 300000)
+    os.chown(containers.rootfs, 300000, 300000)
+    try:
+        dump_and_restore(env, containers, "u1", copies=2, user_ns=True)
+    finally:
+        containers.cleanup()
+        containers.remove_cgroups()
+
+
 def case_runc(env):
     runc = shutil.which("runc")
     check(runc is not None, "runc is not installed")
@@ -345,4 +371,4 @@ def case_runc(env):
 
 
 if __name__ == "__main__":
-    run({"cryo_run": case_cryo_run, "runc": case_runc, "console": case_console, "runc_console": case_runc_console})
+    run({"cryo_run": case_cryo_run, "cryo_run_userns": case_cryo_run_userns, "runc": case_runc, "console": case_console, "runc_console": case_runc_console})
