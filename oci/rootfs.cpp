@@ -65,7 +65,8 @@ Status mkdir_all(const std::string& path, mode_t mode = 0755) {
   return {};
 }
 
-// Creates the mount point: a directory, or an empty file when a file is bind-mounted.
+}  // namespace
+
 Status make_mount_point(const std::string& target, bool file) {
   struct stat st;
   if (::lstat(target.c_str(), &st) == 0) return {};
@@ -74,6 +75,8 @@ Status make_mount_point(const std::string& target, bool file) {
   CRYO_ASSIGN(UniqueFd fd, open_file(target, O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
   return {};
 }
+
+namespace {
 
 // Flags of an existing mount that an unprivileged remount must keep (the kernel locks them).
 unsigned long locked_flags(const std::string& path) {

@@ -33,6 +33,9 @@ struct RootfsContext {
 // Before pivot_root, with the working directory at the rootfs (stage A put it
 // there): propagation, bind of the rootfs, the spec's mounts, devices.
 Status prepare_rootfs(const RootfsContext& ctx);
+// Creates a mount point (a path already resolved inside the rootfs) unless
+// something is there: a directory, or an empty file when a file is bind-mounted.
+Status make_mount_point(const std::string& target, bool file);
 // pivot_root (or MS_MOVE + chroot with no_pivot) into the rootfs that
 // prepare_rootfs left as the working directory.
 Status enter_rootfs(bool no_pivot);

@@ -1,9 +1,15 @@
 """containerd 1.6 with its runc shim driving cryo: a private containerd (own
-socket, root and state under a temp dir), `ctr run`, `ctr task exec`, kill, delete."""
+socket, root and state under a temp dir), `ctr run`, `ctr task exec`, kill, delete;
+`ctr container checkpoint --task` and `ctr container restore --live` of a container made
+from an image (the shim runs cryo's checkpoint and restore, handing its stdio pipes over)."""
+import hashlib
+import io
+import json
 import os
 import shutil
 import signal
 import subprocess
+import tarfile
 import time
 
 from cryo_oci import CRYO, check, main, reap, run_on_pty
@@ -65,10 +71,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         return code, out
 
     def stop(self):
-        for cid in ("c0", "ct", "c1"):
-            self.ctr("task", "kill", "-s", "SIGKILL", cid, check=False)
-            self.ctr("task", "delete", "--force", cid, check=False)
-            self.ctr("container", "delete", cid, check=False)
+        for cid in ("c0", "ct", "c1", "k1", "k2"):
+            for args in (("task", "kill", "-s", "SIGKILL", cid), ("task", "delete", "--force", cid),
+                         ("container", "delete", cid)):
+                try:  # a test that failed half way may leave a task containerd cannot delete: go on
+                    self.ctr(*args, check=False, timeout=20)
+                except subprocess.TimeoutExpired:
+                    pass
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(20)
@@ -146,5 +155,108 @@ def test_containerd(env):
         cd.stop()
 
 
+def oci_archive(rootfs, out, name):
+    """An OCI image layout archive (one layer: rootfs) that `ctr image import` takes as `name`."""
+    blobs = {}
+
+    def blob(data, media_type):
+        digest = hashlib.sha256(data).hexdigest()
+        blobs[digest] = data
+        return {"mediaType": media_type, "digest": "sha256:" + digest, "size": len(data)}
+    layer_file = io.BytesIO()
+    with tarfile.open(fileobj=layer_file, mode="w") as t:
+        t.add(rootfs, arcname=".")
+    layer = blob(layer_file.getvalue(), "application/vnd.oci.image.layer.v1.tar")
+    config = blob(json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+                              "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]}}).encode(),
+                  "application/vnd.oci.image.config.v1+json")
+    manifest = blob(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                "config": config, "layers": [layer]}).encode(),
+                    "application/vnd.oci.image.manifest.v1+json")
+    index = {"schemaVersion": 2, "manifests": [dict(manifest, annotations={
+        "org.opencontainers.image.ref.name": name, "io.containerd.image.name": name})]}
+    with tarfile.open(out, "w") as t:
+        def add(path, data):
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+        add("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+        add("index.json", json.dumps(index).encode())
+        for digest, data in blobs.items():
+            add("blobs/sha256/" + digest, data)
+
+
+def exec_count(cd, cid, exec_id):
+    p = cd.ctr("task", "exec", "--exec-id", exec_id, cid, "cat", "/count", check=False)
+    return int(p.stdout.strip()) if p.stdout.strip().isdigit() else 0
+
+
+def test_checkpoint(env):
+    """`ctr container checkpoint --task --rw` (the shim: cryo checkpoint --leave-running, its
+    --log in JSON) and `ctr container restore --live --rw` (the shim: cryo restore -d with the
+    shim's pipes as stdio): the counter goes on, its output reaches ctr through the new pipes;
+    an error of cryo's reaches ctr in cryo's words."""
+    if not shutil.which("containerd"):
+        raise AssertionError("containerd is not installed (make deps installs it)")
+    cd = Containerd(env)
+    try:
+        archive = os.path.join(env.tmp, "image.tar")
+        oci_archive(env.rootfs, archive, "localhost/cryo-busybox:latest")
+        cd.ctr("image", "import", archive)
+        counter = "i=0; while true; do i=$((i+1)); echo $i > /count.tmp && mv /count.tmp /count; echo count=$i; sleep 0.1; done"
+        cd.ctr("run", "-d", "--cgroup", "/cryo-test-ctr/k1", "localhost/cryo-busybox:latest", "k1", "sh", "-c", counter,
+               runtime=True)
+        for _ in range(100):
+            if exec_count(cd, "k1", "e0") >= 5:
+                break
+            time.sleep(0.1)
+        p = cd.ctr("container", "checkpoint", "--task", "--rw", "k1", "localhost/ckpt-k1:1", check=False, timeout=120)
+        check(p.returncode == 0, "ctr container checkpoint --task: " + p.stderr.strip()[-400:])
+        at_checkpoint = exec_count(cd, "k1", "e1")
+        check("RUNNING" in cd.ctr("task", "ls").stdout, "the task runs on after ctr's checkpoint (--leave-running)")
+        cd.ctr("task", "kill", "-s", "SIGKILL", "k1")
+        for _ in range(100):
+            if "STOPPED" in cd.ctr("task", "ls").stdout:
+                break
+            time.sleep(0.1)
+        cd.ctr("task", "delete", "k1")
+        cd.ctr("container", "delete", "k1")
+        p = cd.ctr("container", "restore", "--live", "--rw", "k1", "localhost/ckpt-k1:1", check=False, timeout=120)
+        check(p.returncode == 0, "ctr container restore --live: " + p.stderr.strip()[-400:])
+        counts = [int(w[6:]) for w in p.stdout.split() if w.startswith("count=") and w[6:].isdigit()]
+        check("RUNNING" in cd.ctr("task", "ls").stdout, "the restored task runs")
+        first = exec_count(cd, "k1", "e2")
+        time.sleep(0.5)
+        later = exec_count(cd, "k1", "e3")
+        check(first > 0 and later > first, "the restored counter counts (%d, then %d)" % (first, later))
+        check(not counts or min(counts) > 1, "the output ctr read through the shim's new pipe goes on from the "
+              "checkpoint, not from 1: %s" % counts[:5])
+        check(at_checkpoint > 0, "read %d at checkpoint" % at_checkpoint)
+        cd.ctr("task", "kill", "-s", "SIGKILL", "k1")
+        for _ in range(100):
+            if "STOPPED" in cd.ctr("task", "ls").stdout:
+                break
+            time.sleep(0.1)
+        cd.ctr("task", "delete", "k1")
+        cd.ctr("container", "delete", "k1")
+        check(os.listdir(os.path.join(cd.runc_root, NAMESPACE)) == [], "task delete removes cryo's state")
+
+        # A refusal of cryo's comes back to ctr in its words (the shim reads cryo's JSON log).
+        holder = subprocess.Popen(["unshare", "--ipc", "sleep", "100"])
+        try:
+            time.sleep(0.2)
+            cd.ctr("run", "-d", "--cgroup", "/cryo-test-ctr/k2", "--with-ns", "ipc:/proc/%d/ns/ipc" % holder.pid,
+                   "localhost/cryo-busybox:latest", "k2", "sleep", "100", runtime=True)
+            p = cd.ctr("container", "checkpoint", "--task", "k2", "localhost/ckpt-k2:1", check=False, timeout=120)
+            check(p.returncode != 0 and "joined the ipc namespace" in p.stderr,
+                  "cryo's refusal reaches ctr: " + p.stderr.strip()[-300:])
+            check("RUNNING" in cd.ctr("task", "ls").stdout, "the refused task runs on")
+        finally:
+            holder.kill()
+            holder.wait()
+    finally:
+        cd.stop()
+
+
 if __name__ == "__main__":
-    main({"containerd": test_containerd})
+    main({"containerd": test_containerd, "checkpoint": test_checkpoint})

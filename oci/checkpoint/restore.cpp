@@ -16,6 +16,8 @@
 #include "oci/checkpoint/record.h"
 #include "oci/container.h"
 #include "oci/hooks_bridge.h"
+#include "oci/path.h"
+#include "oci/rootfs.h"
 #include "oci/runtime_log.h"
 #include "oci/sync.h"
 
@@ -25,6 +27,26 @@ namespace {
 bool is_pipe(int fd) {
   struct stat st;
   return ::fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
+}
+
+// As runc before CRIU's restore: the mount points config.json needs that the
+// rootfs lacks (a fresh snapshot of the image, without what create made in
+// the old one) are made again, but for those under a tmpfs of the
+// container, whose contents the image brings back.
+Status make_mount_points(const Spec& spec) {
+  std::vector<std::string> tmpfs;
+  for (auto& m : spec.mounts)
+    if (m.type == "tmpfs") tmpfs.push_back(m.destination);
+  for (auto& m : spec.mounts) {
+    bool under_tmpfs = false;
+    for (auto& t : tmpfs) under_tmpfs |= m.destination.starts_with(t == "/" ? t : t + "/");
+    if (under_tmpfs) continue;
+    CRYO_ASSIGN(std::string target, secure_join(spec.root_path, m.destination));
+    struct stat st;
+    bool file = is_bind_mount(m) && ::stat(m.source.c_str(), &st) == 0 && !S_ISDIR(st.st_mode);
+    CRYO_TRY(make_mount_point(target, file).wrap("the mount point of " + m.destination));
+  }
+  return {};
 }
 
 // A new pty for a terminal container's console: the master goes to the
@@ -165,6 +187,7 @@ Result<PendingRestore> prepare_restore(const ContainerRestoreOptions& o) {
   p.group_.emplace(std::move(group));
   CRYO_TRY(p.group_->create());
   CRYO_TRY(p.group_->apply(with_default_device_rules(spec)).wrap("linux.resources"));
+  CRYO_TRY(make_mount_points(spec));
   if (!record.console.empty()) {
     CRYO_ASSIGN(UniqueFd slave, console_for(o, spec));
     words.insert(words.end(), {"--inherit-fd", "fd[" + std::to_string(slave.get()) + "]:" + record.console});
