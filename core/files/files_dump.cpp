@@ -446,9 +446,12 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
   pid_t root = tree.processes().front().pid;
 
   if (link.starts_with("socket:")) {
-    f.mutable_socket()->set_inode(ref.st.st_ino);
-    CRYO_TRY(sockets_.describe(ref.pid, ref.fd, &f));
-    *files_.add_files() = f;
+    // Its place first: the files in flight in its queue are described
+    // meanwhile and take the ids after it.
+    image::FileDesc* sock = files_.add_files();
+    *sock = f;
+    sock->mutable_socket()->set_inode(ref.st.st_ino);
+    CRYO_TRY(sockets_.describe(ref.pid, ref.fd, sock));
     descriptions_.emplace_back(ref, f.id());
     return f.id();
   }
@@ -587,8 +590,36 @@ Status FilesDump::describe_removed_cwd(pid_t pid, image::Process& core) {
   return {};
 }
 
+Result<FilesDump::FdRef> FilesDump::fd_ref(pid_t pid, int fd) {
+  FdRef ref{pid, fd, {}, "", 0, 0, {}, ""};
+  std::string path = fd_path(pid, fd);
+  CRYO_ASSIGN(ref.link, read_link(path));
+  if (::stat(path.c_str(), &ref.st) < 0) return errno_error("stat " + path);
+  CRYO_ASSIGN(std::string info_text, read_file("/proc/" + std::to_string(pid) + "/fdinfo/" + std::to_string(fd)));
+  CRYO_ASSIGN(ref.info, proc::parse_fdinfo(info_text));
+  ref.flags = ref.info.flags & ~static_cast<uint32_t>(O_CLOEXEC);
+  ref.pos = ref.info.pos;
+  ref.info_text = std::move(info_text);
+  saw_locks_ = saw_locks_ || ref.info.fields.count("lock") > 0;
+  return ref;
+}
+
+// A file in flight, described through cryo's copy, which stays open for the
+// rest of the dump: shared descriptions are found by kcmp against it, and
+// the contents of a deleted file are read through it.
+Result<uint32_t> FilesDump::describe_passed(UniqueFd file, const tree::FrozenTree& tree) {
+  CRYO_ASSIGN(FdRef ref, fd_ref(::getpid(), file.get()));
+  if (S_ISSOCK(ref.st.st_mode))
+    return Error(ref.link + ": a socket in flight is not supported (its queue and peer would have to be "
+                 "taken along, and may hold the socket that carries it)");
+  CRYO_ASSIGN(uint32_t id, describe(ref, tree));
+  passed_.push_back(std::move(file));
+  return id;
+}
+
 Status FilesDump::dump_fds(const tree::FrozenTree& tree, std::map<pid_t, image::Process>& cores) {
   CRYO_TRY(ttys_.find_ptys(tree));
+  sockets_.describe_passed_files_with([this, &tree](UniqueFd file) { return describe_passed(std::move(file), tree); });
   for (const auto& proc : tree.processes()) {
     if (proc.zombie) continue;
     pid_t pid = proc.pid;
@@ -596,17 +627,7 @@ Status FilesDump::dump_fds(const tree::FrozenTree& tree, std::map<pid_t, image::
     CRYO_TRY(describe_removed_cwd(pid, core));
     CRYO_ASSIGN(auto fds, proc::list_fds(pid));
     for (int fd : fds) {
-      FdRef ref{pid, fd, {}, "", 0, 0, {}, ""};
-      std::string path = fd_path(pid, fd);
-      CRYO_ASSIGN(ref.link, read_link(path));
-      if (::stat(path.c_str(), &ref.st) < 0) return errno_error("stat " + path);
-      CRYO_ASSIGN(std::string info_text,
-                  read_file("/proc/" + std::to_string(pid) + "/fdinfo/" + std::to_string(fd)));
-      CRYO_ASSIGN(ref.info, proc::parse_fdinfo(info_text));
-      ref.flags = ref.info.flags & ~static_cast<uint32_t>(O_CLOEXEC);
-      ref.pos = ref.info.pos;
-      ref.info_text = std::move(info_text);
-      saw_locks_ = saw_locks_ || ref.info.fields.count("lock") > 0;
+      CRYO_ASSIGN(FdRef ref, fd_ref(pid, fd));
       CRYO_ASSIGN(uint32_t id, describe(ref, tree));
       auto* out = core.add_fds();
       out->set_fd(fd);

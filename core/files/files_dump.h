@@ -74,7 +74,9 @@ class FilesDump {
     proc::FdInfo info;
     std::string info_text;
   };
+  Result<FdRef> fd_ref(pid_t pid, int fd);
   Result<uint32_t> describe(const FdRef& ref, const tree::FrozenTree& tree);
+  Result<uint32_t> describe_passed(UniqueFd file, const tree::FrozenTree& tree);
   Status dump_pipe(const FdRef& ref, uint32_t* pipe_id);
   // Marks pipe `pipe_id` as also held by `holder`, outside the tree.
   void note_external_pipe(const std::string& what, const std::string& link, pid_t holder, uint32_t pipe_id);
@@ -109,6 +111,7 @@ class FilesDump {
   std::map<std::pair<dev_t, ino_t>, size_t> contents_;  // inode -> index in files_.contents
   std::vector<std::string> content_sources_;           // a /proc link to each content
   std::vector<std::pair<FdRef, uint32_t>> descriptions_;  // a representative fd of each description
+  std::vector<UniqueFd> passed_;  // cryo's copies of the files in flight
 };
 
 }  // namespace cryo::files

@@ -480,11 +480,6 @@ Status FileObjects::open_all(const image::Files& files, const image::ImageDirRea
   }
   for (const auto& shmem : files.shmems()) CRYO_TRY(open_shmem(shmem, images));
   CRYO_TRY(open_ptys(files));
-  std::map<uint32_t, UniqueFd> sockets;
-  CRYO_TRY(net::open_sockets(files, [&](uint32_t id) { return !by_stubs.count(id); }, &sockets));
-  for (auto& entry : sockets) {
-    CRYO_ASSIGN(by_file_[entry.first], place(std::move(entry.second)));
-  }
   for (const auto& f : files.files()) {
     if (f.kind() == image::FileDesc::SOCKET) continue;
     if (auto given = inherited_.find(f.id()); given != inherited_.end()) {
@@ -514,6 +509,12 @@ Status FileObjects::open_all(const image::Files& files, const image::ImageDirRea
     if (!fd.ok()) return std::move(fd).error().wrap(name_file(f));
     CRYO_ASSIGN(by_file_[f.id()], place(std::move(*fd)));
   }
+  // Sockets last: their queues may carry the other files in flight.
+  std::map<uint32_t, UniqueFd> sockets;
+  CRYO_TRY(net::open_sockets(files, [&](uint32_t id) { return !by_stubs.count(id); }, file_fds(), &sockets));
+  for (auto& entry : sockets) {
+    CRYO_ASSIGN(by_file_[entry.first], place(std::move(entry.second)));
+  }
   return {};
 }
 
@@ -522,7 +523,7 @@ Status FileObjects::make_stub_groups(pid_t pid, const image::Files& files) const
     if (group.creator != pid) continue;
     std::set<uint32_t> ids(group.ids.begin(), group.ids.end());
     std::map<uint32_t, UniqueFd> made;
-    CRYO_TRY(net::open_sockets(files, [&](uint32_t id) { return ids.count(id) > 0; }, &made));
+    CRYO_TRY(net::open_sockets(files, [&](uint32_t id) { return ids.count(id) > 0; }, file_fds(), &made));
     for (auto& [id, fd] : made)
       if (::dup3(fd.get(), fd_of(id), O_CLOEXEC) < 0) return errno_error("dup3 socket");
   }
@@ -553,7 +554,7 @@ Status FileObjects::make_listeners_and_connections(pid_t pid, const image::Files
       const auto* server = file_by_id(files, c.server);
       if (!client || !server) return Error(EINVAL, "a listener group names an unknown file");
       CRYO_ASSIGN(UniqueFd s, net::unix_connect(client->socket(), listener->socket()));
-      CRYO_TRY(net::send_queued(s.get(), server->socket()).wrap("bytes queued for the accepted end"));
+      CRYO_TRY(net::send_queued(s.get(), server->socket(), file_fds()).wrap("bytes queued for the accepted end"));
       CRYO_TRY(net::finish_socket(s.get(), *client));
       if (::dup3(s.get(), fd_of(c.client), O_CLOEXEC) < 0) return errno_error("dup3 client");
     }
@@ -581,7 +582,7 @@ Status FileObjects::accept_connections(pid_t pid, const image::Files& files) con
       const auto& c = group.connections[k];
       const auto* client = file_by_id(files, c.client);
       const auto* server = file_by_id(files, c.server);
-      CRYO_TRY(net::send_queued(a, client->socket()).wrap("bytes queued for the client end"));
+      CRYO_TRY(net::send_queued(a, client->socket(), file_fds()).wrap("bytes queued for the client end"));
       CRYO_TRY(net::finish_socket(a, *server));
       if (::dup3(a, fd_of(c.server), O_CLOEXEC) < 0) return errno_error("dup3 server end");
     }

@@ -11,6 +11,7 @@
 #include "core/image/image.h"
 #include "core/image/proto/files.pb.h"
 #include "core/image/proto/task.pb.h"
+#include "core/net/socket_restore.h"
 #include "core/sys/fd.h"
 #include "core/sys/result.h"
 
@@ -63,6 +64,10 @@ class FileObjects {
   Status watch_epoll_targets(pid_t pid, const image::Files& files) const;
 
   int fd_of(uint32_t file_id) const;  // -1 if unknown
+  // fd_of as a function, for the files in flight in sockets' queues.
+  net::FileFds file_fds() const {
+    return [this](uint32_t id) { return fd_of(id); };
+  }
 
   // Runs in stub `pid` right after its setsid(): takes the restored
   // pseudo-terminal its session had as controlling terminal (tty.cpp).

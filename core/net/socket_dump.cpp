@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "core/net/packet.h"
 #include "core/net/sock_kinds.h"
@@ -209,8 +210,11 @@ std::string unix_name(const std::string& name) {
 }
 
 // Reads the receive queue without taking anything from it: SO_PEEK_OFF makes
-// each MSG_PEEK step past what the previous one returned.
-Status peek_receive_queue(int s, bool stream, image::Socket* sock) {
+// each MSG_PEEK step past what the previous one returned. A peek gives cryo
+// copies of the files in flight (the kernel dups them), which `passed`
+// describes; a stream's peek stops after the bytes that carry files, so its
+// bytes are kept in pieces, each ending with the files sent along.
+Status peek_receive_queue(int s, bool stream, image::Socket* sock, const PassedFileDescriber& passed) {
   int saved = -1;
   socklen_t len = sizeof saved;
   ::getsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &saved, &len);
@@ -235,28 +239,50 @@ Status peek_receive_queue(int s, bool stream, image::Socket* sock) {
       if (errno != EAGAIN) status = errno_error("peek the receive queue");
       break;
     }
-    bool passed_fds = false;
+    std::vector<UniqueFd> in_flight;
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
       if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      passed_fds = true;
-      int count = static_cast<int>((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-      for (int k = 0; k < count; k++) ::close(reinterpret_cast<int*>(CMSG_DATA(c))[k]);
+      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t k = 0; k < count; k++) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + k * sizeof fd, sizeof fd);
+        in_flight.emplace_back(fd);
+      }
     }
-    if (passed_fds) {
-      status = Error("file descriptors in flight (SCM_RIGHTS) are not supported yet");
+    if (msg.msg_flags & MSG_CTRUNC) {
+      status = Error("more than 64 files in flight with one message (not supported)");
       break;
     }
+    if (!in_flight.empty() && !passed) {
+      status = Error("file descriptors in flight (SCM_RIGHTS) are not supported here");
+      break;
+    }
+    std::vector<uint32_t> ids;
+    for (auto& fd : in_flight) {
+      auto id = passed(std::move(fd));
+      if (!id.ok()) {
+        status = std::move(id).error().wrap("a file in flight (SCM_RIGHTS)");
+        break;
+      }
+      ids.push_back(*id);
+    }
+    if (!status.ok()) break;
     if (static_cast<size_t>(n) > buf.size()) {
       status = Error("a queued message larger than 256 KiB is not supported");
       break;
     }
-    if (n == 0) break;
+    if (n == 0 && ids.empty()) break;
     if (stream) {
       stream_bytes.append(buf.data(), static_cast<size_t>(n));
+      if (ids.empty()) continue;
+      auto* d = sock->add_queue();
+      d->set_data(std::exchange(stream_bytes, {}));
+      for (uint32_t id : ids) d->add_passed_file_ids(id);
     } else {
       auto* d = sock->add_queue();
       d->set_data(std::string(buf.data(), static_cast<size_t>(n)));
       if (msg.msg_namelen > 0) d->mutable_source()->CopyFrom(to_image(from, msg.msg_namelen));
+      for (uint32_t id : ids) d->add_passed_file_ids(id);
     }
   }
   ::setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &saved, sizeof saved);
@@ -452,7 +478,7 @@ Status SocketDump::describe_udp(const std::string& what, int s, image::Socket* s
   dump_options(s, sock);
   CRYO_TRY(datagram_state_.describe(what, s, sock->inode(), sock));
   if (!keeps_queue(*sock)) return {};
-  return peek_receive_queue(s, false, sock).wrap(what);
+  return peek_receive_queue(s, false, sock, describe_passed_).wrap(what);
 }
 
 Status SocketDump::describe_unix(const std::string& what, pid_t pid, int s, uint64_t inode, image::Socket* sock) {
@@ -526,7 +552,7 @@ Status SocketDump::describe_unix(const std::string& what, pid_t pid, int s, uint
   CRYO_TRY(dump_passcred(what, s, sock));
   // Only a connected stream or seqpacket socket has a receive queue.
   if (info.type == SOCK_DGRAM || sock->state() == image::Socket::CONNECTED)
-    CRYO_TRY(peek_receive_queue(s, info.type == SOCK_STREAM, sock).wrap(what));
+    CRYO_TRY(peek_receive_queue(s, info.type == SOCK_STREAM, sock, describe_passed_).wrap(what));
   if (info.peer)
     unix_.push_back({what, inode, info.peer, sock->peer().addr()});
   if (sock->queue_size() > 0 && passes_credentials(*sock))

@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -42,9 +43,15 @@ struct SocketDumpOptions {
   std::string tree_root;
 };
 
+// Describes a file found in flight in a receive queue (SCM_RIGHTS), given
+// as a copy cryo holds: its id in the image.
+using PassedFileDescriber = std::function<Result<uint32_t>(UniqueFd file)>;
+
 class SocketDump {
  public:
   explicit SocketDump(SocketDumpOptions options) : options_(std::move(options)) {}
+  // Without one, a queue holding files in flight is refused.
+  void describe_passed_files_with(PassedFileDescriber describer) { describe_passed_ = std::move(describer); }
   SocketDump(const SocketDump&) = delete;
   ~SocketDump();
 
@@ -102,6 +109,7 @@ class SocketDump {
   DatagramState datagram_state_;
   OptionDefaults option_defaults_;
   std::string lock_table_;
+  PassedFileDescriber describe_passed_;
   bool keep_ = false;
 };
 

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "core/net/packet.h"
 #include "core/net/sock_kinds.h"
@@ -354,11 +355,42 @@ image::SockAddr destination_of(const image::Socket& sock) {
   return a;
 }
 
+// One queued message, with the files it carried.
+Status send_message(int from, const image::Datagram& d, const FileFds& file_fds, const sockaddr* to, socklen_t to_len) {
+  constexpr size_t kMaxFiles = 253;  // SCM_MAX_FD
+  std::vector<int> fds;
+  for (uint32_t id : d.passed_file_ids()) {
+    int fd = file_fds ? file_fds(id) : -1;
+    if (fd < 0) return Error(EINVAL, "a queued message carries file " + std::to_string(id) + ", which was not made");
+    fds.push_back(fd);
+  }
+  if (fds.size() > kMaxFiles) return Error(EINVAL, "a queued message carries more files than one message can");
+  std::vector<char> control(fds.empty() ? 0 : CMSG_SPACE(fds.size() * sizeof(int)));
+  struct iovec iov = {const_cast<char*>(d.data().data()), d.data().size()};
+  struct msghdr msg{};
+  msg.msg_name = const_cast<sockaddr*>(to);
+  msg.msg_namelen = to_len;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (!fds.empty()) {
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
+    std::memcpy(CMSG_DATA(c), fds.data(), fds.size() * sizeof(int));
+  }
+  ssize_t n = ::sendmsg(from, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (n != static_cast<ssize_t>(d.data().size())) return errno_error("refilling a receive queue");
+  return {};
+}
+
 class SocketBuilder {
  public:
-  SocketBuilder(const image::Files& files, const std::function<bool(uint32_t)>& wanted,
+  SocketBuilder(const image::Files& files, const std::function<bool(uint32_t)>& wanted, const FileFds& file_fds,
                 std::map<uint32_t, UniqueFd>* out)
-      : files_(files), wanted_(wanted), out_(out) {}
+      : files_(files), wanted_(wanted), file_fds_(file_fds), out_(out) {}
 
   Status build() {
     for (const auto& f : files_.files()) {
@@ -467,7 +499,7 @@ class SocketBuilder {
     if (::socketpair(AF_UNIX, static_cast<int>(sock.type()) | SOCK_CLOEXEC, 0, pair) < 0)
       return errno_error("socketpair");
     UniqueFd mine(pair[0]), gone(pair[1]);
-    for (const auto& d : sock.queue()) CRYO_TRY(send_one(gone.get(), d.data(), nullptr));
+    for (const auto& d : sock.queue()) CRYO_TRY(send_one(gone.get(), d, nullptr));
     (*out_)[f.id()] = std::move(mine);
     return {};
   }
@@ -491,8 +523,10 @@ class SocketBuilder {
     CRYO_TRY(bind_to(s.get(), sock.local()).wrap("binding the connection again"));
     CRYO_TRY(set_opt(s.get(), IPPROTO_TCP, TCP_REPAIR, 0, "TCP_REPAIR off"));
     CRYO_TRY(connect_to(s.get(), sock.peer()));
-    std::string data = sock.pending_data() + sock.tcp().send_queue();
-    if (!data.empty()) CRYO_TRY(send_one(s.get(), data, nullptr).wrap("re-sending a pending connection's bytes"));
+    image::Datagram pending;
+    pending.set_data(sock.pending_data() + sock.tcp().send_queue());
+    if (!pending.data().empty())
+      CRYO_TRY(send_one(s.get(), pending, nullptr).wrap("re-sending a pending connection's bytes"));
     (*out_)[f.id()] = std::move(s);
     return {};
   }
@@ -565,17 +599,13 @@ class SocketBuilder {
     return nullptr;
   }
 
-  Status send_one(int from, const std::string& data, const image::SockAddr* to) {
-    ssize_t n;
+  Status send_one(int from, const image::Datagram& d, const image::SockAddr* to) {
+    sockaddr_storage ss;
+    socklen_t len = 0;
     if (to) {
-      sockaddr_storage ss;
-      CRYO_ASSIGN(socklen_t len, to_sockaddr(*to, &ss));
-      n = ::sendto(from, data.data(), data.size(), MSG_DONTWAIT | MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&ss), len);
-    } else {
-      n = ::send(from, data.data(), data.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      CRYO_ASSIGN(len, to_sockaddr(*to, &ss));
     }
-    if (n != static_cast<ssize_t>(data.size())) return errno_error("refilling a receive queue");
-    return {};
+    return send_message(from, d, file_fds_, to ? reinterpret_cast<sockaddr*>(&ss) : nullptr, len);
   }
 
   Status refill(const image::FileDesc& f) {
@@ -585,7 +615,7 @@ class SocketBuilder {
     const image::FileDesc* peer = is_unix(f) && peer_it != by_inode_.end() ? peer_it->second : nullptr;
     if (is_unix(f) && sock.type() != SOCK_DGRAM) {
       if (!peer) return Error(EINVAL, "bytes queued from a peer outside the tree cannot be restored");
-      for (const auto& d : sock.queue()) CRYO_TRY(send_one(fd(*peer), d.data(), nullptr));
+      for (const auto& d : sock.queue()) CRYO_TRY(send_one(fd(*peer), d, nullptr));
       return {};
     }
     image::SockAddr dest = destination_of(sock);
@@ -598,7 +628,7 @@ class SocketBuilder {
         bool connected_to_us = sender->socket().state() == image::Socket::CONNECTED &&
                                (is_udp(f) ? sender->socket().peer().port() == sock.local().port()
                                           : sender->socket().peer_inode() == sock.inode());
-        CRYO_TRY(send_one(fd(*sender), d.data(), connected_to_us ? nullptr : &dest));
+        CRYO_TRY(send_one(fd(*sender), d, connected_to_us ? nullptr : &dest));
         continue;
       }
       // From outside the tree: a socket of our own, bound to the sender's
@@ -611,7 +641,7 @@ class SocketBuilder {
         CRYO_TRY(bind_to(tmp.get(), d.source()).wrap("re-sending a datagram from its sender's address"));
       }
       if (sock.local().addr().empty() && is_unix(f)) return Error(EINVAL, "a queued datagram for an unnamed socket");
-      CRYO_TRY(send_one(tmp.get(), d.data(), &dest));
+      CRYO_TRY(send_one(tmp.get(), d, &dest));
     }
     return {};
   }
@@ -629,6 +659,7 @@ class SocketBuilder {
 
   const image::Files& files_;
   const std::function<bool(uint32_t)>& wanted_;
+  const FileFds& file_fds_;
   std::map<uint32_t, UniqueFd>* out_;
   std::vector<const image::FileDesc*> socks_;
   std::map<uint64_t, const image::FileDesc*> by_inode_;
@@ -653,11 +684,8 @@ Result<UniqueFd> unix_connect(const image::Socket& client, const image::Socket& 
   return s;
 }
 
-Status send_queued(int from, const image::Socket& receiver) {
-  for (const auto& d : receiver.queue()) {
-    ssize_t n = ::send(from, d.data().data(), d.data().size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n != static_cast<ssize_t>(d.data().size())) return errno_error("refilling a receive queue");
-  }
+Status send_queued(int from, const image::Socket& receiver, const FileFds& file_fds) {
+  for (const auto& d : receiver.queue()) CRYO_TRY(send_message(from, d, file_fds, nullptr, 0));
   return {};
 }
 
@@ -671,8 +699,8 @@ Status finish_socket(int fd, const image::FileDesc& f) {
 }
 
 Status open_sockets(const image::Files& files, const std::function<bool(uint32_t id)>& wanted,
-                    std::map<uint32_t, UniqueFd>* out) {
-  return SocketBuilder(files, wanted, out).build();
+                    const FileFds& file_fds, std::map<uint32_t, UniqueFd>* out) {
+  return SocketBuilder(files, wanted, file_fds, out).build();
 }
 
 }  // namespace cryo::net

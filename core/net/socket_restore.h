@@ -12,18 +12,22 @@
 
 namespace cryo::net {
 
+// The fd of a restored file by its image id (-1: none): the files a queued
+// message carried in flight (SCM_RIGHTS) are sent along with it again.
+using FileFds = std::function<int(uint32_t id)>;
+
 // Every socket of files.img, by file id: created, bound, connected (unix
 // pairs to each other), their queues refilled, then shut down as recorded.
 // Only the sockets `wanted` accepts are made (both ends of a pair together).
 Status open_sockets(const image::Files& files, const std::function<bool(uint32_t id)>& wanted,
-                    std::map<uint32_t, UniqueFd>* out);
+                    const FileFds& file_fds, std::map<uint32_t, UniqueFd>* out);
 
 // Pieces for a unix listener whose connections other processes made (each
 // side is made by the process SO_PEERCRED must name, see tree/stubs).
 Result<UniqueFd> unix_listen(const image::Socket& listener);
 Result<UniqueFd> unix_connect(const image::Socket& client, const image::Socket& listener);
 // Sends what `receiver` had queued, from its peer `from`.
-Status send_queued(int from, const image::Socket& receiver);
+Status send_queued(int from, const image::Socket& receiver, const FileFds& file_fds);
 // Options, shutdown and file flags, once the queues are refilled.
 Status finish_socket(int fd, const image::FileDesc& f);
 

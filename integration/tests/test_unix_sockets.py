@@ -3,8 +3,10 @@
 relative to the directory they were bound in, connections a listener has not accepted
 yet (clients in the tree and outside), unconnected datagram and seqpacket sockets,
 names unlinked, taken by another file or in a removed directory, bytes queued by a
-peer that is gone, file descriptors in flight (SCM_RIGHTS) and credentials queued
-for a reader with SO_PASSCRED. Each workload checks from inside, after restore, that
+peer that is gone, file descriptors in flight (SCM_RIGHTS: a file only the message
+holds, with its offset, a pipe with its bytes, a file also open in the task, a memfd
+in a stream; a socket in flight is refused) and credentials queued for a reader with
+SO_PASSCRED. Each workload checks from inside, after restore, that
 every socket is as it was and still works."""
 import os
 import socket
@@ -55,6 +57,17 @@ def case_pending_outside(env):
     outside.close()
 
 
+def case_in_flight_socket(env):
+    """A socket in flight (SCM_RIGHTS) is refused, naming the pid and fd of the
+    socket whose queue carries it, and the tree runs on: its reader still gets it."""
+    pid, info, report = start(env, "in_flight", "socket")
+    result = env.dump(pid, env.path("refused"), expect=1)
+    check(f"pid {pid} fd {info['object_fd']}:" in result.stderr and "a socket in flight" in result.stderr,
+          f"the refusal names the carrying socket: {result.stderr.strip()!r}")
+    check(state(pid) not in (None, "T", "t", "Z"), "the tree runs on after the refused dump")
+    env.trigger_and_report(pid, report)
+
+
 def case_passcred(env):
     """Messages queued for a reader with SO_PASSCRED carry their senders' pids, which
     cannot be given back: the dump is refused naming the reader's pid and fd, and the
@@ -82,6 +95,7 @@ CASES = {
     "unlinked": simple("unlinked"),
     "gone_peer": simple("gone_peer"),
     "in_flight": simple("in_flight"),
+    "in_flight_socket": case_in_flight_socket,
     "passcred": case_passcred,
     "passcred_drained": case_passcred_drained,
 }

@@ -11,6 +11,7 @@
 
 #include <poll.h>
 #include <stddef.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -442,7 +443,7 @@ static void verify_gone_peer(void) {
 
 // ---- in_flight: file descriptors and credentials queued in a socket ------------------
 
-static int fl_reader, fl_writer;
+static int fl_reader, fl_writer, fl_stream_reader;
 
 static void send_fds(int s, const char *text, const int *fds, int n) {
   char control[CMSG_SPACE(sizeof(int) * 4)];
@@ -485,6 +486,16 @@ static void build_in_flight(void) {
   // keep stays open in the task: the message's copy shares its offset.
   WL_MUST(dup2(keep, 40) == 40);
   close(keep);
+  // A stream: bytes, then bytes carrying a memfd, then bytes again.
+  WL_MUST(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) == 0);
+  fl_stream_reader = p[1];
+  int mem = memfd_create("in-flight", MFD_CLOEXEC);
+  WL_MUST(mem >= 0 && write(mem, "memfd bytes", 11) == 11);
+  send_fds(p[0], "abc", NULL, 0);
+  send_fds(p[0], "def", &mem, 1);
+  send_fds(p[0], "ghi", NULL, 0);
+  close(mem);
+  close(p[0]);
 }
 
 static int recv_fds(int s, char *text, size_t size, int *fds, int max) {
@@ -527,6 +538,43 @@ static void verify_in_flight(void) {
     WL_CHECK(lseek(40, 3, SEEK_SET) == 3 && lseek(fds[0], 0, SEEK_CUR) == 3,
              "the file in flight and fd 40 no longer share their offset");
   }
+  // The stream's reader gets the bytes up to those that carry the memfd,
+  // with it, then the rest, and end of file (the writer is gone).
+  n = recv_fds(fl_stream_reader, text, sizeof text, fds, 8);
+  WL_CHECK(n == 1 && !strcmp(text, "abcdef"), "stream: '%s' with %d fds, want 'abcdef' with the memfd", text, n);
+  if (n == 1) {
+    memset(buf, 0, sizeof buf);
+    WL_CHECK(pread(fds[0], buf, sizeof buf, 0) == 11 && !strcmp(buf, "memfd bytes"), "the memfd in flight holds '%s'",
+             buf);
+  }
+  n = recv_fds(fl_stream_reader, text, sizeof text, fds, 8);
+  WL_CHECK(n == 0 && !strcmp(text, "ghi"), "stream: '%s' with %d fds, want 'ghi'", text, n);
+  WL_CHECK(recv(fl_stream_reader, text, sizeof text, 0) == 0, "stream: no end of file after the queued bytes");
+}
+
+// in_flight socket: a socket in flight, which cryo refuses; object_fd is
+// the socket whose queue carries it.
+static int fl_socket_reader;
+
+static void build_socket_in_flight(void) {
+  int p[2], q[2];
+  WL_MUST(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, p) == 0);
+  WL_MUST(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, q) == 0);
+  send_fds(p[0], "a socket", &q[0], 1);
+  close(q[0]);
+  close(p[0]);
+  fl_socket_reader = p[1];
+  object_fd = p[1];
+}
+
+static void verify_socket_in_flight(void) {
+  char text[64];
+  int fds[8];
+  int n = recv_fds(fl_socket_reader, text, sizeof text, fds, 8);
+  int type = 0;
+  socklen_t len = sizeof type;
+  WL_CHECK(n == 1 && getsockopt(fds[0], SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM,
+           "the socket in flight was lost (%d fds)", n);
 }
 
 // ---- passcred: SCM_CREDENTIALS for a reader with SO_PASSCRED ---------------------------
@@ -625,8 +673,13 @@ int main(int argc, char **argv) {
     build_gone_peer();
     verify = verify_gone_peer;
   } else if (!strcmp(mode, "in_flight")) {
-    build_in_flight();
-    verify = verify_in_flight;
+    if (argc > 5 && !strcmp(argv[5], "socket")) {
+      build_socket_in_flight();
+      verify = verify_socket_in_flight;
+    } else {
+      build_in_flight();
+      verify = verify_in_flight;
+    }
   } else if (!strcmp(mode, "passcred")) {
     build_passcred(argc > 5 && !strcmp(argv[5], "drained"));
     verify = verify_passcred;
