@@ -103,9 +103,11 @@ def restore(env, bundle, cid, image, *flags):
 
 
 def counts_on(data, last, what):
-    """The counter moves on from `last` (the value the checkpoint saw), not from 0."""
+    """The counter moves on from `last` (the value the checkpoint saw, at least 10), not
+    from 0: a counter started again would show a value below it first. The first value
+    seen may be a few ticks on (a busy machine polls late), but not many."""
     first = wait_for(lambda: count(data) if count(data) != last else 0, what + ": the counter to move")
-    check(last < first <= last + 2, f"{what}: the counter goes on from {last} (next {first})")
+    check(last < first <= last + 8, f"{what}: the counter goes on from {last} (next {first})")
     wait_for(lambda: count(data) > first + 3, what + ": the counter to keep counting")
 
 
@@ -154,7 +156,7 @@ def test_basic(env):
 def test_leave_running(env):
     bundle, data = counter_bundle(env, "lr")
     start(env, bundle, "lr")
-    wait_for(lambda: count(data) >= 5, "the counter")
+    wait_for(lambda: count(data) >= 10, "the counter")
     image = os.path.join(env.tmp, "image")
     work = os.path.join(env.tmp, "work")
     checkpoint(env, "lr", image, "--leave-running", "--leave-running", "--work-path", work)  # Podman repeats it
@@ -176,7 +178,7 @@ def test_leave_running(env):
 def test_twice(env):
     bundle, data = counter_bundle(env, "tw")
     start(env, bundle, "tw")
-    wait_for(lambda: count(data) >= 5, "the counter")
+    wait_for(lambda: count(data) >= 10, "the counter")
     for round_ in (1, 2):
         image = os.path.join(env.tmp, "image%d" % round_)
         checkpoint(env, "tw", image)
@@ -387,7 +389,7 @@ def freezer_state(env, cid):
 def test_paused(env):
     bundle, data = counter_bundle(env, "pz")
     start(env, bundle, "pz")
-    wait_for(lambda: count(data) >= 5, "the counter")
+    wait_for(lambda: count(data) >= 10, "the counter")
     env.run(["pause", "pz"])
     image = os.path.join(env.tmp, "image")
     checkpoint(env, "pz", image, "--leave-running")
@@ -437,7 +439,7 @@ def test_sigkill(env):
         cid = "kp" if paused else "kr"
         bundle, data = counter_bundle(env, cid)
         start(env, bundle, cid)
-        wait_for(lambda: count(data) >= 3, "the counter")
+        wait_for(lambda: count(data) >= 10, "the counter")
         if paused:
             env.run(["pause", cid])
         killed = 0
@@ -484,7 +486,7 @@ def tree_hash(path):
 def test_failed_restore(env):
     bundle, data = counter_bundle(env, "fr")
     start(env, bundle, "fr")
-    wait_for(lambda: count(data) >= 3, "the counter")
+    wait_for(lambda: count(data) >= 10, "the counter")
     image = os.path.join(env.tmp, "image")
     checkpoint(env, "fr", image, "--leave-running")
     before = tree_hash(image)
@@ -537,7 +539,7 @@ def test_netns_path(env):
         with open(os.path.join(bundle, "config.json"), "w") as f:
             json.dump(config, f)
         start(env, bundle, "nn")
-        wait_for(lambda: count(data) >= 3, "the counter")
+        wait_for(lambda: count(data) >= 10, "the counter")
         holder_ns = os.readlink(ns_dir + "net")
         check(os.readlink("/proc/%d/ns/net" % env.state("nn")["pid"]) == holder_ns, "the container is in the given netns")
         image = os.path.join(env.tmp, "image")
@@ -557,7 +559,7 @@ def test_foreground(env):
     """restore without -d waits for the container, exits with its status and removes it."""
     bundle, data = counter_bundle(env, "fg")
     start(env, bundle, "fg")
-    wait_for(lambda: count(data) >= 3, "the counter")
+    wait_for(lambda: count(data) >= 10, "the counter")
     image = os.path.join(env.tmp, "image")
     checkpoint(env, "fg", image)
     last = count(data)
@@ -596,7 +598,7 @@ def test_config_files(env):
     with open(path, "w") as f:
         json.dump(config, f)
     start(env, bundle, "cf")
-    wait_for(lambda: count(data) >= 3, "the counter")
+    wait_for(lambda: count(data) >= 10, "the counter")
     image = os.path.join(env.tmp, "image")
     checkpoint(env, "cf", image)
     with open(marks) as f:
@@ -643,7 +645,7 @@ def test_hooks(env):
     with open(path, "w") as f:
         json.dump(config, f)
     start(env, bundle, "hk")
-    wait_for(lambda: count(data) >= 3, "the counter")
+    wait_for(lambda: count(data) >= 10, "the counter")
     image = os.path.join(env.tmp, "image")
     checkpoint(env, "hk", image)
     last = count(data)
