@@ -76,6 +76,10 @@ int cmd_restore_container(const GlobalOptions& g, const std::vector<std::string>
     if (!args->get_or(lsm, "").empty())
       return oci::report_error(std::string("restore: --") + lsm + " is not supported: cryo sets no AppArmor or SELinux label");
   if (auto e = check_manage_cgroups_mode(*args); !e.empty()) return oci::report_error("restore: " + e);
+  std::string cgroups_mode = args->get_or("manage-cgroups-mode", "soft");
+  if (cgroups_mode == "ignore")
+    return oci::report_error("restore: --manage-cgroups-mode ignore is not supported: the container's processes "
+                             "go back into its cgroup (soft, full or strict)");
   if (auto e = check_empty_ns(*args); !e.empty()) return oci::report_error("restore: " + e);
   oci::ContainerRestoreOptions o;
   o.root = g.root;
@@ -85,6 +89,7 @@ int cmd_restore_container(const GlobalOptions& g, const std::vector<std::string>
   o.pid_file = args->has("pid-file") ? absolute_path(args->get_or("pid-file", "")) : "";
   o.console_socket = args->get_or("console-socket", "");
   o.detach = args->has("detach");
+  o.engine_makes_cgroups = cgroups_mode == "strict";
   std::string work = absolute_path(args->get_or("work-path", o.image_dir));
 
   auto pending = oci::prepare_restore(o);
@@ -93,7 +98,7 @@ int cmd_restore_container(const GlobalOptions& g, const std::vector<std::string>
   std::vector<std::string> words = pending->engine_words();
   // The engine never waits: the runtime does, as `run` does, once the container is recorded.
   words.insert(words.end(), {"-W", work, "-o", "restore.log", "-v4", "-d",
-                             "--manage-cgroups=" + args->get_or("manage-cgroups-mode", "soft")});
+                             "--manage-cgroups=" + cgroups_mode});
   add_shared_flags(*args, words);
   if (!args->all("empty-ns").empty()) words.insert(words.end(), {"--empty-ns", "net"});
   auto engine_args = criu::parse_command_line(criu::kRestore, words, &error);

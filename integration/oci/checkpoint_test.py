@@ -187,8 +187,10 @@ def test_twice(env):
         if round_ == 1:  # a fresh rootfs lacks the mount points create made: restore makes them, as runc does
             os.rmdir(os.path.join(env.rootfs, "data"))
             os.unlink(os.path.join(env.rootfs, "etc", "hosts"))
-        p = env.run(["restore", "-d", "-no-subreaper", "--bundle", bundle, "--image-path", image, "tw"],
-                    check=False, timeout=120)  # containerd spells it with one dash
+        # containerd spells it with one dash; strict: the engine makes the container's cgroups itself
+        mode = ["--manage-cgroups-mode", "strict"] if round_ == 2 else []
+        p = env.run(["restore", "-d", "-no-subreaper", *mode, "--bundle", bundle, "--image-path", image, "tw"],
+                    check=False, timeout=120)
         check(p.returncode == 0, "round %d: restore: %s" % (round_, p.stderr.strip()[-600:]))
         counts_on(data, last, "round %d" % round_)
     env.run(["delete", "--force", "tw"])
@@ -375,6 +377,8 @@ def test_refused(env):
           "restore --lsm-mount-context without its argument (Podman's probe): %r" % p.stderr)
     p = env.run(["restore", "--lazy-pages", "x"], check=False)
     check(p.returncode == 1 and "--lazy-pages" in p.stderr, "restore --lazy-pages is refused naming it")
+    p = env.run(["restore", "--manage-cgroups-mode", "ignore", "x"], check=False)
+    check(p.returncode == 1 and "ignore is not supported" in p.stderr, "restore --manage-cgroups-mode ignore is refused")
 
 
 def freezer_state(env, cid):

@@ -51,6 +51,9 @@ bool is_bind_mount(const Mount& m);
 struct ContainerRestoreOptions {
   std::string root, id, bundle, image_dir, pid_file, console_socket;
   bool detach = false;
+  // --manage-cgroups-mode strict: the engine makes the container's cgroups
+  // itself, with the image's properties (and fails on one that exists).
+  bool engine_makes_cgroups = false;
 };
 
 // A container being restored: its state directory (locked) and cgroup exist,

@@ -185,8 +185,10 @@ Result<PendingRestore> prepare_restore(const ContainerRestoreOptions& o) {
   CRYO_ASSIGN(std::string config_text, read_file(bundle + "/config.json"));
   CRYO_TRY(write_file_atomic(dir + "/config.json", config_text));
   p.group_.emplace(std::move(group));
-  CRYO_TRY(p.group_->create());
-  CRYO_TRY(p.group_->apply(with_default_device_rules(spec)).wrap("linux.resources"));
+  if (!o.engine_makes_cgroups) {
+    CRYO_TRY(p.group_->create());
+    CRYO_TRY(p.group_->apply(with_default_device_rules(spec)).wrap("linux.resources"));
+  }
   CRYO_TRY(make_mount_points(spec));
   if (!record.console.empty()) {
     CRYO_ASSIGN(UniqueFd slave, console_for(o, spec));
