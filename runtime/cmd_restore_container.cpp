@@ -48,12 +48,12 @@ std::string runc_error(const std::string& error) {
 const char* const kRestoreContainerUsage =
     "usage: cryo [--root DIR] restore [--bundle DIR] [-d|--detach] [--pid-file FILE] [--console-socket SOCK]\n"
     "                    [--image-path DIR] [--work-path DIR] [--no-subreaper] [--no-pivot] [--tcp-established]\n"
-    "                    [--ext-unix-sk] [--shell-job] [--file-locks] [--manage-cgroups-mode soft|full|strict|ignore]\n"
+    "                    [--ext-unix-sk] [--shell-job] [--file-locks] [--manage-cgroups-mode soft|full|strict]\n"
     "                    [--empty-ns network] [--auto-dedup] ID\n\n"
     "Restores container ID (runc's restore) from a checkpoint of `cryo checkpoint` (--image-path, ./checkpoint\n"
     "by default) into the bundle's rootfs and cgroup, its network namespace the bundle's; restore.log goes into\n"
-    "--work-path. Without -d waits for the container and exits with its status. --lazy-pages, --lsm-profile\n"
-    "and --lsm-mount-context are refused.\n";
+    "--work-path. Without -d waits for the container and exits with its status. --lazy-pages, --lsm-profile,\n"
+    "--lsm-mount-context and --manage-cgroups-mode ignore are refused.\n";
 
 bool is_container_restore(const std::vector<std::string>& argv) {
   std::string error;
