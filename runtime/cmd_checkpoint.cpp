@@ -8,6 +8,7 @@
 #include "core/checkpoint.h"
 #include "core/sys/interrupt.h"
 #include "oci/checkpoint/checkpoint.h"
+#include "oci/checkpoint/criu_stats.h"
 #include "oci/runtime_log.h"
 #include "runtime/args.h"
 #include "runtime/command.h"
@@ -100,6 +101,8 @@ int cmd_checkpoint(const GlobalOptions& g, const std::vector<std::string>& argv)
   if (!result.ok()) return oci::report_error("checkpoint failed: " + result.error().message());
   write_dump_stats(image, *result);
   if (work != image) write_dump_stats(work, *result);
+  auto stats = oci::write_criu_dump_stats(work, {result->freeze_us, result->pages_bytes / 4096});
+  if (!stats.ok()) oci::log_warning("stats-dump: " + stats.error().message());
   if (auto s = oci::finish_checkpoint(std::move(*container), args->has("leave-running")); !s.ok())
     return oci::report_error("checkpoint: the image is written, but: " + s.error().message());
   return 0;
