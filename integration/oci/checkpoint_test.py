@@ -130,6 +130,8 @@ def test_basic(env):
         check(json.load(f) == ["/dev/null"] * 3, "descriptors.json names init's stdio (/dev/null)")
     check(os.path.exists(os.path.join(image, "dump.log")), "dump.log is in the work path (the image path)")
     check(os.path.exists(os.path.join(image, "stats-dump.json")), "stats-dump.json is written")
+    with open(os.path.join(image, "stats-dump"), "rb") as f:  # CRIU's: service magic, stats magic
+        check(f.read(8) == bytes.fromhex("4059105506330957"), "stats-dump is CRIU's statistics image (Podman's)")
     restore(env, bundle, "c1", image)
     counts_on(data, last, "restored")
     st = env.state("c1")
