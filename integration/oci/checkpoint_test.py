@@ -675,8 +675,37 @@ def test_hooks(env):
     check(gone(env, "hk"), "deleted")
 
 
+def test_userns(env):
+    """A container with a user namespace of its own (identity map) is checkpointed and
+    restored into a user namespace with the same maps."""
+    bundle, data = counter_bundle(env, "us")
+    path = os.path.join(bundle, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    config["linux"]["namespaces"].append({"type": "user"})
+    config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+    config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+    with open(path, "w") as f:
+        json.dump(config, f)
+    start(env, bundle, "us")
+    wait_for(lambda: count(data) >= 10, "the counter")
+    image = os.path.join(env.tmp, "image")
+    checkpoint(env, "us", image)
+    last = count(data)
+    restore(env, bundle, "us", image)
+    counts_on(data, last, "restored with its user namespace")
+    pid = env.state("us")["pid"]
+    check(os.readlink("/proc/%d/ns/user" % pid) != os.readlink("/proc/self/ns/user"),
+          "the restored container has a user namespace of its own")
+    with open("/proc/%d/uid_map" % pid) as f:
+        check(f.read().split() == ["0", "0", "65536"], "with the bundle's uid map")
+    env.run(["delete", "--force", "us"])
+    check(gone(env, "us"), "deleted")
+
+
 if __name__ == "__main__":
     main({"basic": test_basic, "leave_running": test_leave_running, "twice": test_twice, "pipe": test_pipe,
           "terminal": test_terminal, "refused": test_refused, "paused": test_paused, "sigkill": test_sigkill,
           "failed_restore": test_failed_restore, "netns_path": test_netns_path, "foreground": test_foreground,
-          "config_files": test_config_files, "hooks": test_hooks})
+          "config_files": test_config_files, "hooks": test_hooks,
+          "userns": test_userns})
