@@ -4,11 +4,15 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cstring>
+#include <filesystem>
+#include <optional>
 
 #include "core/checkpoint.h"
 #include "core/sys/interrupt.h"
 #include "oci/checkpoint/checkpoint.h"
 #include "oci/checkpoint/criu_stats.h"
+#include "oci/image/checkpoint_image.h"
 #include "oci/runtime_log.h"
 #include "runtime/args.h"
 #include "runtime/command.h"
@@ -24,6 +28,7 @@ const std::vector<OptionSpec> kCheckpointSpecs = {
     {{"--shell-job"}, false},        {{"--lazy-pages"}, false},   {{"--status-fd"}, true},
     {{"--page-server"}, true},       {{"--file-locks"}, false},   {{"--pre-dump"}, false},
     {{"--manage-cgroups-mode"}, true}, {{"--empty-ns"}, true, true}, {{"--auto-dedup"}, false},
+    {{"--export"}, true},            {{"--image-ref"}, true},     {{"--compress"}, true},
 };
 
 }  // namespace
@@ -82,7 +87,21 @@ int cmd_checkpoint(const GlobalOptions& g, const std::vector<std::string>& argv)
     return oci::report_error("checkpoint: --page-server is not supported: pages go to the image directory only");
   if (auto e = check_manage_cgroups_mode(*args); !e.empty()) return oci::report_error("checkpoint: " + e);
   if (auto e = check_empty_ns(*args); !e.empty()) return oci::report_error("checkpoint: " + e);
-  std::string image = absolute_path(args->get_or("image-path", "checkpoint"));
+  // --export / --image-ref: checked before the dump; without --image-path
+  // the image directory is a scratch one, removed once packed.
+  std::optional<oci::image::Destination> destination;
+  if (args->has("export") || args->has("image-ref")) {
+    auto d = oci::image::parse_destination(args->has("export") ? absolute_path(*args->get("export")) : "",
+                                           args->get_or("image-ref", ""), args->get_or("compress", "zstd"));
+    if (!d.ok()) return oci::report_error("checkpoint: " + d.error().message());
+    destination = std::move(*d);
+  }
+  std::string scratch;
+  if (destination && !args->has("image-path")) {
+    scratch = absolute_path(".cryo-checkpoint-" + std::to_string(::getpid()));
+    if (::mkdir(scratch.c_str(), 0700) < 0) return oci::report_error("checkpoint: mkdir " + scratch + ": " + strerror(errno));
+  }
+  std::string image = scratch.empty() ? absolute_path(args->get_or("image-path", "checkpoint")) : scratch;
   std::string work = absolute_path(args->get_or("work-path", image));
 
   auto container = oci::prepare_checkpoint(g.root, id, image);
@@ -103,8 +122,16 @@ int cmd_checkpoint(const GlobalOptions& g, const std::vector<std::string>& argv)
   if (work != image) write_dump_stats(work, *result);
   auto stats = oci::write_criu_dump_stats(work, {result->freeze_us, result->pages_bytes / 4096});
   if (!stats.ok()) oci::log_warning("stats-dump: " + stats.error().message());
+  oci::image::CheckpointSource source{image, container->state.bundle + "/config.json", id, container->spec.annotations};
   if (auto s = oci::finish_checkpoint(std::move(*container), args->has("leave-running")); !s.ok())
     return oci::report_error("checkpoint: the image is written, but: " + s.error().message());
+  if (!destination) return 0;
+  if (auto s = oci::image::pack_checkpoint(*destination, source); !s.ok())
+    return oci::report_error("checkpoint: the image is kept in " + image + ", but packing it failed: " + s.error().message());
+  if (!scratch.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(scratch, ec);
+  }
   return 0;
 }
 

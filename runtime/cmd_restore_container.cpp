@@ -4,12 +4,15 @@
 #include <signal.h>
 #include <sys/prctl.h>
 
+#include <optional>
+
 #include "core/restore.h"
 #include "core/sys/interrupt.h"
 #include "oci/checkpoint/checkpoint.h"
 #include "oci/checkpoint/criu_stats.h"
 #include "oci/container.h"
 #include "oci/exec.h"
+#include "oci/image/checkpoint_image.h"
 #include "oci/runtime_log.h"
 #include "runtime/args.h"
 #include "runtime/command.h"
@@ -33,6 +36,7 @@ const std::vector<OptionSpec> kRestoreSpecs = {
     {{"-d", "--detach"}, false},     {{"--pid-file"}, true},       {{"--no-subreaper"}, false},
     {{"--no-pivot"}, false},         {{"--empty-ns"}, true, true}, {{"--auto-dedup"}, false},
     {{"--lazy-pages"}, false},       {{"--lsm-profile"}, true},    {{"--lsm-mount-context"}, true},
+    {{"--import"}, true},            {{"--image-ref"}, true},
 };
 
 // runc (Go's flag package) says "flag needs an argument: -NAME"; Podman
@@ -50,11 +54,13 @@ const char* const kRestoreContainerUsage =
     "usage: cryo [--root DIR] restore [--bundle DIR] [-d|--detach] [--pid-file FILE] [--console-socket SOCK]\n"
     "                    [--image-path DIR] [--work-path DIR] [--no-subreaper] [--no-pivot] [--tcp-established]\n"
     "                    [--ext-unix-sk] [--shell-job] [--file-locks] [--manage-cgroups-mode soft|full|strict]\n"
-    "                    [--empty-ns network] [--auto-dedup] ID\n\n"
+    "                    [--empty-ns network] [--auto-dedup] [--import FILE | --image-ref REF] ID\n\n"
     "Restores container ID (runc's restore) from a checkpoint of `cryo checkpoint` (--image-path, ./checkpoint\n"
     "by default) into the bundle's rootfs and cgroup, its network namespace the bundle's; restore.log goes into\n"
-    "--work-path. Without -d waits for the container and exits with its status. --lazy-pages, --lsm-profile,\n"
-    "--lsm-mount-context and --manage-cgroups-mode ignore are refused.\n";
+    "--work-path. --import FILE (an archive of checkpoint --export) and --image-ref REF (oci:DIR[:TAG],\n"
+    "oci-archive:FILE[:TAG]) are unpacked and verified first, into a private directory. Without -d waits\n"
+    "for the container and exits with its status. --lazy-pages, --lsm-profile, --lsm-mount-context and\n"
+    "--manage-cgroups-mode ignore are refused.\n";
 
 bool is_container_restore(const std::vector<std::string>& argv) {
   std::string error;
@@ -86,7 +92,17 @@ int cmd_restore_container(const GlobalOptions& g, const std::vector<std::string>
   o.root = g.root;
   o.id = args->positional()[0];
   o.bundle = args->get_or("bundle", ".");
-  o.image_dir = absolute_path(args->get_or("image-path", "checkpoint"));
+  // --import FILE / --image-ref REF: unpacked (and verified) into a private
+  // directory before anything of the container is made; removed at exit.
+  std::optional<oci::image::UnpackedCheckpoint> unpacked;
+  if (args->has("import") || args->has("image-ref")) {
+    if (args->has("import") && args->has("image-ref")) return oci::report_error("restore: --import and --image-ref exclude each other");
+    auto u = args->has("import") ? oci::image::import_checkpoint(*args->get("import"))
+                                 : oci::image::pull_checkpoint(*args->get("image-ref"));
+    if (!u.ok()) return oci::report_error("restore: " + u.error().message());
+    unpacked.emplace(std::move(*u));
+  }
+  o.image_dir = unpacked ? unpacked->image_dir() : absolute_path(args->get_or("image-path", "checkpoint"));
   o.pid_file = args->has("pid-file") ? absolute_path(args->get_or("pid-file", "")) : "";
   o.console_socket = args->get_or("console-socket", "");
   o.detach = args->has("detach");

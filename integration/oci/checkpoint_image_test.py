@@ -1,0 +1,393 @@
+"""Checkpoints that travel: a busybox counter container (checkpoint_test's) checkpointed with
+`--export FILE` (Podman's archive layout) or `--image-ref oci:DIR[:TAG]` / `oci-archive:FILE[:TAG]`
+(an OCI image, one layer, checkpoint annotations), and restored with `--import FILE` /
+`--image-ref REF`, also under another id: the counter must go on from where it was. skopeo (if
+installed) must read the images cryo writes. `cryo inspect` shows an image's annotations, layers
+and process tree. Hostile archives and images (a path climbing out with `..`, an absolute path, a
+symlink leading out, a hard link, a device, a corrupt or truncated layer, a wrong manifest digest,
+another architecture, a newer image format) are refused with the reason, before any container or
+process is made, and nothing is written outside the private unpack directory."""
+import glob
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+
+from cryo_oci import check, main
+from checkpoint_test import counter_bundle, count, gone, start, stopped_counter, wait_for
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def private_tmp(env):
+    """cryo unpacks into $TMPDIR: one of the test's own, to see that nothing is left there."""
+    tmp = os.path.join(env.tmp, "tmpdir")
+    os.makedirs(tmp, exist_ok=True)
+    os.environ["TMPDIR"] = tmp
+    return tmp
+
+
+def checkpoint(env, cid, *flags):
+    p = env.run(["checkpoint", *flags, cid], check=False, timeout=120)
+    check(p.returncode == 0, "checkpoint %s %s: %s" % (cid, " ".join(flags), p.stderr.strip()[-600:]))
+    return p
+
+
+def restore(env, bundle, cid, *flags):
+    p = env.run(["restore", "-d", "--bundle", bundle, *flags, cid], check=False, timeout=120)
+    check(p.returncode == 0, "restore %s %s: %s" % (cid, " ".join(flags), p.stderr.strip()[-600:]))
+    return p
+
+
+def running_counter(env, cid="c1"):
+    bundle, data = counter_bundle(env, cid)
+    start(env, bundle, cid)
+    wait_for(lambda: count(data) >= 5, "the counter")
+    return bundle, data
+
+
+def rewind(data, value):
+    """The count file as the checkpoint saw it, so a second restore can be told from the first run."""
+    with open(os.path.join(data, "count"), "w") as f:
+        f.write("%d\n" % value)
+
+
+def counts_on(data, last, what):
+    """The counter moves on from `last`, not from 0 (a loaded machine may let it count a few times
+    before the test looks: a fresh start would say 1)."""
+    first = wait_for(lambda: count(data) if count(data) != last else 0, what + ": the counter to move")
+    check(last < first <= last + 10, "%s: the counter goes on from %d (next %d)" % (what, last, first))
+    wait_for(lambda: count(data) > first + 3, what + ": the counter to keep counting")
+
+
+def restore_and_count(env, bundle, data, cid, last, what, *flags):
+    rewind(data, last)
+    restore(env, bundle, cid, *flags)
+    counts_on(data, last, what)
+    check(env.state(cid)["status"] == "running", what + ": running")
+    env.run(["delete", "--force", cid])
+    check(gone(env, cid), what + ": deleted")
+
+
+def magic(path, n=4):
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+def test_export_import(env):
+    tmp = private_tmp(env)
+    bundle, data = running_counter(env)
+    archive = os.path.join(env.tmp, "c1.tar.zst")
+    checkpoint(env, "c1", "--export", archive)
+    last = count(data)
+    check(stopped_counter(data) and gone(env, "c1"), "checkpointed: the container is gone")
+    check(magic(archive) == ZSTD_MAGIC, "--export compresses with zstd by default")
+    listing = subprocess.run(["tar", "--zstd", "-tf", archive], capture_output=True, text=True).stdout.split()
+    for name in ("checkpoint/inventory.img", "checkpoint/descriptors.json", "checkpoint/container.json",
+                 "config.dump", "spec.dump"):
+        check(name in listing, "the archive holds %s (Podman's layout)%s" % (name, "" if name in listing else ": %s" % listing))
+    check(not glob.glob(".cryo-checkpoint-*") and not os.listdir(tmp), "no scratch image directory is left")
+    restore_and_count(env, bundle, data, "c1", last, "restored from --import", "--import", archive)
+    restore_and_count(env, bundle, data, "other", last, "restored under another id", "--import", archive)
+    check(not os.listdir(tmp), "the private unpack directories are removed: %s" % os.listdir(tmp))
+
+
+def blobs(layout):
+    return {name: os.path.join(layout, "blobs", "sha256", name)
+            for name in os.listdir(os.path.join(layout, "blobs", "sha256"))}
+
+
+def read_layout(layout, tag):
+    with open(os.path.join(layout, "index.json")) as f:
+        index = json.load(f)
+    entry = [m for m in index["manifests"] if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag]
+    check(len(entry) == 1, "index.json names the image %s: %s" % (tag, index))
+    with open(os.path.join(layout, "blobs", "sha256", entry[0]["digest"][7:])) as f:
+        return index, json.load(f)
+
+
+def test_oci_layout(env):
+    tmp = private_tmp(env)
+    bundle, data = running_counter(env)
+    layout = os.path.join(env.tmp, "layout")
+    checkpoint(env, "c1", "--image-ref", "oci:%s:ckpt1" % layout, "--compress", "gzip")
+    last = count(data)
+    check(gone(env, "c1"), "checkpointed: the container is gone")
+    with open(os.path.join(layout, "oci-layout")) as f:
+        check(json.load(f)["imageLayoutVersion"] == "1.0.0", "oci-layout says 1.0.0")
+    for name, path in blobs(layout).items():
+        with open(path, "rb") as f:
+            check(hashlib.sha256(f.read()).hexdigest() == name, "blob %s is content-addressed" % name[:12])
+    _, manifest = read_layout(layout, "ckpt1")
+    a = manifest["annotations"]
+    expected = {"io.podman.annotations.checkpoint.name": "c1", "io.podman.annotations.checkpoint.runtime.name": "cryo",
+                "io.podman.annotations.checkpoint.host.arch": "amd64", "org.criu.checkpoint.engine.name": "cryo",
+                "org.criu.checkpoint.container.name": "c1", "io.kubernetes.cri-o.annotations.checkpoint.name": "c1"}
+    for key, value in expected.items():
+        check(a.get(key) == value, "annotation %s = %s (%s)" % (key, value, a.get(key)))
+    for key in ("runtime.version", "host.kernel", "cgroups.version", "distribution.name", "distribution.version"):
+        check(a.get("io.podman.annotations.checkpoint." + key), "annotation %s is set" % key)
+    layers = manifest["layers"]
+    check(len(layers) == 1 and layers[0]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip",
+          "one gzip layer: %s" % layers)
+    check(magic(blobs(layout)[layers[0]["digest"][7:]], 2) == GZIP_MAGIC, "the layer is gzip")
+    if shutil.which("skopeo"):
+        p = subprocess.run(["skopeo", "inspect", "oci:%s:ckpt1" % layout], capture_output=True, text=True)
+        ok = p.returncode == 0 and json.loads(p.stdout)["Layers"] == [layers[0]["digest"]]
+        check(ok, "skopeo reads the image" + ("" if ok else ": " + (p.stdout + p.stderr)[-400:]))
+    restore_and_count(env, bundle, data, "c1", last, "restored from oci:", "--image-ref", "oci:%s:ckpt1" % layout)
+    # A second image in the same layout; both stay there, each found by its tag.
+    start(env, bundle, "c1")
+    wait_for(lambda: count(data) >= 3, "the counter again")
+    checkpoint(env, "c1", "--image-ref", "oci:%s:ckpt2" % layout)
+    last2 = count(data)
+    read_layout(layout, "ckpt1")
+    read_layout(layout, "ckpt2")
+    p = env.run(["restore", "-d", "--bundle", bundle, "--image-ref", "oci:" + layout, "c1"], check=False, timeout=120)
+    check(p.returncode != 0 and "several images" in p.stderr, "without a tag, a layout of two images is refused: %s"
+          % p.stderr.strip())
+    restore_and_count(env, bundle, data, "c2", last2, "the second image restored under another id",
+                      "--image-ref", "oci:%s:ckpt2" % layout)
+    check(not os.listdir(tmp), "the private unpack directories are removed")
+
+
+def test_oci_archive(env):
+    tmp = private_tmp(env)
+    bundle, data = running_counter(env)
+    archive = os.path.join(env.tmp, "ckpt.tar")
+    checkpoint(env, "c1", "--image-ref", "oci-archive:%s:v1" % archive)
+    last = count(data)
+    with tarfile.open(archive) as t:
+        names = t.getnames()
+    check("oci-layout" in names and "index.json" in names, "oci-archive: the layout as a tar: %s" % names)
+    layer = None
+    with tarfile.open(archive) as t:
+        index = json.load(t.extractfile("index.json"))
+        manifest = json.load(t.extractfile("blobs/sha256/" + index["manifests"][0]["digest"][7:]))
+        layer = manifest["layers"][0]
+        check(layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd", "a zstd layer by default")
+        check(t.extractfile("blobs/sha256/" + layer["digest"][7:]).read(4) == ZSTD_MAGIC, "the layer is zstd")
+    if shutil.which("skopeo"):
+        p = subprocess.run(["skopeo", "inspect", "oci-archive:%s:v1" % archive], capture_output=True, text=True)
+        ok = p.returncode == 0 and json.loads(p.stdout)["Layers"] == [layer["digest"]]
+        check(ok, "skopeo reads the oci-archive" + ("" if ok else ": " + (p.stdout + p.stderr)[-400:]))
+    restore_and_count(env, bundle, data, "c1", last, "restored from oci-archive:",
+                      "--image-ref", "oci-archive:%s:v1" % archive)
+    restore_and_count(env, bundle, data, "moved", last, "restored from oci-archive: under another id",
+                      "--image-ref", "oci-archive:" + archive)
+    check(not os.listdir(tmp), "the private unpack directories are removed")
+
+
+def test_inspect(env):
+    private_tmp(env)
+    bundle, data = running_counter(env)
+    layout = os.path.join(env.tmp, "layout")
+    archive = os.path.join(env.tmp, "c1.tar")
+    checkpoint(env, "c1", "--leave-running", "--image-ref", "oci:%s:v1" % layout, "--export", archive,
+               "--compress", "none")
+    env.run(["delete", "--force", "c1"])
+    p = env.run(["inspect", "oci:%s:v1" % layout], check=False)
+    check(p.returncode == 0, "cryo inspect oci:DIR:TAG: %s" % p.stderr.strip())
+    out = json.loads(p.stdout)
+    check(out["annotations"]["io.podman.annotations.checkpoint.name"] == "c1", "inspect shows the annotations")
+    check(len(out["layers"]) == 1 and out["layers"][0]["digest"].startswith("sha256:")
+          and out["layers"][0]["mediaType"].endswith(".tar"), "inspect shows the layer: %s" % out["layers"])
+    tasks = out["checkpoint"]["tree"]["tasks"]
+    cmds = [t.get("comm", "") for t in tasks]
+    check(len(tasks) >= 1 and "sh" in cmds, "inspect shows the process tree inside: %s" % cmds)
+    check("spec.dump" in out["files"] and "config.dump" in out["files"], "inspect lists the files: %s" % out["files"])
+    p = env.run(["inspect", archive], check=False)
+    check(p.returncode == 0 and json.loads(p.stdout)["checkpoint"]["tree"]["tasks"], "cryo inspect FILE of --export")
+
+
+# Hostile archives (--import): each adds one bad entry to a good checkpoint's files.
+def good_members(archive, workdir):
+    files = os.path.join(workdir, "files")
+    os.makedirs(files)
+    subprocess.run(["tar", "-xf", archive, "-C", files], check=True)
+    return files
+
+
+def hostile_archive(env, files, name, add):
+    path = os.path.join(env.tmp, name + ".tar")
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as t:
+        add(t)  # first, so that nothing of the good checkpoint has been unpacked either way
+        t.add(files, arcname=".")
+    return path
+
+
+def entry(name, kind=tarfile.REGTYPE, data=b"owned\n", linkname=""):
+    def add(t):
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        info.linkname = linkname
+        info.mode = 0o644
+        if kind == tarfile.REGTYPE:
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+        else:
+            t.addfile(info)
+    return add
+
+
+def refused(env, bundle, cid, flags, reason, what, outside):
+    p = env.run(["restore", "-d", "--bundle", bundle, *flags, cid], check=False, timeout=120)
+    check(p.returncode != 0 and reason in p.stderr, "%s is refused (%s): %s" % (what, reason, p.stderr.strip()[-300:]))
+    check(gone(env, cid), "%s: no container was made" % what)
+    check(not os.listdir(outside), "%s: nothing was written outside: %s" % (what, os.listdir(outside)))
+
+
+def test_hostile_archive(env):
+    tmp = private_tmp(env)
+    bundle, data = running_counter(env)
+    archive = os.path.join(env.tmp, "good.tar")
+    checkpoint(env, "c1", "--export", archive, "--compress", "none")
+    files = good_members(archive, os.path.join(env.tmp, "good"))
+    outside = os.path.join(env.tmp, "outside")
+    os.makedirs(outside)
+    # tmp/cryo-checkpoint-XXXXXX/files/ is where an archive unpacks: ../../../outside leads here.
+    cases = [
+        ("dotdot", entry("../../../outside/escaped"), "climbs out"),
+        ("dotdot_deep", entry("checkpoint/../../../../outside/escaped"), "climbs out"),
+        ("absolute", entry(os.path.join(outside, "absolute")), "absolute path"),
+        ("symlink", lambda t: (entry("checkpoint/link", tarfile.SYMTYPE, linkname=outside)(t),
+                               entry("checkpoint/link/through")(t)), "is a symlink"),
+        ("hardlink", entry("checkpoint/hard", tarfile.LNKTYPE, linkname=os.path.join(outside, "x")), "hard link"),
+        ("device", entry("checkpoint/null", tarfile.CHRTYPE), "device"),
+        ("fifo", entry("checkpoint/fifo", tarfile.FIFOTYPE), "fifo"),
+    ]
+    for name, add, reason in cases:
+        path = hostile_archive(env, files, name, add)
+        refused(env, bundle, "c1", ["--import", path], reason, "archive with " + name, outside)
+    truncated = os.path.join(env.tmp, "truncated.tar")
+    with open(archive, "rb") as src, open(truncated, "wb") as dst:
+        dst.write(src.read()[:os.path.getsize(archive) // 2])
+    refused(env, bundle, "c1", ["--import", truncated], "runcated", "a truncated archive", outside)
+    empty = hostile_archive(env, os.path.join(files, "checkpoint"), "no_checkpoint", lambda t: None)
+    refused(env, bundle, "c1", ["--import", empty], "holds no checkpoint", "an archive without checkpoint/", outside)
+    check(not os.listdir(tmp), "every private unpack directory is removed: %s" % os.listdir(tmp))
+    last = count(data)
+    restore_and_count(env, bundle, data, "c1", last, "the good archive still restores", "--import", archive)
+
+
+def rewrite_manifest(layout, edit):
+    """Edits the manifest and, as a forger would, re-addresses it so only cryo's checks can catch it."""
+    with open(os.path.join(layout, "index.json")) as f:
+        index = json.load(f)
+    old = index["manifests"][0]["digest"][7:]
+    with open(os.path.join(layout, "blobs", "sha256", old)) as f:
+        manifest = json.load(f)
+    edit(manifest)
+    text = json.dumps(manifest).encode()
+    digest = hashlib.sha256(text).hexdigest()
+    with open(os.path.join(layout, "blobs", "sha256", digest), "wb") as f:
+        f.write(text)
+    index["manifests"][0].update(digest="sha256:" + digest, size=len(text))
+    with open(os.path.join(layout, "index.json"), "w") as f:
+        json.dump(index, f)
+    return manifest
+
+
+def test_hostile_image(env):
+    tmp = private_tmp(env)
+    bundle, data = running_counter(env)
+    good = os.path.join(env.tmp, "good")
+    checkpoint(env, "c1", "--image-ref", "oci:" + good)
+    outside = os.path.join(env.tmp, "outside")
+    os.makedirs(outside)
+
+    def variant(name, damage):
+        layout = os.path.join(env.tmp, name)
+        shutil.copytree(good, layout)
+        damage(layout)
+        return "oci:" + layout
+
+    def layer_path(layout):
+        _, manifest = read_layout_untagged(layout)
+        return os.path.join(layout, "blobs", "sha256", manifest["layers"][0]["digest"][7:])
+
+    def corrupt(layout):
+        path = layer_path(layout)
+        with open(path, "r+b") as f:
+            f.seek(os.path.getsize(path) // 2)
+            b = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([b[0] ^ 0xff]))
+
+    def truncate(layout):
+        path = layer_path(layout)
+        os.truncate(path, os.path.getsize(path) // 2)
+
+    def wrong_manifest_digest(layout):
+        with open(os.path.join(layout, "index.json")) as f:
+            index = json.load(f)
+        index["manifests"][0]["digest"] = "sha256:" + "0" * 64
+        with open(os.path.join(layout, "index.json"), "w") as f:
+            json.dump(index, f)
+
+    def climbing_digest(layout):
+        with open(os.path.join(layout, "index.json")) as f:
+            index = json.load(f)
+        index["manifests"][0]["digest"] = "sha256:../../../outside/x"
+        with open(os.path.join(layout, "index.json"), "w") as f:
+            json.dump(index, f)
+
+    def set_annotation(key, value):
+        return lambda layout: rewrite_manifest(layout, lambda m: m["annotations"].__setitem__(key, value))
+
+    def layer_size_lies(layout):
+        rewrite_manifest(layout, lambda m: m["layers"][0].__setitem__("size", m["layers"][0]["size"] + 10))
+
+    cases = [
+        ("corrupt_layer", corrupt, "corrupt"),
+        ("truncated_layer", truncate, "truncated"),
+        ("wrong_manifest_digest", wrong_manifest_digest, "No such file"),
+        ("climbing_digest", climbing_digest, "is not sha256"),
+        ("layer_size", layer_size_lies, "truncated or replaced"),
+        ("other_arch", set_annotation("io.podman.annotations.checkpoint.host.arch", "arm64"),
+         "made on arm64, this host is amd64"),
+        ("newer_format", set_annotation("org.cryo.checkpoint.format.version", "99"), "newer than this cryo reads"),
+        ("not_checkpoint", lambda layout: rewrite_manifest(layout, lambda m: m.__setitem__("annotations", {})),
+         "not a checkpoint image"),
+    ]
+    for name, damage, reason in cases:
+        ref = variant(name, damage)
+        refused(env, bundle, "c1", ["--image-ref", ref], reason, "an image with " + name, outside)
+        p = env.run(["inspect", ref], check=False)
+        check(p.returncode != 0 and reason in p.stderr, "inspect refuses %s too: %s" % (name, p.stderr.strip()[-200:]))
+    newer_layout = variant("newer_layout", lambda layout: open(os.path.join(layout, "oci-layout"), "w").write(
+        '{"imageLayoutVersion":"2.0.0"}'))
+    refused(env, bundle, "c1", ["--image-ref", newer_layout], "image layout version", "a newer layout", outside)
+    check(not os.listdir(tmp), "every private unpack directory is removed: %s" % os.listdir(tmp))
+    last = count(data)
+    restore_and_count(env, bundle, data, "c1", last, "the good image still restores", "--image-ref", "oci:" + good)
+
+
+def read_layout_untagged(layout):
+    with open(os.path.join(layout, "index.json")) as f:
+        index = json.load(f)
+    with open(os.path.join(layout, "blobs", "sha256", index["manifests"][0]["digest"][7:])) as f:
+        return index, json.load(f)
+
+
+def test_refused_flags(env):
+    private_tmp(env)
+    bundle, data = running_counter(env)
+    for flags, reason in ((["--export", "x.tar", "--compress", "lzma"], "unknown compression"),
+                          (["--image-ref", "nope:x"], "unknown transport"),
+                          (["--image-ref", "oci:"], "nothing after the transport")):
+        p = env.run(["checkpoint", *flags, "c1"], check=False)
+        check(p.returncode != 0 and reason in p.stderr, "checkpoint %s refused: %s" % (flags, p.stderr.strip()))
+        check(env.state("c1")["status"] == "running", "a refused flag leaves the container running")
+    env.run(["delete", "--force", "c1"])
+    del bundle, data
+
+
+if __name__ == "__main__":
+    main({"export_import": test_export_import, "oci_layout": test_oci_layout, "oci_archive": test_oci_archive,
+          "inspect": test_inspect, "hostile_archive": test_hostile_archive, "hostile_image": test_hostile_image,
+          "refused_flags": test_refused_flags})
