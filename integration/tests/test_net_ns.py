@@ -3,9 +3,10 @@
 
 - veth: the tree's namespace has a veth pair to the host (v4 and v6 addresses on both ends; promisc,
   mtu 1400, a second address inside), a veth pair with both ends inside, permanent neighbours (v4, v6 router), extra routes (main table, table 100, v6), rules (v4, v6),
-  changed sysctls, an nft table and iptables/ip6tables rules; the program listens on TCP (v4
+  changed sysctls, an nft table, iptables/ip6tables rules and arptables/ebtables rules (one with
+  arptables' mangle target, which nft cannot print back); the program listens on TCP (v4
   address, v6 address) and UDP. After dump, kill and restore the namespace's links, addresses,
-  routes, rules, sysctls, nft ruleset and iptables rules read as before (the nft ruleset holds
+  routes, rules, sysctls, qdiscs, nft ruleset and iptables, arptables and ebtables rules read as before (the nft ruleset holds
   each table once), the outer end is back in the host's namespace under its name, and the host
   reaches the listeners through the veth with fresh connections. inspect shows the links,
   addresses and routes.
@@ -26,6 +27,9 @@
   veth[INNER]:OTHER it restores.
 - refused_kind: a bridge device in the namespace refuses the dump, naming it and its kind; the
   tree runs on.
+- refused_qdisc: a qdisc added to the veth (tbf) refuses the dump, naming the device and the
+  qdisc; the tree runs on, its qdisc in place. (The kernel's own qdiscs, noqueue on lo and the
+  veths, are not refused: veth.)
 Every veth, bridge and named namespace is removed at the end, passing or failing."""
 import json
 import os
@@ -167,6 +171,10 @@ def full_setup(net):
             nft add rule inet cryotest input tcp dport 9 counter drop
             iptables -A INPUT -p tcp --dport 7 -j DROP
             ip6tables -A INPUT -p udp --dport 7 -j DROP
+            arptables -A INPUT -s 10.9.9.9 -j DROP
+            arptables -A OUTPUT -d 10.9.9.8 -j mangle --mangle-ip-s 10.9.9.7
+            ebtables -A FORWARD --among-src 02:00:00:00:00:01 -j DROP
+            ebtables -t nat -A POSTROUTING -p IPv4 -j ACCEPT
         """)
     return setup
 
@@ -194,6 +202,9 @@ def net_state(pid):
     state["nft"] = re.sub(r"counter packets \d+ bytes \d+", "counter", ns_run(pid, "nft", "list", "ruleset"))
     state["iptables"] = [line for line in (ns_run(pid, "iptables-save") + ns_run(pid, "ip6tables-save")).splitlines()
                          if not line.startswith("#")]
+    state["arp_eb"] = [line for line in (ns_run(pid, "arptables-save") + ns_run(pid, "ebtables-save")).splitlines()
+                       if not line.startswith("#")]
+    state["qdiscs"] = sorted(ns_run(pid, "tc", "qdisc", "show").splitlines())
     for key in state:
         if isinstance(state[key], list):
             state[key] = sorted(state[key], key=repr)
@@ -210,6 +221,8 @@ def case_veth(env):
         check(len(state["neighs"]) == 2, f"no permanent neighbours: {state['neighs']}")
         check_eq(state["sysctls"]["core/somaxconn"], ["1234"], "somaxconn before")
         check("cryotest" in state["nft"] and "dport 7" in " ".join(state["iptables"]), "no firewall before")
+        check("--mangle-ip-s" in " ".join(state["arp_eb"]) and "--among-src" in " ".join(state["arp_eb"]),
+              f"no arptables or ebtables rules before: {state['arp_eb']}")
         before = snapshot(pid)
         images = env.path("images")
         env.dump(pid, images)
@@ -357,6 +370,21 @@ def case_outer_name_taken(env):
         env.trigger_and_report(pid, report)
 
 
+def case_refused_qdisc(env):
+    with VethNet("qdisc") as net:
+        def setup(pid):
+            net.attach(pid)
+            ns_run(pid, "tc", "qdisc", "add", "dev", net.inner, "root", "tbf", "rate", "1mbit", "burst", "32kbit",
+                   "latency", "400ms")
+        pid, info, report = start(env, net, setup=setup)
+        result = env.dump(pid, env.path("images"), expect=1)
+        check(f"dev {net.inner}: qdisc tbf is not supported" in result.stderr and f"pid {pid}" in result.stderr,
+              f"the refusal does not name the device and its qdisc: {result.stderr.strip()!r}")
+        check("tbf" in ns_run(pid, "tc", "qdisc", "show", "dev", net.inner), "the qdisc is gone")
+        check_reaches(net, info)  # the tree runs on, its namespace as it was
+        env.trigger_and_report(pid, report)
+
+
 def case_refused_kind(env):
     with VethNet("kind") as net:
         def setup(pid):
@@ -373,4 +401,4 @@ def case_refused_kind(env):
 if __name__ == "__main__":
     run({"veth": case_veth, "external_veth": case_external_veth, "empty_ns": case_empty_ns, "join_ns": case_join_ns,
          "external_ns": case_external_ns, "outer_name_taken": case_outer_name_taken,
-         "refused_kind": case_refused_kind})
+         "refused_kind": case_refused_kind, "refused_qdisc": case_refused_qdisc})

@@ -1,10 +1,13 @@
-// The namespace's firewall: its nftables ruleset and its iptables rules.
+// The namespace's firewall: its nftables ruleset and its iptables,
+// arptables and ebtables rules.
 //
 // Debian's iptables is the nf_tables one: its tables are nftables tables too,
 // which `nft list ruleset` shows but whose xtables matches nft cannot make
-// again. So the image keeps each rule once: iptables-save for the tables
-// iptables has (ip, ip6), `nft list ruleset` for the others, and the restore
-// loads the nft ruleset first, then iptables-restore.
+// again (arptables' mangle target, for one). So the image keeps each rule
+// once: iptables-save for the tables iptables has (ip, ip6), arptables-save
+// and ebtables-save for those of arptables (arp) and ebtables (bridge),
+// `nft list ruleset` for the others, and the restore loads the nft ruleset
+// first, then each tool's rules with its own restore.
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -129,6 +132,17 @@ Status dump_firewall(image::NetFirewall* out) {
   CRYO_ASSIGN(std::string v6, run_tool({"ip6tables-save"}, "").wrap("reading the ip6tables rules"));
   std::set<std::string> drop = iptables_tables(v4, "ip");
   drop.merge(iptables_tables(v6, "ip6"));
+  // arptables and ebtables only when the ruleset has tables of their
+  // families (their -save would otherwise make them, empty).
+  std::string arp, bridge;
+  if (ruleset.find("\ntable arp ") != std::string::npos || ruleset.starts_with("table arp ")) {
+    CRYO_ASSIGN(arp, run_tool({"arptables-save"}, "").wrap("reading the arptables rules"));
+    drop.merge(iptables_tables(arp, "arp"));
+  }
+  if (ruleset.find("\ntable bridge ") != std::string::npos || ruleset.starts_with("table bridge ")) {
+    CRYO_ASSIGN(bridge, run_tool({"ebtables-save"}, "").wrap("reading the ebtables rules"));
+    drop.merge(iptables_tables(bridge, "bridge"));
+  }
   // A network lock of cryo's is no part of the tree's firewall.
   std::istringstream lines(ruleset);
   for (std::string line; std::getline(lines, line);)
@@ -138,6 +152,8 @@ Status dump_firewall(image::NetFirewall* out) {
   if (!drop.empty()) {
     out->set_iptables(only_chains_made(v4, "ip", chains));
     out->set_ip6tables(only_chains_made(v6, "ip6", chains));
+    if (!arp.empty()) out->set_arptables(only_chains_made(arp, "arp", chains));
+    if (!bridge.empty()) out->set_ebtables(only_chains_made(bridge, "bridge", chains));
   }
   return {};
 }
@@ -150,6 +166,10 @@ Status load_firewall(const image::NetFirewall& fw) {
     CRYO_TRY(run_tool({"iptables-restore", "-w", "--noflush"}, fw.iptables()).wrap("loading the iptables rules"));
   if (!fw.ip6tables().empty())
     CRYO_TRY(run_tool({"ip6tables-restore", "-w", "--noflush"}, fw.ip6tables()).wrap("loading the ip6tables rules"));
+  if (!fw.arptables().empty())
+    CRYO_TRY(run_tool({"arptables-restore", "--noflush"}, fw.arptables()).wrap("loading the arptables rules"));
+  if (!fw.ebtables().empty())
+    CRYO_TRY(run_tool({"ebtables-restore", "--noflush"}, fw.ebtables()).wrap("loading the ebtables rules"));
   return {};
 }
 

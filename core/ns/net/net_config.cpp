@@ -14,6 +14,7 @@ Status dump_config(Rtnl& outside, int cryo_ns, image::NetNs* out) {
   CRYO_TRY(dump_routes(inside, names, out));
   CRYO_TRY(dump_rules(inside, out).wrap("reading its rules"));
   CRYO_TRY(dump_neighs(inside, names, out));
+  CRYO_TRY(check_qdiscs(inside, names));
   CRYO_TRY(dump_sysctls(out));
   CRYO_TRY(dump_firewall(out->mutable_firewall()));
   for (const auto& l : out->links())

@@ -46,6 +46,8 @@ Status dump_rules(Rtnl& inside, image::NetNs* out);
 Status dump_neighs(Rtnl& inside, const LinkNames& names, image::NetNs* out);
 Status dump_sysctls(image::NetNs* out);
 Status dump_firewall(image::NetFirewall* out);
+// Refuses a qdisc the kernel did not make by itself (tc qdisc add).
+Status check_qdiscs(Rtnl& inside, const LinkNames& names);
 
 Status validate_links(const image::NetNs& ns);
 Status validate_rules(const image::NetNs& ns);
