@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/files/bpf_map.h"
 #include "core/files/devices.h"
 #include "core/files/external.h"
 #include "core/files/proc_files.h"
@@ -353,6 +354,17 @@ Status FilesDump::describe_anon(const FdRef& ref, const std::string& kind, image
       out->set_deadline_ns(static_cast<uint64_t>(now.tv_sec) * 1000000000 + static_cast<uint64_t>(now.tv_nsec) +
                            t.value_ns);
     }
+  } else if (kind.starts_with("bpf")) {
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, ref.pid, 0)));
+    if (!pidfd.valid()) return errno_error("pidfd_open");
+    UniqueFd copy(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), ref.fd, 0)));
+    if (!copy.valid()) return errno_error("pidfd_getfd");
+    if (kind != "bpf-map") return refuse_bpf_object(copy.get(), kind);
+    CRYO_ASSIGN(uint32_t id, bpf_map_id(copy.get()));
+    if (!bpf_maps_.insert(id).second)
+      return Error("BPF map (id " + std::to_string(id) + ") is held through two open files (not supported)");
+    f->set_kind(image::FileDesc::BPF_MAP);
+    CRYO_TRY(dump_bpf_map(copy.get(), ref.info_text, ref.flags, f->mutable_bpf_map()));
   } else if (kind == "fanotify") {
     UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, ref.pid, 0)));
     if (!pidfd.valid()) return errno_error("pidfd_open");
@@ -458,7 +470,7 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
   if (link.starts_with("anon_inode:")) {
     std::string kind = anon_kind(link);
     if (kind != "eventfd" && kind != "eventpoll" && kind != "signalfd" && kind != "timerfd" && kind != "inotify" &&
-        kind != "pidfd" && kind != "fanotify")
+        kind != "pidfd" && kind != "fanotify" && !kind.starts_with("bpf"))
       return Error(what + ": " + kind + " is not supported");
     CRYO_TRY(describe_anon(ref, kind, &f, tree).wrap(what));
     *files_.add_files() = f;

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -112,6 +113,7 @@ class FilesDump {
   std::vector<std::string> content_sources_;           // a /proc link to each content
   std::vector<std::pair<FdRef, uint32_t>> descriptions_;  // a representative fd of each description
   std::vector<UniqueFd> passed_;  // cryo's copies of the files in flight
+  std::set<uint32_t> bpf_maps_;  // ids of the BPF maps dumped
 };
 
 }  // namespace cryo::files

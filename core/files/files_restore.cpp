@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <set>
 
+#include "core/files/bpf_map.h"
 #include "core/files/ghosts.h"
 #include "core/files/fanotify.h"
 #include "core/net/socket_restore.h"
@@ -160,6 +161,8 @@ Result<UniqueFd> FileObjects::open_anon(const image::FileDesc& f) {
       return open_inotify(f);
     case image::FileDesc::FANOTIFY:
       return open_fanotify(f.fanotify());
+    case image::FileDesc::BPF_MAP:
+      return open_bpf_map(f.bpf_map());
     case image::FileDesc::EPOLL: {
       UniqueFd fd(::epoll_create1(EPOLL_CLOEXEC));
       if (!fd.valid()) return errno_error("epoll_create1");
@@ -323,6 +326,7 @@ Result<UniqueFd> FileObjects::open_desc(const image::FileDesc& f) {
     case image::FileDesc::TIMERFD:
     case image::FileDesc::INOTIFY:
     case image::FileDesc::FANOTIFY:
+    case image::FileDesc::BPF_MAP:
     case image::FileDesc::EPOLL: {
       CRYO_ASSIGN(UniqueFd fd, open_anon(f));
       if (::fcntl(fd.get(), F_SETFL, flags) < 0) return errno_error("F_SETFL");
