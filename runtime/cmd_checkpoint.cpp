@@ -29,6 +29,7 @@ const std::vector<OptionSpec> kCheckpointSpecs = {
     {{"--page-server"}, true},       {{"--file-locks"}, false},   {{"--pre-dump"}, false},
     {{"--manage-cgroups-mode"}, true}, {{"--empty-ns"}, true, true}, {{"--auto-dedup"}, false},
     {{"--export"}, true},            {{"--image-ref"}, true},     {{"--compress"}, true},
+    {{"--tls-verify"}, true},
 };
 
 }  // namespace
@@ -92,7 +93,8 @@ int cmd_checkpoint(const GlobalOptions& g, const std::vector<std::string>& argv)
   std::optional<oci::image::Destination> destination;
   if (args->has("export") || args->has("image-ref")) {
     auto d = oci::image::parse_destination(args->has("export") ? absolute_path(*args->get("export")) : "",
-                                           args->get_or("image-ref", ""), args->get_or("compress", "zstd"));
+                                           args->get_or("image-ref", ""), args->get_or("compress", "zstd"),
+                                           args->get_or("tls-verify", ""));
     if (!d.ok()) return oci::report_error("checkpoint: " + d.error().message());
     destination = std::move(*d);
   }

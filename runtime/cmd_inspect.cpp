@@ -10,7 +10,7 @@
 namespace cryo::cli {
 
 int cmd_inspect(const GlobalOptions&, const std::vector<std::string>& argv) {
-  static const std::vector<OptionSpec> kSpecs = {{{"-D", "--images-dir"}, true}, {{"--pages"}, false}};
+  static const std::vector<OptionSpec> kSpecs = {{{"-D", "--images-dir"}, true}, {{"--pages"}, false}, {{"--tls-verify"}, true}};
   std::string error;
   auto args = parse(kSpecs, argv, &error);
   if (!args) return fail(error);
@@ -19,7 +19,7 @@ int cmd_inspect(const GlobalOptions&, const std::vector<std::string>& argv) {
   // An image reference (oci:DIR, oci-archive:FILE) or an archive of --export.
   struct stat st;
   bool packed = oci::image::is_reference(dir) || (::stat(dir.c_str(), &st) == 0 && S_ISREG(st.st_mode));
-  auto json = packed ? oci::image::inspect_checkpoint_image(dir, args->has("pages")) : inspect_image(dir, args->has("pages"));
+  auto json = packed ? oci::image::inspect_checkpoint_image(dir, args->has("pages"), args->get_or("tls-verify", "")) : inspect_image(dir, args->has("pages"));
   if (!json.ok()) return fail("inspect " + dir + ": " + json.error().message());
   printf("%s\n", json->c_str());
   return 0;

@@ -36,7 +36,7 @@ const std::vector<OptionSpec> kRestoreSpecs = {
     {{"-d", "--detach"}, false},     {{"--pid-file"}, true},       {{"--no-subreaper"}, false},
     {{"--no-pivot"}, false},         {{"--empty-ns"}, true, true}, {{"--auto-dedup"}, false},
     {{"--lazy-pages"}, false},       {{"--lsm-profile"}, true},    {{"--lsm-mount-context"}, true},
-    {{"--import"}, true},            {{"--image-ref"}, true},
+    {{"--import"}, true},            {{"--image-ref"}, true},      {{"--tls-verify"}, true},
 };
 
 // runc (Go's flag package) says "flag needs an argument: -NAME"; Podman
@@ -98,7 +98,7 @@ int cmd_restore_container(const GlobalOptions& g, const std::vector<std::string>
   if (args->has("import") || args->has("image-ref")) {
     if (args->has("import") && args->has("image-ref")) return oci::report_error("restore: --import and --image-ref exclude each other");
     auto u = args->has("import") ? oci::image::import_checkpoint(*args->get("import"))
-                                 : oci::image::pull_checkpoint(*args->get("image-ref"));
+                                 : oci::image::pull_checkpoint(*args->get("image-ref"), args->get_or("tls-verify", ""));
     if (!u.ok()) return oci::report_error("restore: " + u.error().message());
     unpacked.emplace(std::move(*u));
   }

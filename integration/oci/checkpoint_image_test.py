@@ -6,13 +6,16 @@ installed) must read the images cryo writes. `cryo inspect` shows an image's ann
 and process tree. Hostile archives and images (a path climbing out with `..`, an absolute path, a
 symlink leading out, a hard link, a device, a corrupt or truncated layer, a wrong manifest digest,
 another architecture, a newer image format) are refused with the reason, before any container or
-process is made, and nothing is written outside the private unpack directory."""
+process is made, and nothing is written outside the private unpack directory. Through skopeo: a
+docker-registry on loopback (docker://, --tls-verify=false; a push to a registry that is gone keeps
+the local checkpoint) and a private containers-storage: store."""
 import glob
 import hashlib
 import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tarfile
 
@@ -374,12 +377,104 @@ def read_layout_untagged(layout):
         return index, json.load(f)
 
 
+class Registry:
+    """Debian's docker-registry (distribution 2.8) on a free loopback port, plain HTTP, its storage
+    in the test's temp dir; killed and reaped on leaving."""
+
+    def __init__(self, env):
+        self.dir = os.path.join(env.tmp, "registry")
+        os.makedirs(self.dir)
+
+    def __enter__(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        config = os.path.join(self.dir, "config.yml")
+        with open(config, "w") as f:
+            f.write("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s/data\n"
+                    "http:\n  addr: 127.0.0.1:%d\n" % (self.dir, self.port))
+        self.proc = subprocess.Popen(["docker-registry", "serve", config], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.answers(), "the registry to listen")
+        return self
+
+    def answers(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def test_registry(env):
+    tmp = private_tmp(env)
+    if not shutil.which("skopeo") or not shutil.which("docker-registry"):
+        check(False, "skopeo and docker-registry are installed (make test-deps)")
+        return
+    bundle, data = running_counter(env)
+    with Registry(env) as registry:
+        ref = "docker://127.0.0.1:%d/checkpoints/c1:v1" % registry.port
+        checkpoint(env, "c1", "--image-ref", ref, "--tls-verify=false")
+        last = count(data)
+        check(gone(env, "c1"), "pushed: the container is gone")
+        p = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", ref], capture_output=True, text=True)
+        manifest = json.loads(p.stdout) if p.returncode == 0 else {}
+        a = manifest.get("annotations", {})
+        check(a.get("io.podman.annotations.checkpoint.name") == "c1"
+              and a.get("io.podman.annotations.checkpoint.runtime.name") == "cryo",
+              "the registry holds the manifest with its checkpoint annotations: %s" % (p.stdout + p.stderr)[-300:])
+        p = env.run(["inspect", "--tls-verify=false", ref], check=False)
+        check(p.returncode == 0 and json.loads(p.stdout)["checkpoint"]["tree"]["tasks"],
+              "cryo inspect docker://: %s" % p.stderr.strip())
+        p = env.run(["restore", "-d", "--bundle", bundle, "--image-ref", ref, "c1"], check=False, timeout=120)
+        check(p.returncode != 0 and "skopeo" in p.stderr and gone(env, "c1"),
+              "a plain-HTTP registry without --tls-verify=false is refused: %s" % p.stderr.strip()[-300:])
+        restore_and_count(env, bundle, data, "c1", last, "restored from the registry",
+                          "--image-ref", ref, "--tls-verify=false")
+    p = env.run(["restore", "-d", "--bundle", bundle, "--image-ref", ref, "--tls-verify=false", "c1"], check=False,
+                timeout=120)
+    check(p.returncode != 0 and "skopeo copy" in p.stderr and gone(env, "c1"),
+          "a registry that is gone: refused, nothing made: %s" % p.stderr.strip()[-300:])
+    # A push that fails leaves the local checkpoint whole, and says where it is.
+    rewind(data, last)
+    start(env, bundle, "c1")
+    wait_for(lambda: count(data) >= 3, "the counter again")
+    local = os.path.join(env.tmp, "local")
+    p = env.run(["checkpoint", "--image-path", local, "--image-ref", ref, "--tls-verify=false", "c1"], check=False,
+                timeout=120)
+    check(p.returncode != 0 and "kept in " + local in p.stderr, "a failed push names the kept image: %s"
+          % p.stderr.strip()[-300:])
+    last = count(data)
+    restore_and_count(env, bundle, data, "c1", last, "the kept image restores", "--image-path", local)
+    check(not os.listdir(tmp), "the scratch layouts are removed: %s" % os.listdir(tmp))
+
+
+def test_containers_storage(env):
+    tmp = private_tmp(env)
+    if not shutil.which("skopeo"):
+        check(False, "skopeo is installed (make test-deps)")
+        return
+    bundle, data = running_counter(env)
+    # A private store (vfs, in the test's temp dir): Podman's own store is left alone.
+    store = "containers-storage:[vfs@%s/storage+%s/storage-run]" % (env.tmp, env.tmp)
+    checkpoint(env, "c1", "--image-ref", store + "localhost/checkpoint-c1:v1")
+    last = count(data)
+    restore_and_count(env, bundle, data, "c1", last, "restored from containers-storage:",
+                      "--image-ref", store + "localhost/checkpoint-c1:v1")
+    check(not os.listdir(tmp), "the scratch layouts are removed: %s" % os.listdir(tmp))
+
+
 def test_refused_flags(env):
     private_tmp(env)
     bundle, data = running_counter(env)
     for flags, reason in ((["--export", "x.tar", "--compress", "lzma"], "unknown compression"),
                           (["--image-ref", "nope:x"], "unknown transport"),
-                          (["--image-ref", "oci:"], "nothing after the transport")):
+                          (["--image-ref", "oci:"], "nothing after the transport"),
+                          (["--image-ref", "oci:x", "--tls-verify", "maybe"], "true or false")):
         p = env.run(["checkpoint", *flags, "c1"], check=False)
         check(p.returncode != 0 and reason in p.stderr, "checkpoint %s refused: %s" % (flags, p.stderr.strip()))
         check(env.state("c1")["status"] == "running", "a refused flag leaves the container running")
@@ -390,4 +485,5 @@ def test_refused_flags(env):
 if __name__ == "__main__":
     main({"export_import": test_export_import, "oci_layout": test_oci_layout, "oci_archive": test_oci_archive,
           "inspect": test_inspect, "hostile_archive": test_hostile_archive, "hostile_image": test_hostile_image,
+          "registry": test_registry, "containers_storage": test_containers_storage,
           "refused_flags": test_refused_flags})

@@ -14,6 +14,7 @@
 #include "core/inspect.h"
 #include "core/sys/io.h"
 #include "oci/image/layout.h"
+#include "oci/image/skopeo.h"
 
 namespace cryo::oci::image {
 namespace {
@@ -23,6 +24,8 @@ using nlohmann::json;
 constexpr const char* kPodman = "io.podman.annotations.checkpoint.";
 constexpr const char* kCheckpointctl = "org.criu.checkpoint.";
 constexpr const char* kCrioName = "io.kubernetes.cri-o.annotations.checkpoint.name";
+// The tag of the scratch layout skopeo copies from and into.
+constexpr const char* kScratchTag = "checkpoint";
 // cryo's image format version inside the layer: a newer one is refused
 // before anything is unpacked.
 constexpr const char* kFormatAnnotation = "org.cryo.checkpoint.format.version";
@@ -250,16 +253,38 @@ Status unpack_files(const std::string& archive, const std::string& root) {
   return {};
 }
 
-Result<LayoutImage> open_image(const Reference& ref, const std::string& root) {
+bool through_skopeo(const Reference& ref) {
+  return ref.transport == Transport::kDocker || ref.transport == Transport::kContainersStorage;
+}
+
+// docker:// and containers-storage: through skopeo, from an OCI layout
+// written in a scratch directory; nothing is left behind.
+Status push_with_skopeo(const Reference& ref, const CheckpointSource& source, const Destination& d) {
+  auto scratch = make_temp_dir(temp_base());
+  if (!scratch.ok()) return std::move(scratch).error();
+  std::string layout = *scratch + "/layout";
+  Status status = write_oci_layout(layout, kScratchTag, source, d.compression);
+  if (status.ok())
+    status = skopeo_copy("oci:" + layout + ":" + kScratchTag, ref.text, std::nullopt,
+                         ref.transport == Transport::kDocker ? d.tls_verify : std::nullopt);
+  remove_tree(*scratch);
+  return status;
+}
+
+Result<LayoutImage> open_image(const Reference& ref, const std::string& root, std::optional<bool> tls_verify) {
   std::string dir = ref.path;
+  std::string tag = ref.tag;
   if (ref.transport == Transport::kOciArchive) {
     dir = root + "/layout";
     if (::mkdir(dir.c_str(), 0700) < 0) return errno_error("mkdir " + dir);
     CRYO_TRY(extract_tar(ref.path, dir));
-  } else if (ref.transport != Transport::kOci) {
-    return Error(ENOTSUP, ref.text + ": only oci: and oci-archive: references are read so far");
+  } else if (through_skopeo(ref)) {
+    dir = root + "/layout";
+    tag = kScratchTag;
+    CRYO_TRY(skopeo_copy(ref.text, "oci:" + dir + ":" + tag,
+                         ref.transport == Transport::kDocker ? tls_verify : std::nullopt, std::nullopt));
   }
-  auto image = read_layout_image(dir, ref.tag);
+  auto image = read_layout_image(dir, tag);
   if (!image.ok()) return std::move(image).error().wrap(ref.text);
   CRYO_TRY(check_image(*image, ref.text));
   return image;
@@ -271,9 +296,19 @@ UnpackedCheckpoint::~UnpackedCheckpoint() {
   if (!root_.empty()) remove_tree(root_);
 }
 
+Result<std::optional<bool>> parse_tls_verify(const std::string& value) {
+  if (value.empty()) return std::optional<bool>();
+  if (value == "true") return std::optional<bool>(true);
+  if (value == "false") return std::optional<bool>(false);
+  return Error(EINVAL, "--tls-verify takes true or false, not \"" + value + "\"");
+}
+
 Result<Destination> parse_destination(const std::string& export_file, const std::string& image_ref,
-                                      const std::string& compression) {
+                                      const std::string& compression, const std::string& tls_verify) {
   Destination d;
+  auto tls = parse_tls_verify(tls_verify);
+  if (!tls.ok()) return std::move(tls).error();
+  d.tls_verify = *tls;
   d.export_file = export_file;
   auto c = parse_compression(compression);
   if (!c.ok()) return std::move(c).error();
@@ -281,8 +316,6 @@ Result<Destination> parse_destination(const std::string& export_file, const std:
   if (!image_ref.empty()) {
     auto ref = parse_reference(image_ref);
     if (!ref.ok()) return std::move(ref).error();
-    if (ref->transport != Transport::kOci && ref->transport != Transport::kOciArchive)
-      return Error(ENOTSUP, image_ref + ": only oci: and oci-archive: references are written so far");
     d.reference = *ref;
   }
   return d;
@@ -295,8 +328,10 @@ Status pack_checkpoint(const Destination& destination, const CheckpointSource& s
     const Reference& ref = *destination.reference;
     if (ref.transport == Transport::kOci)
       CRYO_TRY(write_oci_layout(ref.path, ref.tag, source, destination.compression).wrap(ref.text));
-    else
+    else if (ref.transport == Transport::kOciArchive)
       CRYO_TRY(write_oci_archive(ref.path, ref.tag, source, destination.compression).wrap(ref.text));
+    else
+      CRYO_TRY(push_with_skopeo(ref, source, destination));
   }
   return {};
 }
@@ -309,19 +344,23 @@ Result<UnpackedCheckpoint> import_checkpoint(const std::string& file) {
   return unpacked;
 }
 
-Result<UnpackedCheckpoint> pull_checkpoint(const std::string& reference) {
+Result<UnpackedCheckpoint> pull_checkpoint(const std::string& reference, const std::string& tls_verify) {
+  auto tls = parse_tls_verify(tls_verify);
+  if (!tls.ok()) return std::move(tls).error();
   auto ref = parse_reference(reference);
   if (!ref.ok()) return std::move(ref).error();
   auto root = make_temp_dir(temp_base());
   if (!root.ok()) return std::move(root).error();
   UnpackedCheckpoint unpacked(*root);
-  auto image = open_image(*ref, unpacked.root());
+  auto image = open_image(*ref, unpacked.root(), *tls);
   if (!image.ok()) return std::move(image).error();
   CRYO_TRY(unpack_files(image->blob_path(image->layers[0]), unpacked.root()).wrap(reference));
   return unpacked;
 }
 
-Result<std::string> inspect_checkpoint_image(const std::string& what, bool with_pages) {
+Result<std::string> inspect_checkpoint_image(const std::string& what, bool with_pages, const std::string& tls_verify) {
+  auto tls = parse_tls_verify(tls_verify);
+  if (!tls.ok()) return std::move(tls).error();
   auto root = make_temp_dir(temp_base());
   if (!root.ok()) return std::move(root).error();
   UnpackedCheckpoint unpacked(*root);
@@ -330,7 +369,7 @@ Result<std::string> inspect_checkpoint_image(const std::string& what, bool with_
   if (is_reference(what)) {
     auto ref = parse_reference(what);
     if (!ref.ok()) return std::move(ref).error();
-    auto image = open_image(*ref, unpacked.root());
+    auto image = open_image(*ref, unpacked.root(), *tls);
     if (!image.ok()) return std::move(image).error();
     out["manifest"] = {{"mediaType", image->manifest.media_type}, {"digest", image->manifest.digest},
                        {"size", image->manifest.size}};

@@ -22,9 +22,10 @@ struct Destination {
   std::string export_file;  // absolute, or empty
   std::optional<Reference> reference;
   Compression compression = Compression::kZstd;
+  std::optional<bool> tls_verify;  // --tls-verify for a docker:// registry
 };
 Result<Destination> parse_destination(const std::string& export_file, const std::string& image_ref,
-                                      const std::string& compression);
+                                      const std::string& compression, const std::string& tls_verify = "");
 
 // What is packed: the image directory and what the container was.
 struct CheckpointSource {
@@ -54,11 +55,15 @@ class UnpackedCheckpoint {
 // --import FILE: an archive of --export (or of Podman's).
 Result<UnpackedCheckpoint> import_checkpoint(const std::string& file);
 // --image-ref REF: the image verified (digests, sizes, architecture, format
-// version) and its layer unpacked.
-Result<UnpackedCheckpoint> pull_checkpoint(const std::string& reference);
+// version) and its layer unpacked. docker:// and containers-storage: are
+// copied into an OCI layout by skopeo first, and verified there.
+Result<UnpackedCheckpoint> pull_checkpoint(const std::string& reference, const std::string& tls_verify = "");
+// "true"/"false" (--tls-verify's value), or nothing when not given.
+Result<std::optional<bool>> parse_tls_verify(const std::string& value);
 
 // `cryo inspect REF|FILE`: the image's annotations and layers and the
 // checkpoint inside (as `cryo inspect DIR` shows an image directory), as JSON.
-Result<std::string> inspect_checkpoint_image(const std::string& reference_or_file, bool with_pages);
+Result<std::string> inspect_checkpoint_image(const std::string& reference_or_file, bool with_pages,
+                                             const std::string& tls_verify = "");
 
 }  // namespace cryo::oci::image
