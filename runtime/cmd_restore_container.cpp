@@ -54,11 +54,12 @@ const char* const kRestoreContainerUsage =
     "usage: cryo [--root DIR] restore [--bundle DIR] [-d|--detach] [--pid-file FILE] [--console-socket SOCK]\n"
     "                    [--image-path DIR] [--work-path DIR] [--no-subreaper] [--no-pivot] [--tcp-established]\n"
     "                    [--ext-unix-sk] [--shell-job] [--file-locks] [--manage-cgroups-mode soft|full|strict]\n"
-    "                    [--empty-ns network] [--auto-dedup] [--import FILE | --image-ref REF] ID\n\n"
+    "                    [--empty-ns network] [--auto-dedup] [--import FILE | --image-ref REF [--tls-verify=false]] ID\n\n"
     "Restores container ID (runc's restore) from a checkpoint of `cryo checkpoint` (--image-path, ./checkpoint\n"
     "by default) into the bundle's rootfs and cgroup, its network namespace the bundle's; restore.log goes into\n"
     "--work-path. --import FILE (an archive of checkpoint --export) and --image-ref REF (oci:DIR[:TAG],\n"
-    "oci-archive:FILE[:TAG]) are unpacked and verified first, into a private directory. Without -d waits\n"
+    "oci-archive:FILE[:TAG], docker://HOST/NAME:TAG with --tls-verify, containers-storage:NAME) are\n"
+    "unpacked and verified first, into a private directory. Without -d waits\n"
     "for the container and exits with its status. --lazy-pages, --lsm-profile, --lsm-mount-context and\n"
     "--manage-cgroups-mode ignore are refused.\n";
 

@@ -21,7 +21,7 @@ const Command kCommands[] = {
     {"check", cmd_check, "report the kernel features cryo relies on", nullptr},
     {"inspect", cmd_inspect, "print an image directory as JSON",
      "usage: cryo inspect DIR [--pages]\n       cryo inspect -D DIR [--pages]\n"
-     "       cryo inspect oci:DIR[:TAG] | oci-archive:FILE[:TAG] | FILE.tar [--pages]\n\n"
+     "       cryo inspect REF | FILE.tar [--pages] [--tls-verify=false]   (an image of checkpoint --image-ref)\n\n"
      "Prints the image in DIR as JSON after checking every checksum; --pages adds the memory pages.\n"},
     {"network-unlock", cmd_network_unlock, "drop the network lock a dump left (-D DIR)",
      "usage: cryo network-unlock -D DIR\n\n"
@@ -60,12 +60,13 @@ const Command kCommands[] = {
      "usage: cryo checkpoint [--image-path DIR] [--work-path DIR] [--leave-running] [--tcp-established]\n"
      "                       [--ext-unix-sk] [--shell-job] [--file-locks] [--empty-ns network]\n"
      "                       [--manage-cgroups-mode soft|full|strict|ignore] [--auto-dedup] [--status-fd FD]\n"
-     "                       [--export FILE] [--image-ref oci:DIR[:TAG]|oci-archive:FILE[:TAG]]\n"
-     "                       [--compress none|gzip|zstd] ID\n\n"
+     "                       [--export FILE] [--image-ref REF] [--tls-verify=false] [--compress none|gzip|zstd] ID\n\n"
      "Saves container ID (running or paused) into --image-path (./checkpoint by default; dump.log and\n"
      "stats-dump.json go into --work-path), then removes the container unless --leave-running.\n"
      "--export writes the checkpoint as a tar archive in Podman's layout, --image-ref as an OCI image\n"
-     "(one layer, that archive; zstd by default); `cryo restore --import FILE` / `--image-ref REF` take them.\n"
+     "(one layer, that archive; zstd by default): oci:DIR[:TAG], oci-archive:FILE[:TAG], and through skopeo\n"
+     "docker://HOST[:PORT]/NAME:TAG and containers-storage:NAME. `cryo restore --import FILE` / `--image-ref\n"
+     "REF` take them.\n"
      "--pre-dump, --parent-path, --lazy-pages and --page-server are refused (no incremental dumps,\n"
      "no page server). `cryo restore [--bundle DIR] ... ID` brings it back.\n"},
 };
