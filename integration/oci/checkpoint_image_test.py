@@ -10,6 +10,7 @@ process is made, and nothing is written outside the private unpack directory. Th
 docker-registry on loopback (docker://, --tls-verify=false; a push to a registry that is gone keeps
 the local checkpoint) and a private containers-storage: store."""
 import glob
+import gzip
 import hashlib
 import io
 import json
@@ -137,7 +138,14 @@ def test_oci_layout(env):
     layers = manifest["layers"]
     check(len(layers) == 1 and layers[0]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip",
           "one gzip layer: %s" % layers)
-    check(magic(blobs(layout)[layers[0]["digest"][7:]], 2) == GZIP_MAGIC, "the layer is gzip")
+    layer_blob = blobs(layout)[layers[0]["digest"][7:]]
+    check(magic(layer_blob, 2) == GZIP_MAGIC, "the layer is gzip")
+    with open(os.path.join(layout, "blobs", "sha256", manifest["config"]["digest"][7:])) as f:
+        config = json.load(f)
+    with gzip.open(layer_blob) as f:
+        diff_id = "sha256:" + hashlib.sha256(f.read()).hexdigest()
+    check(config["architecture"] == "amd64" and config["os"] == "linux" and config["rootfs"]["diff_ids"] == [diff_id],
+          "the config names the architecture and the uncompressed layer's digest: %s" % config)
     if shutil.which("skopeo"):
         p = subprocess.run(["skopeo", "inspect", "oci:%s:ckpt1" % layout], capture_output=True, text=True)
         ok = p.returncode == 0 and json.loads(p.stdout)["Layers"] == [layers[0]["digest"]]

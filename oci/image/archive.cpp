@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "core/sys/io.h"
+#include "oci/image/digest.h"
 
 namespace cryo::oci::image {
 namespace {
@@ -188,6 +189,26 @@ Status write_tar(const std::string& path, const std::vector<ArchiveEntry>& entri
   for (const auto& e : entries) CRYO_TRY(add_tree(a.get(), e.name, e.source).wrap("packing " + path));
   if (archive_write_close(a.get()) != ARCHIVE_OK) return archive_failure(a.get(), "writing " + path);
   return {};
+}
+
+Result<std::string> uncompressed_digest(const std::string& path) {
+  ArchivePtr a(archive_read_new());
+  if (!a) return Error(ENOMEM, "archive_read_new");
+  archive_read_support_filter_all(a.get());
+  archive_read_support_format_raw(a.get());
+  if (archive_read_open_filename(a.get(), path.c_str(), 1 << 16) != ARCHIVE_OK) return archive_failure(a.get(), path);
+  struct archive_entry* entry = nullptr;
+  Sha256 hash;
+  if (archive_read_next_header(a.get(), &entry) == ARCHIVE_OK) {
+    char buf[1 << 16];
+    for (;;) {
+      la_ssize_t n = archive_read_data(a.get(), buf, sizeof buf);
+      if (n < 0) return archive_failure(a.get(), path);
+      if (n == 0) break;
+      hash.update(buf, static_cast<size_t>(n));
+    }
+  }
+  return hash.finish();
 }
 
 Status extract_tar(const std::string& path, const std::string& dir) {

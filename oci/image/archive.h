@@ -26,6 +26,10 @@ struct ArchiveEntry {
 // owned by root, in name order so the same checkpoint packs the same bytes).
 Status write_tar(const std::string& path, const std::vector<ArchiveEntry>& entries, Compression compression);
 
+// The sha256 of the archive at path once decompressed (an OCI config's
+// diff_id of a layer).
+Result<std::string> uncompressed_digest(const std::string& path);
+
 // Unpacks the tar archive at path (any compression libarchive reads) into the
 // existing directory dir. Only files and directories are taken, named below
 // dir: an absolute name, a `..` component, a symlink, a hard link, a device or

@@ -151,15 +151,14 @@ Status write_checkpoint_tar(const CheckpointSource& source, const std::string& f
   return status;
 }
 
-// The image's config: what a registry and `podman image inspect` show.
-// diff_ids (the uncompressed layer's digest) stay empty: nothing runs this
-// image as a rootfs, and the layer is verified by the manifest's digest.
-json image_config(const CheckpointSource& source) {
+// The image's config: what a registry and `podman image inspect` show;
+// diff_id is the uncompressed layer's digest, as image-spec wants it.
+json image_config(const CheckpointSource& source, const std::string& diff_id) {
   return {{"architecture", host_arch()},
           {"os", "linux"},
           {"created", now_rfc3339()},
           {"config", {{"Labels", {{"io.podman.annotations.checkpoint.name", source.id}}}}},
-          {"rootfs", {{"type", "layers"}, {"diff_ids", json::array()}}}};
+          {"rootfs", {{"type", "layers"}, {"diff_ids", json::array({diff_id})}}}};
 }
 
 Status write_oci_layout(const std::string& dir, const std::string& tag, const CheckpointSource& source,
@@ -172,7 +171,12 @@ Status write_oci_layout(const std::string& dir, const std::string& tag, const Ch
     ::unlink(layer.c_str());
     return written;
   }
-  ImageToWrite image{tag, layer, layer_media_type(compression), image_config(source).dump(),
+  auto diff_id = uncompressed_digest(layer);
+  if (!diff_id.ok()) {
+    ::unlink(layer.c_str());
+    return std::move(diff_id).error();
+  }
+  ImageToWrite image{tag, layer, layer_media_type(compression), image_config(source, *diff_id).dump(),
                      checkpoint_annotations(source)};
   Status status = write_layout_image(dir, image);
   ::unlink(layer.c_str());  // gone already when it became a blob
