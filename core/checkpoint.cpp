@@ -198,8 +198,9 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   if (ns::own_namespace(options.pid, "user")) CRYO_TRY(ns::dump_user_ns(options.pid, &user_ns.emplace()));
   bool own_mounts = ns::own_namespace(options.pid, "mnt");
   image::MountNs mount_ns;
-  if (own_mounts) CRYO_TRY(ns::dump_mount_ns(options.pid, &mount_ns, options.external_mounts));
-  if (!own_mounts && !options.external_mounts.empty())
+  if (own_mounts)
+    CRYO_TRY(ns::dump_mount_ns(options.pid, &mount_ns, options.external_mounts, !options.external_mounts_optional));
+  if (!own_mounts && !options.external_mounts.empty() && !options.external_mounts_optional)
     return Error("--external mnt[" + options.external_mounts.begin()->first +
                  "]: the tree shares cryo's mount namespace, which has no mount of its own");
   bool own_net = ns::own_namespace(options.pid, "net");

@@ -19,6 +19,7 @@ struct DumpOptions {
   std::string images_dir;
   bool shell_job = false;
   std::map<std::string, std::string> external_mounts;  // --external mnt[MOUNT_POINT]:KEY
+  bool external_mounts_optional = false;  // CRIU RPC's ext_mnt: points that are no mounts are passed over
   std::vector<std::string> external_ttys;  // --external tty[RDEV:DEV]: terminals outside the tree, handed over on restore
   bool leave_running = false;
   bool tcp_established = false;

@@ -494,7 +494,8 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       return Error("the tree had a mount namespace of its own whose root directory is unknown here: restore with --root DIR");
     if (options.root.empty() && ::access(root_dir.c_str(), F_OK) < 0)
       return Error("the root of the tree's mount namespace, " + root_dir + ", is gone: restore with --root DIR");
-    CRYO_TRY(ns::map_external_mounts(img.tree.mutable_mount_ns(), options.external_mounts));
+    CRYO_TRY(ns::map_external_mounts(img.tree.mutable_mount_ns(), options.external_mounts,
+                                     !options.external_mounts_optional));
     CRYO_TRY(ns::map_terminal_mounts(img.tree.mutable_mount_ns(), options.inherit_fds));
     CRYO_ASSIGN(mounts, user_ns ? ns::MountHolder::build(img.tree.mount_ns(), root_dir, &img.tree.user_ns(), user_ns->user_fd())
                                : ns::MountHolder::build(img.tree.mount_ns(), root_dir));
@@ -505,7 +506,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     } else {
       net::set_unix_names_ns(mounts->ns_fd());  // unix sockets are bound and reached by their names in it
     }
-  } else if (!options.external_mounts.empty()) {
+  } else if (!options.external_mounts.empty() && !options.external_mounts_optional) {
     return Error("--external mnt[" + options.external_mounts.begin()->first +
                  "]: the image's tree shares cryo's mount namespace, which has no mount of its own");
   } else if (!options.root.empty() && options.root != "/") {

@@ -23,6 +23,7 @@ struct RestoreOptions {
   bool tcp_close = false;  // connections come back closed
   bool new_pidns = false;  // under a fresh pid namespace with cryo's init as pid 1
   std::map<std::string, std::string> external_mounts;  // --external mnt[KEY]:PATH
+  bool external_mounts_optional = false;  // CRIU RPC's ext_mnt: keys the image lacks are passed over
   std::string root;        // --root: the root of the tree's own mount namespace ("": where it was)
   std::string pidfile;
   std::vector<files::InheritFd> inherit_fds;  // --inherit-fd: the caller's fds standing in for files of the image

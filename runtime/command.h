@@ -2,6 +2,7 @@
 // flags, makes one library call, prints the result and returns the exit code.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,12 @@ struct Command {
 
 // Prints "cryo: <message>" to stderr (and the log) and returns the exit code 1.
 int fail(const std::string& message);
+
+// cryo as `criu` (called so, or `cryo criu ...`): serves `swrk FD` and
+// answers --version CRIU's way (criu_entry.cpp); nullopt for what main runs
+// as cryo's own process verbs (dump, pre-dump, restore, check).
+std::optional<int> criu_entry(const std::vector<std::string>& args);
+void print_criu_version();
 
 // Process mode.
 int cmd_dump(const GlobalOptions&, const std::vector<std::string>&);

@@ -100,8 +100,10 @@ std::vector<Option> make_table() {
           "the largest deleted file whose data the image takes: bytes, or with K, M or G (256M by "
           "default; CRIU's is 1M)"),
       row("ghost-fiemap", 0, kNo, kNeg, D, kAcc, "only the data of a deleted file is stored, never its holes"),
-      row("evasive-devices", 0, kNo, kNeg, D | R, kRef,
-          "a device file is reopened at the path it had, and no other path to it is looked for"),
+      row("evasive-devices", 0, kNo, kNeg, D | R, kAcc,
+          "a permission to use another path to a device: cryo reopens a device file at the path it had and "
+          "needs no other (one that is not that device there fails the restore, naming it); runc asks it on "
+          "every restore"),
       row("force-irmap", 0, kNo, kNeg, D | P, kRef,
           "an inotify watch is found again by its file handle, never resolved to a path"),
       row("irmap-scan-path", 0, kReq, kMany, D | P, kRef,

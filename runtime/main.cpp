@@ -123,6 +123,16 @@ int fail(const std::string& message) {
 int main(int argc, char** argv) {
   using namespace cryo::cli;
   std::vector<std::string> args(argv + 1, argv + argc);
+  // Called `criu` (a symlink; runc --criu) or `cryo criu ...`: CRIU's binary.
+  std::string called = argc > 0 ? argv[0] : "";
+  bool as_criu = called.substr(called.rfind('/') + 1) == "criu";
+  if (!as_criu && !args.empty() && args[0] == "criu") {
+    as_criu = true;
+    args.erase(args.begin());
+  }
+  if (as_criu) {
+    if (auto rc = criu_entry(args)) return *rc;
+  }
   static const std::vector<OptionSpec> kGlobal = {
       {{"--root"}, true},       {{"--log"}, true},           {{"--log-format"}, true},
       {{"--debug"}, false},     {{"--systemd-cgroup"}, false}, {{"--version", "-V"}, false},
@@ -147,7 +157,7 @@ int main(int argc, char** argv) {
     global->positional_ = found->positional();
   }
   if (global->has("version")) {
-    version();
+    as_criu ? print_criu_version() : version();
     return 0;
   }
   const auto& rest = global->positional();
@@ -165,6 +175,11 @@ int main(int argc, char** argv) {
   if (rest[0] == "guard" && rest.size() == 6)
     return cryo::run_guard(rest[1] == "-" ? "" : rest[1], rest[2], std::atoi(rest[3].c_str()), rest[4],
                            std::strtoull(rest[5].c_str(), nullptr, 10));
+  if (as_criu && !criu_verb(rest[0])) {
+    fprintf(stderr, "criu: unknown command '%s' (cryo as criu answers dump, pre-dump, restore, check and swrk)\n",
+            rest[0].c_str());
+    return 1;
+  }
   for (const auto& c : kCommands) {
     if (rest[0] != c.name) continue;
     std::vector<std::string> words = before_verb;
@@ -176,7 +191,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (verb && asks_for(words, false, {"-V", "--version"})) {
-      version();
+      as_criu ? print_criu_version() : version();
       return 0;
     }
     return c.run(options, words);

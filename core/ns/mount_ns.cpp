@@ -290,7 +290,8 @@ Status set_own_bind(const image::Mount& source, const files::MountInfo& mi, cons
 }  // namespace
 
 
-Status dump_mount_ns(pid_t root, image::MountNs* out, const std::map<std::string, std::string>& externals) {
+Status dump_mount_ns(pid_t root, image::MountNs* out, const std::map<std::string, std::string>& externals,
+                     bool must_exist) {
   CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(root) + "/mountinfo"));
   CRYO_ASSIGN(std::string host_text, read_file("/proc/self/mountinfo"));
   auto mounts = files::parse_mountinfo(text);
@@ -378,7 +379,7 @@ Status dump_mount_ns(pid_t root, image::MountNs* out, const std::map<std::string
         (m->kind() == image::Mount::OWN_BIND && ns_bound.count(m->source_id())))
       ns_bound.insert(mi->id);
   }
-  for (const auto& external : externals) {
+  for (const auto& external : must_exist ? externals : std::map<std::string, std::string>{}) {
     const std::string& point = external.first;  // (a structured binding cannot be captured before C++20's clang 16)
     if (std::none_of(out->mounts().begin(), out->mounts().end(), [&](const image::Mount& m) { return m.mount_point() == point; }))
       return Error("--external mnt[" + point + "]: no mount of the tree's mount namespace is there");
@@ -386,8 +387,8 @@ Status dump_mount_ns(pid_t root, image::MountNs* out, const std::map<std::string
   return {};
 }
 
-Status map_external_mounts(image::MountNs* ns, const std::map<std::string, std::string>& given) {
-  for (const auto& entry : given) {
+Status map_external_mounts(image::MountNs* ns, const std::map<std::string, std::string>& given, bool must_exist) {
+  for (const auto& entry : must_exist ? given : std::map<std::string, std::string>{}) {
     const std::string& key = entry.first;
     if (std::none_of(ns->mounts().begin(), ns->mounts().end(), [&](const image::Mount& m) {
           return m.external_key() == key || m.mount_point() == key;

@@ -39,13 +39,16 @@ namespace cryo::ns {
 
 // The mount table of pid's namespace. Refuses a mount it cannot make again,
 // naming it. externals: mount points named external (--external
-// mnt[MOUNT_POINT]:KEY): saved as binds the restore is given.
-Status dump_mount_ns(pid_t root, image::MountNs* out, const std::map<std::string, std::string>& externals = {});
+// mnt[MOUNT_POINT]:KEY): saved as binds the restore is given. Unless
+// must_exist is false (CRIU RPC's ext_mnt, a map consulted for each mount),
+// a point that is no mount fails the dump.
+Status dump_mount_ns(pid_t root, image::MountNs* out, const std::map<std::string, std::string>& externals = {},
+                     bool must_exist = true);
 
 // The external mounts' sources, from --external mnt[KEY]:PATH (a key may also
 // be a mount point); fails naming an external mount left without one, or a
-// key that names none.
-Status map_external_mounts(image::MountNs* ns, const std::map<std::string, std::string>& given);
+// key that names none (unless must_exist is false, as for dump_mount_ns).
+Status map_external_mounts(image::MountNs* ns, const std::map<std::string, std::string>& given, bool must_exist = true);
 
 // Binds of a pty of the tree's own devpts (a container's /dev/console) whose
 // terminal --inherit-fd hands over: that terminal is bound there.

@@ -11,6 +11,8 @@ namespace {
 
 int g_verbosity = kWarn;
 int g_file = -1;
+bool g_stderr = true;
+std::string g_last_error;
 
 const char* level_name(Level level) {
   switch (level) {
@@ -35,6 +37,8 @@ void write_all(int fd, const std::string& text) {
 }  // namespace
 
 void set_verbosity(int level) { g_verbosity = level; }
+void set_stderr(bool on) { g_stderr = on; }
+std::string last_error() { return g_last_error; }
 int verbosity() { return g_verbosity; }
 
 Status open_file(const std::string& path) {
@@ -46,6 +50,7 @@ Status open_file(const std::string& path) {
 }
 
 void write(Level level, const std::string& message) {
+  if (level == kError) g_last_error = message;
   if (level > g_verbosity && (g_file < 0 || level > kDebug)) return;
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -53,6 +58,7 @@ void write(Level level, const std::string& message) {
   snprintf(stamp, sizeof stamp, "(%5ld.%06ld) ", static_cast<long>(ts.tv_sec), ts.tv_nsec / 1000);
   std::string line = std::string(stamp) + level_name(level) + ": " + message + "\n";
   if (g_file >= 0) write_all(g_file, line);
+  if (!g_stderr) return;
   if (level == kError) {
     write_all(2, "cryo: " + message + "\n");
   } else if (level <= g_verbosity && g_file < 0) {

@@ -270,7 +270,7 @@ def case_criu_refused(env):
                           (["--link-remap"], "--link-remap"), (["--external", "file[12:345]"], "--external"),
                           (["--cpu-cap"], "--cpu-cap"), (["--cpu-cap=fpu"], "--cpu-cap"), (["--stream"], "--stream"),
                           (["-x1234"], "--ext-unix-sk"),
-                          (["--cgroup-props", "x"], "--cgroup-props"), (["--evasive-devices"], "--evasive-devices"),
+                          (["--cgroup-props", "x"], "--cgroup-props"),
                           (["--force-irmap"], "--force-irmap"), (["--allow-uprobes"], "--allow-uprobes"),
                           (["--ms"], "--ms")]:
         result = refused(env, *dump, *extra, mention=option)
@@ -312,8 +312,9 @@ def case_verbs_help(env):
 
 
 def case_make_install(env):
-    """`make install` with PREFIX and DESTDIR: the binary runs from there, and its manual holds
-    the usage of every command (it is written from their --help)."""
+    """`make install` with PREFIX and DESTDIR: the binary runs from there, `criu` beside it (a
+    symlink) answers as CRIU, and its manual holds the usage of every command (it is written
+    from their --help)."""
     build = os.path.dirname(os.path.dirname(os.path.realpath(env.cryo_path)))
     check(os.path.exists(os.path.join(build, "CMakeCache.txt")), f"{build} is not the build tree of {env.cryo_path}")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -324,6 +325,10 @@ def case_make_install(env):
     installed = os.path.join(root, "opt/cryo/bin/cryo")
     version = subprocess.run([installed, "--version"], capture_output=True, text=True, timeout=30)
     check(version.returncode == 0 and "image format version" in version.stdout, f"installed cryo --version: {version!r}")
+    criu = os.path.join(root, "opt/cryo/bin/criu")  # cryo as runc's and Podman's CRIU
+    check(os.path.islink(criu) and os.readlink(criu) == "cryo", f"{criu} is not a symlink to cryo")
+    version = subprocess.run([criu, "--version"], capture_output=True, text=True, timeout=30)
+    check(version.stdout.startswith("Version: 3."), f"installed criu --version: {version.stdout!r}")
     page = os.path.join(root, "opt/cryo/share/man/man1/cryo.1")
     check(os.path.exists(os.path.join(root, "opt/cryo/share/doc/cryo/README.md")), "the README is not installed")
     text = read_text(page)
