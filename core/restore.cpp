@@ -22,6 +22,7 @@
 #include <optional>
 #include <set>
 
+#include "core/cgroup/copies.h"
 #include "core/cgroup/tree_cgroups.h"
 #include "core/files/files_restore.h"
 #include "core/files/sysv_shm.h"
@@ -242,14 +243,14 @@ std::vector<files::ListenerGroup> listener_groups(const LoadedImage& img, const 
 // The tree's cgroups made again with their properties, and each process
 // back into its own, before its memory is charged there.
 Status join_cgroups(const tree::StubPlan& plan, const image::Tree& tree, const RestoreOptions& options,
-                    std::vector<std::string>* created) {
+                    const std::vector<cgroup::CgroupRoot>& roots, std::vector<std::string>* created) {
   std::vector<cgroup::TaskCgroups> tasks;
   for (const auto& t : plan.tasks) {
     if (!t.core) continue;
     auto& task = tasks.emplace_back(cgroup::TaskCgroups{t.entry->pid(), {}});
     for (const auto& c : t.core->cgroups()) task.memberships.push_back({c.controllers(), c.path()});
   }
-  return cgroup::restore_tree_cgroups(tree, std::move(tasks), options.manage_cgroups, options.cgroup_roots, created);
+  return cgroup::restore_tree_cgroups(tree, std::move(tasks), options.manage_cgroups, roots, created);
 }
 
 // The cgroups a failed restore made, deepest first, once their tasks are gone.
@@ -383,13 +384,18 @@ Status bring_up_in_pid_ns(pid_t root, const image::Tree& tree,
 
 // Moves cryo into the roots of the tree's cgroup namespace (made if missing,
 // as --manage-cgroups says), keeping where it was in `own`.
-Status enter_cgroup_ns_roots(const image::Tree& tree, cgroup::Manage mode, std::vector<cgroup::Membership>* own,
-                             std::vector<std::string>* created) {
+Status enter_cgroup_ns_roots(const image::Tree& tree, cgroup::Manage mode, const cgroup::CopyCgroups& copy,
+                             std::vector<cgroup::Membership>* own, std::vector<std::string>* created) {
   CRYO_ASSIGN(std::string text, read_file("/proc/self/cgroup"));
   CRYO_ASSIGN(*own, cgroup::parse_proc_cgroup(text));
   CRYO_ASSIGN(auto hierarchies, cgroup::host_hierarchies());
   std::vector<cgroup::Membership> roots;
-  for (const auto& r : tree.cgroup_ns()) roots.push_back({r.controllers(), r.path()});
+  for (const auto& r : tree.cgroup_ns()) {
+    std::string path = r.path();
+    if (auto move = copy.moves.find(r.controllers()); move != copy.moves.end())  // a copy's cgroups of its own
+      path = cgroup::rebase_path(path, move->second.first, move->second.second).value_or(path);
+    roots.push_back({r.controllers(), path});
+  }
   if (mode == cgroup::Manage::kIgnore) mode = cgroup::Manage::kSoft;  // the namespace needs its roots
   return cgroup::join(::getpid(), roots, hierarchies, mode, created).wrap("the roots of the tree's cgroup namespace");
 }
@@ -569,6 +575,12 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   if (img.tree.has_uts()) plan.uts = &img.tree.uts();
   if (img.tree.has_ipc()) plan.ipc = &img.tree.ipc();
   plan.cgroup_ns = img.tree.cgroup_ns_size() > 0;
+  // A second copy of the image running at once gets cgroups of its own.
+  cgroup::CopyCgroups copy_cgroups;
+  if (!cores.empty() && cores[0]) {
+    CRYO_ASSIGN(copy_cgroups, cgroup::cgroups_for_copy(img.tree, *cores[0], options.manage_cgroups, options.cgroup_roots));
+  }
+  const auto& cgroup_roots = copy_cgroups.roots.empty() ? options.cgroup_roots : copy_cgroups.roots;
   if (plan.cgroup_ns && !options.cgroup_roots.empty())
     return Error("--cgroup-root: the tree has a cgroup namespace of its own, whose roots cannot move yet");
   if (img.tree.has_time_ns()) plan.time_ns = &img.tree.time_ns();
@@ -615,7 +627,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     // The tree's cgroup namespace is rooted where its root is forked: the
     // restorer steps into those cgroups for the fork, and back.
     std::vector<cgroup::Membership> own_cgroups;
-    if (plan.cgroup_ns) CRYO_TRY(enter_cgroup_ns_roots(img.tree, options.manage_cgroups, &own_cgroups, &made_cgroups));
+    if (plan.cgroup_ns) CRYO_TRY(enter_cgroup_ns_roots(img.tree, options.manage_cgroups, copy_cgroups, &own_cgroups, &made_cgroups));
     auto spawned = tree::spawn_stubs(plan);
     if (plan.cgroup_ns) CRYO_TRY(leave_cgroup_ns_roots(own_cgroups));
     if (!spawned.ok()) return std::move(spawned).error();
@@ -643,7 +655,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
                                                                   PTRACE_O_SUSPEND_SECCOMP));
       CRYO_TRY(ptrace::set_sigmask(t.entry->pid(), ~0ULL));
     }
-    CRYO_TRY(join_cgroups(plan, img.tree, options, &made_cgroups));
+    CRYO_TRY(join_cgroups(plan, img.tree, options, cgroup_roots, &made_cgroups));
     for (const auto& t : plan.tasks) {
       if (!t.core || !t.join_group_later) continue;
       pid_t pid = t.entry->pid();

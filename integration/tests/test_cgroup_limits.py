@@ -7,7 +7,8 @@ in cgroup2, what this host lets it enable there (on a hybrid host every v2 contr
 hugetlb is bound to v1: hugetlb limits and cgroup.max.* then). After the dump the cgroups
 are removed, and the restore makes them again with their limits (soft: only those it
 makes; full and props: every one; strict); --cgroup-root moves them; a limit the host refuses fails the
-restore, naming the file, unless the mode sets no properties. Every cgroup is removed
+restore, naming the file, unless the mode sets no properties; a second copy restored while the
+first runs gets cgroups of its own (copies). Every cgroup is removed
 afterwards, passing or failing."""
 import json
 import os
@@ -17,7 +18,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import check, check_eq, kill_descendants, log, read_text, run, snapshot, wait_progress  # noqa: E402
+from harness import check, check_eq, kill_descendants, log, read_text, reap, run, snapshot, status_fields, wait_progress  # noqa: E402
 
 MB = 1 << 20
 OWNER = 4321  # the leaf cgroup's (and its cgroup.procs') owner
@@ -355,6 +356,40 @@ def case_cgroup_root(env):
         groups.cleanup(other + "/m", other, new)
 
 
+def case_copies(env):
+    """Two copies of one image restored at once (--new-pidns): the first gets the saved
+    cgroups; the second finds the leaf holding the first's processes and gets a sibling of its
+    own, PATH-2, with the same limits, instead of sharing the first's budget; strict refuses
+    it, naming the cgroup that exists, and leaves the first alone."""
+    groups = Limits()
+    second = groups.path + "-2"
+    try:
+        pid, report, lines = start_in(env, groups)
+        images = dump_and_remove(env, pid, groups)
+        _, first = env.restore(images, "--new-pidns")
+        check_eq(membership(first), lines, "cgroups of the first copy")
+        refused = env.cryo("restore", "-D", images, "-d", "--new-pidns", "--manage-cgroups=strict", expect=1)
+        check("exists already" in refused.stderr, f"the strict refusal: {refused.stderr.strip()!r}")
+        _, other = env.restore(images, "--new-pidns")
+        want = sorted(line.rsplit(":", 1)[0] + ":" + second if line.rsplit(":", 1)[1] == groups.path else line
+                      for line in lines)
+        check_eq(membership(other), want, "cgroups of the second copy")
+        check_eq(membership(first), lines, "cgroups of the first copy after the second's restore")
+        groups.check_limits()
+        groups.check_limits(relocate={m: (groups.top, second) for m in groups.limits})
+        for host in (first, other):
+            init = int(status_fields(host, keys=("PPid",))["PPid"])  # cryo's, pid 1 of the copy's namespace
+            env.trigger_and_report(host, report)
+            os.unlink(report)
+            reap([init], what="cryo's init once the root has ended")
+    finally:
+        kill_descendants()
+        for mount in every_mount():  # the copy's, before its parent
+            if os.path.isdir(mount + second):
+                os.rmdir(mount + second)
+        groups.cleanup()
+
+
 def case_refused_value(env):
     """A v1 cpu quota above its parent's is refused by the kernel: the restore fails naming
     the file, kills what it made and removes the cgroups it made; --manage-cgroups=none
@@ -387,4 +422,4 @@ def case_refused_value(env):
 
 if __name__ == "__main__":
     run({"soft": case_soft, "full": case_full, "props_strict": case_props_strict, "cgroup_root": case_cgroup_root,
-         "refused_value": case_refused_value})
+         "refused_value": case_refused_value, "copies": case_copies})

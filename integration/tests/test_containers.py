@@ -22,7 +22,8 @@ pty, comes back as a bind of the terminal handed over, of another devpts: only i
 and options are compared).
 
 - cryo_run: the cryo-run container; its image restored twice at once, each copy counting on
-  from where the dump left it in a /dev/shm of its own.
+  from where the dump left it in a /dev/shm of its own, the second in cgroups of its own (the
+  container's cgroup with -2, the root of its cgroup namespace).
 - cryo_run_userns: the same with a user namespace of its own (config.json's uid and gid maps),
   which owns its other namespaces: both copies come back in user namespaces with its map.
 - runc: the same container run by runc; restored after `runc delete`.
@@ -126,6 +127,7 @@ class Containers:
         config["process"]["args"] = ["/bin/sh", "/counter.sh"]
         cgroup = f"/cryo-it-containers-{os.getpid()}-{cid}"
         config["linux"]["cgroupsPath"] = cgroup
+        self.cgroups.append(cgroup + "-2")  # a second restored copy's (see core/cgroup/copies.h)
         hosts = self.env.path("hosts")  # a file bound read-only from the host, as runc's callers bind /etc/hosts
         with open(hosts, "w") as f:
             f.write("127.0.0.1 localhost cryo-test-host\n")
@@ -240,6 +242,8 @@ def dump_and_restore(env, containers, cid, copies, user_ns=False):
         if copies == 2:
             a, b = (os.readlink(f"/proc/{p}/ns/mnt") for p in restored)
             check(a != b, "the two copies share a mount namespace")
+            a, b = (read_text(f"/proc/{p}/cgroup") for p in restored)
+            check(a != b and "-2" in b, f"the two copies share cgroups: {a!r} {b!r}")
         if user_ns:
             for host in restored:
                 check(os.readlink(f"/proc/{host}/ns/user") != os.readlink("/proc/self/ns/user"), "no user namespace")
