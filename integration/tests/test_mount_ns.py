@@ -17,6 +17,8 @@ proc of the tree's own pid namespace at /proc, and a host directory bound at /ou
 - unbindable: /tmp made unbindable: it comes back unbindable, and the counter goes on.
 - refused_mount: a filesystem cryo cannot make again (ramfs) refuses the dump, naming the mount;
   the tree runs on.
+- refused_deleted: a process of the container holding a removed file of its tmpfs refuses the
+  dump, naming its pid and fd (not supported yet there); the tree runs on.
 - not_pivoted: a mount namespace of its own that kept cryo's root (`unshare --mount` alone)
   refuses the dump, saying so; the tree runs on."""
 import os
@@ -72,6 +74,7 @@ touch -d @1000000000 $R/tmp/old
 cd $R
 pivot_root . .
 /bin/busybox umount -l .
+{inside}
 exec /bin/busybox sh /bin/counter.sh </out/in >>/out/log 2>&1
 '''
 
@@ -88,14 +91,14 @@ def make_rootfs(env, name="rootfs"):
     return root
 
 
-def start(env, extra="", namespaces=()):
+def start(env, extra="", namespaces=(), inside=""):
     root = make_rootfs(env)
     out = env.path("out")
     os.makedirs(out)
     open(os.path.join(out, "in"), "w").close()  # the container's stdio: its own files, not the harness's
     script = env.path("setup.sh")
     with open(script, "w") as f:
-        f.write(SETUP.format(root=root, out=out, extra=extra))
+        f.write(SETUP.format(root=root, out=out, extra=extra, inside=inside))
     outer = env.spawn(["unshare", "--pid", "--fork", "--mount", "--propagation", "private", *namespaces, "setsid", "sh",
                        script], name="unshare")
     wait_until(lambda: count(out) >= 2, 10, what="the counter in the container")
@@ -220,6 +223,24 @@ def case_refused_mount(env):
     reap([outer, root], what="the container")
 
 
+def case_refused_deleted(env):
+    # A process of the container holds a file of its tmpfs that was removed since.
+    holder = ("printf gone > /tmp/gone; /bin/busybox sh -c 'exec 7</tmp/gone; /bin/busybox rm /tmp/gone; "
+              "exec /bin/busybox sleep 1000' </dev/null >/dev/null 2>&1 &")
+    # (a shell opens /dev/null for a background job's stdin)
+    outer, root, rootfs, out = start(env, extra="mkdir -p $R/dev; mknod -m 666 $R/dev/null c 1 3", inside=holder)
+    wait_until(lambda: any(os.readlink(f"/proc/{p}/fd/7").endswith("(deleted)") for p in descendants(root)
+                           if os.path.exists(f"/proc/{p}/fd/7")), 10, what="the deleted file held")
+    result = env.dump(root, env.path("images"), expect=1)
+    check("fd 7: a deleted file" in result.stderr and "mount namespace of the tree's own" in result.stderr,
+          f"the refusal does not name the fd and the deleted file: {result.stderr.strip()!r}")
+    now = count(out)
+    wait_until(lambda: count(out) > now + 2, 10, what="the counter to go on after the refused dump")
+    open(os.path.join(out, "check"), "w").close()
+    wait_until(lambda: read_text(os.path.join(out, "report")), 10, what="the container's report")
+    reap([outer, root], what="the container")
+
+
 def tmp_tags(pid):
     for line in read_text(f"/proc/{pid}/mountinfo").splitlines():
         fields = line.split(" - ")[0].split()
@@ -276,4 +297,4 @@ def case_not_pivoted(env):
 if __name__ == "__main__":
     run({"container": case_container, "twice": case_twice, "external": case_external, "unknown_root": case_unknown_root, "refused_mount": case_refused_mount,
          "unbindable": case_unbindable,
-         "not_pivoted": case_not_pivoted})
+         "not_pivoted": case_not_pivoted, "refused_deleted": case_refused_deleted})
