@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 
 from cryo_oci import CRYO, check, main, reap
 
@@ -126,5 +127,74 @@ def test_podman(env):
         pm.cleanup()
 
 
+def podman_count(pm, name):
+    p = pm("exec", name, "cat", "/tmp/count", check=False)
+    return int(p.stdout.strip()) if p.stdout.strip().isdigit() else 0
+
+
+def wait_count(pm, name, above, what):
+    for _ in range(150):
+        n = podman_count(pm, name)
+        if n > above:
+            return n
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def test_checkpoint(env):
+    """podman container checkpoint / restore (and --export / --import) with cryo as the runtime
+    and as Podman's criu (build/runtime/criu-path): the counter goes on from the checkpoint and
+    its output still reaches podman logs through conmon's new pipe."""
+    if not shutil.which("podman"):
+        raise AssertionError("podman is not installed (make deps installs it)")
+    criu_dir = os.path.join(os.path.dirname(CRYO), "criu-path")
+    if not os.path.exists(os.path.join(criu_dir, "criu")):
+        raise AssertionError("no %s/criu: Podman needs a criu that answers criu swrk" % criu_dir)
+    pm = Podman(env)
+    pm.environ["PATH"] = criu_dir + ":" + pm.environ["PATH"]
+    try:
+        tar = os.path.join(env.tmp, "rootfs.tar")
+        with tarfile.open(tar, "w") as t:
+            t.add(env.rootfs, arcname=".")
+        pm("import", tar, "localhost/cryo-busybox")
+        counter = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count.tmp && mv /tmp/count.tmp /tmp/count; " \
+                  "echo count=$i; sleep 0.1; done"
+        pm("run", "-d", "--name", "k1", "--network", "none", "--cgroup-parent", PARENT, "localhost/cryo-busybox",
+           "sh", "-c", counter)
+        wait_count(pm, "k1", 10, "the counter")
+        p = pm("container", "checkpoint", "--print-stats", "k1", check=False, timeout=120)
+        check(p.returncode == 0, "podman container checkpoint: " + p.stderr.strip()[-400:])
+        check("frozen_time" in p.stdout and "pages_written" in p.stdout,
+              "--print-stats reads cryo's stats-dump (CRIU's format): " + p.stdout.strip()[-300:])
+        status = pm("inspect", "--format", "{{.State.Status}}", "k1").stdout.strip()
+        check(status == "exited", "checkpointed: the container is exited: " + status)
+        p = pm("container", "restore", "--print-stats", "k1", check=False, timeout=120)
+        check(p.returncode == 0, "podman container restore: " + p.stderr.strip()[-400:])
+        check("restore_time" in p.stdout, "--print-stats reads cryo's stats-restore: " + p.stdout.strip()[-300:])
+        status = pm("inspect", "--format", "{{.State.Status}}", "k1").stdout.strip()
+        check(status == "running", "restored: running: " + status)
+        first = wait_count(pm, "k1", 10, "the restored counter")
+        later = wait_count(pm, "k1", first + 3, "the restored counter to count on")
+        check(first > 10 and later > first, "the restored counter goes on (%d, then %d)" % (first, later))
+        logs = [int(w[6:]) for w in pm("logs", "k1").stdout.split() if w.startswith("count=") and w[6:].isdigit()]
+        check(logs and max(logs) >= later - 2, "podman logs gets the restored container's output through conmon's "
+              "new pipe (last logged %s, counter at %d)" % (logs[-1:] or None, later))
+        export = os.path.join(env.tmp, "k1-checkpoint.tar.gz")
+        at_export = podman_count(pm, "k1")
+        p = pm("container", "checkpoint", "--export", export, "k1", check=False, timeout=120)
+        check(p.returncode == 0 and os.path.exists(export) and "stats-dump" not in p.stderr,
+              "podman container checkpoint --export (stats-dump included): " + p.stderr[-400:])
+        pm("rm", "--force", "k1")
+        p = pm("container", "restore", "--import", export, check=False, timeout=120)
+        check(p.returncode == 0, "podman container restore --import: " + p.stderr.strip()[-400:])
+        after = wait_count(pm, "k1", 0, "the imported counter")
+        check(after > at_export, "the imported container counts on from the export (%d, before the export %d)"
+              % (after, at_export))
+        pm("rm", "--force", "k1")
+        check(os.listdir(pm.state) == [], "podman rm deletes cryo's state")
+    finally:
+        pm.cleanup()
+
+
 if __name__ == "__main__":
-    main({"podman": test_podman})
+    main({"podman": test_podman, "checkpoint": test_checkpoint})
