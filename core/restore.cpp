@@ -93,8 +93,15 @@ Result<mm::Trampoline> map_trampoline(const LoadedImage& img) {
 // Kills and reaps everything a failed restore made.
 void kill_tree(const tree::StubPlan& plan, pid_t root) {
   if (plan.own_pid_ns || plan.cryo_init) {  // the namespace dies with its init; the image's pids are not ours
-    if (root > 0) ::kill(root, SIGKILL);
-    while (::waitpid(-1, nullptr, __WALL) >= 0 || errno == EINTR) {
+    if (root > 0) {
+      ::kill(root, SIGKILL);
+      while (::waitpid(root, nullptr, __WALL) < 0 && errno == EINTR) {
+      }
+    }
+    // The init's end waited for everything in its namespace, the worker cryo
+    // forked into it too: reaped here. Other children of cryo (the holder of
+    // the mount namespace) are not the tree's: their owners end them.
+    while (::waitpid(-1, nullptr, __WALL | WNOHANG) > 0) {
     }
     return;
   }

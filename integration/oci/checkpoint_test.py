@@ -524,6 +524,20 @@ def test_failed_restore(env):
     with open("/proc/self/mountinfo") as f:
         check(f.read().count("\n") == mounts, "a failed restore leaves no mount")
     check(tree_hash(bad) == bad_before, "a failed restore leaves the image untouched")
+    # Failing midway, once the container's processes exist (a failpoint at that
+    # step): the restore ends (it once waited for its mount holder forever) and
+    # leaves nothing.
+    for step in ("@3", "@12"):
+        os.environ["CRYO_FAILPOINT"] = step
+        try:
+            p = env.run(["restore", "-d", "--bundle", bundle, "--image-path", image, "--work-path", work, "fr"],
+                        check=False, timeout=60)
+        finally:
+            del os.environ["CRYO_FAILPOINT"]
+        check(p.returncode == 1 and "failpoint" in p.stderr, "restore stopped at step %s fails: %r" % (step, p.stderr[-400:]))
+        check(gone(env, "fr"), "a restore failed at step %s leaves no state dir, no cgroup" % step)
+        with open("/proc/self/mountinfo") as f:
+            check(f.read().count("\n") == mounts, "a restore failed at step %s leaves no mount" % step)
     check(tree_hash(image) == before, "the good image is untouched too")
     restore(env, bundle, "fr", image, "--work-path", work)
     check(env.state("fr")["status"] == "running", "the good image restores after the failures")
