@@ -16,8 +16,8 @@ DESTDIR ?=
 # runtimes and llvm-symbolizer). `make demo` installs the first two only.
 BUILD_PACKAGES := cmake g++ make pkg-config protobuf-compiler libprotobuf-dev libxxhash-dev \
                   doctest-dev nlohmann-json3-dev libyaml-cpp-dev libseccomp-dev libarchive-dev libssl-dev
-DEMO_PACKAGES  := python3 curl procps nftables
-TEST_PACKAGES  := busybox-static iproute2 iptables podman containerd tmux skopeo docker-registry python3-protobuf \
+DEMO_PACKAGES  := python3 curl procps nftables podman busybox-static
+TEST_PACKAGES  := iproute2 iptables containerd tmux skopeo docker-registry python3-protobuf \
                   postgresql nginx-light redis-server nodejs memcached openjdk-17-jdk-headless golang-go \
                   clang-14 libclang-rt-14-dev llvm-14
 
@@ -48,6 +48,7 @@ fuzz: test-deps build
 demo: deps build
 	./integration/demo/counter_demo.sh $(BUILD)/runtime/cryo
 	./integration/demo/webserver_demo.sh $(BUILD)/runtime/cryo
+	./integration/demo/podman_demo.sh $(BUILD)/runtime/cryo
 
 bench: deps build
 	./bench/run.sh $(BUILD)/runtime/cryo
