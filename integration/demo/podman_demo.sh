@@ -54,8 +54,15 @@ cleanup() {
   "${podman[@]}" rm --all --force >/dev/null 2>&1 || true
   # Mounts podman left under the work dir, innermost first.
   awk -v w="$work" '$2 ~ "^" w { print $2 }' /proc/mounts | sort -r | while read -r m; do umount -l "$m" || true; done
+  # conmon's cgroup empties a moment after the container's.
+  local deadline=$((SECONDS + 10)) base dir
   for base in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
-    [ -d "$base${cgroup_parent#/}" ] && find "$base${cgroup_parent#/}" -depth -type d -exec rmdir {} \; 2>/dev/null
+    dir="$base${cgroup_parent#/}"
+    while [ -d "$dir" ]; do
+      find "$dir" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+      { [ -d "$dir" ] && [ "$SECONDS" -lt "$deadline" ]; } || break
+      sleep 0.2
+    done
   done
   [ -z "$made_var_lib" ] || rm -rf /var/lib/containers
   rm -rf "$work"
