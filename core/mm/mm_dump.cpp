@@ -351,6 +351,9 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
         return Error(what + ": only part of System V segment " + std::to_string(shmid) +
                      " is mapped (not supported)");
       if (is_new) CRYO_TRY(dump_sysv_shm(pid, m, shm, pages, stats).wrap(what));
+    } else if (m.path == "/[aio] (deleted)") {  // io_setup's ring: the context's id is its address
+      return Error(what + ": an AIO context (io_setup, whose id is this address) is not supported (its ring cannot "
+                   "be made again at that address, nor its requests in flight saved)");
     } else if (m.path.starts_with("/")) {
       v->set_kind(m.shared ? image::Vma::FILE_SHARED : image::Vma::FILE_PRIVATE);
       // A shared mapping of a file opened read-write may become writable later
