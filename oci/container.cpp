@@ -114,6 +114,20 @@ Status drive_init(Creation& c, int sync_fd, pid_t stage_a) {
 
 }  // namespace
 
+ContainerState new_container_state(const std::string& id, const std::string& bundle, const Spec& spec,
+                                   const std::string& cgroup_path) {
+  ContainerState state;
+  state.id = id;
+  state.bundle = bundle;
+  state.rootfs = spec.root_path;
+  state.created = now_rfc3339();
+  state.annotations = spec.annotations;
+  state.cgroup_path = cgroup_path;
+  for (auto& n : spec.namespaces)
+    if (!n.path.empty()) state.namespace_paths[n.type] = n.path;
+  return state;
+}
+
 Result<std::string> container_cgroup_path(const Spec& spec, const std::string& id) {
   if (spec.cgroups_path.empty()) return "/cryo-" + id;
   if (spec.cgroups_path.find(':') != std::string::npos)
@@ -164,16 +178,7 @@ Result<pid_t> create_container(const CreateOptions& o) {
   CRYO_ASSIGN(cgroup::Group group, container_group(cgroup_path));
   CRYO_ASSIGN(ContainerLock lock, create_container_dir(o.root, o.id));
   std::string dir = container_dir(o.root, o.id);
-  ContainerState state;
-  state.id = o.id;
-  state.bundle = bundle;
-  state.rootfs = spec.root_path;
-  state.created = now_rfc3339();
-  state.annotations = spec.annotations;
-  state.cgroup_path = cgroup_path;
-  state.owner = "";
-  for (auto& n : spec.namespaces)
-    if (!n.path.empty()) state.namespace_paths[n.type] = n.path;
+  ContainerState state = new_container_state(o.id, bundle, spec, cgroup_path);
   ScopeGuard cleanup([&] {
     if (state.pid > 0) ::kill(state.pid, SIGKILL);
     (void)group.signal_all(SIGKILL);

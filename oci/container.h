@@ -34,6 +34,9 @@ Status update_container(const std::string& root, const std::string& id, const cg
 Result<std::vector<pid_t>> container_pids(const std::string& root, const std::string& id);
 Result<std::map<std::string, uint64_t>> container_stats(const std::string& root, const std::string& id);
 
+// The state of a container being made (create, or restore) from its bundle's spec.
+ContainerState new_container_state(const std::string& id, const std::string& bundle, const Spec& spec,
+                                   const std::string& cgroup_path);
 // The cgroup path of a container (cgroupsPath, /cryo-ID by default) and its group.
 Result<std::string> container_cgroup_path(const Spec& spec, const std::string& id);
 Result<cgroup::Group> container_group(const std::string& path);

@@ -172,14 +172,7 @@ Result<PendingRestore> prepare_restore(const ContainerRestoreOptions& o) {
   CRYO_ASSIGN(ContainerLock lock, create_container_dir(o.root, o.id));
   p.lock_.emplace(std::move(lock));  // from here on, a failure removes what was made
   ContainerState& state = p.state_;
-  state.id = o.id;
-  state.bundle = bundle;
-  state.rootfs = spec.root_path;
-  state.created = now_rfc3339();
-  state.annotations = spec.annotations;
-  state.cgroup_path = cgroup_path;
-  for (auto& n : spec.namespaces)
-    if (!n.path.empty()) state.namespace_paths[n.type] = n.path;
+  state = new_container_state(o.id, bundle, spec, cgroup_path);
   std::string dir = container_dir(o.root, o.id);
   CRYO_TRY(save_state(o.root, state));
   CRYO_ASSIGN(std::string config_text, read_file(bundle + "/config.json"));
