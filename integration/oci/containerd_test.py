@@ -44,7 +44,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         # ctr's fifos and the shims' sockets go to /run/containerd whatever the config says.
         self.made_run_dir = not os.path.exists("/run/containerd")
         self.log = open(os.path.join(self.tmp, "containerd.log"), "w")
-        self.proc = subprocess.Popen(["containerd", "--config", config], stdout=self.log, stderr=self.log)
+        # ctr and containerd make their temp dirs (ctrd-checkpoint*) in TMPDIR: ours, removed with it.
+        self.environ = dict(os.environ, TMPDIR=self.tmp)
+        self.proc = subprocess.Popen(["containerd", "--config", config], stdout=self.log, stderr=self.log,
+                                     env=self.environ)
         for _ in range(200):
             if os.path.exists(self.sock):
                 break
@@ -58,7 +61,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         cmd = ["ctr", "-a", self.sock, "-n", NAMESPACE] + list(args)
         if runtime:
             cmd = cmd[:cmd.index("run") + 1] + extra + cmd[cmd.index("run") + 1:]
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                           env=self.environ)
         reap()
         if check and p.returncode != 0:
             raise AssertionError("%s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr))
