@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <ctime>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -15,6 +14,7 @@
 #include "core/sys/io.h"
 #include "oci/image/layout.h"
 #include "oci/image/skopeo.h"
+#include "oci/state.h"
 
 namespace cryo::oci::image {
 namespace {
@@ -78,15 +78,6 @@ std::string os_release(const std::string& key) {
     return value;
   }
   return "";
-}
-
-std::string now_rfc3339() {
-  char buf[64];
-  time_t t = ::time(nullptr);
-  struct tm tm;
-  ::gmtime_r(&t, &tm);
-  ::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 std::map<std::string, std::string> checkpoint_annotations(const CheckpointSource& source) {

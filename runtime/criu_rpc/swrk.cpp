@@ -52,24 +52,12 @@ class Session {
   }
 
   // Sends resp, with fd passed along (SCM_RIGHTS) when it is not -1.
-  Status send(const rpc::criu_resp& resp, int fd = -1) {
+  // (A notification that carries an fd, orphan-pts-master, would go with
+  // oci::send_fd.)
+  Status send(const rpc::criu_resp& resp) {
     std::string bytes;
     if (!resp.SerializeToString(&bytes)) return Error("serializing a response");
-    struct iovec iov = {bytes.data(), bytes.size()};
-    struct msghdr msg = {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    if (fd >= 0) {
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof control;
-      struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int));
-      memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    }
-    while (::sendmsg(fd_, &msg, MSG_NOSIGNAL) < 0)
+    while (::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) < 0)
       if (errno != EINTR) return errno_error("sending a response");
     return {};
   }
@@ -77,14 +65,14 @@ class Session {
   // CRIU's notification of an action-script stage: the caller answers each
   // with notify_success (runc runs its hooks, writes the id maps, records
   // the restored pid...).
-  Status notify(const std::string& script, pid_t pid, int fd = -1) {
+  Status notify(const std::string& script, pid_t pid) {
     rpc::criu_resp resp;
     resp.set_type(rpc::NOTIFY);
     resp.set_success(true);
     resp.mutable_notify()->set_script(script);
     if (pid > 0) resp.mutable_notify()->set_pid(pid);
     log::debug("notify " + script + (pid > 0 ? " (pid " + std::to_string(pid) + ")" : ""));
-    CRYO_TRY(send(resp, fd).wrap("notify " + script));
+    CRYO_TRY(send(resp).wrap("notify " + script));
     CRYO_ASSIGN(auto answer, receive().wrap("notify " + script));
     if (!answer) return Error(ECONNRESET, "notify " + script + ": the caller closed the connection");
     if (answer->type() != rpc::NOTIFY || !answer->notify_success())
