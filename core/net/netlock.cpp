@@ -103,8 +103,42 @@ Status run_command(int net_ns, const std::vector<std::string>& argv, std::string
   return {};
 }
 
+std::string_view nft_family(std::string_view tool) { return tool == "ip6tables" ? "ip6" : "ip"; }
+
+// Whether the namespace has iptables' filter table of this tool.
+bool has_filter_table(int net_ns, std::string_view tool) {
+  return run_nft(net_ns, "list table " + std::string(nft_family(tool)) + " filter\n").ok();
+}
+
+// An empty filter table filters nothing: only the built-in chains, with no
+// rule and an accept policy.
+bool filter_table_is_empty(const std::string& listing) {
+  size_t pos = 0;
+  while (pos < listing.size()) {
+    size_t nl = listing.find('\n', pos);
+    std::string line = listing.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    pos = nl == std::string::npos ? listing.size() : nl + 1;
+    line.erase(0, line.find_first_not_of(" \t"));
+    if (line.empty() || line == "}" || line.starts_with("table ") ||
+        line == "chain INPUT {" || line == "chain FORWARD {" || line == "chain OUTPUT {" ||
+        (line.starts_with("type filter hook ") && line.ends_with(" policy accept;")))
+      continue;
+    return false;
+  }
+  return true;
+}
+
 // iptables: one DROP rule per direction and connection, marked with a comment.
+// Inserting a rule makes the filter table when the namespace had none; the
+// lock then also makes a chain named after itself, so that the unlock knows
+// the table is its own to remove once it is empty again.
 Status iptables_lock(int net_ns, const std::string& tag, const std::vector<Connection>& connections) {
+  for (const char* tool : {"iptables", "ip6tables"}) {
+    bool used = std::any_of(connections.begin(), connections.end(), [&](const Connection& c) {
+      return (c.local.family() == AF_INET6) == (std::string(tool) == "ip6tables");
+    });
+    if (used && !has_filter_table(net_ns, tool)) CRYO_TRY(run_command(net_ns, {tool, "-w", "-N", tag}));
+  }
   for (const auto& c : connections) {
     std::string tool = c.local.family() == AF_INET6 ? "ip6tables" : "iptables";
     std::string l = ip_text(c.local), p = ip_text(c.peer);
@@ -147,6 +181,12 @@ Status iptables_unlock(int net_ns, const std::string& tag) {
       }
       CRYO_TRY(run_command(net_ns, argv));
     }
+    if (rules.find("-N " + tag + "\n") == std::string::npos) continue;
+    CRYO_TRY(run_command(net_ns, {tool, "-w", "-X", tag}));
+    std::string table = std::string(nft_family(tool)) + " filter";
+    std::string listing;
+    if (run_nft(net_ns, "list table " + table + "\n", &listing).ok() && filter_table_is_empty(listing))
+      CRYO_TRY(run_nft(net_ns, "delete table " + table + "\n"));
   }
   return {};
 }
@@ -194,7 +234,10 @@ Result<std::vector<LockInfo>> list_locks() {
   if (run_nft(-1, "list tables\n", &tables).ok()) add(tables, "table inet ");
   for (const char* tool : {"iptables", "ip6tables"}) {
     std::string rules;
-    if (run_command(-1, {tool, "-w", "-S"}, &rules).ok()) add(rules, "--comment ");
+    if (run_command(-1, {tool, "-w", "-S"}, &rules).ok()) {
+      add(rules, "--comment ");
+      add(rules, "-N ");  // the chain a lock that made the filter table leaves
+    }
   }
   std::vector<LockInfo> out;
   for (const auto& name : found) {

@@ -311,12 +311,20 @@ def case_web_demo_foreground(env):
     check_eq(restorer.wait(timeout=30), 128 + signal.SIGTERM, "exit code of cryo restore (the server's status)")
 
 
+def filter_tables():
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
+    return [t for t in ("ip", "ip6") if f"table {t} filter\n" in tables]
+
+
 def case_web_demo_iptables(env):
+    """The iptables lock works, and a filter table it had to make is gone with it."""
+    before = filter_tables()
     pid, port = start_server(env, 4)
     proc, out = start_curl(env, port)
     time.sleep(1)
     dump_and_restore(env, pid, env.path("images"), "--network-lock", "iptables")
     check_curl(proc, out)
+    check_eq(filter_tables(), before, "iptables filter tables after the lock is gone")
 
 
 def case_web_demo_twice(env):
