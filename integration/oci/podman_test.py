@@ -50,13 +50,20 @@ class Podman:
             target = line.split()[1]
             if target.startswith(self.tmp):
                 subprocess.run(["umount", "-l", target], capture_output=True)
-        for base in os.listdir("/sys/fs/cgroup"):
-            parent = os.path.join("/sys/fs/cgroup", base, PARENT.lstrip("/"))
-            for dirpath, _, _ in sorted(os.walk(parent), key=lambda x: -len(x[0])) if os.path.isdir(parent) else []:
-                try:
-                    os.rmdir(dirpath)
-                except OSError:
-                    pass
+        # conmon outlives the containers it watched by a moment: its cgroup empties late.
+        deadline = time.time() + 10
+        while True:
+            left = []
+            for base in os.listdir("/sys/fs/cgroup"):
+                parent = os.path.join("/sys/fs/cgroup", base, PARENT.lstrip("/"))
+                for dirpath, _, _ in sorted(os.walk(parent), key=lambda x: -len(x[0])) if os.path.isdir(parent) else []:
+                    try:
+                        os.rmdir(dirpath)
+                    except OSError:
+                        left.append(dirpath)
+            if not left or time.time() > deadline:
+                break
+            time.sleep(0.2)
 
 
 def test_podman(env):
