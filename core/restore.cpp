@@ -26,6 +26,7 @@
 #include "core/cgroup/tree_cgroups.h"
 #include "core/files/files_restore.h"
 #include "core/files/sysv_shm.h"
+#include "core/files/tty.h"
 #include "core/image_load.h"
 #include "core/image/image.h"
 #include "core/image/proto/files.pb.h"
@@ -445,6 +446,27 @@ std::vector<net::Connection> connections_to_lock(const image::Files& files) {
   return out;
 }
 
+// With orphan_pts_master: a new pty for every terminal of the image that was
+// outside the tree and that the caller does not hand over; the slaves join
+// the inherited fds (kept open in *slaves), the masters go to the caller.
+Result<std::vector<files::InheritFd>> orphan_ptys(const RestoreOptions& options, const image::Files& files,
+                                                  std::vector<UniqueFd>* slaves) {
+  std::vector<files::InheritFd> out = options.inherit_fds;
+  if (!options.orphan_pts_master) return out;
+  std::set<std::string> keys;
+  for (const auto& f : files.files())
+    if (f.kind() == image::FileDesc::INHERITED && f.inherit_key().starts_with("tty[")) keys.insert(f.inherit_key());
+  for (const auto& in : options.inherit_fds) keys.erase(in.key);
+  for (const auto& key : keys) {
+    CRYO_ASSIGN(files::PtyPair pty, files::open_pty_pair().wrap("a new terminal for " + key));
+    CRYO_TRY(options.orphan_pts_master(pty.master.get()).wrap("handing over the master of " + pty.slave_path));
+    log::info("terminal " + key + " of the image is " + pty.slave_path + " now");
+    out.push_back({pty.slave.get(), key});
+    slaves->push_back(std::move(pty.slave));
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<RestoreResult> restore(const RestoreOptions& options) {
@@ -456,6 +478,8 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     return Error("the image was dumped with --shell-job; restore it with --shell-job");
   CRYO_ASSIGN(LoadedImage img, load_image(reader));
   if (options.tcp_close) net::close_connections(&img.files);
+  std::vector<UniqueFd> orphan_slaves;
+  CRYO_ASSIGN(const std::vector<files::InheritFd> inherit_fds, orphan_ptys(options, img.files, &orphan_slaves));
   for (const auto& f : img.files.files())
     if (f.kind() == image::FileDesc::SOCKET && f.socket().family() != AF_UNIX && f.socket().type() == SOCK_STREAM &&
         f.socket().state() == image::Socket::CONNECTED && !f.socket().tcp_closed() && !options.tcp_established)
@@ -495,7 +519,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   }
   int base = files::fd_table_end(alive) + 8;
   files::FileObjects objects;
-  objects.set_inherit_fds(ns::without_net_ns_key(img.tree, options.inherit_fds));
+  objects.set_inherit_fds(ns::without_net_ns_key(img.tree, inherit_fds));
   auto groups = stub_groups(img);
   auto listeners = listener_groups(img, groups);
   // The tree's own mount namespace comes first: its files are opened in it.
@@ -509,7 +533,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       return Error("the root of the tree's mount namespace, " + root_dir + ", is gone: restore with --root DIR");
     CRYO_TRY(ns::map_external_mounts(img.tree.mutable_mount_ns(), options.external_mounts,
                                      !options.external_mounts_optional));
-    CRYO_TRY(ns::map_terminal_mounts(img.tree.mutable_mount_ns(), options.inherit_fds));
+    CRYO_TRY(ns::map_terminal_mounts(img.tree.mutable_mount_ns(), inherit_fds));
     CRYO_ASSIGN(mounts, user_ns ? ns::MountHolder::build(img.tree.mount_ns(), root_dir, &img.tree.user_ns(), user_ns->user_fd())
                                : ns::MountHolder::build(img.tree.mount_ns(), root_dir));
     objects.set_tree_root(mounts->root_fd());
@@ -541,7 +565,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       };
       auto net_options = options.net_ns;
       if (user_ns) net_options.made = user_ns->net_fd();
-      CRYO_ASSIGN(net_ns, ns::make_net_ns(img.tree.net_ns(), net_options, options.inherit_fds, lock_inside));
+      CRYO_ASSIGN(net_ns, ns::make_net_ns(img.tree.net_ns(), net_options, inherit_fds, lock_inside));
       CRYO_ASSIGN(auto scope, ns::Scope::enter(net_ns.get(), CLONE_NEWNET));
       in_tree_net.emplace(std::move(scope));
     } else if (!options.net_ns.join.empty()) {

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -27,6 +28,10 @@ struct RestoreOptions {
   std::string root;        // --root: the root of the tree's own mount namespace ("": where it was)
   std::string pidfile;
   std::vector<files::InheritFd> inherit_fds;  // --inherit-fd: the caller's fds standing in for files of the image
+  // CRIU's orphan_pts_master: a terminal of the image whose master was outside
+  // the tree and that no --inherit-fd hands over gets a new pty; the tree gets
+  // its slave, and this is given the master (runc passes it to the console socket).
+  std::function<Status(int master)> orphan_pts_master;
   cgroup::Manage manage_cgroups = cgroup::Manage::kSoft;
   std::vector<cgroup::CgroupRoot> cgroup_roots;  // --cgroup-root: the root process's cgroups go there
   hooks::Actions actions;  // --action-script

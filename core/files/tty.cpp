@@ -9,8 +9,10 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 
+#include "core/files/external.h"
 #include "core/files/files_restore.h"
 #include "core/sys/io.h"
 #include "core/sys/proc.h"
@@ -316,6 +318,30 @@ Status save_pty(int master, int index, bool slave_in_tree, image::Pty* out) {
 dev_t decode_tty_nr(uint32_t nr) { return makedev((nr >> 8) & 0xfff, (nr & 0xff) | ((nr >> 12) & 0xfff00)); }
 
 }  // namespace
+
+Result<PtyPair> open_pty_pair() {
+  PtyPair pair;
+  pair.master = UniqueFd(::open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!pair.master.valid()) return errno_error("open /dev/ptmx");
+  if (::unlockpt(pair.master.get()) < 0) return errno_error("unlockpt");
+  char name[64];
+  if (::ptsname_r(pair.master.get(), name, sizeof name) != 0) return errno_error("ptsname");
+  pair.slave_path = name;
+  pair.slave = UniqueFd(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!pair.slave.valid()) return errno_error("open " + pair.slave_path);
+  return pair;
+}
+
+std::string stdio_terminal_key(pid_t pid) {
+  for (int fd = 0; fd < 3; fd++) {
+    struct stat st;
+    std::string link = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
+    if (::stat(link.c_str(), &st) == 0 && S_ISCHR(st.st_mode) && major(st.st_rdev) >= 136 &&
+        major(st.st_rdev) <= 143)
+      return tty_key(st.st_rdev, st.st_dev);
+  }
+  return "";
+}
 
 bool is_pty_master(const struct stat& st) {
   return S_ISCHR(st.st_mode) && major(st.st_rdev) == 5 && minor(st.st_rdev) == 2;

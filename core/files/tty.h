@@ -24,6 +24,18 @@ bool is_pty_master(const struct stat& st);  // /dev/ptmx (5:2)
 // The N of a /dev/pts/N slave of the host's devpts, or -1.
 int pts_index(const struct stat& st);
 
+// A new pseudo-terminal of the host's devpts, unlocked: its master and slave
+// (neither becomes cryo's controlling terminal), and the slave's path.
+struct PtyPair {
+  UniqueFd master, slave;
+  std::string slave_path;
+};
+Result<PtyPair> open_pty_pair();
+
+// The key (tty[RDEV:DEV]) of the pseudo-terminal slave that is one of fds 0-2
+// of pid, as a terminal container's init has its console; "" if none is.
+std::string stdio_terminal_key(pid_t pid);
+
 class TtyDump {
  public:
   // The masters the tree holds and the processes that hold their slaves: a

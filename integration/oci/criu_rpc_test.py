@@ -16,7 +16,9 @@
   counter in the container's shell goes on from where it was, `runc state` says running,
   `runc exec` works in it, `runc kill` and `runc delete` clean up.
 - runc_leave_running: `runc checkpoint --leave-running` keeps the container running; killed
-  and deleted, it is restored from that image and counts on from the checkpoint."""
+  and deleted, it is restored from that image and counts on from the checkpoint.
+- runc_terminal: a terminal container: runc's orphan_pts_master; the new console's master
+  reaches runc's console socket and carries the counts on."""
 import os
 import shutil
 import socket
@@ -350,7 +352,7 @@ class Runc:
             raise AssertionError("%s failed (%d): %s %s" % (" ".join(cmd), p.returncode, p.stdout, p.stderr[-2000:]))
         return p.stdout
 
-    def bundle(self, cid):
+    def bundle(self, cid, terminal=False):
         bundle = os.path.join(self.env.tmp, "bundle-" + cid)
         os.makedirs(bundle)
         subprocess.run([RUNC, "spec", "--bundle", bundle], check=True, timeout=30)
@@ -359,9 +361,10 @@ class Runc:
         with open(path) as f:
             config = json.load(f)
         config["root"] = {"path": self.env.rootfs, "readonly": False}
-        config["process"]["terminal"] = False
+        config["process"]["terminal"] = terminal
         config["process"]["args"] = ["/bin/sh", "-c", 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count.tmp; '
-                                     'mv /tmp/count.tmp /tmp/count; sleep 0.05; done']
+                                     'mv /tmp/count.tmp /tmp/count; %ssleep 0.05; done'
+                                     % ("echo count=$i; " if terminal else "")]
         cgroup = "/cryo-test-criu-rpc-%d-%s" % (os.getpid(), cid)
         config["linux"]["cgroupsPath"] = cgroup
         self.cgroups.append(cgroup)
@@ -454,6 +457,44 @@ def checkpoint_restore(env, leave_running):
         runc.cleanup()
 
 
+def test_runc_terminal(env):
+    """A terminal container (its console's master at a console socket, as with conmon or the
+    shim): runc checkpoints it through cryo (orphan_pts_master) and restores it with a new
+    console socket, which gets the new pty's master through the orphan-pts-master
+    notification; the counts go on, on the new console."""
+    from checkpoint_test import Console, last_count, read_counts, wait_counts
+    runc = Runc(env)
+    cid = "criu-rpc-tty"
+    try:
+        bundle = runc.bundle(cid, terminal=True)
+        runc.ids.append(cid)
+        console = Console(os.path.join(env.tmp, "console.sock"))
+        runc.call("run", "-d", "--console-socket", console.path, "--bundle", bundle, cid, container_stdio=True)
+        master = console.master()
+        out = wait_counts(master, 4, "counts on the console")
+        images = os.path.join(env.tmp, "checkpoint")
+        runc.call("checkpoint", "--image-path", images, cid)
+        last = last_count(read_counts(master, out))
+        os.close(master)
+        console2 = Console(os.path.join(env.tmp, "console2.sock"))
+        runc.call("restore", "-d", "--console-socket", console2.path, "--image-path", images, "--bundle", bundle, cid,
+                  container_stdio=True)
+        master2 = console2.master()
+        text = wait_counts(master2, last + 3, "counts on the new console")
+        first = last_count(text.split(b"\n", 1)[0] + b"\n")
+        check(last < first <= last + 2, "the new console carries the counts from %d on (first %d)" % (last, first))
+        pid = runc.state(cid)["pid"]
+        check(os.readlink("/proc/%d/fd/0" % pid).startswith("/dev/pts/"), "the restored init's stdio is a terminal")
+        runc.call("kill", cid, "KILL")
+        wait_for(lambda: not alive(pid), "the restored container to die on runc kill")
+        reap()
+        runc.call("delete", cid)
+        runc.ids.remove(cid)
+        os.close(master2)
+    finally:
+        runc.cleanup()
+
+
 def test_runc(env):
     checkpoint_restore(env, leave_running=False)
 
@@ -463,4 +504,5 @@ def test_runc_leave_running(env):
 
 
 if __name__ == "__main__":
-    main({"door": test_door, "notify": test_notify, "runc": test_runc, "runc_leave_running": test_runc_leave_running})
+    main({"door": test_door, "notify": test_notify, "runc": test_runc, "runc_leave_running": test_runc_leave_running,
+          "runc_terminal": test_runc_terminal})

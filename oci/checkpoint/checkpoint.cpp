@@ -3,11 +3,11 @@
 #include "oci/checkpoint/checkpoint.h"
 
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
+#include "core/files/tty.h"
 #include "core/sys/io.h"
 #include "oci/checkpoint/record.h"
 #include "oci/container.h"
@@ -15,17 +15,6 @@
 
 namespace cryo::oci {
 namespace {
-
-// A pseudo-terminal slave (Unix98 ptys: majors 136-143).
-bool is_pts(const struct stat& st) {
-  return S_ISCHR(st.st_mode) && major(st.st_rdev) >= 136 && major(st.st_rdev) <= 143;
-}
-
-std::string hex(uint64_t v) {
-  char buf[32];
-  snprintf(buf, sizeof buf, "%lx", static_cast<unsigned long>(v));
-  return buf;
-}
 
 // What fds 0, 1 and 2 of init are, as runc's descriptors.json says them;
 // "" for one that is closed or cannot be read.
@@ -38,17 +27,6 @@ std::vector<std::string> init_descriptors(pid_t pid) {
     out.push_back(n > 0 ? std::string(target, static_cast<size_t>(n)) : "");
   }
   return out;
-}
-
-// A terminal container's console: the pty slave that is init's stdio, whose
-// master the runtime's caller holds; the restore hands over a new one.
-std::string console_key(pid_t pid) {
-  for (int fd = 0; fd < 3; fd++) {
-    struct stat st;
-    std::string link = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
-    if (::stat(link.c_str(), &st) == 0 && is_pts(st)) return "tty[" + hex(st.st_rdev) + ":" + hex(st.st_dev) + "]";
-  }
-  return "";
 }
 
 Status check_namespaces(const Spec& spec, const std::string& id) {
@@ -121,7 +99,7 @@ Result<ContainerCheckpoint> prepare_checkpoint(const std::string& root, const st
     }
   }
   if (c.spec.process.terminal) {
-    record.console = console_key(pid);
+    record.console = files::stdio_terminal_key(pid);
     if (!record.console.empty()) c.engine_words.insert(c.engine_words.end(), {"--external", record.console});
   }
   if (auto it = c.spec.annotations.find(kCriuConfigAnnotation); it != c.spec.annotations.end())

@@ -8,8 +8,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include <cstdlib>
-
+#include "core/files/tty.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
 #include "oci/checkpoint/checkpoint.h"
@@ -54,20 +53,16 @@ Status make_mount_points(const Spec& spec) {
 Result<UniqueFd> console_for(const ContainerRestoreOptions& o, const Spec& spec) {
   if (o.console_socket.empty())
     return Error(EINVAL, "the container was checkpointed with a terminal: restore needs --console-socket");
-  CRYO_ASSIGN(UniqueFd master, open_file("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC));
-  if (::unlockpt(master.get()) < 0) return errno_error("unlockpt");
-  char name[128];
-  if (::ptsname_r(master.get(), name, sizeof name) != 0) return errno_error("ptsname");
+  CRYO_ASSIGN(files::PtyPair pty, files::open_pty_pair());
   if (spec.process.console_height || spec.process.console_width) {
     struct winsize ws = {};
     ws.ws_row = static_cast<unsigned short>(spec.process.console_height);
     ws.ws_col = static_cast<unsigned short>(spec.process.console_width);
-    ::ioctl(master.get(), TIOCSWINSZ, &ws);
+    ::ioctl(pty.master.get(), TIOCSWINSZ, &ws);
   }
-  CRYO_ASSIGN(UniqueFd slave, open_file(name, O_RDWR | O_NOCTTY));
   CRYO_ASSIGN(UniqueFd socket, connect_unix(o.console_socket).wrap("--console-socket"));
-  CRYO_TRY(send_fd(socket.get(), master.get(), name).wrap("sending the pty master to the console socket"));
-  return slave;
+  CRYO_TRY(send_fd(socket.get(), pty.master.get(), pty.slave_path).wrap("sending the pty master to the console socket"));
+  return std::move(pty.slave);
 }
 
 }  // namespace

@@ -10,9 +10,11 @@
 #include <vector>
 
 #include "core/features.h"
+#include "core/files/tty.h"
 #include "core/image/image.h"
 #include "core/sys/fd.h"
 #include "core/sys/log.h"
+#include "oci/sync.h"
 #include "runtime/criu_rpc/criu_rpc.pb.h"
 #include "runtime/criu_rpc/request.h"
 #include "runtime/process_verbs.h"
@@ -52,11 +54,10 @@ class Session {
   }
 
   // Sends resp, with fd passed along (SCM_RIGHTS) when it is not -1.
-  // (A notification that carries an fd, orphan-pts-master, would go with
-  // oci::send_fd.)
-  Status send(const rpc::criu_resp& resp) {
+  Status send(const rpc::criu_resp& resp, int fd = -1) {
     std::string bytes;
     if (!resp.SerializeToString(&bytes)) return Error("serializing a response");
+    if (fd >= 0) return oci::send_fd(fd_, fd, bytes);
     while (::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) < 0)
       if (errno != EINTR) return errno_error("sending a response");
     return {};
@@ -64,15 +65,15 @@ class Session {
 
   // CRIU's notification of an action-script stage: the caller answers each
   // with notify_success (runc runs its hooks, writes the id maps, records
-  // the restored pid...).
-  Status notify(const std::string& script, pid_t pid) {
+  // the restored pid...). orphan-pts-master carries the new console's master.
+  Status notify(const std::string& script, pid_t pid, int fd = -1) {
     rpc::criu_resp resp;
     resp.set_type(rpc::NOTIFY);
     resp.set_success(true);
     resp.mutable_notify()->set_script(script);
     if (pid > 0) resp.mutable_notify()->set_pid(pid);
     log::debug("notify " + script + (pid > 0 ? " (pid " + std::to_string(pid) + ")" : ""));
-    CRYO_TRY(send(resp).wrap("notify " + script));
+    CRYO_TRY(send(resp, fd).wrap("notify " + script));
     CRYO_ASSIGN(auto answer, receive().wrap("notify " + script));
     if (!answer) return Error(ECONNRESET, "notify " + script + ": the caller closed the connection");
     if (answer->type() != rpc::NOTIFY || !answer->notify_success())
@@ -170,6 +171,10 @@ rpc::criu_resp dump(const rpc::criu_req& req, Session& session) {
   auto result = dump_from_args(*args, [&](DumpOptions& o) {
     add_notifier(req.opts(), session, o.actions);
     o.external_mounts_optional = true;  // ext_mnt is a map: runc lists devices and masks that are no mounts
+    // The console of a terminal container: its master is the caller's (runc
+    // gave it to the console socket); the restore makes a new pair.
+    if (req.opts().orphan_pts_master())
+      if (std::string key = files::stdio_terminal_key(req.opts().pid()); !key.empty()) o.external_ttys.push_back(key);
   });
   if (!result.ok()) return failure(rpc::DUMP, result.error());
   auto resp = answer(rpc::DUMP, true);
@@ -188,6 +193,8 @@ rpc::criu_resp restore(const rpc::criu_req& req, Session& session) {
   auto result = restore_from_args(*args, [&](RestoreOptions& o) {
     add_notifier(req.opts(), session, o.actions);
     o.external_mounts_optional = true;
+    if (req.opts().orphan_pts_master())
+      o.orphan_pts_master = [&session](int master) { return session.notify("orphan-pts-master", 0, master); };
   });
   if (!result.ok()) return failure(rpc::RESTORE, result.error());
   auto resp = answer(rpc::RESTORE, true);
