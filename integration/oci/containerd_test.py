@@ -199,6 +199,7 @@ def test_checkpoint(env):
     """`ctr container checkpoint --task --rw` (the shim: cryo checkpoint --leave-running, its
     --log in JSON) and `ctr container restore --live --rw` (the shim: cryo restore -d with the
     shim's pipes as stdio): the counter goes on, its output reaches ctr through the new pipes;
+    `ctr task checkpoint` into a directory, leaving the task running or (--exit) stopping it;
     an error of cryo's reaches ctr in cryo's words."""
     if not shutil.which("containerd"):
         raise AssertionError("containerd is not installed (make deps installs it)")
@@ -236,11 +237,27 @@ def test_checkpoint(env):
         check(not counts or min(counts) > 1, "the output ctr read through the shim's new pipe goes on from the "
               "checkpoint, not from 1: %s" % counts[:5])
         check(at_checkpoint > 0, "read %d at checkpoint" % at_checkpoint)
-        cd.ctr("task", "kill", "-s", "SIGKILL", "k1")
+
+        # ctr task checkpoint: into a directory of ours, leaving the task running, then with --exit.
+        images = os.path.join(env.tmp, "task-checkpoint")
+        p = cd.ctr("task", "checkpoint", "--image-path", images, "k1", check=False, timeout=120)
+        check(p.returncode == 0 and os.path.exists(os.path.join(images, "inventory.img")),
+              "ctr task checkpoint --image-path writes cryo's image there: " + p.stderr.strip()[-300:])
+        before = exec_count(cd, "k1", "e4")
+        time.sleep(0.5)
+        check("RUNNING" in cd.ctr("task", "ls").stdout and exec_count(cd, "k1", "e5") > before,
+              "the task counts on after ctr task checkpoint")
+        inspected = subprocess.run([CRYO, "inspect", images], capture_output=True, text=True, timeout=30)
+        check(inspected.returncode == 0 and '"sh"' in inspected.stdout,
+              "cryo inspect reads the image ctr task checkpoint made: " + inspected.stderr.strip()[-300:])
+        p = cd.ctr("task", "checkpoint", "--exit", "--image-path", images + "-exit", "k1", check=False, timeout=120)
+        check(p.returncode == 0 and os.path.exists(os.path.join(images + "-exit", "inventory.img")),
+              "ctr task checkpoint --exit: " + p.stderr.strip()[-300:])
         for _ in range(100):
             if "STOPPED" in cd.ctr("task", "ls").stdout:
                 break
             time.sleep(0.1)
+        check("STOPPED" in cd.ctr("task", "ls").stdout, "ctr task checkpoint --exit stops the task")
         cd.ctr("task", "delete", "k1")
         cd.ctr("container", "delete", "k1")
         check(os.listdir(os.path.join(cd.runc_root, NAMESPACE)) == [], "task delete removes cryo's state")
