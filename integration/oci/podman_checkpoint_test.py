@@ -17,11 +17,11 @@ COUNTER = ("i=0; while true; do i=$((i+1)); "
            "echo $i > /tmp/count.tmp && mv /tmp/count.tmp /tmp/count; sleep 0.1; done")
 
 
-def checkpoint_podman(env):
+def checkpoint_podman(env, driver="vfs"):
     criu_dir = os.path.join(os.path.dirname(CRYO), "criu-path")
     if not os.path.exists(os.path.join(criu_dir, "criu")):
         raise AssertionError("no %s/criu: Podman needs a criu that answers criu swrk" % criu_dir)
-    pm = Podman(env)
+    pm = Podman(env, driver)
     pm.environ["PATH"] = criu_dir + ":" + pm.environ["PATH"]
     tar = os.path.join(env.tmp, "rootfs.tar")
     with tarfile.open(tar, "w") as t:
@@ -89,6 +89,29 @@ def test_copies(env):
         p = pm("exec", "k4", "cat", "/marker", check=False)
         check(p.returncode != 0, "--ignore-rootfs leaves the container's file behind: " + p.stdout.strip())
         wait_count(pm, "k4", at_export, "k4's counter")
+    finally:
+        pm.cleanup()
+
+
+def test_overlay(env):
+    """A container whose root is an overlay mount (Podman's overlay driver, mounted on the
+    host): checkpointed and restored, it counts on and keeps what it wrote in its upper dir."""
+    pm = checkpoint_podman(env, "overlay")
+    try:
+        pm("run", "-d", "--name", "ov", "--network", "none", "--cgroup-parent", PARENT, "localhost/cryo-busybox",
+           "sh", "-c", "echo upper > /marker; " + COUNTER)
+        wait_count(pm, "ov", 10, "the counter")
+        root = pm("exec", "ov", "sh", "-c", "grep ' / / ' /proc/self/mountinfo").stdout
+        check(" - overlay " in root, "the container's root is an overlay: " + root.strip())
+        ok(pm("container", "checkpoint", "ov", check=False, timeout=120), "podman container checkpoint (overlay root)")
+        at_checkpoint = int(open(os.path.join(pm("inspect", "--format", "{{.GraphDriver.Data.UpperDir}}",
+                                                  "ov").stdout.strip(), "tmp", "count")).read())
+        ok(pm("container", "restore", "ov", check=False, timeout=120), "podman container restore (overlay root)")
+        first = wait_count(pm, "ov", 0, "the restored counter")
+        later = wait_count(pm, "ov", first + 3, "the restored counter to count on")
+        check(first >= at_checkpoint and later > first,
+              "the restored container counts on from %d (%d, then %d)" % (at_checkpoint, first, later))
+        check(pm("exec", "ov", "cat", "/marker").stdout.strip() == "upper", "what it wrote is still there")
     finally:
         pm.cleanup()
 
@@ -208,4 +231,4 @@ def test_file_locks(env):
 
 
 if __name__ == "__main__":
-    main({"copies": test_copies, "tcp_established": test_tcp_established, "file_locks": test_file_locks})
+    main({"copies": test_copies, "overlay": test_overlay, "tcp_established": test_tcp_established, "file_locks": test_file_locks})

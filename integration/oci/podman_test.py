@@ -13,7 +13,7 @@ PARENT = "/cryo-test-podman"
 
 
 class Podman:
-    def __init__(self, env):
+    def __init__(self, env, driver="vfs"):
         self.env = env
         self.tmp = env.tmp
         state = os.path.join(self.tmp, "cryo-state")
@@ -31,7 +31,7 @@ class Podman:
         # podman keeps a blob-info cache in /var/lib/containers whatever --root says.
         self.made_var_lib = not os.path.exists("/var/lib/containers")
         self.base = ["podman", "--root", os.path.join(self.tmp, "storage"), "--runroot", os.path.join(self.tmp, "run"),
-                     "--storage-driver", "vfs", "--tmpdir", os.path.join(self.tmp, "ptmp"), "--runtime", wrapper,
+                     "--storage-driver", driver, "--tmpdir", os.path.join(self.tmp, "ptmp"), "--runtime", wrapper,
                      "--cgroup-manager", "cgroupfs"]
 
     def __call__(self, *args, check=True, timeout=90):
