@@ -233,14 +233,22 @@ Status FileObjects::make_content(const image::Content& c, const image::ImageDirR
     // Made at its old path and unlinked at once, so that /proc shows the
     // same "PATH (deleted)"; where that path is taken, an unnamed file in
     // the same directory (or in /tmp when the directory is gone too).
+    // In a mount namespace of the tree's own, the path is the tree's.
     if (c.name().empty() || c.name()[0] != '/') return Error(EINVAL, what + ": not an absolute path");
-    int made = ::open(c.name().c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    size_t slash = c.name().rfind('/');
+    std::string dir_path = c.name().substr(0, slash + 1), base = c.name().substr(slash + 1);
+    auto dir = open_in_tree(dir_path, O_PATH | O_DIRECTORY);
+    int made = dir.ok() && !base.empty() && base != "." && base != ".."
+                   ? ::openat(dir->get(), base.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)
+                   : -1;
     if (made >= 0) {
-      ::unlink(c.name().c_str());
+      ::unlinkat(dir->get(), base.c_str(), 0);
     } else {
-      std::string dir = c.name().substr(0, c.name().rfind('/') + 1);
-      made = ::open(dir.c_str(), O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
-      if (made < 0) made = ::open("/tmp", O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
+      if (dir.ok()) made = ::openat(dir->get(), ".", O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
+      if (made < 0) {
+        auto tmp = open_in_tree("/tmp", O_PATH | O_DIRECTORY);
+        if (tmp.ok()) made = ::openat(tmp->get(), ".", O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
+      }
       if (made < 0) return errno_error(what + ": create it again");
     }
     fd = UniqueFd(made);

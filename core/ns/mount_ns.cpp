@@ -423,9 +423,11 @@ Status map_terminal_mounts(image::MountNs* ns, const std::vector<files::InheritF
 Status check_files_in_mount_ns(const std::map<pid_t, image::Process>& cores, const image::Files& files) {
   std::map<uint32_t, const image::FileDesc*> by_id;
   for (const auto& f : files.files()) by_id[f.id()] = &f;
-  std::set<uint64_t> path_contents;  // deleted files and directories, made again at their path
+  // Removed directories, FIFOs and device nodes, made again at their path
+  // (removed regular files are made in the tree's root, see make_content).
+  std::set<uint64_t> ghost_nodes;
   for (const auto& c : files.contents())
-    if (!c.memfd()) path_contents.insert(c.id());
+    if (!c.memfd() && !S_ISREG(c.mode())) ghost_nodes.insert(c.id());
   for (const auto& [pid, core] : cores) {
     if (core.has_cwd_file_id())
       return Error(pid_str(pid) + ": its removed working directory in a mount namespace of the tree's own (not supported yet)");
@@ -442,7 +444,8 @@ Status check_files_in_mount_ns(const std::map<pid_t, image::Process>& cores, con
         case image::FileDesc::TTY_CURRENT: why = "a terminal of the tree's own"; break;
         default: break;
       }
-      if (why.empty() && f.content_id() && path_contents.count(f.content_id())) why = "a deleted file";
+      if (why.empty() && f.content_id() && ghost_nodes.count(f.content_id()))
+        why = "a removed directory, FIFO or device node";
       if (!why.empty())
         return Error(pid_str(pid) + " fd " + std::to_string(fd.fd()) + ": " + why + " (" + f.path() +
                      ") in a mount namespace of the tree's own (not supported yet)");

@@ -17,8 +17,8 @@ proc of the tree's own pid namespace at /proc, and a host directory bound at /ou
 - unbindable: /tmp made unbindable: it comes back unbindable, and the counter goes on.
 - refused_mount: a filesystem cryo cannot make again (ramfs) refuses the dump, naming the mount;
   the tree runs on.
-- refused_deleted: a process of the container holding a removed file of its tmpfs refuses the
-  dump, naming its pid and fd (not supported yet there); the tree runs on.
+- deleted: a process of the container holds a removed file of its tmpfs: restored, its fd is
+  "/tmp/gone (deleted)" again, in the container's tmpfs, with the file's bytes.
 - not_pivoted: a mount namespace of its own that kept cryo's root (`unshare --mount` alone)
   refuses the dump, saying so; the tree runs on."""
 import os
@@ -223,22 +223,38 @@ def case_refused_mount(env):
     reap([outer, root], what="the container")
 
 
-def case_refused_deleted(env):
+def deleted_holder(pids):
+    """The pid among pids whose fd 7 is a removed file, or None."""
+    for p in pids:
+        try:
+            if os.readlink(f"/proc/{p}/fd/7").endswith("(deleted)"):
+                return p
+        except OSError:
+            pass
+    return None
+
+
+def case_deleted(env):
     # A process of the container holds a file of its tmpfs that was removed since.
     holder = ("printf gone > /tmp/gone; /bin/busybox sh -c 'exec 7</tmp/gone; /bin/busybox rm /tmp/gone; "
               "exec /bin/busybox sleep 1000' </dev/null >/dev/null 2>&1 &")
     # (a shell opens /dev/null for a background job's stdin)
     outer, root, rootfs, out = start(env, extra="mkdir -p $R/dev; mknod -m 666 $R/dev/null c 1 3", inside=holder)
-    wait_until(lambda: any(os.readlink(f"/proc/{p}/fd/7").endswith("(deleted)") for p in descendants(root)
-                           if os.path.exists(f"/proc/{p}/fd/7")), 10, what="the deleted file held")
-    result = env.dump(root, env.path("images"), expect=1)
-    check("fd 7: a deleted file" in result.stderr and "mount namespace of the tree's own" in result.stderr,
-          f"the refusal does not name the fd and the deleted file: {result.stderr.strip()!r}")
-    now = count(out)
-    wait_until(lambda: count(out) > now + 2, 10, what="the counter to go on after the refused dump")
+    wait_until(lambda: deleted_holder(descendants(root)), 10, what="the deleted file held")
+    images = env.path("images")
+    env.dump(root, images)
+    reap([outer, root], what="unshare and the dumped container")
+    _, host = env.restore(images)
+    held = wait_until(lambda: deleted_holder(descendants(host)), 10, what="the restored holder")
+    check_eq(os.readlink(f"/proc/{held}/fd/7"), "/tmp/gone (deleted)", "the restored fd 7")
+    with open(f"/proc/{held}/fd/7") as f:
+        check_eq(f.read(), "gone", "what the removed file holds after the restore")
+    check(not os.path.exists(f"/proc/{host}/root/tmp/gone"), "the removed file is back in the container's /tmp")
+    check(not os.path.exists(os.path.join(rootfs, "tmp", "gone")), "the removed file was made outside the container")
     open(os.path.join(out, "check"), "w").close()
-    wait_until(lambda: read_text(os.path.join(out, "report")), 10, what="the container's report")
-    reap([outer, root], what="the container")
+    report = wait_until(lambda: read_text(os.path.join(out, "report")), 10, what="the container's report")
+    check_eq(report.strip(), "OK", "the container's report")
+    reap([host], what="the restored container")  # pid 1 of its namespace: the holder goes with it
 
 
 def tmp_tags(pid):
@@ -297,4 +313,4 @@ def case_not_pivoted(env):
 if __name__ == "__main__":
     run({"container": case_container, "twice": case_twice, "external": case_external, "unknown_root": case_unknown_root, "refused_mount": case_refused_mount,
          "unbindable": case_unbindable,
-         "not_pivoted": case_not_pivoted, "refused_deleted": case_refused_deleted})
+         "not_pivoted": case_not_pivoted, "deleted": case_deleted})
