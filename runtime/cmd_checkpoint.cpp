@@ -12,6 +12,7 @@
 #include "core/sys/interrupt.h"
 #include "oci/checkpoint/checkpoint.h"
 #include "oci/checkpoint/criu_stats.h"
+#include "oci/checkpoint/network_status.h"
 #include "oci/image/checkpoint_image.h"
 #include "oci/runtime_log.h"
 #include "runtime/args.h"
@@ -29,7 +30,7 @@ const std::vector<OptionSpec> kCheckpointSpecs = {
     {{"--page-server"}, true},       {{"--file-locks"}, false},   {{"--pre-dump"}, false},
     {{"--manage-cgroups-mode"}, true}, {{"--empty-ns"}, true, true}, {{"--auto-dedup"}, false},
     {{"--export"}, true},            {{"--image-ref"}, true},     {{"--compress"}, true},
-    {{"--tls-verify"}, true},
+    {{"--tls-verify"}, true},        {{"--ignore-rootfs"}, false},
 };
 
 }  // namespace
@@ -117,6 +118,15 @@ int cmd_checkpoint(const GlobalOptions& g, const std::vector<std::string>& argv)
   if (!engine_args) return oci::report_error("checkpoint: " + error);
   DumpOptions options;
   if (int rc = dump_options(&*engine_args, options)) return rc;
+  // Read before the dump: a namespace of the container's own goes with its tree.
+  std::string network_status;
+  if (destination && container->spec.find_namespace("network")) {
+    auto status = oci::network_status_of(container->state.pid);
+    if (status.ok())
+      network_status = std::move(*status);
+    else
+      oci::log_warning("network.status: " + status.error().message());
+  }
   catch_interrupts();  // Ctrl-C stops the dump at its next step; the container runs on
   auto result = checkpoint(options);
   if (!result.ok()) return oci::report_error("checkpoint failed: " + result.error().message());
@@ -125,6 +135,11 @@ int cmd_checkpoint(const GlobalOptions& g, const std::vector<std::string>& argv)
   auto stats = oci::write_criu_dump_stats(work, {result->freeze_us, result->pages_bytes / 4096});
   if (!stats.ok()) oci::log_warning("stats-dump: " + stats.error().message());
   oci::image::CheckpointSource source{image, container->state.bundle + "/config.json", id, container->spec.annotations};
+  if (destination) {
+    source.rootfs = container->spec.root_path;
+    source.ignore_rootfs = args->has("ignore-rootfs");
+    source.network_status = std::move(network_status);
+  }
   if (auto s = oci::finish_checkpoint(std::move(*container), args->has("leave-running")); !s.ok())
     return oci::report_error("checkpoint: the image is written, but: " + s.error().message());
   if (!destination) return 0;

@@ -13,6 +13,7 @@
 #include "oci/container.h"
 #include "oci/exec.h"
 #include "oci/image/checkpoint_image.h"
+#include "oci/image/rootfs_diff.h"
 #include "oci/runtime_log.h"
 #include "runtime/args.h"
 #include "runtime/command.h"
@@ -37,6 +38,7 @@ const std::vector<OptionSpec> kRestoreSpecs = {
     {{"--no-pivot"}, false},         {{"--empty-ns"}, true, true}, {{"--auto-dedup"}, false},
     {{"--lazy-pages"}, false},       {{"--lsm-profile"}, true},    {{"--lsm-mount-context"}, true},
     {{"--import"}, true},            {{"--image-ref"}, true},      {{"--tls-verify"}, true},
+    {{"--ignore-rootfs"}, false},
 };
 
 // runc (Go's flag package) says "flag needs an argument: -NAME"; Podman
@@ -54,12 +56,14 @@ const char* const kRestoreContainerUsage =
     "usage: cryo [--root DIR] restore [--bundle DIR] [-d|--detach] [--pid-file FILE] [--console-socket SOCK]\n"
     "                    [--image-path DIR] [--work-path DIR] [--no-subreaper] [--no-pivot] [--tcp-established]\n"
     "                    [--ext-unix-sk] [--shell-job] [--file-locks] [--manage-cgroups-mode soft|full|strict]\n"
-    "                    [--empty-ns network] [--auto-dedup] [--import FILE | --image-ref REF [--tls-verify=false]] ID\n\n"
+    "                    [--empty-ns network] [--auto-dedup] [--import FILE | --image-ref REF [--tls-verify=false]]\n"
+    "                    [--ignore-rootfs] ID\n\n"
     "Restores container ID (runc's restore) from a checkpoint of `cryo checkpoint` (--image-path, ./checkpoint\n"
     "by default) into the bundle's rootfs and cgroup, its network namespace the bundle's; restore.log goes into\n"
     "--work-path. --import FILE (an archive of checkpoint --export) and --image-ref REF (oci:DIR[:TAG],\n"
     "oci-archive:FILE[:TAG], docker://HOST/NAME:TAG with --tls-verify, containers-storage:NAME) are\n"
-    "unpacked and verified first, into a private directory. Without -d waits\n"
+    "unpacked and verified first, into a private directory; the rootfs changes they carry (rootfs-diff.tar,\n"
+    "deleted.files) are applied over the bundle's rootfs first, unless --ignore-rootfs. Without -d waits\n"
     "for the container and exits with its status. --lazy-pages, --lsm-profile, --lsm-mount-context and\n"
     "--manage-cgroups-mode ignore are refused.\n";
 
@@ -112,6 +116,11 @@ int cmd_restore_container(const GlobalOptions& g, const std::vector<std::string>
 
   auto pending = oci::prepare_restore(o);
   if (!pending.ok()) return oci::report_error("restore: " + pending.error().message());
+  // As Podman's --import: what the container changed in its rootfs comes
+  // back over the bundle's (a fresh copy of its base) before any process does.
+  if (unpacked && !args->has("ignore-rootfs"))
+    if (auto s = oci::image::apply_rootfs_diff(unpacked->files(), pending->spec().root_path); !s.ok())
+      return oci::report_error("restore: " + s.error().message());
   make_dirs(work);
   std::vector<std::string> words = pending->engine_words();
   // The engine never waits: the runtime does, as `run` does, once the container is recorded.

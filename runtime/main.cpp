@@ -60,13 +60,15 @@ const Command kCommands[] = {
      "usage: cryo checkpoint [--image-path DIR] [--work-path DIR] [--leave-running] [--tcp-established]\n"
      "                       [--ext-unix-sk] [--shell-job] [--file-locks] [--empty-ns network]\n"
      "                       [--manage-cgroups-mode soft|full|strict|ignore] [--auto-dedup] [--status-fd FD]\n"
-     "                       [--export FILE] [--image-ref REF] [--tls-verify=false] [--compress none|gzip|zstd] ID\n\n"
+     "                       [--export FILE] [--image-ref REF] [--tls-verify=false] [--compress none|gzip|zstd]\n"
+     "                       [--ignore-rootfs] ID\n\n"
      "Saves container ID (running or paused) into --image-path (./checkpoint by default; dump.log and\n"
      "stats-dump.json go into --work-path), then removes the container unless --leave-running.\n"
      "--export writes the checkpoint as a tar archive in Podman's layout, --image-ref as an OCI image\n"
      "(one layer, that archive; zstd by default): oci:DIR[:TAG], oci-archive:FILE[:TAG], and through skopeo\n"
      "docker://HOST[:PORT]/NAME:TAG and containers-storage:NAME. `cryo restore --import FILE` / `--image-ref\n"
-     "REF` take them.\n"
+     "REF` take them. Both carry what the container changed in an overlay rootfs (rootfs-diff.tar,\n"
+     "deleted.files; not with --ignore-rootfs) and its network namespace's addresses (network.status).\n"
      "--pre-dump, --parent-path, --lazy-pages and --page-server are refused (no incremental dumps,\n"
      "no page server). `cryo restore [--bundle DIR] ... ID` brings it back.\n"},
 };

@@ -8,7 +8,9 @@ symlink leading out, a hard link, a device, a corrupt or truncated layer, a wron
 another architecture, a newer image format) are refused with the reason, before any container or
 process is made, and nothing is written outside the private unpack directory. Through skopeo: a
 docker-registry on loopback (docker://, --tls-verify=false; a push to a registry that is gone keeps
-the local checkpoint) and a private containers-storage: store."""
+the local checkpoint) and a private containers-storage: store. A container on an overlay rootfs that
+adds, changes and deletes files there gets them back over a fresh overlay of the same base
+(rootfs-diff.tar, deleted.files), not with --ignore-rootfs; hostile diffs stay inside the rootfs."""
 import glob
 import gzip
 import hashlib
@@ -490,8 +492,142 @@ def test_refused_flags(env):
     del bundle, data
 
 
+# The container changes its rootfs, then checks every tick that the changes are there.
+ROOTFS_CHANGES = (
+    "mkdir -p /srv/new && echo added > /srv/new/added.txt && echo extra:x:5:5::/:/bin/sh >> /etc/passwd && "
+    "rm /etc/group && rm -r /root && ln -s /srv/new/added.txt /etc/link && chmod 4711 /srv/new/added.txt; "
+    "i=0; while true; do i=$((i+1)); s=ok; [ -e /etc/group ] && s=group-back; [ -e /root ] && s=root-back; "
+    "[ \"$(cat /etc/link 2>/dev/null)\" = added ] || s=added-missing; grep -q ^extra: /etc/passwd || s=passwd-old; "
+    "echo $s > /data/seen.tmp && mv /data/seen.tmp /data/seen; "
+    "echo $i > /data/count.tmp && mv /data/count.tmp /data/count; sleep 0.1; done")
+
+
+class Overlay:
+    """An overlay of the test's busybox rootfs (its lower layer) with an upper layer of its own,
+    mounted at ROOT/merged; unmounted on leaving."""
+
+    def __init__(self, env, name):
+        self.dir = os.path.join(env.tmp, "overlay-" + name)
+        self.merged = os.path.join(self.dir, "merged")
+        for d in ("upper", "work", "merged"):
+            os.makedirs(os.path.join(self.dir, d))
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o", "lowerdir=%s,upperdir=%s/upper,workdir=%s/work"
+                        % (env.rootfs, self.dir, self.dir), self.merged], check=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        subprocess.run(["umount", "-l", self.merged], capture_output=True)
+
+
+def overlay_bundle(env, cid, overlay, data):
+    def edit(config):
+        config["root"]["path"] = overlay.merged
+        config["linux"]["cgroupsPath"] = "/cryo-test-%s-c1" % env.name  # the checkpoint's: a cgroup ns stays put
+        config["mounts"].append({"destination": "/data", "type": "bind", "source": data, "options": ["rbind", "rw"]})
+    return env.bundle(cid, ["/bin/sh", "-c", ROOTFS_CHANGES], edit=edit)
+
+
+def seen(data):
+    try:
+        with open(os.path.join(data, "seen")) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def test_rootfs_diff(env):
+    tmp = private_tmp(env)
+    os.makedirs(os.path.join(env.rootfs, "root", "sub"))
+    with open(os.path.join(env.rootfs, "root", "sub", ".profile"), "w") as f:
+        f.write("base\n")
+    data = os.path.join(env.tmp, "data")
+    os.makedirs(data)
+    with Overlay(env, "a") as a, Overlay(env, "b") as b, Overlay(env, "c") as c:
+        start(env, overlay_bundle(env, "c1", a, data), "c1")
+        wait_for(lambda: count(data) >= 5 and seen(data) == "ok", "the container to change its rootfs")
+        archive = os.path.join(env.tmp, "c1.tar")
+        checkpoint(env, "c1", "--export", archive, "--compress", "none")
+        last = count(data)
+        with tarfile.open(archive) as t:
+            names = t.getnames()
+            check("rootfs-diff.tar" in names and "deleted.files" in names and "network.status" in names,
+                  "the archive holds rootfs-diff.tar, deleted.files and network.status: %s"
+                  % [n for n in names if not n.startswith("checkpoint/")])
+            deleted = json.load(t.extractfile("deleted.files"))
+            status = json.load(t.extractfile("network.status"))
+            diff = tarfile.open(fileobj=io.BytesIO(t.extractfile("rootfs-diff.tar").read()))
+        check(sorted(deleted) == ["/etc/group", "/root"], "deleted.files lists what was removed: %s" % deleted)
+        check("cryo" in status and "interfaces" in status["cryo"], "network.status in Podman's shape: %s" % status)
+        members = {m.name: m for m in diff.getmembers()}
+        check("srv/new/added.txt" in members and "etc/passwd" in members and members.get("etc/link") is not None
+              and members["etc/link"].issym() and members["etc/link"].linkname == "/srv/new/added.txt",
+              "rootfs-diff.tar holds the added, changed and linked files: %s" % sorted(members))
+        check(members["srv/new/added.txt"].mode & 0o7777 == 0o4711, "modes are kept (setuid)")
+        check("bin/busybox" not in members and "etc/group" not in members, "rootfs-diff.tar holds only changes")
+        for o in (b, c):
+            check(os.path.exists(os.path.join(o.merged, "etc", "group")), "a fresh overlay has the base's /etc/group")
+        # Into a fresh overlay of the same base: the process finds its changes there.
+        rewind(data, last)
+        os.unlink(os.path.join(data, "seen"))
+        restore(env, overlay_bundle(env, "c2", b, data), "c2", "--import", archive)
+        counts_on(data, last, "restored over a fresh overlay")
+        check(seen(data) == "ok", "the restored process sees its rootfs changes: %s" % seen(data))
+        with open(os.path.join(b.merged, "srv", "new", "added.txt")) as f:
+            added = f.read()
+        check(added == "added\n" and not os.path.exists(os.path.join(b.merged, "etc", "group"))
+              and not os.path.exists(os.path.join(b.merged, "root"))
+              and os.readlink(os.path.join(b.merged, "etc", "link")) == "/srv/new/added.txt",
+              "the new rootfs holds the changes")
+        env.run(["delete", "--force", "c2"])
+        # --ignore-rootfs (Podman's flag): the rootfs stays the base's.
+        rewind(data, last)
+        restore(env, overlay_bundle(env, "c3", c, data), "c3", "--import", archive, "--ignore-rootfs")
+        wait_for(lambda: seen(data) not in ("", "ok"), "the process to miss its changes")
+        check(os.path.exists(os.path.join(c.merged, "etc", "group")), "--ignore-rootfs leaves the rootfs alone")
+        env.run(["delete", "--force", "c3"])
+        check(gone(env, "c2") and gone(env, "c3"), "deleted")
+        # Hostile diffs: nothing leaves the rootfs.
+        outside = os.path.join(env.tmp, "outside")
+        os.makedirs(outside)
+        files = good_members(archive, os.path.join(env.tmp, "good"))
+        hostile_cases = [
+            ("climbing_deleted", lambda: json.dump(["/../../../../" + outside.lstrip("/") + "/x"],
+                                                    open(os.path.join(files, "deleted.files"), "w")),
+             "climbs out"),
+            ("symlink_out", lambda: write_diff(files, [entry("esc", tarfile.SYMTYPE, linkname=outside),
+                                                      entry("esc/escaped")]), None),
+            ("dotdot_diff", lambda: write_diff(files, [entry("../../../../" + outside.lstrip("/") + "/y")]),
+             "rootfs-diff.tar entry"),
+        ]
+        with open(os.path.join(outside, "keep"), "w") as f:
+            f.write("keep")
+        for name, damage, reason in hostile_cases:
+            damage()
+            path = hostile_archive(env, files, name, lambda t: None)
+            with Overlay(env, name) as o:
+                p = env.run(["restore", "-d", "--bundle", overlay_bundle(env, name, o, data), "--import", path, name],
+                            check=False, timeout=120)
+                if reason:
+                    check(p.returncode != 0 and reason in p.stderr and gone(env, name),
+                          "%s is refused (%s): %s" % (name, reason, p.stderr.strip()[-300:]))
+                else:
+                    env.run(["delete", "--force", name], check=False)
+            check(sorted(os.listdir(outside)) == ["keep"], "%s: nothing was written or removed outside the rootfs: %s"
+                  % (name, os.listdir(outside)))
+            files = good_members(archive, os.path.join(env.tmp, "good-" + name))
+    check(not os.listdir(tmp), "the private unpack directories are removed: %s" % os.listdir(tmp))
+
+
+def write_diff(files, adds):
+    with tarfile.open(os.path.join(files, "rootfs-diff.tar"), "w", format=tarfile.PAX_FORMAT) as t:
+        for add in adds:
+            add(t)
+
+
 if __name__ == "__main__":
     main({"export_import": test_export_import, "oci_layout": test_oci_layout, "oci_archive": test_oci_archive,
           "inspect": test_inspect, "hostile_archive": test_hostile_archive, "hostile_image": test_hostile_image,
           "registry": test_registry, "containers_storage": test_containers_storage,
-          "refused_flags": test_refused_flags})
+          "refused_flags": test_refused_flags, "rootfs_diff": test_rootfs_diff})

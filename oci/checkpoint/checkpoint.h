@@ -69,6 +69,8 @@ class PendingRestore {
   // mnt[KEY]:SOURCE, --join-ns, --cgroup-root, --inherit-fd for the pipes of
   // descriptors.json and the console.
   const std::vector<std::string>& engine_words() const { return engine_words_; }
+  // The bundle's config.json (its root_path absolute).
+  const Spec& spec() const { return spec_; }
   // As runc at CRIU's setup-namespaces: the prestart and createRuntime hooks,
   // with the restored init's pid in the state (createContainer and
   // startContainer hooks are not run on restore, as with runc).

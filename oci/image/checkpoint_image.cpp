@@ -13,6 +13,7 @@
 #include "core/inspect.h"
 #include "core/sys/io.h"
 #include "oci/image/layout.h"
+#include "oci/image/rootfs_diff.h"
 #include "oci/image/skopeo.h"
 #include "oci/state.h"
 
@@ -133,9 +134,17 @@ Status write_checkpoint_tar(const CheckpointSource& source, const std::string& f
     std::vector<ArchiveEntry> entries = {{"checkpoint", source.image_dir},
                                          {"config.dump", *scratch + "/config.dump"},
                                          {"spec.dump", *scratch + "/spec.dump"}};
-    for (const char* extra : {"network.status", "stats-dump"})
-      if (::access((source.image_dir + "/" + extra).c_str(), F_OK) == 0)
-        entries.push_back({extra, source.image_dir + "/" + extra});
+    if (!source.rootfs.empty() && !source.ignore_rootfs) {
+      auto written = write_rootfs_diff(source.rootfs, *scratch);
+      if (!written.ok()) return std::move(written).error();
+      for (const auto& name : *written) entries.push_back({name, *scratch + "/" + name});
+    }
+    if (!source.network_status.empty()) {
+      CRYO_TRY(write_file_atomic(*scratch + "/network.status", source.network_status));
+      entries.push_back({"network.status", *scratch + "/network.status"});
+    }
+    if (::access((source.image_dir + "/stats-dump").c_str(), F_OK) == 0)
+      entries.push_back({"stats-dump", source.image_dir + "/stats-dump"});
     return write_tar(file, entries, compression);
   }();
   remove_tree(*scratch);
@@ -383,6 +392,14 @@ Result<std::string> inspect_checkpoint_image(const std::string& what, bool with_
   for (const auto& e : std::filesystem::directory_iterator(unpacked.files())) files.push_back(e.path().filename());
   std::sort(files.begin(), files.end());
   out["files"] = files;
+  // Where the container was on the network: what the restoring host sets up again.
+  if (auto status = read_file(unpacked.files() + "/network.status"); status.ok()) {
+    try {
+      out["network.status"] = json::parse(*status);
+    } catch (const json::exception& e) {
+      return Error(EINVAL, what + ": network.status: " + e.what());
+    }
+  }
   auto checkpoint = inspect_image(unpacked.image_dir(), with_pages);
   if (!checkpoint.ok()) return std::move(checkpoint).error().wrap(what + ": checkpoint/");
   try {

@@ -1,6 +1,7 @@
 // A container checkpoint that travels: packed as a tar archive in the layout
 // of Podman's `container checkpoint --export` (checkpoint/ holding the image
-// directory, config.dump, spec.dump), or as an OCI image whose one layer is
+// directory, config.dump, spec.dump, rootfs-diff.tar and deleted.files (see
+// rootfs_diff.h), network.status, stats-dump), or as an OCI image whose one layer is
 // that archive, with the annotations Podman, checkpointctl and CRI-O read;
 // unpacked and verified again before a restore makes any process.
 #pragma once
@@ -33,6 +34,9 @@ struct CheckpointSource {
   std::string config_path;  // the bundle's config.json
   std::string id;
   std::map<std::string, std::string> container_annotations;  // config.json's (rootfs image names, if any)
+  std::string rootfs;          // the container's root (absolute): its changes are packed
+  bool ignore_rootfs = false;  // --ignore-rootfs: they are not
+  std::string network_status;  // network.status's text, or empty
 };
 Status pack_checkpoint(const Destination& destination, const CheckpointSource& source);
 
