@@ -10,6 +10,7 @@
 
 #include "core/checkpoint.h"
 #include "core/sys/interrupt.h"
+#include "core/sys/scope_guard.h"
 #include "oci/checkpoint/checkpoint.h"
 #include "oci/checkpoint/criu_stats.h"
 #include "oci/checkpoint/network_status.h"
@@ -104,6 +105,11 @@ int cmd_checkpoint(const GlobalOptions& g, const std::vector<std::string>& argv)
     scratch = absolute_path(".cryo-checkpoint-" + std::to_string(::getpid()));
     if (::mkdir(scratch.c_str(), 0700) < 0) return oci::report_error("checkpoint: mkdir " + scratch + ": " + strerror(errno));
   }
+  // A scratch image directory goes if the dump fails: it holds nothing to keep.
+  ScopeGuard remove_scratch([&scratch] {
+    std::error_code ec;
+    if (!scratch.empty()) std::filesystem::remove_all(scratch, ec);
+  });
   std::string image = scratch.empty() ? absolute_path(args->get_or("image-path", "checkpoint")) : scratch;
   std::string work = absolute_path(args->get_or("work-path", image));
 
@@ -130,6 +136,7 @@ int cmd_checkpoint(const GlobalOptions& g, const std::vector<std::string>& argv)
   catch_interrupts();  // Ctrl-C stops the dump at its next step; the container runs on
   auto result = checkpoint(options);
   if (!result.ok()) return oci::report_error("checkpoint failed: " + result.error().message());
+  remove_scratch.cancel();
   write_dump_stats(image, *result);
   if (work != image) write_dump_stats(work, *result);
   auto stats = oci::write_criu_dump_stats(work, {result->freeze_us, result->pages_bytes / 4096});

@@ -23,7 +23,7 @@ import subprocess
 import tarfile
 
 from cryo_oci import check, main
-from checkpoint_test import counter_bundle, count, gone, start, stopped_counter, wait_for
+from checkpoint_test import COUNTER, counter_bundle, count, gone, start, stopped_counter, wait_for
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -490,6 +490,20 @@ def test_refused_flags(env):
         check(env.state("c1")["status"] == "running", "a refused flag leaves the container running")
     env.run(["delete", "--force", "c1"])
     del bundle, data
+    # A dump that fails (a removed FIFO held open: refused) leaves no scratch image directory.
+    data = os.path.join(env.tmp, "data-c2")
+    os.makedirs(data)
+    bundle = env.bundle("c2", ["/bin/sh", "-c", "mkfifo /tmp/ff && exec 3<>/tmp/ff && rm /tmp/ff && " + COUNTER],
+                        edit=lambda c: c["mounts"].append({"destination": "/data", "type": "bind", "source": data,
+                                                           "options": ["rbind", "rw"]}))
+    start(env, bundle, "c2")
+    wait_for(lambda: count(data) >= 3, "the counter")
+    p = env.run(["checkpoint", "--export", os.path.join(env.tmp, "x.tar"), "c2"], check=False, timeout=120)
+    check(p.returncode != 0 and "fd 3" in p.stderr, "a dump that fails fails the export: %s" % p.stderr.strip()[-200:])
+    check(not glob.glob(".cryo-checkpoint-*") and not os.path.exists(os.path.join(env.tmp, "x.tar")),
+          "it leaves no scratch image directory and no archive: %s" % glob.glob(".cryo-checkpoint-*"))
+    check(env.state("c2")["status"] == "running", "the container runs on")
+    env.run(["delete", "--force", "c2"])
 
 
 # The container changes its rootfs, then checks every tick that the changes are there.
