@@ -27,6 +27,7 @@
 #include "core/ns/net_ns.h"
 #include "core/ns/pid_ns.h"
 #include "core/ns/time_ns.h"
+#include "core/pageserver/page_server.h"
 #include "core/ns/user_ns.h"
 #include "core/sys/io.h"
 #include "core/cgroup/freezer.h"
@@ -175,6 +176,10 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   DumpResult result;
   uint64_t start = now_us();
   CRYO_ASSIGN(auto dir, image::ImageDirWriter::create(options.images_dir));
+  if (options.page_server) {  // before the freeze: a server missing leaves the tree alone
+    CRYO_ASSIGN(auto sink, pageserver::connect_page_sink(*options.page_server));
+    dir.set_page_sink(std::move(sink));
+  }
 
   CRYO_TRY(options.actions.run(hooks::Action::kPreDump, options.pid));
   log::info("freezing the tree of pid " + std::to_string(options.pid));

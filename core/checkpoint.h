@@ -4,12 +4,14 @@
 #include <sys/types.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/cgroup/membership.h"
 #include "core/hooks/actions.h"
 #include "core/ns/net/options.h"
+#include "core/pageserver/channel.h"
 #include "core/sys/result.h"
 
 namespace cryo {
@@ -33,6 +35,7 @@ struct DumpOptions {
   std::vector<cgroup::CgroupRoot> cgroup_roots;  // --cgroup-root: saved cgroups stop there, not at cryo's own
   hooks::Actions actions;  // --action-script
   ns::NetNsDumpOptions net_ns;  // --empty-ns net, --external net[INODE]:KEY
+  std::optional<pageserver::Endpoint> page_server;  // --page-server: pages.img goes there
 };
 
 struct DumpResult {

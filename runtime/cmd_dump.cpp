@@ -8,6 +8,7 @@
 #include "core/sys/log.h"
 #include "runtime/command.h"
 #include "runtime/criu_options.h"
+#include "runtime/page_options.h"
 #include "runtime/process_options.h"
 
 namespace cryo::cli {
@@ -51,6 +52,11 @@ int dump_options(const Args* args, DumpOptions& options) {
     auto root = cgroup::parse_cgroup_root(arg);
     if (!root.ok()) return fail("dump: " + root.error().message());
     options.cgroup_roots.push_back(*root);
+  }
+  if (args->has("page-server")) {
+    std::string error;
+    options.page_server = page_endpoint(*args, true, &error);
+    if (!error.empty()) return fail("dump: --page-server: " + error);
   }
   ::mkdir(options.images_dir.c_str(), 0700);
   if (auto e = setup_logging(*args); !e.empty()) return fail("dump: " + e);

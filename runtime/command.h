@@ -42,6 +42,8 @@ int cmd_restore(const GlobalOptions&, const std::vector<std::string>&);
 int cmd_check(const GlobalOptions&, const std::vector<std::string>&);
 int cmd_inspect(const GlobalOptions&, const std::vector<std::string>&);
 int cmd_network_unlock(const GlobalOptions&, const std::vector<std::string>&);
+int cmd_page_server(const GlobalOptions&, const std::vector<std::string>&);
+extern const char* const kPageServerUsage;
 
 // Runtime mode (runc's verbs).
 int cmd_create(const GlobalOptions&, const std::vector<std::string>&);

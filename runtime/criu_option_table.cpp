@@ -21,7 +21,7 @@ const char* const kNoMountNs =
     "cryo saves a tree's own mount namespace whole, finds the source of every bind of an outside path "
     "itself and binds it again from that path (restore --root moves the root), so there is nothing for "
     "it to change";
-const char* const kPageServerOnly = "used only by CRIU's page server and lazy pages (both refused)";
+const char* const kPageServerOnly = "used only by CRIU's page server when handed a socket (cryo page-server makes its own)";
 
 std::vector<Option> make_table() {
   return {
@@ -56,7 +56,7 @@ std::vector<Option> make_table() {
       row("log-pid", 0, kNo, kNeg, D | P | R, kAcc, "cryo is one process: its log is one file"),
       row("deprecated", 0, kNo, kNeg, kAll, kAcc, "nothing cryo does is deprecated"),
       row("stream", 0, kNo, kNeg, D | P | R, kRef, "images go to and come from the image directory only (no image streamer)"),
-      row("status-fd", 0, kReq, 0, 0, kAcc, kPageServerOnly),
+      row("status-fd", 0, kReq, 0, 0, kAcc, "read by `cryo page-server`: one zero byte, then closed, once it listens"),
       row("ms", 0, kNo, 0, kAll, kRef, "CRIU itself refuses it (it is gone)"),
 
       // The tree and how the dump leaves it.
@@ -126,16 +126,23 @@ std::vector<Option> make_table() {
       row("auto-dedup", 0, kNo, kNeg, D, kAcc, "every dump is complete: there is no parent image to deduplicate"),
       row("auto-dedup", 0, kNo, kNeg, R, kRef, "cryo never changes an image while restoring it"),
       row("pre-dump-mode", 0, kReq, 0, P, kAcc, "splice or read (pre-dump itself is refused)"),
-      row("page-server", 0, kNo, kNeg, D | P, kRef, "pages go to the image directory only"),
-      row("address", 0, kReq, 0, 0, kAcc, kPageServerOnly),
-      row("port", 0, kReq, 0, 0, kAcc, kPageServerOnly),
+      row("page-server", 0, kNo, kNeg, D, kImpl,
+          "pages.img goes to `cryo page-server` at --address/--port (TLS with --tls) instead of the image "
+          "directory, which gets the other files; the dump fails, the tree running on, if the server refuses "
+          "the pages or goes away"),
+      row("page-server", 0, kNo, kNeg, P, kRef, "pre-dump itself is refused"),
+      row("address", 0, kReq, 0, D, kImpl, "the page server's address (a name, IPv4 or IPv6)"),
+      row("port", 0, kReq, 0, D, kImpl, "the page server's port"),
       row("ps-socket", 0, kReq, 0, 0, kAcc, kPageServerOnly),
-      row("tls", 0, kNo, kNeg, 0, kAcc, kPageServerOnly),
-      row("tls-cacert", 0, kReq, 0, 0, kAcc, kPageServerOnly),
-      row("tls-cacrl", 0, kReq, 0, 0, kAcc, kPageServerOnly),
-      row("tls-cert", 0, kReq, 0, 0, kAcc, kPageServerOnly),
-      row("tls-key", 0, kReq, 0, 0, kAcc, kPageServerOnly),
-      row("tls-no-cn-verify", 0, kNo, 0, 0, kAcc, kPageServerOnly),
+      row("tls", 0, kNo, kNeg, D, kImpl,
+          "pages go to the page server over TLS (OpenSSL, 1.2 or later), each side proving itself with a "
+          "certificate the other's CA signed"),
+      row("tls-cacert", 0, kReq, 0, D, kImpl, "the CA certificate (PEM) the server's is checked against (the system's by default)"),
+      row("tls-cacrl", 0, kReq, 0, D, kRef, "cryo checks no certificate revocation list"),
+      row("tls-cert", 0, kReq, 0, D, kImpl, "the certificate (PEM) cryo presents"),
+      row("tls-key", 0, kReq, 0, D, kImpl, "the private key (PEM) of --tls-cert"),
+      row("tls-no-cn-verify", 0, kNo, 0, D, kImpl,
+          "the server's certificate need not name the --address dialled (it must still be signed by the CA)"),
 
       // cgroups.
       row("manage-cgroups", 0, kOpt, 0, D | P, kAcc,

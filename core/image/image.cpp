@@ -169,12 +169,28 @@ Result<std::unique_ptr<PageWriter>> PageWriter::create(const std::string& tmp_pa
   head.resize(kPagesDataOffset, '\0');
   CRYO_TRY(write_all(w->fd_.get(), head).wrap(tmp_path));
   w->offset_ = kPagesDataOffset;
-  for (int i = 0; i < 3; i++) {
-    w->storage_.push_back(std::make_unique_for_overwrite<uint8_t[]>(kBufferSize));
-    w->free_.push_back(w->storage_.back().get());
-  }
-  w->thread_ = std::thread([p = w.get()] { p->run(); });
+  w->start();
   return w;
+}
+
+Result<std::unique_ptr<PageWriter>> PageWriter::create(std::unique_ptr<PageSink> sink) {
+  std::unique_ptr<PageWriter> w(new PageWriter());
+  std::string head = header(Kind::kPages);
+  head.resize(kPagesDataOffset, '\0');
+  struct iovec piece = {head.data(), head.size()};
+  CRYO_TRY(sink->write(0, &piece, 1));
+  w->sink_ = std::move(sink);
+  w->offset_ = kPagesDataOffset;
+  w->start();
+  return w;
+}
+
+void PageWriter::start() {
+  for (int i = 0; i < 3; i++) {
+    storage_.push_back(std::make_unique_for_overwrite<uint8_t[]>(kBufferSize));
+    free_.push_back(storage_.back().get());
+  }
+  thread_ = std::thread([this] { run(); });
 }
 
 PageWriter::~PageWriter() {
@@ -196,7 +212,9 @@ void PageWriter::run() {
     bool failed = error_.has_value();
     lock.unlock();
     Status st;
-    if (!failed) {
+    if (!failed && sink_) {
+      st = sink_->write(job.offset, job.pieces.data(), job.pieces.size());
+    } else if (!failed) {
       size_t done = 0;
       while (done < job.pieces.size()) {
         size_t n = std::min<size_t>(job.pieces.size() - done, IOV_MAX);
@@ -243,7 +261,7 @@ Result<uint64_t> PageWriter::submit(uint8_t* buffer, std::vector<struct iovec> p
     free_.push_back(buffer);
     return *error_;
   }
-  queue_.push_back({buffer, std::move(pieces)});
+  queue_.push_back({buffer, std::move(pieces), at});
   cv_.notify_all();
   return at;
 }
@@ -252,6 +270,11 @@ Status PageWriter::finish() {
   std::unique_lock lock(mu_);
   cv_.wait(lock, [&] { return queue_.empty() && free_.size() == storage_.size(); });
   if (error_) return *error_;
+  if (sink_) {
+    auto st = sink_->finish(offset_);
+    if (!st.ok()) error_ = st.error();
+    return st;
+  }
   return {};
 }
 
@@ -287,7 +310,10 @@ Status ImageDirWriter::write(const std::string& name, Kind kind, const google::p
 }
 
 Result<PageWriter*> ImageDirWriter::pages() {
-  if (!pages_) {
+  if (!pages_ && sink_) {
+    CRYO_ASSIGN(pages_, PageWriter::create(std::move(sink_)));
+    remote_pages_ = true;
+  } else if (!pages_) {
     CRYO_ASSIGN(pages_, PageWriter::create(dir_ + "/" + tmp_name(kPagesName)));
   }
   return pages_.get();
@@ -318,6 +344,9 @@ Status ImageDirWriter::commit(cryo::image::Inventory inventory) {
     if (::unlink((dir_ + "/" + kInventoryName).c_str()) < 0) return errno_error("remove the old inventory");
   }
   for (auto& [name, size] : written_) {
+    // The page server holds this one (it may write into this very
+    // directory); a stale local copy fails the size and checksum checks.
+    if (remote_pages_ && name == kPagesName) continue;
     std::string from = dir_ + "/" + tmp_name(name), to = dir_ + "/" + name;
     if (::rename(from.c_str(), to.c_str()) < 0) return errno_error("rename " + from);
   }

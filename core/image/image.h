@@ -54,6 +54,17 @@ Result<std::vector<std::string>> decode(Kind kind, std::string_view bytes);
 // Parses exactly one message of a file.
 Status decode_one(Kind kind, std::string_view bytes, google::protobuf::MessageLite* out);
 
+// Where the bytes of pages.img go when not to a local file: a page server
+// (core/pageserver/). Writes come in order, each at the offset the last one
+// ended; the sink may batch them, but finish() returns only once the far side
+// holds the whole file durably, so that a dump commits nothing before that.
+class PageSink {
+ public:
+  virtual ~PageSink() = default;
+  virtual Status write(uint64_t offset, const struct iovec* pieces, size_t count) = 0;
+  virtual Status finish(uint64_t size) = 0;
+};
+
 // Appends pages to pages.img. Writing happens on a thread of its own, so
 // that reading the next pages out of a task overlaps writing the last ones:
 // the caller fills a buffer from buffer() and submits pieces of it.
@@ -61,6 +72,8 @@ class PageWriter {
  public:
   static constexpr size_t kBufferSize = 8u << 20;
   static Result<std::unique_ptr<PageWriter>> create(const std::string& tmp_path);
+  // The same, the bytes going to `sink` instead of a file.
+  static Result<std::unique_ptr<PageWriter>> create(std::unique_ptr<PageSink> sink);
   ~PageWriter();
 
   // A buffer of kBufferSize bytes to fill; waits until one is free.
@@ -77,11 +90,14 @@ class PageWriter {
   struct Job {
     uint8_t* buffer;
     std::vector<struct iovec> pieces;
+    uint64_t offset = 0;
   };
   PageWriter() = default;
+  void start();
   void run();
 
   UniqueFd fd_;
+  std::unique_ptr<PageSink> sink_;
   uint64_t offset_ = 0;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -103,6 +119,9 @@ class ImageDirWriter {
   const std::string& dir() const { return dir_; }
   Status write(const std::string& name, Kind kind, const google::protobuf::MessageLite& message);
   Result<PageWriter*> pages();
+  // pages.img goes to the sink (before pages() is first called); the image
+  // directory then lists it without holding it.
+  void set_page_sink(std::unique_ptr<PageSink> sink) { sink_ = std::move(sink); }
   // Renames every file into place, inventory.img last.
   Status commit(cryo::image::Inventory inventory);
 
@@ -111,6 +130,8 @@ class ImageDirWriter {
   std::string dir_;
   std::vector<std::pair<std::string, uint64_t>> written_;  // name, size
   std::unique_ptr<PageWriter> pages_;
+  std::unique_ptr<PageSink> sink_;
+  bool remote_pages_ = false;
   bool committed_ = false;
 };
 
