@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -99,6 +100,17 @@ const char* kind_name(Kind kind) {
 
 uint64_t checksum(const void* data, size_t size) { return XXH3_64bits(data, size); }
 
+Checksummer::Checksummer() : state_(XXH3_createState()) {
+  if (!state_) std::abort();  // out of memory for 600 bytes
+  reset();
+}
+Checksummer::~Checksummer() { XXH3_freeState(static_cast<XXH3_state_t*>(state_)); }
+void Checksummer::reset() { XXH3_64bits_reset(static_cast<XXH3_state_t*>(state_)); }
+void Checksummer::update(const void* data, size_t size) {
+  XXH3_64bits_update(static_cast<XXH3_state_t*>(state_), data, size);
+}
+uint64_t Checksummer::digest() const { return XXH3_64bits_digest(static_cast<const XXH3_state_t*>(state_)); }
+
 Result<uint64_t> file_checksum(const std::string& path) {
   CRYO_ASSIGN(UniqueFd fd, open_file(path, O_RDONLY));
   struct stat st;
@@ -169,7 +181,7 @@ Result<std::unique_ptr<PageWriter>> PageWriter::create(const std::string& tmp_pa
   head.resize(kPagesDataOffset, '\0');
   CRYO_TRY(write_all(w->fd_.get(), head).wrap(tmp_path));
   w->offset_ = kPagesDataOffset;
-  w->start();
+  CRYO_TRY(w->start());
   return w;
 }
 
@@ -181,16 +193,19 @@ Result<std::unique_ptr<PageWriter>> PageWriter::create(std::unique_ptr<PageSink>
   CRYO_TRY(sink->write(0, &piece, 1));
   w->sink_ = std::move(sink);
   w->offset_ = kPagesDataOffset;
-  w->start();
+  CRYO_TRY(w->start());
   return w;
 }
 
-void PageWriter::start() {
+Status PageWriter::start() {
   for (int i = 0; i < 3; i++) {
-    storage_.push_back(std::make_unique_for_overwrite<uint8_t[]>(kBufferSize));
-    free_.push_back(storage_.back().get());
+    void* b = ::mmap(nullptr, kBufferSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (b == MAP_FAILED) return errno_error("memory for the page writer");
+    storage_.push_back(static_cast<uint8_t*>(b));
+    free_.push_back(storage_.back());
   }
   thread_ = std::thread([this] { run(); });
+  return {};
 }
 
 PageWriter::~PageWriter() {
@@ -200,6 +215,7 @@ PageWriter::~PageWriter() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  for (uint8_t* b : storage_) ::munmap(b, kBufferSize);
 }
 
 void PageWriter::run() {

@@ -1,5 +1,7 @@
 #include "core/image/image.h"
 
+#include <algorithm>
+
 #include <doctest/doctest.h>
 
 #include "core/image/proto/tree.pb.h"
@@ -78,4 +80,19 @@ TEST_CASE("a huge record length is refused before any allocation") {
   bad[19] = '\x7f';
   Tree back;
   CHECK_FALSE(decode_one(Kind::kTree, bad, &back).ok());
+}
+
+TEST_CASE("a checksum taken page by page equals the one of the whole run") {
+  // The dump checksums each page right after reading it; the restore checks
+  // whole runs at once: both must agree, for every way of cutting a run.
+  std::string run(5 * 4096 + 100, '\0');
+  for (size_t i = 0; i < run.size(); i++) run[i] = static_cast<char>((i * 2654435761u) >> 13);
+  cryo::image::Checksummer sum;
+  for (size_t piece : {size_t{1}, size_t{7}, size_t{64}, size_t{4096}, size_t{4096 * 3}}) {
+    sum.reset();
+    for (size_t at = 0; at < run.size(); at += piece) sum.update(run.data() + at, std::min(piece, run.size() - at));
+    CHECK(sum.digest() == cryo::image::checksum(run.data(), run.size()));
+  }
+  sum.reset();
+  CHECK(sum.digest() == cryo::image::checksum(nullptr, 0));
 }
