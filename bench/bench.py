@@ -1,8 +1,16 @@
 #!/usr/bin/env python3
 """cryo's benchmarks (see run.sh). Standard library only; shares the integration
-harness for process handling (subreaper, reaping)."""
+harness for process handling (subreaper, reaping).
+
+usage: bench.py path/to/cryo [--compare OLD.json] [--json OUT.json]
+Prints a table (size, dump, restore, freeze: each as time, GB/s and its ratio to
+the machine's own limit measured in the same run) and writes it as JSON
+(bench/results/bench-TIMESTAMP.json unless --json or BENCH_JSON) so that a later
+run can be compared with --compare."""
+import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -18,6 +26,7 @@ import harness  # noqa: E402
 SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "64,512,2048").split(",") if s]
 TINY_RUNS = int(os.environ.get("BENCH_TINY_RUNS", "10"))
 BASELINE_RUNS = int(os.environ.get("BENCH_BASELINE_RUNS", "3"))
+RUNS = int(os.environ.get("BENCH_RUNS", "1"))  # dump/restore runs per size and storage (medians)
 
 
 def run_json(argv):
@@ -41,28 +50,32 @@ class Bench:
         return proc.pid
 
     def cryo_run(self, *args):
+        """Returns (wall seconds, CPU seconds of cryo and its threads and children)."""
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
         result = subprocess.run([self.cryo, *map(str, args)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
         took = time.monotonic() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if result.returncode != 0:
             raise RuntimeError(f"cryo {' '.join(map(str, args))}: exit {result.returncode}: {result.stderr.strip()}")
-        return took
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return took, cpu
 
     def dump_restore(self, mib, storage):
-        """Returns (dump seconds, restore seconds, stats-dump.json)."""
+        """Returns {dump_s, dump_cpu_s, restore_s, restore_cpu_s, stats (stats-dump.json)}."""
         images = tempfile.mkdtemp(prefix="img-", dir=storage)
         try:
             pid = self.start(mib)
-            dump_s = self.cryo_run("dump", "-t", pid, "-D", images)
+            dump_s, dump_cpu = self.cryo_run("dump", "-t", pid, "-D", images)
             with open(os.path.join(images, "stats-dump.json")) as f:
                 stats = json.load(f)
             harness.reap([pid], timeout=30)
             pidfile = os.path.join(self.work, "pid")
-            restore_s = self.cryo_run("restore", "-D", images, "-d", "--pidfile", pidfile)
+            restore_s, restore_cpu = self.cryo_run("restore", "-D", images, "-d", "--pidfile", pidfile)
             os.kill(pid, signal.SIGKILL)
             harness.reap([pid], timeout=30)
-            return dump_s, restore_s, stats
+            return dict(dump_s=dump_s, dump_cpu_s=dump_cpu, restore_s=restore_s, restore_cpu_s=restore_cpu, stats=stats)
         finally:
             harness.kill_descendants()
             shutil.rmtree(images, ignore_errors=True)
@@ -87,14 +100,147 @@ def mount_tmpfs(size_mib):
     return path, lambda: shutil.rmtree(path, ignore_errors=True)
 
 
-def mibs(mib, seconds):
-    return mib / seconds if seconds > 0 else float("inf")
+def gbs(mib, seconds):
+    return mib / 1024 / seconds if seconds > 0 else float("inf")
+
+
+def median_of(runs, key):
+    return statistics.median(r[key] for r in runs)
+
+
+def measure_size(bench, memload, mib, storages, failures):
+    """The rows of one size: baselines first, then cryo, on each storage."""
+    rows = []
+    # Baselines: the median of BASELINE_RUNS runs each (single runs are noisy here).
+    copies = [run_json([memload, "memcpy", str(mib)]) for _ in range(BASELINE_RUNS)]
+    copy = {k: statistics.median(c[k] for c in copies) for k in ("hot_s", "cold_s")}
+    for name, where in storages:
+        target = os.path.join(where, "write-baseline")
+        writes = []
+        for _ in range(BASELINE_RUNS):
+            writes.append(run_json([memload, "write", target, str(mib)])["write_s"])
+            os.remove(target)
+        write_s = statistics.median(writes)
+        runs = []
+        for _ in range(RUNS):
+            try:
+                runs.append(bench.dump_restore(mib, where))
+            except Exception as e:  # noqa: BLE001 - reported in the table
+                failures.append(f"{mib} MiB on {name}: {e}")
+                print(f"  {mib} MiB on {name}: FAILED: {e}", flush=True)
+                break
+        if len(runs) < RUNS:
+            continue
+        freeze_s = statistics.median(r["stats"]["freeze_us"] / 1e6 for r in runs)
+        row = dict(mib=mib, storage=name, runs=RUNS, dump_s=median_of(runs, "dump_s"),
+                   dump_cpu_s=median_of(runs, "dump_cpu_s"), restore_s=median_of(runs, "restore_s"),
+                   restore_cpu_s=median_of(runs, "restore_cpu_s"), freeze_s=freeze_s,
+                   image_mib=runs[0]["stats"]["pages_bytes"] / 2**20, write_s=write_s, hot_s=copy["hot_s"],
+                   cold_s=copy["cold_s"])
+        # Ratios to the limits: dump against writing the bytes (>= 0.9 is the target), restore
+        # against a memcpy into fresh memory (time ratio, <= 1.2), freeze against writing the bytes.
+        row["dump_vs_write"] = write_s / row["dump_s"]
+        row["restore_vs_memcpy"] = row["restore_s"] / copy["cold_s"]
+        row["freeze_vs_write"] = freeze_s / write_s
+        rows.append(row)
+        print(f"  {mib} MiB on {name}: dump {row['dump_s']:.3f} s, restore {row['restore_s']:.3f} s", flush=True)
+    return rows
+
+
+def print_table(rows):
+    print()
+    print("Throughput (GB/s = process size / wall time of the cryo command; limits measured in this run)")
+    header = (f"{'size':>8} {'images':>6} | {'dump s':>7} {'GB/s':>5} {'cpu s':>6} {'write GB/s':>10} {'x write':>7} | "
+              f"{'restore s':>9} {'GB/s':>5} {'cpu s':>6} {'memcpy s':>8} {'/memcpy':>7} | {'freeze s':>8} "
+              f"{'GB/s':>5} {'/write':>6}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['mib']:>4} MiB {r['storage']:>6} | {r['dump_s']:>7.3f} {gbs(r['mib'], r['dump_s']):>5.2f} "
+              f"{r['dump_cpu_s']:>6.3f} {gbs(r['mib'], r['write_s']):>10.2f} {r['dump_vs_write']:>7.2f} | "
+              f"{r['restore_s']:>9.3f} {gbs(r['mib'], r['restore_s']):>5.2f} {r['restore_cpu_s']:>6.3f} "
+              f"{r['cold_s']:>8.3f} {r['restore_vs_memcpy']:>7.2f} | {r['freeze_s']:>8.3f} "
+              f"{gbs(r['mib'], r['freeze_s']):>5.2f} {r['freeze_vs_write']:>6.2f}")
+    print()
+    print("x write: dump throughput / write() throughput of the same size to a new file on the same storage, no")
+    print("fsync (target >= 0.9). /memcpy: restore time / time of a memcpy of the same bytes into fresh memory")
+    print("(page faults included; target <= 1.2). freeze: freeze_us of stats-dump.json (how long the tree stood")
+    print("still); /write: freeze / the write() time of the same bytes. cpu s: user+system time of cryo (steadier")
+    print(f"than wall time on a loaded machine). Baselines: median of {BASELINE_RUNS} runs; cryo: median of {RUNS}.")
+
+
+def print_tiny(tiny):
+    print()
+    print(f"Tiny process (memload with no extra memory), {tiny['runs']} runs, images on tmpfs (target: median under")
+    print("10 ms, no run above 20 ms, as whole commands):")
+    for what in ("dump", "restore"):
+        t = tiny[what]
+        print(f"  {what:<8} median {t['median_ms']:7.1f} ms  (min {t['min_ms']:.1f}, max {t['max_ms']:.1f}; "
+              f"cpu median {t['cpu_median_ms']:.1f} ms)")
+    print(f"  freeze   median {tiny['freeze_median_ms']:7.2f} ms  (from stats-dump.json)")
+    print(f"  baseline: /bin/true median {tiny['true_median_ms']:.1f} ms (what starting any process costs here now)")
+
+
+def summarize(values):
+    return dict(median_ms=statistics.median(values) * 1e3, min_ms=min(values) * 1e3, max_ms=max(values) * 1e3)
+
+
+def measure_tiny(bench, tmpfs, failures):
+    runs = []
+    for _ in range(TINY_RUNS):
+        try:
+            runs.append(bench.dump_restore(0, tmpfs))
+        except Exception as e:  # noqa: BLE001
+            failures.append(f"tiny process: {e}")
+            break
+    if not runs:
+        return None
+    trues = []
+    for _ in range(TINY_RUNS):
+        t0 = time.monotonic()
+        subprocess.run(["true"], check=True)
+        trues.append(time.monotonic() - t0)
+    tiny = dict(runs=len(runs), true_median_ms=statistics.median(trues) * 1e3,
+                freeze_median_ms=statistics.median(r["stats"]["freeze_us"] / 1e3 for r in runs))
+    for what in ("dump", "restore"):
+        tiny[what] = summarize([r[f"{what}_s"] for r in runs])
+        tiny[what]["cpu_median_ms"] = statistics.median(r[f"{what}_cpu_s"] for r in runs) * 1e3
+    return tiny
+
+
+def compare(old_path, rows, tiny):
+    with open(old_path) as f:
+        old = json.load(f)
+    print()
+    print(f"Compared with {old_path} ({old.get('meta', {}).get('date', '?')}); ratios are new/old time "
+          "(below 1: faster now)")
+    header = (f"{'size':>8} {'images':>6} | {'dump old':>8} {'new':>7} {'ratio':>5} {'x write':>11} | "
+              f"{'restore old':>11} {'new':>7} {'ratio':>5} {'/memcpy':>11}")
+    print(header)
+    print("-" * len(header))
+    olds = {(r["mib"], r["storage"]): r for r in old.get("rows", [])}
+    for r in rows:
+        o = olds.get((r["mib"], r["storage"]))
+        if not o:
+            continue
+        print(f"{r['mib']:>4} MiB {r['storage']:>6} | {o['dump_s']:>8.3f} {r['dump_s']:>7.3f} "
+              f"{r['dump_s'] / o['dump_s']:>5.2f} {o['dump_vs_write']:>5.2f}>{r['dump_vs_write']:<5.2f} | "
+              f"{o['restore_s']:>11.3f} {r['restore_s']:>7.3f} {r['restore_s'] / o['restore_s']:>5.2f} "
+              f"{o['restore_vs_memcpy']:>5.2f}>{r['restore_vs_memcpy']:<5.2f}")
+    if tiny and old.get("tiny"):
+        for what in ("dump", "restore"):
+            o, n = old["tiny"][what], tiny[what]
+            print(f"  tiny {what:<8} median {o['median_ms']:.1f} -> {n['median_ms']:.1f} ms, max {o['max_ms']:.1f} -> "
+                  f"{n['max_ms']:.1f} ms, cpu {o.get('cpu_median_ms', float('nan')):.1f} -> {n['cpu_median_ms']:.1f} ms")
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: bench.py path/to/cryo")
-    cryo = os.path.abspath(sys.argv[1])
+    parser = argparse.ArgumentParser(description="cryo's benchmarks")
+    parser.add_argument("cryo")
+    parser.add_argument("--compare", metavar="OLD.json", help="a JSON file of an earlier run to compare with")
+    parser.add_argument("--json", metavar="OUT.json", help="where to write this run's JSON (default bench/results/)")
+    args = parser.parse_args()
+    cryo = os.path.abspath(args.cryo)
     build = os.path.dirname(os.path.dirname(cryo))
     memload = os.environ.get("CRYO_BENCH_MEMLOAD") or os.path.join(build, "bench", "memload")
     for path in (cryo, memload):
@@ -104,78 +250,40 @@ def main():
         sys.exit("bench: run as root")
     if not SIZES:
         sys.exit("bench: BENCH_SIZES names no size (MiB, comma separated)")
+    if args.compare and not os.path.exists(args.compare):
+        sys.exit(f"bench: {args.compare} does not exist")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    out = os.path.abspath(args.json or os.environ.get("BENCH_JSON") or os.path.join(HERE, "results", f"bench-{stamp}.json"))
     harness.become_subreaper()
     bench = Bench(cryo, memload)
     tmpfs, unmount = mount_tmpfs(max(SIZES) * 2 + 512)
     disk = tempfile.mkdtemp(prefix="cryo-bench-", dir="/var/tmp")
     storages = [("tmpfs", tmpfs), ("disk", disk)]
-    rows, failures = [], []
+    rows, failures, tiny = [], [], None
+    meta = dict(date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), kernel=os.uname().release,
+                cpus=os.cpu_count(), loadavg_start=os.getloadavg()[0], cryo=cryo, sizes_mib=SIZES, runs=RUNS)
     try:
-        print(f"cryo bench: {os.uname().release}, {os.cpu_count()} CPUs; images on tmpfs ({tmpfs}) and disk ({disk})",
-              flush=True)
+        print(f"cryo bench: {os.uname().release}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; images on "
+              f"tmpfs ({tmpfs}) and disk ({disk})", flush=True)
         for mib in SIZES:
-            # Baselines: the median of BASELINE_RUNS runs each (single runs are noisy here).
-            copies = [run_json([memload, "memcpy", str(mib)]) for _ in range(BASELINE_RUNS)]
-            copy = {k: statistics.median(c[k] for c in copies) for k in ("hot_s", "cold_s")}
-            for name, where in storages:
-                target = os.path.join(where, "write-baseline")
-                writes = []
-                for _ in range(BASELINE_RUNS):
-                    writes.append(run_json([memload, "write", target, str(mib)])["write_s"])
-                    os.remove(target)
-                write_s = statistics.median(writes)
-                try:
-                    dump_s, restore_s, stats = bench.dump_restore(mib, where)
-                except Exception as e:  # noqa: BLE001 - reported in the table
-                    failures.append(f"{mib} MiB on {name}: {e}")
-                    print(f"  {mib} MiB on {name}: FAILED: {e}", flush=True)
-                    continue
-                row = dict(mib=mib, storage=name, dump_s=dump_s, restore_s=restore_s, freeze_ms=stats["freeze_us"] / 1e3,
-                           image_mib=stats["pages_bytes"] / 2**20, write_s=write_s, hot_s=copy["hot_s"],
-                           cold_s=copy["cold_s"])
-                rows.append(row)
-                print(f"  {mib} MiB on {name}: dump {dump_s:.3f} s, restore {restore_s:.3f} s", flush=True)
-
-        tiny_dump, tiny_restore, tiny_freeze = [], [], []
-        for _ in range(TINY_RUNS):
-            try:
-                d, r, stats = bench.dump_restore(0, tmpfs)
-            except Exception as e:  # noqa: BLE001
-                failures.append(f"tiny process: {e}")
-                break
-            tiny_dump.append(d)
-            tiny_restore.append(r)
-            tiny_freeze.append(stats["freeze_us"] / 1e3)
+            rows += measure_size(bench, memload, mib, storages, failures)
+        tiny = measure_tiny(bench, tmpfs, failures)
     finally:
         bench.cleanup()
         unmount()
         shutil.rmtree(disk, ignore_errors=True)
+    meta["loadavg_end"] = os.getloadavg()[0]
 
+    print_table(rows)
+    if tiny:
+        print_tiny(tiny)
+    if args.compare:
+        compare(args.compare, rows, tiny)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(dict(meta=meta, rows=rows, tiny=tiny, failures=failures), f, indent=1)
     print()
-    print("Dump and restore throughput (MiB/s = process size / wall time of the cryo command)")
-    header = (f"{'size':>7} {'images':>6} | {'dump s':>7} {'MiB/s':>7} {'freeze ms':>9} | {'write MiB/s':>11} "
-              f"{'dump/write':>10} | {'restore s':>9} {'MiB/s':>7} | {'memcpy hot':>10} {'cold':>7} "
-              f"{'restore/cold':>12}")
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        dump_rate, restore_rate = mibs(r["mib"], r["dump_s"]), mibs(r["mib"], r["restore_s"])
-        write_rate, hot, cold = mibs(r["mib"], r["write_s"]), mibs(r["mib"], r["hot_s"]), mibs(r["mib"], r["cold_s"])
-        print(f"{r['mib']:>4} MiB {r['storage']:>6} | {r['dump_s']:>7.3f} {dump_rate:>7.0f} {r['freeze_ms']:>9.1f} | "
-              f"{write_rate:>11.0f} {dump_rate / write_rate:>10.2f} | {r['restore_s']:>9.3f} {restore_rate:>7.0f} | "
-              f"{hot:>10.0f} {cold:>7.0f} {restore_rate / cold:>12.2f}")
-    print()
-    print("freeze ms: freeze_us of stats-dump.json (how long the tree stood still). write: write() of the same")
-    print("size to a new file on the same storage, no fsync; memcpy hot: into memory already faulted in; cold:")
-    print(f"into fresh memory (what a restore must populate). Baselines: median of {BASELINE_RUNS} runs.")
-    if tiny_dump:
-        print()
-        print(f"Tiny process (memload with no extra memory), {len(tiny_dump)} runs, images on tmpfs:")
-        print(f"  dump    median {statistics.median(tiny_dump) * 1e3:7.1f} ms  (min {min(tiny_dump) * 1e3:.1f}, "
-              f"max {max(tiny_dump) * 1e3:.1f})")
-        print(f"  restore median {statistics.median(tiny_restore) * 1e3:7.1f} ms  (min {min(tiny_restore) * 1e3:.1f}, "
-              f"max {max(tiny_restore) * 1e3:.1f})")
-        print(f"  freeze  median {statistics.median(tiny_freeze):7.2f} ms  (from stats-dump.json)")
+    print(f"JSON: {out}")
     if failures:
         print()
         print("FAILURES:")

@@ -3,8 +3,10 @@
 # Dump and restore throughput for 64 MiB, 512 MiB and 2 GiB processes, with images on
 # tmpfs and on disk, next to memcpy and file-write baselines measured in the same run;
 # end-to-end latency of dump and restore for a tiny process; freeze times.
-# BENCH_SIZES (MiB, comma separated), BENCH_TINY_RUNS and BENCH_BASELINE_RUNS override the defaults.
+# BENCH_SIZES (MiB, comma separated), BENCH_RUNS, BENCH_TINY_RUNS and BENCH_BASELINE_RUNS override the
+# defaults. Prints a table and writes it as JSON (bench/results/, or --json / BENCH_JSON); --compare OLD.json
+# sets the run beside an earlier one.
 set -euo pipefail
-CRYO=$(readlink -f "${1:?usage: bench/run.sh path/to/cryo}")
-cd "$(dirname "$0")/.."
-exec python3 bench/bench.py "$CRYO"
+CRYO=$(readlink -f "${1:?usage: bench/run.sh path/to/cryo [--compare OLD.json] [--json OUT.json]}")
+shift
+exec python3 "$(dirname "$(readlink -f "$0")")/bench.py" "$CRYO" "$@"
