@@ -5,7 +5,13 @@ podman_to_cryo: Podman (cryo as its runtime and its criu) checkpoints a busybox 
 store (`--image-ref containers-storage:[vfs@ROOT+RUNROOT]NAME`) into a bundle made from the
 image's own spec.dump over a fresh copy of the base rootfs. The file the container wrote comes back
 through Podman's rootfs-diff.tar (the counter only counts while it sees it), and the counter goes
-on from the checkpoint."""
+on from the checkpoint.
+
+cryo_to_podman: a container cryo runs by itself (its config.json naming the Podman image its rootfs
+is, in Podman's rootfsImage* annotations) is checkpointed by cryo into Podman's store
+(`--image-ref containers-storage:...`); `podman container restore IMAGE`, with cryo as Podman's
+default runtime under the name "cryo" (a test-private containers.conf), restores it as a Podman
+container, and the counter goes on."""
 import json
 import os
 import shutil
@@ -14,6 +20,7 @@ import tarfile
 import tempfile
 
 from cryo_oci import CRYO, check, main, reap
+from checkpoint_image_test import Overlay
 from checkpoint_test import wait_for
 from podman_checkpoint_test import checkpoint_podman
 from podman_test import PARENT
@@ -104,5 +111,73 @@ def test_podman_to_cryo(env):
         pm.cleanup()
 
 
+def cryo_named_runtime(pm):
+    """Podman's default runtime is cryo, by that name: Podman restores a checkpoint image only when
+    the image's runtime.name annotation is its default runtime's name."""
+    wrapper = pm.base[pm.base.index("--runtime") + 1]
+    with open(pm.environ["CONTAINERS_CONF"], "a") as f:
+        f.write('[engine.runtimes]\ncryo = ["%s"]\n' % wrapper)
+    pm.base[pm.base.index("--runtime") + 1] = "cryo"
+
+
+def test_cryo_to_podman(env):
+    if not shutil.which("podman") or not shutil.which("skopeo"):
+        raise AssertionError("podman and skopeo are installed (make deps)")
+    pm = checkpoint_podman(env)
+    cryo_named_runtime(pm)
+    root = os.path.join(env.tmp, "cryo-own-state")
+    overlay = None
+    try:
+        image_id = pm("image", "inspect", "--format", "{{.Id}}", "localhost/cryo-busybox").stdout.strip()
+        # An overlay of the image's files: /marker, which the counter needs, travels in rootfs-diff.tar
+        # and Podman applies it over the rootfs it makes from its image.
+        overlay = Overlay(env, "own")
+        rootfs = overlay.merged
+        bundle = os.path.join(env.tmp, "bundle-own")
+        os.makedirs(bundle)
+        subprocess.run([CRYO, "spec", "--bundle", bundle], check=True)
+        with open(os.path.join(bundle, "config.json")) as f:
+            config = json.load(f)
+        config["root"] = {"path": rootfs, "readonly": False}
+        config["process"]["args"] = ["sh", "-c", COUNTER]
+        config["process"]["terminal"] = False
+        # The limits Podman's containers gets here (podman_test's containers.conf): Podman's restore
+        # runs where the hard limits are those, and root here cannot raise one.
+        config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 20000, "soft": 20000},
+                                        {"type": "RLIMIT_NPROC", "hard": 4096, "soft": 4096}]
+        # Podman's cgroupfs naming (PARENT/libpod-ID): config.dump's cgroupParent brings it back there.
+        config["linux"]["cgroupsPath"] = PARENT + "/libpod-k9"
+        p = "io.podman.annotations.checkpoint."
+        config["annotations"] = {p + "rootfsImageID": image_id, p + "rootfsImageName": "localhost/cryo-busybox:latest",
+                                 p + "rawImageName": "localhost/cryo-busybox"}
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(config, f)
+        subprocess.run([CRYO, "--root", root, "run", "-d", "--bundle", bundle, "k9"], check=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        reap()
+        wait_for(lambda: count_in(rootfs) >= 10, "the counter under cryo")
+        store = "containers-storage:[vfs@%s/storage+%s/run]" % (env.tmp, env.tmp)
+        p = run_cryo(root, "checkpoint", "--image-ref", store + "localhost/checkpoint-k9:v1", "k9")
+        check(p.returncode == 0, "cryo checkpoint into Podman's store: " + p.stderr.strip()[-400:])
+        last = count_in(rootfs)
+        p = pm("container", "restore", "localhost/checkpoint-k9:v1", check=False, timeout=120)
+        check(p.returncode == 0, "podman container restore of cryo's image: " + (p.stdout + p.stderr).strip()[-600:])
+        def count():
+            p = pm("exec", "k9", "cat", "/tmp/count", check=False)
+            return int(p.stdout.strip()) if p.stdout.strip().isdigit() else 0
+        first = wait_for(lambda: count(), "the counter in Podman")
+        later = wait_for(lambda: count() if count() > first + 3 else 0, "the counter in Podman to count on")
+        check(last < first <= last + 30 and later > first, "the counter goes on from the checkpoint (%d at the checkpoint; %d, "
+              "then %d)" % (last, first, later))
+        status = pm("inspect", "--format", "{{.State.Status}}", "k9").stdout.strip()
+        check(status == "running", "Podman sees it running: " + status)
+        pm("rm", "--force", "k9")
+    finally:
+        run_cryo(root, "delete", "--force", "k9")
+        pm.cleanup()
+        if overlay:
+            overlay.__exit__(None, None, None)
+
+
 if __name__ == "__main__":
-    main({"podman_to_cryo": test_podman_to_cryo})
+    main({"podman_to_cryo": test_podman_to_cryo, "cryo_to_podman": test_cryo_to_podman})

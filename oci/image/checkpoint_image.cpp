@@ -113,7 +113,19 @@ Result<std::string> config_dump(const CheckpointSource& source, const std::strin
   try {
     json spec = json::parse(spec_text);
     json config = {{"id", source.id}, {"name", source.id}, {"spec", spec}, {"checkpointedTime", now_rfc3339()},
-                   {"ociRuntime", "cryo"}};
+                   {"createdTime", now_rfc3339()}, {"ociRuntime", "cryo"}};
+    // The image the rootfs came from, when config.json names it: Podman makes
+    // the restored container's rootfs from it (libpod's ContainerConfig keys).
+    for (const char* key : {"rawImageName", "rootfsImageID", "rootfsImageName"}) {
+      auto it = source.container_annotations.find(std::string(kPodman) + key);
+      if (it != source.container_annotations.end()) config[key] = it->second;
+    }
+    // Podman's cgroupfs path is PARENT/libpod-ID: a container cryo ran at
+    // such a path goes back to the same one when Podman restores it.
+    std::string cgroups_path = spec.value("/linux/cgroupsPath"_json_pointer, std::string());
+    std::string leaf = "/libpod-" + source.id;
+    if (cgroups_path.size() > leaf.size() && cgroups_path.ends_with(leaf))
+      config["cgroupParent"] = cgroups_path.substr(0, cgroups_path.size() - leaf.size());
     return config.dump(1);
   } catch (const json::exception& e) {
     return Error(EINVAL, source.config_path + ": " + e.what());
