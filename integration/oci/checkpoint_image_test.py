@@ -7,8 +7,9 @@ and process tree. Hostile archives and images (a path climbing out with `..`, an
 symlink leading out, a hard link, a device, a corrupt or truncated layer, a wrong manifest digest,
 another architecture, a newer image format) are refused with the reason, before any container or
 process is made, and nothing is written outside the private unpack directory. Through skopeo: a
-docker-registry on loopback (docker://, --tls-verify=false; a push to a registry that is gone keeps
-the local checkpoint) and a private containers-storage: store. A container on an overlay rootfs that
+docker-registry on loopback (docker://, --tls-verify=false; a push to a registry that is gone, or
+that goes away in the middle of the layer's upload, keeps the local checkpoint whole) and a private
+containers-storage: store. A container on an overlay rootfs that
 adds, changes and deletes files there gets them back over a fresh overlay of the same base
 (rootfs-diff.tar, deleted.files), not with --ignore-rootfs; hostile diffs stay inside the rootfs."""
 import glob
@@ -463,6 +464,99 @@ def test_registry(env):
     check(not os.listdir(tmp), "the scratch layouts are removed: %s" % os.listdir(tmp))
 
 
+class CuttingProxy:
+    """A TCP proxy in front of the registry that disappears (every connection and its listening
+    socket closed) once `limit` bytes went towards the registry: a registry gone mid-push."""
+
+    def __init__(self, port, limit):
+        import threading
+        self.target, self.limit, self.sent = port, limit, 0
+        self.lock = threading.Lock()
+        self.sockets = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.cut = threading.Event()
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        import threading
+        while not self.cut.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            with self.lock:
+                self.sockets += [client, upstream]
+            threading.Thread(target=self.pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self.pump, args=(upstream, client, False), daemon=True).start()
+
+    def pump(self, src, dst, counted):
+        while True:
+            try:
+                data = src.recv(4096)
+                if not data:
+                    break
+                if counted:
+                    with self.lock:
+                        self.sent += len(data)
+                        over = self.sent > self.limit
+                    if over:
+                        self.disappear()
+                        return
+                dst.sendall(data)
+            except OSError:
+                break
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def disappear(self):
+        self.cut.set()
+        with self.lock:
+            for sock in self.sockets + [self.listener]:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+
+
+def test_registry_gone_mid_push(env):
+    """The registry goes away in the middle of the layer's upload: checkpoint fails naming the
+    image directory it kept, and that directory restores the container whole."""
+    tmp = private_tmp(env)
+    if not shutil.which("skopeo") or not shutil.which("docker-registry"):
+        check(False, "skopeo and docker-registry are installed (make test-deps)")
+        return
+    # The counter holds ~400 KiB of random bytes (as hex text): a layer the cut falls inside.
+    data = os.path.join(env.tmp, "data-c1")
+    os.makedirs(data)
+    bundle = env.bundle("c1", ["/bin/sh", "-c", "x=$(head -c 400000 /dev/urandom | od -An -tx1); " + COUNTER],
+                        edit=lambda c: c["mounts"].append({"destination": "/data", "type": "bind", "source": data,
+                                                           "options": ["rbind", "rw"]}))
+    start(env, bundle, "c1")
+    wait_for(lambda: count(data) >= 5, "the counter")
+    local = os.path.join(env.tmp, "local")
+    with Registry(env) as registry:
+        proxy = CuttingProxy(registry.port, 64 << 10)
+        ref = "docker://127.0.0.1:%d/checkpoints/c1:v1" % proxy.port
+        p = env.run(["checkpoint", "--image-path", local, "--image-ref", ref, "--tls-verify=false", "c1"], check=False,
+                    timeout=120)
+        last = count(data)
+        check(proxy.cut.is_set(), "the registry went away mid-push (%d bytes on their way)" % proxy.sent)
+        check(p.returncode != 0 and "kept in " + local in p.stderr, "the failed push names the kept image: %s"
+              % p.stderr.strip()[-300:])
+        proxy.disappear()
+    check(gone(env, "c1"), "the container is checkpointed (gone) all the same")
+    restore_and_count(env, bundle, data, "c1", last, "the kept image restores whole", "--image-path", local)
+    check(not os.listdir(tmp), "the scratch layouts are removed: %s" % os.listdir(tmp))
+
+
 def test_containers_storage(env):
     tmp = private_tmp(env)
     if not shutil.which("skopeo"):
@@ -644,4 +738,5 @@ if __name__ == "__main__":
     main({"export_import": test_export_import, "oci_layout": test_oci_layout, "oci_archive": test_oci_archive,
           "inspect": test_inspect, "hostile_archive": test_hostile_archive, "hostile_image": test_hostile_image,
           "registry": test_registry, "containers_storage": test_containers_storage,
-          "refused_flags": test_refused_flags, "rootfs_diff": test_rootfs_diff})
+          "refused_flags": test_refused_flags, "rootfs_diff": test_rootfs_diff,
+          "registry_gone_mid_push": test_registry_gone_mid_push})
