@@ -33,6 +33,7 @@
 #include "core/image/proto/mm.pb.h"
 #include "core/image/proto/task.pb.h"
 #include "core/image/proto/tree.pb.h"
+#include "core/lazy/handover.h"
 #include "core/mm/mm_restore.h"
 #include "core/guard/guard.h"
 #include "core/sys/failpoint.h"
@@ -646,6 +647,11 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
 
   // Orphans of a failed restore come back to us to be reaped.
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  std::optional<lazy::HandoverClient> lazy;
+  if (!options.lazy_pages_socket.empty()) {
+    CRYO_ASSIGN(auto client, lazy::HandoverClient::connect(options.lazy_pages_socket));
+    lazy.emplace(std::move(client));
+  }
   pid_t root = 0;
   std::vector<std::string> made_cgroups;
   ScopeGuard cleanup([&] {
@@ -729,8 +735,11 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(pid));
       ptrace::Remote r(pid, tramp.code, regs);
       CRYO_TRY(check_interrupt("while memory was being restored"));
-      CRYO_TRY(mm::restore_mm(pid, r, tramp, img.mms.at(pid), *t.core, objects, reader, premaps, t.entry->ppid())
+      std::vector<std::pair<uint64_t, uint64_t>> lazy_ranges;
+      CRYO_TRY(mm::restore_mm(pid, r, tramp, img.mms.at(pid), *t.core, objects, reader, premaps, t.entry->ppid(),
+                              lazy ? &lazy_ranges : nullptr)
                    .wrap(pid_str(pid)));
+      if (lazy) CRYO_TRY(lazy->hand_over(pid, r, lazy_ranges).wrap(pid_str(pid)));
       auto threads = task::create_threads(r, tramp, *t.core);
       if (!threads.ok()) return std::move(threads).error().wrap(pid_str(pid));
       failpoint("restore.memory");
@@ -779,6 +788,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       failpoint("restore.released");
     }
     guard.release();
+    if (lazy) CRYO_TRY(lazy->done());
     // Under cryo's init the daemon's session stand-in is its child: it reaps it.
     if (plan.cryo_init && plan.session_stand_in) ::kill(plan.session_stand_in, SIGKILL);
     return {};

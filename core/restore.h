@@ -36,6 +36,9 @@ struct RestoreOptions {
   std::vector<cgroup::CgroupRoot> cgroup_roots;  // --cgroup-root: the root process's cgroups go there
   hooks::Actions actions;  // --action-script
   ns::NetNsRestoreOptions net_ns;  // --empty-ns net, --join-ns net:PATH, --external veth[...]
+  // --lazy-pages: private anonymous memory comes after the tree runs, from
+  // the `cryo lazy-pages` daemon listening on this socket.
+  std::string lazy_pages_socket;
 };
 
 struct RestoreResult {

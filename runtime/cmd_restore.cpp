@@ -18,6 +18,7 @@ int restore_options(const Args* args, RestoreOptions& options) {
   options.tcp_established = args->has("tcp-established");
   options.tcp_close = args->has("tcp-close");
   options.new_pidns = args->has("new-pidns");
+  if (args->has("lazy-pages")) options.lazy_pages_socket = in_work_dir(*args, "lazy-pages.socket");
   options.root = args->get_or("root", "");
   for (const auto& script : args->all("action-script")) options.actions.add_script(script);
   options.actions.set_image_dir(options.images_dir);

@@ -44,6 +44,8 @@ int cmd_inspect(const GlobalOptions&, const std::vector<std::string>&);
 int cmd_network_unlock(const GlobalOptions&, const std::vector<std::string>&);
 int cmd_page_server(const GlobalOptions&, const std::vector<std::string>&);
 extern const char* const kPageServerUsage;
+int cmd_lazy_pages(const GlobalOptions&, const std::vector<std::string>&);
+extern const char* const kLazyPagesUsage;
 
 // Runtime mode (runc's verbs).
 int cmd_create(const GlobalOptions&, const std::vector<std::string>&);

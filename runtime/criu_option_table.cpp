@@ -56,7 +56,8 @@ std::vector<Option> make_table() {
       row("log-pid", 0, kNo, kNeg, D | P | R, kAcc, "cryo is one process: its log is one file"),
       row("deprecated", 0, kNo, kNeg, kAll, kAcc, "nothing cryo does is deprecated"),
       row("stream", 0, kNo, kNeg, D | P | R, kRef, "images go to and come from the image directory only (no image streamer)"),
-      row("status-fd", 0, kReq, 0, 0, kAcc, "read by `cryo page-server`: one zero byte, then closed, once it listens"),
+      row("status-fd", 0, kReq, 0, 0, kAcc,
+          "read by `cryo page-server` and `cryo lazy-pages`: one zero byte, then closed, once they listen"),
       row("ms", 0, kNo, 0, kAll, kRef, "CRIU itself refuses it (it is gone)"),
 
       // The tree and how the dump leaves it.
@@ -116,7 +117,12 @@ std::vector<Option> make_table() {
           "cryo makes no separate check of a restored file's permission bits"),
       row("cpu-cap", 0, kOpt, 0, D | R, kRef,
           "cryo checks no CPU capabilities, so only --cpu-cap=none (no check) is accepted"),
-      row("lazy-pages", 0, kNo, 0, D | R, kRef, "memory is restored whole before the tree runs"),
+      row("lazy-pages", 0, kNo, 0, R, kImpl,
+          "private anonymous memory is registered with userfaultfd instead of filled, and the tree runs at once; "
+          "`cryo lazy-pages -D DIR`, started first, brings each page in on its first touch and the rest in the "
+          "background (README: Lazy restore)"),
+      row("lazy-pages", 0, kNo, 0, D, kRef,
+          "a dump cannot serve the pages of the frozen tree yet: dump as usual and restore with --lazy-pages"),
       row("unprivileged", 0, kNo, kNeg, kAll, kAcc,
           "cryo asks for the same capabilities with or without it (`cryo check` lists them)"),
 

@@ -24,6 +24,7 @@ const Command kCommands[] = {
      "       cryo inspect REF | FILE.tar [--pages] [--tls-verify=false]   (an image of checkpoint --image-ref)\n\n"
      "Prints the image in DIR as JSON after checking every checksum; --pages adds the memory pages.\n"},
     {"page-server", cmd_page_server, "receive a dump's pages over the network (-D DIR --port P)", kPageServerUsage},
+    {"lazy-pages", cmd_lazy_pages, "serve the memory of a restore --lazy-pages (-D DIR)", kLazyPagesUsage},
     {"network-unlock", cmd_network_unlock, "drop the network lock a dump left (-D DIR)",
      "usage: cryo network-unlock -D DIR\n\n"
      "Removes the network lock the dump of DIR left for its restore (for an image that will not be\n"

@@ -205,9 +205,14 @@ Status validate_mm(const image::Mm& mm, const image::Files& files, const image::
   return {};
 }
 
+bool can_be_lazy(const image::Vma& v) {
+  return v.kind() == image::Vma::ANON_PRIVATE && (v.prot() & PROT_WRITE) && !v.locked() && !v.growsdown();
+}
+
 Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const image::Mm& mm,
                   const image::Process& core, const files::FileObjects& objects,
-                  const image::ImageDirReader& images, const Premaps& premaps, pid_t parent) {
+                  const image::ImageDirReader& images, const Premaps& premaps, pid_t parent,
+                  std::vector<std::pair<uint64_t, uint64_t>>* lazy) {
   std::string proc_dir = "/proc/" + std::to_string(pid);
   // The stub's own rseq area is about to disappear: unregister it first.
   CRYO_ASSIGN(auto rseq, ptrace::get_rseq(pid));
@@ -304,6 +309,7 @@ Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const i
                                  {v.start(), v.end() - v.start(), prot, flags, static_cast<uint64_t>(fd), v.pgoff()}));
     if (static_cast<uint64_t>(got) != v.start())
       return Error(EINVAL, "mapping " + hex(v.start()) + " landed at " + hex(static_cast<uint64_t>(got)));
+    if (lazy && !inherits && can_be_lazy(v)) lazy->emplace_back(v.start(), v.end());
     if (!inherits) continue;
     for (const auto& run : mm.inherited()) {
       uint64_t end = run.addr() + run.npages() * kPage;
@@ -319,7 +325,13 @@ Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const i
   }
   // What is left of the regions (other processes' memory) goes.
   for (const auto& [s, e] : regions) CRYO_TRY(r.call("munmap", SYS_munmap, {s, e - s}));
-  CRYO_TRY(write_pages(pid, mm, images, own_region).wrap("writing memory"));
+  auto comes_later = [&](uint64_t addr) {
+    if (!lazy) return false;
+    auto it = std::upper_bound(lazy->begin(), lazy->end(), std::make_pair(addr, UINT64_MAX));
+    return it != lazy->begin() && addr < std::prev(it)->second;
+  };
+  CRYO_TRY(write_pages(pid, mm, images, [&](uint64_t addr) { return own_region(addr) || comes_later(addr); })
+               .wrap("writing memory"));
   for (int i = 0; i < mm.vmas_size(); i++) {
     const auto& v = mm.vmas(i);
     if (is_special(v.kind())) continue;

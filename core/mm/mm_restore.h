@@ -34,10 +34,18 @@ uint64_t find_hole(const std::vector<std::pair<uint64_t, uint64_t>>& used, uint6
 // ipc: the tree's own IPC namespace, whose segments a mapping may attach.
 Status validate_mm(const image::Mm& mm, const image::Files& files, const image::IpcNamespace* ipc = nullptr);
 
+// Whether a mapping's pages may come after the process runs (restore
+// --lazy-pages): plain private anonymous memory, writable, neither locked nor
+// growing down.
+bool can_be_lazy(const image::Vma& v);
+
 // premaps: the regions the stubs built (see premap.h); parent: the pid
-// whose regions the process inherits pages from.
+// whose regions the process inherits pages from. lazy: when given, the pages
+// of mappings that can be lazy (and are made empty here) are not written, and
+// those mappings' ranges are appended, sorted, for userfaultfd.
 Status restore_mm(pid_t pid, ptrace::Remote& remote, const Trampoline& tramp, const image::Mm& mm,
                   const image::Process& core, const files::FileObjects& objects,
-                  const image::ImageDirReader& images, const Premaps& premaps, pid_t parent);
+                  const image::ImageDirReader& images, const Premaps& premaps, pid_t parent,
+                  std::vector<std::pair<uint64_t, uint64_t>>* lazy = nullptr);
 
 }  // namespace cryo::mm

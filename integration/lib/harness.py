@@ -494,12 +494,16 @@ class Env:
 
     def cryo_background(self, *args):
         """Starts cryo without waiting; returns (Popen, stdout path, stderr path)."""
+        return self.cryo_background_env(None, *args)
+
+    def cryo_background_env(self, env_extra, *args):
+        """cryo_background with variables added to the environment (None: none)."""
         check(os.access(self.cryo_path, os.X_OK), f"cryo binary {self.cryo_path} is not built")
         out_path = self.path(self._unique("cryo-bg") + ".out")
         err_path = out_path[:-4] + ".err"
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen([self.cryo_path] + [str(a) for a in args], stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=err)
+                                    stderr=err, env={**os.environ, **(env_extra or {})})
         _POPENS.append(proc)
         log(f"cryo {' '.join(str(a) for a in args)} & (pid {proc.pid})")
         return proc, out_path, err_path

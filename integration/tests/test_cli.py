@@ -276,8 +276,7 @@ def case_criu_refused(env):
         check("not supported" in result.stderr, f"the refusal does not say why: {result.stderr.strip()!r}")
     refused(env, "pre-dump", "-t", pid, "-D", images, "--track-mem", mention="pre-dump")
     restore = ["restore", "-D", images]
-    for extra, option in [(["--lazy-pages"], "--lazy-pages"),
-                          (["-d", "-S"], "--restore-sibling"),
+    for extra, option in [(["-d", "-S"], "--restore-sibling"),
                           (["--lsm-profile", "apparmor:unconfined"], "--lsm-profile"),
                           (["--auto-dedup"], "--auto-dedup"), (["--exec-cmd"], "--exec-cmd"),
                           (["--leave-stopped"], "--leave-stopped")]:

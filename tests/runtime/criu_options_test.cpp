@@ -152,8 +152,10 @@ TEST_CASE("options for another verb are taken, as CRIU ignores them") {
   CHECK(parse_for(kDump, {"--tcp-close", "-d", "--pidfile", "p", "--inherit-fd", "fd[1]:tty[1:2]"}, &err));
   CHECK(parse_for(kCheck, {"--lazy-pages", "-t", "1"}, &err));
   CHECK(parse_for(kRestore, {"--skip-in-flight", "--page-server", "--address", "10.0.0.1", "--port", "27"}, &err));
-  CHECK_FALSE(parse_for(kRestore, {"--lazy-pages"}, &err));
-  CHECK(err == "restore: --lazy-pages is not supported yet: " + lookup("lazy-pages", kRestore)->note);
+  CHECK_FALSE(parse_for(kRestore, {"--lsm-profile", "x"}, &err));
+  CHECK(err == "restore: --lsm-profile=x is not supported yet: " + lookup("lsm-profile", kRestore)->note);
+  CHECK_FALSE(parse_for(kDump, {"--lazy-pages"}, &err));
+  CHECK(err == "dump: --lazy-pages is not supported yet: " + lookup("lazy-pages", kDump)->note);
 }
 
 TEST_CASE("bad values and stray words are errors, as in CRIU") {
@@ -212,7 +214,7 @@ TEST_CASE("--config: the file's options first, the command line's win") {
     std::ofstream f(path);
     f << "lazy-pages\n";
   }
-  CHECK_FALSE(parse_command_line(kRestore, {"--config=" + std::string(path)}, &err));
+  CHECK_FALSE(parse_command_line(kDump, {"--config=" + std::string(path)}, &err));
   CHECK(err.find("--lazy-pages") != std::string::npos);
   ::unlink(path);
   CHECK_FALSE(parse_command_line(kDump, {"--config", path}, &err));

@@ -1,0 +1,418 @@
+#include "core/lazy/daemon.h"
+
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "core/image/image.h"
+#include "core/image/proto/mm.pb.h"
+#include "core/lazy/handover.h"
+#include "core/lazy/keeper.h"
+#include "core/lazy/pending.h"
+#include "core/sys/failpoint.h"
+#include "core/sys/log.h"
+#include "core/sys/util.h"
+
+namespace cryo::lazy {
+namespace {
+
+constexpr uint64_t kFaultPages = 16;        // a fault brings 64 KiB: the pages after it are likely next
+constexpr uint64_t kBackgroundPages = 256;  // 1 MiB a step between looks at the faults
+constexpr uint64_t kMaxRanges = 1u << 20;
+
+// One userfaultfd: a restored process, or a child it forked since.
+struct Target {
+  int id = 0;
+  pid_t pid = 0;  // of the image; 0 for a child forked after the restore
+  bool pid_known = false;
+  UniqueFd uffd, pidfd;
+  PendingPages pending;
+  std::vector<uint64_t> unanswered;  // faults to answer once the events before them are read
+  bool gone = false;
+};
+
+enum class Copy { kDone, kAgain, kGone };
+
+class Daemon {
+ public:
+  Status load(const std::string& dir);
+  Status serve(int listener);
+
+ private:
+  Status accept_restore(int listener);
+  Status receive_handover();
+  Status drain_events(Target& t, std::vector<std::unique_ptr<Target>>* born);
+  Copy copy_in(Target& t, PageSpan span);
+  Copy answer_fault(Target& t, uint64_t addr);
+  void add_target(std::unique_ptr<Target> t);
+  void finish_target(Target& t, const char* why);
+
+  std::optional<image::ImageDirReader> reader_;
+  std::map<pid_t, std::vector<PageSpan>> image_pages_;  // checked runs of each process, by address
+  std::vector<std::unique_ptr<Target>> targets_;
+  UniqueFd session_;
+  bool session_done_ = false, session_over_ = false;
+  int next_id_ = 1;
+  uint64_t rate_ = 0;  // bytes a second the background copy may take (0: as fast as it goes)
+  uint64_t next_step_us_ = 0;
+  size_t next_background_ = 0;
+  Keeper keeper_;
+  uint64_t faults_ = 0, fault_pages_ = 0, background_pages_ = 0, zero_pages_ = 0;
+};
+
+Status Daemon::load(const std::string& dir) {
+  CRYO_ASSIGN(auto reader, image::ImageDirReader::open(dir));
+  reader_.emplace(std::move(reader));
+  for (const auto& f : reader_->inventory().files()) {
+    int pid = 0;
+    char tail = 0;
+    if (std::sscanf(f.name().c_str(), "mm-%d.im%c", &pid, &tail) != 2 || pid <= 0) continue;
+    image::Mm mm;
+    CRYO_TRY(reader_->read(f.name(), image::Kind::kMm, &mm));
+    auto& spans = image_pages_[pid];
+    for (const auto& run : mm.pages()) {
+      if (run.npages() == 0 || run.npages() > (1ULL << 36) / kPage)
+        return Error(EINVAL, f.name() + ": a page run of " + std::to_string(run.npages()) + " pages");
+      // Checked once here, before the first page is served.
+      CRYO_ASSIGN(const uint8_t* src, reader_->checked_page_run(run.offset(), run.npages() * kPage, run.xxh3()));
+      spans.push_back({run.addr(), run.npages(), src});
+    }
+    std::sort(spans.begin(), spans.end(), [](const PageSpan& a, const PageSpan& b) { return a.addr < b.addr; });
+  }
+  return {};
+}
+
+Status Daemon::accept_restore(int listener) {
+  int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd < 0) return errno == EINTR || errno == EAGAIN ? Status() : errno_error("accept");
+  session_.reset(fd);
+  log::info("a restore connected");
+  return {};
+}
+
+Status recv_all(int fd, void* data, size_t size) {
+  auto* p = static_cast<char*>(data);
+  while (size > 0) {
+    ssize_t n = ::recv(fd, p, size, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error("receive from the restore");
+    if (n == 0) return Error(ECONNRESET, "the restore hung up in the middle of a message");
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+  return {};
+}
+
+Status Daemon::receive_handover() {
+  Handover h;
+  union {
+    char buf[CMSG_SPACE(2 * sizeof(int))];
+    struct cmsghdr align;
+  } control{};
+  struct iovec iov = {&h, sizeof h};
+  struct msghdr msg {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = sizeof control.buf;
+  ssize_t n = ::recvmsg(session_.get(), &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+  std::vector<UniqueFd> fds;
+  for (struct cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; i++) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+      fds.emplace_back(fd);
+    }
+  }
+  if (n < 0 && errno == EINTR) return {};
+  if (n == 0) {
+    session_.reset();
+    session_over_ = true;
+    if (!session_done_) log::error("the restore ended before it was done (it failed, and kills what it made)");
+    return {};
+  }
+  if (n != static_cast<ssize_t>(sizeof h)) return errno_error("receive from the restore");
+  if (h.magic != kHandoverMagic || h.version != kHandoverVersion)
+    return Error(EPROTO, "the restore speaks another handover (magic " + std::to_string(h.magic) + ", version " +
+                             std::to_string(h.version) + ")");
+  if (h.kind == kDone) {
+    session_done_ = session_over_ = true;
+    session_.reset();
+    log::info("the restore is done: every process runs");
+    return {};
+  }
+  if (h.kind != kProcess || fds.size() != 2 || h.ranges > kMaxRanges)
+    return Error(EPROTO, "a malformed handover from the restore");
+  std::vector<uint64_t> words(h.ranges * 2);
+  CRYO_TRY(recv_all(session_.get(), words.data(), words.size() * 8));
+  auto it = image_pages_.find(h.pid);
+  if (it == image_pages_.end()) return Error(EPROTO, "the restore hands over pid " + std::to_string(h.pid) + ", which the image lacks");
+  auto t = std::make_unique<Target>();
+  t->pid = h.pid;
+  t->pid_known = true;
+  t->uffd = std::move(fds[0]);
+  t->pidfd = std::move(fds[1]);
+  // The image's pages inside the registered ranges (both sorted).
+  const auto& spans = it->second;
+  size_t s = 0;
+  for (size_t r = 0; r < h.ranges; r++) {
+    uint64_t start = words[2 * r], end = words[2 * r + 1];
+    if (start >= end || start % kPage || end % kPage) return Error(EPROTO, "a malformed range in a handover");
+    while (s < spans.size() && spans[s].addr + spans[s].npages * kPage <= start) s++;
+    for (size_t k = s; k < spans.size() && spans[k].addr < end; k++) {
+      uint64_t from = std::max(start, spans[k].addr);
+      uint64_t to = std::min(end, spans[k].addr + spans[k].npages * kPage);
+      t->pending.add({from, (to - from) / kPage, spans[k].src + (from - spans[k].addr)});
+    }
+  }
+  log::info("pid " + std::to_string(h.pid) + ": " + std::to_string(t->pending.pages()) + " pages to bring in");
+  add_target(std::move(t));
+  return {};
+}
+
+void Daemon::add_target(std::unique_ptr<Target> t) {
+  t->id = next_id_++;
+  keeper_.add(t->id, t->pid_known ? t->pid : 0, t->uffd.get());
+  targets_.push_back(std::move(t));
+}
+
+void Daemon::finish_target(Target& t, const char* why) {
+  if (t.gone) return;
+  t.gone = true;
+  log::info("userfaultfd " + std::to_string(t.id) + (t.pid_known ? " (pid " + std::to_string(t.pid) + ")" : "") + ": " + why);
+  t.uffd.reset();
+  t.pidfd.reset();
+  keeper_.drop(t.id);
+}
+
+Copy Daemon::copy_in(Target& t, PageSpan span) {
+  while (span.npages > 0) {
+    struct uffdio_copy c {};
+    c.dst = span.addr;
+    c.src = reinterpret_cast<uint64_t>(span.src);
+    c.len = span.npages * kPage;
+    if (::ioctl(t.uffd.get(), UFFDIO_COPY, &c) == 0) return Copy::kDone;
+    int err = errno;
+    uint64_t done = c.copy > 0 ? static_cast<uint64_t>(c.copy) / kPage : 0;
+    span = {span.addr + done * kPage, span.npages - done, span.src + done * kPage};
+    if (err == EAGAIN) {  // the address space is changing: read its events first
+      if (span.npages) t.pending.put_back(span);
+      return Copy::kAgain;
+    }
+    if (err == ESRCH) return Copy::kGone;
+    if (err == EEXIST) {  // that page is there already (the process wrote it, or it came by fork)
+      span = {span.addr + kPage, span.npages - 1, span.src + kPage};
+      continue;
+    }
+    // ENOENT, EFAULT: the mapping is gone (its event follows).
+    log::debug("UFFDIO_COPY at " + std::to_string(span.addr) + ": " + std::strerror(err));
+    return Copy::kDone;
+  }
+  return Copy::kDone;
+}
+
+Copy Daemon::answer_fault(Target& t, uint64_t addr) {
+  faults_++;
+  if (auto span = t.pending.take(addr, kFaultPages)) {
+    fault_pages_ += span->npages;
+    Copy c = copy_in(t, *span);
+    if (c != Copy::kDone) return c;
+  } else {
+    // A page the image does not hold (never touched, or given up since):
+    // zeros, as the kernel would have given.
+    struct uffdio_zeropage z {};
+    z.range.start = addr;
+    z.range.len = kPage;
+    if (::ioctl(t.uffd.get(), UFFDIO_ZEROPAGE, &z) < 0) {
+      if (errno == EAGAIN) return Copy::kAgain;
+      if (errno == ESRCH) return Copy::kGone;
+    } else {
+      zero_pages_++;
+    }
+  }
+  // However it went, whoever waits on that page looks again.
+  struct uffdio_range wake {addr, kPage};
+  ::ioctl(t.uffd.get(), UFFDIO_WAKE, &wake);
+  return Copy::kDone;
+}
+
+Status Daemon::drain_events(Target& t, std::vector<std::unique_ptr<Target>>* born) {
+  struct uffd_msg msgs[64];
+  for (;;) {
+    ssize_t n = ::read(t.uffd.get(), msgs, sizeof msgs);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return {};
+    if (n <= 0) {
+      finish_target(t, "its address space is gone");
+      return {};
+    }
+    for (size_t i = 0; i < static_cast<size_t>(n) / sizeof(struct uffd_msg); i++) {
+      const auto& m = msgs[i];
+      switch (m.event) {
+        case UFFD_EVENT_PAGEFAULT:
+          if (!t.pid_known && m.arg.pagefault.feat.ptid > 0) {
+            t.pid_known = true;
+            t.pid = static_cast<pid_t>(m.arg.pagefault.feat.ptid);
+            keeper_.learned_pid(t.id, t.pid);
+          }
+          t.unanswered.push_back(m.arg.pagefault.address & ~(kPage - 1));
+          break;
+        case UFFD_EVENT_FORK: {
+          // The child has what the parent had, and lacks what it lacked.
+          auto child = std::make_unique<Target>();
+          child->uffd.reset(static_cast<int>(m.arg.fork.ufd));
+          child->pending = t.pending;
+          log::info("userfaultfd " + std::to_string(t.id) + ": its process forked");
+          born->push_back(std::move(child));
+          break;
+        }
+        case UFFD_EVENT_REMAP: {
+          uint64_t from = m.arg.remap.from, to = m.arg.remap.to, len = m.arg.remap.len;
+          auto moved = t.pending.extract(from, from + len);
+          t.pending.erase(to, to + len);
+          for (auto span : moved) {
+            span.addr = span.addr - from + to;
+            t.pending.add(span);
+          }
+          break;
+        }
+        case UFFD_EVENT_REMOVE:  // madvise(MADV_DONTNEED/REMOVE): zeros from now on
+          t.pending.erase(m.arg.remove.start, m.arg.remove.end);
+          break;
+        case UFFD_EVENT_UNMAP:
+          t.pending.erase(m.arg.remove.start, m.arg.remove.end);
+          break;
+        default:
+          return Error(EPROTO, "an unknown userfaultfd event " + std::to_string(m.event));
+      }
+    }
+  }
+}
+
+Status Daemon::serve(int listener) {
+  // CRYO_LAZY_RATE=MiB/s: a slower background copy leaves a link (or the
+  // disk) to the faults.
+  if (const char* rate = ::getenv("CRYO_LAZY_RATE")) rate_ = std::strtoull(rate, nullptr, 10) << 20;
+  CRYO_ASSIGN(keeper_, Keeper::start());
+  uint64_t start = now_us();
+  for (;;) {
+    for (auto it = targets_.begin(); it != targets_.end();) {
+      Target& t = **it;
+      if (!t.gone && t.pending.empty() && t.unanswered.empty()) finish_target(t, "all its pages are in");
+      it = t.gone ? targets_.erase(it) : it + 1;
+    }
+    if (session_over_ && targets_.empty()) break;
+    std::vector<struct pollfd> fds;
+    enum Kind { kListener, kSession, kUffd, kPidfd };
+    std::vector<std::pair<Kind, Target*>> what;
+    if (!session_ && !session_over_) {
+      fds.push_back({listener, POLLIN, 0});
+      what.emplace_back(kListener, nullptr);
+    }
+    if (session_) {
+      fds.push_back({session_.get(), POLLIN, 0});
+      what.emplace_back(kSession, nullptr);
+    }
+    bool background = false;
+    for (auto& t : targets_) {
+      fds.push_back({t->uffd.get(), POLLIN, 0});
+      what.emplace_back(kUffd, t.get());
+      if (t->pidfd) {
+        fds.push_back({t->pidfd.get(), POLLIN, 0});
+        what.emplace_back(kPidfd, t.get());
+      }
+      background = background || !t->pending.empty() || !t->unanswered.empty();
+    }
+    int timeout = -1;
+    if (background) {
+      uint64_t now = now_us();
+      timeout = now >= next_step_us_ ? 0 : static_cast<int>((next_step_us_ - now + 999) / 1000);
+    }
+    int ready = ::poll(fds.data(), fds.size(), timeout);
+    if (ready < 0 && errno != EINTR) return errno_error("poll");
+    std::vector<std::unique_ptr<Target>> born;
+    for (size_t i = 0; ready > 0 && i < fds.size(); i++) {
+      if (!fds[i].revents) continue;
+      auto [kind, t] = what[i];
+      if (kind == kListener) CRYO_TRY(accept_restore(listener));
+      if (kind == kSession) CRYO_TRY(receive_handover());
+      if (kind == kUffd && !t->gone) CRYO_TRY(drain_events(*t, &born));
+      if (kind == kPidfd && !t->gone) finish_target(*t, "its process ended");
+    }
+    for (auto& t : targets_) {
+      if (t->gone) continue;
+      std::vector<uint64_t> faults;
+      faults.swap(t->unanswered);
+      for (size_t k = 0; k < faults.size(); k++) {
+        Copy c = answer_fault(*t, faults[k]);
+        if (c == Copy::kGone) {
+          finish_target(*t, "its address space is gone");
+          break;
+        }
+        if (c == Copy::kAgain) {  // after its events
+          t->unanswered.insert(t->unanswered.end(), faults.begin() + static_cast<long>(k), faults.end());
+          break;
+        }
+      }
+    }
+    for (auto& child : born) add_target(std::move(child));
+    // One step of the background copy, round robin (at most at the rate asked).
+    for (size_t k = 0; k < targets_.size() && now_us() >= next_step_us_; k++) {
+      Target& t = *targets_[(next_background_ + k) % targets_.size()];
+      if (t.gone || t.pending.empty() || !t.unanswered.empty()) continue;
+      next_background_ = (next_background_ + k + 1) % targets_.size();
+      failpoint("lazy.background");
+      auto span = t.pending.take_first(kBackgroundPages);
+      Copy c = copy_in(t, *span);
+      if (c == Copy::kDone) background_pages_ += span->npages;
+      if (c == Copy::kGone) finish_target(t, "its address space is gone");
+      if (rate_ > 0) next_step_us_ = now_us() + span->npages * kPage * 1000000 / rate_;
+      break;
+    }
+  }
+  keeper_.end();
+  log::info("lazy pages done in " + std::to_string((now_us() - start) / 1000) + " ms: " + std::to_string(faults_) +
+            " faults (" + std::to_string(fault_pages_) + " pages, " + std::to_string(zero_pages_) + " zero), " +
+            std::to_string(background_pages_) + " pages in the background");
+  if (!session_done_) return Error("the restore failed before every process ran");
+  return {};
+}
+
+}  // namespace
+
+Status run_lazy_pages(const DaemonOptions& options, const std::function<void()>& on_listening) {
+  Daemon daemon;
+  CRYO_TRY(daemon.load(options.images_dir).wrap("lazy-pages"));
+  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!listener) return errno_error("socket");
+  struct sockaddr_un addr {};
+  addr.sun_family = AF_UNIX;
+  if (options.socket_path.size() >= sizeof addr.sun_path) return Error(ENAMETOOLONG, "socket " + options.socket_path);
+  std::memcpy(addr.sun_path, options.socket_path.c_str(), options.socket_path.size() + 1);
+  ::unlink(options.socket_path.c_str());  // a stale one of a daemon gone
+  if (::bind(listener.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) < 0)
+    return errno_error("bind " + options.socket_path);
+  struct Unlink {
+    const std::string& path;
+    ~Unlink() { ::unlink(path.c_str()); }
+  } unlink_socket{options.socket_path};
+  if (::listen(listener.get(), 1) < 0) return errno_error("listen " + options.socket_path);
+  log::info("lazy-pages listening on " + options.socket_path);
+  if (on_listening) on_listening();
+  return daemon.serve(listener.get());
+}
+
+}  // namespace cryo::lazy

@@ -1,0 +1,110 @@
+#include "core/lazy/handover.h"
+
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+
+#include <cstring>
+
+#include "core/sys/log.h"
+
+namespace cryo::lazy {
+
+uint64_t wanted_features() {
+  return UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP |
+         UFFD_FEATURE_THREAD_ID;
+}
+
+Result<HandoverClient> HandoverClient::connect(const std::string& socket_path) {
+  HandoverClient c;
+  c.sock_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!c.sock_) return errno_error("socket");
+  struct sockaddr_un addr {};
+  addr.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof addr.sun_path) return Error(ENAMETOOLONG, "lazy-pages socket " + socket_path);
+  std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  if (::connect(c.sock_.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) < 0)
+    return errno_error("no lazy-pages daemon answers at " + socket_path + " (start `cryo lazy-pages` first)");
+  return c;
+}
+
+Status HandoverClient::hand_over(pid_t pid, ptrace::Remote& r, const std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
+  if (ranges.empty()) return {};  // nothing of it comes later
+  // Made in the process (its mm is the one the faults come from), copied out,
+  // and closed there again: the process's fd table stays as recorded.
+  CRYO_ASSIGN(long remote_fd, r.call("userfaultfd", SYS_userfaultfd, {O_CLOEXEC | O_NONBLOCK}));
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) return errno_error("pidfd_open");
+  UniqueFd uffd(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), static_cast<int>(remote_fd), 0)));
+  int err = errno;
+  CRYO_TRY(r.call("close", SYS_close, {static_cast<uint64_t>(remote_fd)}));
+  if (!uffd) return Error(err, "pidfd_getfd of the userfaultfd");
+  struct uffdio_api api {};
+  api.api = UFFD_API;
+  api.features = wanted_features();
+  if (::ioctl(uffd.get(), UFFDIO_API, &api) < 0)
+    return errno_error("UFFDIO_API: this kernel's userfaultfd lacks the events a lazy restore follows "
+                       "(fork, mremap, madvise, munmap)");
+  for (const auto& [start, end] : ranges) {
+    struct uffdio_register reg {};
+    reg.range.start = start;
+    reg.range.len = end - start;
+    reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+    if (::ioctl(uffd.get(), UFFDIO_REGISTER, &reg) < 0) {
+      char buf[64];
+      snprintf(buf, sizeof buf, "%lx-%lx", static_cast<unsigned long>(start), static_cast<unsigned long>(end));
+      return errno_error(std::string("UFFDIO_REGISTER of ") + buf);
+    }
+  }
+  Handover h;
+  h.kind = kProcess;
+  h.pid = pid;
+  h.ranges = ranges.size();
+  struct iovec iov = {&h, sizeof h};
+  union {
+    char buf[CMSG_SPACE(2 * sizeof(int))];
+    struct cmsghdr align;
+  } control{};
+  struct msghdr msg {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = sizeof control.buf;
+  struct cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
+  int fds[2] = {uffd.get(), pidfd.get()};
+  std::memcpy(CMSG_DATA(cm), fds, sizeof fds);
+  if (::sendmsg(sock_.get(), &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof h))
+    return errno_error("handing the userfaultfd to the lazy-pages daemon");
+  std::vector<uint64_t> words;
+  for (const auto& [s, e] : ranges) {
+    words.push_back(s);
+    words.push_back(e);
+  }
+  const char* p = reinterpret_cast<const char*>(words.data());
+  for (size_t left = words.size() * 8; left > 0;) {
+    ssize_t n = ::send(sock_.get(), p, left, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return errno_error("sending ranges to the lazy-pages daemon");
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+  log::info("pid " + std::to_string(pid) + ": " + std::to_string(ranges.size()) + " mappings come lazily");
+  return {};
+}
+
+Status HandoverClient::done() {
+  Handover h;
+  h.kind = kDone;
+  if (::send(sock_.get(), &h, sizeof h, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof h))
+    return errno_error("telling the lazy-pages daemon the restore is done");
+  sock_.reset();
+  return {};
+}
+
+}  // namespace cryo::lazy
