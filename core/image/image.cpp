@@ -113,14 +113,21 @@ uint64_t Checksummer::digest() const { return XXH3_64bits_digest(static_cast<con
 
 Result<uint64_t> file_checksum(const std::string& path) {
   CRYO_ASSIGN(UniqueFd fd, open_file(path, O_RDONLY));
-  struct stat st;
-  if (::fstat(fd.get(), &st) < 0) return errno_error("fstat " + path);
-  if (st.st_size == 0) return checksum(nullptr, 0);
-  void* map = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd.get(), 0);
-  if (map == MAP_FAILED) return errno_error("mmap " + path);
-  uint64_t sum = checksum(map, static_cast<size_t>(st.st_size));
-  ::munmap(map, static_cast<size_t>(st.st_size));
-  return sum;
+  // Read through a small buffer, not mapped: the libraries a process maps are
+  // hashed at every dump and restore, and a mapping's page faults cost 3-4
+  // times the hashing under this kind of hypervisor (libc: 1.1 ms against 0.3).
+  thread_local std::unique_ptr<uint8_t[]> buf;
+  constexpr size_t kSize = 64u << 10;
+  if (!buf) buf = std::make_unique_for_overwrite<uint8_t[]>(kSize);
+  Checksummer sum;
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf.get(), kSize);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error("read " + path);
+    if (n == 0) break;
+    sum.update(buf.get(), static_cast<size_t>(n));
+  }
+  return sum.digest();
 }
 
 std::string core_name(int pid) { return "core-" + std::to_string(pid) + ".img"; }

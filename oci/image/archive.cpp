@@ -1,7 +1,5 @@
 #include "oci/image/archive.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -12,24 +10,28 @@
 
 #include "core/sys/io.h"
 #include "oci/image/digest.h"
+#include "oci/image/dynlib.h"
 
 namespace cryo::oci::image {
 namespace {
 
+// libarchive, which every entry point below has loaded first.
+const dyn::LibArchive& la() { return **dyn::libarchive(); }
+
 struct ArchiveDeleter {
   void operator()(struct archive* a) const {
-    if (a) archive_free(a);  // closes too
+    if (a) la().archive_free(a);  // closes too
   }
 };
 using ArchivePtr = std::unique_ptr<struct archive, ArchiveDeleter>;
 
 struct EntryDeleter {
-  void operator()(struct archive_entry* e) const { archive_entry_free(e); }
+  void operator()(struct archive_entry* e) const { la().archive_entry_free(e); }
 };
 
 Error archive_failure(struct archive* a, const std::string& what) {
-  const char* text = archive_error_string(a);
-  int err = archive_errno(a);
+  const char* text = la().archive_error_string(a);
+  int err = la().archive_errno(a);
   return Error(err > 0 ? err : 0, what + ": " + (text ? text : "libarchive failed"));
 }
 
@@ -47,13 +49,13 @@ Result<std::vector<std::string>> sorted_names(const std::string& dir) {
 }
 
 Status write_header(struct archive* a, const std::string& name, const struct stat& st, mode_t type) {
-  std::unique_ptr<struct archive_entry, EntryDeleter> entry(archive_entry_new());
-  archive_entry_set_pathname(entry.get(), name.c_str());
-  archive_entry_set_filetype(entry.get(), type);
-  archive_entry_set_perm(entry.get(), st.st_mode & 0755);
-  archive_entry_set_size(entry.get(), type == AE_IFREG ? st.st_size : 0);
-  archive_entry_set_mtime(entry.get(), st.st_mtim.tv_sec, 0);
-  if (archive_write_header(a, entry.get()) != ARCHIVE_OK) return archive_failure(a, "tar header of " + name);
+  std::unique_ptr<struct archive_entry, EntryDeleter> entry(la().archive_entry_new());
+  la().archive_entry_set_pathname(entry.get(), name.c_str());
+  la().archive_entry_set_filetype(entry.get(), type);
+  la().archive_entry_set_perm(entry.get(), st.st_mode & 0755);
+  la().archive_entry_set_size(entry.get(), type == AE_IFREG ? st.st_size : 0);
+  la().archive_entry_set_mtime(entry.get(), st.st_mtim.tv_sec, 0);
+  if (la().archive_write_header(a, entry.get()) != ARCHIVE_OK) return archive_failure(a, "tar header of " + name);
   return {};
 }
 
@@ -69,7 +71,7 @@ Status add_file(struct archive* a, const std::string& name, const std::string& s
     if (n < 0) return errno_error("read " + source);
     if (n == 0) return Error(EIO, source + " shrank while being packed");
     if (n > left) n = static_cast<ssize_t>(left);
-    if (archive_write_data(a, buf, static_cast<size_t>(n)) != n) return archive_failure(a, "packing " + source);
+    if (la().archive_write_data(a, buf, static_cast<size_t>(n)) != n) return archive_failure(a, "packing " + source);
     left -= n;
   }
   return {};
@@ -129,7 +131,7 @@ Status extract_file(struct archive* a, int root, const std::vector<std::string>&
   UniqueFd out(fd);
   char buf[1 << 16];
   for (;;) {
-    la_ssize_t n = archive_read_data(a, buf, sizeof buf);
+    la_ssize_t n = la().archive_read_data(a, buf, sizeof buf);
     if (n < 0) return archive_failure(a, "reading " + name);
     if (n == 0) return {};
     CRYO_TRY(write_all(out.get(), buf, static_cast<size_t>(n)));
@@ -137,12 +139,12 @@ Status extract_file(struct archive* a, int root, const std::vector<std::string>&
 }
 
 Status extract_entry(struct archive* a, struct archive_entry* entry, int root) {
-  const char* raw = archive_entry_pathname(entry);
+  const char* raw = la().archive_entry_pathname(entry);
   std::string name = raw ? raw : "";
   auto parts = safe_components(name);
   if (!parts.ok()) return std::move(parts).error();
-  if (archive_entry_hardlink(entry)) return Error(EINVAL, "entry \"" + name + "\" is a hard link");
-  mode_t type = archive_entry_filetype(entry);
+  if (la().archive_entry_hardlink(entry)) return Error(EINVAL, "entry \"" + name + "\" is a hard link");
+  mode_t type = la().archive_entry_filetype(entry);
   if (parts->empty() && type != AE_IFDIR) return Error(EINVAL, "entry \"" + name + "\" names the archive's root");
   if (type == AE_IFDIR) {
     auto dir = open_dirs(root, *parts, parts->size());
@@ -150,7 +152,7 @@ Status extract_entry(struct archive* a, struct archive_entry* entry, int root) {
   }
   if (type == AE_IFLNK) return Error(EINVAL, "entry \"" + name + "\" is a symlink");
   if (type != AE_IFREG) return Error(EINVAL, "entry \"" + name + "\" is a device, fifo or socket");
-  return extract_file(a, root, *parts, archive_entry_perm(entry), name);
+  return extract_file(a, root, *parts, la().archive_entry_perm(entry), name);
 }
 
 }  // namespace
@@ -172,37 +174,39 @@ const char* layer_media_type(Compression c) {
 }
 
 Status write_tar(const std::string& path, const std::vector<ArchiveEntry>& entries, Compression compression) {
-  ArchivePtr a(archive_write_new());
+  CRYO_TRY(dyn::libarchive());
+  ArchivePtr a(la().archive_write_new());
   if (!a) return Error(ENOMEM, "archive_write_new");
-  archive_write_set_format_pax_restricted(a.get());
+  la().archive_write_set_format_pax_restricted(a.get());
   int rc = ARCHIVE_OK;
-  if (compression == Compression::kGzip) rc = archive_write_add_filter_gzip(a.get());
+  if (compression == Compression::kGzip) rc = la().archive_write_add_filter_gzip(a.get());
   if (compression == Compression::kZstd) {
-    rc = archive_write_add_filter_zstd(a.get());
+    rc = la().archive_write_add_filter_zstd(a.get());
     // Several threads when the library can (libarchive 3.6 and later): a
     // checkpoint is mostly memory pages, and compressing them is the slow part.
-    if (rc == ARCHIVE_OK) archive_write_set_filter_option(a.get(), "zstd", "threads", "0");
+    if (rc == ARCHIVE_OK) la().archive_write_set_filter_option(a.get(), "zstd", "threads", "0");
   }
   if (rc != ARCHIVE_OK) return archive_failure(a.get(), "compressing " + path);
-  if (archive_write_open_filename(a.get(), path.c_str()) != ARCHIVE_OK)
+  if (la().archive_write_open_filename(a.get(), path.c_str()) != ARCHIVE_OK)
     return archive_failure(a.get(), "creating " + path);
   for (const auto& e : entries) CRYO_TRY(add_tree(a.get(), e.name, e.source).wrap("packing " + path));
-  if (archive_write_close(a.get()) != ARCHIVE_OK) return archive_failure(a.get(), "writing " + path);
+  if (la().archive_write_close(a.get()) != ARCHIVE_OK) return archive_failure(a.get(), "writing " + path);
   return {};
 }
 
 Result<std::string> uncompressed_digest(const std::string& path) {
-  ArchivePtr a(archive_read_new());
+  CRYO_TRY(dyn::libarchive());
+  ArchivePtr a(la().archive_read_new());
   if (!a) return Error(ENOMEM, "archive_read_new");
-  archive_read_support_filter_all(a.get());
-  archive_read_support_format_raw(a.get());
-  if (archive_read_open_filename(a.get(), path.c_str(), 1 << 16) != ARCHIVE_OK) return archive_failure(a.get(), path);
+  la().archive_read_support_filter_all(a.get());
+  la().archive_read_support_format_raw(a.get());
+  if (la().archive_read_open_filename(a.get(), path.c_str(), 1 << 16) != ARCHIVE_OK) return archive_failure(a.get(), path);
   struct archive_entry* entry = nullptr;
   Sha256 hash;
-  if (archive_read_next_header(a.get(), &entry) == ARCHIVE_OK) {
+  if (la().archive_read_next_header(a.get(), &entry) == ARCHIVE_OK) {
     char buf[1 << 16];
     for (;;) {
-      la_ssize_t n = archive_read_data(a.get(), buf, sizeof buf);
+      la_ssize_t n = la().archive_read_data(a.get(), buf, sizeof buf);
       if (n < 0) return archive_failure(a.get(), path);
       if (n == 0) break;
       hash.update(buf, static_cast<size_t>(n));
@@ -212,17 +216,18 @@ Result<std::string> uncompressed_digest(const std::string& path) {
 }
 
 Status extract_tar(const std::string& path, const std::string& dir) {
+  CRYO_TRY(dyn::libarchive());
   auto root = open_file(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (!root.ok()) return std::move(root).error();
-  ArchivePtr a(archive_read_new());
+  ArchivePtr a(la().archive_read_new());
   if (!a) return Error(ENOMEM, "archive_read_new");
-  archive_read_support_filter_all(a.get());
-  archive_read_support_format_tar(a.get());
-  if (archive_read_open_filename(a.get(), path.c_str(), 1 << 16) != ARCHIVE_OK)
+  la().archive_read_support_filter_all(a.get());
+  la().archive_read_support_format_tar(a.get());
+  if (la().archive_read_open_filename(a.get(), path.c_str(), 1 << 16) != ARCHIVE_OK)
     return archive_failure(a.get(), path);
   for (;;) {
     struct archive_entry* entry = nullptr;
-    int rc = archive_read_next_header(a.get(), &entry);
+    int rc = la().archive_read_next_header(a.get(), &entry);
     if (rc == ARCHIVE_EOF) return {};
     if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) return archive_failure(a.get(), path);
     CRYO_TRY(extract_entry(a.get(), entry, root->get()).wrap(path));

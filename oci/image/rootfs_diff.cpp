@@ -1,7 +1,5 @@
 #include "oci/image/rootfs_diff.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -18,26 +16,30 @@
 
 #include "core/files/mounts.h"
 #include "core/sys/io.h"
+#include "oci/image/dynlib.h"
 
 namespace cryo::oci::image {
 namespace {
 
 using nlohmann::json;
 
+// libarchive, which the entry points below have loaded first.
+const dyn::LibArchive& la() { return **dyn::libarchive(); }
+
 struct ArchiveDeleter {
   void operator()(struct archive* a) const {
-    if (a) archive_free(a);
+    if (a) la().archive_free(a);
   }
 };
 using ArchivePtr = std::unique_ptr<struct archive, ArchiveDeleter>;
 struct EntryDeleter {
-  void operator()(struct archive_entry* e) const { archive_entry_free(e); }
+  void operator()(struct archive_entry* e) const { la().archive_entry_free(e); }
 };
 using EntryPtr = std::unique_ptr<struct archive_entry, EntryDeleter>;
 
 Error archive_failure(struct archive* a, const std::string& what) {
-  const char* text = archive_error_string(a);
-  return Error(archive_errno(a) > 0 ? archive_errno(a) : EIO, what + ": " + (text ? text : "libarchive failed"));
+  const char* text = la().archive_error_string(a);
+  return Error(la().archive_errno(a) > 0 ? la().archive_errno(a) : EIO, what + ": " + (text ? text : "libarchive failed"));
 }
 
 bool exists(const std::string& path) {
@@ -154,17 +156,17 @@ class DiffWriter {
     std::string full = merged_ + "/" + path;
     struct stat st;
     if (::lstat(full.c_str(), &st) < 0) return errno_error("stat " + full);
-    EntryPtr entry(archive_entry_new());
-    archive_entry_copy_stat(entry.get(), &st);
-    archive_entry_set_pathname(entry.get(), path.c_str());
+    EntryPtr entry(la().archive_entry_new());
+    la().archive_entry_copy_stat(entry.get(), &st);
+    la().archive_entry_set_pathname(entry.get(), path.c_str());
     if (S_ISLNK(st.st_mode)) {
       auto target = read_link(full);
       if (!target.ok()) return std::move(target).error();
-      archive_entry_set_symlink(entry.get(), target->c_str());
+      la().archive_entry_set_symlink(entry.get(), target->c_str());
     }
-    if (!S_ISREG(st.st_mode)) archive_entry_set_size(entry.get(), 0);
+    if (!S_ISREG(st.st_mode)) la().archive_entry_set_size(entry.get(), 0);
     CRYO_TRY(add_xattrs(entry.get(), full));
-    if (archive_write_header(a_, entry.get()) != ARCHIVE_OK) return archive_failure(a_, "tar header of " + path);
+    if (la().archive_write_header(a_, entry.get()) != ARCHIVE_OK) return archive_failure(a_, "tar header of " + path);
     written_++;
     if (S_ISREG(st.st_mode)) CRYO_TRY(copy_contents(full, st.st_size));
     return {};
@@ -183,7 +185,7 @@ class DiffWriter {
       if (n < 0) continue;
       std::string value(static_cast<size_t>(n), '\0');
       n = ::lgetxattr(full.c_str(), name.c_str(), value.data(), value.size());
-      if (n >= 0) archive_entry_xattr_add_entry(entry, name.c_str(), value.data(), static_cast<size_t>(n));
+      if (n >= 0) la().archive_entry_xattr_add_entry(entry, name.c_str(), value.data(), static_cast<size_t>(n));
     }
     return {};
   }
@@ -199,7 +201,7 @@ class DiffWriter {
       if (n < 0) return errno_error("read " + full);
       if (n == 0) return Error(EIO, full + " shrank while being packed");
       n = std::min<ssize_t>(n, left);
-      if (archive_write_data(a_, buf, static_cast<size_t>(n)) != n) return archive_failure(a_, "packing " + full);
+      if (la().archive_write_data(a_, buf, static_cast<size_t>(n)) != n) return archive_failure(a_, "packing " + full);
       left -= n;
     }
     return {};
@@ -253,38 +255,38 @@ std::string apply_in_root(const std::vector<std::string>& deleted, int tar_fd) {
     if (ec) return "removing /" + path + " (deleted.files): " + ec.message();
   }
   if (tar_fd < 0) return "";
-  ArchivePtr in(archive_read_new());
-  ArchivePtr out(archive_write_disk_new());
+  ArchivePtr in(la().archive_read_new());
+  ArchivePtr out(la().archive_write_disk_new());
   if (!in || !out) return "out of memory";
-  archive_read_support_filter_all(in.get());
-  archive_read_support_format_tar(in.get());
-  archive_write_disk_set_options(out.get(), ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
+  la().archive_read_support_filter_all(in.get());
+  la().archive_read_support_format_tar(in.get());
+  la().archive_write_disk_set_options(out.get(), ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
                                                 ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_ACL | ARCHIVE_EXTRACT_UNLINK |
                                                 ARCHIVE_EXTRACT_SECURE_NODOTDOT |
                                                 ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS);
-  if (archive_read_open_fd(in.get(), tar_fd, 1 << 16) != ARCHIVE_OK)
-    return std::string(kRootfsDiffTar) + ": " + (archive_error_string(in.get()) ?: "unreadable");
+  if (la().archive_read_open_fd(in.get(), tar_fd, 1 << 16) != ARCHIVE_OK)
+    return std::string(kRootfsDiffTar) + ": " + (la().archive_error_string(in.get()) ?: "unreadable");
   for (;;) {
     struct archive_entry* entry = nullptr;
-    int rc = archive_read_next_header(in.get(), &entry);
+    int rc = la().archive_read_next_header(in.get(), &entry);
     if (rc == ARCHIVE_EOF) break;
     if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN)
-      return std::string(kRootfsDiffTar) + ": " + (archive_error_string(in.get()) ?: "corrupt");
-    const char* name = archive_entry_pathname(entry);
+      return std::string(kRootfsDiffTar) + ": " + (la().archive_error_string(in.get()) ?: "corrupt");
+    const char* name = la().archive_entry_pathname(entry);
     std::string what = std::string(kRootfsDiffTar) + " entry \"" + (name ? name : "") + "\"";
-    if (archive_write_header(out.get(), entry) != ARCHIVE_OK)
-      return what + ": " + (archive_error_string(out.get()) ?: "refused");
+    if (la().archive_write_header(out.get(), entry) != ARCHIVE_OK)
+      return what + ": " + (la().archive_error_string(out.get()) ?: "refused");
     const void* block;
     size_t size;
     la_int64_t offset;
-    while ((rc = archive_read_data_block(in.get(), &block, &size, &offset)) == ARCHIVE_OK)
-      if (archive_write_data_block(out.get(), block, size, offset) != ARCHIVE_OK)
-        return what + ": " + (archive_error_string(out.get()) ?: "write failed");
-    if (rc != ARCHIVE_EOF) return what + ": " + (archive_error_string(in.get()) ?: "truncated");
-    if (archive_write_finish_entry(out.get()) != ARCHIVE_OK)
-      return what + ": " + (archive_error_string(out.get()) ?: "write failed");
+    while ((rc = la().archive_read_data_block(in.get(), &block, &size, &offset)) == ARCHIVE_OK)
+      if (la().archive_write_data_block(out.get(), block, size, offset) != ARCHIVE_OK)
+        return what + ": " + (la().archive_error_string(out.get()) ?: "write failed");
+    if (rc != ARCHIVE_EOF) return what + ": " + (la().archive_error_string(in.get()) ?: "truncated");
+    if (la().archive_write_finish_entry(out.get()) != ARCHIVE_OK)
+      return what + ": " + (la().archive_error_string(out.get()) ?: "write failed");
   }
-  if (archive_write_close(out.get()) != ARCHIVE_OK) return archive_error_string(out.get()) ?: "write failed";
+  if (la().archive_write_close(out.get()) != ARCHIVE_OK) return la().archive_error_string(out.get()) ?: "write failed";
   return "";
 }
 
@@ -315,20 +317,21 @@ Result<std::optional<OverlayLayers>> overlay_at(const std::string& rootfs) {
 }
 
 Result<std::vector<std::string>> write_rootfs_diff(const std::string& rootfs, const std::string& dir) {
+  CRYO_TRY(dyn::libarchive());
   auto layers = overlay_at(rootfs);
   if (!layers.ok()) return std::move(layers).error();
   if (!*layers) return std::vector<std::string>{};
   char merged[PATH_MAX];
   if (!::realpath(rootfs.c_str(), merged)) return errno_error("rootfs " + rootfs);
   std::string tar_path = dir + "/" + kRootfsDiffTar;
-  ArchivePtr a(archive_write_new());
+  ArchivePtr a(la().archive_write_new());
   if (!a) return Error(ENOMEM, "archive_write_new");
-  archive_write_set_format_pax_restricted(a.get());
-  if (archive_write_open_filename(a.get(), tar_path.c_str()) != ARCHIVE_OK)
+  la().archive_write_set_format_pax_restricted(a.get());
+  if (la().archive_write_open_filename(a.get(), tar_path.c_str()) != ARCHIVE_OK)
     return archive_failure(a.get(), "creating " + tar_path);
   DiffWriter writer(merged, **layers, a.get());
   CRYO_TRY(writer.walk("").wrap("the rootfs changes in " + (*layers)->upper));
-  if (archive_write_close(a.get()) != ARCHIVE_OK) return archive_failure(a.get(), "writing " + tar_path);
+  if (la().archive_write_close(a.get()) != ARCHIVE_OK) return archive_failure(a.get(), "writing " + tar_path);
   std::vector<std::string> names;
   if (writer.written() > 0) {
     names.push_back(kRootfsDiffTar);
@@ -345,6 +348,7 @@ Result<std::vector<std::string>> write_rootfs_diff(const std::string& rootfs, co
 }
 
 Status apply_rootfs_diff(const std::string& dir, const std::string& rootfs) {
+  CRYO_TRY(dyn::libarchive());
   std::string tar_path = dir + "/" + kRootfsDiffTar;
   std::string deleted_file = dir + "/" + kDeletedFiles;
   bool has_tar = exists(tar_path), has_deleted = exists(deleted_file);
