@@ -41,6 +41,7 @@
 #include "core/sys/interrupt.h"
 #include "core/sys/scope_guard.h"
 #include "core/sys/log.h"
+#include "core/sys/progress.h"
 #include "core/sys/util.h"
 #include "core/task/task_dump.h"
 #include "core/tree/freeze.h"
@@ -175,6 +176,8 @@ Status add_exe(pid_t pid, files::FilesDump& files, image::Process& core) {
 Result<DumpResult> checkpoint(const DumpOptions& options) {
   DumpResult result;
   uint64_t start = now_us();
+  progress::Reporter report("dump");
+  progress::phase("freezing");
   CRYO_ASSIGN(auto dir, image::ImageDirWriter::create(options.images_dir));
   if (options.page_server) {  // before the freeze: a server missing leaves the tree alone
     CRYO_ASSIGN(auto sink, pageserver::connect_page_sink(*options.page_server));
@@ -193,6 +196,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   uint64_t frozen_at = now_us();
   log::info("froze " + std::to_string(tree.processes().size()) + " processes in " +
             std::to_string(frozen_at - start) + " us");
+  progress::phase("reading the tree");
 
   failpoint("dump.frozen");
   CRYO_TRY(check_interrupt("while the tree was being frozen"));
@@ -318,6 +322,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     failpoint("dump.locked");
   }
 
+  progress::phase("writing memory");
   CRYO_ASSIGN(image::PageWriter * pages, dir.pages());
   mm::DumpStats stats;
   CRYO_ASSIGN(auto ipc, ns::dump_ipc_ns(tree, pids, *pages, &stats));  // its segments are the ones the tree attaches
@@ -372,6 +377,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   CRYO_TRY(check_interrupt("before the image was committed"));
   CRYO_TRY(options.actions.run(hooks::Action::kPostDump, options.pid));
   failpoint("dump.commit");
+  progress::phase("committing");
   CRYO_TRY(dir.commit(inventory));
   failpoint("dump.committed");
 
@@ -392,6 +398,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     guard.release();
   }
   uint64_t end = now_us();
+  result.phases = progress::phases();
   result.freeze_us = end - freeze_start;
   result.total_us = end - start;
   log::info("dumped " + std::to_string(stats.pages_written) + " pages (" + std::to_string(stats.pages_inherited) +

@@ -12,6 +12,7 @@
 #include "core/hooks/actions.h"
 #include "core/ns/net/options.h"
 #include "core/pageserver/channel.h"
+#include "core/sys/progress.h"
 #include "core/sys/result.h"
 
 namespace cryo {
@@ -43,6 +44,7 @@ struct DumpResult {
   uint64_t total_us = 0;
   uint64_t pages_bytes = 0;
   size_t tasks = 0;
+  std::vector<progress::PhaseTime> phases;  // in order: freezing, reading the tree, writing memory, ...
 };
 
 // Freezes the tree rooted at options.pid, writes its image and kills it (or

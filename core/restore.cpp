@@ -50,6 +50,7 @@
 #include "core/sys/io.h"
 #include "core/sys/interrupt.h"
 #include "core/sys/log.h"
+#include "core/sys/progress.h"
 #include "core/sys/util.h"
 #include "core/sys/proc.h"
 #include "core/sys/scope_guard.h"
@@ -473,6 +474,9 @@ Result<std::vector<files::InheritFd>> orphan_ptys(const RestoreOptions& options,
 Result<RestoreResult> restore(const RestoreOptions& options) {
   RestoreResult result;
   uint64_t start = now_us();
+  // Until the tree runs (a restore without -d then waits for its root).
+  std::optional<progress::Reporter> report(std::in_place, "restore");
+  progress::phase("reading the image");
   CRYO_ASSIGN(auto reader, image::ImageDirReader::open(options.images_dir));
   CRYO_TRY(options.actions.run(hooks::Action::kPreRestore));
   if (reader.inventory().shell_job() && !options.shell_job)
@@ -660,6 +664,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   });
 
   log::info("creating " + std::to_string(plan.tasks.size()) + " processes");
+  progress::phase("creating processes");
   {
     // The tree's cgroup namespace is rooted where its root is forked: the
     // restorer steps into those cgroups for the fork, and back.
@@ -729,6 +734,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
                    .wrap(pid_str(owner)));
     }
 
+    progress::phase("writing memory");
     for (const auto& t : plan.tasks) {
       if (!t.core) continue;
       pid_t pid = t.entry->pid();
@@ -821,6 +827,8 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     }
   }
   ::prctl(PR_SET_CHILD_SUBREAPER, 0);
+  result.phases = progress::phases();
+  report.reset();
   result.root = root;
   result.total_us = now_us() - start;
   log::info("restored " + std::to_string(plan.tasks.size()) + " processes in " + std::to_string(result.total_us) + " us");

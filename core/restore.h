@@ -12,6 +12,7 @@
 #include "core/ns/net/options.h"
 #include "core/files/external.h"
 #include "core/hooks/actions.h"
+#include "core/sys/progress.h"
 #include "core/sys/result.h"
 
 namespace cryo {
@@ -45,6 +46,7 @@ struct RestoreResult {
   pid_t root = 0;  // as cryo sees it
   int exit_code = 0;  // the restored root's, when not detached
   uint64_t total_us = 0;
+  std::vector<progress::PhaseTime> phases;  // reading the image, creating processes, writing memory
 };
 
 // Recreates the tree of an image. On failure every task it made is killed

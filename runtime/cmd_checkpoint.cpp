@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "core/checkpoint.h"
+#include "core/sys/progress.h"
 #include "core/sys/interrupt.h"
 #include "core/sys/scope_guard.h"
 #include "oci/checkpoint/checkpoint.h"
@@ -139,7 +140,9 @@ int cmd_checkpoint(const GlobalOptions& g, const std::vector<std::string>& argv)
   remove_scratch.cancel();
   write_dump_stats(image, *result);
   if (work != image) write_dump_stats(work, *result);
-  auto stats = oci::write_criu_dump_stats(work, {result->freeze_us, result->pages_bytes / 4096});
+  auto stats = oci::write_criu_dump_stats(work, {result->freeze_us, result->pages_bytes / 4096,
+                                                 progress::us_of(result->phases, "freezing"),
+                                                 progress::us_of(result->phases, "writing memory")});
   if (!stats.ok()) oci::log_warning("stats-dump: " + stats.error().message());
   oci::image::CheckpointSource source{image, container->state.bundle + "/config.json", id, container->spec.annotations};
   if (destination) {

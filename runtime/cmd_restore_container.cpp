@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "core/restore.h"
+#include "core/sys/progress.h"
 #include "core/sys/interrupt.h"
 #include "oci/checkpoint/checkpoint.h"
 #include "oci/checkpoint/criu_stats.h"
@@ -145,7 +146,8 @@ int cmd_restore_container(const GlobalOptions& g, const std::vector<std::string>
     return oci::report_error("restore failed: " + result.error().message());
   }
   pending->close_handed_fds();
-  if (auto s = oci::write_criu_restore_stats(work, {result->total_us}); !s.ok())
+  if (auto s = oci::write_criu_restore_stats(work, {result->total_us, progress::us_of(result->phases, "creating processes")});
+      !s.ok())
     oci::log_warning("stats-restore: " + s.error().message());
   if (auto s = pending->commit(result->root); !s.ok()) {
     ::kill(result->root, SIGKILL);

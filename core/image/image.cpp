@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "core/sys/io.h"
+#include "core/sys/progress.h"
 
 namespace cryo::image {
 namespace {
@@ -235,6 +236,8 @@ void PageWriter::run() {
     bool failed = error_.has_value();
     lock.unlock();
     Status st;
+    uint64_t bytes = 0;  // (a short write moves the pieces)
+    for (const auto& piece : job.pieces) bytes += piece.iov_len;
     if (!failed && sink_) {
       st = sink_->write(job.offset, job.pieces.data(), job.pieces.size());
     } else if (!failed) {
@@ -261,6 +264,7 @@ void PageWriter::run() {
         }
       }
     }
+    if (!failed && st.ok()) progress::add_bytes(bytes);
     lock.lock();
     if (!st.ok() && !error_) error_ = std::move(st).error();
     free_.push_back(job.buffer);

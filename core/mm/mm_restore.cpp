@@ -14,6 +14,7 @@
 #include "core/sys/io.h"
 #include "core/sys/log.h"
 #include "core/sys/proc.h"
+#include "core/sys/progress.h"
 
 namespace cryo::mm {
 namespace {
@@ -90,10 +91,11 @@ Status move_specials(pid_t pid, ptrace::Remote& r, const image::Mm& mm, const st
   return {};
 }
 
-// Writes pieces of memory into the task, up to 1024 per process_vm_writev.
+// Writes pieces of memory into the task, up to 8 (64 MiB) per
+// process_vm_writev, so that the progress line moves.
 Status write_pieces(pid_t pid, const struct iovec* local, const struct iovec* remote, size_t count) {
   for (size_t done = 0; done < count;) {
-    size_t n = std::min<size_t>(count - done, 1024);
+    size_t n = std::min<size_t>(count - done, 8);
     size_t want = 0;
     for (size_t i = done; i < done + n; i++) want += local[i].iov_len;
     ssize_t got = ::process_vm_writev(pid, local + done, n, remote + done, n, 0);
@@ -103,6 +105,7 @@ Status write_pieces(pid_t pid, const struct iovec* local, const struct iovec* re
         CRYO_TRY(ptrace::write_memory(pid, reinterpret_cast<uint64_t>(remote[i].iov_base), local[i].iov_base,
                                       local[i].iov_len));
     }
+    progress::add_bytes(want);
     done += n;
   }
   return {};

@@ -47,9 +47,9 @@ Status write_criu_dump_stats(const std::string& work_dir, const CriuDumpStats& s
   // dump_stats_entry: freezing_time, frozen_time, memdump_time, memwrite_time
   // (µs), pages_scanned, pages_skipped_parent, pages_written, pages_lazy (required).
   std::string dump;
-  put_field(dump, 1, 0);
+  put_field(dump, 1, clamp32(s.freezing_us));
   put_field(dump, 2, clamp32(s.frozen_us));
-  put_field(dump, 3, 0);
+  put_field(dump, 3, clamp32(s.memdump_us));
   put_field(dump, 4, 0);
   put_field(dump, 5, s.pages_written);
   put_field(dump, 6, 0);
@@ -64,7 +64,7 @@ Status write_criu_restore_stats(const std::string& work_dir, const CriuRestoreSt
   std::string restore;
   put_field(restore, 1, 0);
   put_field(restore, 2, 0);
-  put_field(restore, 3, 0);
+  put_field(restore, 3, clamp32(s.forking_us));
   put_field(restore, 4, clamp32(s.restore_us));
   return write_stats(work_dir + "/stats-restore", 2, restore);
 }

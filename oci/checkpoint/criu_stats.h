@@ -14,10 +14,13 @@ namespace cryo::oci {
 struct CriuDumpStats {
   uint64_t frozen_us = 0;     // how long the tree was stopped
   uint64_t pages_written = 0;
+  uint64_t freezing_us = 0;   // how long stopping it took
+  uint64_t memdump_us = 0;    // how long its memory took to write
 };
 
 struct CriuRestoreStats {
   uint64_t restore_us = 0;
+  uint64_t forking_us = 0;    // how long making the processes took
 };
 
 Status write_criu_dump_stats(const std::string& work_dir, const CriuDumpStats& stats);
