@@ -630,7 +630,7 @@ Result<uint32_t> FilesDump::describe_passed(UniqueFd file, const tree::FrozenTre
 }
 
 Status FilesDump::dump_fds(const tree::FrozenTree& tree, std::map<pid_t, image::Process>& cores) {
-  CRYO_TRY(ttys_.find_ptys(tree));
+  CRYO_TRY(ttys_.find_ptys(tree, options_.tree_root));
   sockets_.describe_passed_files_with([this, &tree](UniqueFd file) { return describe_passed(std::move(file), tree); });
   for (const auto& proc : tree.processes()) {
     if (proc.zombie) continue;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <functional>
 #include <cstring>
 
 #include "core/files/external.h"
@@ -240,9 +241,8 @@ Status read_output(int master, bool packet, image::Pty* pty) {
 }
 
 // Everything of one pair, through the master (a copy of the task's fd) and a
-// slave description of our own.
-Status save_pty(int master, int index, bool slave_in_tree, image::Pty* out) {
-  std::string path = pts_path(index);
+// slave description of our own, opened at path.
+Status save_pty(int master, int index, bool slave_in_tree, const std::string& path, image::Pty* out) {
   struct stat node;
   if (::stat(path.c_str(), &node) < 0) return errno_error("stat " + path);
   out->set_index(index);
@@ -347,27 +347,73 @@ bool is_pty_master(const struct stat& st) {
   return S_ISCHR(st.st_mode) && major(st.st_rdev) == 5 && minor(st.st_rdev) == 2;
 }
 
-int pts_index(const struct stat& st) {
-  if (!S_ISCHR(st.st_mode) || st.st_dev != host_devpts()) return -1;
+int TtyDump::slave_index(const struct stat& st) const {
+  if (!S_ISCHR(st.st_mode) || st.st_dev != devpts_) return -1;
   return index_of_rdev(st.st_rdev);
 }
 
-Status TtyDump::find_ptys(const tree::FrozenTree& tree) {
+std::string TtyDump::slave_path(int index) const {
+  return devpts_dir_.empty() ? pts_path(index) : tree_root_ + devpts_dir_ + "/" + std::to_string(index);
+}
+
+namespace {
+
+// The devpts instance of a master, and where its holder sees it mounted:
+// through an O_PATH description of its slave, which opens no terminal.
+Result<std::pair<dev_t, std::string>> devpts_of(int master) {
+  UniqueFd peer(::ioctl(master, TIOCGPTPEER, O_PATH | O_CLOEXEC));
+  if (!peer.valid()) return errno_error("TIOCGPTPEER");
+  struct stat st;
+  if (::fstat(peer.get(), &st) < 0) return errno_error("fstat of the slave");
+  CRYO_ASSIGN(std::string path, read_link("/proc/self/fd/" + std::to_string(peer.get())));
+  size_t slash = path.rfind('/');
+  if (path.empty() || path[0] != '/' || slash == 0 || slash == std::string::npos || path.ends_with(" (deleted)"))
+    return Error("its slave is at " + path + ", not in a devpts the tree sees");
+  return std::make_pair(st.st_dev, path.substr(0, slash));
+}
+
+}  // namespace
+
+Status TtyDump::find_ptys(const tree::FrozenTree& tree, const std::string& tree_root) {
+  tree_root_ = tree_root;
+  devpts_ = host_devpts();
+  bool devpts_known = false;
+  std::string first;  // a master of the devpts instance the tree's ptys are of
   for (const auto& p : tree.processes()) {
     if (p.zombie) continue;
     CRYO_ASSIGN(auto fds, proc::list_fds(p.pid));
     for (int fd : fds) {
       struct stat st;
       std::string path = "/proc/" + std::to_string(p.pid) + "/fd/" + std::to_string(fd);
-      if (::stat(path.c_str(), &st) < 0) continue;
-      if (is_pty_master(st)) {
-        CRYO_ASSIGN(UniqueFd master, copy_fd(p.pid, fd));
-        int index = -1;
-        if (::ioctl(master.get(), TIOCGPTN, &index) < 0) continue;  // another devpts: refused by describe_master
-        masters_.emplace(index, std::make_pair(p.pid, fd));
-      } else if (int index = pts_index(st); index >= 0) {
-        slaves_.emplace(index, std::make_pair(p.pid, fd));
+      if (::stat(path.c_str(), &st) < 0 || !is_pty_master(st)) continue;
+      CRYO_ASSIGN(UniqueFd master, copy_fd(p.pid, fd));
+      int index = -1;
+      if (::ioctl(master.get(), TIOCGPTN, &index) < 0) continue;  // refused by describe_master
+      std::string what = pid_str(p.pid) + " fd " + std::to_string(fd);
+      CRYO_ASSIGN(auto instance, devpts_of(master.get()).wrap(what));
+      if (devpts_known && instance.first != devpts_)
+        return Error(what + ": a pseudo-terminal master of another devpts instance than " + first +
+                     "'s (not supported: the tree's ptys must be of one devpts)");
+      if (!devpts_known && instance.first != devpts_) {
+        if (tree_root.empty())
+          return Error(what + ": a pseudo-terminal master of a devpts instance at " + instance.second +
+                       " that is not the host's, in cryo's mount namespace (not supported)");
+        devpts_dir_ = instance.second;
       }
+      devpts_ = instance.first;
+      devpts_known = true;
+      first = what;
+      masters_.emplace(index, std::make_pair(p.pid, fd));
+    }
+  }
+  for (const auto& p : tree.processes()) {
+    if (p.zombie) continue;
+    CRYO_ASSIGN(auto fds, proc::list_fds(p.pid));
+    for (int fd : fds) {
+      struct stat st;
+      std::string path = "/proc/" + std::to_string(p.pid) + "/fd/" + std::to_string(fd);
+      if (::stat(path.c_str(), &st) == 0)
+        if (int index = slave_index(st); index >= 0) slaves_.emplace(index, std::make_pair(p.pid, fd));
     }
   }
   if (masters_.empty()) return {};
@@ -384,7 +430,7 @@ Status TtyDump::find_ptys(const tree::FrozenTree& tree) {
     for (int fd : *fds) {
       struct stat st;
       std::string path = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
-      int index = ::stat(path.c_str(), &st) == 0 ? pts_index(st) : -1;
+      int index = ::stat(path.c_str(), &st) == 0 ? slave_index(st) : -1;
       if (index >= 0 && masters_.count(index)) outside_->emplace(index, static_cast<pid_t>(pid));
     }
   }
@@ -405,7 +451,9 @@ Status TtyDump::describe_master(pid_t pid, int fd, const std::string& link, imag
                    ", outside the tree (not supported: dump the tree that holds both)");
   f->set_kind(image::FileDesc::PTY_MASTER);
   f->set_pty_index(index);
-  return save_pty(master.get(), index, slaves_.count(index) > 0, files->add_ptys()).wrap(what);
+  image::Pty* pty = files->add_ptys();
+  pty->set_devpts(devpts_dir_);
+  return save_pty(master.get(), index, slaves_.count(index) > 0, slave_path(index), pty).wrap(what);
 }
 
 Result<bool> TtyDump::describe(pid_t pid, int fd, const struct stat& st, const std::string& link, image::FileDesc* f,
@@ -414,7 +462,7 @@ Result<bool> TtyDump::describe(pid_t pid, int fd, const struct stat& st, const s
     CRYO_TRY(describe_master(pid, fd, link, f, files));
     return true;
   }
-  int index = pts_index(st);
+  int index = slave_index(st);
   if (S_ISCHR(st.st_mode) && major(st.st_rdev) == 5 && minor(st.st_rdev) == 0) {
     // /dev/tty stands for the terminal that was the opener's controlling
     // one; TIOCGDEV tells which.
@@ -518,10 +566,10 @@ Status TtyDump::check_sessions(const tree::FrozenTree& tree, image::Files* files
 namespace {
 
 // devpts hands out the lowest free number: open masters until one gets `index`.
-Result<UniqueFd> allocate_master(int index) {
+Result<UniqueFd> allocate_master(int index, const std::function<Result<UniqueFd>()>& open_ptmx) {
   std::vector<UniqueFd> lower;
   for (int i = 0; i <= index; i++) {
-    CRYO_ASSIGN(UniqueFd fd, open_file("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC));
+    CRYO_ASSIGN(UniqueFd fd, open_ptmx());
     int got = -1;
     if (::ioctl(fd.get(), TIOCGPTN, &got) < 0) return errno_error("TIOCGPTN");
     if (got == index) return fd;
@@ -554,11 +602,22 @@ Status FileObjects::open_pty(const image::Files& files, const image::Pty& pty) {
   CRYO_ASSIGN(struct termios saved, from_image(pty.termios()));
   CRYO_ASSIGN(struct termios locked, from_image(pty.locked()));
 
-  CRYO_ASSIGN(UniqueFd master, allocate_master(index));
+  // A pair of the tree's own devpts is made in the one its mount namespace
+  // has now, through the tree's root.
+  const std::string& devpts = pty.devpts();
+  if (!devpts.empty() && (tree_root_ < 0 || devpts[0] != '/'))
+    return Error(EINVAL, "its devpts at " + devpts + " is not one of the tree's mount namespace");
+  auto open_slave = [&](const std::string& path, int flags) {
+    return devpts.empty() ? open_file(path, flags) : open_in_tree(path, flags);
+  };
+  CRYO_ASSIGN(UniqueFd master, allocate_master(index, [&] {
+                return devpts.empty() ? open_file("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC)
+                                      : open_in_tree(devpts + "/ptmx", O_RDWR | O_NOCTTY);
+              }));
   int unlock = 0, one = 1;
   if (::ioctl(master.get(), TIOCSPTLCK, &unlock) < 0) return errno_error("TIOCSPTLCK");
-  std::string path = pts_path(index);
-  CRYO_ASSIGN(UniqueFd control, open_file(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC));
+  std::string path = devpts.empty() ? pts_path(index) : devpts + "/" + std::to_string(index);
+  CRYO_ASSIGN(UniqueFd control, open_slave(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC));
   CRYO_TRY(put_back(control.get(), pty, saved).wrap("its queued bytes"));
   struct winsize ws{};
   ws.ws_row = static_cast<unsigned short>(pty.rows());
@@ -578,7 +637,7 @@ Status FileObjects::open_pty(const image::Files& files, const image::Pty& pty) {
     handle.currents.emplace_back(by_file_[f->id()], static_cast<int>(f->flags() & ~kOpenOnly));
   }
   for (const auto* f : slaves) {
-    CRYO_ASSIGN(UniqueFd fd, open_file(path, static_cast<int>((f->flags() & ~kOpenOnly) | O_NOCTTY)));
+    CRYO_ASSIGN(UniqueFd fd, open_slave(path, static_cast<int>((f->flags() & ~kOpenOnly) | O_NOCTTY)));
     CRYO_ASSIGN(by_file_[f->id()], place(std::move(fd)));
   }
   if (pty.exclusive() && ::ioctl(control.get(), TIOCEXCL) < 0) return errno_error("TIOCEXCL");

@@ -21,8 +21,6 @@
 namespace cryo::files {
 
 bool is_pty_master(const struct stat& st);  // /dev/ptmx (5:2)
-// The N of a /dev/pts/N slave of the host's devpts, or -1.
-int pts_index(const struct stat& st);
 
 // A new pseudo-terminal of the host's devpts, unlocked: its master and slave
 // (neither becomes cryo's controlling terminal), and the slave's path.
@@ -39,8 +37,11 @@ std::string stdio_terminal_key(pid_t pid);
 class TtyDump {
  public:
   // The masters the tree holds and the processes that hold their slaves: a
-  // slave is the tree's own only with its master in the tree.
-  Status find_ptys(const tree::FrozenTree& tree);
+  // slave is the tree's own only with its master in the tree. The masters
+  // are of one devpts instance: the host's, or, where tree_root (the
+  // /proc/PID/root of a tree with a mount namespace of its own) is given,
+  // one of the tree's own.
+  Status find_ptys(const tree::FrozenTree& tree, const std::string& tree_root);
   bool has_master(int index) const { return masters_.count(index) > 0; }
 
   // A character device fd of pid that is a terminal of the tree's own: a
@@ -60,6 +61,13 @@ class TtyDump {
   std::map<int, std::pair<pid_t, int>> slaves_;    // pts index -> a holder in the tree
   std::optional<std::map<int, pid_t>> outside_;    // pts index -> a holder outside the tree
   std::vector<std::pair<pid_t, int>> current_;     // holders of /dev/tty fds: (pid, pts index)
+  dev_t devpts_ = 0;          // the devpts instance of the tree's ptys
+  std::string devpts_dir_;    // where the tree sees it mounted ("": the host's /dev/pts)
+  std::string tree_root_;     // how cryo reaches the tree's paths ("": its own)
+
+  // The N of a /dev/pts/N slave of the tree's devpts instance, or -1.
+  int slave_index(const struct stat& st) const;
+  std::string slave_path(int index) const;  // as cryo opens it
 
   Status describe_master(pid_t pid, int fd, const std::string& link, image::FileDesc* f, image::Files* files);
 };

@@ -425,6 +425,9 @@ Status check_files_in_mount_ns(const std::map<pid_t, image::Process>& cores, con
   for (const auto& f : files.files()) by_id[f.id()] = &f;
   // Removed directories, FIFOs and device nodes, made again at their path
   // (removed regular files are made in the tree's root, see make_content).
+  std::set<int> host_devpts_ptys;  // a pty made again as /dev/pts/N would be cryo's, not the tree's
+  for (const auto& pty : files.ptys())
+    if (pty.devpts().empty()) host_devpts_ptys.insert(pty.index());
   std::set<uint64_t> ghost_nodes;
   for (const auto& c : files.contents())
     if (!c.memfd() && !S_ISREG(c.mode())) ghost_nodes.insert(c.id());
@@ -441,7 +444,10 @@ Status check_files_in_mount_ns(const std::map<pid_t, image::Process>& cores, con
         case image::FileDesc::FANOTIFY: why = "a fanotify group"; break;
         case image::FileDesc::PTY_MASTER:
         case image::FileDesc::PTY_SLAVE:
-        case image::FileDesc::TTY_CURRENT: why = "a terminal of the tree's own"; break;
+        case image::FileDesc::TTY_CURRENT:
+          if (!host_devpts_ptys.count(f.pty_index())) break;
+          why = "a terminal of the host's devpts, not the tree's own";
+          break;
         default: break;
       }
       if (why.empty() && f.content_id() && ghost_nodes.count(f.content_id()))

@@ -15,8 +15,8 @@ import sys
 
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import (check, check_eq, log, progress, read_text, run, snapshot, state, wait_progress,  # noqa: E402
-                     wait_until)
+from harness import (check, check_eq, log, progress, read_text, reap, run, snapshot, state,  # noqa: E402
+                     wait_progress, wait_until)
 
 TIOCGPTN = 0x80045430
 
@@ -218,8 +218,57 @@ def case_tmux(env):
         call("kill-server")
 
 
+CONTAINER = r"""
+set -e
+R={root}
+mkdir -p $R/usr $R/proc $R/dev $R/tmp $R{tmp} $R{workloads}
+for d in bin sbin lib lib64; do ln -s usr/$d $R/$d; done
+mount --bind $R $R
+mount --bind /usr $R/usr
+mount -t tmpfs -o mode=755 tmpfs $R/dev
+mkdir $R/dev/pts
+mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts $R/dev/pts
+ln -s pts/ptmx $R/dev/ptmx
+mknod -m 666 $R/dev/null c 1 3
+mknod -m 666 $R/dev/tty c 5 0
+mount -t proc proc $R/proc
+mount --bind {tmp} $R{tmp}
+mount --bind {workloads} $R{workloads}
+cd $R
+pivot_root . .
+umount -l .
+exec {workload} {ready} {report} {progress}
+"""
+
+
+def case_own_devpts(env):
+    """A container (its own pid and mount namespaces, pivoted into a rootfs) with a devpts of
+    its own, where the pty workload makes its pair: restored, the pair is made again in the
+    container's new devpts, with the same /dev/pts/N there, its settings and queued bytes."""
+    ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
+    workload = env.workload("pty")
+    script = env.path("container.sh")
+    with open(script, "w") as f:
+        f.write(CONTAINER.format(root=env.path("rootfs"), tmp=env.dir, workloads=os.path.dirname(workload),
+                                 workload=workload, ready=ready, report=report, progress=prog))
+    outer = env.spawn(["unshare", "--pid", "--fork", "--mount", "--propagation", "private", "setsid", "sh", script],
+                      name="unshare")
+    wait_until(lambda: os.path.exists(ready) and read_text(ready), 20, what="the workload in the container")
+    root = int(read_text(f"/proc/{outer}/task/{outer}/children").split()[0])
+    master_dev = os.stat(f"/proc/{root}/root/dev/pts/ptmx").st_dev
+    check(master_dev != os.stat("/dev/pts/ptmx").st_dev, "the container's devpts is not the host's")
+    wait_progress(prog, 2)
+    images = env.path("images")
+    env.dump(root, images)
+    reap([outer, root], what="unshare and the dumped container")
+    _, host = env.restore(images)
+    check(os.stat(f"/proc/{host}/root/dev/pts/ptmx").st_dev != os.stat("/dev/pts/ptmx").st_dev,
+          "the restored container has a devpts of its own")
+    env.trigger_and_report(host, report)
+
+
 if __name__ == "__main__":
     run({"session": case_session, "leave_running": case_leave_running, "packet": case_packet,
          "closed_slave": case_closed_slave, "index_taken": case_index_taken, "never_opened": case_never_opened,
          "slave_outside": case_slave_outside, "console": case_console, "script": case_script,
-         "tmux": case_tmux})
+         "tmux": case_tmux, "own_devpts": case_own_devpts})
