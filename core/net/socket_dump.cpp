@@ -481,6 +481,13 @@ Status SocketDump::describe_udp(const std::string& what, int s, image::Socket* s
   return peek_receive_queue(s, false, sock, describe_passed_).wrap(what);
 }
 
+bool SocketDump::is_pending_client(uint64_t inode) const {
+  for (const auto& [_, info] : *unix_table_)
+    if (info.state == TCP_LISTEN && std::find(info.pending.begin(), info.pending.end(), inode) != info.pending.end())
+      return true;
+  return false;
+}
+
 Status SocketDump::describe_unix(const std::string& what, pid_t pid, int s, uint64_t inode, image::Socket* sock) {
   if (!unix_table_) {
     CRYO_ASSIGN(auto table, unix_sockets());
@@ -524,13 +531,31 @@ Status SocketDump::describe_unix(const std::string& what, pid_t pid, int s, uint
   if (::getpeername(s, reinterpret_cast<sockaddr*>(&peer), &len) == 0) sock->mutable_peer()->CopyFrom(to_image(peer, len));
   sock->set_peer_inode(info.peer);
   if (info.state == TCP_LISTEN) {
-    if (!info.pending.empty())
-      return Error(what + ": listening unix socket " + unix_name(info.name) + " has " +
-                   std::to_string(info.pending.size()) + " connections not yet accepted (not supported)");
+    std::string listener = what + ": listening unix socket " + unix_name(info.name);
+    if (!info.pending.empty() && local.unlinked())
+      return Error(listener + ", whose name was unlinked, has connections not yet accepted (not supported: they "
+                   "could not connect to it again)");
+    // sock_diag names the client of each connection in the queue (the
+    // socket in the queue has no inode yet); bytes a client sent are charged
+    // to it until they are read.
+    for (uint64_t client : info.pending) {
+      auto c = unix_table_->find(client);
+      if (client == 0 || c == unix_table_->end())
+        return Error(listener + " has a connection not yet accepted whose client has closed it (not supported)");
+      if (c->second.wqueue > 0)
+        return Error(listener + " has a connection not yet accepted holding " + std::to_string(c->second.wqueue) +
+                     " bytes its client sent (not supported: they can be read only by accepting it)");
+      embryos_.push_back({listener, client});
+    }
     sock->set_state(image::Socket::LISTENING);
     sock->set_backlog(info.wqueue);
   } else if (info.peer) {
     sock->set_state(image::Socket::CONNECTED);
+  } else if (is_pending_client(inode)) {
+    // Connected to a listener that has not accepted it: it connects to the
+    // listener's name again (its peer name), to be accepted then.
+    sock->set_state(image::Socket::CONNECTED);
+    pending_clients_.insert(inode);
   } else if (info.state == TCP_ESTABLISHED && info.type != SOCK_DGRAM) {
     // Connected once; the peer closed (sock_diag names no peer inode). A
     // datagram socket others connected to is ESTABLISHED too: not this.
@@ -605,6 +630,11 @@ Status SocketDump::take_pending(image::Files* files) {
 }
 
 Status SocketDump::check_connections(image::Files* files) {
+  // The clients of connections not yet accepted connect again on restore
+  // (to the listener's name, which their peer name is).
+  for (const auto& e : embryos_)
+    if (!pending_clients_.count(e.client))
+      return Error(e.listener + " has a connection not yet accepted whose client is outside the tree (not supported)");
   for (const auto& u : unix_) {
     bool inside = false;
     for (const auto& other : unix_) inside = inside || other.inode == u.peer;

@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -96,6 +97,16 @@ class SocketDump {
     uint64_t inode, peer;
     std::string peer_name;
   };
+  // A connection a listener of the tree has not accepted yet, by its client
+  // (the socket in the listener's queue has no inode and no fd reaches it):
+  // the client connects to the listener again on restore.
+  struct Embryo {
+    std::string listener;  // who holds the listener, and its name
+    uint64_t client;
+  };
+  std::vector<Embryo> embryos_;
+  std::set<uint64_t> pending_clients_;  // clients of embryos_ found in the tree
+  bool is_pending_client(uint64_t inode) const;
   Status describe_unix(const std::string& who, pid_t pid, int s, uint64_t inode, image::Socket* sock);
   Status describe_netlink(const std::string& who, int s, uint64_t inode, image::Socket* sock);
   Status describe_udp(const std::string& who, int s, image::Socket* sock);

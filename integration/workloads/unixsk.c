@@ -3,7 +3,7 @@
 // sockets, names unlinked or taken by another file, peers gone with bytes still
 // queued, and file descriptors in flight.
 //
-//   unixsk MODE READY REPORT DIR [outside|drained]
+//   unixsk MODE READY REPORT DIR [outside|drained|quiet|socket]
 //
 // Builds the state of MODE (its paths in DIR), writes READY, waits for SIGUSR1,
 // then checks from inside that every socket is as it was and still works.
@@ -182,16 +182,20 @@ static void verify_relative(void) {
 
 // ---- pending: connections the listener has not accepted ----------------------------
 
-static int pend_listener, pend_c1, pend_c2, pend_outside;
+static int pend_listener, pend_c1, pend_c2, pend_outside, pend_quiet;
 static pid_t pend_child;
 
-static void build_pending(int outside) {
+// quiet: no client has sent anything yet (what cryo can save: the bytes of a
+// connection not yet accepted can be read only by accepting it).
+static void build_pending(int outside, int quiet) {
   pend_outside = outside;
+  pend_quiet = quiet;
   pend_listener = new_bound(SOCK_STREAM, in_dir("pending.sock"), 0);
   WL_MUST(listen(pend_listener, 16) == 0);
+  object_fd = pend_listener;
   pend_c1 = connect_to(SOCK_STREAM, in_dir("pending.sock"));
   WL_MUST(pend_c1 >= 0);
-  WL_MUST(send(pend_c1, "first-client", 12, 0) == 12);
+  WL_MUST(quiet || send(pend_c1, "first-client", 12, 0) == 12);
   pend_c2 = connect_to(SOCK_STREAM, in_dir("pending.sock"));  // sends nothing
   WL_MUST(pend_c2 >= 0);
   int sync[2];
@@ -201,7 +205,7 @@ static void build_pending(int outside) {
   if (pend_child == 0) {  // a client in another process of the tree
     wl_install_trigger();
     int c = connect_to(SOCK_STREAM, in_dir("pending.sock"));
-    if (c < 0 || send(c, "child-client", 12, 0) != 12) _exit(3);
+    if (c < 0 || (!quiet && send(c, "child-client", 12, 0) != 12)) _exit(3);
     close(sync[1]);
     while (!wl_triggered) pause();
     char buf[64];
@@ -215,7 +219,43 @@ static void build_pending(int outside) {
   // The outside client (the test) connects once READY is written.
 }
 
+// Each of the three quiet connections is accepted once, and carries bytes
+// both ways: the clients are connected to the listener again.
+static void verify_pending_quiet(void) {
+  int got[3];
+  for (int i = 0; i < 3; i++) {
+    got[i] = accept_wait(pend_listener);
+    if (got[i] < 0) {
+      wl_fail("accept connection %d of 3: %s", i + 1, strerror(errno));
+      return;
+    }
+  }
+  WL_CHECK(nothing_to_accept(pend_listener), "more connections than the 3 queued");
+  for (int i = 0; i < 3; i++) WL_CHECK(send(got[i], "reply", 5, 0) == 5, "send on accepted connection %d", i);
+  expect_recv(pend_c1, "reply", "the first client hears the listener");
+  expect_recv(pend_c2, "reply", "the second client hears the listener");
+  check_name(pend_c1, 1, in_dir("pending.sock"), "first client");
+  WL_CHECK(send(pend_c1, "late-bytes", 10, 0) == 10, "the first client sends");
+  int heard = 0;
+  for (int i = 0; i < 3 && !heard; i++) {
+    char buf[32];
+    struct timeval tv = {0, 200000};
+    setsockopt(got[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ssize_t k = recv(got[i], buf, sizeof buf, 0);
+    heard = k == 10 && !memcmp(buf, "late-bytes", 10);
+  }
+  WL_CHECK(heard, "no accepted connection heard the first client");
+  kill(pend_child, SIGUSR1);
+  int status = 0;
+  WL_CHECK(waitpid(pend_child, &status, 0) == pend_child && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+           "the child client did not hear its answer (status %#x)", status);
+}
+
 static void verify_pending(void) {
+  if (pend_quiet) {
+    verify_pending_quiet();
+    return;
+  }
   int want = 3 + pend_outside;
   int got[8], n = 0;
   char seen[8][32];
@@ -649,7 +689,7 @@ static void verify_passcred(void) {
 }
 
 int main(int argc, char **argv) {
-  const char *usage = "MODE READY REPORT DIR [outside|drained]";
+  const char *usage = "MODE READY REPORT DIR [outside|drained|quiet|socket]";
   const char *mode = wl_arg(argc, argv, 1, usage);
   const char *ready = wl_arg(argc, argv, 2, usage);
   const char *report = wl_arg(argc, argv, 3, usage);
@@ -661,7 +701,7 @@ int main(int argc, char **argv) {
     build_relative();
     verify = verify_relative;
   } else if (!strcmp(mode, "pending")) {
-    build_pending(outside);
+    build_pending(outside, argc > 5 && !strcmp(argv[5], "quiet"));
     verify = verify_pending;
   } else if (!strcmp(mode, "dgram")) {
     build_dgram();
