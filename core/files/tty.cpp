@@ -377,45 +377,45 @@ Result<std::pair<dev_t, std::string>> devpts_of(int master) {
 Status TtyDump::find_ptys(const tree::FrozenTree& tree, const std::string& tree_root) {
   tree_root_ = tree_root;
   devpts_ = host_devpts();
-  bool devpts_known = false;
-  std::string first;  // a master of the devpts instance the tree's ptys are of
+  struct Held {
+    pid_t pid;
+    int fd;
+    struct stat st;
+  };
+  std::vector<Held> held;  // the character devices the tree holds
   for (const auto& p : tree.processes()) {
     if (p.zombie) continue;
     CRYO_ASSIGN(auto fds, proc::list_fds(p.pid));
     for (int fd : fds) {
-      struct stat st;
+      Held h{p.pid, fd, {}};
       std::string path = "/proc/" + std::to_string(p.pid) + "/fd/" + std::to_string(fd);
-      if (::stat(path.c_str(), &st) < 0 || !is_pty_master(st)) continue;
-      CRYO_ASSIGN(UniqueFd master, copy_fd(p.pid, fd));
-      int index = -1;
-      if (::ioctl(master.get(), TIOCGPTN, &index) < 0) continue;  // refused by describe_master
-      std::string what = pid_str(p.pid) + " fd " + std::to_string(fd);
-      CRYO_ASSIGN(auto instance, devpts_of(master.get()).wrap(what));
-      if (devpts_known && instance.first != devpts_)
-        return Error(what + ": a pseudo-terminal master of another devpts instance than " + first +
-                     "'s (not supported: the tree's ptys must be of one devpts)");
-      if (!devpts_known && instance.first != devpts_) {
-        if (tree_root.empty())
-          return Error(what + ": a pseudo-terminal master of a devpts instance at " + instance.second +
-                       " that is not the host's, in cryo's mount namespace (not supported)");
-        devpts_dir_ = instance.second;
-      }
-      devpts_ = instance.first;
-      devpts_known = true;
-      first = what;
-      masters_.emplace(index, std::make_pair(p.pid, fd));
+      if (::stat(path.c_str(), &h.st) == 0 && S_ISCHR(h.st.st_mode)) held.push_back(h);
     }
   }
-  for (const auto& p : tree.processes()) {
-    if (p.zombie) continue;
-    CRYO_ASSIGN(auto fds, proc::list_fds(p.pid));
-    for (int fd : fds) {
-      struct stat st;
-      std::string path = "/proc/" + std::to_string(p.pid) + "/fd/" + std::to_string(fd);
-      if (::stat(path.c_str(), &st) == 0)
-        if (int index = slave_index(st); index >= 0) slaves_.emplace(index, std::make_pair(p.pid, fd));
+  // The masters first: they tell which devpts instance the slaves are of.
+  std::string first;  // a master of that instance
+  for (const auto& h : held) {
+    if (!is_pty_master(h.st)) continue;
+    CRYO_ASSIGN(UniqueFd master, copy_fd(h.pid, h.fd));
+    int index = -1;
+    if (::ioctl(master.get(), TIOCGPTN, &index) < 0) continue;  // refused by describe_master
+    std::string what = pid_str(h.pid) + " fd " + std::to_string(h.fd);
+    CRYO_ASSIGN(auto instance, devpts_of(master.get()).wrap(what));
+    if (!first.empty() && instance.first != devpts_)
+      return Error(what + ": a pseudo-terminal master of another devpts instance than " + first +
+                   "'s (not supported: the tree's ptys must be of one devpts)");
+    if (first.empty() && instance.first != devpts_) {
+      if (tree_root.empty())
+        return Error(what + ": a pseudo-terminal master of a devpts instance at " + instance.second +
+                     " that is not the host's, in cryo's mount namespace (not supported)");
+      devpts_dir_ = instance.second;
     }
+    devpts_ = instance.first;
+    first = what;
+    masters_.emplace(index, std::make_pair(h.pid, h.fd));
   }
+  for (const auto& h : held)
+    if (int index = slave_index(h.st); index >= 0) slaves_.emplace(index, std::make_pair(h.pid, h.fd));
   if (masters_.empty()) return {};
   // Who outside the tree holds a slave of them.
   outside_.emplace();
