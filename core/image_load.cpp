@@ -41,7 +41,7 @@ Status validate_tree(const image::Tree& tree) {
 
 }  // namespace
 
-Result<LoadedImage> load_image(const image::ImageDirReader& reader) {
+Result<LoadedImage> load_image(const image::ImageDirReader& reader, bool lazy) {
   LoadedImage img;
   CRYO_TRY(reader.read(image::kTreeName, image::Kind::kTree, &img.tree));
   CRYO_TRY(validate_tree(img.tree).wrap("tree.img"));
@@ -107,8 +107,18 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader) {
     CRYO_TRY(reader.checked_page_run(run.offset(), run.npages() * 4096, run.xxh3()));
     return {};
   };
-  for (const auto& [pid, mm] : img.mms)
-    for (const auto& run : mm.pages()) CRYO_TRY(check_run(run).wrap(image::mm_name(pid)));
+  for (const auto& [pid, mm] : img.mms) {
+    int vi = 0;
+    for (const auto& run : mm.pages()) {
+      while (vi < mm.vmas_size() && mm.vmas(vi).end() <= run.addr()) vi++;
+      if (lazy && vi < mm.vmas_size() && mm.vmas(vi).start() <= run.addr() && mm::can_be_lazy(mm.vmas(vi))) {
+        if (run.npages() > (1ULL << 40) / 4096) return Error(EINVAL, "a page run of " + std::to_string(run.npages()) + " pages");
+        CRYO_TRY(reader.page_run(run.offset(), run.npages() * 4096).wrap(image::mm_name(pid)));  // inside the file
+        continue;
+      }
+      CRYO_TRY(check_run(run).wrap(image::mm_name(pid)));
+    }
+  }
   for (const auto& shmem : img.files.shmems())
     for (const auto& run : shmem.pages()) CRYO_TRY(check_run(run).wrap("shared memory"));
   std::set<uint64_t> contents;

@@ -22,6 +22,9 @@ struct LoadedImage {
   std::map<pid_t, image::Mm> mms;
 };
 
-Result<LoadedImage> load_image(const image::ImageDirReader& reader);
+// lazy: the page runs of mappings that may come lazily (mm::can_be_lazy)
+// are not checked here; whoever writes them checks them (the lazy-pages
+// daemon, or the restore for those it writes itself).
+Result<LoadedImage> load_image(const image::ImageDirReader& reader, bool lazy = false);
 
 }  // namespace cryo

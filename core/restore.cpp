@@ -477,11 +477,12 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   // Until the tree runs (a restore without -d then waits for its root).
   std::optional<progress::Reporter> report(std::in_place, "restore");
   progress::phase("reading the image");
-  CRYO_ASSIGN(auto reader, image::ImageDirReader::open(options.images_dir));
+  bool lazy_pages = !options.lazy_pages_socket.empty();
+  CRYO_ASSIGN(auto reader, image::ImageDirReader::open(options.images_dir, !lazy_pages));
   CRYO_TRY(options.actions.run(hooks::Action::kPreRestore));
   if (reader.inventory().shell_job() && !options.shell_job)
     return Error("the image was dumped with --shell-job; restore it with --shell-job");
-  CRYO_ASSIGN(LoadedImage img, load_image(reader));
+  CRYO_ASSIGN(LoadedImage img, load_image(reader, lazy_pages));
   if (options.tcp_close) net::close_connections(&img.files);
   std::vector<UniqueFd> orphan_slaves;
   CRYO_ASSIGN(const std::vector<files::InheritFd> inherit_fds, orphan_ptys(options, img.files, &orphan_slaves));

@@ -393,7 +393,7 @@ Status ImageDirWriter::commit(cryo::image::Inventory inventory) {
 
 // ---- ImageDirReader ----
 
-Result<ImageDirReader> ImageDirReader::open(const std::string& dir) {
+Result<ImageDirReader> ImageDirReader::open(const std::string& dir, bool populate) {
   ImageDirReader r;
   r.dir_ = dir;
   auto bytes = read_message_file(dir + "/" + kInventoryName);
@@ -419,7 +419,7 @@ Result<ImageDirReader> ImageDirReader::open(const std::string& dir) {
   r.pages_size_ = static_cast<uint64_t>(st.st_size);
   if (r.pages_size_ < kPagesDataOffset) return Error(EINVAL, dir + "/pages.img: truncated header");
   // Populated up front: the restore reads every page, checksums first.
-  void* map = ::mmap(nullptr, r.pages_size_, PROT_READ, MAP_SHARED | MAP_POPULATE, pages.get(), 0);
+  void* map = ::mmap(nullptr, r.pages_size_, PROT_READ, MAP_SHARED | (populate ? MAP_POPULATE : 0), pages.get(), 0);
   if (map == MAP_FAILED) return errno_error("mmap pages.img");
   r.pages_ = static_cast<const uint8_t*>(map);
   CRYO_TRY(check_header(Kind::kPages, std::string_view(reinterpret_cast<const char*>(r.pages_), kHeaderSize))

@@ -157,7 +157,9 @@ class ImageDirWriter {
 // Reads and validates the files of an image directory.
 class ImageDirReader {
  public:
-  static Result<ImageDirReader> open(const std::string& dir);
+  // populate: read the whole page file in up front (a lazy restore reads
+  // only the pages it writes itself).
+  static Result<ImageDirReader> open(const std::string& dir, bool populate = true);
   ImageDirReader(ImageDirReader&& other) noexcept;
   ImageDirReader& operator=(ImageDirReader&&) = delete;
   ~ImageDirReader();

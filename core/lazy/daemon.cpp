@@ -85,7 +85,8 @@ Status Daemon::load(const std::string& dir) {
       if (run.npages() == 0 || run.npages() > (1ULL << 36) / kPage)
         return Error(EINVAL, f.name() + ": a page run of " + std::to_string(run.npages()) + " pages");
       // Checked once here, before the first page is served.
-      CRYO_ASSIGN(const uint8_t* src, reader_->checked_page_run(run.offset(), run.npages() * kPage, run.xxh3()));
+      CRYO_ASSIGN(const uint8_t* src,
+                  reader_->checked_page_run(run.offset(), run.npages() * kPage, run.xxh3()).wrap(f.name()));
       spans.push_back({run.addr(), run.npages(), src});
     }
     std::sort(spans.begin(), spans.end(), [](const PageSpan& a, const PageSpan& b) { return a.addr < b.addr; });
@@ -395,7 +396,7 @@ Status Daemon::serve(int listener) {
 
 Status run_lazy_pages(const DaemonOptions& options, const std::function<void()>& on_listening) {
   Daemon daemon;
-  CRYO_TRY(daemon.load(options.images_dir).wrap("lazy-pages"));
+  CRYO_TRY(daemon.load(options.images_dir).wrap(options.images_dir));
   UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!listener) return errno_error("socket");
   struct sockaddr_un addr {};

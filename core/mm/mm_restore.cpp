@@ -115,14 +115,16 @@ Status write_pieces(pid_t pid, const struct iovec* local, const struct iovec* re
 // kernel allocating pages, so a large address space is written by two
 // threads, each taking half of the bytes.
 Status write_pages(pid_t pid, const image::Mm& mm, const image::ImageDirReader& images,
-                   const std::function<bool(uint64_t)>& already_in) {
+                   const std::function<bool(uint64_t)>& already_in, bool check) {
   constexpr uint64_t kPiece = 8u << 20;
   std::vector<struct iovec> local, remote;
   uint64_t total = 0;
   for (const auto& run : mm.pages()) {
     if (already_in(run.addr())) continue;
     uint64_t bytes = run.npages() * kPage;
-    CRYO_ASSIGN(const uint8_t* src, images.page_run(run.offset(), bytes));
+    // A lazy restore's load_image left some runs unchecked (image_load.h).
+    CRYO_ASSIGN(const uint8_t* src, check ? images.checked_page_run(run.offset(), bytes, run.xxh3())
+                                          : images.page_run(run.offset(), bytes));
     for (uint64_t at = 0; at < bytes; at += kPiece) {
       uint64_t len = std::min(kPiece, bytes - at);
       local.push_back({const_cast<uint8_t*>(src + at), len});
@@ -333,7 +335,8 @@ Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const i
     auto it = std::upper_bound(lazy->begin(), lazy->end(), std::make_pair(addr, UINT64_MAX));
     return it != lazy->begin() && addr < std::prev(it)->second;
   };
-  CRYO_TRY(write_pages(pid, mm, images, [&](uint64_t addr) { return own_region(addr) || comes_later(addr); })
+  CRYO_TRY(write_pages(pid, mm, images, [&](uint64_t addr) { return own_region(addr) || comes_later(addr); },
+                       lazy != nullptr)
                .wrap("writing memory"));
   for (int i = 0; i < mm.vmas_size(); i++) {
     const auto& v = mm.vmas(i);

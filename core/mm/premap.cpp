@@ -159,7 +159,9 @@ Status Premaps::build(pid_t self, pid_t parent, const image::Mm& mm, const image
     for (const auto& run : mm.pages()) {
       if (run.addr() < r.start || run.addr() >= r.end) continue;
       uint64_t bytes = run.npages() * kPage;
-      CRYO_ASSIGN(const uint8_t* src, images.page_run(run.offset(), bytes));
+      // Checked here too: a lazy restore leaves the checks of private
+      // anonymous runs to whoever writes them.
+      CRYO_ASSIGN(const uint8_t* src, images.checked_page_run(run.offset(), bytes, run.xxh3()));
       std::memcpy(reinterpret_cast<void*>(r.at + (run.addr() - r.start)), src, bytes);
     }
   }

@@ -82,5 +82,21 @@ def case_no_daemon(env):
     check(not exists(pid) or state(pid) == "Z", "a process of the failed restore is left")
 
 
+def case_corrupt_page(env):
+    """A page of the image changed after the dump: the daemon checks every run before it
+    serves one and refuses the image, naming it; the restore then has no daemon."""
+    pid, report, images = dumped_lazymem(env, mib=32)
+    pages = os.path.join(images, "pages.img")
+    with open(pages, "r+b") as f:
+        f.seek(os.path.getsize(pages) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xff]))
+    result = env.cryo("lazy-pages", "-D", images, expect=1)
+    check("checksum mismatch" in result.stderr, f"lazy-pages does not name the corrupt page: {result.stderr.strip()}")
+    check(not os.path.exists(os.path.join(images, "lazy-pages.socket")), "lazy-pages left its socket")
+
+
 if __name__ == "__main__":
-    run({"local": case_local, "daemon_killed": case_daemon_killed, "no_daemon": case_no_daemon})
+    run({"local": case_local, "daemon_killed": case_daemon_killed, "no_daemon": case_no_daemon,
+         "corrupt_page": case_corrupt_page})

@@ -70,7 +70,13 @@ Result<std::vector<Piece>> pieces_of(const criu_opts& o, criu::Verb verb, const 
       return field_error("log_file", "a name in the work directory, without '/' (as in CRIU)");
     out.push_back({"log_file", {"--log-file", o.log_file()}});
   }
-  if (o.has_ps()) out.push_back({"ps", {"--page-server"}});
+  if (o.has_ps()) {  // the page server's address and port; CRIU's socket handed over is not taken
+    if (o.ps().has_fd()) return field_error("ps", "a page server socket passed as ps.fd is not supported (give address and port)");
+    std::vector<std::string> words = {"--page-server"};
+    if (o.ps().has_address()) words.insert(words.end(), {"--address", o.ps().address()});
+    if (o.ps().has_port()) words.insert(words.end(), {"--port", std::to_string(o.ps().port())});
+    out.push_back({"ps", words});
+  }
   value(o.has_root(), "root", "--root", o.root());
   value(o.has_parent_img(), "parent_img", "--prev-images-dir", o.parent_img());
   flag(o.has_track_mem(), o.track_mem(), "track_mem", "--track-mem");

@@ -142,7 +142,9 @@ rpc::criu_resp feature_check() {
   auto resp = answer(rpc::FEATURE_CHECK, true);
   auto* f = resp.mutable_features();
   f->set_mem_track(false);    // no pre-dump: nothing tracks memory between dumps
-  f->set_lazy_pages(false);   // memory is restored whole before the tree runs
+  // restore --lazy-pages works, but runc asks this before checkpoint --lazy-pages,
+  // a dump serving the frozen tree's pages, which cryo cannot do yet.
+  f->set_lazy_pages(false);
   f->set_pidfd_store(false);  // no pre-dumps whose pids a store would guard
   return resp;
 }

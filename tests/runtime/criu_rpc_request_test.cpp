@@ -67,6 +67,20 @@ TEST_CASE("runc's checkpoint request is CRIU's command line") {
   CHECK(args->get_or("tree", "") == "1234");
 }
 
+TEST_CASE("the page server of a dump request is --page-server --address --port") {
+  auto o = runc_dump();
+  o.mutable_ps()->set_address("10.0.0.2");
+  o.mutable_ps()->set_port(27000);
+  auto argv = criu_rpc::command_line(o, criu::kDump, fd_path);
+  REQUIRE(argv.ok());
+  CHECK(has_words(*argv, {"--page-server", "--address", "10.0.0.2", "--port", "27000"}));
+  auto args = criu_rpc::parse_request(o, criu::kDump, fd_path);
+  REQUIRE_MESSAGE(args.ok(), args.error().message());
+  CHECK(args->has("page-server"));
+  o.mutable_ps()->set_fd(5);
+  CHECK(criu_rpc::parse_request(o, criu::kDump, fd_path).error().message().find("criu_opts.ps") == 0);
+}
+
 TEST_CASE("a field cryo cannot honour is refused by its name") {
   auto o = runc_dump();
   o.set_lazy_pages(true);
