@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -207,10 +208,11 @@ Result<std::unique_ptr<PageWriter>> PageWriter::create(std::unique_ptr<PageSink>
 
 Status PageWriter::start() {
   for (int i = 0; i < 3; i++) {
-    void* b = ::mmap(nullptr, kBufferSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    void* b = ::mmap(nullptr, kBufferSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (b == MAP_FAILED) return errno_error("memory for the page writer");
     storage_.push_back(static_cast<uint8_t*>(b));
     free_.push_back(storage_.back());
+    unpopulated_.push_back(storage_.back());
   }
   thread_ = std::thread([this] { run(); });
   return {};
@@ -277,6 +279,13 @@ uint8_t* PageWriter::buffer() {
   cv_.wait(lock, [&] { return !free_.empty(); });
   uint8_t* b = free_.back();
   free_.pop_back();
+  // A buffer is populated at its first use unless it is the first buffer:
+  // a small dump touches a few pages of one buffer and must not pay for
+  // 6144 (populating 24 MiB took ~10 ms of a 30 ms dump of `sleep` here).
+  if (auto it = std::find(unpopulated_.begin(), unpopulated_.end(), b); it != unpopulated_.end()) {
+    unpopulated_.erase(it);
+    if (unpopulated_.size() + 1 < storage_.size()) (void)::madvise(b, kBufferSize, MADV_POPULATE_WRITE);
+  }
   return b;
 }
 

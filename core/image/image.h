@@ -118,9 +118,11 @@ class PageWriter {
   uint64_t offset_ = 0;
   std::mutex mu_;
   std::condition_variable cv_;
-  // Mapped populated: a page fault costs far more than the page (under a
-  // hypervisor's shadow paging, ~15 us here), and the buffers take 6144 pages.
+  // Populated at first use (but the first buffer, see buffer()): a page
+  // fault costs far more than the page under a hypervisor's shadow paging
+  // (~15 us here), and the buffers take 6144 pages.
   std::vector<uint8_t*> storage_;
+  std::vector<uint8_t*> unpopulated_;
   std::vector<uint8_t*> free_;
   std::deque<Job> queue_;
   bool stopping_ = false;
