@@ -20,6 +20,7 @@
 #include "core/image/proto/task.pb.h"
 #include "core/image/proto/tree.pb.h"
 #include "core/mm/mm_dump.h"
+#include "core/predump.h"
 #include "core/ns/ipc_ns.h"
 #include "core/ns/cgroup_ns.h"
 #include "core/ns/mount_ns.h"
@@ -176,6 +177,10 @@ Status add_exe(pid_t pid, files::FilesDump& files, image::Process& core) {
 Result<DumpResult> checkpoint(const DumpOptions& options) {
   DumpResult result;
   uint64_t start = now_us();
+  std::optional<mm::ParentImage> parent;  // --prev-images-dir: checked before the tree is touched
+  if (!options.prev_images_dir.empty()) {
+    CRYO_ASSIGN(parent, mm::ParentImage::open(options.images_dir, options.prev_images_dir));
+  }
   progress::Reporter report("dump");
   progress::phase("freezing");
   CRYO_ASSIGN(auto dir, image::ImageDirWriter::create(options.images_dir));
@@ -325,6 +330,11 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   progress::phase("writing memory");
   CRYO_ASSIGN(image::PageWriter * pages, dir.pages());
   mm::DumpStats stats;
+  TreeWrites writes;  // against a pre-dump: what each process wrote since
+  if (parent) {
+    CRYO_ASSIGN(writes, writes_since(*parent, tree, maps, false));
+    writes.uffds.clear();  // the tracking ends here, its registrations with it
+  }
   CRYO_ASSIGN(auto ipc, ns::dump_ipc_ns(tree, pids, *pages, &stats));  // its segments are the ones the tree attaches
   if (ipc) files.use_ipc_namespace(ipc->mutable_shms());
   if (user_ns) CRYO_TRY(ns::to_tree_view(*user_ns, &cores, nullptr, nullptr));
@@ -333,10 +343,12 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     image::Mm mm;
     CRYO_TRY(check_interrupt("while memory was being dumped"));
     // Pages shared copy-on-write with a parent in the tree are stored once.
-    mm::ParentMm parent;
-    if (&p != &tree.processes().front() && maps.count(p.stat.ppid)) parent = {p.stat.ppid, &maps[p.stat.ppid]};
-    parent.tree_shares = maps.size() > 1;
-    CRYO_TRY(mm::dump_mm(p.pid, maps[p.pid], files, *pages, &mm, &stats, parent));
+    mm::ParentMm parent_mm;
+    if (&p != &tree.processes().front() && maps.count(p.stat.ppid)) parent_mm = {p.stat.ppid, &maps[p.stat.ppid]};
+    parent_mm.tree_shares = maps.size() > 1;
+    auto incremental = writes.mms.find(p.pid);
+    CRYO_TRY(mm::dump_mm(p.pid, maps[p.pid], files, *pages, &mm, &stats, parent_mm,
+                         incremental == writes.mms.end() ? nullptr : &incremental->second));
     pids.translate(&cores[p.pid]);
     CRYO_TRY(dir.write(image::mm_name(pids.inner(p.pid)), image::Kind::kMm, mm));
     CRYO_TRY(dir.write(image::core_name(pids.inner(p.pid)), image::Kind::kCore, cores[p.pid]));
@@ -374,6 +386,10 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   inventory.set_created_unix_ns(static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec));
   struct utsname uts;
   if (uname(&uts) == 0) inventory.set_kernel_release(uts.release);
+  if (parent) {
+    parent->name_in(&inventory);
+    CRYO_TRY(parent->link_from(options.images_dir));
+  }
   CRYO_TRY(check_interrupt("before the image was committed"));
   CRYO_TRY(options.actions.run(hooks::Action::kPostDump, options.pid));
   failpoint("dump.commit");
@@ -402,7 +418,8 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   result.freeze_us = end - freeze_start;
   result.total_us = end - start;
   log::info("dumped " + std::to_string(stats.pages_written) + " pages (" + std::to_string(stats.pages_inherited) +
-            " shared with a parent, " + std::to_string(stats.zero_pages_skipped) +
+            " shared with a parent, " + std::to_string(stats.pages_in_parent) + " kept in the parent image, " +
+            std::to_string(stats.zero_pages_skipped) +
             " zero pages skipped) in " + std::to_string(result.total_us) + " us");
   return result;
 }

@@ -37,6 +37,9 @@ struct DumpOptions {
   hooks::Actions actions;  // --action-script
   ns::NetNsDumpOptions net_ns;  // --empty-ns net, --external net[INODE]:KEY
   std::optional<pageserver::Endpoint> page_server;  // --page-server: pages.img goes there
+  // --prev-images-dir: a pre-dump (relative to images_dir, or absolute)
+  // whose pages this image keeps where nothing wrote them since.
+  std::string prev_images_dir;
 };
 
 struct DumpResult {
@@ -50,5 +53,11 @@ struct DumpResult {
 // Freezes the tree rooted at options.pid, writes its image and kills it (or
 // lets it run with leave_running). On any failure the tree runs on as before.
 Result<DumpResult> checkpoint(const DumpOptions& options);
+
+// `cryo pre-dump`: copies the tree's memory into an image of pages only and
+// leaves the tree running with its writes tracked (core/mm/tracking.h), so
+// that a dump (or another pre-dump) naming this image as its parent stores
+// only the pages written since.
+Result<DumpResult> pre_dump(const DumpOptions& options);
 
 }  // namespace cryo

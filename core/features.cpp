@@ -1,5 +1,7 @@
 #include "core/features.h"
 
+#include "core/mm/tracking.h"
+
 #include <fcntl.h>
 #include <linux/kcmp.h>
 #include <netinet/in.h>
@@ -119,6 +121,10 @@ std::vector<Feature> probe_features() {
     return text.ok() && text->find("eventfd-semaphore") != std::string::npos;
   }(), "Linux 6.6: eventfds cannot be dumped"));
   out.push_back(check("cgroup v1 freezer", false, ::access("/sys/fs/cgroup/freezer", F_OK) == 0));
+  std::string why;
+  auto tracking = mm::probe_write_tracking(&why);
+  out.push_back(check("write tracking (userfaultfd WP_ASYNC + PAGEMAP_SCAN)", false, tracking.ok() && *tracking,
+                      (tracking.ok() ? why : tracking.error().message()) + ": pre-dump cannot track writes"));
   return out;
 }
 

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "core/mm/mm_restore.h"
+#include "core/mm/parent_images.h"
 #include "core/ns/ipc_ns.h"
 #include "core/ns/net/net_config.h"
 #include "core/mm/premap.h"
@@ -43,6 +44,9 @@ Status validate_tree(const image::Tree& tree) {
 
 Result<LoadedImage> load_image(const image::ImageDirReader& reader, bool lazy) {
   LoadedImage img;
+  if (reader.inventory().pages_only())
+    return Error(EINVAL, reader.dir() + " is a pre-dump: it holds memory only and cannot be restored (restore the "
+                         "dump made with --prev-images-dir naming it)");
   CRYO_TRY(reader.read(image::kTreeName, image::Kind::kTree, &img.tree));
   CRYO_TRY(validate_tree(img.tree).wrap("tree.img"));
   CRYO_TRY(reader.read(image::kFilesName, image::Kind::kFiles, &img.files));
@@ -55,6 +59,7 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader, bool lazy) {
     auto& mm = img.mms[t.pid()];
     CRYO_TRY(reader.read(image::core_name(t.pid()), image::Kind::kCore, &core));
     CRYO_TRY(reader.read(image::mm_name(t.pid()), image::Kind::kMm, &mm));
+    CRYO_TRY(mm::expand_parent_pages(reader, &mm).wrap(image::mm_name(t.pid())));
     std::vector<int32_t> tids(t.tids().begin(), t.tids().end());
     CRYO_TRY(task::validate_process(core, tids).wrap(image::core_name(t.pid())));
     CRYO_TRY(mm::validate_mm(mm, img.files, img.tree.has_ipc() ? &img.tree.ipc() : nullptr).wrap(image::mm_name(t.pid())));
@@ -104,6 +109,7 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader, bool lazy) {
   auto check_run = [&](const image::PageRun& run) -> Status {
     if (run.npages() > (1ULL << 40) / 4096)
       return Error(EINVAL, "a page run of " + std::to_string(run.npages()) + " pages");
+    if (run.level() != 0) return {};  // a parent image's, checked whole by expand_parent_pages
     CRYO_TRY(reader.checked_page_run(run.offset(), run.npages() * 4096, run.xxh3()));
     return {};
   };

@@ -11,6 +11,7 @@
 #include "core/files/external.h"
 #include "core/image/image.h"
 #include "core/image_load.h"
+#include "core/mm/parent_images.h"
 #include "core/image/proto/files.pb.h"
 #include "core/image/proto/mm.pb.h"
 #include "core/image/proto/task.pb.h"
@@ -145,14 +146,42 @@ std::string external_json(const LoadedImage& img) {
   return out + "]";
 }
 
+// A pre-dump holds memory only: its inventory (with the keeper of the
+// write tracking), its chain, and per process the pages it stores.
+Result<std::string> inspect_pre_dump(const image::ImageDirReader& reader, const std::string& chain) {
+  CRYO_ASSIGN(std::string inventory, to_json(reader.inventory()));
+  std::string out = "{\"inventory\":" + inventory + ",\"chain\":" + chain + ",\"processes\":[";
+  bool first = true;
+  for (const auto& t : reader.inventory().tracking().processes()) {
+    image::Mm mm;
+    CRYO_TRY(reader.read(image::mm_name(t.pid()), image::Kind::kMm, &mm));
+    CRYO_TRY(mm::expand_parent_pages(reader, &mm).wrap(image::mm_name(t.pid())));
+    uint64_t pages = 0, in_parents = 0;
+    for (const auto& run : mm.pages()) {
+      if (run.level() == 0) CRYO_TRY(reader.checked_page_run(run.offset(), run.npages() * 4096, run.xxh3()));
+      (run.level() ? in_parents : pages) += run.npages();
+    }
+    out += std::string(first ? "" : ",") + "{\"pid\":" + std::to_string(t.pid()) + ",\"tracked\":" +
+           (t.keeper_fd() >= 0 ? "true" : "false") + ",\"dumped_pages\":" + std::to_string(pages) +
+           ",\"pages_in_parents\":" + std::to_string(in_parents) + "}";
+    first = false;
+  }
+  return out + "],\"pages_bytes\":" + std::to_string(reader.pages_size()) + "}";
+}
+
 }  // namespace
 
 Result<std::string> inspect_image(const std::string& dir, bool with_pages) {
   CRYO_ASSIGN(auto reader, image::ImageDirReader::open(dir));
+  std::string chain = "[";  // an incremental image's parents, nearest first
+  for (uint32_t level = 1; reader.level(level); level++)
+    chain += std::string(level > 1 ? "," : "") + json_string(reader.level(level)->dir());
+  chain += "]";
+  if (reader.inventory().pages_only()) return inspect_pre_dump(reader, chain);
   CRYO_ASSIGN(LoadedImage img, load_image(reader));
   std::string out = "{";
   CRYO_ASSIGN(std::string inventory, to_json(reader.inventory()));
-  out += "\"inventory\":" + inventory;
+  out += "\"inventory\":" + inventory + ",\"chain\":" + chain;
 
   const image::Tree& tree = img.tree;
   CRYO_ASSIGN(std::string tree_json, to_json(tree));
@@ -170,8 +199,8 @@ Result<std::string> inspect_image(const std::string& dir, bool with_pages) {
     if (task.state() == image::TaskEntry::ZOMBIE) continue;
     image::Process& core = img.cores.at(task.pid());
     image::Mm& mm = img.mms.at(task.pid());
-    uint64_t pages = 0;
-    for (const auto& run : mm.pages()) pages += run.npages();
+    uint64_t pages = 0, in_parents = 0;
+    for (const auto& run : mm.pages()) (run.level() ? in_parents : pages) += run.npages();
     size_t runs = static_cast<size_t>(mm.pages_size());
     uint64_t inherited = 0;
     for (const auto& run : mm.inherited()) inherited += run.npages();
@@ -185,7 +214,8 @@ Result<std::string> inspect_image(const std::string& dir, bool with_pages) {
     CRYO_ASSIGN(std::string mm_json, to_json(mm));
     out += std::string(first ? "" : ",") + "{\"pid\":" + std::to_string(task.pid()) + ",\"core\":" + core_json +
            ",\"mm\":" + mm_json + ",\"dumped_pages\":" + std::to_string(pages) +
-           ",\"page_runs\":" + std::to_string(runs) + ",\"inherited_pages\":" + std::to_string(inherited) + "}";
+           ",\"page_runs\":" + std::to_string(runs) + ",\"inherited_pages\":" + std::to_string(inherited) +
+           ",\"pages_in_parents\":" + std::to_string(in_parents) + "}";
     first = false;
   }
   out += "],\"sockets\":" + sockets_json(img);

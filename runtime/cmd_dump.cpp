@@ -47,6 +47,7 @@ int dump_options(const Args* args, DumpOptions& options) {
   if (auto limit = args->get("ghost-limit")) options.ghost_limit = *criu::parse_size(*limit);
   options.network_lock = args->get_or("network-lock", "nftables");
   options.freeze_cgroup = args->get_or("freeze-cgroup", "");
+  options.prev_images_dir = args->get_or("prev-images-dir", "");
   for (const auto& script : args->all("action-script")) options.actions.add_script(script);
   options.actions.set_image_dir(options.images_dir);
   for (const auto& arg : args->all("cgroup-root")) {

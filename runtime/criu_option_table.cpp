@@ -127,16 +127,20 @@ std::vector<Option> make_table() {
           "cryo asks for the same capabilities with or without it (`cryo check` lists them)"),
 
       // Memory: incremental dumps and page servers.
-      row("track-mem", 0, kNo, kNeg, D | P, kAcc, "every dump saves all memory, so there is nothing to track between dumps"),
-      row("prev-images-dir", 0, kReq, 0, D, kAcc, "the image is complete on its own: the parent directory is not read"),
-      row("auto-dedup", 0, kNo, kNeg, D, kAcc, "every dump is complete: there is no parent image to deduplicate"),
+      row("track-mem", 0, kNo, kNeg, D | P, kAcc,
+          "pre-dump always tracks the tree's writes (userfaultfd write-protection, read with PAGEMAP_SCAN: "
+          "no soft-dirty needed), and a dump with --prev-images-dir always uses them"),
+      row("prev-images-dir", 0, kReq, 0, D | P, kImpl,
+          "a pre-dump (a path relative to the image directory, as CRIU's): only the pages written since it are "
+          "stored, the others are read from it (and its own parents) on restore; the image links it as `parent`"),
+      row("auto-dedup", 0, kNo, kNeg, D, kAcc, "parent images are left whole: cryo never punches out their pages a later dump replaced"),
       row("auto-dedup", 0, kNo, kNeg, R, kRef, "cryo never changes an image while restoring it"),
-      row("pre-dump-mode", 0, kReq, 0, P, kAcc, "splice or read (pre-dump itself is refused)"),
+      row("pre-dump-mode", 0, kReq, 0, P, kAcc, "splice or read: cryo copies the pages one way whatever it is told"),
       row("page-server", 0, kNo, kNeg, D, kImpl,
           "pages.img goes to `cryo page-server` at --address/--port (TLS with --tls) instead of the image "
           "directory, which gets the other files; the dump fails, the tree running on, if the server refuses "
           "the pages or goes away"),
-      row("page-server", 0, kNo, kNeg, P, kRef, "pre-dump itself is refused"),
+      row("page-server", 0, kNo, kNeg, P, kRef, "a pre-dump's pages go to its image directory only (not yet to a page server)"),
       row("address", 0, kReq, 0, D, kImpl, "the page server's address (a name, IPv4 or IPv6)"),
       row("port", 0, kReq, 0, D, kImpl, "the page server's port"),
       row("ps-socket", 0, kReq, 0, 0, kAcc, kPageServerOnly),

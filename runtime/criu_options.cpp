@@ -285,9 +285,9 @@ std::string usage(Verb verb) {
              "Saves the process tree rooted at PID into DIR, then kills it (-R: lets it run on).\n";
       break;
     case kPreDump:
-      out << "usage: cryo pre-dump -t PID [-D DIR] [options]\n\n"
-             "Refused: cryo has no incremental dumps. A dump saves all memory; dump -R takes a\n"
-             "checkpoint and leaves the tree running.\n";
+      out << "usage: cryo pre-dump -t PID [-D DIR] [--prev-images-dir DIR] [options]\n\n"
+             "Copies the memory of the tree rooted at PID into DIR and leaves it running with its\n"
+             "writes tracked; `cryo dump --prev-images-dir DIR` then saves only what changed since.\n";
       break;
     case kRestore:
       out << "usage: cryo restore [-D DIR] [options]\n\n"
@@ -349,7 +349,7 @@ namespace {
 const std::vector<std::pair<std::string, std::string>>& feature_names() {
   static const std::vector<std::pair<std::string, std::string>> kNames = {
       {"mnt_id", ""},
-      {"mem_dirty_track", ""},
+      {"mem_dirty_track", "write tracking (userfaultfd WP_ASYNC + PAGEMAP_SCAN)"},
       {"aio_remap", ""},
       {"timerfd", ""},
       {"tun", ""},
@@ -387,7 +387,7 @@ const std::vector<std::pair<std::string, std::string>>& feature_names() {
       {"openat2", ""},
       {"get_rseq_conf", "ptrace rseq configuration"},
       {"ipv6_freebind", ""},
-      {"pagemap_scan", ""},
+      {"pagemap_scan", "write tracking (userfaultfd WP_ASYNC + PAGEMAP_SCAN)"},
       {"timer_cr_ids", "POSIX timers with given ids"},
   };
   return kNames;

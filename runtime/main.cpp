@@ -16,7 +16,7 @@ namespace {
 
 const Command kCommands[] = {
     {"dump", cmd_dump, "save a running process tree into an image directory", nullptr},
-    {"pre-dump", cmd_pre_dump, "refused: cryo has no incremental dumps", nullptr},
+    {"pre-dump", cmd_pre_dump, "copy a tree's memory ahead of a dump and track its writes", nullptr},
     {"restore", cmd_restore, "restore a process tree from an image directory", nullptr},
     {"check", cmd_check, "report the kernel features cryo relies on", nullptr},
     {"inspect", cmd_inspect, "print an image directory as JSON",

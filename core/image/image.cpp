@@ -403,6 +403,12 @@ Status ImageDirWriter::commit(cryo::image::Inventory inventory) {
 // ---- ImageDirReader ----
 
 Result<ImageDirReader> ImageDirReader::open(const std::string& dir, bool populate) {
+  CRYO_ASSIGN(ImageDirReader r, open_flat(dir, populate));
+  if (!r.inventory_.parent_image().empty()) CRYO_TRY(r.open_parents(populate));
+  return r;
+}
+
+Result<ImageDirReader> ImageDirReader::open_flat(const std::string& dir, bool populate) {
   ImageDirReader r;
   r.dir_ = dir;
   auto bytes = read_message_file(dir + "/" + kInventoryName);
@@ -438,8 +444,44 @@ Result<ImageDirReader> ImageDirReader::open(const std::string& dir, bool populat
   return r;
 }
 
+// An incremental image names its parent by a path relative to itself (as
+// CRIU's `parent` link); the parent's inventory must be the one the dump
+// read, and so on up the chain. Parents are opened flat, without their own
+// chains, which this image's chain lists.
+Status ImageDirReader::open_parents(bool populate) {
+  constexpr size_t kMaxDepth = 64;
+  const ImageDirReader* child = this;
+  while (!child->inventory_.parent_image().empty()) {
+    const std::string& name = child->inventory_.parent_image();
+    std::string path = name[0] == '/' ? name : child->dir_ + "/" + name;
+    std::string what = "parent image " + path + " (named by " + child->dir_ + "/inventory.img)";
+    if (parents_.size() == kMaxDepth) return Error(ELOOP, what + ": the chain of parents is longer than 64 images");
+    auto sum = file_checksum(path + "/" + kInventoryName);
+    if (!sum.ok()) return std::move(sum).error().wrap(what + " is missing or incomplete");
+    if (*sum != child->inventory_.parent_inventory_xxh3())
+      return Error(EINVAL, what + " is not the image this one was dumped against (its inventory changed)");
+    auto opened = open_flat(path, populate);
+    if (!opened.ok()) return std::move(opened).error().wrap(what);
+    parents_.push_back(std::make_unique<ImageDirReader>(std::move(*opened)));
+    child = parents_.back().get();
+  }
+  return {};
+}
+
+const ImageDirReader* ImageDirReader::level(uint32_t n) const {
+  if (n == 0) return this;
+  return n <= parents_.size() ? parents_[n - 1].get() : nullptr;
+}
+
+Result<const uint8_t*> ImageDirReader::run_bytes(uint64_t offset, uint64_t size, uint32_t n) const {
+  const ImageDirReader* at = level(n);
+  if (!at) return Error(EINVAL, "a page run names parent image " + std::to_string(n) + ", beyond the chain");
+  return at->page_run(offset, size);
+}
+
 ImageDirReader::ImageDirReader(ImageDirReader&& other) noexcept
-    : dir_(std::move(other.dir_)),
+    : parents_(std::move(other.parents_)),
+      dir_(std::move(other.dir_)),
       inventory_(std::move(other.inventory_)),
       pages_(std::exchange(other.pages_, nullptr)),
       pages_size_(std::exchange(other.pages_size_, 0)) {}

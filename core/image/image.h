@@ -176,9 +176,18 @@ class ImageDirReader {
   // The same, also checked against its checksum.
   Result<const uint8_t*> checked_page_run(uint64_t offset, uint64_t size, uint64_t expected_checksum) const;
   uint64_t pages_size() const { return pages_size_; }
+  // The bytes of a run, from this image or (run.level() > 0) from the image
+  // of the chain of parents it names (bounds checked, not the checksum).
+  Result<const uint8_t*> run_bytes(uint64_t offset, uint64_t size, uint32_t level) const;
+  // An incremental image's chain: level 1 is its parent; nullptr past the end.
+  const ImageDirReader* level(uint32_t n) const;
+  size_t depth() const { return parents_.size(); }
 
  private:
   ImageDirReader() = default;
+  static Result<ImageDirReader> open_flat(const std::string& dir, bool populate);
+  Status open_parents(bool populate);
+  std::vector<std::unique_ptr<ImageDirReader>> parents_;  // parent, grandparent...
   std::string dir_;
   cryo::image::Inventory inventory_;
   const uint8_t* pages_ = nullptr;

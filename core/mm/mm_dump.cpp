@@ -199,7 +199,8 @@ Status read_pages(pid_t pid, const proc::MapEntry& m, int mem_fd, bool unpinned,
 }
 
 Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, int mem_fd, bool skip_zero,
-                          const Sharing& sharing, image::PageWriter& pages, image::Mm* out, DumpStats* stats) {
+                          const Sharing& sharing, image::PageWriter& pages, image::Mm* out, DumpStats* stats,
+                          const IncrementalMm* incremental) {
   uint64_t npages = (m.end - m.start) / kPage;
   std::vector<uint64_t> entries(kChunkPages), parent_before(kChunkPages), parent_after(kChunkPages);
   for (uint64_t first = 0; first < npages; first += kChunkPages) {
@@ -228,6 +229,14 @@ Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, in
       }
     }
     stats->pages_scanned += count;
+    // Pages unchanged since the parent image stay there.
+    if (incremental)
+      for (size_t k = 0; k < count; k++)
+        if ((entries[k] & (kPresent | kSwapped)) && !(entries[k] & (kFileShared | kGuardRegion)) && !inherited[k] &&
+            incremental->take(base + k * kPage, out)) {
+          inherited[k] = true;
+          stats->pages_in_parent++;
+        }
     std::vector<Segment> segments;
     size_t filled = 0;
     auto wanted = [&](size_t k) {
@@ -328,7 +337,8 @@ Status dump_file_data(int fd, uint64_t size, google::protobuf::RepeatedPtrField<
 }
 
 Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesDump& files,
-               image::PageWriter& pages, image::Mm* out, DumpStats* stats, const ParentMm& parent) {
+               image::PageWriter& pages, image::Mm* out, DumpStats* stats, const ParentMm& parent,
+               const IncrementalMm* incremental) {
   std::string proc_dir = "/proc/" + std::to_string(pid);
   CRYO_ASSIGN(std::string smaps, read_file(proc_dir + "/smaps"));
   CRYO_ASSIGN(auto smaps_of, proc::parse_smaps(smaps));
@@ -364,7 +374,8 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
       if (flag == "lo") v->set_locked(true);
       if ((flag == "io" || flag == "pf") && !m.path.starts_with("[v"))
         return Error(what + ": device (I/O) mappings are not supported");
-      if (flag == "um" || flag == "uw") return Error(what + ": userfaultfd-registered memory is not supported");
+      if ((flag == "um" || flag == "uw") && !(incremental && incremental->registered_by_cryo))
+        return Error(what + ": userfaultfd-registered memory is not supported");
       if (uint32_t advice = madvise_of(flag)) v->add_madvise(advice);
     }
 
@@ -429,7 +440,7 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
     }
     if (private_pages && extra.resident_kb > 0)
       CRYO_TRY(dump_private_pages(pid, m, pagemap.get(), mem.get(), v->kind() == image::Vma::ANON_PRIVATE, sharing,
-                                  pages, out, stats));
+                                  pages, out, stats, incremental));
   }
   return {};
 }

@@ -8,6 +8,7 @@
 #include "core/files/files_dump.h"
 #include "core/image/image.h"
 #include "core/image/proto/mm.pb.h"
+#include "core/mm/parent_images.h"
 #include "core/sys/proc.h"
 
 namespace cryo::mm {
@@ -17,6 +18,7 @@ struct DumpStats {
   uint64_t pages_written = 0;
   uint64_t zero_pages_skipped = 0;
   uint64_t pages_inherited = 0;  // shared copy-on-write with the parent, not stored again
+  uint64_t pages_in_parent = 0;  // unchanged since the parent image, which holds them
 };
 
 // The parent of a dumped process, when it is a living process of the tree:
@@ -37,6 +39,7 @@ Status dump_file_data(int fd, uint64_t size, google::protobuf::RepeatedPtrField<
                       image::PageWriter& pages, DumpStats* stats);
 
 Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesDump& files,
-               image::PageWriter& pages, image::Mm* out, DumpStats* stats, const ParentMm& parent = {});
+               image::PageWriter& pages, image::Mm* out, DumpStats* stats, const ParentMm& parent = {},
+               const IncrementalMm* incremental = nullptr);
 
 }  // namespace cryo::mm

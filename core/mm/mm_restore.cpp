@@ -122,9 +122,11 @@ Status write_pages(pid_t pid, const image::Mm& mm, const image::ImageDirReader& 
   for (const auto& run : mm.pages()) {
     if (already_in(run.addr())) continue;
     uint64_t bytes = run.npages() * kPage;
-    // A lazy restore's load_image left some runs unchecked (image_load.h).
-    CRYO_ASSIGN(const uint8_t* src, check ? images.checked_page_run(run.offset(), bytes, run.xxh3())
-                                          : images.page_run(run.offset(), bytes));
+    // A lazy restore's load_image left some runs unchecked (image_load.h);
+    // a parent image's were checked whole when the image was loaded.
+    CRYO_ASSIGN(const uint8_t* src, check && run.level() == 0
+                                        ? images.checked_page_run(run.offset(), bytes, run.xxh3())
+                                        : images.run_bytes(run.offset(), bytes, run.level()));
     for (uint64_t at = 0; at < bytes; at += kPiece) {
       uint64_t len = std::min(kPiece, bytes - at);
       local.push_back({const_cast<uint8_t*>(src + at), len});

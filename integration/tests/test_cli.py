@@ -233,7 +233,7 @@ def case_criu_command_line(env):
                     "--file-locks", "-l", "--manage-cgroups", "--timeout", "20", "--network-lock=skip",
                     "--track-mem", "--cpu-cap=none", "--display-stats",
                     "--no-default-config", "--log-pid", "--ext-unix-sk", "--tcp-established", "--no-tcp-established",
-                    "--prev-images-dir=../parent", "-L", "/usr/lib/criu", "--auto-dedup", "--deprecated",
+                    "-L", "/usr/lib/criu", "--auto-dedup", "--deprecated",
                     "--skip-mnt", "/proc", "--enable-fs", "tmpfs", "-M", "/data:data", "--empty-ns", "net",
                     "--weak-sysctls", "--address", "127.0.0.1", "--port", "27027")
     env.wait_dumped(tree)
@@ -274,7 +274,9 @@ def case_criu_refused(env):
                           (["--ms"], "--ms")]:
         result = refused(env, *dump, *extra, mention=option)
         check("not supported" in result.stderr, f"the refusal does not say why: {result.stderr.strip()!r}")
-    refused(env, "pre-dump", "-t", pid, "-D", images, "--track-mem", mention="pre-dump")
+    # A parent image that is not there, before anything is frozen or written.
+    refused(env, "pre-dump", "-t", pid, "-D", images, "--prev-images-dir", "../none", mention="--prev-images-dir")
+    refused(env, *dump, "--prev-images-dir=../none", mention="--prev-images-dir")
     restore = ["restore", "-D", images]
     for extra, option in [(["-d", "-S"], "--restore-sibling"),
                           (["--lsm-profile", "apparmor:unconfined"], "--lsm-profile"),

@@ -137,11 +137,14 @@ rpc::criu_resp check() {
   return failure(rpc::CHECK, Error(ENOSYS, "cryo cannot work on this system: missing " + missing + " (cryo check)"));
 }
 
-// What cryo has of what CRIU's feature check asks about: none of them yet.
+// What cryo has of what CRIU's feature check asks about.
 rpc::criu_resp feature_check() {
   auto resp = answer(rpc::FEATURE_CHECK, true);
   auto* f = resp.mutable_features();
-  f->set_mem_track(false);    // no pre-dump: nothing tracks memory between dumps
+  bool tracking = false;  // pre-dump's write tracking works on this kernel
+  for (const auto& probe : probe_features())
+    tracking = tracking || (probe.name.starts_with("write tracking") && probe.present);
+  f->set_mem_track(tracking);
   // restore --lazy-pages works, but runc asks this before checkpoint --lazy-pages,
   // a dump serving the frozen tree's pages, which cryo cannot do yet.
   f->set_lazy_pages(false);

@@ -1,0 +1,136 @@
+#include "core/mm/parent_images.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+
+#include "core/sys/io.h"
+
+namespace cryo::mm {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+
+bool inside(const Ranges& ranges, uint64_t addr) {
+  auto it = std::upper_bound(ranges.begin(), ranges.end(), std::make_pair(addr, ~uint64_t{0}));
+  return it != ranges.begin() && addr < std::prev(it)->second;
+}
+
+std::string hex(uint64_t v) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%lx", static_cast<unsigned long>(v));
+  return buf;
+}
+
+}  // namespace
+
+IncrementalMm::IncrementalMm(const image::Mm& parent_mm, Ranges unchanged) : unchanged_(std::move(unchanged)) {
+  std::sort(unchanged_.begin(), unchanged_.end());
+  for (const auto& run : parent_mm.pages())
+    sources_.push_back({run.addr(), run.addr() + run.npages() * kPage, 1, run});
+  for (const auto& p : parent_mm.parent_pages())
+    for (const auto& s : p.slices()) sources_.push_back({s.addr(), s.addr() + s.npages() * kPage, p.level() + 1, p.run()});
+  std::sort(sources_.begin(), sources_.end(), [](const Source& a, const Source& b) { return a.start < b.start; });
+}
+
+bool IncrementalMm::take(uint64_t addr, image::Mm* out) const {
+  if (!inside(unchanged_, addr)) return false;
+  auto it = std::upper_bound(sources_.begin(), sources_.end(), addr,
+                             [](uint64_t a, const Source& s) { return a < s.start; });
+  if (it == sources_.begin()) return false;
+  const Source& src = *std::prev(it);
+  if (addr >= src.end) return false;
+  auto* entries = out->mutable_parent_pages();
+  image::ParentPages* last = entries->empty() ? nullptr : &(*entries)[entries->size() - 1];
+  if (!last || last->level() != src.level || last->run().offset() != src.run.offset()) {
+    last = entries->Add();
+    last->set_level(src.level);
+    *last->mutable_run() = src.run;
+  }
+  auto* slices = last->mutable_slices();
+  if (!slices->empty()) {
+    auto& s = (*slices)[slices->size() - 1];
+    if (s.addr() + s.npages() * kPage == addr) {
+      s.set_npages(s.npages() + 1);
+      return true;
+    }
+  }
+  auto* s = slices->Add();
+  s->set_addr(addr);
+  s->set_npages(1);
+  return true;
+}
+
+Status expand_parent_pages(const image::ImageDirReader& reader, image::Mm* mm) {
+  for (const auto& run : mm->pages())
+    if (run.level() != 0) return Error(EINVAL, "page run at " + hex(run.addr()) + " names a level (corrupt)");
+  if (mm->parent_pages_size() == 0) return {};
+  std::set<std::pair<uint32_t, uint64_t>> checked;
+  std::vector<image::PageRun> runs(mm->pages().begin(), mm->pages().end());
+  for (const auto& p : mm->parent_pages()) {
+    const auto& run = p.run();
+    std::string what = "pages of parent image " + std::to_string(p.level()) + " at " + hex(run.addr());
+    const image::ImageDirReader* at = p.level() == 0 ? nullptr : reader.level(p.level());
+    if (!at) return Error(EINVAL, what + ": the chain of parents has " + std::to_string(reader.depth()) + " images");
+    if (run.npages() == 0 || run.npages() > (1ULL << 40) / kPage || run.addr() % kPage ||
+        run.addr() + run.npages() * kPage < run.addr())
+      return Error(EINVAL, what + ": a malformed run");
+    if (checked.insert({p.level(), run.offset()}).second)
+      CRYO_TRY(at->checked_page_run(run.offset(), run.npages() * kPage, run.xxh3()).wrap(at->dir() + ": " + what));
+    uint64_t end = run.addr() + run.npages() * kPage;
+    for (const auto& s : p.slices()) {
+      if (s.npages() == 0 || s.addr() % kPage || s.addr() < run.addr() || s.npages() > run.npages() ||
+          s.addr() + s.npages() * kPage > end)
+        return Error(EINVAL, what + ": a slice lies outside its run");
+      image::PageRun r;
+      r.set_addr(s.addr());
+      r.set_npages(s.npages());
+      r.set_offset(run.offset() + (s.addr() - run.addr()));
+      r.set_level(p.level());
+      runs.push_back(r);
+    }
+  }
+  std::sort(runs.begin(), runs.end(), [](const auto& a, const auto& b) { return a.addr() < b.addr(); });
+  for (size_t i = 1; i < runs.size(); i++)
+    if (runs[i - 1].addr() + runs[i - 1].npages() * kPage > runs[i].addr())
+      return Error(EINVAL, "pages at " + hex(runs[i].addr()) + " are stored twice (in this image and a parent)");
+  mm->clear_pages();
+  for (auto& r : runs) *mm->add_pages() = std::move(r);
+  mm->clear_parent_pages();
+  return {};
+}
+
+Result<ParentImage> ParentImage::open(const std::string& images_dir, const std::string& path) {
+  ParentImage p;
+  p.path = path;
+  std::string dir = path.starts_with("/") ? path : images_dir + "/" + path;
+  auto reader = image::ImageDirReader::open(dir);
+  if (!reader.ok()) return std::move(reader).error().wrap("--prev-images-dir " + path);
+  if (!reader->inventory().pages_only())
+    return Error(EINVAL, "--prev-images-dir " + path + ": " + dir + " is not a pre-dump image (make it with cryo pre-dump)");
+  CRYO_ASSIGN(p.inventory_xxh3, image::file_checksum(dir + "/" + image::kInventoryName));
+  p.reader = std::make_unique<image::ImageDirReader>(std::move(*reader));
+  return p;
+}
+
+std::optional<image::Mm> ParentImage::mm_of(pid_t pid) const {
+  image::Mm mm;
+  if (!reader->has(image::mm_name(pid)) || !reader->read(image::mm_name(pid), image::Kind::kMm, &mm).ok())
+    return std::nullopt;
+  return mm;
+}
+
+void ParentImage::name_in(image::Inventory* inventory) const {
+  inventory->set_parent_image(path);
+  inventory->set_parent_inventory_xxh3(inventory_xxh3);
+}
+
+Status ParentImage::link_from(const std::string& images_dir) const {
+  std::string link = images_dir + "/parent";
+  ::unlink(link.c_str());
+  if (::symlink(path.c_str(), link.c_str()) < 0) return errno_error("symlink " + link);
+  return {};
+}
+
+}  // namespace cryo::mm

@@ -1,0 +1,65 @@
+// Write tracking without soft-dirty: a userfaultfd registered in
+// write-protect mode with asynchronous faults (UFFD_FEATURE_WP_ASYNC, Linux
+// 6.7) marks every page it protects; the first write to a page clears its
+// mark in the kernel, without stopping the writer, and PAGEMAP_SCAN lists
+// the pages whose mark is gone (PAGE_IS_WRITTEN), protecting them again in
+// the same call.
+//
+// A userfaultfd belongs to the address space of the process that makes it,
+// so cryo makes it inside the task (a remote syscall), takes a copy with
+// pidfd_getfd and closes the task's at once: the tree never keeps a new fd.
+// Its registrations last as long as the file: closing the last reference
+// drops them and every write mark, and the tree runs on as before.
+#pragma once
+
+#include <sys/types.h>
+
+#include <utility>
+#include <vector>
+
+#include "core/sys/fd.h"
+#include "core/sys/proc.h"
+#include "core/sys/result.h"
+
+namespace cryo::mm {
+
+using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;  // sorted, disjoint [start, end)
+
+// Whether this kernel tracks writes so (a userfaultfd of cryo's own, on a
+// page of its own); the reason when not.
+Result<bool> probe_write_tracking(std::string* why);
+
+// Makes a userfaultfd inside the stopped process pid (its syscall_ip: a
+// `syscall` instruction of its vDSO) and returns cryo's copy, set up for
+// asynchronous write-protection. The task's own fd is closed again.
+Result<UniqueFd> make_tracker(pid_t pid, uint64_t syscall_ip, const std::vector<proc::MapEntry>& maps);
+
+// The mappings write tracking can cover: private ones (anonymous, or of a
+// file), not the kernel's special ones.
+bool trackable(const proc::MapEntry& m);
+
+// Registers every trackable mapping of `maps` with the userfaultfd (a
+// mapping the kernel refuses is left out) and returns the ranges that are.
+Ranges register_tracking(int uffd, const std::vector<proc::MapEntry>& maps);
+
+// Write-protects the ranges: from now on a write to any of their pages
+// shows in scan_written.
+Status protect(int uffd, const Ranges& ranges);
+
+struct Written {
+  Ranges trusted;  // ranges still registered for asynchronous write tracking
+  Ranges written;  // pages written since they were protected, inside trusted
+};
+
+// Which pages of `ranges` of pid were written since they were protected;
+// with reprotect, protects them again in the same step. A part of a range
+// no longer tracked (unmapped, mapped anew, moved by mremap, or replaced by
+// exec) is not trusted: its pages are copied whole.
+Result<Written> scan_written(pid_t pid, const Ranges& ranges, bool reprotect);
+
+// Range arithmetic.
+Ranges intersect(const Ranges& a, const Ranges& b);
+Ranges subtract(const Ranges& a, const Ranges& b);
+Ranges ranges_of(const std::vector<proc::MapEntry>& maps);
+
+}  // namespace cryo::mm

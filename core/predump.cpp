@@ -1,0 +1,199 @@
+#include "core/predump.h"
+
+#include <dirent.h>
+#include <time.h>
+#include <sys/utsname.h>
+
+#include <optional>
+
+#include "core/checkpoint.h"
+#include "core/files/files_dump.h"
+#include "core/image/image.h"
+#include "core/mm/keeper.h"
+#include "core/mm/mm_dump.h"
+#include "core/ptrace/ptrace.h"
+#include "core/sys/failpoint.h"
+#include "core/sys/interrupt.h"
+#include "core/sys/io.h"
+#include "core/sys/log.h"
+#include "core/sys/util.h"
+
+namespace cryo {
+namespace {
+
+// A userfaultfd of the tree's own would have its registrations taken over
+// or disturbed by cryo's; the dump refuses it anyway.
+Status refuse_own_userfaultfd(pid_t pid) {
+  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return errno_error("open " + dir);
+  Status st;
+  while (struct dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    auto target = read_link(dir + "/" + e->d_name);
+    if (target.ok() && *target == "anon_inode:[userfaultfd]") {
+      st = Error(pid_str(pid) + " fd " + e->d_name + ": a userfaultfd of its own is not supported (write tracking "
+                 "would take over its memory)");
+      break;
+    }
+  }
+  ::closedir(d);
+  return st;
+}
+
+// The tree's own registrations (a userfaultfd it passed away or that is in
+// flight) show as um/uw in its VmFlags before cryo registers anything.
+Status refuse_registered(pid_t pid) {
+  CRYO_ASSIGN(std::string smaps, read_file("/proc/" + std::to_string(pid) + "/smaps"));
+  CRYO_ASSIGN(auto entries, proc::parse_smaps(smaps));
+  for (const auto& [start, e] : entries)
+    for (const auto& flag : e.flags)
+      if (flag == "um" || flag == "uw")
+        return Error(pid_str(pid) + " mapping at " + std::to_string(start) +
+                     ": userfaultfd-registered memory is not supported");
+  return {};
+}
+
+}  // namespace
+
+Result<TreeWrites> writes_since(const mm::ParentImage& parent, const tree::FrozenTree& tree,
+                                const std::map<pid_t, std::vector<proc::MapEntry>>& maps, bool reprotect) {
+  TreeWrites out;
+  CRYO_ASSIGN(auto uffds, mm::take_from_keeper(parent.reader->inventory().tracking()));
+  if (uffds.empty()) log::warn("the write tracking of " + parent.path + " is gone: memory is saved whole");
+  for (const auto& p : tree.processes()) {
+    if (p.zombie || !maps.count(p.pid)) continue;
+    auto pm = parent.mm_of(p.pid);
+    if (!pm) continue;  // new since the parent: saved whole
+    auto uffd = uffds.find(p.pid);
+    mm::Ranges unchanged;
+    if (uffd != uffds.end()) {
+      mm::Ranges tracked;
+      for (const auto& r : pm->tracked()) tracked.emplace_back(r.start(), r.end());
+      std::sort(tracked.begin(), tracked.end());
+      mm::Ranges candidates = mm::intersect(mm::ranges_of(maps.at(p.pid)), tracked);
+      CRYO_ASSIGN(mm::Written written, mm::scan_written(p.pid, candidates, reprotect));
+      std::sort(written.written.begin(), written.written.end());
+      unchanged = mm::subtract(written.trusted, written.written);
+      out.trusted[p.pid] = written.trusted;
+      out.uffds[p.pid] = std::move(uffd->second);
+    }
+    out.mms.emplace(p.pid, mm::IncrementalMm(*pm, std::move(unchanged)));
+  }
+  return out;
+}
+
+Result<DumpResult> pre_dump(const DumpOptions& options) {
+  DumpResult result;
+  uint64_t start = now_us();
+  std::optional<mm::ParentImage> parent;
+  if (!options.prev_images_dir.empty()) {
+    CRYO_ASSIGN(parent, mm::ParentImage::open(options.images_dir, options.prev_images_dir));
+  }
+  CRYO_ASSIGN(auto dir, image::ImageDirWriter::create(options.images_dir));
+  CRYO_TRY(options.actions.run(hooks::Action::kPreDump, options.pid));
+  std::optional<cgroup::Freezer> freezer;
+  if (!options.freeze_cgroup.empty()) {
+    CRYO_ASSIGN(auto opened, cgroup::Freezer::open(options.freeze_cgroup));
+    freezer.emplace(std::move(opened));
+  }
+  uint64_t freeze_start = now_us();
+  CRYO_ASSIGN(auto tree, tree::FrozenTree::freeze(options.pid, options.freeze_timeout_s, freezer ? &*freezer : nullptr));
+  CRYO_TRY(check_interrupt("while the tree was being frozen"));
+
+  std::map<pid_t, std::vector<proc::MapEntry>> maps;
+  for (const auto& p : tree.processes()) {
+    if (p.zombie) continue;
+    CRYO_TRY(refuse_own_userfaultfd(p.pid));
+    CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(p.pid) + "/maps"));
+    CRYO_ASSIGN(maps[p.pid], proc::parse_maps(text));
+  }
+  TreeWrites writes;
+  if (parent) {
+    CRYO_ASSIGN(writes, writes_since(*parent, tree, maps, true));
+  }
+  // Every process gets a userfaultfd (its own, or the one the parent's
+  // keeper held) registered on its private mappings; what was not tracked
+  // yet is protected now, while the tree is stopped and before its pages
+  // are copied, so a write from here on shows in the next image.
+  std::map<pid_t, mm::Ranges> registered;
+  for (const auto& [pid, m] : maps) {
+    if (!writes.uffds.count(pid)) {
+      CRYO_TRY(refuse_registered(pid));
+      CRYO_ASSIGN(uint64_t syscall_ip, ptrace::find_syscall_insn(pid, m));
+      auto made = mm::make_tracker(pid, syscall_ip, m);
+      if (!made.ok()) {
+        log::warn(pid_str(pid) + ": no write tracking (" + made.error().message() + "): the next dump saves its memory whole");
+        continue;
+      }
+      writes.uffds[pid] = std::move(*made);
+    }
+    int uffd = writes.uffds[pid].get();
+    registered[pid] = mm::register_tracking(uffd, m);
+    CRYO_TRY(mm::protect(uffd, mm::subtract(registered[pid], writes.trusted[pid])).wrap(pid_str(pid)));
+  }
+
+  failpoint("predump.tracked");
+  files::FilesDump files({});
+  CRYO_ASSIGN(image::PageWriter * pages, dir.pages());
+  mm::DumpStats stats;
+  for (const auto& [pid, m] : maps) {
+    CRYO_TRY(check_interrupt("while memory was being copied"));
+    image::Mm mm;
+    mm::IncrementalMm none;
+    auto inc = writes.mms.find(pid);
+    mm::IncrementalMm* incremental = inc != writes.mms.end() ? &inc->second : &none;
+    incremental->registered_by_cryo = registered.count(pid) > 0;
+    // No pages are left to a parent process here: the next image needs
+    // each process's own. Read without pinning, which would unshare them.
+    CRYO_TRY(mm::dump_mm(pid, m, files, *pages, &mm, &stats, {0, nullptr, maps.size() > 1}, incremental));
+    if (auto reg = registered.find(pid); reg != registered.end())
+      for (const auto& [s, e] : reg->second) {
+        auto* r = mm.add_tracked();
+        r->set_start(s);
+        r->set_end(e);
+      }
+    mm.clear_vmas();  // the dump after this one saves them; only pages and their tracking matter here
+    CRYO_TRY(dir.write(image::mm_name(pid), image::Kind::kMm, mm));
+  }
+  CRYO_TRY(pages->finish());
+  result.pages_bytes = pages->size() - image::kPagesDataOffset;
+  tree.thaw();
+  uint64_t thawed = now_us();
+
+  CRYO_ASSIGN(mm::Keeper keeper, mm::Keeper::start(writes.uffds));
+  writes.uffds.clear();  // the keeper holds them now
+  failpoint("predump.keeper");
+  image::Inventory inventory;
+  inventory.set_tool_version(CRYO_VERSION_STRING);
+  inventory.set_root_pid(options.pid);
+  inventory.set_page_size(4096);
+  inventory.set_pages_only(true);
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  inventory.set_created_unix_ns(static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec));
+  struct utsname uts;
+  if (uname(&uts) == 0) inventory.set_kernel_release(uts.release);
+  keeper.describe(inventory.mutable_tracking());
+  for (const auto& [pid, m] : maps)
+    if (!registered.count(pid)) {
+      auto* t = inventory.mutable_tracking()->add_processes();
+      t->set_pid(pid);
+      t->set_keeper_fd(-1);
+    }
+  if (parent) {
+    parent->name_in(&inventory);
+    CRYO_TRY(parent->link_from(options.images_dir));
+  }
+  CRYO_TRY(check_interrupt("before the image was committed"));
+  CRYO_TRY(dir.commit(inventory));
+  keeper.commit();
+  result.tasks = maps.size();
+  result.freeze_us = thawed - freeze_start;
+  result.total_us = now_us() - start;
+  log::info("pre-dump wrote " + std::to_string(stats.pages_written) + " pages (" + std::to_string(stats.pages_in_parent) +
+            " kept in the parent image) in " + std::to_string(result.total_us) + " us");
+  return result;
+}
+
+}  // namespace cryo
