@@ -119,7 +119,7 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader, bool lazy) {
       while (vi < mm.vmas_size() && mm.vmas(vi).end() <= run.addr()) vi++;
       if (lazy && vi < mm.vmas_size() && mm.vmas(vi).start() <= run.addr() && mm::can_be_lazy(mm.vmas(vi))) {
         if (run.npages() > (1ULL << 40) / 4096) return Error(EINVAL, "a page run of " + std::to_string(run.npages()) + " pages");
-        CRYO_TRY(reader.page_run(run.offset(), run.npages() * 4096).wrap(image::mm_name(pid)));  // inside the file
+        CRYO_TRY(reader.run_bytes(run.offset(), run.npages() * 4096, run.level()).wrap(image::mm_name(pid)));  // inside the file
         continue;
       }
       CRYO_TRY(check_run(run).wrap(image::mm_name(pid)));

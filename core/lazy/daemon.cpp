@@ -17,6 +17,7 @@
 
 #include "core/image/image.h"
 #include "core/image/proto/mm.pb.h"
+#include "core/mm/parent_images.h"
 #include "core/lazy/handover.h"
 #include "core/lazy/keeper.h"
 #include "core/lazy/pending.h"
@@ -80,13 +81,17 @@ Status Daemon::load(const std::string& dir) {
     if (std::sscanf(f.name().c_str(), "mm-%d.im%c", &pid, &tail) != 2 || pid <= 0) continue;
     image::Mm mm;
     CRYO_TRY(reader_->read(f.name(), image::Kind::kMm, &mm));
+    // An incremental image's pages kept in its parents (checked there, whole).
+    CRYO_TRY(mm::expand_parent_pages(*reader_, &mm).wrap(f.name()));
     auto& spans = image_pages_[pid];
     for (const auto& run : mm.pages()) {
       if (run.npages() == 0 || run.npages() > (1ULL << 36) / kPage)
         return Error(EINVAL, f.name() + ": a page run of " + std::to_string(run.npages()) + " pages");
       // Checked once here, before the first page is served.
       CRYO_ASSIGN(const uint8_t* src,
-                  reader_->checked_page_run(run.offset(), run.npages() * kPage, run.xxh3()).wrap(f.name()));
+                  (run.level() ? reader_->run_bytes(run.offset(), run.npages() * kPage, run.level())
+                               : reader_->checked_page_run(run.offset(), run.npages() * kPage, run.xxh3()))
+                      .wrap(f.name()));
       spans.push_back({run.addr(), run.npages(), src});
     }
     std::sort(spans.begin(), spans.end(), [](const PageSpan& a, const PageSpan& b) { return a.addr < b.addr; });

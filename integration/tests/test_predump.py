@@ -161,6 +161,28 @@ def case_killed_predump(env):
                 os.remove(env.path(name))
 
 
+def case_lazy(env):
+    """A lazy restore of an incremental image serves the pages kept in its parent too
+    (no step: no child shares the memory, which then is all lazy)."""
+    pid, _, report, _ = start(env)
+    pre, final = env.path("pre"), env.path("final")
+    pre_dump(env, pid, pre)
+    tree = snapshot(pid)
+    env.dump(pid, final, "--prev-images-dir", "../pre")
+    env.wait_dumped(tree)
+    daemon, out, err = env.cryo_background_env({}, "lazy-pages", "-D", final, "-v4", "-o", env.path("lazy-pages.log"))
+    env.logs.append(env.path("lazy-pages.log"))
+
+    def listening():
+        check(daemon.poll() is None, "lazy-pages exited: " + (read_text(err, "") or "").strip())
+        return os.path.exists(os.path.join(final, "lazy-pages.socket"))
+    wait_until(listening, 30, what="lazy-pages to listen")
+    _, rpid = env.restore(final, "--lazy-pages")
+    check_eq(rpid, pid, "restored pid")
+    env.trigger_and_report(pid, report)
+    check_eq(daemon.wait(timeout=60), 0, "lazy-pages exit code")
+
+
 def case_keeper_exits(env):
     """A pre-dump whose dump never comes: the keeper ends with the tree."""
     pid, _, report, stepped = start(env)
@@ -188,6 +210,7 @@ if __name__ == "__main__":
         "chain": case_chain,
         "refused_parent": case_refused_parent,
         "killed_predump": case_killed_predump,
+        "lazy": case_lazy,
         "keeper_exits": case_keeper_exits,
         "own_userfaultfd": case_own_userfaultfd,
     })
