@@ -141,10 +141,9 @@ rpc::criu_resp check() {
 rpc::criu_resp feature_check() {
   auto resp = answer(rpc::FEATURE_CHECK, true);
   auto* f = resp.mutable_features();
-  bool tracking = false;  // pre-dump's write tracking works on this kernel
-  for (const auto& probe : probe_features())
-    tracking = tracking || (probe.name.starts_with("write tracking") && probe.present);
-  f->set_mem_track(tracking);
+  // `cryo pre-dump` tracks memory (cryo check says whether it works here),
+  // but this door refuses PRE_DUMP yet: a caller that saw true would try it.
+  f->set_mem_track(false);
   // restore --lazy-pages works, but runc asks this before checkpoint --lazy-pages,
   // a dump serving the frozen tree's pages, which cryo cannot do yet.
   f->set_lazy_pages(false);
@@ -220,7 +219,7 @@ rpc::criu_resp serve_one(const rpc::criu_req& req, Session& session) {
     case rpc::RESTORE: return restore(req, session);
     case rpc::PRE_DUMP:
     case rpc::SINGLE_PRE_DUMP:
-      return refuse(req.type(), "pre-dump is not supported yet: cryo has no incremental dumps (mem_track is false)");
+      return refuse(req.type(), "pre-dump through the RPC is not supported yet (mem_track is false; cryo pre-dump is, from the command line)");
     case rpc::PAGE_SERVER:
     case rpc::PAGE_SERVER_CHLD:
       return refuse(req.type(), "page-server is not supported yet: pages go to the image directory only");
