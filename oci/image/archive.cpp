@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <memory>
 
+#include "core/sys/dir.h"
 #include "core/sys/io.h"
 #include "oci/image/digest.h"
 #include "oci/image/dynlib.h"
@@ -33,19 +34,6 @@ Error archive_failure(struct archive* a, const std::string& what) {
   const char* text = la().archive_error_string(a);
   int err = la().archive_errno(a);
   return Error(err > 0 ? err : 0, what + ": " + (text ? text : "libarchive failed"));
-}
-
-Result<std::vector<std::string>> sorted_names(const std::string& dir) {
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) return errno_error("opendir " + dir);
-  std::vector<std::string> names;
-  while (struct dirent* e = ::readdir(d)) {
-    std::string name = e->d_name;
-    if (name != "." && name != "..") names.push_back(name);
-  }
-  ::closedir(d);
-  std::sort(names.begin(), names.end());
-  return names;
 }
 
 Status write_header(struct archive* a, const std::string& name, const struct stat& st, mode_t type) {

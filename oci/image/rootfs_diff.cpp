@@ -15,6 +15,7 @@
 #include <set>
 
 #include "core/files/mounts.h"
+#include "core/sys/dir.h"
 #include "core/sys/io.h"
 #include "oci/image/dynlib.h"
 
@@ -57,19 +58,6 @@ std::string overlay_xattr(const std::string& path, const char* name) {
   char value[256];
   ssize_t n = ::lgetxattr(path.c_str(), name, value, sizeof value);
   return n > 0 ? std::string(value, static_cast<size_t>(n)) : "";
-}
-
-Result<std::vector<std::string>> sorted_names(const std::string& dir) {
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) return errno_error("opendir " + dir);
-  std::vector<std::string> names;
-  while (struct dirent* e = ::readdir(d)) {
-    std::string name = e->d_name;
-    if (name != "." && name != "..") names.push_back(name);
-  }
-  ::closedir(d);
-  std::sort(names.begin(), names.end());
-  return names;
 }
 
 std::vector<std::string> split(const std::string& text, char sep) {
