@@ -1,6 +1,5 @@
 #include "core/predump.h"
 
-#include <dirent.h>
 #include <time.h>
 #include <sys/utsname.h>
 
@@ -16,6 +15,7 @@
 #include "core/sys/interrupt.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
+#include "core/sys/proc.h"
 #include "core/sys/util.h"
 
 namespace cryo {
@@ -24,21 +24,14 @@ namespace {
 // A userfaultfd of the tree's own would have its registrations taken over
 // or disturbed by cryo's; the dump refuses it anyway.
 Status refuse_own_userfaultfd(pid_t pid) {
-  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) return errno_error("open " + dir);
-  Status st;
-  while (struct dirent* e = ::readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    auto target = read_link(dir + "/" + e->d_name);
-    if (target.ok() && *target == "anon_inode:[userfaultfd]") {
-      st = Error(pid_str(pid) + " fd " + e->d_name + ": a userfaultfd of its own is not supported (write tracking "
-                 "would take over its memory)");
-      break;
-    }
+  CRYO_ASSIGN(auto fds, proc::list_fds(pid));
+  for (int fd : fds) {
+    auto target = read_link("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd));
+    if (target.ok() && *target == "anon_inode:[userfaultfd]")
+      return Error(pid_str(pid) + " fd " + std::to_string(fd) + ": a userfaultfd of its own is not supported (write "
+                   "tracking would take over its memory)");
   }
-  ::closedir(d);
-  return st;
+  return {};
 }
 
 // The tree's own registrations (a userfaultfd it passed away or that is in

@@ -653,7 +653,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   // Orphans of a failed restore come back to us to be reaped.
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   std::optional<lazy::HandoverClient> lazy;
-  if (!options.lazy_pages_socket.empty()) {
+  if (lazy_pages) {
     CRYO_ASSIGN(auto client, lazy::HandoverClient::connect(options.lazy_pages_socket));
     lazy.emplace(std::move(client));
   }

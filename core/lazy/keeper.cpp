@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/sys/io.h"
+#include "core/sys/proc.h"
 
 namespace cryo::lazy {
 namespace {
@@ -32,22 +33,17 @@ std::set<pid_t> with_descendants(const std::set<pid_t>& roots) {
     while (struct dirent* e = ::readdir(d)) {
       pid_t pid = std::atoi(e->d_name);
       if (pid <= 0) continue;
-      auto stat = read_file("/proc/" + std::string(e->d_name) + "/stat");
-      if (!stat.ok()) continue;
-      size_t close = stat->rfind(')');
-      if (close == std::string::npos) continue;
-      pid_t ppid = 0;
-      if (std::sscanf(stat->c_str() + close + 1, " %*c %d", &ppid) == 1) children[ppid].push_back(pid);
+      if (auto stat = proc::read_stat(pid); stat.ok()) children[stat->ppid].push_back(pid);
     }
     ::closedir(d);
   }
   std::set<pid_t> out;
-  std::vector<pid_t> todo(roots.begin(), roots.end());
-  while (!todo.empty()) {
-    pid_t p = todo.back();
-    todo.pop_back();
+  std::vector<pid_t> next(roots.begin(), roots.end());
+  while (!next.empty()) {
+    pid_t p = next.back();
+    next.pop_back();
     if (!out.insert(p).second) continue;
-    for (pid_t c : children[p]) todo.push_back(c);
+    for (pid_t c : children[p]) next.push_back(c);
   }
   return out;
 }
