@@ -46,11 +46,8 @@ class Podman:
         reap()
         if self.made_var_lib:
             shutil.rmtree("/var/lib/containers", ignore_errors=True)
-        for line in open("/proc/mounts").read().splitlines()[::-1]:
-            target = line.split()[1]
-            if target.startswith(self.tmp):
-                subprocess.run(["umount", "-l", target], capture_output=True)
-        # conmon outlives the containers it watched by a moment: its cgroup empties late.
+        # conmon outlives the containers it watched by a moment (its cgroup empties late),
+        # and its exit command, a podman of its own, mounts the storage again: unmount after.
         deadline = time.time() + 10
         while True:
             left = []
@@ -64,6 +61,10 @@ class Podman:
             if not left or time.time() > deadline:
                 break
             time.sleep(0.2)
+        for line in open("/proc/mounts").read().splitlines()[::-1]:
+            target = line.split()[1]
+            if target.startswith(self.tmp):
+                subprocess.run(["umount", "-l", target], capture_output=True)
 
 
 def test_podman(env):
