@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -92,6 +93,13 @@ def read_bytes(path, default=None):
             return f.read()
     except OSError:
         return default
+
+
+def free_port(host="127.0.0.1"):
+    """A TCP port nothing listens on now (the kernel's pick)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def exists(pid):
@@ -425,6 +433,13 @@ class Env:
 
     def path(self, *parts):
         return os.path.join(self.dir, *parts)
+
+    def write(self, name, text):
+        """Writes text to a file of the case's dir; returns its path."""
+        path = self.path(name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
 
     def workload(self, name):
         path = os.path.join(self.workloads, name)

@@ -11,21 +11,15 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import check, check_eq, log, reap, run, snapshot, wait_until  # noqa: E402
+from harness import check, check_eq, free_port, log, reap, run, snapshot, wait_until  # noqa: E402
 
 BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Cluster:

@@ -15,7 +15,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import (TestFailure, check, check_eq, exists, hash_dir, log, reap, run, snapshot, state,  # noqa: E402
+from harness import (TestFailure, check, check_eq, exists, free_port, hash_dir, log, reap, run, snapshot, state,  # noqa: E402
                      wait_until)
 
 PYTHON = "/usr/bin/python3"
@@ -222,17 +222,6 @@ sys.exit(1 if problems else 0)
 '''
 
 
-def write(env, name, text):
-    path = env.path(name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def lock_tables():
@@ -358,7 +347,7 @@ def case_keepalive_100(env):
 def case_in_flight(env):
     port = free_port()
     ready, report = env.path("ready"), env.path("report")
-    pid = env.spawn([PYTHON, write(env, "streamer.py", STREAMER), port, ready, report], name="streamer")
+    pid = env.spawn([PYTHON, env.write("streamer.py", STREAMER), port, ready, report], name="streamer")
     env.wait_file(ready, pid=pid)
     sock = socket.create_connection(("127.0.0.1", port))
     stop = threading.Event()
@@ -411,7 +400,7 @@ def case_in_flight(env):
 
 def case_socket_kinds(env):
     ready, report = env.path("ready"), env.path("report")
-    pid = env.spawn([PYTHON, write(env, "workload.py", WORKLOAD), ready, report, env.dir], name="sockets")
+    pid = env.spawn([PYTHON, env.write("workload.py", WORKLOAD), ready, report, env.dir], name="sockets")
     env.wait_file(ready, pid=pid)
     images = env.path("images")
     dump_and_restore(env, pid, images)
@@ -492,7 +481,7 @@ def case_network_unlock(env):
 def case_peer_credentials(env):
     from harness import snapshot
     ready, report = env.path("ready"), env.path("report")
-    pid = env.spawn([PYTHON, write(env, "creds.py", CREDS), ready, report], name="creds")
+    pid = env.spawn([PYTHON, env.write("creds.py", CREDS), ready, report], name="creds")
     env.wait_ready(ready, pid)
     tree = snapshot(pid)
     env.dump(pid, env.path("images"))
@@ -523,7 +512,7 @@ open(report, "w").write("OK\n" if answer == b"welcome back" else f"FAIL: got {an
 def case_cross_process_credentials(env):
     from harness import snapshot
     ready, report = env.path("ready"), env.path("report")
-    pid = env.spawn([PYTHON, write(env, "cross.py", CROSS), ready, report, env.path("named.sock")], name="cross")
+    pid = env.spawn([PYTHON, env.write("cross.py", CROSS), ready, report, env.path("named.sock")], name="cross")
     env.wait_ready(ready, pid)
     tree = snapshot(pid)
     env.dump(pid, env.path("images"))
@@ -539,7 +528,7 @@ def case_external_unix_peer(env):
     outside.bind(path)
     outside.listen(4)
     ready, report = env.path("ready"), env.path("report")
-    pid = env.spawn([PYTHON, write(env, "client.py", EXT_CLIENT), path, ready, report], name="client")
+    pid = env.spawn([PYTHON, env.write("client.py", EXT_CLIENT), path, ready, report], name="client")
     env.wait_ready(ready, pid)
     first, _ = outside.accept()
     result = env.dump(pid, env.path("refused"), expect=1)

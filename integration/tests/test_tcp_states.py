@@ -17,7 +17,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import check, check_eq, log, read_text, reap, run  # noqa: E402
+from harness import check, check_eq, free_port, log, read_text, reap, run  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
 
@@ -213,17 +213,6 @@ sys.exit(1 if problems else 0)
 '''
 
 
-def write(env, name, text):
-    path = env.path(name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def lock_rules():
@@ -241,7 +230,7 @@ def lock_of(result):
 
 def start(env, scenario, port):
     ready, report = env.path("ready"), env.path("report")
-    pid = env.spawn([PYTHON, write(env, "workload.py", WORKLOAD), scenario, ready, report, port], name=scenario)
+    pid = env.spawn([PYTHON, env.write("workload.py", WORKLOAD), scenario, ready, report, port], name=scenario)
     return pid, ready, report
 
 
