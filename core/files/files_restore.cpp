@@ -219,7 +219,7 @@ Status FileObjects::watch_epoll_targets(pid_t pid, const image::Files& files) co
 
 Status FileObjects::make_content(const image::Content& c, const image::ImageDirReader& images) {
   if (!c.memfd() && !S_ISREG(c.mode())) {  // a removed directory, FIFO or device node
-    CRYO_ASSIGN(contents_[c.id()], make_ghost_node(c));
+    CRYO_ASSIGN(contents_[c.id()], make_ghost_node(c, tree_root_));
     return {};
   }
   std::string what = (c.memfd() ? "memfd " : "deleted file ") + c.name();
@@ -280,13 +280,7 @@ Status FileObjects::make_content(const image::Content& c, const image::ImageDirR
 }
 
 Result<UniqueFd> FileObjects::open_in_tree(const std::string& path, int flags) const {
-  if (tree_root_ < 0) return open_file(path, flags);
-  struct open_how how = {};
-  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
-  how.resolve = RESOLVE_IN_ROOT;  // absolute names and symlinks stay inside the tree's root
-  int fd = static_cast<int>(::syscall(SYS_openat2, tree_root_, path.c_str(), &how, sizeof how));
-  if (fd < 0) return errno_error("open " + path + " in the tree's mount namespace");
-  return UniqueFd(fd);
+  return open_in_root(tree_root_, path, flags);
 }
 
 Result<UniqueFd> FileObjects::open_desc(const image::FileDesc& f) {

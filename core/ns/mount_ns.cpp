@@ -423,17 +423,10 @@ Status map_terminal_mounts(image::MountNs* ns, const std::vector<files::InheritF
 Status check_files_in_mount_ns(const std::map<pid_t, image::Process>& cores, const image::Files& files) {
   std::map<uint32_t, const image::FileDesc*> by_id;
   for (const auto& f : files.files()) by_id[f.id()] = &f;
-  // Removed directories, FIFOs and device nodes, made again at their path
-  // (removed regular files are made in the tree's root, see make_content).
   std::set<int> host_devpts_ptys;  // a pty made again as /dev/pts/N would be cryo's, not the tree's
   for (const auto& pty : files.ptys())
     if (pty.devpts().empty()) host_devpts_ptys.insert(pty.index());
-  std::set<uint64_t> ghost_nodes;
-  for (const auto& c : files.contents())
-    if (!c.memfd() && !S_ISREG(c.mode())) ghost_nodes.insert(c.id());
   for (const auto& [pid, core] : cores) {
-    if (core.has_cwd_file_id())
-      return Error(pid_str(pid) + ": its removed working directory in a mount namespace of the tree's own (not supported yet)");
     for (const auto& fd : core.fds()) {
       auto it = by_id.find(fd.file_id());
       if (it == by_id.end()) continue;
@@ -450,8 +443,6 @@ Status check_files_in_mount_ns(const std::map<pid_t, image::Process>& cores, con
           break;
         default: break;
       }
-      if (why.empty() && f.content_id() && ghost_nodes.count(f.content_id()))
-        why = "a removed directory, FIFO or device node";
       if (!why.empty())
         return Error(pid_str(pid) + " fd " + std::to_string(fd.fd()) + ": " + why + " (" + f.path() +
                      ") in a mount namespace of the tree's own (not supported yet)");
