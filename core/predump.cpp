@@ -10,6 +10,7 @@
 #include "core/image/image.h"
 #include "core/mm/keeper.h"
 #include "core/mm/mm_dump.h"
+#include "core/ns/namespaces.h"
 #include "core/ptrace/ptrace.h"
 #include "core/sys/failpoint.h"
 #include "core/sys/interrupt.h"
@@ -79,6 +80,9 @@ Result<TreeWrites> writes_since(const mm::ParentImage& parent, const tree::Froze
 Result<DumpResult> pre_dump(const DumpOptions& options) {
   DumpResult result;
   uint64_t start = now_us();
+  if (options.page_server)
+    return Error(ENOTSUP, "--page-server: a pre-dump writes its pages into its image directory only (send the final "
+                          "dump's pages to the page server)");
   std::optional<mm::ParentImage> parent;
   if (!options.prev_images_dir.empty()) {
     CRYO_ASSIGN(parent, mm::ParentImage::open(options.images_dir, options.prev_images_dir));
@@ -127,7 +131,11 @@ Result<DumpResult> pre_dump(const DumpOptions& options) {
   }
 
   failpoint("predump.tracked");
-  files::FilesDump files({});
+  // Mapped files are named by their paths in the tree's mount namespace
+  // (a container's): reached through its root.
+  files::DumpOptions file_options;
+  if (ns::own_namespace(options.pid, "mnt")) file_options.tree_root = "/proc/" + std::to_string(options.pid) + "/root";
+  files::FilesDump files(file_options);
   CRYO_ASSIGN(image::PageWriter * pages, dir.pages());
   mm::DumpStats stats;
   for (const auto& [pid, m] : maps) {

@@ -1,5 +1,6 @@
 // runc's `checkpoint [flags] ID`: the container's tree dumped by the engine,
 // with CRIU's options built from its state and config.json (oci/checkpoint/).
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,6 +35,23 @@ const std::vector<OptionSpec> kCheckpointSpecs = {
     {{"--export"}, true},            {{"--image-ref"}, true},     {{"--compress"}, true},
     {{"--tls-verify"}, true},        {{"--ignore-rootfs"}, false},
 };
+
+// runc's --page-server ADDRESS:PORT (an IPv6 address in brackets).
+std::optional<std::pair<std::string, std::string>> split_page_server(const std::string& value) {
+  size_t colon = value.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == value.size()) return std::nullopt;
+  std::string address = value.substr(0, colon), port = value.substr(colon + 1);
+  if (address.starts_with("[") && address.ends_with("]")) address = address.substr(1, address.size() - 2);
+  if (address.empty() || port.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  return std::make_pair(address, port);
+}
+
+// runc checks --status-fd before it uses it: an open descriptor, writable.
+bool status_fd_writable(const std::string& value) {
+  if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos) return false;
+  int flags = ::fcntl(std::atoi(value.c_str()), F_GETFL);
+  return flags >= 0 && (flags & O_ACCMODE) != O_RDONLY;
+}
 
 }  // namespace
 
@@ -79,16 +97,22 @@ int cmd_checkpoint(const GlobalOptions& g, const std::vector<std::string>& argv)
   if (auto s = oci::setup_runtime_log(g.log, g.log_format, g.debug); !s.ok()) return oci::report_error(s.error().message());
   if (args->positional().size() != 1) return oci::report_error("checkpoint: give exactly one container id");
   const std::string& id = args->positional()[0];
-  if (args->has("pre-dump"))
-    return oci::report_error("checkpoint: --pre-dump is not supported: cryo has no incremental dumps (every checkpoint is whole)");
-  if (auto parent = args->get("parent-path")) {
-    if (parent->starts_with("/")) return oci::report_error("checkpoint: --parent-path must be relative");
-    return oci::report_error("checkpoint: --parent-path is not supported: cryo has no incremental dumps (pre-dump)");
-  }
+  bool pre_dump_only = args->has("pre-dump");
+  std::string parent = args->get_or("parent-path", "");
+  if (parent.starts_with("/")) return oci::report_error("checkpoint: --parent-path must be relative");
   if (args->has("lazy-pages"))
     return oci::report_error("checkpoint: --lazy-pages is not supported: memory is restored whole before the container runs");
-  if (args->has("page-server"))
-    return oci::report_error("checkpoint: --page-server is not supported: pages go to the image directory only");
+  std::optional<std::pair<std::string, std::string>> page_server;
+  if (auto ps = args->get("page-server")) {
+    auto server = split_page_server(*ps);
+    if (!server) return oci::report_error("checkpoint: Use --page-server ADDRESS:PORT to specify page server");
+    page_server = std::move(server);
+  }
+  if (auto fd = args->get("status-fd"); fd && !status_fd_writable(*fd))
+    return oci::report_error("checkpoint: invalid --status-fd argument " + *fd + ": not an open, writable descriptor");
+  if ((pre_dump_only || !parent.empty()) && (args->has("export") || args->has("image-ref")))
+    return oci::report_error(std::string("checkpoint: --export and --image-ref take a whole checkpoint, not ") +
+                             (pre_dump_only ? "a --pre-dump" : "one that keeps pages in its --parent-path"));
   if (auto e = check_manage_cgroups_mode(*args); !e.empty()) return oci::report_error("checkpoint: " + e);
   if (auto e = check_empty_ns(*args); !e.empty()) return oci::report_error("checkpoint: " + e);
   // --export / --image-ref: checked before the dump; without --image-path
@@ -114,13 +138,24 @@ int cmd_checkpoint(const GlobalOptions& g, const std::vector<std::string>& argv)
   std::string image = scratch.empty() ? absolute_path(args->get_or("image-path", "checkpoint")) : scratch;
   std::string work = absolute_path(args->get_or("work-path", image));
 
-  auto container = oci::prepare_checkpoint(g.root, id, image);
+  // runc: the parent, relative to the image path, must be a directory.
+  if (!parent.empty()) {
+    make_dirs(image);
+    struct stat st;
+    std::string real = image + "/" + parent;
+    int err = ::stat(real.c_str(), &st) < 0 ? errno : (S_ISDIR(st.st_mode) ? 0 : ENOTDIR);
+    if (err) return oci::report_error("checkpoint: invalid --parent-path: " + real + ": " + strerror(err));
+  }
+  auto container = oci::prepare_checkpoint(g.root, id, image, pre_dump_only);
   if (!container.ok()) return oci::report_error(container.error().message());
   make_dirs(work);
   std::vector<std::string> words = container->engine_words;
   words.insert(words.end(), {"-W", work, "-o", "dump.log", "-v4"});
   add_shared_flags(*args, words);
   if (args->has("leave-running")) words.push_back("--leave-running");
+  if (!parent.empty()) words.insert(words.end(), {"--prev-images-dir", parent});
+  if (page_server) words.insert(words.end(), {"--page-server", "--address", page_server->first, "--port", page_server->second});
+  // A pre-dump takes the dump's options (as CRIU's does) and acts on those of memory.
   auto engine_args = criu::parse_command_line(criu::kDump, words, &error);
   if (!engine_args) return oci::report_error("checkpoint: " + error);
   DumpOptions options;
@@ -135,7 +170,9 @@ int cmd_checkpoint(const GlobalOptions& g, const std::vector<std::string>& argv)
       oci::log_warning("network.status: " + status.error().message());
   }
   catch_interrupts();  // Ctrl-C stops the dump at its next step; the container runs on
-  auto result = checkpoint(options);
+  // --pre-dump: the container's memory only, and it runs on (runc's state
+  // stays running); a checkpoint with --parent-path then saves what changed.
+  auto result = pre_dump_only ? pre_dump(options) : checkpoint(options);
   if (!result.ok()) return oci::report_error("checkpoint failed: " + result.error().message());
   remove_scratch.cancel();
   write_dump_stats(image, *result);
@@ -144,6 +181,7 @@ int cmd_checkpoint(const GlobalOptions& g, const std::vector<std::string>& argv)
                                                  progress::us_of(result->phases, "freezing"),
                                                  progress::us_of(result->phases, "writing memory")});
   if (!stats.ok()) oci::log_warning("stats-dump: " + stats.error().message());
+  if (pre_dump_only) return 0;
   oci::image::CheckpointSource source{image, container->state.bundle + "/config.json", id, container->spec.annotations};
   if (destination) {
     source.rootfs = container->spec.root_path;

@@ -18,6 +18,10 @@ namespace cryo::cli {
 // command's would: "dump failed: ...".
 Result<DumpResult> dump_from_args(const Args& args, const std::function<void(DumpOptions&)>& adjust = {});
 
+// The same for a pre-dump: ARGS are a dump's (CRIU takes every option with
+// every command), the pre-dump acts on those of memory ("pre-dump failed: ...").
+Result<DumpResult> pre_dump_from_args(const Args& args, const std::function<void(DumpOptions&)>& adjust = {});
+
 // The same for a restore.
 Result<RestoreResult> restore_from_args(const Args& args, const std::function<void(RestoreOptions&)>& adjust = {});
 

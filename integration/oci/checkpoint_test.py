@@ -358,8 +358,14 @@ def test_refused(env):
 
     bundle, data = counter_bundle(env, "fl")
     start(env, bundle, "fl")
-    for flags, name in ((["--pre-dump"], "--pre-dump"), (["--lazy-pages"], "--lazy-pages"),
-                        (["--page-server", "127.0.0.1:1"], "--page-server"), (["--parent-path", "../p"], "--parent-path"),
+    for flags, name in ((["--lazy-pages"], "--lazy-pages"),
+                        (["--page-server", "nohost"], "Use --page-server ADDRESS:PORT"),
+                        (["--page-server", "127.0.0.1:1"], "127.0.0.1"),  # nobody listens: the dump fails first
+                        (["--parent-path", "/abs"], "--parent-path must be relative"),
+                        (["--parent-path", "../p"], "invalid --parent-path"),
+                        (["--pre-dump", "--export", os.path.join(env.tmp, "x.tar")], "not a --pre-dump"),
+                        (["--pre-dump", "--page-server", "127.0.0.1:1"], "--page-server: a pre-dump"),
+                        (["--status-fd", "99"], "invalid --status-fd argument 99"),
                         (["--manage-cgroups-mode", "bogus"], "manage cgroups mode"),
                         (["--empty-ns", "pid"], 'namespace "pid" is not supported')):
         p = checkpoint(env, "fl", os.path.join(env.tmp, "image-refused"), *flags, expect_ok=False)
@@ -381,6 +387,89 @@ def test_refused(env):
     check(p.returncode == 1 and "--lazy-pages" in p.stderr, "restore --lazy-pages is refused naming it")
     p = env.run(["restore", "--manage-cgroups-mode", "ignore", "x"], check=False)
     check(p.returncode == 1 and "ignore is not supported" in p.stderr, "restore --manage-cgroups-mode ignore is refused")
+
+
+MEMORY_COUNTER = "big=$(head -c 2000000 /dev/zero | tr '\\0' x); " + COUNTER
+
+
+def image_pages(image):
+    with open(os.path.join(image, "stats-dump.json")) as f:
+        return json.load(f)["pages_bytes"]
+
+
+def test_pre_dump(env):
+    """runc's --pre-dump and --parent-path: two pre-dumps (the second against the first) leave
+    the container running and counting, and write its memory only; the checkpoint against the
+    second writes only what changed (far fewer pages than the first pre-dump, a whole copy of
+    the 2 MB the shell holds) and the restore, reading through the chain, counts on."""
+    bundle, data = counter_bundle(env, "pd")
+    with open(os.path.join(bundle, "config.json")) as f:
+        config = json.load(f)
+    config["process"]["args"] = ["/bin/sh", "-c", MEMORY_COUNTER]
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(config, f)
+    start(env, bundle, "pd")
+    wait_for(lambda: count(data) >= 10, "the counter")
+    base = os.path.join(env.tmp, "ck")
+    pre1, pre2, final = (os.path.join(base, n) for n in ("pre1", "pre2", "final"))
+    checkpoint(env, "pd", pre1, "--pre-dump", "--work-path", os.path.join(env.tmp, "work-pre1"))
+    check(env.state("pd")["status"] == "running", "--pre-dump: the container's state stays running")
+    now = count(data)
+    wait_for(lambda: count(data) > now + 3, "the counter to go on after the pre-dump")
+    check(os.path.exists(os.path.join(pre1, "inventory.img")) and
+          not os.path.exists(os.path.join(pre1, "descriptors.json")), "the pre-dump is an image of memory only")
+    check(os.path.exists(os.path.join(env.tmp, "work-pre1", "dump.log")), "the pre-dump's log is in --work-path")
+    checkpoint(env, "pd", pre2, "--pre-dump", "--parent-path", "../pre1")
+    check(env.state("pd")["status"] == "running", "a second --pre-dump: still running")
+    p = checkpoint(env, "pd", final, "--parent-path", "/abs", expect_ok=False)
+    check(p.returncode == 1 and "--parent-path must be relative" in p.stderr, "an absolute --parent-path: runc's words")
+    checkpoint(env, "pd", final, "--parent-path", "../pre2")
+    last = count(data)
+    check(gone(env, "pd"), "the checkpoint against the pre-dump removes the container")
+    full, delta = image_pages(pre1), image_pages(final)
+    check(full >= 2000000 and delta * 4 < full,
+          "the final image writes what changed since the pre-dump: %d bytes against %d of a whole copy" % (delta, full))
+    check(os.readlink(os.path.join(final, "parent")) == "../pre2", "the final image names its parent")
+    restore(env, bundle, "pd", final)
+    counts_on(data, last, "restored through the pre-dumps")
+    check(env.state("pd")["status"] == "running", "restored: running")
+    env.run(["delete", "--force", "pd"])
+    check(gone(env, "pd"), "deleted")
+
+
+def start_page_server(env, directory):
+    """cryo page-server on a free port of loopback; returns (Popen, port)."""
+    os.makedirs(directory)
+    server = subprocess.Popen([CRYO, "page-server", "-D", directory, "--address", "127.0.0.1", "--port", "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return server, int(server.stdout.readline())
+
+
+def test_page_server(env):
+    """runc's --page-server ADDRESS:PORT, as in a live migration: a pre-dump on the source, then
+    the checkpoint against it sends its pages to `cryo page-server` (the destination); with the
+    server's pages.img beside the other files the restore counts on."""
+    bundle, data = counter_bundle(env, "ps")
+    start(env, bundle, "ps")
+    wait_for(lambda: count(data) >= 10, "the counter")
+    pre, final = os.path.join(env.tmp, "ck", "pre"), os.path.join(env.tmp, "ck", "final")
+    checkpoint(env, "ps", pre, "--pre-dump")
+    server, port = start_page_server(env, os.path.join(env.tmp, "dest"))
+    try:
+        checkpoint(env, "ps", final, "--parent-path", "../pre", "--page-server", "127.0.0.1:%d" % port)
+        check(server.wait(timeout=60) == 0, "the page server took the pages: " + server.stderr.read()[-400:])
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    last = count(data)
+    check(gone(env, "ps"), "checkpointed and gone")
+    check(not os.path.exists(os.path.join(final, "pages.img")), "the pages went to the page server, not the image path")
+    shutil.copy(os.path.join(env.tmp, "dest", "pages.img"), final)
+    restore(env, bundle, "ps", final)
+    counts_on(data, last, "restored with the page server's pages")
+    env.run(["delete", "--force", "ps"])
+    check(gone(env, "ps"), "deleted")
 
 
 def freezer_state(env, cid):
@@ -721,5 +810,6 @@ if __name__ == "__main__":
     main({"basic": test_basic, "leave_running": test_leave_running, "twice": test_twice, "pipe": test_pipe,
           "terminal": test_terminal, "refused": test_refused, "paused": test_paused, "sigkill": test_sigkill,
           "failed_restore": test_failed_restore, "netns_path": test_netns_path, "foreground": test_foreground,
-          "config_files": test_config_files, "hooks": test_hooks,
+          "config_files": test_config_files, "hooks": test_hooks, "pre_dump": test_pre_dump,
+          "page_server": test_page_server,
           "userns": test_userns})

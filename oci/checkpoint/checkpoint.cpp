@@ -55,7 +55,7 @@ bool is_bind_mount(const Mount& m) {
 }
 
 Result<ContainerCheckpoint> prepare_checkpoint(const std::string& root, const std::string& id,
-                                               const std::string& image_dir) {
+                                               const std::string& image_dir, bool pre_dump) {
   ContainerCheckpoint c;
   c.root = root;
   CRYO_ASSIGN(c.lock, lock_container(root, id));
@@ -104,7 +104,7 @@ Result<ContainerCheckpoint> prepare_checkpoint(const std::string& root, const st
   }
   if (auto it = c.spec.annotations.find(kCriuConfigAnnotation); it != c.spec.annotations.end())
     c.engine_words.insert(c.engine_words.end(), {"--config", it->second});
-  CRYO_TRY(write_record(image_dir, record));
+  if (!pre_dump) CRYO_TRY(write_record(image_dir, record));
   return c;
 }
 

@@ -37,9 +37,10 @@ struct ContainerCheckpoint {
 };
 
 // Checks that container ID is running or paused (runc's refusal otherwise),
-// makes the image directory and writes descriptors.json and container.json there.
+// makes the image directory and writes descriptors.json and container.json
+// there (not for a pre-dump, which holds the container's memory only).
 Result<ContainerCheckpoint> prepare_checkpoint(const std::string& root, const std::string& id,
-                                               const std::string& image_dir);
+                                               const std::string& image_dir, bool pre_dump = false);
 // After the image is safe: the container is destroyed (its state directory
 // and cgroups removed, poststop hooks run), as runc does, unless left running.
 Status finish_checkpoint(ContainerCheckpoint checkpoint, bool leave_running);

@@ -141,13 +141,17 @@ rpc::criu_resp check() {
 rpc::criu_resp feature_check() {
   auto resp = answer(rpc::FEATURE_CHECK, true);
   auto* f = resp.mutable_features();
-  // `cryo pre-dump` tracks memory (cryo check says whether it works here),
-  // but this door refuses PRE_DUMP yet: a caller that saw true would try it.
-  f->set_mem_track(false);
+  // PRE_DUMP and a dump's parent_img work where the kernel can track writes
+  // (what `cryo check --feature mem_dirty_track` says).
+  bool tracking = false;
+  auto probe = criu::probe_for_feature("mem_dirty_track");
+  for (const auto& feature : probe_features())
+    if (probe && feature.name == *probe) tracking = feature.present;
+  f->set_mem_track(tracking);
   // restore --lazy-pages works, but runc asks this before checkpoint --lazy-pages,
   // a dump serving the frozen tree's pages, which cryo cannot do yet.
   f->set_lazy_pages(false);
-  f->set_pidfd_store(false);  // no pre-dumps whose pids a store would guard
+  f->set_pidfd_store(false);  // cryo keeps no pidfd store: the caller must not hand it one
   return resp;
 }
 
@@ -168,20 +172,24 @@ void add_notifier(const rpc::criu_opts& opts, Session& session, hooks::Actions& 
       [&session](hooks::Action action, pid_t root) { return session.notify(std::string(hooks::name(action)), root); });
 }
 
+// A dump or a pre-dump: the same options (CRIU takes every option with
+// every command); a pre-dump acts on those of memory, and the tree runs on.
 rpc::criu_resp dump(const rpc::criu_req& req, Session& session) {
+  bool pre = req.type() == rpc::PRE_DUMP;
   open_log(req.opts(), session);
   auto args = parse_request(req.opts(), criu::kDump, [&](int fd) { return session.caller_dir(fd); });
-  if (!args.ok()) return failure(rpc::DUMP, args.error());
-  auto result = dump_from_args(*args, [&](DumpOptions& o) {
+  if (!args.ok()) return failure(req.type(), args.error());
+  auto adjust = [&](DumpOptions& o) {
     add_notifier(req.opts(), session, o.actions);
     o.external_mounts_optional = true;  // ext_mnt is a map: runc lists devices and masks that are no mounts
     // The console of a terminal container: its master is the caller's (runc
     // gave it to the console socket); the restore makes a new pair.
     if (req.opts().orphan_pts_master())
       if (std::string key = files::stdio_terminal_key(req.opts().pid()); !key.empty()) o.external_ttys.push_back(key);
-  });
-  if (!result.ok()) return failure(rpc::DUMP, result.error());
-  auto resp = answer(rpc::DUMP, true);
+  };
+  auto result = pre ? pre_dump_from_args(*args, adjust) : dump_from_args(*args, adjust);
+  if (!result.ok()) return failure(req.type(), result.error());
+  auto resp = answer(req.type(), true);
   resp.mutable_dump()->set_restored(false);
   return resp;
 }
@@ -215,11 +223,12 @@ rpc::criu_resp serve_one(const rpc::criu_req& req, Session& session) {
     case rpc::VERSION: return version();
     case rpc::CHECK: return check();
     case rpc::FEATURE_CHECK: return feature_check();
-    case rpc::DUMP: return dump(req, session);
+    case rpc::DUMP:
+    case rpc::PRE_DUMP: return dump(req, session);
     case rpc::RESTORE: return restore(req, session);
-    case rpc::PRE_DUMP:
     case rpc::SINGLE_PRE_DUMP:
-      return refuse(req.type(), "pre-dump through the RPC is not supported yet (mem_track is false; cryo pre-dump is, from the command line)");
+      return refuse(req.type(), "single-pre-dump is not supported: a pre-dump leaves the tree's writes tracked for "
+                                "the next dump (PRE_DUMP)");
     case rpc::PAGE_SERVER:
     case rpc::PAGE_SERVER_CHLD:
       return refuse(req.type(), "page-server is not supported yet: pages go to the image directory only");
