@@ -2,9 +2,11 @@
 
 - door: a client of our own (protobuf's Python runtime, on a schema compiled here from
   runtime/criu_rpc/criu_rpc.proto) over a SOCK_SEQPACKET socketpair asks VERSION (3.16 at
-  least, as Podman wants), CHECK and FEATURE_CHECK (mem_track and lazy_pages answered false:
-  cryo has neither), PRE_DUMP (refused), and a DUMP asking for lazy pages and one carrying a
-  field cryo does not know: each refusal names the field, and the process asked about runs on.
+  least, as Podman wants), CHECK and FEATURE_CHECK (mem_track as `cryo check` says, lazy_pages
+  false), SINGLE_PRE_DUMP and a PRE_DUMP to a page server (refused), a DUMP asking for lazy
+  pages and one carrying a field cryo does not know: each refusal names the field, and the
+  process asked about runs on. Then a PRE_DUMP and a DUMP with parent_img (-R) that keeps its
+  unchanged pages in the pre-dump.
   `criu --version` prints CRIU's version line.
 - notify: the client dumps a process over the door with notify_scripts and sees the stages
   (pre-dump, post-dump) as NOTIFY messages it must answer, then restores it with its stdin
@@ -18,7 +20,10 @@
 - runc_leave_running: `runc checkpoint --leave-running` keeps the container running; killed
   and deleted, it is restored from that image and counts on from the checkpoint.
 - runc_terminal: a terminal container: runc's orphan_pts_master; the new console's master
-  reaches runc's console socket and carries the counts on."""
+  reaches runc's console socket and carries the counts on.
+- runc_pre_dump: `runc checkpoint --pre-dump`, then `checkpoint --parent-path ../pre`, then
+  restore: the counter goes on, the final image holds only what changed."""
+import json
 import os
 import shutil
 import socket
@@ -189,17 +194,55 @@ def test_door(env):
     req.features.mem_track = True
     req.features.lazy_pages = True
     resp = door.ask(pb, req)
-    check(resp.success and resp.features.HasField("mem_track") and not resp.features.mem_track and
+    tracking = subprocess.run([CRYO, "check", "--feature", "mem_dirty_track"], capture_output=True,
+                              timeout=30).returncode == 0
+    check(resp.success and resp.features.HasField("mem_track") and resp.features.mem_track == tracking and
           resp.features.HasField("lazy_pages") and not resp.features.lazy_pages,
-          "FEATURE_CHECK: no memory tracking, no lazy pages (%s)" % str(resp.features).replace("\n", " "))
+          "FEATURE_CHECK: memory tracking as cryo check says (%s), no lazy pages (%s)"
+          % (tracking, str(resp.features).replace("\n", " ")))
 
     proc, path = start_counter(env, "count")
     images = os.path.join(env.tmp, "images")
     os.makedirs(images)
     images_fd = os.open(images, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        resp = door.ask(pb, request(pb, pb.PRE_DUMP, images_dir_fd=images_fd, pid=proc.pid))
-        check(not resp.success and "pre-dump" in resp.cr_errmsg, "PRE_DUMP refused: %s" % resp.cr_errmsg)
+        # PRE_DUMP, then a DUMP naming it (parent_img, track_mem, as runc asks): the
+        # process runs on after both (-R), the dump keeps most pages in the pre-dump.
+        pre = os.path.join(env.tmp, "pre")
+        os.makedirs(pre)
+        pre_fd = os.open(pre, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            resp = door.ask(pb, request(pb, pb.PRE_DUMP, images_dir_fd=pre_fd, pid=proc.pid, track_mem=True))
+        finally:
+            os.close(pre_fd)
+        check(resp.success and resp.type == pb.PRE_DUMP, "PRE_DUMP: %s" % resp.cr_errmsg)
+        before = count(path)
+        wait_for(lambda: count(path) > before + 2, "the counter to go on after PRE_DUMP")
+        after = os.path.join(env.tmp, "after")
+        os.makedirs(after)
+        after_fd = os.open(after, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            resp = door.ask(pb, request(pb, pb.DUMP, images_dir_fd=after_fd, pid=proc.pid, parent_img="../pre",
+                                        track_mem=True, leave_running=True))
+        finally:
+            os.close(after_fd)
+        check(resp.success, "DUMP with parent_img: %s" % resp.cr_errmsg)
+        with open(os.path.join(pre, "stats-dump.json")) as f:
+            full = json.load(f)["pages_bytes"]
+        with open(os.path.join(after, "stats-dump.json")) as f:
+            delta = json.load(f)["pages_bytes"]
+        check(delta * 4 < full, "the dump keeps its unchanged pages in the pre-dump (%d bytes against %d)"
+              % (delta, full))
+        before = count(path)
+        wait_for(lambda: count(path) > before + 2, "the counter to go on after the dump (-R)")
+
+        resp = door.ask(pb, request(pb, pb.SINGLE_PRE_DUMP, images_dir_fd=images_fd, pid=proc.pid))
+        check(not resp.success and "single-pre-dump" in resp.cr_errmsg, "SINGLE_PRE_DUMP refused: %s" % resp.cr_errmsg)
+        req = request(pb, pb.PRE_DUMP, images_dir_fd=images_fd, pid=proc.pid)
+        req.opts.ps.address, req.opts.ps.port = "127.0.0.1", 1
+        resp = door.ask(pb, req)
+        check(not resp.success and "--page-server" in resp.cr_errmsg, "PRE_DUMP to a page server refused: %s"
+              % resp.cr_errmsg)
         resp = door.ask(pb, request(pb, pb.DUMP, images_dir_fd=images_fd, pid=proc.pid, lazy_pages=True,
                                     log_file="dump.log"))
         check(not resp.success and "lazy_pages" in resp.cr_errmsg and resp.cr_errno != 0,
@@ -222,6 +265,7 @@ def test_door(env):
               "the refused dumps left the process running and wrote no image")
         before = count(path)
         wait_for(lambda: count(path) > before + 2, "the counter to go on after the refusals")
+
     finally:
         os.close(images_fd)
         code = door.close()
@@ -352,7 +396,7 @@ class Runc:
             raise AssertionError("%s failed (%d): %s %s" % (" ".join(cmd), p.returncode, p.stdout, p.stderr[-2000:]))
         return p.stdout
 
-    def bundle(self, cid, terminal=False):
+    def bundle(self, cid, terminal=False, prefix=""):
         bundle = os.path.join(self.env.tmp, "bundle-" + cid)
         os.makedirs(bundle)
         subprocess.run([RUNC, "spec", "--bundle", bundle], check=True, timeout=30)
@@ -362,7 +406,7 @@ class Runc:
             config = json.load(f)
         config["root"] = {"path": self.env.rootfs, "readonly": False}
         config["process"]["terminal"] = terminal
-        config["process"]["args"] = ["/bin/sh", "-c", 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count.tmp; '
+        config["process"]["args"] = ["/bin/sh", "-c", prefix + 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count.tmp; '
                                      'mv /tmp/count.tmp /tmp/count; %ssleep 0.05; done'
                                      % ("echo count=$i; " if terminal else "")]
         cgroup = "/cryo-test-criu-rpc-%d-%s" % (os.getpid(), cid)
@@ -457,6 +501,51 @@ def checkpoint_restore(env, leave_running):
         runc.cleanup()
 
 
+def stats_pages(image):
+    with open(os.path.join(image, "stats-dump.json")) as f:
+        return json.load(f)["pages_bytes"]
+
+
+def test_runc_pre_dump(env):
+    """runc checkpoint --pre-dump (runc asks FEATURE_CHECK for mem_track, then PRE_DUMP), then
+    checkpoint --parent-path ../pre (a DUMP with parent_img and track_mem): the container runs
+    on after the pre-dump, the final image holds what changed since (far less than the
+    pre-dump's whole copy of the 2 MB the shell holds), and runc restore counts on."""
+    runc = Runc(env)
+    cid = "criu-rpc-pre"
+    try:
+        bundle = runc.bundle(cid, prefix="big=$(head -c 2000000 /dev/zero | tr '\\0' x); ")
+        runc.ids.append(cid)
+        runc.call("run", "-d", "--bundle", bundle, cid, container_stdio=True)
+        pid = runc.state(cid)["pid"]
+        wait_for(lambda: container_count(env) >= 10, "the container's counter")
+        pre, final = os.path.join(env.tmp, "ck", "pre"), os.path.join(env.tmp, "ck", "final")
+        runc.call("checkpoint", "--pre-dump", "--image-path", pre, cid)
+        check(runc.state(cid)["status"] == "running" and alive(pid), "--pre-dump: the container runs on")
+        now = container_count(env)
+        wait_for(lambda: container_count(env) > now + 3, "the container to count on after the pre-dump")
+        runc.call("checkpoint", "--image-path", final, "--parent-path", "../pre", cid)
+        check(not alive(pid), "the checkpointed container is gone")
+        at_dump = container_count(env)
+        full, delta = stats_pages(pre), stats_pages(final)
+        check(full >= 2000000 and delta * 4 < full,
+              "the final image holds what changed since the pre-dump: %d bytes against %d" % (delta, full))
+        check(os.readlink(os.path.join(final, "parent")) == "../pre", "the final image names its parent")
+        runc.call("restore", "-d", "--image-path", final, "--bundle", bundle, cid, container_stdio=True)
+        state = runc.state(cid)
+        check(state["status"] == "running", "runc state after the restore: %s" % state["status"])
+        first = wait_for(lambda: container_count(env) != at_dump and container_count(env),
+                         "the restored counter to go on")
+        check(first > at_dump, "the counter goes on from above %d (next: %d), not from 1" % (at_dump, first))
+        runc.call("kill", cid, "KILL")
+        wait_for(lambda: not alive(state["pid"]), "the restored container to die on runc kill")
+        reap()
+        runc.call("delete", cid)
+        runc.ids.remove(cid)
+    finally:
+        runc.cleanup()
+
+
 def test_runc_terminal(env):
     """A terminal container (its console's master at a console socket, as with conmon or the
     shim): runc checkpoints it through cryo (orphan_pts_master) and restores it with a new
@@ -505,4 +594,4 @@ def test_runc_leave_running(env):
 
 if __name__ == "__main__":
     main({"door": test_door, "notify": test_notify, "runc": test_runc, "runc_leave_running": test_runc_leave_running,
-          "runc_terminal": test_runc_terminal})
+          "runc_terminal": test_runc_terminal, "runc_pre_dump": test_runc_pre_dump})
