@@ -2,6 +2,7 @@
 -R and copies of one export under new names, --ignore-rootfs, --tcp-established
 (a web server in a container answers a request the checkpoint cut in two) and
 --file-locks."""
+import json
 import os
 import socket
 import subprocess
@@ -204,6 +205,44 @@ int main(int argc, char** argv) {
 """
 
 
+def image_pages(pm, name, image):
+    """The bytes of pages cryo wrote into the container's IMAGE directory (checkpoint or
+    pre-checkpoint, in the container's userdata, its bundle)."""
+    bundle = pm("inspect", "--format", "{{.StaticDir}}", name).stdout.strip()
+    with open(os.path.join(bundle, image, "stats-dump.json")) as f:
+        return json.load(f)["pages_bytes"]
+
+
+def test_pre_checkpoint(env):
+    """podman container checkpoint -P (--pre-checkpoint: cryo checkpoint --pre-dump, after
+    Podman asked its criu for memory tracking) leaves the container running; checkpoint
+    --with-previous (--parent-path ../pre-checkpoint) then writes only what changed, far less
+    than the pre-checkpoint's copy of the 2 MB the shell holds; restore counts on."""
+    pm = checkpoint_podman(env)
+    try:
+        pm("run", "-d", "--name", "pc", "--network", "none", "--cgroup-parent", PARENT, "localhost/cryo-busybox",
+           "sh", "-c", "big=$(head -c 2000000 /dev/zero | tr '\\0' x); " + COUNTER)
+        wait_count(pm, "pc", 10, "the counter")
+        ok(pm("container", "checkpoint", "-P", "pc", check=False, timeout=120), "podman container checkpoint -P")
+        check(status(pm, "pc") == "running", "-P leaves the container running")
+        at_pre = wait_count(pm, "pc", 0, "the counter after -P")
+        before = wait_count(pm, "pc", at_pre + 3, "the counter to count on after -P")
+        ok(pm("container", "checkpoint", "--with-previous", "pc", check=False, timeout=120),
+           "podman container checkpoint --with-previous")
+        check(status(pm, "pc") == "exited", "the checkpoint stops the container: " + status(pm, "pc"))
+        full, delta = image_pages(pm, "pc", "pre-checkpoint"), image_pages(pm, "pc", "checkpoint")
+        check(full >= 2000000 and delta * 4 < full,
+              "--with-previous writes what changed since -P: %d bytes against %d" % (delta, full))
+        ok(pm("container", "restore", "pc", check=False, timeout=120), "podman container restore")
+        first = wait_count(pm, "pc", 0, "the restored counter")
+        later = wait_count(pm, "pc", first + 3, "the restored counter to count on")
+        check(first >= before and later > first,
+              "the restored container counts on from the checkpoint (%d, then %d; %d before it, %d at -P)"
+              % (first, later, before, at_pre))
+    finally:
+        pm.cleanup()
+
+
 def test_file_locks(env):
     """--file-locks: a container holding a flock and a POSIX lock holds both after restore."""
     pm = checkpoint_podman(env)
@@ -231,4 +270,5 @@ def test_file_locks(env):
 
 
 if __name__ == "__main__":
-    main({"copies": test_copies, "overlay": test_overlay, "tcp_established": test_tcp_established, "file_locks": test_file_locks})
+    main({"copies": test_copies, "overlay": test_overlay, "tcp_established": test_tcp_established, "file_locks": test_file_locks,
+          "pre_checkpoint": test_pre_checkpoint})
