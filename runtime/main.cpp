@@ -63,7 +63,7 @@ const Command kCommands[] = {
      "                       [--ext-unix-sk] [--shell-job] [--file-locks] [--empty-ns network]\n"
      "                       [--manage-cgroups-mode soft|full|strict|ignore] [--auto-dedup] [--status-fd FD]\n"
      "                       [--export FILE] [--image-ref REF] [--tls-verify=false] [--compress none|gzip|zstd]\n"
-     "                       [--ignore-rootfs] ID\n\n"
+     "                       [--ignore-rootfs] [--pre-dump] [--parent-path REL] [--page-server ADDR:PORT] ID\n\n"
      "Saves container ID (running or paused) into --image-path (./checkpoint by default; dump.log and\n"
      "stats-dump.json go into --work-path), then removes the container unless --leave-running.\n"
      "--export writes the checkpoint as a tar archive in Podman's layout, --image-ref as an OCI image\n"
@@ -71,8 +71,10 @@ const Command kCommands[] = {
      "docker://HOST[:PORT]/NAME:TAG and containers-storage:NAME. `cryo restore --import FILE` / `--image-ref\n"
      "REF` take them. Both carry what the container changed in an overlay rootfs (rootfs-diff.tar,\n"
      "deleted.files; not with --ignore-rootfs) and its network namespace's addresses (network.status).\n"
-     "--pre-dump, --parent-path, --lazy-pages and --page-server are refused (no incremental dumps,\n"
-     "no page server). `cryo restore [--bundle DIR] ... ID` brings it back.\n"},
+     "--pre-dump copies the container's memory only and leaves it running with its writes tracked;\n"
+     "--parent-path ../PRE (relative to --image-path) then stores only what changed since that pre-dump.\n"
+     "--page-server sends the pages to `cryo page-server`. --lazy-pages is refused (a dump cannot serve pages yet).\n"
+     "`cryo restore [--bundle DIR] ... ID` brings it back.\n"},
 };
 
 void usage(FILE* out) {

@@ -398,8 +398,9 @@ def image_pages(image):
 
 
 def test_pre_dump(env):
-    """runc's --pre-dump and --parent-path: two pre-dumps (the second against the first) leave
-    the container running and counting, and write its memory only; the checkpoint against the
+    """runc's --pre-dump and --parent-path: two pre-dumps (the second against the first, of the
+    container paused) leave the container running and counting (paused, the second), and
+    write its memory only; the checkpoint against the
     second writes only what changed (far fewer pages than the first pre-dump, a whole copy of
     the 2 MB the shell holds) and the restore, reading through the chain, counts on."""
     bundle, data = counter_bundle(env, "pd")
@@ -419,8 +420,12 @@ def test_pre_dump(env):
     check(os.path.exists(os.path.join(pre1, "inventory.img")) and
           not os.path.exists(os.path.join(pre1, "descriptors.json")), "the pre-dump is an image of memory only")
     check(os.path.exists(os.path.join(env.tmp, "work-pre1", "dump.log")), "the pre-dump's log is in --work-path")
+    env.run(["pause", "pd"])
     checkpoint(env, "pd", pre2, "--pre-dump", "--parent-path", "../pre1")
-    check(env.state("pd")["status"] == "running", "a second --pre-dump: still running")
+    check(env.state("pd")["status"] == "paused" and stopped_counter(data), "a paused container stays paused")
+    env.run(["resume", "pd"])
+    now = count(data)
+    wait_for(lambda: count(data) > now + 3, "the counter to go on after resume")
     p = checkpoint(env, "pd", final, "--parent-path", "/abs", expect_ok=False)
     check(p.returncode == 1 and "--parent-path must be relative" in p.stderr, "an absolute --parent-path: runc's words")
     checkpoint(env, "pd", final, "--parent-path", "../pre2")

@@ -1,7 +1,7 @@
 """Podman's checkpoint options with cryo as the runtime and as Podman's criu:
 -R and copies of one export under new names, --ignore-rootfs, --tcp-established
-(a web server in a container answers a request the checkpoint cut in two) and
---file-locks."""
+(a web server in a container answers a request the checkpoint cut in two),
+--file-locks, and -P (--pre-checkpoint) then --with-previous."""
 import json
 import os
 import socket
