@@ -217,7 +217,8 @@ def test_pre_checkpoint(env):
     """podman container checkpoint -P (--pre-checkpoint: cryo checkpoint --pre-dump, after
     Podman asked its criu for memory tracking) leaves the container running; checkpoint
     --with-previous (--parent-path ../pre-checkpoint) then writes only what changed, far less
-    than the pre-checkpoint's copy of the 2 MB the shell holds; restore counts on."""
+    than the pre-checkpoint's copy of the 2 MB the shell holds; restore counts on. Then both
+    as archives (-P --export, --with-previous --export), restored with --import-previous."""
     pm = checkpoint_podman(env)
     try:
         pm("run", "-d", "--name", "pc", "--network", "none", "--cgroup-parent", PARENT, "localhost/cryo-busybox",
@@ -239,6 +240,23 @@ def test_pre_checkpoint(env):
         check(first >= before and later > first,
               "the restored container counts on from the checkpoint (%d, then %d; %d before it, %d at -P)"
               % (first, later, before, at_pre))
+
+        # The same as archives, as a migration carries them: -P --export, --with-previous
+        # --export, the container removed, then restore --import with --import-previous.
+        pre_tar, ck_tar = os.path.join(env.tmp, "pre.tar.gz"), os.path.join(env.tmp, "ck.tar.gz")
+        ok(pm("container", "checkpoint", "-P", "--export", pre_tar, "pc", check=False, timeout=120),
+           "podman container checkpoint -P --export")
+        before = wait_count(pm, "pc", later, "the counter after -P --export")
+        ok(pm("container", "checkpoint", "--with-previous", "--export", ck_tar, "pc", check=False, timeout=120),
+           "podman container checkpoint --with-previous --export")
+        pm("rm", "pc")
+        ok(pm("container", "restore", "--import", ck_tar, "--import-previous", pre_tar, check=False, timeout=120),
+           "podman container restore --import --import-previous")
+        first = wait_count(pm, "pc", 0, "the imported counter")
+        later = wait_count(pm, "pc", first + 3, "the imported counter to count on")
+        check(first >= before and later > first,
+              "the imported container counts on from the checkpoint (%d, then %d; %d before it)"
+              % (first, later, before))
     finally:
         pm.cleanup()
 
