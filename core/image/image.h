@@ -93,8 +93,10 @@ class PageWriter {
   static Result<std::unique_ptr<PageWriter>> create(std::unique_ptr<PageSink> sink);
   ~PageWriter();
 
-  // A buffer of kBufferSize bytes to fill; waits until one is free.
-  uint8_t* buffer();
+  // A buffer of kBufferSize bytes to fill, its first `need` bytes populated
+  // (faulted in with one call rather than a fault per page during the copy);
+  // waits until one is free.
+  uint8_t* buffer(size_t need);
   // Queues pieces of a buffer from buffer() to be written in this order; the
   // buffer comes back once they are. Returns the file offset of the first
   // piece (the others follow it). An earlier failed write is returned here.
@@ -118,11 +120,11 @@ class PageWriter {
   uint64_t offset_ = 0;
   std::mutex mu_;
   std::condition_variable cv_;
-  // Populated at first use (but the first buffer, see buffer()): a page
-  // fault costs far more than the page under a hypervisor's shadow paging
-  // (~15 us here), and the buffers take 6144 pages.
+  // Each buffer is populated as far as a caller has needed it: a page fault
+  // costs far more than the page under a hypervisor's shadow paging (~15 us
+  // here), the buffers take 6144 pages, and a tiny dump needs a few dozen.
   std::vector<uint8_t*> storage_;
-  std::vector<uint8_t*> unpopulated_;
+  std::vector<size_t> populated_;  // bytes of storage_[i] populated
   std::vector<uint8_t*> free_;
   std::deque<Job> queue_;
   bool stopping_ = false;

@@ -63,7 +63,7 @@ bool is_plain_anon(const proc::MapEntry& m, const proc::SmapsEntry& extra) {
   return true;
 }
 
-// The pages read into `buf` (from pages.buffer()), in the order they were
+// The pages read into `buf` (from pages.buffer(need)), in the order they were
 // read: one PageRun per run of pages that is written, all-zero pages left out
 // of segments that allow it. Zero-page detection and the checksum are one
 // pass over each page right after its read, while it is in the cache (a
@@ -256,7 +256,7 @@ Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, in
     if (segments.empty()) continue;
     // Read in pieces small enough to stay in the cache for the pass that
     // follows each read.
-    uint8_t* buf = pages.buffer();  // kChunkPages pages always fit
+    uint8_t* buf = pages.buffer(filled);  // kChunkPages pages always fit
     RunBuilder runs(buf, stats);
     for (const auto& seg : segments) {
       for (size_t done = 0; done < seg.npages; done += kPiecePages) {
@@ -321,7 +321,7 @@ Status dump_file_data(int fd, uint64_t size, google::protobuf::RepeatedPtrField<
     for (off_t at = data; at < hole;) {
       size_t bytes = static_cast<size_t>(std::min<off_t>(hole - at, static_cast<off_t>(image::PageWriter::kBufferSize)));
       size_t padded = (bytes + kPage - 1) / kPage * kPage;  // a last partial page is padded with zeros
-      uint8_t* buf = pages.buffer();
+      uint8_t* buf = pages.buffer(padded);
       std::memset(buf + bytes, 0, padded - bytes);
       auto got = pread_all(fd, buf, bytes, at);
       if (!got.ok()) {
