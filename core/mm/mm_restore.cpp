@@ -234,20 +234,37 @@ Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const i
   for (const auto& reg : premaps.regions()) regions.emplace_back(reg.at, reg.at + (reg.end - reg.start));
   std::sort(regions.begin(), regions.end());
   used.insert(used.end(), regions.begin(), regions.end());
+  // The stub's own mappings go, but for the trampoline, the special ones and
+  // the regions. One munmap takes a whole stretch of them with the holes
+  // between (cryo's image in the stub is some 50 mappings, each a remote
+  // syscall of its own before).
+  std::vector<std::pair<uint64_t, uint64_t>> kept = regions, doomed;
   for (const auto& m : own) {
     bool keep = m.start >= tramp.code && m.end <= tramp.code + Trampoline::kSize;
     keep = keep || m.path == "[vdso]" || m.path == "[vvar]" || m.path == "[vvar_vclock]" || m.path == "[vsyscall]";
     if (keep) {
       used.emplace_back(m.start, m.end);
+      kept.emplace_back(m.start, m.end);
       continue;
     }
     uint64_t at = m.start;
     for (const auto& [s, e] : regions) {
       if (e <= at || s >= m.end) continue;
-      if (s > at) CRYO_TRY(r.call("munmap", SYS_munmap, {at, s - at}));
+      if (s > at) doomed.emplace_back(at, s);
       at = std::max(at, e);
     }
-    if (at < m.end) CRYO_TRY(r.call("munmap", SYS_munmap, {at, m.end - at}));
+    if (at < m.end) doomed.emplace_back(at, m.end);
+  }
+  std::sort(doomed.begin(), doomed.end());
+  auto keeps_between = [&](uint64_t from, uint64_t to) {
+    for (const auto& [s, e] : kept)
+      if (s < to && e > from) return true;
+    return false;
+  };
+  for (size_t i = 0; i < doomed.size();) {
+    uint64_t start = doomed[i].first, end = doomed[i].second;
+    for (i++; i < doomed.size() && !keeps_between(end, doomed[i].first); i++) end = std::max(end, doomed[i].second);
+    CRYO_TRY(r.call("munmap", SYS_munmap, {start, end - start}));
   }
   for (const auto& v : mm.vmas()) used.emplace_back(v.start(), v.end());
   CRYO_TRY(move_specials(pid, r, mm, own, used));

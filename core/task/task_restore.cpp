@@ -3,6 +3,7 @@
 #include "core/files/proc_files.h"
 #include "core/sys/io.h"
 #include "core/sys/kernel_abi.h"
+#include "core/sys/proc.h"
 
 #include <linux/capability.h>
 #include <linux/close_range.h>
@@ -424,7 +425,13 @@ Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Proces
   CRYO_TRY(restore_membarrier(r, core));
   CRYO_TRY(restore_oom_score_adj(pid, core));
   CRYO_TRY(restore_loginuid(pid, r, d, core));
+  // The stub has the limits cryo had, most often the recorded ones already:
+  // only those that differ cost a remote syscall.
+  std::vector<proc::Limit> now;
+  if (auto text = read_file("/proc/" + std::to_string(pid) + "/limits"); text.ok())
+    if (auto parsed = proc::parse_limits(*text); parsed.ok()) now = std::move(*parsed);
   for (const auto& l : core.rlimits()) {
+    if (l.resource() < now.size() && now[l.resource()].soft == l.soft() && now[l.resource()].hard == l.hard()) continue;
     struct rlimit rl = {l.soft(), l.hard()};
     CRYO_TRY(put(pid, d, rl));
     long got = 0;
