@@ -2,11 +2,13 @@
 
 #include <elf.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +17,7 @@
 
 #include "core/sys/failpoint.h"
 #include "core/sys/io.h"
+#include "core/sys/scope_guard.h"
 
 namespace cryo::ptrace {
 namespace {
@@ -44,6 +47,68 @@ bool task_dead(pid_t tid) {
          (*stat)[paren + 2] == 'X';
 }
 
+// A blocking waitpid returns as soon as the task stops, without the
+// sched_yield/usleep polling that cost a tiny dump or restore milliseconds
+// of CPU (a third of it) and, on a busy machine, gave the CPU to others.
+// Since a wait may need to end without a stop (a timeout, a task dying
+// unseen), a tick interrupts it: a POSIX timer of this thread raising a
+// real-time signal whose handler does nothing, installed without
+// SA_RESTART. The timer is periodic, so a tick that lands outside waitpid
+// costs at most one period; it is disarmed once the stop is seen.
+constexpr int kTickMs = 5;
+
+void on_tick(int) {}
+
+constexpr int tick_signal() { return 64 - 2; }  // SIGRTMAX - 2, clear of glibc's own
+
+// (Installed at each arm: a forked child of cryo may have reset it.)
+bool install_tick_handler() {
+  struct sigaction sa = {};
+  sa.sa_handler = on_tick;
+  sigemptyset(&sa.sa_mask);
+  return ::sigaction(tick_signal(), &sa, nullptr) == 0;
+}
+
+class WaitTick {
+ public:
+  ~WaitTick() {
+    if (made_) ::timer_delete(timer_);
+  }
+  // Starts the ticks (false if no timer could be made or this thread blocks
+  // the signal: then waits poll).
+  bool arm() {
+    sigset_t blocked;
+    if (::pthread_sigmask(SIG_BLOCK, nullptr, &blocked) != 0 || sigismember(&blocked, tick_signal())) return false;
+    if (!install_tick_handler()) return false;
+    if (!made_) {
+      struct sigevent ev = {};
+      ev.sigev_notify = SIGEV_THREAD_ID;
+      ev.sigev_signo = tick_signal();
+      ev._sigev_un._tid = static_cast<pid_t>(::gettid());
+      if (::timer_create(CLOCK_MONOTONIC, &ev, &timer_) < 0) return false;
+      made_ = true;
+    }
+    struct itimerspec every = {{0, kTickMs * 1000000L}, {0, kTickMs * 1000000L}};
+    return ::timer_settime(timer_, 0, &every, nullptr) == 0;
+  }
+  void disarm() {
+    struct itimerspec off = {};
+    (void)::timer_settime(timer_, 0, &off, nullptr);
+  }
+
+ private:
+  timer_t timer_{};
+  bool made_ = false;
+};
+
+thread_local WaitTick t_tick;
+
+int64_t now_ms() {
+  struct timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
 // Waits for the next stop of tid; with timeout_ms >= 0, fails with
 // ETIMEDOUT when none comes in time (a task in uninterruptible sleep, such as
 // a vfork parent, does not stop until it wakes). Without a timeout it still
@@ -51,23 +116,24 @@ bool task_dead(pid_t tid) {
 // leader is not reported while its other threads wait to be reaped by us.
 Result<int> wait_task(pid_t tid, int timeout_ms = -1) {
   int status;
-  int waited_us = 0, nap_us = 0;
-  for (int round = 0;; round++) {
-    pid_t r = ::waitpid(tid, &status, __WALL | WNOHANG);
-    if (r == tid) break;
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return errno_error("waitpid " + who(tid));
-    if (timeout_ms >= 0 && waited_us >= timeout_ms * 1000)
-      return Error(ETIMEDOUT, who(tid) + " did not stop within " + std::to_string(timeout_ms / 1000.0).substr(0, 4) +
-                                  " s (it sleeps uninterruptibly, e.g. a vfork parent waiting for its child)");
-    if (round % 64 == 63 && task_dead(tid)) return Error(ESRCH, who(tid) + " died instead of stopping");
-    if (round < 100) {  // a stop is usually microseconds away
-      ::sched_yield();
-      continue;
+  pid_t r = ::waitpid(tid, &status, __WALL | WNOHANG);
+  if (r < 0 && errno != EINTR) return errno_error("waitpid " + who(tid));
+  if (r != tid) {
+    bool ticking = t_tick.arm();
+    ScopeGuard stop_ticks([&] {
+      if (ticking) t_tick.disarm();
+    });
+    int64_t start = now_ms();
+    for (int round = 0;; round++) {
+      r = ::waitpid(tid, &status, ticking ? __WALL : __WALL | WNOHANG);
+      if (r == tid) break;
+      if (r < 0 && errno != EINTR) return errno_error("waitpid " + who(tid));
+      if (timeout_ms >= 0 && now_ms() - start >= timeout_ms)
+        return Error(ETIMEDOUT, who(tid) + " did not stop within " + std::to_string(timeout_ms / 1000.0).substr(0, 4) +
+                                    " s (it sleeps uninterruptibly, e.g. a vfork parent waiting for its child)");
+      if ((ticking || round % 64 == 63) && task_dead(tid)) return Error(ESRCH, who(tid) + " died instead of stopping");
+      if (!ticking) ::usleep(200);
     }
-    nap_us = std::min(std::max(nap_us * 2, 50), 2000);
-    ::usleep(static_cast<useconds_t>(nap_us));
-    waited_us += nap_us;
   }
   if (WIFEXITED(status) || WIFSIGNALED(status))
     return Error(ESRCH, who(tid) + " exited while being stopped");
