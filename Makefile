@@ -17,7 +17,7 @@ DESTDIR ?=
 BUILD_PACKAGES := cmake g++ make pkg-config protobuf-compiler libprotobuf-dev libxxhash-dev \
                   doctest-dev nlohmann-json3-dev libyaml-cpp-dev libseccomp-dev libarchive-dev libssl-dev
 DEMO_PACKAGES  := python3 curl procps nftables podman busybox-static
-TEST_PACKAGES  := iproute2 iptables containerd tmux skopeo docker-registry python3-protobuf \
+TEST_PACKAGES  := iproute2 iptables strace containerd tmux skopeo docker-registry python3-protobuf \
                   postgresql nginx-light redis-server nodejs memcached openjdk-17-jdk-headless golang-go \
                   clang-14 libclang-rt-14-dev llvm-14
 

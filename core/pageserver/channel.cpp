@@ -4,23 +4,26 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 #include <sys/socket.h>
 
 #include <climits>
 #include <cstring>
 #include <vector>
 
+#include "core/sys/openssl.h"
+
 namespace cryo::pageserver {
 namespace {
+
+// Set by the first TLS handshake, before any other OpenSSL call.
+const dyn::LibSsl* g_ssl = nullptr;
+const dyn::LibCrypto* g_crypto = nullptr;
 
 // OpenSSL's own socket BIO writes with write(2), which raises SIGPIPE when
 // the peer is gone; this one sends with MSG_NOSIGNAL, so a page server that
 // goes away fails the dump with an error instead of killing cryo.
 int bio_write(BIO* b, const char* data, int size) {
-  int fd = static_cast<int>(reinterpret_cast<intptr_t>(BIO_get_data(b)));
+  int fd = static_cast<int>(reinterpret_cast<intptr_t>(g_crypto->BIO_get_data(b)));
   for (;;) {
     ssize_t n = ::send(fd, data, static_cast<size_t>(size), MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
@@ -28,31 +31,31 @@ int bio_write(BIO* b, const char* data, int size) {
   }
 }
 int bio_read(BIO* b, char* data, int size) {
-  int fd = static_cast<int>(reinterpret_cast<intptr_t>(BIO_get_data(b)));
+  int fd = static_cast<int>(reinterpret_cast<intptr_t>(g_crypto->BIO_get_data(b)));
   for (;;) {
     ssize_t n = ::recv(fd, data, static_cast<size_t>(size), 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n == 0) BIO_set_flags(b, BIO_FLAGS_IN_EOF);
+    if (n == 0) g_crypto->BIO_set_flags(b, BIO_FLAGS_IN_EOF);
     return static_cast<int>(n);
   }
 }
 long bio_ctrl(BIO* b, int cmd, long, void*) {
   if (cmd == BIO_CTRL_FLUSH) return 1;
-  if (cmd == BIO_CTRL_EOF) return BIO_test_flags(b, BIO_FLAGS_IN_EOF) ? 1 : 0;
+  if (cmd == BIO_CTRL_EOF) return g_crypto->BIO_test_flags(b, BIO_FLAGS_IN_EOF) ? 1 : 0;
   return 0;
 }
 int bio_create(BIO* b) {
-  BIO_set_init(b, 1);
+  g_crypto->BIO_set_init(b, 1);
   return 1;
 }
 
 BIO_METHOD* socket_method() {
   static BIO_METHOD* method = [] {
-    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "cryo socket");
-    BIO_meth_set_write(m, bio_write);
-    BIO_meth_set_read(m, bio_read);
-    BIO_meth_set_ctrl(m, bio_ctrl);
-    BIO_meth_set_create(m, bio_create);
+    BIO_METHOD* m = g_crypto->BIO_meth_new(g_crypto->BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "cryo socket");
+    g_crypto->BIO_meth_set_write(m, bio_write);
+    g_crypto->BIO_meth_set_read(m, bio_read);
+    g_crypto->BIO_meth_set_ctrl(m, bio_ctrl);
+    g_crypto->BIO_meth_set_create(m, bio_create);
     return m;
   }();
   return method;
@@ -61,9 +64,9 @@ BIO_METHOD* socket_method() {
 // Every error OpenSSL queued, oldest first.
 std::string ssl_errors() {
   std::string out;
-  while (unsigned long e = ERR_get_error()) {
+  while (unsigned long e = g_crypto->ERR_get_error()) {
     char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
+    g_crypto->ERR_error_string_n(e, buf, sizeof buf);
     out += (out.empty() ? "" : "; ") + std::string(buf);
   }
   return out.empty() ? "no detail from OpenSSL" : out;
@@ -71,21 +74,21 @@ std::string ssl_errors() {
 
 Result<SSL_CTX*> make_context(const TlsOptions& tls, bool server) {
   if (tls.cert.empty() || tls.key.empty()) return Error(EINVAL, "--tls needs --tls-cert and --tls-key");
-  SSL_CTX* ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+  SSL_CTX* ctx = g_ssl->SSL_CTX_new(server ? g_ssl->TLS_server_method() : g_ssl->TLS_client_method());
   if (!ctx) return Error(EINVAL, "TLS: " + ssl_errors());
   auto fail = [&](const std::string& what) {
-    SSL_CTX_free(ctx);
+    g_ssl->SSL_CTX_free(ctx);
     return Error(EINVAL, "TLS: " + what + ": " + ssl_errors());
   };
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  if (SSL_CTX_use_certificate_chain_file(ctx, tls.cert.c_str()) != 1) return fail("certificate " + tls.cert);
-  if (SSL_CTX_use_PrivateKey_file(ctx, tls.key.c_str(), SSL_FILETYPE_PEM) != 1) return fail("key " + tls.key);
-  if (SSL_CTX_check_private_key(ctx) != 1) return fail("key " + tls.key + " does not match " + tls.cert);
-  int loaded = tls.cacert.empty() ? SSL_CTX_set_default_verify_paths(ctx)
-                                  : SSL_CTX_load_verify_locations(ctx, tls.cacert.c_str(), nullptr);
+  g_ssl->SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_2_VERSION, nullptr);
+  if (g_ssl->SSL_CTX_use_certificate_chain_file(ctx, tls.cert.c_str()) != 1) return fail("certificate " + tls.cert);
+  if (g_ssl->SSL_CTX_use_PrivateKey_file(ctx, tls.key.c_str(), SSL_FILETYPE_PEM) != 1) return fail("key " + tls.key);
+  if (g_ssl->SSL_CTX_check_private_key(ctx) != 1) return fail("key " + tls.key + " does not match " + tls.cert);
+  int loaded = tls.cacert.empty() ? g_ssl->SSL_CTX_set_default_verify_paths(ctx)
+                                  : g_ssl->SSL_CTX_load_verify_locations(ctx, tls.cacert.c_str(), nullptr);
   if (loaded != 1) return fail("CA certificate " + (tls.cacert.empty() ? "(system)" : tls.cacert));
   // Both sides prove who they are: pages are the whole memory of a tree.
-  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), nullptr);
+  g_ssl->SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), nullptr);
   return ctx;
 }
 
@@ -119,31 +122,33 @@ std::string Endpoint::describe() const {
 }
 
 Channel::~Channel() {
-  if (ssl_) SSL_free(ssl_);
-  if (ctx_) SSL_CTX_free(ctx_);
+  if (ssl_) g_ssl->SSL_free(ssl_);
+  if (ctx_) g_ssl->SSL_CTX_free(ctx_);
 }
 
 Status Channel::handshake(const Endpoint& ep, bool server) {
   if (!ep.tls.enabled) return {};
+  CRYO_ASSIGN(g_crypto, dyn::libcrypto().wrap("TLS"));
+  CRYO_ASSIGN(g_ssl, dyn::libssl().wrap("TLS"));
   CRYO_ASSIGN(ctx_, make_context(ep.tls, server));
-  ssl_ = SSL_new(ctx_);
+  ssl_ = g_ssl->SSL_new(ctx_);
   if (!ssl_) return Error(EINVAL, "TLS: " + ssl_errors());
-  BIO* bio = BIO_new(socket_method());
-  BIO_set_data(bio, reinterpret_cast<void*>(static_cast<intptr_t>(fd_.get())));
-  SSL_set_bio(ssl_, bio, bio);
+  BIO* bio = g_crypto->BIO_new(socket_method());
+  g_crypto->BIO_set_data(bio, reinterpret_cast<void*>(static_cast<intptr_t>(fd_.get())));
+  g_ssl->SSL_set_bio(ssl_, bio, bio);
   if (!server && !ep.tls.no_cn_verify) {
     // The server's certificate must name the address dialled.
     in6_addr any;
     bool is_ip = ::inet_pton(AF_INET, ep.address.c_str(), &any) == 1 || ::inet_pton(AF_INET6, ep.address.c_str(), &any) == 1;
-    int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), ep.address.c_str())
-                   : SSL_set1_host(ssl_, ep.address.c_str());
+    int ok = is_ip ? g_crypto->X509_VERIFY_PARAM_set1_ip_asc(g_ssl->SSL_get0_param(ssl_), ep.address.c_str())
+                   : g_ssl->SSL_set1_host(ssl_, ep.address.c_str());
     if (ok != 1) return Error(EINVAL, "TLS: cannot check the name " + ep.address + ": " + ssl_errors());
   }
-  int rc = server ? SSL_accept(ssl_) : SSL_connect(ssl_);
+  int rc = server ? g_ssl->SSL_accept(ssl_) : g_ssl->SSL_connect(ssl_);
   if (rc != 1) {
     std::string why = ssl_errors();
-    long verify = SSL_get_verify_result(ssl_);
-    if (verify != X509_V_OK) why += " (certificate: " + std::string(X509_verify_cert_error_string(verify)) + ")";
+    long verify = g_ssl->SSL_get_verify_result(ssl_);
+    if (verify != X509_V_OK) why += " (certificate: " + std::string(g_crypto->X509_verify_cert_error_string(verify)) + ")";
     return Error(EPROTO, "TLS handshake with " + peer_ + " failed: " + why);
   }
   return {};
@@ -230,7 +235,7 @@ Status Channel::send(const struct iovec* pieces, size_t count) {
   if (ssl_) {
     for (size_t i = 0; i < count; i++) {
       size_t written = 0;
-      if (pieces[i].iov_len && SSL_write_ex(ssl_, pieces[i].iov_base, pieces[i].iov_len, &written) != 1)
+      if (pieces[i].iov_len && g_ssl->SSL_write_ex(ssl_, pieces[i].iov_base, pieces[i].iov_len, &written) != 1)
         return Error(errno ? errno : EPIPE, "send to " + peer_ + " (TLS): " + ssl_errors());
     }
     return {};
@@ -266,9 +271,9 @@ Status Channel::recv_or_eof(void* data, size_t size, bool* eof) {
     ssize_t n;
     if (ssl_) {
       size_t r = 0;
-      int rc = SSL_read_ex(ssl_, static_cast<char*>(data) + got, size - got, &r);
+      int rc = g_ssl->SSL_read_ex(ssl_, static_cast<char*>(data) + got, size - got, &r);
       if (rc != 1) {
-        int e = SSL_get_error(ssl_, rc);
+        int e = g_ssl->SSL_get_error(ssl_, rc);
         if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0)) n = 0;
         else if (e == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EWOULDBLOCK))
           return Error(ETIMEDOUT, "receive from " + peer_ + ": no answer in time");

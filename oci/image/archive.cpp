@@ -190,7 +190,7 @@ Result<std::string> uncompressed_digest(const std::string& path) {
   la().archive_read_support_format_raw(a.get());
   if (la().archive_read_open_filename(a.get(), path.c_str(), 1 << 16) != ARCHIVE_OK) return archive_failure(a.get(), path);
   struct archive_entry* entry = nullptr;
-  Sha256 hash;
+  CRYO_ASSIGN(Sha256 hash, Sha256::start());
   if (la().archive_read_next_header(a.get(), &entry) == ARCHIVE_OK) {
     char buf[1 << 16];
     for (;;) {

@@ -1,30 +1,42 @@
 #include "oci/image/digest.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include "core/sys/io.h"
+#include "core/sys/openssl.h"
 
 namespace cryo::oci::image {
 
 struct Sha256::State {
+  const dyn::LibCrypto* crypto = nullptr;
   EVP_MD_CTX* ctx = nullptr;
+  ~State() {
+    if (ctx) crypto->EVP_MD_CTX_free(ctx);
+  }
 };
 
-Sha256::Sha256() : state_(std::make_unique<State>()) {
-  state_->ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(state_->ctx, EVP_sha256(), nullptr);
+Result<Sha256> Sha256::start() {
+  CRYO_ASSIGN(const dyn::LibCrypto* crypto, dyn::libcrypto().wrap("sha256"));
+  Sha256 h;
+  h.state_ = std::make_unique<State>();
+  h.state_->crypto = crypto;
+  h.state_->ctx = crypto->EVP_MD_CTX_new();
+  if (!h.state_->ctx || crypto->EVP_DigestInit_ex(h.state_->ctx, crypto->EVP_sha256(), nullptr) != 1)
+    return Error(ENOMEM, "sha256: OpenSSL cannot start a digest");
+  return h;
 }
 
-Sha256::~Sha256() { EVP_MD_CTX_free(state_->ctx); }
+Sha256::Sha256() = default;
+Sha256::Sha256(Sha256&&) noexcept = default;
+Sha256::~Sha256() = default;
 
-void Sha256::update(const void* data, size_t size) { EVP_DigestUpdate(state_->ctx, data, size); }
+void Sha256::update(const void* data, size_t size) { state_->crypto->EVP_DigestUpdate(state_->ctx, data, size); }
 
 std::string Sha256::finish() {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  EVP_DigestFinal_ex(state_->ctx, md, &len);
+  state_->crypto->EVP_DigestFinal_ex(state_->ctx, md, &len);
   static const char kHex[] = "0123456789abcdef";
   std::string out = "sha256:";
   for (unsigned i = 0; i < len; ++i) {
@@ -34,8 +46,8 @@ std::string Sha256::finish() {
   return out;
 }
 
-std::string sha256_of(std::string_view data) {
-  Sha256 h;
+Result<std::string> sha256_of(std::string_view data) {
+  CRYO_ASSIGN(Sha256 h, Sha256::start());
   h.update(data.data(), data.size());
   return h.finish();
 }
@@ -43,7 +55,7 @@ std::string sha256_of(std::string_view data) {
 Result<FileDigest> sha256_file(const std::string& path) {
   auto fd = open_file(path, O_RDONLY | O_CLOEXEC);
   if (!fd.ok()) return std::move(fd).error();
-  Sha256 h;
+  CRYO_ASSIGN(Sha256 h, Sha256::start());
   FileDigest out;
   char buf[1 << 16];
   for (;;) {

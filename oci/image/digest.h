@@ -12,7 +12,9 @@ namespace cryo::oci::image {
 
 class Sha256 {
  public:
-  Sha256();
+  // Fails when OpenSSL's libcrypto (loaded at first use) cannot be loaded.
+  static Result<Sha256> start();
+  Sha256(Sha256&&) noexcept;
   ~Sha256();
   Sha256(const Sha256&) = delete;
   Sha256& operator=(const Sha256&) = delete;
@@ -21,11 +23,12 @@ class Sha256 {
   std::string finish();
 
  private:
+  Sha256();
   struct State;
   std::unique_ptr<State> state_;
 };
 
-std::string sha256_of(std::string_view data);
+Result<std::string> sha256_of(std::string_view data);
 // The digest and the size of a file's contents.
 struct FileDigest {
   std::string digest;

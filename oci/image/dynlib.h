@@ -8,6 +8,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include "core/sys/dynlib.h"
 #include "core/sys/result.h"
 
 namespace cryo::oci::image::dyn {
@@ -25,11 +26,9 @@ namespace cryo::oci::image::dyn {
   X(archive_read_data_block) X(archive_read_open_fd) X(archive_write_data_block) X(archive_write_disk_new)       \
   X(archive_write_disk_set_options) X(archive_write_finish_entry)
 
-#define CRYO_DYN_POINTER(name) decltype(&::name) name = nullptr;
 struct LibArchive {
   CRYO_LIBARCHIVE_FUNCTIONS(CRYO_DYN_POINTER)
 };
-#undef CRYO_DYN_POINTER
 
 // Loaded once (any thread); the error names the library and why it failed.
 Result<const LibArchive*> libarchive();

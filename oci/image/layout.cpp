@@ -30,7 +30,8 @@ json descriptor_json(const Descriptor& d) {
 }
 
 Result<Descriptor> add_blob_bytes(const std::string& dir, const std::string& bytes, const std::string& media_type) {
-  Descriptor d{media_type, sha256_of(bytes), static_cast<int64_t>(bytes.size())};
+  CRYO_ASSIGN(std::string digest, sha256_of(bytes));
+  Descriptor d{media_type, std::move(digest), static_cast<int64_t>(bytes.size())};
   CRYO_TRY(write_file_atomic(blob_file(dir, d.digest), bytes));
   return d;
 }

@@ -41,7 +41,7 @@ img::LayoutImage write_image(const std::string& dir, const std::string& tag) {
 }  // namespace
 
 TEST_CASE("sha256 digests as OCI names them; only a well-formed one may name a blob") {
-  CHECK(img::sha256_of("") == "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  CHECK(*img::sha256_of("") == "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   CHECK(img::valid_digest("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
   CHECK(!img::valid_digest("sha256:../../../etc/passwd"));
   CHECK(!img::valid_digest("sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"));
