@@ -9,6 +9,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "core/files/ghosts.h"
 #include "core/files/mounts.h"
 #include "core/sys/io.h"
 #include "core/sys/proc.h"
@@ -56,16 +57,16 @@ std::string describe(const Mark& m) {
   }
 }
 
-// The marked inode, opened O_PATH by its handle under a mount of its filesystem.
-Result<UniqueFd> open_marked_inode(const std::string& mount, int handle_type, const std::string& handle) {
-  CRYO_ASSIGN(UniqueFd mount_fd, open_file(mount, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+// The marked inode, opened O_PATH by its handle under a mount of its
+// filesystem (a directory fd: open_by_handle_at takes no O_PATH one).
+Result<UniqueFd> open_marked_inode(int mount_fd, int handle_type, const std::string& handle) {
   std::vector<uint8_t> buf(sizeof(struct file_handle) + handle.size());
   auto* h = reinterpret_cast<struct file_handle*>(buf.data());
   h->handle_bytes = static_cast<unsigned>(handle.size());
   h->handle_type = handle_type;
   std::memcpy(h->f_handle, handle.data(), handle.size());
-  UniqueFd file(::open_by_handle_at(mount_fd.get(), h, O_PATH | O_CLOEXEC));
-  if (!file.valid()) return errno_error("open the marked file by its handle under " + mount);
+  UniqueFd file(::open_by_handle_at(mount_fd, h, O_PATH | O_CLOEXEC));
+  if (!file.valid()) return errno_error("open the marked file by its handle");
   return file;
 }
 
@@ -130,7 +131,8 @@ Result<FanotifyInfo> parse_fanotify_fdinfo(std::string_view text) {
   return info;
 }
 
-Status dump_fanotify(pid_t pid, int copy, std::string_view text, image::Fanotify* out) {
+Status dump_fanotify(pid_t pid, int copy, std::string_view text, const std::string& tree_root,
+                     image::Fanotify* out) {
   int queued = 0;
   if (::ioctl(copy, FIONREAD, &queued) < 0) return errno_error("FIONREAD");
   if (queued > 0)
@@ -154,33 +156,63 @@ Status dump_fanotify(pid_t pid, int copy, std::string_view text, image::Fanotify
       }
       std::string point = mount_of_id(mountinfo, m.mnt_id);
       if (point.empty()) return Error("fanotify mark on mount " + std::to_string(m.mnt_id) + ", which it cannot see");
-      if (::stat(point.c_str(), &st) < 0) return errno_error("stat " + point);
+      if (::stat((tree_root + point).c_str(), &st) < 0) return errno_error("stat " + point);
       mark->set_path(point);
       mark->set_dev(st.st_dev);
+      mark->set_made_again(!tree_root.empty() && tree_mount_of_dev(kernel_dev(st.st_dev), tree_root).made_again);
       continue;
     }
-    std::string mount = mount_of_dev(m.sdev);
+    std::vector<std::string> mounts;
+    if (tree_root.empty()) {
+      mounts = mounts_of_dev(m.sdev);
+    } else {
+      auto in_tree = tree_mount_of_dev(m.sdev, tree_root);
+      mounts = in_tree.mount_points;
+      mark->set_made_again(in_tree.made_again);
+    }
+    std::string mount = mounts.empty() ? "" : mounts.front();
     if (mount.empty())
       return Error("fanotify mark on a filesystem (dev " + std::to_string(m.sdev >> 20) + ":" +
                    std::to_string(m.sdev & 0xfffff) + ") with no mount visible");
     mark->set_path(mount);
     if (m.kind == Mark::FILESYSTEM) {
-      if (::stat(mount.c_str(), &st) < 0) return errno_error("stat " + mount);
+      if (::stat((tree_root + mount).c_str(), &st) < 0) return errno_error("stat " + mount);
       mark->set_dev(st.st_dev);
       continue;
     }
     mark->set_ino(m.ino);
-    CRYO_ASSIGN(UniqueFd file, open_marked_inode(mount, m.handle_type, m.handle).wrap(describe(*mark)));
+    CRYO_ASSIGN(UniqueFd mount_fd, open_file(tree_root + mount, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    CRYO_ASSIGN(UniqueFd file, open_marked_inode(mount_fd.get(), m.handle_type, m.handle).wrap(describe(*mark)));
     if (::fstat(file.get(), &st) < 0) return errno_error("fstat the marked file");
     if (st.st_ino != m.ino) return Error("fanotify mark on inode " + std::to_string(m.ino) + ": its handle opens another");
     mark->set_dev(st.st_dev);
+    mark->set_mode(st.st_mode);
     mark->set_handle_type(m.handle_type);
     mark->set_handle(m.handle);
+    if (mark->made_again()) {
+      // Its inode will be new: found again by the path the tree sees (that of
+      // the fd opened under a mount that shows it, outside cryo's mount
+      // namespace), which must lead to it now.
+      std::string tried;
+      for (const auto& under : mounts) {
+        CRYO_ASSIGN(UniqueFd under_fd, open_file(tree_root + under, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        CRYO_ASSIGN(UniqueFd again, open_marked_inode(under_fd.get(), m.handle_type, m.handle).wrap(describe(*mark)));
+        CRYO_ASSIGN(std::string path, read_link("/proc/self/fd/" + std::to_string(again.get())));
+        struct stat by_path;
+        if (!path.empty() && path[0] == '/' && ::lstat((tree_root + path).c_str(), &by_path) == 0 &&
+            by_path.st_ino == st.st_ino && by_path.st_dev == st.st_dev) {
+          mark->set_inode_path(path);
+          break;
+        }
+        tried += (tried.empty() ? "" : ", ") + path;
+      }
+      if (mark->inode_path().empty()) return Error(describe(*mark) + ": it cannot be reached by its path (" + tried + ")");
+    }
   }
   return {};
 }
 
-Result<UniqueFd> open_fanotify(const image::Fanotify& group) {
+Result<UniqueFd> open_fanotify(const image::Fanotify& group, int root) {
   UniqueFd fd(::fanotify_init(group.flags() | FAN_CLOEXEC, group.event_f_flags()));
   if (!fd.valid())
     return errno_error("fanotify_init flags " + hex(group.flags()) + " event flags " + hex(group.event_f_flags()));
@@ -193,17 +225,24 @@ Result<UniqueFd> open_fanotify(const image::Fanotify& group) {
     UniqueFd target;
     uint32_t where = 0;
     struct stat st;
-    if (m.kind() == Mark::INODE) {
+    if (m.kind() == Mark::INODE && m.made_again()) {
+      if (m.inode_path().empty() || m.inode_path()[0] != '/') return Error(EINVAL, what + ": not an absolute path");
+      CRYO_ASSIGN(target, open_in_root(root, m.inode_path(), O_PATH | O_NOFOLLOW).wrap(what));
+      if (::fstat(target.get(), &st) < 0) return errno_error(what + ": fstat");
+      if ((st.st_mode & S_IFMT) != (m.mode() & S_IFMT))
+        return Error(EINVAL, what + ": " + m.inode_path() + " is another kind of file now");
+    } else if (m.kind() == Mark::INODE) {
       if (m.handle().empty() || m.handle().size() > 128) return Error(EINVAL, what + ": bad file handle");
-      CRYO_ASSIGN(target, open_marked_inode(m.path(), m.handle_type(), m.handle()).wrap(what));
+      CRYO_ASSIGN(UniqueFd mount_fd, open_in_root(root, m.path(), O_RDONLY | O_DIRECTORY).wrap(what));
+      CRYO_ASSIGN(target, open_marked_inode(mount_fd.get(), m.handle_type(), m.handle()).wrap(what));
       if (::fstat(target.get(), &st) < 0) return errno_error(what + ": fstat");
       if (st.st_ino != m.ino()) return Error(EINVAL, what + ": its handle opens another file now");
     } else {
-      CRYO_ASSIGN(target, open_file(m.path(), O_PATH | O_CLOEXEC).wrap(what));
+      CRYO_ASSIGN(target, open_in_root(root, m.path(), O_PATH).wrap(what));
       if (::fstat(target.get(), &st) < 0) return errno_error(what + ": fstat");
       where = m.kind() == Mark::MOUNT ? kMarkMount : kMarkFilesystem;
     }
-    if (st.st_dev != m.dev()) return Error(EINVAL, what + ": another filesystem is there now");
+    if (!m.made_again() && st.st_dev != m.dev()) return Error(EINVAL, what + ": another filesystem is there now");
     // fanotify_mark takes no O_PATH fd, but a path through one.
     std::string through = "/proc/self/fd/" + std::to_string(target.get());
     uint32_t flags = where | (m.mflags() & kEvictable);

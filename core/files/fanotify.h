@@ -34,10 +34,15 @@ struct FanotifyInfo {
 Result<FanotifyInfo> parse_fanotify_fdinfo(std::string_view text);
 
 // Describes the group behind fd `fd` of `pid` (whose fdinfo is `text`);
-// `copy` is cryo's own copy of that fd.
-Status dump_fanotify(pid_t pid, int copy, std::string_view text, image::Fanotify* out);
+// `copy` is cryo's own copy of that fd. tree_root ("/proc/PID/root") is
+// that of the tree's own mount namespace, where the marked files and mounts
+// are found by the tree's names; "" when the tree shares cryo's.
+Status dump_fanotify(pid_t pid, int copy, std::string_view text, const std::string& tree_root,
+                     image::Fanotify* out);
 
-// A new group with the same flags and marks.
-Result<UniqueFd> open_fanotify(const image::Fanotify& group);
+// A new group with the same flags and marks, whose files and mounts are
+// looked up under root (an O_PATH fd of the root of the tree's own mount
+// namespace; -1: cryo's).
+Result<UniqueFd> open_fanotify(const image::Fanotify& group, int root = -1);
 
 }  // namespace cryo::files

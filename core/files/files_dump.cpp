@@ -44,23 +44,46 @@ bool is_terminal(dev_t rdev) {
   return major_nr == 4 || (major_nr == 5 && minor(rdev) <= 1) || (major_nr >= 136 && major_nr <= 143);
 }
 
-// The path of the file an inotify watch names, found by its file handle.
-Result<std::string> watched_path(const proc::InotifyWatch& w) {
-  std::string mount = mount_of_dev(w.sdev);
-  if (mount.empty()) return Error("no mount of the filesystem of inotify watch " + std::to_string(w.wd) + " is visible");
-  CRYO_ASSIGN(UniqueFd mount_fd, open_file(mount, O_RDONLY | O_DIRECTORY));
+// The file an inotify watch names, found by its file handle under a mount
+// of its filesystem: in the tree's own mount namespace when it has one
+// (tree_root "/proc/PID/root"), by the path the tree sees.
+struct WatchedFile {
+  std::string path;
+  struct stat st;
+  bool made_again = false;  // on a filesystem the restore makes anew
+};
+
+Result<WatchedFile> watched_file(const proc::InotifyWatch& w, const std::string& tree_root) {
+  WatchedFile out;
+  std::vector<std::string> mounts;
+  if (tree_root.empty()) {
+    mounts = mounts_of_dev(w.sdev);
+  } else {
+    auto in_tree = tree_mount_of_dev(w.sdev, tree_root);
+    mounts = in_tree.mount_points;
+    out.made_again = in_tree.made_again;
+  }
+  std::string what = "inotify watch " + std::to_string(w.wd);
+  if (mounts.empty()) return Error("no mount of the filesystem of " + what + " is visible");
   std::vector<uint8_t> buf(sizeof(struct file_handle) + w.handle.size());
   auto* handle = reinterpret_cast<struct file_handle*>(buf.data());
   handle->handle_bytes = static_cast<unsigned>(w.handle.size());
   handle->handle_type = w.handle_type;
   std::memcpy(handle->f_handle, w.handle.data(), w.handle.size());
-  UniqueFd file(::open_by_handle_at(mount_fd.get(), handle, O_PATH | O_CLOEXEC));
-  if (!file.valid()) return errno_error("open the file of inotify watch " + std::to_string(w.wd) + " by its handle");
-  CRYO_ASSIGN(std::string path, read_link("/proc/self/fd/" + std::to_string(file.get())));
-  struct stat st;
-  if (path.empty() || path[0] != '/' || ::stat(path.c_str(), &st) < 0 || st.st_ino != w.ino)
-    return Error("inotify watch " + std::to_string(w.wd) + " names " + path + ", which cannot be reached by its path");
-  return path;
+  // Opened under a mount that shows the file: its path is then that of the
+  // fd (the tree's, outside cryo's mount namespace).
+  std::string tried;
+  for (const auto& mount : mounts) {
+    CRYO_ASSIGN(UniqueFd mount_fd, open_file(tree_root + mount, O_RDONLY | O_DIRECTORY));
+    UniqueFd file(::open_by_handle_at(mount_fd.get(), handle, O_PATH | O_CLOEXEC));
+    if (!file.valid()) return errno_error("open the file of " + what + " by its handle");
+    CRYO_ASSIGN(out.path, read_link("/proc/self/fd/" + std::to_string(file.get())));
+    if (!out.path.empty() && out.path[0] == '/' && ::stat((tree_root + out.path).c_str(), &out.st) == 0 &&
+        out.st.st_ino == w.ino)
+      return out;
+    tried += (tried.empty() ? "" : ", ") + out.path;
+  }
+  return Error(what + " names " + tried + ", which cannot be reached by its path");
 }
 
 // "anon_inode:[eventfd]" -> "eventfd"
@@ -371,7 +394,7 @@ Status FilesDump::describe_anon(const FdRef& ref, const std::string& kind, image
     UniqueFd copy(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), ref.fd, 0)));
     if (!copy.valid()) return errno_error("pidfd_getfd");
     f->set_kind(image::FileDesc::FANOTIFY);
-    CRYO_TRY(dump_fanotify(ref.pid, copy.get(), ref.info_text, f->mutable_fanotify()));
+    CRYO_TRY(dump_fanotify(ref.pid, copy.get(), ref.info_text, options_.tree_root, f->mutable_fanotify()));
   } else if (kind == "inotify") {
     // Unread events cannot be saved without taking them from the process.
     UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, ref.pid, 0)));
@@ -387,15 +410,15 @@ Status FilesDump::describe_anon(const FdRef& ref, const std::string& kind, image
     f->set_kind(image::FileDesc::INOTIFY);
     for (const auto& w : watches) {
       if (w.ignored_mask != 0) return Error("inotify watch " + std::to_string(w.wd) + " has an ignored mask");
-      CRYO_ASSIGN(std::string path, watched_path(w));
-      struct stat st;
-      if (::stat(path.c_str(), &st) < 0) return errno_error("stat " + path);
+      CRYO_ASSIGN(WatchedFile file, watched_file(w, options_.tree_root));
       auto* out = f->mutable_inotify()->add_watches();
       out->set_wd(w.wd);
-      out->set_path(path);
+      out->set_path(file.path);
       out->set_mask(w.mask);
-      out->set_ino(st.st_ino);
-      out->set_dev(st.st_dev);
+      out->set_ino(file.st.st_ino);
+      out->set_dev(file.st.st_dev);
+      out->set_mode(file.st.st_mode);
+      out->set_made_again(file.made_again);
     }
   } else {  // eventpoll
     CRYO_ASSIGN(auto targets, proc::parse_epoll_targets(ref.info_text));

@@ -160,7 +160,7 @@ Result<UniqueFd> FileObjects::open_anon(const image::FileDesc& f) {
     case image::FileDesc::INOTIFY:
       return open_inotify(f);
     case image::FileDesc::FANOTIFY:
-      return open_fanotify(f.fanotify());
+      return open_fanotify(f.fanotify(), tree_root_);
     case image::FileDesc::BPF_MAP:
       return open_bpf_map(f.bpf_map());
     case image::FileDesc::EPOLL: {
@@ -185,11 +185,16 @@ Result<UniqueFd> FileObjects::open_inotify(const image::FileDesc& f) {
   std::sort(watches.begin(), watches.end(), [](auto* a, auto* b) { return a->wd() < b->wd(); });
   for (const auto* w : watches) {
     std::string what = "inotify watch " + std::to_string(w->wd()) + " on " + w->path();
+    if (w->path().empty() || w->path()[0] != '/') return Error(EINVAL, what + ": not an absolute path");
+    CRYO_ASSIGN(UniqueFd file, open_in_tree(w->path(), O_PATH).wrap(what));
     struct stat st;
-    if (::stat(w->path().c_str(), &st) < 0) return errno_error(what);
-    if (st.st_ino != w->ino() || st.st_dev != w->dev()) return Error(EINVAL, what + ": another file is there now");
+    if (::fstat(file.get(), &st) < 0) return errno_error(what + ": fstat");
+    if (w->made_again() ? (st.st_mode & S_IFMT) != (w->mode() & S_IFMT) : st.st_ino != w->ino() || st.st_dev != w->dev())
+      return Error(EINVAL, what + ": another file is there now");
+    // inotify_add_watch takes no O_PATH fd, but a path through one.
+    std::string through = "/proc/self/fd/" + std::to_string(file.get());
     for (;;) {
-      int wd = ::inotify_add_watch(fd.get(), w->path().c_str(), w->mask() | IN_MASK_CREATE);
+      int wd = ::inotify_add_watch(fd.get(), through.c_str(), w->mask() | IN_MASK_CREATE);
       if (wd < 0) return errno_error(what);
       if (wd == w->wd()) break;
       if (wd > w->wd() || ::inotify_rm_watch(fd.get(), wd) < 0)

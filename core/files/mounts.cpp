@@ -1,5 +1,7 @@
 #include "core/files/mounts.h"
 
+#include <sys/sysmacros.h>
+
 #include <string>
 #include <vector>
 
@@ -81,21 +83,37 @@ std::vector<MountInfo> parse_mountinfo(std::string_view text) {
   return out;
 }
 
-std::string mount_of_dev(uint32_t sdev) {
-  auto text = read_file("/proc/self/mountinfo");
-  if (!text.ok()) return "";
-  std::string want = std::to_string(sdev >> 20) + ":" + std::to_string(sdev & 0xfffff), found;
+std::vector<std::string> mounts_of_dev(uint32_t sdev, const std::string& mountinfo) {
+  std::vector<std::string> found;
+  auto text = read_file(mountinfo);
+  if (!text.ok()) return found;
+  std::string want = std::to_string(sdev >> 20) + ":" + std::to_string(sdev & 0xfffff);
+  size_t of_root = 0;  // mounts of the filesystem's root first
   each_mount(*text, [&](const std::vector<std::string_view>& f) {
     if (f[2] != want) return true;
-    if (f[3] == "/") {
-      found = unescape(f[4]);
-      return false;
-    }
-    if (found.empty()) found = unescape(f[4]);
+    if (f[3] == "/")
+      found.insert(found.begin() + static_cast<long>(of_root++), unescape(f[4]));
+    else
+      found.push_back(unescape(f[4]));
     return true;
   });
   return found;
 }
+
+std::string mount_of_dev(uint32_t sdev, const std::string& mountinfo) {
+  auto all = mounts_of_dev(sdev, mountinfo);
+  return all.empty() ? "" : all.front();
+}
+
+TreeMount tree_mount_of_dev(uint32_t sdev, const std::string& tree_root) {
+  TreeMount out;
+  std::string base = tree_root.substr(0, tree_root.rfind('/'));  // "/proc/PID"
+  out.mount_points = mounts_of_dev(sdev, base + "/mountinfo");
+  out.made_again = mount_of_dev(sdev).empty();
+  return out;
+}
+
+uint32_t kernel_dev(uint64_t st_dev) { return (major(st_dev) << 20) | minor(st_dev); }
 
 std::string mount_of_id(std::string_view mountinfo, uint64_t mnt_id) {
   std::string want = std::to_string(mnt_id), found;

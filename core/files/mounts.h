@@ -20,8 +20,24 @@ struct MountInfo {
 std::vector<MountInfo> parse_mountinfo(std::string_view text);
 
 // A mount point of the filesystem whose kernel dev_t (major << 20 | minor) is
-// sdev, preferring a mount of its root; "" if none.
-std::string mount_of_dev(uint32_t sdev);
+// sdev, preferring a mount of its root; "" if none. In cryo's mount namespace,
+// or in the one whose mountinfo (/proc/PID/mountinfo) is given.
+std::string mount_of_dev(uint32_t sdev, const std::string& mountinfo = "/proc/self/mountinfo");
+// Every mount point of it, those of its root first.
+std::vector<std::string> mounts_of_dev(uint32_t sdev, const std::string& mountinfo = "/proc/self/mountinfo");
+// Where a tree of its own mount namespace finds a file of the filesystem sdev
+// by a file handle, and whether the restore makes that filesystem anew: one
+// cryo's namespace does not have mounted is one the tree made itself (a
+// tmpfs, its own proc), whose inodes will be new; one it has (the root, a
+// volume) keeps them. tree_root is "/proc/PID/root"; mount_points are the
+// tree's names of its mounts (mounts_of_dev), maybe none.
+struct TreeMount {
+  std::vector<std::string> mount_points;
+  bool made_again = false;
+};
+TreeMount tree_mount_of_dev(uint32_t sdev, const std::string& tree_root);
+// The kernel's dev_t (major << 20 | minor) of a user-space one.
+uint32_t kernel_dev(uint64_t st_dev);
 // The mount point of the mount whose id (mountinfo's first field) is
 // mnt_id in `mountinfo` (a /proc/PID/mountinfo text); "" if none.
 std::string mount_of_id(std::string_view mountinfo, uint64_t mnt_id);

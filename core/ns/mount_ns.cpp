@@ -287,6 +287,50 @@ Status set_own_bind(const image::Mount& source, const files::MountInfo& mi, cons
   return {};
 }
 
+// An overlay's layers, by option name (lowerdir, upperdir, workdir,
+// datadir): each path as the kernel shows it, which is as it was given.
+std::vector<std::pair<std::string, std::string>> overlay_layers(const std::string& options) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& word : split(options, ',')) {
+    size_t eq = word.find('=');
+    if (eq == std::string::npos) continue;
+    std::string key = word.substr(0, eq), value = word.substr(eq + 1);
+    if (key == "lowerdir") {
+      // lower1:lower2[::data1::data2]
+      for (const auto& dir : split(value, ':'))
+        if (!dir.empty()) out.emplace_back(key, dir);
+    } else if (key == "upperdir" || key == "workdir" || key == "datadir") {
+      out.emplace_back(key, value);
+    }
+  }
+  return out;
+}
+
+// An overlay the tree mounted is made again from its layers, by their
+// paths in the tree's mount namespace: each must be an absolute path there
+// that leads, through no symlink, to a directory. A relative path (relative
+// to where the mounter was) or one outside the tree's root is refused.
+Status check_overlay_layers(pid_t root, const image::Mount& m) {
+  if (m.options().find('\\') != std::string::npos)
+    return Error("its options hold an escaped character (not supported yet): " + m.options());
+  auto layers = overlay_layers(m.options());
+  if (std::none_of(layers.begin(), layers.end(), [](const auto& l) { return l.first == "lowerdir"; }))
+    return Error("no lowerdir in its options (layers given by file descriptor are not supported yet): " + m.options());
+  CRYO_ASSIGN(UniqueFd tree_root, open_file("/proc/" + std::to_string(root) + "/root", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  for (const auto& [key, dir] : layers) {
+    if (dir[0] != '/')
+      return Error("its " + key + " " + dir + " is a relative path: where it was relative to is unknown (not supported)");
+    struct open_how how = {};
+    how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    UniqueFd fd(static_cast<int>(::syscall(SYS_openat2, tree_root.get(), dir.c_str(), &how, sizeof how)));
+    if (!fd.valid())
+      return errno_error("its " + key + " " + dir + " is not a directory of the tree's mounts (one outside its "
+                         "root, or reached through a symlink, cannot be made again)");
+  }
+  return {};
+}
+
 }  // namespace
 
 
@@ -360,6 +404,10 @@ Status dump_mount_ns(pid_t root, image::MountNs* out, const std::map<std::string
       CRYO_TRY(set_own_bind(*own->second, *mi, *out, m));
     } else if (namespace_bound(mi->fstype) && !host_devs.count(mi->dev)) {
       return Error(what + ": a bind of part of a " + mi->fstype + " that is not the tree's own (not supported yet)");
+    } else if (mi->fstype == "overlay" && !host_devs.count(mi->dev)) {
+      if (mi->root != "/") return Error(what + ": a bind of part of a filesystem of the tree's own (not supported yet)");
+      m->set_kind(image::Mount::FRESH);
+      CRYO_TRY(check_overlay_layers(root, *m).wrap(what));
     } else if ((mi->fstype == "tmpfs" || mi->fstype == "devpts") && !host_devs.count(mi->dev)) {
       if (mi->root != "/") return Error(what + ": a bind of part of a filesystem of the tree's own (not supported yet)");
       m->set_kind(image::Mount::FRESH);
@@ -433,8 +481,6 @@ Status check_files_in_mount_ns(const std::map<pid_t, image::Process>& cores, con
       const auto& f = *it->second;
       std::string why;
       switch (f.kind()) {
-        case image::FileDesc::INOTIFY: why = "an inotify instance"; break;
-        case image::FileDesc::FANOTIFY: why = "a fanotify group"; break;
         case image::FileDesc::PTY_MASTER:
         case image::FileDesc::PTY_SLAVE:
         case image::FileDesc::TTY_CURRENT:
@@ -603,6 +649,26 @@ struct Maker {
     return attach(part.get(), target);
   }
 
+  // An overlay, from its layers' paths in the tree: mounted with the root at
+  // the tree's root (chroot), so that those paths lead there and the
+  // options show them as the tree gave them.
+  Status mount_overlay(const image::Mount& m) const {
+    for (const auto& [key, dir] : overlay_layers(m.options()))
+      if (dir.empty() || dir[0] != '/') return Error(EINVAL, "its " + key + " " + dir + " is not an absolute path");
+    uint64_t flags = (m.flags() & ~MS_RDONLY) | (m.super_read_only() ? MS_RDONLY : 0);
+    CRYO_ASSIGN(UniqueFd old_root, open_file("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    CRYO_ASSIGN(UniqueFd old_cwd, open_file(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (::chroot(prefix.c_str()) < 0) return errno_error("chroot " + prefix);
+    if (::chdir("/") < 0) return errno_error("chdir / in " + prefix);
+    int made = ::mount(m.source().c_str(), m.mount_point().c_str(), "overlay", flags, m.options().c_str());
+    int err = errno;
+    // Back to the holder's own root.
+    if (::fchdir(old_root.get()) < 0 || ::chroot(".") < 0 || ::fchdir(old_cwd.get()) < 0)
+      return errno_error("back to the root after mounting the overlay");
+    if (made < 0) return Error(err, "mount overlay " + m.options());
+    return {};
+  }
+
   Status make(const image::Mount& m) {
     std::string what = describe(m);
     if (m.mount_point().empty() || m.mount_point()[0] != '/' || m.mount_point().find("/../") != std::string::npos ||
@@ -616,6 +682,8 @@ struct Maker {
     } else if (m.kind() == image::Mount::BIND) {
       if (::mount(m.host_path().c_str(), target.c_str(), nullptr, MS_BIND, nullptr) < 0)
         return errno_error("bind " + m.host_path()).wrap(what);
+    } else if (m.fstype() == "overlay") {
+      CRYO_TRY(mount_overlay(m).wrap(what));
     } else {
       std::string options = m.options();
       if (m.fstype() == "devpts" && options.find("newinstance") == std::string::npos)
