@@ -28,6 +28,7 @@
 #include "core/ns/net_ns.h"
 #include "core/ns/pid_ns.h"
 #include "core/ns/time_ns.h"
+#include "core/pageserver/lazy_stream.h"
 #include "core/pageserver/page_server.h"
 #include "core/ns/user_ns.h"
 #include "core/sys/io.h"
@@ -188,6 +189,13 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     CRYO_ASSIGN(auto sink, pageserver::connect_page_sink(*options.page_server));
     dir.set_page_sink(std::move(sink));
   }
+  std::optional<pageserver::LazySource> lazy_source;  // listening before the freeze, too
+  int lazy_port = 0;
+  if (options.lazy_pages) {
+    if (options.page_server) return Error(EINVAL, "--lazy-pages serves the pages itself: it takes no --page-server");
+    CRYO_ASSIGN(auto source, pageserver::LazySource::listen(*options.lazy_pages, &lazy_port));
+    lazy_source.emplace(std::move(source));
+  }
 
   CRYO_TRY(options.actions.run(hooks::Action::kPreDump, options.pid));
   log::info("freezing the tree of pid " + std::to_string(options.pid));
@@ -302,8 +310,10 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   if (std::vector<int> tcp = files.sockets().tcp_sockets(); !tcp.empty()) {
     std::string table = options.network_lock == "skip" ? "" : net::new_lock_table();
     // Once the inventory is renamed into place the image is complete: a cryo
-    // killed from there on is finished for, not undone (unless -R).
-    std::string marker = options.leave_running ? "" : options.images_dir + "/" + image::kInventoryName;
+    // killed from there on is finished for, not undone (unless -R, or a lazy
+    // migration, whose image needs the tree's memory until the end).
+    std::string marker =
+        options.leave_running || lazy_source ? "" : options.images_dir + "/" + image::kInventoryName;
     {
       // The guard lives in the tree's network namespace: a lock it has to
       // remove is there.
@@ -330,6 +340,8 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   progress::phase("writing memory");
   CRYO_ASSIGN(image::PageWriter * pages, dir.pages());
   mm::DumpStats stats;
+  pageserver::LazyPages lazy_pages;  // --lazy-pages: what the source serves
+  std::map<int32_t, pid_t> lazy_real_pid;  // image pid -> pid here
   TreeWrites writes;  // against a pre-dump: what each process wrote since
   if (parent) {
     CRYO_ASSIGN(writes, writes_since(*parent, tree, maps, false));
@@ -342,13 +354,21 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     if (p.zombie) continue;
     image::Mm mm;
     CRYO_TRY(check_interrupt("while memory was being dumped"));
-    // Pages shared copy-on-write with a parent in the tree are stored once.
+    // Pages shared copy-on-write with a parent in the tree are stored once
+    // (not in a lazy migration: the daemon serves each process its own).
     mm::ParentMm parent_mm;
-    if (&p != &tree.processes().front() && maps.count(p.stat.ppid)) parent_mm = {p.stat.ppid, &maps[p.stat.ppid]};
+    if (&p != &tree.processes().front() && maps.count(p.stat.ppid) && !lazy_source)
+      parent_mm = {p.stat.ppid, &maps[p.stat.ppid]};
     parent_mm.tree_shares = maps.size() > 1;
     auto incremental = writes.mms.find(p.pid);
     CRYO_TRY(mm::dump_mm(p.pid, maps[p.pid], files, *pages, &mm, &stats, parent_mm,
-                         incremental == writes.mms.end() ? nullptr : &incremental->second));
+                         incremental == writes.mms.end() ? nullptr : &incremental->second, lazy_source.has_value()));
+    if (lazy_source) {
+      auto& ranges = lazy_pages.ranges[pids.inner(p.pid)];
+      for (const auto& run : mm.pages())
+        if (run.remote()) ranges.emplace_back(run.addr(), run.addr() + run.npages() * 4096);
+      lazy_real_pid[pids.inner(p.pid)] = p.pid;
+    }
     pids.translate(&cores[p.pid]);
     CRYO_TRY(dir.write(image::mm_name(pids.inner(p.pid)), image::Kind::kMm, mm));
     CRYO_TRY(dir.write(image::core_name(pids.inner(p.pid)), image::Kind::kCore, cores[p.pid]));
@@ -381,6 +401,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   inventory.set_shell_job(options.shell_job);
   inventory.set_tcp_established(options.tcp_established);
   inventory.set_page_size(4096);
+  inventory.set_lazy_source(lazy_source.has_value());
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   inventory.set_created_unix_ns(static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec));
@@ -396,6 +417,25 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   progress::phase("committing");
   CRYO_TRY(dir.commit(inventory));
   failpoint("dump.committed");
+
+  if (lazy_source) {
+    // The frozen tree's memory, read as the daemon asks (/proc/PID/mem when
+    // processes may share pages: it does not pin them).
+    std::map<int32_t, UniqueFd> mem_of;
+    for (const auto& [inner, real] : lazy_real_pid) {
+      CRYO_ASSIGN(UniqueFd mem, open_file("/proc/" + std::to_string(real) + "/mem", O_RDONLY | O_CLOEXEC));
+      mem_of[inner] = std::move(mem);
+    }
+    bool unpinned = tree.processes().size() > 1;
+    lazy_pages.total_pages = stats.pages_remote;
+    lazy_pages.read = [&](int32_t pid, uint64_t addr, uint8_t* buf, size_t bytes) -> Status {
+      return mm::read_memory(lazy_real_pid.at(pid), mem_of.at(pid).get(), unpinned, buf, addr, bytes)
+          .wrap(pid_str(lazy_real_pid.at(pid)) + ": reading memory to serve");
+    };
+    progress::phase("serving memory");
+    if (options.on_lazy_ready) options.on_lazy_ready(lazy_port);
+    CRYO_TRY(lazy_source->serve(lazy_pages).wrap("lazy migration (the tree runs on here)"));
+  }
 
   result.tasks = tree.processes().size();
   if (options.leave_running) {
@@ -419,8 +459,8 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   result.total_us = end - start;
   log::info("dumped " + std::to_string(stats.pages_written) + " pages (" + std::to_string(stats.pages_inherited) +
             " shared with a parent, " + std::to_string(stats.pages_in_parent) + " kept in the parent image, " +
-            std::to_string(stats.zero_pages_skipped) +
-            " zero pages skipped) in " + std::to_string(result.total_us) + " us");
+            std::to_string(stats.zero_pages_skipped) + " zero pages skipped, " + std::to_string(stats.pages_remote) +
+            " served lazily) in " + std::to_string(result.total_us) + " us");
   return result;
 }
 

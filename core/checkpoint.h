@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -40,6 +41,14 @@ struct DumpOptions {
   // --prev-images-dir: a pre-dump (relative to images_dir, or absolute)
   // whose pages this image keeps where nothing wrote them since.
   std::string prev_images_dir;
+  // --lazy-pages (a lazy migration's source): the pages of private anonymous
+  // memory stay in the frozen tree and are served from this address to
+  // `cryo lazy-pages --page-server` on the destination; the tree goes (or
+  // runs on, with leave_running) once the daemon has every page it needs.
+  // Should the daemon go away first, the dump fails and the tree runs on.
+  std::optional<pageserver::Endpoint> lazy_pages;
+  // Called once the image is written and the pages are served, with the port.
+  std::function<void(int port)> on_lazy_ready;
 };
 
 struct DumpResult {

@@ -117,7 +117,17 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader, bool lazy) {
     int vi = 0;
     for (const auto& run : mm.pages()) {
       while (vi < mm.vmas_size() && mm.vmas(vi).end() <= run.addr()) vi++;
-      if (lazy && vi < mm.vmas_size() && mm.vmas(vi).start() <= run.addr() && mm::can_be_lazy(mm.vmas(vi))) {
+      bool lazy_vma = vi < mm.vmas_size() && mm.vmas(vi).start() <= run.addr() && mm::can_be_lazy(mm.vmas(vi));
+      if (run.remote()) {  // a lazy migration's: the source serves it to the lazy-pages daemon
+        if (!lazy_vma || !mm.inherited().empty() || run.level() != 0)
+          return Error(EINVAL, image::mm_name(pid) + ": a remote page run at " + std::to_string(run.addr()) +
+                                   " lies where the restore must write the pages itself");
+        if (!lazy)
+          return Error(EINVAL, "the image's memory stays with the dump that made it (dump --lazy-pages): restore it "
+                               "with --lazy-pages while `cryo lazy-pages --page-server` brings it from that source");
+        continue;
+      }
+      if (lazy && lazy_vma) {
         if (run.npages() > (1ULL << 40) / 4096) return Error(EINVAL, "a page run of " + std::to_string(run.npages()) + " pages");
         CRYO_TRY(reader.run_bytes(run.offset(), run.npages() * 4096, run.level()).wrap(image::mm_name(pid)));  // inside the file
         continue;

@@ -479,6 +479,9 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   progress::phase("reading the image");
   bool lazy_pages = !options.lazy_pages_socket.empty();
   CRYO_ASSIGN(auto reader, image::ImageDirReader::open(options.images_dir, !lazy_pages));
+  if (reader.inventory().lazy_source() && !lazy_pages)
+    return Error("the image was dumped with --lazy-pages: its memory stays with that dump, which serves it; restore "
+                 "it with --lazy-pages while `cryo lazy-pages --page-server --address --port` brings it over");
   CRYO_TRY(options.actions.run(hooks::Action::kPreRestore));
   if (reader.inventory().shell_job() && !options.shell_job)
     return Error("the image was dumped with --shell-job; restore it with --shell-job");

@@ -55,10 +55,26 @@ int dump_options(const Args* args, DumpOptions& options) {
     if (!root.ok()) return fail("dump: " + root.error().message());
     options.cgroup_roots.push_back(*root);
   }
+  if (args->has("page-server") && args->has("lazy-pages"))
+    return fail("dump: --lazy-pages serves the pages itself at --address/--port: drop --page-server");
   if (args->has("page-server")) {
     std::string error;
     options.page_server = page_endpoint(*args, true, &error);
     if (!error.empty()) return fail("dump: --page-server: " + error);
+  }
+  if (args->has("lazy-pages")) {
+    std::string error;
+    options.lazy_pages = page_endpoint(*args, false, &error);
+    if (!error.empty()) return fail("dump: --lazy-pages: " + error);
+    // --port 0 prints the port it got; --status-fd gets its zero byte.
+    bool print_port = options.lazy_pages->port == 0;
+    options.on_lazy_ready = [args = *args, print_port](int port) {
+      if (print_port) {
+        printf("%d\n", port);
+        fflush(stdout);
+      }
+      report_ready(args);
+    };
   }
   ::mkdir(options.images_dir.c_str(), 0700);
   if (auto e = setup_logging(*args); !e.empty()) return fail("dump: " + e);

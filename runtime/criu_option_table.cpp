@@ -56,8 +56,9 @@ std::vector<Option> make_table() {
       row("log-pid", 0, kNo, kNeg, D | P | R, kAcc, "cryo is one process: its log is one file"),
       row("deprecated", 0, kNo, kNeg, kAll, kAcc, "nothing cryo does is deprecated"),
       row("stream", 0, kNo, kNeg, D | P | R, kRef, "images go to and come from the image directory only (no image streamer)"),
-      row("status-fd", 0, kReq, 0, 0, kAcc,
-          "read by `cryo page-server` and `cryo lazy-pages`: one zero byte, then closed, once they listen"),
+      row("status-fd", 0, kReq, 0, D, kImpl,
+          "dump --lazy-pages: one zero byte, then closed, once the image is written and its pages are served; "
+          "`cryo page-server` and `cryo lazy-pages` write it once they listen"),
       row("ms", 0, kNo, 0, kAll, kRef, "CRIU itself refuses it (it is gone)"),
 
       // The tree and how the dump leaves it.
@@ -121,8 +122,11 @@ std::vector<Option> make_table() {
           "private anonymous memory is registered with userfaultfd instead of filled, and the tree runs at once; "
           "`cryo lazy-pages -D DIR`, started first, brings each page in on its first touch and the rest in the "
           "background (README: Lazy restore)"),
-      row("lazy-pages", 0, kNo, 0, D, kRef,
-          "a dump cannot serve the pages of the frozen tree yet: dump as usual and restore with --lazy-pages"),
+      row("lazy-pages", 0, kNo, 0, D, kImpl,
+          "a lazy migration's source: the image gets everything but private anonymous memory, which the frozen "
+          "tree keeps and the dump serves at --address/--port (TLS with --tls) to `cryo lazy-pages --page-server` "
+          "on the destination; the tree is killed (runs on with -R) once the daemon has every page, and runs on "
+          "if the daemon goes away first (README: Live migration)"),
       row("unprivileged", 0, kNo, kNeg, kAll, kAcc,
           "cryo asks for the same capabilities with or without it (`cryo check` lists them)"),
 
@@ -141,8 +145,8 @@ std::vector<Option> make_table() {
           "directory, which gets the other files; the dump fails, the tree running on, if the server refuses "
           "the pages or goes away"),
       row("page-server", 0, kNo, kNeg, P, kRef, "a pre-dump's pages go to its image directory only (not yet to a page server)"),
-      row("address", 0, kReq, 0, D, kImpl, "the page server's address (a name, IPv4 or IPv6)"),
-      row("port", 0, kReq, 0, D, kImpl, "the page server's port"),
+      row("address", 0, kReq, 0, D, kImpl, "the page server's address (a name, IPv4 or IPv6); with --lazy-pages the address to serve at (every one by default)"),
+      row("port", 0, kReq, 0, D, kImpl, "the page server's port; with --lazy-pages the port to serve at (0: a free one, printed)"),
       row("ps-socket", 0, kReq, 0, 0, kAcc, kPageServerOnly),
       row("tls", 0, kNo, kNeg, D, kImpl,
           "pages go to the page server over TLS (OpenSSL, 1.2 or later), each side proving itself with a "

@@ -34,8 +34,10 @@ bool in(const std::string& value, std::initializer_list<const char*> allowed) {
 std::string check_value(const Option& o, const std::string& v) {
   const std::string name = "--" + o.name;
   auto bad = [&](const std::string& expected) { return "bad value '" + v + "' for " + name + " (" + expected + ")"; };
-  if (in(o.name, {"tree", "timeout", "port"}) && (!all_digits(v) || std::stoll(v.substr(0, 9)) <= 0))
+  if (in(o.name, {"tree", "timeout"}) && (!all_digits(v) || std::stoll(v.substr(0, 9)) <= 0))
     return bad("a positive number");
+  // 0: a port of the kernel's choice (dump --lazy-pages listens on it).
+  if (o.name == "port" && (!all_digits(v) || std::stoll(v.substr(0, 9)) > 65535)) return bad("a port number, 0 to 65535");
   if (in(o.name, {"close", "status-fd", "ps-socket"}) && !all_digits(v)) return bad("a descriptor number");
   if (o.name == "verbosity" && !v.empty() && !all_digits(v) && v.find_first_not_of('v') != std::string::npos)
     return bad("a level from 0 to 4");

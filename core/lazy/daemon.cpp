@@ -21,7 +21,9 @@
 #include "core/lazy/handover.h"
 #include "core/lazy/keeper.h"
 #include "core/lazy/pending.h"
+#include "core/pageserver/lazy_stream.h"
 #include "core/sys/failpoint.h"
+#include "core/sys/io.h"
 #include "core/sys/log.h"
 #include "core/sys/util.h"
 
@@ -37,24 +39,31 @@ struct Target {
   int id = 0;
   pid_t pid = 0;  // of the image; 0 for a child forked after the restore
   bool pid_known = false;
+  // The pid as the daemon (and its keeper) sees it: the restore may have
+  // made the process in a pid namespace of its own, where pids differ.
+  pid_t seen_pid = 0;
+  bool own_ns = true;  // in the daemon's pid namespace: a fault's thread id is a pid here too
   UniqueFd uffd, pidfd;
   PendingPages pending;
   std::vector<uint64_t> unanswered;  // faults to answer once the events before them are read
   bool gone = false;
 };
 
-enum class Copy { kDone, kAgain, kGone };
+enum class Copy { kDone, kAgain, kGone, kFailed };  // kFailed: the source failed (failure_)
 
 class Daemon {
  public:
-  Status load(const std::string& dir);
+  Status load(const std::string& dir, bool remote);
+  Status connect_source(const pageserver::Endpoint& source);
   Status serve(int listener);
 
  private:
   Status accept_restore(int listener);
+  Error source_failed();
   Status receive_handover();
   Status drain_events(Target& t, std::vector<std::unique_ptr<Target>>* born);
   Copy copy_in(Target& t, PageSpan span);
+  Copy place(Target& t, uint64_t addr, uint64_t npages, const uint8_t* src, uint64_t* done);
   Copy answer_fault(Target& t, uint64_t addr);
   void add_target(std::unique_ptr<Target> t);
   void finish_target(Target& t, const char* why);
@@ -70,9 +79,18 @@ class Daemon {
   size_t next_background_ = 0;
   Keeper keeper_;
   uint64_t faults_ = 0, fault_pages_ = 0, background_pages_ = 0, zero_pages_ = 0;
+  std::unique_ptr<pageserver::LazyFetcher> source_;  // a lazy migration's source
+  uint64_t remote_pages_ = 0, remote_total_ = 0;
+  std::optional<Error> failure_;  // of the source
 };
 
-Status Daemon::load(const std::string& dir) {
+Status Daemon::connect_source(const pageserver::Endpoint& source) {
+  CRYO_ASSIGN(source_, pageserver::LazyFetcher::connect(source));
+  log::info("connected to " + source_->peer());
+  return {};
+}
+
+Status Daemon::load(const std::string& dir, bool remote) {
   CRYO_ASSIGN(auto reader, image::ImageDirReader::open(dir));
   reader_.emplace(std::move(reader));
   for (const auto& f : reader_->inventory().files()) {
@@ -87,6 +105,14 @@ Status Daemon::load(const std::string& dir) {
     for (const auto& run : mm.pages()) {
       if (run.npages() == 0 || run.npages() > (1ULL << 36) / kPage)
         return Error(EINVAL, f.name() + ": a page run of " + std::to_string(run.npages()) + " pages");
+      if (run.remote()) {  // a lazy migration's: the source has it
+        if (!remote)
+          return Error(EINVAL, f.name() + ": the image's memory stays with the dump that made it (dump --lazy-pages): "
+                                          "name that source with --page-server --address --port");
+        spans.push_back({run.addr(), run.npages(), nullptr, pid, run.addr()});
+        remote_total_ += run.npages();
+        continue;
+      }
       // Checked once here, before the first page is served.
       CRYO_ASSIGN(const uint8_t* src,
                   (run.level() ? reader_->run_bytes(run.offset(), run.npages() * kPage, run.level())
@@ -99,12 +125,30 @@ Status Daemon::load(const std::string& dir) {
   return {};
 }
 
+// The source went away (or failed) before every page came: the restored
+// tree cannot run on without its memory (the keeper kills it as the daemon
+// exits).
+Error Daemon::source_failed() {
+  Error e = failure_ ? *failure_ : Error(EPROTO, "the source failed");
+  return std::move(e).wrap(std::to_string(remote_pages_) + " of " + std::to_string(remote_total_) +
+                           " remote pages had come when the source failed; the restored tree is killed, it cannot "
+                           "run without its memory");
+}
+
 Status Daemon::accept_restore(int listener) {
   int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
   if (fd < 0) return errno == EINTR || errno == EAGAIN ? Status() : errno_error("accept");
   session_.reset(fd);
   log::info("a restore connected");
   return {};
+}
+
+// The pid a pidfd names, as this process sees it (0 if not here).
+pid_t pid_of_pidfd(int pidfd) {
+  auto text = read_file("/proc/self/fdinfo/" + std::to_string(pidfd));
+  if (!text.ok()) return 0;
+  size_t at = text->find("\nPid:");
+  return at == std::string::npos ? 0 : std::atoi(text->c_str() + at + 5);
 }
 
 Status recv_all(int fd, void* data, size_t size) {
@@ -171,6 +215,9 @@ Status Daemon::receive_handover() {
   t->pid_known = true;
   t->uffd = std::move(fds[0]);
   t->pidfd = std::move(fds[1]);
+  t->seen_pid = pid_of_pidfd(t->pidfd.get());
+  auto theirs = read_link("/proc/" + std::to_string(t->seen_pid) + "/ns/pid"), ours = read_link("/proc/self/ns/pid");
+  t->own_ns = theirs.ok() && ours.ok() && *theirs == *ours;
   // The image's pages inside the registered ranges (both sorted).
   const auto& spans = it->second;
   size_t s = 0;
@@ -181,7 +228,9 @@ Status Daemon::receive_handover() {
     for (size_t k = s; k < spans.size() && spans[k].addr < end; k++) {
       uint64_t from = std::max(start, spans[k].addr);
       uint64_t to = std::min(end, spans[k].addr + spans[k].npages * kPage);
-      t->pending.add({from, (to - from) / kPage, spans[k].src + (from - spans[k].addr)});
+      PageSpan piece = spans[k].after((from - spans[k].addr) / kPage);
+      piece.npages = (to - from) / kPage;
+      t->pending.add(piece);
     }
   }
   log::info("pid " + std::to_string(h.pid) + ": " + std::to_string(t->pending.pages()) + " pages to bring in");
@@ -191,7 +240,7 @@ Status Daemon::receive_handover() {
 
 void Daemon::add_target(std::unique_ptr<Target> t) {
   t->id = next_id_++;
-  keeper_.add(t->id, t->pid_known ? t->pid : 0, t->uffd.get());
+  keeper_.add(t->id, t->seen_pid, t->uffd.get());
   targets_.push_back(std::move(t));
 }
 
@@ -204,28 +253,79 @@ void Daemon::finish_target(Target& t, const char* why) {
   keeper_.drop(t.id);
 }
 
-Copy Daemon::copy_in(Target& t, PageSpan span) {
-  while (span.npages > 0) {
-    struct uffdio_copy c {};
-    c.dst = span.addr;
-    c.src = reinterpret_cast<uint64_t>(span.src);
-    c.len = span.npages * kPage;
-    if (::ioctl(t.uffd.get(), UFFDIO_COPY, &c) == 0) return Copy::kDone;
-    int err = errno;
-    uint64_t done = c.copy > 0 ? static_cast<uint64_t>(c.copy) / kPage : 0;
-    span = {span.addr + done * kPage, span.npages - done, span.src + done * kPage};
-    if (err == EAGAIN) {  // the address space is changing: read its events first
-      if (span.npages) t.pending.put_back(span);
-      return Copy::kAgain;
+// Places pages at addr: src's bytes (UFFDIO_COPY) or zero pages (src null).
+// *done: how many are in (or were there already).
+Copy Daemon::place(Target& t, uint64_t addr, uint64_t npages, const uint8_t* src, uint64_t* done) {
+  *done = 0;
+  while (*done < npages) {
+    uint64_t at = addr + *done * kPage, left = npages - *done;
+    int rc;
+    int64_t moved;
+    if (src) {
+      struct uffdio_copy c {};
+      c.dst = at;
+      c.src = reinterpret_cast<uint64_t>(src + *done * kPage);
+      c.len = left * kPage;
+      rc = ::ioctl(t.uffd.get(), UFFDIO_COPY, &c);
+      moved = c.copy;
+    } else {
+      struct uffdio_zeropage z {};
+      z.range.start = at;
+      z.range.len = left * kPage;
+      rc = ::ioctl(t.uffd.get(), UFFDIO_ZEROPAGE, &z);
+      moved = z.zeropage;
     }
+    if (rc == 0) {
+      *done = npages;
+      return Copy::kDone;
+    }
+    int err = errno;
+    if (moved > 0) *done += static_cast<uint64_t>(moved) / kPage;
+    if (err == EAGAIN) return Copy::kAgain;  // the address space is changing: read its events first
     if (err == ESRCH) return Copy::kGone;
     if (err == EEXIST) {  // that page is there already (the process wrote it, or it came by fork)
-      span = {span.addr + kPage, span.npages - 1, span.src + kPage};
+      (*done)++;
       continue;
     }
     // ENOENT, EFAULT: the mapping is gone (its event follows).
-    log::debug("UFFDIO_COPY at " + std::to_string(span.addr) + ": " + std::strerror(err));
+    log::debug("placing pages at " + std::to_string(at) + ": " + std::strerror(err));
     return Copy::kDone;
+  }
+  return Copy::kDone;
+}
+
+Copy Daemon::copy_in(Target& t, PageSpan span) {
+  if (!span.from_pid) {
+    uint64_t done = 0;
+    Copy c = place(t, span.addr, span.npages, span.src, &done);
+    if (c == Copy::kAgain && done < span.npages) t.pending.put_back(span.after(done));
+    return c;
+  }
+  // A remote span: fetched from the source, its zero pages sent as a flag.
+  while (span.npages > 0) {
+    uint64_t n = std::min(span.npages, pageserver::kMaxLazyPages);
+    pageserver::Frame f;
+    if (auto st = source_->fetch(span.from_pid, span.from_addr, n, &f); !st.ok()) {
+      failure_ = std::move(st).error();
+      return Copy::kFailed;
+    }
+    const auto* presence = reinterpret_cast<const uint8_t*>(f.payload.data());
+    const uint8_t* data = presence + n;
+    for (uint64_t i = 0; i < n;) {
+      uint64_t j = i;
+      while (j < n && presence[j] == presence[i]) j++;
+      uint64_t done = 0;
+      Copy c = place(t, span.addr + i * kPage, j - i, presence[i] ? data : nullptr, &done);
+      if (c != Copy::kDone) {
+        if (c == Copy::kAgain) t.pending.put_back(span.after(i + done));
+        return c;
+      }
+      if (presence[i]) data += (j - i) * kPage;
+      else zero_pages_ += j - i;
+      i = j;
+    }
+    remote_pages_ += n;
+    span = span.after(n);
   }
   return Copy::kDone;
 }
@@ -272,7 +372,10 @@ Status Daemon::drain_events(Target& t, std::vector<std::unique_ptr<Target>>* bor
           if (!t.pid_known && m.arg.pagefault.feat.ptid > 0) {
             t.pid_known = true;
             t.pid = static_cast<pid_t>(m.arg.pagefault.feat.ptid);
-            keeper_.learned_pid(t.id, t.pid);
+            if (t.own_ns) {  // else the keeper finds it as a descendant of the restored processes
+              t.seen_pid = t.pid;
+              keeper_.learned_pid(t.id, t.pid);
+            }
           }
           t.unanswered.push_back(m.arg.pagefault.address & ~(kPage - 1));
           break;
@@ -281,6 +384,7 @@ Status Daemon::drain_events(Target& t, std::vector<std::unique_ptr<Target>>* bor
           auto child = std::make_unique<Target>();
           child->uffd.reset(static_cast<int>(m.arg.fork.ufd));
           child->pending = t.pending;
+          child->own_ns = t.own_ns;
           log::info("userfaultfd " + std::to_string(t.id) + ": its process forked");
           born->push_back(std::move(child));
           break;
@@ -364,6 +468,7 @@ Status Daemon::serve(int listener) {
       faults.swap(t->unanswered);
       for (size_t k = 0; k < faults.size(); k++) {
         Copy c = answer_fault(*t, faults[k]);
+        if (c == Copy::kFailed) return source_failed();
         if (c == Copy::kGone) {
           finish_target(*t, "its address space is gone");
           break;
@@ -383,11 +488,17 @@ Status Daemon::serve(int listener) {
       failpoint("lazy.background");
       auto span = t.pending.take_first(kBackgroundPages);
       Copy c = copy_in(t, *span);
+      if (c == Copy::kFailed) return source_failed();
       if (c == Copy::kDone) background_pages_ += span->npages;
       if (c == Copy::kGone) finish_target(t, "its address space is gone");
       if (rate_ > 0) next_step_us_ = now_us() + span->npages * kPage * 1000000 / rate_;
       break;
     }
+  }
+  if (session_done_ && source_) {  // the source's tree may go now
+    CRYO_TRY(source_->bye().wrap("telling the source every page is in"));
+    log::info("received " + std::to_string(source_->bytes()) + " bytes for " + std::to_string(remote_pages_) +
+              " remote pages from " + source_->peer());
   }
   keeper_.end();
   log::info("lazy pages done in " + std::to_string((now_us() - start) / 1000) + " ms: " + std::to_string(faults_) +
@@ -401,7 +512,8 @@ Status Daemon::serve(int listener) {
 
 Status run_lazy_pages(const DaemonOptions& options, const std::function<void()>& on_listening) {
   Daemon daemon;
-  CRYO_TRY(daemon.load(options.images_dir).wrap(options.images_dir));
+  CRYO_TRY(daemon.load(options.images_dir, options.page_server.has_value()).wrap(options.images_dir));
+  if (options.page_server) CRYO_TRY(daemon.connect_source(*options.page_server));
   UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!listener) return errno_error("socket");
   struct sockaddr_un addr {};

@@ -15,7 +15,17 @@ constexpr uint64_t kPage = 4096;
 struct PageSpan {
   uint64_t addr = 0;
   uint64_t npages = 0;
-  const uint8_t* src = nullptr;  // npages * kPage bytes
+  const uint8_t* src = nullptr;  // npages * kPage bytes; null for a remote span
+  // A remote span (a lazy migration): the bytes are at from_addr in process
+  // from_pid of the image, served by the source.
+  int32_t from_pid = 0;
+  uint64_t from_addr = 0;
+
+  // The span without its first `pages` pages.
+  PageSpan after(uint64_t pages) const {
+    return {addr + pages * kPage, npages - pages, src ? src + pages * kPage : nullptr, from_pid,
+            from_pid ? from_addr + pages * kPage : 0};
+  }
 };
 
 class PendingPages {
@@ -76,7 +86,7 @@ class PendingPages {
     uint64_t end = run.addr + run.npages * kPage;
     if (addr <= run.addr || addr >= end) return;
     uint64_t head = (addr - run.addr) / kPage;
-    PageSpan tail{addr, run.npages - head, run.src + head * kPage};
+    PageSpan tail = run.after(head);
     run.npages = head;
     runs_[addr] = tail;
   }

@@ -12,6 +12,7 @@
 #include <map>
 
 #include "core/mm/guard_regions.h"
+#include "core/mm/mm_restore.h"
 #include "core/sys/interrupt.h"
 #include "core/sys/io.h"
 
@@ -191,16 +192,16 @@ void add_inherited(image::Mm* out, uint64_t vma_start, uint64_t addr, uint64_t n
 // task a copy of every page it shares copy-on-write.
 Status read_pages(pid_t pid, const proc::MapEntry& m, int mem_fd, bool unpinned, uint8_t* local, uint64_t remote,
                   size_t bytes) {
-  if (m.read && !unpinned) {
-    struct iovec l = {local, bytes}, r = {reinterpret_cast<void*>(remote), bytes};
-    if (::process_vm_readv(pid, &l, 1, &r, 1, 0) == static_cast<ssize_t>(bytes)) return {};
-  }
-  return pread_all(mem_fd, local, bytes, static_cast<off_t>(remote));
+  return read_memory(pid, mem_fd, unpinned || !m.read, local, remote, bytes);
 }
 
+
+// remote_runs: a lazy migration's mapping (dump --lazy-pages): its pages are
+// found in the pagemap but not read; the runs name them for the source to
+// serve once the tree is restored elsewhere.
 Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, int mem_fd, bool skip_zero,
                           const Sharing& sharing, image::PageWriter& pages, image::Mm* out, DumpStats* stats,
-                          const IncrementalMm* incremental) {
+                          const IncrementalMm* incremental, bool remote_runs) {
   uint64_t npages = (m.end - m.start) / kPage;
   std::vector<uint64_t> entries(kChunkPages), parent_before(kChunkPages), parent_after(kChunkPages);
   for (uint64_t first = 0; first < npages; first += kChunkPages) {
@@ -254,6 +255,16 @@ Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, in
       i = j;
     }
     if (segments.empty()) continue;
+    if (remote_runs) {
+      for (const auto& seg : segments) {
+        auto* run = out->add_pages();
+        run->set_addr(seg.addr);
+        run->set_npages(seg.npages);
+        run->set_remote(true);
+        stats->pages_remote += seg.npages;
+      }
+      continue;
+    }
     // Read in pieces small enough to stay in the cache for the pass that
     // follows each read.
     uint8_t* buf = pages.buffer(filled);  // kChunkPages pages always fit
@@ -305,6 +316,14 @@ Status dump_sysv_shm(pid_t pid, const proc::MapEntry& m, image::SysvShm* shm, im
 
 }  // namespace
 
+Status read_memory(pid_t pid, int mem_fd, bool unpinned, uint8_t* local, uint64_t remote, size_t bytes) {
+  if (!unpinned) {
+    struct iovec l = {local, bytes}, r = {reinterpret_cast<void*>(remote), bytes};
+    if (::process_vm_readv(pid, &l, 1, &r, 1, 0) == static_cast<ssize_t>(bytes)) return {};
+  }
+  return pread_all(mem_fd, local, bytes, static_cast<off_t>(remote));
+}
+
 Status dump_file_data(int fd, uint64_t size, google::protobuf::RepeatedPtrField<image::PageRun>* runs,
                       image::PageWriter& pages, DumpStats* stats) {
   off_t pos = 0;
@@ -338,7 +357,7 @@ Status dump_file_data(int fd, uint64_t size, google::protobuf::RepeatedPtrField<
 
 Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesDump& files,
                image::PageWriter& pages, image::Mm* out, DumpStats* stats, const ParentMm& parent,
-               const IncrementalMm* incremental) {
+               const IncrementalMm* incremental, bool lazy) {
   std::string proc_dir = "/proc/" + std::to_string(pid);
   CRYO_ASSIGN(std::string smaps, read_file(proc_dir + "/smaps"));
   CRYO_ASSIGN(auto smaps_of, proc::parse_smaps(smaps));
@@ -440,7 +459,7 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
     }
     if (private_pages && extra.resident_kb > 0)
       CRYO_TRY(dump_private_pages(pid, m, pagemap.get(), mem.get(), v->kind() == image::Vma::ANON_PRIVATE, sharing,
-                                  pages, out, stats, incremental));
+                                  pages, out, stats, incremental, lazy && can_be_lazy(*v)));
   }
   return {};
 }

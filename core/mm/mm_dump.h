@@ -19,6 +19,7 @@ struct DumpStats {
   uint64_t zero_pages_skipped = 0;
   uint64_t pages_inherited = 0;  // shared copy-on-write with the parent, not stored again
   uint64_t pages_in_parent = 0;  // unchanged since the parent image, which holds them
+  uint64_t pages_remote = 0;     // left in the tree for a lazy migration to serve (dump --lazy-pages)
 };
 
 // The parent of a dumped process, when it is a living process of the tree:
@@ -38,8 +39,16 @@ struct ParentMm {
 Status dump_file_data(int fd, uint64_t size, google::protobuf::RepeatedPtrField<image::PageRun>* runs,
                       image::PageWriter& pages, DumpStats* stats);
 
+// lazy: the pages of mappings a lazy restore brings in later (can_be_lazy)
+// are listed as remote runs and not read (dump --lazy-pages).
 Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesDump& files,
                image::PageWriter& pages, image::Mm* out, DumpStats* stats, const ParentMm& parent = {},
-               const IncrementalMm* incremental = nullptr);
+               const IncrementalMm* incremental = nullptr, bool lazy = false);
+
+// Reads bytes of a task's memory: with process_vm_readv unless unpinned (or
+// it fails), else through its /proc/PID/mem (mem_fd), which reads what the
+// task cannot (PROT_NONE) and does not pin the pages: process_vm_readv's pin
+// gives the task its own copy of every page it shares copy-on-write.
+Status read_memory(pid_t pid, int mem_fd, bool unpinned, uint8_t* local, uint64_t remote, size_t bytes);
 
 }  // namespace cryo::mm

@@ -265,7 +265,7 @@ def case_criu_refused(env):
     images = env.path("images")
     os.mkdir(images)
     dump = ["dump", "-t", pid, "-D", images]
-    for extra, option in [(["--lazy-pages"], "--lazy-pages"), (["-s"], "--leave-stopped"),
+    for extra, option in [(["-s"], "--leave-stopped"),
                           (["--link-remap"], "--link-remap"), (["--external", "file[12:345]"], "--external"),
                           (["--cpu-cap"], "--cpu-cap"), (["--cpu-cap=fpu"], "--cpu-cap"), (["--stream"], "--stream"),
                           (["-x1234"], "--ext-unix-sk"),

@@ -154,8 +154,8 @@ TEST_CASE("options for another verb are taken, as CRIU ignores them") {
   CHECK(parse_for(kRestore, {"--skip-in-flight", "--page-server", "--address", "10.0.0.1", "--port", "27"}, &err));
   CHECK_FALSE(parse_for(kRestore, {"--lsm-profile", "x"}, &err));
   CHECK(err == "restore: --lsm-profile=x is not supported yet: " + lookup("lsm-profile", kRestore)->note);
-  CHECK_FALSE(parse_for(kDump, {"--lazy-pages"}, &err));
-  CHECK(err == "dump: --lazy-pages is not supported yet: " + lookup("lazy-pages", kDump)->note);
+  CHECK_FALSE(parse_for(kDump, {"--stream"}, &err));
+  CHECK(err == "dump: --stream is not supported yet: " + lookup("stream", kDump)->note);
 }
 
 TEST_CASE("bad values and stray words are errors, as in CRIU") {
@@ -212,10 +212,10 @@ TEST_CASE("--config: the file's options first, the command line's win") {
   CHECK(a->get("network-lock") == "iptables");
   {
     std::ofstream f(path);
-    f << "lazy-pages\n";
+    f << "stream\n";
   }
   CHECK_FALSE(parse_command_line(kDump, {"--config=" + std::string(path)}, &err));
-  CHECK(err.find("--lazy-pages") != std::string::npos);
+  CHECK(err.find("--stream") != std::string::npos);
   ::unlink(path);
   CHECK_FALSE(parse_command_line(kDump, {"--config", path}, &err));
   CHECK(err.find(path) != std::string::npos);
