@@ -100,14 +100,21 @@ int cmd_checkpoint(const GlobalOptions& g, const std::vector<std::string>& argv)
   bool pre_dump_only = args->has("pre-dump");
   std::string parent = args->get_or("parent-path", "");
   if (parent.starts_with("/")) return oci::report_error("checkpoint: --parent-path must be relative");
-  if (args->has("lazy-pages"))
-    return oci::report_error("checkpoint: --lazy-pages is not supported: memory is restored whole before the container runs");
   std::optional<std::pair<std::string, std::string>> page_server;
   if (auto ps = args->get("page-server")) {
     auto server = split_page_server(*ps);
     if (!server) return oci::report_error("checkpoint: Use --page-server ADDRESS:PORT to specify page server");
     page_server = std::move(server);
   }
+  // --lazy-pages (runc's lazy migration): the container's memory stays in
+  // its frozen tree, served at --page-server ADDRESS:PORT until the
+  // destination's `cryo lazy-pages` has it all.
+  bool lazy = args->has("lazy-pages");
+  if (lazy && !page_server)
+    return oci::report_error("checkpoint: --lazy-pages serves the memory at --page-server ADDRESS:PORT: give it");
+  if (lazy && (pre_dump_only || args->has("export") || args->has("image-ref")))
+    return oci::report_error(std::string("checkpoint: --lazy-pages keeps the memory with the container: not with ") +
+                             (pre_dump_only ? "--pre-dump" : "--export or --image-ref"));
   if (auto fd = args->get("status-fd"); fd && !status_fd_writable(*fd))
     return oci::report_error("checkpoint: invalid --status-fd argument " + *fd + ": not an open, writable descriptor");
   if ((pre_dump_only || !parent.empty()) && (args->has("export") || args->has("image-ref")))
@@ -154,7 +161,10 @@ int cmd_checkpoint(const GlobalOptions& g, const std::vector<std::string>& argv)
   add_shared_flags(*args, words);
   if (args->has("leave-running")) words.push_back("--leave-running");
   if (!parent.empty()) words.insert(words.end(), {"--prev-images-dir", parent});
-  if (page_server) words.insert(words.end(), {"--page-server", "--address", page_server->first, "--port", page_server->second});
+  if (page_server)
+    words.insert(words.end(), {lazy ? "--lazy-pages" : "--page-server", "--address", page_server->first, "--port",
+                               page_server->second});
+  if (auto fd = args->get("status-fd"); fd && lazy) words.insert(words.end(), {"--status-fd", *fd});
   // A pre-dump takes the dump's options (as CRIU's does) and acts on those of memory.
   auto engine_args = criu::parse_command_line(criu::kDump, words, &error);
   if (!engine_args) return oci::report_error("checkpoint: " + error);

@@ -65,7 +65,8 @@ const char* const kRestoreContainerUsage =
     "oci-archive:FILE[:TAG], docker://HOST/NAME:TAG with --tls-verify, containers-storage:NAME) are\n"
     "unpacked and verified first, into a private directory; the rootfs changes they carry (rootfs-diff.tar,\n"
     "deleted.files) are applied over the bundle's rootfs first, unless --ignore-rootfs. Without -d waits\n"
-    "for the container and exits with its status. --lazy-pages, --lsm-profile, --lsm-mount-context and\n"
+    "for the container and exits with its status. --lazy-pages leaves the container's memory to `cryo\n"
+    "lazy-pages -D IMAGE-PATH [--page-server ...]`, started first. --lsm-profile, --lsm-mount-context and\n"
     "--manage-cgroups-mode ignore are refused.\n";
 
 bool is_container_restore(const std::vector<std::string>& argv) {
@@ -83,8 +84,6 @@ int cmd_restore_container(const GlobalOptions& g, const std::vector<std::string>
   if (auto s = oci::setup_runtime_log(g.log, g.log_format, g.debug); !s.ok()) return oci::report_error(s.error().message());
   if (g.systemd_cgroup) return oci::report_error("--systemd-cgroup is not supported by cryo; use cgroupfs paths");
   if (args->positional().size() != 1) return oci::report_error("restore: give exactly one container id");
-  if (args->has("lazy-pages"))
-    return oci::report_error("restore: --lazy-pages is not supported: memory is restored whole before the container runs");
   for (const char* lsm : {"lsm-profile", "lsm-mount-context"})
     if (!args->get_or(lsm, "").empty())
       return oci::report_error(std::string("restore: --") + lsm + " is not supported: cryo sets no AppArmor or SELinux label");
@@ -129,6 +128,9 @@ int cmd_restore_container(const GlobalOptions& g, const std::vector<std::string>
                              "--manage-cgroups=" + cgroups_mode});
   add_shared_flags(*args, words);
   if (!args->all("empty-ns").empty()) words.insert(words.end(), {"--empty-ns", "net"});
+  // The memory comes after the container runs, from `cryo lazy-pages` listening
+  // on WORK/lazy-pages.socket (a lazy migration's: --page-server there).
+  if (args->has("lazy-pages")) words.push_back("--lazy-pages");
   auto engine_args = criu::parse_command_line(criu::kRestore, words, &error);
   if (!engine_args) return oci::report_error("restore: " + error);
   RestoreOptions options;

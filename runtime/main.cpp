@@ -73,7 +73,9 @@ const Command kCommands[] = {
      "deleted.files; not with --ignore-rootfs) and its network namespace's addresses (network.status).\n"
      "--pre-dump copies the container's memory only and leaves it running with its writes tracked;\n"
      "--parent-path ../PRE (relative to --image-path) then stores only what changed since that pre-dump.\n"
-     "--page-server sends the pages to `cryo page-server`. --lazy-pages is refused (a dump cannot serve pages yet).\n"
+     "--page-server sends the pages to `cryo page-server`; with --lazy-pages (a lazy migration) the container's\n"
+     "memory stays in it, served at that ADDRESS:PORT to `cryo lazy-pages --page-server` until the destination\n"
+     "has it all (--status-fd FD gets a zero byte once it serves), then the container goes.\n"
      "`cryo restore [--bundle DIR] ... ID` brings it back.\n"},
 };
 

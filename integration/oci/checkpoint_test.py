@@ -383,8 +383,6 @@ def test_refused(env):
     p = env.run(["restore", "--lsm-mount-context"], check=False)
     check(p.returncode != 0 and "flag needs an argument" in p.stdout + p.stderr,
           "restore --lsm-mount-context without its argument (Podman's probe): %r" % p.stderr)
-    p = env.run(["restore", "--lazy-pages", "x"], check=False)
-    check(p.returncode == 1 and "--lazy-pages" in p.stderr, "restore --lazy-pages is refused naming it")
     p = env.run(["restore", "--manage-cgroups-mode", "ignore", "x"], check=False)
     check(p.returncode == 1 and "ignore is not supported" in p.stderr, "restore --manage-cgroups-mode ignore is refused")
 
@@ -475,6 +473,59 @@ def test_page_server(env):
     counts_on(data, last, "restored with the page server's pages")
     env.run(["delete", "--force", "ps"])
     check(gone(env, "ps"), "deleted")
+
+
+def test_lazy_migration(env):
+    """runc's lazy migration on one host: `checkpoint --lazy-pages --page-server ADDR:PORT
+    --status-fd FD` writes the image without the container's memory and serves it from the
+    frozen container (FD gets its zero byte then); the image goes to another directory, where
+    `cryo lazy-pages --page-server` fetches the memory for `restore --lazy-pages` of a second
+    container (the first holds its id and cgroup until the end), which counts on at once; the
+    checkpoint then exits 0 and the first container is gone."""
+    bundle, data = counter_bundle(env, "lz")
+    start(env, bundle, "lz")
+    wait_for(lambda: count(data) >= 10, "the counter")
+    image, dest = os.path.join(env.tmp, "lz-image"), os.path.join(env.tmp, "lz-dest")
+    status_read, status_write = os.pipe()
+    # Port 0: the kernel picks a free one, which the checkpoint prints.
+    source = subprocess.Popen([CRYO, "--root", env.root, "checkpoint", "--image-path", image, "--lazy-pages",
+                               "--page-server", "127.0.0.1:0", "--status-fd", str(status_write), "lz"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              pass_fds=(status_write,))
+    os.close(status_write)
+    daemon = None
+    try:
+        got = os.read(status_read, 1)
+        if got != b"\0":
+            source.wait(timeout=60)
+        check(got == b"\0", "the checkpoint says it serves: %r" % (got if got else source.stderr.read()[-600:]))
+        port = int(source.stdout.readline())
+        last = count(data)
+        check(stopped_counter(data), "the container is frozen while it serves")
+        shutil.copytree(image, dest)
+        daemon = subprocess.Popen([CRYO, "lazy-pages", "--page-server", "--address", "127.0.0.1", "--port", str(port),
+                                   "-D", dest], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: os.path.exists(os.path.join(dest, "lazy-pages.socket")) or daemon.poll() is not None,
+                 "lazy-pages to listen")
+        if daemon.poll() is not None:
+            check(False, "lazy-pages runs: " + daemon.stderr.read()[-600:])
+        restore(env, bundle, "lz2", dest, "--lazy-pages")
+        counts_on(data, last, "restored lazily from the source")
+        daemon.wait(timeout=60)
+        check(daemon.returncode == 0, "lazy-pages had every page: " + daemon.stderr.read()[-600:])
+        source.wait(timeout=60)
+        check(source.returncode == 0, "the checkpoint exits 0 once the memory is over: " + source.stderr.read()[-600:])
+    finally:
+        os.close(status_read)
+        for p in (source, daemon):
+            if p and p.poll() is None:
+                p.kill()
+                p.wait()
+    check(gone(env, "lz"), "the checkpointed container is gone")
+    check(env.state("lz2")["status"] == "running", "the restored container runs")
+    env.run(["delete", "--force", "lz2"])
+    check(gone(env, "lz2"), "deleted")
 
 
 def freezer_state(env, cid):
@@ -816,5 +867,5 @@ if __name__ == "__main__":
           "terminal": test_terminal, "refused": test_refused, "paused": test_paused, "sigkill": test_sigkill,
           "failed_restore": test_failed_restore, "netns_path": test_netns_path, "foreground": test_foreground,
           "config_files": test_config_files, "hooks": test_hooks, "pre_dump": test_pre_dump,
-          "page_server": test_page_server,
+          "page_server": test_page_server, "lazy_migration": test_lazy_migration,
           "userns": test_userns})
