@@ -706,13 +706,13 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       if (!t.core || !t.join_group_later) continue;
       pid_t pid = t.entry->pid();
       CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(pid));
-      ptrace::Remote r(pid, tramp.code, regs);
+      ptrace::Remote r(pid, tramp.code, regs, ptrace::Stepping::kSingleStep);
       CRYO_TRY(r.call("setpgid", SYS_setpgid, {0, static_cast<uint64_t>(t.entry->pgid())}).wrap(pid_str(pid)));
     }
     // Each restored terminal's foreground group, now that every group exists.
     for (const auto& fg : objects.foreground_groups()) {
       CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(fg.leader));
-      ptrace::Remote r(fg.leader, tramp.code, regs);
+      ptrace::Remote r(fg.leader, tramp.code, regs, ptrace::Stepping::kSingleStep);
       CRYO_TRY(r.call("TIOCSPGRP", SYS_ioctl, {static_cast<uint64_t>(fg.fd), TIOCSPGRP, fg.pgrp_addr})
                    .wrap(pid_str(fg.leader) + ": foreground group " + std::to_string(fg.pgrp) + " of /dev/pts/" +
                          std::to_string(fg.index)));
@@ -733,7 +733,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     for (const auto& [owner, group] : plan.group_stand_ins) {
       ::kill(group, SIGKILL);
       CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(owner));
-      ptrace::Remote r(owner, tramp.code, regs);
+      ptrace::Remote r(owner, tramp.code, regs, ptrace::Stepping::kSingleStep);
       CRYO_TRY(r.call("wait4 for a group stand-in", SYS_wait4, {static_cast<uint64_t>(group), 0, __WALL, 0})
                    .wrap(pid_str(owner)));
     }
@@ -743,7 +743,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
       if (!t.core) continue;
       pid_t pid = t.entry->pid();
       CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(pid));
-      ptrace::Remote r(pid, tramp.code, regs);
+      ptrace::Remote r(pid, tramp.code, regs, ptrace::Stepping::kSingleStep);
       CRYO_TRY(check_interrupt("while memory was being restored"));
       std::vector<std::pair<uint64_t, uint64_t>> lazy_ranges;
       CRYO_TRY(mm::restore_mm(pid, r, tramp, img.mms.at(pid), *t.core, objects, reader, premaps, t.entry->ppid(),

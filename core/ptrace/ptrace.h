@@ -52,10 +52,19 @@ user_regs_struct normalize_restart(user_regs_struct regs);
 // instruction found at syscall_ip, between a syscall-entry and a
 // syscall-exit stop (the task must be seized with PTRACE_O_TRACESYSGOOD).
 // Signals must be blocked by the caller (set_sigmask) so none is delivered.
+// How a Remote waits for its syscall. kSyscallStops: PTRACE_SYSCALL's entry
+// and exit stops, two round trips. kSingleStep: PTRACE_SINGLESTEP over the
+// `syscall` instruction, one round trip; but the task keeps the trap flag
+// until cryo next resumes or detaches it, and should cryo die meanwhile the
+// task dies of the SIGTRAP. So only for tasks that die with cryo anyway
+// (a restore's, seized with PTRACE_O_EXITKILL), never for a dump's, which
+// must live on (rescue.h).
+enum class Stepping { kSyscallStops, kSingleStep };
+
 class Remote {
  public:
-  Remote(pid_t tid, uint64_t syscall_ip, const user_regs_struct& base)
-      : tid_(tid), syscall_ip_(syscall_ip), base_(base) {}
+  Remote(pid_t tid, uint64_t syscall_ip, const user_regs_struct& base, Stepping stepping = Stepping::kSyscallStops)
+      : tid_(tid), syscall_ip_(syscall_ip), base_(base), stepping_(stepping) {}
 
   pid_t tid() const { return tid_; }
   // Raw return value: a negative errno on failure.
@@ -65,9 +74,11 @@ class Remote {
 
  private:
   Status step_to_syscall_stop();
+  Result<user_regs_struct> step_over_syscall();
   pid_t tid_;
   uint64_t syscall_ip_;
   user_regs_struct base_;
+  Stepping stepping_;
 };
 
 // Stop signals (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU) that came up while a

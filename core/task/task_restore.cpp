@@ -27,11 +27,12 @@
 namespace cryo::task {
 namespace {
 
-// A Remote on one stopped thread, with every signal blocked.
+// A Remote on one stopped thread, with every signal blocked (a restored
+// thread, which dies with cryo: it may be single-stepped).
 Result<ptrace::Remote> remote_on(pid_t tid, const mm::Trampoline& tramp) {
   CRYO_TRY(ptrace::set_sigmask(tid, ~0ULL));
   CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(tid));
-  return ptrace::Remote(tid, tramp.code, regs);
+  return ptrace::Remote(tid, tramp.code, regs, ptrace::Stepping::kSingleStep);
 }
 
 template <typename T>
