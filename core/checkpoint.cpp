@@ -261,12 +261,17 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   std::map<pid_t, image::Process> cores;
   std::map<pid_t, std::vector<proc::MapEntry>> maps;
   std::map<pid_t, uint64_t> syscall_ips;  // a `syscall` instruction in each process's vDSO
+  std::vector<pid_t> live_pids;
+  for (const auto& p : tree.processes())
+    if (!p.zombie) live_pids.push_back(p.pid);
+  std::set<uint64_t> stale_trackers = mm::stale_trackers(live_pids);  // of a pre-dump killed midway
   for (const auto& p : tree.processes()) {
     if (p.zombie) continue;
     CRYO_TRY(check_namespaces(p.pid, options.pid));
     CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(p.pid) + "/maps"));
     CRYO_ASSIGN(maps[p.pid], proc::parse_maps(text));
     CRYO_ASSIGN(syscall_ips[p.pid], ptrace::find_syscall_insn(p.pid, maps[p.pid]));
+    CRYO_TRY(mm::close_stale_trackers(p.pid, maps[p.pid], stale_trackers));  // before its fds are read
     auto& core = cores[p.pid];
     CRYO_TRY(task::dump_process(p, maps[p.pid], syscall_ips[p.pid], &core));
     failpoint("dump.process");
@@ -278,6 +283,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
       c->set_path(m.path);
     }
   }
+  mm::clear_tracker_marks(live_pids);
   CRYO_TRY(check_interrupt("before the files were dumped"));
   {
     std::optional<ns::Scope> in_tree_net;  // sock_diag answers for the namespace it is asked in

@@ -99,12 +99,17 @@ Result<DumpResult> pre_dump(const DumpOptions& options) {
   CRYO_TRY(check_interrupt("while the tree was being frozen"));
 
   std::map<pid_t, std::vector<proc::MapEntry>> maps;
-  for (const auto& p : tree.processes()) {
-    if (p.zombie) continue;
-    CRYO_TRY(refuse_own_userfaultfd(p.pid));
-    CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(p.pid) + "/maps"));
-    CRYO_ASSIGN(maps[p.pid], proc::parse_maps(text));
+  std::vector<pid_t> pids;
+  for (const auto& p : tree.processes())
+    if (!p.zombie) pids.push_back(p.pid);
+  std::set<uint64_t> stale = mm::stale_trackers(pids);
+  for (pid_t pid : pids) {
+    CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(pid) + "/maps"));
+    CRYO_ASSIGN(maps[pid], proc::parse_maps(text));
+    CRYO_TRY(mm::close_stale_trackers(pid, maps[pid], stale));
+    CRYO_TRY(refuse_own_userfaultfd(pid));
   }
+  mm::clear_tracker_marks(pids);
   TreeWrites writes;
   if (parent) {
     CRYO_ASSIGN(writes, writes_since(*parent, tree, maps, true));

@@ -2,12 +2,19 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
 
 #include "core/mm/uffd_abi.h"
+#include "core/ptrace/ptrace.h"
 #include "core/ptrace/rescue.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
@@ -18,6 +25,11 @@ namespace {
 
 constexpr uint64_t kFeatures = abi::kUffdFeatureWpAsync | abi::kUffdFeatureWpUnpopulated;
 constexpr unsigned kUffdUserModeOnly = 1;  // UFFD_USER_MODE_ONLY: allowed without CAP_SYS_PTRACE
+
+// make_tracker's mark, from before it makes a userfaultfd inside pid to
+// after it closed it there again: found later, the process may hold that fd.
+constexpr const char* kMarkerDir = "/run/cryo-trackers";
+std::string marker(pid_t pid) { return std::string(kMarkerDir) + "/" + std::to_string(pid); }
 
 Status set_up(int uffd) {
   struct uffdio_api api = {};
@@ -141,6 +153,10 @@ Result<bool> probe_write_tracking(std::string* why) {
 Result<UniqueFd> make_tracker(pid_t pid, uint64_t syscall_ip, const std::vector<proc::MapEntry>& maps) {
   auto plan = ptrace::plan_rescue(pid, maps);
   CRYO_ASSIGN(task::TaskProbe probe, task::TaskProbe::attach(pid, syscall_ip, plan.ok() ? &*plan : nullptr, maps));
+  // Left behind if cryo dies before the task's fd is closed again.
+  ::mkdir(kMarkerDir, 0700);
+  if (UniqueFd m(::open(marker(pid).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600)); !m.valid())
+    log::debug(marker(pid) + ": " + strerror(errno) + " (a userfaultfd left by a killed pre-dump would stay)");
   CRYO_ASSIGN(long fd, probe.remote().raw(SYS_userfaultfd, {O_CLOEXEC | O_NONBLOCK | kUffdUserModeOnly}));
   if (fd < 0) return Error(static_cast<int>(-fd), "userfaultfd in pid " + std::to_string(pid));
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
@@ -150,9 +166,76 @@ Result<UniqueFd> make_tracker(pid_t pid, uint64_t syscall_ip, const std::vector<
   if (!closed.ok() || *closed != 0)
     return Error("pid " + std::to_string(pid) + " fd " + std::to_string(fd) +
                  ": could not close the userfaultfd cryo made there");
+  ::unlink(marker(pid).c_str());
   if (!copy.valid()) return Error(saved, "pidfd_getfd of the userfaultfd made in pid " + std::to_string(pid));
   CRYO_TRY(set_up(copy.get()));
   return copy;
+}
+
+uint64_t stale_tracker_inode(pid_t pid, int fd) {
+  std::string base = "/proc/" + std::to_string(pid);
+  auto link = read_link(base + "/fd/" + std::to_string(fd));
+  if (!link.ok() || *link != "anon_inode:[userfaultfd]") return 0;
+  auto info = read_file(base + "/fdinfo/" + std::to_string(fd));
+  if (!info.ok()) return 0;
+  bool cryo_flags = false, initialised = true;
+  uint64_t inode = 0;
+  std::istringstream lines(*info);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.starts_with("flags:"))
+      cryo_flags = std::strtoul(line.c_str() + 6, nullptr, 8) == static_cast<unsigned long>(O_CLOEXEC | O_NONBLOCK);
+    if (line.starts_with("ino:")) inode = std::strtoull(line.c_str() + 4, nullptr, 10);
+    if (line.starts_with("API:")) {  // API:\t<api>:<features>:<ioctls>, in hex
+      size_t colon = line.find(':', 4);
+      initialised = colon == std::string::npos ||
+                    (std::strtoull(line.c_str() + colon + 1, nullptr, 16) & (1ULL << 31)) != 0;
+    }
+  }
+  return cryo_flags && !initialised ? inode : 0;
+}
+
+std::set<uint64_t> stale_trackers(const std::vector<pid_t>& pids) {
+  std::set<uint64_t> out;
+  for (pid_t pid : pids) {
+    if (::access(marker(pid).c_str(), F_OK) < 0) continue;
+    auto fds = proc::list_fds(pid);
+    for (int fd : fds.ok() ? *fds : std::vector<int>())
+      if (uint64_t inode = stale_tracker_inode(pid, fd)) out.insert(inode);
+  }
+  return out;
+}
+
+Status close_stale_trackers(pid_t pid, const std::vector<proc::MapEntry>& maps, const std::set<uint64_t>& stale) {
+  if (stale.empty()) return {};
+  CRYO_ASSIGN(auto fds, proc::list_fds(pid));
+  std::vector<int> found;
+  for (int fd : fds)
+    if (stale.count(stale_tracker_inode(pid, fd))) found.push_back(fd);
+  if (found.empty()) return {};
+  CRYO_ASSIGN(uint64_t syscall_ip, ptrace::find_syscall_insn(pid, maps));
+  auto plan = ptrace::plan_rescue(pid, maps);
+  CRYO_ASSIGN(task::TaskProbe probe, task::TaskProbe::attach(pid, syscall_ip, plan.ok() ? &*plan : nullptr, maps));
+  for (int fd : found) {
+    auto closed = probe.remote().raw(SYS_close, {static_cast<uint64_t>(fd)});
+    if (!closed.ok() || *closed != 0)
+      return Error("pid " + std::to_string(pid) + " fd " + std::to_string(fd) +
+                   ": could not close the userfaultfd a killed cryo pre-dump left there");
+    log::warn("pid " + std::to_string(pid) + " fd " + std::to_string(fd) +
+              ": closed the userfaultfd a killed cryo pre-dump left there");
+  }
+  return {};
+}
+
+void clear_tracker_marks(const std::vector<pid_t>& pids) {
+  for (pid_t pid : pids) ::unlink(marker(pid).c_str());
+  // And the marks of processes gone since (a child the killed pre-dump saw).
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(kMarkerDir, ec)) {
+    std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") == std::string::npos &&
+        ::access(("/proc/" + name).c_str(), F_OK) < 0 && errno == ENOENT)
+      ::unlink(entry.path().c_str());
+  }
 }
 
 Ranges register_tracking(int uffd, const std::vector<proc::MapEntry>& maps) {

@@ -14,6 +14,7 @@
 
 #include <sys/types.h>
 
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -33,6 +34,22 @@ Result<bool> probe_write_tracking(std::string* why);
 // `syscall` instruction of its vDSO) and returns cryo's copy, set up for
 // asynchronous write-protection. The task's own fd is closed again.
 Result<UniqueFd> make_tracker(pid_t pid, uint64_t syscall_ip, const std::vector<proc::MapEntry>& maps);
+
+// A userfaultfd that make_tracker left in a process because cryo was killed
+// between making it there and closing it: make_tracker's mark for the
+// process is still in /run/cryo-trackers, and the fd has cryo's flags
+// (O_CLOEXEC | O_NONBLOCK) and was never set up (no UFFDIO_API: fdinfo's
+// features lack UFFD_FEATURE_INITIALIZED), so it cannot have registered
+// memory or read an event: it holds nothing of the task's. A child forked
+// since holds the same file. Before a pre-dump or a dump reads the tree's
+// fds, such files are closed in every process of the tree (remote close).
+//
+// The inodes of the files left in the marked processes among pids.
+std::set<uint64_t> stale_trackers(const std::vector<pid_t>& pids);
+// Closes pid's fds of those files (stale: from stale_trackers).
+Status close_stale_trackers(pid_t pid, const std::vector<proc::MapEntry>& maps, const std::set<uint64_t>& stale);
+// Once they are closed: the marks go, with those of processes gone since.
+void clear_tracker_marks(const std::vector<pid_t>& pids);
 
 // The mappings write tracking can cover: private ones (anonymous, or of a
 // file), not the kernel's special ones.

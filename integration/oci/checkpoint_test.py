@@ -583,30 +583,35 @@ def healthy(env, cid, data, paused):
     return count(data) > now
 
 
-def test_sigkill(env):
-    """SIGKILL of `cryo checkpoint` at each of its steps in turn (CRYO_FAILPOINT=@N) leaves
-    the container running and thawed (a paused one paused), state answering."""
+def sigkill_matrix(env, pre_dump):
+    """SIGKILL of `cryo checkpoint` (or `checkpoint --pre-dump`) at each of its steps in turn
+    (CRYO_FAILPOINT=@N) leaves the container running and thawed (a paused one paused), state
+    answering."""
+    flags = ["--pre-dump"] if pre_dump else []
     for paused in (False, True):
-        cid = "kp" if paused else "kr"
+        cid = ("pp" if paused else "pr") if pre_dump else ("kp" if paused else "kr")
         bundle, data = counter_bundle(env, cid)
         start(env, bundle, cid)
         wait_for(lambda: count(data) >= 10, "the counter")
         if paused:
             env.run(["pause", cid])
         killed = 0
-        for step in range(1, 400, 1 if not paused else 2):
+        for step in range(1, 400, 1 if not paused or pre_dump else 2):
             image = os.path.join(env.tmp, "image-%s-%d" % (cid, step))
-            p = subprocess.run([CRYO, "--root", env.root, "checkpoint", "--image-path", image, cid],
+            p = subprocess.run([CRYO, "--root", env.root, "checkpoint", "--image-path", image, *flags, cid],
                                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
                                env={**os.environ, "CRYO_FAILPOINT": "@%d" % step})
             reap()
             if p.returncode != -signal.SIGKILL:
                 # No step left to kill at: this run completed the checkpoint.
                 check(p.returncode == 0, "%s: the checkpoint that was not killed works: %s" % (cid, p.stderr[-400:]))
-                check(gone(env, cid), "%s: then the container is gone" % cid)
+                if pre_dump:
+                    wait_for(lambda: healthy(env, cid, data, paused), "%s healthy after the pre-dump" % cid, 10)
+                else:
+                    check(gone(env, cid), "%s: then the container is gone" % cid)
                 break
             killed += 1
-            if os.path.exists(os.path.join(image, "inventory.img")):
+            if not pre_dump and os.path.exists(os.path.join(image, "inventory.img")):
                 # Killed after the image was complete: the container may be gone, state still answers.
                 p = env.run(["state", cid], check=False)
                 check(p.returncode == 0 or "does not exist" in p.stderr, "%s: state answers after a kill at step %d"
@@ -619,8 +624,18 @@ def test_sigkill(env):
                 check(False, str(e) + ": " + json.dumps(env.state(cid)))
                 break
             shutil.rmtree(image, ignore_errors=True)
-        check(killed >= 5, "%s: checkpoint killed at %d steps, the container as it was after each" % (cid, killed))
+        # A pre-dump of the shell alone has 4 steps (userfaultfd and close in it, tracked, keeper).
+        check(killed >= (4 if pre_dump else 5), "%s: checkpoint %s killed at %d steps, the container as it was after each"
+              % (cid, " ".join(flags), killed))
         env.run(["delete", "--force", cid], check=False)
+
+
+def test_sigkill(env):
+    sigkill_matrix(env, pre_dump=False)
+
+
+def test_sigkill_pre_dump(env):
+    sigkill_matrix(env, pre_dump=True)
 
 
 def tree_hash(path):
@@ -868,4 +883,5 @@ if __name__ == "__main__":
           "failed_restore": test_failed_restore, "netns_path": test_netns_path, "foreground": test_foreground,
           "config_files": test_config_files, "hooks": test_hooks, "pre_dump": test_pre_dump,
           "page_server": test_page_server, "lazy_migration": test_lazy_migration,
+          "sigkill_pre_dump": test_sigkill_pre_dump,
           "userns": test_userns})

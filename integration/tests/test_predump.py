@@ -161,6 +161,54 @@ def case_killed_predump(env):
                 os.remove(env.path(name))
 
 
+def userfaultfds(pid):
+    fds = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:[userfaultfd]":
+                fds.append(int(fd))
+        except OSError:
+            pass
+    return fds
+
+
+def case_killed_making_tracker(env):
+    """cryo killed between making the userfaultfd inside a process and closing it there
+    (at the first remote syscall): the process is left holding that fd, never set up. The
+    next pre-dump closes it (it is cryo's) and tracks as usual, and so does a dump: the
+    process is not refused for "a userfaultfd of its own", and comes back without it."""
+    for then in ("pre-dump", "dump"):
+        pid, _, report, stepped = start(env)
+        images = env.path("killed-" + then)
+        os.makedirs(images)
+        result = env.cryo("pre-dump", "-t", pid, "-D", images, expect=None,
+                          env_extra={"CRYO_FAILPOINT": "remote.syscall"})
+        check_eq(result.returncode, -signal.SIGKILL, "cryo's end at its first remote syscall")
+        wait_until(lambda: userfaultfds(pid), 5, what="the userfaultfd cryo made in the process")
+        check(state(pid) not in ("T", "t", "Z", None), "the process runs on")
+        if then == "pre-dump":
+            pre, final = env.path("pre"), env.path("final")
+            pre_dump(env, pid, pre)
+            check_eq(userfaultfds(pid), [], "the pre-dump closed the userfaultfd the killed one left")
+            check(tracked_flags(pid), "and tracks the process's writes")
+            step(env, pid, stepped)
+            tree = snapshot(pid)
+            env.dump(pid, final, "--prev-images-dir", "../pre")
+        else:
+            final = env.path("full")
+            step(env, pid, stepped)
+            tree = snapshot(pid)
+            env.dump(pid, final)
+        env.wait_dumped(tree)
+        _, rpid = env.restore(final)
+        check_eq(rpid, pid, "restored pid")
+        check_eq(userfaultfds(pid), [], "the restored process holds no userfaultfd (%s)" % then)
+        env.trigger_and_report(pid, report)
+        for name in ("ready", "report", "stepped"):
+            if os.path.exists(env.path(name)):
+                os.remove(env.path(name))
+
+
 def case_lazy(env):
     """A lazy restore of an incremental image serves the pages kept in its parent too
     (no step: no child shares the memory, which then is all lazy)."""
@@ -210,6 +258,7 @@ if __name__ == "__main__":
         "chain": case_chain,
         "refused_parent": case_refused_parent,
         "killed_predump": case_killed_predump,
+        "killed_making_tracker": case_killed_making_tracker,
         "lazy": case_lazy,
         "keeper_exits": case_keeper_exits,
         "own_userfaultfd": case_own_userfaultfd,
