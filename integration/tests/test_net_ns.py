@@ -27,9 +27,16 @@
   veth[INNER]:OTHER it restores.
 - refused_kind: a bridge device in the namespace refuses the dump, naming it and its kind; the
   tree runs on.
-- refused_qdisc: a qdisc added to the veth (tbf) refuses the dump, naming the device and the
-  qdisc; the tree runs on, its qdisc in place. (The kernel's own qdiscs, noqueue on lo and the
-  veths, are not refused: veth.)
+- qdiscs: the veth has an htb root (default class) with a parent class and two leaf classes
+  (rate, ceil, prio, burst), a tbf (rate, burst, latency) under one and a pfifo (limit) under
+  the other; lo has a bfifo root: after the restore `tc qdisc show` and `tc class show` read
+  as before, and the host reaches the tree through the shaped veth. (This kernel has no
+  netem, fq_codel or dummy device.)
+- refused_qdisc: a qdisc of a kind cryo does not save (ingress) refuses the dump, naming the
+  device and the qdisc; the tree runs on, its qdisc in place. (The kernel's own qdiscs,
+  noqueue on lo and the veths, are not refused: veth.)
+- refused_filter: a filter (u32) on an htb refuses the dump, naming the device, the qdisc and
+  the filter's kind; the tree runs on.
 Every veth, bridge and named namespace is removed at the end, passing or failing."""
 import json
 import os
@@ -370,18 +377,75 @@ def case_outer_name_taken(env):
         env.trigger_and_report(pid, report)
 
 
+def tc_state(pid, devs):
+    shown = {}
+    for dev in devs:
+        qdiscs = ns_run(pid, "tc", "qdisc", "show", "dev", dev)
+        shown[dev] = (re.sub(r"direct_packets_stat \d+ ", "", qdiscs), ns_run(pid, "tc", "class", "show", "dev", dev))
+    return shown
+
+
+def case_qdiscs(env):
+    with VethNet("qdisc") as net:
+        dev = net.inner
+
+        def setup(pid):
+            net.attach(pid)
+            for cmd in (f"qdisc add dev {dev} root handle 1: htb default 20",
+                        f"class add dev {dev} parent 1: classid 1:1 htb rate 10mbit ceil 10mbit",
+                        f"class add dev {dev} parent 1:1 classid 1:10 htb rate 2mbit ceil 5mbit prio 1",
+                        f"class add dev {dev} parent 1:1 classid 1:20 htb rate 1mbit ceil 10mbit burst 15k",
+                        f"qdisc add dev {dev} parent 1:10 handle 10: tbf rate 3mbit burst 32kbit latency 400ms",
+                        f"qdisc add dev {dev} parent 1:20 handle 20: pfifo limit 50",
+                        "qdisc add dev lo root handle 3: bfifo limit 200000"):
+                ns_run(pid, "tc", *cmd.split())
+        pid, info, report = start(env, net, setup=setup)
+        before = tc_state(pid, (dev, "lo"))
+        for word in ("htb 1:", "tbf 10:", "pfifo 20:", "class htb 1:10", "class htb 1:20", "class htb 1:1 "):
+            check(word in before[dev][0] + before[dev][1], f"no {word} before the dump: {before[dev]}")
+        check("bfifo 3:" in before["lo"][0], f"no bfifo on lo before the dump: {before['lo']}")
+        taken = snapshot(pid)
+        images = env.path("images")
+        env.dump(pid, images)
+        env.wait_dumped(taken)
+        wait_until(lambda: not link_exists(net.host), 10, what=f"{net.host} to go with the dumped tree")
+        _, rpid = env.restore(images)
+        check_eq(rpid, pid, "restored pid")
+        after = tc_state(pid, (dev, "lo"))
+        for name in before:
+            env.soft(check_eq, after[name], before[name], f"the qdiscs and classes of {name} after the restore")
+        net.configure_host()
+        check_reaches(net, info)
+        env.trigger_and_report(pid, report)
+
+
 def case_refused_qdisc(env):
     with VethNet("qdisc") as net:
         def setup(pid):
             net.attach(pid)
-            ns_run(pid, "tc", "qdisc", "add", "dev", net.inner, "root", "tbf", "rate", "1mbit", "burst", "32kbit",
-                   "latency", "400ms")
+            ns_run(pid, "tc", "qdisc", "add", "dev", net.inner, "ingress")
         pid, info, report = start(env, net, setup=setup)
         result = env.dump(pid, env.path("images"), expect=1)
-        check(f"dev {net.inner}: qdisc tbf is not supported" in result.stderr and f"pid {pid}" in result.stderr,
+        check(f"dev {net.inner}: qdisc ingress is not supported" in result.stderr and f"pid {pid}" in result.stderr,
               f"the refusal does not name the device and its qdisc: {result.stderr.strip()!r}")
-        check("tbf" in ns_run(pid, "tc", "qdisc", "show", "dev", net.inner), "the qdisc is gone")
+        check("ingress" in ns_run(pid, "tc", "qdisc", "show", "dev", net.inner), "the qdisc is gone")
         check_reaches(net, info)  # the tree runs on, its namespace as it was
+        env.trigger_and_report(pid, report)
+
+
+def case_refused_filter(env):
+    with VethNet("filter") as net:
+        def setup(pid):
+            net.attach(pid)
+            for cmd in (f"qdisc add dev {net.inner} root handle 1: htb default 10",
+                        f"class add dev {net.inner} parent 1: classid 1:10 htb rate 10mbit",
+                        f"filter add dev {net.inner} parent 1: protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:10"):
+                ns_run(pid, "tc", *cmd.split())
+        pid, info, report = start(env, net, setup=setup)
+        result = env.dump(pid, env.path("images"), expect=1)
+        check(f"dev {net.inner} 1:0: filter u32 is not supported" in result.stderr,
+              f"the refusal does not name the device, the qdisc and the filter: {result.stderr.strip()!r}")
+        check_reaches(net, info)
         env.trigger_and_report(pid, report)
 
 
@@ -401,4 +465,4 @@ def case_refused_kind(env):
 if __name__ == "__main__":
     run({"veth": case_veth, "external_veth": case_external_veth, "empty_ns": case_empty_ns, "join_ns": case_join_ns,
          "external_ns": case_external_ns, "outer_name_taken": case_outer_name_taken,
-         "refused_kind": case_refused_kind, "refused_qdisc": case_refused_qdisc})
+         "refused_kind": case_refused_kind, "refused_qdisc": case_refused_qdisc, "qdiscs": case_qdiscs, "refused_filter": case_refused_filter})

@@ -14,7 +14,7 @@ Status dump_config(Rtnl& outside, int cryo_ns, image::NetNs* out) {
   CRYO_TRY(dump_routes(inside, names, out));
   CRYO_TRY(dump_rules(inside, out).wrap("reading its rules"));
   CRYO_TRY(dump_neighs(inside, names, out));
-  CRYO_TRY(check_qdiscs(inside, names));
+  CRYO_TRY(dump_qdiscs(inside, names, out));
   CRYO_TRY(dump_sysctls(out));
   CRYO_TRY(dump_firewall(out->mutable_firewall()));
   for (const auto& l : out->links())
@@ -26,6 +26,7 @@ Status validate_config(const image::NetNs& ns) {
   CRYO_TRY(validate_links(ns));
   CRYO_TRY(validate_rules(ns));
   CRYO_TRY(validate_sysctls(ns));
+  CRYO_TRY(validate_qdiscs(ns));
   if (!ns.external_key().empty() && (ns.links_size() > 0 || ns.empty()))
     return Error(EINVAL, "an external network namespace with a configuration");
   return {};
@@ -46,6 +47,7 @@ Status restore_config(const image::NetNs& ns, int ns_fd, int cryo_ns, const NetN
   }
   CRYO_TRY(set_links_up(inside, outside, ns, peers));
   CRYO_ASSIGN(auto index, link_indexes(inside));
+  CRYO_TRY(make_qdiscs(inside, index, ns));
   CRYO_TRY(make_addrs(inside, index, ns));
   CRYO_TRY(make_neighs(inside, index, ns));
   CRYO_TRY(make_routes(inside, index, ns));

@@ -1,7 +1,7 @@
 // The configuration of a network namespace: its devices (lo, veth, dummy),
 // addresses, routes, rules, sysctls and firewall. The dump reads them with
 // cryo's thread inside the namespace; the restore makes them again in a new
-// one, in this order: links (down), sysctls, links up, addresses,
+// one, in this order: links (down), sysctls, links up, qdiscs, addresses,
 // neighbours, routes, rules, firewall, before the tree's sockets are made
 // inside.
 //
@@ -46,12 +46,14 @@ Status dump_rules(Rtnl& inside, image::NetNs* out);
 Status dump_neighs(Rtnl& inside, const LinkNames& names, image::NetNs* out);
 Status dump_sysctls(image::NetNs* out);
 Status dump_firewall(image::NetFirewall* out);
-// Refuses a qdisc the kernel did not make by itself (tc qdisc add).
-Status check_qdiscs(Rtnl& inside, const LinkNames& names);
+// The qdiscs someone added (tc qdisc add) and htb's classes; refuses other
+// kinds and filters.
+Status dump_qdiscs(Rtnl& inside, const LinkNames& names, image::NetNs* out);
 
 Status validate_links(const image::NetNs& ns);
 Status validate_rules(const image::NetNs& ns);
 Status validate_sysctls(const image::NetNs& ns);
+Status validate_qdiscs(const image::NetNs& ns);
 
 // In the namespace (inside: a socket there), from cryo's (the thread).
 Status make_links(Rtnl& inside, int cryo_ns, const image::NetNs& ns, const VethPeers& peers);
@@ -61,6 +63,7 @@ Status make_addrs(Rtnl& inside, const std::map<std::string, int>& index, const i
 Status make_routes(Rtnl& inside, const std::map<std::string, int>& index, const image::NetNs& ns);
 Status make_rules(Rtnl& inside, const image::NetNs& ns);
 Status make_neighs(Rtnl& inside, const std::map<std::string, int>& index, const image::NetNs& ns);
+Status make_qdiscs(Rtnl& inside, const std::map<std::string, int>& index, const image::NetNs& ns);
 // These two with the calling thread inside the namespace.
 Status write_sysctls(const image::NetNs& ns, bool weak);
 Status load_firewall(const image::NetFirewall& fw);
