@@ -21,6 +21,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
 import harness  # noqa: E402
+from test_page_server import make_certs, tls_args  # noqa: E402
 from harness import (check, check_eq, exists, exit_status_text, log, read_text, reap, run, snapshot, state,  # noqa: E402
                      status_fields, wait_until)
 
@@ -65,11 +66,11 @@ def to_destination(env, images):
     return dest
 
 
-def start_daemon(env, dest, port, rate):
+def start_daemon(env, dest, port, rate, *extra):
     socket_path = os.path.join(dest, "lazy-pages.socket")
     proc, out, err = env.cryo_background_env({"CRYO_LAZY_RATE": str(rate)}, "lazy-pages", "--page-server",
                                              "--address", "127.0.0.1", "--port", port, "-D", dest, "-v4", "-o",
-                                             env.path("lazy-pages.log"))
+                                             env.path("lazy-pages.log"), *extra)
     env.logs.append(env.path("lazy-pages.log"))
 
     def listening():
@@ -132,6 +133,23 @@ def case_after_predump(env):
     env.wait_dumped(before)
 
 
+def case_tls(env):
+    """Over TLS, each side proving itself with a certificate of the test's CA (the source is
+    the TLS server)."""
+    d = make_certs(env)
+    pid, report = start_lazymem(env, mib=32)
+    before = snapshot(pid)
+    source, source_err, port = start_source(env, pid, env.path("images"), *tls_args(d, "server"))
+    dest = to_destination(env, env.path("images"))
+    daemon, err = start_daemon(env, dest, port, 64, *tls_args(d, "client"))
+    host, init = restore_lazily(env, dest)
+    env.trigger_and_report(host, report, timeout=120)
+    reap([init], what="cryo's init once the root has ended")
+    check_eq(daemon.wait(timeout=120), 0, "lazy-pages exit code (stderr: " + (read_text(err, "") or "").strip() + ")")
+    check_eq(source.wait(timeout=60), 0, "the source's exit code (stderr: " + (read_text(source_err, "") or "").strip() + ")")
+    env.wait_dumped(before)
+
+
 def case_source_killed(env):
     pid, report = start_lazymem(env)
     source, _, port = start_source(env, pid, env.path("images"))
@@ -177,4 +195,4 @@ def case_refused_whole(env):
 
 if __name__ == "__main__":
     run({"migrate": case_migrate, "source_killed": case_source_killed, "refused_whole": case_refused_whole,
-         "after_predump": case_after_predump})
+         "after_predump": case_after_predump, "tls": case_tls})
