@@ -125,6 +125,11 @@ Result<std::vector<Piece>> pieces_of(const criu_opts& o, criu::Verb verb, const 
   if (o.has_timeout() && o.timeout() > 0) out.push_back({"timeout", {"--timeout", std::to_string(o.timeout())}});
   flag(o.has_tcp_skip_in_flight(), o.tcp_skip_in_flight(), "tcp_skip_in_flight", "--skip-in-flight");
   flag(o.has_weak_sysctls(), o.weak_sysctls(), "weak_sysctls", "--weak-sysctls");
+  // A dump that serves the frozen tree's pages runs until the destination
+  // has them: not through this door yet (FEATURE_CHECK says lazy_pages false).
+  if (verb != criu::kRestore && o.has_lazy_pages() && o.lazy_pages())
+    return field_error("lazy_pages", "a dump serving its pages lazily is not supported through the RPC yet "
+                                     "(cryo dump --lazy-pages and cryo checkpoint --lazy-pages are)");
   flag(o.has_lazy_pages(), o.lazy_pages(), "lazy_pages", "--lazy-pages");
   if (o.has_status_fd()) out.push_back({"status_fd", {"--status-fd", std::to_string(o.status_fd())}});
   if (o.has_config_file()) {
