@@ -366,6 +366,8 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     if (&p != &tree.processes().front() && maps.count(p.stat.ppid) && !lazy_source)
       parent_mm = {p.stat.ppid, &maps[p.stat.ppid]};
     parent_mm.tree_shares = maps.size() > 1;
+    std::vector<uint64_t> aio_contexts(cores[p.pid].aio_contexts().begin(), cores[p.pid].aio_contexts().end());
+    parent_mm.aio_contexts = &aio_contexts;
     auto incremental = writes.mms.find(p.pid);
     CRYO_TRY(mm::dump_mm(p.pid, maps[p.pid], files, *pages, &mm, &stats, parent_mm,
                          incremental == writes.mms.end() ? nullptr : &incremental->second, lazy_source.has_value()));

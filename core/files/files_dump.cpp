@@ -128,9 +128,6 @@ Result<uint64_t> FilesDump::add_content(const std::string& source, const struct 
   std::string name = link.ends_with(kDeleted) ? link.substr(0, link.size() - kDeleted.size()) : link;
   if (memfd) {
     name = name.substr(std::string_view("/memfd:").size());
-    struct statfs fs;
-    if (::statfs(source.c_str(), &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC)
-      return Error(what + ": memfd " + name + " on hugetlbfs is not supported");
   } else if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) > options_.ghost_limit) {
     // Only its data goes into the image: a sparse file is measured by that.
     CRYO_ASSIGN(uint64_t data, data_bytes(source, static_cast<uint64_t>(st.st_size)));
@@ -157,6 +154,9 @@ Result<uint64_t> FilesDump::add_content(const std::string& source, const struct 
     int seals = ::fcntl(fd.get(), F_GET_SEALS);
     if (seals < 0) return errno_error(what + ": F_GET_SEALS");
     c->set_seals(static_cast<uint32_t>(seals));
+    struct statfs fs;  // MFD_HUGETLB: a file of hugetlbfs, whose block size is its page size
+    if (::fstatfs(fd.get(), &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC)
+      c->set_huge_page_size(static_cast<uint64_t>(fs.f_bsize));
   }
   contents_[{st.st_dev, st.st_ino}] = static_cast<size_t>(files_.contents_size() - 1);
   content_sources_.push_back(source);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 
 #include "core/files/bpf_map.h"
@@ -26,6 +27,7 @@
 #include "core/sys/kernel_abi.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
+#include "core/sys/scope_guard.h"
 
 namespace cryo::files {
 namespace {
@@ -232,8 +234,17 @@ Status FileObjects::make_content(const image::Content& c, const image::ImageDirR
   UniqueFd fd;
   if (c.memfd()) {
     if (c.name().size() > 249) return Error(EINVAL, what + ": the name is too long");
-    fd = UniqueFd(static_cast<int>(::memfd_create(c.name().c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING)));
-    if (!fd.valid()) return errno_error(what + ": memfd_create");
+    unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
+    if (uint64_t huge = c.huge_page_size(); huge != 0) {
+      if ((huge & (huge - 1)) || huge < 4096 || c.size() % huge)
+        return Error(EINVAL, what + ": bad huge page size " + std::to_string(huge));
+      flags |= MFD_HUGETLB | (static_cast<unsigned>(__builtin_ctzll(huge)) << 26 /* MFD_HUGE_SHIFT */);
+    }
+    fd = UniqueFd(static_cast<int>(::memfd_create(c.name().c_str(), flags)));
+    if (!fd.valid())
+      return errno_error(what + (c.huge_page_size() ? ": memfd_create(MFD_HUGETLB, " +
+                                                          std::to_string(c.huge_page_size() >> 10) + " kB pages)"
+                                                    : ": memfd_create"));
   } else {
     // Made at its old path and unlinked at once, so that /proc shows the
     // same "PATH (deleted)"; where that path is taken, an unnamed file in
@@ -258,14 +269,31 @@ Status FileObjects::make_content(const image::Content& c, const image::ImageDirR
     }
     fd = UniqueFd(made);
   }
+  // hugetlbfs has no write(): its data goes in through a mapping, sized first.
+  uint8_t* huge_map = nullptr;
+  if (c.huge_page_size() != 0 && c.size() != 0) {
+    if (::ftruncate(fd.get(), static_cast<off_t>(c.size())) < 0) return errno_error(what + ": ftruncate");
+    void* at = ::mmap(nullptr, c.size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+    if (at == MAP_FAILED)
+      return errno_error(what + ": map its " + std::to_string(c.size() / c.huge_page_size()) +
+                         " huge pages (are that many free? vm.nr_hugepages)");
+    huge_map = static_cast<uint8_t*>(at);
+  }
+  ScopeGuard unmap_huge([&] {
+    if (huge_map) ::munmap(huge_map, c.size());
+  });
   for (const auto& run : c.pages()) {
     uint64_t bytes = run.npages() * 4096;
     if (run.npages() == 0 || run.addr() % 4096 || run.addr() >= c.size() || bytes > (1ULL << 40))
       return Error(EINVAL, what + ": a page run lies outside it");
     CRYO_ASSIGN(const uint8_t* src, images.page_run(run.offset(), bytes));
     uint64_t useful = std::min(bytes, c.size() - run.addr());  // the last page may run past the end
-    CRYO_TRY(pwrite_all(fd.get(), src, useful, static_cast<off_t>(run.addr())).wrap(what));
+    if (huge_map)
+      std::memcpy(huge_map + run.addr(), src, useful);
+    else
+      CRYO_TRY(pwrite_all(fd.get(), src, useful, static_cast<off_t>(run.addr())).wrap(what));
   }
+  unmap_huge.run_now();
   if (::ftruncate(fd.get(), static_cast<off_t>(c.size())) < 0) return errno_error(what + ": ftruncate");
   if (::fchown(fd.get(), c.uid(), c.gid()) < 0) return errno_error(what + ": fchown");
   if (::fchmod(fd.get(), c.mode() & 07777) < 0) return errno_error(what + ": fchmod");
@@ -428,8 +456,18 @@ Status FileObjects::open_shmem(const image::Shmem& shmem, const image::ImageDirR
     return Error(EINVAL, "shared memory object " + std::to_string(shmem.id()) + " has a bad size");
   // A shared anonymous mapping of our own gives the same kind of object the
   // task had ("/dev/zero (deleted)"); keep a file handle on it and drop the mapping.
-  void* map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (map == MAP_FAILED) return errno_error("mmap shared memory");
+  // One of huge pages (MAP_HUGETLB) gives "/anon_hugepage (deleted)".
+  int flags = MAP_SHARED | MAP_ANONYMOUS;
+  if (uint64_t huge = shmem.huge_page_size(); huge != 0) {
+    if ((huge & (huge - 1)) || huge < 4096 || size % huge)
+      return Error(EINVAL, "shared memory object " + std::to_string(shmem.id()) + " has a bad huge page size");
+    flags |= MAP_HUGETLB | (__builtin_ctzll(huge) << MAP_HUGE_SHIFT);
+  }
+  void* map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, -1, 0);
+  if (map == MAP_FAILED)
+    return errno_error(shmem.huge_page_size() ? "mmap shared memory of " + std::to_string(size / shmem.huge_page_size()) +
+                                                    " huge pages (are that many free? vm.nr_hugepages)"
+                                              : std::string("mmap shared memory"));
   char range[64];
   snprintf(range, sizeof range, "%lx-%lx", reinterpret_cast<unsigned long>(map),
            reinterpret_cast<unsigned long>(map) + size);

@@ -17,6 +17,9 @@ constexpr uint64_t kPage = 4096;
 
 std::string name(const image::SysvShm& s) { return "System V segment " + std::to_string(s.id()); }
 
+// The size of the units the segment is attached in.
+uint64_t unit_of(const image::SysvShm& s) { return s.huge_page_size() ? s.huge_page_size() : kPage; }
+
 // Makes a segment with exactly the recorded id.
 Status make_with_id(const image::SysvShm& s) {
   if (s.key() != IPC_PRIVATE) {
@@ -27,7 +30,7 @@ Status make_with_id(const image::SysvShm& s) {
   }
   CRYO_ASSIGN(UniqueFd next, open_file("/proc/sys/kernel/shm_next_id", O_WRONLY | O_CLOEXEC));
   CRYO_TRY(write_all(next.get(), std::to_string(s.id())).wrap(name(s) + ": kernel.shm_next_id"));
-  int got = ::shmget(s.key(), s.size(), IPC_CREAT | IPC_EXCL | static_cast<int>(s.mode() & 0777));
+  int got = ::shmget(s.key(), s.size(), IPC_CREAT | IPC_EXCL | static_cast<int>(s.mode() & 0777) | huge_flags(s));
   if (got < 0) return errno_error(name(s) + ": shmget");
   if (got != s.id()) {
     ::shmctl(got, IPC_RMID, nullptr);
@@ -38,11 +41,17 @@ Status make_with_id(const image::SysvShm& s) {
 
 }  // namespace
 
+int huge_flags(const image::SysvShm& s) {
+  uint64_t huge = s.huge_page_size();
+  if (huge == 0 || (huge & (huge - 1))) return 0;
+  return SHM_HUGETLB | (__builtin_ctzll(huge) << 26 /* SHM_HUGE_SHIFT */);
+}
+
 Status fill_segment(const image::SysvShm& s, const image::ImageDirReader& images, bool reused) {
   void* at = ::shmat(s.id(), nullptr, 0);
   if (at == reinterpret_cast<void*>(-1)) return errno_error(name(s) + ": shmat");
   auto* base = static_cast<uint8_t*>(at);
-  uint64_t span = (s.size() + kPage - 1) / kPage * kPage;
+  uint64_t span = (s.size() + unit_of(s) - 1) / unit_of(s) * unit_of(s);
   Status st;
   if (reused) std::memset(base, 0, s.size());  // pages the image left out are zero
   for (const auto& run : s.pages()) {

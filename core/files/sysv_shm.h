@@ -10,6 +10,9 @@
 
 namespace cryo::files {
 
+// SHM_HUGETLB and the page size for shmget, for a segment of huge pages.
+int huge_flags(const image::SysvShm& s);
+
 // Writes the recorded data into segment s.id() of this IPC namespace, which
 // has s.size() bytes; zero_first: pages the image left out are zeroed too.
 Status fill_segment(const image::SysvShm& s, const image::ImageDirReader& images, bool zero_first);

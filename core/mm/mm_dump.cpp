@@ -11,6 +11,7 @@
 #include <cstring>
 #include <map>
 
+#include "core/mm/aio.h"
 #include "core/mm/guard_regions.h"
 #include "core/mm/mm_restore.h"
 #include "core/sys/interrupt.h"
@@ -20,6 +21,7 @@ namespace cryo::mm {
 namespace {
 
 constexpr uint64_t kPage = 4096;
+constexpr const char* kAnonHuge = "/anon_hugepage (deleted)";  // MAP_ANONYMOUS|MAP_HUGETLB
 constexpr uint64_t kPresent = 1ULL << 63, kSwapped = 1ULL << 62, kFileShared = 1ULL << 61;
 constexpr uint64_t kGuardRegion = 1ULL << 58;  // PM_GUARD_REGION (Linux 6.14): shown as swapped, holds no page
 constexpr size_t kChunkPages = 2048;  // 8 MiB of pages per buffer handed to the writer
@@ -294,6 +296,14 @@ std::string map_files_path(pid_t pid, const proc::MapEntry& m) {
   return "/proc/" + std::to_string(pid) + "/map_files/" + range;
 }
 
+// The size of the pages of a mapping of hugetlbfs (its block size).
+Result<uint64_t> huge_page_size(pid_t pid, const proc::MapEntry& m) {
+  struct statfs fs;
+  if (::statfs(map_files_path(pid, m).c_str(), &fs) < 0) return errno_error("statfs of the huge page mapping");
+  if (fs.f_type != HUGETLBFS_MAGIC) return Error(EINVAL, "a mapping named " + m.path + " that is not of hugetlbfs");
+  return static_cast<uint64_t>(fs.f_bsize);
+}
+
 // The contents of a shared anonymous object, through /proc/PID/map_files.
 Status dump_shmem(pid_t pid, const proc::MapEntry& m, image::Shmem* shmem, image::PageWriter& pages,
                   DumpStats* stats) {
@@ -301,6 +311,10 @@ Status dump_shmem(pid_t pid, const proc::MapEntry& m, image::Shmem* shmem, image
   struct stat st;
   if (::fstat(fd.get(), &st) < 0) return errno_error("fstat shared memory");
   shmem->set_size(static_cast<uint64_t>(st.st_size));
+  if (m.path == kAnonHuge) {
+    CRYO_ASSIGN(uint64_t huge, huge_page_size(pid, m));
+    shmem->set_huge_page_size(huge);
+  }
   return dump_file_data(fd.get(), static_cast<uint64_t>(st.st_size), shmem->mutable_pages(), pages, stats);
 }
 
@@ -308,9 +322,6 @@ Status dump_shmem(pid_t pid, const proc::MapEntry& m, image::Shmem* shmem, image
 Status dump_sysv_shm(pid_t pid, const proc::MapEntry& m, image::SysvShm* shm, image::PageWriter& pages,
                      DumpStats* stats) {
   CRYO_ASSIGN(UniqueFd fd, open_file(map_files_path(pid, m), O_RDONLY));
-  struct statfs fs;
-  if (::fstatfs(fd.get(), &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC)
-    return Error("System V segments of huge pages (SHM_HUGETLB) are not supported");
   return dump_file_data(fd.get(), shm->size(), shm->mutable_pages(), pages, stats);
 }
 
@@ -405,13 +416,19 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
       v->set_kind(image::Vma::VVAR);
     } else if (m.path == "[vvar_vclock]") {
       v->set_kind(image::Vma::VVAR_VCLOCK);
-    } else if (m.path == "/dev/zero (deleted)" || m.path.starts_with("[anon_shmem:")) {
+    } else if (m.path == "/dev/zero (deleted)" || m.path.starts_with("[anon_shmem:") ||
+               (m.path == kAnonHuge && m.shared)) {
       if (!m.shared) return Error(what + ": a private mapping of a shared object");
       v->set_kind(image::Vma::ANON_SHARED);
       v->set_shmem_id(m.inode);
       bool is_new = false;
       image::Shmem* shmem = files.add_shmem(m.inode, &is_new);
       if (is_new) CRYO_TRY(dump_shmem(pid, m, shmem, pages, stats).wrap(what));
+    } else if (m.path == kAnonHuge) {  // MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB
+      v->set_kind(image::Vma::ANON_PRIVATE);
+      CRYO_ASSIGN(uint64_t huge, huge_page_size(pid, m));
+      v->set_huge_page_size(huge);
+      private_pages = true;
     } else if (m.path.empty() || m.path == "[heap]" || m.path == "[stack]" || m.path.starts_with("[anon:")) {
       if (m.shared) return Error(what + ": unexpected shared anonymous mapping");
       v->set_kind(image::Vma::ANON_PRIVATE);
@@ -422,13 +439,29 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
       v->set_sysv_shmid(shmid);
       bool is_new = false;
       CRYO_ASSIGN(image::SysvShm * shm, files.add_sysv_shm(shmid, what, &is_new));
-      if (m.offset != 0 || m.end - m.start != (shm->size() + kPage - 1) / kPage * kPage)
+      uint64_t unit = kPage;  // SHM_HUGETLB: a file of hugetlbfs, mapped in whole huge pages
+      struct statfs fs;
+      if (::statfs(map_files_path(pid, m).c_str(), &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC) {
+        unit = static_cast<uint64_t>(fs.f_bsize);
+        shm->set_huge_page_size(unit);
+      }
+      if (m.offset != 0 || m.end - m.start != (shm->size() + unit - 1) / unit * unit)
         return Error(what + ": only part of System V segment " + std::to_string(shmid) +
                      " is mapped (not supported)");
       if (is_new) CRYO_TRY(dump_sysv_shm(pid, m, shm, pages, stats).wrap(what));
-    } else if (m.path == "/[aio] (deleted)") {  // io_setup's ring: the context's id is its address
-      return Error(what + ": an AIO context (io_setup, whose id is this address) is not supported (its ring cannot "
-                   "be made again at that address, nor its requests in flight saved)");
+    } else if (is_aio_ring(m) && parent.aio_contexts &&
+               std::find(parent.aio_contexts->begin(), parent.aio_contexts->end(), m.start) ==
+                   parent.aio_contexts->end()) {
+      // A parent's ring that fork copied: no context of this process, and
+      // nothing it could use. It comes back as empty memory in its place.
+      v->set_kind(image::Vma::ANON_PRIVATE);
+      v->clear_madvise();
+      continue;
+    } else if (is_aio_ring(m)) {  // io_setup's ring: the context's id is its address
+      v->set_kind(image::Vma::AIO_RING);
+      v->clear_madvise();  // VM_DONTCOPY and the rest are io_setup's own
+      CRYO_TRY(dump_aio_ring(pid, m, out->add_aio_rings()));
+      continue;
     } else if (m.path.starts_with("/")) {
       v->set_kind(m.shared ? image::Vma::FILE_SHARED : image::Vma::FILE_PRIVATE);
       // A shared mapping of a file opened read-write may become writable later
@@ -457,7 +490,8 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
       for (const auto& [s, e] : parent_anon)
         if (s < m.end && e > m.start) sharing.ranges.emplace_back(std::max(s, m.start), std::min(e, m.end));
     }
-    if (private_pages && extra.resident_kb > 0)
+    // (Huge pages are not counted in Rss.)
+    if (private_pages && (extra.resident_kb > 0 || v->huge_page_size() != 0))
       CRYO_TRY(dump_private_pages(pid, m, pagemap.get(), mem.get(), v->kind() == image::Vma::ANON_PRIVATE, sharing,
                                   pages, out, stats, incremental, lazy && can_be_lazy(*v)));
   }

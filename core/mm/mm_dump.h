@@ -32,6 +32,9 @@ struct ParentMm {
   // read its memory without pinning it (process_vm_readv pins, and the
   // kernel then gives the task its own copy of each shared page).
   bool tree_shares = false;
+  // The "/[aio]" rings that are AIO contexts of the process (task dump's
+  // check_aio_in_flight); null: every one is.
+  const std::vector<uint64_t>* aio_contexts = nullptr;
 };
 
 // The data segments (SEEK_DATA) of a file up to size, as page runs whose addr

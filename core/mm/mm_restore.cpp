@@ -11,6 +11,7 @@
 #include <thread>
 #include <cstring>
 
+#include "core/mm/aio.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
 #include "core/sys/proc.h"
@@ -187,6 +188,12 @@ Status validate_mm(const image::Mm& mm, const image::Files& files, const image::
     if ((v.kind() == image::Vma::FILE_PRIVATE || v.kind() == image::Vma::FILE_SHARED) &&
         (v.file_id() == 0 || v.file_id() > static_cast<uint32_t>(files.files_size())))
       return Error(EINVAL, "mapping " + hex(v.start()) + " names an unknown file");
+    if (v.kind() == image::Vma::AIO_RING) {
+      bool known = false;
+      for (const auto& ring : mm.aio_rings())
+        known = known || (ring.ctx() == v.start() && ring.size() == v.end() - v.start());
+      if (!known) return Error(EINVAL, "mapping " + hex(v.start()) + " is an AIO ring the image does not describe");
+    }
     if (v.kind() == image::Vma::SYSV_SHM) {
       bool known = false;
       for (const auto& s : files.sysv_shms()) known = known || s.id() == v.sysv_shmid();
@@ -213,7 +220,8 @@ Status validate_mm(const image::Mm& mm, const image::Files& files, const image::
 }
 
 bool can_be_lazy(const image::Vma& v) {
-  return v.kind() == image::Vma::ANON_PRIVATE && (v.prot() & PROT_WRITE) && !v.locked() && !v.growsdown();
+  return v.kind() == image::Vma::ANON_PRIVATE && (v.prot() & PROT_WRITE) && !v.locked() && !v.growsdown() &&
+         v.huge_page_size() == 0;
 }
 
 Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const image::Mm& mm,
@@ -308,6 +316,11 @@ Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const i
     switch (v.kind()) {
       case image::Vma::ANON_PRIVATE:
         flags |= MAP_PRIVATE | MAP_ANONYMOUS | (v.growsdown() ? MAP_GROWSDOWN : 0);
+        if (uint64_t huge = v.huge_page_size(); huge != 0) {
+          if ((huge & (huge - 1)) || huge < kPage || v.start() % huge || v.end() % huge)
+            return Error(EINVAL, "mapping " + hex(v.start()) + " has a bad huge page size");
+          flags |= MAP_HUGETLB | (static_cast<uint64_t>(__builtin_ctzll(huge)) << MAP_HUGE_SHIFT);
+        }
         break;
       case image::Vma::FILE_PRIVATE:
         flags |= MAP_PRIVATE;
@@ -323,6 +336,8 @@ Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const i
         break;
       case image::Vma::SYSV_SHM:
         CRYO_TRY(attach_sysv(r, v));
+        continue;
+      case image::Vma::AIO_RING:  // made by io_setup once the rest is in place
         continue;
       default:
         return Error(EINVAL, "mapping " + hex(v.start()) + " has an unknown kind");
@@ -359,7 +374,7 @@ Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const i
                .wrap("writing memory"));
   for (int i = 0; i < mm.vmas_size(); i++) {
     const auto& v = mm.vmas(i);
-    if (is_special(v.kind())) continue;
+    if (is_special(v.kind()) || v.kind() == image::Vma::AIO_RING) continue;
     if (has_pages[static_cast<size_t>(i)] && (v.prot() & (PROT_READ | PROT_WRITE)) != (PROT_READ | PROT_WRITE))
       CRYO_TRY(r.call("mprotect", SYS_mprotect, {v.start(), v.end() - v.start(), v.prot()}));
     for (uint32_t advice : v.madvise())
@@ -369,6 +384,9 @@ Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const i
       CRYO_TRY(r.call("madvise(MADV_GUARD_INSTALL)", SYS_madvise, {g.start(), g.end() - g.start(), kMadvGuardInstall}));
     if (v.locked()) CRYO_TRY(r.call("mlock", SYS_mlock, {v.start(), v.end() - v.start()}));
   }
+
+  // AIO contexts, at their ids, with the completions not yet reaped.
+  for (const auto& ring : mm.aio_rings()) CRYO_TRY(restore_aio_ring(pid, r, tramp.data, ring));
 
   // brk, arg/env, auxv and the executable, in one prctl.
   const auto& f = core.mm();

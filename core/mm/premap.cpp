@@ -34,7 +34,9 @@ bool covered(const image::Mm& mm, uint64_t start, uint64_t end) {
 
 }  // namespace
 
-bool inheritable(const image::Vma& v) { return v.kind() == image::Vma::ANON_PRIVATE && !v.growsdown(); }
+bool inheritable(const image::Vma& v) {
+  return v.kind() == image::Vma::ANON_PRIVATE && !v.growsdown() && v.huge_page_size() == 0;
+}
 
 Status validate_inherited(const image::Mm& mm, const image::Mm* parent) {
   if (mm.inherited_size() == 0) return {};

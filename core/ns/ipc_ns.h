@@ -26,7 +26,7 @@ namespace cryo::ns {
 // Nothing when the root shares cryo's IPC namespace. Otherwise every object
 // of the root's, segment data written to pages. A process outside the tree
 // in that namespace refuses the dump (it would miss it after a restore), as
-// do objects cryo cannot make again (SHM_LOCK, huge pages, mq_notify). The
+// do objects cryo cannot make again (SHM_LOCK, mq_notify). The
 // namespace is left as it was: POSIX queues, whose messages can only be
 // read by taking them, get them back at once.
 Result<std::optional<image::IpcNamespace>> dump_ipc_ns(const tree::FrozenTree& tree, const PidMap& pids,

@@ -91,6 +91,11 @@ Status dump_segment_data(int id, image::SysvShm* s, image::PageWriter& pages, mm
   if (at == reinterpret_cast<void*>(-1)) return errno_error("shmat");
   uint64_t start = reinterpret_cast<uint64_t>(at);
   uint64_t span = (s->size() + kPage - 1) / kPage * kPage;
+  // One of huge pages (SHM_HUGETLB) is attached in whole huge pages.
+  if (auto text = read_file("/proc/self/maps"); text.ok())
+    if (auto own = proc::parse_maps(*text); own.ok())
+      for (const auto& m : *own)
+        if (m.start == start) span = m.end - m.start;
   char path[80];
   std::snprintf(path, sizeof path, "/proc/self/map_files/%" PRIx64 "-%" PRIx64, start, start + span);
   Status st;
@@ -100,9 +105,8 @@ Status dump_segment_data(int id, image::SysvShm* s, image::PageWriter& pages, mm
   } else {
     struct statfs fs;
     if (::fstatfs(fd->get(), &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC)
-      st = Error("it is of huge pages (SHM_HUGETLB, not supported)");
-    else
-      st = mm::dump_file_data(fd->get(), s->size(), s->mutable_pages(), pages, stats);
+      s->set_huge_page_size(static_cast<uint64_t>(fs.f_bsize));
+    st = mm::dump_file_data(fd->get(), s->size(), s->mutable_pages(), pages, stats);
   }
   ::shmdt(at);
   return st;

@@ -131,7 +131,7 @@ Status write_sysctls(const image::IpcNamespace& ipc, bool forced) {
 Status make_segment(const image::SysvShm& s, const image::ImageDirReader& images) {
   std::string what = shm_name(s.id());
   CRYO_TRY(make_with_id("shm_next_id", s.id(), s.cuid(), s.cgid(), what, [&] {
-    return ::shmget(s.key(), s.size(), IPC_CREAT | IPC_EXCL | static_cast<int>(s.mode() & 0777));
+    return ::shmget(s.key(), s.size(), IPC_CREAT | IPC_EXCL | static_cast<int>(s.mode() & 0777) | files::huge_flags(s));
   }));
   struct shmid_ds ds{};
   if (::shmctl(s.id(), IPC_STAT, &ds) < 0) return errno_error(what + ": IPC_STAT");

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/mm/aio.h"
 #include "core/ptrace/ptrace.h"
 #include "core/ptrace/rescue.h"
 #include "core/task/task_probe.h"
@@ -239,6 +240,9 @@ Status dump_process_syscalls(const tree::FrozenProcess& proc, const std::vector<
   // EINVAL before Linux 6.3, which cannot tell: then nothing is recorded.
   CRYO_ASSIGN(long membarrier, r.raw(SYS_membarrier, {abi::kMembarrierGetRegistrations, 0, 0}));
   if (membarrier > 0) out->set_membarrier_registrations(static_cast<uint32_t>(membarrier));
+  // AIO requests in flight live only in the kernel: refused (the rings are saved with the memory).
+  CRYO_ASSIGN(auto aio_contexts, mm::check_aio_in_flight(pid, r, maps));
+  for (uint64_t ctx : aio_contexts) out->add_aio_contexts(ctx);
 
   for (pid_t tid : proc.tids) {
     Status st;

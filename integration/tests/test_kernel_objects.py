@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Kernel objects and kinds of memory that CRIU saves: fanotify groups, BPF maps, AIO
-rings, MADV_GUARD_INSTALL guard regions, membarrier registrations, hugetlb memfds,
+rings, MADV_GUARD_INSTALL guard regions, membarrier registrations, huge pages (hugetlb
+memfds, MAP_HUGETLB mappings, SHM_HUGETLB segments),
 private mappings of shared objects, a process without a vDSO. Each comes back working
 (the workload checks from inside after the restore), or, for what cannot be saved as
 it is (fanotify events not yet read, BPF programs, AIO requests in flight), the dump
@@ -145,6 +146,38 @@ def case_hugetlb_memfd(env):
         round_trip(env, "hugetlb_memfd")
 
 
+def case_hugetlb_anon(env):
+    """Anonymous huge pages (MAP_HUGETLB), private and shared, keep their data, their
+    2 MiB pages and their name; a huge page never touched stays empty."""
+    with huge_pages(4):
+        round_trip(env, "hugetlb_anon")
+
+
+def case_sysv_huge(env):
+    """A System V segment of huge pages (SHM_HUGETLB), attached and removed, in the host's
+    IPC namespace: data, size and 2 MiB pages come back."""
+    with huge_pages(2):
+        round_trip(env, "sysv_huge")
+
+
+def case_sysv_huge_ns(env):
+    """The same in an IPC namespace of the tree's own, with a second segment of huge pages
+    made by key and detached: both come back with their data, in huge pages."""
+    with huge_pages(3):
+        ready, report = env.path("ready"), env.path("report")
+        pid = env.spawn(["unshare", "--ipc", env.workload("kobjects"), ready, report, "sysv_huge", "ns"],
+                        name="kobjects")
+        info = env.wait_ready(ready, pid)
+        check(info["loose"] >= 0, "no detached segment was made")
+        before = snapshot(pid)
+        images = env.path("images")
+        env.dump(pid, images)
+        env.wait_dumped(before)
+        _, rpid = env.restore(images)
+        check_eq(rpid, pid, "restored pid")
+        env.trigger_and_report(pid, report)
+
+
 def case_private_shm(env):
     """A memfd and a /dev/shm file mapped MAP_PRIVATE: privately written pages keep
     their data, the others still show the file."""
@@ -158,15 +191,17 @@ def case_private_shm(env):
 
 
 def case_aio(env):
-    """An AIO context keeps its id (the ring's address) and the completions not yet
-    reaped, and takes new requests after restore."""
+    """Two AIO contexts keep their ids (the rings' addresses) and the completions not yet
+    reaped (in the second, reaped from user space, they wrap around the ring's end), and
+    take new requests after restore; a child forked after io_setup has neither."""
     work = env.path("work")
     os.mkdir(work)
     round_trip(env, "aio", work)
 
 
 def case_aio_inflight(env):
-    """An AIO context with a request in flight is refused, naming the context."""
+    """An AIO context with a poll request in flight is refused, naming the pid, the context
+    and the number in flight; the process runs on, its completions not reaped still there."""
     work = env.path("work")
     os.mkdir(work)
     pid, info, report = start(env, "aio_inflight", work)
@@ -174,15 +209,17 @@ def case_aio_inflight(env):
     layout = maps(pid)
     result = env.dump(pid, env.path("images"), expect=1)
     message = result.stderr.strip()
-    for want in (f"pid {pid}", "AIO", f"{info['aio_ctx']:x}", "in flight"):
+    for want in (f"pid {pid}", "AIO", f"{info['aio_ctx']:x}", "1 request is in flight"):
         check(want in message, f"the refusal does not say {want!r}: {message!r}")
     compare_snapshots(before, snapshot(pid), pid)
     compare_maps(layout, maps(pid), "layout after the refusal")
+    check_eq(status_fields(pid, keys=("TracerPid",)).get("TracerPid"), "0", "TracerPid after the refusal")
     env.trigger_and_report(pid, report)
 
 
 if __name__ == "__main__":
     run({"membarrier": case_membarrier, "no_vdso": case_no_vdso, "guard": case_guard, "fanotify": case_fanotify,
          "fanotify_queued": case_fanotify_queued, "bpf_map": case_bpf_map, "bpf_prog": case_bpf_prog,
-         "hugetlb_memfd": case_hugetlb_memfd, "private_shm": case_private_shm, "aio": case_aio,
+         "hugetlb_memfd": case_hugetlb_memfd, "hugetlb_anon": case_hugetlb_anon, "sysv_huge": case_sysv_huge,
+         "sysv_huge_ns": case_sysv_huge_ns, "private_shm": case_private_shm, "aio": case_aio,
          "aio_inflight": case_aio_inflight})

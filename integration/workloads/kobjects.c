@@ -11,10 +11,14 @@
 //   fanotify_queued  the same with an event not yet read (must be refused)
 //   bpf_map        BPF array, hash, per-cpu array, LRU hash maps with contents, one frozen
 //   bpf_prog       a loaded BPF socket filter "cryo_prog" (must be refused, naming it)
-//   hugetlb_memfd  a memfd of huge pages (MFD_HUGETLB) with data, mapped shared
+//   hugetlb_memfd  a memfd of huge pages (MFD_HUGETLB) with data and seals, mapped shared
+//   hugetlb_anon   anonymous huge pages (MAP_HUGETLB), a private and a shared mapping
+//   sysv_huge      a System V segment of huge pages (SHM_HUGETLB), attached; with DIR "ns"
+//                  (run in an IPC namespace of its own) a second one, detached
 //   private_shm    a memfd and a /dev/shm file mapped MAP_PRIVATE: some pages privately
 //                  modified, others still the file's (changes to the file show through)
-//   aio            an AIO context with completions not yet reaped
+//   aio            two AIO contexts with completions not yet reaped (in the second they
+//                  wrap around the ring's end), and a child forked after them (it has none)
 //   aio_inflight   an AIO context with a poll request in flight (must be refused)
 // It builds the object, says READY (object_fd=N when an fd holds it), waits for
 // SIGUSR1, checks from inside that the object still works and writes REPORT.
@@ -26,8 +30,10 @@
 #include <sys/auxv.h>
 #include <sys/fanotify.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <setjmp.h>
 
 #define PAGE 4096UL
@@ -385,10 +391,46 @@ static void setup_bpf_prog(void) {
 static int huge_fd;
 static char *huge_map;
 
+#define HUGE_SEALS (F_SEAL_SHRINK | F_SEAL_GROW)
+
+// The KernelPageSize of the mapping at addr, in kB (-1: not found).
+static long kernel_page_kb(const void *addr) {
+  static char smaps[1 << 18];
+  ssize_t n = wl_read_file("/proc/self/smaps", smaps, sizeof smaps - 1);
+  if (n <= 0) return -1;
+  smaps[n] = 0;
+  char start[32];
+  snprintf(start, sizeof start, "\n%lx-", (unsigned long)addr);
+  char *at = strstr(smaps, start);
+  if (!at && !strncmp(smaps, start + 1, strlen(start + 1))) at = smaps;
+  char *ps = at ? strstr(at, "KernelPageSize:") : NULL;
+  return ps ? strtol(ps + 15, NULL, 10) : -1;
+}
+
+// The path /proc/self/maps shows for the mapping at addr ("" if none).
+static const char *map_name(const void *addr) {
+  static char maps[1 << 16], name[256];
+  name[0] = 0;
+  ssize_t n = wl_read_file("/proc/self/maps", maps, sizeof maps - 1);
+  if (n <= 0) return name;
+  maps[n] = 0;
+  char start[32];
+  snprintf(start, sizeof start, "%lx-", (unsigned long)addr);
+  for (char *line = maps; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+    if (strncmp(line, start, strlen(start))) continue;
+    char *slash = strchr(line, '/');
+    char *end = strchr(line, '\n');
+    if (slash && (!end || slash < end)) snprintf(name, sizeof name, "%.*s", (int)((end ? end : slash + strlen(slash)) - slash), slash);
+    break;
+  }
+  return name;
+}
+
 static void setup_hugetlb_memfd(void) {
-  huge_fd = memfd_create("cryo-huge", MFD_HUGETLB | MFD_CLOEXEC);
+  huge_fd = memfd_create("cryo-huge", MFD_HUGETLB | MFD_CLOEXEC | MFD_ALLOW_SEALING);
   WL_MUST(huge_fd >= 0);
   WL_MUST(ftruncate(huge_fd, 2 * HUGE) == 0);
+  WL_MUST(fcntl(huge_fd, F_ADD_SEALS, HUGE_SEALS) == 0);
   huge_map = mmap(NULL, 2 * HUGE, PROT_READ | PROT_WRITE, MAP_SHARED, huge_fd, 0);
   WL_MUST(huge_map != MAP_FAILED);
   wl_fill(huge_map, HUGE, 0x68756765);  // the second huge page stays untouched
@@ -414,15 +456,92 @@ static void verify_hugetlb_memfd(void) {
   char back[16] = {0};
   WL_CHECK(pread(huge_fd, back, 13, (off_t)HUGE + 100) == 13 && !strcmp(back, "after restore"),
            "a write to the second huge page did not reach the memfd");
-  char smaps[1 << 16];
-  ssize_t n = wl_read_file("/proc/self/smaps", smaps, sizeof smaps - 1);
-  if (n > 0) {
-    smaps[n] = 0;
-    char addr[32];
-    snprintf(addr, sizeof addr, "%lx-", (unsigned long)huge_map);
-    char *at = strstr(smaps, addr);
-    char *ps = at ? strstr(at, "KernelPageSize:") : NULL;
-    WL_CHECK(ps && strtol(ps + 15, NULL, 10) == 2048, "the mapping is no longer of 2 MiB pages");
+  WL_CHECK(kernel_page_kb(huge_map) == 2048, "the mapping is no longer of 2 MiB pages");
+  int seals = fcntl(huge_fd, F_GET_SEALS);
+  WL_CHECK(seals == HUGE_SEALS, "the memfd's seals are %#x, want %#x", seals, HUGE_SEALS);
+}
+
+// Anonymous huge pages (MAP_HUGETLB), private and shared: the first huge page
+// of each written, the second never touched.
+static char *huge_private, *huge_shared;
+
+static void setup_hugetlb_anon(void) {
+  huge_private = mmap(NULL, 2 * HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+  huge_shared = mmap(NULL, 2 * HUGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+  WL_MUST(huge_private != MAP_FAILED && huge_shared != MAP_FAILED);
+  wl_fill(huge_private, HUGE, 0x70726976);
+  wl_fill(huge_shared, HUGE, 0x73686172);
+  snprintf(ready_extra, sizeof ready_extra, "private=%p shared=%p", (void *)huge_private, (void *)huge_shared);
+}
+
+static void verify_hugetlb_anon(void) {
+  char *maps[2] = {huge_private, huge_shared};
+  uint64_t seeds[2] = {0x70726976, 0x73686172};
+  for (int i = 0; i < 2; i++) {
+    const char *what = i ? "shared" : "private";
+    WL_CHECK(kernel_page_kb(maps[i]) == 2048, "the %s mapping is not of 2 MiB pages", what);
+    WL_CHECK(!strcmp(map_name(maps[i]), "/anon_hugepage (deleted)"), "the %s mapping is now '%s'", what,
+             map_name(maps[i]));
+    long bad = wl_check_fill(maps[i], HUGE, seeds[i]);
+    WL_CHECK(bad < 0, "the %s huge pages lost their data at %ld", what, bad);
+    for (size_t at = HUGE; at < 2 * HUGE; at += PAGE)
+      if (maps[i][at]) {
+        wl_fail("the %s mapping's untouched huge page holds data at %zu", what, at);
+        break;
+      }
+    strcpy(maps[i] + HUGE + 7, "still writable");
+  }
+}
+
+// System V segments of huge pages (SHM_HUGETLB): one attached, written, and
+// removed (IPC_RMID: gone with its last attach); in an IPC namespace of the
+// tree's own (DIR "ns"), a second one made by key, written and detached.
+#define HUGE_SHM_KEY 0x0c71b001
+static char *huge_shm;
+static int huge_shm_id, huge_loose_id = -1;
+
+static void setup_sysv_huge(void) {
+  huge_shm_id = shmget(IPC_PRIVATE, 2 * HUGE, IPC_CREAT | SHM_HUGETLB | 0600);
+  WL_MUST(huge_shm_id >= 0);
+  huge_shm = shmat(huge_shm_id, NULL, 0);
+  WL_MUST(huge_shm != (void *)-1);
+  WL_MUST(shmctl(huge_shm_id, IPC_RMID, NULL) == 0);
+  wl_fill(huge_shm, HUGE + 3 * PAGE, 0x73797376);
+  if (!strcmp(dir, "ns")) {
+    huge_loose_id = shmget(HUGE_SHM_KEY, HUGE, IPC_CREAT | IPC_EXCL | SHM_HUGETLB | 0640);
+    WL_MUST(huge_loose_id >= 0);
+    char *loose = shmat(huge_loose_id, NULL, 0);
+    WL_MUST(loose != (void *)-1);
+    for (size_t i = 0; i < 5 * PAGE; i++) loose[i] = (char)(i * 7 + 3);  // attached elsewhere later
+    WL_MUST(shmdt(loose) == 0);
+  }
+  snprintf(ready_extra, sizeof ready_extra, "shm=%d loose=%d", huge_shm_id, huge_loose_id);
+}
+
+static void verify_sysv_huge(void) {
+  WL_CHECK(kernel_page_kb(huge_shm) == 2048, "the segment's mapping is not of 2 MiB pages (%ld kB)",
+           kernel_page_kb(huge_shm));
+  long bad = wl_check_fill(huge_shm, HUGE + 3 * PAGE, 0x73797376);
+  WL_CHECK(bad < 0, "the segment lost its data at %ld", bad);
+  struct shmid_ds ds;
+  WL_CHECK(shmctl(huge_shm_id, IPC_STAT, &ds) == 0 && ds.shm_segsz == 2 * HUGE && ds.shm_nattch == 1,
+           "segment %d: %s, size %zu", huge_shm_id, strerror(errno), (size_t)ds.shm_segsz);
+  strcpy(huge_shm + 2 * HUGE - 64, "still writable");
+  if (huge_loose_id >= 0) {
+    WL_CHECK(shmget(HUGE_SHM_KEY, 0, 0) == huge_loose_id, "key %#x finds %d", HUGE_SHM_KEY, shmget(HUGE_SHM_KEY, 0, 0));
+    char *loose = shmat(huge_loose_id, NULL, SHM_RDONLY);
+    if (loose == (void *)-1) {
+      wl_fail("attach the loose segment: %s", strerror(errno));
+    } else {
+      WL_CHECK(kernel_page_kb(loose) == 2048, "the loose segment is not of 2 MiB pages");
+      for (size_t i = 0; i < HUGE; i++)
+        if (loose[i] != (i < 5 * PAGE ? (char)(i * 7 + 3) : 0)) {
+          wl_fail("the loose segment lost its data at %zu", i);
+          break;
+        }
+      shmdt(loose);
+    }
+    shmctl(huge_loose_id, IPC_RMID, NULL);
   }
 }
 
@@ -494,6 +613,99 @@ static void aio_read_at(int index, off_t offset) {
   WL_MUST(io_submit1(&cb) == 1);
 }
 
+// A second context, small, whose events not reaped wrap around the end of its
+// ring (reaped by moving the ring's head from user space, as libaio may), and a
+// child forked after both: contexts are per mm, it has none of them.
+static aio_context_t aio_ctx2;
+static pid_t aio_child = -1;
+#define AIO2_WRAP 6
+
+static void submit_to(aio_context_t ctx, uint64_t data, off_t offset, char *buf) {
+  struct iocb cb;
+  memset(&cb, 0, sizeof cb);
+  cb.aio_lio_opcode = IOCB_CMD_PREAD;
+  cb.aio_fildes = (uint32_t)aio_file;
+  cb.aio_buf = (uintptr_t)buf;
+  cb.aio_nbytes = 16;
+  cb.aio_offset = offset;
+  cb.aio_data = data;
+  struct iocb *list[1] = {&cb};
+  WL_MUST(syscall(SYS_io_submit, ctx, 1, list) == 1);
+}
+
+struct wl_aio_ring {
+  unsigned id, nr, head, tail, magic, compat, incompat, header_length;
+};
+
+static char aio2_bufs[AIO2_WRAP][16];
+
+static void setup_aio_second(void) {
+  WL_MUST(syscall(SYS_io_setup, 1, &aio_ctx2) == 0);
+  struct wl_aio_ring *ring = (struct wl_aio_ring *)aio_ctx2;
+  unsigned nr = ring->nr;
+  // Completions reaped until the next ones wrap: head near the end, tail past 0.
+  char scratch[16];
+  for (unsigned i = 0; i < nr - AIO2_WRAP / 2; i++) {
+    submit_to(aio_ctx2, 1, 0, scratch);
+    ring->head = ring->tail;  // reaped from user space
+  }
+  for (int i = 0; i < AIO2_WRAP; i++) submit_to(aio_ctx2, 0xb20000 + (uint64_t)i, (20 + i) * 16, aio2_bufs[i]);
+  WL_MUST(ring->tail < ring->head);
+  int ready[2];
+  WL_MUST(pipe2(ready, O_CLOEXEC) == 0);
+  aio_child = fork();
+  WL_MUST(aio_child >= 0);
+  if (aio_child == 0) {
+    // Contexts are not inherited (fork copies the rings' mappings, not the
+    // contexts): neither id works here, before or after a restore.
+    sigset_t usr2;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    sigprocmask(SIG_BLOCK, &usr2, NULL);
+    WL_MUST(write(ready[1], "r", 1) == 1);
+    int sig;
+    sigwait(&usr2, &sig);
+    struct io_event ev;
+    struct timespec none = {0, 0};
+    int bad = syscall(SYS_io_getevents, aio_ctx, 1, 1, &ev, &none) != -1 || errno != EINVAL;
+    bad |= syscall(SYS_io_getevents, aio_ctx2, 1, 1, &ev, &none) != -1 || errno != EINVAL;
+    _exit(bad ? 1 : 0);
+  }
+  char c;
+  WL_MUST(read(ready[0], &c, 1) == 1);
+  close(ready[0]);
+  close(ready[1]);
+}
+
+static void verify_aio_second(void) {
+  struct wl_aio_ring *ring = (struct wl_aio_ring *)aio_ctx2;
+  WL_CHECK(ring->tail < ring->head, "the second ring no longer wraps: head %u tail %u", ring->head, ring->tail);
+  struct io_event ev[AIO2_WRAP + 1];
+  struct timespec none = {0, 0};
+  long got = syscall(SYS_io_getevents, aio_ctx2, 1, AIO2_WRAP + 1, ev, &none);
+  WL_CHECK(got == AIO2_WRAP, "the second context has %ld completions, want %d", got, AIO2_WRAP);
+  for (long i = 0; i < got && i < AIO2_WRAP; i++) {
+    char want[17];
+    snprintf(want, sizeof want, "aio line %05ld\n", 20 + i);
+    WL_CHECK(ev[i].data == 0xb20000 + (uint64_t)i && ev[i].res == 16 && !memcmp(aio2_bufs[i], want, 16),
+             "second context, completion %ld: data %#llx '%.16s'", i, (unsigned long long)ev[i].data, aio2_bufs[i]);
+  }
+  // It still takes requests: as many as its size allows, each completed once.
+  char buf[16];
+  for (unsigned i = 0; i < ring->nr / 2; i++) {
+    submit_to(aio_ctx2, 0xc30000 + i, 5 * 16, buf);
+    got = syscall(SYS_io_getevents, aio_ctx2, 1, 2, ev, NULL);
+    if (got != 1 || ev[0].data != 0xc30000 + i) {
+      wl_fail("second context, new request %u: %ld events, data %#llx", i, got, (unsigned long long)ev[0].data);
+      break;
+    }
+  }
+  WL_CHECK(syscall(SYS_io_destroy, aio_ctx2) == 0, "io_destroy of the second: %s", strerror(errno));
+  int status = 0;
+  WL_CHECK(kill(aio_child, SIGUSR2) == 0 && waitpid(aio_child, &status, 0) == aio_child, "the child is gone");
+  WL_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child saw an AIO context (status %#x)", status);
+}
+
 static void setup_aio(int inflight) {
   WL_MUST(syscall(SYS_io_setup, 32, &aio_ctx) == 0);
   char path[4096];
@@ -518,8 +730,11 @@ static void setup_aio(int inflight) {
     cb.aio_fildes = (uint32_t)aio_pipe[0];
     cb.aio_buf = POLLIN;
     WL_MUST(io_submit1(&cb) == 1);
+  } else {
+    setup_aio_second();
   }
-  snprintf(ready_extra, sizeof ready_extra, "aio_ctx=%#lx", (unsigned long)aio_ctx);
+  snprintf(ready_extra, sizeof ready_extra, "aio_ctx=%#lx aio_ctx2=%#lx", (unsigned long)aio_ctx,
+           (unsigned long)aio_ctx2);
 }
 
 static void verify_aio(void) {
@@ -540,6 +755,7 @@ static void verify_aio(void) {
   got = syscall(SYS_io_getevents, aio_ctx, 1, 8, ev, NULL);
   WL_CHECK(got == 1 && ev[0].data == 0xa10007 && !memcmp(aio_bufs[7], "aio line 00040\n", 15),
            "a new request after restore: %ld", got);
+  verify_aio_second();
   WL_CHECK(syscall(SYS_io_destroy, aio_ctx) == 0, "io_destroy: %s", strerror(errno));
 }
 
@@ -566,6 +782,8 @@ int main(int argc, char **argv) {
   else if (!strcmp(kind, "bpf_map")) setup_bpf_map();
   else if (!strcmp(kind, "bpf_prog")) setup_bpf_prog();
   else if (!strcmp(kind, "hugetlb_memfd")) setup_hugetlb_memfd();
+  else if (!strcmp(kind, "hugetlb_anon")) setup_hugetlb_anon();
+  else if (!strcmp(kind, "sysv_huge")) setup_sysv_huge();
   else if (!strcmp(kind, "private_shm")) setup_private_shm();
   else if (!strcmp(kind, "aio")) setup_aio(0);
   else if (!strcmp(kind, "aio_inflight")) setup_aio(1);
@@ -588,6 +806,8 @@ int main(int argc, char **argv) {
   else if (!strcmp(kind, "fanotify")) verify_fanotify();
   else if (!strcmp(kind, "bpf_map")) verify_bpf_map();
   else if (!strcmp(kind, "hugetlb_memfd")) verify_hugetlb_memfd();
+  else if (!strcmp(kind, "hugetlb_anon")) verify_hugetlb_anon();
+  else if (!strcmp(kind, "sysv_huge")) verify_sysv_huge();
   else if (!strcmp(kind, "private_shm")) verify_private_shm();
   else if (!strcmp(kind, "aio")) verify_aio();
   // fanotify_queued, bpf_prog, aio_inflight: refused; they only show they run on.
