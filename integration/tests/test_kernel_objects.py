@@ -163,7 +163,9 @@ def case_sysv_huge(env):
 def case_sysv_huge_ns(env):
     """The same in an IPC namespace of the tree's own, with a second segment of huge pages
     made by key and detached: both come back with their data, in huge pages."""
-    with huge_pages(3):
+    # Twice what the segments use: the dumped tree's IPC namespace, and its huge pages, go
+    # some time after its last process (the kernel frees a namespace from a work queue).
+    with huge_pages(6):
         ready, report = env.path("ready"), env.path("report")
         pid = env.spawn(["unshare", "--ipc", env.workload("kobjects"), ready, report, "sysv_huge", "ns"],
                         name="kobjects")
