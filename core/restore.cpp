@@ -543,6 +543,12 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     CRYO_TRY(ns::map_external_mounts(img.tree.mutable_mount_ns(), options.external_mounts,
                                      !options.external_mounts_optional));
     CRYO_TRY(ns::map_terminal_mounts(img.tree.mutable_mount_ns(), inherit_fds));
+    if (!options.cgroup_roots.empty() && !cores.empty() && cores[0]) {
+      std::vector<cgroup::Membership> root_cgroups;
+      for (const auto& c : cores[0]->cgroups()) root_cgroups.push_back({c.controllers(), c.path()});
+      CRYO_ASSIGN(auto moves, cgroup::root_moves(root_cgroups, options.cgroup_roots));
+      CRYO_TRY(ns::move_cgroup_binds(img.tree.mutable_mount_ns(), moves));
+    }
     CRYO_ASSIGN(mounts, user_ns ? ns::MountHolder::build(img.tree.mount_ns(), root_dir, &img.tree.user_ns(), user_ns->user_fd())
                                : ns::MountHolder::build(img.tree.mount_ns(), root_dir));
     objects.set_tree_root(mounts->root_fd());

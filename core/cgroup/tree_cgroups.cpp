@@ -183,6 +183,24 @@ Status restore_dir(const Hierarchy& h, const std::string& path, const std::vecto
 
 }  // namespace
 
+Result<CgroupMoves> root_moves(const std::vector<Membership>& root, const std::vector<CgroupRoot>& roots) {
+  std::set<std::string> hierarchies;
+  for (const auto& m : root)
+    if (!m.controllers.empty()) hierarchies.insert(m.controllers);
+  auto v1 = v1_controllers_of(hierarchies);
+  std::set<const CgroupRoot*> used;
+  CgroupMoves moves;
+  for (const auto& m : root)
+    if (const CgroupRoot* r = root_for(roots, m.controllers, v1)) {
+      moves[m.controllers] = {m.path, r->path};
+      used.insert(r);
+    }
+  for (const auto& r : roots)
+    if (!used.count(&r) && !r.controller.empty())
+      return Error(EINVAL, "--cgroup-root " + r.controller + ":" + r.path + ": the image has no such cgroup hierarchy");
+  return moves;
+}
+
 std::optional<std::string> rebase_path(const std::string& path, const std::string& old_root,
                                        const std::string& new_root) {
   std::string rest;
@@ -279,22 +297,7 @@ Status restore_tree_cgroups(const image::Tree& tree, std::vector<TaskCgroups> ta
     // --cgroup-root: the root process's cgroup in a hierarchy becomes the
     // given one; the tree's cgroups below it follow, those above are left out.
     if (tasks.empty()) return {};
-    std::set<std::string> hierarchies;
-    for (const auto& t : tasks)
-      for (const auto& m : t.memberships)
-        if (!m.controllers.empty()) hierarchies.insert(m.controllers);
-    auto v1 = v1_controllers_of(hierarchies);
-    std::set<const CgroupRoot*> used;
-    std::map<std::string, std::pair<std::string, std::string>> moves;  // hierarchy: old, new
-    for (const auto& m : tasks.front().memberships)
-      if (const CgroupRoot* r = root_for(roots, m.controllers, v1)) {
-        moves[m.controllers] = {m.path, r->path};
-        used.insert(r);
-      }
-    for (const auto& r : roots)
-      if (!used.count(&r) && !r.controller.empty())
-        return Error(EINVAL, "--cgroup-root " + (r.controller.empty() ? "" : r.controller + ":") + r.path +
-                                 ": the image has no such cgroup hierarchy");
+    CRYO_ASSIGN(CgroupMoves moves, root_moves(tasks.front().memberships, roots));
     for (auto& t : tasks)
       for (auto& m : t.memberships) {
         auto it = moves.find(m.controllers);

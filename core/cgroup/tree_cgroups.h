@@ -35,6 +35,13 @@ struct TaskCgroups {
 Status restore_tree_cgroups(const image::Tree& tree, std::vector<TaskCgroups> tasks, Manage mode,
                             const std::vector<CgroupRoot>& roots, std::vector<std::string>* created);
 
+// Where --cgroup-root moves the root process's cgroups, by hierarchy
+// (controllers as /proc/PID/cgroup names them, "" for v2): the recorded path
+// and the new one. Fails for a --cgroup-root naming a hierarchy the root is
+// not in.
+using CgroupMoves = std::map<std::string, std::pair<std::string, std::string>>;
+Result<CgroupMoves> root_moves(const std::vector<Membership>& root, const std::vector<CgroupRoot>& roots);
+
 // A path moved from under old_root to under new_root; nullopt when it is not below old_root. Pure.
 std::optional<std::string> rebase_path(const std::string& path, const std::string& old_root, const std::string& new_root);
 

@@ -25,11 +25,14 @@
 #include <set>
 #include <vector>
 
+#include "core/cgroup/membership.h"
+#include "core/cgroup/tree_cgroups.h"
 #include "core/files/external.h"
 #include "core/files/mounts.h"
 #include "core/ns/cgroup_ns.h"
 #include "core/ns/user_ns.h"
 #include "core/sys/io.h"
+#include "core/sys/log.h"
 #include "core/sys/util.h"
 
 namespace cryo::ns {
@@ -464,6 +467,28 @@ Status map_terminal_mounts(image::MountNs* ns, const std::vector<files::InheritF
         m.set_kind(image::Mount::BIND);  // the holder, a fork of cryo, has the fd
         m.set_host_path("/proc/self/fd/" + std::to_string(in.fd));
       }
+  }
+  return {};
+}
+
+Status move_cgroup_binds(image::MountNs* ns, const std::map<std::string, std::pair<std::string, std::string>>& moves) {
+  if (moves.empty()) return {};
+  CRYO_ASSIGN(auto mounted, cgroup::host_hierarchies());
+  for (auto& m : *ns->mutable_mounts()) {
+    if (m.kind() != image::Mount::BIND || (m.fstype() != "cgroup" && m.fstype() != "cgroup2")) continue;
+    for (const auto& [controllers, paths] : moves) {
+      const cgroup::Hierarchy* h = cgroup::find_hierarchy(mounted, controllers);
+      if (!h || (controllers.empty() != (m.fstype() == "cgroup2"))) continue;
+      const std::string& from = m.host_path();
+      std::string rest;
+      if (from == h->mount_point) rest = "/";
+      else if (from.starts_with(h->mount_point + "/")) rest = from.substr(h->mount_point.size());
+      else continue;
+      if (auto moved = cgroup::rebase_path(rest, paths.first, paths.second)) {
+        m.set_host_path(*moved == "/" ? h->mount_point : h->mount_point + *moved);
+        log::info(describe(m) + ": binds " + m.host_path() + " (--cgroup-root), not " + from);
+      }
+    }
   }
   return {};
 }

@@ -54,6 +54,13 @@ Status map_external_mounts(image::MountNs* ns, const std::map<std::string, std::
 // terminal --inherit-fd hands over: that terminal is bound there.
 Status map_terminal_mounts(image::MountNs* ns, const std::vector<files::InheritFd>& given);
 
+// --cgroup-root moved the tree's cgroups: a bind of one of the root process's
+// recorded cgroups, or of one below it (how a runtime gives a container its
+// cgroup without a cgroup namespace), binds the moved one instead, which
+// must exist by the time the mounts are made (a runtime makes it first).
+// moves: by hierarchy, as cgroup::root_moves gives them.
+Status move_cgroup_binds(image::MountNs* ns, const std::map<std::string, std::pair<std::string, std::string>>& moves);
+
 // Files the restore cannot yet make again inside a mount namespace of the
 // tree's own (they are made by path from cryo's side: FIFOs, unix sockets
 // bound to a path, deleted files, inotify and fanotify marks, terminals).

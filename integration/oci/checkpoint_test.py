@@ -155,6 +155,45 @@ def test_basic(env):
     check(gone(env, "c1"), "kill and delete remove everything of the restored container")
 
 
+def test_new_name(env):
+    """A checkpoint restored under another name, with another cgroupsPath, once the first
+    container and its cgroups are gone (Podman's restore -n): the container's /sys/fs/cgroup
+    (binds of its cgroups, no cgroup namespace) shows the new cgroups, not the old ones."""
+    bundle, data = counter_bundle(env, "nm")
+    with open(os.path.join(bundle, "config.json")) as f:
+        config = json.load(f)
+    # Podman's default on a cgroup v1 host, and runc 1.1 spec's: no cgroup namespace.
+    config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"] if n["type"] != "cgroup"]
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(config, f, indent=1)
+    start(env, bundle, "nm")
+    wait_for(lambda: count(data) >= 10, "the counter")
+    image = os.path.join(env.tmp, "image")
+    checkpoint(env, "nm", image)
+    last = count(data)
+    check(gone(env, "nm"), "checkpointed and gone, with its cgroups")
+    with open(os.path.join(bundle, "config.json")) as f:
+        config = json.load(f)
+    check(any(m["type"] == "cgroup" for m in config["mounts"]) and
+          not any(n["type"] == "cgroup" for n in config["linux"]["namespaces"]),
+          "the bundle mounts its cgroups without a cgroup namespace")
+    config["linux"]["cgroupsPath"] = "/cryo-test-%s-nm2" % env.name
+    env.ids.append("nm2")
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(config, f, indent=1)
+    restore(env, bundle, "nm2", image)
+    counts_on(data, last, "restored as nm2")
+    pid = env.state("nm2")["pid"]
+    new_cgroup = "/sys/fs/cgroup/pids/cryo-test-%s-nm2" % env.name
+    check(str(pid) in open(new_cgroup + "/cgroup.procs").read().split(), "init is in the new pids cgroup")
+    p = env.run(["exec", "nm2", "stat", "-c", "%i", "/sys/fs/cgroup/pids"], check=False)
+    check(p.returncode == 0 and p.stdout.strip() == str(os.stat(new_cgroup).st_ino),
+          "the container's /sys/fs/cgroup/pids is its new cgroup (inode %r, want %d)" %
+          (p.stdout.strip(), os.stat(new_cgroup).st_ino))
+    env.run(["delete", "--force", "nm2"])
+    check(gone(env, "nm2"), "deleted")
+
+
 def test_leave_running(env):
     bundle, data = counter_bundle(env, "lr")
     start(env, bundle, "lr")
@@ -878,7 +917,7 @@ def test_userns(env):
 
 
 if __name__ == "__main__":
-    main({"basic": test_basic, "leave_running": test_leave_running, "twice": test_twice, "pipe": test_pipe,
+    main({"basic": test_basic, "new_name": test_new_name, "leave_running": test_leave_running, "twice": test_twice, "pipe": test_pipe,
           "terminal": test_terminal, "refused": test_refused, "paused": test_paused, "sigkill": test_sigkill,
           "failed_restore": test_failed_restore, "netns_path": test_netns_path, "foreground": test_foreground,
           "config_files": test_config_files, "hooks": test_hooks, "pre_dump": test_pre_dump,
