@@ -42,8 +42,9 @@ def status(pm, name):
 def test_copies(env):
     """checkpoint -R --export leaves the container counting; two containers restored from
     the export at the same time under new names (-n) count on from the checkpoint, each in
-    its own cgroup, beside the original. A file the container wrote comes back with the
-    rootfs changes, and not with --ignore-rootfs."""
+    its own cgroup (also the one its /sys/fs/cgroup binds), beside the original. A file the
+    container wrote comes back with the rootfs changes, and not with --ignore-rootfs (a copy
+    restored once the original is gone)."""
     pm = checkpoint_podman(env)
     try:
         pm("run", "-d", "--name", "k1", "--network", "none", "--cgroup-parent", PARENT, "localhost/cryo-busybox",
@@ -82,9 +83,14 @@ def test_copies(env):
             tasks = "/sys/fs/cgroup/pids%s/libpod-%s/tasks" % (PARENT, cid)
             check(os.path.exists(tasks) and open(tasks).read().split(),
                   "%s's tasks are in its own cgroup libpod-%s" % (name, cid[:12]))
+            seen = pm("exec", name, "stat", "-c", "%i", "/sys/fs/cgroup/pids", check=False).stdout.strip()
+            check(seen == str(os.stat(os.path.dirname(tasks)).st_ino),
+                  "%s's /sys/fs/cgroup/pids is its own cgroup, not the original's" % name)
         check(len(pids) == 2, "two restored copies are two process trees: " + str(pids))
         check(status(pm, "k1") == "running", "the original still runs beside its copies")
 
+        # Once the original and its cgroups are gone, a copy still finds its own.
+        pm("rm", "-f", "k1")
         ok(pm("container", "restore", "--import", export, "-n", "k4", "--ignore-rootfs", check=False, timeout=120),
            "podman container restore --ignore-rootfs")
         p = pm("exec", "k4", "cat", "/marker", check=False)
