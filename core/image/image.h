@@ -103,8 +103,6 @@ class PageWriter {
   Result<uint64_t> submit(uint8_t* buffer, std::vector<struct iovec> pieces);
   // Waits for every queued write.
   Status finish();
-  // The same, for a writer that goes on after: a page sink is not finished.
-  Status drain();
   uint64_t size() const { return offset_; }
 
  private:

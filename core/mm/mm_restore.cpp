@@ -124,8 +124,8 @@ Status write_pages(pid_t pid, const image::Mm& mm, const image::ImageDirReader& 
     if (already_in(run.addr())) continue;
     uint64_t bytes = run.npages() * kPage;
     // A lazy restore's load_image left some runs unchecked (image_load.h);
-    // a slice of a run (ParentPages) was checked whole when the image was loaded.
-    CRYO_ASSIGN(const uint8_t* src, check && !run.checked()
+    // a parent image's were checked whole when the image was loaded.
+    CRYO_ASSIGN(const uint8_t* src, check && run.level() == 0
                                         ? images.checked_page_run(run.offset(), bytes, run.xxh3())
                                         : images.run_bytes(run.offset(), bytes, run.level()));
     for (uint64_t at = 0; at < bytes; at += kPiece) {
