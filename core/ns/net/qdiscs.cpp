@@ -102,7 +102,9 @@ Status dump_qdiscs(Rtnl& inside, const LinkNames& names, image::NetNs* out) {
       return {};
     }));
   }
-  for (const auto& [ifindex, handle] : htbs) {
+  for (const auto& htb : htbs) {
+    int ifindex = htb.first;  // named, not bound: clang before 16 cannot capture a structured binding
+    uint32_t handle = htb.second;
     tcmsg m = {};
     m.tcm_family = AF_UNSPEC;
     m.tcm_ifindex = ifindex;
