@@ -304,8 +304,18 @@ Status leave_repair(int s, const image::Socket& sock) {
         ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, o.value().data(), static_cast<socklen_t>(o.value().size())) < 0)
       return errno_error("setsockopt SO_REUSEADDR");
   if (t.unsent_bytes() > 0 && !unsent_sent_by_fins(t)) {
+    // The recorded send buffer size is back, and may be smaller than the
+    // queue (the kernel had grown it, or shrunk it since): with the peer
+    // locked out nothing drains, so the send would fail with EAGAIN. Room
+    // for the whole queue while sending, the recorded size again after.
+    int recorded = 0;
+    socklen_t len = sizeof recorded;
+    if (::getsockopt(s, SOL_SOCKET, SO_SNDBUF, &recorded, &len) < 0) return errno_error("getsockopt SO_SNDBUF");
+    int room = static_cast<int>(std::min<size_t>(t.send_queue().size() * 2 + (1 << 16), 1 << 30));
+    if (room > recorded / 2) CRYO_TRY(set_opt(s, SOL_SOCKET, SO_SNDBUFFORCE, room, "SO_SNDBUFFORCE"));
     size_t sent = t.send_queue().size() - t.unsent_bytes();
     CRYO_TRY(send_all(s, t.send_queue().substr(sent)).wrap("sending unsent bytes"));
+    if (room > recorded / 2) CRYO_TRY(set_opt(s, SOL_SOCKET, SO_SNDBUFFORCE, recorded / 2, "SO_SNDBUFFORCE"));
   }
   return {};
 }
