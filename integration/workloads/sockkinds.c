@@ -111,7 +111,7 @@ static int ping_once(int s, int v6, int connected, int seq, const char *what) {
   memset(&h, 0, sizeof h);
   h.type = v6 ? ICMPV6_ECHO_REQUEST : ICMP_ECHO;
   h.un.echo.sequence = htons((unsigned short)sent_seq);
-  char packet[64];
+  char packet[64] = {0};  // all of it is compared with the reply, which may be read by another call
   memcpy(packet, &h, sizeof h);
   snprintf(packet + sizeof h, sizeof packet - sizeof h, "cryo-ping-%d", sent_seq);
   if (seq == 1000) goto receive;  // sent before the dump
