@@ -63,7 +63,7 @@ const Command kCommands[] = {
      "                       [--ext-unix-sk] [--shell-job] [--file-locks] [--empty-ns network]\n"
      "                       [--manage-cgroups-mode soft|full|strict|ignore] [--auto-dedup] [--status-fd FD]\n"
      "                       [--export FILE] [--image-ref REF] [--tls-verify=false] [--compress none|gzip|zstd]\n"
-     "                       [--ignore-rootfs] [--pre-dump] [--parent-path REL] [--page-server ADDR:PORT] ID\n\n"
+     "                       [--ignore-rootfs] [--pre-dump] [--parent-path REL] [--page-server ADDR:PORT] [--lazy-pages] ID\n\n"
      "Saves container ID (running or paused) into --image-path (./checkpoint by default; dump.log and\n"
      "stats-dump.json go into --work-path), then removes the container unless --leave-running.\n"
      "--export writes the checkpoint as a tar archive in Podman's layout, --image-ref as an OCI image\n"

@@ -584,16 +584,27 @@ def test_refused_flags(env):
         check(env.state("c1")["status"] == "running", "a refused flag leaves the container running")
     env.run(["delete", "--force", "c1"])
     del bundle, data
-    # A dump that fails (a removed FIFO held open: refused) leaves no scratch image directory.
+    # A dump that fails (its pre-dump action script, named by the bundle's org.criu.config,
+    # fails) leaves no scratch image directory.
     data = os.path.join(env.tmp, "data-c2")
     os.makedirs(data)
-    bundle = env.bundle("c2", ["/bin/sh", "-c", "mkfifo /tmp/ff && exec 3<>/tmp/ff && rm /tmp/ff && " + COUNTER],
-                        edit=lambda c: c["mounts"].append({"destination": "/data", "type": "bind", "source": data,
-                                                           "options": ["rbind", "rw"]}))
+    script = os.path.join(env.tmp, "fail-pre-dump.sh")
+    with open(script, "w") as f:
+        f.write('#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = pre-dump ] && exit 3\nexit 0\n')
+    os.chmod(script, 0o755)
+    options = os.path.join(env.tmp, "fail.yaml")
+    with open(options, "w") as f:
+        f.write("action-script: %s\n" % script)
+
+    def edit(config):
+        config["mounts"].append({"destination": "/data", "type": "bind", "source": data, "options": ["rbind", "rw"]})
+        config["annotations"] = {"org.criu.config": options}
+    bundle = env.bundle("c2", ["/bin/sh", "-c", COUNTER], edit=edit)
     start(env, bundle, "c2")
     wait_for(lambda: count(data) >= 3, "the counter")
     p = env.run(["checkpoint", "--export", os.path.join(env.tmp, "x.tar"), "c2"], check=False, timeout=120)
-    check(p.returncode != 0 and "fd 3" in p.stderr, "a dump that fails fails the export: %s" % p.stderr.strip()[-200:])
+    check(p.returncode != 0 and "pre-dump" in p.stderr,
+          "a dump that fails fails the export: %s" % p.stderr.strip()[-200:])
     check(not glob.glob(".cryo-checkpoint-*") and not os.path.exists(os.path.join(env.tmp, "x.tar")),
           "it leaves no scratch image directory and no archive: %s" % glob.glob(".cryo-checkpoint-*"))
     check(env.state("c2")["status"] == "running", "the container runs on")
