@@ -159,17 +159,12 @@ Status dump_fanotify(pid_t pid, int copy, std::string_view text, const std::stri
       if (::stat((tree_root + point).c_str(), &st) < 0) return errno_error("stat " + point);
       mark->set_path(point);
       mark->set_dev(st.st_dev);
-      mark->set_made_again(!tree_root.empty() && tree_mount_of_dev(kernel_dev(st.st_dev), tree_root).made_again);
+      mark->set_made_again(tree_mount_of_dev(kernel_dev(st.st_dev), tree_root).made_again);
       continue;
     }
-    std::vector<std::string> mounts;
-    if (tree_root.empty()) {
-      mounts = mounts_of_dev(m.sdev);
-    } else {
-      auto in_tree = tree_mount_of_dev(m.sdev, tree_root);
-      mounts = in_tree.mount_points;
-      mark->set_made_again(in_tree.made_again);
-    }
+    auto seen = tree_mount_of_dev(m.sdev, tree_root);
+    std::vector<std::string>& mounts = seen.mount_points;
+    mark->set_made_again(seen.made_again);
     std::string mount = mounts.empty() ? "" : mounts.front();
     if (mount.empty())
       return Error("fanotify mark on a filesystem (dev " + std::to_string(m.sdev >> 20) + ":" +

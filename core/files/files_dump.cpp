@@ -55,14 +55,9 @@ struct WatchedFile {
 
 Result<WatchedFile> watched_file(const proc::InotifyWatch& w, const std::string& tree_root) {
   WatchedFile out;
-  std::vector<std::string> mounts;
-  if (tree_root.empty()) {
-    mounts = mounts_of_dev(w.sdev);
-  } else {
-    auto in_tree = tree_mount_of_dev(w.sdev, tree_root);
-    mounts = in_tree.mount_points;
-    out.made_again = in_tree.made_again;
-  }
+  auto seen = tree_mount_of_dev(w.sdev, tree_root);
+  std::vector<std::string>& mounts = seen.mount_points;
+  out.made_again = seen.made_again;
   std::string what = "inotify watch " + std::to_string(w.wd);
   if (mounts.empty()) return Error("no mount of the filesystem of " + what + " is visible");
   std::vector<uint8_t> buf(sizeof(struct file_handle) + w.handle.size());

@@ -107,6 +107,10 @@ std::string mount_of_dev(uint32_t sdev, const std::string& mountinfo) {
 
 TreeMount tree_mount_of_dev(uint32_t sdev, const std::string& tree_root) {
   TreeMount out;
+  if (tree_root.empty()) {  // the tree shares cryo's mount namespace: its mounts stay
+    out.mount_points = mounts_of_dev(sdev);
+    return out;
+  }
   std::string base = tree_root.substr(0, tree_root.rfind('/'));  // "/proc/PID"
   out.mount_points = mounts_of_dev(sdev, base + "/mountinfo");
   out.made_again = mount_of_dev(sdev).empty();

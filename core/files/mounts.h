@@ -30,7 +30,8 @@ std::vector<std::string> mounts_of_dev(uint32_t sdev, const std::string& mountin
 // cryo's namespace does not have mounted is one the tree made itself (a
 // tmpfs, its own proc), whose inodes will be new; one it has (the root, a
 // volume) keeps them. tree_root is "/proc/PID/root"; mount_points are the
-// tree's names of its mounts (mounts_of_dev), maybe none.
+// tree's names of its mounts (mounts_of_dev), maybe none. An empty tree_root
+// is a tree in cryo's own mount namespace: cryo's names, nothing made anew.
 struct TreeMount {
   std::vector<std::string> mount_points;
   bool made_again = false;
