@@ -57,9 +57,13 @@ void tick(State& s, uint64_t after_ms) {
   // The rate since the first byte moved: steadier than tick to tick, and
   // blind to the phases that move none.
   std::optional<std::pair<Clock::time_point, uint64_t>> first;
-  while (!s.stopping) {
-    s.cv.wait_for(lock, std::chrono::milliseconds(after_ms < 200 ? 50 : 200));
-    if (s.stopping) break;
+  // The line shows as soon as it is due (at once with CRYO_PROGRESS_AFTER_MS=0,
+  // however short the command), then at each tick.
+  for (bool first_pass = true; !s.stopping; first_pass = false) {
+    if (!first_pass) {
+      s.cv.wait_for(lock, std::chrono::milliseconds(after_ms < 200 ? 50 : 200));
+      if (s.stopping) break;
+    }
     Clock::time_point now = Clock::now();
     if (us_between(s.started, now) < after_ms * 1000) continue;
     uint64_t bytes = s.bytes.load(std::memory_order_relaxed);

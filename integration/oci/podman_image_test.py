@@ -167,7 +167,7 @@ def test_cryo_to_podman(env):
             return int(p.stdout.strip()) if p.stdout.strip().isdigit() else 0
         first = wait_for(lambda: count(), "the counter in Podman")
         later = wait_for(lambda: count() if count() > first + 3 else 0, "the counter in Podman to count on")
-        check(last < first <= last + 30 and later > first, "the counter goes on from the checkpoint (%d at the checkpoint; %d, "
+        check(last <= first <= last + 30 and later > first, "the counter goes on from the checkpoint (%d at the checkpoint; %d, "
               "then %d)" % (last, first, later))
         status = pm("inspect", "--format", "{{.State.Status}}", "k9").stdout.strip()
         check(status == "running", "Podman sees it running: " + status)
