@@ -214,6 +214,9 @@ long fork_stub(const StubPlan& plan, size_t index, const image::TaskEntry* paren
       for (;;) ::pause();
     }
     if (got < 0) fail(errno == EEXIST ? "pid " + std::to_string(group) + " (a process group) is in use" : "clone3 of a group stand-in");
+    // The group exists once this returns, whether or not the stand-in has
+    // run yet: a zombie joins it as soon as it is let go.
+    if (::setpgid(static_cast<pid_t>(got), static_cast<pid_t>(got)) < 0) fail("setpgid of a group stand-in");
   }
   if (t.core) {
     auto made = plan.objects->make_stub_groups(pid, *plan.files);
