@@ -745,17 +745,32 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     }
 
     progress::phase("writing memory");
+    // Every process's mappings first, then all their pages at once (on
+    // every core), then each one's protections and the rest.
+    std::map<pid_t, mm::MappedMm> mapped;
+    std::map<pid_t, std::vector<std::pair<uint64_t, uint64_t>>> lazy_ranges;
     for (const auto& t : plan.tasks) {
       if (!t.core) continue;
       pid_t pid = t.entry->pid();
       CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(pid));
       ptrace::Remote r(pid, tramp.code, regs, ptrace::Stepping::kSingleStep);
       CRYO_TRY(check_interrupt("while memory was being restored"));
-      std::vector<std::pair<uint64_t, uint64_t>> lazy_ranges;
-      CRYO_TRY(mm::restore_mm(pid, r, tramp, img.mms.at(pid), *t.core, objects, reader, premaps, t.entry->ppid(),
-                              lazy ? &lazy_ranges : nullptr)
-                   .wrap(pid_str(pid)));
-      if (lazy) CRYO_TRY(lazy->hand_over(pid, r, lazy_ranges).wrap(pid_str(pid)));
+      auto m = mm::map_mm(pid, r, tramp, img.mms.at(pid), *t.core, objects, reader, premaps, t.entry->ppid(),
+                          lazy ? &lazy_ranges[pid] : nullptr);
+      if (!m.ok()) return std::move(m).error().wrap(pid_str(pid));
+      mapped.emplace(pid, std::move(*m));
+    }
+    std::vector<const mm::PageWrites*> pages;
+    for (const auto& [pid, m] : mapped) pages.push_back(&m.pages);
+    CRYO_ASSIGN(result.page_writers, mm::write_pages(pages).wrap("writing memory"));
+    for (const auto* p : pages) result.pages_bytes += p->bytes;
+    for (const auto& t : plan.tasks) {
+      if (!t.core) continue;
+      pid_t pid = t.entry->pid();
+      CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(pid));
+      ptrace::Remote r(pid, tramp.code, regs, ptrace::Stepping::kSingleStep);
+      CRYO_TRY(mm::finish_mm(pid, r, tramp, img.mms.at(pid), *t.core, objects, mapped.at(pid)).wrap(pid_str(pid)));
+      if (lazy) CRYO_TRY(lazy->hand_over(pid, r, lazy_ranges[pid]).wrap(pid_str(pid)));
       auto threads = task::create_threads(r, tramp, *t.core);
       if (!threads.ok()) return std::move(threads).error().wrap(pid_str(pid));
       failpoint("restore.memory");

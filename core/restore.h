@@ -47,6 +47,8 @@ struct RestoreResult {
   int exit_code = 0;  // the restored root's, when not detached
   uint64_t total_us = 0;
   std::vector<progress::PhaseTime> phases;  // reading the image, creating processes, writing memory
+  uint64_t pages_bytes = 0;  // of memory written in (not counting lazy pages)
+  unsigned page_writers = 0;  // threads that wrote them
 };
 
 // Recreates the tree of an image. On failure every task it made is killed

@@ -5,7 +5,9 @@
 #include "core/ns/net/net_config.h"
 #include "core/restore.h"
 #include "core/sys/interrupt.h"
+#include "core/sys/io.h"
 #include "core/sys/log.h"
+#include "core/sys/progress.h"
 #include "runtime/command.h"
 #include "runtime/criu_options.h"
 #include "runtime/process_options.h"
@@ -72,6 +74,15 @@ int restore_options(const Args* args, RestoreOptions& options) {
   return 0;
 }
 
+void write_restore_stats(const std::string& dir, const RestoreResult& result) {
+  char stats[160];
+  snprintf(stats, sizeof stats, "{\"total_us\":%lu,\"pages_bytes\":%lu,\"page_writers\":%u,\"phases\":",
+           static_cast<unsigned long>(result.total_us), static_cast<unsigned long>(result.pages_bytes),
+           result.page_writers);
+  auto st = write_file_atomic(dir + "/stats-restore.json", stats + progress::to_json(result.phases) + "}\n");
+  if (!st.ok()) log::info("stats-restore.json: " + st.error().message());
+}
+
 int cmd_restore(const GlobalOptions& global, const std::vector<std::string>& argv) {
   // runc's `restore [flags] ID`: a container id makes it the runtime's verb.
   if (is_container_restore(argv)) return cmd_restore_container(global, argv);
@@ -83,6 +94,7 @@ int cmd_restore(const GlobalOptions& global, const std::vector<std::string>& arg
   catch_interrupts();  // Ctrl-C stops the restore at its next step; what it made is killed
   auto result = restore(options);
   if (!result.ok()) return fail("restore failed: " + result.error().message());
+  write_restore_stats(work_dir(*args), *result);
   if (args->has("display-stats")) {
     printf("restore statistics:\n  root: %d\n  total time: %lu us\n", static_cast<int>(result->root),
            static_cast<unsigned long>(result->total_us));

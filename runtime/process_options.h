@@ -10,6 +10,7 @@ namespace cryo {
 struct DumpOptions;
 struct DumpResult;
 struct RestoreOptions;
+struct RestoreResult;
 }  // namespace cryo
 
 namespace cryo::cli {
@@ -31,5 +32,9 @@ int dump_options(const Args* args, DumpOptions& options);
 int restore_options(const Args* args, RestoreOptions& options);
 // DIR/stats-dump.json: the freeze time, the total time, the bytes written.
 void write_dump_stats(const std::string& dir, const DumpResult& result);
+// DIR/stats-restore.json: the total time, each phase's, the bytes of memory
+// written in and by how many threads. A directory cryo cannot write (a
+// read-only image) only costs the file.
+void write_restore_stats(const std::string& dir, const RestoreResult& result);
 
 }  // namespace cryo::cli

@@ -37,6 +37,7 @@ Result<RestoreResult> restore_from_args(const Args& args, const std::function<vo
   catch_interrupts();  // Ctrl-C stops the restore at its next step; what it made is killed
   auto result = restore(options);
   if (!result.ok()) return Error(result.error().code(), "restore failed: " + result.error().context());
+  write_restore_stats(work_dir(args), *result);
   return result;
 }
 

@@ -6,10 +6,15 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 
+#include <sched.h>
+
 #include <algorithm>
-#include <functional>
-#include <thread>
+#include <atomic>
+#include <climits>
 #include <cstring>
+#include <functional>
+#include <mutex>
+#include <thread>
 
 #include "core/mm/aio.h"
 #include "core/sys/io.h"
@@ -24,6 +29,8 @@ constexpr uint64_t kPage = 4096;
 constexpr uint64_t kTaskSize = 0x7ffffffff000ULL;
 constexpr uint64_t kMinAddr = 0x10000;
 constexpr uint64_t kMadvGuardInstall = 102;  // Linux 6.13, newer than Debian's headers
+// The unit of writing pages in: one syscall's worth, small enough for the writers to share evenly.
+constexpr uint64_t kPieceBytes = 8u << 20;
 
 bool is_special(image::Vma::Kind kind) {
   return kind == image::Vma::VDSO || kind == image::Vma::VVAR || kind == image::Vma::VVAR_VCLOCK;
@@ -92,34 +99,12 @@ Status move_specials(pid_t pid, ptrace::Remote& r, const image::Mm& mm, const st
   return {};
 }
 
-// Writes pieces of memory into the task, up to 8 (64 MiB) per
-// process_vm_writev, so that the progress line moves.
-Status write_pieces(pid_t pid, const struct iovec* local, const struct iovec* remote, size_t count) {
-  for (size_t done = 0; done < count;) {
-    size_t n = std::min<size_t>(count - done, 8);
-    size_t want = 0;
-    for (size_t i = done; i < done + n; i++) want += local[i].iov_len;
-    ssize_t got = ::process_vm_writev(pid, local + done, n, remote + done, n, 0);
-    if (got != static_cast<ssize_t>(want)) {
-      // Fall back piece by piece (e.g. a mapping the task cannot write).
-      for (size_t i = done; i < done + n; i++)
-        CRYO_TRY(ptrace::write_memory(pid, reinterpret_cast<uint64_t>(remote[i].iov_base), local[i].iov_base,
-                                      local[i].iov_len));
-    }
-    progress::add_bytes(want);
-    done += n;
-  }
-  return {};
-}
-
-// Writes every recorded private page. Filling fresh memory is bound by the
-// kernel allocating pages, so a large address space is written by two
-// threads, each taking half of the bytes.
-Status write_pages(pid_t pid, const image::Mm& mm, const image::ImageDirReader& images,
-                   const std::function<bool(uint64_t)>& already_in, bool check) {
-  constexpr uint64_t kPiece = 8u << 20;
-  std::vector<struct iovec> local, remote;
-  uint64_t total = 0;
+// Where a process's recorded private pages go: pieces of at most 8 MiB,
+// so that the writers share the work evenly and the progress line moves.
+Result<PageWrites> plan_page_writes(pid_t pid, const image::Mm& mm, const image::ImageDirReader& images,
+                                    const std::function<bool(uint64_t)>& already_in, bool check) {
+  PageWrites out;
+  out.pid = pid;
   for (const auto& run : mm.pages()) {
     if (already_in(run.addr())) continue;
     uint64_t bytes = run.npages() * kPage;
@@ -128,25 +113,87 @@ Status write_pages(pid_t pid, const image::Mm& mm, const image::ImageDirReader& 
     CRYO_ASSIGN(const uint8_t* src, check && run.level() == 0
                                         ? images.checked_page_run(run.offset(), bytes, run.xxh3())
                                         : images.run_bytes(run.offset(), bytes, run.level()));
-    for (uint64_t at = 0; at < bytes; at += kPiece) {
-      uint64_t len = std::min(kPiece, bytes - at);
-      local.push_back({const_cast<uint8_t*>(src + at), len});
-      remote.push_back({reinterpret_cast<void*>(run.addr() + at), len});
+    for (uint64_t at = 0; at < bytes; at += kPieceBytes) {
+      uint64_t len = std::min(kPieceBytes, bytes - at);
+      out.local.push_back({const_cast<uint8_t*>(src + at), len});
+      out.remote.push_back({reinterpret_cast<void*>(run.addr() + at), len});
     }
-    total += bytes;
+    out.bytes += bytes;
   }
-  if (total < (64u << 20)) return write_pieces(pid, local.data(), remote.data(), local.size());
-  size_t half = 0;
-  for (uint64_t bytes = 0; half < local.size() && bytes < total / 2; half++) bytes += local[half].iov_len;
-  Status other;
-  std::thread helper([&] { other = write_pieces(pid, local.data() + half, remote.data() + half, local.size() - half); });
-  Status mine = write_pieces(pid, local.data(), remote.data(), half);
-  helper.join();
-  CRYO_TRY(mine);
-  return other;
+  return out;
+}
+
+// Writes pieces [first, first + count) of a process's pages, with one
+// process_vm_writev if it can.
+Status write_pieces(const PageWrites& w, size_t first, size_t count) {
+  uint64_t want = 0;
+  for (size_t i = first; i < first + count; i++) want += w.local[i].iov_len;
+  ssize_t got = ::process_vm_writev(w.pid, &w.local[first], count, &w.remote[first], count, 0);
+  if (got != static_cast<ssize_t>(want)) {
+    // Piece by piece through /proc/PID/mem (e.g. a mapping the task cannot write).
+    for (size_t i = first; i < first + count; i++)
+      CRYO_TRY(ptrace::write_memory(w.pid, reinterpret_cast<uint64_t>(w.remote[i].iov_base), w.local[i].iov_base,
+                                    w.local[i].iov_len)
+                   .wrap("pid " + std::to_string(w.pid)));
+  }
+  progress::add_bytes(want);
+  return {};
+}
+
+unsigned cpus_to_use() {
+  cpu_set_t set;
+  if (::sched_getaffinity(0, sizeof set, &set) < 0) return 1;
+  return static_cast<unsigned>(std::max(1, CPU_COUNT(&set)));
 }
 
 }  // namespace
+
+Result<unsigned> write_pages(const std::vector<const PageWrites*>& all) {
+  // Each job: consecutive pieces of one process, kPieceBytes at most
+  // together (a piece is no larger).
+  struct Job {
+    const PageWrites* w;
+    size_t first, count;
+    uint64_t bytes;
+  };
+  std::vector<Job> jobs;
+  uint64_t total = 0;
+  for (const PageWrites* w : all) {
+    for (size_t i = 0; i < w->local.size(); i++) {
+      uint64_t len = w->local[i].iov_len;
+      Job* last = jobs.empty() ? nullptr : &jobs.back();
+      if (last && last->w == w && last->bytes + len <= kPieceBytes && last->count < IOV_MAX) {
+        last->count++;
+        last->bytes += len;
+      } else {
+        jobs.push_back({w, i, 1, len});
+      }
+    }
+    total += w->bytes;
+  }
+  // Filling fresh memory is bound by the kernel allocating and clearing
+  // pages, one core per writer: large restores use every core, whether the
+  // bytes are one process's or many's.
+  unsigned writers = total < (64u << 20) ? 1 : std::min<unsigned>(cpus_to_use(), static_cast<unsigned>(jobs.size()));
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  Status failed;
+  auto work = [&] {
+    for (size_t k; (k = next.fetch_add(1)) < jobs.size();) {
+      Status st = write_pieces(*jobs[k].w, jobs[k].first, jobs[k].count);
+      if (st.ok()) continue;
+      next = jobs.size();  // the others stop too
+      std::lock_guard lock(mu);
+      if (failed.ok()) failed = std::move(st);
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (unsigned i = 1; i < writers; i++) helpers.emplace_back(work);
+  work();
+  for (auto& t : helpers) t.join();
+  CRYO_TRY(std::move(failed));
+  return writers;
+}
 
 uint64_t find_hole(const std::vector<std::pair<uint64_t, uint64_t>>& used, uint64_t size, uint64_t from) {
   auto ranges = used;
@@ -224,10 +271,10 @@ bool can_be_lazy(const image::Vma& v) {
          v.huge_page_size() == 0;
 }
 
-Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const image::Mm& mm,
-                  const image::Process& core, const files::FileObjects& objects,
-                  const image::ImageDirReader& images, const Premaps& premaps, pid_t parent,
-                  std::vector<std::pair<uint64_t, uint64_t>>* lazy) {
+Result<MappedMm> map_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const image::Mm& mm,
+                        const image::Process& core, const files::FileObjects& objects,
+                        const image::ImageDirReader& images, const Premaps& premaps, pid_t parent,
+                        std::vector<std::pair<uint64_t, uint64_t>>* lazy) {
   std::string proc_dir = "/proc/" + std::to_string(pid);
   // The stub's own rseq area is about to disappear: unregister it first.
   CRYO_ASSIGN(auto rseq, ptrace::get_rseq(pid));
@@ -369,13 +416,21 @@ Status restore_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const i
     auto it = std::upper_bound(lazy->begin(), lazy->end(), std::make_pair(addr, UINT64_MAX));
     return it != lazy->begin() && addr < std::prev(it)->second;
   };
-  CRYO_TRY(write_pages(pid, mm, images, [&](uint64_t addr) { return own_region(addr) || comes_later(addr); },
-                       lazy != nullptr)
-               .wrap("writing memory"));
+  MappedMm out;
+  CRYO_ASSIGN(out.pages, plan_page_writes(pid, mm, images,
+                                          [&](uint64_t addr) { return own_region(addr) || comes_later(addr); },
+                                          lazy != nullptr));
+  out.made_writable = std::move(has_pages);
+  return out;
+}
+
+Status finish_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const image::Mm& mm,
+                 const image::Process& core, const files::FileObjects& objects, const MappedMm& mapped) {
   for (int i = 0; i < mm.vmas_size(); i++) {
     const auto& v = mm.vmas(i);
     if (is_special(v.kind()) || v.kind() == image::Vma::AIO_RING) continue;
-    if (has_pages[static_cast<size_t>(i)] && (v.prot() & (PROT_READ | PROT_WRITE)) != (PROT_READ | PROT_WRITE))
+    if (mapped.made_writable[static_cast<size_t>(i)] &&
+        (v.prot() & (PROT_READ | PROT_WRITE)) != (PROT_READ | PROT_WRITE))
       CRYO_TRY(r.call("mprotect", SYS_mprotect, {v.start(), v.end() - v.start(), v.prot()}));
     for (uint32_t advice : v.madvise())
       CRYO_TRY(r.call("madvise", SYS_madvise, {v.start(), v.end() - v.start(), advice}));

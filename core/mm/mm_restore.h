@@ -4,8 +4,10 @@
 #pragma once
 
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "core/files/files_restore.h"
 #include "core/image/image.h"
@@ -39,13 +41,40 @@ Status validate_mm(const image::Mm& mm, const image::Files& files, const image::
 // growing down.
 bool can_be_lazy(const image::Vma& v);
 
+// A process's memory is restored in three steps, so that the pages of every
+// process of the tree are written together, on every core:
+//   map_mm     its mappings, writable where pages go (remote syscalls);
+//   write_pages  the pages of all processes at once;
+//   finish_mm  each mapping's own protection and advice, AIO contexts, and
+//              the mm fields (remote syscalls).
+
+// The pages to write into one process: the image's bytes and where they go.
+struct PageWrites {
+  pid_t pid = 0;
+  std::vector<struct iovec> local, remote;
+  uint64_t bytes = 0;
+};
+
+// What map_mm leaves for the other two steps.
+struct MappedMm {
+  PageWrites pages;
+  std::vector<bool> made_writable;  // per mapping of the image: writable for its pages only
+};
+
 // premaps: the regions the stubs built (see premap.h); parent: the pid
 // whose regions the process inherits pages from. lazy: when given, the pages
 // of mappings that can be lazy (and are made empty here) are not written, and
 // those mappings' ranges are appended, sorted, for userfaultfd.
-Status restore_mm(pid_t pid, ptrace::Remote& remote, const Trampoline& tramp, const image::Mm& mm,
-                  const image::Process& core, const files::FileObjects& objects,
-                  const image::ImageDirReader& images, const Premaps& premaps, pid_t parent,
-                  std::vector<std::pair<uint64_t, uint64_t>>* lazy = nullptr);
+Result<MappedMm> map_mm(pid_t pid, ptrace::Remote& remote, const Trampoline& tramp, const image::Mm& mm,
+                        const image::Process& core, const files::FileObjects& objects,
+                        const image::ImageDirReader& images, const Premaps& premaps, pid_t parent,
+                        std::vector<std::pair<uint64_t, uint64_t>>* lazy = nullptr);
+
+// Writes the pages of every process given; an error names the pid. Returns
+// how many threads wrote them.
+Result<unsigned> write_pages(const std::vector<const PageWrites*>& all);
+
+Status finish_mm(pid_t pid, ptrace::Remote& remote, const Trampoline& tramp, const image::Mm& mm,
+                 const image::Process& core, const files::FileObjects& objects, const MappedMm& mapped);
 
 }  // namespace cryo::mm

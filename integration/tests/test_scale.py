@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Bigger shapes: many threads, many small mappings, and threads and children that
 come and go during the dump (with and without posix_spawn's vfork children)."""
+import json
 import os
 import signal
 import sys
@@ -97,6 +98,36 @@ def case_many_processes(env):
     check(pid in statuses and os.WIFEXITED(statuses[pid]), f"the shell did not exit by itself ({statuses.get(pid)})")
 
 
+def case_many_memories(env):
+    """A shell with four children of 32 MiB each: every process's pages are written in
+    together, by as many threads as cryo has CPUs (stats-restore.json says how many), and
+    each child finds its memory whole."""
+    n = 4
+    files = [(env.path(f"ready-{i}"), env.path(f"report-{i}"), env.path(f"progress-{i}")) for i in range(n)]
+    script = env.path("fan.sh")
+    with open(script, "w") as f:
+        for ready, report, prog in files:
+            f.write(f"{env.workload('counter')} {ready} {report} {prog} --mib 32 &\n")
+        f.write("wait\n")
+    pid = env.spawn(["bash", script])
+    children = []
+    for ready, _, prog in files:
+        children.append(int(env.wait_ready(ready, pid)["pid"]))
+        wait_progress(prog, 2)
+    before = snapshot(pid)
+    images = env.round_trip(pid, before)
+    with open(os.path.join(images, "stats-restore.json")) as f:
+        stats = json.load(f)
+    log(f"stats-restore.json: {stats}")
+    check(stats["pages_bytes"] >= n * 32 << 20, f"restore wrote {stats['pages_bytes']} bytes of memory")
+    check("writing_memory_us" in stats["phases"], f"stats-restore.json has no writing phase: {stats['phases']}")
+    cpus = len(os.sched_getaffinity(0))
+    check_eq(stats["page_writers"], cpus, "threads writing the pages in (one per CPU)")
+    for child, (_, report, _) in zip(children, files):
+        env.trigger_and_report(child, report)
+    reap([pid], timeout=15, what="the shell once its children are done")
+
+
 def churn(env, *extra):
     ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
     pid = env.spawn([env.workload("churn"), ready, report, prog, *extra])
@@ -127,5 +158,5 @@ def case_churn_spawn(env):
 if __name__ == "__main__":
     run({"many_threads": case_many_threads, "many_vmas": case_many_vmas, "churn": case_churn,
          "churn_spawn": case_churn_spawn, "transparent_huge_pages": case_transparent_huge_pages,
-         "madvise": case_madvise, "many_processes": case_many_processes,
+         "madvise": case_madvise, "many_processes": case_many_processes, "many_memories": case_many_memories,
          "huge_reservations": case_huge_reservations, "two_gib": case_two_gib})
