@@ -418,12 +418,16 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
       v->set_kind(image::Vma::VVAR_VCLOCK);
     } else if (m.path == "/dev/zero (deleted)" || m.path.starts_with("[anon_shmem:") ||
                (m.path == kAnonHuge && m.shared)) {
-      if (!m.shared) return Error(what + ": a private mapping of a shared object");
       v->set_kind(image::Vma::ANON_SHARED);
       v->set_shmem_id(m.inode);
       bool is_new = false;
       image::Shmem* shmem = files.add_shmem(m.inode, &is_new);
       if (is_new) CRYO_TRY(dump_shmem(pid, m, shmem, pages, stats).wrap(what));
+      // MAP_PRIVATE of the object (through /proc/PID/map_files): the pages
+      // written since are the mapping's own (anonymous in the pagemap); the
+      // others show the object as it is now.
+      v->set_private_view(!m.shared);
+      private_pages = !m.shared;
     } else if (m.path == kAnonHuge) {  // MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB
       v->set_kind(image::Vma::ANON_PRIVATE);
       CRYO_ASSIGN(uint64_t huge, huge_page_size(pid, m));

@@ -260,7 +260,8 @@ Status validate_mm(const image::Mm& mm, const image::Files& files, const image::
     if (vi == static_cast<size_t>(mm.vmas_size())) return Error(EINVAL, "page run at " + hex(run.addr()) + " lies outside every mapping");
     const auto& v = mm.vmas(static_cast<int>(vi));
     if (run.addr() < v.start() || end > v.end() ||
-        (v.kind() != image::Vma::ANON_PRIVATE && v.kind() != image::Vma::FILE_PRIVATE))
+        (v.kind() != image::Vma::ANON_PRIVATE && v.kind() != image::Vma::FILE_PRIVATE &&
+         !(v.kind() == image::Vma::ANON_SHARED && v.private_view())))
       return Error(EINVAL, "page run at " + hex(run.addr()) + " lies outside its private mapping");
   }
   return {};
@@ -378,7 +379,7 @@ Result<MappedMm> map_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, c
         fd = objects.fd_of(v.file_id());
         break;
       case image::Vma::ANON_SHARED:
-        flags |= MAP_SHARED;
+        flags |= v.private_view() ? MAP_PRIVATE : MAP_SHARED;
         fd = objects.shmem_fd(v.shmem_id());
         break;
       case image::Vma::SYSV_SHM:

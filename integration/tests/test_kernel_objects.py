@@ -192,6 +192,14 @@ def case_private_shm(env):
                     os.unlink(os.path.join("/dev/shm", name))
 
 
+def case_private_anon(env):
+    """MAP_PRIVATE views of shared anonymous objects (made through /proc/self/map_files):
+    pages written in a view keep its data (zeros too), the others show the object, whose
+    later writes (by the process, or by a child that maps it shared) show through them;
+    an object only a view maps comes back with it; the views are private after restore."""
+    round_trip(env, "private_anon")
+
+
 def case_aio(env):
     """Two AIO contexts keep their ids (the rings' addresses) and the completions not yet
     reaped (in the second, reaped from user space, they wrap around the ring's end), and
@@ -223,5 +231,5 @@ if __name__ == "__main__":
     run({"membarrier": case_membarrier, "no_vdso": case_no_vdso, "guard": case_guard, "fanotify": case_fanotify,
          "fanotify_queued": case_fanotify_queued, "bpf_map": case_bpf_map, "bpf_prog": case_bpf_prog,
          "hugetlb_memfd": case_hugetlb_memfd, "hugetlb_anon": case_hugetlb_anon, "sysv_huge": case_sysv_huge,
-         "sysv_huge_ns": case_sysv_huge_ns, "private_shm": case_private_shm, "aio": case_aio,
+         "sysv_huge_ns": case_sysv_huge_ns, "private_shm": case_private_shm, "private_anon": case_private_anon, "aio": case_aio,
          "aio_inflight": case_aio_inflight})

@@ -17,6 +17,10 @@
 //                  (run in an IPC namespace of its own) a second one, detached
 //   private_shm    a memfd and a /dev/shm file mapped MAP_PRIVATE: some pages privately
 //                  modified, others still the file's (changes to the file show through)
+//   private_anon   MAP_PRIVATE views (made through /proc/self/map_files) of shared anonymous
+//                  objects: one next to its MAP_SHARED mapping, also held by a child, one at
+//                  an offset, one of an object no longer mapped shared; pages written in a
+//                  view (one of them with zeros) are its own, the others show the object
 //   aio            two AIO contexts with completions not yet reaped (in the second they
 //                  wrap around the ring's end), and a child forked after them (it has none)
 //   aio_inflight   an AIO context with a poll request in flight (must be refused)
@@ -589,6 +593,109 @@ static void verify_private_shm(void) {
   }
 }
 
+// A MAP_SHARED|MAP_ANONYMOUS object `shared` (8 pages, also mapped by a child),
+// seen through MAP_PRIVATE views: `whole` (all of it), `tail` (from page 4);
+// and a second object of 4 pages that only its view `alone` still maps.
+static char *pa_shared, *pa_whole, *pa_tail, *pa_alone;
+static pid_t pa_child = -1;
+static int pa_go[2], pa_done[2];
+
+static char *private_view(char *object, size_t pages, off_t offset, size_t view_pages) {
+  char path[128];
+  snprintf(path, sizeof path, "/proc/self/map_files/%lx-%lx", (unsigned long)object,
+           (unsigned long)object + pages * PAGE);
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  WL_MUST(fd >= 0);
+  char *view = mmap(NULL, view_pages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, offset);
+  WL_MUST(view != MAP_FAILED);
+  close(fd);
+  return view;
+}
+
+static void setup_private_anon(void) {
+  pa_shared = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  WL_MUST(pa_shared != MAP_FAILED);
+  for (int p = 0; p < 8; p++) snprintf(pa_shared + p * PAGE, 64, "object page %d", p);
+  pa_whole = private_view(pa_shared, 8, 0, 8);
+  pa_tail = private_view(pa_shared, 8, 4 * PAGE, 4);
+  // Even pages written in the view (page 6 with zeros, over the object's text);
+  // page 1 read (mapped, still the object's), the other odd ones never touched.
+  for (int p = 0; p < 8; p += 2) snprintf(pa_whole + p * PAGE, 64, "whole page %d", p);
+  memset(pa_whole + 6 * PAGE, 0, PAGE);
+  WL_MUST(pa_whole[PAGE] == 'o');
+  snprintf(pa_tail + PAGE, 64, "tail page 1");  // the object's page 5
+  char *second = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  WL_MUST(second != MAP_FAILED);
+  for (int p = 0; p < 4; p++) snprintf(second + p * PAGE, 64, "second page %d", p);
+  pa_alone = private_view(second, 4, 0, 4);
+  snprintf(pa_alone, 64, "alone page 0");
+  munmap(second, 4 * PAGE);
+  // The child writes to the object when told (after the restore).
+  WL_MUST(pipe2(pa_go, O_CLOEXEC) == 0 && pipe2(pa_done, O_CLOEXEC) == 0);
+  pa_child = fork();
+  WL_MUST(pa_child >= 0);
+  if (pa_child == 0) {
+    char c;
+    if (read(pa_go[0], &c, 1) != 1) _exit(3);
+    snprintf(pa_shared + 3 * PAGE, 64, "child wrote 3");
+    snprintf(pa_shared + 4 * PAGE, 64, "child wrote 4");
+    _exit(write(pa_done[1], "d", 1) == 1 ? 0 : 4);
+  }
+}
+
+static void expect_page(const char *what, const char *page, const char *want) {
+  WL_CHECK(!strcmp(page, want), "%s holds '%.40s', want '%s'", what, page, want);
+}
+
+static void verify_private_anon(void) {
+  char want[64], what[64];
+  for (int p = 0; p < 8; p++) {
+    snprintf(what, sizeof what, "view page %d", p);
+    if (p == 6) {
+      int zero = 1;
+      for (size_t i = 0; i < PAGE; i++) zero &= pa_whole[6 * PAGE + i] == 0;
+      WL_CHECK(zero, "view page 6 is no longer the zeros written in it: '%.40s'", pa_whole + 6 * PAGE);
+      continue;
+    }
+    snprintf(want, sizeof want, p % 2 ? "object page %d" : "whole page %d", p);
+    expect_page(what, pa_whole + p * PAGE, want);
+  }
+  expect_page("tail page 0", pa_tail, "object page 4");
+  expect_page("tail page 1", pa_tail + PAGE, "tail page 1");
+  expect_page("alone page 0", pa_alone, "alone page 0");
+  expect_page("alone page 1", pa_alone + PAGE, "second page 1");
+  // The object is still shared, with the child too: what is written to it
+  // shows in the views where they wrote nothing of their own.
+  snprintf(pa_shared + PAGE, 64, "later page 1");
+  snprintf(pa_shared + 2 * PAGE, 64, "later page 2");
+  snprintf(pa_shared + 5 * PAGE, 64, "later page 5");
+  expect_page("view page 1 after a write to the object", pa_whole + PAGE, "later page 1");
+  expect_page("view page 2 (its own) after a write to the object", pa_whole + 2 * PAGE, "whole page 2");
+  expect_page("tail page 1 (its own) after a write to the object", pa_tail + PAGE, "tail page 1");
+  char c;
+  WL_CHECK(write(pa_go[1], "g", 1) == 1 && read(pa_done[0], &c, 1) == 1, "the child did not write");
+  int status = 0;
+  WL_CHECK(waitpid(pa_child, &status, 0) == pa_child && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+           "the child failed (status %#x)", status);
+  expect_page("view page 3 after the child's write", pa_whole + 3 * PAGE, "child wrote 3");
+  expect_page("view page 4 (its own) after the child's write", pa_whole + 4 * PAGE, "whole page 4");
+  expect_page("tail page 0 after the child's write", pa_tail, "child wrote 4");
+  // The object only the view maps, written through the view's map_files.
+  char path[128];
+  snprintf(path, sizeof path, "/proc/self/map_files/%lx-%lx", (unsigned long)pa_alone,
+           (unsigned long)pa_alone + 4 * PAGE);
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  WL_CHECK(fd >= 0, "open %s: %s", path, strerror(errno));
+  if (fd < 0) return;
+  WL_CHECK(pwrite(fd, "later", 6, 0) == 6 && pwrite(fd, "later", 6, 2 * PAGE) == 6, "pwrite: %s", strerror(errno));
+  close(fd);
+  expect_page("alone page 0 (its own) after a write to the object", pa_alone, "alone page 0");
+  expect_page("alone page 2 after a write to the object", pa_alone + 2 * PAGE, "later");
+  // A write in a view stays there.
+  snprintf(pa_whole + 7 * PAGE, 64, "whole page 7");
+  expect_page("the object's page 7 after a write in the view", pa_shared + 7 * PAGE, "object page 7");
+}
+
 // ---- AIO -----------------------------------------------------------------------------
 
 static aio_context_t aio_ctx;
@@ -785,6 +892,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(kind, "hugetlb_anon")) setup_hugetlb_anon();
   else if (!strcmp(kind, "sysv_huge")) setup_sysv_huge();
   else if (!strcmp(kind, "private_shm")) setup_private_shm();
+  else if (!strcmp(kind, "private_anon")) setup_private_anon();
   else if (!strcmp(kind, "aio")) setup_aio(0);
   else if (!strcmp(kind, "aio_inflight")) setup_aio(1);
   else {
@@ -809,6 +917,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(kind, "hugetlb_anon")) verify_hugetlb_anon();
   else if (!strcmp(kind, "sysv_huge")) verify_sysv_huge();
   else if (!strcmp(kind, "private_shm")) verify_private_shm();
+  else if (!strcmp(kind, "private_anon")) verify_private_anon();
   else if (!strcmp(kind, "aio")) verify_aio();
   // fanotify_queued, bpf_prog, aio_inflight: refused; they only show they run on.
   return wl_finish(report);
