@@ -188,7 +188,8 @@ while True:
 
 def case_sparse_ghost(env):
     """A deleted file of 1 GiB holding 8 KiB of data passes --ghost-limit 1M (the data is
-    counted, not the size); it and a memfd keep their modification time, size and data."""
+    counted, not the size); it and a memfd keep their modification and access times, size
+    and data."""
     script, ready, path = env.path("ghost.py"), env.path("ghost.ready"), env.path("sparse.bin")
     with open(script, "w") as f:
         f.write(SPARSE_GHOST)
@@ -199,11 +200,11 @@ def case_sparse_ghost(env):
         out = {}
         for fd in fds:
             st = os.stat(f"/proc/{pid}/fd/{fd}")
-            with open(f"/proc/{pid}/fd/{fd}", "rb") as f:
+            with open(os.open(f"/proc/{pid}/fd/{fd}", os.O_RDONLY | os.O_NOATIME), "rb") as f:  # atime stays
                 head = f.read(16)
                 f.seek(max(st.st_size - 16, 0))
                 tail = f.read(16)
-            out[fd] = (st.st_size, st.st_mode, st.st_mtime_ns, head, tail,  # reading moves atime
+            out[fd] = (st.st_size, st.st_mode, st.st_mtime_ns, st.st_atime_ns, head, tail,
                        os.readlink(f"/proc/{pid}/fd/{fd}"))
         return out
 
