@@ -311,10 +311,40 @@ def case_verbs_help(env):
     env.cryo("check", "--all", "--extra", "--experimental", "-v0")
 
 
+def case_make_demo(env):
+    """`make demo` installs what the build and the demos need, not what only the tests need
+    (a newcomer must not wait for OpenJDK, PostgreSQL, Go... before a 30-second demo);
+    `make test` installs all of it. Read from `make -n` (nothing runs)."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def installs(target):
+        done = subprocess.run(["make", "-n", "-C", repo, target, f"BUILD={env.path('build')}"],
+                              capture_output=True, text=True, timeout=60)
+        check(done.returncode == 0, f"make -n {target} -> {done.returncode}: {done.stderr[-1000:]}")
+        lines = [line.split()[1:] for line in done.stdout.splitlines() if line.startswith("./scripts/install-deps")]
+        check_eq(len(lines), 1, f"install-deps lines of make -n {target}")
+        return set(lines[0])
+
+    demo, test = installs("demo"), installs("test")
+    check(demo <= test, f"make demo installs what make test does not: {sorted(demo - test)}")
+    for needed in ("cmake", "g++", "protobuf-compiler", "python3", "curl", "podman", "busybox-static", "nftables"):
+        check(needed in demo, f"make demo does not install {needed}, which the build or a demo needs")
+    test_only = ("postgresql", "openjdk", "golang", "nodejs", "redis", "nginx", "memcached", "containerd", "clang",
+                 "skopeo", "tmux", "strace")
+    heavy = sorted(p for p in demo if p.startswith(test_only))
+    check_eq(heavy, [], "packages make demo installs that only the tests need")
+    check(any(p.startswith("openjdk") for p in test), f"make test no longer installs the tests' servers: {sorted(test)}")
+    for script in sorted(os.listdir(os.path.join(repo, "integration", "demo"))):
+        text = read_text(os.path.join(repo, "integration", "demo", script))
+        for installer in ("apt-get", "apt ", "install-deps", "pip install"):
+            check(installer not in text, f"integration/demo/{script} installs packages itself ({installer.strip()})")
+
+
 def case_make_install(env):
     """`make install` with PREFIX and DESTDIR: the binary runs from there, `criu` beside it (a
     symlink) answers as CRIU, and its manual holds the usage of every command (it is written
-    from their --help)."""
+    from their --help); the configuration file is in DESTDIR's /etc/cryo, changes nothing,
+    and another install keeps the user's."""
     build = os.path.dirname(os.path.dirname(os.path.realpath(env.cryo_path)))
     check(os.path.exists(os.path.join(build, "CMakeCache.txt")), f"{build} is not the build tree of {env.cryo_path}")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -340,6 +370,21 @@ def case_make_install(env):
     for verb in VERBS:
         check(f"usage: cryo {verb}" in text, f"the manual lacks the usage of {verb}")
     check("--tcp-established" in text, "the manual lacks dump's options")
+    # The configuration file, where cryo reads it: all commented out, so it changes nothing.
+    config = os.path.join(root, "etc/cryo/cryo.yaml")
+    check(os.path.exists(config), "the configuration file is not installed")
+    failed = subprocess.run([installed, "dump", "-t", "999999999", "-D", env.path("none")], capture_output=True,
+                            text=True, timeout=30, env=dict(os.environ, CRYO_CONFIG=config))
+    check(failed.returncode != 0 and "999999999" in failed.stderr and "cryo.yaml" not in failed.stderr,
+          f"cryo with the installed configuration file: {failed.stderr.strip()!r}")
+    # Installed again: the user's configuration file stays as it is.
+    with open(config, "a") as f:
+        f.write("dump:\n  leave-running: true\n")
+    mine = read_text(config)
+    again = subprocess.run(["make", "-C", repo, "install", f"BUILD={build}", "PREFIX=/opt/cryo", f"DESTDIR={root}"],
+                           capture_output=True, text=True, timeout=300)
+    check(again.returncode == 0, f"make install, again -> {again.returncode}: {again.stderr[-2000:]}")
+    check_eq(read_text(config), mine, "the configuration file after another make install")
     outside = [p for p in ("/opt/cryo",) if os.path.exists(p)]
     check_eq(outside, [], "what the install put outside DESTDIR")
 
@@ -373,7 +418,7 @@ def case_yaml_config(env):
 
 
 if __name__ == "__main__":
-    run({"make_install": case_make_install, "shell_job_image_needs_flag": case_shell_job_image_needs_flag, "redump_same_dir": case_redump_same_dir,
+    run({"make_install": case_make_install, "make_demo": case_make_demo, "shell_job_image_needs_flag": case_shell_job_image_needs_flag, "redump_same_dir": case_redump_same_dir,
          "image_moved": case_image_moved, "vfork_parent": case_vfork_parent, "bad_arguments": case_bad_arguments, "missing_pid": case_missing_pid, "zombie_root": case_zombie_root,
          "unwritable_images_dir": case_unwritable_images_dir, "own_ancestor": case_own_ancestor,
          "stopped_root": case_stopped_root, "traced_by_other": case_traced_by_other,
