@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -304,6 +305,16 @@ Result<uint64_t> huge_page_size(pid_t pid, const proc::MapEntry& m) {
   return static_cast<uint64_t>(fs.f_bsize);
 }
 
+// A private mapping of "/anon_hugepage (deleted)" that is a view of a shared
+// object of huge pages (mapped MAP_PRIVATE through /proc/PID/map_files), not
+// a MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB mapping of its own: the object
+// holds pages. The pages of a mapping of its own are anonymous, never the
+// file's (an object that holds none shows the same zeros either way).
+bool is_huge_view(pid_t pid, const proc::MapEntry& m) {
+  struct stat st;
+  return !m.shared && m.path == kAnonHuge && ::stat(map_files_path(pid, m).c_str(), &st) == 0 && st.st_blocks > 0;
+}
+
 // The contents of a shared anonymous object, through /proc/PID/map_files.
 Status dump_shmem(pid_t pid, const proc::MapEntry& m, image::Shmem* shmem, image::PageWriter& pages,
                   DumpStats* stats) {
@@ -417,7 +428,7 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
     } else if (m.path == "[vvar_vclock]") {
       v->set_kind(image::Vma::VVAR_VCLOCK);
     } else if (m.path == "/dev/zero (deleted)" || m.path.starts_with("[anon_shmem:") ||
-               (m.path == kAnonHuge && m.shared)) {
+               (m.path == kAnonHuge && m.shared) || is_huge_view(pid, m)) {
       v->set_kind(image::Vma::ANON_SHARED);
       v->set_shmem_id(m.inode);
       bool is_new = false;
@@ -495,7 +506,7 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
         if (s < m.end && e > m.start) sharing.ranges.emplace_back(std::max(s, m.start), std::min(e, m.end));
     }
     // (Huge pages are not counted in Rss.)
-    if (private_pages && (extra.resident_kb > 0 || v->huge_page_size() != 0))
+    if (private_pages && (extra.resident_kb > 0 || v->huge_page_size() != 0 || m.path == kAnonHuge))
       CRYO_TRY(dump_private_pages(pid, m, pagemap.get(), mem.get(), v->kind() == image::Vma::ANON_PRIVATE, sharing,
                                   pages, out, stats, incremental, lazy && can_be_lazy(*v)));
   }

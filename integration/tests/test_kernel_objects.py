@@ -200,6 +200,13 @@ def case_private_anon(env):
     round_trip(env, "private_anon")
 
 
+def case_private_huge(env):
+    """The same with a shared object of huge pages: the view's written huge page is its own,
+    the other shows the object and its later writes; the view is still of huge pages."""
+    with huge_pages(6):
+        round_trip(env, "private_huge")
+
+
 def case_aio(env):
     """Two AIO contexts keep their ids (the rings' addresses) and the completions not yet
     reaped (in the second, reaped from user space, they wrap around the ring's end), and
@@ -231,5 +238,5 @@ if __name__ == "__main__":
     run({"membarrier": case_membarrier, "no_vdso": case_no_vdso, "guard": case_guard, "fanotify": case_fanotify,
          "fanotify_queued": case_fanotify_queued, "bpf_map": case_bpf_map, "bpf_prog": case_bpf_prog,
          "hugetlb_memfd": case_hugetlb_memfd, "hugetlb_anon": case_hugetlb_anon, "sysv_huge": case_sysv_huge,
-         "sysv_huge_ns": case_sysv_huge_ns, "private_shm": case_private_shm, "private_anon": case_private_anon, "aio": case_aio,
+         "sysv_huge_ns": case_sysv_huge_ns, "private_shm": case_private_shm, "private_anon": case_private_anon, "private_huge": case_private_huge, "aio": case_aio,
          "aio_inflight": case_aio_inflight})

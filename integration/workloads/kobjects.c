@@ -21,6 +21,8 @@
 //                  objects: one next to its MAP_SHARED mapping, also held by a child, one at
 //                  an offset, one of an object no longer mapped shared; pages written in a
 //                  view (one of them with zeros) are its own, the others show the object
+//   private_huge   the same with a shared object of huge pages (MAP_HUGETLB): one huge page
+//                  written in its view, one read only
 //   aio            two AIO contexts with completions not yet reaped (in the second they
 //                  wrap around the ring's end), and a child forked after them (it has none)
 //   aio_inflight   an AIO context with a poll request in flight (must be refused)
@@ -696,6 +698,36 @@ static void verify_private_anon(void) {
   expect_page("the object's page 7 after a write in the view", pa_shared + 7 * PAGE, "object page 7");
 }
 
+// A MAP_SHARED|MAP_ANONYMOUS|MAP_HUGETLB object of 2 huge pages and its MAP_PRIVATE
+// view: huge page 0 written in the view (copied whole), huge page 1 only read.
+static char *ph_shared, *ph_view;
+
+static void setup_private_huge(void) {
+  ph_shared = mmap(NULL, 2 * HUGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+  WL_MUST(ph_shared != MAP_FAILED);
+  for (int p = 0; p < 2; p++) snprintf(ph_shared + p * HUGE + PAGE, 64, "object huge page %d", p);
+  ph_view = private_view(ph_shared, 2 * HUGE / PAGE, 0, 2 * HUGE / PAGE);
+  snprintf(ph_view + 2 * PAGE, 64, "view huge page 0");
+  WL_MUST(ph_view[HUGE + PAGE] == 'o');
+}
+
+static void verify_private_huge(void) {
+  struct statfs fs;
+  char path[128];
+  snprintf(path, sizeof path, "/proc/self/map_files/%lx-%lx", (unsigned long)ph_view, (unsigned long)ph_view + 2 * HUGE);
+  WL_CHECK(statfs(path, &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC_ && fs.f_bsize == (long)HUGE,
+           "the view is no longer of huge pages (%s)", strerror(errno));
+  expect_page("view huge page 0, written in it", ph_view + 2 * PAGE, "view huge page 0");
+  expect_page("view huge page 0, copied from the object", ph_view + PAGE, "object huge page 0");
+  expect_page("view huge page 1", ph_view + HUGE + PAGE, "object huge page 1");
+  snprintf(ph_shared + HUGE + PAGE, 64, "later huge page 1");
+  snprintf(ph_shared + PAGE, 64, "later huge page 0");
+  expect_page("view huge page 1 after a write to the object", ph_view + HUGE + PAGE, "later huge page 1");
+  expect_page("view huge page 0 (its own) after a write to the object", ph_view + PAGE, "object huge page 0");
+  snprintf(ph_view + HUGE + 3 * PAGE, 64, "view wrote");
+  WL_CHECK(ph_shared[HUGE + 3 * PAGE] == 0, "a write in the view reached the object");
+}
+
 // ---- AIO -----------------------------------------------------------------------------
 
 static aio_context_t aio_ctx;
@@ -893,6 +925,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(kind, "sysv_huge")) setup_sysv_huge();
   else if (!strcmp(kind, "private_shm")) setup_private_shm();
   else if (!strcmp(kind, "private_anon")) setup_private_anon();
+  else if (!strcmp(kind, "private_huge")) setup_private_huge();
   else if (!strcmp(kind, "aio")) setup_aio(0);
   else if (!strcmp(kind, "aio_inflight")) setup_aio(1);
   else {
@@ -918,6 +951,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(kind, "sysv_huge")) verify_sysv_huge();
   else if (!strcmp(kind, "private_shm")) verify_private_shm();
   else if (!strcmp(kind, "private_anon")) verify_private_anon();
+  else if (!strcmp(kind, "private_huge")) verify_private_huge();
   else if (!strcmp(kind, "aio")) verify_aio();
   // fanotify_queued, bpf_prog, aio_inflight: refused; they only show they run on.
   return wl_finish(report);
