@@ -361,9 +361,10 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     image::Mm mm;
     CRYO_TRY(check_interrupt("while memory was being dumped"));
     // Pages shared copy-on-write with a parent in the tree are stored once
-    // (not in a lazy migration: the daemon serves each process its own).
+    // (in a lazy migration, served once: the restore fetches them before the
+    // fork that shares them).
     mm::ParentMm parent_mm;
-    if (&p != &tree.processes().front() && maps.count(p.stat.ppid) && !lazy_source)
+    if (&p != &tree.processes().front() && maps.count(p.stat.ppid))
       parent_mm = {p.stat.ppid, &maps[p.stat.ppid]};
     parent_mm.tree_shares = maps.size() > 1;
     std::vector<uint64_t> aio_contexts(cores[p.pid].aio_contexts().begin(), cores[p.pid].aio_contexts().end());

@@ -119,7 +119,7 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader, bool lazy) {
       while (vi < mm.vmas_size() && mm.vmas(vi).end() <= run.addr()) vi++;
       bool lazy_vma = vi < mm.vmas_size() && mm.vmas(vi).start() <= run.addr() && mm::can_be_lazy(mm.vmas(vi));
       if (run.remote()) {  // a lazy migration's: the source serves it to the lazy-pages daemon
-        if (!lazy_vma || !mm.inherited().empty() || run.level() != 0)
+        if (!lazy_vma || run.level() != 0)
           return Error(EINVAL, image::mm_name(pid) + ": a remote page run at " + std::to_string(run.addr()) +
                                    " lies where the restore must write the pages itself");
         if (!lazy)

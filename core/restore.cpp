@@ -665,6 +665,14 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   if (lazy_pages) {
     CRYO_ASSIGN(auto client, lazy::HandoverClient::connect(options.lazy_pages_socket));
     lazy.emplace(std::move(client));
+    // A lazy migration's memory that processes share copy-on-write comes
+    // now, before the forks that share it (userfaultfd would fill each
+    // process's copy apart).
+    for (const auto& [pid, mm] : img.mms)
+      for (const auto* run : mm::remote_runs_written_here(pid, mm, premaps)) {
+        CRYO_ASSIGN(auto bytes, lazy->fetch(pid, run->addr(), run->npages()).wrap(pid_str(pid)));
+        premaps.add_fetched(pid, run->addr(), std::move(bytes));
+      }
   }
   pid_t root = 0;
   std::vector<std::string> made_cgroups;

@@ -61,6 +61,7 @@ class Daemon {
   Status accept_restore(int listener);
   Error source_failed();
   Status receive_handover();
+  Status serve_fetch(const Handover& h);
   Status drain_events(Target& t, std::vector<std::unique_ptr<Target>>* born);
   Copy copy_in(Target& t, PageSpan span);
   Copy place(Target& t, uint64_t addr, uint64_t npages, const uint8_t* src, uint64_t* done);
@@ -79,6 +80,7 @@ class Daemon {
   size_t next_background_ = 0;
   Keeper keeper_;
   uint64_t faults_ = 0, fault_pages_ = 0, background_pages_ = 0, zero_pages_ = 0;
+  uint64_t fetched_pages_ = 0;  // for the restore itself (serve_fetch)
   std::unique_ptr<pageserver::LazyFetcher> source_;  // a lazy migration's source
   uint64_t remote_pages_ = 0, remote_total_ = 0;
   std::optional<Error> failure_;  // of the source
@@ -164,6 +166,18 @@ Status recv_all(int fd, void* data, size_t size) {
   return {};
 }
 
+Status send_all(int fd, const void* data, size_t size) {
+  const auto* p = static_cast<const char*>(data);
+  while (size > 0) {
+    ssize_t n = ::send(fd, p, size, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error("send pages to the restore");
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+  return {};
+}
+
 Status Daemon::receive_handover() {
   Handover h;
   union {
@@ -204,6 +218,7 @@ Status Daemon::receive_handover() {
     log::info("the restore is done: every process runs");
     return {};
   }
+  if (h.kind == kFetch && fds.empty()) return serve_fetch(h);
   if (h.kind != kProcess || fds.size() != 2 || h.ranges > kMaxRanges)
     return Error(EPROTO, "a malformed handover from the restore");
   std::vector<uint64_t> words(h.ranges * 2);
@@ -235,6 +250,49 @@ Status Daemon::receive_handover() {
   }
   log::info("pid " + std::to_string(h.pid) + ": " + std::to_string(t->pending.pages()) + " pages to bring in");
   add_target(std::move(t));
+  return {};
+}
+
+// Pages the restore writes itself (handover.h, kFetch): they come from the
+// source now, before the processes that share them exist.
+Status Daemon::serve_fetch(const Handover& h) {
+  uint64_t range[2];
+  CRYO_TRY(recv_all(session_.get(), range, sizeof range));
+  uint64_t start = range[0], end = range[1];
+  if (h.ranges != 1 || start >= end || start % kPage || end % kPage) return Error(EPROTO, "a malformed request for pages");
+  std::string what = "pid " + std::to_string(h.pid) + ": pages " + std::to_string(start) + "-" + std::to_string(end);
+  if (!source_) return Error(EPROTO, what + " are asked for, and this daemon has no source (--page-server)");
+  // Each page must be one of the pid's remote runs.
+  auto it = image_pages_.find(h.pid);
+  uint64_t at = start;
+  if (it != image_pages_.end())
+    for (const auto& span : it->second)
+      if (span.from_pid && span.addr <= at && at < span.addr + span.npages * kPage) at = span.addr + span.npages * kPage;
+  if (at < end) return Error(EPROTO, what + " are asked for, and the image has no remote pages there");
+  std::vector<uint8_t> bytes(pageserver::kMaxLazyPages * kPage);
+  for (at = start; at < end;) {
+    uint64_t n = std::min((end - at) / kPage, pageserver::kMaxLazyPages);
+    pageserver::Frame f;
+    if (auto st = source_->fetch(h.pid, at, n, &f); !st.ok()) {
+      failure_ = std::move(st).error();
+      return source_failed();
+    }
+    const auto* presence = reinterpret_cast<const uint8_t*>(f.payload.data());
+    const uint8_t* data = presence + n;
+    for (uint64_t i = 0; i < n; i++) {
+      if (presence[i]) {
+        std::memcpy(bytes.data() + i * kPage, data, kPage);
+        data += kPage;
+      } else {
+        std::memset(bytes.data() + i * kPage, 0, kPage);
+        zero_pages_++;
+      }
+    }
+    CRYO_TRY(send_all(session_.get(), bytes.data(), n * kPage));
+    remote_pages_ += n;
+    fetched_pages_ += n;
+    at += n * kPage;
+  }
   return {};
 }
 
@@ -503,7 +561,9 @@ Status Daemon::serve(int listener) {
   keeper_.end();
   log::info("lazy pages done in " + std::to_string((now_us() - start) / 1000) + " ms: " + std::to_string(faults_) +
             " faults (" + std::to_string(fault_pages_) + " pages, " + std::to_string(zero_pages_) + " zero), " +
-            std::to_string(background_pages_) + " pages in the background");
+            std::to_string(background_pages_) + " pages in the background" +
+            (fetched_pages_ ? ", " + std::to_string(fetched_pages_) + " before the processes ran (shared copy-on-write)"
+                            : std::string()));
   if (!session_done_) return Error("the restore failed before every process ran");
   return {};
 }

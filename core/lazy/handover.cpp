@@ -98,6 +98,31 @@ Status HandoverClient::hand_over(pid_t pid, ptrace::Remote& r, const std::vector
   return {};
 }
 
+Result<std::vector<uint8_t>> HandoverClient::fetch(pid_t pid, uint64_t addr, uint64_t npages) {
+  struct {
+    Handover h;
+    uint64_t range[2];
+  } request;
+  request.h.kind = kFetch;
+  request.h.pid = pid;
+  request.h.ranges = 1;
+  request.range[0] = addr;
+  request.range[1] = addr + npages * 4096;
+  if (::send(sock_.get(), &request, sizeof request, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof request))
+    return errno_error("asking the lazy-pages daemon for pages");
+  std::vector<uint8_t> bytes(npages * 4096);
+  for (size_t got = 0; got < bytes.size();) {
+    ssize_t n = ::recv(sock_.get(), bytes.data() + got, bytes.size() - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error("receiving pages from the lazy-pages daemon");
+    if (n == 0)
+      return Error(ECONNRESET, "the lazy-pages daemon hung up instead of sending the pages at " + std::to_string(addr) +
+                                   " (see its log: the source may have failed)");
+    got += static_cast<size_t>(n);
+  }
+  return bytes;
+}
+
 Status HandoverClient::done() {
   Handover h;
   h.kind = kDone;

@@ -11,6 +11,12 @@
 //
 // On the socket (a stream): a Handover header with the two fds attached, then
 // `ranges` pairs of u64 [start, end); a header of kind kDone ends the session.
+//
+// Before that, a lazy migration's restore may ask for pages it must write
+// itself (memory its processes share copy-on-write, mm::remote_runs_written_here):
+// a header of kind kFetch (no fds, ranges 1) and one [start, end) of the pid's
+// remote runs; the daemon answers with the bytes (zero pages as zeros), or
+// hangs up if the source fails.
 #pragma once
 
 #include <sys/types.h>
@@ -27,17 +33,17 @@
 namespace cryo::lazy {
 
 constexpr uint32_t kHandoverMagic = 0x5a4c5943;  // "CYLZ"
-constexpr uint32_t kHandoverVersion = 1;
+constexpr uint32_t kHandoverVersion = 2;
 constexpr const char* kSocketName = "lazy-pages.socket";
 
 struct Handover {
   uint32_t magic = kHandoverMagic;
   uint32_t version = kHandoverVersion;
-  uint32_t kind = 0;  // kProcess or kDone
+  uint32_t kind = 0;  // kProcess, kDone or kFetch
   int32_t pid = 0;
   uint64_t ranges = 0;
 };
-constexpr uint32_t kProcess = 1, kDone = 2;
+constexpr uint32_t kProcess = 1, kDone = 2, kFetch = 3;
 
 // The userfaultfd events and features a lazy restore relies on.
 uint64_t wanted_features();
@@ -49,6 +55,9 @@ class HandoverClient {
   // Makes the userfaultfd in pid (stopped under ptrace, r its remote
   // syscalls), registers ranges with it and hands it over.
   Status hand_over(pid_t pid, ptrace::Remote& r, const std::vector<std::pair<uint64_t, uint64_t>>& ranges);
+  // The bytes of pid's pages [addr, addr + npages * 4096) (remote runs of the
+  // image), from the source through the daemon.
+  Result<std::vector<uint8_t>> fetch(pid_t pid, uint64_t addr, uint64_t npages);
   // No more processes come.
   Status done();
 

@@ -102,17 +102,19 @@ Status move_specials(pid_t pid, ptrace::Remote& r, const image::Mm& mm, const st
 // Where a process's recorded private pages go: pieces of at most 8 MiB,
 // so that the writers share the work evenly and the progress line moves.
 Result<PageWrites> plan_page_writes(pid_t pid, const image::Mm& mm, const image::ImageDirReader& images,
-                                    const std::function<bool(uint64_t)>& already_in, bool check) {
+                                    const Premaps& premaps, const std::function<bool(uint64_t)>& already_in,
+                                    bool check) {
   PageWrites out;
   out.pid = pid;
   for (const auto& run : mm.pages()) {
     if (already_in(run.addr())) continue;
     uint64_t bytes = run.npages() * kPage;
     // A lazy restore's load_image left some runs unchecked (image_load.h);
-    // a parent image's were checked whole when the image was loaded.
-    CRYO_ASSIGN(const uint8_t* src, check && run.level() == 0
-                                        ? images.checked_page_run(run.offset(), bytes, run.xxh3())
-                                        : images.run_bytes(run.offset(), bytes, run.level()));
+    // a parent image's were checked whole when the image was loaded. A lazy
+    // migration's runs that come no lazier came from its source already.
+    CRYO_ASSIGN(const uint8_t* src, run.remote()                ? premaps.fetched(pid, run)
+                                    : check && run.level() == 0 ? images.checked_page_run(run.offset(), bytes, run.xxh3())
+                                                                : images.run_bytes(run.offset(), bytes, run.level()));
     for (uint64_t at = 0; at < bytes; at += kPieceBytes) {
       uint64_t len = std::min(kPieceBytes, bytes - at);
       out.local.push_back({const_cast<uint8_t*>(src + at), len});
@@ -418,7 +420,7 @@ Result<MappedMm> map_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, c
     return it != lazy->begin() && addr < std::prev(it)->second;
   };
   MappedMm out;
-  CRYO_ASSIGN(out.pages, plan_page_writes(pid, mm, images,
+  CRYO_ASSIGN(out.pages, plan_page_writes(pid, mm, images, premaps,
                                           [&](uint64_t addr) { return own_region(addr) || comes_later(addr); },
                                           lazy != nullptr));
   out.made_writable = std::move(has_pages);

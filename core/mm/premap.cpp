@@ -161,6 +161,11 @@ Status Premaps::build(pid_t self, pid_t parent, const image::Mm& mm, const image
     for (const auto& run : mm.pages()) {
       if (run.addr() < r.start || run.addr() >= r.end) continue;
       uint64_t bytes = run.npages() * kPage;
+      if (run.remote()) {
+        CRYO_ASSIGN(const uint8_t* src, fetched(self, run));
+        std::memcpy(reinterpret_cast<void*>(r.at + (run.addr() - r.start)), src, bytes);
+        continue;
+      }
       // Checked here too: a lazy restore leaves the checks of private
       // anonymous runs to whoever writes them (a parent image's were checked
       // whole when the image was loaded).
@@ -170,6 +175,32 @@ Status Premaps::build(pid_t self, pid_t parent, const image::Mm& mm, const image
     }
   }
   return {};
+}
+
+void Premaps::add_fetched(pid_t owner, uint64_t addr, std::vector<uint8_t> bytes) {
+  fetched_[{owner, addr}] = std::move(bytes);
+}
+
+Result<const uint8_t*> Premaps::fetched(pid_t owner, const image::PageRun& run) const {
+  auto it = fetched_.find({owner, run.addr()});
+  if (it == fetched_.end() || it->second.size() != run.npages() * kPage)
+    return Error(EINVAL, pid_str(owner) + ": the pages at " + hex(run.addr()) + " were not fetched from the source");
+  return it->second.data();
+}
+
+std::vector<const image::PageRun*> remote_runs_written_here(pid_t owner, const image::Mm& mm, const Premaps& premaps) {
+  std::vector<const image::PageRun*> out;
+  int vi = 0;
+  for (const auto& run : mm.pages()) {
+    if (!run.remote()) continue;
+    while (vi < mm.vmas_size() && mm.vmas(vi).end() <= run.addr()) vi++;
+    if (vi == mm.vmas_size()) break;
+    const auto& v = mm.vmas(vi);
+    bool inherits = false;
+    for (const auto& in : mm.inherited()) inherits = inherits || (in.addr() >= v.start() && in.addr() < v.end());
+    if (inherits || (premaps.find(owner, v.start()) && inheritable(v))) out.push_back(&run);
+  }
+  return out;
 }
 
 Status move_range(const std::vector<proc::MapEntry>& maps, uint64_t from, uint64_t len, uint64_t to,

@@ -62,10 +62,24 @@ class Premaps {
   // its parent's regions and its own pages.
   Status build(pid_t self, pid_t parent, const image::Mm& mm, const image::ImageDirReader& images) const;
 
+  // A lazy migration's pages that cannot come lazily (remote_runs_written_here):
+  // fetched from the source before the stubs are forked, kept here for build
+  // and for restore_mm, by owner and run address.
+  void add_fetched(pid_t owner, uint64_t addr, std::vector<uint8_t> bytes);
+  // The bytes of the remote run of owner at addr (npages * 4096 of them).
+  Result<const uint8_t*> fetched(pid_t owner, const image::PageRun& run) const;
+
  private:
   std::vector<PremapRegion> regions_;
+  std::map<std::pair<pid_t, uint64_t>, std::vector<uint8_t>> fetched_;
   bool reserved_ = false;
 };
+
+// The remote runs (a lazy migration's) of owner's mm that the restore writes
+// itself, since they cannot come through userfaultfd: those in a region (its
+// children inherit them copy-on-write at their fork) and in a mapping that
+// inherits pages from the parent's region.
+std::vector<const image::PageRun*> remote_runs_written_here(pid_t owner, const image::Mm& mm, const Premaps& premaps);
 
 // Moves [from, from + len) to `to` with one mremap per mapping it spans
 // (mremap moves within one mapping only), along the mappings `maps` shows.

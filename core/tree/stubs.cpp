@@ -388,6 +388,10 @@ Result<pid_t> spawn_tree(const StubPlan& plan);
     report(plan, plan.tasks[0].entry->pid(), root.error().code() ? root.error().code() : EINVAL, root.error().context());
     ::_exit(1);
   }
+  // The root has its copies of the restorer's fds: the init keeps none but
+  // its life pipe, or a pipe of the tree would never see its last writer go.
+  ::syscall(SYS_close_range, 0, plan.init_life_fd - 1, 0);
+  ::syscall(SYS_close_range, plan.init_life_fd + 1, ~0U, 0);
   bool watching = true;
   for (;;) {
     if (watching) {

@@ -10,7 +10,10 @@ only once the daemon has every page; after a pre-dump, it serves only what was w
 A source killed midway takes the restored tree with it
 (it cannot run without its memory) and the daemon names the cause; the source's tree, let
 go by its dead dump, runs on with its memory whole. An image of a lazy dump is refused
-without --lazy-pages."""
+without --lazy-pages.
+cow: memory a parent and its children share copy-on-write since their fork (the sharing
+workload's 64 MiB shared by five processes) comes over once and stays one copy in the
+restored tree, and each process still sees its own writes only."""
 import os
 import re
 import shutil
@@ -22,7 +25,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
 import harness  # noqa: E402
 from test_page_server import make_certs, tls_args  # noqa: E402
-from harness import (check, check_eq, exists, exit_status_text, log, read_text, reap, run, snapshot, state,  # noqa: E402
+from test_sharing import MIB, pss_in  # noqa: E402
+from harness import (check, check_eq, descendants, exists, exit_status_text, log, read_text, reap, run, snapshot, state,  # noqa: E402
                      status_fields, wait_until)
 
 
@@ -193,6 +197,33 @@ def case_refused_whole(env):
     env.trigger_and_report(pid, report, timeout=60)
 
 
+def case_cow(env):
+    ready, report = env.path("ready"), env.path("report")
+    root = env.spawn([env.workload("sharing"), "cow", ready, report], name="sharing")
+    info = env.wait_ready(ready, root)
+    offset = info["addr"] - info["addr"] % 4096
+    before = snapshot(root)
+    source, source_err, port = start_source(env, root, env.path("images"))
+    dest = to_destination(env, env.path("images"))
+    daemon, err = start_daemon(env, dest, port, rate=64)
+    host, init = restore_lazily(env, dest)
+    check_eq(daemon.wait(timeout=120), 0, "lazy-pages exit code (stderr: " + (read_text(err, "") or "").strip() + ")")
+    check_eq(source.wait(timeout=60), 0, "the source's exit code (stderr: " + (read_text(source_err, "") or "").strip() + ")")
+    env.wait_dumped(before)
+    tree = [host] + descendants(host)
+    check_eq(len(tree), 5, "processes in the restored tree")
+    pss = sum(pss_in(p, offset, offset + 64 * MIB) for p in tree)
+    found = re.search(r"received (\d+) bytes", read_text(env.path("lazy-pages.log"), ""))
+    check(found, "lazy-pages does not say how much came from the source")
+    log(f"{int(found.group(1)) / MIB:.1f} MiB came from the source; Pss of the 64 MiB mapping in the 5 restored "
+        f"processes once every page is in: {pss / MIB:.1f} MiB")
+    check(pss < 80 * MIB, f"the restored tree holds {pss / MIB:.1f} MiB of the mapping: not shared as it was")
+    check(int(found.group(1)) < 80 * MIB, f"{int(found.group(1)) / MIB:.1f} MiB came from the source: the shared pages "
+          "more than once")
+    env.trigger_and_report(host, report, timeout=120)
+    reap([init], what="cryo's init once the root has ended")
+
+
 if __name__ == "__main__":
     run({"migrate": case_migrate, "source_killed": case_source_killed, "refused_whole": case_refused_whole,
-         "after_predump": case_after_predump, "tls": case_tls})
+         "after_predump": case_after_predump, "tls": case_tls, "cow": case_cow})

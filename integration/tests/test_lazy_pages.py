@@ -5,12 +5,16 @@ in the background. The restored process checks all of its memory against the pat
 wrote, having first given up a range (madvise MADV_DONTNEED: it must read zeros), moved
 another (mremap) and forked a child that checks its own copy, all while the pages were
 still coming. A daemon killed midway takes the restored tree with it (it never runs with
-memory missing); a restore without a daemon is refused."""
+memory missing); a restore without a daemon is refused.
+cow: memory a parent and its children share copy-on-write since their fork (the sharing
+workload's 64 MiB shared by five processes) stays one copy after a lazy restore, as after a
+whole one, and each process still sees its own writes only."""
 import os
 import signal
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
+from test_sharing import MIB, pss_in  # noqa: E402
 from harness import check, check_eq, exists, exit_status_text, log, read_text, reap, run, snapshot, state, wait_until  # noqa: E402
 
 
@@ -97,6 +101,26 @@ def case_corrupt_page(env):
     check(not os.path.exists(os.path.join(images, "lazy-pages.socket")), "lazy-pages left its socket")
 
 
+def case_cow(env):
+    ready, report = env.path("ready"), env.path("report")
+    root = env.spawn([env.workload("sharing"), "cow", ready, report], name="sharing")
+    info = env.wait_ready(ready, root)
+    pids = [info[n] for n in ("R", "C0", "C1", "C2", "G")]
+    start, end = info["addr"], info["addr"] + 64 * MIB
+    before = snapshot(root)
+    images = env.path("images")
+    env.dump(root, images)
+    env.wait_dumped(before)
+    daemon, err = start_daemon(env, images)
+    _, rpid = env.restore(images, "--lazy-pages")
+    check_eq(rpid, root, "restored pid")
+    check_eq(daemon.wait(timeout=60), 0, "lazy-pages exit code (stderr: " + (read_text(err, "") or "").strip() + ")")
+    pss = sum(pss_in(p, start, end) for p in pids)
+    log(f"Pss of the 64 MiB mapping in the 5 processes once every page is in: {pss / MIB:.1f} MiB")
+    check(pss < 80 * MIB, f"the lazily restored tree holds {pss / MIB:.1f} MiB of the mapping: not shared as it was")
+    env.trigger_and_report(root, report)
+
+
 if __name__ == "__main__":
     run({"local": case_local, "daemon_killed": case_daemon_killed, "no_daemon": case_no_daemon,
-         "corrupt_page": case_corrupt_page})
+         "corrupt_page": case_corrupt_page, "cow": case_cow})
