@@ -394,6 +394,8 @@ Copy Daemon::answer_fault(Target& t, uint64_t addr) {
     fault_pages_ += span->npages;
     Copy c = copy_in(t, *span);
     if (c != Copy::kDone) return c;
+    log::debug("userfaultfd " + std::to_string(t.id) + ": fault at " + std::to_string(addr) + ", " +
+               std::to_string(span->npages) + " pages in" + (span->from_pid ? " from the source" : ""));
   } else {
     // A page the image does not hold (never touched, or given up since):
     // zeros, as the kernel would have given.

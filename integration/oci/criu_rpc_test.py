@@ -3,8 +3,8 @@
 - door: a client of our own (protobuf's Python runtime, on a schema compiled here from
   runtime/criu_rpc/criu_rpc.proto) over a SOCK_SEQPACKET socketpair asks VERSION (3.16 at
   least, as Podman wants), CHECK and FEATURE_CHECK (mem_track as `cryo check` says, lazy_pages
-  false), SINGLE_PRE_DUMP and a PRE_DUMP to a page server (refused), a DUMP asking for lazy
-  pages and one carrying a field cryo does not know: each refusal names the field, and the
+  true), SINGLE_PRE_DUMP and a PRE_DUMP to a page server (refused), a PRE_DUMP asking for lazy
+  pages and a DUMP carrying a field cryo does not know: each refusal names the field, and the
   process asked about runs on. Then a PRE_DUMP and a DUMP with parent_img (-R) that keeps its
   unchanged pages in the pre-dump.
   `criu --version` prints CRIU's version line.
@@ -22,7 +22,10 @@
 - runc_terminal: a terminal container: runc's orphan_pts_master; the new console's master
   reaches runc's console socket and carries the counts on.
 - runc_pre_dump: `runc checkpoint --pre-dump`, then `checkpoint --parent-path ../pre`, then
-  restore: the counter goes on, the final image holds only what changed."""
+  restore: the counter goes on, the final image holds only what changed.
+- runc_lazy: `runc checkpoint --lazy-pages --page-server A:P --status-fd FD` serves the frozen
+  container's memory; `cryo lazy-pages --page-server` and `runc restore --lazy-pages` bring it
+  back as another container, which counts on; the checkpoint ends once every page is over."""
 import json
 import os
 import shutil
@@ -197,8 +200,8 @@ def test_door(env):
     tracking = subprocess.run([CRYO, "check", "--feature", "mem_dirty_track"], capture_output=True,
                               timeout=30).returncode == 0
     check(resp.success and resp.features.HasField("mem_track") and resp.features.mem_track == tracking and
-          resp.features.HasField("lazy_pages") and not resp.features.lazy_pages,
-          "FEATURE_CHECK: memory tracking as cryo check says (%s), no lazy pages (%s)"
+          resp.features.HasField("lazy_pages") and resp.features.lazy_pages,
+          "FEATURE_CHECK: memory tracking as cryo check says (%s), lazy pages (%s)"
           % (tracking, str(resp.features).replace("\n", " ")))
 
     proc, path = start_counter(env, "count")
@@ -243,10 +246,10 @@ def test_door(env):
         resp = door.ask(pb, req)
         check(not resp.success and "--page-server" in resp.cr_errmsg, "PRE_DUMP to a page server refused: %s"
               % resp.cr_errmsg)
-        resp = door.ask(pb, request(pb, pb.DUMP, images_dir_fd=images_fd, pid=proc.pid, lazy_pages=True,
+        resp = door.ask(pb, request(pb, pb.PRE_DUMP, images_dir_fd=images_fd, pid=proc.pid, lazy_pages=True,
                                     log_file="dump.log"))
         check(not resp.success and "lazy_pages" in resp.cr_errmsg and resp.cr_errno != 0,
-              "lazy_pages refused by name: %s" % resp.cr_errmsg)
+              "lazy_pages of a pre-dump refused by name: %s" % resp.cr_errmsg)
         log = open(os.path.join(images, "dump.log")).read() if os.path.exists(os.path.join(images, "dump.log")) else ""
         check("Error" in log and "lazy_pages" in log, "the refusal is in the log, where runc quotes it")
         # A field of a CRIU newer than the schema cryo knows (number 200, varint 1).
@@ -592,6 +595,91 @@ def test_runc_leave_running(env):
     checkpoint_restore(env, leave_running=True)
 
 
+def test_runc_lazy(env):
+    """Lazy migration through runc, cryo as its CRIU: `runc checkpoint --lazy-pages
+    --page-server 127.0.0.1:PORT --status-fd FD` asks FEATURE_CHECK for lazy_pages, then a DUMP
+    with lazy_pages and ps, which serves the frozen container's memory; FD gets its zero byte
+    once it does (runc writes it on the status-ready notification). The image goes to another
+    directory, `cryo lazy-pages --page-server` there fetches from the checkpoint, and `runc
+    restore --lazy-pages` brings the container back as another one: it counts on from the
+    checkpoint while its memory comes over; the checkpoint ends (0) once every page is in,
+    and runc deletes the first container."""
+    runc = Runc(env)
+    cid, copy = "criu-rpc-lazy", "criu-rpc-lazy-copy"
+    daemon = checkpoint = None
+    try:
+        bundle = runc.bundle(cid)
+        runc.ids.append(cid)
+        runc.call("run", "-d", "--bundle", bundle, cid, container_stdio=True)
+        pid = runc.state(cid)["pid"]
+        wait_for(lambda: container_count(env) >= 10, "the container's counter")
+        images, work = os.path.join(env.tmp, "checkpoint"), os.path.join(env.tmp, "work")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        status_read, status_write = os.pipe()
+        checkpoint_err, daemon_err = os.path.join(env.tmp, "checkpoint.err"), os.path.join(env.tmp, "lazy-pages.err")
+
+        def text(path):
+            return open(path).read()[-2000:] if os.path.exists(path) else ""
+        with open(checkpoint_err, "w") as err:
+            checkpoint = subprocess.Popen([RUNC, "--root", runc.root, "--criu", runc.criu, "checkpoint", "--image-path",
+                                           images, "--work-path", work, "--lazy-pages", "--page-server",
+                                           "127.0.0.1:%d" % port, "--status-fd", str(status_write), cid],
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                          pass_fds=(status_write,))
+        os.close(status_write)
+        got = os.read(status_read, 1)
+        os.close(status_read)
+        if got != b"\0":
+            checkpoint.wait(timeout=60)
+            check(False, "runc checkpoint --lazy-pages never said it serves (%r): %s %s"
+                  % (got, text(checkpoint_err), text(os.path.join(work, "dump.log"))))
+        at_dump = container_count(env)
+        check(checkpoint.poll() is None, "the checkpoint runs on, serving the container's memory")
+        check(alive(pid), "the checkpointed container is kept (frozen) while its memory is served")
+        dest = os.path.join(env.tmp, "dest")
+        shutil.copytree(images, dest)
+        with open(daemon_err, "w") as err:
+            daemon = subprocess.Popen([CRYO, "lazy-pages", "--page-server", "--address", "127.0.0.1", "--port",
+                                       str(port), "-D", dest, "-v4", "-o", os.path.join(env.tmp, "lazy-pages.log")],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        wait_for(lambda: os.path.exists(os.path.join(dest, "lazy-pages.socket")) or daemon.poll() is not None,
+                 "cryo lazy-pages to listen")
+        check(daemon.poll() is None, "cryo lazy-pages runs (stderr: %s)" % text(daemon_err))
+        copy_bundle = runc.bundle(copy)
+        runc.ids.append(copy)
+        runc.call("restore", "-d", "--lazy-pages", "--image-path", dest, "--work-path", dest, "--bundle", copy_bundle,
+                  copy, container_stdio=True)
+        state = runc.state(copy)
+        check(state["status"] == "running", "runc state after the lazy restore: %s" % state["status"])
+        first = wait_for(lambda: container_count(env) != at_dump and container_count(env),
+                         "the restored counter to go on")
+        check(first > at_dump, "the copy counts on from above %d (next: %d), not from 1" % (at_dump, first))
+        check(daemon.wait(timeout=120) == 0, "cryo lazy-pages exits 0 (stderr: %s)" % text(daemon_err))
+        check(checkpoint.wait(timeout=120) == 0, "runc checkpoint --lazy-pages exits 0 (stderr: %s)" % text(checkpoint_err))
+        reap()
+        check(not alive(pid), "the checkpointed container is gone once its memory is over")
+        out = subprocess.run([RUNC, "--root", runc.root, "state", cid], capture_output=True, text=True, timeout=30)
+        check(out.returncode != 0, "runc checkpoint deleted the first container: %s" % out.stdout.strip())
+        runc.ids.remove(cid)
+        now = container_count(env)
+        wait_for(lambda: container_count(env) > now + 3, "the copy to count on once all its memory is in")
+        restored = state["pid"]
+        runc.call("kill", copy, "KILL")
+        wait_for(lambda: not alive(restored), "the restored container to die on runc kill")
+        reap()
+        runc.call("delete", copy)
+        runc.ids.remove(copy)
+    finally:
+        for p in (daemon, checkpoint):
+            if p and p.poll() is None:
+                p.kill()
+                p.wait()
+        runc.cleanup()
+
+
 if __name__ == "__main__":
     main({"door": test_door, "notify": test_notify, "runc": test_runc, "runc_leave_running": test_runc_leave_running,
-          "runc_terminal": test_runc_terminal, "runc_pre_dump": test_runc_pre_dump})
+          "runc_terminal": test_runc_terminal, "runc_pre_dump": test_runc_pre_dump,
+          "runc_lazy": test_runc_lazy})

@@ -70,9 +70,13 @@ Result<std::vector<Piece>> pieces_of(const criu_opts& o, criu::Verb verb, const 
       return field_error("log_file", "a name in the work directory, without '/' (as in CRIU)");
     out.push_back({"log_file", {"--log-file", o.log_file()}});
   }
+  // A lazy dump (runc's checkpoint --lazy-pages --page-server A:P) serves the
+  // frozen tree's pages itself, at the page server's address and port.
+  bool lazy_dump = verb == criu::kDump && o.has_lazy_pages() && o.lazy_pages();
   if (o.has_ps()) {  // the page server's address and port; CRIU's socket handed over is not taken
     if (o.ps().has_fd()) return field_error("ps", "a page server socket passed as ps.fd is not supported (give address and port)");
-    std::vector<std::string> words = {"--page-server"};
+    std::vector<std::string> words;
+    if (!lazy_dump) words.push_back("--page-server");
     if (o.ps().has_address()) words.insert(words.end(), {"--address", o.ps().address()});
     if (o.ps().has_port()) words.insert(words.end(), {"--port", std::to_string(o.ps().port())});
     out.push_back({"ps", words});
@@ -125,13 +129,11 @@ Result<std::vector<Piece>> pieces_of(const criu_opts& o, criu::Verb verb, const 
   if (o.has_timeout() && o.timeout() > 0) out.push_back({"timeout", {"--timeout", std::to_string(o.timeout())}});
   flag(o.has_tcp_skip_in_flight(), o.tcp_skip_in_flight(), "tcp_skip_in_flight", "--skip-in-flight");
   flag(o.has_weak_sysctls(), o.weak_sysctls(), "weak_sysctls", "--weak-sysctls");
-  // A dump that serves the frozen tree's pages runs until the destination
-  // has them: not through this door yet (FEATURE_CHECK says lazy_pages false).
-  if (verb != criu::kRestore && o.has_lazy_pages() && o.lazy_pages())
-    return field_error("lazy_pages", "a dump serving its pages lazily is not supported through the RPC yet "
-                                     "(cryo dump --lazy-pages and cryo checkpoint --lazy-pages are)");
   flag(o.has_lazy_pages(), o.lazy_pages(), "lazy_pages", "--lazy-pages");
-  if (o.has_status_fd()) out.push_back({"status_fd", {"--status-fd", std::to_string(o.status_fd())}});
+  // A dump's status fd is the caller's: the door itself writes its zero byte
+  // (and notifies status-ready) once a lazy dump serves (swrk.cpp).
+  if (o.has_status_fd() && verb != criu::kDump)
+    out.push_back({"status_fd", {"--status-fd", std::to_string(o.status_fd())}});
   if (o.has_config_file()) {
     // runc names /etc/criu/runc.conf whether or not there is one; CRIU
     // reads the file only when it exists, and so does cryo.

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cstring>
 #include <vector>
 
 #include "core/features.h"
@@ -81,6 +82,8 @@ class Session {
     return {};
   }
 
+  std::string caller_fd_path(int fd) const { return "/proc/" + std::to_string(caller_) + "/fd/" + std::to_string(fd); }
+
   // A descriptor of the caller's as a path: the directory it names when
   // that is the same directory, else the descriptor through /proc.
   Result<std::string> caller_dir(int fd) const {
@@ -148,9 +151,13 @@ rpc::criu_resp feature_check() {
   for (const auto& feature : probe_features())
     if (probe && feature.name == *probe) tracking = feature.present;
   f->set_mem_track(tracking);
-  // restore --lazy-pages works, but runc asks this before checkpoint --lazy-pages,
-  // a dump serving the frozen tree's pages, which cryo cannot do yet.
-  f->set_lazy_pages(false);
+  // runc asks this before checkpoint --lazy-pages (a dump serving the frozen
+  // tree's pages, which needs nothing of the kernel), the restore that takes
+  // them needs userfaultfd.
+  bool uffd = false;
+  for (const auto& feature : probe_features())
+    if (feature.name == "userfaultfd") uffd = feature.present;
+  f->set_lazy_pages(uffd);
   f->set_pidfd_store(false);  // cryo keeps no pidfd store: the caller must not hand it one
   return resp;
 }
@@ -176,7 +183,11 @@ void add_notifier(const rpc::criu_opts& opts, Session& session, hooks::Actions& 
 // every command); a pre-dump acts on those of memory, and the tree runs on.
 rpc::criu_resp dump(const rpc::criu_req& req, Session& session) {
   bool pre = req.type() == rpc::PRE_DUMP;
+  bool lazy = req.opts().lazy_pages();
   open_log(req.opts(), session);
+  if (pre && lazy)
+    return failure(req.type(), Error("criu_opts.lazy_pages: a pre-dump keeps no frozen tree to serve pages from "
+                                     "(a DUMP with lazy_pages does)"));
   auto args = parse_request(req.opts(), criu::kDump, [&](int fd) { return session.caller_dir(fd); });
   if (!args.ok()) return failure(req.type(), args.error());
   auto adjust = [&](DumpOptions& o) {
@@ -186,6 +197,22 @@ rpc::criu_resp dump(const rpc::criu_req& req, Session& session) {
     // gave it to the console socket); the restore makes a new pair.
     if (req.opts().orphan_pts_master())
       if (std::string key = files::stdio_terminal_key(req.opts().pid()); !key.empty()) o.external_ttys.push_back(key);
+    // A lazy dump serves from here on: the caller hears it as CRIU tells it,
+    // a zero byte on its status fd and a status-ready notification (runc
+    // writes its own --status-fd on that).
+    if (lazy)
+      o.on_lazy_ready = [&req, &session](int port) {
+        log::info("serving the tree's memory at port " + std::to_string(port));
+        if (req.opts().has_status_fd()) {
+          auto path = session.caller_fd_path(req.opts().status_fd());
+          UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+          char zero = 0;
+          if (!fd || ::write(fd.get(), &zero, 1) != 1)
+            log::warn("status_fd " + std::to_string(req.opts().status_fd()) + " of the caller: " + std::strerror(errno));
+        }
+        if (req.opts().notify_scripts())
+          if (auto st = session.notify("status-ready", 0); !st.ok()) log::warn(st.error().message());
+      };
   };
   auto result = pre ? pre_dump_from_args(*args, adjust) : dump_from_args(*args, adjust);
   if (!result.ok()) return failure(req.type(), result.error());
