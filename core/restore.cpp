@@ -89,6 +89,9 @@ Result<mm::Trampoline> map_trampoline(const LoadedImage& img) {
   if (p == MAP_FAILED) return errno_error("mmap trampoline");
   static const uint8_t kCode[] = {0x0f, 0x05, 0xcc};  // syscall; int3
   std::memcpy(p, kCode, sizeof kCode);
+  static_assert(mm::Trampoline::kBatchLoopOffset >= sizeof kCode);
+  std::memcpy(static_cast<uint8_t*>(p) + mm::Trampoline::kBatchLoopOffset, ptrace::kBatchLoop.data(),
+              ptrace::kBatchLoop.size());
   if (::mprotect(p, 4096, PROT_READ | PROT_EXEC) < 0) return errno_error("mprotect trampoline");
   return mm::Trampoline{at, at + 4096};
 }

@@ -319,11 +319,20 @@ Result<MappedMm> map_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, c
       if (s < to && e > from) return true;
     return false;
   };
+  // Remote syscalls that need no answer before the next go in batches: one
+  // round trip for all of them (ptrace::Remote::batch).
+  std::vector<ptrace::Call> pending;
+  auto flush = [&]() -> Result<std::vector<long>> {
+    auto got = r.batch(tramp.batch_loop(), tramp.data, 4096, pending);
+    pending.clear();
+    return got;
+  };
   for (size_t i = 0; i < doomed.size();) {
     uint64_t start = doomed[i].first, end = doomed[i].second;
     for (i++; i < doomed.size() && !keeps_between(end, doomed[i].first); i++) end = std::max(end, doomed[i].second);
-    CRYO_TRY(r.call("munmap", SYS_munmap, {start, end - start}));
+    pending.push_back({"munmap", SYS_munmap, {start, end - start}});
   }
+  CRYO_TRY(flush());
   for (const auto& v : mm.vmas()) used.emplace_back(v.start(), v.end());
   CRYO_TRY(move_specials(pid, r, mm, own, used));
 
@@ -349,10 +358,22 @@ Result<MappedMm> map_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, c
     return {};
   };
   auto own_region = [&](uint64_t addr) { return premaps.find(pid, addr) != nullptr; };
+  // The mmaps wait in `pending` until another remote syscall must come
+  // after them (or the last): each must land where it was asked to.
+  std::vector<uint64_t> mapped_at;
+  auto flush_mmaps = [&]() -> Status {
+    CRYO_ASSIGN(auto got, flush());
+    for (size_t k = 0; k < got.size(); k++)
+      if (static_cast<uint64_t>(got[k]) != mapped_at[k])
+        return Error(EINVAL, "mapping " + hex(mapped_at[k]) + " landed at " + hex(static_cast<uint64_t>(got[k])));
+    mapped_at.clear();
+    return {};
+  };
   for (int i = 0; i < mm.vmas_size(); i++) {
     const auto& v = mm.vmas(i);
     if (is_special(v.kind())) continue;
     if (const PremapRegion* reg = premaps.find(pid, v.start()); reg && inheritable(v)) {
+      CRYO_TRY(flush_mmaps());
       CRYO_TRY(move_range(now, reg->at, v.end() - v.start(), v.start(), remote_mremap).wrap("shared memory at " + hex(v.start())));
       has_pages[static_cast<size_t>(i)] = true;  // made read-write: given its protection below
       continue;
@@ -385,6 +406,7 @@ Result<MappedMm> map_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, c
         fd = objects.shmem_fd(v.shmem_id());
         break;
       case image::Vma::SYSV_SHM:
+        CRYO_TRY(flush_mmaps());
         CRYO_TRY(attach_sysv(r, v));
         continue;
       case image::Vma::AIO_RING:  // made by io_setup once the rest is in place
@@ -394,12 +416,11 @@ Result<MappedMm> map_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, c
     }
     if (v.kind() != image::Vma::ANON_PRIVATE && fd < 0)
       return Error(EINVAL, "mapping " + hex(v.start()) + " names a file the image lacks");
-    CRYO_ASSIGN(long got, r.call("mmap", SYS_mmap,
-                                 {v.start(), v.end() - v.start(), prot, flags, static_cast<uint64_t>(fd), v.pgoff()}));
-    if (static_cast<uint64_t>(got) != v.start())
-      return Error(EINVAL, "mapping " + hex(v.start()) + " landed at " + hex(static_cast<uint64_t>(got)));
+    pending.push_back({"mmap", SYS_mmap, {v.start(), v.end() - v.start(), prot, flags, static_cast<uint64_t>(fd), v.pgoff()}});
+    mapped_at.push_back(v.start());
     if (lazy && !inherits && can_be_lazy(v)) lazy->emplace_back(v.start(), v.end());
     if (!inherits) continue;
+    CRYO_TRY(flush_mmaps());
     for (const auto& run : mm.inherited()) {
       uint64_t end = run.addr() + run.npages() * kPage;
       if (run.addr() < v.start() || run.addr() >= v.end()) continue;
@@ -412,8 +433,10 @@ Result<MappedMm> map_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, c
       }
     }
   }
+  CRYO_TRY(flush_mmaps());
   // What is left of the regions (other processes' memory) goes.
-  for (const auto& [s, e] : regions) CRYO_TRY(r.call("munmap", SYS_munmap, {s, e - s}));
+  for (const auto& [s, e] : regions) pending.push_back({"munmap", SYS_munmap, {s, e - s}});
+  CRYO_TRY(flush());
   auto comes_later = [&](uint64_t addr) {
     if (!lazy) return false;
     auto it = std::upper_bound(lazy->begin(), lazy->end(), std::make_pair(addr, UINT64_MAX));
@@ -429,19 +452,21 @@ Result<MappedMm> map_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, c
 
 Status finish_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const image::Mm& mm,
                  const image::Process& core, const files::FileObjects& objects, const MappedMm& mapped) {
+  std::vector<ptrace::Call> pending;  // in one round trip (ptrace::Remote::batch)
   for (int i = 0; i < mm.vmas_size(); i++) {
     const auto& v = mm.vmas(i);
     if (is_special(v.kind()) || v.kind() == image::Vma::AIO_RING) continue;
     if (mapped.made_writable[static_cast<size_t>(i)] &&
         (v.prot() & (PROT_READ | PROT_WRITE)) != (PROT_READ | PROT_WRITE))
-      CRYO_TRY(r.call("mprotect", SYS_mprotect, {v.start(), v.end() - v.start(), v.prot()}));
+      pending.push_back({"mprotect", SYS_mprotect, {v.start(), v.end() - v.start(), v.prot()}});
     for (uint32_t advice : v.madvise())
-      CRYO_TRY(r.call("madvise", SYS_madvise, {v.start(), v.end() - v.start(), advice}));
+      pending.push_back({"madvise", SYS_madvise, {v.start(), v.end() - v.start(), advice}});
     // Guards before mlock, which they refuse: the pages under them were never written.
     for (const auto& g : v.guards())
-      CRYO_TRY(r.call("madvise(MADV_GUARD_INSTALL)", SYS_madvise, {g.start(), g.end() - g.start(), kMadvGuardInstall}));
-    if (v.locked()) CRYO_TRY(r.call("mlock", SYS_mlock, {v.start(), v.end() - v.start()}));
+      pending.push_back({"madvise(MADV_GUARD_INSTALL)", SYS_madvise, {g.start(), g.end() - g.start(), kMadvGuardInstall}});
+    if (v.locked()) pending.push_back({"mlock", SYS_mlock, {v.start(), v.end() - v.start()}});
   }
+  CRYO_TRY(r.batch(tramp.batch_loop(), tramp.data, 4096, pending));
 
   // AIO contexts, at their ids, with the completions not yet reaped.
   for (const auto& ring : mm.aio_rings()) CRYO_TRY(restore_aio_ring(pid, r, tramp.data, ring));

@@ -22,9 +22,11 @@ namespace cryo::mm {
 // The two pages every stub inherits from the restorer: a `syscall`
 // instruction to run remote syscalls with, and a scratch page for arguments.
 struct Trampoline {
-  uint64_t code = 0;  // page 0: syscall; int3
+  uint64_t code = 0;  // page 0: syscall; int3 -- and ptrace::kBatchLoop at kBatchLoopOffset
   uint64_t data = 0;  // page 1: arguments of remote syscalls
   static constexpr uint64_t kSize = 2 * 4096;
+  static constexpr uint64_t kBatchLoopOffset = 16;
+  uint64_t batch_loop() const { return code + kBatchLoopOffset; }
 };
 
 // Picks a free range of `size` bytes that overlaps none of `used`

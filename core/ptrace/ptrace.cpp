@@ -341,6 +341,87 @@ Result<long> Remote::raw(long nr, std::array<uint64_t, 6> args) {
   return static_cast<long>(after.rax);
 }
 
+// The batch loop of ptrace.h, assembled:
+//   loop: test r12, r12; jz done
+//         mov rax, [rbx]; mov rdi, [rbx+8]; mov rsi, [rbx+16]; mov rdx, [rbx+24]
+//         mov r10, [rbx+32]; mov r8, [rbx+40]; mov r9, [rbx+48]
+//         syscall; mov [rbx+56], rax
+//         cmp rax, -4095; jae done        (an error: -4095..-1)
+//         add rbx, 64; dec r12; jmp loop
+//   done: int3
+const std::array<uint8_t, 56> kBatchLoop = {
+    0x4d, 0x85, 0xe4, 0x74, 0x32, 0x48, 0x8b, 0x03, 0x48, 0x8b, 0x7b, 0x08, 0x48, 0x8b, 0x73, 0x10,
+    0x48, 0x8b, 0x53, 0x18, 0x4c, 0x8b, 0x53, 0x20, 0x4c, 0x8b, 0x43, 0x28, 0x4c, 0x8b, 0x4b, 0x30,
+    0x0f, 0x05, 0x48, 0x89, 0x43, 0x38, 0x48, 0x3d, 0x01, 0xf0, 0xff, 0xff, 0x73, 0x09, 0x48, 0x83,
+    0xc3, 0x40, 0x49, 0xff, 0xcc, 0xeb, 0xc9, 0xcc};
+
+// Lets the task run until the int3 that ends at trap_end; signals as in
+// step_over_syscall (a stop signal is held back, any other fails).
+Result<user_regs_struct> Remote::run_to_trap(uint64_t trap_end) {
+  for (;;) {
+    if (pt(PTRACE_CONT, tid_, nullptr, nullptr) < 0) return errno_error("PTRACE_CONT " + who(tid_));
+    CRYO_ASSIGN(int status, wait_task(tid_));
+    if (!WIFSTOPPED(status)) continue;
+    if ((status >> 16) != 0) continue;  // a ptrace event such as PTRACE_EVENT_CLONE
+    int sig = WSTOPSIG(status);
+    if (sig == SIGTRAP) {
+      CRYO_ASSIGN(user_regs_struct after, get_regs(tid_));
+      if (after.rip == trap_end) return after;
+      return Error(EINTR, who(tid_) + ": a SIGTRAP came before the remote syscalls ran");
+    }
+    if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
+      std::lock_guard lock(g_deferred_mutex);
+      g_deferred_stops.emplace_back(thread_group(tid_), sig);
+      continue;
+    }
+    return Error(EINTR, who(tid_) + ": unexpected signal " + std::to_string(sig) + " during remote syscalls");
+  }
+}
+
+Result<std::vector<long>> Remote::batch(uint64_t loop_ip, uint64_t table, size_t table_bytes,
+                                        const std::vector<Call>& calls) {
+  std::vector<long> out;
+  out.reserve(calls.size());
+  size_t per_round = table_bytes / kBatchEntryBytes;
+  if (stepping_ != Stepping::kSingleStep || loop_ip == 0 || per_round == 0) {
+    for (const auto& c : calls) {
+      CRYO_ASSIGN(long ret, call(c.name, c.nr, c.args));
+      out.push_back(ret);
+    }
+    return out;
+  }
+  constexpr size_t kWords = kBatchEntryBytes / 8;
+  std::vector<uint64_t> words;
+  for (size_t first = 0; first < calls.size();) {
+    size_t n = std::min(per_round, calls.size() - first);
+    words.assign(n * kWords, 0);
+    for (size_t i = 0; i < n; i++) {
+      const Call& c = calls[first + i];
+      words[i * kWords] = static_cast<uint64_t>(c.nr);
+      std::copy(c.args.begin(), c.args.end(), words.begin() + static_cast<ptrdiff_t>(i * kWords + 1));
+    }
+    CRYO_TRY(write_memory(tid_, table, words.data(), words.size() * 8));
+    user_regs_struct regs = base_;
+    regs.rip = loop_ip;
+    regs.rbx = table;
+    regs.r12 = n;
+    regs.orig_rax = static_cast<unsigned long long>(-1);
+    CRYO_TRY(set_regs(tid_, regs));
+    failpoint("remote.syscall");
+    CRYO_ASSIGN(user_regs_struct after, run_to_trap(loop_ip + kBatchLoop.size()));
+    if (after.r12 > n) return Error(EINVAL, who(tid_) + ": the remote syscall loop ended with a bad count");
+    size_t ran = n - after.r12 + (after.r12 ? 1 : 0);  // the one that failed ran too
+    CRYO_TRY(read_memory(tid_, table, words.data(), ran * kBatchEntryBytes));
+    for (size_t i = 0; i < ran; i++) {
+      long ret = static_cast<long>(words[i * kWords + kWords - 1]);
+      if (ret < 0 && ret > -4096) return Error(static_cast<int>(-ret), std::string(calls[first + i].name) + " in " + who(tid_));
+      out.push_back(ret);
+    }
+    first += n;
+  }
+  return out;
+}
+
 Result<long> Remote::call(const char* name, long nr, std::array<uint64_t, 6> args) {
   CRYO_ASSIGN(long ret, raw(nr, args));
   if (ret < 0 && ret > -4096) return Error(static_cast<int>(-ret), std::string(name) + " in " + who(tid_));

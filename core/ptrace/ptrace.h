@@ -61,6 +61,21 @@ user_regs_struct normalize_restart(user_regs_struct regs);
 // must live on (rescue.h).
 enum class Stepping { kSyscallStops, kSingleStep };
 
+// One syscall of a batch (Remote::batch); name is for errors.
+struct Call {
+  const char* name;
+  long nr;
+  std::array<uint64_t, 6> args;
+};
+
+// The code a batch runs in the task, placed in its memory by the caller (the
+// restore trampoline): rbx points at a table of kBatchEntryBytes per call
+// (nr, six arguments, the result), r12 holds the number of calls. It runs them
+// in order, writes each result into its entry, stops at the first that fails
+// and ends on an int3 (its last byte), r12 then counting the calls not done.
+inline constexpr size_t kBatchEntryBytes = 64;
+extern const std::array<uint8_t, 56> kBatchLoop;
+
 class Remote {
  public:
   Remote(pid_t tid, uint64_t syscall_ip, const user_regs_struct& base, Stepping stepping = Stepping::kSyscallStops)
@@ -71,10 +86,20 @@ class Remote {
   Result<long> raw(long nr, std::array<uint64_t, 6> args = {});
   // The same, turning a negative result into an Error naming the syscall.
   Result<long> call(const char* name, long nr, std::array<uint64_t, 6> args = {});
+  // Runs calls in order and returns their results, failing (as call() does)
+  // on the first that fails, the later ones not run. A kSingleStep remote
+  // runs them in one round trip each table_bytes / kBatchEntryBytes calls:
+  // the task runs kBatchLoop, found at loop_ip, over a table written at table,
+  // freely (PTRACE_CONT) between two stops, where a remote syscall costs two
+  // ptrace stops or one step (each a round trip through the scheduler, most
+  // of what restoring a small process's 30-odd mappings took). Others (a
+  // dump's task, which must outlive cryo) run them one by one.
+  Result<std::vector<long>> batch(uint64_t loop_ip, uint64_t table, size_t table_bytes, const std::vector<Call>& calls);
 
  private:
   Status step_to_syscall_stop();
   Result<user_regs_struct> step_over_syscall();
+  Result<user_regs_struct> run_to_trap(uint64_t trap_end);
   pid_t tid_;
   uint64_t syscall_ip_;
   user_regs_struct base_;

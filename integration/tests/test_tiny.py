@@ -18,6 +18,10 @@ UNWANTED = ("libssl", "libcrypto", "libstdc++", "libarchive")
 # A dump of sleep faults in ~500 pages here; populating a whole page buffer
 # (2048 pages apiece) took it over 2700.
 MAX_DUMP_FAULTS = 1500
+# The ptrace resumptions (steps, syscall stops, continues) a restore of sleep
+# makes: 29 here with its mmaps, munmaps and mprotects run in batches, 66 when
+# each was a step of its own.
+MAX_RESTORE_RESUMES = 45
 
 
 def traced(env, name, strace_args, cryo_args):
@@ -84,5 +88,37 @@ def case_dump_faults(env):
     check_eq(rpid, pid, "restored pid")
 
 
+def case_restore_round_trips(env):
+    pid = env.spawn(["sleep", "1000"])
+    before = snapshot(pid)
+    images = env.path("images")
+    os.mkdir(images)
+    env.dump(pid, images)
+    env.wait_dumped(before)
+    pidfile = env.path("restore.pid")
+    rc, lines = traced(env, "restore", ["-e", "trace=ptrace"], ["restore", "-D", images, "-d", "--pidfile", pidfile])
+    check_eq(rc, 0, "exit code of the restore under strace")
+    resumes = [line for line in lines if any(r in line for r in ("PTRACE_SINGLESTEP", "PTRACE_SYSCALL", "PTRACE_CONT"))]
+    log(f"a restore of sleep resumed its stub {len(resumes)} times")
+    check(len(resumes) <= MAX_RESTORE_RESUMES,
+          f"a restore of sleep resumed its stub {len(resumes)} times (want <= {MAX_RESTORE_RESUMES}): "
+          "a round trip per remote syscall?")
+    check_eq(int(read_text(pidfile).strip()), pid, "restored pid")
+    check_eq(read_text(f"/proc/{pid}/comm", "").strip(), "sleep", "comm of the restored process")
+    check_eq(state(pid), "S", "state of the restored sleep")
+
+
+def case_lazy_descriptors(env):
+    # Each .proto of cryo registered its descriptor from a static initializer
+    # named dynamic_init_dummy_<file>, parsed at every start: none is left.
+    out = subprocess.run(["nm", env.cryo_path], capture_output=True, text=True, timeout=120)
+    check_eq(out.returncode, 0, f"nm {env.cryo_path}: {out.stderr.strip()[-300:]}")
+    ours = [line.split()[-1] for line in out.stdout.splitlines()
+            if "dynamic_init_dummy_" in line and "google_2fprotobuf" not in line]
+    log(f"static descriptor registrations of cryo's own protos: {ours}")
+    check(not ours, f"cryo registers its descriptors at every start: {ours}")
+
+
 if __name__ == "__main__":
-    run({"lean": case_lean, "dump_faults": case_dump_faults})
+    run({"lean": case_lean, "dump_faults": case_dump_faults, "restore_round_trips": case_restore_round_trips,
+         "lazy_descriptors": case_lazy_descriptors})
