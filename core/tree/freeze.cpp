@@ -281,14 +281,16 @@ void FrozenTree::kill_all() {
   std::vector<pid_t> left;
   for (const auto& p : procs_)
     if (!p.zombie) left.insert(left.end(), p.tids.begin(), p.tids.end());
-  while (!left.empty()) {
+  // A killed task is gone within a few hundred microseconds: short naps
+  // first (a 500 us nap was most of the wait, 5% of a tiny dump's time).
+  for (int round = 0; !left.empty(); round++) {
     size_t before = left.size();
     std::erase_if(left, [](pid_t tid) {
       int status;
       pid_t got = ::waitpid(tid, &status, __WALL | WNOHANG);
       return got == tid || (got < 0 && errno == ECHILD);
     });
-    if (left.size() == before) ::usleep(500);
+    if (left.size() == before) ::usleep(round < 20 ? 50 : 500);
   }
   if (freezer_ && freezer_->was_frozen()) (void)freezer_->request_freeze();  // as it was found, if empty now
 }
