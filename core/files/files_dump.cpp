@@ -197,7 +197,7 @@ Result<uint32_t> FilesDump::add_mapped_file(const std::string& source, bool writ
   if (::stat((options_.tree_root + path).c_str(), &st) < 0) return errno_error(what + ": stat " + path);
   if (st.st_dev != used.st_dev || st.st_ino != used.st_ino)
     return Error(what + ": " + path + " on disk is not the file in use (replaced since it was opened)");
-  CRYO_ASSIGN(uint64_t content, image::file_checksum(source));
+  CRYO_ASSIGN(uint64_t content, image::mapped_file_checksum(source));
   auto* f = add_mapped_desc(key, path, writable, st);
   f->set_content_xxh3(content);
   return f->id();

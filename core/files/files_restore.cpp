@@ -343,7 +343,7 @@ Result<UniqueFd> FileObjects::open_desc(const image::FileDesc& f) {
         return Error(EINVAL, f.path() + " changed size since the dump (" + std::to_string(f.size()) + " -> " +
                                  std::to_string(st.st_size) + " bytes)");
       if (f.kind() == image::FileDesc::MAPPED) {
-        CRYO_ASSIGN(uint64_t content, image::file_checksum("/proc/self/fd/" + std::to_string(fd.get())));
+        CRYO_ASSIGN(uint64_t content, image::mapped_file_checksum("/proc/self/fd/" + std::to_string(fd.get())));
         if (content != f.content_xxh3())
           return Error(EINVAL, f.path() + " changed since the dump (its contents differ): the process would run "
                                           "code or data it never had");

@@ -61,6 +61,17 @@ class Checksummer {
 // XXH3-64 of a whole file's contents.
 Result<uint64_t> file_checksum(const std::string& path);
 
+// The same for a file that processes map (an executable, a library, a
+// locale), which every dump and every restore of them hashes (libc alone is
+// 2 MB): remembered per inode in cache_dir and taken from there while the
+// file keeps its size, mtime and ctime. Nothing writes a file without moving
+// its ctime, which cannot be set back; a file changed less than 2 s before it
+// is hashed is not remembered (a change in the same clock tick would not show),
+// nor one on a filesystem other than the local kinds whose times the kernel
+// keeps itself. Without a usable cache_dir the file is hashed as by file_checksum.
+inline constexpr const char* kChecksumCacheDir = "/run/cryo-checksums";
+Result<uint64_t> mapped_file_checksum(const std::string& path, const std::string& cache_dir = kChecksumCacheDir);
+
 // Encodes a whole message file in memory (used by the writer and by tests).
 std::string encode(Kind kind, const std::vector<const google::protobuf::MessageLite*>& messages);
 

@@ -1,8 +1,17 @@
 #include "core/image/image.h"
 
+#include <dirent.h>
+#include <stdlib.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
 
 #include <doctest/doctest.h>
+
+#include "core/sys/io.h"
 
 #include "core/image/proto/tree.pb.h"
 
@@ -95,4 +104,63 @@ TEST_CASE("a checksum taken page by page equals the one of the whole run") {
   }
   sum.reset();
   CHECK(sum.digest() == cryo::image::checksum(nullptr, 0));
+}
+
+TEST_CASE("a mapped file's checksum is remembered only while its times vouch for it") {
+  char dir_template[] = "/tmp/cryo-checksums-test-XXXXXX";
+  REQUIRE(::mkdtemp(dir_template) != nullptr);
+  std::string dir = dir_template;
+  std::string cache = dir + "/cache";
+  auto entries = [&] {
+    std::vector<std::string> names;
+    if (DIR* d = ::opendir(cache.c_str())) {
+      while (dirent* e = ::readdir(d))
+        if (e->d_name[0] != '.') names.push_back(cache + "/" + e->d_name);
+      ::closedir(d);
+    }
+    return names;
+  };
+  // A file changed just now is hashed, not remembered.
+  std::string fresh = dir + "/fresh";
+  {
+    std::FILE* f = std::fopen(fresh.c_str(), "w");
+    REQUIRE(f);
+    std::fputs("just written", f);
+    std::fclose(f);
+  }
+  auto sum = mapped_file_checksum(fresh, cache);
+  REQUIRE(sum.ok());
+  CHECK(*sum == *file_checksum(fresh));
+  CHECK(entries().empty());
+  // An old file (a program of the system) is remembered, and what is
+  // remembered is what a second call answers.
+  std::string old = "/usr/bin/true";
+  auto first = mapped_file_checksum(old, cache);
+  REQUIRE(first.ok());
+  CHECK(*first == *file_checksum(old));
+  auto names = entries();
+  REQUIRE(names.size() == 1);
+  std::string text = *read_file(names[0]);
+  REQUIRE(text.size() > 17);
+  std::string forged = text.substr(0, text.size() - 17) + "00000000000000aa\n";
+  {
+    std::FILE* f = std::fopen(names[0].c_str(), "w");
+    REQUIRE(f);
+    std::fputs(forged.c_str(), f);
+    std::fclose(f);
+  }
+  CHECK(*mapped_file_checksum(old, cache) == 0xaa);
+  // Another size or time than the entry's: hashed again.
+  std::string stale = "1 " + text.substr(text.find(' ') + 1);
+  {
+    std::FILE* f = std::fopen(names[0].c_str(), "w");
+    REQUIRE(f);
+    std::fputs(stale.c_str(), f);
+    std::fclose(f);
+  }
+  CHECK(*mapped_file_checksum(old, cache) == *first);
+  for (const auto& n : entries()) ::unlink(n.c_str());
+  ::rmdir(cache.c_str());
+  ::unlink(fresh.c_str());
+  ::rmdir(dir.c_str());
 }
