@@ -46,7 +46,7 @@ const Option* lookup(const std::string& name, Verb verb);
 std::string bad_value(const Option& o, const std::string& v);
 
 // The parser's view of every option (each name once).
-std::vector<OptionSpec> specs();
+const std::vector<OptionSpec>& specs();
 
 // Parses a process verb's command line as CRIU would: options in any order,
 // CRIU's spellings, --config files read first. Fails (the message names the
