@@ -33,6 +33,9 @@ namespace {
 constexpr uint64_t kFaultPages = 16;        // a fault brings 64 KiB: the pages after it are likely next
 constexpr uint64_t kBackgroundPages = 256;  // 1 MiB a step between looks at the faults
 constexpr uint64_t kMaxRanges = 1u << 20;
+constexpr uint64_t kShortRunPages = 32;      // a run this short comes before the stream (bring_short_runs)
+constexpr size_t kShortRunsAtOnce = 256;
+constexpr uint64_t kQuietAfterRestoreUs = 30000;
 
 // One userfaultfd: a restored process, or a child it forked since.
 struct Target {
@@ -64,6 +67,8 @@ class Daemon {
   Status serve_fetch(const Handover& h);
   Status drain_events(Target& t, std::vector<std::unique_ptr<Target>>* born);
   Copy copy_in(Target& t, PageSpan span);
+  Copy place_fetched(Target& t, PageSpan span, const pageserver::Frame& f);
+  Copy bring_short_runs();
   Copy place(Target& t, uint64_t addr, uint64_t npages, const uint8_t* src, uint64_t* done);
   Copy answer_fault(Target& t, uint64_t addr);
   void add_target(std::unique_ptr<Target> t);
@@ -74,6 +79,7 @@ class Daemon {
   std::vector<std::unique_ptr<Target>> targets_;
   UniqueFd session_;
   bool session_done_ = false, session_over_ = false;
+  bool short_runs_brought_ = false;
   int next_id_ = 1;
   uint64_t rate_ = 0;  // bytes a second the background copy may take (0: as fast as it goes)
   uint64_t next_step_us_ = 0;
@@ -367,24 +373,77 @@ Copy Daemon::copy_in(Target& t, PageSpan span) {
       failure_ = std::move(st).error();
       return Copy::kFailed;
     }
-    const auto* presence = reinterpret_cast<const uint8_t*>(f.payload.data());
-    const uint8_t* data = presence + n;
-    for (uint64_t i = 0; i < n;) {
-      uint64_t j = i;
-      while (j < n && presence[j] == presence[i]) j++;
-      uint64_t done = 0;
-      Copy c = place(t, span.addr + i * kPage, j - i, presence[i] ? data : nullptr, &done);
-      if (c != Copy::kDone) {
-        if (c == Copy::kAgain) t.pending.put_back(span.after(i + done));
-        return c;
-      }
-      if (presence[i]) data += (j - i) * kPage;
-      else zero_pages_ += j - i;
-      i = j;
+    PageSpan piece = span;
+    piece.npages = n;
+    if (Copy c = place_fetched(t, piece, f); c != Copy::kDone) {
+      if (c == Copy::kAgain && n < span.npages) t.pending.put_back(span.after(n));
+      return c;
     }
-    remote_pages_ += n;
     span = span.after(n);
   }
+  return Copy::kDone;
+}
+
+// Places a remote span's pages as the source sent them (f: its answer).
+Copy Daemon::place_fetched(Target& t, PageSpan span, const pageserver::Frame& f) {
+  uint64_t n = span.npages;
+  const auto* presence = reinterpret_cast<const uint8_t*>(f.payload.data());
+  const uint8_t* data = presence + n;
+  for (uint64_t i = 0; i < n;) {
+    uint64_t j = i;
+    while (j < n && presence[j] == presence[i]) j++;
+    uint64_t done = 0;
+    Copy c = place(t, span.addr + i * kPage, j - i, presence[i] ? data : nullptr, &done);
+    if (c != Copy::kDone) {
+      if (c == Copy::kAgain) {
+        // What is not in yet goes back (the source sends it again).
+        PageSpan rest = span.after(i + done);
+        t.pending.put_back(rest);
+      }
+      return c;
+    }
+    if (presence[i]) data += (j - i) * kPage;
+    else zero_pages_ += j - i;
+    i = j;
+  }
+  remote_pages_ += n;
+  return Copy::kDone;
+}
+
+// Once the processes run, before the stream of the rest: every short run
+// still missing (a process's stack, heap and libraries' data are short runs
+// beside its large ones, and what it touches first is mostly there), in
+// one round trip to a source. Faults find them in, not one trip each.
+Copy Daemon::bring_short_runs() {
+  std::vector<std::pair<Target*, PageSpan>> wanted;
+  for (auto& t : targets_) {
+    if (t->gone) continue;
+    for (const auto& span : t->pending.short_runs(kShortRunPages, kShortRunsAtOnce - wanted.size()))
+      wanted.emplace_back(t.get(), span);
+  }
+  if (wanted.empty()) return Copy::kDone;
+  std::vector<pageserver::LazyFetcher::Request> requests;
+  std::vector<pageserver::Frame> answers;
+  if (source_) {
+    for (const auto& [t, span] : wanted)
+      if (span.from_pid) requests.push_back({span.from_pid, span.from_addr, span.npages});
+    if (auto st = source_->fetch_all(requests, &answers); !st.ok()) {
+      failure_ = std::move(st).error();
+      return Copy::kFailed;
+    }
+  }
+  size_t answer = 0;
+  uint64_t pages = 0;
+  for (const auto& [t, span] : wanted) {
+    const pageserver::Frame* f = span.from_pid ? &answers[answer++] : nullptr;
+    if (t->gone || !t->pending.take(span.addr, span.npages)) continue;
+    Copy c = f ? place_fetched(*t, span, *f) : copy_in(*t, span);
+    if (c == Copy::kFailed) return c;
+    if (c == Copy::kGone) finish_target(*t, "its address space is gone");
+    pages += span.npages;
+  }
+  background_pages_ += pages;
+  log::debug("brought " + std::to_string(wanted.size()) + " short runs (" + std::to_string(pages) + " pages) first");
   return Copy::kDone;
 }
 
@@ -496,6 +555,9 @@ Status Daemon::serve(int listener) {
       fds.push_back({session_.get(), POLLIN, 0});
       what.emplace_back(kSession, nullptr);
     }
+    // The stream waits for the restore's end: until then nothing runs that
+    // could fault, and the restore has the CPU to itself.
+    bool running = session_done_ || session_over_;
     bool background = false;
     for (auto& t : targets_) {
       fds.push_back({t->uffd.get(), POLLIN, 0});
@@ -504,7 +566,7 @@ Status Daemon::serve(int listener) {
         fds.push_back({t->pidfd.get(), POLLIN, 0});
         what.emplace_back(kPidfd, t.get());
       }
-      background = background || !t->pending.empty() || !t->unanswered.empty();
+      background = background || (running && !t->pending.empty()) || !t->unanswered.empty();
     }
     int timeout = -1;
     if (background) {
@@ -540,8 +602,16 @@ Status Daemon::serve(int listener) {
       }
     }
     for (auto& child : born) add_target(std::move(child));
+    if (running && !short_runs_brought_) {
+      short_runs_brought_ = true;
+      if (bring_short_runs() == Copy::kFailed) return source_failed();
+      // The processes just let go take their first steps now: for a moment
+      // the stream leaves them the CPU (and a source's link) and only their
+      // faults are served.
+      next_step_us_ = std::max(next_step_us_, now_us() + kQuietAfterRestoreUs);
+    }
     // One step of the background copy, round robin (at most at the rate asked).
-    for (size_t k = 0; k < targets_.size() && now_us() >= next_step_us_; k++) {
+    for (size_t k = 0; running && k < targets_.size() && now_us() >= next_step_us_; k++) {
       Target& t = *targets_[(next_background_ + k) % targets_.size()];
       if (t.gone || t.pending.empty() || !t.unanswered.empty()) continue;
       next_background_ = (next_background_ + k + 1) % targets_.size();

@@ -56,6 +56,13 @@ class PendingPages {
     if (runs_.empty()) return std::nullopt;
     return take(runs_.begin()->first, max_pages);
   }
+  // Up to `most` runs of at most max_pages pages (left pending).
+  std::vector<PageSpan> short_runs(uint64_t max_pages, size_t most) const {
+    std::vector<PageSpan> out;
+    for (auto it = runs_.begin(); it != runs_.end() && out.size() < most; ++it)
+      if (it->second.npages <= max_pages) out.push_back(it->second);
+    return out;
+  }
   // Pages put back (a copy that could not be made yet).
   void put_back(PageSpan span) { add(span); }
 

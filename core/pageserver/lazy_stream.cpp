@@ -137,12 +137,31 @@ Result<std::unique_ptr<LazyFetcher>> LazyFetcher::connect(const Endpoint& to) {
 }
 
 Status LazyFetcher::fetch(int32_t pid, uint64_t addr, uint64_t npages, Frame* out) {
+  Request r{pid, addr, npages};
+  CRYO_TRY(ask(r));
+  return answer(r, out);
+}
+
+Status LazyFetcher::fetch_all(const std::vector<Request>& requests, std::vector<Frame>* out) {
+  // The requests are a few bytes each: they all fit the socket's buffer
+  // while the source's answers wait to be read.
+  for (const auto& r : requests) CRYO_TRY(ask(r));
+  out->resize(requests.size());
+  for (size_t i = 0; i < requests.size(); i++) CRYO_TRY(answer(requests[i], &(*out)[i]));
+  return {};
+}
+
+Status LazyFetcher::ask(const Request& r) {
   uint8_t request[16];
-  put64(request, addr);
-  put64(request + 8, npages);
-  CRYO_TRY(send_frame(*ch_, FrameType::kGet, static_cast<uint32_t>(pid),
-                      std::string_view(reinterpret_cast<char*>(request), sizeof request))
-               .wrap(peer_));
+  put64(request, r.addr);
+  put64(request + 8, r.npages);
+  return send_frame(*ch_, FrameType::kGet, static_cast<uint32_t>(r.pid),
+                    std::string_view(reinterpret_cast<char*>(request), sizeof request))
+      .wrap(peer_);
+}
+
+Status LazyFetcher::answer(const Request& r, Frame* out) {
+  uint64_t addr = r.addr, npages = r.npages;
   CRYO_ASSIGN(*out, expect_frame(*ch_, FrameType::kPages, peer_));
   if (out->arg != addr || out->payload.size() < npages)
     return Error(EPROTO, peer_ + " answered with other pages than asked for");

@@ -56,12 +56,21 @@ class LazyFetcher {
   // Pages [addr, addr + npages * 4096) of image pid: out->payload holds one
   // byte a page (1: its data follows, 0: a zero page) then the data.
   Status fetch(int32_t pid, uint64_t addr, uint64_t npages, Frame* out);
+  // Several at once: every request is sent before the first answer is read
+  // (one round trip for all). out gets one answer a request, in order.
+  struct Request {
+    int32_t pid;
+    uint64_t addr, npages;
+  };
+  Status fetch_all(const std::vector<Request>& requests, std::vector<Frame>* out);
   // Every page needed is in: the source may let its tree go.
   Status bye();
   const std::string& peer() const { return peer_; }
   uint64_t bytes() const { return bytes_; }
 
  private:
+  Status ask(const Request& r);
+  Status answer(const Request& r, Frame* out);
   std::unique_ptr<Channel> ch_;
   std::string peer_;
   uint64_t bytes_ = 0;
