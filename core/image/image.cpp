@@ -274,7 +274,7 @@ Result<std::unique_ptr<PageWriter>> PageWriter::create(std::unique_ptr<PageSink>
 }
 
 Status PageWriter::start() {
-  for (int i = 0; i < 3; i++) {
+  for (size_t i = 0; i < kBuffers; i++) {
     void* b = ::mmap(nullptr, kBufferSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (b == MAP_FAILED) return errno_error("memory for the page writer");
     storage_.push_back(static_cast<uint8_t*>(b));
@@ -333,6 +333,11 @@ void PageWriter::run() {
         }
       }
     }
+    // Writeback starts now, while the next buffers are read, and not all at
+    // finish()'s fdatasync (tmpfs has none to do).
+    if (!failed && st.ok() && !sink_)
+      (void)::sync_file_range(fd_.get(), static_cast<off_t>(job.offset), static_cast<off_t>(bytes),
+                              SYNC_FILE_RANGE_WRITE);
     if (!failed && st.ok()) progress::add_bytes(bytes);
     lock.lock();
     if (!st.ok() && !error_) error_ = std::move(st).error();
@@ -380,6 +385,10 @@ Status PageWriter::finish() {
     if (!st.ok()) error_ = st.error();
     return st;
   }
+  if (::fdatasync(fd_.get()) < 0) {
+    error_ = errno_error("fdatasync pages.img");
+    return *error_;
+  }
   return {};
 }
 
@@ -410,6 +419,8 @@ Status ImageDirWriter::write(const std::string& name, Kind kind, const google::p
   std::string path = dir_ + "/" + tmp_name(name);
   CRYO_ASSIGN(UniqueFd fd, open_file(path, O_WRONLY | O_CREAT | O_TRUNC, 0600));
   CRYO_TRY(write_all(fd.get(), bytes).wrap("write " + path));
+  // Its writeback starts now; commit() waits for it.
+  (void)::sync_file_range(fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
   written_.emplace_back(name, bytes.size());
   return {};
 }
@@ -436,6 +447,13 @@ Status ImageDirWriter::commit(cryo::image::Inventory inventory) {
     auto* f = inventory.add_files();
     f->set_name(name);
     f->set_size(size);
+  }
+  // Every file is on its storage before the inventory names it.
+  for (auto& [name, size] : written_) {
+    if (name == kPagesName) continue;  // finish() synced it
+    std::string path = dir_ + "/" + tmp_name(name);
+    CRYO_ASSIGN(UniqueFd fd, open_file(path, O_RDONLY));
+    if (::fdatasync(fd.get()) < 0) return errno_error("fdatasync " + path);
   }
   // An image that was here stays whole until this one commits: its inventory
   // goes first (from then on the directory holds no complete image), then

@@ -25,7 +25,7 @@ constexpr uint64_t kPage = 4096;
 constexpr const char* kAnonHuge = "/anon_hugepage (deleted)";  // MAP_ANONYMOUS|MAP_HUGETLB
 constexpr uint64_t kPresent = 1ULL << 63, kSwapped = 1ULL << 62, kFileShared = 1ULL << 61;
 constexpr uint64_t kGuardRegion = 1ULL << 58;  // PM_GUARD_REGION (Linux 6.14): shown as swapped, holds no page
-constexpr size_t kChunkPages = 2048;  // 8 MiB of pages per buffer handed to the writer
+constexpr size_t kChunkPages = image::PageWriter::kBufferSize / kPage;  // the pages of one writer buffer
 constexpr size_t kPiecePages = 64;    // 256 KiB per read, well inside a core's L2 cache
 
 std::string what_vma(pid_t pid, const proc::MapEntry& m) {
