@@ -15,6 +15,7 @@
 #include <ctime>
 #include <memory>
 
+#include "core/image/xxh3_avx2.h"
 #include "core/sys/io.h"
 #include "core/sys/progress.h"
 
@@ -103,18 +104,43 @@ const char* kind_name(Kind kind) {
   return "unknown";
 }
 
-uint64_t checksum(const void* data, size_t size) { return XXH3_64bits(data, size); }
+namespace {
+bool have_avx2() {
+  static const bool yes = [] {
+    __builtin_cpu_init();  // (static constructors may run before libgcc's)
+    return __builtin_cpu_supports("avx2");
+  }();
+  return yes;
+}
+}  // namespace
 
-Checksummer::Checksummer() : state_(XXH3_createState()) {
+uint64_t checksum(const void* data, size_t size) { return have_avx2() ? avx2::xxh3(data, size) : XXH3_64bits(data, size); }
+
+Checksummer::Checksummer() : state_(have_avx2() ? avx2::create_state() : XXH3_createState()) {
   if (!state_) std::abort();  // out of memory for 600 bytes
   reset();
 }
-Checksummer::~Checksummer() { XXH3_freeState(static_cast<XXH3_state_t*>(state_)); }
-void Checksummer::reset() { XXH3_64bits_reset(static_cast<XXH3_state_t*>(state_)); }
-void Checksummer::update(const void* data, size_t size) {
-  XXH3_64bits_update(static_cast<XXH3_state_t*>(state_), data, size);
+Checksummer::~Checksummer() {
+  if (have_avx2())
+    avx2::free_state(state_);
+  else
+    XXH3_freeState(static_cast<XXH3_state_t*>(state_));
 }
-uint64_t Checksummer::digest() const { return XXH3_64bits_digest(static_cast<const XXH3_state_t*>(state_)); }
+void Checksummer::reset() {
+  if (have_avx2())
+    avx2::reset(state_);
+  else
+    XXH3_64bits_reset(static_cast<XXH3_state_t*>(state_));
+}
+void Checksummer::update(const void* data, size_t size) {
+  if (have_avx2())
+    avx2::update(state_, data, size);
+  else
+    XXH3_64bits_update(static_cast<XXH3_state_t*>(state_), data, size);
+}
+uint64_t Checksummer::digest() const {
+  return have_avx2() ? avx2::digest(state_) : XXH3_64bits_digest(static_cast<const XXH3_state_t*>(state_));
+}
 
 namespace {
 

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -163,4 +164,28 @@ TEST_CASE("a mapped file's checksum is remembered only while its times vouch for
   ::rmdir(cache.c_str());
   ::unlink(fresh.c_str());
   ::rmdir(dir.c_str());
+}
+
+// checksum() and Checksummer run an AVX2 build of XXH3 where the CPU has it:
+// an image must checksum alike on every machine, so its values are the
+// library's, for every length (the short-input paths too) and any split.
+TEST_CASE("checksums are the library's XXH3 values, whole or in pieces") {
+  std::vector<uint8_t> data(3 << 20);
+  uint64_t x = 0x9e3779b97f4a7c15ULL;
+  for (auto& b : data) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    b = static_cast<uint8_t>(x);
+  }
+  CHECK(checksum(data.data(), 0) == 0x2D06800538D394C2ULL);  // XXH3-64 of nothing
+  std::vector<size_t> sizes;
+  for (size_t n = 0; n <= 300; n++) sizes.push_back(n);
+  for (size_t n : {1023, 1024, 1025, 4096, 65536, 262144 + 7, 3 << 20}) sizes.push_back(n);
+  for (size_t n : sizes) {
+    uint64_t want = XXH3_64bits(data.data(), n);
+    CHECK(checksum(data.data(), n) == want);
+    Checksummer sum;
+    for (size_t at = 0, step = 1; at < n; at += step, step = step * 3 + 1)
+      sum.update(data.data() + at, std::min(step, n - at));
+    CHECK(sum.digest() == want);
+  }
 }
