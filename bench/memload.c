@@ -3,7 +3,9 @@
 //   memload hold MIB READY   touch MIB MiB with a pattern, write READY, sleep forever
 //   memload memcpy MIB       print {"hot_s":..,"cold_s":..}: memcpy of MIB MiB into memory
 //                            already faulted in, and into fresh memory (page faults included)
-//   memload write PATH MIB   print {"write_s":..}: write() MIB MiB to a new file, no fsync
+//   memload write PATH MIB [fsync]
+//                            print {"write_s":..}: write() MIB MiB to a new file (from a
+//                            buffer in the cache), then fdatasync it if asked (timed too)
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -38,7 +40,7 @@ static void fill(char *p, size_t len) {
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: memload hold MIB READY | memcpy MIB | write PATH MIB\n");
+    fprintf(stderr, "usage: memload hold MIB READY | memcpy MIB | write PATH MIB [fsync]\n");
     return 2;
   }
   if (!strcmp(argv[1], "hold") && argc == 4) {
@@ -64,7 +66,7 @@ int main(int argc, char **argv) {
     printf("{\"hot_s\":%.6f,\"cold_s\":%.6f,\"check\":%d}\n", hot, cold, dst[len / 2]);
     return 0;
   }
-  if (!strcmp(argv[1], "write") && argc == 4) {
+  if (!strcmp(argv[1], "write") && (argc == 4 || (argc == 5 && !strcmp(argv[4], "fsync")))) {
     size_t len = (size_t)atol(argv[3]) << 20, chunk = 1 << 20;
     char *buf = map(chunk);
     fill(buf, chunk);
@@ -80,6 +82,10 @@ int main(int argc, char **argv) {
         perror("write");
         return 1;
       }
+    }
+    if (argc == 5 && fdatasync(fd) < 0) {
+      perror("fdatasync");
+      return 1;
     }
     double took = now() - t0;
     close(fd);

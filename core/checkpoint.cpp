@@ -403,6 +403,9 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   CRYO_TRY(dir.write(image::kTreeName, image::Kind::kTree, tree_entry));
   CRYO_TRY(dir.write(image::kFilesName, image::Kind::kFiles, files.files()));
   result.pages_bytes = pages->size() - image::kPagesDataOffset;
+  result.pages_copied_in = stats.bytes_copied_in;
+  result.pages_zero_tested = stats.bytes_zero_tested;
+  result.pages_checksummed = stats.bytes_checksummed;
 
   image::Inventory inventory;
   inventory.set_tool_version(CRYO_VERSION_STRING);

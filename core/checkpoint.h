@@ -55,6 +55,10 @@ struct DumpResult {
   uint64_t freeze_us = 0;  // how long the tree was stopped
   uint64_t total_us = 0;
   uint64_t pages_bytes = 0;
+  // Bytes of pages copied out of the tasks into cryo, read by the zero-page
+  // test and by the checksum (mm::DumpStats): against pages_bytes, how many
+  // passes a dump makes over the memory besides writing it once.
+  uint64_t pages_copied_in = 0, pages_zero_tested = 0, pages_checksummed = 0;
   size_t tasks = 0;
   std::vector<progress::PhaseTime> phases;  // in order: freezing, reading the tree, writing memory, ...
 };

@@ -34,10 +34,15 @@ std::string what_vma(pid_t pid, const proc::MapEntry& m) {
   return "pid " + std::to_string(pid) + " mapping " + buf + (m.path.empty() ? "" : " " + m.path);
 }
 
-bool is_zero_page(const uint8_t* p) {
+// Adds the bytes it read to *tested.
+bool is_zero_page(const uint8_t* p, uint64_t* tested) {
   const uint64_t* w = reinterpret_cast<const uint64_t*>(p);
   for (size_t i = 0; i < kPage / 8; i++)
-    if (w[i]) return false;
+    if (w[i]) {
+      *tested += (i + 1) * 8;
+      return false;
+    }
+  *tested += kPage;
   return true;
 }
 
@@ -88,7 +93,7 @@ class RunBuilder {
   void add(const Segment& seg, size_t first, size_t count) {
     for (size_t i = first; i < first + count; i++) {
       const uint8_t* page = buf_ + seg.buf_offset + i * kPage;
-      if (seg.skip_zero && is_zero_page(page)) {
+      if (seg.skip_zero && is_zero_page(page, &stats_->bytes_zero_tested)) {
         end_run();
         stats_->zero_pages_skipped++;
         continue;
@@ -101,6 +106,7 @@ class RunBuilder {
         sum_.reset();
       }
       sum_.update(page, kPage);
+      stats_->bytes_checksummed += kPage;
       open_pages_++;
     }
   }
@@ -281,6 +287,7 @@ Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, in
           (void)pages.submit(buf, {});  // hands the buffer back
           return std::move(st).error().wrap(what_vma(pid, m));
         }
+        stats->bytes_copied_in += n * kPage;
         runs.add(seg, done, n);
       }
       runs.end_run();
@@ -369,6 +376,7 @@ Status dump_file_data(int fd, uint64_t size, google::protobuf::RepeatedPtrField<
         (void)pages.submit(buf, {});  // hands the buffer back
         return std::move(got).error().wrap("read file data");
       }
+      stats->bytes_copied_in += bytes;
       CRYO_TRY(emit_runs(buf, {{static_cast<uint64_t>(at), 0, padded / kPage, true, runs}}, pages, stats));
       at += static_cast<off_t>(bytes);
     }

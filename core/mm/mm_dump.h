@@ -20,6 +20,14 @@ struct DumpStats {
   uint64_t pages_inherited = 0;  // shared copy-on-write with the parent, not stored again
   uint64_t pages_in_parent = 0;  // unchanged since the parent image, which holds them
   uint64_t pages_remote = 0;     // left in the tree for a lazy migration to serve (dump --lazy-pages)
+  // How often the bytes of the pages are touched (the bench shows each as
+  // passes over pages_written): copied out of the tasks or files into
+  // cryo's buffers, read by the zero-page test (a page that is not zero
+  // shows it in its first words), read by the checksum. The copy into
+  // pages.img is the writer's (PageWriter::size()).
+  uint64_t bytes_copied_in = 0;
+  uint64_t bytes_zero_tested = 0;
+  uint64_t bytes_checksummed = 0;
 };
 
 // The parent of a dumped process, when it is a living process of the tree:

@@ -2,8 +2,11 @@
 """How a dump writes its image. durable: every file of the image is on its storage
 (fdatasync) before inventory.img, which makes the image whole, takes its name; a
 dump kills the tree once the image commits, so a crash of the machine just after
-must not find an inventory naming pages that never reached the disk. The tree is
-restored afterwards and verifies itself."""
+must not find an inventory naming pages that never reached the disk. passes: each
+byte of the pages is copied out of the tree once and checksummed once, as
+stats-dump.json counts them (the bench reports the same counts). Both restore the
+tree afterwards and let it verify itself."""
+import json
 import os
 import re
 import subprocess
@@ -57,5 +60,26 @@ def case_durable(env):
     restore_and_verify(env, pid, before, images, report)
 
 
+def case_passes(env):
+    pid, report = start_mega(env)
+    before = snapshot(pid)
+    images = env.path("images")
+    env.dump(pid, images)
+    with open(os.path.join(images, "stats-dump.json")) as f:
+        stats = json.load(f)
+    log(f"stats-dump.json: {stats}")
+    for key in ("pages_copied_in", "pages_zero_tested", "pages_checksummed"):
+        check(isinstance(stats.get(key), int), f"stats-dump.json has no count {key}")
+    written = stats["pages_bytes"]
+    check(written >= 32 << 20, f"pages_bytes {written}")
+    check_eq(stats["pages_checksummed"], written, "bytes checksummed (once each byte written)")
+    # Read once; zero pages are read and not written, the shared memory's last page is padded.
+    check(written - (1 << 20) <= stats["pages_copied_in"] <= written * 1.05,
+          f"bytes copied out of the tree {stats['pages_copied_in']} against {written} written")
+    check(stats["pages_zero_tested"] < written / 50,
+          f"the zero-page test read {stats['pages_zero_tested']} bytes of {written}: pages with data show it at once")
+    restore_and_verify(env, pid, before, images, report)
+
+
 if __name__ == "__main__":
-    run({"durable": case_durable})
+    run({"durable": case_durable, "passes": case_passes})
