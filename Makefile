@@ -54,6 +54,7 @@ bench: deps build
 	./bench/run.sh $(BUILD)/runtime/cryo
 	python3 bench/migration.py $(BUILD)/runtime/cryo
 	python3 bench/incremental.py $(BUILD)/runtime/cryo
+	python3 bench/pause.py $(BUILD)/runtime/cryo
 ifneq ($(BENCH_SOAK),0)
 	python3 bench/soak.py $(BUILD)/runtime/cryo
 endif

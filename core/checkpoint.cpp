@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <optional>
@@ -198,6 +199,16 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   }
 
   CRYO_TRY(options.actions.run(hooks::Action::kPreDump, options.pid));
+  // A tree that runs on after the dump, or whose writes a pre-dump tracks:
+  // its memory is copied while it runs, and only what it writes meanwhile
+  // is read again once it is frozen (Precopy in core/predump.h).
+  Precopy pre;
+  if ((options.leave_running || parent) && !options.lazy_pages) {  // a lazy source serves from the frozen tree
+    progress::phase("copying memory while the tree runs");
+    CRYO_ASSIGN(image::PageWriter * early, dir.pages());
+    CRYO_ASSIGN(pre, precopy(options, parent ? &*parent : nullptr, *early));
+    progress::phase("freezing");
+  }
   log::info("freezing the tree of pid " + std::to_string(options.pid));
   uint64_t freeze_start = now_us();
   std::optional<cgroup::Freezer> freezer;  // outlives the tree, which leaves it as it was found
@@ -348,8 +359,10 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   mm::DumpStats stats;
   pageserver::LazyPages lazy_pages;  // --lazy-pages: what the source serves
   std::map<int32_t, pid_t> lazy_real_pid;  // image pid -> pid here
-  TreeWrites writes;  // against a pre-dump: what each process wrote since
-  if (parent) {
+  TreeWrites writes;  // against the copy made while the tree ran, or a pre-dump: what each process wrote since
+  if (pre.started) {
+    CRYO_ASSIGN(writes.mms, since_precopy(pre, maps));
+  } else if (parent) {
     CRYO_ASSIGN(writes, writes_since(*parent, tree, maps, false));
     writes.uffds.clear();  // the tracking ends here, its registrations with it
   }
@@ -426,6 +439,19 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   CRYO_TRY(check_interrupt("before the image was committed"));
   CRYO_TRY(options.actions.run(hooks::Action::kPostDump, options.pid));
   failpoint("dump.commit");
+  result.tasks = tree.processes().size();
+  uint64_t thawed = 0;
+  auto let_run = [&] {
+    rollback.run_now();  // what a failure undoes, -R undoes too
+    tree.thaw();
+    thawed = now_us();
+    pre.uffds.clear();  // the tracking ends: its registrations and write protection go with the files
+  };
+  // With -R the image needs nothing more of the tree (unless it serves its
+  // memory lazily): it runs on while the last pages are written and the
+  // image is committed (a failure from here on fails the dump, the tree
+  // running as before either way).
+  if (options.leave_running && !lazy_source) let_run();
   progress::phase("committing");
   CRYO_TRY(dir.commit(inventory));
   failpoint("dump.committed");
@@ -449,10 +475,8 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     CRYO_TRY(lazy_source->serve(lazy_pages).wrap("lazy migration (the tree runs on here)"));
   }
 
-  result.tasks = tree.processes().size();
   if (options.leave_running) {
-    rollback.run_now();  // what a failure undoes, -R undoes too
-    tree.thaw();
+    if (!thawed) let_run();
   } else {
     // From here a death of cryo finishes the job: the guard kills what is
     // left of the tree and keeps the lock for the restore.
@@ -467,12 +491,16 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   }
   uint64_t end = now_us();
   result.phases = progress::phases();
-  result.freeze_us = end - freeze_start;
+  result.freeze_us = std::max((thawed ? thawed : end) - freeze_start, pre.freeze_us);
+  result.precopy_freeze_us = pre.freeze_us;
+  result.precopy_us = pre.copy_us;
   result.total_us = end - start;
-  log::info("dumped " + std::to_string(stats.pages_written) + " pages (" + std::to_string(stats.pages_inherited) +
-            " shared with a parent, " + std::to_string(stats.pages_in_parent) + " kept in the parent image, " +
-            std::to_string(stats.zero_pages_skipped) + " zero pages skipped, " + std::to_string(stats.pages_remote) +
-            " served lazily) in " + std::to_string(result.total_us) + " us");
+  log::info("dumped " + std::to_string(stats.pages_written) + " pages frozen, " +
+            std::to_string(pre.stats.pages_written) + " while the tree ran (" + std::to_string(stats.pages_inherited) +
+            " shared with a parent, " + std::to_string(stats.pages_in_parent) +
+            " kept from the copy made while it ran or the parent image, " + std::to_string(stats.zero_pages_skipped) +
+            " zero pages skipped, " + std::to_string(stats.pages_remote) + " served lazily) in " +
+            std::to_string(result.total_us) + " us");
   return result;
 }
 

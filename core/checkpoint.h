@@ -52,7 +52,9 @@ struct DumpOptions {
 };
 
 struct DumpResult {
-  uint64_t freeze_us = 0;  // how long the tree was stopped
+  uint64_t freeze_us = 0;  // the longest time the tree was stopped at once
+  uint64_t precopy_freeze_us = 0;  // how long it was stopped to start write tracking (Precopy)
+  uint64_t precopy_us = 0;  // how long its memory was copied while it ran
   uint64_t total_us = 0;
   uint64_t pages_bytes = 0;
   // Bytes of pages copied out of the tasks into cryo, read by the zero-page

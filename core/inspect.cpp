@@ -158,7 +158,7 @@ Result<std::string> inspect_pre_dump(const image::ImageDirReader& reader, const 
     CRYO_TRY(mm::expand_parent_pages(reader, &mm).wrap(image::mm_name(t.pid())));
     uint64_t pages = 0, in_parents = 0;
     for (const auto& run : mm.pages()) {
-      if (run.level() == 0) CRYO_TRY(reader.checked_page_run(run.offset(), run.npages() * 4096, run.xxh3()));
+      if (!run.checked()) CRYO_TRY(reader.checked_page_run(run.offset(), run.npages() * 4096, run.xxh3()));
       (run.level() ? in_parents : pages) += run.npages();
     }
     out += std::string(first ? "" : ",") + "{\"pid\":" + std::to_string(t.pid()) + ",\"tracked\":" +

@@ -77,6 +77,130 @@ Result<TreeWrites> writes_since(const mm::ParentImage& parent, const tree::Froze
   return out;
 }
 
+Result<Tracking> track_writes(const mm::ParentImage* parent, const tree::FrozenTree& tree,
+                              const std::map<pid_t, std::vector<proc::MapEntry>>& maps) {
+  Tracking t;
+  if (parent) {
+    CRYO_ASSIGN(t.writes, writes_since(*parent, tree, maps, true));
+  }
+  // Every process gets a userfaultfd (its own, or the one the parent's
+  // keeper held) registered on its private mappings; what was not tracked
+  // yet is protected now, while the tree is stopped and before its pages
+  // are copied, so a write from here on shows in the next scan.
+  for (const auto& [pid, m] : maps) {
+    if (!t.writes.uffds.count(pid)) {
+      CRYO_TRY(refuse_registered(pid));
+      CRYO_ASSIGN(uint64_t syscall_ip, ptrace::find_syscall_insn(pid, m));
+      auto made = mm::make_tracker(pid, syscall_ip, m);
+      if (!made.ok()) {
+        log::warn(pid_str(pid) + ": no write tracking (" + made.error().message() + "): the next dump saves its memory whole");
+        continue;
+      }
+      t.writes.uffds[pid] = std::move(*made);
+    }
+    int uffd = t.writes.uffds[pid].get();
+    t.registered[pid] = mm::register_tracking(uffd, m);
+    CRYO_TRY(mm::protect(uffd, mm::subtract(t.registered[pid], t.writes.trusted[pid])).wrap(pid_str(pid)));
+  }
+  return t;
+}
+
+Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* parent, image::PageWriter& pages) {
+  Precopy pre;
+  std::string why;
+  CRYO_ASSIGN(bool works, mm::probe_write_tracking(&why));
+  if (!works) {
+    log::info("memory is copied with the tree frozen: no write tracking here (" + why + ")");
+    return pre;
+  }
+  uint64_t freeze_start = now_us();
+  std::optional<cgroup::Freezer> freezer;
+  if (!options.freeze_cgroup.empty()) {
+    CRYO_ASSIGN(auto opened, cgroup::Freezer::open(options.freeze_cgroup));
+    freezer.emplace(std::move(opened));
+  }
+  std::map<pid_t, std::vector<proc::MapEntry>> maps;
+  std::map<pid_t, pid_t> parent_of;  // in the tree (not the root's)
+  std::optional<mm::IncrementalMm> none;
+  std::map<pid_t, mm::IncrementalMm> since_parent;
+  {
+    CRYO_ASSIGN(auto tree, tree::FrozenTree::freeze(options.pid, options.freeze_timeout_s, freezer ? &*freezer : nullptr));
+    CRYO_TRY(check_interrupt("while the tree was being frozen"));
+    for (const auto& p : tree.processes()) {
+      if (p.zombie) continue;
+      if (auto st = refuse_own_userfaultfd(p.pid); !st.ok()) {
+        log::info("memory is copied with the tree frozen: " + st.error().message());
+        return Precopy{};
+      }
+      CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(p.pid) + "/maps"));
+      CRYO_ASSIGN(maps[p.pid], proc::parse_maps(text));
+      if (&p != &tree.processes().front()) parent_of[p.pid] = p.stat.ppid;
+    }
+    auto tracking = track_writes(parent, tree, maps);
+    if (!tracking.ok() && !parent) {  // a tree of its own registered memory: the dump decides
+      log::info("memory is copied with the tree frozen: " + tracking.error().message());
+      return Precopy{};
+    }
+    if (!tracking.ok()) return std::move(tracking).error();
+    pre.started = true;
+    pre.registered = std::move(tracking->registered);
+    pre.uffds = std::move(tracking->writes.uffds);
+    since_parent = std::move(tracking->writes.mms);
+    failpoint("precopy.tracked");
+    tree.thaw();
+  }
+  uint64_t thawed = now_us();
+  pre.freeze_us = thawed - freeze_start;
+
+  files::FilesDump files({});  // nothing of it is kept: only private pages are copied now
+  for (const auto& [pid, m] : maps) {
+    if (!pre.registered.count(pid)) continue;
+    CRYO_TRY(check_interrupt("while memory was being copied"));
+    auto inc = since_parent.find(pid);
+    mm::IncrementalMm* incremental = inc != since_parent.end() ? &inc->second : &none.emplace();
+    incremental->registered_by_cryo = true;
+    incremental->private_only = true;
+    incremental->running = true;
+    pre.stats.zero_pages = &pre.zero[pid];
+    // Pages shared copy-on-write with the parent process are left out as
+    // the frozen dump leaves them (one that is not shared by then is read
+    // frozen). Read without pinning when the tree shares pages among its
+    // processes (pinning would unshare them).
+    mm::ParentMm parent_mm;
+    if (auto pp = parent_of.find(pid); pp != parent_of.end() && maps.count(pp->second))
+      parent_mm = {pp->second, &maps.at(pp->second)};
+    parent_mm.tree_shares = maps.size() > 1;
+    CRYO_TRY(mm::dump_mm(pid, m, files, pages, &pre.mms[pid], &pre.stats, parent_mm, incremental));
+    pre.mms[pid].clear_vmas();  // the frozen dump saves them
+  }
+  pre.stats.zero_pages = nullptr;
+  CRYO_TRY(pages.drain());  // written before the freeze, not waited for in it
+  failpoint("precopy.copied");
+  pre.copy_us = now_us() - thawed;
+  log::info("copied " + std::to_string(pre.stats.pages_written) + " pages while the tree ran, in " +
+            std::to_string(pre.copy_us) + " us (stopped for " + std::to_string(pre.freeze_us) + " us to track writes)");
+  return pre;
+}
+
+Result<std::map<pid_t, mm::IncrementalMm>> since_precopy(const Precopy& pre,
+                                                         const std::map<pid_t, std::vector<proc::MapEntry>>& maps) {
+  std::map<pid_t, mm::IncrementalMm> out;
+  for (const auto& [pid, uffd] : pre.uffds) {
+    auto m = maps.find(pid);
+    auto copied = pre.mms.find(pid);
+    if (m == maps.end() || copied == pre.mms.end()) continue;  // exited, or not copied
+    mm::Ranges candidates = mm::intersect(mm::ranges_of(m->second), pre.registered.at(pid));
+    CRYO_ASSIGN(mm::Written written, mm::scan_written(pid, candidates, false));
+    std::sort(written.written.begin(), written.written.end());
+    mm::Ranges unchanged = mm::subtract(written.trusted, written.written);
+    auto zero = pre.zero.find(pid);
+    mm::Ranges zero_unchanged = zero == pre.zero.end() ? mm::Ranges{} : mm::intersect(zero->second, unchanged);
+    auto [it, _] = out.emplace(pid, mm::IncrementalMm(copied->second, std::move(unchanged), 0, std::move(zero_unchanged)));
+    it->second.registered_by_cryo = true;
+  }
+  return out;
+}
+
 Result<DumpResult> pre_dump(const DumpOptions& options) {
   DumpResult result;
   uint64_t start = now_us();
@@ -110,34 +234,18 @@ Result<DumpResult> pre_dump(const DumpOptions& options) {
     CRYO_TRY(refuse_own_userfaultfd(pid));
   }
   mm::clear_tracker_marks(pids);
-  TreeWrites writes;
-  if (parent) {
-    CRYO_ASSIGN(writes, writes_since(*parent, tree, maps, true));
-  }
-  // Every process gets a userfaultfd (its own, or the one the parent's
-  // keeper held) registered on its private mappings; what was not tracked
-  // yet is protected now, while the tree is stopped and before its pages
-  // are copied, so a write from here on shows in the next image.
-  std::map<pid_t, mm::Ranges> registered;
-  for (const auto& [pid, m] : maps) {
-    if (!writes.uffds.count(pid)) {
-      CRYO_TRY(refuse_registered(pid));
-      CRYO_ASSIGN(uint64_t syscall_ip, ptrace::find_syscall_insn(pid, m));
-      auto made = mm::make_tracker(pid, syscall_ip, m);
-      if (!made.ok()) {
-        log::warn(pid_str(pid) + ": no write tracking (" + made.error().message() + "): the next dump saves its memory whole");
-        continue;
-      }
-      writes.uffds[pid] = std::move(*made);
-    }
-    int uffd = writes.uffds[pid].get();
-    registered[pid] = mm::register_tracking(uffd, m);
-    CRYO_TRY(mm::protect(uffd, mm::subtract(registered[pid], writes.trusted[pid])).wrap(pid_str(pid)));
-  }
-
+  CRYO_ASSIGN(Tracking tracking, track_writes(parent ? &*parent : nullptr, tree, maps));
+  TreeWrites& writes = tracking.writes;
+  const auto& registered = tracking.registered;
   failpoint("predump.tracked");
-  // Mapped files are named by their paths in the tree's mount namespace
-  // (a container's): reached through its root.
+  // Every page is protected before it is read: the tree runs while its
+  // memory is copied, and a page written meanwhile is copied again by the
+  // next dump.
+  tree.thaw();
+  uint64_t thawed = now_us();
+  // Only private pages are copied (nothing of the files is kept); a mapped
+  // file is named by its path in the tree's mount namespace (a
+  // container's), reached through its root.
   files::DumpOptions file_options;
   if (ns::own_namespace(options.pid, "mnt")) file_options.tree_root = "/proc/" + std::to_string(options.pid) + "/root";
   files::FilesDump files(file_options);
@@ -150,6 +258,8 @@ Result<DumpResult> pre_dump(const DumpOptions& options) {
     auto inc = writes.mms.find(pid);
     mm::IncrementalMm* incremental = inc != writes.mms.end() ? &inc->second : &none;
     incremental->registered_by_cryo = registered.count(pid) > 0;
+    incremental->private_only = true;
+    incremental->running = true;
     // No pages are left to a parent process here: the next image needs
     // each process's own. Read without pinning, which would unshare them.
     CRYO_TRY(mm::dump_mm(pid, m, files, *pages, &mm, &stats, {0, nullptr, maps.size() > 1}, incremental));
@@ -164,8 +274,6 @@ Result<DumpResult> pre_dump(const DumpOptions& options) {
   }
   CRYO_TRY(pages->finish());
   result.pages_bytes = pages->size() - image::kPagesDataOffset;
-  tree.thaw();
-  uint64_t thawed = now_us();
 
   CRYO_ASSIGN(mm::Keeper keeper, mm::Keeper::start(writes.uffds));
   writes.uffds.clear();  // the keeper holds them now

@@ -402,6 +402,13 @@ Result<uint64_t> PageWriter::submit(uint8_t* buffer, std::vector<struct iovec> p
   return at;
 }
 
+Status PageWriter::drain() {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return queue_.empty() && free_.size() == storage_.size(); });
+  if (error_) return *error_;
+  return {};
+}
+
 Status PageWriter::finish() {
   std::unique_lock lock(mu_);
   cv_.wait(lock, [&] { return queue_.empty() && free_.size() == storage_.size(); });

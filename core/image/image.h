@@ -121,6 +121,8 @@ class PageWriter {
   // waits only for the last ones): a dump kills the tree once its image
   // commits, and an image whose pages a crash can lose is no image.
   Status finish();
+  // The same, for a writer that goes on after: a page sink is not finished.
+  Status drain();
   uint64_t size() const { return offset_; }
 
  private:

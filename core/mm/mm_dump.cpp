@@ -96,6 +96,14 @@ class RunBuilder {
       if (seg.skip_zero && is_zero_page(page, &stats_->bytes_zero_tested)) {
         end_run();
         stats_->zero_pages_skipped++;
+        if (stats_->zero_pages) {
+          uint64_t addr = seg.addr + i * kPage;
+          auto& zero = *stats_->zero_pages;
+          if (!zero.empty() && zero.back().second == addr)
+            zero.back().second += kPage;
+          else
+            zero.emplace_back(addr, addr + kPage);
+        }
         continue;
       }
       if (!open_) {
@@ -239,14 +247,21 @@ Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, in
       }
     }
     stats->pages_scanned += count;
-    // Pages unchanged since the parent image stay there.
+    // Pages unchanged since an earlier copy stay there (or, found all zero
+    // then, are left out again).
     if (incremental)
-      for (size_t k = 0; k < count; k++)
-        if ((entries[k] & (kPresent | kSwapped)) && !(entries[k] & (kFileShared | kGuardRegion)) && !inherited[k] &&
-            incremental->take(base + k * kPage, out)) {
+      for (size_t k = 0; k < count; k++) {
+        if (!(entries[k] & (kPresent | kSwapped)) || (entries[k] & (kFileShared | kGuardRegion)) || inherited[k])
+          continue;
+        auto taken = incremental->take(base + k * kPage, out);
+        if (taken == IncrementalMm::Taken::kStored) {
           inherited[k] = true;
           stats->pages_in_parent++;
+        } else if (taken == IncrementalMm::Taken::kZero && skip_zero) {
+          inherited[k] = true;
+          stats->zero_pages_skipped++;
         }
+      }
     std::vector<Segment> segments;
     size_t filled = 0;
     auto wanted = [&](size_t k) {
@@ -284,6 +299,7 @@ Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, in
         uint8_t* local = buf + seg.buf_offset + done * kPage;
         uint64_t remote = seg.addr + done * kPage;
         if (auto st = read_pages(pid, m, mem_fd, sharing.read_unpinned, local, remote, n * kPage); !st.ok()) {
+          if (incremental && incremental->running) break;  // unmapped meanwhile: the frozen copy reads what is there then
           (void)pages.submit(buf, {});  // hands the buffer back
           return std::move(st).error().wrap(what_vma(pid, m));
         }
@@ -389,6 +405,7 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
                image::PageWriter& pages, image::Mm* out, DumpStats* stats, const ParentMm& parent,
                const IncrementalMm* incremental, bool lazy) {
   std::string proc_dir = "/proc/" + std::to_string(pid);
+  bool private_only = incremental && incremental->private_only;
   CRYO_ASSIGN(std::string smaps, read_file(proc_dir + "/smaps"));
   CRYO_ASSIGN(auto smaps_of, proc::parse_smaps(smaps));
   CRYO_ASSIGN(UniqueFd pagemap, open_file(proc_dir + "/pagemap", O_RDONLY));
@@ -439,6 +456,7 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
                (m.path == kAnonHuge && m.shared) || is_huge_view(pid, m)) {
       v->set_kind(image::Vma::ANON_SHARED);
       v->set_shmem_id(m.inode);
+      if (private_only) continue;
       bool is_new = false;
       image::Shmem* shmem = files.add_shmem(m.inode, &is_new);
       if (is_new) CRYO_TRY(dump_shmem(pid, m, shmem, pages, stats).wrap(what));
@@ -460,6 +478,7 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
       v->set_kind(image::Vma::SYSV_SHM);
       int shmid = static_cast<int>(m.inode);
       v->set_sysv_shmid(shmid);
+      if (private_only) continue;
       bool is_new = false;
       CRYO_ASSIGN(image::SysvShm * shm, files.add_sysv_shm(shmid, what, &is_new));
       uint64_t unit = kPage;  // SHM_HUGETLB: a file of hugetlbfs, mapped in whole huge pages
@@ -487,12 +506,15 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
       continue;
     } else if (m.path.starts_with("/")) {
       v->set_kind(m.shared ? image::Vma::FILE_SHARED : image::Vma::FILE_PRIVATE);
-      // A shared mapping of a file opened read-write may become writable later
-      // (VmFlags "mw", VM_MAYWRITE) even while it is PROT_READ: reopen it so.
-      bool may_write = m.write || std::find(extra.flags.begin(), extra.flags.end(), "mw") != extra.flags.end();
-      CRYO_ASSIGN(uint32_t id, files.add_mapped_file(map_files_path(pid, m), m.shared && may_write, what));
-      v->set_file_id(id);
       private_pages = !m.shared;
+      if (!private_only) {  // the copy made while the tree runs needs its pages only
+        // A shared mapping of a file opened read-write may become writable
+        // later (VmFlags "mw", VM_MAYWRITE) even while it is PROT_READ:
+        // reopen it so.
+        bool may_write = m.write || std::find(extra.flags.begin(), extra.flags.end(), "mw") != extra.flags.end();
+        CRYO_ASSIGN(uint32_t id, files.add_mapped_file(map_files_path(pid, m), m.shared && may_write, what));
+        v->set_file_id(id);
+      }
     } else {
       return Error(what + ": this kind of mapping is not supported");
     }

@@ -18,7 +18,7 @@ struct DumpStats {
   uint64_t pages_written = 0;
   uint64_t zero_pages_skipped = 0;
   uint64_t pages_inherited = 0;  // shared copy-on-write with the parent, not stored again
-  uint64_t pages_in_parent = 0;  // unchanged since the parent image, which holds them
+  uint64_t pages_in_parent = 0;  // unchanged since an earlier copy (parent image, or this one's), which holds them
   uint64_t pages_remote = 0;     // left in the tree for a lazy migration to serve (dump --lazy-pages)
   // How often the bytes of the pages are touched (the bench shows each as
   // passes over pages_written): copied out of the tasks or files into
@@ -28,6 +28,8 @@ struct DumpStats {
   uint64_t bytes_copied_in = 0;
   uint64_t bytes_zero_tested = 0;
   uint64_t bytes_checksummed = 0;
+  // When set: where the all-zero pages left out are (sorted, disjoint).
+  Ranges* zero_pages = nullptr;
 };
 
 // The parent of a dumped process, when it is a living process of the tree:

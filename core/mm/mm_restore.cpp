@@ -110,11 +110,12 @@ Result<PageWrites> plan_page_writes(pid_t pid, const image::Mm& mm, const image:
     if (already_in(run.addr())) continue;
     uint64_t bytes = run.npages() * kPage;
     // A lazy restore's load_image left some runs unchecked (image_load.h);
-    // a parent image's were checked whole when the image was loaded. A lazy
-    // migration's runs that come no lazier came from its source already.
-    CRYO_ASSIGN(const uint8_t* src, run.remote()                ? premaps.fetched(pid, run)
-                                    : check && run.level() == 0 ? images.checked_page_run(run.offset(), bytes, run.xxh3())
-                                                                : images.run_bytes(run.offset(), bytes, run.level()));
+    // a slice of a run (ParentPages) was checked whole when the image was
+    // loaded. A lazy migration's runs that come no lazier came from its
+    // source already.
+    CRYO_ASSIGN(const uint8_t* src, run.remote()                  ? premaps.fetched(pid, run)
+                                    : check && !run.checked()     ? images.checked_page_run(run.offset(), bytes, run.xxh3())
+                                                                  : images.run_bytes(run.offset(), bytes, run.level()));
     for (uint64_t at = 0; at < bytes; at += kPieceBytes) {
       uint64_t len = std::min(kPieceBytes, bytes - at);
       out.local.push_back({const_cast<uint8_t*>(src + at), len});

@@ -12,9 +12,20 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 
-bool inside(const Ranges& ranges, uint64_t addr) {
-  auto it = std::upper_bound(ranges.begin(), ranges.end(), std::make_pair(addr, ~uint64_t{0}));
-  return it != ranges.begin() && addr < std::prev(it)->second;
+// Whether addr lies in one of the sorted ranges; `at` is where the last
+// lookup ended, walked forward from there (or searched again when addr is
+// behind it).
+bool inside(const Ranges& ranges, uint64_t addr, size_t& at) {
+  if (at >= ranges.size() || addr < ranges[at].first) {
+    auto it = std::upper_bound(ranges.begin(), ranges.end(), std::make_pair(addr, ~uint64_t{0}));
+    if (it == ranges.begin()) {
+      at = 0;
+      return false;
+    }
+    at = static_cast<size_t>(std::prev(it) - ranges.begin());
+  }
+  while (at + 1 < ranges.size() && ranges[at + 1].first <= addr) at++;
+  return addr >= ranges[at].first && addr < ranges[at].second;
 }
 
 std::string hex(uint64_t v) {
@@ -25,22 +36,30 @@ std::string hex(uint64_t v) {
 
 }  // namespace
 
-IncrementalMm::IncrementalMm(const image::Mm& parent_mm, Ranges unchanged) : unchanged_(std::move(unchanged)) {
+IncrementalMm::IncrementalMm(const image::Mm& earlier, Ranges unchanged, uint32_t level, Ranges zero)
+    : unchanged_(std::move(unchanged)), zero_(std::move(zero)) {
   std::sort(unchanged_.begin(), unchanged_.end());
-  for (const auto& run : parent_mm.pages())
-    sources_.push_back({run.addr(), run.addr() + run.npages() * kPage, 1, run});
-  for (const auto& p : parent_mm.parent_pages())
-    for (const auto& s : p.slices()) sources_.push_back({s.addr(), s.addr() + s.npages() * kPage, p.level() + 1, p.run()});
+  std::sort(zero_.begin(), zero_.end());
+  for (const auto& run : earlier.pages())
+    sources_.push_back({run.addr(), run.addr() + run.npages() * kPage, level, run});
+  for (const auto& p : earlier.parent_pages())
+    for (const auto& s : p.slices())
+      sources_.push_back({s.addr(), s.addr() + s.npages() * kPage, p.level() + level, p.run()});
   std::sort(sources_.begin(), sources_.end(), [](const Source& a, const Source& b) { return a.start < b.start; });
 }
 
-bool IncrementalMm::take(uint64_t addr, image::Mm* out) const {
-  if (!inside(unchanged_, addr)) return false;
-  auto it = std::upper_bound(sources_.begin(), sources_.end(), addr,
-                             [](uint64_t a, const Source& s) { return a < s.start; });
-  if (it == sources_.begin()) return false;
-  const Source& src = *std::prev(it);
-  if (addr >= src.end) return false;
+IncrementalMm::Taken IncrementalMm::take(uint64_t addr, image::Mm* out) const {
+  if (!inside(unchanged_, addr, unchanged_at_)) return Taken::kNo;
+  if (inside(zero_, addr, zero_at_)) return Taken::kZero;
+  if (source_at_ >= sources_.size() || addr < sources_[source_at_].start) {
+    auto it = std::upper_bound(sources_.begin(), sources_.end(), addr,
+                               [](uint64_t a, const Source& s) { return a < s.start; });
+    if (it == sources_.begin()) return Taken::kNo;
+    source_at_ = static_cast<size_t>(std::prev(it) - sources_.begin());
+  }
+  while (source_at_ + 1 < sources_.size() && sources_[source_at_ + 1].start <= addr) source_at_++;
+  const Source& src = sources_[source_at_];
+  if (addr >= src.end) return Taken::kNo;
   auto* entries = out->mutable_parent_pages();
   image::ParentPages* last = entries->empty() ? nullptr : &(*entries)[entries->size() - 1];
   if (!last || last->level() != src.level || last->run().offset() != src.run.offset()) {
@@ -53,25 +72,26 @@ bool IncrementalMm::take(uint64_t addr, image::Mm* out) const {
     auto& s = (*slices)[slices->size() - 1];
     if (s.addr() + s.npages() * kPage == addr) {
       s.set_npages(s.npages() + 1);
-      return true;
+      return Taken::kStored;
     }
   }
   auto* s = slices->Add();
   s->set_addr(addr);
   s->set_npages(1);
-  return true;
+  return Taken::kStored;
 }
 
 Status expand_parent_pages(const image::ImageDirReader& reader, image::Mm* mm) {
   for (const auto& run : mm->pages())
-    if (run.level() != 0) return Error(EINVAL, "page run at " + hex(run.addr()) + " names a level (corrupt)");
+    if (run.level() != 0 || run.checked())
+      return Error(EINVAL, "page run at " + hex(run.addr()) + " names a level (corrupt)");
   if (mm->parent_pages_size() == 0) return {};
   std::set<std::pair<uint32_t, uint64_t>> checked;
   std::vector<image::PageRun> runs(mm->pages().begin(), mm->pages().end());
   for (const auto& p : mm->parent_pages()) {
     const auto& run = p.run();
     std::string what = "pages of parent image " + std::to_string(p.level()) + " at " + hex(run.addr());
-    const image::ImageDirReader* at = p.level() == 0 ? nullptr : reader.level(p.level());
+    const image::ImageDirReader* at = reader.level(p.level());  // 0: this image
     if (!at) return Error(EINVAL, what + ": the chain of parents has " + std::to_string(reader.depth()) + " images");
     if (run.npages() == 0 || run.npages() > (1ULL << 40) / kPage || run.addr() % kPage ||
         run.addr() + run.npages() * kPage < run.addr())
@@ -88,6 +108,8 @@ Status expand_parent_pages(const image::ImageDirReader& reader, image::Mm* mm) {
       r.set_npages(s.npages());
       r.set_offset(run.offset() + (s.addr() - run.addr()));
       r.set_level(p.level());
+      r.set_xxh3(run.xxh3());
+      r.set_checked(true);
       runs.push_back(r);
     }
   }

@@ -18,21 +18,35 @@
 
 namespace cryo::mm {
 
-// One process's view of its parent image while it is dumped.
+// One process's view of an earlier copy of its memory while it is dumped:
+// its parent image's, or the copy this very dump made while the tree ran
+// (level 0, pages earlier in the same pages.img).
 class IncrementalMm {
  public:
-  // parent_mm: the process's memory in the parent image; unchanged: the
-  // ranges whose pages nobody wrote since (tracked and still trusted).
-  IncrementalMm(const image::Mm& parent_mm, Ranges unchanged);
+  // earlier: the process's memory in that copy, its `pages` at
+  // `level` (1: the parent image, 0: this image) and its parent_pages
+  // `level` further up the chain; unchanged: the ranges whose pages nobody
+  // wrote since (tracked and still trusted); zero: pages the copy found all
+  // zero (and left out).
+  IncrementalMm(const image::Mm& earlier, Ranges unchanged, uint32_t level = 1, Ranges zero = {});
   IncrementalMm() = default;
 
-  // Whether the page at addr is unchanged and the chain holds it; then
-  // appends it to out's parent_pages (pages come in address order).
-  bool take(uint64_t addr, image::Mm* out) const;
+  enum class Taken { kNo, kStored, kZero };
+  // Whether the page at addr is unchanged and an earlier copy holds it
+  // (kStored: appended to out's parent_pages; pages come in address order)
+  // or found it all zero (kZero).
+  Taken take(uint64_t addr, image::Mm* out) const;
 
-  // Set by pre-dump, whose own userfaultfd registers the mappings: their
-  // VmFlags show it (um/uw) and are no reason to refuse them.
+  // Set when cryo's own userfaultfd registers the mappings (pre-dump, or
+  // a dump copying while the tree runs): their VmFlags show it (um/uw) and
+  // are no reason to refuse them.
   bool registered_by_cryo = false;
+  // The copy made while the tree runs: private pages only, the mappings of
+  // shared objects and files are saved once it is frozen.
+  bool private_only = false;
+  // ... and a page it cannot read (a mapping gone meanwhile) is left to
+  // the copy made frozen.
+  bool running = false;
 
  private:
   struct Source {
@@ -41,7 +55,11 @@ class IncrementalMm {
     image::PageRun run;   // as stored at that level
   };
   Ranges unchanged_;
+  Ranges zero_;
   std::vector<Source> sources_;  // sorted by start
+  // Where the last lookups ended: pages are asked for in address order, so
+  // each lookup usually starts where the last one ended.
+  mutable size_t unchanged_at_ = 0, zero_at_ = 0, source_at_ = 0;
 };
 
 // The restore's side: turns every ParentPages of mm into page runs (with

@@ -167,10 +167,10 @@ Status Premaps::build(pid_t self, pid_t parent, const image::Mm& mm, const image
         continue;
       }
       // Checked here too: a lazy restore leaves the checks of private
-      // anonymous runs to whoever writes them (a parent image's were checked
-      // whole when the image was loaded).
-      CRYO_ASSIGN(const uint8_t* src, run.level() ? images.run_bytes(run.offset(), bytes, run.level())
-                                                  : images.checked_page_run(run.offset(), bytes, run.xxh3()));
+      // anonymous runs to whoever writes them (slices of runs, a parent
+      // image's or this image's, were checked whole when it was loaded).
+      CRYO_ASSIGN(const uint8_t* src, run.checked() ? images.run_bytes(run.offset(), bytes, run.level())
+                                                    : images.checked_page_run(run.offset(), bytes, run.xxh3()));
       std::memcpy(reinterpret_cast<void*>(r.at + (run.addr() - r.start)), src, bytes);
     }
   }
