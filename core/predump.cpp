@@ -51,9 +51,15 @@ Status refuse_registered(pid_t pid) {
 }  // namespace
 
 Result<TreeWrites> writes_since(const mm::ParentImage& parent, const tree::FrozenTree& tree,
-                                const std::map<pid_t, std::vector<proc::MapEntry>>& maps, bool reprotect) {
+                                const std::map<pid_t, std::vector<proc::MapEntry>>& maps, bool reprotect,
+                                std::map<pid_t, UniqueFd>* taken) {
   TreeWrites out;
-  CRYO_ASSIGN(auto uffds, mm::take_from_keeper(parent.reader->inventory().tracking()));
+  std::map<pid_t, UniqueFd> uffds;
+  if (taken) {
+    uffds = std::move(*taken);
+  } else {
+    CRYO_ASSIGN(uffds, mm::take_from_keeper(parent.reader->inventory().tracking()));
+  }
   if (uffds.empty()) log::warn("the write tracking of " + parent.path + " is gone: memory is saved whole");
   for (const auto& p : tree.processes()) {
     if (p.zombie || !maps.count(p.pid)) continue;
@@ -119,38 +125,66 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
     CRYO_ASSIGN(auto opened, cgroup::Freezer::open(options.freeze_cgroup));
     freezer.emplace(std::move(opened));
   }
+  // The parent's tracking, taken before the stop: its processes need no
+  // new userfaultfd.
+  std::map<pid_t, UniqueFd> taken;
+  if (parent) {
+    CRYO_ASSIGN(taken, mm::take_from_keeper(parent->reader->inventory().tracking()));
+  }
   std::map<pid_t, std::vector<proc::MapEntry>> maps;
   std::map<pid_t, pid_t> parent_of;  // in the tree (not the root's)
   std::optional<mm::IncrementalMm> none;
   std::map<pid_t, mm::IncrementalMm> since_parent;
-  {
-    CRYO_ASSIGN(auto tree, tree::FrozenTree::freeze(options.pid, options.freeze_timeout_s, freezer ? &*freezer : nullptr));
-    CRYO_TRY(check_interrupt("while the tree was being frozen"));
-    for (const auto& p : tree.processes()) {
-      if (p.zombie) continue;
-      if (auto st = refuse_own_userfaultfd(p.pid); !st.ok()) {
-        log::info("memory is copied with the tree frozen: " + st.error().message());
-        return Precopy{};
-      }
-      CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(p.pid) + "/maps"));
-      CRYO_ASSIGN(maps[p.pid], proc::parse_maps(text));
-      if (&p != &tree.processes().front()) parent_of[p.pid] = p.stat.ppid;
-    }
-    auto tracking = track_writes(parent, tree, maps);
-    if (!tracking.ok() && !parent) {  // a tree of its own registered memory: the dump decides
-      log::info("memory is copied with the tree frozen: " + tracking.error().message());
+  // Stopped only to make a userfaultfd inside each process (a syscall run
+  // there); registering, write-protecting and reading the parent's tracking
+  // need no stop: a page is protected before it is read, and what is
+  // written meanwhile shows in the next scan.
+  std::map<pid_t, UniqueFd> made;
+  freeze_start = now_us();
+  CRYO_ASSIGN(auto tree, tree::FrozenTree::freeze(options.pid, options.freeze_timeout_s, freezer ? &*freezer : nullptr));
+  CRYO_TRY(check_interrupt("while the tree was being frozen"));
+  for (const auto& p : tree.processes()) {
+    if (p.zombie) continue;
+    if (auto st = refuse_own_userfaultfd(p.pid); !st.ok()) {
+      if (parent) return std::move(st).error();
+      log::info("memory is copied with the tree frozen: " + st.error().message());
       return Precopy{};
     }
-    if (!tracking.ok()) return std::move(tracking).error();
-    pre.started = true;
-    pre.registered = std::move(tracking->registered);
-    pre.uffds = std::move(tracking->writes.uffds);
-    since_parent = std::move(tracking->writes.mms);
-    failpoint("precopy.tracked");
-    tree.thaw();
+    CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(p.pid) + "/maps"));
+    CRYO_ASSIGN(maps[p.pid], proc::parse_maps(text));
+    if (&p != &tree.processes().front()) parent_of[p.pid] = p.stat.ppid;
   }
+  for (const auto& [pid, m] : maps) {
+    if (taken.count(pid)) continue;
+    if (auto st = refuse_registered(pid); !st.ok()) {  // memory of its own registered: the dump decides
+      if (parent) return std::move(st).error();
+      log::info("memory is copied with the tree frozen: " + st.error().message());
+      return Precopy{};
+    }
+    CRYO_ASSIGN(uint64_t syscall_ip, ptrace::find_syscall_insn(pid, m));
+    auto tracker = mm::make_tracker(pid, syscall_ip, m);
+    if (!tracker.ok()) {
+      log::warn(pid_str(pid) + ": no write tracking (" + tracker.error().message() + "): its memory is copied frozen");
+      continue;
+    }
+    made[pid] = std::move(*tracker);
+  }
+  failpoint("precopy.tracked");
+  tree.thaw();
+  pre.started = true;
   uint64_t thawed = now_us();
   pre.freeze_us = thawed - freeze_start;
+  TreeWrites writes;
+  if (parent) {
+    CRYO_ASSIGN(writes, writes_since(*parent, tree, maps, true, &taken));
+  }
+  for (auto& [pid, fd] : made) writes.uffds[pid] = std::move(fd);
+  for (const auto& [pid, fd] : writes.uffds) {
+    pre.registered[pid] = mm::register_tracking(fd.get(), maps.at(pid));
+    CRYO_TRY(mm::protect(fd.get(), mm::subtract(pre.registered[pid], writes.trusted[pid])).wrap(pid_str(pid)));
+  }
+  pre.uffds = std::move(writes.uffds);
+  since_parent = std::move(writes.mms);
 
   files::FilesDump files({});  // nothing of it is kept: only private pages are copied now
   for (const auto& [pid, m] : maps) {

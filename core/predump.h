@@ -28,8 +28,10 @@ struct TreeWrites {
 // reads which pages of each frozen process were written since; with
 // reprotect they are protected again for the next image. A process the
 // parent did not track, or whose tracking is gone, is saved whole.
+// With `taken`, the userfaultfds were taken from the keeper already.
 Result<TreeWrites> writes_since(const mm::ParentImage& parent, const tree::FrozenTree& tree,
-                                const std::map<pid_t, std::vector<proc::MapEntry>>& maps, bool reprotect);
+                                const std::map<pid_t, std::vector<proc::MapEntry>>& maps, bool reprotect,
+                                std::map<pid_t, UniqueFd>* taken = nullptr);
 
 // Write tracking started on a frozen tree: what a parent image's tracking
 // says was written since it (TreeWrites; its userfaultfds and every new
