@@ -4,6 +4,7 @@
 #include <sys/utsname.h>
 
 #include <optional>
+#include <set>
 
 #include "core/checkpoint.h"
 #include "core/files/files_dump.h"
@@ -143,17 +144,23 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
   freeze_start = now_us();
   CRYO_ASSIGN(auto tree, tree::FrozenTree::freeze(options.pid, options.freeze_timeout_s, freezer ? &*freezer : nullptr));
   CRYO_TRY(check_interrupt("while the tree was being frozen"));
+  std::vector<pid_t> pids;  // a tracker a killed cryo left is closed first, as the dump would
+  for (const auto& p : tree.processes())
+    if (!p.zombie) pids.push_back(p.pid);
+  std::set<uint64_t> stale = mm::stale_trackers(pids);
   for (const auto& p : tree.processes()) {
     if (p.zombie) continue;
+    CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(p.pid) + "/maps"));
+    CRYO_ASSIGN(maps[p.pid], proc::parse_maps(text));
+    CRYO_TRY(mm::close_stale_trackers(p.pid, maps[p.pid], stale));
     if (auto st = refuse_own_userfaultfd(p.pid); !st.ok()) {
       if (parent) return std::move(st).error();
       log::info("memory is copied with the tree frozen: " + st.error().message());
       return Precopy{};
     }
-    CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(p.pid) + "/maps"));
-    CRYO_ASSIGN(maps[p.pid], proc::parse_maps(text));
     if (&p != &tree.processes().front()) parent_of[p.pid] = p.stat.ppid;
   }
+  mm::clear_tracker_marks(pids);
   for (const auto& [pid, m] : maps) {
     if (taken.count(pid)) continue;
     if (auto st = refuse_registered(pid); !st.ok()) {  // memory of its own registered: the dump decides
