@@ -360,6 +360,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   pageserver::LazyPages lazy_pages;  // --lazy-pages: what the source serves
   std::map<int32_t, pid_t> lazy_real_pid;  // image pid -> pid here
   TreeWrites writes;  // against the copy made while the tree ran, or a pre-dump: what each process wrote since
+  std::set<uint64_t> named_early;  // offsets of the runs copied while the tree ran that the image names
   if (pre.started) {
     CRYO_ASSIGN(writes.mms, since_precopy(pre, maps));
   } else if (parent) {
@@ -385,6 +386,8 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     auto incremental = writes.mms.find(p.pid);
     CRYO_TRY(mm::dump_mm(p.pid, maps[p.pid], files, *pages, &mm, &stats, parent_mm,
                          incremental == writes.mms.end() ? nullptr : &incremental->second, lazy_source.has_value()));
+    for (const auto& earlier : mm.parent_pages())
+      if (earlier.level() == 0) named_early.insert(earlier.run().offset());
     if (lazy_source) {
       auto& ranges = lazy_pages.ranges[pids.inner(p.pid)];
       for (const auto& run : mm.pages())
@@ -427,6 +430,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   inventory.set_tcp_established(options.tcp_established);
   inventory.set_page_size(4096);
   inventory.set_lazy_source(lazy_source.has_value());
+  for (const auto& run : superseded_runs(pre, named_early)) *inventory.add_superseded_pages() = run;
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   inventory.set_created_unix_ns(static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec));

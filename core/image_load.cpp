@@ -137,6 +137,11 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader, bool lazy) {
   }
   for (const auto& shmem : img.files.shmems())
     for (const auto& run : shmem.pages()) CRYO_TRY(check_run(run).wrap("shared memory"));
+  for (const auto& run : reader.inventory().superseded_pages()) {
+    if (run.level() != 0 || run.checked() || run.remote())
+      return Error(EINVAL, "inventory.img: a superseded page run names a level (corrupt)");
+    CRYO_TRY(check_run(run).wrap("pages copied while the tree ran, superseded"));
+  }
   std::set<uint64_t> contents;
   for (const auto& c : img.files.contents()) {
     if (c.id() == 0 || !contents.insert(c.id()).second) return Error(EINVAL, "files.img: a content id is bad or repeated");

@@ -1,7 +1,9 @@
 #include "core/predump.h"
 
 #include <time.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <optional>
 #include <set>
@@ -49,6 +51,26 @@ Status refuse_registered(pid_t pid) {
   return {};
 }
 
+// Whether the process a pidfd names has exited (its pid may be another's now).
+bool exited(int pidfd) { return ::syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) < 0 && errno == ESRCH; }
+
+// A process whose copy made while the tree runs cannot be finished (it
+// exited, most likely): its tracking ends and the frozen dump saves it
+// whole; what was copied of it stays in pages.img, superseded.
+void drop_from_precopy(Precopy& pre, pid_t pid, const std::string& why) {
+  auto pidfd = pre.pidfds.find(pid);
+  if (pidfd != pre.pidfds.end() && exited(pidfd->second.get()))
+    log::debug(pid_str(pid) + " exited while its memory was copied (" + why + ")");
+  else
+    log::info(pid_str(pid) + ": its memory is copied frozen instead (" + why + ")");
+  if (auto mm = pre.mms.find(pid); mm != pre.mms.end()) {
+    pre.dropped.insert(pre.dropped.end(), mm->second.pages().begin(), mm->second.pages().end());
+    pre.mms.erase(mm);
+  }
+  pre.zero.erase(pid);
+  pre.registered.erase(pid);
+}
+
 }  // namespace
 
 Result<TreeWrites> writes_since(const mm::ParentImage& parent, const tree::FrozenTree& tree,
@@ -73,7 +95,14 @@ Result<TreeWrites> writes_since(const mm::ParentImage& parent, const tree::Froze
       for (const auto& r : pm->tracked()) tracked.emplace_back(r.start(), r.end());
       std::sort(tracked.begin(), tracked.end());
       mm::Ranges candidates = mm::intersect(mm::ranges_of(maps.at(p.pid)), tracked);
-      CRYO_ASSIGN(mm::Written written, mm::scan_written(p.pid, candidates, reprotect));
+      auto scanned = mm::scan_written(p.pid, candidates, reprotect);
+      if (!scanned.ok() && taken) {  // the tree runs: gone meanwhile, most likely
+        log::info(pid_str(p.pid) + ": its tracking since " + parent.path + " could not be read (" +
+                  scanned.error().message() + "): its memory is saved whole");
+        out.mms.emplace(p.pid, mm::IncrementalMm(*pm, {}));
+        continue;
+      }
+      CRYO_ASSIGN(mm::Written written, std::move(scanned));
       std::sort(written.written.begin(), written.written.end());
       unchanged = mm::subtract(written.trusted, written.written);
       out.trusted[p.pid] = written.trusted;
@@ -159,6 +188,9 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
       return Precopy{};
     }
     if (&p != &tree.processes().front()) parent_of[p.pid] = p.stat.ppid;
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, p.pid, 0)));
+    if (!pidfd.valid()) return errno_error("pidfd_open of " + pid_str(p.pid));
+    pre.pidfds[p.pid] = std::move(pidfd);
   }
   mm::clear_tracker_marks(pids);
   for (const auto& [pid, m] : maps) {
@@ -186,12 +218,15 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
     CRYO_ASSIGN(writes, writes_since(*parent, tree, maps, true, &taken));
   }
   for (auto& [pid, fd] : made) writes.uffds[pid] = std::move(fd);
-  for (const auto& [pid, fd] : writes.uffds) {
-    pre.registered[pid] = mm::register_tracking(fd.get(), maps.at(pid));
-    CRYO_TRY(mm::protect(fd.get(), mm::subtract(pre.registered[pid], writes.trusted[pid])).wrap(pid_str(pid)));
-  }
   pre.uffds = std::move(writes.uffds);
   since_parent = std::move(writes.mms);
+  for (const auto& [pid, fd] : pre.uffds) {
+    pre.registered[pid] = mm::register_tracking(fd.get(), maps.at(pid));
+    if (auto st = mm::protect(fd.get(), mm::subtract(pre.registered[pid], writes.trusted[pid])); !st.ok())
+      drop_from_precopy(pre, pid, st.error().message());
+  }
+  for (auto it = pre.uffds.begin(); it != pre.uffds.end();)
+    it = pre.registered.count(it->first) ? std::next(it) : pre.uffds.erase(it);
 
   files::FilesDump files({});  // nothing of it is kept: only private pages are copied now
   for (const auto& [pid, m] : maps) {
@@ -211,9 +246,15 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
     if (auto pp = parent_of.find(pid); pp != parent_of.end() && maps.count(pp->second))
       parent_mm = {pp->second, &maps.at(pp->second)};
     parent_mm.tree_shares = maps.size() > 1;
-    CRYO_TRY(mm::dump_mm(pid, m, files, pages, &pre.mms[pid], &pre.stats, parent_mm, incremental));
+    if (auto st = mm::dump_mm(pid, m, files, pages, &pre.mms[pid], &pre.stats, parent_mm, incremental); !st.ok()) {
+      drop_from_precopy(pre, pid, st.error().message());
+      continue;
+    }
     pre.mms[pid].clear_vmas();  // the frozen dump saves them
+    failpoint("precopy.copying");
   }
+  for (auto it = pre.uffds.begin(); it != pre.uffds.end();)
+    it = pre.registered.count(it->first) ? std::next(it) : pre.uffds.erase(it);
   pre.stats.zero_pages = nullptr;
   CRYO_TRY(pages.drain());  // written before the freeze, not waited for in it
   failpoint("precopy.copied");
@@ -230,6 +271,7 @@ Result<std::map<pid_t, mm::IncrementalMm>> since_precopy(const Precopy& pre,
     auto m = maps.find(pid);
     auto copied = pre.mms.find(pid);
     if (m == maps.end() || copied == pre.mms.end()) continue;  // exited, or not copied
+    if (exited(pre.pidfds.at(pid).get())) continue;  // and its pid taken by another process since
     mm::Ranges candidates = mm::intersect(mm::ranges_of(m->second), pre.registered.at(pid));
     CRYO_ASSIGN(mm::Written written, mm::scan_written(pid, candidates, false));
     std::sort(written.written.begin(), written.written.end());
@@ -239,6 +281,14 @@ Result<std::map<pid_t, mm::IncrementalMm>> since_precopy(const Precopy& pre,
     auto [it, _] = out.emplace(pid, mm::IncrementalMm(copied->second, std::move(unchanged), 0, std::move(zero_unchanged)));
     it->second.registered_by_cryo = true;
   }
+  return out;
+}
+
+std::vector<image::PageRun> superseded_runs(const Precopy& pre, const std::set<uint64_t>& named) {
+  std::vector<image::PageRun> out = pre.dropped;
+  for (const auto& [pid, mm] : pre.mms)
+    for (const auto& run : mm.pages())
+      if (!named.count(run.offset())) out.push_back(run);
   return out;
 }
 
@@ -292,6 +342,8 @@ Result<DumpResult> pre_dump(const DumpOptions& options) {
   files::FilesDump files(file_options);
   CRYO_ASSIGN(image::PageWriter * pages, dir.pages());
   mm::DumpStats stats;
+  std::vector<image::PageRun> superseded;  // of processes gone while they were copied
+  std::set<pid_t> saved;
   for (const auto& [pid, m] : maps) {
     CRYO_TRY(check_interrupt("while memory was being copied"));
     image::Mm mm;
@@ -303,7 +355,16 @@ Result<DumpResult> pre_dump(const DumpOptions& options) {
     incremental->running = true;
     // No pages are left to a parent process here: the next image needs
     // each process's own. Read without pinning, which would unshare them.
-    CRYO_TRY(mm::dump_mm(pid, m, files, *pages, &mm, &stats, {0, nullptr, maps.size() > 1}, incremental));
+    if (auto st = mm::dump_mm(pid, m, files, *pages, &mm, &stats, {0, nullptr, maps.size() > 1}, incremental);
+        !st.ok()) {
+      // The tree runs: a process that exited meanwhile (or could not be
+      // read) is left out, and the dump after this one saves it whole.
+      log::info(pid_str(pid) + " is left out of the pre-dump (" + st.error().message() + ")");
+      superseded.insert(superseded.end(), mm.pages().begin(), mm.pages().end());
+      writes.uffds.erase(pid);  // its tracking ends
+      continue;
+    }
+    saved.insert(pid);
     if (auto reg = registered.find(pid); reg != registered.end())
       for (const auto& [s, e] : reg->second) {
         auto* r = mm.add_tracked();
@@ -330,7 +391,8 @@ Result<DumpResult> pre_dump(const DumpOptions& options) {
   struct utsname uts;
   if (uname(&uts) == 0) inventory.set_kernel_release(uts.release);
   keeper.describe(inventory.mutable_tracking());
-  for (const auto& [pid, m] : maps)
+  for (const auto& run : superseded) *inventory.add_superseded_pages() = run;
+  for (pid_t pid : saved)
     if (!registered.count(pid)) {
       auto* t = inventory.mutable_tracking()->add_processes();
       t->set_pid(pid);
@@ -343,7 +405,7 @@ Result<DumpResult> pre_dump(const DumpOptions& options) {
   CRYO_TRY(check_interrupt("before the image was committed"));
   CRYO_TRY(dir.commit(inventory));
   keeper.commit();
-  result.tasks = maps.size();
+  result.tasks = saved.size();
   result.freeze_us = thawed - freeze_start;
   result.total_us = now_us() - start;
   log::info("pre-dump wrote " + std::to_string(stats.pages_written) + " pages (" + std::to_string(stats.pages_in_parent) +

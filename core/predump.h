@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <set>
 #include <vector>
 
 #include "core/checkpoint.h"
@@ -28,7 +29,9 @@ struct TreeWrites {
 // reads which pages of each frozen process were written since; with
 // reprotect they are protected again for the next image. A process the
 // parent did not track, or whose tracking is gone, is saved whole.
-// With `taken`, the userfaultfds were taken from the keeper already.
+// With `taken`, the userfaultfds were taken from the keeper already and the
+// tree runs (precopy): a process whose scan fails (gone meanwhile) is left
+// untracked, saved whole once the tree is frozen.
 Result<TreeWrites> writes_since(const mm::ParentImage& parent, const tree::FrozenTree& tree,
                                 const std::map<pid_t, std::vector<proc::MapEntry>>& maps, bool reprotect,
                                 std::map<pid_t, UniqueFd>* taken = nullptr);
@@ -55,12 +58,18 @@ Result<Tracking> track_writes(const mm::ParentImage* parent, const tree::FrozenT
 // pages of every tracked process into the image's pages.img; once the tree
 // is frozen for the dump, only what was written since is read again
 // (since_precopy) and the rest is named from the earlier copy (level 0).
+//
+// The tree changes while it runs: a process that exits (or whose copy fails
+// otherwise) is dropped from the copy and its tracking ends; one forked
+// meanwhile is not in it: either is saved whole once the tree is frozen.
 struct Precopy {
   bool started = false;                  // tracking was started (a parent's taken over)
   std::map<pid_t, image::Mm> mms;        // pages (and parent_pages) as copied
   std::map<pid_t, mm::Ranges> zero;      // pages found all zero then
   std::map<pid_t, mm::Ranges> registered;
   std::map<pid_t, UniqueFd> uffds;       // the tracking since; closing them ends it
+  std::map<pid_t, UniqueFd> pidfds;      // each process as it was at the stop (a pid reused since is another)
+  std::vector<image::PageRun> dropped;   // runs of processes dropped from the copy
   uint64_t freeze_us = 0;                // how long the tree was stopped to start it
   uint64_t copy_us = 0;
   mm::DumpStats stats;
@@ -76,5 +85,11 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
 // tracked (new since, or its tracking failed) is saved whole.
 Result<std::map<pid_t, mm::IncrementalMm>> since_precopy(const Precopy& pre,
                                                          const std::map<pid_t, std::vector<proc::MapEntry>>& maps);
+
+// The runs of the copy that no process of the image names (`named`: the
+// pages.img offsets of the level-0 runs the image's processes name): pages
+// written again before the freeze, processes gone or dropped. The inventory
+// lists them so that the loader checks them too.
+std::vector<image::PageRun> superseded_runs(const Precopy& pre, const std::set<uint64_t>& named);
 
 }  // namespace cryo

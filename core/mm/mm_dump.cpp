@@ -25,6 +25,19 @@ constexpr uint64_t kPage = 4096;
 constexpr const char* kAnonHuge = "/anon_hugepage (deleted)";  // MAP_ANONYMOUS|MAP_HUGETLB
 constexpr uint64_t kPresent = 1ULL << 63, kSwapped = 1ULL << 62, kFileShared = 1ULL << 61;
 constexpr uint64_t kGuardRegion = 1ULL << 58;  // PM_GUARD_REGION (Linux 6.14): shown as swapped, holds no page
+// A swap entry's type is in the low 5 bits of its frame field (shown to
+// CAP_SYS_ADMIN, 0 otherwise); type 31 (SWP_PTE_MARKER) is no page at all
+// but a marker a userfaultfd's write protection leaves where none is mapped
+// (UFFD_FEATURE_WP_UNPOPULATED, or a page reclaimed or zapped while
+// protected). Read, it would give zeros or the file's data, and fault that in.
+constexpr uint64_t kSwapTypeMask = 0x1f, kPteMarkerType = 0x1f;
+
+// Whether the pagemap entry shows a private page of the task's own: present
+// or swapped, neither the file's nor shared, nor a guard or a marker.
+bool private_page(uint64_t e) {
+  if (!(e & (kPresent | kSwapped)) || (e & (kFileShared | kGuardRegion))) return false;
+  return (e & kPresent) || (e & kSwapTypeMask) != kPteMarkerType;
+}
 constexpr size_t kChunkPages = image::PageWriter::kBufferSize / kPage;  // the pages of one writer buffer
 constexpr size_t kPiecePages = 64;    // 256 KiB per read, well inside a core's L2 cache
 
@@ -251,8 +264,7 @@ Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, in
     // then, are left out again).
     if (incremental)
       for (size_t k = 0; k < count; k++) {
-        if (!(entries[k] & (kPresent | kSwapped)) || (entries[k] & (kFileShared | kGuardRegion)) || inherited[k])
-          continue;
+        if (!private_page(entries[k]) || inherited[k]) continue;
         auto taken = incremental->take(base + k * kPage, out);
         if (taken == IncrementalMm::Taken::kStored) {
           inherited[k] = true;
@@ -265,7 +277,7 @@ Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, in
     std::vector<Segment> segments;
     size_t filled = 0;
     auto wanted = [&](size_t k) {
-      return (entries[k] & (kPresent | kSwapped)) && !(entries[k] & (kFileShared | kGuardRegion)) && !inherited[k];
+      return private_page(entries[k]) && !inherited[k];
     };
     for (size_t i = 0; i < count;) {
       if (!wanted(i)) {

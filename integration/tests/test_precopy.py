@@ -7,9 +7,13 @@ process finds every page holding exactly the write its log says came last (a pag
 from the copy made while it ran, written again before the freeze, would show); the
 original runs on with no write tracking left (no userfaultfd registration in its
 VmFlags, no write-protected page in its pagemap, no new fd) and finds its own memory
-right too."""
+right too.
+
+killed: cryo dump -R killed at each step of that copy and of the frozen dump after it
+leaves the tree running as before, with no write tracking left."""
 import json
 import os
+import signal
 import struct
 import sys
 import time
@@ -109,5 +113,45 @@ def case_writer(env):
     env.trigger_and_report(pid, report)
 
 
+def running(pid):
+    """Neither stopped nor traced: every thread of pid runs on its own."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        fields = dict(line.split(":", 1) for line in open(f"/proc/{pid}/task/{tid}/status") if ":" in line)
+        if fields["State"].strip()[:1] in ("T", "t") or fields["TracerPid"].strip() != "0":
+            return False
+    return True
+
+
+def case_killed(env):
+    """cryo dump -R killed (SIGKILL, by failpoint) at each step of the copy made while the
+    tree runs and of the frozen dump after it: the tree runs on exactly as before: neither
+    stopped nor traced, no userfaultfd registration or write-protected page left, no new
+    fd, its memory what it wrote, and no image committed."""
+    ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
+    pid = env.spawn([env.workload("scribbler"), ready, report, prog, env.path("mapped-file")])
+    info = env.wait_ready(ready, pid)
+    child = info["child"]
+    wait_seq(prog, 1000)
+    fds = {p: fd_table(p) for p in (pid, child)}
+    for point in ("precopy.tracked", "precopy.copying", "precopy.copied", "dump.frozen", "dump.memory",
+                  "dump.commit"):
+        images = env.path("images-" + point)
+        os.makedirs(images)
+        result = env.cryo("dump", "-t", pid, "-D", images, "-R", expect=None, env_extra={"CRYO_FAILPOINT": point})
+        check_eq(result.returncode, -signal.SIGKILL, f"cryo's end at failpoint {point}")
+        check(not os.path.exists(os.path.join(images, "inventory.img")), f"no image committed ({point})")
+        for p in (pid, child):
+            wait_until(lambda: running(p), 5, what=f"pid {p} to run on after cryo died at {point}")
+            # The kernel drops a userfaultfd's registrations with its last file, which
+            # only the killed cryo held.
+            wait_until(lambda: not tracking_left(p), 5,
+                       what=f"no write tracking left in pid {p} after cryo died at {point}")
+            check_eq(uffd_fds(p), [], f"userfaultfds of pid {p} after cryo died at {point}")
+            check_eq(fd_table(p), fds[p], f"fd table of pid {p} after cryo died at {point}")
+        now = seq(prog)
+        wait_seq(prog, now + 500)
+    env.trigger_and_report(pid, report)
+
+
 if __name__ == "__main__":
-    run({"writer": case_writer})
+    run({"writer": case_writer, "killed": case_killed})
