@@ -195,11 +195,6 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
   mm::clear_tracker_marks(pids);
   for (const auto& [pid, m] : maps) {
     if (taken.count(pid)) continue;
-    if (auto st = refuse_registered(pid); !st.ok()) {  // memory of its own registered: the dump decides
-      if (parent) return std::move(st).error();
-      log::info("memory is copied with the tree frozen: " + st.error().message());
-      return Precopy{};
-    }
     CRYO_ASSIGN(uint64_t syscall_ip, ptrace::find_syscall_insn(pid, m));
     auto tracker = mm::make_tracker(pid, syscall_ip, m);
     if (!tracker.ok()) {
@@ -213,6 +208,16 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
   pre.started = true;
   uint64_t thawed = now_us();
   pre.freeze_us = thawed - freeze_start;
+  // The tree's own registrations (of a userfaultfd it passed away) show as
+  // um/uw in its VmFlags until cryo registers anything; read once it runs
+  // again: smaps walks every page of the process.
+  for (const auto& [pid, fd] : made)
+    if (auto st = refuse_registered(pid); !st.ok() && !exited(pre.pidfds.at(pid).get())) {  // one gone is dropped below
+      // Memory of its own registered: the dump decides.
+      if (parent) return std::move(st).error();
+      log::info("memory is copied with the tree frozen: " + st.error().message());
+      return Precopy{};
+    }
   TreeWrites writes;
   if (parent) {
     CRYO_ASSIGN(writes, writes_since(*parent, tree, maps, true, &taken));
