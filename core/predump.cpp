@@ -234,6 +234,17 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
     it = pre.registered.count(it->first) ? std::next(it) : pre.uffds.erase(it);
 
   files::FilesDump files({});  // nothing of it is kept: only private pages are copied now
+  // Pages shared copy-on-write with the parent process are left out as the
+  // frozen dump leaves them (one that is not shared by then is read frozen).
+  // Read without pinning when the tree shares pages among its processes
+  // (pinning would unshare them).
+  auto parent_mm_of = [&](pid_t pid) {
+    mm::ParentMm parent_mm;
+    if (auto pp = parent_of.find(pid); pp != parent_of.end() && maps.count(pp->second))
+      parent_mm = {pp->second, &maps.at(pp->second)};
+    parent_mm.tree_shares = maps.size() > 1;
+    return parent_mm;
+  };
   for (const auto& [pid, m] : maps) {
     if (!pre.registered.count(pid)) continue;
     CRYO_TRY(check_interrupt("while memory was being copied"));
@@ -243,20 +254,59 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
     incremental->private_only = true;
     incremental->running = true;
     pre.stats.zero_pages = &pre.zero[pid];
-    // Pages shared copy-on-write with the parent process are left out as
-    // the frozen dump leaves them (one that is not shared by then is read
-    // frozen). Read without pinning when the tree shares pages among its
-    // processes (pinning would unshare them).
-    mm::ParentMm parent_mm;
-    if (auto pp = parent_of.find(pid); pp != parent_of.end() && maps.count(pp->second))
-      parent_mm = {pp->second, &maps.at(pp->second)};
-    parent_mm.tree_shares = maps.size() > 1;
-    if (auto st = mm::dump_mm(pid, m, files, pages, &pre.mms[pid], &pre.stats, parent_mm, incremental); !st.ok()) {
+    if (auto st = mm::dump_mm(pid, m, files, pages, &pre.mms[pid], &pre.stats, parent_mm_of(pid), incremental);
+        !st.ok()) {
       drop_from_precopy(pre, pid, st.error().message());
       continue;
     }
     pre.mms[pid].clear_vmas();  // the frozen dump saves them
     failpoint("precopy.copying");
+  }
+  // A second pass while the tree still runs: what it wrote during the first
+  // is copied again (the scan protects those pages anew as it lists them),
+  // so that the frozen dump reads only what is written during this shorter
+  // pass. The rest is named from the first (level 0).
+  std::vector<pid_t> copied;
+  for (const auto& [pid, mm] : pre.mms) copied.push_back(pid);
+  for (pid_t pid : copied) {
+    CRYO_TRY(check_interrupt("while memory was being copied"));
+    mm::Ranges candidates = mm::intersect(mm::ranges_of(maps.at(pid)), pre.registered.at(pid));
+    auto scanned = mm::scan_written(pid, candidates, true);
+    if (!scanned.ok()) {
+      drop_from_precopy(pre, pid, scanned.error().message());
+      continue;
+    }
+    std::sort(scanned->written.begin(), scanned->written.end());
+    mm::Ranges unchanged = mm::subtract(scanned->trusted, scanned->written);
+    mm::IncrementalMm first(pre.mms.at(pid), unchanged, 0, mm::intersect(pre.zero[pid], unchanged));
+    first.registered_by_cryo = first.private_only = first.running = true;
+    mm::Ranges zero_again;
+    pre.stats.zero_pages = &zero_again;
+    image::Mm again;
+    if (auto st = mm::dump_mm(pid, maps.at(pid), files, pages, &again, &pre.stats, parent_mm_of(pid), &first);
+        !st.ok()) {
+      pre.dropped.insert(pre.dropped.end(), again.pages().begin(), again.pages().end());
+      drop_from_precopy(pre, pid, st.error().message());
+      continue;
+    }
+    again.clear_vmas();
+    std::set<uint64_t> named;
+    for (const auto& earlier : again.parent_pages())
+      if (earlier.level() == 0) named.insert(earlier.run().offset());
+    for (const auto& run : pre.mms.at(pid).pages())
+      if (!named.count(run.offset())) pre.dropped.push_back(run);
+    pre.mms[pid] = std::move(again);
+    mm::Ranges zero = mm::intersect(pre.zero[pid], unchanged);
+    zero.insert(zero.end(), zero_again.begin(), zero_again.end());
+    std::sort(zero.begin(), zero.end());
+    mm::Ranges merged;
+    for (const auto& r : zero) {
+      if (!merged.empty() && merged.back().second >= r.first)
+        merged.back().second = std::max(merged.back().second, r.second);
+      else
+        merged.push_back(r);
+    }
+    pre.zero[pid] = std::move(merged);
   }
   for (auto it = pre.uffds.begin(); it != pre.uffds.end();)
     it = pre.registered.count(it->first) ? std::next(it) : pre.uffds.erase(it);
@@ -291,9 +341,14 @@ Result<std::map<pid_t, mm::IncrementalMm>> since_precopy(const Precopy& pre,
 
 std::vector<image::PageRun> superseded_runs(const Precopy& pre, const std::set<uint64_t>& named) {
   std::vector<image::PageRun> out = pre.dropped;
-  for (const auto& [pid, mm] : pre.mms)
+  std::set<uint64_t> seen;  // a run of the first pass is named by the second's, maybe more than once
+  for (const auto& [pid, mm] : pre.mms) {
     for (const auto& run : mm.pages())
       if (!named.count(run.offset())) out.push_back(run);
+    for (const auto& earlier : mm.parent_pages())
+      if (earlier.level() == 0 && !named.count(earlier.run().offset()) && seen.insert(earlier.run().offset()).second)
+        out.push_back(earlier.run());
+  }
   return out;
 }
 

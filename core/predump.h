@@ -69,7 +69,7 @@ struct Precopy {
   std::map<pid_t, mm::Ranges> registered;
   std::map<pid_t, UniqueFd> uffds;       // the tracking since; closing them ends it
   std::map<pid_t, UniqueFd> pidfds;      // each process as it was at the stop (a pid reused since is another)
-  std::vector<image::PageRun> dropped;   // runs of processes dropped from the copy
+  std::vector<image::PageRun> dropped;   // runs no longer named: of processes dropped, or copied again
   uint64_t freeze_us = 0;                // how long the tree was stopped to start it
   uint64_t copy_us = 0;
   mm::DumpStats stats;
