@@ -210,7 +210,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     progress::phase("freezing");
   }
   log::info("freezing the tree of pid " + std::to_string(options.pid));
-  uint64_t freeze_start = now_us();
+  uint64_t freeze_start = now_us(), freeze_start_cpu = cpu_us();
   std::optional<cgroup::Freezer> freezer;  // outlives the tree, which leaves it as it was found
   if (!options.freeze_cgroup.empty()) {
     CRYO_ASSIGN(auto opened, cgroup::Freezer::open(options.freeze_cgroup));
@@ -444,11 +444,12 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   CRYO_TRY(options.actions.run(hooks::Action::kPostDump, options.pid));
   failpoint("dump.commit");
   result.tasks = tree.processes().size();
-  uint64_t thawed = 0;
+  uint64_t thawed = 0, thawed_cpu = 0;
   auto let_run = [&] {
     rollback.run_now();  // what a failure undoes, -R undoes too
     tree.thaw();
     thawed = now_us();
+    thawed_cpu = cpu_us();
     pre.uffds.clear();  // the tracking ends: its registrations and write protection go with the files
   };
   // With -R the image needs nothing more of the tree (unless it serves its
@@ -496,6 +497,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   uint64_t end = now_us();
   result.phases = progress::phases();
   result.freeze_us = std::max((thawed ? thawed : end) - freeze_start, pre.freeze_us);
+  result.freeze_cpu_us = (thawed ? thawed_cpu : cpu_us()) - freeze_start_cpu;
   result.precopy_freeze_us = pre.freeze_us;
   result.precopy_us = pre.copy_us;
   result.total_us = end - start;

@@ -53,6 +53,7 @@ struct DumpOptions {
 
 struct DumpResult {
   uint64_t freeze_us = 0;  // the longest time the tree was stopped at once
+  uint64_t freeze_cpu_us = 0;  // CPU time cryo used while the tree was frozen for the dump proper
   uint64_t precopy_freeze_us = 0;  // how long it was stopped to start write tracking (Precopy)
   uint64_t precopy_us = 0;  // how long its memory was copied while it ran
   uint64_t total_us = 0;

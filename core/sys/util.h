@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include <time.h>
+
 namespace cryo {
 
 // Microseconds on the monotonic clock.
@@ -14,6 +16,14 @@ inline uint64_t now_us() {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
           .count());
+}
+
+// Microseconds of CPU time cryo (all its threads) has used: on a busy
+// machine a phase's CPU time says what its wall time would be on an idle one.
+inline uint64_t cpu_us() {
+  struct timespec ts;
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
 }
 
 // "pid 1234", the way every error names a process.
