@@ -35,7 +35,11 @@ using PageRuns = google::protobuf::RepeatedPtrField<image::PageRun>;
 Status keep_first_page(PageRuns* runs, const image::ImageDirReader& reader, std::string* page_data) {
   if (runs->empty()) return {};
   image::PageRun run = runs->Get(0);
-  CRYO_ASSIGN(const uint8_t* page, reader.page_run(run.offset(), kPage));
+  CRYO_ASSIGN(const uint8_t* page, reader.run_bytes(run.offset(), kPage, run.level()));
+  // The seed is one flat image: no parent's level, nothing checked whole
+  // elsewhere (a --leave-running dump's runs are slices of its running copy).
+  run.set_level(0);
+  run.set_checked(false);
   run.set_npages(1);
   run.set_offset(image::kPagesDataOffset + page_data->size());
   run.set_xxh3(image::checksum(page, kPage));
@@ -56,7 +60,9 @@ Result<std::vector<fuzz::BundleFile>> bundle_of(const std::string& dump_dir) {
     CRYO_TRY(keep_first_page(content.mutable_pages(), reader, &page_data));
 
   std::vector<fuzz::BundleFile> files;
-  files.push_back({image::kInventoryName, reader.inventory().SerializeAsString()});
+  image::Inventory inventory = reader.inventory();
+  inventory.clear_superseded_pages();  // bytes of the dump's pages.img, not the seed's
+  files.push_back({image::kInventoryName, inventory.SerializeAsString()});
   files.push_back({image::kTreeName, img.tree.SerializeAsString()});
   files.push_back({image::kFilesName, img.files.SerializeAsString()});
   for (const auto& [pid, core] : img.cores) files.push_back({image::core_name(pid), core.SerializeAsString()});
