@@ -290,31 +290,38 @@ Status Remote::step_to_syscall_stop() {
   }
 }
 
-// One stop per syscall rather than two (see Stepping): the task steps over
-// the `syscall` instruction and traps right after it returns, before any
-// other instruction of it runs. Each stop is a round trip through the
-// scheduler, which on a busy machine is most of what a remote syscall costs.
-Result<user_regs_struct> Remote::step_over_syscall() {
+// Resumes the task (PTRACE_SINGLESTEP or PTRACE_CONT) until it traps with
+// its instruction pointer at stop_ip. A stop signal meanwhile is held back:
+// SIGSTOP cannot be blocked, so it is suppressed now and raised again once
+// the task is let go (take_deferred_stops); any other signal fails.
+Result<user_regs_struct> Remote::resume_until(int request, uint64_t stop_ip, const char* what) {
   for (;;) {
-    if (pt(PTRACE_SINGLESTEP, tid_, nullptr, nullptr) < 0) return errno_error("PTRACE_SINGLESTEP " + who(tid_));
+    if (pt(request, tid_, nullptr, nullptr) < 0)
+      return errno_error(std::string(request == PTRACE_CONT ? "PTRACE_CONT " : "PTRACE_SINGLESTEP ") + who(tid_));
     CRYO_ASSIGN(int status, wait_task(tid_));
     if (!WIFSTOPPED(status)) continue;
     if ((status >> 16) != 0) continue;  // a ptrace event such as PTRACE_EVENT_CLONE
     int sig = WSTOPSIG(status);
     if (sig == SIGTRAP) {
       CRYO_ASSIGN(user_regs_struct after, get_regs(tid_));
-      if (after.rip == syscall_ip_ + 2) return after;
-      return Error(EINTR, who(tid_) + ": a SIGTRAP came before the remote syscall ran");
+      if (after.rip == stop_ip) return after;
+      return Error(EINTR, who(tid_) + ": a SIGTRAP came before " + what + " ran");
     }
     if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
-      // SIGSTOP cannot be blocked: suppressed now, raised again once the
-      // task is let go (take_deferred_stops).
       std::lock_guard lock(g_deferred_mutex);
       g_deferred_stops.emplace_back(thread_group(tid_), sig);
       continue;
     }
-    return Error(EINTR, who(tid_) + ": unexpected signal " + std::to_string(sig) + " during a remote syscall");
+    return Error(EINTR, who(tid_) + ": unexpected signal " + std::to_string(sig) + " during " + what);
   }
+}
+
+// One stop per syscall rather than two (see Stepping): the task steps over
+// the `syscall` instruction and traps right after it returns, before any
+// other instruction of it runs. Each stop is a round trip through the
+// scheduler, which on a busy machine is most of what a remote syscall costs.
+Result<user_regs_struct> Remote::step_over_syscall() {
+  return resume_until(PTRACE_SINGLESTEP, syscall_ip_ + 2, "a remote syscall");
 }
 
 Result<long> Remote::raw(long nr, std::array<uint64_t, 6> args) {
@@ -355,29 +362,6 @@ const std::array<uint8_t, 56> kBatchLoop = {
     0x0f, 0x05, 0x48, 0x89, 0x43, 0x38, 0x48, 0x3d, 0x01, 0xf0, 0xff, 0xff, 0x73, 0x09, 0x48, 0x83,
     0xc3, 0x40, 0x49, 0xff, 0xcc, 0xeb, 0xc9, 0xcc};
 
-// Lets the task run until the int3 that ends at trap_end; signals as in
-// step_over_syscall (a stop signal is held back, any other fails).
-Result<user_regs_struct> Remote::run_to_trap(uint64_t trap_end) {
-  for (;;) {
-    if (pt(PTRACE_CONT, tid_, nullptr, nullptr) < 0) return errno_error("PTRACE_CONT " + who(tid_));
-    CRYO_ASSIGN(int status, wait_task(tid_));
-    if (!WIFSTOPPED(status)) continue;
-    if ((status >> 16) != 0) continue;  // a ptrace event such as PTRACE_EVENT_CLONE
-    int sig = WSTOPSIG(status);
-    if (sig == SIGTRAP) {
-      CRYO_ASSIGN(user_regs_struct after, get_regs(tid_));
-      if (after.rip == trap_end) return after;
-      return Error(EINTR, who(tid_) + ": a SIGTRAP came before the remote syscalls ran");
-    }
-    if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
-      std::lock_guard lock(g_deferred_mutex);
-      g_deferred_stops.emplace_back(thread_group(tid_), sig);
-      continue;
-    }
-    return Error(EINTR, who(tid_) + ": unexpected signal " + std::to_string(sig) + " during remote syscalls");
-  }
-}
-
 Result<std::vector<long>> Remote::batch(uint64_t loop_ip, uint64_t table, size_t table_bytes,
                                         const std::vector<Call>& calls) {
   std::vector<long> out;
@@ -408,7 +392,8 @@ Result<std::vector<long>> Remote::batch(uint64_t loop_ip, uint64_t table, size_t
     regs.orig_rax = static_cast<unsigned long long>(-1);
     CRYO_TRY(set_regs(tid_, regs));
     failpoint("remote.syscall");
-    CRYO_ASSIGN(user_regs_struct after, run_to_trap(loop_ip + kBatchLoop.size()));
+    // It runs freely up to the int3 that ends the loop.
+    CRYO_ASSIGN(user_regs_struct after, resume_until(PTRACE_CONT, loop_ip + kBatchLoop.size(), "remote syscalls"));
     if (after.r12 > n) return Error(EINVAL, who(tid_) + ": the remote syscall loop ended with a bad count");
     size_t ran = n - after.r12 + (after.r12 ? 1 : 0);  // the one that failed ran too
     CRYO_TRY(read_memory(tid_, table, words.data(), ran * kBatchEntryBytes));

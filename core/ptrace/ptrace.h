@@ -99,7 +99,7 @@ class Remote {
  private:
   Status step_to_syscall_stop();
   Result<user_regs_struct> step_over_syscall();
-  Result<user_regs_struct> run_to_trap(uint64_t trap_end);
+  Result<user_regs_struct> resume_until(int request, uint64_t stop_ip, const char* what);
   pid_t tid_;
   uint64_t syscall_ip_;
   user_regs_struct base_;
