@@ -307,10 +307,14 @@ def status_fields(pid, tid=None, keys=("SigBlk", "SigPnd", "ShdPnd", "SigIgn", "
 
 
 def hash_dir(path):
-    """name -> sha256 of every file below path (and the mode of each entry)."""
+    """name -> sha256 of every file below path (and the mode of each entry), but for
+    stats-restore.json: the report a restore that succeeded leaves in its work
+    directory (the image's by default, as CRIU's stats-restore), not part of the image."""
     out = {}
     for dirpath, dirnames, filenames in os.walk(path):
         for name in sorted(dirnames + filenames):
+            if name == "stats-restore.json" and dirpath == path:
+                continue
             full = os.path.join(dirpath, name)
             rel = os.path.relpath(full, path)
             st = os.lstat(full)
