@@ -151,12 +151,13 @@ with open(ready + ".tmp", "w") as f:
     f.write(f"READY pid={os.getpid()} child={child} grandchild={grandchild} thread={thread}\n")
 os.rename(ready + ".tmp", ready)
 count = 0
+# One file open all along, rewritten in place with one write: two restored
+# copies of one image write here, and a file opened for a moment (a temporary
+# one renamed after) might be gone for the second restore.
+progress_fd = os.open(prog, os.O_WRONLY | os.O_CREAT, 0o644)
 while not triggered:
     count += 1
-    tmp = f"{prog}.{os.urandom(6).hex()}"  # two restored copies of one image write here
-    with open(tmp, "w") as f:
-        f.write(f"{count}\n")
-    os.rename(tmp, prog)
+    os.pwrite(progress_fd, f"{count}".ljust(31).encode() + b"\n", 0)
     time.sleep(0.02)
 problems = []
 if os.getpid() != me:
