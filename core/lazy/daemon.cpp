@@ -172,18 +172,6 @@ Status recv_all(int fd, void* data, size_t size) {
   return {};
 }
 
-Status send_all(int fd, const void* data, size_t size) {
-  const auto* p = static_cast<const char*>(data);
-  while (size > 0) {
-    ssize_t n = ::send(fd, p, size, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error("send pages to the restore");
-    p += n;
-    size -= static_cast<size_t>(n);
-  }
-  return {};
-}
-
 Status Daemon::receive_handover() {
   Handover h;
   union {
@@ -294,7 +282,7 @@ Status Daemon::serve_fetch(const Handover& h) {
         zero_pages_++;
       }
     }
-    CRYO_TRY(send_all(session_.get(), bytes.data(), n * kPage));
+    CRYO_TRY(send_all(session_.get(), bytes.data(), n * kPage, "send pages to the restore"));
     remote_pages_ += n;
     fetched_pages_ += n;
     at += n * kPage;

@@ -86,15 +86,20 @@ Status HandoverClient::hand_over(pid_t pid, ptrace::Remote& r, const std::vector
     words.push_back(s);
     words.push_back(e);
   }
-  const char* p = reinterpret_cast<const char*>(words.data());
-  for (size_t left = words.size() * 8; left > 0;) {
-    ssize_t n = ::send(sock_.get(), p, left, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return errno_error("sending ranges to the lazy-pages daemon");
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
+  CRYO_TRY(send_all(sock_.get(), words.data(), words.size() * 8, "sending ranges to the lazy-pages daemon"));
   log::info("pid " + std::to_string(pid) + ": " + std::to_string(ranges.size()) + " mappings come lazily");
+  return {};
+}
+
+Status send_all(int fd, const void* data, size_t size, const char* what) {
+  const auto* p = static_cast<const char*>(data);
+  while (size > 0) {
+    ssize_t n = ::send(fd, p, size, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return errno_error(what);
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
   return {};
 }
 
