@@ -234,7 +234,10 @@ def test_door(env):
             full = json.load(f)["pages_bytes"]
         with open(os.path.join(after, "stats-dump.json")) as f:
             delta = json.load(f)["pages_bytes"]
-        check(delta * 4 < full, "the dump keeps its unchanged pages in the pre-dump (%d bytes against %d)"
+        # A Python loop dirties a varying share of its heap between the two (13-26% seen,
+        # more when the machine is loaded and the dump's running copy takes longer); a
+        # dump that ignored its parent would write all of it again.
+        check(delta * 2 < full, "the dump keeps its unchanged pages in the pre-dump (%d bytes against %d)"
               % (delta, full))
         before = count(path)
         wait_for(lambda: count(path) > before + 2, "the counter to go on after the dump (-R)")
