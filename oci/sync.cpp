@@ -5,6 +5,8 @@
 
 #include <cstring>
 
+#include "core/sys/fdpass.h"
+
 namespace cryo::oci {
 
 Result<std::pair<UniqueFd, UniqueFd>> sync_pair() {
@@ -39,40 +41,16 @@ Status wait_go(int fd) {
 }
 
 Status send_fd(int socket, int fd, const std::string& data) {
-  struct msghdr msg = {};
   std::string payload = data.empty() ? std::string("x") : data;
-  struct iovec iov = {payload.data(), payload.size()};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-  cmsg->cmsg_level = SOL_SOCKET;
-  cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-  while (::sendmsg(socket, &msg, MSG_NOSIGNAL) < 0)
-    if (errno != EINTR) return errno_error("send descriptor");
+  CRYO_TRY(send_with_fds(socket, payload.data(), payload.size(), std::span<const int>(&fd, 1)).wrap("send descriptor"));
   return {};
 }
 
 Result<UniqueFd> receive_fd(int socket) {
-  struct msghdr msg = {};
   char data[4096];
-  struct iovec iov = {data, sizeof data};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  while (::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC) < 0)
-    if (errno != EINTR) return errno_error("receive descriptor");
-  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-  if (!cmsg || cmsg->cmsg_type != SCM_RIGHTS) return Error(EBADMSG, "no descriptor in message");
-  int fd;
-  std::memcpy(&fd, CMSG_DATA(cmsg), sizeof(int));
-  return UniqueFd(fd);
+  CRYO_ASSIGN(Received got, receive_with_fds(socket, data, sizeof data).wrap("receive descriptor"));
+  if (got.fds.empty()) return Error(EBADMSG, "no descriptor in message");
+  return std::move(got.fds.front());
 }
 
 Result<UniqueFd> connect_unix(const std::string& path) {

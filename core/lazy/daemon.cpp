@@ -23,6 +23,7 @@
 #include "core/lazy/pending.h"
 #include "core/pageserver/lazy_stream.h"
 #include "core/sys/failpoint.h"
+#include "core/sys/fdpass.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
 #include "core/sys/util.h"
@@ -174,35 +175,15 @@ Status recv_all(int fd, void* data, size_t size) {
 
 Status Daemon::receive_handover() {
   Handover h;
-  union {
-    char buf[CMSG_SPACE(2 * sizeof(int))];
-    struct cmsghdr align;
-  } control{};
-  struct iovec iov = {&h, sizeof h};
-  struct msghdr msg {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.buf;
-  msg.msg_controllen = sizeof control.buf;
-  ssize_t n = ::recvmsg(session_.get(), &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
-  std::vector<UniqueFd> fds;
-  for (struct cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; i++) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
-      fds.emplace_back(fd);
-    }
-  }
-  if (n < 0 && errno == EINTR) return {};
-  if (n == 0) {
+  CRYO_ASSIGN(Received got, receive_with_fds(session_.get(), &h, sizeof h, MSG_WAITALL).wrap("receive from the restore"));
+  std::vector<UniqueFd>& fds = got.fds;
+  if (got.bytes == 0) {
     session_.reset();
     session_over_ = true;
     if (!session_done_) log::error("the restore ended before it was done (it failed, and kills what it made)");
     return {};
   }
-  if (n != static_cast<ssize_t>(sizeof h)) return errno_error("receive from the restore");
+  if (got.bytes != sizeof h) return Error(EPROTO, "a short handover from the restore");
   if (h.magic != kHandoverMagic || h.version != kHandoverVersion)
     return Error(EPROTO, "the restore speaks another handover (magic " + std::to_string(h.magic) + ", version " +
                              std::to_string(h.version) + ")");

@@ -9,6 +9,7 @@
 
 #include <cstring>
 
+#include "core/sys/fdpass.h"
 #include "core/sys/log.h"
 
 namespace cryo::lazy {
@@ -63,24 +64,10 @@ Status HandoverClient::hand_over(pid_t pid, ptrace::Remote& r, const std::vector
   h.kind = kProcess;
   h.pid = pid;
   h.ranges = ranges.size();
-  struct iovec iov = {&h, sizeof h};
-  union {
-    char buf[CMSG_SPACE(2 * sizeof(int))];
-    struct cmsghdr align;
-  } control{};
-  struct msghdr msg {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.buf;
-  msg.msg_controllen = sizeof control.buf;
-  struct cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
-  int fds[2] = {uffd.get(), pidfd.get()};
-  std::memcpy(CMSG_DATA(cm), fds, sizeof fds);
-  if (::sendmsg(sock_.get(), &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof h))
-    return errno_error("handing the userfaultfd to the lazy-pages daemon");
+  const int fds[] = {uffd.get(), pidfd.get()};
+  const char* what = "handing the userfaultfd to the lazy-pages daemon";
+  CRYO_ASSIGN(size_t sent, send_with_fds(sock_.get(), &h, sizeof h, fds).wrap(what));
+  if (sent != sizeof h) return Error(EPIPE, std::string(what) + ": a short send");
   std::vector<uint64_t> words;
   for (const auto& [s, e] : ranges) {
     words.push_back(s);

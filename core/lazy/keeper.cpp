@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/sys/fdpass.h"
 #include "core/sys/io.h"
 #include "core/sys/proc.h"
 
@@ -55,21 +56,9 @@ std::set<pid_t> with_descendants(const std::set<pid_t>& roots) {
   std::set<pid_t> pids;
   for (;;) {
     Message m{};
-    union {
-      char buf[CMSG_SPACE(sizeof(int))];
-      struct cmsghdr align;
-    } control{};
-    struct iovec iov = {&m, sizeof m};
-    struct msghdr msg {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof control.buf;
-    ssize_t n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-    if (n < 0 && errno == EINTR) continue;
-    if (n != static_cast<ssize_t>(sizeof m)) break;  // the daemon is gone
-    int fd = -1;
-    if (struct cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm && cm->cmsg_type == SCM_RIGHTS) std::memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+    auto got = receive_with_fds(sock, &m, sizeof m);
+    if (!got.ok() || got->bytes != sizeof m) break;  // the daemon is gone
+    int fd = got->fds.empty() ? -1 : got->fds.front().release();
     if (m.kind == kAdd && fd >= 0) {
       held[m.id] = fd;
       if (m.pid > 0) pids.insert(m.pid);
@@ -114,25 +103,8 @@ Result<Keeper> Keeper::start() {
 void Keeper::send(uint32_t kind, int id, pid_t pid, int fd) {
   if (!sock_) return;
   Message m{kind, id, pid};
-  struct iovec iov = {&m, sizeof m};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } control{};
-  struct msghdr msg {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (fd >= 0) {
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof control.buf;
-    struct cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-  }
-  while (::sendmsg(sock_.get(), &msg, MSG_NOSIGNAL) < 0 && errno == EINTR) {
-  }
+  // The keeper going away is seen by its own end of file; nothing to do here.
+  (void)send_with_fds(sock_.get(), &m, sizeof m, fd >= 0 ? std::span<const int>(&fd, 1) : std::span<const int>());
 }
 
 void Keeper::add(int id, pid_t pid, int uffd) { send(kAdd, id, pid, uffd); }

@@ -1,0 +1,67 @@
+#include "core/sys/fdpass.h"
+
+#include <cerrno>
+#include <cstring>
+
+namespace cryo {
+
+namespace {
+
+union Control {
+  char buf[CMSG_SPACE(kMaxPassedFds * sizeof(int))];
+  struct cmsghdr align;
+};
+
+}  // namespace
+
+Result<size_t> send_with_fds(int sock, const void* data, size_t size, std::span<const int> fds, int flags) {
+  if (fds.size() > kMaxPassedFds) return Error(E2BIG, std::to_string(fds.size()) + " descriptors in one message");
+  struct iovec iov = {const_cast<void*>(data), size};
+  struct msghdr msg {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  Control control{};
+  if (!fds.empty()) {
+    msg.msg_control = control.buf;
+    msg.msg_controllen = CMSG_SPACE(fds.size() * sizeof(int));
+    struct cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
+    std::memcpy(CMSG_DATA(cm), fds.data(), fds.size() * sizeof(int));
+  }
+  for (;;) {
+    ssize_t n = ::sendmsg(sock, &msg, flags);
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno != EINTR) return errno_error("sendmsg");
+  }
+}
+
+Result<Received> receive_with_fds(int sock, void* data, size_t size, int flags) {
+  struct iovec iov = {data, size};
+  struct msghdr msg {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  Control control{};
+  msg.msg_control = control.buf;
+  msg.msg_controllen = sizeof control.buf;
+  ssize_t n;
+  while ((n = ::recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC)) < 0)
+    if (errno != EINTR) return errno_error("recvmsg");
+  Received got;
+  got.bytes = static_cast<size_t>(n);
+  for (struct cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; i++) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+      got.fds.emplace_back(fd);
+    }
+  }
+  // The kernel drops what did not fit: the message is no longer whole.
+  if (msg.msg_flags & MSG_CTRUNC) return Error(EPROTO, "more descriptors than a message of cryo's carries");
+  return got;
+}
+
+}  // namespace cryo
