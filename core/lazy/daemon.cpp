@@ -252,15 +252,13 @@ Status Daemon::serve_fetch(const Handover& h) {
       failure_ = std::move(st).error();
       return source_failed();
     }
-    const auto* presence = reinterpret_cast<const uint8_t*>(f.payload.data());
-    const uint8_t* data = presence + n;
-    for (uint64_t i = 0; i < n; i++) {
-      if (presence[i]) {
-        std::memcpy(bytes.data() + i * kPage, data, kPage);
-        data += kPage;
+    for (const auto& run : pageserver::answered_runs(f, n)) {
+      uint8_t* to = bytes.data() + run.first * kPage;
+      if (run.data) {
+        std::memcpy(to, run.data, run.count * kPage);
       } else {
-        std::memset(bytes.data() + i * kPage, 0, kPage);
-        zero_pages_++;
+        std::memset(to, 0, run.count * kPage);
+        zero_pages_ += run.count;
       }
     }
     CRYO_TRY(send_all(session_.get(), bytes.data(), n * kPage, "send pages to the restore"));
@@ -355,27 +353,17 @@ Copy Daemon::copy_in(Target& t, PageSpan span) {
 
 // Places a remote span's pages as the source sent them (f: its answer).
 Copy Daemon::place_fetched(Target& t, PageSpan span, const pageserver::Frame& f) {
-  uint64_t n = span.npages;
-  const auto* presence = reinterpret_cast<const uint8_t*>(f.payload.data());
-  const uint8_t* data = presence + n;
-  for (uint64_t i = 0; i < n;) {
-    uint64_t j = i;
-    while (j < n && presence[j] == presence[i]) j++;
+  for (const auto& run : pageserver::answered_runs(f, span.npages)) {
     uint64_t done = 0;
-    Copy c = place(t, span.addr + i * kPage, j - i, presence[i] ? data : nullptr, &done);
+    Copy c = place(t, span.addr + run.first * kPage, run.count, run.data, &done);
     if (c != Copy::kDone) {
-      if (c == Copy::kAgain) {
-        // What is not in yet goes back (the source sends it again).
-        PageSpan rest = span.after(i + done);
-        t.pending.put_back(rest);
-      }
+      // What is not in yet goes back (the source sends it again).
+      if (c == Copy::kAgain) t.pending.put_back(span.after(run.first + done));
       return c;
     }
-    if (presence[i]) data += (j - i) * kPage;
-    else zero_pages_ += j - i;
-    i = j;
+    if (!run.data) zero_pages_ += run.count;
   }
-  remote_pages_ += n;
+  remote_pages_ += span.npages;
   return Copy::kDone;
 }
 

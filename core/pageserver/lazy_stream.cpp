@@ -136,6 +136,20 @@ Result<std::unique_ptr<LazyFetcher>> LazyFetcher::connect(const Endpoint& to) {
   return f;
 }
 
+std::vector<AnsweredRun> answered_runs(const Frame& answer, uint64_t npages) {
+  const auto* presence = reinterpret_cast<const uint8_t*>(answer.payload.data());
+  const uint8_t* data = presence + npages;
+  std::vector<AnsweredRun> runs;
+  for (uint64_t i = 0; i < npages;) {
+    uint64_t j = i;
+    while (j < npages && presence[j] == presence[i]) j++;
+    runs.push_back({i, j - i, presence[i] ? data : nullptr});
+    if (presence[i]) data += (j - i) * kPage;
+    i = j;
+  }
+  return runs;
+}
+
 Status LazyFetcher::fetch(int32_t pid, uint64_t addr, uint64_t npages, Frame* out) {
   Request r{pid, addr, npages};
   CRYO_TRY(ask(r));

@@ -48,6 +48,15 @@ class LazySource {
   Endpoint at_;
 };
 
+// A run of pages alike in an answer the fetcher checked: `count` pages from
+// the `first`th, their bytes at `data`, or zero pages (data null).
+struct AnsweredRun {
+  uint64_t first, count;
+  const uint8_t* data;
+};
+// The runs of an answer of npages pages (LazyFetcher::fetch), in order.
+std::vector<AnsweredRun> answered_runs(const Frame& answer, uint64_t npages);
+
 class LazyFetcher {
  public:
   // Connects to the source and greets it: a source missing fails at once.
