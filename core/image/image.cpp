@@ -210,18 +210,11 @@ Result<uint64_t> mapped_file_checksum(const std::string& path, const std::string
   struct timespec now;
   ::clock_gettime(CLOCK_REALTIME, &now);
   if (st.st_ctim.tv_sec + 2 > now.tv_sec || st.st_mtim.tv_sec + 2 > now.tv_sec) return sum;  // too fresh to trust
-  // Written whole under a name of its own, then renamed: a reader sees an
-  // entry complete or none. A cache that cannot be written is no error.
+  // A cache that cannot be written is no error.
   if (::mkdir(cache_dir.c_str(), 0700) < 0 && errno != EEXIST) return sum;
   char hex_sum[17];
   std::snprintf(hex_sum, sizeof hex_sum, "%016llx", static_cast<unsigned long long>(sum));
-  std::string tmp = entry + "." + std::to_string(::getpid()) + ".tmp";
-  int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (out < 0) return sum;
-  std::string text = stamp + hex_sum + "\n";
-  bool written = ::write(out, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  ::close(out);
-  if (!written || ::rename(tmp.c_str(), entry.c_str()) < 0) ::unlink(tmp.c_str());
+  (void)write_file_atomic(entry, stamp + hex_sum + "\n", Durability::kCacheOnly);
   return sum;
 }
 

@@ -91,14 +91,17 @@ Status pread_all(int fd, void* data, size_t size, off_t offset) {
   return {};
 }
 
-Status write_file_atomic(const std::string& path, std::string_view data) {
-  std::string tmp = path + ".tmp";
-  CRYO_ASSIGN(UniqueFd fd, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600));
-  CRYO_TRY(write_all(fd.get(), data).wrap(tmp));
-  if (::fsync(fd.get()) < 0) return errno_error("fsync " + tmp);
-  fd.reset();
-  if (::rename(tmp.c_str(), path.c_str()) < 0) return errno_error("rename " + tmp);
-  return {};
+Status write_file_atomic(const std::string& path, std::string_view data, Durability durability) {
+  std::string tmp = path + "." + std::to_string(::getpid()) + ".tmp";
+  Status status = [&]() -> Status {
+    CRYO_ASSIGN(UniqueFd fd, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+    CRYO_TRY(write_all(fd.get(), data).wrap(tmp));
+    if (durability == Durability::kSynced && ::fsync(fd.get()) < 0) return errno_error("fsync " + tmp);
+    if (::rename(tmp.c_str(), path.c_str()) < 0) return errno_error("rename " + tmp);
+    return {};
+  }();
+  if (!status.ok()) ::unlink(tmp.c_str());
+  return status;
 }
 
 }  // namespace cryo

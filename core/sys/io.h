@@ -21,7 +21,12 @@ Status write_all(int fd, const void* data, size_t size);
 Status write_all(int fd, std::string_view data);
 Status pwrite_all(int fd, const void* data, size_t size, off_t offset);
 Status pread_all(int fd, void* data, size_t size, off_t offset);
-// Writes a file under a temporary name, fsyncs it and renames it into place.
-Status write_file_atomic(const std::string& path, std::string_view data);
+// Whether write_file_atomic waits for the disk (fsync) before the rename: a
+// cache of cryo's own may be lost with a crash of the machine.
+enum class Durability { kSynced, kCacheOnly };
+// Writes a file under a temporary name of this process's and renames it into
+// place: a reader sees the old file or the new one whole, never a mix of two
+// writers'. Nothing is left behind when it fails.
+Status write_file_atomic(const std::string& path, std::string_view data, Durability durability = Durability::kSynced);
 
 }  // namespace cryo
