@@ -11,21 +11,9 @@
 #include <string>
 
 #include "oci/container.h"
+#include "tests/temp_dir.h"
 
 using namespace cryo::oci;
-
-namespace {
-
-struct TempRoot {
-  std::string path;
-  TempRoot() {
-    char tmpl[] = "/tmp/cryo-state-test-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempRoot() { (void)!system(("rm -rf " + path).c_str()); }
-};
-
-}  // namespace
 
 TEST_CASE("state.json round-trips") {
   ContainerState s;
@@ -54,7 +42,7 @@ TEST_CASE("container ids are validated") {
 }
 
 TEST_CASE("the status follows the init process and the fifo") {
-  TempRoot root;
+  cryo::testing::TempDir root("state-test");
   auto lock = create_container_dir(root.path, "c1");
   REQUIRE(lock.ok());
   CHECK_FALSE(create_container_dir(root.path, "c1").ok());  // exists
@@ -96,7 +84,7 @@ TEST_CASE("the status follows the init process and the fifo") {
 }
 
 TEST_CASE("a container lock is exclusive and survives only while the directory exists") {
-  TempRoot root;
+  cryo::testing::TempDir root("state-test");
   auto first = create_container_dir(root.path, "c2");
   REQUIRE(first.ok());
   pid_t child = fork();

@@ -1,10 +1,10 @@
 #include "core/sys/io.h"
+#include "tests/temp_dir.h"
 
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -24,26 +24,10 @@ std::vector<std::string> names_in(const std::string& dir) {
   return names;
 }
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/cryo-io-test-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl));
-    path = tmpl;
-  }
-  ~TempDir() {
-    for (const auto& n : names_in(path)) {
-      std::string p = path + "/" + n;
-      if (::unlink(p.c_str()) < 0) ::rmdir(p.c_str());
-    }
-    ::rmdir(path.c_str());
-  }
-};
-
 }  // namespace
 
 TEST_CASE("write_file_atomic replaces a file whole, synced or not") {
-  TempDir dir;
+  testing::TempDir dir("io-test");
   std::string file = dir.path + "/state.json";
   REQUIRE(write_file_atomic(file, "first").ok());
   REQUIRE(write_file_atomic(file, "second", Durability::kCacheOnly).ok());
@@ -54,7 +38,7 @@ TEST_CASE("write_file_atomic replaces a file whole, synced or not") {
 }
 
 TEST_CASE("write_file_atomic leaves nothing behind when the rename fails") {
-  TempDir dir;
+  testing::TempDir dir("io-test");
   std::string taken = dir.path + "/taken";
   REQUIRE(::mkdir(taken.c_str(), 0700) == 0);
   REQUIRE(::mkdir((taken + "/inside").c_str(), 0700) == 0);  // a directory not empty cannot be replaced

@@ -10,25 +10,13 @@
 
 #include "core/sys/io.h"
 #include "oci/checkpoint/criu_stats.h"
+#include "tests/temp_dir.h"
 
 using namespace cryo;
 using namespace cryo::oci;
 
-namespace {
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/cryo-record-test-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { (void)!system(("rm -rf " + path).c_str()); }
-};
-
-}  // namespace
-
 TEST_CASE("a container checkpoint record round-trips") {
-  TempDir dir;
+  cryo::testing::TempDir dir("record-test");
   REQUIRE(write_file_atomic(dir.path + "/inventory.img", "x").ok());
   CheckpointRecord r;
   r.id = "c1";
@@ -52,7 +40,7 @@ TEST_CASE("a container checkpoint record round-trips") {
 }
 
 TEST_CASE("a directory without a container checkpoint is refused by name") {
-  TempDir dir;
+  cryo::testing::TempDir dir("record-test");
   auto none = read_record(dir.path);
   REQUIRE_FALSE(none.ok());
   CHECK(none.error().message().find("inventory.img") != std::string::npos);
@@ -63,7 +51,7 @@ TEST_CASE("a directory without a container checkpoint is refused by name") {
 }
 
 TEST_CASE("a hostile container.json is refused, not trusted") {
-  TempDir dir;
+  cryo::testing::TempDir dir("record-test");
   REQUIRE(write_file_atomic(dir.path + "/inventory.img", "x").ok());
   for (const char* text : {"", "{", "[]", R"({"id": 5})", R"({"id": "c", "mounts": "x", "network": "", "console": ""})",
                            R"({"id": "c", "mounts": [], "network": "", "console": ""} trailing)"}) {
@@ -77,7 +65,7 @@ TEST_CASE("a hostile container.json is refused, not trusted") {
 }
 
 TEST_CASE("stats-dump and stats-restore are CRIU's statistics images") {
-  TempDir dir;
+  cryo::testing::TempDir dir("record-test");
   REQUIRE(write_criu_dump_stats(dir.path, {300, 2}).ok());
   auto dump = read_file(dir.path + "/stats-dump");
   REQUIRE(dump.ok());

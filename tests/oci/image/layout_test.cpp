@@ -12,19 +12,11 @@
 
 #include "oci/image/archive.h"
 #include "oci/image/digest.h"
+#include "tests/temp_dir.h"
 
 namespace img = cryo::oci::image;
 
 namespace {
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char templ[] = "/tmp/cryo-layout-test-XXXXXX";
-    path = ::mkdtemp(templ);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
 
 void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
@@ -49,7 +41,7 @@ TEST_CASE("sha256 digests as OCI names them; only a well-formed one may name a b
 }
 
 TEST_CASE("a layout round-trips, and a changed or truncated layer is refused naming why") {
-  TempDir t;
+  cryo::testing::TempDir t("layout-test");
   auto image = write_image(t.path, "v1");
   CHECK(image.annotations.at("k") == "v");
   REQUIRE(image.layers.size() == 1);
@@ -68,7 +60,7 @@ TEST_CASE("a layout round-trips, and a changed or truncated layer is refused nam
 }
 
 TEST_CASE("an archive entry that would leave the directory refuses the archive") {
-  TempDir t;
+  cryo::testing::TempDir t("layout-test");
   // Made with tar(1) from real files: ../ names come from --transform.
   std::filesystem::create_directories(t.path + "/src/checkpoint");
   write(t.path + "/src/checkpoint/inventory.img", "x");

@@ -2,6 +2,7 @@
 // deleted.files that could reach outside the rootfs is refused before any
 // process or file is touched. Real files in a temp dir, no mocks.
 #include "oci/image/rootfs_diff.h"
+#include "tests/temp_dir.h"
 
 #include <doctest/doctest.h>
 #include <stdlib.h>
@@ -13,21 +14,12 @@ namespace img = cryo::oci::image;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char templ[] = "/tmp/cryo-rootfs-diff-test-XXXXXX";
-    path = ::mkdtemp(templ);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
-
 void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 }  // namespace
 
 TEST_CASE("a rootfs that is not an overlay has no diff") {
-  TempDir rootfs, out;
+  cryo::testing::TempDir rootfs("rootfs-diff-test"), out("rootfs-diff-test");
   auto layers = img::overlay_at(rootfs.path);
   REQUIRE(layers.ok());
   CHECK(!layers->has_value());
@@ -38,12 +30,12 @@ TEST_CASE("a rootfs that is not an overlay has no diff") {
 }
 
 TEST_CASE("nothing to apply is no error") {
-  TempDir files, rootfs;
+  cryo::testing::TempDir files("rootfs-diff-test"), rootfs("rootfs-diff-test");
   CHECK(img::apply_rootfs_diff(files.path, rootfs.path).ok());
 }
 
 TEST_CASE("deleted.files that could leave the rootfs is refused, naming the entry") {
-  TempDir files, rootfs;
+  cryo::testing::TempDir files("rootfs-diff-test"), rootfs("rootfs-diff-test");
   write(rootfs.path + "/keep", "keep");
   struct Case {
     const char* text;
