@@ -36,8 +36,8 @@ def wait_answer(path, size_before, timeout=60):
     return time.monotonic()
 
 
-def remote(cryo, lazymem, mib, work):
-    """A lazy migration on one host; returns (restore, answer, all in, freeze to serving) seconds."""
+def start_lazymem(lazymem, mib, work):
+    """A lazymem of mib MiB in a run directory of its own, ready: (run, its answers file, its Popen)."""
     run = tempfile.mkdtemp(dir=work)
     out = os.path.join(run, "answers")
     ready = os.path.join(run, "ready")
@@ -46,6 +46,12 @@ def remote(cryo, lazymem, mib, work):
                                 stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.DEVNULL, start_new_session=True)
     harness._POPENS.append(proc)
     harness.wait_until(lambda: os.path.exists(ready) and os.path.getsize(ready) > 0, 300, what="lazymem ready")
+    return run, out, proc
+
+
+def remote(cryo, lazymem, mib, work):
+    """A lazy migration on one host; returns (restore, answer, all in, freeze to serving) seconds."""
+    run, out, proc = start_lazymem(lazymem, mib, work)
     images = os.path.join(run, "images")
     os.mkdir(images)
     status_read, status_write = os.pipe()
@@ -83,14 +89,7 @@ def remote(cryo, lazymem, mib, work):
 
 
 def one(cryo, lazymem, mib, lazy, work):
-    run = tempfile.mkdtemp(dir=work)
-    out = os.path.join(run, "answers")
-    ready = os.path.join(run, "ready")
-    with open(out, "wb") as f:
-        proc = subprocess.Popen([lazymem, ready, os.path.join(run, "report"), "--mib", str(mib)],
-                                stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.DEVNULL, start_new_session=True)
-    harness._POPENS.append(proc)
-    harness.wait_until(lambda: os.path.exists(ready) and os.path.getsize(ready) > 0, 300, what="lazymem ready")
+    run, out, proc = start_lazymem(lazymem, mib, work)
     pid = proc.pid
     images = os.path.join(run, "images")
     os.mkdir(images)
