@@ -207,6 +207,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     progress::phase("copying memory while the tree runs");
     CRYO_ASSIGN(image::PageWriter * early, dir.pages());
     CRYO_ASSIGN(pre, precopy(options, parent ? &*parent : nullptr, *early));
+    result.page_writers = pre.page_writers;
     progress::phase("freezing");
   }
   log::info("freezing the tree of pid " + std::to_string(options.pid));
@@ -370,9 +371,12 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   CRYO_ASSIGN(auto ipc, ns::dump_ipc_ns(tree, pids, *pages, &stats));  // its segments are the ones the tree attaches
   if (ipc) files.use_ipc_namespace(ipc->mutable_shms());
   if (user_ns) CRYO_TRY(ns::to_tree_view(*user_ns, &cores, nullptr, nullptr));
+  // Every process's mappings first, then the pages of all of them copied
+  // together on every CPU (mm::PageCopies).
+  std::map<pid_t, image::Mm> mms;
+  mm::PageCopies copies;
   for (const auto& p : tree.processes()) {
     if (p.zombie) continue;
-    image::Mm mm;
     CRYO_TRY(check_interrupt("while memory was being dumped"));
     // Pages shared copy-on-write with a parent in the tree are stored once
     // (in a lazy migration, served once: the restore fetches them before the
@@ -384,8 +388,16 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     std::vector<uint64_t> aio_contexts(cores[p.pid].aio_contexts().begin(), cores[p.pid].aio_contexts().end());
     parent_mm.aio_contexts = &aio_contexts;
     auto incremental = writes.mms.find(p.pid);
-    CRYO_TRY(mm::dump_mm(p.pid, maps[p.pid], files, *pages, &mm, &stats, parent_mm,
-                         incremental == writes.mms.end() ? nullptr : &incremental->second, lazy_source.has_value()));
+    CRYO_TRY(mm::dump_mm(p.pid, maps[p.pid], files, *pages, &mms[p.pid], &stats, parent_mm,
+                         incremental == writes.mms.end() ? nullptr : &incremental->second, lazy_source.has_value(),
+                         &copies));
+  }
+  CRYO_ASSIGN(unsigned copied_by, copies.run(*pages));
+  result.page_writers = std::max(result.page_writers, copied_by);
+  for (const auto& p : tree.processes()) {
+    if (p.zombie) continue;
+    CRYO_TRY(copies.failure(p.pid));
+    image::Mm& mm = mms[p.pid];
     for (const auto& earlier : mm.parent_pages())
       if (earlier.level() == 0) named_early.insert(earlier.run().offset());
     if (lazy_source) {

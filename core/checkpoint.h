@@ -63,6 +63,9 @@ struct DumpResult {
   // passes a dump makes over the memory besides writing it once.
   uint64_t pages_copied_in = 0, pages_zero_tested = 0, pages_checksummed = 0;
   size_t tasks = 0;
+  // Threads that copied pages into pages.img at once (mm::PageCopies), the
+  // most of any pass: one per CPU for a large tree, 1 for a small one.
+  unsigned page_writers = 0;
   std::vector<progress::PhaseTime> phases;  // in order: freezing, reading the tree, writing memory, ...
 };
 

@@ -163,7 +163,6 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
   }
   std::map<pid_t, std::vector<proc::MapEntry>> maps;
   std::map<pid_t, pid_t> parent_of;  // in the tree (not the root's)
-  std::optional<mm::IncrementalMm> none;
   std::map<pid_t, mm::IncrementalMm> since_parent;
   // Stopped only to make a userfaultfd inside each process (a syscall run
   // there); registering, write-protecting and reading the parent's tracking
@@ -245,17 +244,33 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
     parent_mm.tree_shares = maps.size() > 1;
     return parent_mm;
   };
+  // Each pass describes every process, then copies the pages of all of
+  // them together on every CPU (mm::PageCopies).
+  mm::PageCopies copies;
+  std::map<pid_t, mm::IncrementalMm> untracked_since;  // not in the parent image: copied whole
+  std::vector<pid_t> described;
   for (const auto& [pid, m] : maps) {
     if (!pre.registered.count(pid)) continue;
     CRYO_TRY(check_interrupt("while memory was being copied"));
     auto inc = since_parent.find(pid);
-    mm::IncrementalMm* incremental = inc != since_parent.end() ? &inc->second : &none.emplace();
+    mm::IncrementalMm* incremental = inc != since_parent.end() ? &inc->second : &untracked_since[pid];
     incremental->registered_by_cryo = true;
     incremental->private_only = true;
     incremental->running = true;
     pre.stats.zero_pages = &pre.zero[pid];
-    if (auto st = mm::dump_mm(pid, m, files, pages, &pre.mms[pid], &pre.stats, parent_mm_of(pid), incremental);
+    if (auto st = mm::dump_mm(pid, m, files, pages, &pre.mms[pid], &pre.stats, parent_mm_of(pid), incremental, false,
+                              &copies);
         !st.ok()) {
+      drop_from_precopy(pre, pid, st.error().message());
+      continue;
+    }
+    described.push_back(pid);
+  }
+  pre.stats.zero_pages = nullptr;
+  CRYO_ASSIGN(unsigned threads, copies.run(pages));
+  pre.page_writers = std::max(pre.page_writers, threads);
+  for (pid_t pid : described) {
+    if (auto st = copies.failure(pid); !st.ok()) {
       drop_from_precopy(pre, pid, st.error().message());
       continue;
     }
@@ -266,6 +281,13 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
   // is copied again (the scan protects those pages anew as it lists them),
   // so that the frozen dump reads only what is written during this shorter
   // pass. The rest is named from the first (level 0).
+  struct Again {
+    mm::Ranges unchanged;  // since the first pass
+    mm::IncrementalMm first;
+    mm::Ranges zero_again;
+    image::Mm mm;
+  };
+  std::map<pid_t, Again> again_of;
   std::vector<pid_t> copied;
   for (const auto& [pid, mm] : pre.mms) copied.push_back(pid);
   for (pid_t pid : copied) {
@@ -277,27 +299,37 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
       continue;
     }
     std::sort(scanned->written.begin(), scanned->written.end());
-    mm::Ranges unchanged = mm::subtract(scanned->trusted, scanned->written);
-    mm::IncrementalMm first(pre.mms.at(pid), unchanged, 0, mm::intersect(pre.zero[pid], unchanged));
-    first.registered_by_cryo = first.private_only = first.running = true;
-    mm::Ranges zero_again;
-    pre.stats.zero_pages = &zero_again;
-    image::Mm again;
-    if (auto st = mm::dump_mm(pid, maps.at(pid), files, pages, &again, &pre.stats, parent_mm_of(pid), &first);
+    Again& again = again_of[pid];
+    again.unchanged = mm::subtract(scanned->trusted, scanned->written);
+    again.first = mm::IncrementalMm(pre.mms.at(pid), again.unchanged, 0, mm::intersect(pre.zero[pid], again.unchanged));
+    again.first.registered_by_cryo = again.first.private_only = again.first.running = true;
+    pre.stats.zero_pages = &again.zero_again;
+    if (auto st = mm::dump_mm(pid, maps.at(pid), files, pages, &again.mm, &pre.stats, parent_mm_of(pid), &again.first,
+                              false, &copies);
         !st.ok()) {
-      pre.dropped.insert(pre.dropped.end(), again.pages().begin(), again.pages().end());
+      pre.dropped.insert(pre.dropped.end(), again.mm.pages().begin(), again.mm.pages().end());
+      drop_from_precopy(pre, pid, st.error().message());
+      again_of.erase(pid);
+    }
+  }
+  pre.stats.zero_pages = nullptr;
+  CRYO_ASSIGN(threads, copies.run(pages));
+  pre.page_writers = std::max(pre.page_writers, threads);
+  for (auto& [pid, again] : again_of) {
+    if (auto st = copies.failure(pid); !st.ok()) {
+      pre.dropped.insert(pre.dropped.end(), again.mm.pages().begin(), again.mm.pages().end());
       drop_from_precopy(pre, pid, st.error().message());
       continue;
     }
-    again.clear_vmas();
+    again.mm.clear_vmas();
     std::set<uint64_t> named;
-    for (const auto& earlier : again.parent_pages())
+    for (const auto& earlier : again.mm.parent_pages())
       if (earlier.level() == 0) named.insert(earlier.run().offset());
     for (const auto& run : pre.mms.at(pid).pages())
       if (!named.count(run.offset())) pre.dropped.push_back(run);
-    pre.mms[pid] = std::move(again);
-    mm::Ranges zero = mm::intersect(pre.zero[pid], unchanged);
-    zero.insert(zero.end(), zero_again.begin(), zero_again.end());
+    pre.mms[pid] = std::move(again.mm);
+    mm::Ranges zero = mm::intersect(pre.zero[pid], again.unchanged);
+    zero.insert(zero.end(), again.zero_again.begin(), again.zero_again.end());
     std::sort(zero.begin(), zero.end());
     mm::Ranges merged;
     for (const auto& r : zero) {
@@ -310,7 +342,6 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
   }
   for (auto it = pre.uffds.begin(); it != pre.uffds.end();)
     it = pre.registered.count(it->first) ? std::next(it) : pre.uffds.erase(it);
-  pre.stats.zero_pages = nullptr;
   CRYO_TRY(pages.drain());  // written before the freeze, not waited for in it
   failpoint("precopy.copied");
   pre.copy_us = now_us() - thawed;
@@ -404,24 +435,41 @@ Result<DumpResult> pre_dump(const DumpOptions& options) {
   mm::DumpStats stats;
   std::vector<image::PageRun> superseded;  // of processes gone while they were copied
   std::set<pid_t> saved;
+  // The tree runs: a process that exited meanwhile (or could not be read)
+  // is left out, and the dump after this one saves it whole.
+  auto leave_out = [&](pid_t pid, const image::Mm& mm, const Error& why) {
+    log::info(pid_str(pid) + " is left out of the pre-dump (" + why.message() + ")");
+    superseded.insert(superseded.end(), mm.pages().begin(), mm.pages().end());
+    writes.uffds.erase(pid);  // its tracking ends
+  };
+  // Every process described, then the pages of all of them copied together
+  // on every CPU (mm::PageCopies).
+  mm::PageCopies copies;
+  std::map<pid_t, image::Mm> mms;
+  std::map<pid_t, mm::IncrementalMm> untracked;  // not in the parent image: copied whole
+  std::vector<pid_t> described;
   for (const auto& [pid, m] : maps) {
     CRYO_TRY(check_interrupt("while memory was being copied"));
-    image::Mm mm;
-    mm::IncrementalMm none;
     auto inc = writes.mms.find(pid);
-    mm::IncrementalMm* incremental = inc != writes.mms.end() ? &inc->second : &none;
+    mm::IncrementalMm* incremental = inc != writes.mms.end() ? &inc->second : &untracked[pid];
     incremental->registered_by_cryo = registered.count(pid) > 0;
     incremental->private_only = true;
     incremental->running = true;
     // No pages are left to a parent process here: the next image needs
     // each process's own. Read without pinning, which would unshare them.
-    if (auto st = mm::dump_mm(pid, m, files, *pages, &mm, &stats, {0, nullptr, maps.size() > 1}, incremental);
+    if (auto st = mm::dump_mm(pid, m, files, *pages, &mms[pid], &stats, {0, nullptr, maps.size() > 1}, incremental,
+                              false, &copies);
         !st.ok()) {
-      // The tree runs: a process that exited meanwhile (or could not be
-      // read) is left out, and the dump after this one saves it whole.
-      log::info(pid_str(pid) + " is left out of the pre-dump (" + st.error().message() + ")");
-      superseded.insert(superseded.end(), mm.pages().begin(), mm.pages().end());
-      writes.uffds.erase(pid);  // its tracking ends
+      leave_out(pid, mms[pid], st.error());
+      continue;
+    }
+    described.push_back(pid);
+  }
+  CRYO_ASSIGN(result.page_writers, copies.run(*pages));
+  for (pid_t pid : described) {
+    image::Mm& mm = mms[pid];
+    if (auto st = copies.failure(pid); !st.ok()) {
+      leave_out(pid, mm, st.error());
       continue;
     }
     saved.insert(pid);

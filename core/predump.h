@@ -72,6 +72,7 @@ struct Precopy {
   std::vector<image::PageRun> dropped;   // runs no longer named: of processes dropped, or copied again
   uint64_t freeze_us = 0;                // how long the tree was stopped to start it
   uint64_t copy_us = 0;
+  unsigned page_writers = 0;             // threads that copied at once (mm::PageCopies)
   mm::DumpStats stats;
 };
 

@@ -86,12 +86,12 @@ void write_dump_stats(const std::string& dir, const DumpResult& result) {
   snprintf(stats, sizeof stats,
            "{\"freeze_us\":%lu,\"freeze_cpu_us\":%lu,\"precopy_freeze_us\":%lu,\"precopy_us\":%lu,\"total_us\":%lu,"
            "\"pages_bytes\":%lu,\"pages_copied_in\":%lu,\"pages_zero_tested\":%lu,\"pages_checksummed\":%lu,"
-           "\"tasks\":%zu,\"phases\":",
+           "\"tasks\":%zu,\"page_writers\":%u,\"phases\":",
            static_cast<unsigned long>(result.freeze_us), static_cast<unsigned long>(result.freeze_cpu_us),
            static_cast<unsigned long>(result.precopy_freeze_us), static_cast<unsigned long>(result.precopy_us),
            static_cast<unsigned long>(result.total_us), static_cast<unsigned long>(result.pages_bytes),
            static_cast<unsigned long>(result.pages_copied_in), static_cast<unsigned long>(result.pages_zero_tested),
-           static_cast<unsigned long>(result.pages_checksummed), result.tasks);
+           static_cast<unsigned long>(result.pages_checksummed), result.tasks, result.page_writers);
   auto st = write_file_atomic(dir + "/stats-dump.json", stats + progress::to_json(result.phases) + "}\n");
   if (!st.ok()) log::warn("stats-dump.json: " + st.error().message());
 }

@@ -293,14 +293,30 @@ Result<std::unique_ptr<PageWriter>> PageWriter::create(std::unique_ptr<PageSink>
 }
 
 Status PageWriter::start() {
-  for (size_t i = 0; i < kBuffers; i++) {
+  CRYO_TRY(add_buffers(kBuffers));
+  threads_.emplace_back([this] { run(); });
+  return {};
+}
+
+Status PageWriter::add_buffers(size_t count) {
+  std::lock_guard lock(mu_);
+  for (size_t i = 0; i < count; i++) {
     void* b = ::mmap(nullptr, kBufferSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (b == MAP_FAILED) return errno_error("memory for the page writer");
     storage_.push_back(static_cast<uint8_t*>(b));
     populated_.push_back(0);
     free_.push_back(storage_.back());
   }
-  thread_ = std::thread([this] { run(); });
+  return {};
+}
+
+Status PageWriter::add_readers(unsigned readers) {
+  size_t buffers = kBuffers * std::max(readers, 1u);
+  if (buffers > storage_.size()) CRYO_TRY(add_buffers(buffers - storage_.size()));
+  // A sink takes its bytes in file order: one writer, which takes the
+  // queue in the order submit() gave out the offsets.
+  for (unsigned writers = sink_ ? 1 : std::max(readers, 1u); threads_.size() < writers;)
+    threads_.emplace_back([this] { run(); });
   return {};
 }
 
@@ -310,8 +326,34 @@ PageWriter::~PageWriter() {
     stopping_ = true;
   }
   cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  for (auto& t : threads_) t.join();
   for (uint8_t* b : storage_) ::munmap(b, kBufferSize);
+}
+
+Status PageWriter::write_job(Job& job) {
+  if (sink_) return sink_->write(job.offset, job.pieces.data(), job.pieces.size());
+  uint64_t at = job.offset;
+  size_t done = 0;
+  while (done < job.pieces.size()) {
+    size_t n = std::min<size_t>(job.pieces.size() - done, IOV_MAX);
+    ssize_t got = ::pwritev(fd_.get(), job.pieces.data() + done, static_cast<int>(n), static_cast<off_t>(at));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return got < 0 ? errno_error("write pages.img") : Error(EIO, "write pages.img wrote nothing");
+    at += static_cast<uint64_t>(got);
+    // Step past what was written (a short write stops anywhere).
+    for (size_t left = static_cast<size_t>(got); left > 0;) {
+      auto& piece = job.pieces[done];
+      if (left >= piece.iov_len) {
+        left -= piece.iov_len;
+        done++;
+      } else {
+        piece.iov_base = static_cast<char*>(piece.iov_base) + left;
+        piece.iov_len -= left;
+        left = 0;
+      }
+    }
+  }
+  return {};
 }
 
 void PageWriter::run() {
@@ -326,32 +368,7 @@ void PageWriter::run() {
     Status st;
     uint64_t bytes = 0;  // (a short write moves the pieces)
     for (const auto& piece : job.pieces) bytes += piece.iov_len;
-    if (!failed && sink_) {
-      st = sink_->write(job.offset, job.pieces.data(), job.pieces.size());
-    } else if (!failed) {
-      size_t done = 0;
-      while (done < job.pieces.size()) {
-        size_t n = std::min<size_t>(job.pieces.size() - done, IOV_MAX);
-        ssize_t got = ::writev(fd_.get(), job.pieces.data() + done, static_cast<int>(n));
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) {
-          st = got < 0 ? errno_error("write pages.img") : Error(EIO, "write pages.img wrote nothing");
-          break;
-        }
-        // Step past what was written (a short write stops anywhere).
-        for (size_t left = static_cast<size_t>(got); left > 0;) {
-          auto& piece = job.pieces[done];
-          if (left >= piece.iov_len) {
-            left -= piece.iov_len;
-            done++;
-          } else {
-            piece.iov_base = static_cast<char*>(piece.iov_base) + left;
-            piece.iov_len -= left;
-            left = 0;
-          }
-        }
-      }
-    }
+    if (!failed) st = write_job(job);
     // Writeback starts now, while the next buffers are read, and not all at
     // finish()'s fdatasync (tmpfs has none to do).
     if (!failed && st.ok() && !sink_)
@@ -375,24 +392,35 @@ uint8_t* PageWriter::buffer(size_t need) {
   need = (std::min(need, kBufferSize) + kPage - 1) / kPage * kPage;
   if (need > populated_[i]) {
     // Only what this caller fills: populating whole buffers cost a dump of
-    // `sleep` 2048 page faults for its 27 pages.
-    (void)::madvise(b + populated_[i], need - populated_[i], MADV_POPULATE_WRITE);
+    // `sleep` 2048 page faults for its 27 pages. (Unlocked: the buffer is
+    // this caller's alone, and another reader may take one meanwhile.)
+    size_t from = populated_[i];
     populated_[i] = need;
+    lock.unlock();
+    (void)::madvise(b + from, need - from, MADV_POPULATE_WRITE);
   }
   return b;
 }
 
 Result<uint64_t> PageWriter::submit(uint8_t* buffer, std::vector<struct iovec> pieces) {
-  uint64_t at = offset_;
-  for (const auto& piece : pieces) offset_ += piece.iov_len;
   std::lock_guard lock(mu_);
   if (error_) {
     free_.push_back(buffer);
+    cv_.notify_all();
     return *error_;
   }
+  // Taken and queued together: the queue is in file order (a sink's writer
+  // relies on it).
+  uint64_t at = offset_;
+  for (const auto& piece : pieces) offset_ += piece.iov_len;
   queue_.push_back({buffer, std::move(pieces), at});
   cv_.notify_all();
   return at;
+}
+
+uint64_t PageWriter::size() const {
+  std::lock_guard lock(mu_);
+  return offset_;
 }
 
 Status PageWriter::drain() {

@@ -93,12 +93,20 @@ class PageSink {
   virtual Status finish(uint64_t size) = 0;
 };
 
-// Appends pages to pages.img. Writing happens on a thread of its own, so
+// Appends pages to pages.img. Writing happens on threads of their own, so
 // that reading the next pages out of a task overlaps writing the last ones:
-// the caller fills a buffer from buffer() and submits pieces of it.
+// a caller fills a buffer from buffer() and submits pieces of it.
 // Buffers are small enough that the writer copies out of the shared cache
 // what the reader has just put there, not out of memory (8 MiB buffers cost
-// a dump about 7% more CPU time); four keep the writer busy between reads.
+// a dump about 7% more CPU time); four per reader keep the writer busy
+// between reads.
+//
+// Several threads may fill and submit buffers at once (add_readers first):
+// each submit takes the next bytes of the file, so that the file is the
+// pieces in the order they were submitted whichever thread wrote them, and
+// pages.img has no format of its own to change. A local file is written
+// with pwritev by one writer thread per reader; a sink takes every write in
+// file order from one.
 class PageWriter {
  public:
   static constexpr size_t kBufferSize = 1u << 20;
@@ -108,6 +116,10 @@ class PageWriter {
   static Result<std::unique_ptr<PageWriter>> create(std::unique_ptr<PageSink> sink);
   ~PageWriter();
 
+  // Makes room for `readers` threads filling buffers at once (kBuffers
+  // each) and, for a local file, as many writer threads. Only while no
+  // buffer is out.
+  Status add_readers(unsigned readers);
   // A buffer of kBufferSize bytes to fill, its first `need` bytes populated
   // (faulted in with one call rather than a fault per page during the copy);
   // waits until one is free.
@@ -123,7 +135,7 @@ class PageWriter {
   Status finish();
   // The same, for a writer that goes on after: a page sink is not finished.
   Status drain();
-  uint64_t size() const { return offset_; }
+  uint64_t size() const;
 
  private:
   struct Job {
@@ -133,12 +145,14 @@ class PageWriter {
   };
   PageWriter() = default;
   Status start();
+  Status add_buffers(size_t count);
+  Status write_job(Job& job);
   void run();
 
   UniqueFd fd_;
   std::unique_ptr<PageSink> sink_;
   uint64_t offset_ = 0;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   // Each buffer is populated as far as a caller has needed it: a page fault
   // costs far more than the page under a hypervisor's shadow paging (~15 us
@@ -149,7 +163,7 @@ class PageWriter {
   std::deque<Job> queue_;
   bool stopping_ = false;
   std::optional<Error> error_;
-  std::thread thread_;
+  std::vector<std::thread> threads_;
 };
 
 // Collects the files of a dump under temporary names and commits them.

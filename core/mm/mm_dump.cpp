@@ -9,14 +9,22 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
 
 #include "core/mm/aio.h"
 #include "core/mm/guard_regions.h"
 #include "core/mm/mm_restore.h"
 #include "core/sys/interrupt.h"
 #include "core/sys/io.h"
+#include "core/sys/scope_guard.h"
+#include "core/sys/util.h"
 
 namespace cryo::mm {
 namespace {
@@ -229,13 +237,16 @@ Status read_pages(pid_t pid, const proc::MapEntry& m, int mem_fd, bool unpinned,
 // remote_runs: a lazy migration's mapping (dump --lazy-pages): its pages are
 // found in the pagemap but not read; the runs name them for the source to
 // serve once the tree is restored elsewhere.
-Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, int mem_fd, bool skip_zero,
-                          const Sharing& sharing, image::PageWriter& pages, image::Mm* out, DumpStats* stats,
-                          const IncrementalMm* incremental, bool remote_runs) {
-  uint64_t npages = (m.end - m.start) / kPage;
+// Pages [from, to) of the mapping (counted from its start); from is a
+// multiple of kChunkPages, so that runs end where they would if the whole
+// mapping were copied at once.
+Status dump_private_pages(pid_t pid, const proc::MapEntry& m, uint64_t from, uint64_t to, int pagemap_fd, int mem_fd,
+                          bool skip_zero, const Sharing& sharing, image::PageWriter& pages, image::Mm* out,
+                          DumpStats* stats, const IncrementalMm* incremental, bool remote_runs) {
   std::vector<uint64_t> entries(kChunkPages), parent_before(kChunkPages), parent_after(kChunkPages);
-  for (uint64_t first = 0; first < npages; first += kChunkPages) {
-    size_t count = static_cast<size_t>(std::min<uint64_t>(kChunkPages, npages - first));
+  IncrementalMm::Cursor cursor;
+  for (uint64_t first = from; first < to; first += kChunkPages) {
+    size_t count = static_cast<size_t>(std::min<uint64_t>(kChunkPages, to - first));
     uint64_t base = m.start + first * kPage;
     bool may_share = false;
     for (const auto& [s, e] : sharing.ranges) may_share = may_share || (s < base + count * kPage && e > base);
@@ -265,7 +276,7 @@ Status dump_private_pages(pid_t pid, const proc::MapEntry& m, int pagemap_fd, in
     if (incremental)
       for (size_t k = 0; k < count; k++) {
         if (!private_page(entries[k]) || inherited[k]) continue;
-        auto taken = incremental->take(base + k * kPage, out);
+        auto taken = incremental->take(base + k * kPage, out, cursor);
         if (taken == IncrementalMm::Taken::kStored) {
           inherited[k] = true;
           stats->pages_in_parent++;
@@ -371,7 +382,156 @@ Status dump_sysv_shm(pid_t pid, const proc::MapEntry& m, image::SysvShm* shm, im
   return dump_file_data(fd.get(), shm->size(), shm->mutable_pages(), pages, stats);
 }
 
+// The merges dump_private_pages makes as it goes (add_inherited, take), made
+// again where two pieces of a mapping copied apart meet.
+void append_inherited(const image::Mm& from, uint64_t vma_start, image::Mm* out) {
+  for (const auto& run : from.inherited()) add_inherited(out, vma_start, run.addr(), run.npages());
+}
+
+void append_parent_pages(const image::Mm& from, image::Mm* out) {
+  auto* entries = out->mutable_parent_pages();
+  for (const auto& p : from.parent_pages()) {
+    image::ParentPages* last = entries->empty() ? nullptr : &(*entries)[entries->size() - 1];
+    if (!last || last->level() != p.level() || last->run().offset() != p.run().offset()) {
+      *entries->Add() = p;
+      continue;
+    }
+    for (const auto& slice : p.slices()) {
+      auto* slices = last->mutable_slices();
+      auto* s = slices->empty() ? nullptr : &(*slices)[slices->size() - 1];
+      if (s && s->addr() + s->npages() * kPage == slice.addr())
+        s->set_npages(s->npages() + slice.npages());
+      else
+        *slices->Add() = slice;
+    }
+  }
+}
+
+void append_ranges(const Ranges& from, Ranges* out) {
+  for (const auto& r : from) {
+    if (!out->empty() && out->back().second == r.first)
+      out->back().second = r.second;
+    else
+      out->push_back(r);
+  }
+}
+
+// A piece of a mapping one thread copies: 32 MiB, a whole number of
+// kChunkPages (runs end at chunks anyway). Small enough for the threads to
+// share a tree's memory evenly, large enough that the pieces cost nothing.
+constexpr uint64_t kPiecePagesPerThread = 8192;
+// Below this much to copy, a thread of its own costs more than it saves.
+constexpr uint64_t kParallelBytes = 64u << 20;
+
 }  // namespace
+
+void DumpStats::add(const DumpStats& other) {
+  pages_scanned += other.pages_scanned;
+  pages_written += other.pages_written;
+  zero_pages_skipped += other.zero_pages_skipped;
+  pages_inherited += other.pages_inherited;
+  pages_in_parent += other.pages_in_parent;
+  pages_remote += other.pages_remote;
+  bytes_copied_in += other.bytes_copied_in;
+  bytes_zero_tested += other.bytes_zero_tested;
+  bytes_checksummed += other.bytes_checksummed;
+}
+
+// One mapping whose private pages dump_mm found to copy, and where they go.
+struct PageCopies::Mapping {
+  pid_t pid = 0;
+  proc::MapEntry m;
+  std::shared_ptr<UniqueFd> pagemap, mem, parent_pagemap;  // the process's, open until the copy
+  bool skip_zero = false;
+  Sharing sharing;
+  bool remote_runs = false;
+  uint64_t resident_bytes = 0;  // (smaps): how much there is to copy
+  image::Mm* out = nullptr;
+  DumpStats* stats = nullptr;
+  Ranges* zero_pages = nullptr;  // stats->zero_pages when queued
+  const IncrementalMm* incremental = nullptr;
+};
+
+PageCopies::PageCopies() = default;
+PageCopies::~PageCopies() = default;
+
+void PageCopies::queue(Mapping mapping) { queued_.push_back(std::move(mapping)); }
+
+void PageCopies::forget(pid_t pid) {
+  std::erase_if(queued_, [pid](const Mapping& q) { return q.pid == pid; });
+}
+
+Status PageCopies::failure(pid_t pid) const {
+  auto it = failed_.find(pid);
+  if (it == failed_.end()) return {};
+  return it->second;
+}
+
+Result<unsigned> PageCopies::run(image::PageWriter& pages, unsigned max_threads) {
+  struct Piece {
+    const Mapping* mapping;
+    uint64_t from, to;
+    image::Mm out;  // its runs, merged into the mapping's Mm in order afterwards
+    DumpStats stats;
+    Ranges zero;
+    std::optional<Error> error;
+  };
+  std::vector<Piece> pieces;
+  uint64_t total = 0;
+  for (const auto& q : queued_) {
+    uint64_t npages = (q.m.end - q.m.start) / kPage;
+    for (uint64_t from = 0; from < npages; from += kPiecePagesPerThread)
+      pieces.push_back({&q, from, std::min(npages, from + kPiecePagesPerThread), {}, {}, {}, {}});
+    total += q.resident_bytes;
+  }
+  failed_.clear();
+  if (pieces.empty()) {
+    queued_.clear();
+    return 0u;
+  }
+  unsigned threads = total < kParallelBytes ? 1 : std::min<unsigned>(usable_cpus(), static_cast<unsigned>(pieces.size()));
+  if (max_threads) threads = std::min(threads, max_threads);
+  if (threads > 1) CRYO_TRY(pages.add_readers(threads));
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  std::set<pid_t> stopped;  // a process whose copy failed: its other pieces are not copied
+  auto work = [&] {
+    for (size_t k; (k = next.fetch_add(1)) < pieces.size();) {
+      Piece& piece = pieces[k];
+      const Mapping& q = *piece.mapping;
+      {
+        std::lock_guard lock(mu);
+        if (stopped.count(q.pid)) continue;
+      }
+      piece.stats.zero_pages = q.zero_pages ? &piece.zero : nullptr;
+      Status st = check_interrupt("while memory was being dumped");
+      if (st.ok())
+        st = dump_private_pages(q.pid, q.m, piece.from, piece.to, q.pagemap->get(), q.mem->get(), q.skip_zero,
+                                q.sharing, pages, &piece.out, &piece.stats, q.incremental, q.remote_runs);
+      if (st.ok()) continue;
+      piece.error = std::move(st).error();
+      std::lock_guard lock(mu);
+      stopped.insert(q.pid);
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (unsigned i = 1; i < threads; i++) helpers.emplace_back(work);
+  work();
+  for (auto& t : helpers) t.join();
+  // In the order they were queued, as if copied one after the other.
+  for (auto& piece : pieces) {
+    const Mapping& q = *piece.mapping;
+    auto* runs = q.out->mutable_pages();
+    for (auto& run : *piece.out.mutable_pages()) *runs->Add() = std::move(run);
+    append_inherited(piece.out, q.m.start, q.out);
+    append_parent_pages(piece.out, q.out);
+    q.stats->add(piece.stats);
+    if (q.zero_pages) append_ranges(piece.zero, q.zero_pages);
+    if (piece.error && !failed_.count(q.pid)) failed_.emplace(q.pid, std::move(*piece.error));
+  }
+  queued_.clear();
+  return threads;
+}
 
 Status read_memory(pid_t pid, int mem_fd, bool unpinned, uint8_t* local, uint64_t remote, size_t bytes) {
   if (!unpinned) {
@@ -415,22 +575,28 @@ Status dump_file_data(int fd, uint64_t size, google::protobuf::RepeatedPtrField<
 
 Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesDump& files,
                image::PageWriter& pages, image::Mm* out, DumpStats* stats, const ParentMm& parent,
-               const IncrementalMm* incremental, bool lazy) {
+               const IncrementalMm* incremental, bool lazy, PageCopies* copies) {
   std::string proc_dir = "/proc/" + std::to_string(pid);
   bool private_only = incremental && incremental->private_only;
   CRYO_ASSIGN(std::string smaps, read_file(proc_dir + "/smaps"));
   CRYO_ASSIGN(auto smaps_of, proc::parse_smaps(smaps));
-  CRYO_ASSIGN(UniqueFd pagemap, open_file(proc_dir + "/pagemap", O_RDONLY));
-  CRYO_ASSIGN(UniqueFd mem, open_file(proc_dir + "/mem", O_RDONLY));
+  auto pagemap = std::make_shared<UniqueFd>(), mem = std::make_shared<UniqueFd>();
+  CRYO_ASSIGN(*pagemap, open_file(proc_dir + "/pagemap", O_RDONLY));
+  CRYO_ASSIGN(*mem, open_file(proc_dir + "/mem", O_RDONLY));
+  PageCopies own;  // without copies: copied here, before returning
+  PageCopies& queue = copies ? *copies : own;
+  // A process that fails here is left out (or the dump fails): nothing of
+  // it stays queued, to be copied into an Mm its caller let go.
+  ScopeGuard unqueue([&queue, pid] { queue.forget(pid); });
   // The parent's private anonymous mappings (not growing down): where the
   // restored child can inherit pages from the restored parent.
-  UniqueFd parent_pagemap;
+  auto parent_pagemap = std::make_shared<UniqueFd>();
   std::vector<std::pair<uint64_t, uint64_t>> parent_anon;
   if (parent.pid > 0 && parent.maps) {
     std::string parent_dir = "/proc/" + std::to_string(parent.pid);
     CRYO_ASSIGN(std::string parent_smaps, read_file(parent_dir + "/smaps"));
     CRYO_ASSIGN(auto parent_smaps_of, proc::parse_smaps(parent_smaps));
-    CRYO_ASSIGN(parent_pagemap, open_file(parent_dir + "/pagemap", O_RDONLY));
+    CRYO_ASSIGN(*parent_pagemap, open_file(parent_dir + "/pagemap", O_RDONLY));
     for (const auto& pm : *parent.maps)
       if (is_plain_anon(pm, parent_smaps_of[pm.start])) parent_anon.emplace_back(pm.start, pm.end);
   }
@@ -531,7 +697,7 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
       return Error(what + ": this kind of mapping is not supported");
     }
     if (!v->name().starts_with("[v")) {
-      CRYO_ASSIGN(auto guards, find_guard_regions(pagemap.get(), m.start, m.end));
+      CRYO_ASSIGN(auto guards, find_guard_regions(pagemap->get(), m.start, m.end));
       for (const auto& [start, end] : guards) {
         auto* g = v->add_guards();
         g->set_start(start);
@@ -543,16 +709,30 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
     Sharing sharing;
     sharing.read_unpinned = parent.tree_shares;
     if (is_plain_anon(m, extra)) {
-      sharing.parent_pagemap_fd = parent_pagemap.get();
+      sharing.parent_pagemap_fd = parent_pagemap->get();
       for (const auto& [s, e] : parent_anon)
         if (s < m.end && e > m.start) sharing.ranges.emplace_back(std::max(s, m.start), std::min(e, m.end));
     }
     // (Huge pages are not counted in Rss.)
     if (private_pages && (extra.resident_kb > 0 || v->huge_page_size() != 0 || m.path == kAnonHuge))
-      CRYO_TRY(dump_private_pages(pid, m, pagemap.get(), mem.get(), v->kind() == image::Vma::ANON_PRIVATE, sharing,
-                                  pages, out, stats, incremental, lazy && can_be_lazy(*v)));
+      queue.queue({.pid = pid,
+                   .m = m,
+                   .pagemap = pagemap,
+                   .mem = mem,
+                   .parent_pagemap = parent_pagemap,
+                   .skip_zero = v->kind() == image::Vma::ANON_PRIVATE,
+                   .sharing = std::move(sharing),
+                   .remote_runs = lazy && can_be_lazy(*v),
+                   .resident_bytes = extra.resident_kb * 1024,
+                   .out = out,
+                   .stats = stats,
+                   .zero_pages = stats->zero_pages,
+                   .incremental = incremental});
   }
-  return {};
+  unqueue.cancel();
+  if (copies) return {};
+  CRYO_TRY(own.run(pages, 1));
+  return own.failure(pid);
 }
 
 }  // namespace cryo::mm

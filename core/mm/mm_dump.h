@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <vector>
 
 #include "core/files/files_dump.h"
@@ -30,6 +31,9 @@ struct DumpStats {
   uint64_t bytes_checksummed = 0;
   // When set: where the all-zero pages left out are (sorted, disjoint).
   Ranges* zero_pages = nullptr;
+
+  // Adds another's counts (not its zero_pages).
+  void add(const DumpStats& other);
 };
 
 // The parent of a dumped process, when it is a living process of the tree:
@@ -47,6 +51,40 @@ struct ParentMm {
   const std::vector<uint64_t>* aio_contexts = nullptr;
 };
 
+// The private pages of the processes of a tree (anonymous, copied on
+// write), the bulk of a dump: dump_mm describes a process's mappings at once
+// and queues the copy of their pages here, and run() copies what every
+// process queued on one thread per CPU (from 64 MiB on, as the restore
+// writes them), each thread taking the next 32 MiB of some mapping. Each
+// process's Mm gets its runs in the order of its mappings, whichever thread
+// copied them; only the runs' offsets in pages.img depend on the threads.
+class PageCopies {
+ public:
+  PageCopies();
+  ~PageCopies();
+  PageCopies(const PageCopies&) = delete;
+  PageCopies& operator=(const PageCopies&) = delete;
+
+  // Copies what is queued (max_threads 0: one thread per CPU cryo may run
+  // on) and empties the queue; returns how many threads copied (0: there
+  // was nothing to). A process's failure stops its copy, not the others':
+  // failure() says.
+  Result<unsigned> run(image::PageWriter& pages, unsigned max_threads = 0);
+  // How the last run() went for pid: the first failure of its copy, whose
+  // pages copied before it are in its Mm all the same (a pre-dump lists
+  // them as superseded).
+  Status failure(pid_t pid) const;
+
+  struct Mapping;  // (mm_dump.cpp)
+  void queue(Mapping mapping);
+  // Drops what is queued for pid (whose dump_mm failed).
+  void forget(pid_t pid);
+
+ private:
+  std::vector<Mapping> queued_;
+  std::map<pid_t, Error> failed_;
+};
+
 // The data segments (SEEK_DATA) of a file up to size, as page runs whose addr
 // is the offset; all-zero pages are left out like holes.
 Status dump_file_data(int fd, uint64_t size, google::protobuf::RepeatedPtrField<image::PageRun>* runs,
@@ -54,9 +92,12 @@ Status dump_file_data(int fd, uint64_t size, google::protobuf::RepeatedPtrField<
 
 // lazy: the pages of mappings a lazy restore brings in later (can_be_lazy)
 // are listed as remote runs and not read (dump --lazy-pages).
+// copies: the private pages are queued there, copied by its run() into out
+// and stats (which, the incremental and the parent's maps, must live until
+// then); without, they are copied before dump_mm returns.
 Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesDump& files,
                image::PageWriter& pages, image::Mm* out, DumpStats* stats, const ParentMm& parent = {},
-               const IncrementalMm* incremental = nullptr, bool lazy = false);
+               const IncrementalMm* incremental = nullptr, bool lazy = false, PageCopies* copies = nullptr);
 
 // Reads bytes of a task's memory: with process_vm_readv unless unpinned (or
 // it fails), else through its /proc/PID/mem (mem_fd), which reads what the

@@ -21,6 +21,7 @@
 #include "core/sys/log.h"
 #include "core/sys/proc.h"
 #include "core/sys/progress.h"
+#include "core/sys/util.h"
 
 namespace cryo::mm {
 namespace {
@@ -143,12 +144,6 @@ Status write_pieces(const PageWrites& w, size_t first, size_t count) {
   return {};
 }
 
-unsigned cpus_to_use() {
-  cpu_set_t set;
-  if (::sched_getaffinity(0, sizeof set, &set) < 0) return 1;
-  return static_cast<unsigned>(std::max(1, CPU_COUNT(&set)));
-}
-
 }  // namespace
 
 Result<unsigned> write_pages(const std::vector<const PageWrites*>& all) {
@@ -177,7 +172,7 @@ Result<unsigned> write_pages(const std::vector<const PageWrites*>& all) {
   // Filling fresh memory is bound by the kernel allocating and clearing
   // pages, one core per writer: large restores use every core, whether the
   // bytes are one process's or many's.
-  unsigned writers = total < (64u << 20) ? 1 : std::min<unsigned>(cpus_to_use(), static_cast<unsigned>(jobs.size()));
+  unsigned writers = total < (64u << 20) ? 1 : std::min<unsigned>(usable_cpus(), static_cast<unsigned>(jobs.size()));
   std::atomic<size_t> next{0};
   std::mutex mu;
   Status failed;

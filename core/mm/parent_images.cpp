@@ -48,17 +48,17 @@ IncrementalMm::IncrementalMm(const image::Mm& earlier, Ranges unchanged, uint32_
   std::sort(sources_.begin(), sources_.end(), [](const Source& a, const Source& b) { return a.start < b.start; });
 }
 
-IncrementalMm::Taken IncrementalMm::take(uint64_t addr, image::Mm* out) const {
-  if (!inside(unchanged_, addr, unchanged_at_)) return Taken::kNo;
-  if (inside(zero_, addr, zero_at_)) return Taken::kZero;
-  if (source_at_ >= sources_.size() || addr < sources_[source_at_].start) {
+IncrementalMm::Taken IncrementalMm::take(uint64_t addr, image::Mm* out, Cursor& at) const {
+  if (!inside(unchanged_, addr, at.unchanged)) return Taken::kNo;
+  if (inside(zero_, addr, at.zero)) return Taken::kZero;
+  if (at.source >= sources_.size() || addr < sources_[at.source].start) {
     auto it = std::upper_bound(sources_.begin(), sources_.end(), addr,
                                [](uint64_t a, const Source& s) { return a < s.start; });
     if (it == sources_.begin()) return Taken::kNo;
-    source_at_ = static_cast<size_t>(std::prev(it) - sources_.begin());
+    at.source = static_cast<size_t>(std::prev(it) - sources_.begin());
   }
-  while (source_at_ + 1 < sources_.size() && sources_[source_at_ + 1].start <= addr) source_at_++;
-  const Source& src = sources_[source_at_];
+  while (at.source + 1 < sources_.size() && sources_[at.source + 1].start <= addr) at.source++;
+  const Source& src = sources_[at.source];
   if (addr >= src.end) return Taken::kNo;
   auto* entries = out->mutable_parent_pages();
   image::ParentPages* last = entries->empty() ? nullptr : &(*entries)[entries->size() - 1];

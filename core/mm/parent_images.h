@@ -32,10 +32,15 @@ class IncrementalMm {
   IncrementalMm() = default;
 
   enum class Taken { kNo, kStored, kZero };
+  // Where the lookups of one caller ended: pages are asked for in address
+  // order, so each lookup usually starts where the last one ended. One per
+  // thread asking (ranges of one process are copied on several at once).
+  struct Cursor {
+    size_t unchanged = 0, zero = 0, source = 0;
+  };
   // Whether the page at addr is unchanged and an earlier copy holds it
-  // (kStored: appended to out's parent_pages; pages come in address order)
-  // or found it all zero (kZero).
-  Taken take(uint64_t addr, image::Mm* out) const;
+  // (kStored: appended to out's parent_pages) or found it all zero (kZero).
+  Taken take(uint64_t addr, image::Mm* out, Cursor& at) const;
 
   // Set when cryo's own userfaultfd registers the mappings (pre-dump, or
   // a dump copying while the tree runs): their VmFlags show it (um/uw) and
@@ -57,9 +62,6 @@ class IncrementalMm {
   Ranges unchanged_;
   Ranges zero_;
   std::vector<Source> sources_;  // sorted by start
-  // Where the last lookups ended: pages are asked for in address order, so
-  // each lookup usually starts where the last one ended.
-  mutable size_t unchanged_at_ = 0, zero_at_ = 0, source_at_ = 0;
 };
 
 // The restore's side: turns every ParentPages of mm into page runs (with

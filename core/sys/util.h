@@ -3,10 +3,12 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <string>
 
+#include <sched.h>
 #include <time.h>
 
 namespace cryo {
@@ -24,6 +26,13 @@ inline uint64_t cpu_us() {
   struct timespec ts;
   ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
+}
+
+// The CPUs cryo may run on (its affinity: `taskset -c 0 cryo` gets one).
+inline unsigned usable_cpus() {
+  cpu_set_t set;
+  if (::sched_getaffinity(0, sizeof set, &set) < 0) return 1;
+  return static_cast<unsigned>(std::max(1, CPU_COUNT(&set)));
 }
 
 // "pid 1234", the way every error names a process.

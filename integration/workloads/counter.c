@@ -15,6 +15,8 @@
 // MADV_MERGEABLE and mlock (the test compares their VmFlags).
 // --reserve GIB adds a GIB GiB MAP_NORESERVE read-write mapping with three pages
 // written, and a 16 * GIB GiB PROT_NONE reservation (what Go, JVMs and sanitizers do).
+// --seed N fills the big block with pattern N of its own (processes of one tree
+// then hold different bytes at the same addresses).
 // --vmas N adds N one-page mappings, alternately read-write and read-only (so that
 // they cannot merge), each with its own contents.
 //
@@ -108,11 +110,12 @@ static int child_main(int write_end, int want_perf, int ready_fd) {
 int main(int argc, char **argv) {
   const char *usage =
       "READY REPORT PROGRESS [--mib N] [--threads N] [--child] [--io-uring] [--perf-child] [--child-file PATH] "
-      "[--child-cwd DIR] [--child-pdeath] [--vmas N] [--object KIND] [--thp] [--madvise] [--reserve GIB]";
+      "[--child-cwd DIR] [--child-pdeath] [--vmas N] [--object KIND] [--thp] [--madvise] [--reserve GIB] [--seed N]";
   const char *ready_path = wl_arg(argc, argv, 1, usage);
   const char *report_path = wl_arg(argc, argv, 2, usage);
   const char *progress_path = wl_arg(argc, argv, 3, usage);
   long mib = 16;
+  uint64_t seed = SEED;
   int nthreads = 0, want_child = 0, want_uring = 0, want_perf = 0;
   long nvmas = 0;
   int want_thp = 0, want_madvise = 0;
@@ -121,6 +124,8 @@ int main(int argc, char **argv) {
   for (int i = 4; i < argc; i++) {
     if (!strcmp(argv[i], "--mib"))
       mib = atol(wl_arg(argc, argv, ++i, usage));
+    else if (!strcmp(argv[i], "--seed"))
+      seed = SEED + strtoull(wl_arg(argc, argv, ++i, usage), NULL, 0);
     else if (!strcmp(argv[i], "--threads"))
       nthreads = atoi(wl_arg(argc, argv, ++i, usage));
     else if (!strcmp(argv[i], "--child"))
@@ -180,7 +185,7 @@ int main(int argc, char **argv) {
   char *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   WL_MUST(mem != MAP_FAILED);
   if (want_thp) WL_MUST(madvise(mem, len, MADV_HUGEPAGE) == 0);
-  wl_fill(mem, len, SEED);
+  wl_fill(mem, len, seed);
   char *reserved = NULL, *none = NULL;
   size_t reserved_len = (size_t)reserve_gib << 30;
   size_t touched[3] = {0, reserved_len / 2, reserved_len - 4096};
@@ -277,7 +282,7 @@ int main(int argc, char **argv) {
   }
 
   // Verify.
-  long bad = wl_check_fill(mem, len, SEED);
+  long bad = wl_check_fill(mem, len, seed);
   WL_CHECK(bad < 0, "memory pattern broken at offset %ld of %ld MiB", bad, mib);
   for (long i = 0; i < nvmas; i++)
     if (wl_check_fill(vmas + i * 4096, 4096, SEED + (uint64_t)i) >= 0) {
