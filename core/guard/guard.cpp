@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -13,7 +14,9 @@
 
 #include <cstring>
 #include <map>
+#include <optional>
 
+#include "core/mm/aio.h"
 #include "core/net/netlock.h"
 #include "core/ptrace/ptrace.h"
 #include "core/sys/log.h"
@@ -23,25 +26,89 @@ namespace {
 
 constexpr int kFirstSocket = 3;
 
-enum Kind : uint32_t { kProcess = 1, kParking = 2, kUnparked = 3, kFinishOnDeath = 4, kDone = 5 };
+enum Kind : uint32_t {
+  kProcess = 1,
+  kParking = 2,
+  kUnparked = 3,
+  kFinishOnDeath = 4,
+  kDone = 5,
+  kAioCount = 6,
+  kAioRing = 7,
+  kAioSeen = 8,
+  kAioCountDone = 9,
+  kParkingOnFrame = 10,
+};
 
-// One word of cryo's to the guard; a pidfd rides along with kProcess.
+// One word of cryo's to the guard; a pidfd rides along with kProcess, and
+// `payload` bytes follow it (the AIO count's).
 struct Message {
   uint32_t kind;
   int32_t tid;
   uint64_t ip;
   uint64_t mask;
+  uint64_t payload;
   user_regs_struct regs;
 };
+
+// The AIO count's words, in and out of bytes.
+class Writer {
+ public:
+  template <typename T>
+  Writer& put(const T& v) {
+    out_.append(reinterpret_cast<const char*>(&v), sizeof v);
+    return *this;
+  }
+  Writer& bytes(const void* data, size_t size) {
+    put(static_cast<uint64_t>(size));
+    out_.append(static_cast<const char*>(data), size);
+    return *this;
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+class Reader {
+ public:
+  explicit Reader(const std::string& in) : in_(in) {}
+  template <typename T>
+  T get() {
+    T v{};
+    if (at_ + sizeof v <= in_.size()) std::memcpy(&v, in_.data() + at_, sizeof v);
+    at_ += sizeof v;
+    return v;
+  }
+  std::string bytes() {
+    uint64_t size = get<uint64_t>();
+    if (at_ > in_.size() || size > in_.size() - at_) return {};
+    std::string out = in_.substr(at_, size);
+    at_ += size;
+    return out;
+  }
+
+ private:
+  const std::string& in_;
+  size_t at_ = 0;
+};
+
+template <typename T>
+std::vector<T> vector_of(const std::string& bytes) {
+  std::vector<T> out(bytes.size() / sizeof(T));
+  if (!out.empty()) std::memcpy(out.data(), bytes.data(), out.size() * sizeof(T));
+  return out;
+}
 
 struct Parked {
   uint64_t ip;
   uint64_t mask;
   user_regs_struct regs;
+  bool on_frame = false;  // reaches pause() through a rescue frame once cryo is gone
 };
 
-// Reads one message (and the fd passed with it); false at end of file.
-bool receive(int fd, Message* m, int* passed) {
+// Reads one message (and the fd passed with it, and its payload); false at
+// end of file.
+bool receive(int fd, Message* m, int* passed, std::string* payload) {
   *passed = -1;
   char control[CMSG_SPACE(sizeof(int))];
   size_t got = 0;
@@ -59,6 +126,13 @@ bool receive(int fd, Message* m, int* passed) {
       if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) std::memcpy(passed, CMSG_DATA(c), sizeof(int));
     got += static_cast<size_t>(n);
   }
+  payload->assign(m->payload, '\0');
+  for (size_t at = 0; at < payload->size();) {
+    ssize_t n = ::read(fd, payload->data() + at, payload->size() - at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    at += static_cast<size_t>(n);
+  }
   return true;
 }
 
@@ -69,15 +143,52 @@ void set_repair(int fd, int on) {
     ::setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &on, sizeof on);
 }
 
+// Seizes tid once cryo's death has let it go: a tracer's exit closes its
+// files (whose end of file woke the guard) before it detaches its tracees.
+bool seize_released(pid_t tid, unsigned options) {
+  for (int tries = 0; tries < 2000; tries++) {
+    auto st = ptrace::seize(tid, options);
+    if (st.ok()) return true;
+    if (st.error().code() != EPERM) return false;  // gone
+    ::usleep(1000);
+  }
+  return false;
+}
+
+bool at_pause(const user_regs_struct& regs, uint64_t ip) {
+  return (regs.rip == ip + 2 && regs.orig_rax == SYS_pause) || (regs.rip == ip && regs.rax == SYS_pause);
+}
+
 // A parked thread sits in pause() at park_ip with every signal blocked (or
 // has not yet run the syscall): it gets its own registers back. A thread
 // seen elsewhere ran on before it was parked: only its mask is ours.
-void give_back(pid_t tid, const Parked& p) {
-  if (!ptrace::seize(tid, 0).ok()) return;  // gone
-  if (ptrace::interrupt_and_wait(tid, 2000).ok()) {
+// A thread parked on a frame (the one that counts AIO requests) gets time
+// to arrive there; aio: what the count changed, put back through it before
+// it is given back.
+void give_back(pid_t tid, const Parked& p, const mm::AioUndo* aio = nullptr) {
+  if (!seize_released(tid, aio ? PTRACE_O_TRACESYSGOOD : 0)) return;  // gone
+  bool stopped = false, parked = false;
+  for (int tries = p.on_frame ? 2000 : 1; tries > 0 && !parked; tries--) {
+    stopped = ptrace::interrupt_and_wait(tid, 2000).ok();
+    if (!stopped) break;
     auto regs = ptrace::get_regs(tid);
-    bool parked = regs.ok() && ((regs->rip == p.ip + 2 && regs->orig_rax == SYS_pause) ||
-                                (regs->rip == p.ip && regs->rax == SYS_pause));
+    parked = regs.ok() && at_pause(*regs, p.ip);
+    if (parked && aio) {
+      ptrace::Remote r(tid, p.ip, *regs);
+      auto st = mm::undo_aio_count(r, *aio);
+      if (!st.ok()) log::error("guard: " + st.error().message());
+      for (const auto& [tgid, sig] : ptrace::take_deferred_stops()) ::kill(tgid, sig);
+    }
+    if (!parked && tries > 1) {
+      if (::ptrace(PTRACE_CONT, tid, nullptr, nullptr) < 0) break;
+      stopped = false;
+      ::usleep(1000);
+    }
+  }
+  if (aio && !parked)
+    log::error("guard: thread " + std::to_string(tid) + " did not come to rest: what counting AIO requests changed in " +
+               "pid " + std::to_string(aio->pid) + " stays");
+  if (stopped) {
     if (parked) (void)ptrace::set_regs(tid, p.regs);
     // cryo blocked everything it could (the kernel keeps SIGKILL and SIGSTOP
     // out of any mask).
@@ -155,18 +266,20 @@ Result<Guard> Guard::start(const std::string& method, const std::string& table, 
   return guard;
 }
 
-Status Guard::send(uint32_t kind, pid_t tid, uint64_t ip, const user_regs_struct* regs, uint64_t mask, int pass_fd) {
+Status Guard::send(uint32_t kind, pid_t tid, uint64_t ip, const user_regs_struct* regs, uint64_t mask, int pass_fd,
+                   const std::string& payload) {
   if (life_ < 0) return {};
   Message m{};
   m.kind = kind;
   m.tid = tid;
   m.ip = ip;
   m.mask = mask;
+  m.payload = payload.size();
   if (regs) m.regs = *regs;
-  struct iovec iov = {&m, sizeof m};
+  struct iovec iov[2] = {{&m, sizeof m}, {const_cast<char*>(payload.data()), payload.size()}};
   struct msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
+  msg.msg_iov = iov;
+  msg.msg_iovlen = payload.empty() ? 1 : 2;
   char control[CMSG_SPACE(sizeof(int))] = {};
   if (pass_fd >= 0) {
     msg.msg_control = control;
@@ -177,11 +290,26 @@ Status Guard::send(uint32_t kind, pid_t tid, uint64_t ip, const user_regs_struct
     c->cmsg_len = CMSG_LEN(sizeof(int));
     std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
   }
-  ssize_t n;
-  do {
-    n = ::sendmsg(life_, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  if (n != static_cast<ssize_t>(sizeof m)) return errno_error("telling the guard");
+  // A stream socket may take a long payload in parts: the rest follows.
+  size_t total = sizeof m + payload.size(), sent = 0;
+  while (sent < total) {
+    ssize_t n = ::sendmsg(life_, &msg, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return errno_error("telling the guard");
+    sent += static_cast<size_t>(n);
+    msg.msg_control = nullptr;
+    msg.msg_controllen = 0;
+    size_t skip = static_cast<size_t>(n);
+    while (msg.msg_iovlen > 0 && skip >= msg.msg_iov[0].iov_len) {
+      skip -= msg.msg_iov[0].iov_len;
+      msg.msg_iov++;
+      msg.msg_iovlen--;
+    }
+    if (msg.msg_iovlen > 0) {
+      msg.msg_iov[0].iov_base = static_cast<char*>(msg.msg_iov[0].iov_base) + skip;
+      msg.msg_iov[0].iov_len -= skip;
+    }
+  }
   return {};
 }
 
@@ -198,9 +326,37 @@ Status Guard::parking(pid_t tid, uint64_t park_ip, const user_regs_struct& regs,
   return send(kParking, tid, park_ip, &regs, mask);
 }
 
+Status Guard::parking_on_frame(pid_t tid, uint64_t park_ip, const user_regs_struct& regs, uint64_t mask) {
+  return send(kParkingOnFrame, tid, park_ip, &regs, mask);
+}
+
 Status Guard::unparked(pid_t tid) { return send(kUnparked, tid, 0, nullptr, 0); }
 
 Status Guard::finish_on_death() { return send(kFinishOnDeath, 0, 0, nullptr, 0); }
+
+Status Guard::aio_count(const mm::AioUndo& undo) {
+  Writer w;
+  w.put(undo.pid).put(undo.tid).put(undo.scratch).put(undo.scratch_size).put(undo.fd);
+  w.bytes(undo.affinity.data(), undo.affinity.size());
+  w.bytes(undo.rings_before.data(), undo.rings_before.size() * sizeof(uint64_t));
+  return send(kAioCount, undo.tid, 0, nullptr, 0, -1, w.take());
+}
+
+Status Guard::aio_ring(const mm::AioUndo& undo) {
+  Writer w;
+  w.put(undo.ctx).put(undo.nr).put(undo.head).put(undo.scan_from);
+  w.bytes(undo.events.data(), undo.events.size() * sizeof(struct io_event));
+  return send(kAioRing, undo.tid, 0, nullptr, 0, -1, w.take());
+}
+
+Status Guard::aio_seen(uint32_t scan_from, const std::vector<struct io_event>& more) {
+  Writer w;
+  w.put(scan_from);
+  w.bytes(more.data(), more.size() * sizeof(struct io_event));
+  return send(kAioSeen, 0, 0, nullptr, 0, -1, w.take());
+}
+
+Status Guard::aio_count_done() { return send(kAioCountDone, 0, 0, nullptr, 0); }
 
 void Guard::release() {
   if (life_ < 0) return;
@@ -222,21 +378,56 @@ int run_guard(const std::string& method, const std::string& table, int count, co
   std::vector<int> pidfds;
   std::map<pid_t, Parked> parked;
   bool finish = false;
+  std::optional<mm::AioUndo> aio;  // an AIO count under way
   Message m;
   int passed;
-  while (receive(life, &m, &passed)) {
+  std::string payload;
+  while (receive(life, &m, &passed, &payload)) {
+    Reader in(payload);
     switch (m.kind) {
       case kProcess:
         if (passed >= 0) pidfds.push_back(passed);
         break;
       case kParking:
-        parked[m.tid] = Parked{m.ip, m.mask, m.regs};
+      case kParkingOnFrame:
+        parked[m.tid] = Parked{m.ip, m.mask, m.regs, m.kind == kParkingOnFrame};
         break;
       case kUnparked:
         parked.erase(m.tid);
         break;
       case kFinishOnDeath:
         finish = true;
+        break;
+      case kAioCount: {
+        mm::AioUndo u;
+        u.pid = in.get<pid_t>();
+        u.tid = in.get<pid_t>();
+        u.scratch = in.get<uint64_t>();
+        u.scratch_size = in.get<uint64_t>();
+        u.fd = in.get<int>();
+        u.affinity = in.bytes();
+        u.rings_before = vector_of<uint64_t>(in.bytes());
+        aio = std::move(u);
+        break;
+      }
+      case kAioRing:
+        if (aio) {
+          aio->ctx = in.get<uint64_t>();
+          aio->nr = in.get<uint32_t>();
+          aio->head = in.get<uint32_t>();
+          aio->scan_from = in.get<uint32_t>();
+          aio->events = vector_of<struct io_event>(in.bytes());
+        }
+        break;
+      case kAioSeen:
+        if (aio) {
+          aio->scan_from = in.get<uint32_t>();
+          auto more = vector_of<struct io_event>(in.bytes());
+          aio->events.insert(aio->events.end(), more.begin(), more.end());
+        }
+        break;
+      case kAioCountDone:
+        aio.reset();
         break;
       case kDone:
         return 0;  // cryo took care of it
@@ -274,7 +465,12 @@ int run_guard(const std::string& method, const std::string& table, int count, co
       code = 1;
     }
   }
-  for (const auto& [tid, p] : parked) give_back(tid, p);
+  // The thread that counted AIO requests first: no thread of its task may
+  // run before what the count changed is back.
+  const mm::AioUndo* counting = aio && parked.count(aio->tid) ? &*aio : nullptr;
+  if (counting) give_back(counting->tid, parked.at(counting->tid), counting);
+  for (const auto& [tid, p] : parked)
+    if (!counting || tid != counting->tid) give_back(tid, p);
   return code;
 }
 

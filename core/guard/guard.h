@@ -7,6 +7,10 @@
 //  - the sockets it puts into TCP repair mode and the network lock (given at
 //    start, before the lock exists: guard first, lock second);
 //  - each thread it parks, with the registers and signal mask to give back;
+//  - what counting a task's AIO requests in flight changes in it (its rings
+//    filled with cryo's requests, a memfd, a context, the counting thread's
+//    CPUs: core/mm/aio.h), put back through that thread, parked, before any
+//    thread of the task is given back;
 //  - the tree's processes, and the moment from which a death of cryo means
 //    "finish the job" (the image is complete, or a restore is letting its
 //    tree go) rather than "undo it".
@@ -14,6 +18,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <linux/aio_abi.h>
 #include <sys/user.h>
 
 #include <cstdint>
@@ -23,6 +28,9 @@
 #include "core/sys/result.h"
 
 namespace cryo {
+namespace mm {
+struct AioUndo;
+}
 
 class Guard {
  public:
@@ -46,8 +54,21 @@ class Guard {
   // Before a thread is parked at park_ip (see park() in core/tree/freeze.h):
   // what to give back to it.
   Status parking(pid_t tid, uint64_t park_ip, const user_regs_struct& regs, uint64_t mask);
+  // The same for a thread whose registers lead it to pause() at park_ip
+  // through a rescue frame (core/ptrace/rescue.h) once cryo is gone: the
+  // guard gives it time to get there.
+  Status parking_on_frame(pid_t tid, uint64_t park_ip, const user_regs_struct& regs, uint64_t mask);
   // After the thread got its own registers and mask back.
   Status unparked(pid_t tid);
+  // The AIO count of core/mm/aio.cpp, told before each change: what it is
+  // about to change (undo without its ring), the ring it is about to fill
+  // (undo.ctx, 0 once the ring is back as it was), the task's completions it
+  // found up to scan_from (added to the ring's events), and the end
+  // (everything back). Its thread must be parked (parking) before.
+  Status aio_count(const mm::AioUndo& undo);
+  Status aio_ring(const mm::AioUndo& undo);
+  Status aio_seen(uint32_t scan_from, const std::vector<struct io_event>& more);
+  Status aio_count_done();
   // From now on a death of cryo kills the tree's processes, leaves the
   // sockets in repair mode (they close without a word to the peer) and keeps
   // the lock for the restore.
@@ -56,7 +77,8 @@ class Guard {
   void release();
 
  private:
-  Status send(uint32_t kind, pid_t tid, uint64_t ip, const user_regs_struct* regs, uint64_t mask, int pass_fd = -1);
+  Status send(uint32_t kind, pid_t tid, uint64_t ip, const user_regs_struct* regs, uint64_t mask, int pass_fd = -1,
+              const std::string& payload = "");
   pid_t pid_ = -1;
   int life_ = -1;   // our end of the socket pair whose end of file wakes the guard
   int tools_ = -1;  // write end of the pipe the lock tools hold (net::lock_tools_hold)

@@ -262,6 +262,7 @@ Result<RescueArea> place_rescue(pid_t tid, const RescuePlan& plan, const std::ve
   out.resting.rbp = base;
   out.resting.orig_rax = static_cast<unsigned long long>(-1);
   out.scratch = scratch;
+  out.lowest = lowest;
   return out;
 }
 

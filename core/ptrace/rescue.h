@@ -47,6 +47,7 @@ bool emulate_return(const uint8_t* after, size_t size, int64_t* ret_slot, int64_
 struct RescueArea {
   user_regs_struct resting;  // registers that send the thread to rt_sigreturn
   uint64_t scratch = 0;      // kScratchSize bytes the thread's syscalls may write
+  uint64_t lowest = 0;       // the lowest byte of the area (what lies below is still free)
 };
 constexpr size_t kScratchSize = 256;
 

@@ -14,13 +14,17 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
+#include <optional>
 
+#include "core/guard/guard.h"
 #include "core/mm/aio.h"
 #include "core/ptrace/ptrace.h"
 #include "core/ptrace/rescue.h"
 #include "core/task/task_probe.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
+#include "core/sys/failpoint.h"
 #include "core/sys/scope_guard.h"
 #include "core/sys/kernel_abi.h"
 #include "core/sys/util.h"
@@ -173,6 +177,84 @@ Status dump_posix_timers(const tree::FrozenProcess& proc, ptrace::Remote& r, uin
   return {};
 }
 
+// AIO contexts, refused with requests in flight (core/mm/aio.h). Counting
+// them changes the process (cryo's requests fill its rings, a memfd and a
+// context of cryo's, the leader bound to each CPU in turn), so no thread of
+// it may run meanwhile, nor should cryo die: every other thread is parked,
+// and the leader's syscalls for cryo rest on a second rescue frame, below its
+// own, that leads to pause() with every signal blocked; a guard, told every
+// change first, puts back what the count changed through the parked leader
+// and gives every thread back if cryo dies in the middle. The count's
+// syscalls write their arguments between the two frames.
+Result<std::vector<uint64_t>> count_aio(const tree::FrozenProcess& proc, TaskProbe& leader,
+                                        const ptrace::RescuePlan* rescue, const std::vector<proc::MapEntry>& maps) {
+  pid_t pid = proc.pid, tid = leader.remote().tid();
+  CRYO_ASSIGN(auto rings, mm::find_aio_contexts(pid, leader.remote(), maps));
+  std::vector<uint64_t> contexts;
+  for (const auto* m : rings) contexts.push_back(m->start);
+  if (rings.empty()) return contexts;
+  // The room and the second frame, as low as they go: a page for the
+  // count's arguments, or less (smaller batches of requests).
+  std::optional<ptrace::RescueArea> park;
+  mm::AioCountRoom room;
+  for (uint64_t size : {uint64_t{4096}, uint64_t{512}}) {
+    if (!rescue || !leader.rescue_lowest()) break;
+    uint64_t scratch = ((leader.rescue_lowest() - 64) & ~uint64_t{63}) - size;
+    user_regs_struct paused = leader.regs();
+    paused.rip = rescue->syscall_ip;
+    paused.rax = SYS_pause;
+    paused.orig_rax = static_cast<unsigned long long>(-1);
+    paused.rsp = scratch;  // the frame goes below the room
+    auto area = ptrace::place_rescue(tid, *rescue, maps, paused, TaskProbe::kBlockAll, leader.xstate());
+    if (!area.ok()) continue;
+    park = *area;
+    room.scratch = scratch;
+    room.scratch_size = size;
+    break;
+  }
+  if (!park) {
+    // No frame cryo can vouch for (a stack of its own kind, no vDSO): the
+    // count runs unguarded, as the leader's other syscalls for cryo do.
+    log::debug(pid_str(pid) + ": no room for a parking frame: AIO requests are counted without a guard");
+    CRYO_TRY(mm::count_aio_in_flight(pid, leader.remote(), rings, maps, room));
+    return contexts;
+  }
+  CRYO_ASSIGN(Guard guard, Guard::start("", "", {}));
+  failpoint("aio.guarded");
+  uint64_t ip = rescue->syscall_ip;
+  std::map<pid_t, tree::ParkedThread> parked;
+  CRYO_ASSIGN(user_regs_struct before, ptrace::get_regs(tid));
+  bool leader_parked = false;
+  Status counted = [&]() -> Status {
+    for (pid_t t : proc.tids)
+      if (t != tid) CRYO_TRY(tree::park_thread(guard, t, ip, &parked));
+    failpoint("aio.parking");
+    CRYO_TRY(guard.parking_on_frame(tid, ip, leader.regs(), leader.mask()));
+    CRYO_TRY(ptrace::set_regs(tid, park->resting));  // a death from here on ends in pause()
+    leader_parked = true;
+    failpoint("aio.parked");
+    ptrace::Remote r(tid, ip, park->resting);
+    room.guard = &guard;
+    return mm::count_aio_in_flight(pid, r, rings, maps, room);
+  }();
+  // Back as before the count, the guard told last: should cryo die in
+  // between, it still gives back what it knows.
+  Status back;
+  if (leader_parked) {
+    back = ptrace::set_regs(tid, before);
+    if (back.ok()) back = guard.unparked(tid);
+  }
+  for (const auto& [t, was] : parked) {
+    Status st = tree::unpark_thread(guard, t, was);
+    if (!st.ok() && back.ok()) back = std::move(st);
+  }
+  guard.release();
+  CRYO_TRY(std::move(counted));
+  CRYO_TRY(std::move(back));
+  failpoint("aio.counted");
+  return contexts;
+}
+
 Status dump_process_syscalls(const tree::FrozenProcess& proc, const std::vector<proc::MapEntry>& maps,
                              uint64_t syscall_ip, image::Process* out) {
   pid_t pid = proc.pid;
@@ -241,7 +323,7 @@ Status dump_process_syscalls(const tree::FrozenProcess& proc, const std::vector<
   CRYO_ASSIGN(long membarrier, r.raw(SYS_membarrier, {abi::kMembarrierGetRegistrations, 0, 0}));
   if (membarrier > 0) out->set_membarrier_registrations(static_cast<uint32_t>(membarrier));
   // AIO requests in flight live only in the kernel: refused (the rings are saved with the memory).
-  CRYO_ASSIGN(auto aio_contexts, mm::check_aio_in_flight(pid, r, maps));
+  CRYO_ASSIGN(auto aio_contexts, count_aio(proc, leader, rescue, maps));
   for (uint64_t ctx : aio_contexts) out->add_aio_contexts(ctx);
 
   for (pid_t tid : proc.tids) {

@@ -45,6 +45,7 @@ class TaskProbe {
         base = area->resting;
         syscall_ip = plan->syscall_ip;
         p.scratch_ = area->scratch;
+        p.rescue_lowest_ = area->lowest;
       } else {
         log::debug(area.error().message() + ": its syscalls for cryo run without a rescue frame");
       }
@@ -60,6 +61,7 @@ class TaskProbe {
         mask_(o.mask_),
         xstate_(std::move(o.xstate_)),
         scratch_(o.scratch_),
+        rescue_lowest_(o.rescue_lowest_),
         remote_(o.remote_),
         armed_(std::exchange(o.armed_, false)) {}
   ~TaskProbe() {
@@ -78,6 +80,9 @@ class TaskProbe {
   // kScratchSize bytes below the thread's stack for its syscalls' answers
   // (0 without a rescue frame).
   uint64_t scratch() const { return scratch_; }
+  // The lowest byte of the rescue frame's area (0 without one): the stack
+  // below it is free for more of cryo's (see count_aio in task_dump.cpp).
+  uint64_t rescue_lowest() const { return rescue_lowest_; }
 
  private:
   TaskProbe() = default;
@@ -86,6 +91,7 @@ class TaskProbe {
   uint64_t mask_ = 0;
   std::string xstate_;
   uint64_t scratch_ = 0;
+  uint64_t rescue_lowest_ = 0;
   std::optional<ptrace::Remote> remote_;
   bool armed_ = false;
 };

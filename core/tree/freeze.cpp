@@ -195,25 +195,35 @@ Result<FrozenTree> FrozenTree::freeze(pid_t root, int timeout_s, cgroup::Freezer
   return tree;
 }
 
+Status park_thread(Guard& guard, pid_t tid, uint64_t ip, std::map<pid_t, ParkedThread>* parked) {
+  CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(tid));
+  CRYO_ASSIGN(uint64_t mask, ptrace::get_sigmask(tid));
+  CRYO_TRY(guard.parking(tid, ip, regs, mask));
+  (*parked)[tid] = ParkedThread{regs, mask};
+  // Mask first: a thread let go between the two runs its own code with
+  // signals held back, which the guard undoes; the other order could run
+  // pause() with a handler free to return into the vDSO.
+  CRYO_TRY(ptrace::set_sigmask(tid, ~0ULL));
+  user_regs_struct at_pause = regs;
+  at_pause.rip = ip;
+  at_pause.rax = SYS_pause;
+  at_pause.orig_rax = static_cast<unsigned long long>(-1);
+  return ptrace::set_regs(tid, at_pause);
+}
+
+Status unpark_thread(Guard& guard, pid_t tid, const ParkedThread& was) {
+  // Registers first, then the mask: the reverse of park_thread(); the guard
+  // last, so that it still knows the thread should cryo die in between.
+  CRYO_TRY(ptrace::set_regs(tid, was.regs));
+  CRYO_TRY(ptrace::set_sigmask(tid, was.mask));
+  return guard.unparked(tid);
+}
+
 Status FrozenTree::park(Guard& guard, const std::map<pid_t, uint64_t>& syscall_ips) {
   for (const auto& p : procs_) {
     if (p.zombie) continue;
     uint64_t ip = syscall_ips.at(p.pid);
-    for (pid_t tid : p.tids) {
-      CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(tid));
-      CRYO_ASSIGN(uint64_t mask, ptrace::get_sigmask(tid));
-      CRYO_TRY(guard.parking(tid, ip, regs, mask));
-      // Mask first: a thread let go between the two runs its own code with
-      // signals held back, which the guard undoes; the other order could run
-      // pause() with a handler free to return into the vDSO.
-      CRYO_TRY(ptrace::set_sigmask(tid, ~0ULL));
-      parked_[tid] = ParkedThread{regs, mask};
-      user_regs_struct at_pause = regs;
-      at_pause.rip = ip;
-      at_pause.rax = SYS_pause;
-      at_pause.orig_rax = static_cast<unsigned long long>(-1);
-      CRYO_TRY(ptrace::set_regs(tid, at_pause));
-    }
+    for (pid_t tid : p.tids) CRYO_TRY(park_thread(guard, tid, ip, &parked_));
   }
   return {};
 }
@@ -221,10 +231,7 @@ Status FrozenTree::park(Guard& guard, const std::map<pid_t, uint64_t>& syscall_i
 Status FrozenTree::unpark(Guard& guard) {
   Status first;
   for (auto it = parked_.begin(); it != parked_.end(); it = parked_.erase(it)) {
-    // Registers first, then the mask: the reverse of park().
-    Status st = ptrace::set_regs(it->first, it->second.regs);
-    if (st.ok()) st = ptrace::set_sigmask(it->first, it->second.mask);
-    if (st.ok()) st = guard.unparked(it->first);
+    Status st = unpark_thread(guard, it->first, it->second);
     if (!st.ok() && first.ok()) first = std::move(st);
   }
   return first;

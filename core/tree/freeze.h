@@ -24,6 +24,18 @@ struct FrozenProcess {
   proc::Stat stat;
 };
 
+// What a parked thread had (see FrozenTree::park).
+struct ParkedThread {
+  user_regs_struct regs;
+  uint64_t mask;
+};
+// Parks one stopped thread at the `syscall` instruction at ip, the guard told
+// first, and records in `parked` what it had before changing it (a failure
+// halfway leaves it there to be unparked); unpark_thread gives it back what
+// it had, then tells the guard.
+Status park_thread(Guard& guard, pid_t tid, uint64_t ip, std::map<pid_t, ParkedThread>* parked);
+Status unpark_thread(Guard& guard, pid_t tid, const ParkedThread& was);
+
 // A tree whose every thread sits in a ptrace stop. Destroying it without
 // kill_all() or release() resumes every task exactly where it was.
 class FrozenTree {
@@ -63,10 +75,6 @@ class FrozenTree {
   FrozenTree() = default;
   Status add_process(pid_t pid, std::vector<pid_t>* children, int stop_timeout_ms);
   Status seize_frozen_cgroup(int timeout_ms);
-  struct ParkedThread {
-    user_regs_struct regs;
-    uint64_t mask;
-  };
   std::vector<FrozenProcess> procs_;
   std::map<pid_t, ParkedThread> parked_;
   cgroup::Freezer* freezer_ = nullptr;

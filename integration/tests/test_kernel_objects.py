@@ -8,12 +8,15 @@ it is (fanotify events not yet read, BPF programs, AIO requests in flight), the 
 is refused naming the pid and the fd or mapping, and the process runs on untouched."""
 import contextlib
 import os
+import re
+import signal
+import struct
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import (check, check_eq, compare_maps, compare_snapshots, fd_table, log, maps, read_text, run,  # noqa
-                     snapshot, state, status_fields)
+from harness import (TestFailure, check, check_eq, compare_maps, compare_snapshots, fd_table, log, maps,  # noqa
+                     read_text, run, snapshot, state, status_fields, tids, wait_until)
 
 
 @contextlib.contextmanager
@@ -234,9 +237,93 @@ def case_aio_inflight(env):
     env.trigger_and_report(pid, report)
 
 
+CRYO_TAG = 0x6372796f2d61696f  # io_event.data of cryo's own AIO requests ("cryo-aio")
+
+
+def ring(pid, ctx):
+    """An AIO ring seen from outside: (nr, head, tail, the completions not reaped)."""
+    with open(f"/proc/{pid}/mem", "rb") as mem:
+        mem.seek(ctx)
+        _, nr, head, tail = struct.unpack("4I", mem.read(16))
+        events = []
+        for i in range((tail - head) % nr if nr else 0):
+            mem.seek(ctx + 32 + ((head + i) % nr) * 32)
+            events.append(mem.read(32).hex())
+    return nr, head, tail, events
+
+
+def aio_state(pid, contexts):
+    """What a dump killed while it counts AIO requests must leave as it was: the rings,
+    the fds, the layout, and for each thread its CPUs, its signal mask, no tracer, no stop,
+    not parked (in pause())."""
+    threads = {}
+    for tid in tids(pid):
+        fields = status_fields(pid, tid, keys=("State", "TracerPid", "SigBlk"))
+        syscall = (read_text(f"/proc/{pid}/task/{tid}/syscall") or "").split(" ")[0]
+        threads[tid] = (sorted(os.sched_getaffinity(tid)), fields.get("SigBlk"), fields.get("TracerPid"),
+                        fields.get("State", "")[:1] in ("T", "t"), syscall == "34")
+    return {"rings": {hex(ctx): ring(pid, ctx) for ctx in contexts}, "fds": fd_table(pid), "maps": maps(pid),
+            "threads": threads}
+
+
+def state_diff(before, now):
+    lines = []
+    for key in before:
+        if before[key] != now[key]:
+            lines.append(f"{key}: before {before[key]}\n    now {now[key]}")
+    for r in now["rings"].values():
+        if any(int.from_bytes(bytes.fromhex(e)[:8], "little") == CRYO_TAG for e in r[3]):
+            lines.append("a ring holds completions of cryo's")
+    return lines
+
+
+def case_aio_killed(env):
+    """cryo dump killed (SIGKILL) at every step while it counts AIO requests in flight (its
+    failpoints and each of its remote syscalls): the guard puts the process back exactly as
+    it was (rings, completions not reaped, fds, layout, every thread's CPUs and signal mask,
+    no thread parked), and a thread of it watching its rings all along never sees them
+    change; then a dump and a restore bring it back, its completions exactly its own."""
+    work = env.path("work")
+    os.mkdir(work)
+    pid, info, report = start(env, "aio_watch", work)
+    contexts = [info["aio_ctx"], info["aio_ctx2"]]
+    before = aio_state(pid, contexts)
+    check(len(before["threads"]) == 2, f"the workload has threads {sorted(before['threads'])}")
+    images = env.path("killed")
+    os.makedirs(images)
+    step, kills = 0, []
+    while True:
+        step += 1
+        # Without -R: its copy while the tree runs has steps of its own to kill.
+        result = env.cryo("dump", "-t", pid, "-D", images, expect=None, env_extra={"CRYO_FAILPOINT": f"@{step}"})
+        check_eq(result.returncode, -signal.SIGKILL, f"exit code of the dump with the failpoint @{step}")
+        where = re.search(r"failpoint (\S+)", result.stderr)
+        name = where.group(1) if where else "?"
+        if name == "aio.counted":
+            break
+        kills.append(name)
+        try:
+            wait_until(lambda: aio_state(pid, contexts) == before, 10, what=f"the process as before a kill at {name}")
+        except TestFailure:
+            raise TestFailure(f"cryo dump killed at step {step} ({name}) left pid {pid} changed:\n  " +
+                              "\n  ".join(state_diff(before, aio_state(pid, contexts))))
+    counting = kills[kills.index("aio.guarded"):] if "aio.guarded" in kills else []
+    log(f"dump killed at {len(kills)} steps, {len(counting)} of them in the count: {' '.join(counting)}")
+    check(len(counting) > 10 and "aio.parked" in counting and "aio.count" in counting and
+          "remote.syscall" in counting, f"the kills missed the count: {kills}")
+    # The process, untouched, dumps and restores; its own verdict checks its completions.
+    snap = snapshot(pid)
+    images = env.path("images")
+    env.dump(pid, images)
+    env.wait_dumped(snap)
+    _, rpid = env.restore(images)
+    check_eq(rpid, pid, "restored pid")
+    env.trigger_and_report(pid, report)
+
+
 if __name__ == "__main__":
     run({"membarrier": case_membarrier, "no_vdso": case_no_vdso, "guard": case_guard, "fanotify": case_fanotify,
          "fanotify_queued": case_fanotify_queued, "bpf_map": case_bpf_map, "bpf_prog": case_bpf_prog,
          "hugetlb_memfd": case_hugetlb_memfd, "hugetlb_anon": case_hugetlb_anon, "sysv_huge": case_sysv_huge,
          "sysv_huge_ns": case_sysv_huge_ns, "private_shm": case_private_shm, "private_anon": case_private_anon, "private_huge": case_private_huge, "aio": case_aio,
-         "aio_inflight": case_aio_inflight})
+         "aio_inflight": case_aio_inflight, "aio_killed": case_aio_killed})

@@ -26,6 +26,9 @@
 //   aio            two AIO contexts with completions not yet reaped (in the second they
 //                  wrap around the ring's end), and a child forked after them (it has none)
 //   aio_inflight   an AIO context with a poll request in flight (must be refused)
+//   aio_watch      the two contexts of aio, and a thread that watches their rings all
+//                  along: neither head, tail nor any completion not reaped may change
+//                  (a dump counting requests in flight must not show its own)
 // It builds the object, says READY (object_fd=N when an fd holds it), waits for
 // SIGUSR1, checks from inside that the object still works and writes REPORT.
 #include "workload.h"
@@ -40,6 +43,7 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <pthread.h>
 #include <setjmp.h>
 
 #define PAGE 4096UL
@@ -845,6 +849,71 @@ static void verify_aio_second(void) {
   WL_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child saw an AIO context (status %#x)", status);
 }
 
+// aio_watch: a thread compares both rings with what they held when set up.
+#define AIO_CRYO_TAG 0x6372796f2d61696fULL
+struct ring_view {
+  aio_context_t ctx;
+  struct wl_aio_ring header;
+  struct io_event events[16];
+};
+static struct ring_view aio_views[2];
+static volatile int aio_watch_stop;
+static char aio_watch_seen[256];
+static pthread_t aio_watcher;
+
+static int ring_differs(struct ring_view *v, char *why, size_t size) {
+  struct wl_aio_ring now = *(volatile struct wl_aio_ring *)v->ctx;
+  if (now.head != v->header.head || now.tail != v->header.tail) {
+    snprintf(why, size, "ring %#lx: head %u tail %u, was %u %u", (unsigned long)v->ctx, now.head, now.tail,
+             v->header.head, v->header.tail);
+    return 1;
+  }
+  struct io_event *events = (struct io_event *)(v->ctx + sizeof(struct wl_aio_ring));
+  for (unsigned i = v->header.head, k = 0; i != v->header.tail && k < 16; i = (i + 1) % v->header.nr, k++) {
+    struct io_event e = ((volatile struct io_event *)events)[i];
+    if (memcmp(&e, &v->events[k], sizeof e)) {
+      snprintf(why, size, "ring %#lx: completion %u now has data %#llx%s", (unsigned long)v->ctx, i,
+               (unsigned long long)e.data, e.data == AIO_CRYO_TAG ? " (cryo's)" : "");
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static void *watch_rings(void *arg) {
+  (void)arg;
+  while (!aio_watch_stop) {
+    for (int r = 0; r < 2 && !aio_watch_seen[0]; r++) ring_differs(&aio_views[r], aio_watch_seen, sizeof aio_watch_seen);
+    struct timespec nap = {0, 200 * 1000};
+    nanosleep(&nap, NULL);
+  }
+  return NULL;
+}
+
+static void start_aio_watch(void) {
+  aio_context_t ctxs[2] = {aio_ctx, aio_ctx2};
+  for (int r = 0; r < 2; r++) {
+    struct ring_view *v = &aio_views[r];
+    v->ctx = ctxs[r];
+    v->header = *(struct wl_aio_ring *)v->ctx;
+    struct io_event *events = (struct io_event *)(v->ctx + sizeof(struct wl_aio_ring));
+    for (unsigned i = v->header.head, k = 0; i != v->header.tail && k < 16; i = (i + 1) % v->header.nr, k++)
+      v->events[k] = events[i];
+  }
+  // The watcher takes no signal: the trigger is the main thread's.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  WL_MUST(pthread_create(&aio_watcher, NULL, watch_rings, NULL) == 0);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void verify_aio_watch(void) {
+  aio_watch_stop = 1;
+  pthread_join(aio_watcher, NULL);
+  WL_CHECK(!aio_watch_seen[0], "the watching thread saw a ring change: %s", aio_watch_seen);
+}
+
 static void setup_aio(int inflight) {
   WL_MUST(syscall(SYS_io_setup, 32, &aio_ctx) == 0);
   char path[4096];
@@ -928,7 +997,10 @@ int main(int argc, char **argv) {
   else if (!strcmp(kind, "private_huge")) setup_private_huge();
   else if (!strcmp(kind, "aio")) setup_aio(0);
   else if (!strcmp(kind, "aio_inflight")) setup_aio(1);
-  else {
+  else if (!strcmp(kind, "aio_watch")) {
+    setup_aio(0);
+    start_aio_watch();
+  } else {
     fprintf(stderr, "unknown kind %s\n", kind);
     return 2;
   }
@@ -953,6 +1025,10 @@ int main(int argc, char **argv) {
   else if (!strcmp(kind, "private_anon")) verify_private_anon();
   else if (!strcmp(kind, "private_huge")) verify_private_huge();
   else if (!strcmp(kind, "aio")) verify_aio();
+  else if (!strcmp(kind, "aio_watch")) {
+    verify_aio_watch();
+    verify_aio();
+  }
   // fanotify_queued, bpf_prog, aio_inflight: refused; they only show they run on.
   return wl_finish(report);
 }
