@@ -143,12 +143,23 @@ std::function<bool(pid_t, pid_t)> descends_in(const image::Tree& tree) {
   };
 }
 
+// The files in flight (SCM_RIGHTS) in sockets' queues: the restorer makes
+// them before it fills the queues that carry them, so no stub makes them.
+std::set<uint32_t> files_in_flight(const image::Files& files) {
+  std::set<uint32_t> ids;
+  for (const auto& f : files.files())
+    if (f.kind() == image::FileDesc::SOCKET)
+      for (const auto& d : f.socket().queue()) ids.insert(d.passed_file_ids().begin(), d.passed_file_ids().end());
+  return ids;
+}
+
 // Unix sockets whose SO_PEERCRED names one process of the tree: a socketpair,
 // or a listener and the connections made through it (linked by their names),
 // every one of them made by that process, and held only by it or its
 // descendants. That process makes them again itself.
 std::vector<files::StubGroup> stub_groups(const LoadedImage& img) {
   auto descends = descends_in(img.tree);
+  std::set<uint32_t> in_flight = files_in_flight(img.files);
   std::vector<const image::FileDesc*> socks;
   std::map<uint64_t, size_t> by_inode;
   for (const auto& f : img.files.files())
@@ -183,8 +194,9 @@ std::vector<files::StubGroup> stub_groups(const LoadedImage& img) {
     bool connected = false;
     for (size_t i : members) {
       const auto& s = socks[i]->socket();
-      ok = ok && !s.local().unlinked() && s.cred_pid() == creator && (s.state() == image::Socket::CONNECTED ? by_inode.count(s.peer_inode())
-                                                                                    : s.state() == image::Socket::LISTENING);
+      ok = ok && !s.local().unlinked() && s.cred_pid() == creator && !in_flight.count(socks[i]->id()) &&
+           (s.state() == image::Socket::CONNECTED ? by_inode.count(s.peer_inode()) > 0
+                                                  : s.state() == image::Socket::LISTENING);
       connected = connected || s.state() == image::Socket::CONNECTED;
     }
     if (!ok || !connected) continue;
@@ -210,6 +222,9 @@ int stop_signal(int recorded) {
 std::vector<files::ListenerGroup> listener_groups(const LoadedImage& img, const std::vector<files::StubGroup>& made) {
   std::set<uint32_t> taken;
   for (const auto& g : made) taken.insert(g.ids.begin(), g.ids.end());
+  // A listener with a connection in flight (either end) is the restorer's
+  // to make, with its connections.
+  std::set<uint32_t> in_flight = files_in_flight(img.files);
   auto descends = descends_in(img.tree);
   auto holders_below = [&](uint32_t id, pid_t ancestor) {
     for (const auto& [pid, core] : img.cores)
@@ -224,7 +239,7 @@ std::vector<files::ListenerGroup> listener_groups(const LoadedImage& img, const 
   for (const auto& [inode, l] : by_inode) {
     const auto& ls = l->socket();
     if (ls.state() != image::Socket::LISTENING || ls.local().addr().empty() || ls.local().unlinked() ||
-        taken.count(l->id()))
+        taken.count(l->id()) || in_flight.count(l->id()))
       continue;
     pid_t creator = ls.cred_pid();
     if (!img.cores.count(creator) || !holders_below(l->id(), creator)) continue;
@@ -241,7 +256,8 @@ std::vector<files::ListenerGroup> listener_groups(const LoadedImage& img, const 
                   descends(connector, creator) && holders_below(f->id(), connector) &&
                   holders_below(server.id(), creator) && !s.shutdown_read() && !s.shutdown_write() &&
                   !server.socket().shutdown_read() && !server.socket().shutdown_write() &&
-                  server.socket().local().addr() == ls.local().addr();
+                  server.socket().local().addr() == ls.local().addr() && !in_flight.count(f->id()) &&
+                  !in_flight.count(server.id());
       if (!fits) {
         ok = false;
         break;

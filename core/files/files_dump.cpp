@@ -32,6 +32,10 @@ namespace {
 // The mqueue filesystem's (ipc/mqueue.c; not in the kernel's uapi headers).
 constexpr long kMqueueMagic = 0x19800202;
 
+// How deep sockets in flight may nest, each in the queue of the one before
+// (the kernel sets no limit since 5.x; the dump recurses once per level).
+constexpr int kMaxInFlightDepth = 16;
+
 std::string fd_path(pid_t pid, int fd) { return "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd); }
 std::string name_fd(pid_t pid, int fd) { return "pid " + std::to_string(pid) + " fd " + std::to_string(fd); }
 
@@ -462,7 +466,7 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
         same_description(rep.pid, rep.fd, ref.pid, ref.fd))
       return id;
 
-  std::string what = name_fd(ref.pid, ref.fd);
+  const std::string& what = ref.reached.what;
   image::FileDesc f;
   f.set_id(static_cast<uint32_t>(files_.files_size() + 1));
   if (!(ref.flags & O_PATH)) CRYO_TRY(describe_owner(ref, &f).wrap(what));  // an O_PATH fd has no owner
@@ -476,13 +480,17 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
   pid_t root = tree.processes().front().pid;
 
   if (link.starts_with("socket:")) {
-    // Its place first: the files in flight in its queue are described
-    // meanwhile and take the ids after it.
+    // Its place and its description first: the files in flight in its queue
+    // are described meanwhile and take the ids after it, and the socket
+    // itself, found in flight in its own queue or deeper, is this one.
     image::FileDesc* sock = files_.add_files();
     *sock = f;
     sock->mutable_socket()->set_inode(ref.st.st_ino);
-    CRYO_TRY(sockets_.describe(ref.pid, ref.fd, sock));
     descriptions_.emplace_back(ref, f.id());
+    if (ref.reached.depth > 0)
+      CRYO_TRY(sockets_.describe_in_flight(ref.reached, ref.fd, sock));
+    else
+      CRYO_TRY(sockets_.describe(ref.pid, ref.fd, sock));
     return f.id();
   }
   if (link.starts_with("anon_inode:")) {
@@ -621,7 +629,10 @@ Status FilesDump::describe_removed_cwd(pid_t pid, image::Process& core) {
 }
 
 Result<FilesDump::FdRef> FilesDump::fd_ref(pid_t pid, int fd) {
-  FdRef ref{pid, fd, {}, "", 0, 0, {}, ""};
+  FdRef ref;
+  ref.pid = pid;
+  ref.fd = fd;
+  ref.reached = {name_fd(pid, fd), pid, 0, name_fd(pid, fd), name_fd(pid, fd)};
   std::string path = fd_path(pid, fd);
   CRYO_ASSIGN(ref.link, read_link(path));
   if (::stat(path.c_str(), &ref.st) < 0) return errno_error("stat " + path);
@@ -636,12 +647,27 @@ Result<FilesDump::FdRef> FilesDump::fd_ref(pid_t pid, int fd) {
 
 // A file in flight, described through cryo's copy, which stays open for the
 // rest of the dump: shared descriptions are found by kcmp against it, and
-// the contents of a deleted file are read through it.
-Result<uint32_t> FilesDump::describe_passed(UniqueFd file, const tree::FrozenTree& tree) {
+// the contents of a deleted file are read through it. A socket in flight is
+// saved whole (its queue may carry more files in flight, sockets too), down
+// to a bounded depth; one already met (in flight in its own queue, or in a
+// cycle of them) is the description already made.
+Result<uint32_t> FilesDump::describe_passed(UniqueFd file, const net::Carrier& carrier,
+                                            const tree::FrozenTree& tree) {
   CRYO_ASSIGN(FdRef ref, fd_ref(::getpid(), file.get()));
-  if (S_ISSOCK(ref.st.st_mode))
-    return Error(ref.link + ": a socket in flight is not supported (its queue and peer would have to be "
-                 "taken along, and may hold the socket that carries it)");
+  std::string queue = carrier.depth == 0 ? carrier.root
+                     : carrier.depth == 1 ? carrier.name + ", itself in flight in the queue of " + carrier.root
+                                          : carrier.name + ", itself in flight " + std::to_string(carrier.depth) +
+                                                " queues below " + carrier.root;
+  ref.reached = {ref.link + " in flight (SCM_RIGHTS) in the queue of " + queue, carrier.pid, carrier.depth + 1,
+                 ref.link, carrier.root};
+  if (S_ISSOCK(ref.st.st_mode) && ref.reached.depth > kMaxInFlightDepth) {
+    bool known = false;
+    for (const auto& [rep, id] : descriptions_)
+      known = known || (rep.st.st_dev == ref.st.st_dev && rep.st.st_ino == ref.st.st_ino);
+    if (!known)
+      return Error(ref.reached.what + ": sockets in flight nested more than " + std::to_string(kMaxInFlightDepth) +
+                   " deep, each in the queue of the one before (not supported)");
+  }
   CRYO_ASSIGN(uint32_t id, describe(ref, tree));
   passed_.push_back(std::move(file));
   return id;
@@ -649,7 +675,9 @@ Result<uint32_t> FilesDump::describe_passed(UniqueFd file, const tree::FrozenTre
 
 Status FilesDump::dump_fds(const tree::FrozenTree& tree, std::map<pid_t, image::Process>& cores) {
   CRYO_TRY(ttys_.find_ptys(tree, options_.tree_root));
-  sockets_.describe_passed_files_with([this, &tree](UniqueFd file) { return describe_passed(std::move(file), tree); });
+  sockets_.describe_passed_files_with([this, &tree](UniqueFd file, const net::Carrier& carrier) {
+    return describe_passed(std::move(file), carrier, tree);
+  });
   for (const auto& proc : tree.processes()) {
     if (proc.zombie) continue;
     pid_t pid = proc.pid;

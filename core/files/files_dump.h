@@ -66,18 +66,22 @@ class FilesDump {
 
  private:
   struct FdRef {
-    pid_t pid;
-    int fd;
-    struct stat st;
+    pid_t pid = 0;
+    int fd = -1;
+    struct stat st {};
     std::string link;
-    uint32_t flags;
-    uint64_t pos;
+    uint32_t flags = 0;
+    uint64_t pos = 0;
     proc::FdInfo info;
     std::string info_text;
+    // How errors name it and where it was reached from: the fd of a process
+    // of the tree (depth 0), or a file in flight through cryo's own copy
+    // (pid is cryo's) and the socket whose queue holds it.
+    net::Carrier reached{};
   };
   Result<FdRef> fd_ref(pid_t pid, int fd);
   Result<uint32_t> describe(const FdRef& ref, const tree::FrozenTree& tree);
-  Result<uint32_t> describe_passed(UniqueFd file, const tree::FrozenTree& tree);
+  Result<uint32_t> describe_passed(UniqueFd file, const net::Carrier& carrier, const tree::FrozenTree& tree);
   Status dump_pipe(const FdRef& ref, uint32_t* pipe_id);
   // Marks pipe `pipe_id` as also held by `holder`, outside the tree.
   void note_external_pipe(const std::string& what, const std::string& link, pid_t holder, uint32_t pipe_id);

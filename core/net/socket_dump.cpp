@@ -1,6 +1,7 @@
 #include "core/net/socket_dump.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
@@ -214,12 +215,16 @@ std::string unix_name(const std::string& name) {
 // copies of the files in flight (the kernel dups them), which `passed`
 // describes; a stream's peek stops after the bytes that carry files, so its
 // bytes are kept in pieces, each ending with the files sent along.
-Status peek_receive_queue(int s, bool stream, image::Socket* sock, const PassedFileDescriber& passed) {
+// Errors of the peek itself name the socket (carrier.what); those of a file
+// in flight come from the describer, which names the file and its carrier.
+Status peek_receive_queue(const Carrier& carrier, int s, bool stream, image::Socket* sock,
+                          const PassedFileDescriber& passed) {
   int saved = -1;
   socklen_t len = sizeof saved;
   ::getsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &saved, &len);
   int zero = 0;
-  if (::setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) < 0) return errno_error("SO_PEEK_OFF");
+  if (::setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) < 0)
+    return errno_error("SO_PEEK_OFF").wrap(carrier.what);
   std::vector<char> buf(1 << 18);
   std::string stream_bytes;
   Status status;
@@ -236,7 +241,7 @@ Status peek_receive_queue(int s, bool stream, image::Socket* sock, const PassedF
     msg.msg_controllen = sizeof control;
     ssize_t n = ::recvmsg(s, &msg, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
     if (n < 0) {
-      if (errno != EAGAIN) status = errno_error("peek the receive queue");
+      if (errno != EAGAIN) status = errno_error("peek the receive queue").wrap(carrier.what);
       break;
     }
     std::vector<UniqueFd> in_flight;
@@ -250,25 +255,25 @@ Status peek_receive_queue(int s, bool stream, image::Socket* sock, const PassedF
       }
     }
     if (msg.msg_flags & MSG_CTRUNC) {
-      status = Error("more than 64 files in flight with one message (not supported)");
+      status = Error(carrier.what + ": more than 64 files in flight with one message (not supported)");
       break;
     }
     if (!in_flight.empty() && !passed) {
-      status = Error("file descriptors in flight (SCM_RIGHTS) are not supported here");
+      status = Error(carrier.what + ": file descriptors in flight (SCM_RIGHTS) are not supported here");
       break;
     }
     std::vector<uint32_t> ids;
     for (auto& fd : in_flight) {
-      auto id = passed(std::move(fd));
+      auto id = passed(std::move(fd), carrier);
       if (!id.ok()) {
-        status = std::move(id).error().wrap("a file in flight (SCM_RIGHTS)");
+        status = std::move(id).error();
         break;
       }
       ids.push_back(*id);
     }
     if (!status.ok()) break;
     if (static_cast<size_t>(n) > buf.size()) {
-      status = Error("a queued message larger than 256 KiB is not supported");
+      status = Error(carrier.what + ": a queued message larger than 256 KiB is not supported");
       break;
     }
     if (n == 0 && ids.empty()) break;
@@ -317,15 +322,28 @@ std::vector<int> SocketDump::tcp_sockets() const {
 }
 
 Status SocketDump::describe(pid_t pid, int fd, image::FileDesc* f) {
-  CRYO_TRY(describe_kind(pid, fd, f));
-  // The options of sock_opts.cpp, common to every kind.
-  CRYO_ASSIGN(UniqueFd s, copy_fd(pid, fd));
-  return dump_extra_options(s.get(), f->mutable_socket(), &option_defaults_).wrap(who(pid, fd));
+  CRYO_ASSIGN(UniqueFd s, copy_fd(pid, fd).wrap(who(pid, fd)));
+  return describe_socket({who(pid, fd), pid, 0, who(pid, fd), who(pid, fd)}, std::move(s), f);
 }
 
-Status SocketDump::describe_kind(pid_t pid, int fd, image::FileDesc* f) {
-  std::string what = who(pid, fd);
-  CRYO_ASSIGN(UniqueFd s, copy_fd(pid, fd));
+Status SocketDump::describe_in_flight(const Carrier& self, int fd, image::FileDesc* f) {
+  UniqueFd s(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  if (!s.valid()) return errno_error("dup").wrap(self.what);
+  return describe_socket(self, std::move(s), f);
+}
+
+Status SocketDump::describe_socket(const Carrier& self, UniqueFd s, image::FileDesc* f) {
+  // describe_kind keeps its copy for some kinds (TCP connections, listeners).
+  UniqueFd opts(::fcntl(s.get(), F_DUPFD_CLOEXEC, 0));
+  if (!opts.valid()) return errno_error("dup").wrap(self.what);
+  CRYO_TRY(describe_kind(self, std::move(s), f));
+  // The options of sock_opts.cpp, common to every kind.
+  return dump_extra_options(opts.get(), f->mutable_socket(), &option_defaults_).wrap(self.what);
+}
+
+Status SocketDump::describe_kind(const Carrier& self, UniqueFd s, image::FileDesc* f) {
+  const std::string& what = self.what;
+  pid_t pid = self.pid;
   CRYO_ASSIGN(int family, get_opt<int>(s.get(), SOL_SOCKET, SO_DOMAIN, "SO_DOMAIN"));
   CRYO_ASSIGN(int type, get_opt<int>(s.get(), SOL_SOCKET, SO_TYPE, "SO_TYPE"));
   CRYO_ASSIGN(int protocol, get_opt<int>(s.get(), SOL_SOCKET, SO_PROTOCOL, "SO_PROTOCOL"));
@@ -335,12 +353,12 @@ Status SocketDump::describe_kind(pid_t pid, int fd, image::FileDesc* f) {
   sock->set_protocol(static_cast<uint32_t>(protocol));
   f->set_kind(image::FileDesc::SOCKET);
   if (family == AF_UNIX) {
-    CRYO_TRY(describe_unix(what, pid, s.get(), f->socket().inode(), sock));
+    CRYO_TRY(describe_unix(self, s.get(), f->socket().inode(), sock));
     return {};
   }
   if (family == AF_PACKET) return describe_packet(what, s.get(), sock);
   if (is_inet_datagram(family, type, protocol)) {  // UDP, UDP-lite, ping, raw
-    CRYO_TRY(describe_udp(what, s.get(), sock));
+    CRYO_TRY(describe_udp(self, s.get(), sock));
     return {};
   }
   if (family == AF_NETLINK) return describe_netlink(what, s.get(), f->socket().inode(), sock);
@@ -463,7 +481,8 @@ Status SocketDump::describe_netlink(const std::string& what, int s, uint64_t ino
   return {};
 }
 
-Status SocketDump::describe_udp(const std::string& what, int s, image::Socket* sock) {
+Status SocketDump::describe_udp(const Carrier& self, int s, image::Socket* sock) {
+  const std::string& what = self.what;
   sockaddr_storage local{}, peer{};
   socklen_t len = sizeof local;
   if (::getsockname(s, reinterpret_cast<sockaddr*>(&local), &len) < 0) return errno_error(what + ": getsockname");
@@ -478,7 +497,7 @@ Status SocketDump::describe_udp(const std::string& what, int s, image::Socket* s
   dump_options(s, sock);
   CRYO_TRY(datagram_state_.describe(what, s, sock->inode(), sock));
   if (!keeps_queue(*sock)) return {};
-  return peek_receive_queue(s, false, sock, describe_passed_).wrap(what);
+  return peek_receive_queue(self, s, false, sock, describe_passed_);
 }
 
 bool SocketDump::is_pending_client(uint64_t inode) const {
@@ -488,7 +507,9 @@ bool SocketDump::is_pending_client(uint64_t inode) const {
   return false;
 }
 
-Status SocketDump::describe_unix(const std::string& what, pid_t pid, int s, uint64_t inode, image::Socket* sock) {
+Status SocketDump::describe_unix(const Carrier& self, int s, uint64_t inode, image::Socket* sock) {
+  const std::string& what = self.what;
+  pid_t pid = self.pid;
   if (!unix_table_) {
     CRYO_ASSIGN(auto table, unix_sockets());
     unix_table_ = std::move(table);
@@ -577,7 +598,7 @@ Status SocketDump::describe_unix(const std::string& what, pid_t pid, int s, uint
   CRYO_TRY(dump_passcred(what, s, sock));
   // Only a connected stream or seqpacket socket has a receive queue.
   if (info.type == SOCK_DGRAM || sock->state() == image::Socket::CONNECTED)
-    CRYO_TRY(peek_receive_queue(s, info.type == SOCK_STREAM, sock, describe_passed_).wrap(what));
+    CRYO_TRY(peek_receive_queue(self, s, info.type == SOCK_STREAM, sock, describe_passed_));
   if (info.peer)
     unix_.push_back({what, inode, info.peer, sock->peer().addr()});
   if (sock->queue_size() > 0 && passes_credentials(*sock))
@@ -585,6 +606,34 @@ Status SocketDump::describe_unix(const std::string& what, pid_t pid, int s, uint
                  " has messages queued with their senders' credentials for a reader with SO_PASSCRED or "
                  "SO_PASSPIDFD (not supported: the sender pids cannot be given back; dump again once they are read)");
   return {};
+}
+
+// Whether any process but cryo has socket `inode` open (a scan of /proc,
+// made only to explain a refusal).
+static bool held_by_a_process(uint64_t inode) {
+  std::string want = "socket:[" + std::to_string(inode) + "]";
+  std::string self = std::to_string(::getpid());
+  DIR* proc = ::opendir("/proc");
+  if (!proc) return true;  // cannot tell: say nothing more
+  bool held = false;
+  while (struct dirent* d = ::readdir(proc)) {
+    if (d->d_name[0] < '0' || d->d_name[0] > '9' || self == d->d_name) continue;
+    std::string dir = std::string("/proc/") + d->d_name + "/fd";
+    DIR* fds = ::opendir(dir.c_str());
+    if (!fds) continue;
+    while (struct dirent* e = ::readdir(fds)) {
+      char link[64];
+      ssize_t n = ::readlinkat(::dirfd(fds), e->d_name, link, sizeof link);
+      if (n > 0 && want == std::string_view(link, static_cast<size_t>(n))) {
+        held = true;
+        break;
+      }
+    }
+    ::closedir(fds);
+    if (held) break;
+  }
+  ::closedir(proc);
+  return held;
 }
 
 bool same_addr(const image::SockAddr& a, const image::SockAddr& b) {
@@ -640,6 +689,14 @@ Status SocketDump::check_connections(image::Files* files) {
     for (const auto& other : unix_) inside = inside || other.inode == u.peer;
     for (const auto& f : files->files())
       inside = inside || (f.kind() == image::FileDesc::SOCKET && f.socket().inode() == u.peer);
+    // A peer no process holds is in flight in a queue the dump did not
+    // reach: one outside the tree, or its own or that of another socket in
+    // flight (a cycle only the queues hold, which the kernel frees at its next
+    // garbage collection of unix sockets).
+    if (!inside && u.peer_name.empty() && !held_by_a_process(u.peer))
+      return Error(u.who + ": unix socket connected to socket " + std::to_string(u.peer) +
+                   ", which no process holds: it is in flight (SCM_RIGHTS) in a queue outside the tree, or in a "
+                   "cycle of sockets in flight that only their own queues hold (not supported)");
     if (!inside && !options_.ext_unix_sk)
       return Error(u.who + ": unix socket connected to " + unix_name(u.peer_name) + " (socket " +
                    std::to_string(u.peer) + ") outside the tree (dump with --ext-unix-sk)");

@@ -44,9 +44,19 @@ struct SocketDumpOptions {
   std::string tree_root;
 };
 
-// Describes a file found in flight in a receive queue (SCM_RIGHTS), given
-// as a copy cryo holds: its id in the image.
-using PassedFileDescriber = std::function<Result<uint32_t>(UniqueFd file)>;
+// A socket as the dump reaches it: held by a process of the tree, or in
+// flight (SCM_RIGHTS) in the receive queue of another socket.
+struct Carrier {
+  std::string what;  // how errors name it: "pid 12 fd 3", or "socket:[...] in flight in the queue of ..."
+  pid_t pid;         // the process of the tree it was reached from
+  int depth;         // 0 when a process holds it; in flight in a queue at depth n: n + 1
+  std::string name;  // itself alone: "pid 12 fd 3" or "socket:[...]"
+  std::string root;  // the socket held by pid that the chain of queues starts from: "pid 12 fd 3"
+};
+
+// Describes a file found in flight in a receive queue, given as a copy cryo
+// holds: its id in the image.
+using PassedFileDescriber = std::function<Result<uint32_t>(UniqueFd file, const Carrier& carrier)>;
 
 class SocketDump {
  public:
@@ -58,6 +68,10 @@ class SocketDump {
 
   // Describes the socket behind fd of pid into f (kind SOCKET).
   Status describe(pid_t pid, int fd, image::FileDesc* f);
+  // The same for a socket in flight, through cryo's own copy `fd`: its
+  // queue, its peer and the files in flight it carries in turn are saved
+  // like those of a socket a process holds.
+  Status describe_in_flight(const Carrier& self, int fd, image::FileDesc* f);
   // After every fd is described: checks that unix peers are in the tree and
   // takes the connections waiting in listeners' queues.
   Status check_connections(image::Files* files);
@@ -88,7 +102,9 @@ class SocketDump {
     image::SockAddr local;
     uint32_t pending;
   };
-  Status describe_kind(pid_t pid, int fd, image::FileDesc* f);
+  // s is a copy of the socket `self` names.
+  Status describe_socket(const Carrier& self, UniqueFd s, image::FileDesc* f);
+  Status describe_kind(const Carrier& self, UniqueFd s, image::FileDesc* f);
   Status take_pending(image::Files* files);
   std::vector<Listener> listeners_;
   std::vector<UniqueFd> accepted_;
@@ -107,9 +123,9 @@ class SocketDump {
   std::vector<Embryo> embryos_;
   std::set<uint64_t> pending_clients_;  // clients of embryos_ found in the tree
   bool is_pending_client(uint64_t inode) const;
-  Status describe_unix(const std::string& who, pid_t pid, int s, uint64_t inode, image::Socket* sock);
+  Status describe_unix(const Carrier& self, int s, uint64_t inode, image::Socket* sock);
   Status describe_netlink(const std::string& who, int s, uint64_t inode, image::Socket* sock);
-  Status describe_udp(const std::string& who, int s, image::Socket* sock);
+  Status describe_udp(const Carrier& self, int s, image::Socket* sock);
   Status describe_connection(const std::string& who, pid_t pid, int state, UniqueFd s, image::FileDesc* f);
 
   SocketDumpOptions options_;

@@ -400,7 +400,13 @@ class SocketBuilder {
  public:
   SocketBuilder(const image::Files& files, const std::function<bool(uint32_t)>& wanted, const FileFds& file_fds,
                 std::map<uint32_t, UniqueFd>* out)
-      : files_(files), wanted_(wanted), file_fds_(file_fds), out_(out) {}
+      : files_(files), wanted_(wanted), file_fds_(file_fds), out_(out) {
+    // A socket in flight is one of those made here: found among them first.
+    carried_fds_ = [this](uint32_t id) {
+      if (auto it = out_->find(id); it != out_->end()) return it->second.get();
+      return file_fds_ ? file_fds_(id) : -1;
+    };
+  }
 
   Status build() {
     for (const auto& f : files_.files()) {
@@ -499,8 +505,9 @@ class SocketBuilder {
   }
 
   // A connection whose peer was closed: one end of a new pair, the other
-  // end sends what was queued, then goes (the reader sees the bytes, then
-  // end of file, as before).
+  // end sends what was queued (with the others' queues: it may carry sockets
+  // not made yet), then goes (the reader sees the bytes, then end of file,
+  // as before).
   Status open_widowed(const image::FileDesc& f) {
     const auto& sock = f.socket();
     if (sock.type() != SOCK_STREAM && sock.type() != SOCK_SEQPACKET && sock.type() != SOCK_DGRAM)
@@ -508,9 +515,8 @@ class SocketBuilder {
     int pair[2];
     if (::socketpair(AF_UNIX, static_cast<int>(sock.type()) | SOCK_CLOEXEC, 0, pair) < 0)
       return errno_error("socketpair");
-    UniqueFd mine(pair[0]), gone(pair[1]);
-    for (const auto& d : sock.queue()) CRYO_TRY(send_one(gone.get(), d, nullptr));
-    (*out_)[f.id()] = std::move(mine);
+    (*out_)[f.id()] = UniqueFd(pair[0]);
+    gone_peers_[f.id()] = UniqueFd(pair[1]);
     return {};
   }
 
@@ -615,12 +621,18 @@ class SocketBuilder {
     if (to) {
       CRYO_ASSIGN(len, to_sockaddr(*to, &ss));
     }
-    return send_message(from, d, file_fds_, to ? reinterpret_cast<sockaddr*>(&ss) : nullptr, len);
+    return send_message(from, d, carried_fds_, to ? reinterpret_cast<sockaddr*>(&ss) : nullptr, len);
   }
 
   Status refill(const image::FileDesc& f) {
     const auto& sock = f.socket();
-    if (sock.queue_size() == 0 || is_tcp(f) || sock.peer_gone()) return {};
+    if (is_unix(f) && sock.peer_gone()) {
+      auto gone = gone_peers_.extract(f.id());
+      if (gone.empty()) return {};
+      for (const auto& d : sock.queue()) CRYO_TRY(send_one(gone.mapped().get(), d, nullptr));
+      return {};
+    }
+    if (sock.queue_size() == 0 || is_tcp(f)) return {};
     auto peer_it = by_inode_.find(sock.peer_inode());
     const image::FileDesc* peer = is_unix(f) && peer_it != by_inode_.end() ? peer_it->second : nullptr;
     if (is_unix(f) && sock.type() != SOCK_DGRAM) {
@@ -670,7 +682,9 @@ class SocketBuilder {
   const image::Files& files_;
   const std::function<bool(uint32_t)>& wanted_;
   const FileFds& file_fds_;
+  FileFds carried_fds_;
   std::map<uint32_t, UniqueFd>* out_;
+  std::map<uint32_t, UniqueFd> gone_peers_;  // the stand-ins for peers that were closed, until they refill the queues
   std::vector<const image::FileDesc*> socks_;
   std::map<uint64_t, const image::FileDesc*> by_inode_;
 };

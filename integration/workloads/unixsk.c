@@ -592,29 +592,35 @@ static void verify_in_flight(void) {
   WL_CHECK(recv(fl_stream_reader, text, sizeof text, 0) == 0, "stream: no end of file after the queued bytes");
 }
 
-// in_flight socket: a socket in flight, which cryo refuses; object_fd is
-// the socket whose queue carries it.
-static int fl_socket_reader;
+// in_flight socket: one end of a stream socketpair in flight, with bytes
+// queued in it; the other end stays.
+static int fl_socket_reader, fl_socket_peer;
 
 static void build_socket_in_flight(void) {
   int p[2], q[2];
   WL_MUST(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, p) == 0);
   WL_MUST(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, q) == 0);
+  WL_MUST(write(q[1], "queued", 6) == 6);
   send_fds(p[0], "a socket", &q[0], 1);
   close(q[0]);
-  close(p[0]);
-  fl_socket_reader = p[1];
+  fl_socket_reader = p[1];  // (p[0], its writer, stays open)
+  fl_socket_peer = q[1];
   object_fd = p[1];
 }
 
 static void verify_socket_in_flight(void) {
-  char text[64];
+  char text[64], buf[16] = {0};
   int fds[8];
   int n = recv_fds(fl_socket_reader, text, sizeof text, fds, 8);
   int type = 0;
   socklen_t len = sizeof type;
   WL_CHECK(n == 1 && getsockopt(fds[0], SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM,
            "the socket in flight was lost (%d fds)", n);
+  if (n != 1) return;
+  WL_CHECK(read(fds[0], buf, sizeof buf - 1) == 6 && !strcmp(buf, "queued"), "the socket in flight holds '%s'", buf);
+  memset(buf, 0, sizeof buf);
+  WL_CHECK(write(fds[0], "answer", 6) == 6 && read(fl_socket_peer, buf, sizeof buf - 1) == 6 && !strcmp(buf, "answer"),
+           "its peer got '%s'", buf);
 }
 
 // ---- passcred: SCM_CREDENTIALS for a reader with SO_PASSCRED ---------------------------
