@@ -28,6 +28,10 @@ SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "64,512,2048").split(",")
 TINY_RUNS = int(os.environ.get("BENCH_TINY_RUNS", "30"))
 BASELINE_RUNS = int(os.environ.get("BENCH_BASELINE_RUNS", "3"))
 RUNS = int(os.environ.get("BENCH_RUNS", "1"))  # dump/restore runs per size and storage (medians)
+# A tree of processes ("N x MIB": a shell with N children of MIB MiB each), dumped and
+# restored on one CPU and on all of them (BENCH_TREE= skips it).
+TREE = os.environ.get("BENCH_TREE", "4x256")
+TREE_RUNS = int(os.environ.get("BENCH_TREE_RUNS", "3"))
 
 
 def run_json(argv):
@@ -58,11 +62,13 @@ class Bench:
         harness.wait_until(lambda: os.path.exists(ready) and os.path.getsize(ready) > 0, 120, what="memload ready")
         return proc.pid
 
-    def cryo_run(self, *args):
-        """Returns (wall seconds, CPU seconds of cryo and its threads and children)."""
+    def cryo_run(self, *args, cpus=None):
+        """Returns (wall seconds, CPU seconds of cryo and its threads and children); with
+        cpus, cryo runs on those only (taskset -c)."""
+        pinned = ["taskset", "-c", cpus] if cpus else []
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
-        result = subprocess.run([self.cryo, *map(str, args)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        result = subprocess.run([*pinned, self.cryo, *map(str, args)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
         took = time.monotonic() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -88,6 +94,47 @@ class Bench:
             os.kill(pid, signal.SIGKILL)
             harness.reap([pid], timeout=30)
             return dict(dump_s=dump_s, dump_cpu_s=dump_cpu, restore_s=restore_s, restore_cpu_s=restore_cpu, stats=stats)
+        finally:
+            harness.kill_descendants()
+            shutil.rmtree(images, ignore_errors=True)
+
+    def start_tree(self, children, mib):
+        """A shell with `children` memload children of mib MiB each; returns the shell's pid."""
+        readies = [os.path.join(self.work, f"tree-ready-{i}") for i in range(children)]
+        for r in readies:
+            if os.path.exists(r):
+                os.remove(r)
+        script = os.path.join(self.work, "tree.sh")
+        with open(script, "w") as f:
+            for r in readies:
+                f.write(f"{self.memload} hold {mib} {r} &\n")
+            f.write("wait\n")
+        proc = subprocess.Popen(["bash", script], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        harness._POPENS.append(proc)
+        harness.wait_until(lambda: all(os.path.exists(r) and os.path.getsize(r) > 0 for r in readies), 120,
+                           what="the tree's memload children ready")
+        return proc.pid
+
+    def tree_dump_restore(self, children, mib, storage, cpus):
+        """Dumps and restores the tree with cryo pinned to `cpus` (taskset -c)."""
+        images = tempfile.mkdtemp(prefix="img-", dir=storage)
+        try:
+            pid = self.start_tree(children, mib)
+            tree = harness.snapshot(pid)
+            warm_up(self.memload, storage, children * mib)
+            dump_s, dump_cpu = self.cryo_run("dump", "-t", pid, "-D", images, cpus=cpus)
+            with open(os.path.join(images, "stats-dump.json")) as f:
+                dump_stats = json.load(f)
+            harness.reap(list(tree), timeout=30)
+            restore_s, restore_cpu = self.cryo_run("restore", "-D", images, "-d", cpus=cpus)
+            with open(os.path.join(images, "stats-restore.json")) as f:
+                restore_stats = json.load(f)
+            for p in tree:
+                os.kill(p, signal.SIGKILL)
+            harness.reap(list(tree), timeout=30)
+            return dict(dump_s=dump_s, dump_cpu_s=dump_cpu, restore_s=restore_s, restore_cpu_s=restore_cpu,
+                        dump_writers=dump_stats.get("page_writers"), restore_writers=restore_stats.get("page_writers"))
         finally:
             harness.kill_descendants()
             shutil.rmtree(images, ignore_errors=True)
@@ -237,6 +284,45 @@ def print_tiny(tiny):
     print(f"  baseline: /bin/true median {tiny['true_median_ms']:.1f} ms (what starting any process costs here now)")
 
 
+def tree_shape():
+    """BENCH_TREE "N x MIB" as (N, MIB)."""
+    children, _, mib = TREE.partition("x")
+    return int(children), int(mib)
+
+
+def measure_tree(bench, tmpfs, failures):
+    """The tree of TREE on one CPU and on every CPU, alternating (medians of TREE_RUNS)."""
+    children, mib = tree_shape()
+    every = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+    one = every.split(",")[0]
+    runs = {one: [], every: []}
+    for _ in range(TREE_RUNS):
+        for cpus in runs:
+            try:
+                runs[cpus].append(bench.tree_dump_restore(children, mib, tmpfs, cpus))
+            except Exception as e:  # noqa: BLE001
+                failures.append(f"tree {TREE} on CPUs {cpus}: {e}")
+                return None
+    out = dict(children=children, mib=mib, runs=TREE_RUNS, cpus=len(every.split(",")))
+    for cpus, name in ((one, "one_cpu"), (every, "all_cpus")):
+        out[name] = {key: median_of(runs[cpus], key) for key in ("dump_s", "dump_cpu_s", "restore_s", "restore_cpu_s")}
+        out[name]["dump_writers"] = max(r["dump_writers"] or 0 for r in runs[cpus])
+        out[name]["restore_writers"] = max(r["restore_writers"] or 0 for r in runs[cpus])
+    return out
+
+
+def print_tree(tree):
+    print()
+    print(f"Tree: a shell with {tree['children']} children of {tree['mib']} MiB, images on tmpfs, cryo pinned to one "
+          f"CPU and to all {tree['cpus']} (medians of {tree['runs']} runs; target: the pages of all processes written "
+          "on all cores):")
+    one, every = tree["one_cpu"], tree["all_cpus"]
+    for what in ("dump", "restore"):
+        print(f"  {what:<8} 1 CPU {one[what + '_s']:6.3f} s (cpu {one[what + '_cpu_s']:.3f} s)   all "
+              f"{every[what + '_s']:6.3f} s (cpu {every[what + '_cpu_s']:.3f} s, {every[what + '_writers']} threads)   "
+              f"speedup {one[what + '_s'] / every[what + '_s']:.2f}x")
+
+
 def p95(values):
     """The 95th percentile (nearest rank)."""
     ordered = sorted(values)
@@ -318,10 +404,11 @@ def main():
     out = os.path.abspath(args.json or os.environ.get("BENCH_JSON") or os.path.join(HERE, "results", f"bench-{stamp}.json"))
     harness.become_subreaper()
     bench = Bench(cryo, memload)
-    tmpfs, unmount = mount_tmpfs(max(SIZES, default=0) * 2 + 512)
+    tree_mib = tree_shape()[0] * tree_shape()[1] if TREE else 0
+    tmpfs, unmount = mount_tmpfs(max(max(SIZES, default=0), tree_mib) * 2 + 512)
     disk = tempfile.mkdtemp(prefix="cryo-bench-", dir="/var/tmp")
     storages = [("tmpfs", tmpfs), ("disk", disk)]
-    rows, failures, tiny = [], [], None
+    rows, failures, tiny, tree = [], [], None, None
     meta = dict(date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), kernel=os.uname().release,
                 cpus=os.cpu_count(), loadavg_start=os.getloadavg()[0], cryo=cryo, sizes_mib=SIZES, runs=RUNS)
     try:
@@ -330,6 +417,8 @@ def main():
         for mib in SIZES:
             rows += measure_size(bench, memload, mib, storages, failures)
         tiny = measure_tiny(bench, tmpfs, failures)
+        if TREE:
+            tree = measure_tree(bench, tmpfs, failures)
     finally:
         bench.cleanup()
         unmount()
@@ -340,11 +429,13 @@ def main():
         print_table(rows)
     if tiny:
         print_tiny(tiny)
+    if tree:
+        print_tree(tree)
     if args.compare:
         compare(args.compare, rows, tiny)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
-        json.dump(dict(meta=meta, rows=rows, tiny=tiny, failures=failures), f, indent=1)
+        json.dump(dict(meta=meta, rows=rows, tiny=tiny, tree=tree, failures=failures), f, indent=1)
     print()
     print(f"JSON: {out}")
     if failures:

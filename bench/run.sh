@@ -3,7 +3,8 @@
 # Dump and restore throughput for 64 MiB, 512 MiB and 2 GiB processes, with images on
 # tmpfs and on disk, next to memcpy and file-write baselines measured in the same run;
 # end-to-end latency of dump and restore for a tiny process; freeze times.
-# BENCH_SIZES (MiB, comma separated), BENCH_RUNS, BENCH_TINY_RUNS and BENCH_BASELINE_RUNS override the
+# BENCH_SIZES (MiB, comma separated), BENCH_RUNS, BENCH_TINY_RUNS, BENCH_BASELINE_RUNS, BENCH_TREE
+# (N x MIB, e.g. 4x256; empty: no tree) and BENCH_TREE_RUNS override the
 # defaults. Prints a table and writes it as JSON (bench/results/, or --json / BENCH_JSON); --compare OLD.json
 # sets the run beside an earlier one.
 set -euo pipefail
