@@ -502,6 +502,9 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     auto st = guard.finish_on_death();
     if (!st.ok()) log::error(st.error().message());
     failpoint("dump.killing");
+    // Its own phase: the tree frees its memory as it dies, which the dump
+    // waits out (2 GiB: 230 ms here, against 1.1 s to write its pages).
+    progress::phase("killing the tree");
     tree.kill_all();
     files.sockets().committed_and_killed();
     guard.release();

@@ -280,6 +280,20 @@ void FrozenTree::kill_all() {
   parked_.clear();
   for (const auto& p : procs_)
     if (!p.zombie) ::kill(p.pid, SIGKILL);
+  // A dying process frees its memory itself, a page at a time, before it
+  // can be waited for, and the dump waits that out (no pid of the tree may
+  // be taken when it returns): 45 ms for 512 MiB here, 230 ms for 2 GiB,
+  // a fifth of the time it took to write the pages. process_mrelease frees
+  // it from here too, on another CPU than the dying task's: 27 and 134 ms.
+  // Best effort: a process whose memory is gone already (ESRCH) or shared
+  // with one that lives on (EINVAL) frees what it must as it exits.
+  for (const auto& p : procs_) {
+    if (p.zombie) continue;
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, p.pid, 0));
+    if (pidfd < 0) continue;
+    (void)::syscall(SYS_process_mrelease, pidfd, 0);
+    ::close(pidfd);
+  }
   // As their tracer we see each thread die, in whatever order they can: a
   // leader only after its other threads, and the init of a pid namespace
   // (a thread of it, even) only once every other task of the namespace,
