@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -21,6 +22,7 @@
 #include "core/mm/aio.h"
 #include "core/mm/guard_regions.h"
 #include "core/mm/mm_restore.h"
+#include "core/mm/uffd_abi.h"
 #include "core/sys/interrupt.h"
 #include "core/sys/io.h"
 #include "core/sys/scope_guard.h"
@@ -234,6 +236,31 @@ Status read_pages(pid_t pid, const proc::MapEntry& m, int mem_fd, bool unpinned,
 }
 
 
+// Reads the segments' pages into one writer buffer (filled bytes) and
+// queues them as runs of out. Read in pieces small enough to stay in the
+// cache for the pass that follows each read.
+Status copy_segments(pid_t pid, const proc::MapEntry& m, int mem_fd, bool unpinned, const std::vector<Segment>& segments,
+                     size_t filled, image::PageWriter& pages, DumpStats* stats, const IncrementalMm* incremental) {
+  uint8_t* buf = pages.buffer(filled);  // kChunkPages pages always fit
+  RunBuilder runs(buf, stats);
+  for (const auto& seg : segments) {
+    for (size_t done = 0; done < seg.npages; done += kPiecePages) {
+      size_t n = std::min(kPiecePages, seg.npages - done);
+      uint8_t* local = buf + seg.buf_offset + done * kPage;
+      uint64_t remote = seg.addr + done * kPage;
+      if (auto st = read_pages(pid, m, mem_fd, unpinned, local, remote, n * kPage); !st.ok()) {
+        if (incremental && incremental->running) break;  // unmapped meanwhile: the frozen copy reads what is there then
+        (void)pages.submit(buf, {});  // hands the buffer back
+        return std::move(st).error().wrap(what_vma(pid, m));
+      }
+      stats->bytes_copied_in += n * kPage;
+      runs.add(seg, done, n);
+    }
+    runs.end_run();
+  }
+  return runs.submit(pages);
+}
+
 // remote_runs: a lazy migration's mapping (dump --lazy-pages): its pages are
 // found in the pagemap but not read; the runs name them for the source to
 // serve once the tree is restored elsewhere.
@@ -312,28 +339,112 @@ Status dump_private_pages(pid_t pid, const proc::MapEntry& m, uint64_t from, uin
       }
       continue;
     }
-    // Read in pieces small enough to stay in the cache for the pass that
-    // follows each read.
-    uint8_t* buf = pages.buffer(filled);  // kChunkPages pages always fit
-    RunBuilder runs(buf, stats);
-    for (const auto& seg : segments) {
-      for (size_t done = 0; done < seg.npages; done += kPiecePages) {
-        size_t n = std::min(kPiecePages, seg.npages - done);
-        uint8_t* local = buf + seg.buf_offset + done * kPage;
-        uint64_t remote = seg.addr + done * kPage;
-        if (auto st = read_pages(pid, m, mem_fd, sharing.read_unpinned, local, remote, n * kPage); !st.ok()) {
-          if (incremental && incremental->running) break;  // unmapped meanwhile: the frozen copy reads what is there then
-          (void)pages.submit(buf, {});  // hands the buffer back
-          return std::move(st).error().wrap(what_vma(pid, m));
-        }
-        stats->bytes_copied_in += n * kPage;
-        runs.add(seg, done, n);
-      }
-      runs.end_run();
-    }
-    CRYO_TRY(runs.submit(pages));
+    CRYO_TRY(copy_segments(pid, m, mem_fd, sharing.read_unpinned, segments, filled, pages, stats, incremental));
   }
   return {};
+}
+
+// The private pages of [start, end) the same as private_page() finds them
+// in the pagemap, as ranges, from PAGEMAP_SCAN: it answers in ranges of
+// pages alike, where the pagemap costs 8 bytes and a lookup per page. Only
+// what it shows as swapped is read from the pagemap, page by page: a
+// userfaultfd's markers (where nothing is mapped) and guard regions show as
+// swapped too. False when this kernel has no PAGEMAP_SCAN.
+Result<bool> scan_private_pages(int pagemap_fd, const proc::MapEntry& m, uint64_t start, uint64_t end, Ranges* out) {
+  std::vector<abi::PageRegion> regions(512);
+  std::vector<uint64_t> entries;
+  auto append = [&](uint64_t s, uint64_t e) {
+    if (!out->empty() && out->back().second == s)
+      out->back().second = e;
+    else
+      out->emplace_back(s, e);
+  };
+  // A page of an anonymous mapping is never the file's: asking would cost
+  // a lookup of each page.
+  uint64_t not_file = is_anon_private_path(m) ? 0 : abi::kPageIsFile;
+  for (uint64_t at = start; at < end;) {
+    abi::PmScanArg arg = {};
+    arg.size = sizeof arg;
+    arg.start = at;
+    arg.end = end;
+    arg.vec = reinterpret_cast<uint64_t>(regions.data());
+    arg.vec_len = regions.size();
+    arg.category_inverted = not_file;
+    arg.category_mask = not_file;
+    arg.category_anyof_mask = abi::kPageIsPresent | abi::kPageIsSwapped;
+    arg.return_mask = abi::kPageIsPresent | abi::kPageIsSwapped;
+    long n = ::ioctl(pagemap_fd, abi::kPagemapScan, &arg);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EINVAL || errno == ENOTTY)) return false;
+    if (n < 0) return errno_error("PAGEMAP_SCAN for private pages");
+    for (long i = 0; i < n; i++) {
+      const auto& r = regions[static_cast<size_t>(i)];
+      if (r.categories & abi::kPageIsPresent) {
+        append(r.start, r.end);
+        continue;
+      }
+      size_t count = (r.end - r.start) / kPage;
+      entries.resize(count);
+      CRYO_TRY(pread_all(pagemap_fd, entries.data(), count * 8, static_cast<off_t>(r.start / kPage * 8))
+                   .wrap("read pagemap"));
+      for (size_t k = 0; k < count; k++)
+        if (private_page(entries[k])) append(r.start + k * kPage, r.start + (k + 1) * kPage);
+    }
+    if (arg.walk_end <= at) return Error(EIO, "PAGEMAP_SCAN made no progress");
+    at = arg.walk_end;
+  }
+  return true;
+}
+
+// dump_private_pages for a mapping none of whose pages may be shared with
+// the parent process, whose pages are read (not left to a lazy migration)
+// and are not huge: which pages are private comes from PAGEMAP_SCAN, what
+// an earlier copy holds is taken in ranges; the runs are those
+// dump_private_pages makes. False when this kernel has no PAGEMAP_SCAN.
+Result<bool> dump_private_ranges(pid_t pid, const proc::MapEntry& m, uint64_t from, uint64_t to, int pagemap_fd,
+                                 int mem_fd, bool skip_zero, bool unpinned, image::PageWriter& pages, image::Mm* out,
+                                 DumpStats* stats, const IncrementalMm* incremental) {
+  Ranges found;
+  CRYO_ASSIGN(bool scanned, scan_private_pages(pagemap_fd, m, m.start + from * kPage, m.start + to * kPage, &found));
+  if (!scanned) return false;
+  stats->pages_scanned += to - from;
+  Ranges wanted;
+  if (incremental) {
+    Ranges zero;
+    for (const auto& [s, e] : found) stats->pages_in_parent += incremental->take_range(s, e, out, &zero, &wanted);
+    if (skip_zero) {
+      for (const auto& [s, e] : zero) stats->zero_pages_skipped += (e - s) / kPage;
+    } else {  // read, as take() would have them
+      wanted.insert(wanted.end(), zero.begin(), zero.end());
+      std::sort(wanted.begin(), wanted.end());
+    }
+  } else {
+    wanted = std::move(found);
+  }
+  // One writer buffer per chunk of the mapping (kChunkPages pages from its
+  // start), one segment per range in it.
+  const uint64_t chunk_bytes = kChunkPages * kPage;
+  std::vector<Segment> segments;
+  size_t filled = 0;
+  uint64_t chunk = ~uint64_t{0};
+  for (auto [s, e] : wanted) {
+    while (s < e) {
+      uint64_t here = (s - m.start) / chunk_bytes;
+      if (here != chunk && !segments.empty()) {
+        CRYO_TRY(copy_segments(pid, m, mem_fd, unpinned, segments, filled, pages, stats, incremental));
+        segments.clear();
+        filled = 0;
+      }
+      chunk = here;
+      uint64_t stop = std::min(e, m.start + (here + 1) * chunk_bytes);
+      size_t n = static_cast<size_t>((stop - s) / kPage);
+      segments.push_back({s, filled, n, skip_zero, out->mutable_pages()});
+      filled += n * kPage;
+      s = stop;
+    }
+  }
+  if (!segments.empty()) CRYO_TRY(copy_segments(pid, m, mem_fd, unpinned, segments, filled, pages, stats, incremental));
+  return true;
 }
 
 // /proc/PID/map_files/START-END: the file (or shared object) a mapping maps.
@@ -445,6 +556,7 @@ struct PageCopies::Mapping {
   bool skip_zero = false;
   Sharing sharing;
   bool remote_runs = false;
+  bool ranged = false;          // dump_private_ranges may copy it
   uint64_t resident_bytes = 0;  // (smaps): how much there is to copy
   image::Mm* out = nullptr;
   DumpStats* stats = nullptr;
@@ -505,7 +617,16 @@ Result<unsigned> PageCopies::run(image::PageWriter& pages, unsigned max_threads)
       }
       piece.stats.zero_pages = q.zero_pages ? &piece.zero : nullptr;
       Status st = check_interrupt("while memory was being dumped");
-      if (st.ok())
+      bool done = false;
+      if (st.ok() && q.ranged) {
+        auto ranged = dump_private_ranges(q.pid, q.m, piece.from, piece.to, q.pagemap->get(), q.mem->get(), q.skip_zero,
+                                          q.sharing.read_unpinned, pages, &piece.out, &piece.stats, q.incremental);
+        if (ranged.ok())
+          done = *ranged;
+        else
+          st = std::move(ranged).error();
+      }
+      if (st.ok() && !done)
         st = dump_private_pages(q.pid, q.m, piece.from, piece.to, q.pagemap->get(), q.mem->get(), q.skip_zero,
                                 q.sharing, pages, &piece.out, &piece.stats, q.incremental, q.remote_runs);
       if (st.ok()) continue;
@@ -573,13 +694,61 @@ Status dump_file_data(int fd, uint64_t size, google::protobuf::RepeatedPtrField<
   return {};
 }
 
+namespace {
+
+Result<uint64_t> locked_kb(pid_t pid) {
+  CRYO_ASSIGN(std::string status, read_file("/proc/" + std::to_string(pid) + "/status"));
+  for (std::string_view line : proc::split_lines(status))
+    if (line.starts_with("VmLck:")) return uint64_t{std::strtoull(std::string(line.substr(6)).c_str(), nullptr, 10)};
+  return uint64_t{0};  // no mm
+}
+
+// Whether smaps read earlier (while the tree ran) still shows pid as it is
+// (maps: read frozen): see SmapsSnapshot.
+Result<bool> still_holds(pid_t pid, const SmapsSnapshot& early, const std::vector<proc::MapEntry>& maps) {
+  if (!early.taken || early.entries.size() != maps.size()) return false;
+  for (const auto& m : maps) {
+    auto e = early.entries.find(m.start);
+    if (e == early.entries.end() || !(e->second.map == m)) return false;
+  }
+  CRYO_ASSIGN(uint64_t locked, locked_kb(pid));
+  return locked == early.locked_kb;
+}
+
+// pid's smaps: early's when it still holds (maps: read frozen), else read
+// now (VmLck first: a change in between shows at the next comparison), and
+// kept in keep.
+Result<std::map<uint64_t, proc::SmapsEntry>> smaps_for(pid_t pid, const std::vector<proc::MapEntry>& maps,
+                                                       const SmapsSnapshot* early, SmapsSnapshot* keep, bool* reused) {
+  *reused = false;
+  if (early) {
+    CRYO_ASSIGN(bool holds, still_holds(pid, *early, maps));
+    if (holds) {
+      *reused = true;
+      return early->entries;
+    }
+  }
+  SmapsSnapshot read;
+  CRYO_ASSIGN(read.locked_kb, locked_kb(pid));
+  CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(pid) + "/smaps"));
+  CRYO_ASSIGN(read.entries, proc::parse_smaps(text));
+  read.taken = true;
+  if (keep) *keep = read;
+  return std::move(read.entries);
+}
+
+}  // namespace
+
 Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesDump& files,
                image::PageWriter& pages, image::Mm* out, DumpStats* stats, const ParentMm& parent,
-               const IncrementalMm* incremental, bool lazy, PageCopies* copies) {
+               const IncrementalMm* incremental, bool lazy, PageCopies* copies, SmapsSnapshot* smaps) {
   std::string proc_dir = "/proc/" + std::to_string(pid);
   bool private_only = incremental && incremental->private_only;
-  CRYO_ASSIGN(std::string smaps, read_file(proc_dir + "/smaps"));
-  CRYO_ASSIGN(auto smaps_of, proc::parse_smaps(smaps));
+  bool running = incremental && incremental->running;
+  // Frozen, the smaps read last while the tree ran may serve; its Rss then
+  // says nothing of now.
+  bool stale_rss = false;
+  CRYO_ASSIGN(auto smaps_of, smaps_for(pid, maps, running ? nullptr : smaps, running ? smaps : nullptr, &stale_rss));
   auto pagemap = std::make_shared<UniqueFd>(), mem = std::make_shared<UniqueFd>();
   CRYO_ASSIGN(*pagemap, open_file(proc_dir + "/pagemap", O_RDONLY));
   CRYO_ASSIGN(*mem, open_file(proc_dir + "/mem", O_RDONLY));
@@ -594,8 +763,9 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
   std::vector<std::pair<uint64_t, uint64_t>> parent_anon;
   if (parent.pid > 0 && parent.maps) {
     std::string parent_dir = "/proc/" + std::to_string(parent.pid);
-    CRYO_ASSIGN(std::string parent_smaps, read_file(parent_dir + "/smaps"));
-    CRYO_ASSIGN(auto parent_smaps_of, proc::parse_smaps(parent_smaps));
+    bool unused;
+    CRYO_ASSIGN(auto parent_smaps_of,
+                smaps_for(parent.pid, *parent.maps, running ? nullptr : parent.smaps, nullptr, &unused));
     CRYO_ASSIGN(*parent_pagemap, open_file(parent_dir + "/pagemap", O_RDONLY));
     for (const auto& pm : *parent.maps)
       if (is_plain_anon(pm, parent_smaps_of[pm.start])) parent_anon.emplace_back(pm.start, pm.end);
@@ -714,7 +884,10 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
         if (s < m.end && e > m.start) sharing.ranges.emplace_back(std::max(s, m.start), std::min(e, m.end));
     }
     // (Huge pages are not counted in Rss.)
-    if (private_pages && (extra.resident_kb > 0 || v->huge_page_size() != 0 || m.path == kAnonHuge))
+    bool remote = lazy && can_be_lazy(*v);
+    bool ranged = !remote && v->huge_page_size() == 0 && m.path != kAnonHuge &&
+                  (sharing.parent_pagemap_fd < 0 || sharing.ranges.empty());
+    if (private_pages && (extra.resident_kb > 0 || stale_rss || v->huge_page_size() != 0 || m.path == kAnonHuge))
       queue.queue({.pid = pid,
                    .m = m,
                    .pagemap = pagemap,
@@ -722,7 +895,8 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
                    .parent_pagemap = parent_pagemap,
                    .skip_zero = v->kind() == image::Vma::ANON_PRIVATE,
                    .sharing = std::move(sharing),
-                   .remote_runs = lazy && can_be_lazy(*v),
+                   .remote_runs = remote,
+                   .ranged = ranged,
                    .resident_bytes = extra.resident_kb * 1024,
                    .out = out,
                    .stats = stats,

@@ -60,6 +60,11 @@ IncrementalMm::Taken IncrementalMm::take(uint64_t addr, image::Mm* out, Cursor& 
   while (at.source + 1 < sources_.size() && sources_[at.source + 1].start <= addr) at.source++;
   const Source& src = sources_[at.source];
   if (addr >= src.end) return Taken::kNo;
+  add_slice(src, addr, 1, out);
+  return Taken::kStored;
+}
+
+void IncrementalMm::add_slice(const Source& src, uint64_t addr, uint64_t npages, image::Mm* out) {
   auto* entries = out->mutable_parent_pages();
   image::ParentPages* last = entries->empty() ? nullptr : &(*entries)[entries->size() - 1];
   if (!last || last->level() != src.level || last->run().offset() != src.run.offset()) {
@@ -71,14 +76,48 @@ IncrementalMm::Taken IncrementalMm::take(uint64_t addr, image::Mm* out, Cursor& 
   if (!slices->empty()) {
     auto& s = (*slices)[slices->size() - 1];
     if (s.addr() + s.npages() * kPage == addr) {
-      s.set_npages(s.npages() + 1);
-      return Taken::kStored;
+      s.set_npages(s.npages() + npages);
+      return;
     }
   }
   auto* s = slices->Add();
   s->set_addr(addr);
-  s->set_npages(1);
-  return Taken::kStored;
+  s->set_npages(npages);
+}
+
+uint64_t IncrementalMm::take_range(uint64_t start, uint64_t end, image::Mm* out, Ranges* zero, Ranges* rest) const {
+  auto append = [](Ranges* to, uint64_t s, uint64_t e) {
+    if (s >= e) return;
+    if (!to->empty() && to->back().second == s)
+      to->back().second = e;
+    else
+      to->emplace_back(s, e);
+  };
+  uint64_t taken = 0;
+  Ranges range = {{start, end}};
+  Ranges unchanged = intersect(range, unchanged_);
+  Ranges none = subtract(range, unchanged);  // pieces of rest, in order once sorted
+  Ranges zero_here = intersect(unchanged, zero_);
+  for (const auto& z : zero_here) append(zero, z.first, z.second);
+  for (const auto& [s, e] : subtract(unchanged, zero_here)) {
+    // The sources holding [s, e) (disjoint, sorted); what none holds is rest.
+    auto it = std::upper_bound(sources_.begin(), sources_.end(), s,
+                               [](uint64_t a, const Source& src) { return a < src.start; });
+    if (it != sources_.begin()) --it;
+    uint64_t at = s;
+    for (; it != sources_.end() && it->start < e && at < e; ++it) {
+      if (it->end <= at) continue;
+      uint64_t from = std::max(at, it->start), to = std::min(e, it->end);
+      if (from > at) none.emplace_back(at, from);
+      add_slice(*it, from, (to - from) / kPage, out);
+      taken += (to - from) / kPage;
+      at = to;
+    }
+    if (at < e) none.emplace_back(at, e);
+  }
+  std::sort(none.begin(), none.end());
+  for (const auto& r : none) append(rest, r.first, r.second);
+  return taken;
 }
 
 Status expand_parent_pages(const image::ImageDirReader& reader, image::Mm* mm) {

@@ -41,6 +41,11 @@ class IncrementalMm {
   // Whether the page at addr is unchanged and an earlier copy holds it
   // (kStored: appended to out's parent_pages) or found it all zero (kZero).
   Taken take(uint64_t addr, image::Mm* out, Cursor& at) const;
+  // take() for every page of [start, end) at once: appends to out's
+  // parent_pages what an earlier copy holds, to *zero what it found all
+  // zero, to *rest the pages it has nothing of (all three sorted).
+  // Returns the number of pages taken from the copy.
+  uint64_t take_range(uint64_t start, uint64_t end, image::Mm* out, Ranges* zero, Ranges* rest) const;
 
   // Set when cryo's own userfaultfd registers the mappings (pre-dump, or
   // a dump copying while the tree runs): their VmFlags show it (um/uw) and
@@ -62,6 +67,8 @@ class IncrementalMm {
   Ranges unchanged_;
   Ranges zero_;
   std::vector<Source> sources_;  // sorted by start
+  // Appends [addr, addr + npages pages) of src to out's parent_pages.
+  static void add_slice(const Source& src, uint64_t addr, uint64_t npages, image::Mm* out);
 };
 
 // The restore's side: turns every ParentPages of mm into page runs (with

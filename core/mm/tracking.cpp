@@ -264,7 +264,14 @@ Status protect(int uffd, const Ranges& ranges) {
     wp.range.start = start;
     wp.range.len = end - start;
     wp.mode = UFFDIO_WRITEPROTECT_MODE_WP;
-    if (::ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) < 0) return errno_error("UFFDIO_WRITEPROTECT");
+    if (::ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) == 0) continue;
+    // Unmapped since it was registered (the tree runs): its pages, never
+    // protected, show as written to every scan.
+    if (errno == ENOENT) {
+      log::debug("write tracking leaves out " + std::to_string(start) + ": no longer registered");
+      continue;
+    }
+    return errno_error("UFFDIO_WRITEPROTECT");
   }
   return {};
 }

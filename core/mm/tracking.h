@@ -60,7 +60,8 @@ bool trackable(const proc::MapEntry& m);
 Ranges register_tracking(int uffd, const std::vector<proc::MapEntry>& maps);
 
 // Write-protects the ranges: from now on a write to any of their pages
-// shows in scan_written.
+// shows in scan_written. A range no longer registered (unmapped since: the
+// tree runs) is left as it is: a page never protected shows as written.
 Status protect(int uffd, const Ranges& ranges);
 
 struct Written {

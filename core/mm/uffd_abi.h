@@ -12,6 +12,9 @@ constexpr __u64 kUffdFeatureWpUnpopulated = 1 << 13;
 constexpr __u64 kUffdFeatureWpAsync = 1 << 15;
 
 constexpr __u64 kPageIsWritten = 1 << 1;
+constexpr __u64 kPageIsFile = 1 << 2;
+constexpr __u64 kPageIsPresent = 1 << 3;
+constexpr __u64 kPageIsSwapped = 1 << 4;
 constexpr __u64 kPmScanWpMatching = 1 << 0;
 constexpr __u64 kPmScanCheckWpAsync = 1 << 1;
 

@@ -22,6 +22,7 @@ struct MapEntry {
   uint32_t dev_major = 0, dev_minor = 0;
   uint64_t inode = 0;
   std::string path;  // "" for anonymous, "[heap]", "/usr/lib/x.so", "/x (deleted)"
+  bool operator==(const MapEntry&) const = default;
 };
 // The lines of a /proc text, without their newlines (views into text).
 std::vector<std::string_view> split_lines(std::string_view text);
@@ -30,6 +31,7 @@ Result<std::vector<MapEntry>> parse_maps(std::string_view text);
 
 // What /proc/PID/smaps adds to maps for one mapping.
 struct SmapsEntry {
+  MapEntry map;                    // its line as maps shows it
   std::vector<std::string> flags;  // VmFlags
   uint64_t resident_kb = 0;        // Rss plus Swap: 0 means no page to look at
 };

@@ -10,7 +10,16 @@ VmFlags, no write-protected page in its pagemap, no new fd) and finds its own me
 right too.
 
 killed: cryo dump -R killed at each step of that copy and of the frozen dump after it
-leaves the tree running as before, with no write tracking left."""
+leaves the tree running as before, with no write tracking left.
+
+remapping: what the copy made while the tree runs read of it (its smaps: the VmFlags of
+each mapping) serves the frozen dump only while its mappings are still those: a process
+that unmaps and maps small regions every 100 us, every other one with MAP_NORESERVE
+(VmFlags "nr", which only smaps shows; a new region mostly takes the place of the one
+just unmapped, with the same line in /proc/PID/maps; integration/workloads/remapper.c)
+is dumped with -R; restored, every region it held holds its pattern and shows "nr" if
+and only if it was mapped so (one mapped after that read, its flags taken from it,
+would show the flags of the one before), and its pages count every write it made."""
 import json
 import os
 import signal
@@ -153,5 +162,28 @@ def case_killed(env):
     env.trigger_and_report(pid, report)
 
 
+def case_remapping(env):
+    ready, report, prog, churn = env.path("ready"), env.path("report"), env.path("progress"), env.path("churn")
+    open(churn, "w").close()
+    pid = env.spawn([env.workload("remapper"), ready, report, prog, 64, churn])
+    env.wait_ready(ready, pid)
+    wait_seq(prog, 1000)
+    images = env.path("images")
+    before = seq(prog)
+    env.dump(pid, images, "-R", "-v4")
+    after = seq(prog)
+    stats = json.load(open(os.path.join(images, "stats-dump.json")))
+    log(f"regions made before the dump {before}, after it {after}; stats {stats}")
+    check(stats.get("precopy_us", 0) > 0, f"the dump copied nothing while the tree ran: {stats}")
+    check(after > before, "the process mapped nothing new during the dump (the test would prove nothing)")
+    env.trigger_and_report(pid, report)  # the original's own regions
+    os.remove(report)
+    os.remove(churn)  # the restored copy keeps the regions of the image
+    _, rpid = env.restore(images)
+    check_eq(rpid, pid, "restored pid")
+    time.sleep(0.1)
+    env.trigger_and_report(pid, report)
+
+
 if __name__ == "__main__":
-    run({"writer": case_writer, "killed": case_killed})
+    run({"writer": case_writer, "killed": case_killed, "remapping": case_remapping})
