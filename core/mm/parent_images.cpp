@@ -40,6 +40,11 @@ IncrementalMm::IncrementalMm(const image::Mm& earlier, Ranges unchanged, uint32_
     : unchanged_(std::move(unchanged)), zero_(std::move(zero)) {
   std::sort(unchanged_.begin(), unchanged_.end());
   std::sort(zero_.begin(), zero_.end());
+  // Reserved: moving a Source moves its PageRun (a message), and the frozen
+  // dump builds these for every process the copy holds.
+  size_t count = static_cast<size_t>(earlier.pages_size());
+  for (const auto& p : earlier.parent_pages()) count += static_cast<size_t>(p.slices_size());
+  sources_.reserve(count);
   for (const auto& run : earlier.pages())
     sources_.push_back({run.addr(), run.addr() + run.npages() * kPage, level, run});
   for (const auto& p : earlier.parent_pages())
