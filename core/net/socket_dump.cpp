@@ -582,6 +582,12 @@ Status SocketDump::describe_unix(const Carrier& self, int s, uint64_t inode, ima
     // datagram socket others connected to is ESTABLISHED too: not this.
     sock->set_state(image::Socket::CONNECTED);
     sock->set_peer_gone(true);
+  } else if (info.type == SOCK_DGRAM && info.name.empty() && sock->has_peer()) {
+    // An unnamed datagram socket with a peer that sock_diag cannot name: the
+    // other end of a socketpair, closed. The datagrams it sent wait here, and
+    // a send gets ECONNREFUSED; it comes back as a pair whose end is closed.
+    sock->set_state(image::Socket::CONNECTED);
+    sock->set_peer_gone(true);
   } else {
     sock->set_state(info.name.empty() ? image::Socket::UNBOUND : image::Socket::BOUND);
   }

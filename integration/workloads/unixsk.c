@@ -446,7 +446,7 @@ static void verify_unlinked(void) {
 
 // ---- gone_peer: bytes queued by a peer that closed -------------------------------
 
-static int gp_stream, gp_seq, gp_named;
+static int gp_stream, gp_seq, gp_named, gp_dgram;
 
 static void build_gone_peer(void) {
   int p[2];
@@ -458,6 +458,10 @@ static void build_gone_peer(void) {
   WL_MUST(send(p[0], "packet-1", 8, 0) == 8 && send(p[0], "packet-2", 8, 0) == 8);
   close(p[0]);
   gp_seq = p[1];
+  WL_MUST(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, p) == 0);
+  WL_MUST(send(p[0], "datagram-1", 10, 0) == 10 && send(p[0], "datagram-2", 10, 0) == 10);
+  close(p[0]);
+  gp_dgram = p[1];
   int l = new_bound(SOCK_STREAM, in_dir("gp.sock"), 0);
   WL_MUST(listen(l, 4) == 0);
   int c = connect_to(SOCK_STREAM, in_dir("gp.sock"));
@@ -475,6 +479,11 @@ static void verify_gone_peer(void) {
   expect_recv(gp_seq, "packet-1", "first packet of a gone peer");
   expect_recv(gp_seq, "packet-2", "second packet of a gone peer");
   expect_eof(gp_seq, "seqpacket of a gone peer");
+  expect_recv(gp_dgram, "datagram-1", "first datagram of a gone peer");
+  expect_recv(gp_dgram, "datagram-2", "second datagram of a gone peer");
+  // Still connected to the closed end: the first send is refused, as the kernel does.
+  WL_CHECK(send(gp_dgram, "x", 1, MSG_DONTWAIT) < 0 && errno == ECONNREFUSED,
+           "sending to a gone datagram peer: want ECONNREFUSED, got %s", strerror(errno));
   expect_recv(gp_named, "named goodbye", "accepted end of a gone client");
   expect_eof(gp_named, "accepted end of a gone client");
   signal(SIGPIPE, SIG_IGN);
