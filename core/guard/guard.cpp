@@ -13,10 +13,12 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <functional>
 #include <map>
 #include <optional>
 
 #include "core/mm/aio.h"
+#include "core/mm/tracking.h"
 #include "core/net/netlock.h"
 #include "core/ptrace/ptrace.h"
 #include "core/sys/log.h"
@@ -37,6 +39,8 @@ enum Kind : uint32_t {
   kAioSeen = 8,
   kAioCountDone = 9,
   kParkingOnFrame = 10,
+  kMakingTracker = 11,
+  kTrackerClosed = 12,
 };
 
 // One word of cryo's to the guard; a pidfd rides along with kProcess, and
@@ -106,6 +110,24 @@ struct Parked {
   bool on_frame = false;  // reaches pause() through a rescue frame once cryo is gone
 };
 
+// A userfaultfd write tracking is making inside a task (Guard::making_tracker).
+struct Tracker {
+  pid_t pid;
+  pid_t tid;
+  int fd;
+};
+
+// Closes it: only the file cryo made there (a userfaultfd never set up, with
+// cryo's flags), should the fd number be another's.
+Status close_tracker(ptrace::Remote& r, const Tracker& t) {
+  if (!mm::stale_tracker_inode(t.pid, t.fd)) return {};
+  CRYO_ASSIGN(long closed, r.raw(SYS_close, {static_cast<uint64_t>(t.fd)}));
+  if (closed < 0)
+    return Error(static_cast<int>(-closed), "pid " + std::to_string(t.pid) + " fd " + std::to_string(t.fd) +
+                                                ": closing the userfaultfd cryo made there");
+  return {};
+}
+
 // Reads one message (and the fd passed with it, and its payload); false at
 // end of file.
 bool receive(int fd, Message* m, int* passed, std::string* payload) {
@@ -162,20 +184,21 @@ bool at_pause(const user_regs_struct& regs, uint64_t ip) {
 // A parked thread sits in pause() at park_ip with every signal blocked (or
 // has not yet run the syscall): it gets its own registers back. A thread
 // seen elsewhere ran on before it was parked: only its mask is ours.
-// A thread parked on a frame (the one that counts AIO requests) gets time
-// to arrive there; aio: what the count changed, put back through it before
-// it is given back.
-void give_back(pid_t tid, const Parked& p, const mm::AioUndo* aio = nullptr) {
-  if (!seize_released(tid, aio ? PTRACE_O_TRACESYSGOOD : 0)) return;  // gone
+// A thread parked on a frame (the one that counts AIO requests or makes a
+// userfaultfd) gets time to arrive there; undo: what cryo changed through
+// it (`what`), put back through it before it is given back.
+void give_back(pid_t tid, const Parked& p, const std::function<Status(ptrace::Remote&)>& undo = {},
+               const std::string& what = "") {
+  if (!seize_released(tid, undo ? PTRACE_O_TRACESYSGOOD : 0)) return;  // gone
   bool stopped = false, parked = false;
   for (int tries = p.on_frame ? 2000 : 1; tries > 0 && !parked; tries--) {
     stopped = ptrace::interrupt_and_wait(tid, 2000).ok();
     if (!stopped) break;
     auto regs = ptrace::get_regs(tid);
     parked = regs.ok() && at_pause(*regs, p.ip);
-    if (parked && aio) {
+    if (parked && undo) {
       ptrace::Remote r(tid, p.ip, *regs);
-      auto st = mm::undo_aio_count(r, *aio);
+      auto st = undo(r);
       if (!st.ok()) log::error("guard: " + st.error().message());
       for (const auto& [tgid, sig] : ptrace::take_deferred_stops()) ::kill(tgid, sig);
     }
@@ -185,9 +208,7 @@ void give_back(pid_t tid, const Parked& p, const mm::AioUndo* aio = nullptr) {
       ::usleep(1000);
     }
   }
-  if (aio && !parked)
-    log::error("guard: thread " + std::to_string(tid) + " did not come to rest: what counting AIO requests changed in " +
-               "pid " + std::to_string(aio->pid) + " stays");
+  if (undo && !parked) log::error("guard: thread " + std::to_string(tid) + " did not come to rest: " + what + " stays");
   if (stopped) {
     if (parked) (void)ptrace::set_regs(tid, p.regs);
     // cryo blocked everything it could (the kernel keeps SIGKILL and SIGSTOP
@@ -358,6 +379,14 @@ Status Guard::aio_seen(uint32_t scan_from, const std::vector<struct io_event>& m
 
 Status Guard::aio_count_done() { return send(kAioCountDone, 0, 0, nullptr, 0); }
 
+Status Guard::making_tracker(pid_t pid, pid_t tid, int fd) {
+  Writer w;
+  w.put(pid).put(fd);
+  return send(kMakingTracker, tid, 0, nullptr, 0, -1, w.take());
+}
+
+Status Guard::tracker_closed() { return send(kTrackerClosed, 0, 0, nullptr, 0); }
+
 void Guard::release() {
   if (life_ < 0) return;
   (void)send(kDone, 0, 0, nullptr, 0);
@@ -374,11 +403,15 @@ void Guard::release() {
 int run_guard(const std::string& method, const std::string& table, int count, const std::string& commit_marker,
               uint64_t marker_inode) {
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) ::signal(sig, SIG_IGN);
+  // CRYO_FAILPOINT names cryo's steps: the guard, which undoes what a cryo
+  // killed at one of them left, must not die at its own remote syscalls.
+  ::unsetenv("CRYO_FAILPOINT");
   int life = kFirstSocket + count;
   std::vector<int> pidfds;
   std::map<pid_t, Parked> parked;
   bool finish = false;
   std::optional<mm::AioUndo> aio;  // an AIO count under way
+  std::optional<Tracker> tracker;  // a userfaultfd being made inside a task
   Message m;
   int passed;
   std::string payload;
@@ -429,6 +462,17 @@ int run_guard(const std::string& method, const std::string& table, int count, co
       case kAioCountDone:
         aio.reset();
         break;
+      case kMakingTracker: {
+        Tracker t;
+        t.pid = in.get<pid_t>();
+        t.tid = m.tid;
+        t.fd = in.get<int>();
+        tracker = t;
+        break;
+      }
+      case kTrackerClosed:
+        tracker.reset();
+        break;
       case kDone:
         return 0;  // cryo took care of it
       default:
@@ -465,12 +509,24 @@ int run_guard(const std::string& method, const std::string& table, int count, co
       code = 1;
     }
   }
-  // The thread that counted AIO requests first: no thread of its task may
-  // run before what the count changed is back.
-  const mm::AioUndo* counting = aio && parked.count(aio->tid) ? &*aio : nullptr;
-  if (counting) give_back(counting->tid, parked.at(counting->tid), counting);
+  // The thread that counted AIO requests or made a userfaultfd first: no
+  // thread of its task may run before what cryo changed is back.
+  pid_t through = 0;
+  std::function<Status(ptrace::Remote&)> undo;
+  std::string what;
+  if (aio && parked.count(aio->tid)) {
+    through = aio->tid;
+    undo = [&](ptrace::Remote& r) { return mm::undo_aio_count(r, *aio); };
+    what = "what counting AIO requests changed in pid " + std::to_string(aio->pid);
+  } else if (tracker && parked.count(tracker->tid)) {
+    through = tracker->tid;
+    undo = [&](ptrace::Remote& r) { return close_tracker(r, *tracker); };
+    what = "the userfaultfd cryo made in pid " + std::to_string(tracker->pid) + " (fd " +
+           std::to_string(tracker->fd) + ")";
+  }
+  if (through) give_back(through, parked.at(through), undo, what);
   for (const auto& [tid, p] : parked)
-    if (!counting || tid != counting->tid) give_back(tid, p);
+    if (tid != through) give_back(tid, p);
   return code;
 }
 

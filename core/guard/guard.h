@@ -11,6 +11,8 @@
 //    filled with cryo's requests, a memfd, a context, the counting thread's
 //    CPUs: core/mm/aio.h), put back through that thread, parked, before any
 //    thread of the task is given back;
+//  - the userfaultfd write tracking makes inside a task (core/mm/tracking.h),
+//    closed again through that thread, parked, the same way;
 //  - the tree's processes, and the moment from which a death of cryo means
 //    "finish the job" (the image is complete, or a restore is letting its
 //    tree go) rather than "undo it".
@@ -69,6 +71,11 @@ class Guard {
   Status aio_ring(const mm::AioUndo& undo);
   Status aio_seen(uint32_t scan_from, const std::vector<struct io_event>& more);
   Status aio_count_done();
+  // Write tracking (core/mm/tracking.h) is about to make a userfaultfd
+  // inside pid through its thread tid (parked on a frame): the fd it takes,
+  // closed through that thread should cryo die before tracker_closed().
+  Status making_tracker(pid_t pid, pid_t tid, int fd);
+  Status tracker_closed();
   // From now on a death of cryo kills the tree's processes, leaves the
   // sockets in repair mode (they close without a word to the peer) and keeps
   // the lock for the restore.

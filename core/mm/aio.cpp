@@ -12,6 +12,7 @@
 #include <set>
 
 #include "core/guard/guard.h"
+#include "core/task/parked_leader.h"
 #include "core/sys/failpoint.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
@@ -291,15 +292,6 @@ Result<std::vector<const proc::MapEntry*>> find_aio_contexts(pid_t pid, ptrace::
 
 namespace {
 
-// The lowest fd number free in pid's table: the one memfd_create takes.
-Result<int> lowest_free_fd(pid_t pid) {
-  CRYO_ASSIGN(auto fds, proc::list_fds(pid));
-  std::set<int> used(fds.begin(), fds.end());
-  int fd = 0;
-  while (used.count(fd)) fd++;
-  return fd;
-}
-
 // One ring: measured, filled, counted, put back. undo and the guard learn
 // each change first.
 Status count_ring(pid_t pid, Submitter& sub, const proc::MapEntry& m, const std::vector<int>& cpus, AioUndo* undo,
@@ -388,7 +380,7 @@ Status count_aio_in_flight(pid_t pid, ptrace::Remote& r, const std::vector<const
     if (mapped) (void)r.raw(SYS_munmap, {undo.scratch, kPage});
   });
   if (room.guard) {
-    CRYO_ASSIGN(undo.fd, lowest_free_fd(pid));
+    CRYO_ASSIGN(undo.fd, task::lowest_free_fd(pid));
     CRYO_TRY(room.guard->aio_count(undo));
   }
   bool clean = false;  // everything put back, by the count itself

@@ -18,6 +18,8 @@
 #include "core/ptrace/rescue.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
+#include "core/sys/failpoint.h"
+#include "core/task/parked_leader.h"
 #include "core/task/task_probe.h"
 
 namespace cryo::mm {
@@ -152,21 +154,47 @@ Result<bool> probe_write_tracking(std::string* why) {
 
 Result<UniqueFd> make_tracker(pid_t pid, uint64_t syscall_ip, const std::vector<proc::MapEntry>& maps) {
   auto plan = ptrace::plan_rescue(pid, maps);
-  CRYO_ASSIGN(task::TaskProbe probe, task::TaskProbe::attach(pid, syscall_ip, plan.ok() ? &*plan : nullptr, maps));
-  // Left behind if cryo dies before the task's fd is closed again.
+  const ptrace::RescuePlan* rescue = plan.ok() ? &*plan : nullptr;
+  CRYO_ASSIGN(task::TaskProbe probe, task::TaskProbe::attach(pid, syscall_ip, rescue, maps));
+  CRYO_ASSIGN(auto tids, proc::list_threads(pid));  // the tree is frozen: no thread comes or goes
+  // Left behind if cryo dies before the task's fd is closed again and no
+  // guard closes it (a leader with no rescue frame).
   ::mkdir(kMarkerDir, 0700);
   if (UniqueFd m(::open(marker(pid).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600)); !m.valid())
     log::debug(marker(pid) + ": " + strerror(errno) + " (a userfaultfd left by a killed pre-dump would stay)");
-  CRYO_ASSIGN(long fd, probe.remote().raw(SYS_userfaultfd, {O_CLOEXEC | O_NONBLOCK | kUffdUserModeOnly}));
-  if (fd < 0) return Error(static_cast<int>(-fd), "userfaultfd in pid " + std::to_string(pid));
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  UniqueFd copy(pidfd.valid() ? static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), static_cast<int>(fd), 0)) : -1);
-  int saved = errno;
-  auto closed = probe.remote().raw(SYS_close, {static_cast<uint64_t>(fd)});
-  if (!closed.ok() || *closed != 0)
-    return Error("pid " + std::to_string(pid) + " fd " + std::to_string(fd) +
-                 ": could not close the userfaultfd cryo made there");
+  UniqueFd copy;
+  int saved = 0;
+  // The userfaultfd made, copied and closed again through r; the guard, if
+  // any, told the fd it takes before.
+  auto make = [&](ptrace::Remote& r, Guard* guard) -> Status {
+    int told = -1;
+    if (guard) {
+      CRYO_ASSIGN(told, task::lowest_free_fd(pid));
+      CRYO_TRY(guard->making_tracker(pid, r.tid(), told));
+    }
+    CRYO_ASSIGN(long fd, r.raw(SYS_userfaultfd, {O_CLOEXEC | O_NONBLOCK | kUffdUserModeOnly}));
+    if (fd < 0) return Error(static_cast<int>(-fd), "userfaultfd in pid " + std::to_string(pid));
+    // Another process sharing the fd table took the fd meant: the guard
+    // learns the one it took.
+    if (guard && fd != told) CRYO_TRY(guard->making_tracker(pid, r.tid(), static_cast<int>(fd)));
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    copy = UniqueFd(pidfd.valid() ? static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), static_cast<int>(fd), 0))
+                                  : -1);
+    saved = errno;
+    auto closed = r.raw(SYS_close, {static_cast<uint64_t>(fd)});
+    if (!closed.ok() || *closed != 0)
+      return Error("pid " + std::to_string(pid) + " fd " + std::to_string(fd) +
+                   ": could not close the userfaultfd cryo made there");
+    if (guard) CRYO_TRY(guard->tracker_closed());
+    return {};
+  };
+  // Its threads parked and a guard told, so that a cryo killed in between
+  // leaves no fd in the task; unguarded without room for that.
+  CRYO_ASSIGN(bool guarded, task::run_parked(tids, probe, rescue, maps, {0}, "tracker",
+                                             [&](task::ParkedRoom& parked) { return make(parked.remote, &parked.guard); }));
+  if (!guarded) CRYO_TRY(make(probe.remote(), nullptr));
   ::unlink(marker(pid).c_str());
+  failpoint("tracker.made");
   if (!copy.valid()) return Error(saved, "pidfd_getfd of the userfaultfd made in pid " + std::to_string(pid));
   CRYO_TRY(set_up(copy.get()));
   return copy;

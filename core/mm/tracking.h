@@ -32,7 +32,10 @@ Result<bool> probe_write_tracking(std::string* why);
 
 // Makes a userfaultfd inside the stopped process pid (its syscall_ip: a
 // `syscall` instruction of its vDSO) and returns cryo's copy, set up for
-// asynchronous write-protection. The task's own fd is closed again.
+// asynchronous write-protection. The task's own fd is closed again, its
+// threads parked and a guard told the fd first (task::run_parked), so that a
+// cryo killed in between leaves no fd in the task; a leader with no rescue
+// frame runs those syscalls unguarded (see the marks below).
 Result<UniqueFd> make_tracker(pid_t pid, uint64_t syscall_ip, const std::vector<proc::MapEntry>& maps);
 
 // A userfaultfd that make_tracker left in a process because cryo was killed
@@ -44,6 +47,8 @@ Result<UniqueFd> make_tracker(pid_t pid, uint64_t syscall_ip, const std::vector<
 // since holds the same file. Before a pre-dump or a dump reads the tree's
 // fds, such files are closed in every process of the tree (remote close).
 //
+// The inode of pid's fd if it is such a file (0 if not).
+uint64_t stale_tracker_inode(pid_t pid, int fd);
 // The inodes of the files left in the marked processes among pids.
 std::set<uint64_t> stale_trackers(const std::vector<pid_t>& pids);
 // Closes pid's fds of those files (stale: from stale_trackers).

@@ -21,6 +21,7 @@
 #include "core/mm/aio.h"
 #include "core/ptrace/ptrace.h"
 #include "core/ptrace/rescue.h"
+#include "core/task/parked_leader.h"
 #include "core/task/task_probe.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
@@ -188,69 +189,25 @@ Status dump_posix_timers(const tree::FrozenProcess& proc, ptrace::Remote& r, uin
 // syscalls write their arguments between the two frames.
 Result<std::vector<uint64_t>> count_aio(const tree::FrozenProcess& proc, TaskProbe& leader,
                                         const ptrace::RescuePlan* rescue, const std::vector<proc::MapEntry>& maps) {
-  pid_t pid = proc.pid, tid = leader.remote().tid();
+  pid_t pid = proc.pid;
   CRYO_ASSIGN(auto rings, mm::find_aio_contexts(pid, leader.remote(), maps));
   std::vector<uint64_t> contexts;
   for (const auto* m : rings) contexts.push_back(m->start);
   if (rings.empty()) return contexts;
-  // The room and the second frame, as low as they go: a page for the
-  // count's arguments, or less (smaller batches of requests).
-  std::optional<ptrace::RescueArea> park;
+  // The count's arguments go to a page of room between the two frames, or
+  // less (smaller batches of requests).
   mm::AioCountRoom room;
-  for (uint64_t size : {uint64_t{4096}, uint64_t{512}}) {
-    if (!rescue || !leader.rescue_lowest()) break;
-    uint64_t scratch = ((leader.rescue_lowest() - 64) & ~uint64_t{63}) - size;
-    user_regs_struct paused = leader.regs();
-    paused.rip = rescue->syscall_ip;
-    paused.rax = SYS_pause;
-    paused.orig_rax = static_cast<unsigned long long>(-1);
-    paused.rsp = scratch;  // the frame goes below the room
-    auto area = ptrace::place_rescue(tid, *rescue, maps, paused, TaskProbe::kBlockAll, leader.xstate());
-    if (!area.ok()) continue;
-    park = *area;
-    room.scratch = scratch;
-    room.scratch_size = size;
-    break;
-  }
-  if (!park) {
+  CRYO_ASSIGN(bool guarded, run_parked(proc.tids, leader, rescue, maps, {4096, 512}, "aio", [&](ParkedRoom& parked) {
+    room = {parked.scratch, parked.size, &parked.guard};
+    return mm::count_aio_in_flight(pid, parked.remote, rings, maps, room);
+  }));
+  if (!guarded) {
     // No frame cryo can vouch for (a stack of its own kind, no vDSO): the
     // count runs unguarded, as the leader's other syscalls for cryo do.
     log::debug(pid_str(pid) + ": no room for a parking frame: AIO requests are counted without a guard");
     CRYO_TRY(mm::count_aio_in_flight(pid, leader.remote(), rings, maps, room));
     return contexts;
   }
-  CRYO_ASSIGN(Guard guard, Guard::start("", "", {}));
-  failpoint("aio.guarded");
-  uint64_t ip = rescue->syscall_ip;
-  std::map<pid_t, tree::ParkedThread> parked;
-  CRYO_ASSIGN(user_regs_struct before, ptrace::get_regs(tid));
-  bool leader_parked = false;
-  Status counted = [&]() -> Status {
-    for (pid_t t : proc.tids)
-      if (t != tid) CRYO_TRY(tree::park_thread(guard, t, ip, &parked));
-    failpoint("aio.parking");
-    CRYO_TRY(guard.parking_on_frame(tid, ip, leader.regs(), leader.mask()));
-    CRYO_TRY(ptrace::set_regs(tid, park->resting));  // a death from here on ends in pause()
-    leader_parked = true;
-    failpoint("aio.parked");
-    ptrace::Remote r(tid, ip, park->resting);
-    room.guard = &guard;
-    return mm::count_aio_in_flight(pid, r, rings, maps, room);
-  }();
-  // Back as before the count, the guard told last: should cryo die in
-  // between, it still gives back what it knows.
-  Status back;
-  if (leader_parked) {
-    back = ptrace::set_regs(tid, before);
-    if (back.ok()) back = guard.unparked(tid);
-  }
-  for (const auto& [t, was] : parked) {
-    Status st = tree::unpark_thread(guard, t, was);
-    if (!st.ok() && back.ok()) back = std::move(st);
-  }
-  guard.release();
-  CRYO_TRY(std::move(counted));
-  CRYO_TRY(std::move(back));
   failpoint("aio.counted");
   return contexts;
 }

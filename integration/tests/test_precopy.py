@@ -19,16 +19,22 @@ that unmaps and maps small regions every 100 us, every other one with MAP_NORESE
 just unmapped, with the same line in /proc/PID/maps; integration/workloads/remapper.c)
 is dumped with -R; restored, every region it held holds its pattern and shows "nr" if
 and only if it was mapped so (one mapped after that read, its flags taken from it,
-would show the flags of the one before), and its pages count every write it made."""
+would show the flags of the one before), and its pages count every write it made.
+
+killed_making_tracker: killed at every step up to the tracking's start, the remote
+syscalls that make a userfaultfd inside each process included: no fd of cryo's is
+left in it (a guard closes it through the parked leader)."""
 import json
 import os
+import re
 import signal
 import struct
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import check, check_eq, fd_table, log, reap, run, state, wait_until  # noqa: E402
+from harness import (TestFailure, check, check_eq, fd_table, log, maps, progress, reap, run, snapshot,  # noqa: E402
+                     state, status_fields, wait_progress, wait_until)
 
 PM_UFFD_WP = 1 << 57  # pagemap: the page is write-protected by a userfaultfd
 
@@ -185,5 +191,65 @@ def case_remapping(env):
     env.trigger_and_report(pid, report)
 
 
+def case_killed_making_tracker(env):
+    """cryo dump -R killed (SIGKILL) at every step of its early phase (@1, @2, ... up to
+    the failpoint precopy.tracked: the freeze, then for each process the guard started,
+    its threads parked, and each remote syscall: making the userfaultfd inside it,
+    closing it there again). The guard, told the fd before it is made, closes it through
+    the parked leader: every process runs on with no userfaultfd among its fds, its fd
+    table, maps and threads' signal masks as before, not stopped nor traced; a dump -R
+    then restores."""
+    ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
+    pid = env.spawn([env.workload("counter"), ready, report, prog, "--threads", "2", "--child"])
+    env.wait_ready(ready, pid)
+    wait_progress(prog, 2)
+    tree = snapshot(pid)
+
+    def current(p):
+        return {"fds": fd_table(p), "uffds": uffd_fds(p), "maps": maps(p),
+                "masks": {t: status_fields(p, t, keys=("SigBlk",)) for t in tree[p]["tids"]}}
+
+    before = {p: current(p) for p in tree}
+    check(any(len(tree[p]["tids"]) > 1 for p in tree), f"no process of the tree has threads: {tree}")
+    step, kills = 0, []
+    while True:
+        step += 1
+        images = env.path(f"killed-{step}")
+        os.makedirs(images)
+        result = env.cryo("dump", "-t", pid, "-D", images, "-R", expect=None, env_extra={"CRYO_FAILPOINT": f"@{step}"})
+        check_eq(result.returncode, -signal.SIGKILL, f"exit code of the dump -R with the failpoint @{step}")
+        where = re.search(r"failpoint (\S+)", result.stderr)
+        name = where.group(1) if where else "?"
+        if name == "precopy.tracked":
+            break
+        kills.append(name)
+        for p in tree:
+            # The guard gives every parked thread back once it closed the userfaultfd.
+            try:
+                wait_until(lambda: running(p) and state(p) not in ("Z", None) and current(p) == before[p], 5,
+                           what=f"pid {p} as before")
+            except TestFailure:
+                now = current(p) if state(p) not in ("Z", None) else "dead"
+                raise TestFailure(f"cryo dump -R killed at @{step} ({name}) left pid {p} changed: {now} "
+                                  f"(before: {before[p]})")
+            check_eq(tracking_left(p), [], f"write tracking left in pid {p} after cryo died at @{step} ({name})")
+        now = progress(prog)
+        for i in range(3):
+            wait_progress(prog, now[i] + 1, index=i)
+    log(f"dump -R killed at {len(kills)} steps: {' '.join(kills)}")
+    check(kills.count("remote.syscall") >= 2 * len(tree) and "tracker.parked" in kills,
+          f"the kills missed making the userfaultfds: {kills}")
+    images = env.path("images")
+    env.dump(pid, images, "-R")
+    check_eq([p for p in tree if uffd_fds(p)], [], "processes with a userfaultfd after dump -R")
+    env.trigger_and_report(pid, report)
+    reap([pid], what="the original")
+    os.remove(report)
+    _, rpid = env.restore(images)
+    check_eq(rpid, pid, "restored pid")
+    env.trigger_and_report(pid, report)
+
+
 if __name__ == "__main__":
-    run({"writer": case_writer, "killed": case_killed, "remapping": case_remapping})
+    run({"writer": case_writer, "killed": case_killed, "remapping": case_remapping,
+         "killed_making_tracker": case_killed_making_tracker})
