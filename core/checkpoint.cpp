@@ -388,17 +388,9 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     std::vector<uint64_t> aio_contexts(cores[p.pid].aio_contexts().begin(), cores[p.pid].aio_contexts().end());
     parent_mm.aio_contexts = &aio_contexts;
     auto incremental = writes.mms.find(p.pid);
-    // The smaps read while the tree ran, of the processes copied then (one
-    // whose pid is another's now is not among them).
-    auto early = pre.smaps.find(p.pid);
-    mm::SmapsSnapshot* smaps =
-        early != pre.smaps.end() && pre.started && incremental != writes.mms.end() ? &early->second : nullptr;
-    if (auto parent_early = pre.smaps.find(parent_mm.pid);
-        parent_early != pre.smaps.end() && writes.mms.count(parent_mm.pid))
-      parent_mm.smaps = &parent_early->second;
     CRYO_TRY(mm::dump_mm(p.pid, maps[p.pid], files, *pages, &mms[p.pid], &stats, parent_mm,
                          incremental == writes.mms.end() ? nullptr : &incremental->second, lazy_source.has_value(),
-                         &copies, smaps));
+                         &copies));
   }
   CRYO_ASSIGN(unsigned copied_by, copies.run(*pages));
   result.page_writers = std::max(result.page_writers, copied_by);

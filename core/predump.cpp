@@ -69,7 +69,6 @@ void drop_from_precopy(Precopy& pre, pid_t pid, const std::string& why) {
   }
   pre.zero.erase(pid);
   pre.registered.erase(pid);
-  pre.smaps.erase(pid);
 }
 
 }  // namespace
@@ -262,7 +261,7 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
     incremental->running = true;
     pre.stats.zero_pages = &pre.zero[pid];
     if (auto st = mm::dump_mm(pid, m, files, pages, &pre.mms[pid], &pre.stats, parent_mm_of(pid), incremental, false,
-                              &copies, &pre.smaps[pid]);
+                              &copies);
         !st.ok()) {
       drop_from_precopy(pre, pid, st.error().message());
       continue;
@@ -307,9 +306,8 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
     again.first = mm::IncrementalMm(pre.mms.at(pid), again.unchanged, 0, mm::intersect(pre.zero[pid], again.unchanged));
     again.first.registered_by_cryo = again.first.private_only = again.first.running = true;
     pre.stats.zero_pages = &again.zero_again;
-    // Its smaps, read last here, may serve the frozen dump.
     if (auto st = mm::dump_mm(pid, maps.at(pid), files, pages, &again.mm, &pre.stats, parent_mm_of(pid), &again.first,
-                              false, &copies, &pre.smaps[pid]);
+                              false, &copies);
         !st.ok()) {
       pre.dropped.insert(pre.dropped.end(), again.mm.pages().begin(), again.mm.pages().end());
       drop_from_precopy(pre, pid, st.error().message());
@@ -354,7 +352,7 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
   return pre;
 }
 
-Result<std::map<pid_t, mm::IncrementalMm>> since_precopy(Precopy& pre,
+Result<std::map<pid_t, mm::IncrementalMm>> since_precopy(const Precopy& pre,
                                                          const std::map<pid_t, std::vector<proc::MapEntry>>& maps) {
   std::map<pid_t, mm::IncrementalMm> out;
   for (const auto& [pid, uffd] : pre.uffds) {
@@ -364,11 +362,6 @@ Result<std::map<pid_t, mm::IncrementalMm>> since_precopy(Precopy& pre,
     if (exited(pre.pidfds.at(pid).get())) continue;  // and its pid taken by another process since
     mm::Ranges candidates = mm::intersect(mm::ranges_of(m->second), pre.registered.at(pid));
     CRYO_ASSIGN(mm::Written written, mm::scan_written(pid, candidates, false));
-    // A private mapping that is not the one tracked since before its smaps
-    // was read (one new since, or one in the place of one tracked: its
-    // registration is gone) may look the same in maps: its flags are read anew.
-    if (written.trusted != candidates || !mm::subtract(mm::ranges_of(m->second), pre.registered.at(pid)).empty())
-      pre.smaps.erase(pid);
     std::sort(written.written.begin(), written.written.end());
     mm::Ranges unchanged = mm::subtract(written.trusted, written.written);
     auto zero = pre.zero.find(pid);

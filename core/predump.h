@@ -69,7 +69,6 @@ struct Precopy {
   std::map<pid_t, mm::Ranges> registered;
   std::map<pid_t, UniqueFd> uffds;       // the tracking since; closing them ends it
   std::map<pid_t, UniqueFd> pidfds;      // each process as it was at the stop (a pid reused since is another)
-  std::map<pid_t, mm::SmapsSnapshot> smaps;  // read last while the tree ran, for the frozen dump
   std::vector<image::PageRun> dropped;   // runs no longer named: of processes dropped, or copied again
   uint64_t freeze_us = 0;                // how long the tree was stopped to start it
   uint64_t copy_us = 0;
@@ -84,10 +83,8 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
 
 // With the tree frozen again: for each process the copy holds, which of its
 // pages are unchanged since and where the copy has them. A process not
-// tracked (new since, or its tracking failed) is saved whole. One with a
-// private mapping not tracked all along (new, or in the place of one
-// tracked) has its smaps read anew (pre.smaps forgets it).
-Result<std::map<pid_t, mm::IncrementalMm>> since_precopy(Precopy& pre,
+// tracked (new since, or its tracking failed) is saved whole.
+Result<std::map<pid_t, mm::IncrementalMm>> since_precopy(const Precopy& pre,
                                                          const std::map<pid_t, std::vector<proc::MapEntry>>& maps);
 
 // The runs of the copy that no process of the image names (`named`: the

@@ -696,59 +696,21 @@ Status dump_file_data(int fd, uint64_t size, google::protobuf::RepeatedPtrField<
 
 namespace {
 
-Result<uint64_t> locked_kb(pid_t pid) {
-  CRYO_ASSIGN(std::string status, read_file("/proc/" + std::to_string(pid) + "/status"));
-  for (std::string_view line : proc::split_lines(status))
-    if (line.starts_with("VmLck:")) return uint64_t{std::strtoull(std::string(line.substr(6)).c_str(), nullptr, 10)};
-  return uint64_t{0};  // no mm
-}
-
-// Whether smaps read earlier (while the tree ran) still shows pid as it is
-// (maps: read frozen): see SmapsSnapshot.
-Result<bool> still_holds(pid_t pid, const SmapsSnapshot& early, const std::vector<proc::MapEntry>& maps) {
-  if (!early.taken || early.entries.size() != maps.size()) return false;
-  for (const auto& m : maps) {
-    auto e = early.entries.find(m.start);
-    if (e == early.entries.end() || !(e->second.map == m)) return false;
-  }
-  CRYO_ASSIGN(uint64_t locked, locked_kb(pid));
-  return locked == early.locked_kb;
-}
-
-// pid's smaps: early's when it still holds (maps: read frozen), else read
-// now (VmLck first: a change in between shows at the next comparison), and
-// kept in keep.
-Result<std::map<uint64_t, proc::SmapsEntry>> smaps_for(pid_t pid, const std::vector<proc::MapEntry>& maps,
-                                                       const SmapsSnapshot* early, SmapsSnapshot* keep, bool* reused) {
-  *reused = false;
-  if (early) {
-    CRYO_ASSIGN(bool holds, still_holds(pid, *early, maps));
-    if (holds) {
-      *reused = true;
-      return early->entries;
-    }
-  }
-  SmapsSnapshot read;
-  CRYO_ASSIGN(read.locked_kb, locked_kb(pid));
+// pid's smaps, read now: the flags of each mapping (VmFlags), which only
+// smaps shows and an madvise() may change at any time, are read frozen.
+Result<std::map<uint64_t, proc::SmapsEntry>> smaps_of_pid(pid_t pid) {
   CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(pid) + "/smaps"));
-  CRYO_ASSIGN(read.entries, proc::parse_smaps(text));
-  read.taken = true;
-  if (keep) *keep = read;
-  return std::move(read.entries);
+  return proc::parse_smaps(text);
 }
 
 }  // namespace
 
 Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesDump& files,
                image::PageWriter& pages, image::Mm* out, DumpStats* stats, const ParentMm& parent,
-               const IncrementalMm* incremental, bool lazy, PageCopies* copies, SmapsSnapshot* smaps) {
+               const IncrementalMm* incremental, bool lazy, PageCopies* copies) {
   std::string proc_dir = "/proc/" + std::to_string(pid);
   bool private_only = incremental && incremental->private_only;
-  bool running = incremental && incremental->running;
-  // Frozen, the smaps read last while the tree ran may serve; its Rss then
-  // says nothing of now.
-  bool stale_rss = false;
-  CRYO_ASSIGN(auto smaps_of, smaps_for(pid, maps, running ? nullptr : smaps, running ? smaps : nullptr, &stale_rss));
+  CRYO_ASSIGN(auto smaps_of, smaps_of_pid(pid));
   auto pagemap = std::make_shared<UniqueFd>(), mem = std::make_shared<UniqueFd>();
   CRYO_ASSIGN(*pagemap, open_file(proc_dir + "/pagemap", O_RDONLY));
   CRYO_ASSIGN(*mem, open_file(proc_dir + "/mem", O_RDONLY));
@@ -763,9 +725,7 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
   std::vector<std::pair<uint64_t, uint64_t>> parent_anon;
   if (parent.pid > 0 && parent.maps) {
     std::string parent_dir = "/proc/" + std::to_string(parent.pid);
-    bool unused;
-    CRYO_ASSIGN(auto parent_smaps_of,
-                smaps_for(parent.pid, *parent.maps, running ? nullptr : parent.smaps, nullptr, &unused));
+    CRYO_ASSIGN(auto parent_smaps_of, smaps_of_pid(parent.pid));
     CRYO_ASSIGN(*parent_pagemap, open_file(parent_dir + "/pagemap", O_RDONLY));
     for (const auto& pm : *parent.maps)
       if (is_plain_anon(pm, parent_smaps_of[pm.start])) parent_anon.emplace_back(pm.start, pm.end);
@@ -887,7 +847,7 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
     bool remote = lazy && can_be_lazy(*v);
     bool ranged = !remote && v->huge_page_size() == 0 && m.path != kAnonHuge &&
                   (sharing.parent_pagemap_fd < 0 || sharing.ranges.empty());
-    if (private_pages && (extra.resident_kb > 0 || stale_rss || v->huge_page_size() != 0 || m.path == kAnonHuge))
+    if (private_pages && (extra.resident_kb > 0 || v->huge_page_size() != 0 || m.path == kAnonHuge))
       queue.queue({.pid = pid,
                    .m = m,
                    .pagemap = pagemap,

@@ -36,24 +36,6 @@ struct DumpStats {
   void add(const DumpStats& other);
 };
 
-// /proc/PID/smaps as read while the tree ran. Reading it walks every page
-// table of the process (about 10 ms a 512 MiB process), which a frozen
-// dump of memory copied while the tree ran need not repeat: it uses the
-// one read last before the freeze when the process's mappings are still
-// those lines, field for field, its locked memory (VmLck) is as much, and
-// every private mapping is the one write tracking registered before that
-// read (since_precopy: one mapped anew in the same place, with the same
-// line, has no registration). What this cannot see, between that read and
-// the freeze: madvise() or mlock()/munlock() of whole mappings (one as
-// large as the other), and a shared mapping replaced by one of the same
-// file, offset and protection: their flags (hg, nh, dc, wf, dd, mg, sr, rr,
-// lo; mw) would be those of the read.
-struct SmapsSnapshot {
-  bool taken = false;
-  uint64_t locked_kb = 0;  // VmLck, read just before
-  std::map<uint64_t, proc::SmapsEntry> entries;
-};
-
 // The parent of a dumped process, when it is a living process of the tree:
 // pages both hold at the same address as the same physical page are stored
 // once, with the parent.
@@ -67,8 +49,6 @@ struct ParentMm {
   // The "/[aio]" rings that are AIO contexts of the process (task dump's
   // check_aio_in_flight); null: every one is.
   const std::vector<uint64_t>* aio_contexts = nullptr;
-  // Its smaps read while the tree ran (SmapsSnapshot), if any.
-  const SmapsSnapshot* smaps = nullptr;
 };
 
 // The private pages of the processes of a tree (anonymous, copied on
@@ -115,13 +95,9 @@ Status dump_file_data(int fd, uint64_t size, google::protobuf::RepeatedPtrField<
 // copies: the private pages are queued there, copied by its run() into out
 // and stats (which, the incremental and the parent's maps, must live until
 // then); without, they are copied before dump_mm returns.
-// smaps: while the tree runs (incremental->running), where the smaps read
-// is kept; once it is frozen, the one kept then, used if it still holds
-// (SmapsSnapshot) and else read anew.
 Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesDump& files,
                image::PageWriter& pages, image::Mm* out, DumpStats* stats, const ParentMm& parent = {},
-               const IncrementalMm* incremental = nullptr, bool lazy = false, PageCopies* copies = nullptr,
-               SmapsSnapshot* smaps = nullptr);
+               const IncrementalMm* incremental = nullptr, bool lazy = false, PageCopies* copies = nullptr);
 
 // Reads bytes of a task's memory: with process_vm_readv unless unpinned (or
 // it fails), else through its /proc/PID/mem (mem_fd), which reads what the

@@ -108,7 +108,6 @@ Result<std::map<uint64_t, SmapsEntry>> parse_smaps(std::string_view text) {
     if (is_map_header(line)) {
       CRYO_ASSIGN(MapEntry e, parse_map_line(line));
       current = &out[e.start];
-      current->map = std::move(e);
     } else if (current && line.starts_with("VmFlags:")) {
       for (auto f : split_ws(line.substr(8))) current->flags.emplace_back(f);
     } else if (current && (line.starts_with("Rss:") || line.starts_with("Swap:"))) {

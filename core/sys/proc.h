@@ -31,7 +31,6 @@ Result<std::vector<MapEntry>> parse_maps(std::string_view text);
 
 // What /proc/PID/smaps adds to maps for one mapping.
 struct SmapsEntry {
-  MapEntry map;                    // its line as maps shows it
   std::vector<std::string> flags;  // VmFlags
   uint64_t resident_kb = 0;        // Rss plus Swap: 0 means no page to look at
 };
