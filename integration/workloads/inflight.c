@@ -56,41 +56,12 @@ static void set_timeout(int s) {
   setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 }
 
-// Sends text with the files fds (n of them) through s.
-static void send_with(int s, const char *text, const int *fds, int n) {
-  char control[CMSG_SPACE(sizeof(int) * 4)];
-  memset(control, 0, sizeof control);
-  struct iovec iov = {(void *)text, strlen(text)};
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-  if (n > 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
-    memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)n);
-  }
-  WL_MUST(sendmsg(s, &msg, 0) == (ssize_t)strlen(text));
-}
-
 // Receives one message into text (NUL-terminated) and the one file it carries
 // (-1 if none); false if nothing came within 5 s.
 static int recv_with(int s, char *text, size_t size, int *fd) {
-  char control[CMSG_SPACE(sizeof(int) * 4)];
-  struct iovec iov = {text, size - 1};
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
-  set_timeout(s);
-  *fd = -1;
-  ssize_t n = recvmsg(s, &msg, MSG_CMSG_CLOEXEC);
-  if (n < 0) {
-    text[0] = 0;
-    return 0;
-  }
-  text[n] = 0;
-  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(fd, CMSG_DATA(c), sizeof *fd);
-  return 1;
+  int n = wl_recv_fds(s, text, size, fd, 1);
+  if (n <= 0) *fd = -1;
+  return n >= 0;
 }
 
 // Expects `want` (its exact bytes) from s within 5 s.
@@ -210,7 +181,7 @@ static void build_handover(void) {
   int p[2];
   WL_MUST(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) == 0);
   say(p[1], "queued for x");
-  send_with(chan[0], "pair", &p[0], 1);
+  wl_send_fds(chan[0], "pair", &p[0], 1);
   close(p[0]);
   y_end = p[1];
 
@@ -226,7 +197,7 @@ static void build_handover(void) {
     WL_MUST(ioctl(c, FIONREAD, &queued) == 0);
     if (queued < 9) wl_sleep_ms(2);
   }
-  send_with(chan[0], "tcp", &c, 1);
+  wl_send_fds(chan[0], "tcp", &c, 1);
   close(c);
 
   // A unix client of a named listener, with bytes queued for it.
@@ -239,14 +210,14 @@ static void build_handover(void) {
   unix_server = accept4(unix_listener, NULL, NULL, SOCK_CLOEXEC);
   WL_MUST(unix_server >= 0);
   say(unix_server, "unix bytes");
-  send_with(chan[0], "unix", &u, 1);
+  wl_send_fds(chan[0], "unix", &u, 1);
   close(u);
 
   // A listening socket.
   int fl = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   ulen = unix_addr(&ua, in_dir("flying.sock"));
   WL_MUST(fl >= 0 && bind(fl, (struct sockaddr *)&ua, ulen) == 0 && listen(fl, 4) == 0);
-  send_with(chan[0], "listener", &fl, 1);
+  wl_send_fds(chan[0], "listener", &fl, 1);
   close(fl);
 
   // A seqpacket socket whose queue carries a stream socket with bytes queued.
@@ -254,9 +225,9 @@ static void build_handover(void) {
   WL_MUST(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, n1) == 0);
   WL_MUST(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, n2) == 0);
   say(n2[1], "deep");
-  send_with(n1[1], "carrying n2", &n2[0], 1);
+  wl_send_fds(n1[1], "carrying n2", &n2[0], 1);
   close(n2[0]);
-  send_with(chan[0], "nested", &n1[0], 1);
+  wl_send_fds(chan[0], "nested", &n1[0], 1);
   close(n1[0]);
   seq_peer = n1[1];
   deep_peer = n2[1];
@@ -297,14 +268,14 @@ static void build_cycles(void) {
   // Held by the process and in flight in its own queue.
   int p[2];
   WL_MUST(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) == 0);
-  send_with(p[1], "self", &p[0], 1);
+  wl_send_fds(p[1], "self", &p[0], 1);
   self_held = p[0];
   self_writer = p[1];
   // Held by no process: in flight in its own queue and in its peer's.
   int q[2];
   WL_MUST(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, q) == 0);
-  send_with(q[1], "to c", &q[0], 1);
-  send_with(q[0], "to d", &q[0], 1);
+  wl_send_fds(q[1], "to c", &q[0], 1);
+  wl_send_fds(q[0], "to d", &q[0], 1);
   close(q[0]);
   cycle_peer = q[1];
 }
@@ -342,7 +313,7 @@ static void build_deep(int depth) {
     int p[2];
     WL_MUST(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) == 0);
     if (inner >= 0) {
-      send_with(p[1], "level", &inner, 1);
+      wl_send_fds(p[1], "level", &inner, 1);
       close(inner);
     }
     close(p[1]);
@@ -350,7 +321,7 @@ static void build_deep(int depth) {
   }
   int p[2];
   WL_MUST(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) == 0);
-  send_with(p[1], "level", &inner, 1);
+  wl_send_fds(p[1], "level", &inner, 1);
   close(inner);
   close(p[1]);
   deep_reader = object_fd = p[0];
@@ -378,7 +349,7 @@ static void build_outside(const char *path) {
   struct sockaddr_un ua;
   socklen_t len = unix_addr(&ua, path);
   WL_MUST(sender >= 0 && connect(sender, (struct sockaddr *)&ua, len) == 0);
-  send_with(sender, "outside", &p[0], 1);
+  wl_send_fds(sender, "outside", &p[0], 1);
   close(sender);
   close(p[0]);
   outside_kept = object_fd = p[1];

@@ -494,23 +494,6 @@ static void verify_gone_peer(void) {
 
 static int fl_reader, fl_writer, fl_stream_reader;
 
-static void send_fds(int s, const char *text, const int *fds, int n) {
-  char control[CMSG_SPACE(sizeof(int) * 4)];
-  memset(control, 0, sizeof control);
-  struct iovec iov = {(void *)text, strlen(text)};
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-  if (n > 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
-    memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)n);
-  }
-  WL_MUST(sendmsg(s, &msg, 0) == (ssize_t)strlen(text));
-}
-
 static void build_in_flight(void) {
   int p[2];
   WL_MUST(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, p) == 0);
@@ -524,14 +507,14 @@ static void build_in_flight(void) {
   WL_MUST(pipe2(pipefd, O_CLOEXEC) == 0);
   WL_MUST(write(pipefd[1], "through a pipe", 14) == 14);
   int fds[2] = {f, pipefd[0]};
-  send_fds(fl_writer, "two files", fds, 2);
+  wl_send_fds(fl_writer, "two files", fds, 2);
   close(f);
   close(pipefd[0]);
   close(pipefd[1]);
-  send_fds(fl_writer, "no files", NULL, 0);
+  wl_send_fds(fl_writer, "no files", NULL, 0);
   int keep = open(in_dir("kept.txt"), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   WL_MUST(keep >= 0 && write(keep, "still held", 10) == 10);
-  send_fds(fl_writer, "a held file", &keep, 1);
+  wl_send_fds(fl_writer, "a held file", &keep, 1);
   // keep stays open in the task: the message's copy shares its offset.
   WL_MUST(dup2(keep, 40) == 40);
   close(keep);
@@ -540,35 +523,17 @@ static void build_in_flight(void) {
   fl_stream_reader = p[1];
   int mem = memfd_create("in-flight", MFD_CLOEXEC);
   WL_MUST(mem >= 0 && write(mem, "memfd bytes", 11) == 11);
-  send_fds(p[0], "abc", NULL, 0);
-  send_fds(p[0], "def", &mem, 1);
-  send_fds(p[0], "ghi", NULL, 0);
+  wl_send_fds(p[0], "abc", NULL, 0);
+  wl_send_fds(p[0], "def", &mem, 1);
+  wl_send_fds(p[0], "ghi", NULL, 0);
   close(mem);
   close(p[0]);
-}
-
-static int recv_fds(int s, char *text, size_t size, int *fds, int max) {
-  char control[CMSG_SPACE(sizeof(int) * 8)];
-  struct iovec iov = {text, size - 1};
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
-  struct timeval tv = {5, 0};
-  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ssize_t n = recvmsg(s, &msg, MSG_CMSG_CLOEXEC);
-  if (n < 0) return -1;
-  text[n] = 0;
-  int count = 0;
-  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-      for (int i = 0; i < k && count < max; i++) fds[count++] = ((int *)CMSG_DATA(c))[i];
-    }
-  return count;
 }
 
 static void verify_in_flight(void) {
   char text[64], buf[64];
   int fds[8];
-  int n = recv_fds(fl_reader, text, sizeof text, fds, 8);
+  int n = wl_recv_fds(fl_reader, text, sizeof text, fds, 8);
   WL_CHECK(n == 2 && !strcmp(text, "two files"), "first message: '%s' with %d fds", text, n);
   if (n == 2) {
     memset(buf, 0, sizeof buf);
@@ -578,9 +543,9 @@ static void verify_in_flight(void) {
     WL_CHECK(read(fds[1], buf, sizeof buf) == 14 && !strcmp(buf, "through a pipe"), "the pipe in flight holds '%s'",
              buf);
   }
-  n = recv_fds(fl_reader, text, sizeof text, fds, 8);
+  n = wl_recv_fds(fl_reader, text, sizeof text, fds, 8);
   WL_CHECK(n == 0 && !strcmp(text, "no files"), "second message: '%s' with %d fds", text, n);
-  n = recv_fds(fl_reader, text, sizeof text, fds, 8);
+  n = wl_recv_fds(fl_reader, text, sizeof text, fds, 8);
   WL_CHECK(n == 1 && !strcmp(text, "a held file"), "third message: '%s' with %d fds", text, n);
   if (n == 1) {
     // The same open file as fd 40: moving one offset moves the other.
@@ -589,14 +554,14 @@ static void verify_in_flight(void) {
   }
   // The stream's reader gets the bytes up to those that carry the memfd,
   // with it, then the rest, and end of file (the writer is gone).
-  n = recv_fds(fl_stream_reader, text, sizeof text, fds, 8);
+  n = wl_recv_fds(fl_stream_reader, text, sizeof text, fds, 8);
   WL_CHECK(n == 1 && !strcmp(text, "abcdef"), "stream: '%s' with %d fds, want 'abcdef' with the memfd", text, n);
   if (n == 1) {
     memset(buf, 0, sizeof buf);
     WL_CHECK(pread(fds[0], buf, sizeof buf, 0) == 11 && !strcmp(buf, "memfd bytes"), "the memfd in flight holds '%s'",
              buf);
   }
-  n = recv_fds(fl_stream_reader, text, sizeof text, fds, 8);
+  n = wl_recv_fds(fl_stream_reader, text, sizeof text, fds, 8);
   WL_CHECK(n == 0 && !strcmp(text, "ghi"), "stream: '%s' with %d fds, want 'ghi'", text, n);
   WL_CHECK(recv(fl_stream_reader, text, sizeof text, 0) == 0, "stream: no end of file after the queued bytes");
 }
@@ -610,7 +575,7 @@ static void build_socket_in_flight(void) {
   WL_MUST(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, p) == 0);
   WL_MUST(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, q) == 0);
   WL_MUST(write(q[1], "queued", 6) == 6);
-  send_fds(p[0], "a socket", &q[0], 1);
+  wl_send_fds(p[0], "a socket", &q[0], 1);
   close(q[0]);
   fl_socket_reader = p[1];  // (p[0], its writer, stays open)
   fl_socket_peer = q[1];
@@ -620,7 +585,7 @@ static void build_socket_in_flight(void) {
 static void verify_socket_in_flight(void) {
   char text[64], buf[16] = {0};
   int fds[8];
-  int n = recv_fds(fl_socket_reader, text, sizeof text, fds, 8);
+  int n = wl_recv_fds(fl_socket_reader, text, sizeof text, fds, 8);
   int type = 0;
   socklen_t len = sizeof type;
   WL_CHECK(n == 1 && getsockopt(fds[0], SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM,

@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -151,6 +153,49 @@ static inline void wl_sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
   }
+}
+
+// ---- files passed over unix sockets (SCM_RIGHTS) ------------------------------------
+
+// Sends text with the files fds (n of them, at most 8) through s.
+static inline void wl_send_fds(int s, const char *text, const int *fds, int n) {
+  char control[CMSG_SPACE(sizeof(int) * 8)];
+  memset(control, 0, sizeof control);
+  struct iovec iov = {(void *)text, strlen(text)};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (n > 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)n);
+  }
+  WL_MUST(sendmsg(s, &msg, 0) == (ssize_t)strlen(text));
+}
+
+// Receives one message within 5 s into text (NUL-terminated) and up to max of the
+// files it carries into fds: how many, or -1 if nothing came.
+static inline int wl_recv_fds(int s, char *text, size_t size, int *fds, int max) {
+  char control[CMSG_SPACE(sizeof(int) * 8)];
+  struct iovec iov = {text, size - 1};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+  struct timeval tv = {5, 0};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ssize_t n = recvmsg(s, &msg, MSG_CMSG_CLOEXEC);
+  if (n < 0) {
+    text[0] = 0;
+    return -1;
+  }
+  text[n] = 0;
+  int count = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+      for (int i = 0; i < k && count < max; i++) memcpy(&fds[count++], CMSG_DATA(c) + (size_t)i * sizeof(int), sizeof(int));
+    }
+  return count;
 }
 
 // ---- memory patterns ----------------------------------------------------------------
