@@ -1,6 +1,7 @@
 #include "core/mm/mm_dump.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -23,6 +24,7 @@
 #include "core/mm/guard_regions.h"
 #include "core/mm/mm_restore.h"
 #include "core/mm/uffd_abi.h"
+#include "core/net/packet_ring.h"
 #include "core/sys/interrupt.h"
 #include "core/sys/io.h"
 #include "core/sys/scope_guard.h"
@@ -534,6 +536,24 @@ constexpr uint64_t kPiecePagesPerThread = 8192;
 // Below this much to copy, a thread of its own costs more than it saves.
 constexpr uint64_t kParallelBytes = 64u << 20;
 
+// The packet socket whose ring mapping m is: open in the tree (it was
+// dumped among the files already), mapped whole and shared, as the restore
+// maps it again.
+Result<uint32_t> packet_ring_socket(const image::Files& files, const proc::MapEntry& m, const std::string& what) {
+  for (const auto& f : files.files()) {
+    if (f.kind() != image::FileDesc::SOCKET || f.socket().inode() != m.inode) continue;
+    const auto& sock = f.socket();
+    if (sock.family() != AF_PACKET || !sock.packet().has_rx_ring())
+      return Error(what + ": a mapping of a socket that has no packet ring");
+    if (!m.shared || m.offset != 0 || m.end - m.start != net::ring_bytes(sock.packet().rx_ring()))
+      return Error(what + ": only part of packet socket " + std::to_string(m.inode) + "'s ring is mapped, or privately "
+                   "(not supported: the restore maps the whole ring shared, as mmap of the socket gives it)");
+    return f.id();
+  }
+  return Error(what + ": the packet socket " + std::to_string(m.inode) + " whose ring this is is open in no process "
+               "of the tree (not supported: cryo reads the ring through the socket)");
+}
+
 }  // namespace
 
 void DumpStats::add(const DumpStats& other) {
@@ -811,6 +831,15 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
       v->set_kind(image::Vma::AIO_RING);
       v->clear_madvise();  // VM_DONTCOPY and the rest are io_setup's own
       CRYO_TRY(dump_aio_ring(pid, m, out->add_aio_rings()));
+      continue;
+    } else if (m.path.starts_with("socket:[")) {
+      // A packet socket's ring: the kernel's memory, mapped again from the
+      // socket once it has its ring back (core/net/packet_ring.h).
+      v->set_kind(image::Vma::PACKET_RING);
+      v->clear_madvise();
+      if (private_only) continue;
+      CRYO_ASSIGN(uint32_t id, packet_ring_socket(files.files(), m, what));
+      v->set_file_id(id);
       continue;
     } else if (m.path.starts_with("/")) {
       v->set_kind(m.shared ? image::Vma::FILE_SHARED : image::Vma::FILE_PRIVATE);

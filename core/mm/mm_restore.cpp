@@ -230,7 +230,8 @@ Status validate_mm(const image::Mm& mm, const image::Files& files, const image::
         return Error(EINVAL, "mapping " + hex(v.start()) + " has a malformed guard region");
       guard_end = g.end();
     }
-    if ((v.kind() == image::Vma::FILE_PRIVATE || v.kind() == image::Vma::FILE_SHARED) &&
+    if ((v.kind() == image::Vma::FILE_PRIVATE || v.kind() == image::Vma::FILE_SHARED ||
+         v.kind() == image::Vma::PACKET_RING) &&
         (v.file_id() == 0 || v.file_id() > static_cast<uint32_t>(files.files_size())))
       return Error(EINVAL, "mapping " + hex(v.start()) + " names an unknown file");
     if (v.kind() == image::Vma::AIO_RING) {
@@ -407,6 +408,10 @@ Result<MappedMm> map_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, c
         continue;
       case image::Vma::AIO_RING:  // made by io_setup once the rest is in place
         continue;
+      case image::Vma::PACKET_RING:  // the socket's ring, made when the socket was: mapped whole
+        flags |= MAP_SHARED;
+        fd = objects.fd_of(v.file_id());
+        break;
       default:
         return Error(EINVAL, "mapping " + hex(v.start()) + " has an unknown kind");
     }

@@ -13,6 +13,7 @@
 #include <optional>
 #include <vector>
 
+#include "core/net/packet_ring.h"
 #include "core/net/sock_diag.h"
 
 namespace cryo::net {
@@ -31,7 +32,8 @@ struct DiagInfo {
   bool found = false;
   packet_diag_info info{};
   std::vector<packet_diag_mclist> memberships;
-  bool rx_ring = false, tx_ring = false;
+  std::optional<packet_diag_ring> rx_ring;
+  bool tx_ring = false;
   std::optional<uint32_t> fanout;
 };
 
@@ -57,7 +59,11 @@ Result<DiagInfo> packet_diag(uint64_t inode) {
           }
           break;
         case PACKET_DIAG_RX_RING:
-          out.rx_ring = true;
+          if (size >= sizeof(packet_diag_ring)) {
+            packet_diag_ring ring;
+            std::memcpy(&ring, data, sizeof ring);
+            out.rx_ring = ring;
+          }
           break;
         case PACKET_DIAG_TX_RING:
           out.tx_ring = true;
@@ -106,10 +112,9 @@ Status describe_packet(const std::string& what, int s, image::Socket* sock) {
   if (::getsockname(s, reinterpret_cast<sockaddr*>(&local), &len) < 0) return errno_error(what + ": getsockname");
   CRYO_ASSIGN(DiagInfo diag, packet_diag(sock->inode()));
   if (!diag.found) return Error(what + ": packet socket " + std::to_string(sock->inode()) + " is not in sock_diag");
-  if (diag.rx_ring || diag.tx_ring)
-    return Error(what + ": packet socket with a " + std::string(diag.rx_ring ? "PACKET_RX_RING" : "PACKET_TX_RING") +
-                 " mmap ring (not supported yet: the ring's frames are shared memory the restore cannot map "
-                 "again)");
+  if (diag.tx_ring)
+    return Error(what + ": packet socket with a PACKET_TX_RING mmap ring (not supported: the frame the kernel "
+                 "sends next is not shown anywhere once every frame was sent)");
   int queued = 0;
   if (::ioctl(s, FIONREAD, &queued) < 0) return errno_error(what + ": FIONREAD");
   if (queued > 0)
@@ -123,6 +128,7 @@ Status describe_packet(const std::string& what, int s, image::Socket* sock) {
     return Error(what + ": packet socket bound to interface " + std::to_string(p->ifindex()) + ", which has no name");
   p->set_bound_protocol(local.sll_protocol);
   p->set_running(diag.info.pdi_flags & PDI_RUNNING);
+  if (diag.rx_ring) CRYO_TRY(describe_rx_ring(what, s, *diag.rx_ring, p->running(), p->mutable_rx_ring()));
 
   UniqueFd fresh(::socket(AF_PACKET, static_cast<int>(sock->type()) | SOCK_CLOEXEC, 0));
   for (int name : kOptions) {
@@ -176,6 +182,8 @@ Result<UniqueFd> new_packet_socket(const image::Socket& sock) {
                      static_cast<socklen_t>(o.value().size())) < 0)
       return errno_error("setsockopt SOL_PACKET/" + std::to_string(o.name()));
   }
+  // After PACKET_VERSION, PACKET_RESERVE and the others a ring refuses to follow.
+  if (sock.packet().has_rx_ring()) CRYO_TRY(restore_rx_ring(s.get(), sock.packet().rx_ring()).wrap("packet ring"));
   return s;
 }
 

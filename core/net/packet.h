@@ -1,8 +1,9 @@
 // Packet sockets (AF_PACKET, SOCK_RAW and SOCK_DGRAM): the protocol and the
 // interface they are bound to, their PACKET_* options, their memberships
 // (multicast, promiscuous, all-multicast, unicast) and their fanout group.
-// Frames not yet read, mmap rings (PACKET_RX_RING / PACKET_TX_RING) and
-// fanout groups that steer by a BPF program are refused.
+// A receive ring (PACKET_RX_RING) comes back mapped where it was, with the
+// frames not yet read (packet_ring.h). Frames queued without a ring, a
+// PACKET_TX_RING and fanout groups that steer by a BPF program are refused.
 #pragma once
 
 #include <string>

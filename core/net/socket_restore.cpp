@@ -414,6 +414,12 @@ class SocketBuilder {
       if (is_unix(f) && f.socket().inode()) by_inode_[f.socket().inode()] = &f;
       if (wanted_(f.id())) socks_.push_back(&f);
     }
+    // Packet sockets come first, none receiving yet: the restore of a ring
+    // sends frames on lo (packet_ring.h) that one bound already could see.
+    for (const auto* f : socks_) {
+      if (!is_packet(*f)) continue;
+      CRYO_ASSIGN((*out_)[f->id()], new_packet_socket(f->socket()).wrap(what(*f)));
+    }
     for (const auto* f : socks_) CRYO_TRY(create(*f).wrap(what(*f)));
     for (const auto* f : socks_) CRYO_TRY(connect(*f).wrap(what(*f)));
     for (const auto* f : socks_) CRYO_TRY(refill(*f).wrap(what(*f)));
@@ -444,12 +450,9 @@ class SocketBuilder {
       CRYO_ASSIGN((*out_)[f.id()], open_netlink(sock));
       return {};
     }
-    if (is_packet(f)) {  // its filter goes on before it receives anything
-      CRYO_ASSIGN(UniqueFd s, new_packet_socket(sock));
-      CRYO_TRY(apply_options(s.get(), sock));
-      CRYO_TRY(start_packet_socket(s.get(), sock));
-      (*out_)[f.id()] = std::move(s);
-      return {};
+    if (is_packet(f)) {  // made above; its filter goes on before it receives anything
+      CRYO_TRY(apply_options(fd(f), sock));
+      return start_packet_socket(fd(f), sock);
     }
     if (!is_unix(f) && !is_udp(f)) return Error(EINVAL, "a kind of socket this cryo cannot restore");
     if (is_unix(f) && sock.peer_gone()) return open_widowed(f);

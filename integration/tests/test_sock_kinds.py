@@ -2,9 +2,11 @@
 """Socket kinds and options beyond TCP, UDP, unix and netlink (workload sockkinds.c):
 ping, raw, UDP-lite and packet sockets come back and carry traffic; options (filters,
 bound device, buffer lock, IP/IPv6 header fields, freebind, UDP shutdown and cork)
-read the same; a packet socket's mmap ring, a corked UDP datagram and a ping socket's
-unread echo reply are refused,
-naming the pid and the fd, and the process runs on."""
+read the same; a packet socket's receive ring (TPACKET_V2 and V3, workload
+packetring.c) comes back at its address with the frames not yet read, and the reader
+walking it in order gets the frames sent after the restore where it waits for them; a
+packet socket's transmit ring, a corked UDP datagram and a ping socket's unread echo
+reply are refused, naming the pid and the fd, and the process runs on."""
 import contextlib
 import os
 import sys
@@ -37,10 +39,24 @@ def round_trip(env, case):
     env.trigger_and_report(pid, report)
 
 
-def refused(env, case, *phrases):
+def ring_round_trip(env, case):
+    """The ring is mapped at the same address from the restored socket (the
+    workload checks the rest)."""
+    ready, report = env.path("ready"), env.path("report")
+    pid = env.spawn([env.workload("packetring"), ready, report, case])
+    info = env.wait_ready(ready, pid)
+    env.round_trip(pid, snapshot(pid))
+    maps = read_text(f"/proc/{pid}/maps")
+    lines = [line for line in maps.splitlines() if line.startswith(info["ring"] + "-")]
+    check(len(lines) == 1 and "socket:[" in lines[0] and " rw-s " in lines[0],
+          f"the restored ring at {info['ring']} is mapped as {lines}")
+    env.trigger_and_report(pid, report)
+
+
+def refused(env, case, *phrases, workload="sockkinds"):
     """The dump fails naming the pid and the fd, and the process runs on."""
     ready, report = env.path("ready"), env.path("report")
-    pid = env.spawn([env.workload("sockkinds"), ready, report, case])
+    pid = env.spawn([env.workload(workload), ready, report, case])
     info = env.wait_ready(ready, pid)
     result = env.dump(pid, env.path("images"), expect=None)
     check(result.returncode != 0, f"the dump of {case} succeeded; it must be refused")
@@ -81,7 +97,15 @@ def case_options(env):
 
 
 def case_packet_ring(env):
-    refused(env, "packet_ring", "PACKET_RX_RING")
+    ring_round_trip(env, "v2")
+
+
+def case_packet_ring_v3(env):
+    ring_round_trip(env, "v3")
+
+
+def case_packet_tx_ring(env):
+    refused(env, "tx", "PACKET_TX_RING", workload="packetring")
 
 
 def case_udp_corked(env):
@@ -90,4 +114,5 @@ def case_udp_corked(env):
 
 if __name__ == "__main__":
     run({"ping": case_ping, "raw": case_raw, "udplite": case_udplite, "packet": case_packet,
-         "options": case_options, "ping_unread": case_ping_unread, "packet_ring": case_packet_ring, "udp_corked": case_udp_corked})
+         "options": case_options, "ping_unread": case_ping_unread, "packet_ring": case_packet_ring, "packet_ring_v3": case_packet_ring_v3,
+         "packet_tx_ring": case_packet_tx_ring, "udp_corked": case_udp_corked})

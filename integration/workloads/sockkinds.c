@@ -14,7 +14,6 @@
 //               ethertype, with PACKET_AUXDATA, a classic BPF filter (locked), multicast
 //               and promiscuous memberships, and a fanout group; after restore each sees
 //               a frame sent on lo.
-//   packet_ring a packet socket with a PACKET_RX_RING (its dump is refused).
 //   options     socket options: SO_BINDTODEVICE (UDP and a TCP listener), TCP_CONGESTION,
 //               TCP_NOTSENT_LOWAT, IP_TOS, IP_TTL, IP_RECVERR, IP_PKTINFO,
 //               IPV6_TCLASS, IPV6_UNICAST_HOPS, IPV6_RECVPKTINFO, SO_BUF_LOCK (set and
@@ -462,22 +461,6 @@ static int run_packet(const char *ready) {
   return 0;
 }
 
-static int run_packet_ring(const char *ready) {
-  int s = socket(AF_PACKET, SOCK_RAW, htons(ETHERTYPE_TEST));
-  WL_MUST(s >= 0);
-  struct tpacket_req req = {.tp_block_size = 4096, .tp_block_nr = 4, .tp_frame_size = 2048, .tp_frame_nr = 8};
-  WL_MUST(setsockopt(s, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) == 0);
-  void *ring = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, s, 0);
-  WL_MUST(ring != MAP_FAILED);
-  wl_ready(ready, "pid=%d fd=%d", (int)getpid(), s);
-  while (!wl_triggered) pause();
-  // The dump was refused and left it running: its ring still works.
-  WL_CHECK(geti(s, SOL_SOCKET, SO_TYPE) == SOCK_RAW, "the ring's socket is gone");
-  WL_CHECK(((volatile struct tpacket_hdr *)ring)->tp_status == TP_STATUS_KERNEL, "ring frame 0 in state %lu",
-           ((volatile struct tpacket_hdr *)ring)->tp_status);
-  return 0;
-}
-
 // ---- options ------------------------------------------------------------------------
 
 // Drops datagrams whose first byte is 'X' (a UDP socket's filter sees the UDP header first).
@@ -649,7 +632,6 @@ int main(int argc, char **argv) {
   else if (strcmp(which, "raw") == 0) rc = run_raw(argv[1]);
   else if (strcmp(which, "udplite") == 0) rc = run_udplite(argv[1]);
   else if (strcmp(which, "packet") == 0) rc = run_packet(argv[1]);
-  else if (strcmp(which, "packet_ring") == 0) rc = run_packet_ring(argv[1]);
   else if (strcmp(which, "options") == 0) rc = run_options(argv[1]);
   else if (strcmp(which, "udp_corked") == 0) rc = run_udp_corked(argv[1]);
   else {
