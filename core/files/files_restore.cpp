@@ -1,6 +1,5 @@
 #include "core/files/files_restore.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <linux/openat2.h>
@@ -27,6 +26,7 @@
 #include "core/sys/kernel_abi.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
+#include "core/sys/proc.h"
 #include "core/sys/scope_guard.h"
 
 namespace cryo::files {
@@ -42,28 +42,10 @@ std::string name_file(const image::FileDesc& f) {
 
 // Whether a process other than this one has the file open.
 static Result<bool> held_elsewhere(const struct stat& file) {
-  DIR* proc = ::opendir("/proc");
-  if (!proc) return errno_error("opendir /proc");
-  std::string self = std::to_string(::getpid());
-  bool held = false;
-  while (struct dirent* d = ::readdir(proc)) {
-    if (d->d_name[0] < '0' || d->d_name[0] > '9' || self == d->d_name) continue;
-    std::string dir = std::string("/proc/") + d->d_name + "/fd";
-    DIR* fds = ::opendir(dir.c_str());
-    if (!fds) continue;
-    while (struct dirent* f = ::readdir(fds)) {
-      struct stat st;
-      if (f->d_name[0] != '.' && ::stat((dir + "/" + f->d_name).c_str(), &st) == 0 && st.st_dev == file.st_dev &&
-          st.st_ino == file.st_ino) {
-        held = true;
-        break;
-      }
-    }
-    ::closedir(fds);
-    if (held) break;
-  }
-  ::closedir(proc);
-  return held;
+  return proc::any_other_process_fd([&file](int fd_dir, const char* name) {
+    struct stat st;
+    return ::fstatat(fd_dir, name, &st, 0) == 0 && st.st_dev == file.st_dev && st.st_ino == file.st_ino;
+  });
 }
 
 int fd_table_end(const std::vector<const image::Process*>& cores) {

@@ -1,7 +1,6 @@
 #include "core/net/socket_dump.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
@@ -25,6 +24,7 @@
 #include "core/net/tcp_states.h"
 #include "core/net/unix_names.h"
 #include "core/sys/log.h"
+#include "core/sys/proc.h"
 
 #ifndef SO_PASSPIDFD
 #define SO_PASSPIDFD 76  // Linux 6.5; newer than this libc's headers
@@ -618,28 +618,12 @@ Status SocketDump::describe_unix(const Carrier& self, int s, uint64_t inode, ima
 // made only to explain a refusal).
 static bool held_by_a_process(uint64_t inode) {
   std::string want = "socket:[" + std::to_string(inode) + "]";
-  std::string self = std::to_string(::getpid());
-  DIR* proc = ::opendir("/proc");
-  if (!proc) return true;  // cannot tell: say nothing more
-  bool held = false;
-  while (struct dirent* d = ::readdir(proc)) {
-    if (d->d_name[0] < '0' || d->d_name[0] > '9' || self == d->d_name) continue;
-    std::string dir = std::string("/proc/") + d->d_name + "/fd";
-    DIR* fds = ::opendir(dir.c_str());
-    if (!fds) continue;
-    while (struct dirent* e = ::readdir(fds)) {
-      char link[64];
-      ssize_t n = ::readlinkat(::dirfd(fds), e->d_name, link, sizeof link);
-      if (n > 0 && want == std::string_view(link, static_cast<size_t>(n))) {
-        held = true;
-        break;
-      }
-    }
-    ::closedir(fds);
-    if (held) break;
-  }
-  ::closedir(proc);
-  return held;
+  auto held = proc::any_other_process_fd([&want](int fd_dir, const char* name) {
+    char link[64];
+    ssize_t n = ::readlinkat(fd_dir, name, link, sizeof link);
+    return n > 0 && want == std::string_view(link, static_cast<size_t>(n));
+  });
+  return !held.ok() || *held;  // cannot tell: say nothing more
 }
 
 bool same_addr(const image::SockAddr& a, const image::SockAddr& b) {

@@ -461,6 +461,28 @@ Result<std::vector<pid_t>> list_children(pid_t pid, pid_t tid) {
   return parse_pid_list(text);
 }
 
+Result<bool> any_other_process_fd(const std::function<bool(int fd_dir, const char* name)>& match) {
+  DIR* proc = ::opendir("/proc");
+  if (!proc) return errno_error("opendir /proc");
+  std::string self = std::to_string(::getpid());
+  bool found = false;
+  while (!found) {
+    struct dirent* d = ::readdir(proc);
+    if (!d) break;
+    if (d->d_name[0] < '0' || d->d_name[0] > '9' || self == d->d_name) continue;
+    DIR* fds = ::opendir((std::string("/proc/") + d->d_name + "/fd").c_str());
+    if (!fds) continue;  // gone, or a kernel thread's
+    while (struct dirent* f = ::readdir(fds))
+      if (f->d_name[0] != '.' && match(::dirfd(fds), f->d_name)) {
+        found = true;
+        break;
+      }
+    ::closedir(fds);
+  }
+  ::closedir(proc);
+  return found;
+}
+
 Result<std::vector<int>> list_fds(pid_t pid) { return list_numeric<int>("/proc/" + std::to_string(pid) + "/fd"); }
 
 Result<Stat> read_stat(pid_t pid) {

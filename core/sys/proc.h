@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -143,6 +144,10 @@ std::vector<pid_t> parse_pid_list(std::string_view text);
 Result<std::vector<pid_t>> list_threads(pid_t pid);
 Result<std::vector<pid_t>> list_children(pid_t pid, pid_t tid);
 Result<std::vector<int>> list_fds(pid_t pid);
+// Whether a descriptor of a process other than this one satisfies match,
+// called with the process's /proc/PID/fd directory (open) and the
+// descriptor's name in it. A walk of all /proc: for rare questions.
+Result<bool> any_other_process_fd(const std::function<bool(int fd_dir, const char* name)>& match);
 Result<Stat> read_stat(pid_t pid);
 Result<Status> read_status(pid_t pid);
 
