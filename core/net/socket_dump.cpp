@@ -5,6 +5,7 @@
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <linux/netlink.h>
 #include <linux/netlink_diag.h>
@@ -373,9 +374,21 @@ Status SocketDump::describe_kind(const Carrier& self, UniqueFd s, image::FileDes
   dump_options(s.get(), sock);
   CRYO_ASSIGN(struct tcp_info info, get_opt<struct tcp_info>(s.get(), IPPROTO_TCP, TCP_INFO, "TCP_INFO"));
   switch (info.tcpi_state) {
-    case TCP_CLOSE:
+    case TCP_CLOSE: {
+      // Never connected, or connected once and closed (both FINs, a reset):
+      // then the kernel shut both ways, and a read sees the end of the stream
+      // where a fresh socket's would fail with ENOTCONN. poll shows that
+      // (POLLRDHUP), and an error the process has not read yet (POLLERR),
+      // which cannot be read without taking it from the process.
+      pollfd p{s.get(), POLLIN | POLLRDHUP, 0};
+      if (::poll(&p, 1, 0) < 0) return errno_error(what + ": poll");
+      if (p.revents & POLLERR)
+        return Error(what + ": TCP socket closed with an error the process has not read yet (a reset connection: "
+                     "not supported, the error could not be given back; dump again once it has read it)");
+      sock->set_shutdown_read(p.revents & POLLRDHUP);
       sock->set_state(sock->local().port() ? image::Socket::BOUND : image::Socket::UNBOUND);
       return {};
+    }
     case TCP_LISTEN:
       // For a listener TCP_INFO reports the accept queue and the backlog.
       if (info.tcpi_unacked > 0 && !options_.tcp_close) {

@@ -113,8 +113,18 @@ elif scenario == "unconnected":
     bound = socket.socket(); bound.bind(("127.0.0.1", 0))
     bound6 = socket.socket(socket.AF_INET6); bound6.bind(("::1", 0))
     extra = " bound=%d" % bound.getsockname()[1]
+    # Connected once, closed both ways (CLOSE): a read sees the end of the stream.
+    lst = socket.socket(); lst.bind(("127.0.0.1", 0)); lst.listen(1)
+    closed = socket.create_connection(lst.getsockname()); a, _ = lst.accept(); lst.close()
+    a.close(); ok(closed.recv(1) == b"", "the peer's FIN"); closed.shutdown(socket.SHUT_WR)
+    ok(wait_state(closed, "CLOSE") == "CLOSE", "closed both ways: state %s" % tcp_state(closed))
 elif scenario == "in_flight":
     listener = socket.socket(); listener.bind(("127.0.0.1", port)); listener.listen(8)
+elif scenario == "reset_unread":
+    lst = socket.socket(); lst.bind(("127.0.0.1", 0)); lst.listen(1)
+    reset = socket.create_connection(lst.getsockname()); a, _ = lst.accept(); lst.close()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); a.close()
+    ok(wait_state(reset, "CLOSE") == "CLOSE", "reset: state %s" % tcp_state(reset))
 elif scenario.startswith("accepted"):
     # A listener and connections accepted from it, from a peer outside the
     # tree (the test) and from a client inside.
@@ -187,6 +197,16 @@ elif scenario == "unconnected":
     bound.listen(1)
     c = socket.create_connection(bound.getsockname()); ok(bound.accept() is not None, "the bound socket listens")
     ok(bound6.getsockname()[0] == "::1", "the bound IPv6 socket's address")
+    try:
+        ok(closed.recv(1) == b"", "a connection closed both ways reads the end of its stream")
+    except OSError as e:
+        problems.append("a read of a connection closed both ways: %s, want the end of the stream" % e)
+elif scenario == "reset_unread":
+    try:
+        reset.recv(1)
+        problems.append("the reset connection reads without its error")
+    except ConnectionResetError:
+        pass
 elif scenario == "tcp_close":
     ok(conn.recv(100) == b"", "a read of a connection restored closed sees the end of the stream")
     try:
@@ -401,6 +421,18 @@ def case_unconnected(env):
     finish(env, pid, report)
 
 
+def case_reset_unread(env):
+    """A connection reset by its peer whose error the process has not read yet: the
+    dump is refused (the error could not be given back) naming it, and the tree runs on
+    and still reads ECONNRESET."""
+    pid, ready, report = start(env, "reset_unread", 0)
+    ready_fields(env, ready, pid)
+    result = env.dump(pid, env.path("images"), expect=1)
+    check(f"pid {pid} fd " in result.stderr and "has not read yet" in result.stderr,
+          f"the refusal names the socket: {result.stderr.strip()!r}")
+    finish(env, pid, report)
+
+
 def case_tcp_close_dump(env):
     """dump --tcp-close: no state saved and nothing locked; the connection comes
     back closed (the end of the stream on read, EPIPE on write) without any
@@ -507,6 +539,7 @@ CASES = {
     "last_ack": case_last_ack,
     "syn_sent": case_syn_sent,
     "unconnected": case_unconnected,
+    "reset_unread": case_reset_unread,
     "tcp_close_dump": case_tcp_close_dump,
     "tcp_close_restore": case_tcp_close_restore,
     "skip_in_flight": case_skip_in_flight,
