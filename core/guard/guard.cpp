@@ -232,6 +232,17 @@ Guard& Guard::operator=(Guard&& other) noexcept {
   return *this;
 }
 
+namespace {
+
+std::string& guard_binary() {
+  static std::string path = "/proc/self/exe";
+  return path;
+}
+
+}  // namespace
+
+void set_guard_binary(const std::string& path) { guard_binary() = path; }
+
 Result<Guard> Guard::start(const std::string& method, const std::string& table, const std::vector<int>& sockets,
                            const std::string& commit_marker) {
   struct stat marker{};
@@ -256,6 +267,7 @@ Result<Guard> Guard::start(const std::string& method, const std::string& table, 
   std::vector<char*> argv;
   for (auto& w : words) argv.push_back(w.data());
   argv.push_back(nullptr);
+  const std::string binary = guard_binary();
   int n = static_cast<int>(sockets.size());
   pid_t pid = ::fork();
   if (pid < 0) {
@@ -274,7 +286,7 @@ Result<Guard> Guard::start(const std::string& method, const std::string& table, 
       if (::dup2(high + i, kFirstSocket + i) < 0) ::_exit(127);
     ::syscall(SYS_close_range, kFirstSocket + n + 2, ~0U, 0);
     ::setsid();  // a Ctrl-C meant for cryo does not reach the guard
-    ::execv("/proc/self/exe", argv.data());
+    ::execv(binary.c_str(), argv.data());
     ::_exit(127);
   }
   ::close(life[0]);

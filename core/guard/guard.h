@@ -91,6 +91,11 @@ class Guard {
   int tools_ = -1;  // write end of the pipe the lock tools hold (net::lock_tools_hold)
 };
 
+// The binary whose hidden `guard` command the guard runs: cryo itself
+// (/proc/self/exe), unless a program that embeds cryo's engine (a unit test)
+// names cryo's binary here; its own would not know the command.
+void set_guard_binary(const std::string& path);
+
 // The guard's side: sockets at fds 3 .. 3+count-1, the socket pair after
 // them, then the read end of the lock tools' pipe. marker_inode: the inode
 // the commit marker had when cryo started the guard (0: none).

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/checkpoint.h"
+#include "core/guard/guard.h"
 #include "core/image_load.h"
 #include "core/sys/io.h"
 
@@ -63,6 +64,7 @@ TEST_CASE("a real image loads, and no corruption of it does") {
     MESSAGE("skipped: dumping a process needs root");
     return;
   }
+  set_guard_binary(CRYO_BINARY);  // a dump -R starts cryo's guard: this binary has no such command
   Child child;
   usleep(100000);
   char tmpl[] = "/tmp/cryo-corrupt-XXXXXX";
