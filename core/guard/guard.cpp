@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -21,6 +22,7 @@
 #include "core/mm/tracking.h"
 #include "core/net/netlock.h"
 #include "core/ptrace/ptrace.h"
+#include "core/sys/fdpass.h"
 #include "core/sys/log.h"
 
 namespace cryo {
@@ -130,32 +132,14 @@ Status close_tracker(ptrace::Remote& r, const Tracker& t) {
 
 // Reads one message (and the fd passed with it, and its payload); false at
 // end of file.
-bool receive(int fd, Message* m, int* passed, std::string* payload) {
-  *passed = -1;
-  char control[CMSG_SPACE(sizeof(int))];
-  size_t got = 0;
-  while (got < sizeof *m) {
-    struct iovec iov = {reinterpret_cast<char*>(m) + got, sizeof *m - got};
-    struct msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) std::memcpy(passed, CMSG_DATA(c), sizeof(int));
-    got += static_cast<size_t>(n);
-  }
+bool receive(int fd, Message* m, UniqueFd* passed, std::string* payload) {
+  passed->reset();
+  auto got = receive_all(fd, m, sizeof *m);
+  if (!got.ok() || got->bytes != sizeof *m) return false;
+  if (!got->fds.empty()) *passed = std::move(got->fds.front());
   payload->assign(m->payload, '\0');
-  for (size_t at = 0; at < payload->size();) {
-    ssize_t n = ::read(fd, payload->data() + at, payload->size() - at);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    at += static_cast<size_t>(n);
-  }
-  return true;
+  auto rest = receive_all(fd, payload->data(), payload->size());
+  return rest.ok() && rest->bytes == payload->size();
 }
 
 void set_repair(int fd, int on) {
@@ -309,41 +293,11 @@ Status Guard::send(uint32_t kind, pid_t tid, uint64_t ip, const user_regs_struct
   m.mask = mask;
   m.payload = payload.size();
   if (regs) m.regs = *regs;
-  struct iovec iov[2] = {{&m, sizeof m}, {const_cast<char*>(payload.data()), payload.size()}};
-  struct msghdr msg{};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = payload.empty() ? 1 : 2;
-  char control[CMSG_SPACE(sizeof(int))] = {};
-  if (pass_fd >= 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
-  }
-  // A stream socket may take a long payload in parts: the rest follows.
-  size_t total = sizeof m + payload.size(), sent = 0;
-  while (sent < total) {
-    ssize_t n = ::sendmsg(life_, &msg, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return errno_error("telling the guard");
-    sent += static_cast<size_t>(n);
-    msg.msg_control = nullptr;
-    msg.msg_controllen = 0;
-    size_t skip = static_cast<size_t>(n);
-    while (msg.msg_iovlen > 0 && skip >= msg.msg_iov[0].iov_len) {
-      skip -= msg.msg_iov[0].iov_len;
-      msg.msg_iov++;
-      msg.msg_iovlen--;
-    }
-    if (msg.msg_iovlen > 0) {
-      msg.msg_iov[0].iov_base = static_cast<char*>(msg.msg_iov[0].iov_base) + skip;
-      msg.msg_iov[0].iov_len -= skip;
-    }
-  }
-  return {};
+  std::string bytes(reinterpret_cast<const char*>(&m), sizeof m);
+  bytes += payload;
+  std::span<const int> fds;
+  if (pass_fd >= 0) fds = std::span<const int>(&pass_fd, 1);
+  return send_all(life_, bytes.data(), bytes.size(), "telling the guard", fds);
 }
 
 Status Guard::add_process(pid_t pid) {
@@ -418,6 +372,14 @@ int run_guard(const std::string& method, const std::string& table, int count, co
   // CRYO_FAILPOINT names cryo's steps: the guard, which undoes what a cryo
   // killed at one of them left, must not die at its own remote syscalls.
   ::unsetenv("CRYO_FAILPOINT");
+  // It holds a pidfd of each process of the tree: a pidfd it could not take
+  // (EMFILE) would cut a message short, which ends its reading like a death
+  // of cryo's.
+  struct rlimit files;
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &files);
+  }
   int life = kFirstSocket + count;
   std::vector<int> pidfds;
   std::map<pid_t, Parked> parked;
@@ -425,13 +387,13 @@ int run_guard(const std::string& method, const std::string& table, int count, co
   std::optional<mm::AioUndo> aio;  // an AIO count under way
   std::optional<Tracker> tracker;  // a userfaultfd being made inside a task
   Message m;
-  int passed;
+  UniqueFd passed;
   std::string payload;
   while (receive(life, &m, &passed, &payload)) {
     Reader in(payload);
     switch (m.kind) {
       case kProcess:
-        if (passed >= 0) pidfds.push_back(passed);
+        if (passed) pidfds.push_back(passed.release());
         break;
       case kParking:
       case kParkingOnFrame:
@@ -490,7 +452,6 @@ int run_guard(const std::string& method, const std::string& table, int count, co
       default:
         break;
     }
-    if (passed >= 0 && m.kind != kProcess) ::close(passed);
   }
   // cryo died after the job was done but before it said so: a new inventory
   // renamed into place means the image is complete.

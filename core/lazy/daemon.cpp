@@ -161,21 +161,14 @@ pid_t pid_of_pidfd(int pidfd) {
 }
 
 Status recv_all(int fd, void* data, size_t size) {
-  auto* p = static_cast<char*>(data);
-  while (size > 0) {
-    ssize_t n = ::recv(fd, p, size, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error("receive from the restore");
-    if (n == 0) return Error(ECONNRESET, "the restore hung up in the middle of a message");
-    p += n;
-    size -= static_cast<size_t>(n);
-  }
+  CRYO_ASSIGN(Received got, receive_all(fd, data, size).wrap("receive from the restore"));
+  if (got.bytes != size) return Error(ECONNRESET, "the restore hung up in the middle of a message");
   return {};
 }
 
 Status Daemon::receive_handover() {
   Handover h;
-  CRYO_ASSIGN(Received got, receive_with_fds(session_.get(), &h, sizeof h, MSG_WAITALL).wrap("receive from the restore"));
+  CRYO_ASSIGN(Received got, receive_all(session_.get(), &h, sizeof h).wrap("receive from the restore"));
   std::vector<UniqueFd>& fds = got.fds;
   if (got.bytes == 0) {
     session_.reset();

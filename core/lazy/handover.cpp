@@ -65,9 +65,7 @@ Status HandoverClient::hand_over(pid_t pid, ptrace::Remote& r, const std::vector
   h.pid = pid;
   h.ranges = ranges.size();
   const int fds[] = {uffd.get(), pidfd.get()};
-  const char* what = "handing the userfaultfd to the lazy-pages daemon";
-  CRYO_ASSIGN(size_t sent, send_with_fds(sock_.get(), &h, sizeof h, fds).wrap(what));
-  if (sent != sizeof h) return Error(EPIPE, std::string(what) + ": a short send");
+  CRYO_TRY(send_all(sock_.get(), &h, sizeof h, "handing the userfaultfd to the lazy-pages daemon", fds));
   std::vector<uint64_t> words;
   for (const auto& [s, e] : ranges) {
     words.push_back(s);
@@ -75,18 +73,6 @@ Status HandoverClient::hand_over(pid_t pid, ptrace::Remote& r, const std::vector
   }
   CRYO_TRY(send_all(sock_.get(), words.data(), words.size() * 8, "sending ranges to the lazy-pages daemon"));
   log::info("pid " + std::to_string(pid) + ": " + std::to_string(ranges.size()) + " mappings come lazily");
-  return {};
-}
-
-Status send_all(int fd, const void* data, size_t size, const char* what) {
-  const auto* p = static_cast<const char*>(data);
-  while (size > 0) {
-    ssize_t n = ::send(fd, p, size, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return errno_error(what);
-    p += n;
-    size -= static_cast<size_t>(n);
-  }
   return {};
 }
 
@@ -100,26 +86,20 @@ Result<std::vector<uint8_t>> HandoverClient::fetch(pid_t pid, uint64_t addr, uin
   request.h.ranges = 1;
   request.range[0] = addr;
   request.range[1] = addr + npages * 4096;
-  if (::send(sock_.get(), &request, sizeof request, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof request))
-    return errno_error("asking the lazy-pages daemon for pages");
+  CRYO_TRY(send_all(sock_.get(), &request, sizeof request, "asking the lazy-pages daemon for pages"));
   std::vector<uint8_t> bytes(npages * 4096);
-  for (size_t got = 0; got < bytes.size();) {
-    ssize_t n = ::recv(sock_.get(), bytes.data() + got, bytes.size() - got, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error("receiving pages from the lazy-pages daemon");
-    if (n == 0)
-      return Error(ECONNRESET, "the lazy-pages daemon hung up instead of sending the pages at " + std::to_string(addr) +
-                                   " (see its log: the source may have failed)");
-    got += static_cast<size_t>(n);
-  }
+  CRYO_ASSIGN(Received got, receive_all(sock_.get(), bytes.data(), bytes.size())
+                                .wrap("receiving pages from the lazy-pages daemon"));
+  if (got.bytes != bytes.size())
+    return Error(ECONNRESET, "the lazy-pages daemon hung up instead of sending the pages at " + std::to_string(addr) +
+                                 " (see its log: the source may have failed)");
   return bytes;
 }
 
 Status HandoverClient::done() {
   Handover h;
   h.kind = kDone;
-  if (::send(sock_.get(), &h, sizeof h, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof h))
-    return errno_error("telling the lazy-pages daemon the restore is done");
+  CRYO_TRY(send_all(sock_.get(), &h, sizeof h, "telling the lazy-pages daemon the restore is done"));
   sock_.reset();
   return {};
 }

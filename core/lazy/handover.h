@@ -45,10 +45,6 @@ struct Handover {
 };
 constexpr uint32_t kProcess = 1, kDone = 2, kFetch = 3;
 
-// Sends all size bytes over the handover socket, going on after a short
-// send; a peer gone is an error (`what`, with errno), never SIGPIPE.
-Status send_all(int fd, const void* data, size_t size, const char* what);
-
 // The userfaultfd events and features a lazy restore relies on.
 uint64_t wanted_features();
 

@@ -64,4 +64,29 @@ Result<Received> receive_with_fds(int sock, void* data, size_t size, int flags) 
   return got;
 }
 
+Status send_all(int sock, const void* data, size_t size, const char* what, std::span<const int> fds) {
+  const auto* p = static_cast<const char*>(data);
+  while (size > 0) {
+    auto sent = send_with_fds(sock, p, size, fds);
+    if (!sent.ok()) return Error(sent.error().code(), what);
+    if (*sent == 0) return Error(EPIPE, what);
+    fds = {};  // the descriptors went with the first part
+    p += *sent;
+    size -= *sent;
+  }
+  return {};
+}
+
+Result<Received> receive_all(int sock, void* data, size_t size) {
+  Received all;
+  auto* p = static_cast<char*>(data);
+  while (all.bytes < size) {
+    CRYO_ASSIGN(Received part, receive_with_fds(sock, p + all.bytes, size - all.bytes));
+    if (part.bytes == 0) break;
+    all.bytes += part.bytes;
+    for (auto& fd : part.fds) all.fds.push_back(std::move(fd));
+  }
+  return all;
+}
+
 }  // namespace cryo

@@ -1,4 +1,5 @@
-// Descriptors passed over unix sockets (SCM_RIGHTS) with a message.
+// Descriptors passed over unix sockets (SCM_RIGHTS) with a message, and whole
+// messages over stream sockets, which may take or give them in parts.
 #pragma once
 
 #include <sys/socket.h>
@@ -28,5 +29,13 @@ struct Received {
 // Receives up to `size` bytes and the descriptors passed with them, retrying
 // EINTR. More than kMaxPassedFds descriptors are refused (closed; EPROTO).
 Result<Received> receive_with_fds(int sock, void* data, size_t size, int flags = 0);
+
+// Sends all `size` bytes, going on after a short send, with `fds` attached to
+// the first part; a peer gone is an error (`what`, with errno), never SIGPIPE.
+Status send_all(int sock, const void* data, size_t size, const char* what, std::span<const int> fds = {});
+
+// Receives exactly `size` bytes and the descriptors passed with any part of
+// them, retrying EINTR. Fewer bytes only at end of file (0: before the first).
+Result<Received> receive_all(int sock, void* data, size_t size);
 
 }  // namespace cryo

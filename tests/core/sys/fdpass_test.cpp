@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <string>
 
 #include <doctest/doctest.h>
 
@@ -94,4 +96,53 @@ TEST_CASE("more descriptors than a message of cryo's carries are refused on both
   auto got = receive_with_fds(sp.b.get(), &c, 1);
   REQUIRE_FALSE(got.ok());
   CHECK(got.error().code() == EPROTO);
+}
+
+TEST_CASE("a stream takes a message larger than its buffer whole, its descriptor with the first part") {
+  Pair sp(SOCK_STREAM);
+  int small = 4096;
+  REQUIRE(::setsockopt(sp.a.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+  int pipe_fds[2];
+  REQUIRE(::pipe(pipe_fds) == 0);
+  UniqueFd r(pipe_fds[0]), w(pipe_fds[1]);
+  std::string message(1 << 20, '\0');
+  for (size_t i = 0; i < message.size(); i++) message[i] = static_cast<char>(i * 7 + i / 4096);
+  const int fd = r.get();
+  pid_t sender = ::fork();
+  REQUIRE(sender >= 0);
+  if (sender == 0) {
+    bool ok = send_all(sp.a.get(), message.data(), message.size(), "sending", std::span<const int>(&fd, 1)).ok();
+    _exit(ok ? 0 : 1);
+  }
+  std::string in(message.size(), '\0');
+  auto got = receive_all(sp.b.get(), in.data(), in.size());
+  int status = 0;
+  REQUIRE(::waitpid(sender, &status, 0) == sender);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  REQUIRE(got.ok());
+  CHECK(got->bytes == message.size());
+  CHECK(in == message);
+  REQUIRE(got->fds.size() == 1);
+  CHECK(same_pipe(got->fds.front().get(), w.get()));
+}
+
+TEST_CASE("receive_all stops at end of file; send_all to a peer gone fails without SIGPIPE") {
+  Pair sp(SOCK_STREAM);
+  REQUIRE(send_all(sp.a.get(), "abc", 3, "sending").ok());
+  sp.a.reset();
+  char buf[8];
+  auto got = receive_all(sp.b.get(), buf, sizeof buf);
+  REQUIRE(got.ok());
+  CHECK(got->bytes == 3);
+  got = receive_all(sp.b.get(), buf, sizeof buf);
+  REQUIRE(got.ok());
+  CHECK(got->bytes == 0);
+
+  Pair gone(SOCK_STREAM);
+  gone.b.reset();
+  auto st = send_all(gone.a.get(), "x", 1, "telling the peer");
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.error().code() == EPIPE);
+  CHECK(st.error().message().find("telling the peer") == 0);
 }
