@@ -440,7 +440,16 @@ Status leave_cgroup_ns_roots(const std::vector<cgroup::Membership>& own) {
 // the host's ids from here on (see core/ns/user_ns.h).
 Result<std::optional<ns::UserNsMaker>> make_user_ns(LoadedImage* img, const RestoreOptions& options) {
   if (!img->tree.has_user_ns()) return std::optional<ns::UserNsMaker>();
-  if (options.new_pidns) return Error("--new-pidns: the image's tree has a user namespace of its own (not supported yet)");
+  // Pids are given (clone3's set_tid) by a process with CAP_CHECKPOINT_RESTORE
+  // in the user namespace that owns the pid namespace. In cryo's, a tree in
+  // a user namespace of its own can only get its root's back: the root
+  // joins its user namespace before it forks or clones a thread.
+  size_t tasks = 0;
+  for (const auto& t : img->tree.tasks()) tasks += std::max(t.tids_size(), 1);
+  if (!img->tree.own_pid_ns() && !options.new_pidns && tasks > 1)
+    return Error("the image's tree is in a user namespace of its own but in cryo's pid namespace: its " +
+                 std::to_string(tasks) + " processes and threads get their pids back only in a pid namespace that "
+                 "user namespace owns (clone3 set_tid needs CAP_CHECKPOINT_RESTORE there): restore it with --new-pidns");
   if (img->tree.has_net_ns() && (!options.net_ns.join.empty() || !img->tree.net_ns().external_key().empty()))
     return Error("the image's tree has a user namespace of its own: its network namespace cannot be an existing one");
   CRYO_TRY(ns::to_host_view(img->tree.user_ns(), &img->files, nullptr));

@@ -72,11 +72,16 @@ long clone_nested(const image::TaskEntry& e, bool init, uint64_t flags) {
 
 [[noreturn]] void stub_main(const StubPlan& plan, size_t index, pid_t parent, int files_ready_fd = -1);
 
+[[noreturn]] void init_main(const StubPlan& plan);
+
 // The init of the tree's pid namespace when the tree has a user namespace
 // of its own, which must own it: a pid namespace is owned by the user
-// namespace of the process that clones it. A launcher joins the user
-// namespace and clones the root there (CLONE_PARENT: the root is the
-// restorer's child, as it would be), says its pid, and exits.
+// namespace of the process that clones it, and only a process with
+// CAP_CHECKPOINT_RESTORE in that owner may give pids in it (clone3's
+// set_tid). A launcher joins the user namespace and clones the init there
+// (CLONE_PARENT: the init is the restorer's child, as it would be), says
+// its pid, and exits. The init is the tree's root (cryo_init: cryo's own,
+// which forks the root).
 long clone_init_in_user_ns(const StubPlan& plan) {
   int ends[2];
   if (::pipe2(ends, O_CLOEXEC) < 0) return -1;
@@ -97,6 +102,7 @@ long clone_init_in_user_ns(const StubPlan& plan) {
       abi::CloneArgs args{};
       args.flags = CLONE_NEWPID | CLONE_PARENT;
       long got = ::syscall(SYS_clone3, &args, sizeof args);
+      if (got == 0 && plan.cryo_init) init_main(plan);
       if (got == 0) stub_main(plan, 0, 0);
       result[0] = static_cast<int>(got);
       result[1] = got < 0 ? errno : 0;
@@ -153,8 +159,8 @@ long fork_stub(const StubPlan& plan, size_t index, const image::TaskEntry* paren
   };
 
   // First: every namespace the root makes is the user namespace's (an init
-  // of a pid namespace was cloned in it already).
-  if (index == 0 && plan.user_ns && !plan.own_pid_ns) {
+  // of a pid namespace, the root's or cryo's, was cloned in it already).
+  if (index == 0 && plan.user_ns && !plan.own_pid_ns && !plan.cryo_init) {
     auto entered = ns::enter_user_ns(*plan.user_ns, t.core ? t.core->creds() : image::Creds(), plan.user_ns_fd);
     if (!entered.ok()) {
       errno = entered.error().code();
@@ -414,7 +420,7 @@ Result<pid_t> spawn_tree(const StubPlan& plan);
 
 Result<pid_t> spawn_stubs(const StubPlan& plan) {
   if (!plan.cryo_init) return spawn_tree(plan);
-  long init = clone_new_pid_ns();
+  long init = plan.user_ns ? clone_init_in_user_ns(plan) : clone_new_pid_ns();
   if (init < 0) return errno_error("clone3 of an init in a new pid namespace");
   if (init == 0) init_main(plan);
   return static_cast<pid_t>(init);

@@ -16,6 +16,12 @@
   capabilities, /proc/self/uid_map, gid_map and setgroups and the owner of a file it made
   are what they were; the restored root is in a user namespace of its own, not cryo's;
   `cryo inspect` shows the maps; the image restores a second time beside the first.
+- host_pidns: `unshare --user --map-root-user` without a pid namespace: a root with a thread
+  and a child, in cryo's pid namespace. A restore as it is refuses before it makes anything,
+  naming --new-pidns (only a pid namespace the tree's user namespace owns lets it give the
+  child and the thread their pids); two restores with --new-pidns run at once, each under
+  cryo's init in a pid namespace its own user namespace owns, the root, its thread and its
+  child at their recorded pids inside, each checking its ids, maps and capabilities.
 - shifted_map: the same with a map the test writes itself (0 100000 65536 for uids and
   gids, setgroups allowed) for a program that made its user and pid namespaces itself: the restored root is uid 100000 seen from the host and the
   maps read the same from the host."""
@@ -25,7 +31,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import check, check_eq, progress, read_text, reap, run, status_fields, wait_progress, wait_until  # noqa: E402
+from harness import (check, check_eq, hash_dir, progress, read_text, reap, run, status_fields, wait_progress,  # noqa: E402
+                     wait_until)
 
 PROGRAM = r'''
 import ctypes, os, signal, sys, time
@@ -75,6 +82,9 @@ def view(path):
 mine = os.path.join(shared, "made-by-root")
 with open(mine, "w") as f:
     f.write("root")
+if mode == "threaded":  # a thread that only sleeps: the restore must give it its tid
+    import threading
+    threading.Thread(target=lambda: time.sleep(10 ** 6), daemon=True).start()
 r, w = os.pipe()
 child = os.fork()
 if child == 0:
@@ -275,6 +285,51 @@ def round_trip(env, wrapper, mode, want_map, want_uid):
         finish(env, host, shared)
 
 
+def pid_ns(pid):
+    return os.readlink(f"/proc/{pid}/ns/pid")
+
+
+def case_host_pidns(env):
+    outer, root, info, shared = start(env, ["unshare", "--user", "--map-root-user"], mode="threaded")
+    check_eq(info["pid"], root, "the program's pid (cryo's pid namespace)")
+    threads = sorted(int(t) for t in os.listdir(f"/proc/{root}/task"))
+    check_eq(len(threads), 2, f"the threads of pid {root}")
+    prog = os.path.join(shared, "progress")
+    wait_progress(prog, 2)
+    images = env.path("images")
+    env.dump(root, images)
+    reap([outer, root, info["child"]], what="unshare and the dumped tree")
+    before = hash_dir(images)
+    result, _ = env.restore(images, expect=1)
+    check("--new-pidns" in result.stderr and "3 processes and threads" in result.stderr,
+          f"the refusal does not name --new-pidns: {result.stderr.strip()!r}")
+    check_eq(hash_dir(images), before, "the image after the refused restore")
+    for pid in (root, info["child"]):
+        check(not os.path.exists(f"/proc/{pid}"), f"pid {pid} exists after the refused restore")
+    copies = []
+    for _ in range(2):
+        _, host = env.restore(images, "--new-pidns")
+        check(host is not None, "no pid in the pid file")
+        check(user_ns(host) != user_ns(os.getpid()), "the restored root shares cryo's user namespace")
+        check(pid_ns(host) != pid_ns(os.getpid()), "the restored root shares cryo's pid namespace")
+        check_eq(int(status_fields(host, keys=("NSpid",))["NSpid"].split()[-1]), root, "the restored root's pid inside")
+        inside = sorted(int(status_fields(int(t), keys=("NSpid",))["NSpid"].split()[-1])
+                        for t in os.listdir(f"/proc/{host}/task"))
+        check_eq(inside, threads, "the restored threads' ids inside")
+        kids = [int(x) for x in read_text(f"/proc/{host}/task/{host}/children").split()]
+        check_eq([int(status_fields(k, keys=("NSpid",))["NSpid"].split()[-1]) for k in kids], [info["child"]],
+                 "the restored child's pid inside")
+        init = int(status_fields(host, keys=("PPid",))["PPid"])
+        check_eq(user_ns(init), user_ns(host), "cryo's init's user namespace (the one owning the pid namespace)")
+        copies.append((host, init))
+        count = progress(prog)[0]
+        wait_progress(prog, count + 3)
+    check(user_ns(copies[0][0]) != user_ns(copies[1][0]), "two restores share one user namespace")
+    for host, init in copies:
+        finish(env, host, shared)
+        reap([init], what="cryo's init once the root has ended")
+
+
 def case_root_map(env):
     round_trip(env, ["unshare", "--user", "--map-root-user", "--pid", "--fork", "setsid"], "mapped", ["0", "0", "1"], 0)
 
@@ -284,5 +339,6 @@ def case_shifted_map(env):
 
 
 if __name__ == "__main__":
-    run({"nested": case_nested, "foreign_owner": case_foreign_owner, "root_map": case_root_map,
+    run({"nested": case_nested, "foreign_owner": case_foreign_owner, "host_pidns": case_host_pidns,
+         "root_map": case_root_map,
          "shifted_map": case_shifted_map})
