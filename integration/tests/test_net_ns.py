@@ -4,9 +4,10 @@
 - veth: the tree's namespace has a veth pair to the host (v4 and v6 addresses on both ends; promisc,
   mtu 1400, a second address inside), a veth pair with both ends inside, permanent neighbours (v4, v6 router), extra routes (main table, table 100, v6), rules (v4, v6),
   changed sysctls, an nft table, iptables/ip6tables rules and arptables/ebtables rules (one with
-  arptables' mangle target, which nft cannot print back); the program listens on TCP (v4
+  arptables' mangle target, which nft cannot print back), rules of the legacy (x_tables)
+  iptables and ip6tables (a chain of its own in the mangle table); the program listens on TCP (v4
   address, v6 address) and UDP. After dump, kill and restore the namespace's links, addresses,
-  routes, rules, sysctls, qdiscs, nft ruleset and iptables, arptables and ebtables rules read as before (the nft ruleset holds
+  routes, rules, sysctls, qdiscs, nft ruleset and iptables, arptables, ebtables and legacy iptables rules read as before (the nft ruleset holds
   each table once), the outer end is back in the host's namespace under its name, and the host
   reaches the listeners through the veth with fresh connections. inspect shows the links,
   addresses and routes.
@@ -182,6 +183,11 @@ def full_setup(net):
             arptables -A OUTPUT -d 10.9.9.8 -j mangle --mangle-ip-s 10.9.9.7
             ebtables -A FORWARD --among-src 02:00:00:00:00:01 -j DROP
             ebtables -t nat -A POSTROUTING -p IPv4 -j ACCEPT
+            iptables-legacy -A INPUT -p tcp --dport 6 -j DROP
+            iptables-legacy -t mangle -N cryotest
+            iptables-legacy -t mangle -A OUTPUT -p udp --dport 6 -j cryotest
+            iptables-legacy -t mangle -A cryotest -j MARK --set-mark 5
+            ip6tables-legacy -A OUTPUT -p tcp --dport 6 -j REJECT
         """)
     return setup
 
@@ -209,6 +215,10 @@ def net_state(pid):
     state["nft"] = re.sub(r"counter packets \d+ bytes \d+", "counter", ns_run(pid, "nft", "list", "ruleset"))
     state["iptables"] = [line for line in (ns_run(pid, "iptables-save") + ns_run(pid, "ip6tables-save")).splitlines()
                          if not line.startswith("#")]
+    # The legacy iptables' tables (nft does not see them), without the chains' counters.
+    state["legacy"] = [re.sub(r"\[\d+:\d+\]", "", line)
+                       for line in (ns_run(pid, "iptables-legacy-save") + ns_run(pid, "ip6tables-legacy-save")).splitlines()
+                       if not line.startswith("#")]
     state["arp_eb"] = [line for line in (ns_run(pid, "arptables-save") + ns_run(pid, "ebtables-save")).splitlines()
                        if not line.startswith("#")]
     state["qdiscs"] = sorted(ns_run(pid, "tc", "qdisc", "show").splitlines())

@@ -1,5 +1,5 @@
-// The namespace's firewall: its nftables ruleset and its iptables,
-// arptables and ebtables rules.
+// The namespace's firewall: its nftables ruleset, its iptables, arptables
+// and ebtables rules, and the rules of the legacy (x_tables) iptables.
 //
 // Debian's iptables is the nf_tables one: its tables are nftables tables too,
 // which `nft list ruleset` shows but whose xtables matches nft cannot make
@@ -7,12 +7,13 @@
 // once: iptables-save for the tables iptables has (ip, ip6), arptables-save
 // and ebtables-save for those of arptables (arp) and ebtables (bridge),
 // `nft list ruleset` for the others, and the restore loads the nft ruleset
-// first, then each tool's rules with its own restore.
+// first, then each tool's rules with its own restore. The legacy iptables
+// keeps tables of its own, which nft does not see: iptables-legacy-save
+// reads them, when the namespace has any.
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <map>
 #include <set>
 #include <sstream>
@@ -113,19 +114,22 @@ std::string only_chains_made(const std::string& saved, const std::string& family
   return out;
 }
 
+// The rules of the legacy iptables' tables named in names_file (a file of
+// /proc/net), by its -save tool; empty when it has none (the tool would
+// print nothing either, but need not run).
+Result<std::string> legacy_rules(const char* names_file, const std::string& tool) {
+  auto tables = read_file(names_file);
+  if (!tables.ok() || tables->find_first_not_of(" \n") == std::string::npos) return std::string();
+  return run_tool({tool}, "").wrap("reading the rules of the legacy iptables (" + tool + ")");
+}
+
 }  // namespace
 
 Status dump_firewall(image::NetFirewall* out) {
-  // Tables of the legacy (x_tables) iptables: their rules are not read.
-  for (const char* names : {"/proc/thread-self/net/ip_tables_names", "/proc/thread-self/net/ip6_tables_names"}) {
-    auto tables = read_file(names);
-    if (!tables.ok() || tables->find_first_not_of(" \n") == std::string::npos) continue;
-    std::string list = *tables;
-    std::replace(list.begin(), list.end(), '\n', ' ');
-    while (!list.empty() && list.back() == ' ') list.pop_back();
-    return Error("legacy iptables tables (" + list + ") in the network namespace are not supported (only "
-                   "nf_tables ones are)");
-  }
+  CRYO_ASSIGN(std::string legacy4, legacy_rules("/proc/thread-self/net/ip_tables_names", "iptables-legacy-save"));
+  CRYO_ASSIGN(std::string legacy6, legacy_rules("/proc/thread-self/net/ip6_tables_names", "ip6tables-legacy-save"));
+  out->set_iptables_legacy(legacy4);
+  out->set_ip6tables_legacy(legacy6);
   CRYO_ASSIGN(std::string ruleset, run_tool({"nft", "list", "ruleset"}, "").wrap("reading the nftables ruleset"));
   if (ruleset.find_first_not_of(" \n") == std::string::npos) return {};  // no table: nothing of iptables-nft either
   CRYO_ASSIGN(std::string v4, run_tool({"iptables-save"}, "").wrap("reading the iptables rules"));
@@ -170,6 +174,12 @@ Status load_firewall(const image::NetFirewall& fw) {
     CRYO_TRY(run_tool({"arptables-restore", "--noflush"}, fw.arptables()).wrap("loading the arptables rules"));
   if (!fw.ebtables().empty())
     CRYO_TRY(run_tool({"ebtables-restore", "--noflush"}, fw.ebtables()).wrap("loading the ebtables rules"));
+  if (!fw.iptables_legacy().empty())
+    CRYO_TRY(run_tool({"iptables-legacy-restore", "-w", "--noflush"}, fw.iptables_legacy())
+                 .wrap("loading the legacy iptables rules"));
+  if (!fw.ip6tables_legacy().empty())
+    CRYO_TRY(run_tool({"ip6tables-legacy-restore", "-w", "--noflush"}, fw.ip6tables_legacy())
+                 .wrap("loading the legacy ip6tables rules"));
   return {};
 }
 
