@@ -23,7 +23,6 @@ struct MapEntry {
   uint32_t dev_major = 0, dev_minor = 0;
   uint64_t inode = 0;
   std::string path;  // "" for anonymous, "[heap]", "/usr/lib/x.so", "/x (deleted)"
-  bool operator==(const MapEntry&) const = default;
 };
 // The lines of a /proc text, without their newlines (views into text).
 std::vector<std::string_view> split_lines(std::string_view text);
