@@ -104,43 +104,48 @@ const char* kind_name(Kind kind) {
   return "unknown";
 }
 
-namespace {
-bool have_avx2() {
-  static const bool yes = [] {
-    __builtin_cpu_init();  // (static constructors may run before libgcc's)
-    return __builtin_cpu_supports("avx2");
-  }();
-  return yes;
-}
-}  // namespace
+// The library's XXH3 (SSE2 on x86-64) or the AVX2 build (xxh3_avx2.h), which
+// give the same values: one table each, chosen once for this CPU.
+struct Xxh3Build {
+  uint64_t (*whole)(const void* data, size_t size);
+  void* (*create_state)();
+  void (*free_state)(void* state);
+  void (*reset)(void* state);
+  void (*update)(void* state, const void* data, size_t size);
+  uint64_t (*digest)(const void* state);
 
-uint64_t checksum(const void* data, size_t size) { return have_avx2() ? avx2::xxh3(data, size) : XXH3_64bits(data, size); }
+  static const Xxh3Build& for_this_cpu() {
+    static constexpr Xxh3Build library = {
+        [](const void* data, size_t size) -> uint64_t { return XXH3_64bits(data, size); },
+        []() -> void* { return XXH3_createState(); },
+        [](void* state) { XXH3_freeState(static_cast<XXH3_state_t*>(state)); },
+        [](void* state) { XXH3_64bits_reset(static_cast<XXH3_state_t*>(state)); },
+        [](void* state, const void* data, size_t size) {
+          XXH3_64bits_update(static_cast<XXH3_state_t*>(state), data, size);
+        },
+        [](const void* state) -> uint64_t { return XXH3_64bits_digest(static_cast<const XXH3_state_t*>(state)); },
+    };
+    static constexpr Xxh3Build with_avx2 = {
+        avx2::xxh3, avx2::create_state, avx2::free_state, avx2::reset, avx2::update, avx2::digest,
+    };
+    static const Xxh3Build* chosen = [] {
+      __builtin_cpu_init();  // (static constructors may run before libgcc's)
+      return __builtin_cpu_supports("avx2") ? &with_avx2 : &library;
+    }();
+    return *chosen;
+  }
+};
 
-Checksummer::Checksummer() : state_(have_avx2() ? avx2::create_state() : XXH3_createState()) {
+uint64_t checksum(const void* data, size_t size) { return Xxh3Build::for_this_cpu().whole(data, size); }
+
+Checksummer::Checksummer() : xxh3_(&Xxh3Build::for_this_cpu()), state_(xxh3_->create_state()) {
   if (!state_) std::abort();  // out of memory for 600 bytes
   reset();
 }
-Checksummer::~Checksummer() {
-  if (have_avx2())
-    avx2::free_state(state_);
-  else
-    XXH3_freeState(static_cast<XXH3_state_t*>(state_));
-}
-void Checksummer::reset() {
-  if (have_avx2())
-    avx2::reset(state_);
-  else
-    XXH3_64bits_reset(static_cast<XXH3_state_t*>(state_));
-}
-void Checksummer::update(const void* data, size_t size) {
-  if (have_avx2())
-    avx2::update(state_, data, size);
-  else
-    XXH3_64bits_update(static_cast<XXH3_state_t*>(state_), data, size);
-}
-uint64_t Checksummer::digest() const {
-  return have_avx2() ? avx2::digest(state_) : XXH3_64bits_digest(static_cast<const XXH3_state_t*>(state_));
-}
+Checksummer::~Checksummer() { xxh3_->free_state(state_); }
+void Checksummer::reset() { xxh3_->reset(state_); }
+void Checksummer::update(const void* data, size_t size) { xxh3_->update(state_, data, size); }
+uint64_t Checksummer::digest() const { return xxh3_->digest(state_); }
 
 namespace {
 

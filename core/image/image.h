@@ -42,6 +42,8 @@ enum class Kind : uint32_t { kInventory = 1, kTree = 2, kCore = 3, kMm = 4, kFil
 const char* kind_name(Kind kind);
 uint64_t checksum(const void* data, size_t size);
 
+struct Xxh3Build;  // the functions of one build of XXH3 (image.cpp)
+
 // checksum() of bytes that come in pieces: the same value as checksum() of
 // them all at once, so that a run's checksum can be taken page by page while
 // each page is still in the cache from its read.
@@ -56,7 +58,8 @@ class Checksummer {
   uint64_t digest() const;
 
  private:
-  void* state_;  // an XXH3_state_t
+  const Xxh3Build* xxh3_;  // the build of XXH3 this CPU runs, chosen once
+  void* state_;            // a streaming state of that build
 };
 // XXH3-64 of a whole file's contents.
 Result<uint64_t> file_checksum(const std::string& path);
