@@ -391,6 +391,9 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     CRYO_TRY(mm::dump_mm(p.pid, maps[p.pid], files, *pages, &mms[p.pid], &stats, parent_mm,
                          incremental == writes.mms.end() ? nullptr : &incremental->second, lazy_source.has_value(),
                          &copies));
+    // The process writes its own pages where it can (a lazy migration
+    // leaves them in it; threads parked for TCP repair stay so).
+    if (!lazy_source && !guard.active()) copies.let_task_write(p.pid, {p.tids, syscall_ips[p.pid], &maps[p.pid]});
   }
   CRYO_ASSIGN(unsigned copied_by, copies.run(*pages));
   result.page_writers = std::max(result.page_writers, copied_by);
@@ -434,6 +437,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   result.pages_copied_in = stats.bytes_copied_in;
   result.pages_zero_tested = stats.bytes_zero_tested;
   result.pages_checksummed = stats.bytes_checksummed;
+  result.pages_written_by_tasks = stats.bytes_written_by_tasks;
 
   image::Inventory inventory;
   inventory.set_tool_version(CRYO_VERSION_STRING);

@@ -82,16 +82,17 @@ int dump_options(const Args* args, DumpOptions& options) {
 }
 
 void write_dump_stats(const std::string& dir, const DumpResult& result) {
-  char stats[640];
+  char stats[704];
   snprintf(stats, sizeof stats,
            "{\"freeze_us\":%lu,\"freeze_cpu_us\":%lu,\"precopy_freeze_us\":%lu,\"precopy_us\":%lu,\"total_us\":%lu,"
            "\"pages_bytes\":%lu,\"pages_copied_in\":%lu,\"pages_zero_tested\":%lu,\"pages_checksummed\":%lu,"
-           "\"tasks\":%zu,\"page_writers\":%u,\"phases\":",
+           "\"pages_written_by_tasks\":%lu,\"tasks\":%zu,\"page_writers\":%u,\"phases\":",
            static_cast<unsigned long>(result.freeze_us), static_cast<unsigned long>(result.freeze_cpu_us),
            static_cast<unsigned long>(result.precopy_freeze_us), static_cast<unsigned long>(result.precopy_us),
            static_cast<unsigned long>(result.total_us), static_cast<unsigned long>(result.pages_bytes),
            static_cast<unsigned long>(result.pages_copied_in), static_cast<unsigned long>(result.pages_zero_tested),
-           static_cast<unsigned long>(result.pages_checksummed), result.tasks, result.page_writers);
+           static_cast<unsigned long>(result.pages_checksummed),
+           static_cast<unsigned long>(result.pages_written_by_tasks), result.tasks, result.page_writers);
   auto st = write_file_atomic(dir + "/stats-dump.json", stats + progress::to_json(result.phases) + "}\n");
   if (!st.ok()) log::warn("stats-dump.json: " + st.error().message());
 }

@@ -23,6 +23,7 @@
 #include "core/net/netlock.h"
 #include "core/ptrace/ptrace.h"
 #include "core/sys/fdpass.h"
+#include "core/sys/io.h"
 #include "core/sys/log.h"
 
 namespace cryo {
@@ -41,8 +42,8 @@ enum Kind : uint32_t {
   kAioSeen = 8,
   kAioCountDone = 9,
   kParkingOnFrame = 10,
-  kMakingTracker = 11,
-  kTrackerClosed = 12,
+  kTaskFds = 11,
+  kTaskFdsClosed = 12,
 };
 
 // One word of cryo's to the guard; a pidfd rides along with kProcess, and
@@ -112,21 +113,39 @@ struct Parked {
   bool on_frame = false;  // reaches pause() through a rescue frame once cryo is gone
 };
 
-// A userfaultfd write tracking is making inside a task (Guard::making_tracker).
-struct Tracker {
+// The fds cryo holds inside a task (Guard::task_fds).
+struct TaskFds {
   pid_t pid;
   pid_t tid;
-  int fd;
+  std::vector<Guard::TaskFd> fds;
 };
 
-// Closes it: only the file cryo made there (a userfaultfd never set up, with
-// cryo's flags), should the fd number be another's.
-Status close_tracker(ptrace::Remote& r, const Tracker& t) {
-  if (!mm::stale_tracker_inode(t.pid, t.fd)) return {};
-  CRYO_ASSIGN(long closed, r.raw(SYS_close, {static_cast<uint64_t>(t.fd)}));
-  if (closed < 0)
-    return Error(static_cast<int>(-closed), "pid " + std::to_string(t.pid) + " fd " + std::to_string(t.fd) +
-                                                ": closing the userfaultfd cryo made there");
+// Whether pid's fd is still the one cryo made there.
+bool is_cryos(pid_t pid, const Guard::TaskFd& f) {
+  std::string path = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(f.fd);
+  switch (f.kind) {
+    case Guard::TaskFd::kUserfaultfd:
+      return mm::stale_tracker_inode(pid, f.fd) != 0;
+    case Guard::TaskFd::kSocket: {
+      auto link = read_link(path);
+      return link.ok() && (f.inode ? *link == "socket:[" + std::to_string(f.inode) + "]" : link->starts_with("socket:["));
+    }
+    case Guard::TaskFd::kFile: {
+      struct stat st;
+      return ::stat(path.c_str(), &st) == 0 && st.st_dev == f.dev && st.st_ino == f.inode;
+    }
+  }
+  return false;
+}
+
+Status close_task_fds(ptrace::Remote& r, const TaskFds& t) {
+  for (const auto& f : t.fds) {
+    if (!is_cryos(t.pid, f)) continue;
+    CRYO_ASSIGN(long closed, r.raw(SYS_close, {static_cast<uint64_t>(f.fd)}));
+    if (closed < 0)
+      return Error(static_cast<int>(-closed), "pid " + std::to_string(t.pid) + " fd " + std::to_string(f.fd) +
+                                                  ": closing the fd cryo made there");
+  }
   return {};
 }
 
@@ -345,13 +364,14 @@ Status Guard::aio_seen(uint32_t scan_from, const std::vector<struct io_event>& m
 
 Status Guard::aio_count_done() { return send(kAioCountDone, 0, 0, nullptr, 0); }
 
-Status Guard::making_tracker(pid_t pid, pid_t tid, int fd) {
+Status Guard::task_fds(pid_t pid, pid_t tid, const std::vector<TaskFd>& fds) {
   Writer w;
-  w.put(pid).put(fd);
-  return send(kMakingTracker, tid, 0, nullptr, 0, -1, w.take());
+  w.put(pid);
+  w.bytes(fds.data(), fds.size() * sizeof(TaskFd));
+  return send(kTaskFds, tid, 0, nullptr, 0, -1, w.take());
 }
 
-Status Guard::tracker_closed() { return send(kTrackerClosed, 0, 0, nullptr, 0); }
+Status Guard::task_fds_closed() { return send(kTaskFdsClosed, 0, 0, nullptr, 0); }
 
 void Guard::release() {
   if (life_ < 0) return;
@@ -385,7 +405,7 @@ int run_guard(const std::string& method, const std::string& table, int count, co
   std::map<pid_t, Parked> parked;
   bool finish = false;
   std::optional<mm::AioUndo> aio;  // an AIO count under way
-  std::optional<Tracker> tracker;  // a userfaultfd being made inside a task
+  std::optional<TaskFds> task_fds;  // fds cryo holds inside a task
   Message m;
   UniqueFd passed;
   std::string payload;
@@ -436,16 +456,16 @@ int run_guard(const std::string& method, const std::string& table, int count, co
       case kAioCountDone:
         aio.reset();
         break;
-      case kMakingTracker: {
-        Tracker t;
+      case kTaskFds: {
+        TaskFds t;
         t.pid = in.get<pid_t>();
         t.tid = m.tid;
-        t.fd = in.get<int>();
-        tracker = t;
+        t.fds = vector_of<Guard::TaskFd>(in.bytes());
+        task_fds = std::move(t);
         break;
       }
-      case kTrackerClosed:
-        tracker.reset();
+      case kTaskFdsClosed:
+        task_fds.reset();
         break;
       case kDone:
         return 0;  // cryo took care of it
@@ -482,7 +502,7 @@ int run_guard(const std::string& method, const std::string& table, int count, co
       code = 1;
     }
   }
-  // The thread that counted AIO requests or made a userfaultfd first: no
+  // The thread that counted AIO requests or made fds inside its task first: no
   // thread of its task may run before what cryo changed is back.
   pid_t through = 0;
   std::function<Status(ptrace::Remote&)> undo;
@@ -491,11 +511,11 @@ int run_guard(const std::string& method, const std::string& table, int count, co
     through = aio->tid;
     undo = [&](ptrace::Remote& r) { return mm::undo_aio_count(r, *aio); };
     what = "what counting AIO requests changed in pid " + std::to_string(aio->pid);
-  } else if (tracker && parked.count(tracker->tid)) {
-    through = tracker->tid;
-    undo = [&](ptrace::Remote& r) { return close_tracker(r, *tracker); };
-    what = "the userfaultfd cryo made in pid " + std::to_string(tracker->pid) + " (fd " +
-           std::to_string(tracker->fd) + ")";
+  } else if (task_fds && parked.count(task_fds->tid)) {
+    through = task_fds->tid;
+    undo = [&](ptrace::Remote& r) { return close_task_fds(r, *task_fds); };
+    what = "the fds cryo made in pid " + std::to_string(task_fds->pid);
+    for (const auto& f : task_fds->fds) what += " " + std::to_string(f.fd);
   }
   if (through) give_back(through, parked.at(through), undo, what);
   for (const auto& [tid, p] : parked)

@@ -11,8 +11,10 @@
 //    filled with cryo's requests, a memfd, a context, the counting thread's
 //    CPUs: core/mm/aio.h), put back through that thread, parked, before any
 //    thread of the task is given back;
-//  - the userfaultfd write tracking makes inside a task (core/mm/tracking.h),
-//    closed again through that thread, parked, the same way;
+//  - the fds cryo makes inside a task (the userfaultfd of write tracking,
+//    core/mm/tracking.h; the socket pair and the copy of pages.img through
+//    which a task writes its own pages, core/mm/task_write.h), closed again
+//    through that thread, parked, the same way;
 //  - the tree's processes, and the moment from which a death of cryo means
 //    "finish the job" (the image is complete, or a restore is letting its
 //    tree go) rather than "undo it".
@@ -71,11 +73,24 @@ class Guard {
   Status aio_ring(const mm::AioUndo& undo);
   Status aio_seen(uint32_t scan_from, const std::vector<struct io_event>& more);
   Status aio_count_done();
-  // Write tracking (core/mm/tracking.h) is about to make a userfaultfd
-  // inside pid through its thread tid (parked on a frame): the fd it takes,
-  // closed through that thread should cryo die before tracker_closed().
-  Status making_tracker(pid_t pid, pid_t tid, int fd);
-  Status tracker_closed();
+  // An fd cryo makes inside a task, and how the guard knows it for cryo's
+  // should another process sharing the fd table have taken the number.
+  struct TaskFd {
+    enum Kind : uint32_t {
+      kUserfaultfd = 1,  // never set up, with cryo's flags (mm::stale_tracker_inode)
+      kSocket = 2,       // a socket (inode: that one; 0 while cryo does not know it yet)
+      kFile = 3,         // the file of device dev and inode
+    };
+    int fd = -1;
+    Kind kind = kSocket;
+    uint64_t dev = 0, inode = 0;
+  };
+  // cryo is about to hold these fds (all it holds) inside pid, made through
+  // its thread tid (parked on a frame): should cryo die before
+  // task_fds_closed(), they are closed through that thread. Told again with
+  // the whole set whenever it changes; an fd is told before it exists.
+  Status task_fds(pid_t pid, pid_t tid, const std::vector<TaskFd>& fds);
+  Status task_fds_closed();
   // From now on a death of cryo kills the tree's processes, leaves the
   // sockets in repair mode (they close without a word to the peer) and keeps
   // the lock for the restore.

@@ -276,7 +276,7 @@ Status decode_one(Kind kind, std::string_view bytes, google::protobuf::MessageLi
 
 Result<std::unique_ptr<PageWriter>> PageWriter::create(const std::string& tmp_path) {
   std::unique_ptr<PageWriter> w(new PageWriter());
-  CRYO_ASSIGN(w->fd_, open_file(tmp_path, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+  CRYO_ASSIGN(w->fd_, open_file(tmp_path, O_RDWR | O_CREAT | O_TRUNC, 0600));  // read back (reserve)
   std::string head = header(Kind::kPages);
   head.resize(kPagesDataOffset, '\0');
   CRYO_TRY(write_all(w->fd_.get(), head).wrap(tmp_path));
@@ -423,6 +423,25 @@ Result<uint64_t> PageWriter::submit(uint8_t* buffer, std::vector<struct iovec> p
   return at;
 }
 
+Result<uint64_t> PageWriter::reserve(uint64_t bytes) {
+  std::lock_guard lock(mu_);
+  if (error_) return *error_;
+  if (sink_) return Error(EINVAL, "pages.img goes to a page server: no span of it can be reserved");
+  uint64_t at = offset_;
+  offset_ += bytes;
+  return at;
+}
+
+Status PageWriter::read_back(uint64_t offset, uint8_t* into, size_t bytes) const {
+  return pread_all(fd_.get(), into, bytes, static_cast<off_t>(offset)).wrap("read back pages.img");
+}
+
+void PageWriter::punch(uint64_t offset, uint64_t bytes) {
+  // EOPNOTSUPP and the like: the bytes stay, named by no run.
+  (void)::fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                    static_cast<off_t>(bytes));
+}
+
 uint64_t PageWriter::size() const {
   std::lock_guard lock(mu_);
   return offset_;
@@ -443,6 +462,13 @@ Status PageWriter::finish() {
     auto st = sink_->finish(offset_);
     if (!st.ok()) error_ = st.error();
     return st;
+  }
+  // A reserved span whose writer stopped short at the end of the file:
+  // the file still ends where size() says.
+  if (struct stat st; ::fstat(fd_.get(), &st) == 0 && static_cast<uint64_t>(st.st_size) < offset_ &&
+                      ::ftruncate(fd_.get(), static_cast<off_t>(offset_)) < 0) {
+    error_ = errno_error("ftruncate pages.img");
+    return *error_;
   }
   if (::fdatasync(fd_.get()) < 0) {
     error_ = errno_error("fdatasync pages.img");

@@ -110,6 +110,13 @@ class PageSink {
 // pages.img has no format of its own to change. A local file is written
 // with pwritev by one writer thread per reader; a sink takes every write in
 // file order from one.
+//
+// A local file can also be written by someone else (core/mm/task_write.h: a
+// dumped task writes its own pages with pwritev on a copy of file_fd()):
+// reserve() takes the next bytes of the file for that, in file order with
+// the submits, read_back() reads them back for their checksums, and punch()
+// frees what no run names (the all-zero pages among them). The file is open
+// read-write for that.
 class PageWriter {
  public:
   static constexpr size_t kBufferSize = 1u << 20;
@@ -139,6 +146,17 @@ class PageWriter {
   // The same, for a writer that goes on after: a page sink is not finished.
   Status drain();
   uint64_t size() const;
+
+  // The local file, for another writer (-1: the pages go to a sink).
+  int file_fd() const { return sink_ ? -1 : fd_.get(); }
+  // Takes the next `bytes` of the file for another writer: its offset.
+  Result<uint64_t> reserve(uint64_t bytes);
+  // Reads `bytes` at offset of the local file (a reserved span once written).
+  Status read_back(uint64_t offset, uint8_t* into, size_t bytes) const;
+  // Frees [offset, offset + bytes) of a reserved span that no run names:
+  // the bytes read as zeros after (and stay, where the filesystem cannot
+  // punch holes).
+  void punch(uint64_t offset, uint64_t bytes);
 
  private:
   struct Job {

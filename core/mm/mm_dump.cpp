@@ -23,6 +23,7 @@
 #include "core/mm/aio.h"
 #include "core/mm/guard_regions.h"
 #include "core/mm/mm_restore.h"
+#include "core/mm/task_write.h"
 #include "core/mm/uffd_abi.h"
 #include "core/net/packet_ring.h"
 #include "core/sys/interrupt.h"
@@ -31,6 +32,18 @@
 #include "core/sys/util.h"
 
 namespace cryo::mm {
+
+bool is_zero_page(const uint8_t* p, uint64_t* tested) {
+  const uint64_t* w = reinterpret_cast<const uint64_t*>(p);
+  for (size_t i = 0; i < 4096 / 8; i++)
+    if (w[i]) {
+      *tested += (i + 1) * 8;
+      return false;
+    }
+  *tested += 4096;
+  return true;
+}
+
 namespace {
 
 constexpr uint64_t kPage = 4096;
@@ -59,17 +72,6 @@ std::string what_vma(pid_t pid, const proc::MapEntry& m) {
   return "pid " + std::to_string(pid) + " mapping " + buf + (m.path.empty() ? "" : " " + m.path);
 }
 
-// Adds the bytes it read to *tested.
-bool is_zero_page(const uint8_t* p, uint64_t* tested) {
-  const uint64_t* w = reinterpret_cast<const uint64_t*>(p);
-  for (size_t i = 0; i < kPage / 8; i++)
-    if (w[i]) {
-      *tested += (i + 1) * 8;
-      return false;
-    }
-  *tested += kPage;
-  return true;
-}
 
 uint32_t madvise_of(const std::string& flag) {
   if (flag == "dc") return MADV_DONTFORK;
@@ -398,31 +400,32 @@ Result<bool> scan_private_pages(int pagemap_fd, const proc::MapEntry& m, uint64_
   return true;
 }
 
-// dump_private_pages for a mapping none of whose pages may be shared with
-// the parent process, whose pages are read (not left to a lazy migration)
-// and are not huge: which pages are private comes from PAGEMAP_SCAN, what
-// an earlier copy holds is taken in ranges; the runs are those
-// dump_private_pages makes. False when this kernel has no PAGEMAP_SCAN.
-Result<bool> dump_private_ranges(pid_t pid, const proc::MapEntry& m, uint64_t from, uint64_t to, int pagemap_fd,
-                                 int mem_fd, bool skip_zero, bool unpinned, image::PageWriter& pages, image::Mm* out,
-                                 DumpStats* stats, const IncrementalMm* incremental) {
+}  // namespace
+
+Result<bool> wanted_private_ranges(const proc::MapEntry& m, uint64_t from, uint64_t to, int pagemap_fd, bool skip_zero,
+                                   image::Mm* out, DumpStats* stats, const IncrementalMm* incremental, Ranges* wanted) {
   Ranges found;
   CRYO_ASSIGN(bool scanned, scan_private_pages(pagemap_fd, m, m.start + from * kPage, m.start + to * kPage, &found));
   if (!scanned) return false;
   stats->pages_scanned += to - from;
-  Ranges wanted;
   if (incremental) {
     Ranges zero;
-    for (const auto& [s, e] : found) stats->pages_in_parent += incremental->take_range(s, e, out, &zero, &wanted);
+    for (const auto& [s, e] : found) stats->pages_in_parent += incremental->take_range(s, e, out, &zero, wanted);
     if (skip_zero) {
       for (const auto& [s, e] : zero) stats->zero_pages_skipped += (e - s) / kPage;
     } else {  // read, as take() would have them
-      wanted.insert(wanted.end(), zero.begin(), zero.end());
-      std::sort(wanted.begin(), wanted.end());
+      wanted->insert(wanted->end(), zero.begin(), zero.end());
+      std::sort(wanted->begin(), wanted->end());
     }
   } else {
-    wanted = std::move(found);
+    *wanted = std::move(found);
   }
+  return true;
+}
+
+Status copy_private_ranges(pid_t pid, const proc::MapEntry& m, const Ranges& wanted, int mem_fd, bool skip_zero,
+                           bool unpinned, image::PageWriter& pages, image::Mm* out, DumpStats* stats,
+                           const IncrementalMm* incremental) {
   // One writer buffer per chunk of the mapping (kChunkPages pages from its
   // start), one segment per range in it.
   const uint64_t chunk_bytes = kChunkPages * kPage;
@@ -446,6 +449,23 @@ Result<bool> dump_private_ranges(pid_t pid, const proc::MapEntry& m, uint64_t fr
     }
   }
   if (!segments.empty()) CRYO_TRY(copy_segments(pid, m, mem_fd, unpinned, segments, filled, pages, stats, incremental));
+  return {};
+}
+
+namespace {
+
+// dump_private_pages for a mapping none of whose pages may be shared with
+// the parent process, whose pages are read (not left to a lazy migration)
+// and are not huge: which pages are private comes from PAGEMAP_SCAN, what
+// an earlier copy holds is taken in ranges; the runs are those
+// dump_private_pages makes. False when this kernel has no PAGEMAP_SCAN.
+Result<bool> dump_private_ranges(pid_t pid, const proc::MapEntry& m, uint64_t from, uint64_t to, int pagemap_fd,
+                                 int mem_fd, bool skip_zero, bool unpinned, image::PageWriter& pages, image::Mm* out,
+                                 DumpStats* stats, const IncrementalMm* incremental) {
+  Ranges wanted;
+  CRYO_ASSIGN(bool scanned, wanted_private_ranges(m, from, to, pagemap_fd, skip_zero, out, stats, incremental, &wanted));
+  if (!scanned) return false;
+  CRYO_TRY(copy_private_ranges(pid, m, wanted, mem_fd, skip_zero, unpinned, pages, out, stats, incremental));
   return true;
 }
 
@@ -566,6 +586,7 @@ void DumpStats::add(const DumpStats& other) {
   bytes_copied_in += other.bytes_copied_in;
   bytes_zero_tested += other.bytes_zero_tested;
   bytes_checksummed += other.bytes_checksummed;
+  bytes_written_by_tasks += other.bytes_written_by_tasks;
 }
 
 // One mapping whose private pages dump_mm found to copy, and where they go.
@@ -607,13 +628,18 @@ Result<unsigned> PageCopies::run(image::PageWriter& pages, unsigned max_threads)
     DumpStats stats;
     Ranges zero;
     std::optional<Error> error;
+    // Offered to its process to write (wanted_private_ranges found its
+    // pages): what it wrote is in written, what it did not is left to copy.
+    bool offered = false;
+    Ranges left;
+    google::protobuf::RepeatedPtrField<image::PageRun> written;
   };
   std::vector<Piece> pieces;
   uint64_t total = 0;
   for (const auto& q : queued_) {
     uint64_t npages = (q.m.end - q.m.start) / kPage;
     for (uint64_t from = 0; from < npages; from += kPiecePagesPerThread)
-      pieces.push_back({&q, from, std::min(npages, from + kPiecePagesPerThread), {}, {}, {}, {}});
+      pieces.push_back({&q, from, std::min(npages, from + kPiecePagesPerThread), {}, {}, {}, {}, false, {}, {}});
     total += q.resident_bytes;
   }
   failed_.clear();
@@ -621,12 +647,58 @@ Result<unsigned> PageCopies::run(image::PageWriter& pages, unsigned max_threads)
     queued_.clear();
     return 0u;
   }
+  // A process with enough to copy writes its pages itself (core/mm/task_write.h),
+  // one process after the other from this thread (the one that seized them).
+  auto offer_to_task = [&](pid_t pid, const TaskAccess& access) -> Status {
+    auto writable = [&](const Mapping& q) {
+      return q.pid == pid && q.ranged && q.m.read && !q.remote_runs && !(q.incremental && q.incremental->running);
+    };
+    uint64_t resident = 0;
+    for (const auto& q : queued_)
+      if (writable(q)) resident += q.resident_bytes;
+    if (resident < kTaskWriteBytes) return {};
+    std::vector<TaskPiece> offered;
+    std::vector<Piece*> of;
+    for (auto& piece : pieces) {
+      const Mapping& q = *piece.mapping;
+      if (!writable(q)) continue;
+      piece.stats.zero_pages = q.zero_pages ? &piece.zero : nullptr;
+      Ranges wanted;
+      CRYO_ASSIGN(bool scanned, wanted_private_ranges(q.m, piece.from, piece.to, q.pagemap->get(), q.skip_zero,
+                                                      &piece.out, &piece.stats, q.incremental, &wanted));
+      if (!scanned) continue;  // no PAGEMAP_SCAN: copied the usual way
+      piece.offered = true;
+      offered.push_back({&q.m, q.skip_zero, std::move(wanted), {}, {}, {}});
+      of.push_back(&piece);
+    }
+    Status st = write_by_task(pid, access.tids, access.syscall_ip, *access.maps, offered, pages);
+    for (size_t i = 0; i < offered.size(); i++) {
+      Piece& piece = *of[i];
+      piece.left = std::move(offered[i].wanted);
+      piece.written = std::move(offered[i].runs);
+      piece.stats.add(offered[i].stats);
+      append_ranges(offered[i].zero, &piece.zero);
+    }
+    return st;
+  };
+  std::set<pid_t> stopped;  // a process whose copy failed: its other pieces are not copied
+  if (pages.file_fd() >= 0)
+    for (const auto& [pid, access] : tasks_) {
+      Status st = check_interrupt("while memory was being dumped");
+      if (st.ok()) st = offer_to_task(pid, access);
+      if (st.ok()) continue;
+      for (auto& piece : pieces)
+        if (piece.mapping->pid == pid && !piece.error) {
+          piece.error = std::move(st).error();
+          break;
+        }
+      stopped.insert(pid);
+    }
   unsigned threads = total < kParallelBytes ? 1 : std::min<unsigned>(usable_cpus(), static_cast<unsigned>(pieces.size()));
   if (max_threads) threads = std::min(threads, max_threads);
   if (threads > 1) CRYO_TRY(pages.add_readers(threads));
   std::atomic<size_t> next{0};
   std::mutex mu;
-  std::set<pid_t> stopped;  // a process whose copy failed: its other pieces are not copied
   auto work = [&] {
     for (size_t k; (k = next.fetch_add(1)) < pieces.size();) {
       Piece& piece = pieces[k];
@@ -638,7 +710,13 @@ Result<unsigned> PageCopies::run(image::PageWriter& pages, unsigned max_threads)
       piece.stats.zero_pages = q.zero_pages ? &piece.zero : nullptr;
       Status st = check_interrupt("while memory was being dumped");
       bool done = false;
-      if (st.ok() && q.ranged) {
+      if (st.ok() && piece.offered) {
+        done = true;
+        if (!piece.left.empty())
+          st = copy_private_ranges(q.pid, q.m, piece.left, q.mem->get(), q.skip_zero, q.sharing.read_unpinned, pages,
+                                   &piece.out, &piece.stats, q.incremental);
+      }
+      if (st.ok() && !done && q.ranged) {
         auto ranged = dump_private_ranges(q.pid, q.m, piece.from, piece.to, q.pagemap->get(), q.mem->get(), q.skip_zero,
                                           q.sharing.read_unpinned, pages, &piece.out, &piece.stats, q.incremental);
         if (ranged.ok())
@@ -663,6 +741,7 @@ Result<unsigned> PageCopies::run(image::PageWriter& pages, unsigned max_threads)
   for (auto& piece : pieces) {
     const Mapping& q = *piece.mapping;
     auto* runs = q.out->mutable_pages();
+    for (auto& run : piece.written) *runs->Add() = std::move(run);  // before what cryo read after them
     for (auto& run : *piece.out.mutable_pages()) *runs->Add() = std::move(run);
     append_inherited(piece.out, q.m.start, q.out);
     append_parent_pages(piece.out, q.out);

@@ -29,6 +29,9 @@ struct DumpStats {
   uint64_t bytes_copied_in = 0;
   uint64_t bytes_zero_tested = 0;
   uint64_t bytes_checksummed = 0;
+  // Written into pages.img by the tasks themselves (core/mm/task_write.h),
+  // which cryo then reads back (counted in bytes_copied_in).
+  uint64_t bytes_written_by_tasks = 0;
   // When set: where the all-zero pages left out are (sorted, disjoint).
   Ranges* zero_pages = nullptr;
 
@@ -80,10 +83,42 @@ class PageCopies {
   // Drops what is queued for pid (whose dump_mm failed).
   void forget(pid_t pid);
 
+  // What a process needs to write its own pages (core/mm/task_write.h).
+  struct TaskAccess {
+    std::vector<pid_t> tids;  // the leader first
+    uint64_t syscall_ip = 0;
+    const std::vector<proc::MapEntry>* maps = nullptr;
+  };
+  // run() has pid write its private pages into a local pages.img itself
+  // where it can, main thread issuing its syscalls: a frozen dump's copy
+  // (not one made while the tree runs), its threads not parked already.
+  void let_task_write(pid_t pid, TaskAccess access) { tasks_[pid] = std::move(access); }
+
  private:
   std::vector<Mapping> queued_;
   std::map<pid_t, Error> failed_;
+  std::map<pid_t, TaskAccess> tasks_;
 };
+
+// A process writes its own pages from this much resident memory on (in the
+// mappings it can write): below, passing it pages.img and parking its
+// threads costs more than reading its pages with process_vm_readv.
+inline constexpr uint64_t kTaskWriteBytes = 16u << 20;
+
+// Whether a page is all zeros; adds the bytes it read to *tested (a page
+// that is not zero shows it in its first words).
+bool is_zero_page(const uint8_t* page, uint64_t* tested);
+
+// The private pages [from, to) (counted from its start) of a mapping none of
+// whose pages may be shared with the parent process, as ranges in *wanted:
+// what PAGEMAP_SCAN shows, less what an earlier copy holds (named in out).
+// False when this kernel has no PAGEMAP_SCAN.
+Result<bool> wanted_private_ranges(const proc::MapEntry& m, uint64_t from, uint64_t to, int pagemap_fd, bool skip_zero,
+                                   image::Mm* out, DumpStats* stats, const IncrementalMm* incremental, Ranges* wanted);
+// Reads those ranges out of the task (read_memory) into pages as runs of out.
+Status copy_private_ranges(pid_t pid, const proc::MapEntry& m, const Ranges& wanted, int mem_fd, bool skip_zero,
+                           bool unpinned, image::PageWriter& pages, image::Mm* out, DumpStats* stats,
+                           const IncrementalMm* incremental);
 
 // The data segments (SEEK_DATA) of a file up to size, as page runs whose addr
 // is the offset; all-zero pages are left out like holes.

@@ -170,13 +170,14 @@ Result<UniqueFd> make_tracker(pid_t pid, uint64_t syscall_ip, const std::vector<
     int told = -1;
     if (guard) {
       CRYO_ASSIGN(told, task::lowest_free_fd(pid));
-      CRYO_TRY(guard->making_tracker(pid, r.tid(), told));
+      CRYO_TRY(guard->task_fds(pid, r.tid(), {{told, Guard::TaskFd::kUserfaultfd}}));
     }
     CRYO_ASSIGN(long fd, r.raw(SYS_userfaultfd, {O_CLOEXEC | O_NONBLOCK | kUffdUserModeOnly}));
     if (fd < 0) return Error(static_cast<int>(-fd), "userfaultfd in pid " + std::to_string(pid));
     // Another process sharing the fd table took the fd meant: the guard
     // learns the one it took.
-    if (guard && fd != told) CRYO_TRY(guard->making_tracker(pid, r.tid(), static_cast<int>(fd)));
+    if (guard && fd != told)
+      CRYO_TRY(guard->task_fds(pid, r.tid(), {{static_cast<int>(fd), Guard::TaskFd::kUserfaultfd}}));
     UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
     copy = UniqueFd(pidfd.valid() ? static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), static_cast<int>(fd), 0))
                                   : -1);
@@ -185,7 +186,7 @@ Result<UniqueFd> make_tracker(pid_t pid, uint64_t syscall_ip, const std::vector<
     if (!closed.ok() || *closed != 0)
       return Error("pid " + std::to_string(pid) + " fd " + std::to_string(fd) +
                    ": could not close the userfaultfd cryo made there");
-    if (guard) CRYO_TRY(guard->tracker_closed());
+    if (guard) CRYO_TRY(guard->task_fds_closed());
     return {};
   };
   // Its threads parked and a guard told, so that a cryo killed in between

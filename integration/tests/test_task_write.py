@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""A frozen dump has each process with enough memory write its own private pages into
+pages.img (core/mm/task_write.h), and reads what it cannot write the usual way.
+
+memory: a process (integration/workloads/taskmem.c) with 24 MiB of a pattern among
+present all-zero pages, 16 MiB written and zeroed again, a PROT_NONE region and a
+write-only one holding patterns, and a second thread counting: the dump's stats show the
+process wrote its pages (pages_written_by_tasks), the zero pages it wrote are punched
+out of pages.img (its blocks hold less than the process's memory), and restored it
+finds every byte and its thread counting.
+(Protection keys: this machine's CPU has none, pkey_alloc fails; cryo does not save them.)
+
+container: the same in a pid and mount namespace of its own, the image directory on a
+tmpfs mounted after it started, which it cannot see: the fd goes in without a path.
+
+killed: cryo dump killed (SIGKILL) at every step from the parking of the process's
+threads for its writes to the end of its writes (failpoints, each remote syscall: the
+socket pair, closing it, recvmsg of pages.img's fd, each pwritev, closing the fd): the
+process runs on with its fd table, maps and threads' signal masks as before, not stopped
+nor traced, its thread counting; then it dumps and restores."""
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
+from harness import (TestFailure, check, check_eq, fd_table, log, maps, read_text, reap, run,  # noqa: E402
+                     state, status_fields, tids, wait_until)
+
+MIB = 1 << 20
+
+
+@contextlib.contextmanager
+def tmpfs(path, size_mib=256):
+    os.makedirs(path, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "cryo-taskwrite", path], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", path], check=False)
+
+
+SETUP = r"""
+set -e
+R={root}
+mount --bind $R $R
+mount -t proc proc $R/proc
+mount --bind {out} $R/out
+cd $R
+pivot_root . .
+/bin/busybox umount -l .
+exec /bin/taskmem /out/ready /out/report </dev/null >/dev/null 2>&1
+"""
+
+
+def make_rootfs(env, out):
+    """A root of its own for the container: busybox (to let go of the old root), the
+    workload and the libraries it loads."""
+    root = env.path("rootfs")
+    for d in ("bin", "proc", "out", "dev"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    shutil.copy("/bin/busybox", os.path.join(root, "bin", "busybox"))
+    shutil.copy(env.workload("taskmem"), os.path.join(root, "bin", "taskmem"))
+    libs = subprocess.run(["ldd", env.workload("taskmem")], capture_output=True, text=True, check=True).stdout
+    for lib in re.findall(r"(/\S+) \(0x", libs):
+        os.makedirs(root + os.path.dirname(lib), exist_ok=True)
+        shutil.copy(lib, root + lib)
+    open(os.path.join(root, "dev", "null"), "w").close()
+    script = env.path("setup.sh")
+    with open(script, "w") as f:
+        f.write(SETUP.format(root=root, out=out))
+    return script
+
+
+def start(env, container=False):
+    if not container:
+        ready, report = env.path("ready"), env.path("report")
+        pid = env.spawn([env.workload("taskmem"), ready, report])
+        env.wait_ready(ready, pid)
+        return None, pid, report
+    out = env.path("out")
+    os.makedirs(out)
+    script = make_rootfs(env, out)
+    outer = env.spawn(["unshare", "--pid", "--fork", "--mount", "--propagation", "private", "setsid", "sh", script],
+                      name="unshare")
+    info = env.wait_ready(os.path.join(out, "ready"), outer)
+    check_eq(info["pid"], 1, "the workload's pid in its namespace")
+    children = [int(x) for x in read_text(f"/proc/{outer}/task/{outer}/children").split()]
+    check_eq(len(children), 1, "children of unshare")
+    return outer, children[0], os.path.join(out, "report")
+
+
+def stats_of(images):
+    with open(os.path.join(images, "stats-dump.json")) as f:
+        return json.load(f)
+
+
+def check_written(images):
+    stats = stats_of(images)
+    log(f"stats: {stats}")
+    # A: 24 MiB of which 2/5 or so are zero pages; Z: 16 MiB of zero pages. All of them
+    # present: the process writes them, and the zero ones are punched out again.
+    check(stats.get("pages_written_by_tasks", 0) >= 40 * MIB,
+          f"the process wrote {stats.get('pages_written_by_tasks')} bytes of its pages itself (want 40 MiB or more)")
+    check_eq(stats["pages_copied_in"] >= stats["pages_written_by_tasks"], True, "bytes read back >= bytes written")
+    pages = os.stat(os.path.join(images, "pages.img"))
+    held = pages.st_blocks * 512
+    log(f"pages.img: {pages.st_size} bytes, {held} held in blocks")
+    check(held < 24 * MIB, f"pages.img holds {held} bytes: the zero pages written were not punched out")
+
+
+def case_memory(env):
+    _, pid, report = start(env)
+    with tmpfs(env.path("store")) as store:
+        images = os.path.join(store, "images")
+        env.dump(pid, images)
+        reap([pid], what="the dumped workload")
+        check_written(images)
+        _, rpid = env.restore(images)
+        check_eq(rpid, pid, "restored pid")
+        env.trigger_and_report(pid, report)
+
+
+def case_container(env):
+    outer, root, report = start(env, container=True)
+    with tmpfs(env.path("store")) as store:  # mounted after the container's namespace was made
+        check(not os.path.exists(f"/proc/{root}/root{store}/.") or
+              os.stat(f"/proc/{root}/root{store}").st_dev != os.stat(store).st_dev,
+              "the container sees the image directory's tmpfs")
+        images = os.path.join(store, "images")
+        env.dump(root, images)
+        reap([outer, root], what="unshare and the dumped workload")
+        check_written(images)
+        _, host = env.restore(images)
+        check(host is not None, "no pid in the pid file")
+        check(os.readlink(f"/proc/{host}/ns/pid") != os.readlink("/proc/self/ns/pid"), "restored in cryo's pid ns")
+        env.trigger_and_report(host, report)
+
+
+def case_killed(env):
+    _, pid, report = start(env)
+    threads = tids(pid)
+    check_eq(len(threads), 2, "threads of the workload")
+
+    def current():
+        return {"fds": fd_table(pid), "maps": maps(pid),
+                "threads": {t: status_fields(pid, t, keys=("SigBlk", "TracerPid", "State")) for t in tids(pid)}}
+
+    before = current()
+    with tmpfs(env.path("store"), size_mib=128) as store:
+        # The step at which the process's threads are parked for its writes.
+        images = os.path.join(store, "first")
+        os.makedirs(images)
+        result = env.cryo("dump", "-t", pid, "-D", images, expect=None, env_extra={"CRYO_FAILPOINT": "taskwrite.guarded"})
+        check_eq(result.returncode, -signal.SIGKILL, "exit code of the dump killed at taskwrite.guarded")
+        first = int(re.search(r"failpoint taskwrite.guarded #1 \(step (\d+)\)", result.stderr).group(1))
+        step, kills = first - 1, []
+        while True:
+            step += 1
+            images = os.path.join(store, f"killed-{step}")
+            os.makedirs(images)
+            result = env.cryo("dump", "-t", pid, "-D", images, expect=None, env_extra={"CRYO_FAILPOINT": f"@{step}"})
+            check_eq(result.returncode, -signal.SIGKILL, f"exit code of the dump with the failpoint @{step}")
+            where = re.search(r"failpoint (\S+)", result.stderr)
+            name = where.group(1) if where else "?"
+            subprocess.run(["rm", "-rf", images], check=False)
+            if name == "dump.memory":
+                break
+            kills.append(name)
+            try:
+                wait_until(lambda: state(pid) not in ("Z", None, "T", "t") and current() == before, 10,
+                           what=f"pid {pid} as before")
+            except TestFailure:
+                raise TestFailure(f"cryo dump killed at @{step} ({name}) left pid {pid} changed: {current()} "
+                                  f"(before: {before})")
+        log(f"dump killed at {len(kills)} steps: {' '.join(kills)}")
+        for want in ("taskwrite.parked", "taskwrite.socketpair", "taskwrite.passed", "taskwrite.writing"):
+            check(want in kills, f"the kills missed {want}: {kills}")
+        check(kills.count("remote.syscall") >= 8, f"the kills missed the remote syscalls: {kills}")
+        images = os.path.join(store, "images")
+        env.dump(pid, images)
+        reap([pid], what="the dumped workload")
+        check_written(images)
+        _, rpid = env.restore(images)
+        check_eq(rpid, pid, "restored pid")
+        env.trigger_and_report(pid, report)
+
+
+if __name__ == "__main__":
+    run({"memory": case_memory, "container": case_container, "killed": case_killed})
