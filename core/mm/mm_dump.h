@@ -101,9 +101,12 @@ class PageCopies {
 };
 
 // A process writes its own pages from this much resident memory on (in the
-// mappings it can write): below, passing it pages.img and parking its
-// threads costs more than reading its pages with process_vm_readv.
-inline constexpr uint64_t kTaskWriteBytes = 16u << 20;
+// mappings it can write): below, starting a guard, parking its threads and
+// passing it pages.img (~8 ms) cost about what they save. Medians of whole
+// dumps here (2 shared CPUs, load 5), read by cryo / written by the task:
+// 8 MiB 26 / 31 ms, 16 MiB 35-39 / 37-45 ms, 24 MiB 50 / 46 ms, 32 MiB
+// 73 / 59 ms.
+inline constexpr uint64_t kTaskWriteBytes = 24u << 20;
 
 // Whether a page is all zeros; adds the bytes it read to *tested (a page
 // that is not zero shows it in its first words).

@@ -130,3 +130,46 @@ TEST_CASE("a sink gets the pages of several readers in file order") {
   CHECK(seen->finished_at == (*w)->size());
   check_layout(seen->bytes, submitted);
 }
+
+// A span reserved for another writer (a task writing its own pages,
+// core/mm/task_write.h) lies between the submits before and after it, reads
+// back what was written there, and a punched part reads as zeros.
+TEST_CASE("a reserved span is written by another writer, read back and punched") {
+  testing::TempDir dir("page-writer-span");
+  std::string path = dir.path + "/pages.img";
+  auto w = PageWriter::create(path);
+  REQUIRE(w.ok());
+  uint8_t* buf = (*w)->buffer(kPage);
+  std::memset(buf, 1, kPage);
+  auto before = (*w)->submit(buf, {{buf, kPage}});
+  REQUIRE(before.ok());
+  auto span = (*w)->reserve(4 * kPage);
+  REQUIRE(span.ok());
+  CHECK(*span == *before + kPage);
+  buf = (*w)->buffer(kPage);
+  std::memset(buf, 3, kPage);
+  auto after = (*w)->submit(buf, {{buf, kPage}});
+  REQUIRE(after.ok());
+  CHECK(*after == *span + 4 * kPage);
+  // The other writer: its own fd of the same file, as a task holds it.
+  int other = ::dup((*w)->file_fd());
+  REQUIRE(other >= 0);
+  std::vector<uint8_t> mine(4 * kPage, 2);
+  CHECK(::pwrite(other, mine.data(), mine.size(), static_cast<off_t>(*span)) == static_cast<ssize_t>(mine.size()));
+  ::close(other);
+  std::vector<uint8_t> back(4 * kPage);
+  REQUIRE((*w)->read_back(*span, back.data(), back.size()).ok());
+  CHECK(back == mine);
+  (*w)->punch(*span + kPage, 2 * kPage);
+  REQUIRE((*w)->finish().ok());
+  auto file = read_file(path);
+  REQUIRE(file.ok());
+  REQUIRE(file->size() == *after + kPage);
+  auto at = [&](uint64_t offset) { return static_cast<uint8_t>((*file)[offset]); };
+  CHECK(at(*before) == 1);
+  CHECK(at(*span) == 2);
+  CHECK(at(*span + kPage) == 0);  // punched (the temporary directory's filesystem can)
+  CHECK(at(*span + 3 * kPage - 1) == 0);
+  CHECK(at(*span + 3 * kPage) == 2);
+  CHECK(at(*after) == 3);
+}
