@@ -432,6 +432,11 @@ Result<uint64_t> PageWriter::reserve(uint64_t bytes) {
   return at;
 }
 
+void PageWriter::written(uint64_t offset, uint64_t bytes) {
+  (void)::sync_file_range(fd_.get(), static_cast<off_t>(offset), static_cast<off_t>(bytes), SYNC_FILE_RANGE_WRITE);
+  progress::add_bytes(bytes);
+}
+
 Status PageWriter::read_back(uint64_t offset, uint8_t* into, size_t bytes) const {
   return pread_all(fd_.get(), into, bytes, static_cast<off_t>(offset)).wrap("read back pages.img");
 }

@@ -151,6 +151,11 @@ class PageWriter {
   int file_fd() const { return sink_ ? -1 : fd_.get(); }
   // Takes the next `bytes` of the file for another writer: its offset.
   Result<uint64_t> reserve(uint64_t bytes);
+  // The other writer wrote [offset, offset + bytes) of a reserved span: its
+  // writeback starts now, as the writer threads start their own (else all
+  // of it waits for finish(), and the writer for the dirty pages' throttle),
+  // and the progress line counts it.
+  void written(uint64_t offset, uint64_t bytes);
   // Reads `bytes` at offset of the local file (a reserved span once written).
   Status read_back(uint64_t offset, uint8_t* into, size_t bytes) const;
   // Frees [offset, offset + bytes) of a reserved span that no run names:

@@ -72,7 +72,6 @@ std::string what_vma(pid_t pid, const proc::MapEntry& m) {
   return "pid " + std::to_string(pid) + " mapping " + buf + (m.path.empty() ? "" : " " + m.path);
 }
 
-
 uint32_t madvise_of(const std::string& flag) {
   if (flag == "dc") return MADV_DONTFORK;
   if (flag == "wf") return MADV_WIPEONFORK;

@@ -5,7 +5,8 @@
 // than writing the page to tmpfs), while a process writing its own memory to
 // a file moves it at the speed of a plain write(). So the process gets a copy
 // of pages.img's fd and writes its pages with pwritev at offsets cryo
-// reserves, in batches of about 8 MiB, and cryo reads each batch back as soon
+// reserves, in batches of 8 MiB (1 MiB to a disk's filesystem, see
+// task_write.cpp), and cryo reads each batch back as soon
 // as it is written, from the page cache, into a small buffer for the
 // zero-page test and the checksum of each run. All-zero pages of mappings
 // that leave them out are named by no run and punched out of the file.
