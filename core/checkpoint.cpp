@@ -447,6 +447,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   inventory.set_page_size(4096);
   inventory.set_lazy_source(lazy_source.has_value());
   for (const auto& run : superseded_runs(pre, named_early)) *inventory.add_superseded_pages() = run;
+  for (const auto& run : pages->zero_runs()) *inventory.add_superseded_pages() = run;  // processes' own writes
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   inventory.set_created_unix_ns(static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec));

@@ -140,7 +140,7 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader, bool lazy) {
   for (const auto& run : reader.inventory().superseded_pages()) {
     if (run.level() != 0 || run.checked() || run.remote())
       return Error(EINVAL, "inventory.img: a superseded page run names a level (corrupt)");
-    CRYO_TRY(check_run(run).wrap("pages copied while the tree ran, superseded"));
+    CRYO_TRY(check_run(run).wrap("bytes of pages.img no process names"));
   }
   std::set<uint64_t> contents;
   for (const auto& c : img.files.contents()) {

@@ -169,7 +169,7 @@ Result<std::string> inspect_pre_dump(const image::ImageDirReader& reader, const 
   for (const auto& run : reader.inventory().superseded_pages()) {
     if (run.npages() > (1ULL << 40) / 4096) return Error(EINVAL, "a superseded page run of " + std::to_string(run.npages()) + " pages");
     CRYO_TRY(reader.checked_page_run(run.offset(), run.npages() * 4096, run.xxh3())
-                 .wrap("pages copied while the tree ran, superseded"));
+                 .wrap("bytes of pages.img no process names"));
   }
   return out + "],\"pages_bytes\":" + std::to_string(reader.pages_size()) + "}";
 }

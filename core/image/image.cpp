@@ -442,9 +442,56 @@ Status PageWriter::read_back(uint64_t offset, uint8_t* into, size_t bytes) const
 }
 
 void PageWriter::punch(uint64_t offset, uint64_t bytes) {
-  // EOPNOTSUPP and the like: the bytes stay, named by no run.
-  (void)::fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
-                    static_cast<off_t>(bytes));
+  if (!bytes) return;
+  if (::fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                  static_cast<off_t>(bytes)) < 0) {
+    // No holes here (EOPNOTSUPP and the like): zeros written over what was
+    // there (a page a fault cut short), so that the span is what zero_runs()
+    // says. Zero pages that were written stay as they are.
+    static const std::vector<uint8_t> zeros(kBufferSize);
+    for (uint64_t at = offset; at < offset + bytes;) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), offset + bytes - at));
+      ssize_t w = ::pwrite(fd_.get(), zeros.data(), n, static_cast<off_t>(at));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        std::lock_guard lock(mu_);
+        if (!error_) error_ = errno_error("zeroing unused bytes of pages.img");
+        return;
+      }
+      at += static_cast<uint64_t>(w);
+    }
+  }
+  std::lock_guard lock(mu_);
+  zeroed_.emplace_back(offset, offset + bytes);
+}
+
+std::vector<PageRun> PageWriter::zero_runs() const {
+  std::vector<std::pair<uint64_t, uint64_t>> spans;
+  {
+    std::lock_guard lock(mu_);
+    spans = zeroed_;
+  }
+  std::sort(spans.begin(), spans.end());
+  constexpr uint64_t kPage = 4096;
+  std::vector<PageRun> out;
+  static const std::vector<uint8_t> zero_page(kPage);
+  uint64_t end = 0;
+  for (const auto& [from, to] : spans) {
+    if (!out.empty() && from == end) {
+      out.back().set_npages(out.back().npages() + (to - from) / kPage);
+    } else {
+      out.emplace_back();
+      out.back().set_offset(from);
+      out.back().set_npages((to - from) / kPage);
+    }
+    end = to;
+  }
+  for (auto& run : out) {
+    Checksummer sum;
+    for (uint64_t i = 0; i < run.npages(); i++) sum.update(zero_page.data(), kPage);
+    run.set_xxh3(sum.digest());
+  }
+  return out;
 }
 
 uint64_t PageWriter::size() const {

@@ -159,9 +159,13 @@ class PageWriter {
   // Reads `bytes` at offset of the local file (a reserved span once written).
   Status read_back(uint64_t offset, uint8_t* into, size_t bytes) const;
   // Frees [offset, offset + bytes) of a reserved span that no run names:
-  // the bytes read as zeros after (and stay, where the filesystem cannot
-  // punch holes).
+  // the bytes read as zeros after (a hole, or zeros written where the
+  // filesystem cannot punch one), and zero_runs() names them.
   void punch(uint64_t offset, uint64_t bytes);
+  // The spans punch() zeroed, as page runs with the checksum of their zeros
+  // (in file order, adjoining ones merged): the image lists them so that no
+  // byte of pages.img goes unchecked (a byte flipped in a hole shows).
+  std::vector<PageRun> zero_runs() const;
 
  private:
   struct Job {
@@ -183,6 +187,7 @@ class PageWriter {
   // Each buffer is populated as far as a caller has needed it: a page fault
   // costs far more than the page under a hypervisor's shadow paging (~15 us
   // here), the buffers take 6144 pages, and a tiny dump needs a few dozen.
+  std::vector<std::pair<uint64_t, uint64_t>> zeroed_;  // punch(): [offset, end)
   std::vector<uint8_t*> storage_;
   std::vector<size_t> populated_;  // bytes of storage_[i] populated
   std::vector<uint8_t*> free_;

@@ -7,7 +7,9 @@ present all-zero pages, 16 MiB written and zeroed again, a PROT_NONE region and 
 write-only one holding patterns, and a second thread counting: the dump's stats show the
 process wrote its pages (pages_written_by_tasks), the zero pages it wrote are punched
 out of pages.img (its blocks hold less than the process's memory), and restored it
-finds every byte and its thread counting.
+finds every byte and its thread counting. The punched bytes are checked like the rest: a
+byte written into a hole of pages.img makes the restore refuse the image, naming the
+checksum, and leaves no process; put back to zero, the image restores.
 (Protection keys: this machine's CPU has none, pkey_alloc fails; cryo does not save them.)
 
 container: the same in a pid and mount namespace of its own, the image directory on a
@@ -120,6 +122,17 @@ def case_memory(env):
         env.dump(pid, images)
         reap([pid], what="the dumped workload")
         check_written(images)
+        # A byte in a hole punched out of pages.img: named by no process, checked all the same.
+        with open(os.path.join(images, "pages.img"), "r+b") as f:
+            size = os.fstat(f.fileno()).st_size
+            hole = os.lseek(f.fileno(), 0, os.SEEK_HOLE)
+            check(hole < size, "pages.img has no hole")
+            os.pwrite(f.fileno(), b"\x01", hole + 100)
+            result, _ = env.restore(images, expect=1)
+            check("checksum mismatch" in result.stderr and "no process names" in result.stderr,
+                  f"the restore of an image with a byte in a hole: {result.stderr.strip()!r}")
+            check(not os.path.exists(f"/proc/{pid}"), f"pid {pid} exists after the refused restore")
+            os.pwrite(f.fileno(), b"\x00", hole + 100)
         _, rpid = env.restore(images)
         check_eq(rpid, pid, "restored pid")
         env.trigger_and_report(pid, report)
