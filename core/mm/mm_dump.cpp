@@ -646,95 +646,141 @@ Result<unsigned> PageCopies::run(image::PageWriter& pages, unsigned max_threads)
     queued_.clear();
     return 0u;
   }
-  // A process with enough to copy writes its pages itself (core/mm/task_write.h),
-  // one process after the other from this thread (the one that seized them).
-  auto offer_to_task = [&](pid_t pid, const TaskAccess& access) -> Status {
-    auto writable = [&](const Mapping& q) {
-      return q.pid == pid && q.ranged && q.m.read && !q.remote_runs && !(q.incremental && q.incremental->running);
-    };
-    uint64_t resident = 0;
-    for (const auto& q : queued_)
-      if (writable(q)) resident += q.resident_bytes;
-    if (resident < kTaskWriteBytes) return {};
-    std::vector<TaskPiece> offered;
-    std::vector<Piece*> of;
-    for (auto& piece : pieces) {
-      const Mapping& q = *piece.mapping;
-      if (!writable(q)) continue;
-      piece.stats.zero_pages = q.zero_pages ? &piece.zero : nullptr;
-      Ranges wanted;
-      CRYO_ASSIGN(bool scanned, wanted_private_ranges(q.m, piece.from, piece.to, q.pagemap->get(), q.skip_zero,
-                                                      &piece.out, &piece.stats, q.incremental, &wanted));
-      if (!scanned) continue;  // no PAGEMAP_SCAN: copied the usual way
-      piece.offered = true;
-      offered.push_back({&q.m, q.skip_zero, std::move(wanted), {}, {}, {}});
-      of.push_back(&piece);
-    }
-    Status st = write_by_task(pid, access.tids, access.syscall_ip, *access.maps, offered, pages);
-    for (size_t i = 0; i < offered.size(); i++) {
-      Piece& piece = *of[i];
-      piece.left = std::move(offered[i].wanted);
-      piece.written = std::move(offered[i].runs);
-      piece.stats.add(offered[i].stats);
-      append_ranges(offered[i].zero, &piece.zero);
-    }
-    return st;
-  };
-  std::set<pid_t> stopped;  // a process whose copy failed: its other pieces are not copied
-  if (pages.file_fd() >= 0)
-    for (const auto& [pid, access] : tasks_) {
-      Status st = check_interrupt("while memory was being dumped");
-      if (st.ok()) st = offer_to_task(pid, access);
-      if (st.ok()) continue;
-      for (auto& piece : pieces)
-        if (piece.mapping->pid == pid && !piece.error) {
-          piece.error = std::move(st).error();
-          break;
-        }
-      stopped.insert(pid);
-    }
   unsigned threads = total < kParallelBytes ? 1 : std::min<unsigned>(usable_cpus(), static_cast<unsigned>(pieces.size()));
   if (max_threads) threads = std::min(threads, max_threads);
   if (threads > 1) CRYO_TRY(pages.add_readers(threads));
-  std::atomic<size_t> next{0};
+  // A process with enough to copy writes its pages itself (core/mm/task_write.h),
+  // driven from this thread (the one that seized it), while the other
+  // threads copy the next pieces the usual way: every thread takes the
+  // pieces in order, this one those of a writing process as long as they
+  // come in a row.
+  auto writable = [&](const Mapping& q) {
+    return tasks_.count(q.pid) && q.ranged && q.m.read && !q.remote_runs && !(q.incremental && q.incremental->running);
+  };
+  std::map<pid_t, uint64_t> writable_bytes;
+  for (const auto& q : queued_)
+    if (writable(q)) writable_bytes[q.pid] += q.resident_bytes;
+  std::set<pid_t> writers;
+  for (const auto& [pid, bytes] : writable_bytes)
+    if (bytes >= kTaskWriteBytes && pages.file_fd() >= 0) writers.insert(pid);
   std::mutex mu;
-  auto work = [&] {
-    for (size_t k; (k = next.fetch_add(1)) < pieces.size();) {
-      Piece& piece = pieces[k];
-      const Mapping& q = *piece.mapping;
-      {
-        std::lock_guard lock(mu);
-        if (stopped.count(q.pid)) continue;
-      }
-      piece.stats.zero_pages = q.zero_pages ? &piece.zero : nullptr;
-      Status st = check_interrupt("while memory was being dumped");
-      bool done = false;
-      if (st.ok() && piece.offered) {
-        done = true;
-        if (!piece.left.empty())
-          st = copy_private_ranges(q.pid, q.m, piece.left, q.mem->get(), q.skip_zero, q.sharing.read_unpinned, pages,
-                                   &piece.out, &piece.stats, q.incremental);
-      }
-      if (st.ok() && !done && q.ranged) {
-        auto ranged = dump_private_ranges(q.pid, q.m, piece.from, piece.to, q.pagemap->get(), q.mem->get(), q.skip_zero,
-                                          q.sharing.read_unpinned, pages, &piece.out, &piece.stats, q.incremental);
-        if (ranged.ok())
-          done = *ranged;
-        else
-          st = std::move(ranged).error();
-      }
-      if (st.ok() && !done)
-        st = dump_private_pages(q.pid, q.m, piece.from, piece.to, q.pagemap->get(), q.mem->get(), q.skip_zero,
-                                q.sharing, pages, &piece.out, &piece.stats, q.incremental, q.remote_runs);
-      if (st.ok()) continue;
-      piece.error = std::move(st).error();
-      std::lock_guard lock(mu);
-      stopped.insert(q.pid);
+  size_t cursor = 0;
+  std::set<pid_t> stopped;  // a process whose copy failed: its other pieces are not copied
+  // The next piece (only if `only` takes it), skipping those of stopped processes.
+  auto take = [&](const std::function<bool(const Piece&)>& only) -> Piece* {
+    std::lock_guard lock(mu);
+    while (cursor < pieces.size() && stopped.count(pieces[cursor].mapping->pid)) cursor++;
+    if (cursor == pieces.size() || (only && !only(pieces[cursor]))) return nullptr;
+    return &pieces[cursor++];
+  };
+  auto fail = [&](Piece& piece, Error error) {
+    if (!piece.error) piece.error = std::move(error);
+    std::lock_guard lock(mu);
+    stopped.insert(piece.mapping->pid);
+  };
+  // A piece the usual way (what is left of one offered to its process).
+  auto copy = [&](Piece& piece) {
+    const Mapping& q = *piece.mapping;
+    piece.stats.zero_pages = q.zero_pages ? &piece.zero : nullptr;
+    Status st = check_interrupt("while memory was being dumped");
+    bool done = false;
+    if (st.ok() && piece.offered) {
+      done = true;
+      if (!piece.left.empty())
+        st = copy_private_ranges(q.pid, q.m, piece.left, q.mem->get(), q.skip_zero, q.sharing.read_unpinned, pages,
+                                 &piece.out, &piece.stats, q.incremental);
     }
+    if (st.ok() && !done && q.ranged) {
+      auto ranged = dump_private_ranges(q.pid, q.m, piece.from, piece.to, q.pagemap->get(), q.mem->get(), q.skip_zero,
+                                        q.sharing.read_unpinned, pages, &piece.out, &piece.stats, q.incremental);
+      if (ranged.ok())
+        done = *ranged;
+      else
+        st = std::move(ranged).error();
+    }
+    if (st.ok() && !done)
+      st = dump_private_pages(q.pid, q.m, piece.from, piece.to, q.pagemap->get(), q.mem->get(), q.skip_zero, q.sharing,
+                              pages, &piece.out, &piece.stats, q.incremental, q.remote_runs);
+    if (!st.ok()) fail(piece, std::move(st).error());
+  };
+  // A piece for its process to write: its pages found (false: this kernel
+  // has no PAGEMAP_SCAN, copied the usual way).
+  auto offer = [&](Piece& piece, std::deque<TaskPiece>& offered) -> Result<bool> {
+    const Mapping& q = *piece.mapping;
+    piece.stats.zero_pages = q.zero_pages ? &piece.zero : nullptr;
+    Ranges wanted;
+    CRYO_ASSIGN(bool scanned, wanted_private_ranges(q.m, piece.from, piece.to, q.pagemap->get(), q.skip_zero,
+                                                    &piece.out, &piece.stats, q.incremental, &wanted));
+    if (!scanned) return false;
+    piece.offered = true;
+    offered.push_back({&q.m, q.skip_zero, std::move(wanted), {}, {}, {}});
+    return true;
+  };
+  // This thread: pieces the usual way, and a writing process's in a row by it.
+  auto lead = [&] {
+    for (Piece* first; (first = take(nullptr));) {
+      pid_t pid = first->mapping->pid;
+      if (!writers.count(pid) || !writable(*first->mapping)) {
+        copy(*first);
+        continue;
+      }
+      std::deque<TaskPiece> offered;
+      std::vector<Piece*> of, later;  // later: the process's pieces it cannot write, in between
+      auto offered_first = offer(*first, offered);
+      if (!offered_first.ok()) {
+        fail(*first, std::move(offered_first).error());
+        continue;
+      }
+      if (!*offered_first) {
+        copy(*first);
+        continue;
+      }
+      of.push_back(first);
+      auto more = [&](std::deque<TaskPiece>& into) -> bool {
+        for (Piece* next; (next = take([&](const Piece& p) { return p.mapping->pid == pid; }));) {
+          if (!writable(*next->mapping)) {
+            later.push_back(next);
+            continue;
+          }
+          auto got = offer(*next, into);
+          if (!got.ok()) {
+            fail(*next, std::move(got).error());
+            return false;
+          }
+          if (!*got) {
+            later.push_back(next);
+            continue;
+          }
+          of.push_back(next);
+          return true;
+        }
+        return false;
+      };
+      const TaskAccess& access = tasks_.at(pid);
+      Status st = check_interrupt("while memory was being dumped");
+      if (st.ok()) st = write_by_task(pid, access.tids, access.syscall_ip, *access.maps, offered, more, pages);
+      for (size_t i = 0; i < of.size(); i++) {
+        Piece& piece = *of[i];
+        piece.left = std::move(offered[i].wanted);
+        piece.written = std::move(offered[i].runs);
+        piece.stats.add(offered[i].stats);
+        append_ranges(offered[i].zero, &piece.zero);
+      }
+      if (!st.ok()) {
+        fail(*first, std::move(st).error());
+        continue;
+      }
+      for (Piece* piece : of)
+        if (!piece->left.empty()) copy(*piece);
+      for (Piece* piece : later) copy(*piece);
+    }
+  };
+  auto work = [&] {
+    for (Piece* piece; (piece = take(nullptr));) copy(*piece);
   };
   std::vector<std::thread> helpers;
   for (unsigned i = 1; i < threads; i++) helpers.emplace_back(work);
-  work();
+  lead();
   for (auto& t : helpers) t.join();
   // In the order they were queued, as if copied one after the other.
   for (auto& piece : pieces) {

@@ -34,11 +34,14 @@ namespace {
 constexpr uint64_t kPage = 4096;
 // About what one pwritev of the task writes: small enough that the reader
 // follows it closely, large enough that the remote syscall's two ptrace
-// stops do not count (512 MiB to tmpfs here: 0.29-0.39 s in 8 MiB calls,
-// 0.38-0.43 s in 1 MiB calls). On a disk's filesystem (ext4 here) 8 MiB calls
-// took 0.5-4 s now and then, 1 MiB calls steadily 0.23-0.28 s, as cryo's own
-// 1 MiB writes: its writeback starts after each call (PageWriter::written).
-constexpr uint64_t kBatchBytesInMemory = 8u << 20, kBatchBytes = 1u << 20;
+// stops do not count (512 MiB to tmpfs here, idle: 0.29-0.39 s in 8 MiB
+// calls, 0.38-0.43 s in 1 MiB calls; with cryo's other threads copying
+// pieces beside it, each call ends waiting for this thread to be scheduled
+// again, and 32 MiB calls wrote 470-500 of 512 MiB where 8 MiB calls wrote
+// 260-320). On a disk's filesystem (ext4 here) 8 MiB calls took 0.5-4 s now
+// and then, 1 MiB calls steadily 0.23-0.28 s, as cryo's own 1 MiB writes:
+// its writeback starts after each call (PageWriter::written).
+constexpr uint64_t kBatchBytesInMemory = 32u << 20, kBatchBytes = 1u << 20;
 // What the reader reads back at once: well inside a core's L2 cache for
 // the zero test and the checksum that follow.
 constexpr size_t kReadBack = 256u << 10;
@@ -52,6 +55,7 @@ static_assert(kControlAt + CMSG_SPACE(sizeof(int)) <= kDataAt);
 // A range the task wrote: pages [addr, addr + bytes) of piece, at `at` in pages.img.
 struct Part {
   size_t piece;
+  bool skip_zero;  // the piece's, for the reader (which never touches the pieces: more come meanwhile)
   uint64_t addr, bytes, at;
 };
 
@@ -71,8 +75,7 @@ struct Batch {
 // each batch as soon as it is written.
 class ReadBack {
  public:
-  ReadBack(image::PageWriter& pages, const std::vector<TaskPiece>& pieces, unsigned threads)
-      : pages_(pages), pieces_(pieces) {
+  ReadBack(image::PageWriter& pages, unsigned threads) : pages_(pages) {
     for (unsigned i = 0; i < threads; i++) threads_.emplace_back([this] { run(); });
   }
   ~ReadBack() { (void)stop(); }
@@ -125,7 +128,6 @@ class ReadBack {
   // task: one per run of pages, all-zero pages left out where the mapping
   // allows (and punched out of the file).
   Status read_part(const Part& part, uint8_t* buf, PartRuns* out) {
-    const TaskPiece& piece = pieces_[part.piece];
     image::Checksummer sum;
     image::PageRun* open = nullptr;
     uint64_t zero_from = 0, zero_bytes = 0;  // a stretch of zero pages to punch
@@ -146,7 +148,7 @@ class ReadBack {
       for (size_t off = 0; off < n; off += kPage) {
         const uint8_t* page = buf + off;
         uint64_t addr = part.addr + done + off, at = part.at + done + off;
-        if (piece.skip_zero && is_zero_page(page, &out->stats.bytes_zero_tested)) {
+        if (part.skip_zero && is_zero_page(page, &out->stats.bytes_zero_tested)) {
           end_run();
           out->stats.zero_pages_skipped++;
           if (!out->zero.empty() && out->zero.back().second == addr)
@@ -177,7 +179,6 @@ class ReadBack {
   }
 
   image::PageWriter& pages_;
-  const std::vector<TaskPiece>& pieces_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Batch>> batches_;
@@ -330,19 +331,30 @@ class InTask {
 // A piece stops being written at the first fault in it or after it in its
 // batch; what is left of it then is read the usual way, after what the task
 // wrote of it. A fault stops the rest of the faulting mapping too.
-Status write_batches(InTask& task, int fd, std::vector<TaskPiece>& pieces, image::PageWriter& pages, ReadBack& readers,
-                     uint64_t batch_bytes) {
+// More pieces come from more() once those given are written.
+Status write_batches(InTask& task, int fd, std::deque<TaskPiece>& pieces, const MorePieces& more,
+                     image::PageWriter& pages, ReadBack& readers, uint64_t batch_bytes) {
   std::vector<size_t> pos(pieces.size(), 0);  // the next range of each piece to write
   std::vector<Ranges> left(pieces.size());    // the parts of a stopped piece not written, before pieces[k].wanted[pos[k]..]
   std::vector<bool> stopped(pieces.size(), false);
   std::set<const proc::MapEntry*> faulted;
   size_t max_iov = task.max_iovecs();
-  bool first = true;
+  bool first = true, last = false;
+  auto another = [&] {
+    if (last || !more(pieces)) {
+      last = true;
+      return false;
+    }
+    pos.push_back(0);
+    left.emplace_back();
+    stopped.push_back(false);
+    return true;
+  };
   for (size_t k = 0;;) {
     auto batch = std::make_unique<Batch>();
     std::vector<struct iovec> iov;
     uint64_t bytes = 0;
-    while (k < pieces.size() && bytes < batch_bytes && iov.size() < max_iov) {
+    while ((k < pieces.size() || another()) && bytes < batch_bytes && iov.size() < max_iov) {
       if (stopped[k] || faulted.count(pieces[k].m) || pos[k] == pieces[k].wanted.size()) {
         stopped[k] = stopped[k] || faulted.count(pieces[k].m);
         k++;
@@ -351,7 +363,7 @@ Status write_batches(InTask& task, int fd, std::vector<TaskPiece>& pieces, image
       auto& [s, e] = pieces[k].wanted[pos[k]];
       uint64_t take = std::min(e - s, batch_bytes - bytes);
       iov.push_back({reinterpret_cast<void*>(s), take});
-      batch->parts.push_back({k, s, take, 0});
+      batch->parts.push_back({k, pieces[k].skip_zero, s, take, 0});
       s += take;
       if (s == e) pos[k]++;
       bytes += take;
@@ -379,7 +391,7 @@ Status write_batches(InTask& task, int fd, std::vector<TaskPiece>& pieces, image
       for (const auto& part : batch->parts) {
         uint64_t in = part.at - span;  // where the part starts in the batch
         uint64_t kept = in >= whole ? 0 : std::min(part.bytes, whole - in);
-        if (kept) written.push_back({part.piece, part.addr, kept, part.at});
+        if (kept) written.push_back({part.piece, part.skip_zero, part.addr, kept, part.at});
         if (kept == part.bytes) continue;
         if (in <= whole && whole < in + part.bytes) faulted.insert(pieces[part.piece].m);
         stopped[part.piece] = true;
@@ -404,7 +416,8 @@ Status write_batches(InTask& task, int fd, std::vector<TaskPiece>& pieces, image
 }  // namespace
 
 Status write_by_task(pid_t pid, const std::vector<pid_t>& tids, uint64_t syscall_ip,
-                     const std::vector<proc::MapEntry>& maps, std::vector<TaskPiece>& pieces, image::PageWriter& pages) {
+                     const std::vector<proc::MapEntry>& maps, std::deque<TaskPiece>& pieces, const MorePieces& more,
+                     image::PageWriter& pages) {
   if (pages.file_fd() < 0) return {};
   auto plan = ptrace::plan_rescue(pid, maps);
   if (!plan.ok()) {
@@ -415,7 +428,7 @@ Status write_by_task(pid_t pid, const std::vector<pid_t>& tids, uint64_t syscall
   // The reader follows the task's writes on another CPU: one is enough to
   // keep up with one writer (a read back from the page cache and the
   // checksum cost less than the task's write).
-  ReadBack readers(pages, pieces, 1);
+  ReadBack readers(pages, 1);
   struct statfs fs;
   bool in_memory = ::fstatfs(pages.file_fd(), &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
   Status wrote;
@@ -427,7 +440,7 @@ Status write_by_task(pid_t pid, const std::vector<pid_t>& tids, uint64_t syscall
                                  CRYO_ASSIGN(int fd, task.pass_pages_fd());
                                  if (fd < 0) return {};
                                  passed = now_us();
-                                 wrote = write_batches(task, fd, pieces, pages, readers,
+                                 wrote = write_batches(task, fd, pieces, more, pages, readers,
                                                        in_memory ? kBatchBytesInMemory : kBatchBytes);
                                  written = now_us();
                                  // Closed whatever happened: the task keeps no fd of cryo's.

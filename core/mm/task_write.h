@@ -5,7 +5,7 @@
 // than writing the page to tmpfs), while a process writing its own memory to
 // a file moves it at the speed of a plain write(). So the process gets a copy
 // of pages.img's fd and writes its pages with pwritev at offsets cryo
-// reserves, in batches of 8 MiB (1 MiB to a disk's filesystem, see
+// reserves, in batches of 32 MiB (1 MiB to a disk's filesystem, see
 // task_write.cpp), and cryo reads each batch back as soon
 // as it is written, from the page cache, into a small buffer for the
 // zero-page test and the checksum of each run. All-zero pages of mappings
@@ -21,6 +21,8 @@
 
 #include <sys/types.h>
 
+#include <deque>
+#include <functional>
 #include <vector>
 
 #include "core/image/image.h"
@@ -43,11 +45,18 @@ struct TaskPiece {
   Ranges zero;                                              // out: its zero pages left out, in order
 };
 
-// Has pid write the pieces (in order) into pages, a local file; syscall_ip:
-// a `syscall` instruction in pid's vDSO. Nothing is written (every piece
-// left to the usual read) when the leader has no room for a second rescue
-// frame or no fd to spare. Must run on the thread that seized pid.
+// Gives write_by_task the process's next piece: appends it to the pieces
+// and says true, or says false when there is none (called between its
+// writes, on the calling thread).
+using MorePieces = std::function<bool(std::deque<TaskPiece>& pieces)>;
+
+// Has pid write the pieces into pages, a local file: those given, then each
+// more() gives, in order; syscall_ip: a `syscall` instruction in pid's vDSO.
+// Nothing is written (every piece left to the usual read) when the leader
+// has no room for a second rescue frame or no fd to spare. Must run on the
+// thread that seized pid.
 Status write_by_task(pid_t pid, const std::vector<pid_t>& tids, uint64_t syscall_ip,
-                     const std::vector<proc::MapEntry>& maps, std::vector<TaskPiece>& pieces, image::PageWriter& pages);
+                     const std::vector<proc::MapEntry>& maps, std::deque<TaskPiece>& pieces, const MorePieces& more,
+                     image::PageWriter& pages);
 
 }  // namespace cryo::mm

@@ -193,7 +193,8 @@ def case_killed(env):
         log(f"dump killed at {len(kills)} steps: {' '.join(kills)}")
         for want in ("taskwrite.parked", "taskwrite.socketpair", "taskwrite.passed", "taskwrite.writing"):
             check(want in kills, f"the kills missed {want}: {kills}")
-        check(kills.count("remote.syscall") >= 8, f"the kills missed the remote syscalls: {kills}")
+        # socketpair, close, recvmsg, close, two pwritev at least (32 MiB each on tmpfs), close
+        check(kills.count("remote.syscall") >= 7, f"the kills missed the remote syscalls: {kills}")
         images = os.path.join(store, "images")
         env.dump(pid, images)
         reap([pid], what="the dumped workload")
