@@ -654,8 +654,12 @@ Result<unsigned> PageCopies::run(image::PageWriter& pages, unsigned max_threads)
   // threads copy the next pieces the usual way: every thread takes the
   // pieces in order, this one those of a writing process as long as they
   // come in a row.
+  // Not an incremental copy (after a copy made while the tree ran, or a
+  // pre-dump): what it writes is what changed since, which the mapping's
+  // resident size does not tell, and mostly little (a -R dump's frozen
+  // copy of a 512 MiB process writing 1%/s: 60 KiB, for ~5 ms of parking).
   auto writable = [&](const Mapping& q) {
-    return tasks_.count(q.pid) && q.ranged && q.m.read && !q.remote_runs && !(q.incremental && q.incremental->running);
+    return tasks_.count(q.pid) && q.ranged && q.m.read && !q.remote_runs && !q.incremental;
   };
   std::map<pid_t, uint64_t> writable_bytes;
   for (const auto& q : queued_)
