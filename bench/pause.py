@@ -7,7 +7,7 @@ RUNS times on it (images on tmpfs), and each time the longest gap between two of
 its ticks (the pause it saw) and cryo's own freeze time (freeze_us of
 stats-dump.json) are recorded. Prints their medians and the ratio of the median
 gap to CRIU's pause on this workload: PAUSE_CRIU_MS, the 0.23 s measured for
-512 MiB with CRIU 4.2 on this machine (issue 12), scaled by size for the others.
+512 MiB with CRIU 4.2 on this machine (issue 12), scaled by size for larger ones.
 CRIU's pause is one frozen copy of all the memory, so it grows with the size at
 least linearly (its whole dump took 0.35 s at 512 MiB and 4.0 s at 2 GiB in the
 issue's runs): a linear scale is the estimate kindest to CRIU. Target: at most 0.10.
@@ -31,8 +31,10 @@ CRIU_MS = float(os.environ.get("PAUSE_CRIU_MS", "230"))
 
 
 def criu_pause_ms(mib):
-    """CRIU's pause for mib MiB: the one measured at 512 MiB, scaled linearly."""
-    return CRIU_MS * mib / 512
+    """CRIU's pause for mib MiB: the one measured at 512 MiB, scaled linearly from there up;
+    None below, where CRIU's fixed cost (its whole dump of a sleeping bash took 81 ms in the
+    issue's runs) makes a linear scale meaningless and nothing was measured."""
+    return CRIU_MS * mib / 512 if mib >= 512 else None
 
 
 def max_gap(pid, path):
@@ -80,7 +82,7 @@ def measure(binary, dirtier, mib, work):
     return dict(mib=mib, runs=runs, median_gap_us=gap, median_freeze_us=statistics.median(r["freeze_us"] for r in runs),
                 median_freeze_cpu_us=statistics.median(r["freeze_cpu_us"] for r in runs),
                 max_gap_us=max(r["gap_us"] for r in runs), median_wall_s=statistics.median(r["wall_s"] for r in runs),
-                criu_ms=criu_pause_ms(mib), ratio_to_criu=gap / 1e3 / criu_pause_ms(mib))
+                criu_ms=criu_pause_ms(mib), ratio_to_criu=gap / 1e3 / criu_pause_ms(mib) if criu_pause_ms(mib) else None)
 
 
 def main():
@@ -103,11 +105,11 @@ def main():
     for r in rows:
         print(f"{r['mib']:>5} | {r['median_gap_us'] / 1e3:>7.1f} {r['max_gap_us'] / 1e3:>8.1f} | "
               f"{r['median_freeze_us'] / 1e3:>9.1f} {r['median_freeze_cpu_us'] / 1e3:>7.1f} | {r['median_wall_s']:>6.2f} | "
-              f"{r['criu_ms']:>7.0f} {r['ratio_to_criu']:>8.3f}")
+              + (f"{r['criu_ms']:>7.0f} {r['ratio_to_criu']:>8.3f}" if r["criu_ms"] else f"{'-':>7} {'-':>8}"))
     print(f"gap: the longest the process saw between its 1 ms ticks; freeze: freeze_us of stats-dump.json (the "
           f"longest time cryo held the tree stopped); CPU: the CPU time cryo used in the frozen dump (about what the "
           f"freeze takes on an idle machine); gap/CRIU: against CRIU's pause, {CRIU_MS:g} ms measured at 512 MiB and scaled "
-          f"linearly with the size for the others (target: at most 0.10)")
+          f"linearly with the size above (none below: nothing measured there) (target: at most 0.10)")
     out = os.environ.get("PAUSE_JSON")
     if out:
         with open(out, "w") as f:
