@@ -66,6 +66,12 @@ int main(int argc, char **argv) {
     big[p * 512] = p;
     big[p * 512 + 1] = 0;
   }
+  // The count goes into one file, open all along, in place (fixed width): a
+  // temporary file renamed over it each time would be open under its
+  // temporary name whenever a dump -R caught it writing, and the original,
+  // running on, renames it away before the restore opens it again.
+  int progress_fd = open(progress, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  WL_MUST(progress_fd >= 0);
   struct sigaction sa = {0};
   sa.sa_handler = on_trigger;
   WL_MUST(sigaction(SIGUSR1, &sa, NULL) == 0);
@@ -92,8 +98,8 @@ int main(int argc, char **argv) {
     }
     if (made % 64 == 0) {
       char text[32];
-      snprintf(text, sizeof text, "%lu\n", (unsigned long)made);
-      wl_write_file(progress, text);
+      int len = snprintf(text, sizeof text, "%020lu\n", (unsigned long)made);
+      WL_MUST(pwrite(progress_fd, text, (size_t)len, 0) == len);
     }
     struct timespec pause = {0, 100000};
     nanosleep(&pause, NULL);
