@@ -500,6 +500,17 @@ class Env:
         os.makedirs(images, exist_ok=True)
         return self.cryo("dump", "-t", pid, "-D", images, *extra, expect=expect, timeout=timeout, log_name="dump")
 
+    def dump_killed_at(self, pid, images, step, *extra):
+        """cryo dump killed by its own failpoint at `step` (CRYO_FAILPOINT=@STEP, or a
+        failpoint's name): fails unless it died of SIGKILL; returns the failpoint's name,
+        as its stderr tells it, and the result."""
+        os.makedirs(images, exist_ok=True)
+        point = step if isinstance(step, str) else f"@{step}"
+        result = self.cryo("dump", "-t", pid, "-D", images, *extra, expect=None, env_extra={"CRYO_FAILPOINT": point})
+        check_eq(result.returncode, -signal.SIGKILL, f"exit code of the dump with the failpoint {point}")
+        where = re.search(r"failpoint (\S+)", result.stderr)
+        return (where.group(1) if where else "?"), result
+
     def restore(self, images, *extra, detached=True, expect=0, timeout=180, stdin=None, env_extra=None):
         """cryo restore [-d] --pidfile; returns (result, root pid from the pidfile)."""
         pidfile = self.path(self._unique("restore") + ".pid")

@@ -8,8 +8,6 @@ it is (fanotify events not yet read, BPF programs, AIO requests in flight), the 
 is refused naming the pid and the fd or mapping, and the process runs on untouched."""
 import contextlib
 import os
-import re
-import signal
 import struct
 import subprocess
 import sys
@@ -295,10 +293,7 @@ def case_aio_killed(env):
     while True:
         step += 1
         # Without -R: its copy while the tree runs has steps of its own to kill.
-        result = env.cryo("dump", "-t", pid, "-D", images, expect=None, env_extra={"CRYO_FAILPOINT": f"@{step}"})
-        check_eq(result.returncode, -signal.SIGKILL, f"exit code of the dump with the failpoint @{step}")
-        where = re.search(r"failpoint (\S+)", result.stderr)
-        name = where.group(1) if where else "?"
+        name, _ = env.dump_killed_at(pid, images, step)
         if name == "aio.counted":
             break
         kills.append(name)

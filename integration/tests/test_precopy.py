@@ -26,8 +26,6 @@ syscalls that make a userfaultfd inside each process included: no fd of cryo's i
 left in it (a guard closes it through the parked leader)."""
 import json
 import os
-import re
-import signal
 import struct
 import sys
 import time
@@ -151,9 +149,7 @@ def case_killed(env):
     for point in ("precopy.tracked", "precopy.copying", "precopy.copied", "dump.frozen", "dump.memory",
                   "dump.commit"):
         images = env.path("images-" + point)
-        os.makedirs(images)
-        result = env.cryo("dump", "-t", pid, "-D", images, "-R", expect=None, env_extra={"CRYO_FAILPOINT": point})
-        check_eq(result.returncode, -signal.SIGKILL, f"cryo's end at failpoint {point}")
+        env.dump_killed_at(pid, images, point, "-R")
         check(not os.path.exists(os.path.join(images, "inventory.img")), f"no image committed ({point})")
         for p in (pid, child):
             wait_until(lambda: running(p), 5, what=f"pid {p} to run on after cryo died at {point}")
@@ -214,12 +210,7 @@ def case_killed_making_tracker(env):
     step, kills = 0, []
     while True:
         step += 1
-        images = env.path(f"killed-{step}")
-        os.makedirs(images)
-        result = env.cryo("dump", "-t", pid, "-D", images, "-R", expect=None, env_extra={"CRYO_FAILPOINT": f"@{step}"})
-        check_eq(result.returncode, -signal.SIGKILL, f"exit code of the dump -R with the failpoint @{step}")
-        where = re.search(r"failpoint (\S+)", result.stderr)
-        name = where.group(1) if where else "?"
+        name, _ = env.dump_killed_at(pid, env.path(f"killed-{step}"), step, "-R")
         if name == "precopy.tracked":
             break
         kills.append(name)

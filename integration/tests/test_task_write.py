@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 
@@ -166,20 +165,13 @@ def case_killed(env):
     before = current()
     with tmpfs(env.path("store"), size_mib=128) as store:
         # The step at which the process's threads are parked for its writes.
-        images = os.path.join(store, "first")
-        os.makedirs(images)
-        result = env.cryo("dump", "-t", pid, "-D", images, expect=None, env_extra={"CRYO_FAILPOINT": "taskwrite.guarded"})
-        check_eq(result.returncode, -signal.SIGKILL, "exit code of the dump killed at taskwrite.guarded")
+        _, result = env.dump_killed_at(pid, os.path.join(store, "first"), "taskwrite.guarded")
         first = int(re.search(r"failpoint taskwrite.guarded #1 \(step (\d+)\)", result.stderr).group(1))
         step, kills = first - 1, []
         while True:
             step += 1
             images = os.path.join(store, f"killed-{step}")
-            os.makedirs(images)
-            result = env.cryo("dump", "-t", pid, "-D", images, expect=None, env_extra={"CRYO_FAILPOINT": f"@{step}"})
-            check_eq(result.returncode, -signal.SIGKILL, f"exit code of the dump with the failpoint @{step}")
-            where = re.search(r"failpoint (\S+)", result.stderr)
-            name = where.group(1) if where else "?"
+            name, _ = env.dump_killed_at(pid, images, step)
             subprocess.run(["rm", "-rf", images], check=False)
             if name == "dump.memory":
                 break
