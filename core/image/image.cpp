@@ -449,16 +449,13 @@ void PageWriter::punch(uint64_t offset, uint64_t bytes) {
     // there (a page a fault cut short), so that the span is what zero_runs()
     // says. Zero pages that were written stay as they are.
     static const std::vector<uint8_t> zeros(kBufferSize);
-    for (uint64_t at = offset; at < offset + bytes;) {
+    for (uint64_t at = offset; at < offset + bytes; at += zeros.size()) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), offset + bytes - at));
-      ssize_t w = ::pwrite(fd_.get(), zeros.data(), n, static_cast<off_t>(at));
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) {
+      if (auto st = pwrite_all(fd_.get(), zeros.data(), n, static_cast<off_t>(at)); !st.ok()) {
         std::lock_guard lock(mu_);
-        if (!error_) error_ = errno_error("zeroing unused bytes of pages.img");
+        if (!error_) error_ = std::move(st).error().wrap("zeroing unused bytes of pages.img");
         return;
       }
-      at += static_cast<uint64_t>(w);
     }
   }
   std::lock_guard lock(mu_);

@@ -188,16 +188,6 @@ class ReadBack {
   std::vector<std::thread> threads_;
 };
 
-// The `count` lowest fd numbers free in pid's table.
-Result<std::vector<int>> free_fds(pid_t pid, size_t count) {
-  CRYO_ASSIGN(auto fds, proc::list_fds(pid));
-  std::set<int> used(fds.begin(), fds.end());
-  std::vector<int> out;
-  for (int fd = 0; out.size() < count; fd++)
-    if (!used.count(fd)) out.push_back(fd);
-  return out;
-}
-
 // What pid's fd is, for the guard to know it by.
 Guard::TaskFd task_fd(pid_t pid, int fd, Guard::TaskFd::Kind kind) {
   Guard::TaskFd f{fd, kind, 0, 0};
@@ -245,7 +235,7 @@ class InTask {
 
  private:
   Result<int> pass() {
-    CRYO_ASSIGN(auto told, free_fds(pid_, 2));
+    CRYO_ASSIGN(auto told, task::lowest_free_fds(pid_, 2));
     CRYO_TRY(tell({{told[0], Guard::TaskFd::kSocket, 0, 0}, {told[1], Guard::TaskFd::kSocket, 0, 0}}));
     CRYO_ASSIGN(long made, r_.raw(SYS_socketpair, {AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, room_.scratch + kPairAt}));
     if (made < 0) {
@@ -265,7 +255,7 @@ class InTask {
     CRYO_TRY(close_in_task(pair[1]));
     held_ = {pair[0]};
     Guard::TaskFd kept = task_fd(pid_, pair[0], Guard::TaskFd::kSocket);
-    CRYO_ASSIGN(auto next, free_fds(pid_, 1));
+    CRYO_ASSIGN(auto next, task::lowest_free_fds(pid_, 1));
     struct stat st;
     if (::fstat(pages_.file_fd(), &st) < 0) return errno_error("fstat pages.img");
     Guard::TaskFd file{next[0], Guard::TaskFd::kFile, st.st_dev, st.st_ino};

@@ -69,12 +69,18 @@ Result<bool> run_parked(const std::vector<pid_t>& tids, TaskProbe& leader, const
   return true;
 }
 
-Result<int> lowest_free_fd(pid_t pid) {
+Result<std::vector<int>> lowest_free_fds(pid_t pid, size_t count) {
   CRYO_ASSIGN(auto fds, proc::list_fds(pid));
   std::set<int> used(fds.begin(), fds.end());
-  int fd = 0;
-  while (used.count(fd)) fd++;
-  return fd;
+  std::vector<int> out;
+  for (int fd = 0; out.size() < count; fd++)
+    if (!used.count(fd)) out.push_back(fd);
+  return out;
+}
+
+Result<int> lowest_free_fd(pid_t pid) {
+  CRYO_ASSIGN(auto fds, lowest_free_fds(pid, 1));
+  return fds.front();
 }
 
 }  // namespace cryo::task

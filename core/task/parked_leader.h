@@ -45,5 +45,7 @@ Result<bool> run_parked(const std::vector<pid_t>& tids, TaskProbe& leader, const
 // The lowest fd number free in pid's table: the one a new fd of the task
 // takes (the guard is told it before).
 Result<int> lowest_free_fd(pid_t pid);
+// The `count` lowest: those the task's next new fds take, in order.
+Result<std::vector<int>> lowest_free_fds(pid_t pid, size_t count);
 
 }  // namespace cryo::task
