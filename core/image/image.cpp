@@ -471,7 +471,7 @@ std::vector<PageRun> PageWriter::zero_runs() const {
   std::sort(spans.begin(), spans.end());
   constexpr uint64_t kPage = 4096;
   std::vector<PageRun> out;
-  static const std::vector<uint8_t> zero_page(kPage);
+  static const std::vector<uint8_t> zeros(kBufferSize);
   uint64_t end = 0;
   for (const auto& [from, to] : spans) {
     if (!out.empty() && from == end) {
@@ -484,8 +484,12 @@ std::vector<PageRun> PageWriter::zero_runs() const {
     end = to;
   }
   for (auto& run : out) {
-    Checksummer sum;
-    for (uint64_t i = 0; i < run.npages(); i++) sum.update(zero_page.data(), kPage);
+    Checksummer sum;  // streaming: the same digest whatever the pieces
+    for (uint64_t left = run.npages() * kPage; left > 0;) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(left, zeros.size()));
+      sum.update(zeros.data(), n);
+      left -= n;
+    }
     run.set_xxh3(sum.digest());
   }
   return out;
