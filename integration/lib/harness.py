@@ -508,8 +508,23 @@ class Env:
         point = step if isinstance(step, str) else f"@{step}"
         result = self.cryo("dump", "-t", pid, "-D", images, *extra, expect=None, env_extra={"CRYO_FAILPOINT": point})
         check_eq(result.returncode, -signal.SIGKILL, f"exit code of the dump with the failpoint {point}")
+        self.wait_guards()
         where = re.search(r"failpoint (\S+)", result.stderr)
         return (where.group(1) if where else "?"), result
+
+    def wait_guards(self, timeout=10):
+        """After cryo was killed: its guard (`cryo guard`, now our child: we are a
+        subreaper) puts the tree back, or finishes the job, and exits. Until then
+        the tree may still hold what cryo made in it, or a thread parked. Waits
+        for every such guard below us and reaps it."""
+        def guards():
+            found = []
+            for pid in descendants(os.getpid()):
+                argv = read_text(f"/proc/{pid}/cmdline", "").split("\0")
+                if argv[1:2] == ["guard"] and os.path.basename(argv[0]).startswith("cryo"):
+                    found.append(pid)
+            return found
+        reap(guards(), timeout=timeout, what="guards of a killed cryo")
 
     def restore(self, images, *extra, detached=True, expect=0, timeout=180, stdin=None, env_extra=None):
         """cryo restore [-d] --pidfile; returns (result, root pid from the pidfile)."""

@@ -53,6 +53,7 @@ def case_sigkill_mid_dump(env):
             proc.send_signal(signal.SIGKILL)
             killed_in_flight += 1
         proc.wait()
+        env.wait_guards()  # the tree is back once the guard that cryo left has exited
         wait_until(lambda: healthy(before), 3, what=f"the tree to run again after killing cryo at {delay} s")
         compare_snapshots(before, snapshot(pid), pid)
         for p in before:
@@ -114,6 +115,7 @@ def interrupt_tcp_dumps(env, signals, delays=(0.15, 0.15)):
             check_eq(code, 1, f"exit code of cryo dump after {name}")
             message = open(err).read()
             check("interrupted by" in message, f"cryo does not say it was interrupted: {message.strip()!r}")
+        env.wait_guards()
         wait_until(lambda: healthy(before), 3, what="the tree to run again")
         wait_until(lambda: not lock_rules(), 5, what=f"the network lock to go after {name}")
         compare_snapshots(before, snapshot(pid), pid)

@@ -228,6 +228,13 @@ def net_state(pid):
     return state
 
 
+def gone_before_restore(host_end):
+    """The kernel tears a dead tree's namespace down, and with it the host's end of
+    its veth, a little after the tree is gone. Waiting for that end to go before
+    the restore makes a check of whether the restore made it again mean something."""
+    wait_until(lambda: not link_exists(host_end), 10, what=f"the dumped tree's {host_end} to go with its namespace")
+
+
 def case_veth(env):
     with VethNet("veth") as net:
         pid, info, report = start(env, net, setup=full_setup(net))
@@ -244,7 +251,7 @@ def case_veth(env):
         images = env.path("images")
         env.dump(pid, images)
         env.wait_dumped(before)
-        wait_until(lambda: not link_exists(net.host), 10, what=f"{net.host} to go with the dumped tree")
+        gone_before_restore(net.host)
         _, rpid = env.restore(images)
         check_eq(rpid, pid, "restored pid")
         check(link_exists(net.host), f"the outer end {net.host} is not back in the host's namespace")
@@ -267,6 +274,7 @@ def case_external_veth(env):
         images = env.path("images")
         env.dump(pid, images)
         env.wait_dumped(before)
+        gone_before_restore(net.host)
         ip("link", "add", net.bridge, "type", "bridge")
         net.configure_host(net.bridge)
         _, rpid = env.restore(images, "--external", f"veth[{net.inner}]:{net.other}@{net.bridge}")
@@ -286,6 +294,7 @@ def case_empty_ns(env):
         images = env.path("images")
         env.dump(pid, images, "--empty-ns", "net")
         env.wait_dumped(before)
+        gone_before_restore(net.host)
         _, rpid = env.restore(images, "--empty-ns", "net")
         check_eq(rpid, pid, "restored pid")
         check(os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net"), "the tree shares cryo's netns")
@@ -367,7 +376,7 @@ def case_outer_name_taken(env):
         images = env.path("images")
         env.dump(pid, images)
         env.wait_dumped(before)
-        wait_until(lambda: not link_exists(net.host), 10, what=f"{net.host} to go with the dumped tree")
+        gone_before_restore(net.host)
         ip("link", "add", net.host, "type", "bridge")  # somebody took the outer end's name meanwhile
         # (only the names of this test: other tests may come and go meanwhile)
         ours = lambda: sorted(n for n in os.listdir("/sys/class/net") if n.startswith(net.host[:-1]) or n == net.inner)
@@ -418,7 +427,7 @@ def case_qdiscs(env):
         images = env.path("images")
         env.dump(pid, images)
         env.wait_dumped(taken)
-        wait_until(lambda: not link_exists(net.host), 10, what=f"{net.host} to go with the dumped tree")
+        gone_before_restore(net.host)
         _, rpid = env.restore(images)
         check_eq(rpid, pid, "restored pid")
         after = tc_state(pid, (dev, "lo"))
