@@ -361,7 +361,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   pageserver::LazyPages lazy_pages;  // --lazy-pages: what the source serves
   std::map<int32_t, pid_t> lazy_real_pid;  // image pid -> pid here
   TreeWrites writes;  // against the copy made while the tree ran, or a pre-dump: what each process wrote since
-  std::set<uint64_t> named_early;  // offsets of the runs copied while the tree ran that the image names
+  std::set<image::RunPlace> named_early;  // where the runs are copied while the tree ran that the image names
   if (pre.started) {
     CRYO_ASSIGN(writes.mms, since_precopy(pre, maps));
   } else if (parent) {
@@ -402,7 +402,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     CRYO_TRY(copies.failure(p.pid));
     image::Mm& mm = mms[p.pid];
     for (const auto& earlier : mm.parent_pages())
-      if (earlier.level() == 0) named_early.insert(earlier.run().offset());
+      if (earlier.level() == 0) named_early.insert(image::place_of(earlier.run()));
     if (lazy_source) {
       auto& ranges = lazy_pages.ranges[pids.inner(p.pid)];
       for (const auto& run : mm.pages())
@@ -433,7 +433,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   pids.translate(&files.files());
   CRYO_TRY(dir.write(image::kTreeName, image::Kind::kTree, tree_entry));
   CRYO_TRY(dir.write(image::kFilesName, image::Kind::kFiles, files.files()));
-  result.pages_bytes = pages->size() - image::kPagesDataOffset;
+  result.pages_bytes = pages->data_bytes();
   result.pages_copied_in = stats.bytes_copied_in;
   result.pages_zero_tested = stats.bytes_zero_tested;
   result.pages_checksummed = stats.bytes_checksummed;

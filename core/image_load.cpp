@@ -110,7 +110,7 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader, bool lazy) {
     if (run.npages() > (1ULL << 40) / 4096)
       return Error(EINVAL, "a page run of " + std::to_string(run.npages()) + " pages");
     if (run.checked()) return {};  // a slice of a run checked whole by expand_parent_pages
-    CRYO_TRY(reader.checked_page_run(run.offset(), run.npages() * 4096, run.xxh3()));
+    CRYO_TRY(reader.checked_page_run(run));
     return {};
   };
   for (const auto& [pid, mm] : img.mms) {
@@ -129,7 +129,7 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader, bool lazy) {
       }
       if (lazy && lazy_vma) {
         if (run.npages() > (1ULL << 40) / 4096) return Error(EINVAL, "a page run of " + std::to_string(run.npages()) + " pages");
-        CRYO_TRY(reader.run_bytes(run.offset(), run.npages() * 4096, run.level()).wrap(image::mm_name(pid)));  // inside the file
+        CRYO_TRY(reader.run_bytes(run).wrap(image::mm_name(pid)));  // inside the file
         continue;
       }
       CRYO_TRY(check_run(run).wrap(image::mm_name(pid)));
@@ -140,7 +140,7 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader, bool lazy) {
   for (const auto& run : reader.inventory().superseded_pages()) {
     if (run.level() != 0 || run.checked() || run.remote())
       return Error(EINVAL, "inventory.img: a superseded page run names a level (corrupt)");
-    CRYO_TRY(check_run(run).wrap("bytes of pages.img no process names"));
+    CRYO_TRY(check_run(run).wrap("bytes of page files no process names"));
   }
   std::set<uint64_t> contents;
   for (const auto& c : img.files.contents()) {

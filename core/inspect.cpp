@@ -158,7 +158,7 @@ Result<std::string> inspect_pre_dump(const image::ImageDirReader& reader, const 
     CRYO_TRY(mm::expand_parent_pages(reader, &mm).wrap(image::mm_name(t.pid())));
     uint64_t pages = 0, in_parents = 0;
     for (const auto& run : mm.pages()) {
-      if (!run.checked()) CRYO_TRY(reader.checked_page_run(run.offset(), run.npages() * 4096, run.xxh3()));
+      if (!run.checked()) CRYO_TRY(reader.checked_page_run(run));
       (run.level() ? in_parents : pages) += run.npages();
     }
     out += std::string(first ? "" : ",") + "{\"pid\":" + std::to_string(t.pid()) + ",\"tracked\":" +
@@ -168,8 +168,8 @@ Result<std::string> inspect_pre_dump(const image::ImageDirReader& reader, const 
   }
   for (const auto& run : reader.inventory().superseded_pages()) {
     if (run.npages() > (1ULL << 40) / 4096) return Error(EINVAL, "a superseded page run of " + std::to_string(run.npages()) + " pages");
-    CRYO_TRY(reader.checked_page_run(run.offset(), run.npages() * 4096, run.xxh3())
-                 .wrap("bytes of pages.img no process names"));
+    CRYO_TRY(reader.checked_page_run(run)
+                 .wrap("bytes of page files no process names"));
   }
   return out + "],\"pages_bytes\":" + std::to_string(reader.pages_size()) + "}";
 }

@@ -324,11 +324,11 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
       continue;
     }
     again.mm.clear_vmas();
-    std::set<uint64_t> named;
+    std::set<image::RunPlace> named;
     for (const auto& earlier : again.mm.parent_pages())
-      if (earlier.level() == 0) named.insert(earlier.run().offset());
+      if (earlier.level() == 0) named.insert(image::place_of(earlier.run()));
     for (const auto& run : pre.mms.at(pid).pages())
-      if (!named.count(run.offset())) pre.dropped.push_back(run);
+      if (!named.count(image::place_of(run))) pre.dropped.push_back(run);
     pre.mms[pid] = std::move(again.mm);
     mm::Ranges zero = mm::intersect(pre.zero[pid], again.unchanged);
     zero.insert(zero.end(), again.zero_again.begin(), again.zero_again.end());
@@ -372,14 +372,15 @@ Result<std::map<pid_t, mm::IncrementalMm>> since_precopy(const Precopy& pre,
   return out;
 }
 
-std::vector<image::PageRun> superseded_runs(const Precopy& pre, const std::set<uint64_t>& named) {
+std::vector<image::PageRun> superseded_runs(const Precopy& pre, const std::set<image::RunPlace>& named) {
   std::vector<image::PageRun> out = pre.dropped;
-  std::set<uint64_t> seen;  // a run of the first pass is named by the second's, maybe more than once
+  std::set<image::RunPlace> seen;  // a run of the first pass is named by the second's, maybe more than once
   for (const auto& [pid, mm] : pre.mms) {
     for (const auto& run : mm.pages())
-      if (!named.count(run.offset())) out.push_back(run);
+      if (!named.count(image::place_of(run))) out.push_back(run);
     for (const auto& earlier : mm.parent_pages())
-      if (earlier.level() == 0 && !named.count(earlier.run().offset()) && seen.insert(earlier.run().offset()).second)
+      if (earlier.level() == 0 && !named.count(image::place_of(earlier.run())) &&
+          seen.insert(image::place_of(earlier.run())).second)
         out.push_back(earlier.run());
   }
   return out;
@@ -485,7 +486,7 @@ Result<DumpResult> pre_dump(const DumpOptions& options) {
     CRYO_TRY(dir.write(image::mm_name(pid), image::Kind::kMm, mm));
   }
   CRYO_TRY(pages->finish());
-  result.pages_bytes = pages->size() - image::kPagesDataOffset;
+  result.pages_bytes = pages->data_bytes();
 
   CRYO_ASSIGN(mm::Keeper keeper, mm::Keeper::start(writes.uffds));
   writes.uffds.clear();  // the keeper holds them now

@@ -87,10 +87,10 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
 Result<std::map<pid_t, mm::IncrementalMm>> since_precopy(const Precopy& pre,
                                                          const std::map<pid_t, std::vector<proc::MapEntry>>& maps);
 
-// The runs of the copy that no process of the image names (`named`: the
-// pages.img offsets of the level-0 runs the image's processes name): pages
-// written again before the freeze, processes gone or dropped. The inventory
-// lists them so that the loader checks them too.
-std::vector<image::PageRun> superseded_runs(const Precopy& pre, const std::set<uint64_t>& named);
+// The runs of the copy that no process of the image names (`named`: where
+// the level-0 runs the image's processes name are): pages written again
+// before the freeze, processes gone or dropped. The inventory lists them so
+// that the loader checks them too.
+std::vector<image::PageRun> superseded_runs(const Precopy& pre, const std::set<image::RunPlace>& named);
 
 }  // namespace cryo

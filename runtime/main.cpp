@@ -94,7 +94,8 @@ void usage(FILE* out) {
 }
 
 void version() {
-  printf("cryo version %s\nimage format version %u (written and read)\nspec: 1.2.0\n", CRYO_VERSION,
+  printf("cryo version %s\nimage format version %u (written; %u to %u read)\nspec: 1.2.0\n", CRYO_VERSION,
+         static_cast<unsigned>(image::kFormatVersion), static_cast<unsigned>(image::kOldestFormatVersion),
          static_cast<unsigned>(image::kFormatVersion));
 }
 

@@ -268,7 +268,7 @@ Status FileObjects::make_content(const image::Content& c, const image::ImageDirR
     uint64_t bytes = run.npages() * 4096;
     if (run.npages() == 0 || run.addr() % 4096 || run.addr() >= c.size() || bytes > (1ULL << 40))
       return Error(EINVAL, what + ": a page run lies outside it");
-    CRYO_ASSIGN(const uint8_t* src, images.page_run(run.offset(), bytes));
+    CRYO_ASSIGN(const uint8_t* src, images.page_run(run.file(), run.offset(), bytes));
     uint64_t useful = std::min(bytes, c.size() - run.addr());  // the last page may run past the end
     if (huge_map)
       std::memcpy(huge_map + run.addr(), src, useful);
@@ -461,7 +461,7 @@ Status FileObjects::open_shmem(const image::Shmem& shmem, const image::ImageDirR
         ::munmap(map, size);
         return Error(EINVAL, "shared memory object: a page run lies outside it");
       }
-      auto src = images.page_run(run.offset(), bytes);
+      auto src = images.page_run(run.file(), run.offset(), bytes);
       if (!src.ok()) {
         ::munmap(map, size);
         return std::move(src).error();

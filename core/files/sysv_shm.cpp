@@ -60,7 +60,7 @@ Status fill_segment(const image::SysvShm& s, const image::ImageDirReader& images
       st = Error(EINVAL, name(s) + ": a page run lies outside it");
       break;
     }
-    auto src = images.page_run(run.offset(), bytes);
+    auto src = images.page_run(run.file(), run.offset(), bytes);
     if (!src.ok()) {
       st = std::move(src).error();
       break;

@@ -53,9 +53,9 @@ Status check_header(Kind kind, std::string_view bytes) {
   if (bytes.size() < kHeaderSize) return Error(EINVAL, "truncated: shorter than the image header");
   if (std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) return Error(EINVAL, "not a cryo image (bad magic)");
   uint32_t version = get_u32(bytes.data() + 8);
-  if (version != kFormatVersion)
+  if (version < kOldestFormatVersion || version > kFormatVersion)
     return Error(EINVAL, "image format version " + std::to_string(version) + " is not supported (this cryo reads " +
-                             std::to_string(kFormatVersion) + ")");
+                             std::to_string(kOldestFormatVersion) + " to " + std::to_string(kFormatVersion) + ")");
   uint32_t got = get_u32(bytes.data() + 12);
   if (got != static_cast<uint32_t>(kind))
     return Error(EINVAL, std::string("holds a ") +
@@ -274,14 +274,16 @@ Status decode_one(Kind kind, std::string_view bytes, google::protobuf::MessageLi
 
 // ---- PageWriter ----
 
-Result<std::unique_ptr<PageWriter>> PageWriter::create(const std::string& tmp_path) {
+std::string page_file_name(uint32_t file) {
+  return file == 0 ? std::string(kPagesName) : "pages-" + std::to_string(file) + ".img";
+}
+
+Result<std::unique_ptr<PageWriter>> PageWriter::create(const std::string& dir) {
   std::unique_ptr<PageWriter> w(new PageWriter());
-  CRYO_ASSIGN(w->fd_, open_file(tmp_path, O_RDWR | O_CREAT | O_TRUNC, 0600));  // read back (reserve)
-  std::string head = header(Kind::kPages);
-  head.resize(kPagesDataOffset, '\0');
-  CRYO_TRY(write_all(w->fd_.get(), head).wrap(tmp_path));
-  w->offset_ = kPagesDataOffset;
-  CRYO_TRY(w->start());
+  w->dir_ = dir;
+  CRYO_TRY(w->add_buffers(kBuffers));
+  std::lock_guard lock(w->mu_);
+  CRYO_TRY(w->add_file(false));
   return w;
 }
 
@@ -292,14 +294,29 @@ Result<std::unique_ptr<PageWriter>> PageWriter::create(std::unique_ptr<PageSink>
   struct iovec piece = {head.data(), head.size()};
   CRYO_TRY(sink->write(0, &piece, 1));
   w->sink_ = std::move(sink);
-  w->offset_ = kPagesDataOffset;
-  CRYO_TRY(w->start());
+  CRYO_TRY(w->add_buffers(kBuffers));
+  std::lock_guard lock(w->mu_);
+  auto file = std::make_unique<File>();
+  file->end = kPagesDataOffset;
+  w->files_.push_back(std::move(file));
+  File* f = w->files_.back().get();
+  w->threads_.emplace_back([w = w.get(), f] { w->run(f); });
   return w;
 }
 
-Status PageWriter::start() {
-  CRYO_TRY(add_buffers(kBuffers));
-  threads_.emplace_back([this] { run(); });
+Status PageWriter::add_file(bool reserved) {
+  auto number = static_cast<uint32_t>(files_.size());
+  std::string path = dir_ + "/" + tmp_name(page_file_name(number));
+  auto file = std::make_unique<File>();
+  CRYO_ASSIGN(file->fd, open_file(path, O_RDWR | O_CREAT | O_TRUNC, 0600));  // read back (reserve)
+  std::string head = header(Kind::kPages);
+  head.resize(kPagesDataOffset, '\0');
+  CRYO_TRY(write_all(file->fd.get(), head).wrap(path));
+  file->end = kPagesDataOffset;
+  file->reserved = reserved;
+  files_.push_back(std::move(file));
+  File* f = files_.back().get();
+  if (!reserved) threads_.emplace_back([this, f] { run(f); });
   return {};
 }
 
@@ -318,11 +335,14 @@ Status PageWriter::add_buffers(size_t count) {
 Status PageWriter::add_readers(unsigned readers) {
   size_t buffers = kBuffers * std::max(readers, 1u);
   if (buffers > storage_.size()) CRYO_TRY(add_buffers(buffers - storage_.size()));
-  // A sink takes its bytes in file order: one writer, which takes the
-  // queue in the order submit() gave out the offsets.
-  for (unsigned writers = sink_ ? 1 : std::max(readers, 1u); threads_.size() < writers;)
-    threads_.emplace_back([this] { run(); });
-  return {};
+  if (sink_) return {};
+  std::lock_guard lock(mu_);
+  for (;;) {
+    size_t writers = 0;
+    for (const auto& f : files_) writers += f->reserved ? 0 : 1;
+    if (writers >= std::max(readers, 1u)) return {};
+    CRYO_TRY(add_file(false));
+  }
 }
 
 PageWriter::~PageWriter() {
@@ -335,15 +355,15 @@ PageWriter::~PageWriter() {
   for (uint8_t* b : storage_) ::munmap(b, kBufferSize);
 }
 
-Status PageWriter::write_job(Job& job) {
+Status PageWriter::write_job(const File& file, Job& job) {
   if (sink_) return sink_->write(job.offset, job.pieces.data(), job.pieces.size());
   uint64_t at = job.offset;
   size_t done = 0;
   while (done < job.pieces.size()) {
     size_t n = std::min<size_t>(job.pieces.size() - done, IOV_MAX);
-    ssize_t got = ::pwritev(fd_.get(), job.pieces.data() + done, static_cast<int>(n), static_cast<off_t>(at));
+    ssize_t got = ::pwritev(file.fd.get(), job.pieces.data() + done, static_cast<int>(n), static_cast<off_t>(at));
     if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) return got < 0 ? errno_error("write pages.img") : Error(EIO, "write pages.img wrote nothing");
+    if (got <= 0) return got < 0 ? errno_error("write a page file") : Error(EIO, "write of a page file wrote nothing");
     at += static_cast<uint64_t>(got);
     // Step past what was written (a short write stops anywhere).
     for (size_t left = static_cast<size_t>(got); left > 0;) {
@@ -361,27 +381,26 @@ Status PageWriter::write_job(Job& job) {
   return {};
 }
 
-void PageWriter::run() {
+void PageWriter::run(File* file) {
   std::unique_lock lock(mu_);
   for (;;) {
-    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty()) return;
-    Job job = std::move(queue_.front());
-    queue_.pop_front();
+    cv_.wait(lock, [&] { return stopping_ || !file->queue.empty(); });
+    if (file->queue.empty()) return;
+    Job job = std::move(file->queue.front());
+    file->queue.pop_front();
     bool failed = error_.has_value();
     lock.unlock();
     Status st;
-    uint64_t bytes = 0;  // (a short write moves the pieces)
-    for (const auto& piece : job.pieces) bytes += piece.iov_len;
-    if (!failed) st = write_job(job);
+    if (!failed) st = write_job(*file, job);
     // Writeback starts now, while the next buffers are read, and not all at
     // finish()'s fdatasync (tmpfs has none to do).
     if (!failed && st.ok() && !sink_)
-      (void)::sync_file_range(fd_.get(), static_cast<off_t>(job.offset), static_cast<off_t>(bytes),
+      (void)::sync_file_range(file->fd.get(), static_cast<off_t>(job.offset), static_cast<off_t>(job.bytes),
                               SYNC_FILE_RANGE_WRITE);
-    if (!failed && st.ok()) progress::add_bytes(bytes);
+    if (!failed && st.ok()) progress::add_bytes(job.bytes);
     lock.lock();
     if (!st.ok() && !error_) error_ = std::move(st).error();
+    file->waiting -= job.bytes;
     free_.push_back(job.buffer);
     cv_.notify_all();
   }
@@ -407,43 +426,86 @@ uint8_t* PageWriter::buffer(size_t need) {
   return b;
 }
 
-Result<uint64_t> PageWriter::submit(uint8_t* buffer, std::vector<struct iovec> pieces) {
+Result<PagePlace> PageWriter::submit(uint8_t* buffer, std::vector<struct iovec> pieces) {
   std::lock_guard lock(mu_);
   if (error_) {
     free_.push_back(buffer);
     cv_.notify_all();
     return *error_;
   }
-  // Taken and queued together: the queue is in file order (a sink's writer
-  // relies on it).
-  uint64_t at = offset_;
-  for (const auto& piece : pieces) offset_ += piece.iov_len;
-  queue_.push_back({buffer, std::move(pieces), at});
+  // The file with the least to write (the first of those: a small dump
+  // keeps to pages.img). Taken and queued together: each queue is in file
+  // order (a sink's writer relies on it).
+  uint32_t pick = 0;
+  bool found = false;
+  for (uint32_t i = 0; i < files_.size(); i++)
+    if (!files_[i]->reserved && (!found || files_[i]->waiting < files_[pick]->waiting)) {
+      pick = i;
+      found = true;
+    }
+  File& f = *files_[pick];
+  uint64_t bytes = 0;
+  for (const auto& piece : pieces) bytes += piece.iov_len;
+  PagePlace place{pick, f.end};
+  f.end += bytes;
+  f.waiting += bytes;
+  f.queue.push_back({buffer, std::move(pieces), place.offset, bytes});
   cv_.notify_all();
-  return at;
+  return place;
+}
+
+Result<std::pair<uint32_t, int>> PageWriter::reserve_file() {
+  std::lock_guard lock(mu_);
+  if (error_) return *error_;
+  if (sink_) return Error(EINVAL, "pages.img goes to a page server: no page file can be reserved");
+  for (uint32_t i = 0; i < files_.size(); i++)
+    if (files_[i]->reserved) return std::pair<uint32_t, int>{i, files_[i]->fd.get()};
+  CRYO_TRY(add_file(true));
+  return std::pair<uint32_t, int>{static_cast<uint32_t>(files_.size() - 1), files_.back()->fd.get()};
 }
 
 Result<uint64_t> PageWriter::reserve(uint64_t bytes) {
   std::lock_guard lock(mu_);
   if (error_) return *error_;
-  if (sink_) return Error(EINVAL, "pages.img goes to a page server: no span of it can be reserved");
-  uint64_t at = offset_;
-  offset_ += bytes;
-  return at;
+  for (auto& f : files_)
+    if (f->reserved) {
+      uint64_t at = f->end;
+      f->end += bytes;
+      return at;
+    }
+  return Error(EINVAL, "no page file is reserved (reserve_file first)");
 }
 
 void PageWriter::written(uint64_t offset, uint64_t bytes) {
-  (void)::sync_file_range(fd_.get(), static_cast<off_t>(offset), static_cast<off_t>(bytes), SYNC_FILE_RANGE_WRITE);
+  int fd = -1;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& f : files_)
+      if (f->reserved) fd = f->fd.get();
+  }
+  (void)::sync_file_range(fd, static_cast<off_t>(offset), static_cast<off_t>(bytes), SYNC_FILE_RANGE_WRITE);
   progress::add_bytes(bytes);
 }
 
-Status PageWriter::read_back(uint64_t offset, uint8_t* into, size_t bytes) const {
-  return pread_all(fd_.get(), into, bytes, static_cast<off_t>(offset)).wrap("read back pages.img");
+Status PageWriter::read_back(uint32_t file, uint64_t offset, uint8_t* into, size_t bytes) const {
+  int fd = -1;
+  {
+    std::lock_guard lock(mu_);
+    if (file < files_.size()) fd = files_[file]->fd.get();
+  }
+  if (fd < 0) return Error(EINVAL, "no local page file " + std::to_string(file) + " to read back");
+  return pread_all(fd, into, bytes, static_cast<off_t>(offset)).wrap("read back " + page_file_name(file));
 }
 
-void PageWriter::punch(uint64_t offset, uint64_t bytes) {
+void PageWriter::punch(uint32_t file, uint64_t offset, uint64_t bytes) {
   if (!bytes) return;
-  if (::fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+  int fd = -1;
+  {
+    std::lock_guard lock(mu_);
+    if (file < files_.size()) fd = files_[file]->fd.get();
+  }
+  if (fd < 0) return;
+  if (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
                   static_cast<off_t>(bytes)) < 0) {
     // No holes here (EOPNOTSUPP and the like): zeros written over what was
     // there (a page a fault cut short), so that the span is what zero_runs()
@@ -451,37 +513,42 @@ void PageWriter::punch(uint64_t offset, uint64_t bytes) {
     static const std::vector<uint8_t> zeros(kBufferSize);
     for (uint64_t at = offset; at < offset + bytes; at += zeros.size()) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), offset + bytes - at));
-      if (auto st = pwrite_all(fd_.get(), zeros.data(), n, static_cast<off_t>(at)); !st.ok()) {
+      if (auto st = pwrite_all(fd, zeros.data(), n, static_cast<off_t>(at)); !st.ok()) {
         std::lock_guard lock(mu_);
-        if (!error_) error_ = std::move(st).error().wrap("zeroing unused bytes of pages.img");
+        if (!error_) error_ = std::move(st).error().wrap("zeroing unused bytes of " + page_file_name(file));
         return;
       }
     }
   }
   std::lock_guard lock(mu_);
-  zeroed_.emplace_back(offset, offset + bytes);
+  files_[file]->zeroed.emplace_back(offset, offset + bytes);
 }
 
 std::vector<PageRun> PageWriter::zero_runs() const {
-  std::vector<std::pair<uint64_t, uint64_t>> spans;
+  std::vector<std::vector<std::pair<uint64_t, uint64_t>>> by_file;
   {
     std::lock_guard lock(mu_);
-    spans = zeroed_;
+    for (const auto& f : files_) by_file.push_back(f->zeroed);
   }
-  std::sort(spans.begin(), spans.end());
   constexpr uint64_t kPage = 4096;
   std::vector<PageRun> out;
   static const std::vector<uint8_t> zeros(kBufferSize);
-  uint64_t end = 0;
-  for (const auto& [from, to] : spans) {
-    if (!out.empty() && from == end) {
-      out.back().set_npages(out.back().npages() + (to - from) / kPage);
-    } else {
-      out.emplace_back();
-      out.back().set_offset(from);
-      out.back().set_npages((to - from) / kPage);
+  for (uint32_t file = 0; file < by_file.size(); file++) {
+    auto& spans = by_file[file];
+    std::sort(spans.begin(), spans.end());
+    uint64_t end = 0;
+    size_t first = out.size();
+    for (const auto& [from, to] : spans) {
+      if (out.size() > first && from == end) {
+        out.back().set_npages(out.back().npages() + (to - from) / kPage);
+      } else {
+        out.emplace_back();
+        out.back().set_file(file);
+        out.back().set_offset(from);
+        out.back().set_npages((to - from) / kPage);
+      }
+      end = to;
     }
-    end = to;
   }
   for (auto& run : out) {
     Checksummer sum;  // streaming: the same digest whatever the pieces
@@ -495,37 +562,51 @@ std::vector<PageRun> PageWriter::zero_runs() const {
   return out;
 }
 
-uint64_t PageWriter::size() const {
+std::vector<uint64_t> PageWriter::file_sizes() const {
   std::lock_guard lock(mu_);
-  return offset_;
+  std::vector<uint64_t> out;
+  for (const auto& f : files_) out.push_back(f->end);
+  return out;
+}
+
+uint64_t PageWriter::data_bytes() const {
+  uint64_t bytes = 0;
+  for (uint64_t size : file_sizes()) bytes += size - kPagesDataOffset;
+  return bytes;
 }
 
 Status PageWriter::drain() {
   std::unique_lock lock(mu_);
-  cv_.wait(lock, [&] { return queue_.empty() && free_.size() == storage_.size(); });
+  cv_.wait(lock, [&] {
+    for (const auto& f : files_)
+      if (!f->queue.empty()) return false;
+    return free_.size() == storage_.size();
+  });
   if (error_) return *error_;
   return {};
 }
 
 Status PageWriter::finish() {
-  std::unique_lock lock(mu_);
-  cv_.wait(lock, [&] { return queue_.empty() && free_.size() == storage_.size(); });
-  if (error_) return *error_;
+  CRYO_TRY(drain());
+  std::lock_guard lock(mu_);
   if (sink_) {
-    auto st = sink_->finish(offset_);
+    auto st = sink_->finish(files_[0]->end);
     if (!st.ok()) error_ = st.error();
     return st;
   }
-  // A reserved span whose writer stopped short at the end of the file:
-  // the file still ends where size() says.
-  if (struct stat st; ::fstat(fd_.get(), &st) == 0 && static_cast<uint64_t>(st.st_size) < offset_ &&
-                      ::ftruncate(fd_.get(), static_cast<off_t>(offset_)) < 0) {
-    error_ = errno_error("ftruncate pages.img");
-    return *error_;
-  }
-  if (::fdatasync(fd_.get()) < 0) {
-    error_ = errno_error("fdatasync pages.img");
-    return *error_;
+  for (uint32_t i = 0; i < files_.size(); i++) {
+    const File& f = *files_[i];
+    // A reserved span whose writer stopped short at the end of the file:
+    // the file still ends where file_sizes() says.
+    if (struct stat st; ::fstat(f.fd.get(), &st) == 0 && static_cast<uint64_t>(st.st_size) < f.end &&
+                        ::ftruncate(f.fd.get(), static_cast<off_t>(f.end)) < 0) {
+      error_ = errno_error("ftruncate " + page_file_name(i));
+      return *error_;
+    }
+    if (::fdatasync(f.fd.get()) < 0) {
+      error_ = errno_error("fdatasync " + page_file_name(i));
+      return *error_;
+    }
   }
   return {};
 }
@@ -547,9 +628,10 @@ Result<ImageDirWriter> ImageDirWriter::create(const std::string& dir) {
 
 ImageDirWriter::~ImageDirWriter() {
   if (committed_ || dir_.empty()) return;
+  if (pages_) page_files_ = pages_->file_sizes().size();
   pages_.reset();
   for (auto& [name, size] : written_) ::unlink((dir_ + "/" + tmp_name(name)).c_str());
-  ::unlink((dir_ + "/" + tmp_name(kPagesName)).c_str());
+  for (uint32_t i = 0; i < page_files_; i++) ::unlink((dir_ + "/" + tmp_name(page_file_name(i))).c_str());
 }
 
 Status ImageDirWriter::write(const std::string& name, Kind kind, const google::protobuf::MessageLite& message) {
@@ -568,7 +650,7 @@ Result<PageWriter*> ImageDirWriter::pages() {
     CRYO_ASSIGN(pages_, PageWriter::create(std::move(sink_)));
     remote_pages_ = true;
   } else if (!pages_) {
-    CRYO_ASSIGN(pages_, PageWriter::create(dir_ + "/" + tmp_name(kPagesName)));
+    CRYO_ASSIGN(pages_, PageWriter::create(dir_));
   }
   return pages_.get();
 }
@@ -576,9 +658,15 @@ Result<PageWriter*> ImageDirWriter::pages() {
 Status ImageDirWriter::commit(cryo::image::Inventory inventory) {
   if (!pages_) CRYO_TRY(pages().wrap("pages.img"));
   CRYO_TRY(pages_->finish());
-  uint64_t pages_size = pages_->size();
+  auto sizes = pages_->file_sizes();
+  page_files_ = sizes.size();
   pages_.reset();
-  written_.emplace_back(kPagesName, pages_size);
+  std::vector<std::string> page_names;  // finish() synced them
+  for (uint32_t i = 0; i < sizes.size(); i++) {
+    page_names.push_back(page_file_name(i));
+    written_.emplace_back(page_names.back(), sizes[i]);
+  }
+  inventory.set_page_files(static_cast<uint32_t>(sizes.size()));
   inventory.set_format_version(kFormatVersion);
   inventory.clear_files();
   for (auto& [name, size] : written_) {
@@ -588,7 +676,7 @@ Status ImageDirWriter::commit(cryo::image::Inventory inventory) {
   }
   // Every file is on its storage before the inventory names it.
   for (auto& [name, size] : written_) {
-    if (name == kPagesName) continue;  // finish() synced it
+    if (std::find(page_names.begin(), page_names.end(), name) != page_names.end()) continue;
     std::string path = dir_ + "/" + tmp_name(name);
     CRYO_ASSIGN(UniqueFd fd, open_file(path, O_RDONLY));
     if (::fdatasync(fd.get()) < 0) return errno_error("fdatasync " + path);
@@ -654,18 +742,28 @@ Result<ImageDirReader> ImageDirReader::open_flat(const std::string& dir, bool po
       return Error(EINVAL, "image file " + path + " has " + std::to_string(st.st_size) + " bytes, the dump wrote " +
                                std::to_string(f.size()) + " (truncated or changed)");
   }
-  struct stat st;
-  CRYO_ASSIGN(UniqueFd pages, open_image_file(dir + "/" + kPagesName, &st));
-  r.pages_size_ = static_cast<uint64_t>(st.st_size);
-  if (r.pages_size_ < kPagesDataOffset) return Error(EINVAL, dir + "/pages.img: truncated header");
-  // Populated up front: the restore reads every page, checksums first.
-  void* map = ::mmap(nullptr, r.pages_size_, PROT_READ, MAP_SHARED | (populate ? MAP_POPULATE : 0), pages.get(), 0);
-  if (map == MAP_FAILED) return errno_error("mmap pages.img");
-  r.pages_ = static_cast<const uint8_t*>(map);
-  CRYO_TRY(check_header(Kind::kPages, std::string_view(reinterpret_cast<const char*>(r.pages_), kHeaderSize))
-               .wrap(dir + "/pages.img"));
-  for (size_t i = kHeaderSize; i < kPagesDataOffset; i++)
-    if (r.pages_[i] != 0) return Error(EINVAL, dir + "/pages.img: the header padding is not zero (corrupt)");
+  uint32_t files = std::max(r.inventory_.page_files(), 1u);
+  if (r.inventory_.format_version() < 2 && files != 1)
+    return Error(EINVAL, dir + "/inventory.img: an image of format version 1 has pages.img alone");
+  for (uint32_t i = 0; i < files; i++) {
+    std::string name = page_file_name(i), path = dir + "/" + name;
+    if (i > 0 && !r.has(name))
+      return Error(EINVAL, dir + "/inventory.img: " + std::to_string(files) + " page files, but " + name +
+                               " is not among its files");
+    struct stat st;
+    CRYO_ASSIGN(UniqueFd fd, open_image_file(path, &st));
+    Mapped m{nullptr, static_cast<uint64_t>(st.st_size)};
+    if (m.size < kPagesDataOffset) return Error(EINVAL, path + ": truncated header");
+    // Populated up front: the restore reads every page, checksums first.
+    void* map = ::mmap(nullptr, m.size, PROT_READ, MAP_SHARED | (populate ? MAP_POPULATE : 0), fd.get(), 0);
+    if (map == MAP_FAILED) return errno_error("mmap " + path);
+    m.data = static_cast<const uint8_t*>(map);
+    r.page_files_.push_back(m);
+    CRYO_TRY(check_header(Kind::kPages, std::string_view(reinterpret_cast<const char*>(m.data), kHeaderSize))
+                 .wrap(path));
+    for (size_t k = kHeaderSize; k < kPagesDataOffset; k++)
+      if (m.data[k] != 0) return Error(EINVAL, path + ": the header padding is not zero (corrupt)");
+  }
   return r;
 }
 
@@ -698,21 +796,26 @@ const ImageDirReader* ImageDirReader::level(uint32_t n) const {
   return n <= parents_.size() ? parents_[n - 1].get() : nullptr;
 }
 
-Result<const uint8_t*> ImageDirReader::run_bytes(uint64_t offset, uint64_t size, uint32_t n) const {
-  const ImageDirReader* at = level(n);
-  if (!at) return Error(EINVAL, "a page run names parent image " + std::to_string(n) + ", beyond the chain");
-  return at->page_run(offset, size);
+Result<const uint8_t*> ImageDirReader::run_bytes(const PageRun& run) const {
+  const ImageDirReader* at = level(run.level());
+  if (!at) return Error(EINVAL, "a page run names parent image " + std::to_string(run.level()) + ", beyond the chain");
+  return at->page_run(run);
 }
 
 ImageDirReader::ImageDirReader(ImageDirReader&& other) noexcept
     : parents_(std::move(other.parents_)),
       dir_(std::move(other.dir_)),
       inventory_(std::move(other.inventory_)),
-      pages_(std::exchange(other.pages_, nullptr)),
-      pages_size_(std::exchange(other.pages_size_, 0)) {}
+      page_files_(std::exchange(other.page_files_, {})) {}
 
 ImageDirReader::~ImageDirReader() {
-  if (pages_) ::munmap(const_cast<uint8_t*>(pages_), pages_size_);
+  for (const auto& m : page_files_) ::munmap(const_cast<uint8_t*>(m.data), m.size);
+}
+
+uint64_t ImageDirReader::pages_size() const {
+  uint64_t bytes = 0;
+  for (const auto& m : page_files_) bytes += m.size;
+  return bytes;
 }
 
 bool ImageDirReader::has(const std::string& name) const {
@@ -728,17 +831,41 @@ Status ImageDirReader::read(const std::string& name, Kind kind, google::protobuf
   return decode_one(kind, bytes, out).wrap(path);
 }
 
-Result<const uint8_t*> ImageDirReader::page_run(uint64_t offset, uint64_t size) const {
-  if (offset < kPagesDataOffset || offset > pages_size_ || size > pages_size_ - offset)
-    return Error(EINVAL, "pages.img: a page run lies outside the file (offset " + std::to_string(offset) + ")");
-  return pages_ + offset;
+Result<const uint8_t*> ImageDirReader::page_run(uint32_t file, uint64_t offset, uint64_t size) const {
+  if (file >= page_files_.size())
+    return Error(EINVAL, "a page run names page file " + std::to_string(file) + ", and the image has " +
+                             std::to_string(page_files_.size()));
+  const Mapped& m = page_files_[file];
+  if (offset < kPagesDataOffset || offset > m.size || size > m.size - offset)
+    return Error(EINVAL, page_file_name(file) + ": a page run lies outside the file (offset " +
+                             std::to_string(offset) + ")");
+  return m.data + offset;
 }
 
-Result<const uint8_t*> ImageDirReader::checked_page_run(uint64_t offset, uint64_t size, uint64_t expected) const {
-  CRYO_ASSIGN(const uint8_t* p, page_run(offset, size));
+Result<const uint8_t*> ImageDirReader::checked_page_run(uint32_t file, uint64_t offset, uint64_t size,
+                                                        uint64_t expected) const {
+  CRYO_ASSIGN(const uint8_t* p, page_run(file, offset, size));
   if (checksum(p, size) != expected)
-    return Error(EINVAL, "pages.img: checksum mismatch at offset " + std::to_string(offset) + " (the image is corrupt)");
+    return Error(EINVAL, page_file_name(file) + ": checksum mismatch at offset " + std::to_string(offset) +
+                             " (the image is corrupt)");
   return p;
+}
+
+namespace {
+constexpr uint64_t kPageBytes = 4096;
+// A run's bytes; where npages is out of all reason, more than any page file
+// holds (the bounds check refuses it).
+uint64_t run_size(const PageRun& run) {
+  return run.npages() > (~0ULL / kPageBytes) ? ~0ULL : run.npages() * kPageBytes;
+}
+}  // namespace
+
+Result<const uint8_t*> ImageDirReader::page_run(const PageRun& run) const {
+  return page_run(run.file(), run.offset(), run_size(run));
+}
+
+Result<const uint8_t*> ImageDirReader::checked_page_run(const PageRun& run) const {
+  return checked_page_run(run.file(), run.offset(), run_size(run), run.xxh3());
 }
 
 }  // namespace cryo::image

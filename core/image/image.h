@@ -21,9 +21,10 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <thread>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/image/proto/inventory.pb.h"
@@ -32,7 +33,9 @@
 
 namespace cryo::image {
 
-constexpr uint32_t kFormatVersion = 1;
+// 2: pages in several page files (PageRun.file, Inventory.page_files).
+constexpr uint32_t kFormatVersion = 2;
+constexpr uint32_t kOldestFormatVersion = 1;  // read still: it has pages.img alone
 constexpr size_t kHeaderSize = 16;
 constexpr size_t kPagesDataOffset = 4096;
 constexpr size_t kMaxRecordSize = 256u << 20;
@@ -96,75 +99,101 @@ class PageSink {
   virtual Status finish(uint64_t size) = 0;
 };
 
-// Appends pages to pages.img. Writing happens on threads of their own, so
-// that reading the next pages out of a task overlaps writing the last ones:
-// a caller fills a buffer from buffer() and submits pieces of it.
+// An image's pages are in one or more page files: pages.img (file 0), and
+// pages-1.img, pages-2.img... (Inventory.page_files names how many). A run
+// names its file (PageRun.file) and its offset there. Several files let
+// several writers write at once: a filesystem takes a file's writes one at
+// a time (tmpfs and ext4 hold the inode's lock through each), which kept two
+// writers of one file at the speed of one.
+std::string page_file_name(uint32_t file);
+// Where submit() or reserve() put bytes: which page file, at what offset.
+struct PagePlace {
+  uint32_t file = 0;
+  uint64_t offset = 0;
+};
+// Where a run's bytes are in its image (two runs of an image are one run
+// where they are the same), comparable and ordered.
+using RunPlace = std::pair<uint32_t, uint64_t>;
+inline RunPlace place_of(const PageRun& run) { return {run.file(), run.offset()}; }
+
+// Appends pages to the page files. Writing happens on threads of their own,
+// so that reading the next pages out of a task overlaps writing the last
+// ones: a caller fills a buffer from buffer() and submits pieces of it.
 // Buffers are small enough that the writer copies out of the shared cache
 // what the reader has just put there, not out of memory (8 MiB buffers cost
 // a dump about 7% more CPU time); four per reader keep the writer busy
 // between reads.
 //
-// Several threads may fill and submit buffers at once (add_readers first):
-// each submit takes the next bytes of the file, so that the file is the
-// pieces in the order they were submitted whichever thread wrote them, and
-// pages.img has no format of its own to change. A local file is written
-// with pwritev by one writer thread per reader; a sink takes every write in
-// file order from one.
+// Several threads may fill and submit buffers at once (add_readers first).
+// Locally each reader adds a page file and a writer thread of its own, and
+// a submit goes to the file with the least bytes waiting: the writers never
+// wait for each other. A sink takes every write of pages.img in file order
+// from one writer thread.
 //
-// A local file can also be written by someone else (core/mm/task_write.h: a
-// dumped task writes its own pages with pwritev on a copy of file_fd()):
-// reserve() takes the next bytes of the file for that, in file order with
-// the submits, read_back() reads them back for their checksums, and punch()
-// frees what no run names (the all-zero pages among them). The file is open
-// read-write for that.
+// A local page file can also be written by someone else (core/mm/task_write.h:
+// a dumped task writes its own pages with pwritev on a copy of an fd):
+// reserve_file() adds a file that no submit goes to, reserve() takes the
+// next bytes of it, read_back() reads them back for their checksums, and
+// punch() frees what no run names (the all-zero pages among them). The files
+// are open read-write for that.
 class PageWriter {
  public:
   static constexpr size_t kBufferSize = 1u << 20;
   static constexpr size_t kBuffers = 4;
-  static Result<std::unique_ptr<PageWriter>> create(const std::string& tmp_path);
-  // The same, the bytes going to `sink` instead of a file.
+  // Page files in dir, under temporary names (.pages.img.tmp...) until
+  // ImageDirWriter::commit renames them.
+  static Result<std::unique_ptr<PageWriter>> create(const std::string& dir);
+  // Only pages.img, its bytes going to `sink` instead of a file.
   static Result<std::unique_ptr<PageWriter>> create(std::unique_ptr<PageSink> sink);
   ~PageWriter();
 
   // Makes room for `readers` threads filling buffers at once (kBuffers
-  // each) and, for a local file, as many writer threads. Only while no
-  // buffer is out.
+  // each) and, locally, for as many page files and writer threads. Only
+  // while no buffer is out.
   Status add_readers(unsigned readers);
   // A buffer of kBufferSize bytes to fill, its first `need` bytes populated
   // (faulted in with one call rather than a fault per page during the copy);
   // waits until one is free.
   uint8_t* buffer(size_t need);
-  // Queues pieces of a buffer from buffer() to be written in this order; the
-  // buffer comes back once they are. Returns the file offset of the first
-  // piece (the others follow it). An earlier failed write is returned here.
-  Result<uint64_t> submit(uint8_t* buffer, std::vector<struct iovec> pieces);
-  // Waits for every queued write, and for a local file until it is on its
+  // Queues pieces of a buffer from buffer() to be written in this order, one
+  // after the other in one file; the buffer comes back once they are.
+  // Returns where the first piece goes. An earlier failed write is returned
+  // here.
+  Result<PagePlace> submit(uint8_t* buffer, std::vector<struct iovec> pieces);
+  // Waits for every queued write, and locally until every file is on its
   // storage (fdatasync; writeback starts as each buffer is written, so this
   // waits only for the last ones): a dump kills the tree once its image
   // commits, and an image whose pages a crash can lose is no image.
   Status finish();
   // The same, for a writer that goes on after: a page sink is not finished.
   Status drain();
-  uint64_t size() const;
+  // The page files' sizes, file 0 first.
+  std::vector<uint64_t> file_sizes() const;
+  // The bytes of pages in all of them (their headers left out).
+  uint64_t data_bytes() const;
+  // Whether the pages go to local files (not a sink).
+  bool local() const { return !sink_; }
 
-  // The local file, for another writer (-1: the pages go to a sink).
-  int file_fd() const { return sink_ ? -1 : fd_.get(); }
-  // Takes the next `bytes` of the file for another writer: its offset.
+  // A local page file for another writer, which no submit goes to (made
+  // by the first call): its number and its fd.
+  Result<std::pair<uint32_t, int>> reserve_file();
+  // Takes the next `bytes` of that file for the other writer: its offset.
   Result<uint64_t> reserve(uint64_t bytes);
   // The other writer wrote [offset, offset + bytes) of a reserved span: its
   // writeback starts now, as the writer threads start their own (else all
   // of it waits for finish(), and the writer for the dirty pages' throttle),
   // and the progress line counts it.
   void written(uint64_t offset, uint64_t bytes);
-  // Reads `bytes` at offset of the local file (a reserved span once written).
-  Status read_back(uint64_t offset, uint8_t* into, size_t bytes) const;
+  // Reads `bytes` at offset of a page file (a reserved span once written).
+  Status read_back(uint32_t file, uint64_t offset, uint8_t* into, size_t bytes) const;
   // Frees [offset, offset + bytes) of a reserved span that no run names:
   // the bytes read as zeros after (a hole, or zeros written where the
   // filesystem cannot punch one), and zero_runs() names them.
-  void punch(uint64_t offset, uint64_t bytes);
+  void punch(uint32_t file, uint64_t offset, uint64_t bytes);
   // The spans punch() zeroed, as page runs with the checksum of their zeros
-  // (in file order, adjoining ones merged): the image lists them so that no
-  // byte of pages.img goes unchecked (a byte flipped in a hole shows).
+  // (by file, in file order, adjoining ones merged): the image lists them so
+  // that no byte of a page file goes unchecked (a byte flipped in a hole
+  // shows).
   std::vector<PageRun> zero_runs() const;
 
  private:
@@ -172,26 +201,34 @@ class PageWriter {
     uint8_t* buffer;
     std::vector<struct iovec> pieces;
     uint64_t offset = 0;
+    uint64_t bytes = 0;
+  };
+  struct File {
+    UniqueFd fd;            // -1: the sink's
+    uint64_t end = 0;       // where the next bytes go
+    uint64_t waiting = 0;   // bytes queued, not yet written
+    std::deque<Job> queue;  // in file order
+    bool reserved = false;  // reserve_file()'s: no submit goes here
+    std::vector<std::pair<uint64_t, uint64_t>> zeroed;  // punch(): [offset, end)
   };
   PageWriter() = default;
-  Status start();
+  // Adds a page file (locally) and a writer thread for it. Under mu_.
+  Status add_file(bool reserved);
   Status add_buffers(size_t count);
-  Status write_job(Job& job);
-  void run();
+  Status write_job(const File& file, Job& job);
+  void run(File* file);
 
-  UniqueFd fd_;
+  std::string dir_;
   std::unique_ptr<PageSink> sink_;
-  uint64_t offset_ = 0;
   mutable std::mutex mu_;
   std::condition_variable cv_;
+  std::vector<std::unique_ptr<File>> files_;
   // Each buffer is populated as far as a caller has needed it: a page fault
   // costs far more than the page under a hypervisor's shadow paging (~15 us
   // here), the buffers take 6144 pages, and a tiny dump needs a few dozen.
-  std::vector<std::pair<uint64_t, uint64_t>> zeroed_;  // punch(): [offset, end)
   std::vector<uint8_t*> storage_;
   std::vector<size_t> populated_;  // bytes of storage_[i] populated
   std::vector<uint8_t*> free_;
-  std::deque<Job> queue_;
   bool stopping_ = false;
   std::optional<Error> error_;
   std::vector<std::thread> threads_;
@@ -218,6 +255,7 @@ class ImageDirWriter {
   std::string dir_;
   std::vector<std::pair<std::string, uint64_t>> written_;  // name, size
   std::unique_ptr<PageWriter> pages_;
+  size_t page_files_ = 1;  // the page writer's, once it is gone
   std::unique_ptr<PageSink> sink_;
   bool remote_pages_ = false;
   bool committed_ = false;
@@ -238,14 +276,19 @@ class ImageDirReader {
   Status read(const std::string& name, Kind kind, google::protobuf::MessageLite* out) const;
   bool has(const std::string& name) const;
 
-  // A run of the page file (mapped read-only), checked to lie inside it.
-  Result<const uint8_t*> page_run(uint64_t offset, uint64_t size) const;
+  // A run of a page file (mapped read-only), checked to lie inside it.
+  Result<const uint8_t*> page_run(uint32_t file, uint64_t offset, uint64_t size) const;
   // The same, also checked against its checksum.
-  Result<const uint8_t*> checked_page_run(uint64_t offset, uint64_t size, uint64_t expected_checksum) const;
-  uint64_t pages_size() const { return pages_size_; }
+  Result<const uint8_t*> checked_page_run(uint32_t file, uint64_t offset, uint64_t size,
+                                          uint64_t expected_checksum) const;
+  // The same for a run as the image names it (file, offset, npages, xxh3).
+  Result<const uint8_t*> page_run(const PageRun& run) const;
+  Result<const uint8_t*> checked_page_run(const PageRun& run) const;
+  // The bytes of all page files, headers included.
+  uint64_t pages_size() const;
   // The bytes of a run, from this image or (run.level() > 0) from the image
   // of the chain of parents it names (bounds checked, not the checksum).
-  Result<const uint8_t*> run_bytes(uint64_t offset, uint64_t size, uint32_t level) const;
+  Result<const uint8_t*> run_bytes(const PageRun& run) const;
   // An incremental image's chain: level 1 is its parent; nullptr past the end.
   const ImageDirReader* level(uint32_t n) const;
   size_t depth() const { return parents_.size(); }
@@ -257,8 +300,11 @@ class ImageDirReader {
   std::vector<std::unique_ptr<ImageDirReader>> parents_;  // parent, grandparent...
   std::string dir_;
   cryo::image::Inventory inventory_;
-  const uint8_t* pages_ = nullptr;
-  uint64_t pages_size_ = 0;
+  struct Mapped {
+    const uint8_t* data = nullptr;
+    uint64_t size = 0;
+  };
+  std::vector<Mapped> page_files_;  // pages.img, pages-1.img...
 };
 
 std::string core_name(int pid);

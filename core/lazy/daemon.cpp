@@ -124,8 +124,8 @@ Status Daemon::load(const std::string& dir, bool remote) {
       }
       // Checked once here, before the first page is served.
       CRYO_ASSIGN(const uint8_t* src,
-                  (run.checked() ? reader_->run_bytes(run.offset(), run.npages() * kPage, run.level())
-                                 : reader_->checked_page_run(run.offset(), run.npages() * kPage, run.xxh3()))
+                  (run.checked() ? reader_->run_bytes(run)
+                                 : reader_->checked_page_run(run))
                       .wrap(f.name()));
       spans.push_back({run.addr(), run.npages(), src});
     }

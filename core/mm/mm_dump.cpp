@@ -157,10 +157,11 @@ class RunBuilder {
   // Queues the runs' pages for writing and gives each run its offset.
   Status submit(image::PageWriter& pages) {
     end_run();
-    CRYO_ASSIGN(uint64_t offset, pages.submit(buf_, std::move(pieces_)));
+    CRYO_ASSIGN(image::PagePlace place, pages.submit(buf_, std::move(pieces_)));
     for (auto* run : made_) {
-      run->set_offset(offset);
-      offset += run->npages() * kPage;
+      run->set_file(place.file);
+      run->set_offset(place.offset);
+      place.offset += run->npages() * kPage;
     }
     return {};
   }
@@ -524,7 +525,7 @@ void append_parent_pages(const image::Mm& from, image::Mm* out) {
   auto* entries = out->mutable_parent_pages();
   for (const auto& p : from.parent_pages()) {
     image::ParentPages* last = entries->empty() ? nullptr : &(*entries)[entries->size() - 1];
-    if (!last || last->level() != p.level() || last->run().offset() != p.run().offset()) {
+    if (!last || last->level() != p.level() || image::place_of(last->run()) != image::place_of(p.run())) {
       *entries->Add() = p;
       continue;
     }
@@ -666,7 +667,7 @@ Result<unsigned> PageCopies::run(image::PageWriter& pages, unsigned max_threads)
     if (writable(q)) writable_bytes[q.pid] += q.resident_bytes;
   std::set<pid_t> writers;
   for (const auto& [pid, bytes] : writable_bytes)
-    if (bytes >= kTaskWriteBytes && pages.file_fd() >= 0) writers.insert(pid);
+    if (bytes >= kTaskWriteBytes && pages.local()) writers.insert(pid);
   std::mutex mu;
   size_t cursor = 0;
   std::set<pid_t> stopped;  // a process whose copy failed: its other pieces are not copied

@@ -115,8 +115,8 @@ Result<PageWrites> plan_page_writes(pid_t pid, const image::Mm& mm, const image:
     // loaded. A lazy migration's runs that come no lazier came from its
     // source already.
     CRYO_ASSIGN(const uint8_t* src, run.remote()                  ? premaps.fetched(pid, run)
-                                    : check && !run.checked()     ? images.checked_page_run(run.offset(), bytes, run.xxh3())
-                                                                  : images.run_bytes(run.offset(), bytes, run.level()));
+                                    : check && !run.checked()     ? images.checked_page_run(run)
+                                                                  : images.run_bytes(run));
     for (uint64_t at = 0; at < bytes; at += kPieceBytes) {
       uint64_t len = std::min(kPieceBytes, bytes - at);
       out.local.push_back({const_cast<uint8_t*>(src + at), len});

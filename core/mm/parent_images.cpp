@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
 
 #include "core/sys/io.h"
 
@@ -72,7 +73,7 @@ IncrementalMm::Taken IncrementalMm::take(uint64_t addr, image::Mm* out, Cursor& 
 void IncrementalMm::add_slice(const Source& src, uint64_t addr, uint64_t npages, image::Mm* out) {
   auto* entries = out->mutable_parent_pages();
   image::ParentPages* last = entries->empty() ? nullptr : &(*entries)[entries->size() - 1];
-  if (!last || last->level() != src.level || last->run().offset() != src.run.offset()) {
+  if (!last || last->level() != src.level || image::place_of(last->run()) != image::place_of(src.run)) {
     last = entries->Add();
     last->set_level(src.level);
     *last->mutable_run() = src.run;
@@ -130,7 +131,7 @@ Status expand_parent_pages(const image::ImageDirReader& reader, image::Mm* mm) {
     if (run.level() != 0 || run.checked())
       return Error(EINVAL, "page run at " + hex(run.addr()) + " names a level (corrupt)");
   if (mm->parent_pages_size() == 0) return {};
-  std::set<std::pair<uint32_t, uint64_t>> checked;
+  std::set<std::tuple<uint32_t, uint32_t, uint64_t>> checked;  // level, file, offset
   std::vector<image::PageRun> runs(mm->pages().begin(), mm->pages().end());
   for (const auto& p : mm->parent_pages()) {
     const auto& run = p.run();
@@ -140,8 +141,8 @@ Status expand_parent_pages(const image::ImageDirReader& reader, image::Mm* mm) {
     if (run.npages() == 0 || run.npages() > (1ULL << 40) / kPage || run.addr() % kPage ||
         run.addr() + run.npages() * kPage < run.addr())
       return Error(EINVAL, what + ": a malformed run");
-    if (checked.insert({p.level(), run.offset()}).second)
-      CRYO_TRY(at->checked_page_run(run.offset(), run.npages() * kPage, run.xxh3()).wrap(at->dir() + ": " + what));
+    if (checked.insert({p.level(), run.file(), run.offset()}).second)
+      CRYO_TRY(at->checked_page_run(run).wrap(at->dir() + ": " + what));
     uint64_t end = run.addr() + run.npages() * kPage;
     for (const auto& s : p.slices()) {
       if (s.npages() == 0 || s.addr() % kPage || s.addr() < run.addr() || s.npages() > run.npages() ||
@@ -150,6 +151,7 @@ Status expand_parent_pages(const image::ImageDirReader& reader, image::Mm* mm) {
       image::PageRun r;
       r.set_addr(s.addr());
       r.set_npages(s.npages());
+      r.set_file(run.file());
       r.set_offset(run.offset() + (s.addr() - run.addr()));
       r.set_level(p.level());
       r.set_xxh3(run.xxh3());

@@ -169,8 +169,8 @@ Status Premaps::build(pid_t self, pid_t parent, const image::Mm& mm, const image
       // Checked here too: a lazy restore leaves the checks of private
       // anonymous runs to whoever writes them (slices of runs, a parent
       // image's or this image's, were checked whole when it was loaded).
-      CRYO_ASSIGN(const uint8_t* src, run.checked() ? images.run_bytes(run.offset(), bytes, run.level())
-                                                    : images.checked_page_run(run.offset(), bytes, run.xxh3()));
+      CRYO_ASSIGN(const uint8_t* src, run.checked() ? images.run_bytes(run)
+                                                    : images.checked_page_run(run));
       std::memcpy(reinterpret_cast<void*>(r.at + (run.addr() - r.start)), src, bytes);
     }
   }

@@ -52,7 +52,7 @@ constexpr uint64_t kPairAt = 0, kMsgAt = 16, kIovAt = 80, kControlAt = 96, kData
 static_assert(kMsgAt + sizeof(struct msghdr) <= kIovAt);
 static_assert(kControlAt + CMSG_SPACE(sizeof(int)) <= kDataAt);
 
-// A range the task wrote: pages [addr, addr + bytes) of piece, at `at` in pages.img.
+// A range the task wrote: pages [addr, addr + bytes) of piece, at `at` in its page file.
 struct Part {
   size_t piece;
   bool skip_zero;  // the piece's, for the reader (which never touches the pieces: more come meanwhile)
@@ -75,7 +75,8 @@ struct Batch {
 // each batch as soon as it is written.
 class ReadBack {
  public:
-  ReadBack(image::PageWriter& pages, unsigned threads) : pages_(pages) {
+  // file: the page file the task writes (PageWriter::reserve_file).
+  ReadBack(image::PageWriter& pages, uint32_t file, unsigned threads) : pages_(pages), file_(file) {
     for (unsigned i = 0; i < threads; i++) threads_.emplace_back([this] { run(); });
   }
   ~ReadBack() { (void)stop(); }
@@ -100,6 +101,7 @@ class ReadBack {
   }
   // In the order they were written.
   const std::deque<std::unique_ptr<Batch>>& batches() const { return batches_; }
+  uint32_t file() const { return file_; }
 
  private:
   void run() {
@@ -132,7 +134,7 @@ class ReadBack {
     image::PageRun* open = nullptr;
     uint64_t zero_from = 0, zero_bytes = 0;  // a stretch of zero pages to punch
     auto end_zero = [&] {
-      if (zero_bytes) pages_.punch(zero_from, zero_bytes);
+      if (zero_bytes) pages_.punch(file_, zero_from, zero_bytes);
       zero_bytes = 0;
     };
     auto end_run = [&] {
@@ -143,7 +145,7 @@ class ReadBack {
     };
     for (uint64_t done = 0; done < part.bytes; done += kReadBack) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(kReadBack, part.bytes - done));
-      CRYO_TRY(pages_.read_back(part.at + done, buf, n));
+      CRYO_TRY(pages_.read_back(file_, part.at + done, buf, n));
       out->stats.bytes_copied_in += n;
       for (size_t off = 0; off < n; off += kPage) {
         const uint8_t* page = buf + off;
@@ -163,6 +165,7 @@ class ReadBack {
         if (!open) {
           open = out->runs.Add();
           open->set_addr(addr);
+          open->set_file(file_);
           open->set_offset(at);
           open->set_npages(0);
           sum.reset();
@@ -179,6 +182,7 @@ class ReadBack {
   }
 
   image::PageWriter& pages_;
+  uint32_t file_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Batch>> batches_;
@@ -203,10 +207,11 @@ Guard::TaskFd task_fd(pid_t pid, int fd, Guard::TaskFd::Kind kind) {
 // The steps inside the task, its leader parked.
 class InTask {
  public:
-  InTask(pid_t pid, task::ParkedRoom& room, image::PageWriter& pages)
-      : pid_(pid), r_(room.remote), guard_(room.guard), room_(room), pages_(pages) {}
+  // pages_fd: cryo's fd of the page file the task is to write.
+  InTask(pid_t pid, task::ParkedRoom& room, int pages_fd)
+      : pid_(pid), r_(room.remote), guard_(room.guard), room_(room), pages_fd_(pages_fd) {}
 
-  // pages.img's fd inside the task (-1: it could not take one, nothing
+  // The page file's fd inside the task (-1: it could not take one, nothing
   // changed). On failure, the fds it made there are closed again.
   Result<int> pass_pages_fd() {
     auto fd = pass();
@@ -257,12 +262,11 @@ class InTask {
     Guard::TaskFd kept = task_fd(pid_, pair[0], Guard::TaskFd::kSocket);
     CRYO_ASSIGN(auto next, task::lowest_free_fds(pid_, 1));
     struct stat st;
-    if (::fstat(pages_.file_fd(), &st) < 0) return errno_error("fstat pages.img");
+    if (::fstat(pages_fd_, &st) < 0) return errno_error("fstat of a page file");
     Guard::TaskFd file{next[0], Guard::TaskFd::kFile, st.st_dev, st.st_ino};
     CRYO_TRY(tell({kept, file}));
-    int pages_fd = pages_.file_fd();
-    CRYO_TRY(send_with_fds(mine.get(), "p", 1, std::span<const int>(&pages_fd, 1))
-                 .wrap(what() + " fd " + std::to_string(pair[0]) + ": sending pages.img"));
+    CRYO_TRY(send_with_fds(mine.get(), "p", 1, std::span<const int>(&pages_fd_, 1))
+                 .wrap(what() + " fd " + std::to_string(pair[0]) + ": sending a page file"));
     // recvmsg's message in the room: one byte and one fd.
     char control[CMSG_SPACE(sizeof(int))] = {};
     struct msghdr msg = {};
@@ -291,7 +295,7 @@ class InTask {
     CRYO_TRY(close_in_task(pair[0]));
     held_.erase(held_.begin());
     if (fd < 0) {
-      log::debug(what() + ": recvmsg of pages.img: " + (got < 0 ? strerror(static_cast<int>(-got)) : "no fd") +
+      log::debug(what() + ": recvmsg of a page file: " + (got < 0 ? strerror(static_cast<int>(-got)) : "no fd") +
                  ": cryo reads its pages instead");
       CRYO_TRY(guard_.task_fds_closed());
       return -1;
@@ -313,7 +317,7 @@ class InTask {
   ptrace::Remote& r_;
   Guard& guard_;
   task::ParkedRoom& room_;
-  image::PageWriter& pages_;
+  int pages_fd_;
   std::vector<int> held_;  // the fds made in the task so far
 };
 
@@ -369,7 +373,7 @@ Status write_batches(InTask& task, int fd, std::deque<TaskPiece>& pieces, const 
     if (first) failpoint("taskwrite.writing");
     first = false;
     if (wrote < 0 && wrote != -EFAULT)
-      return Error(static_cast<int>(-wrote), task.what() + " fd " + std::to_string(fd) + ": pwritev into pages.img");
+      return Error(static_cast<int>(-wrote), task.what() + " fd " + std::to_string(fd) + ": pwritev into " + image::page_file_name(readers.file()));
     uint64_t done = wrote < 0 ? 0 : static_cast<uint64_t>(wrote);
     pages.written(span, done);
     if (done < bytes) {
@@ -387,7 +391,7 @@ Status write_batches(InTask& task, int fd, std::deque<TaskPiece>& pieces, const 
         stopped[part.piece] = true;
         left[part.piece].emplace_back(part.addr + kept, part.addr + part.bytes);
       }
-      pages.punch(span + whole, bytes - whole);
+      pages.punch(readers.file(), span + whole, bytes - whole);
       batch->parts = std::move(written);
       log::debug(task.what() + ": pwritev stopped at a fault after " + std::to_string(done) + " of " +
                  std::to_string(bytes) + " bytes: the rest of its mapping is read by cryo");
@@ -408,7 +412,7 @@ Status write_batches(InTask& task, int fd, std::deque<TaskPiece>& pieces, const 
 Status write_by_task(pid_t pid, const std::vector<pid_t>& tids, uint64_t syscall_ip,
                      const std::vector<proc::MapEntry>& maps, std::deque<TaskPiece>& pieces, const MorePieces& more,
                      image::PageWriter& pages) {
-  if (pages.file_fd() < 0) return {};
+  if (!pages.local()) return {};
   auto plan = ptrace::plan_rescue(pid, maps);
   if (!plan.ok()) {
     log::debug(plan.error().message() + ": cryo reads its pages");
@@ -418,15 +422,19 @@ Status write_by_task(pid_t pid, const std::vector<pid_t>& tids, uint64_t syscall
   // The reader follows the task's writes on another CPU: one is enough to
   // keep up with one writer (a read back from the page cache and the
   // checksum cost less than the task's write).
-  ReadBack readers(pages, 1);
+  // A page file of its own, which none of cryo's writers waits for.
+  CRYO_ASSIGN(auto reserved, pages.reserve_file());
+  uint32_t file = reserved.first;
+  int file_fd = reserved.second;
+  ReadBack readers(pages, file, 1);
   struct statfs fs;
-  bool in_memory = ::fstatfs(pages.file_fd(), &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
+  bool in_memory = ::fstatfs(file_fd, &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
   Status wrote;
   uint64_t started = now_us(), passed = 0, written = 0;
   CRYO_ASSIGN(bool parked,
               task::run_parked(tids, probe, &*plan, maps, {kIovecsAt + 16384, kIovecsAt + 4096, kIovecsAt + 1024},
                                "taskwrite", [&](task::ParkedRoom& room) -> Status {
-                                 InTask task(pid, room, pages);
+                                 InTask task(pid, room, file_fd);
                                  CRYO_ASSIGN(int fd, task.pass_pages_fd());
                                  if (fd < 0) return {};
                                  passed = now_us();

@@ -1,15 +1,17 @@
-// A frozen process writes its own private pages into pages.img.
+// A frozen process writes its own private pages into a page file of the image.
 //
 // Reading another process's memory costs the kernel a pin of each page
 // (process_vm_readv: ~2.5 us per 4 KiB page under this hypervisor, slower
 // than writing the page to tmpfs), while a process writing its own memory to
-// a file moves it at the speed of a plain write(). So the process gets a copy
-// of pages.img's fd and writes its pages with pwritev at offsets cryo
-// reserves, in batches of 32 MiB (1 MiB to a disk's filesystem, see
-// task_write.cpp), and cryo reads each batch back as soon
-// as it is written, from the page cache, into a small buffer for the
-// zero-page test and the checksum of each run. All-zero pages of mappings
-// that leave them out are named by no run and punched out of the file.
+// a file moves it at the speed of a plain write(). So the process gets a
+// copy of the fd of a page file of its own (PageWriter::reserve_file, which
+// cryo's writers leave alone: they write theirs meanwhile) and writes its
+// pages with pwritev at offsets cryo reserves, in batches of 32 MiB (1 MiB
+// to a disk's filesystem, see task_write.cpp), and cryo reads each batch
+// back as soon as it is written, from the page cache, into a small buffer
+// for the zero-page test and the checksum of each run. All-zero pages of
+// mappings that leave them out are named by no run and punched out of the
+// file.
 //
 // The fd goes in without a path (a container has its own mounts and pids):
 // a socket pair made inside the process, one end taken out with

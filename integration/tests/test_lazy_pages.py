@@ -92,7 +92,8 @@ def case_corrupt_page(env):
     """A page of the image changed after the dump: the daemon checks every run before it
     serves one and refuses the image, naming it; the restore then has no daemon."""
     pid, report, images = dumped_lazymem(env, mib=32)
-    pages = os.path.join(images, "pages.img")
+    # The largest page file (pages.img, or pages-N.img: the process wrote its own pages)
+    pages = max((os.path.join(images, n) for n in os.listdir(images) if n.startswith("pages")), key=os.path.getsize)
     with open(pages, "r+b") as f:
         f.seek(os.path.getsize(pages) // 2)
         byte = f.read(1)

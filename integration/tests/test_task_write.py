@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""A frozen dump has each process with enough memory write its own private pages into
-pages.img (core/mm/task_write.h), and reads what it cannot write the usual way.
+"""A frozen dump has each process with enough memory write its own private pages into a
+page file of the image of its own (core/mm/task_write.h), and reads what it cannot write
+the usual way.
 
 memory: a process (integration/workloads/taskmem.c) with 24 MiB of a pattern among
 present all-zero pages, 16 MiB written and zeroed again, a PROT_NONE region and a
 write-only one holding patterns, and a second thread counting: the dump's stats show the
 process wrote its pages (pages_written_by_tasks), the zero pages it wrote are punched
-out of pages.img (its blocks hold less than the process's memory), and restored it
-finds every byte and its thread counting. The punched bytes are checked like the rest: a
-byte written into a hole of pages.img makes the restore refuse the image, naming the
+out of its page file (the page files' blocks hold less than the process's memory), and
+restored it finds every byte and its thread counting. The punched bytes are checked like
+the rest: a byte written into a hole of that file makes the restore refuse the image, naming the
 checksum, and leaves no process; put back to zero, the image restores.
 (Protection keys: this machine's CPU has none, pkey_alloc fails; cryo does not save them.)
 
@@ -17,7 +18,7 @@ tmpfs mounted after it started, which it cannot see: the fd goes in without a pa
 
 killed: cryo dump killed (SIGKILL) at every step from the parking of the process's
 threads for its writes to the end of its writes (failpoints, each remote syscall: the
-socket pair, closing it, recvmsg of pages.img's fd, each pwritev, closing the fd): the
+socket pair, closing it, recvmsg of the page file's fd, each pwritev, closing the fd): the
 process runs on with its fd table, maps and threads' signal masks as before, not stopped
 nor traced, its thread counting; then it dumps and restores."""
 import contextlib
@@ -108,10 +109,21 @@ def check_written(images):
     check(stats.get("pages_written_by_tasks", 0) >= 40 * MIB,
           f"the process wrote {stats.get('pages_written_by_tasks')} bytes of its pages itself (want 40 MiB or more)")
     check_eq(stats["pages_copied_in"] >= stats["pages_written_by_tasks"], True, "bytes read back >= bytes written")
-    pages = os.stat(os.path.join(images, "pages.img"))
-    held = pages.st_blocks * 512
-    log(f"pages.img: {pages.st_size} bytes, {held} held in blocks")
-    check(held < 24 * MIB, f"pages.img holds {held} bytes: the zero pages written were not punched out")
+    files = page_files(images)
+    held = sum(os.stat(f).st_blocks * 512 for f in files)
+    log(f"page files {[os.path.basename(f) for f in files]}: {sum(os.path.getsize(f) for f in files)} bytes, "
+        f"{held} held in blocks")
+    check(held < 24 * MIB, f"the page files hold {held} bytes: the zero pages written were not punched out")
+
+
+def first_hole(path):
+    with open(path, "rb") as f:
+        return os.lseek(f.fileno(), 0, os.SEEK_HOLE)
+
+
+def page_files(images):
+    """pages.img, pages-1.img...: the files that hold the image's pages."""
+    return sorted(os.path.join(images, n) for n in os.listdir(images) if re.fullmatch(r"pages(-\d+)?\.img", n))
 
 
 def case_memory(env):
@@ -121,11 +133,12 @@ def case_memory(env):
         env.dump(pid, images)
         reap([pid], what="the dumped workload")
         check_written(images)
-        # A byte in a hole punched out of pages.img: named by no process, checked all the same.
-        with open(os.path.join(images, "pages.img"), "r+b") as f:
-            size = os.fstat(f.fileno()).st_size
+        # A byte in a hole punched out of the page file the process wrote: named by no
+        # process, checked all the same.
+        holed = [f for f in page_files(images) if first_hole(f) < os.path.getsize(f)]
+        check(len(holed) == 1, f"page files with a hole: {holed} (want the one the process wrote)")
+        with open(holed[0], "r+b") as f:
             hole = os.lseek(f.fileno(), 0, os.SEEK_HOLE)
-            check(hole < size, "pages.img has no hole")
             os.pwrite(f.fileno(), b"\x01", hole + 100)
             result, _ = env.restore(images, expect=1)
             check("checksum mismatch" in result.stderr and "no process names" in result.stderr,

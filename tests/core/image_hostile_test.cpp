@@ -221,5 +221,55 @@ TEST_CASE("hostile but well-formed images are refused or loaded, never crash") {
   auto reader = image::ImageDirReader::open(dir);
   REQUIRE(reader.ok());
   CHECK_FALSE(load_image(*reader).ok());
+
+  // A run in a page file the image does not have.
+  image::Mm elsewhere = mm_msg;
+  elsewhere.mutable_pages(0)->set_file(1);
+  write_image(core_msg, elsewhere, tree_msg, files_msg);
+  auto elsewhere_reader = image::ImageDirReader::open(dir);
+  REQUIRE(elsewhere_reader.ok());
+  auto refused_run = load_image(*elsewhere_reader);
+  REQUIRE_FALSE(refused_run.ok());
+  CHECK(refused_run.error().message().find("page file 1, and the image has 1") != std::string::npos);
+
+  // More page files than the inventory lists, and several in an image of
+  // format version 1 (pages.img alone then).
+  write_image(core_msg, mm_msg, tree_msg, files_msg);
+  image::Inventory inv;
+  REQUIRE(image::decode_one(image::Kind::kInventory, *read_file(dir + "/inventory.img"), &inv).ok());
+  CHECK(inv.page_files() == 1);
+  image::Inventory more = inv;
+  more.set_page_files(2);
+  rewrite(dir + "/inventory.img", image::Kind::kInventory, more);
+  auto unlisted = image::ImageDirReader::open(dir);
+  REQUIRE_FALSE(unlisted.ok());
+  CHECK(unlisted.error().message().find("pages-1.img is not among its files") != std::string::npos);
+  more.set_format_version(1);
+  rewrite(dir + "/inventory.img", image::Kind::kInventory, more);
+  auto old_many = image::ImageDirReader::open(dir);
+  REQUIRE_FALSE(old_many.ok());
+  CHECK(old_many.error().message().find("format version 1 has pages.img alone") != std::string::npos);
+
+  // An image of format version 1 (every file's header says 1, no run names
+  // a file, the inventory no page files) still loads.
+  inv.clear_page_files();
+  inv.set_format_version(1);
+  rewrite(dir + "/inventory.img", image::Kind::kInventory, inv);
+  std::vector<std::string> names = {image::kInventoryName};
+  for (const auto& f : inv.files()) names.push_back(f.name());
+  for (const auto& name : names) {
+    std::string path = dir + "/" + name;
+    std::string bytes = *read_file(path);
+    REQUIRE(bytes.size() >= image::kHeaderSize + 8);
+    bytes[8] = 1;  // the version, little-endian
+    if (name != image::kPagesName) {  // a message file: its trailer is the checksum of the rest
+      uint64_t sum = image::checksum(bytes.data(), bytes.size() - 8);
+      for (int i = 0; i < 8; i++) bytes[bytes.size() - 8 + static_cast<size_t>(i)] = static_cast<char>(sum >> (8 * i));
+    }
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  }
+  auto v1 = image::ImageDirReader::open(dir);
+  REQUIRE(v1.ok());
+  CHECK(load_image(*v1).ok());
   fs::remove_all(dir);
 }

@@ -35,12 +35,13 @@ using PageRuns = google::protobuf::RepeatedPtrField<image::PageRun>;
 Status keep_first_page(PageRuns* runs, const image::ImageDirReader& reader, std::string* page_data) {
   if (runs->empty()) return {};
   image::PageRun run = runs->Get(0);
-  CRYO_ASSIGN(const uint8_t* page, reader.run_bytes(run.offset(), kPage, run.level()));
+  CRYO_ASSIGN(const uint8_t* page, reader.run_bytes(run));
   // The seed is one flat image: no parent's level, nothing checked whole
   // elsewhere (a --leave-running dump's runs are slices of its running copy).
   run.set_level(0);
   run.set_checked(false);
   run.set_npages(1);
+  run.set_file(0);
   run.set_offset(image::kPagesDataOffset + page_data->size());
   run.set_xxh3(image::checksum(page, kPage));
   page_data->append(reinterpret_cast<const char*>(page), kPage);
