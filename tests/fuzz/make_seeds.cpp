@@ -62,7 +62,12 @@ Result<std::vector<fuzz::BundleFile>> bundle_of(const std::string& dump_dir) {
 
   std::vector<fuzz::BundleFile> files;
   image::Inventory inventory = reader.inventory();
-  inventory.clear_superseded_pages();  // bytes of the dump's pages.img, not the seed's
+  inventory.clear_superseded_pages();  // bytes of the dump's page files, not the seed's
+  inventory.clear_page_files();        // the seed has pages.img alone
+  auto* listed = inventory.mutable_files();
+  for (uint32_t file = 1; file < reader.inventory().page_files(); file++)
+    for (int i = 0; i < listed->size(); i++)
+      if (listed->Get(i).name() == image::page_file_name(file)) listed->DeleteSubrange(i--, 1);
   files.push_back({image::kInventoryName, inventory.SerializeAsString()});
   files.push_back({image::kTreeName, img.tree.SerializeAsString()});
   files.push_back({image::kFilesName, img.files.SerializeAsString()});
