@@ -133,6 +133,16 @@ Status expand_parent_pages(const image::ImageDirReader& reader, image::Mm* mm) {
   if (mm->parent_pages_size() == 0) return {};
   std::set<std::tuple<uint32_t, uint32_t, uint64_t>> checked;  // level, file, offset
   std::vector<image::PageRun> runs(mm->pages().begin(), mm->pages().end());
+  // A slice goes across a boundary of the image's mappings where a mapping
+  // was split since its run was stored (an mprotect of part of it): the
+  // restore writes each mapping's pages by itself, so the slice becomes a
+  // run per mapping.
+  std::vector<uint64_t> bounds;
+  for (const auto& v : mm->vmas()) {
+    bounds.push_back(v.start());
+    bounds.push_back(v.end());
+  }
+  std::sort(bounds.begin(), bounds.end());
   for (const auto& p : mm->parent_pages()) {
     const auto& run = p.run();
     std::string what = "pages of parent image " + std::to_string(p.level()) + " at " + hex(run.addr());
@@ -148,15 +158,21 @@ Status expand_parent_pages(const image::ImageDirReader& reader, image::Mm* mm) {
       if (s.npages() == 0 || s.addr() % kPage || s.addr() < run.addr() || s.npages() > run.npages() ||
           s.addr() + s.npages() * kPage > end)
         return Error(EINVAL, what + ": a slice lies outside its run");
-      image::PageRun r;
-      r.set_addr(s.addr());
-      r.set_npages(s.npages());
-      r.set_file(run.file());
-      r.set_offset(run.offset() + (s.addr() - run.addr()));
-      r.set_level(p.level());
-      r.set_xxh3(run.xxh3());
-      r.set_checked(true);
-      runs.push_back(r);
+      uint64_t from = s.addr(), to = s.addr() + s.npages() * kPage;
+      for (auto b = bounds.begin(); from < to;) {
+        b = std::upper_bound(b, bounds.end(), from);
+        uint64_t cut = b != bounds.end() && *b < to ? *b : to;
+        image::PageRun r;
+        r.set_addr(from);
+        r.set_npages((cut - from) / kPage);
+        r.set_file(run.file());
+        r.set_offset(run.offset() + (from - run.addr()));
+        r.set_level(p.level());
+        r.set_xxh3(run.xxh3());
+        r.set_checked(true);
+        runs.push_back(r);
+        from = cut;
+      }
     }
   }
   std::sort(runs.begin(), runs.end(), [](const auto& a, const auto& b) { return a.addr() < b.addr(); });

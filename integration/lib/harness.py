@@ -135,6 +135,12 @@ def tids(pid):
         return []
 
 
+def page_files_size(images):
+    """The bytes of an image's page files (pages.img, pages-1.img...), headers included."""
+    return sum(os.path.getsize(os.path.join(images, n)) for n in os.listdir(images)
+               if re.fullmatch(r"pages(-\d+)?\.img", n))
+
+
 def all_pids():
     return [int(d) for d in os.listdir("/proc") if d.isdigit()]
 

@@ -13,8 +13,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import (check, check_eq, descendants, exists, log, read_text, reap, run, snapshot,  # noqa: E402
-                     state, wait_until)
+from harness import (check, check_eq, descendants, exists, log, page_files_size, read_text, reap, run,  # noqa: E402
+                     snapshot, state, wait_until)
 
 
 def start(env, *extra):
@@ -45,7 +45,7 @@ def tracked_flags(pid):
 
 
 def pages_size(images):
-    return os.path.getsize(os.path.join(images, "pages.img"))
+    return page_files_size(images)
 
 
 def pre_dump(env, pid, images, *extra, expect=0):
@@ -66,7 +66,7 @@ def case_incremental(env):
     wait_until(lambda: not keepers(), 5, what="the keeper to end once the dump took the tracking")
     check_eq(os.readlink(os.path.join(final, "parent")), "../pre", "the image's parent link")
     full, incremental = pages_size(pre), pages_size(final)
-    log(f"pre-dump pages.img {full} bytes, dump pages.img {incremental} bytes")
+    log(f"pre-dump page files {full} bytes, dump page files {incremental} bytes")
     check(full > 36 << 20, f"the pre-dump holds the whole memory ({full} bytes)")
     # Written since: 128 pages of A, a page in the child, 2 MiB mapped, 1 MiB moved
     # by mremap (untracked there: copied whole), stacks: well under 8 MiB.

@@ -19,7 +19,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import check, log, read_text, run, snapshot  # noqa: E402
+from harness import check, log, page_files_size, read_text, run, snapshot  # noqa: E402
 
 MIB = 1 << 20
 
@@ -48,9 +48,9 @@ def case_cow(env):
     check(before_pss < 70 * MIB, f"the workload does not share its memory ({before_pss / MIB:.1f} MiB)")
     before = snapshot(root)
     images = env.round_trip(root, before)
-    stored = os.path.getsize(os.path.join(images, "pages.img"))
+    stored = page_files_size(images)
     after_pss = sum(pss_in(p, start, end) for p in pids)
-    log(f"pages.img: {stored / MIB:.1f} MiB; Pss after the restore: {after_pss / MIB:.1f} MiB")
+    log(f"page files: {stored / MIB:.1f} MiB; Pss after the restore: {after_pss / MIB:.1f} MiB")
     env.soft(check, stored < 80 * MIB, f"the image stores {stored / MIB:.1f} MiB: the shared pages more than once")
     env.soft(check, after_pss < 80 * MIB,
              f"the restored tree holds {after_pss / MIB:.1f} MiB of the mapping: not shared as it was")

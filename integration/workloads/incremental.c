@@ -4,8 +4,8 @@
 //
 // Builds regions of known patterns, says READY, then on SIGUSR2 changes them
 // (rewrites some pages, zaps some with MADV_DONTNEED, zeroes one, unmaps a
-// region, maps a new one, moves one with mremap, forks a child that writes a
-// page of its own) and writes STEPPED. On SIGUSR1 it checks everything it
+// region, maps a new one, moves one with mremap, makes part of a region
+// read-only, forks a child that writes a page of its own) and writes STEPPED. On SIGUSR1 it checks everything it
 // expects (the child checks its own memory too) and reports.
 #include "workload.h"
 
@@ -20,6 +20,7 @@
 #define C_SIZE (2 * MIB)
 #define E_SIZE (1 * MIB)
 #define EVERY 64
+#define A_CUT (A_SIZE / PAGE / 2 + 4)  // a page of A no step writes
 
 static char *a, *b, *c, *e, *e_moved;
 static pid_t child;
@@ -102,6 +103,10 @@ int main(int argc, char **argv) {
     WL_MUST(e_moved != MAP_FAILED);
     e_moved = mremap(e, E_SIZE, E_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, e_moved + PAGE);
     WL_MUST(e_moved != MAP_FAILED);
+    // A's second half but its first pages read-only from here on: one
+    // mapping becomes two, inside runs the pre-dump stored whole (no page
+    // written on either side of the cut: its pages come from the parent).
+    WL_MUST(mprotect(a + A_CUT * PAGE, A_SIZE - A_CUT * PAGE, PROT_READ) == 0);
     child = fork();
     WL_MUST(child >= 0);
     if (child == 0) {
