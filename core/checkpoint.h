@@ -62,9 +62,9 @@ struct DumpResult {
   // test and by the checksum (mm::DumpStats): against pages_bytes, how many
   // passes a dump makes over the memory besides writing it once.
   uint64_t pages_copied_in = 0, pages_zero_tested = 0, pages_checksummed = 0;
-  uint64_t pages_written_by_tasks = 0;  // of pages_copied_in: written into pages.img by the tasks (mm/task_write.h)
+  uint64_t pages_written_by_tasks = 0;  // of pages_copied_in: written into page files by the tasks (mm/task_write.h)
   size_t tasks = 0;
-  // Threads that copied pages into pages.img at once (mm::PageCopies), the
+  // Threads that copied pages into the page files at once (mm::PageCopies), the
   // most of any pass: one per CPU for a large tree, 1 for a small one.
   unsigned page_writers = 0;
   std::vector<progress::PhaseTime> phases;  // in order: freezing, reading the tree, writing memory, ...

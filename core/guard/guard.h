@@ -12,8 +12,8 @@
 //    CPUs: core/mm/aio.h), put back through that thread, parked, before any
 //    thread of the task is given back;
 //  - the fds cryo makes inside a task (the userfaultfd of write tracking,
-//    core/mm/tracking.h; the socket pair and the copy of pages.img through
-//    which a task writes its own pages, core/mm/task_write.h), closed again
+//    core/mm/tracking.h; the socket pair and the copy of a page file's fd
+//    through which a task writes its own pages, core/mm/task_write.h), closed again
 //    through that thread, parked, the same way;
 //  - the tree's processes, and the moment from which a death of cryo means
 //    "finish the job" (the image is complete, or a restore is letting its

@@ -278,6 +278,16 @@ std::string page_file_name(uint32_t file) {
   return file == 0 ? std::string(kPagesName) : "pages-" + std::to_string(file) + ".img";
 }
 
+namespace {
+// What every page file starts with: the image header, padded to where the
+// page data starts.
+std::string pages_header() {
+  std::string head = header(Kind::kPages);
+  head.resize(kPagesDataOffset, '\0');
+  return head;
+}
+}  // namespace
+
 Result<std::unique_ptr<PageWriter>> PageWriter::create(const std::string& dir) {
   std::unique_ptr<PageWriter> w(new PageWriter());
   w->dir_ = dir;
@@ -289,35 +299,37 @@ Result<std::unique_ptr<PageWriter>> PageWriter::create(const std::string& dir) {
 
 Result<std::unique_ptr<PageWriter>> PageWriter::create(std::unique_ptr<PageSink> sink) {
   std::unique_ptr<PageWriter> w(new PageWriter());
-  std::string head = header(Kind::kPages);
-  head.resize(kPagesDataOffset, '\0');
-  struct iovec piece = {head.data(), head.size()};
-  CRYO_TRY(sink->write(0, &piece, 1));
   w->sink_ = std::move(sink);
   CRYO_TRY(w->add_buffers(kBuffers));
   std::lock_guard lock(w->mu_);
-  auto file = std::make_unique<File>();
-  file->end = kPagesDataOffset;
-  w->files_.push_back(std::move(file));
-  File* f = w->files_.back().get();
-  w->threads_.emplace_back([w = w.get(), f] { w->run(f); });
+  CRYO_TRY(w->add_file(false));
   return w;
 }
 
 Status PageWriter::add_file(bool reserved) {
-  auto number = static_cast<uint32_t>(files_.size());
-  std::string path = dir_ + "/" + tmp_name(page_file_name(number));
   auto file = std::make_unique<File>();
-  CRYO_ASSIGN(file->fd, open_file(path, O_RDWR | O_CREAT | O_TRUNC, 0600));  // read back (reserve)
-  std::string head = header(Kind::kPages);
-  head.resize(kPagesDataOffset, '\0');
-  CRYO_TRY(write_all(file->fd.get(), head).wrap(path));
+  std::string head = pages_header();
+  if (sink_) {
+    struct iovec piece = {head.data(), head.size()};
+    CRYO_TRY(sink_->write(0, &piece, 1));
+  } else {
+    std::string path = dir_ + "/" + tmp_name(page_file_name(static_cast<uint32_t>(files_.size())));
+    CRYO_ASSIGN(file->fd, open_file(path, O_RDWR | O_CREAT | O_TRUNC, 0600));  // read back (reserve)
+    CRYO_TRY(write_all(file->fd.get(), head).wrap(path));
+  }
   file->end = kPagesDataOffset;
-  file->reserved = reserved;
+  File* f = file.get();
   files_.push_back(std::move(file));
-  File* f = files_.back().get();
-  if (!reserved) threads_.emplace_back([this, f] { run(f); });
+  if (reserved)
+    reserved_ = static_cast<int>(files_.size() - 1);  // written by someone else: no writer thread
+  else
+    threads_.emplace_back([this, f] { run(f); });
   return {};
+}
+
+int PageWriter::fd_of(uint32_t file) const {
+  std::lock_guard lock(mu_);
+  return file < files_.size() ? files_[file]->fd.get() : -1;  // (the sink's is -1)
 }
 
 Status PageWriter::add_buffers(size_t count) {
@@ -337,12 +349,8 @@ Status PageWriter::add_readers(unsigned readers) {
   if (buffers > storage_.size()) CRYO_TRY(add_buffers(buffers - storage_.size()));
   if (sink_) return {};
   std::lock_guard lock(mu_);
-  for (;;) {
-    size_t writers = 0;
-    for (const auto& f : files_) writers += f->reserved ? 0 : 1;
-    if (writers >= std::max(readers, 1u)) return {};
-    CRYO_TRY(add_file(false));
-  }
+  while (files_.size() - (reserved_ >= 0 ? 1 : 0) < std::max(readers, 1u)) CRYO_TRY(add_file(false));
+  return {};
 }
 
 PageWriter::~PageWriter() {
@@ -439,7 +447,7 @@ Result<PagePlace> PageWriter::submit(uint8_t* buffer, std::vector<struct iovec> 
   uint32_t pick = 0;
   bool found = false;
   for (uint32_t i = 0; i < files_.size(); i++)
-    if (!files_[i]->reserved && (!found || files_[i]->waiting < files_[pick]->waiting)) {
+    if (static_cast<int>(i) != reserved_ && (!found || files_[i]->waiting < files_[pick]->waiting)) {
       pick = i;
       found = true;
     }
@@ -458,53 +466,35 @@ Result<std::pair<uint32_t, int>> PageWriter::reserve_file() {
   std::lock_guard lock(mu_);
   if (error_) return *error_;
   if (sink_) return Error(EINVAL, "pages.img goes to a page server: no page file can be reserved");
-  for (uint32_t i = 0; i < files_.size(); i++)
-    if (files_[i]->reserved) return std::pair<uint32_t, int>{i, files_[i]->fd.get()};
-  CRYO_TRY(add_file(true));
-  return std::pair<uint32_t, int>{static_cast<uint32_t>(files_.size() - 1), files_.back()->fd.get()};
+  if (reserved_ < 0) CRYO_TRY(add_file(true));
+  return std::pair<uint32_t, int>{static_cast<uint32_t>(reserved_), files_[static_cast<size_t>(reserved_)]->fd.get()};
 }
 
 Result<uint64_t> PageWriter::reserve(uint64_t bytes) {
   std::lock_guard lock(mu_);
   if (error_) return *error_;
-  for (auto& f : files_)
-    if (f->reserved) {
-      uint64_t at = f->end;
-      f->end += bytes;
-      return at;
-    }
-  return Error(EINVAL, "no page file is reserved (reserve_file first)");
+  if (reserved_ < 0) return Error(EINVAL, "no page file is reserved (reserve_file first)");
+  File& f = *files_[static_cast<size_t>(reserved_)];
+  uint64_t at = f.end;
+  f.end += bytes;
+  return at;
 }
 
 void PageWriter::written(uint64_t offset, uint64_t bytes) {
-  int fd = -1;
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& f : files_)
-      if (f->reserved) fd = f->fd.get();
-  }
+  int fd = fd_of(static_cast<uint32_t>(reserved_));
   (void)::sync_file_range(fd, static_cast<off_t>(offset), static_cast<off_t>(bytes), SYNC_FILE_RANGE_WRITE);
   progress::add_bytes(bytes);
 }
 
 Status PageWriter::read_back(uint32_t file, uint64_t offset, uint8_t* into, size_t bytes) const {
-  int fd = -1;
-  {
-    std::lock_guard lock(mu_);
-    if (file < files_.size()) fd = files_[file]->fd.get();
-  }
+  int fd = fd_of(file);
   if (fd < 0) return Error(EINVAL, "no local page file " + std::to_string(file) + " to read back");
   return pread_all(fd, into, bytes, static_cast<off_t>(offset)).wrap("read back " + page_file_name(file));
 }
 
 void PageWriter::punch(uint32_t file, uint64_t offset, uint64_t bytes) {
-  if (!bytes) return;
-  int fd = -1;
-  {
-    std::lock_guard lock(mu_);
-    if (file < files_.size()) fd = files_[file]->fd.get();
-  }
-  if (fd < 0) return;
+  int fd = fd_of(file);
+  if (!bytes || fd < 0) return;
   if (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
                   static_cast<off_t>(bytes)) < 0) {
     // No holes here (EOPNOTSUPP and the like): zeros written over what was

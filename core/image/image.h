@@ -208,12 +208,13 @@ class PageWriter {
     uint64_t end = 0;       // where the next bytes go
     uint64_t waiting = 0;   // bytes queued, not yet written
     std::deque<Job> queue;  // in file order
-    bool reserved = false;  // reserve_file()'s: no submit goes here
     std::vector<std::pair<uint64_t, uint64_t>> zeroed;  // punch(): [offset, end)
   };
   PageWriter() = default;
-  // Adds a page file (locally) and a writer thread for it. Under mu_.
+  // Adds a page file (locally, else the sink's, pages.img) with its header
+  // and a writer thread for it, or, reserved, none (reserve_file). Under mu_.
   Status add_file(bool reserved);
+  int fd_of(uint32_t file) const;  // -1: no such local file
   Status add_buffers(size_t count);
   Status write_job(const File& file, Job& job);
   void run(File* file);
@@ -223,6 +224,7 @@ class PageWriter {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<File>> files_;
+  int reserved_ = -1;  // reserve_file()'s, in files_ (-1: none yet): no submit goes there
   // Each buffer is populated as far as a caller has needed it: a page fault
   // costs far more than the page under a hypervisor's shadow paging (~15 us
   // here), the buffers take 6144 pages, and a tiny dump needs a few dozen.

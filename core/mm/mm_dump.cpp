@@ -639,7 +639,7 @@ Result<unsigned> PageCopies::run(image::PageWriter& pages, unsigned max_threads)
   for (const auto& q : queued_) {
     uint64_t npages = (q.m.end - q.m.start) / kPage;
     for (uint64_t from = 0; from < npages; from += kPiecePagesPerThread)
-      pieces.push_back({&q, from, std::min(npages, from + kPiecePagesPerThread), {}, {}, {}, {}, false, {}, {}});
+      pieces.push_back({.mapping = &q, .from = from, .to = std::min(npages, from + kPiecePagesPerThread)});
     total += q.resident_bytes;
   }
   failed_.clear();
@@ -718,7 +718,7 @@ Result<unsigned> PageCopies::run(image::PageWriter& pages, unsigned max_threads)
                                                     &piece.out, &piece.stats, q.incremental, &wanted));
     if (!scanned) return false;
     piece.offered = true;
-    offered.push_back({&q.m, q.skip_zero, std::move(wanted), {}, {}, {}});
+    offered.push_back({.m = &q.m, .skip_zero = q.skip_zero, .wanted = std::move(wanted)});
     return true;
   };
   // This thread: pieces the usual way, and a writing process's in a row by it.

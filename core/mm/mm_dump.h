@@ -25,12 +25,13 @@ struct DumpStats {
   // passes over pages_written): copied out of the tasks or files into
   // cryo's buffers, read by the zero-page test (a page that is not zero
   // shows it in its first words), read by the checksum. The copy into
-  // pages.img is the writer's (PageWriter::size()).
+  // the page files is the writer's (PageWriter::data_bytes()).
   uint64_t bytes_copied_in = 0;
   uint64_t bytes_zero_tested = 0;
   uint64_t bytes_checksummed = 0;
-  // Written into pages.img by the tasks themselves (core/mm/task_write.h),
-  // which cryo then reads back (counted in bytes_copied_in).
+  // Written into their page files by the tasks themselves
+  // (core/mm/task_write.h), which cryo then reads back (counted in
+  // bytes_copied_in).
   uint64_t bytes_written_by_tasks = 0;
   // When set: where the all-zero pages left out are (sorted, disjoint).
   Ranges* zero_pages = nullptr;
@@ -60,7 +61,7 @@ struct ParentMm {
 // process queued on one thread per CPU (from 64 MiB on, as the restore
 // writes them), each thread taking the next 32 MiB of some mapping. Each
 // process's Mm gets its runs in the order of its mappings, whichever thread
-// copied them; only the runs' offsets in pages.img depend on the threads.
+// copied them; only where the runs lie in the page files depends on the threads.
 class PageCopies {
  public:
   PageCopies();
@@ -89,7 +90,7 @@ class PageCopies {
     uint64_t syscall_ip = 0;
     const std::vector<proc::MapEntry>* maps = nullptr;
   };
-  // run() has pid write its private pages into a local pages.img itself
+  // run() has pid write its private pages into a local page file itself
   // where it can, main thread issuing its syscalls: a frozen dump's copy
   // (not one made while the tree runs), its threads not parked already.
   void let_task_write(pid_t pid, TaskAccess access) { tasks_[pid] = std::move(access); }
@@ -102,7 +103,7 @@ class PageCopies {
 
 // A process writes its own pages from this much resident memory on (in the
 // mappings it can write): below, starting a guard, parking its threads and
-// passing it pages.img (~8 ms) cost about what they save. Medians of whole
+// passing it a page file (~8 ms) cost about what they save. Medians of whole
 // dumps here (2 shared CPUs, load 5), read by cryo / written by the task:
 // 8 MiB 26 / 31 ms, 16 MiB 35-39 / 37-45 ms, 24 MiB 50 / 46 ms, 32 MiB
 // 73 / 59 ms.

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 #include <set>
-#include <tuple>
+#include <utility>
 
 #include "core/sys/io.h"
 
@@ -131,7 +131,7 @@ Status expand_parent_pages(const image::ImageDirReader& reader, image::Mm* mm) {
     if (run.level() != 0 || run.checked())
       return Error(EINVAL, "page run at " + hex(run.addr()) + " names a level (corrupt)");
   if (mm->parent_pages_size() == 0) return {};
-  std::set<std::tuple<uint32_t, uint32_t, uint64_t>> checked;  // level, file, offset
+  std::set<std::pair<uint32_t, image::RunPlace>> checked;  // level, where
   std::vector<image::PageRun> runs(mm->pages().begin(), mm->pages().end());
   // A slice goes across a boundary of the image's mappings where a mapping
   // was split since its run was stored (an mprotect of part of it): the
@@ -151,7 +151,7 @@ Status expand_parent_pages(const image::ImageDirReader& reader, image::Mm* mm) {
     if (run.npages() == 0 || run.npages() > (1ULL << 40) / kPage || run.addr() % kPage ||
         run.addr() + run.npages() * kPage < run.addr())
       return Error(EINVAL, what + ": a malformed run");
-    if (checked.insert({p.level(), run.file(), run.offset()}).second)
+    if (checked.insert({p.level(), image::place_of(run)}).second)
       CRYO_TRY(at->checked_page_run(run).wrap(at->dir() + ": " + what));
     uint64_t end = run.addr() + run.npages() * kPage;
     for (const auto& s : p.slices()) {

@@ -20,7 +20,7 @@ namespace cryo::mm {
 
 // One process's view of an earlier copy of its memory while it is dumped:
 // its parent image's, or the copy this very dump made while the tree ran
-// (level 0, pages earlier in the same pages.img).
+// (level 0, pages earlier in the same page files).
 class IncrementalMm {
  public:
   // earlier: the process's memory in that copy, its `pages` at

@@ -253,10 +253,8 @@ class InTask {
     held_ = {pair[0], pair[1]};
     CRYO_TRY(tell({task_fd(pid_, pair[0], Guard::TaskFd::kSocket), task_fd(pid_, pair[1], Guard::TaskFd::kSocket)}));
     failpoint("taskwrite.socketpair");
-    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
-    if (!pidfd.valid()) return errno_error(what() + ": pidfd_open");
-    UniqueFd mine(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), pair[1], 0)));
-    if (!mine.valid()) return errno_error(what() + " fd " + std::to_string(pair[1]) + ": pidfd_getfd of cryo's socket");
+    CRYO_ASSIGN(UniqueFd mine, copy_fd(pid_, pair[1]).wrap(what() + " fd " + std::to_string(pair[1]) +
+                                                           ": taking cryo's socket"));
     CRYO_TRY(close_in_task(pair[1]));
     held_ = {pair[0]};
     Guard::TaskFd kept = task_fd(pid_, pair[0], Guard::TaskFd::kSocket);

@@ -11,7 +11,6 @@
 #include <linux/netlink_diag.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -24,6 +23,7 @@
 #include "core/net/sock_opts.h"
 #include "core/net/tcp_states.h"
 #include "core/net/unix_names.h"
+#include "core/sys/fdpass.h"
 #include "core/sys/log.h"
 #include "core/sys/proc.h"
 
@@ -35,15 +35,6 @@ namespace cryo::net {
 namespace {
 
 std::string who(pid_t pid, int fd) { return "pid " + std::to_string(pid) + " fd " + std::to_string(fd); }
-
-Result<UniqueFd> copy_fd(pid_t pid, int fd) {
-  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (pidfd < 0) return errno_error("pidfd_open " + std::to_string(pid));
-  UniqueFd owner(pidfd);
-  int copy = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0));
-  if (copy < 0) return errno_error("pidfd_getfd");
-  return UniqueFd(copy);
-}
 
 template <typename T>
 Result<T> get_opt(int s, int level, int name, const char* what) {

@@ -1,7 +1,11 @@
 #include "core/sys/fdpass.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 namespace cryo {
 
@@ -87,6 +91,14 @@ Result<Received> receive_all(int sock, void* data, size_t size) {
     for (auto& fd : part.fds) all.fds.push_back(std::move(fd));
   }
   return all;
+}
+
+Result<UniqueFd> copy_fd(pid_t pid, int fd) {
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd.valid()) return errno_error("pidfd_open " + std::to_string(pid));
+  UniqueFd copy(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
+  if (!copy.valid()) return errno_error("pidfd_getfd");
+  return copy;
 }
 
 }  // namespace cryo

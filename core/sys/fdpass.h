@@ -1,8 +1,10 @@
 // Descriptors passed over unix sockets (SCM_RIGHTS) with a message, and whole
-// messages over stream sockets, which may take or give them in parts.
+// messages over stream sockets, which may take or give them in parts; and
+// descriptors taken from another process.
 #pragma once
 
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include <cstddef>
 #include <span>
@@ -37,5 +39,8 @@ Status send_all(int sock, const void* data, size_t size, const char* what, std::
 // Receives exactly `size` bytes and the descriptors passed with any part of
 // them, retrying EINTR. Fewer bytes only at end of file (0: before the first).
 Result<Received> receive_all(int sock, void* data, size_t size);
+
+// A copy of process pid's fd (pidfd_getfd), close-on-exec.
+Result<UniqueFd> copy_fd(pid_t pid, int fd);
 
 }  // namespace cryo

@@ -135,10 +135,14 @@ def tids(pid):
         return []
 
 
+def page_files(images):
+    """The paths of an image's page files (pages.img, pages-1.img...), sorted."""
+    return sorted(os.path.join(images, n) for n in os.listdir(images) if re.fullmatch(r"pages(-\d+)?\.img", n))
+
+
 def page_files_size(images):
-    """The bytes of an image's page files (pages.img, pages-1.img...), headers included."""
-    return sum(os.path.getsize(os.path.join(images, n)) for n in os.listdir(images)
-               if re.fullmatch(r"pages(-\d+)?\.img", n))
+    """The bytes of an image's page files, headers included."""
+    return sum(os.path.getsize(f) for f in page_files(images))
 
 
 def all_pids():

@@ -30,7 +30,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import (TestFailure, check, check_eq, fd_table, log, maps, read_text, reap, run,  # noqa: E402
+from harness import (TestFailure, check, check_eq, fd_table, log, maps, page_files, read_text, reap, run,  # noqa: E402
                      state, status_fields, tids, wait_until)
 
 MIB = 1 << 20
@@ -119,11 +119,6 @@ def check_written(images):
 def first_hole(path):
     with open(path, "rb") as f:
         return os.lseek(f.fileno(), 0, os.SEEK_HOLE)
-
-
-def page_files(images):
-    """pages.img, pages-1.img...: the files that hold the image's pages."""
-    return sorted(os.path.join(images, n) for n in os.listdir(images) if re.fullmatch(r"pages(-\d+)?\.img", n))
 
 
 def case_memory(env):
