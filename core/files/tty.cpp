@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/ioctl.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <termios.h>
 #include <unistd.h>
@@ -15,6 +14,7 @@
 
 #include "core/files/external.h"
 #include "core/files/files_restore.h"
+#include "core/sys/fdpass.h"
 #include "core/sys/io.h"
 #include "core/sys/proc.h"
 #include "core/sys/util.h"
@@ -39,14 +39,6 @@ int index_of_rdev(dev_t rdev) {
   unsigned major_nr = major(rdev);
   if (major_nr < kPtsFirstMajor || major_nr >= kPtsFirstMajor + kPtsMajors) return -1;
   return static_cast<int>((major_nr - kPtsFirstMajor) * 256 + minor(rdev));
-}
-
-Result<UniqueFd> copy_fd(pid_t pid, int fd) {
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  if (!pidfd.valid()) return errno_error("pidfd_open " + std::to_string(pid));
-  UniqueFd copy(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
-  if (!copy.valid()) return errno_error("pidfd_getfd");
-  return copy;
 }
 
 image::Termios to_image(const struct termios& t) {
