@@ -995,7 +995,12 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
     // A mapping with nothing resident or swapped (a large PROT_NONE
     // reservation, say) has no page to look for in the pagemap.
     Sharing sharing;
-    sharing.read_unpinned = parent.tree_shares;
+    // Pages another process maps too (copy-on-write after a fork, inside
+    // the tree or out of it, or merged by KSM) are read without a pin:
+    // process_vm_readv's would have the kernel copy each one for this
+    // process first (a dump -R of a child sharing 256 MiB with its parent
+    // left it 256 MiB of copies of its own).
+    sharing.read_unpinned = parent.tree_shares || extra.shared_kb > 0;
     if (is_plain_anon(m, extra)) {
       sharing.parent_pagemap_fd = parent_pagemap->get();
       for (const auto& [s, e] : parent_anon)

@@ -110,11 +110,12 @@ Result<std::map<uint64_t, SmapsEntry>> parse_smaps(std::string_view text) {
       current = &out[e.start];
     } else if (current && line.starts_with("VmFlags:")) {
       for (auto f : split_ws(line.substr(8))) current->flags.emplace_back(f);
-    } else if (current && (line.starts_with("Rss:") || line.starts_with("Swap:"))) {
+    } else if (current && (line.starts_with("Rss:") || line.starts_with("Swap:") ||
+                           line.starts_with("Shared_Clean:") || line.starts_with("Shared_Dirty:"))) {
       auto words = split_ws(line.substr(line.find(':') + 1));
       uint64_t kb = 0;
       if (words.empty() || !parse_num(words[0], kb)) return Error(EINVAL, "bad smaps line '" + std::string(line) + "'");
-      current->resident_kb += kb;
+      (line.starts_with("Shared_") ? current->shared_kb : current->resident_kb) += kb;
     }
   }
   return out;

@@ -33,6 +33,7 @@ Result<std::vector<MapEntry>> parse_maps(std::string_view text);
 struct SmapsEntry {
   std::vector<std::string> flags;  // VmFlags
   uint64_t resident_kb = 0;        // Rss plus Swap: 0 means no page to look at
+  uint64_t shared_kb = 0;          // Shared_Clean plus Shared_Dirty: pages another mapping maps too
 };
 // Every mapping of /proc/PID/smaps, keyed by start address, in one pass.
 Result<std::map<uint64_t, SmapsEntry>> parse_smaps(std::string_view text);

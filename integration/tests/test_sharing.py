@@ -5,6 +5,9 @@ cow: memory a parent and its children share copy-on-write since their fork
 stays shared after a restore (a 64 MiB mapping shared by five processes
 costs one copy, in memory and in the image), and each process still sees its
 own writes only, before and after the restore.
+cow_outside: dumping one of those children alone while the tree runs on (dump -R, then
+pre-dump) leaves its 64 MiB shared with the processes outside what was dumped: reading a
+page through a pin (process_vm_readv) would have the kernel copy it for that child first.
 zombie_pgid: zombies come back in their own process groups (one of their own,
 one of a sibling's, one whose leader is gone), not their parent's.
 thread_creds: a thread with uids and gids of its own, one with fewer
@@ -57,6 +60,30 @@ def case_cow(env):
     env.trigger_and_report(root, report)
 
 
+def case_cow_outside(env):
+    ready, report = env.path("ready"), env.path("report")
+    root = env.spawn([env.workload("sharing"), "cow", ready, report], name="sharing")
+    info = env.wait_ready(ready, root)
+    pids = [info[n] for n in ("R", "C0", "C1", "C2", "G")]
+    start, end = info["addr"], info["addr"] + 64 * MIB
+
+    def pss():
+        return sum(pss_in(p, start, end) for p in pids)
+
+    before = pss()
+    check(before < 70 * MIB, f"the workload does not share its memory ({before / MIB:.1f} MiB)")
+    child = info["C1"]
+    env.dump(child, env.path("images"), "-R", "--shell-job")
+    after_dump = pss()
+    env.cryo("pre-dump", "-t", child, "-D", env.path("pre"), "--shell-job", log_name="pre-dump")
+    after_pre = pss()
+    log(f"Pss of the mapping in the 5 processes: {before / MIB:.1f} MiB before, {after_dump / MIB:.1f} after "
+        f"dump -R of C1, {after_pre / MIB:.1f} after its pre-dump")
+    env.soft(check, after_dump < 70 * MIB, f"dump -R of C1 unshared its memory ({after_dump / MIB:.1f} MiB)")
+    env.soft(check, after_pre < 70 * MIB, f"the pre-dump of C1 unshared its memory ({after_pre / MIB:.1f} MiB)")
+    env.trigger_and_report(root, report)
+
+
 def case_zombie_pgid(env):
     ready, report = env.path("ready"), env.path("report")
     root = env.spawn([env.workload("sharing"), "zombie_pgid", ready, report], name="sharing")
@@ -106,5 +133,5 @@ def case_clone_siblings(env):
 
 
 if __name__ == "__main__":
-    run({"cow": case_cow, "zombie_pgid": case_zombie_pgid, "thread_creds": case_thread_creds,
+    run({"cow": case_cow, "cow_outside": case_cow_outside, "zombie_pgid": case_zombie_pgid, "thread_creds": case_thread_creds,
          "clone_files": case_clone_files, "clone_fs": case_clone_fs, "clone_siblings": case_clone_siblings})

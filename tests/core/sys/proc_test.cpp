@@ -63,6 +63,22 @@ TEST_CASE("parse_smaps_resident adds Rss and Swap of every mapping") {
   CHECK_FALSE(proc::parse_smaps_resident("7f0000000000-7f1000000000 ---p 00000000 00:00 0\nRss: x kB\n").ok());
 }
 
+TEST_CASE("parse_smaps adds Shared_Clean and Shared_Dirty apart from the resident size") {
+  const char* text =
+      "7f0000000000-7f0004000000 rw-p 00000000 00:00 0\n"
+      "Size:              65536 kB\nRss:               65536 kB\nPss:               32768 kB\n"
+      "Shared_Clean:          8 kB\nShared_Dirty:      65520 kB\nPrivate_Clean:         0 kB\n"
+      "Private_Dirty:         8 kB\nSwap:                  0 kB\n"
+      "7f1000000000-7f1000001000 rw-p 00000000 00:00 0\n"
+      "Rss:                   4 kB\nShared_Clean:          0 kB\nShared_Dirty:          0 kB\n";
+  auto smaps = proc::parse_smaps(text);
+  REQUIRE(smaps.ok());
+  CHECK(smaps->at(0x7f0000000000).resident_kb == 65536);
+  CHECK(smaps->at(0x7f0000000000).shared_kb == 65528);
+  CHECK(smaps->at(0x7f1000000000).resident_kb == 4);
+  CHECK(smaps->at(0x7f1000000000).shared_kb == 0);
+}
+
 TEST_CASE("parse_stat handles a comm with spaces and parentheses") {
   std::string text =
       "1234 (my (odd) name) S 1 1234 1234 34816 1234 4194560 100 0 0 0 1 2 0 0 20 0 3 0 100 1000 200 "
