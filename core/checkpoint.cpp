@@ -391,9 +391,11 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     CRYO_TRY(mm::dump_mm(p.pid, maps[p.pid], files, *pages, &mms[p.pid], &stats, parent_mm,
                          incremental == writes.mms.end() ? nullptr : &incremental->second, lazy_source.has_value(),
                          &copies));
-    // The process writes its own pages where it can (a lazy migration
-    // leaves them in it; threads parked for TCP repair stay so).
-    if (!lazy_source && !guard.active()) copies.let_task_write(p.pid, {p.tids, syscall_ips[p.pid], &maps[p.pid]});
+    // With CRYO_TASK_WRITES=1, the process writes its own pages where it
+    // can (a lazy migration leaves them in it; threads parked for TCP
+    // repair stay so).
+    if (options.task_writes && !lazy_source && !guard.active())
+      copies.let_task_write(p.pid, {p.tids, syscall_ips[p.pid], &maps[p.pid]});
   }
   CRYO_ASSIGN(unsigned copied_by, copies.run(*pages));
   result.page_writers = std::max(result.page_writers, copied_by);
@@ -479,17 +481,17 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   failpoint("dump.committed");
 
   if (lazy_source) {
-    // The frozen tree's memory, read as the daemon asks (/proc/PID/mem when
-    // processes may share pages: it does not pin them).
+    // The frozen tree's memory, read as the daemon asks, through
+    // /proc/PID/mem: it does not pin pages, so a page shared copy-on-write
+    // (in the tree or with a process outside it) stays shared under -R.
     std::map<int32_t, UniqueFd> mem_of;
     for (const auto& [inner, real] : lazy_real_pid) {
       CRYO_ASSIGN(UniqueFd mem, open_file("/proc/" + std::to_string(real) + "/mem", O_RDONLY | O_CLOEXEC));
       mem_of[inner] = std::move(mem);
     }
-    bool unpinned = tree.processes().size() > 1;
     lazy_pages.total_pages = stats.pages_remote;
     lazy_pages.read = [&](int32_t pid, uint64_t addr, uint8_t* buf, size_t bytes) -> Status {
-      return mm::read_memory(lazy_real_pid.at(pid), mem_of.at(pid).get(), unpinned, buf, addr, bytes)
+      return mm::read_memory(lazy_real_pid.at(pid), mem_of.at(pid).get(), true, buf, addr, bytes)
           .wrap(pid_str(lazy_real_pid.at(pid)) + ": reading memory to serve");
     };
     progress::phase("serving memory");

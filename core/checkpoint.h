@@ -3,10 +3,12 @@
 
 #include <sys/types.h>
 
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/cgroup/membership.h"
@@ -17,6 +19,13 @@
 #include "core/sys/result.h"
 
 namespace cryo {
+
+// Whether the environment asks processes to write their own pages
+// (CRYO_TASK_WRITES=1): see DumpOptions::task_writes.
+inline bool task_writes_wanted() {
+  const char* value = std::getenv("CRYO_TASK_WRITES");
+  return value && std::string_view(value) == "1";
+}
 
 struct DumpOptions {
   pid_t pid = 0;
@@ -31,6 +40,10 @@ struct DumpOptions {
   bool skip_in_flight = false;  // connections not yet accepted from outside the tree are left out
   bool ext_unix_sk = false;
   uint64_t ghost_limit = 256ULL << 20;  // bytes of a deleted file's data the image may take
+  // Processes with enough memory write their own pages (core/mm/task_write.h)
+  // instead of cryo reading them: off unless CRYO_TASK_WRITES=1 (slower on
+  // the machines measured since the pages go to several files: mm_dump.h).
+  bool task_writes = task_writes_wanted();
   int freeze_timeout_s = 10;  // how long finding and stopping the tree may take
   std::string network_lock = "nftables";  // nftables or skip
   std::string freeze_cgroup;  // a v1 freezer or v2 cgroup holding the tree alone: frozen to seize it

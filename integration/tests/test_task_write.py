@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""A frozen dump has each process with enough memory write its own private pages into a
-page file of the image of its own (core/mm/task_write.h), and reads what it cannot write
-the usual way.
+"""With CRYO_TASK_WRITES=1 (set here for every cryo this test runs), a frozen dump has each
+process with enough memory write its own private pages into a page file of the image of
+its own (core/mm/task_write.h), and reads what it cannot write the usual way.
 
 memory: a process (integration/workloads/taskmem.c) with 24 MiB of a pattern among
 present all-zero pages, 16 MiB written and zeroed again, a PROT_NONE region and a
@@ -15,6 +15,9 @@ checksum, and leaves no process; put back to zero, the image restores.
 
 container: the same in a pid and mount namespace of its own, the image directory on a
 tmpfs mounted after it started, which it cannot see: the fd goes in without a path.
+
+default: without CRYO_TASK_WRITES (the default), cryo reads the same process's pages
+itself (pages_written_by_tasks 0), and the restored process finds every byte.
 
 killed: cryo dump killed (SIGKILL) at every step from the parking of the process's
 threads for its writes to the end of its writes (failpoints, each remote syscall: the
@@ -34,6 +37,7 @@ from harness import (TestFailure, check, check_eq, fd_table, log, maps, page_fil
                      state, status_fields, tids, wait_until)
 
 MIB = 1 << 20
+os.environ["CRYO_TASK_WRITES"] = "1"  # for every cryo this test runs, but the default case's
 
 
 @contextlib.contextmanager
@@ -145,6 +149,23 @@ def case_memory(env):
         env.trigger_and_report(pid, report)
 
 
+def case_default(env):
+    _, pid, report = start(env)
+    images = env.path("images")
+    saved = os.environ.pop("CRYO_TASK_WRITES")
+    try:
+        env.dump(pid, images)
+    finally:
+        os.environ["CRYO_TASK_WRITES"] = saved
+    reap([pid], what="the dumped workload")
+    stats = stats_of(images)
+    check_eq(stats.get("pages_written_by_tasks", 0), 0, "bytes the process wrote itself without CRYO_TASK_WRITES")
+    check(stats["pages_copied_in"] >= 24 * MIB, f"cryo read {stats['pages_copied_in']} bytes (want 24 MiB or more)")
+    _, rpid = env.restore(images)
+    check_eq(rpid, pid, "restored pid")
+    env.trigger_and_report(pid, report)
+
+
 def case_container(env):
     outer, root, report = start(env, container=True)
     with tmpfs(env.path("store")) as store:  # mounted after the container's namespace was made
@@ -205,4 +226,4 @@ def case_killed(env):
 
 
 if __name__ == "__main__":
-    run({"memory": case_memory, "container": case_container, "killed": case_killed})
+    run({"memory": case_memory, "default": case_default, "container": case_container, "killed": case_killed})
