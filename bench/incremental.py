@@ -48,11 +48,16 @@ def max_gap(pid, path):
 
 def measure(binary, dirtier, mib, work):
     ready, gaps = os.path.join(work, "ready"), os.path.join(work, "gaps")
+    # The previous size's ready would let the signal below reach a dirtier still
+    # filling its memory, before its handler is set: SIGUSR1 would kill it.
+    for stale in (ready, gaps):
+        if os.path.exists(stale):
+            os.remove(stale)
     proc = subprocess.Popen([dirtier, str(mib), str(PERMILLE), ready, gaps], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     harness._POPENS.append(proc)
     try:
-        harness.wait_until(lambda: os.path.exists(ready), 120, what="dirtier ready")
+        harness.wait_until(lambda: os.path.exists(ready) and os.path.getsize(ready) > 0, 120, what="dirtier ready")
         time.sleep(1)
         max_gap(proc.pid, gaps)  # from here on
         full = os.path.join(work, f"full-{mib}")

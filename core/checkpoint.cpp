@@ -491,7 +491,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
     }
     lazy_pages.total_pages = stats.pages_remote;
     lazy_pages.read = [&](int32_t pid, uint64_t addr, uint8_t* buf, size_t bytes) -> Status {
-      return mm::read_memory(lazy_real_pid.at(pid), mem_of.at(pid).get(), true, buf, addr, bytes)
+      return mm::read_memory(lazy_real_pid.at(pid), mem_of.at(pid).get(), /*unpinned=*/true, buf, addr, bytes)
           .wrap(pid_str(lazy_real_pid.at(pid)) + ": reading memory to serve");
     };
     progress::phase("serving memory");

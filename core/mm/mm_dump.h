@@ -104,9 +104,9 @@ class PageCopies {
 // With DumpOptions::task_writes (off by default: with a page file per
 // copying thread, cryo's own copy was 3-8% faster here at 64 MiB-1 GiB, as
 // fast at 2 GiB), a process writes its own pages from this much resident
-// memory on (in the mappings it can write): below, starting a guard,
-// parking its threads and
-// passing it a page file (~8 ms) cost about what they save. Medians of whole
+// memory on (in the mappings it can write): below, starting a guard, parking
+// its threads and passing it a page file (~8 ms) cost about what they save.
+// Measured when every writer shared one pages.img, medians of whole
 // dumps here (2 shared CPUs, load 5), read by cryo / written by the task:
 // 8 MiB 26 / 31 ms, 16 MiB 35-39 / 37-45 ms, 24 MiB 50 / 46 ms, 32 MiB
 // 73 / 59 ms.
