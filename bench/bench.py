@@ -27,7 +27,9 @@ import harness  # noqa: E402
 SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "64,512,2048").split(",") if s]
 TINY_RUNS = int(os.environ.get("BENCH_TINY_RUNS", "30"))
 BASELINE_RUNS = int(os.environ.get("BENCH_BASELINE_RUNS", "3"))
-RUNS = int(os.environ.get("BENCH_RUNS", "1"))  # dump/restore runs per size and storage (medians)
+# Dump/restore runs per size and storage, their medians reported: single runs of the same
+# binary here differed by up to a fifth (64 MiB restores: 43 and 53 ms in two runs).
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 # A tree of processes ("N x MIB": a shell with N children of MIB MiB each), dumped and
 # restored on one CPU and on all of them (BENCH_TREE= skips it).
 TREE = os.environ.get("BENCH_TREE", "4x256")

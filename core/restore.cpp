@@ -47,6 +47,7 @@
 #include "core/ns/pid_ns.h"
 #include "core/ns/user_ns.h"
 #include "core/ptrace/ptrace.h"
+#include "core/sys/fdpass.h"
 #include "core/sys/io.h"
 #include "core/sys/interrupt.h"
 #include "core/sys/log.h"
@@ -300,10 +301,7 @@ Status restore_file_owners(const LoadedImage& img) {
     if (it == holder.end()) continue;  // held by no fd (a mapping's file)
     auto [pid, fd] = it->second;
     std::string what = "file " + std::to_string(f.id()) + " (" + pid_str(pid) + " fd " + std::to_string(fd) + ")";
-    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-    if (pidfd.get() < 0) return errno_error("pidfd_open").wrap(what);
-    UniqueFd copy(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
-    if (copy.get() < 0) return errno_error("pidfd_getfd").wrap(what);
+    CRYO_ASSIGN(UniqueFd copy, copy_fd(pid, fd).wrap(what));
     struct f_owner_ex owner = {static_cast<enum __pid_type>(f.owner().type()), f.owner().pid()};
     if (::fcntl(copy.get(), F_SETOWN_EX, &owner) < 0)
       return errno_error("F_SETOWN_EX to " + std::to_string(owner.pid)).wrap(what);

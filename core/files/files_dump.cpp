@@ -22,6 +22,7 @@
 #include "core/files/mounts.h"
 #include "core/image/image.h"
 #include "core/mm/mm_dump.h"
+#include "core/sys/fdpass.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
 #include "core/sys/proc.h"
@@ -377,10 +378,7 @@ Status FilesDump::describe_anon(const FdRef& ref, const std::string& kind, image
                            t.value_ns);
     }
   } else if (kind.starts_with("bpf")) {
-    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, ref.pid, 0)));
-    if (!pidfd.valid()) return errno_error("pidfd_open");
-    UniqueFd copy(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), ref.fd, 0)));
-    if (!copy.valid()) return errno_error("pidfd_getfd");
+    CRYO_ASSIGN(UniqueFd copy, copy_fd(ref.pid, ref.fd));
     if (kind != "bpf-map") return refuse_bpf_object(copy.get(), kind);
     CRYO_ASSIGN(uint32_t id, bpf_map_id(copy.get()));
     if (!bpf_maps_.insert(id).second)
@@ -388,18 +386,12 @@ Status FilesDump::describe_anon(const FdRef& ref, const std::string& kind, image
     f->set_kind(image::FileDesc::BPF_MAP);
     CRYO_TRY(dump_bpf_map(copy.get(), ref.info_text, ref.flags, f->mutable_bpf_map()));
   } else if (kind == "fanotify") {
-    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, ref.pid, 0)));
-    if (!pidfd.valid()) return errno_error("pidfd_open");
-    UniqueFd copy(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), ref.fd, 0)));
-    if (!copy.valid()) return errno_error("pidfd_getfd");
+    CRYO_ASSIGN(UniqueFd copy, copy_fd(ref.pid, ref.fd));
     f->set_kind(image::FileDesc::FANOTIFY);
     CRYO_TRY(dump_fanotify(ref.pid, copy.get(), ref.info_text, options_.tree_root, f->mutable_fanotify()));
   } else if (kind == "inotify") {
     // Unread events cannot be saved without taking them from the process.
-    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, ref.pid, 0)));
-    if (!pidfd.valid()) return errno_error("pidfd_open");
-    UniqueFd dup(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), ref.fd, 0)));
-    if (!dup.valid()) return errno_error("pidfd_getfd");
+    CRYO_ASSIGN(UniqueFd dup, copy_fd(ref.pid, ref.fd));
     int queued = 0;
     if (::ioctl(dup.get(), FIONREAD, &queued) < 0) return errno_error("FIONREAD");
     if (queued > 0)
