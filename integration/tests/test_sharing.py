@@ -40,19 +40,26 @@ def pss_in(pid, start, end):
     return total
 
 
-def case_cow(env):
+def start_cow(env):
+    """The cow workload: its root, its report file, its ready info, and the Pss (bytes) of
+    its 64 MiB mapping in all five processes as a function."""
     ready, report = env.path("ready"), env.path("report")
     root = env.spawn([env.workload("sharing"), "cow", ready, report], name="sharing")
     info = env.wait_ready(ready, root)
     pids = [info[n] for n in ("R", "C0", "C1", "C2", "G")]
     start, end = info["addr"], info["addr"] + 64 * MIB
-    before_pss = sum(pss_in(p, start, end) for p in pids)
+    return root, report, info, lambda: sum(pss_in(p, start, end) for p in pids)
+
+
+def case_cow(env):
+    root, report, _, pss = start_cow(env)
+    before_pss = pss()
     log(f"Pss of the 64 MiB mapping in the 5 processes before the dump: {before_pss / MIB:.1f} MiB")
     check(before_pss < 70 * MIB, f"the workload does not share its memory ({before_pss / MIB:.1f} MiB)")
     before = snapshot(root)
     images = env.round_trip(root, before)
     stored = page_files_size(images)
-    after_pss = sum(pss_in(p, start, end) for p in pids)
+    after_pss = pss()
     log(f"page files: {stored / MIB:.1f} MiB; Pss after the restore: {after_pss / MIB:.1f} MiB")
     env.soft(check, stored < 80 * MIB, f"the image stores {stored / MIB:.1f} MiB: the shared pages more than once")
     env.soft(check, after_pss < 80 * MIB,
@@ -61,15 +68,7 @@ def case_cow(env):
 
 
 def case_cow_outside(env):
-    ready, report = env.path("ready"), env.path("report")
-    root = env.spawn([env.workload("sharing"), "cow", ready, report], name="sharing")
-    info = env.wait_ready(ready, root)
-    pids = [info[n] for n in ("R", "C0", "C1", "C2", "G")]
-    start, end = info["addr"], info["addr"] + 64 * MIB
-
-    def pss():
-        return sum(pss_in(p, start, end) for p in pids)
-
+    root, report, info, pss = start_cow(env)
     before = pss()
     check(before < 70 * MIB, f"the workload does not share its memory ({before / MIB:.1f} MiB)")
     child = info["C1"]
