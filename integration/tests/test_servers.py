@@ -8,6 +8,8 @@ its JIT, GC and pool threads and a heap of data) and a Go HTTP server (goroutine
 on a few threads, each with its alternate signal stack, and the netpoller). After the restore they answer
 on the same ports and remember their state."""
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -193,9 +195,15 @@ def case_java(env):
     source = env.path("Server.java")
     with open(source, "w") as f:
         f.write(JAVA_SERVER)
+    # The JVM maps its performance counters from /tmp/hsperfdata_USER/PID (a shared file
+    # mapping the dump carries) and leaves the directory behind: removed when it was new.
+    perf_dir = "/tmp/hsperfdata_" + pwd.getpwuid(os.getuid()).pw_name
+    perf_dir_was_there = os.path.exists(perf_dir)
     pid = env.spawn(["java", "-Xmx256m", source, str(port)], name="java")
     counting_server_round_trip(env, pid, port, "the JVM", sum(i * 31 for i in range(1 << 22)), startup=60)
     stop(pid, 15, clean_exit=143)
+    if not perf_dir_was_there:
+        shutil.rmtree(perf_dir, ignore_errors=True)
 
 
 GO_SERVER = """package main
