@@ -279,6 +279,15 @@ std::string page_file_name(uint32_t file) {
 }
 
 namespace {
+// kBufferSize zero bytes, for punch()'s writes where a filesystem has no
+// holes and zero_runs()'s checksums: made at first use (every dump asks for
+// zero_runs, few have any; 1 MiB zeroed and faulted in at each was ~0.5 ms
+// of a tiny dump).
+const std::vector<uint8_t>& zero_buffer() {
+  static const std::vector<uint8_t> zeros(PageWriter::kBufferSize);
+  return zeros;
+}
+
 // What every page file starts with: the image header, padded to where the
 // page data starts.
 std::string pages_header() {
@@ -500,7 +509,7 @@ void PageWriter::punch(uint32_t file, uint64_t offset, uint64_t bytes) {
     // No holes here (EOPNOTSUPP and the like): zeros written over what was
     // there (a page a fault cut short), so that the span is what zero_runs()
     // says. Zero pages that were written stay as they are.
-    static const std::vector<uint8_t> zeros(kBufferSize);
+    const std::vector<uint8_t>& zeros = zero_buffer();
     for (uint64_t at = offset; at < offset + bytes; at += zeros.size()) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), offset + bytes - at));
       if (auto st = pwrite_all(fd, zeros.data(), n, static_cast<off_t>(at)); !st.ok()) {
@@ -540,9 +549,7 @@ std::vector<PageRun> PageWriter::zero_runs() const {
     }
   }
   for (auto& run : out) {
-    // Made at the first run: every dump asks, few have any (1 MiB zeroed
-    // and faulted in was ~0.5 ms of a tiny dump).
-    static const std::vector<uint8_t> zeros(kBufferSize);
+    const std::vector<uint8_t>& zeros = zero_buffer();
     Checksummer sum;  // streaming: the same digest whatever the pieces
     for (uint64_t left = run.npages() * kPage; left > 0;) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(left, zeros.size()));
