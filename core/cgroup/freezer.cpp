@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "core/guard/guard.h"
 #include "core/sys/io.h"
 
 namespace cryo::cgroup {
@@ -136,7 +137,9 @@ Status Freezer::watch() {
   }
   if (pid == 0) {
     // Async-signal-safe calls only (cryo may have threads): wait for cryo's
-    // word or its death, then put the cgroup back as cryo found it.
+    // word, or for the end of file that comes once cryo and every guard it
+    // started have exited (a guard gives threads back only while their
+    // cgroup runs), then put the cgroup back as cryo found it.
     ::setsid();  // a Ctrl-C meant for cryo does not reach the watcher
     for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) ::signal(sig, SIG_IGN);
     // Out of the way first (either may sit at 3 or 4), then into place.
@@ -154,11 +157,13 @@ Status Freezer::watch() {
   ::close(pipe_fds[0]);
   watcher_ = pid;
   watcher_pipe_ = pipe_fds[1];
+  guards_hold(watcher_pipe_);
   return {};
 }
 
 void Freezer::unwatch() {
   if (watcher_pipe_ < 0) return;
+  guards_hold(-1);
   (void)!::write(watcher_pipe_, "D", 1);
   ::close(watcher_pipe_);
   watcher_pipe_ = -1;

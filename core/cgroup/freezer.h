@@ -43,7 +43,8 @@ class Freezer {
   Result<std::vector<pid_t>> threads() const;
 
   // Starts a watcher that puts the state cryo found back if cryo dies
-  // before calling unwatch().
+  // before calling unwatch(), once the guards it started have exited too
+  // (guards_hold).
   Status watch();
   void unwatch();
 

@@ -237,6 +237,8 @@ Guard& Guard::operator=(Guard&& other) noexcept {
 
 namespace {
 
+int g_guards_hold = -1;  // see guards_hold()
+
 std::string& guard_binary() {
   static std::string path = "/proc/self/exe";
   return path;
@@ -245,6 +247,8 @@ std::string& guard_binary() {
 }  // namespace
 
 void set_guard_binary(const std::string& path) { guard_binary() = path; }
+
+void guards_hold(int fd) { g_guards_hold = fd; }
 
 Result<Guard> Guard::start(const std::string& method, const std::string& table, const std::vector<int>& sockets,
                            const std::string& commit_marker) {
@@ -272,6 +276,7 @@ Result<Guard> Guard::start(const std::string& method, const std::string& table, 
   argv.push_back(nullptr);
   const std::string binary = guard_binary();
   int n = static_cast<int>(sockets.size());
+  int held = g_guards_hold;
   pid_t pid = ::fork();
   if (pid < 0) {
     for (int fd : {life[0], life[1], tools[0], tools[1]}) ::close(fd);
@@ -279,15 +284,18 @@ Result<Guard> Guard::start(const std::string& method, const std::string& table, 
   }
   if (pid == 0) {
     // Out of the way first (above anything in use), then into place: the
-    // sockets at 3.., the socket pair's end after them, the tools' pipe last.
+    // sockets at 3.., the socket pair's end after them, the tools' pipe,
+    // then the held file.
     int high = 1024 + n + 8;
     for (int i = 0; i < n; i++)
       if (::fcntl(sockets[static_cast<size_t>(i)], F_DUPFD, high + i) != high + i) ::_exit(127);
     if (::fcntl(life[0], F_DUPFD, high + n) != high + n) ::_exit(127);
     if (::fcntl(tools[0], F_DUPFD, high + n + 1) != high + n + 1) ::_exit(127);
-    for (int i = 0; i <= n + 1; i++)
+    int last = held >= 0 ? n + 2 : n + 1;
+    if (held >= 0 && ::fcntl(held, F_DUPFD, high + last) != high + last) ::_exit(127);
+    for (int i = 0; i <= last; i++)
       if (::dup2(high + i, kFirstSocket + i) < 0) ::_exit(127);
-    ::syscall(SYS_close_range, kFirstSocket + n + 2, ~0U, 0);
+    ::syscall(SYS_close_range, kFirstSocket + last + 1, ~0U, 0);
     ::setsid();  // a Ctrl-C meant for cryo does not reach the guard
     ::execv(binary.c_str(), argv.data());
     ::_exit(127);

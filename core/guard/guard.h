@@ -111,9 +111,17 @@ class Guard {
 // names cryo's binary here; its own would not know the command.
 void set_guard_binary(const std::string& path);
 
+// Every guard started from now on keeps fd open (it inherits it) until it
+// exits (-1: none). Whoever waits for the end of file of a pipe whose write
+// end this is waits for those guards too: the freezer watcher does, so that
+// it freezes a cgroup again only once the guard has given every thread back
+// (a frozen thread cannot be stopped to get its registers).
+void guards_hold(int fd);
+
 // The guard's side: sockets at fds 3 .. 3+count-1, the socket pair after
-// them, then the read end of the lock tools' pipe. marker_inode: the inode
-// the commit marker had when cryo started the guard (0: none).
+// them, then the read end of the lock tools' pipe, then what guards_hold()
+// named, if anything. marker_inode: the inode the commit marker had when
+// cryo started the guard (0: none).
 int run_guard(const std::string& method, const std::string& table, int count, const std::string& commit_marker,
               uint64_t marker_inode);
 

@@ -622,6 +622,15 @@ def healthy(env, cid, data, paused):
     return count(data) > now
 
 
+def runs_when_resumed(env, cid, data, what):
+    """A paused container counts again once resumed (a thread the kill left parked, its
+    signals blocked, would not), then is paused again."""
+    env.run(["resume", cid])
+    now = count(data)
+    wait_for(lambda: count(data) > now, what + ": the counter to move once resumed", 5)
+    env.run(["pause", cid])
+
+
 def killed_helpers():
     """What a killed cryo left running that is still at work, below this test (a
     subreaper): its guard (`cryo guard`), which puts the tree back, and its freezer
@@ -686,6 +695,8 @@ def sigkill_matrix(env, pre_dump):
                 break
             try:
                 wait_for(lambda: healthy(env, cid, data, paused), "%s healthy after a kill at step %d" % (cid, step), 10)
+                if paused:
+                    runs_when_resumed(env, cid, data, "%s after a kill at step %d" % (cid, step))
             except AssertionError as e:
                 check(False, str(e) + ": " + json.dumps(env.state(cid)))
                 break
