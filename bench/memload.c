@@ -54,14 +54,18 @@ int main(int argc, char **argv) {
     for (;;) pause();
   }
   if (!strcmp(argv[1], "memcpy")) {
-    size_t len = (size_t)atol(argv[2]) << 20;
-    char *src = map(len), *dst = map(len);
-    fill(src, len);
+    // The source is at most 64 MiB (in the cache), copied again and again: the memory the
+    // baseline takes is then what a restore of the process takes, not twice that.
+    size_t len = (size_t)atol(argv[2]) << 20, part = len < (64 << 20) ? len : 64 << 20;
+    char *src = map(part), *dst = map(len);
+    fill(src, part);
     double t0 = now();
-    memcpy(dst, src, len);  // into fresh memory: faults every page in
+    for (size_t off = 0; off < len; off += part)  // into fresh memory: faults every page in
+      memcpy(dst + off, src, len - off < part ? len - off : part);
     double cold = now() - t0;
     t0 = now();
-    memcpy(dst, src, len);  // into memory that is there
+    for (size_t off = 0; off < len; off += part)  // into memory that is there
+      memcpy(dst + off, src, len - off < part ? len - off : part);
     double hot = now() - t0;
     printf("{\"hot_s\":%.6f,\"cold_s\":%.6f,\"check\":%d}\n", hot, cold, dst[len / 2]);
     return 0;
