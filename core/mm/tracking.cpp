@@ -16,6 +16,7 @@
 #include "core/mm/uffd_abi.h"
 #include "core/ptrace/ptrace.h"
 #include "core/ptrace/rescue.h"
+#include "core/sys/fdpass.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
 #include "core/sys/failpoint.h"
@@ -178,10 +179,11 @@ Result<UniqueFd> make_tracker(pid_t pid, uint64_t syscall_ip, const std::vector<
     // learns the one it took.
     if (guard && fd != told)
       CRYO_TRY(guard->task_fds(pid, r.tid(), {{static_cast<int>(fd), Guard::TaskFd::kUserfaultfd}}));
-    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-    copy = UniqueFd(pidfd.valid() ? static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), static_cast<int>(fd), 0))
-                                  : -1);
-    saved = errno;
+    auto copied = copy_fd(pid, static_cast<int>(fd));
+    if (copied.ok())
+      copy = std::move(*copied);
+    else
+      saved = copied.error().code();
     auto closed = r.raw(SYS_close, {static_cast<uint64_t>(fd)});
     if (!closed.ok() || *closed != 0)
       return Error("pid " + std::to_string(pid) + " fd " + std::to_string(fd) +

@@ -31,6 +31,7 @@
 #include "core/files/mounts.h"
 #include "core/ns/cgroup_ns.h"
 #include "core/ns/user_ns.h"
+#include "core/sys/fdpass.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
 #include "core/sys/util.h"
@@ -214,9 +215,11 @@ Result<UniqueFd> clone_mount(pid_t pid, const std::string& mount_point, bool unb
   bool got = ::read(up_read.get(), result, sizeof result) == sizeof result;
   UniqueFd copy;
   if (got && result[0] >= 0) {
-    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));
-    if (pidfd.valid()) copy = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), result[0], 0)));
-    if (!copy.valid()) result[1] = errno;
+    auto copied = copy_fd(child, result[0]);  // a child not yet waited for: its pid is its own
+    if (copied.ok())
+      copy = std::move(*copied);
+    else
+      result[1] = copied.error().code();
   }
   down_write.reset();
   while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
