@@ -55,6 +55,7 @@ bench: deps build
 	python3 bench/migration.py $(BUILD)/runtime/cryo
 	python3 bench/incremental.py $(BUILD)/runtime/cryo
 	python3 bench/pause.py $(BUILD)/runtime/cryo
+	python3 bench/lazy.py $(BUILD)/runtime/cryo $(BUILD)/integration/workloads/lazymem
 ifneq ($(BENCH_SOAK),0)
 	python3 bench/soak.py $(BUILD)/runtime/cryo
 endif

@@ -1,6 +1,5 @@
 #!/usr/bin/env python3
-"""How soon a lazily restored process answers (make bench runs bench.py; this one is
-separate): a process holding MiB of touched memory (integration's lazymem workload) is
+"""How soon a lazily restored process answers (make bench runs it after bench.py): a process holding MiB of touched memory (integration's lazymem workload) is
 dumped to tmpfs, then restored three ways: whole (`cryo restore -d`), lazily (`cryo
 lazy-pages` started first, `cryo restore -d --lazy-pages`), and as a lazy migration over
 loopback TCP ("remote": `cryo dump --lazy-pages --port 0` serves the frozen tree's memory,
