@@ -1,6 +1,9 @@
 #include "core/image_load.h"
 
+#include <atomic>
+#include <mutex>
 #include <set>
+#include <thread>
 
 #include "core/mm/mm_restore.h"
 #include "core/mm/parent_images.h"
@@ -38,6 +41,41 @@ Status validate_tree(const image::Tree& tree) {
         return Error(EINVAL, "the uts namespace's host or domain name is not a name");
   if (tree.has_net_ns()) CRYO_TRY(ns::net::validate_config(tree.net_ns()).wrap("its network namespace"));
   return {};
+}
+
+// A page run to test against its checksum, and whose it is (an index into
+// the names of the owners).
+struct RunCheck {
+  const image::PageRun* run;
+  size_t owner;
+};
+
+// Tests the runs, on every CPU once there is enough to test: reading an
+// image is mostly this (mapping the page files' pages in and hashing them).
+// The first mismatch found fails it.
+Status check_runs(const image::ImageDirReader& reader, const std::vector<RunCheck>& checks,
+                  const std::vector<std::string>& owners) {
+  uint64_t pages = 0;
+  for (const auto& c : checks) pages += c.run->npages();
+  constexpr uint64_t kParallelPages = (16u << 20) / 4096;
+  unsigned threads = pages < kParallelPages ? 1 : std::min<unsigned>(usable_cpus(), static_cast<unsigned>(checks.size()));
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  Status failed;
+  auto work = [&] {
+    for (size_t k; (k = next.fetch_add(1)) < checks.size();) {
+      auto checked = reader.checked_page_run(*checks[k].run);
+      if (checked.ok()) continue;
+      next = checks.size();  // the others stop too
+      std::lock_guard lock(mu);
+      if (failed.ok()) failed = std::move(checked).error().wrap(owners[checks[k].owner]);
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (unsigned i = 1; i < threads; i++) helpers.emplace_back(work);
+  work();
+  for (auto& t : helpers) t.join();
+  return failed;
 }
 
 }  // namespace
@@ -104,16 +142,20 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader, bool lazy) {
     for (const auto& t : f.epoll().targets())
       if (!fds.count(t.fd())) return Error(EINVAL, what + " watches fd " + std::to_string(t.fd()) + ", which its owner lacks");
   }
-  // Every page run against its checksum: a corrupt image must fail before
-  // the first task exists. Its page count must not wrap when made bytes.
+  // Every page run against its checksum (listed here, checked at the end on
+  // every CPU): a corrupt image must fail before the first task exists. Its
+  // page count must not wrap when made bytes.
+  std::vector<RunCheck> checks;
+  std::vector<std::string> owners;  // what each check's run belongs to
   auto check_run = [&](const image::PageRun& run) -> Status {
     if (run.npages() > (1ULL << 40) / 4096)
       return Error(EINVAL, "a page run of " + std::to_string(run.npages()) + " pages");
     if (run.checked()) return {};  // a slice of a run checked whole by expand_parent_pages
-    CRYO_TRY(reader.checked_page_run(run));
+    checks.push_back({&run, owners.size() - 1});
     return {};
   };
   for (const auto& [pid, mm] : img.mms) {
+    owners.push_back(image::mm_name(pid));
     int vi = 0;
     for (const auto& run : mm.pages()) {
       while (vi < mm.vmas_size() && mm.vmas(vi).end() <= run.addr()) vi++;
@@ -135,21 +177,25 @@ Result<LoadedImage> load_image(const image::ImageDirReader& reader, bool lazy) {
       CRYO_TRY(check_run(run).wrap(image::mm_name(pid)));
     }
   }
+  owners.push_back("shared memory");
   for (const auto& shmem : img.files.shmems())
-    for (const auto& run : shmem.pages()) CRYO_TRY(check_run(run).wrap("shared memory"));
+    for (const auto& run : shmem.pages()) CRYO_TRY(check_run(run).wrap(owners.back()));
+  owners.push_back("bytes of page files no process names");
   for (const auto& run : reader.inventory().superseded_pages()) {
     if (run.level() != 0 || run.checked() || run.remote())
       return Error(EINVAL, "inventory.img: a superseded page run names a level (corrupt)");
-    CRYO_TRY(check_run(run).wrap("bytes of page files no process names"));
+    CRYO_TRY(check_run(run).wrap(owners.back()));
   }
   std::set<uint64_t> contents;
   for (const auto& c : img.files.contents()) {
     if (c.id() == 0 || !contents.insert(c.id()).second) return Error(EINVAL, "files.img: a content id is bad or repeated");
-    for (const auto& run : c.pages()) CRYO_TRY(check_run(run).wrap("the data of " + c.name()));
+    owners.push_back("the data of " + c.name());
+    for (const auto& run : c.pages()) CRYO_TRY(check_run(run).wrap(owners.back()));
   }
   for (const auto& f : img.files.files())
     if (f.content_id() != 0 && !contents.count(f.content_id()))
       return Error(EINVAL, "files.img: file " + std::to_string(f.id()) + " names a content the image lacks");
+  CRYO_TRY(check_runs(reader, checks, owners));
   return img;
 }
 

@@ -504,7 +504,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   std::optional<progress::Reporter> report(std::in_place, "restore");
   progress::phase("reading the image");
   bool lazy_pages = !options.lazy_pages_socket.empty();
-  CRYO_ASSIGN(auto reader, image::ImageDirReader::open(options.images_dir, !lazy_pages));
+  CRYO_ASSIGN(auto reader, image::ImageDirReader::open(options.images_dir));
   if (reader.inventory().lazy_source() && !lazy_pages)
     return Error("the image was dumped with --lazy-pages: its memory stays with that dump, which serves it; restore "
                  "it with --lazy-pages while `cryo lazy-pages --page-server --address --port` brings it over");

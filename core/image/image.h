@@ -266,9 +266,9 @@ class ImageDirWriter {
 // Reads and validates the files of an image directory.
 class ImageDirReader {
  public:
-  // populate: read the whole page file in up front (a lazy restore reads
-  // only the pages it writes itself).
-  static Result<ImageDirReader> open(const std::string& dir, bool populate = true);
+  // The page files are mapped, not read in: a page comes in as a checksum
+  // test reads it (checked_page_run) or a restore copies it.
+  static Result<ImageDirReader> open(const std::string& dir);
   ImageDirReader(ImageDirReader&& other) noexcept;
   ImageDirReader& operator=(ImageDirReader&&) = delete;
   ~ImageDirReader();
@@ -297,8 +297,8 @@ class ImageDirReader {
 
  private:
   ImageDirReader() = default;
-  static Result<ImageDirReader> open_flat(const std::string& dir, bool populate);
-  Status open_parents(bool populate);
+  static Result<ImageDirReader> open_flat(const std::string& dir);
+  Status open_parents();
   std::vector<std::unique_ptr<ImageDirReader>> parents_;  // parent, grandparent...
   std::string dir_;
   cryo::image::Inventory inventory_;
