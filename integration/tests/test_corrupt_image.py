@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A truncated or corrupted image is refused: exit code 1 (not a crash), a message
 naming the broken file, no task left behind, the image not modified. `cryo inspect`
-does not crash on it either. The pristine image still restores."""
+does not crash on it either. The pristine image still restores. `large`: the same for a
+byte flipped in an image whose checksums are tested on every CPU."""
 import os
 import shutil
 import sys
@@ -88,5 +89,36 @@ def case_corrupt(env):
     env.trigger_and_report(pid, report)
 
 
+def case_large(env):
+    """Enough pages that their checksums are tested on every CPU (16 MiB and more): a byte
+    flipped in the last pages, or in the first, is found all the same, before any task."""
+    ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
+    pid = env.spawn([env.workload("counter"), ready, report, prog, "--mib", "48"])
+    env.wait_ready(ready, pid)
+    wait_progress(prog, 2)
+    before = snapshot(pid)
+    images = env.path("images")
+    env.dump(pid, images)
+    env.wait_dumped(before)
+    pages = os.path.join(images, "pages.img")
+    size = os.path.getsize(pages)
+    check(size > 40 << 20, f"pages.img has {size} bytes, want the 48 MiB")
+    for where in (size - 4096 - 100, 4096 + 100):
+        bad = env.path(f"bad-{where}")
+        shutil.copytree(images, bad)
+        flip(os.path.join(bad, "pages.img"), where)
+        mine = set(descendants(os.getpid()))
+        result, _ = env.restore(bad, expect=None)
+        reap(set(descendants(os.getpid())) - mine, timeout=5, what="tasks left behind")
+        check_eq(result.returncode, 1, f"restore of the image with byte {where} of pages.img flipped")
+        check("pages.img: checksum mismatch" in result.stderr, f"the error names the mismatch: {result.stderr.strip()!r}")
+        check(not exists(pid), f"pid {pid} exists after the refused restore")
+        shutil.rmtree(bad)
+    _, rpid = env.restore(images)
+    check_eq(rpid, pid, "restored pid from the pristine image")
+    compare_snapshots(before, snapshot(pid), pid)
+    env.trigger_and_report(pid, report)
+
+
 if __name__ == "__main__":
-    run({"corrupt": case_corrupt})
+    run({"corrupt": case_corrupt, "large": case_large})
