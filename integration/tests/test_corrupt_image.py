@@ -25,15 +25,21 @@ def truncate(path, size):
         f.truncate(size)
 
 
-def case_corrupt(env):
+def dumped_counter(env, *args):
+    """A counter (with these options) dumped: (pid, its report file, its tree before, images)."""
     ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
-    pid = env.spawn([env.workload("counter"), ready, report, prog, "--mib", "8", "--child"])
+    pid = env.spawn([env.workload("counter"), ready, report, prog, *args])
     env.wait_ready(ready, pid)
     wait_progress(prog, 2)
     before = snapshot(pid)
     images = env.path("images")
     env.dump(pid, images)
     env.wait_dumped(before)
+    return pid, report, before, images
+
+
+def case_corrupt(env):
+    pid, report, before, images = dumped_counter(env, "--mib", "8", "--child")
     files = sorted(os.listdir(images))
     log(f"image files: {files}")
     core = f"core-{pid}.img"
@@ -92,14 +98,7 @@ def case_corrupt(env):
 def case_large(env):
     """Enough pages that their checksums are tested on every CPU (16 MiB and more): a byte
     flipped in the last pages, or in the first, is found all the same, before any task."""
-    ready, report, prog = env.path("ready"), env.path("report"), env.path("progress")
-    pid = env.spawn([env.workload("counter"), ready, report, prog, "--mib", "48"])
-    env.wait_ready(ready, pid)
-    wait_progress(prog, 2)
-    before = snapshot(pid)
-    images = env.path("images")
-    env.dump(pid, images)
-    env.wait_dumped(before)
+    pid, report, before, images = dumped_counter(env, "--mib", "48")
     pages = os.path.join(images, "pages.img")
     size = os.path.getsize(pages)
     check(size > 40 << 20, f"pages.img has {size} bytes, want the 48 MiB")
