@@ -1,15 +1,13 @@
 #include "core/image_load.h"
 
-#include <atomic>
-#include <mutex>
 #include <set>
-#include <thread>
 
 #include "core/mm/mm_restore.h"
 #include "core/mm/parent_images.h"
 #include "core/ns/ipc_ns.h"
 #include "core/ns/net/net_config.h"
 #include "core/mm/premap.h"
+#include "core/sys/parallel.h"
 #include "core/sys/util.h"
 #include "core/task/task_restore.h"
 
@@ -59,23 +57,11 @@ Status check_runs(const image::ImageDirReader& reader, const std::vector<RunChec
   for (const auto& c : checks) pages += c.run->npages();
   constexpr uint64_t kParallelPages = (16u << 20) / 4096;
   unsigned threads = pages < kParallelPages ? 1 : std::min<unsigned>(usable_cpus(), static_cast<unsigned>(checks.size()));
-  std::atomic<size_t> next{0};
-  std::mutex mu;
-  Status failed;
-  auto work = [&] {
-    for (size_t k; (k = next.fetch_add(1)) < checks.size();) {
-      auto checked = reader.checked_page_run(*checks[k].run);
-      if (checked.ok()) continue;
-      next = checks.size();  // the others stop too
-      std::lock_guard lock(mu);
-      if (failed.ok()) failed = std::move(checked).error().wrap(owners[checks[k].owner]);
-    }
-  };
-  std::vector<std::thread> helpers;
-  for (unsigned i = 1; i < threads; i++) helpers.emplace_back(work);
-  work();
-  for (auto& t : helpers) t.join();
-  return failed;
+  return run_parallel(checks.size(), threads, [&](size_t k) -> Status {
+    auto checked = reader.checked_page_run(*checks[k].run);
+    if (!checked.ok()) return std::move(checked).error().wrap(owners[checks[k].owner]);
+    return {};
+  });
 }
 
 }  // namespace

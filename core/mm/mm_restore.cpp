@@ -9,16 +9,14 @@
 #include <sched.h>
 
 #include <algorithm>
-#include <atomic>
 #include <climits>
 #include <cstring>
 #include <functional>
-#include <mutex>
-#include <thread>
 
 #include "core/mm/aio.h"
 #include "core/sys/io.h"
 #include "core/sys/log.h"
+#include "core/sys/parallel.h"
 #include "core/sys/proc.h"
 #include "core/sys/progress.h"
 #include "core/sys/util.h"
@@ -173,23 +171,8 @@ Result<unsigned> write_pages(const std::vector<const PageWrites*>& all) {
   // pages, one core per writer: large restores use every core, whether the
   // bytes are one process's or many's.
   unsigned writers = total < (64u << 20) ? 1 : std::min<unsigned>(usable_cpus(), static_cast<unsigned>(jobs.size()));
-  std::atomic<size_t> next{0};
-  std::mutex mu;
-  Status failed;
-  auto work = [&] {
-    for (size_t k; (k = next.fetch_add(1)) < jobs.size();) {
-      Status st = write_pieces(*jobs[k].w, jobs[k].first, jobs[k].count);
-      if (st.ok()) continue;
-      next = jobs.size();  // the others stop too
-      std::lock_guard lock(mu);
-      if (failed.ok()) failed = std::move(st);
-    }
-  };
-  std::vector<std::thread> helpers;
-  for (unsigned i = 1; i < writers; i++) helpers.emplace_back(work);
-  work();
-  for (auto& t : helpers) t.join();
-  CRYO_TRY(std::move(failed));
+  CRYO_TRY(run_parallel(jobs.size(), writers,
+                        [&](size_t k) { return write_pieces(*jobs[k].w, jobs[k].first, jobs[k].count); }));
   return writers;
 }
 
