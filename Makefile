@@ -18,7 +18,7 @@ BUILD_PACKAGES := cmake g++ make pkg-config protobuf-compiler libprotobuf-dev li
                   doctest-dev nlohmann-json3-dev libyaml-cpp-dev libseccomp-dev libarchive-dev libssl-dev
 DEMO_PACKAGES  := python3 curl procps nftables podman busybox-static
 TEST_PACKAGES  := iproute2 iptables strace containerd tmux skopeo docker-registry python3-protobuf \
-                  postgresql nginx-light redis-server nodejs memcached openjdk-17-jdk-headless golang-go \
+                  postgresql nginx-light redis-server nodejs memcached openjdk-17-jdk-headless golang-go valgrind \
                   clang-14 libclang-rt-14-dev llvm-14
 
 .PHONY: all deps test-deps build install test fuzz demo bench soak clean

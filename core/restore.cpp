@@ -548,11 +548,15 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     if (cores.back()) alive.push_back(cores.back());
   }
   struct rlimit nofile;
-  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) < 0) return errno_error("getrlimit(RLIMIT_NOFILE)");
+  if (nofile.rlim_cur < nofile.rlim_max) {
     nofile.rlim_cur = nofile.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &nofile);
+    if (::setrlimit(RLIMIT_NOFILE, &nofile) < 0) return errno_error("setrlimit(RLIMIT_NOFILE)");
   }
-  int base = files::fd_table_end(alive) + 8;
+  // Room for a copy of each file and the restore's own pipes, at least.
+  int restorer_fds = img.files.files_size() + img.files.shmems_size() + img.files.contents_size() + 16;
+  CRYO_ASSIGN(files::FdZone zone,
+              files::fd_zone(alive, static_cast<int>(std::min<rlim_t>(nofile.rlim_cur, INT_MAX)), restorer_fds));
   files::FileObjects objects;
   objects.set_inherit_fds(ns::without_net_ns_key(img.tree, inherit_fds));
   auto groups = stub_groups(img);
@@ -612,7 +616,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     } else if (!options.net_ns.join.empty()) {
       return Error(EINVAL, "--join-ns net:" + options.net_ns.join + ": the image's tree shared cryo's network namespace");
     }
-    CRYO_TRY(objects.open_all(img.files, reader, base, std::move(groups), std::move(listeners)).wrap("opening files"));
+    CRYO_TRY(objects.open_all(img.files, reader, zone, std::move(groups), std::move(listeners)).wrap("opening files"));
     if (img.tree.has_net_ns()) CRYO_TRY(ns::net_ns_sockets_made(img.tree.net_ns(), options.net_ns));
   }
   files::SysvSegments segments;  // declared before the tasks' cleanup: removed after they are gone
@@ -633,12 +637,19 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
   ScopeGuard release_premaps([&] { premaps.release(); });
 
   CRYO_ASSIGN(tree::StubPlan plan, tree::plan_stubs(img.tree, cores, reader.inventory().shell_job()));
-  int status_pipe[2], go_pipe[2];
-  if (::pipe2(status_pipe, O_CLOEXEC) < 0 || ::pipe2(go_pipe, O_CLOEXEC) < 0) return errno_error("pipe2");
-  UniqueFd status_read(::fcntl(status_pipe[0], F_DUPFD_CLOEXEC, base)),
-      status_write(::fcntl(status_pipe[1], F_DUPFD_CLOEXEC, base)), go_read(::fcntl(go_pipe[0], F_DUPFD_CLOEXEC, base)),
-      go_write(::fcntl(go_pipe[1], F_DUPFD_CLOEXEC, base));
-  for (int fd : {status_pipe[0], status_pipe[1], go_pipe[0], go_pipe[1]}) ::close(fd);
+  // The pipes between the restorer and its stubs, in the zone too.
+  auto zone_pipe = [&zone]() -> Result<std::pair<UniqueFd, UniqueFd>> {
+    int ends[2];
+    if (::pipe2(ends, O_CLOEXEC) < 0) return errno_error("pipe2");
+    UniqueFd read_end(ends[0]), write_end(ends[1]);
+    CRYO_ASSIGN(UniqueFd read_placed, zone.copy(read_end.get()));
+    CRYO_ASSIGN(UniqueFd write_placed, zone.copy(write_end.get()));
+    return std::pair{std::move(read_placed), std::move(write_placed)};
+  };
+  CRYO_ASSIGN(auto status_pipe, zone_pipe());
+  CRYO_ASSIGN(auto go_pipe, zone_pipe());
+  UniqueFd status_read = std::move(status_pipe.first), status_write = std::move(status_pipe.second);
+  UniqueFd go_read = std::move(go_pipe.first), go_write = std::move(go_pipe.second);
   plan.objects = &objects;
   plan.premaps = &premaps;
   plan.mms = &img.mms;
@@ -670,17 +681,14 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
     return Error(EINVAL, "the image's tree has a pid namespace of its own and a session from outside it");
   UniqueFd life_read, life_write;  // --new-pidns: see StubPlan::cryo_init
   if (options.new_pidns) {
-    int life[2];
-    if (::pipe2(life, O_CLOEXEC) < 0) return errno_error("pipe2");
-    life_read.reset(::fcntl(life[0], F_DUPFD_CLOEXEC, base));
-    life_write.reset(::fcntl(life[1], F_DUPFD_CLOEXEC, base));
-    ::close(life[0]);
-    ::close(life[1]);
+    CRYO_ASSIGN(auto life, zone_pipe());
+    life_read = std::move(life.first);
+    life_write = std::move(life.second);
     plan.cryo_init = true;
     plan.init_life_fd = life_read.get();
     plan.init_life_write_fd = life_write.get();
   }
-  plan.fd_base = base;
+  plan.fd_zone = zone;
   plan.status_fd = status_write.get();
   plan.go_read_fd = go_read.get();
   plan.go_write_fd = go_write.get();
@@ -816,7 +824,7 @@ Result<RestoreResult> restore(const RestoreOptions& options) {
         bool detached_root = options.detach && &t == &plan.tasks.front() && !plan.cryo_init;
         if (detached_root && t.core->pdeath_signal())
           log::info(pid_str(t.entry->pid()) + ": its parent-death signal is not re-armed (its parent is gone)");
-        task::StateOptions state{.fd_base = base, .keep_pdeath = !detached_root,
+        task::StateOptions state{.fd_zone = zone, .keep_pdeath = !detached_root,
                                  .own_fd_table = !t.entry->files_of_parent()};
         CRYO_TRY(task::restore_state(t.entry->pid(), tramp, *t.core, img.files, state).wrap(pid_str(t.entry->pid())));
       }

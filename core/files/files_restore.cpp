@@ -48,18 +48,10 @@ static Result<bool> held_elsewhere(const struct stat& file) {
   });
 }
 
-int fd_table_end(const std::vector<const image::Process*>& cores) {
-  int end = 3;
-  for (const auto* core : cores)
-    for (const auto& fd : core->fds()) end = std::max(end, fd.fd() + 1);
-  return end;
-}
-
 Result<int> FileObjects::place(UniqueFd fd) {
-  int placed = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, base_);
-  if (placed < 0) return errno_error("F_DUPFD above " + std::to_string(base_));
-  owned_.emplace_back(placed);
-  return placed;
+  CRYO_ASSIGN(UniqueFd placed, zone_.copy(fd.get()));
+  owned_.push_back(std::move(placed));
+  return owned_.back().get();
 }
 
 std::vector<int> FileObjects::repaired_sockets(const image::Files& files) const {
@@ -475,9 +467,9 @@ Status FileObjects::open_shmem(const image::Shmem& shmem, const image::ImageDirR
   return {};
 }
 
-Status FileObjects::open_all(const image::Files& files, const image::ImageDirReader& images, int base,
+Status FileObjects::open_all(const image::Files& files, const image::ImageDirReader& images, const FdZone& zone,
                              std::vector<StubGroup> stub_groups, std::vector<ListenerGroup> listener_groups) {
-  base_ = base;
+  zone_ = zone;
   CRYO_ASSIGN(inherited_, match_inherit_fds(files, inherit_fds_));
   stub_groups_ = std::move(stub_groups);
   listener_groups_ = std::move(listener_groups);
@@ -621,22 +613,25 @@ Status FileObjects::accept_connections(pid_t pid, const image::Files& files) con
   return {};
 }
 
-Status FileObjects::install_fds(const image::Process& core, const FileObjects& objects, int base) {
-  std::set<int> wanted;
+Status FileObjects::install_fds(const image::Process& core, const FileObjects& objects, const FdZone& zone) {
+  std::set<std::pair<unsigned, unsigned>> kept;  // [first, last]
   for (const auto& fd : core.fds()) {
     int src = objects.fd_of(fd.file_id());
     if (src < 0) return Error(EINVAL, "fd " + std::to_string(fd.fd()) + " names an unknown file");
     if (::dup2(src, fd.fd()) < 0) return errno_error("dup2 to fd " + std::to_string(fd.fd()));
     if (::fcntl(fd.fd(), F_SETFD, fd.cloexec() ? FD_CLOEXEC : 0) < 0) return errno_error("F_SETFD");
-    wanted.insert(fd.fd());
+    kept.emplace(fd.fd(), fd.fd());
   }
-  // Close everything else below base (what the restorer had open).
-  int from = 0;
-  for (int fd : wanted) {
-    if (fd > from) ::syscall(SYS_close_range, from, fd - 1, 0);
-    from = fd + 1;
+  // Close everything else (what the restorer had open), the zone apart:
+  // the gaps between the numbers kept, in order.
+  kept.emplace(zone.begin, zone.end == INT_MAX ? ~0U : static_cast<unsigned>(zone.end) - 1);
+  unsigned from = 0;
+  for (auto [first, last] : kept) {
+    if (first > from) ::syscall(SYS_close_range, from, first - 1, 0);
+    if (last == ~0U) return {};
+    from = std::max(from, last + 1);
   }
-  if (from < base) ::syscall(SYS_close_range, from, base - 1, 0);
+  ::syscall(SYS_close_range, from, ~0U, 0);
   return {};
 }
 

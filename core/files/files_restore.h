@@ -1,6 +1,6 @@
 // Restoring open files. The restorer opens every file description, pipe and
-// shared memory object once, at fd numbers at or above `base`, before it
-// forks the process tree; each process inherits them all and installs the
+// shared memory object once, at fd numbers of its zone (fd_zone.h), before
+// it forks the process tree; each process inherits them all and installs the
 // ones its fd table names (install_fds), so shared descriptions stay shared.
 #pragma once
 
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/files/external.h"
+#include "core/files/fd_zone.h"
 #include "core/image/image.h"
 #include "core/image/proto/files.pb.h"
 #include "core/image/proto/task.pb.h"
@@ -46,9 +47,9 @@ class FileObjects {
   // The root of the tree's own mount namespace (an O_PATH fd): files opened
   // by path are looked up there, as the tree sees them.
   void set_tree_root(int fd) { tree_root_ = fd; }
-  // Opens everything files.img describes, at fds >= base; for the stub
+  // Opens everything files.img describes, at fds of the zone; for the stub
   // groups only placeholders are opened, at the fds the creator fills.
-  Status open_all(const image::Files& files, const image::ImageDirReader& images, int base,
+  Status open_all(const image::Files& files, const image::ImageDirReader& images, const FdZone& zone,
                   std::vector<StubGroup> stub_groups, std::vector<ListenerGroup> listener_groups = {});
   // Run in stub `pid`, before it forks its children: its listeners, then
   // its connections to listeners (of its own or an ancestor's).
@@ -98,11 +99,12 @@ class FileObjects {
   void close_all();
 
   // Runs in a freshly forked process: makes its fd table the recorded one
-  // (below base) from the inherited objects. Async-signal-safe apart from errors.
-  static Status install_fds(const image::Process& core, const FileObjects& objects, int base);
+  // from the inherited objects, and closes every other fd outside the zone.
+  // Async-signal-safe apart from errors.
+  static Status install_fds(const image::Process& core, const FileObjects& objects, const FdZone& zone);
 
  private:
-  Result<int> place(UniqueFd fd);  // moves fd to >= base_
+  Result<int> place(UniqueFd fd);  // moves fd into the zone
   Status open_pipe(const image::Files& files, const image::Pipe& pipe);
   Status open_fifo(const image::Files& files, const image::Pipe& pipe);
   Status open_shmem(const image::Shmem& shmem, const image::ImageDirReader& images);
@@ -116,14 +118,14 @@ class FileObjects {
 
   struct PtyHandle {
     pid_t sid = 0, pgrp = 0;
-    int control = -1;  // a slave fd of the restorer's (>= base), for TIOCSCTTY
+    int control = -1;  // a slave fd of the restorer's (in the zone), for TIOCSCTTY
     std::vector<std::pair<int, int>> currents;  // /dev/tty placeholders: (fd, open flags)
     int master = -1;
     bool lock = false;  // TIOCSPTLCK once the stubs have opened /dev/tty
   };
   std::map<int, PtyHandle> ptys_;  // by pts number
 
-  int base_ = 0;
+  FdZone zone_;
   std::vector<InheritFd> inherit_fds_;
   int tree_root_ = -1;
   std::map<uint32_t, int> inherited_;  // file id -> the caller's fd standing in for it
@@ -136,7 +138,5 @@ class FileObjects {
   std::map<uint64_t, UniqueFd> contents_;  // Content id -> the file made from it
 };
 
-// The highest fd number any process of the image uses, plus one.
-int fd_table_end(const std::vector<const image::Process*>& cores);
 
 }  // namespace cryo::files

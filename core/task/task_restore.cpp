@@ -443,7 +443,9 @@ Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Proces
                                                " (raising a hard limit needs CAP_SYS_RESOURCE)");
   }
   if (options.own_fd_table)
-    CRYO_TRY(r.call("close_range", SYS_close_range, {static_cast<uint64_t>(options.fd_base), ~0U, 0}));
+    CRYO_TRY(r.call("close_range", SYS_close_range,
+                    {static_cast<uint64_t>(options.fd_zone.begin),
+                     options.fd_zone.end == INT_MAX ? ~0U : static_cast<uint64_t>(options.fd_zone.end - 1), 0}));
   // File locks, now that no other fd of their files is left to be closed.
   for (const auto& lock : core.locks()) {
     files::LockCall c = files::lock_call(lock);

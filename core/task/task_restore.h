@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "core/files/fd_zone.h"
 #include "core/image/proto/files.pb.h"
 #include "core/image/proto/task.pb.h"
 #include "core/mm/mm_restore.h"
@@ -22,7 +23,7 @@ Result<std::vector<pid_t>> create_threads(ptrace::Remote& leader, const mm::Tram
                                           const image::Process& core);
 
 struct StateOptions {
-  int fd_base = 0;  // where the inherited objects start
+  files::FdZone fd_zone;  // where the inherited objects are
   // Off: the parent-death signal stays off (the root of a detached restore:
   // its parent, cryo, is about to exit).
   bool keep_pdeath = true;

@@ -308,7 +308,7 @@ long fork_stub(const StubPlan& plan, size_t index, const image::TaskEntry* paren
   if (t.entry->files_of_parent()) {  // the table is the parent's, which installs the fds
     if (::write(files_ready_fd, "", 1) != 1) fail("telling its parent it is done with their fd table");
   } else {
-    auto st = files::FileObjects::install_fds(core, *plan.objects, plan.fd_base);
+    auto st = files::FileObjects::install_fds(core, *plan.objects, plan.fd_zone);
     if (st.ok()) st = plan.objects->watch_epoll_targets(pid, *plan.files);
     if (!st.ok()) {
       errno = st.error().code();

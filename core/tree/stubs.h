@@ -37,7 +37,7 @@ struct StubPlan {
   const std::map<pid_t, image::Mm>* mms = nullptr;
   const image::ImageDirReader* images = nullptr;
   const image::Files* files = nullptr;
-  int fd_base = 0;
+  files::FdZone fd_zone;  // the restorer's fds (fd_zone.h)
   int status_fd = -1;   // stubs report here
   int go_read_fd = -1;  // closes (EOF) when zombies may exit
   int go_write_fd = -1;
