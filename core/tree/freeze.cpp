@@ -20,6 +20,8 @@ namespace {
 
 // Seccomp filters would judge the syscalls cryo makes in the tasks: suspend them.
 constexpr int kSeizeOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_SUSPEND_SECCOMP;
+// The code segment of 64-bit user code on x86-64 (__USER_CS); 32-bit code runs in 0x23.
+constexpr unsigned long long kUser64CodeSegment = 0x33;
 
 bool traced_by_other(pid_t pid, pid_t tid) {
   auto text = read_file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/status");
@@ -126,6 +128,15 @@ Status FrozenTree::add_process(pid_t pid, std::vector<pid_t>* children, int stop
     return {};
   }
   std::iter_swap(p.tids.begin(), std::find(p.tids.begin(), p.tids.end(), pid));
+  // cryo's remote syscalls and register images are x86-64's: a 32-bit
+  // program (or a thread of a 64-bit one in a 32-bit code segment) is
+  // refused here, before anything is done in it.
+  for (pid_t tid : p.tids) {
+    CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(tid));
+    if (regs.cs != kUser64CodeSegment)
+      return Error(ENOTSUP, "pid " + std::to_string(pid) + (tid == pid ? "" : " tid " + std::to_string(tid)) +
+                                ": runs 32-bit (ia32) code, which is not supported");
+  }
   for (pid_t tid : p.tids) {
     CRYO_ASSIGN(auto kids, proc::list_children(pid, tid));
     children->insert(children->end(), kids.begin(), kids.end());

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """A dump that meets an object cryo cannot checkpoint (an io_uring fd, a perf_event
 fd) fails with exit 1 and a message naming the pid, the fd and the kind, and leaves
-the tree running exactly as it was: same tasks, states, memory layout, fds."""
+the tree running exactly as it was: same tasks, states, memory layout, fds. So does a
+32-bit program, refused as it is frozen."""
 import os
+import shutil
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
 from harness import (check, check_eq, compare_maps, compare_snapshots, fd_table, hash_dir, log, maps, progress,  # noqa
-                     run, snapshot, state, status_fields, wait_progress)
+                     read_text, run, snapshot, state, status_fields, wait_progress, wait_until)
 
 
 def check_untouched(before, maps_before, fds_before, what):
@@ -86,5 +89,46 @@ def case_keeps_previous_image(env):
     env.trigger_and_report(a, a_report)
 
 
+def case_ia32(env):
+    """A 32-bit program (integration/workloads/ia32.c), dumped, pre-dumped and dumped
+    with -R: each refused before anything is done in it, which counts on untouched."""
+    clang = shutil.which("clang-14")
+    check(clang is not None, "clang-14 is not installed (make test-deps installs it): it builds the 32-bit program")
+    program = env.path("ia32")
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "workloads", "ia32.c")
+    subprocess.run([clang, "-m32", "-nostdlib", "-static", "-O1", "-fno-stack-protector", "-o", program, source],
+                   check=True)
+    out = env.path("counts")
+    with open(out, "wb") as f:
+        pid = env.spawn([program], stdout=f)
+
+    def count():
+        lines = (read_text(out, "") or "").split()
+        return int(lines[-1]) if lines else 0
+    wait_until(lambda: count() >= 5, 10, what="the 32-bit program to count")
+    before, maps_before = snapshot(pid), maps(pid)
+
+    def fds():  # (its stdout's position moves on)
+        return {fd: (target, flags) for fd, (target, _, flags) in fd_table(pid).items()}
+    fds_before = fds()
+    images = env.path("images")
+    for verb, extra in (("dump", []), ("pre-dump", []), ("dump", ["-R"])):
+        os.makedirs(images, exist_ok=True)
+        result = env.cryo(verb, "-t", pid, "-D", images, *extra, expect=1)
+        message = result.stderr.strip()
+        check(f"pid {pid}: runs 32-bit (ia32) code, which is not supported" in message,
+              f"cryo {verb} {' '.join(extra)}: the refusal does not say pid {pid} is 32-bit: {message!r}")
+        check(not os.path.exists(os.path.join(images, "inventory.img")), "a refused dump left an inventory.img")
+        what = f"after the refused {verb} {' '.join(extra)}"
+        check(state(pid) in ("S", "R"), f"{what}: pid {pid} is in state {state(pid)}")
+        check_eq(status_fields(pid, keys=("TracerPid",)).get("TracerPid"), "0", f"{what}: TracerPid")
+        compare_snapshots(before, snapshot(pid), pid)
+        compare_maps(maps_before, maps(pid), what)
+        check_eq(fds(), fds_before, f"{what}: fd table")
+        now = count()
+        wait_until(lambda: count() >= now + 5, 10, what=f"five counts after the refused {verb}")
+
+
 if __name__ == "__main__":
-    run({"io_uring": case_io_uring, "perf_event": case_perf_event, "keeps_previous_image": case_keeps_previous_image})
+    run({"io_uring": case_io_uring, "perf_event": case_perf_event, "keeps_previous_image": case_keeps_previous_image,
+         "ia32": case_ia32})
