@@ -20,6 +20,7 @@
 #include "core/image/proto/mm.pb.h"
 #include "core/image/proto/task.pb.h"
 #include "core/image/proto/tree.pb.h"
+#include "core/mm/keeper.h"
 #include "core/mm/mm_dump.h"
 #include "core/predump.h"
 #include "core/ns/ipc_ns.h"
@@ -277,6 +278,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   for (const auto& p : tree.processes())
     if (!p.zombie) live_pids.push_back(p.pid);
   std::set<uint64_t> stale_trackers = mm::stale_trackers(live_pids);  // of a pre-dump killed midway
+  if (!parent) mm::end_keepers_of(live_pids);  // a pre-dump's tracking: this dump starts over
   for (const auto& p : tree.processes()) {
     if (p.zombie) continue;
     CRYO_TRY(check_namespaces(p.pid, options.pid));

@@ -176,6 +176,7 @@ Result<Precopy> precopy(const DumpOptions& options, const mm::ParentImage* paren
   for (const auto& p : tree.processes())
     if (!p.zombie) pids.push_back(p.pid);
   std::set<uint64_t> stale = mm::stale_trackers(pids);
+  if (!parent) mm::end_keepers_of(pids);
   for (const auto& p : tree.processes()) {
     if (p.zombie) continue;
     CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(p.pid) + "/maps"));
@@ -412,6 +413,7 @@ Result<DumpResult> pre_dump(const DumpOptions& options) {
   for (const auto& p : tree.processes())
     if (!p.zombie) pids.push_back(p.pid);
   std::set<uint64_t> stale = mm::stale_trackers(pids);
+  if (!parent) mm::end_keepers_of(pids);
   for (pid_t pid : pids) {
     CRYO_ASSIGN(std::string text, read_file("/proc/" + std::to_string(pid) + "/maps"));
     CRYO_ASSIGN(maps[pid], proc::parse_maps(text));

@@ -4,20 +4,28 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <sstream>
 #include <vector>
 
 #include "core/sys/io.h"
 #include "core/sys/log.h"
+#include "core/sys/proc.h"
+#include "core/sys/util.h"
 
 namespace cryo::mm {
 namespace {
 
 constexpr const char* kKeeperComm = "cryo-keeper";
+// A file per tracked process, named by its pid, that names its keeper:
+// "KEEPER_PID START_TIME".
+constexpr const char* kEntryDir = "/run/cryo-keepers";
+std::string entry_of(pid_t tracked) { return std::string(kEntryDir) + "/" + std::to_string(tracked); }
 
 // /proc/PID/stat field 22 (start time in clock ticks since boot) and comm.
 Result<std::pair<uint64_t, std::string>> identity(pid_t pid) {
@@ -33,8 +41,16 @@ Result<std::pair<uint64_t, std::string>> identity(pid_t pid) {
 }
 
 // The keeper's life, after fork: only system calls, no allocation (cryo has
-// other threads, whose locks the fork may have copied taken).
-[[noreturn]] void keep(int go, const int* keep_fds, size_t nkeep, struct pollfd* watch, size_t nwatch) {
+// other threads, whose locks the fork may have copied taken). entries[i] is
+// the file that names it for the process watch[i] watches: removed as that
+// process exits, and all of them as the keeper does.
+[[noreturn]] void keep(int go, const int* keep_fds, size_t nkeep, struct pollfd* watch, const char* const* entries,
+                       size_t nwatch) {
+  auto leave = [&](int code) {
+    for (size_t i = 0; i < nwatch; i++)
+      if (watch[i].fd >= 0) ::unlink(entries[i]);
+    ::_exit(code);
+  };
   ::prctl(PR_SET_NAME, kKeeperComm);
   ::prctl(PR_SET_PDEATHSIG, 0);
   ::setsid();  // out of the terminal's reach (a Ctrl-C for cryo's job)
@@ -59,20 +75,50 @@ Result<std::pair<uint64_t, std::string>> identity(pid_t pid) {
   ssize_t got;
   do got = ::read(go, &byte, 1);
   while (got < 0 && errno == EINTR);
-  if (got != 1) ::_exit(0);
+  if (got != 1) leave(0);
   ::close(go);
   // Then as long as a tracked process lives.
   for (;;) {
     size_t alive = 0;
     for (size_t i = 0; i < nwatch; i++) alive += watch[i].fd >= 0;
-    if (alive == 0) ::_exit(0);
+    if (alive == 0) leave(0);
     int n = ::poll(watch, nwatch, -1);
-    if (n < 0 && errno != EINTR) ::_exit(1);
+    if (n < 0 && errno != EINTR) leave(1);
     for (size_t i = 0; i < nwatch; i++)
       if (watch[i].fd >= 0 && watch[i].revents) {
         ::close(watch[i].fd);
         watch[i].fd = -1;  // poll skips negative fds
+        ::unlink(entries[i]);
       }
+  }
+}
+
+// Whether pid holds a pidfd of the process `of` (fdinfo's Pid line; -1
+// once that process has exited).
+bool holds_pidfd_of(pid_t pid, pid_t of) {
+  auto fds = proc::list_fds(pid);
+  if (!fds.ok()) return false;
+  std::string dir = "/proc/" + std::to_string(pid);
+  for (int fd : *fds) {
+    auto target = read_link(dir + "/fd/" + std::to_string(fd));
+    if (!target.ok() || *target != "anon_inode:[pidfd]") continue;
+    auto info = read_file(dir + "/fdinfo/" + std::to_string(fd));
+    if (info.ok() && info->find("\nPid:\t" + std::to_string(of) + "\n") != std::string::npos) return true;
+  }
+  return false;
+}
+
+// Kills the keeper `pidfd` names and waits until its files are closed,
+// then removes the names of it that are left.
+void end_keeper(int pidfd, pid_t keeper) {
+  ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+  struct pollfd wait = {pidfd, POLLIN, 0};
+  while (::poll(&wait, 1, 5000) < 0 && errno == EINTR) {}
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(kEntryDir, ec)) {
+    auto names = read_file(entry.path().string());
+    pid_t named = 0;
+    if (names.ok() && (std::istringstream(*names) >> named) && named == keeper) ::unlink(entry.path().c_str());
   }
 }
 
@@ -87,6 +133,7 @@ Result<Keeper> Keeper::start(const std::map<pid_t, UniqueFd>& uffds) {
     UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
     if (!pidfd.valid()) continue;  // exited meanwhile: nothing to keep for it
     watch.push_back({pidfd.get(), POLLIN, 0});
+    k.entries_.push_back(entry_of(pid));
     keep_fds.push_back(pidfd.get());
     keep_fds.push_back(fd.get());
     k.fds_[pid] = fd.get();
@@ -98,9 +145,11 @@ Result<Keeper> Keeper::start(const std::map<pid_t, UniqueFd>& uffds) {
   k.go_ = UniqueFd(pipefd[1]);
   keep_fds.push_back(read_end.get());
   std::sort(keep_fds.begin(), keep_fds.end());
+  std::vector<const char*> entries;
+  for (const auto& e : k.entries_) entries.push_back(e.c_str());
   pid_t child = ::fork();
   if (child < 0) return errno_error("fork the keeper of write tracking");
-  if (child == 0) keep(read_end.get(), keep_fds.data(), keep_fds.size(), watch.data(), watch.size());
+  if (child == 0) keep(read_end.get(), keep_fds.data(), keep_fds.size(), watch.data(), entries.data(), watch.size());
   k.pid_ = child;
   k.pidfd_ = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));
   auto id = identity(child);
@@ -128,6 +177,12 @@ void Keeper::describe(image::WriteTracking* out) const {
 }
 
 void Keeper::commit() {
+  // Named before it goes on: it removes each name as its process exits.
+  ::mkdir(kEntryDir, 0700);
+  std::string names = std::to_string(pid_) + " " + std::to_string(start_time_) + "\n";
+  for (const auto& entry : entries_)
+    if (auto st = write_file_atomic(entry, names, Durability::kCacheOnly); !st.ok())
+      log::warn(st.error().message() + ": a dump without this pre-dump as parent will not find its tracking");
   char byte = 1;
   if (::write(go_.get(), &byte, 1) != 1) log::warn("the keeper of write tracking did not take the commit");
   go_.reset();
@@ -153,10 +208,29 @@ Result<std::map<pid_t, UniqueFd>> take_from_keeper(const image::WriteTracking& t
     out[p.pid()] = std::move(fd);
   }
   // One holder at a time: the keeper ends now (its files with it).
-  ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
-  struct pollfd wait = {pidfd.get(), POLLIN, 0};
-  while (::poll(&wait, 1, 5000) < 0 && errno == EINTR) {}
+  end_keeper(pidfd.get(), tracking.keeper_pid());
   return out;
+}
+
+void end_keepers_of(const std::vector<pid_t>& pids) {
+  for (pid_t tracked : pids) {
+    auto names = read_file(entry_of(tracked));
+    if (!names.ok()) continue;  // (the usual case: no pre-dump tracks it)
+    pid_t keeper = 0;
+    uint64_t start_time = 0;
+    std::istringstream(*names) >> keeper >> start_time;
+    UniqueFd pidfd(keeper > 0 ? static_cast<int>(::syscall(SYS_pidfd_open, keeper, 0)) : -1);
+    auto id = pidfd.valid() ? identity(keeper) : Result<std::pair<uint64_t, std::string>>(Error(ESRCH, "gone"));
+    // Its keeper, if it still holds a pidfd of this very process (not of an
+    // earlier one that had its pid).
+    if (!id.ok() || id->first != start_time || id->second != kKeeperComm || !holds_pidfd_of(keeper, tracked)) {
+      ::unlink(entry_of(tracked).c_str());
+      continue;
+    }
+    log::info(pid_str(tracked) + ": the write tracking of a pre-dump (kept by pid " + std::to_string(keeper) +
+              ") ends: this dump has no parent image");
+    end_keeper(pidfd.get(), keeper);
+  }
 }
 
 }  // namespace cryo::mm

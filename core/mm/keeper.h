@@ -6,12 +6,16 @@
 // but the userfaultfds and a pidfd of each tracked process. It exits when
 // the next dump takes the files (and kills it), when every tracked process
 // has exited, or, before the image is committed, when the cryo that made it
-// dies. Its pid and start time are in the pre-dump's inventory.
+// dies. Its pid and start time are in the pre-dump's inventory, and from
+// the commit on in /run/cryo-keepers/PID for each tracked process: a dump
+// or pre-dump without that image as parent finds it there (end_keepers_of).
 #pragma once
 
 #include <sys/types.h>
 
 #include <map>
+#include <string>
+#include <vector>
 
 #include "core/image/proto/inventory.pb.h"
 #include "core/sys/fd.h"
@@ -38,11 +42,19 @@ class Keeper {
   UniqueFd pidfd_;
   UniqueFd go_;  // write end of the pipe the keeper waits on
   std::map<pid_t, int> fds_;  // tracked pid -> fd number in the keeper
+  std::vector<std::string> entries_;  // its /run/cryo-keepers files, made by commit()
 };
 
 // Takes the userfaultfds from the keeper an image names, then ends it
 // (killed, and waited for). An empty map when the keeper is gone (its
 // tree exited, or another dump took its files): there is no tracking left.
 Result<std::map<pid_t, UniqueFd>> take_from_keeper(const image::WriteTracking& tracking);
+
+// A dump or pre-dump without a parent image starts over: the keepers that
+// track writes of any of pids (an earlier pre-dump's, whose registrations
+// would refuse the memory as userfaultfd-registered) end now, and their
+// tracking with them. A later dump that names that pre-dump as parent then
+// saves the memory whole.
+void end_keepers_of(const std::vector<pid_t>& pids);
 
 }  // namespace cryo::mm

@@ -246,6 +246,38 @@ def case_keeper_exits(env):
     # And a dump against a pre-dump whose tracking is gone saves memory whole.
 
 
+def case_starts_over(env):
+    """After a pre-dump, a pre-dump and a dump -R that name no parent (as `podman
+    container checkpoint` without --with-previous after a pre-checkpoint) each start
+    over: they end the write tracking before them, where they refused the memory as
+    userfaultfd-registered. A dump naming the second pre-dump as parent then finds
+    its tracking gone and saves the memory whole; every page checks after the restore."""
+    pid, _, report, stepped = start(env)
+    pre1, pre2, running, final = env.path("pre1"), env.path("pre2"), env.path("running"), env.path("final")
+    entry = f"/run/cryo-keepers/{pid}"
+    pre_dump(env, pid, pre1)
+    first = keepers()
+    check_eq(len(first), 1, "keepers after the first pre-dump")
+    check(os.path.exists(entry), f"no {entry} names the keeper of pid {pid}")
+    step(env, pid, stepped)
+    pre_dump(env, pid, pre2)
+    wait_until(lambda: first[0] not in keepers(), 5, what="the first pre-dump's keeper to end")
+    check_eq(len(keepers()), 1, "keepers after the second pre-dump")
+    os.makedirs(running, exist_ok=True)
+    env.cryo("dump", "-R", "-t", pid, "-D", running, log_name="dump")
+    wait_until(lambda: not keepers(), 5, what="the second pre-dump's keeper to end")
+    check(not tracked_flags(pid), f"memory of pid {pid} is still registered for write tracking")
+    check(not os.path.exists(entry), f"{entry} is left after its keeper ended")
+    tree = snapshot(pid)
+    result = env.dump(pid, final, "--prev-images-dir", "../pre2")
+    check("is gone: memory is saved whole" in (read_text(result.log_path) or ""),
+          "the dump against the second pre-dump does not say its tracking is gone")
+    env.wait_dumped(tree)
+    _, rpid = env.restore(final)
+    check_eq(rpid, pid, "restored pid")
+    env.trigger_and_report(pid, report)
+
+
 def case_own_userfaultfd(env):
     pid, info, report, stepped = start(env, "uffd")
     result = pre_dump(env, pid, env.path("pre"), expect=1)
@@ -265,5 +297,6 @@ if __name__ == "__main__":
         "killed_making_tracker": case_killed_making_tracker,
         "lazy": case_lazy,
         "keeper_exits": case_keeper_exits,
+        "starts_over": case_starts_over,
         "own_userfaultfd": case_own_userfaultfd,
     })
