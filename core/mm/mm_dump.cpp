@@ -897,6 +897,7 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
       if (flag == "gd") v->set_growsdown(true);
       if (flag == "nr") v->set_noreserve(true);
       if (flag == "lo") v->set_locked(true);
+      if (flag == "sl") v->set_sealed(true);
       if ((flag == "io" || flag == "pf") && !m.path.starts_with("[v"))
         return Error(what + ": device (I/O) mappings are not supported");
       if ((flag == "um" || flag == "uw") && !(incremental && incremental->registered_by_cryo))

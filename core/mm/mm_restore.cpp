@@ -28,6 +28,7 @@ constexpr uint64_t kPage = 4096;
 constexpr uint64_t kTaskSize = 0x7ffffffff000ULL;
 constexpr uint64_t kMinAddr = 0x10000;
 constexpr uint64_t kMadvGuardInstall = 102;  // Linux 6.13, newer than Debian's headers
+constexpr long kSysMseal = 462;              // Linux 6.10, likewise
 // The unit of writing pages in: one syscall's worth, small enough for the writers to share evenly.
 constexpr uint64_t kPieceBytes = 8u << 20;
 
@@ -449,6 +450,8 @@ Status finish_mm(pid_t pid, ptrace::Remote& r, const Trampoline& tramp, const im
     for (const auto& g : v.guards())
       pending.push_back({"madvise(MADV_GUARD_INSTALL)", SYS_madvise, {g.start(), g.end() - g.start(), kMadvGuardInstall}});
     if (v.locked()) pending.push_back({"mlock", SYS_mlock, {v.start(), v.end() - v.start()}});
+    // Last: a sealed mapping takes no other change.
+    if (v.sealed()) pending.push_back({"mseal", kSysMseal, {v.start(), v.end() - v.start(), 0}});
   }
   CRYO_TRY(r.batch(tramp.batch_loop(), tramp.data, 4096, pending));
 

@@ -117,6 +117,12 @@ def case_guard(env):
     round_trip(env, "guard")
 
 
+def case_sealed(env):
+    """mseal()ed mappings (read-write and read-only, with data) are sealed again after
+    restore: mprotect and munmap fail with EPERM as before; the one between them is not."""
+    round_trip(env, "sealed")
+
+
 def case_fanotify(env):
     """A fanotify group: its flags (nonblocking, O_RDWR event fds), an inode mark, a
     mount mark and an ignored mask all work after restore."""
@@ -319,8 +325,8 @@ def case_aio_killed(env):
 
 
 if __name__ == "__main__":
-    run({"membarrier": case_membarrier, "no_vdso": case_no_vdso, "guard": case_guard, "fanotify": case_fanotify,
-         "fanotify_queued": case_fanotify_queued, "bpf_map": case_bpf_map, "bpf_prog": case_bpf_prog,
+    run({"membarrier": case_membarrier, "no_vdso": case_no_vdso, "guard": case_guard, "sealed": case_sealed,
+         "fanotify": case_fanotify, "fanotify_queued": case_fanotify_queued, "bpf_map": case_bpf_map, "bpf_prog": case_bpf_prog,
          "hugetlb_memfd": case_hugetlb_memfd, "hugetlb_anon": case_hugetlb_anon, "sysv_huge": case_sysv_huge,
          "sysv_huge_ns": case_sysv_huge_ns, "private_shm": case_private_shm, "private_anon": case_private_anon, "private_huge": case_private_huge, "aio": case_aio,
          "aio_inflight": case_aio_inflight, "aio_killed": case_aio_killed})

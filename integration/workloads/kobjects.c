@@ -6,6 +6,8 @@
 //   membarrier     registered for private expedited (and sync-core) membarrier
 //   no_vdso        unmapped its [vdso] and [vvar]: the restored process has none either
 //   guard          MADV_GUARD_INSTALL guard pages, in touched and in untouched memory
+//   sealed         mseal()ed memory: a read-write and a read-only mapping with data, each
+//                  sealed, and a third left unsealed between them
 //   fanotify       a fanotify group (nonblocking, O_RDWR events) with an inode mark, an
 //                  ignored mask on a second file and a mount mark on DIR (a mount of its own)
 //   fanotify_queued  the same with an event not yet read (must be refused)
@@ -54,6 +56,7 @@
 #define MFD_HUGETLB 4U
 #endif
 #define HUGETLBFS_MAGIC_ 0x958458f6
+#define SYS_mseal_ 462  // Linux 6.10
 #define MB_REGISTER_PRIVATE_EXPEDITED (1 << 4)
 #define MB_PRIVATE_EXPEDITED (1 << 3)
 #define MB_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE (1 << 6)
@@ -166,6 +169,41 @@ static void verify_guard(void) {
     WL_CHECK(faults(guard_untouched + page * PAGE) == guard, "untouched region: page %d %s", page,
              guard ? "is no longer a guard page" : "faults");
   }
+}
+
+// ---- sealed memory --------------------------------------------------------------------
+
+static char *sealed_rw, *sealed_ro, *unsealed;
+
+static void setup_sealed(void) {
+  // One reservation, so that the three lie side by side.
+  char *at = mmap(NULL, 12 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  WL_MUST(at != MAP_FAILED);
+  sealed_rw = at;
+  unsealed = at + 4 * PAGE;
+  sealed_ro = at + 8 * PAGE;
+  wl_fill(at, 12 * PAGE, 0x5ea1);
+  WL_MUST(mprotect(sealed_ro, 4 * PAGE, PROT_READ) == 0);
+  WL_MUST(syscall(SYS_mseal_, sealed_rw, 4 * PAGE, 0) == 0);
+  WL_MUST(syscall(SYS_mseal_, sealed_ro, 4 * PAGE, 0) == 0);
+  snprintf(ready_extra, sizeof ready_extra, "sealed_rw=%p sealed_ro=%p", (void *)sealed_rw, (void *)sealed_ro);
+}
+
+static void verify_sealed(void) {
+  WL_CHECK(wl_check_fill(sealed_rw, 12 * PAGE, 0x5ea1) < 0, "sealed memory lost its data");
+  sealed_rw[0] ^= 1;  // still writable
+  sealed_rw[0] ^= 1;
+  WL_CHECK(faults(sealed_ro) == 0, "the read-only sealed mapping faults");
+  for (char *m = sealed_rw; m; m = m == sealed_rw ? sealed_ro : NULL) {
+    const char *which = m == sealed_rw ? "read-write" : "read-only";
+    errno = 0;
+    WL_CHECK(mprotect(m, PAGE, PROT_READ | PROT_WRITE | PROT_EXEC) < 0 && errno == EPERM,
+             "the %s sealed mapping takes mprotect (errno %d): it is no longer sealed", which, errno);
+    errno = 0;
+    WL_CHECK(munmap(m, 4 * PAGE) < 0 && errno == EPERM, "the %s sealed mapping takes munmap (errno %d)", which, errno);
+  }
+  WL_CHECK(mprotect(unsealed, PAGE, PROT_READ) == 0, "the mapping between the sealed ones is sealed too (errno %d)",
+           errno);
 }
 
 // ---- fanotify ------------------------------------------------------------------------
@@ -985,6 +1023,7 @@ int main(int argc, char **argv) {
   if (!strcmp(kind, "membarrier")) setup_membarrier();
   else if (!strcmp(kind, "no_vdso")) setup_no_vdso();
   else if (!strcmp(kind, "guard")) setup_guard();
+  else if (!strcmp(kind, "sealed")) setup_sealed();
   else if (!strcmp(kind, "fanotify")) setup_fanotify(0);
   else if (!strcmp(kind, "fanotify_queued")) setup_fanotify(1);
   else if (!strcmp(kind, "bpf_map")) setup_bpf_map();
@@ -1016,6 +1055,7 @@ int main(int argc, char **argv) {
   if (!strcmp(kind, "membarrier")) verify_membarrier();
   else if (!strcmp(kind, "no_vdso")) verify_no_vdso();
   else if (!strcmp(kind, "guard")) verify_guard();
+  else if (!strcmp(kind, "sealed")) verify_sealed();
   else if (!strcmp(kind, "fanotify")) verify_fanotify();
   else if (!strcmp(kind, "bpf_map")) verify_bpf_map();
   else if (!strcmp(kind, "hugetlb_memfd")) verify_hugetlb_memfd();
