@@ -495,9 +495,12 @@ Result<uint32_t> FilesDump::describe(const FdRef& ref, const tree::FrozenTree& t
     descriptions_.emplace_back(ref, f.id());
     return f.id();
   }
-  if (struct statfs fs; !(ref.flags & O_PATH) && ::statfs(fd_path(ref.pid, ref.fd).c_str(), &fs) == 0 &&
-                        fs.f_type == kMqueueMagic)
-    return Error(what + ": POSIX message queue " + link + " (an mq_open descriptor, not supported)");
+  if (struct statfs fs; !(ref.flags & O_PATH) && ::statfs(fd_path(ref.pid, ref.fd).c_str(), &fs) == 0) {
+    if (fs.f_type == kMqueueMagic)
+      return Error(what + ": POSIX message queue " + link + " (an mq_open descriptor, not supported)");
+    if (fs.f_type == SECRETMEM_MAGIC)
+      return Error(what + ": memfd_secret memory is not supported (no other process can read its pages)");
+  }
   CRYO_ASSIGN(bool in_proc, describe_proc_file(ref.pid, ref.fd, ref.st, link, tree, &f));
   if (in_proc) {  // a namespace, or a file of a process of the tree: see proc_files.h
     *files_.add_files() = f;

@@ -973,6 +973,9 @@ Status dump_mm(pid_t pid, const std::vector<proc::MapEntry>& maps, files::FilesD
       CRYO_ASSIGN(uint32_t id, packet_ring_socket(files.files(), m, what));
       v->set_file_id(id);
       continue;
+    } else if (struct statfs fs; m.path == "/secretmem (deleted)" &&
+               ::statfs(map_files_path(pid, m).c_str(), &fs) == 0 && fs.f_type == SECRETMEM_MAGIC) {
+      return Error(what + ": memfd_secret memory is not supported (no other process can read its pages)");
     } else if (m.path.starts_with("/")) {
       v->set_kind(m.shared ? image::Vma::FILE_SHARED : image::Vma::FILE_PRIVATE);
       private_pages = !m.shared;

@@ -80,16 +80,16 @@ def round_trip(env, kind, workdir=None, compare_layout=True, fdinfo_prefix=None)
     return info
 
 
-def refused(env, kind, wants, workdir=None):
-    """The dump fails with exit 1 naming the pid, the fd and each of `wants`; the
-    process runs on exactly as it was."""
+def refused(env, kind, wants, workdir=None, where=None):
+    """The dump fails with exit 1 naming the pid, the fd (or `where`, a function of the
+    workload's READY fields) and each of `wants`; the process runs on exactly as it was."""
     pid, info, report = start(env, kind, workdir)
     before = snapshot(pid)
     layout, fds = maps(pid), fd_table(pid)
     images = env.path("images")
     result = env.dump(pid, images, expect=1)
     message = result.stderr.strip()
-    for want in [f"pid {pid}", f"fd {info['object_fd']}"] + wants:
+    for want in [f"pid {pid}", where(info) if where else f"fd {info['object_fd']}"] + wants:
         check(want in message, f"the refusal does not say {want!r}: {message!r}")
     check(not os.path.exists(os.path.join(images, "inventory.img")), "a refused dump left an inventory.img")
     check(state(pid) not in (None, "T", "t", "Z"), f"after the refusal pid {pid} is in state {state(pid)}")
@@ -121,6 +121,17 @@ def case_sealed(env):
     """mseal()ed mappings (read-write and read-only, with data) are sealed again after
     restore: mprotect and munmap fail with EPERM as before; the one between them is not."""
     round_trip(env, "sealed")
+
+
+def case_secret_fd(env):
+    """memfd_secret memory, whose pages no other process can read, is refused: its fd..."""
+    refused(env, "secret_fd", ["memfd_secret memory is not supported"])
+
+
+def case_secret_map(env):
+    """... or, the fd closed, its mapping."""
+    refused(env, "secret_map", ["memfd_secret memory is not supported"],
+            where=lambda info: f"mapping {info['secret']}-")
 
 
 def case_fanotify(env):
@@ -326,6 +337,7 @@ def case_aio_killed(env):
 
 if __name__ == "__main__":
     run({"membarrier": case_membarrier, "no_vdso": case_no_vdso, "guard": case_guard, "sealed": case_sealed,
+         "secret_fd": case_secret_fd, "secret_map": case_secret_map,
          "fanotify": case_fanotify, "fanotify_queued": case_fanotify_queued, "bpf_map": case_bpf_map, "bpf_prog": case_bpf_prog,
          "hugetlb_memfd": case_hugetlb_memfd, "hugetlb_anon": case_hugetlb_anon, "sysv_huge": case_sysv_huge,
          "sysv_huge_ns": case_sysv_huge_ns, "private_shm": case_private_shm, "private_anon": case_private_anon, "private_huge": case_private_huge, "aio": case_aio,

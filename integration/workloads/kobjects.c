@@ -6,6 +6,8 @@
 //   membarrier     registered for private expedited (and sync-core) membarrier
 //   no_vdso        unmapped its [vdso] and [vvar]: the restored process has none either
 //   guard          MADV_GUARD_INSTALL guard pages, in touched and in untouched memory
+//   secret_fd      memfd_secret memory, mapped, its fd open (must be refused)
+//   secret_map     the same with the fd closed: only the mapping holds it (must be refused)
 //   sealed         mseal()ed memory: a read-write and a read-only mapping with data, each
 //                  sealed, and a third left unsealed between them
 //   fanotify       a fanotify group (nonblocking, O_RDWR events) with an inode mark, an
@@ -57,6 +59,7 @@
 #endif
 #define HUGETLBFS_MAGIC_ 0x958458f6
 #define SYS_mseal_ 462  // Linux 6.10
+#define SYS_memfd_secret_ 447
 #define MB_REGISTER_PRIVATE_EXPEDITED (1 << 4)
 #define MB_PRIVATE_EXPEDITED (1 << 3)
 #define MB_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE (1 << 6)
@@ -205,6 +208,25 @@ static void verify_sealed(void) {
   WL_CHECK(mprotect(unsealed, PAGE, PROT_READ) == 0, "the mapping between the sealed ones is sealed too (errno %d)",
            errno);
 }
+
+// ---- memfd_secret ---------------------------------------------------------------------
+
+static char *secret;
+
+static void setup_secret(int keep_fd) {
+  int fd = (int)syscall(SYS_memfd_secret_, 0);
+  WL_MUST(fd >= 0 && ftruncate(fd, PAGE) == 0);
+  secret = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  WL_MUST(secret != MAP_FAILED);
+  strcpy(secret, "not for cryo");
+  if (keep_fd)
+    object_fd = fd;
+  else
+    close(fd);
+  snprintf(ready_extra, sizeof ready_extra, "secret=%lx", (unsigned long)secret);
+}
+
+static void verify_secret(void) { WL_CHECK(!strcmp(secret, "not for cryo"), "the secret memory changed"); }
 
 // ---- fanotify ------------------------------------------------------------------------
 
@@ -1024,6 +1046,8 @@ int main(int argc, char **argv) {
   else if (!strcmp(kind, "no_vdso")) setup_no_vdso();
   else if (!strcmp(kind, "guard")) setup_guard();
   else if (!strcmp(kind, "sealed")) setup_sealed();
+  else if (!strcmp(kind, "secret_fd")) setup_secret(1);
+  else if (!strcmp(kind, "secret_map")) setup_secret(0);
   else if (!strcmp(kind, "fanotify")) setup_fanotify(0);
   else if (!strcmp(kind, "fanotify_queued")) setup_fanotify(1);
   else if (!strcmp(kind, "bpf_map")) setup_bpf_map();
@@ -1056,6 +1080,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(kind, "no_vdso")) verify_no_vdso();
   else if (!strcmp(kind, "guard")) verify_guard();
   else if (!strcmp(kind, "sealed")) verify_sealed();
+  else if (!strcmp(kind, "secret_fd") || !strcmp(kind, "secret_map")) verify_secret();
   else if (!strcmp(kind, "fanotify")) verify_fanotify();
   else if (!strcmp(kind, "bpf_map")) verify_bpf_map();
   else if (!strcmp(kind, "hugetlb_memfd")) verify_hugetlb_memfd();
