@@ -40,4 +40,10 @@ inline constexpr unsigned long kTimerfdSetTicks = _IOW('T', 0, uint64_t);
 inline constexpr uint64_t kMembarrierGetRegistrations = 1 << 9;
 inline constexpr uint32_t kMembarrierRegisterCommands = (1 << 2) | (1 << 4) | (1 << 6) | (1 << 8);
 
+// prctl: memory-deny-write-execute (Linux 6.3; PR_MDWE_* flags) and KSM
+// merging of all of a process's memory (Linux 6.4), newer than Debian's headers.
+inline constexpr int kPrSetMdwe = 65;
+inline constexpr int kPrGetMdwe = 66;
+inline constexpr int kPrSetMemoryMerge = 67;
+
 }  // namespace cryo::abi

@@ -276,6 +276,9 @@ Status dump_process_syscalls(const tree::FrozenProcess& proc, const std::vector<
   out->mutable_creds()->set_securebits(static_cast<uint32_t>(securebits));
   CRYO_ASSIGN(long thp_disabled, r.call("prctl(PR_GET_THP_DISABLE)", SYS_prctl, {PR_GET_THP_DISABLE}));
   out->set_thp_disabled(thp_disabled != 0);
+  // EINVAL before Linux 6.3, where no process has it.
+  CRYO_ASSIGN(long mdwe, r.raw(SYS_prctl, {abi::kPrGetMdwe, 0, 0, 0, 0}));
+  if (mdwe > 0) out->set_mdwe(static_cast<uint32_t>(mdwe));
   // EINVAL before Linux 6.3, which cannot tell: then nothing is recorded.
   CRYO_ASSIGN(long membarrier, r.raw(SYS_membarrier, {abi::kMembarrierGetRegistrations, 0, 0}));
   if (membarrier > 0) out->set_membarrier_registrations(static_cast<uint32_t>(membarrier));
@@ -345,6 +348,9 @@ Status dump_proc_files(pid_t pid, image::Process* out) {
   mm->set_env_end(stat.env_end);
   CRYO_ASSIGN(std::string auxv, read_file(proc_path(pid, "auxv")));
   mm->set_auxv(auxv);
+  // (No ksm_stat without CONFIG_KSM, nor the line before Linux 6.4: no process has it then.)
+  if (auto ksm = read_file(proc_path(pid, "ksm_stat")); ksm.ok())
+    out->set_memory_merge(("\n" + *ksm).find("\nksm_merge_any: yes\n") != std::string::npos);
 
   return {};
 }

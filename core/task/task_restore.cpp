@@ -423,6 +423,10 @@ Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Proces
   if (core.child_subreaper()) CRYO_TRY(r.call("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl, {PR_SET_CHILD_SUBREAPER, 1}));
   if (!core.dumpable()) CRYO_TRY(r.call("prctl(PR_SET_DUMPABLE)", SYS_prctl, {PR_SET_DUMPABLE, 0}));
   if (core.thp_disabled()) CRYO_TRY(r.call("prctl(PR_SET_THP_DISABLE)", SYS_prctl, {PR_SET_THP_DISABLE, 1, 0, 0, 0}));
+  if (core.memory_merge())
+    CRYO_TRY(r.call("prctl(PR_SET_MEMORY_MERGE)", SYS_prctl, {abi::kPrSetMemoryMerge, 1, 0, 0, 0}));
+  // The memory is all in place (finish_mm): from here on no mapping may gain PROT_EXEC.
+  if (core.mdwe()) CRYO_TRY(r.call("prctl(PR_SET_MDWE)", SYS_prctl, {abi::kPrSetMdwe, core.mdwe(), 0, 0, 0}));
   CRYO_TRY(restore_membarrier(r, core));
   CRYO_TRY(restore_oom_score_adj(pid, core));
   CRYO_TRY(restore_loginuid(pid, r, d, core));

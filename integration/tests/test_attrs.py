@@ -110,13 +110,29 @@ def case_chroot(env):
 
 
 KNOBS = r'''
-import ctypes, sys, time
+import ctypes, mmap, signal, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
 assert libc.prctl(41, 1, 0, 0, 0) == 0  # PR_SET_THP_DISABLE
+assert libc.prctl(67, 1, 0, 0, 0) == 0  # PR_SET_MEMORY_MERGE
+assert libc.prctl(65, 1, 0, 0, 0) == 0  # PR_SET_MDWE: PR_MDWE_REFUSE_EXEC_GAIN
 with open("/proc/self/oom_score_adj", "w") as f:
     f.write("321")
 with open("/proc/self/loginuid", "w") as f:
     f.write("4321")
+
+def check(*_):
+    problems = []
+    if libc.prctl(66, 0, 0, 0, 0) != 1:  # PR_GET_MDWE
+        problems.append(f"PR_GET_MDWE answers {libc.prctl(66, 0, 0, 0, 0)}")
+    try:
+        mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+        problems.append("a writable and executable mapping was made (memory-deny-write-execute is off)")
+    except OSError:
+        pass
+    open(sys.argv[2], "w").write("OK\n" if not problems else "FAIL: " + "; ".join(problems) + "\n")
+    sys.exit(0)
+
+signal.signal(signal.SIGUSR1, check)
 open(sys.argv[1], "w").write("ready")
 while True:
     time.sleep(1)
@@ -166,22 +182,28 @@ def case_sigio_owner(env):
 
 def process_knobs(pid):
     status = status_fields(pid, keys=("THP_enabled",))
+    ksm = dict(line.split(": ", 1) for line in read_text(f"/proc/{pid}/ksm_stat", "").splitlines() if ": " in line)
     return {"THP_enabled": status.get("THP_enabled"),
             "oom_score_adj": read_text(f"/proc/{pid}/oom_score_adj").strip(),
-            "loginuid": read_text(f"/proc/{pid}/loginuid").strip()}
+            "loginuid": read_text(f"/proc/{pid}/loginuid").strip(),
+            "ksm_merge_any": ksm.get("ksm_merge_any")}
 
 
 def case_process_knobs(env):
-    """prctl(PR_SET_THP_DISABLE), oom_score_adj and the audit login uid come back."""
-    script, ready = env.path("knobs.py"), env.path("knobs.ready")
+    """prctl(PR_SET_THP_DISABLE), prctl(PR_SET_MEMORY_MERGE), oom_score_adj and the
+    audit login uid come back, and memory-deny-write-execute (prctl(PR_SET_MDWE)): the
+    restored program still cannot make a writable and executable mapping."""
+    script, ready, report = env.path("knobs.py"), env.path("knobs.ready"), env.path("knobs.report")
     with open(script, "w") as f:
         f.write(KNOBS)
-    pid = env.spawn(["/usr/bin/python3", script, ready], name="knobs")
+    pid = env.spawn(["/usr/bin/python3", script, ready, report], name="knobs")
     env.wait_file(ready, pid=pid)
     knobs = process_knobs(pid)
-    check_eq(knobs, {"THP_enabled": "0", "oom_score_adj": "321", "loginuid": "4321"}, "the knobs as set")
+    check_eq(knobs, {"THP_enabled": "0", "oom_score_adj": "321", "loginuid": "4321", "ksm_merge_any": "yes"},
+             "the knobs as set")
     env.round_trip(pid, snapshot(pid))
     check_eq(process_knobs(pid), knobs, "the knobs after the restore")
+    env.trigger_and_report(pid, report)
 
 
 if __name__ == "__main__":
