@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <sched.h>
 #include <linux/filter.h>
+#include <linux/ioprio.h>
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -136,6 +137,9 @@ Status dump_thread(pid_t pid, TaskProbe& probe, uint64_t scratch, image::ThreadS
   size_t used = sizeof cpus / 8;
   while (used > 1 && words[used - 1] == 0) used--;
   for (size_t i = 0; i < used; i++) sched->add_affinity(words[i]);
+  long ioprio = ::syscall(SYS_ioprio_get, IOPRIO_WHO_PROCESS, tid);
+  if (ioprio < 0) return errno_error("ioprio_get");
+  sched->set_ioprio(static_cast<uint32_t>(ioprio));
   void* head = nullptr;
   size_t len = 0;
   if (::syscall(SYS_get_robust_list, tid, &head, &len) < 0) return errno_error("get_robust_list");
@@ -322,6 +326,8 @@ Status dump_proc_files(pid_t pid, image::Process* out) {
   }
   CRYO_ASSIGN(std::string oom, read_file(proc_path(pid, "oom_score_adj")));
   out->set_oom_score_adj(std::atoi(oom.c_str()));
+  CRYO_ASSIGN(std::string filter, read_file(proc_path(pid, "coredump_filter")));
+  out->set_coredump_filter(static_cast<uint32_t>(std::strtoul(filter.c_str(), nullptr, 16)));
   // The audit login uid (absent without CONFIG_AUDIT).
   if (auto loginuid = read_file(proc_path(pid, "loginuid")); loginuid.ok())
     out->set_loginuid(static_cast<uint32_t>(std::strtoul(loginuid->c_str(), nullptr, 10)));

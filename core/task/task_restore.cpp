@@ -7,6 +7,7 @@
 
 #include <linux/capability.h>
 #include <linux/close_range.h>
+#include <linux/ioprio.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <fcntl.h>
@@ -47,7 +48,7 @@ Result<T> get(pid_t pid, uint64_t addr) {
   return value;
 }
 
-// Policy, priority, nice and CPU affinity: set from outside, as root may.
+// Policy, priority, nice, CPU affinity and I/O priority: set from outside, as root may.
 Status restore_scheduling(pid_t tid, const image::Scheduling& s) {
   cpu_set_t cpus;
   CPU_ZERO(&cpus);
@@ -59,6 +60,9 @@ Status restore_scheduling(pid_t tid, const image::Scheduling& s) {
   struct sched_param param{};
   param.sched_priority = s.priority();
   if (::sched_setscheduler(tid, s.policy(), &param) < 0) return errno_error("sched_setscheduler");
+  if (s.ioprio() && ::syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, tid, s.ioprio()) < 0)
+    return errno_error("ioprio_set to class " + std::to_string(s.ioprio() >> IOPRIO_CLASS_SHIFT) + " level " +
+                       std::to_string(s.ioprio() & IOPRIO_PRIO_MASK));
   return {};
 }
 
@@ -368,6 +372,17 @@ Status restore_oom_score_adj(pid_t pid, const image::Process& core) {
   return st;
 }
 
+Status restore_coredump_filter(pid_t pid, const image::Process& core) {
+  if (!core.has_coredump_filter()) return {};
+  std::string path = "/proc/" + std::to_string(pid) + "/coredump_filter";
+  CRYO_ASSIGN(std::string now, read_file(path));
+  if (std::strtoul(now.c_str(), nullptr, 16) == core.coredump_filter()) return {};
+  char hex[16];
+  snprintf(hex, sizeof hex, "%#x", core.coredump_filter());  // (read in base 0)
+  CRYO_ASSIGN(UniqueFd file, open_file(path, O_WRONLY));
+  return write_all(file.get(), hex).wrap("writing " + path);
+}
+
 // Only the process itself may write its /proc/self/loginuid.
 Status restore_loginuid(pid_t pid, ptrace::Remote& r, uint64_t d, const image::Process& core) {
   if (!core.has_loginuid()) return {};
@@ -429,6 +444,7 @@ Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Proces
   if (core.mdwe()) CRYO_TRY(r.call("prctl(PR_SET_MDWE)", SYS_prctl, {abi::kPrSetMdwe, core.mdwe(), 0, 0, 0}));
   CRYO_TRY(restore_membarrier(r, core));
   CRYO_TRY(restore_oom_score_adj(pid, core));
+  CRYO_TRY(restore_coredump_filter(pid, core));
   CRYO_TRY(restore_loginuid(pid, r, d, core));
   // The stub has the limits cryo had, most often the recorded ones already:
   // only those that differ cost a remote syscall.

@@ -2,6 +2,7 @@
 """Signals and per-process attributes: handlers, per-thread masks, pending signals
 with values delivered after unblock, sigaltstack, rlimits, umask, cwd, personality
 (ADDR_NO_RANDOMIZE via setarch -R), thread names, /proc/PID/{cmdline,environ,exe}."""
+import ctypes
 import os
 import shutil
 import sys
@@ -53,13 +54,16 @@ def case_attrs(env):
 
 
 SCHEDULED = r'''
-import os, sys, threading, time
+import ctypes, os, sys, threading, time
+libc = ctypes.CDLL(None, use_errno=True)
 os.nice(7)
 os.sched_setaffinity(0, {0})
 os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+assert libc.syscall(251, 1, 0, (2 << 13) | 6) == 0  # ioprio_set: best-effort, level 6
 def idle_thread():
     os.setpriority(os.PRIO_PROCESS, 0, 12)  # this thread only (a per-thread nice)
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    assert libc.syscall(251, 1, 0, 3 << 13) == 0  # this thread only: the idle I/O class
     time.sleep(1000)
 threading.Thread(target=idle_thread, daemon=True).start()
 time.sleep(0.2)
@@ -69,17 +73,20 @@ time.sleep(1000)
 
 
 def scheduling(pid):
-    """tid -> (nice, policy, CPU affinity), from /proc and sched_getaffinity."""
+    """tid -> (nice, policy, CPU affinity, I/O priority), from /proc, sched_getaffinity
+    and ioprio_get."""
+    libc = ctypes.CDLL(None, use_errno=True)
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         fields = read_text(f"/proc/{pid}/task/{tid}/stat").rsplit(")", 1)[1].split()
-        out[int(tid)] = (int(fields[16]), int(fields[38]), tuple(sorted(os.sched_getaffinity(int(tid)))))
+        ioprio = libc.syscall(252, 1, int(tid))  # ioprio_get(IOPRIO_WHO_PROCESS)
+        out[int(tid)] = (int(fields[16]), int(fields[38]), tuple(sorted(os.sched_getaffinity(int(tid)))), ioprio)
     return out
 
 
 def case_scheduling(env):
-    """Nice values, scheduling policies (SCHED_BATCH, SCHED_IDLE) and CPU affinity, per
-    thread, come back as they were."""
+    """Nice values, scheduling policies (SCHED_BATCH, SCHED_IDLE), CPU affinity and I/O
+    priorities (best-effort 6, idle), per thread, come back as they were."""
     ready = env.path("ready")
     pid = env.spawn(["/usr/bin/python3", "-c", SCHEDULED, ready], name="scheduled")
     env.wait_ready(ready, pid)
@@ -88,7 +95,7 @@ def case_scheduling(env):
     log(f"before: {sched}")
     check(len(set(sched.values())) == 2, f"the threads should differ: {sched}")
     env.round_trip(pid, before, compare=False)
-    check_eq(scheduling(pid), sched, "(nice, policy, affinity) per thread")
+    check_eq(scheduling(pid), sched, "(nice, policy, affinity, I/O priority) per thread")
 
 
 def case_chroot(env):
@@ -119,6 +126,8 @@ with open("/proc/self/oom_score_adj", "w") as f:
     f.write("321")
 with open("/proc/self/loginuid", "w") as f:
     f.write("4321")
+with open("/proc/self/coredump_filter", "w") as f:
+    f.write("0x73")
 
 def check(*_):
     problems = []
@@ -186,12 +195,13 @@ def process_knobs(pid):
     return {"THP_enabled": status.get("THP_enabled"),
             "oom_score_adj": read_text(f"/proc/{pid}/oom_score_adj").strip(),
             "loginuid": read_text(f"/proc/{pid}/loginuid").strip(),
+            "coredump_filter": read_text(f"/proc/{pid}/coredump_filter").strip(),
             "ksm_merge_any": ksm.get("ksm_merge_any")}
 
 
 def case_process_knobs(env):
-    """prctl(PR_SET_THP_DISABLE), prctl(PR_SET_MEMORY_MERGE), oom_score_adj and the
-    audit login uid come back, and memory-deny-write-execute (prctl(PR_SET_MDWE)): the
+    """prctl(PR_SET_THP_DISABLE), prctl(PR_SET_MEMORY_MERGE), oom_score_adj,
+    coredump_filter and the audit login uid come back, and memory-deny-write-execute (prctl(PR_SET_MDWE)): the
     restored program still cannot make a writable and executable mapping."""
     script, ready, report = env.path("knobs.py"), env.path("knobs.ready"), env.path("knobs.report")
     with open(script, "w") as f:
@@ -199,8 +209,8 @@ def case_process_knobs(env):
     pid = env.spawn(["/usr/bin/python3", script, ready, report], name="knobs")
     env.wait_file(ready, pid=pid)
     knobs = process_knobs(pid)
-    check_eq(knobs, {"THP_enabled": "0", "oom_score_adj": "321", "loginuid": "4321", "ksm_merge_any": "yes"},
-             "the knobs as set")
+    check_eq(knobs, {"THP_enabled": "0", "oom_score_adj": "321", "loginuid": "4321", "coredump_filter": "00000073",
+                     "ksm_merge_any": "yes"}, "the knobs as set")
     env.round_trip(pid, snapshot(pid))
     check_eq(process_knobs(pid), knobs, "the knobs after the restore")
     env.trigger_and_report(pid, report)
