@@ -40,6 +40,20 @@ inline constexpr unsigned long kTimerfdSetTicks = _IOW('T', 0, uint64_t);
 inline constexpr uint64_t kMembarrierGetRegistrations = 1 << 9;
 inline constexpr uint32_t kMembarrierRegisterCommands = (1 << 2) | (1 << 4) | (1 << 6) | (1 << 8);
 
+// sched_getattr(2)/sched_setattr(2)'s struct sched_attr (SCHED_ATTR_SIZE_VER1):
+// <linux/sched/types.h> has it, with a struct sched_param that clashes with glibc's.
+struct SchedAttr {
+  uint32_t size, policy;
+  uint64_t flags;
+  int32_t nice;
+  uint32_t priority;
+  uint64_t runtime, deadline, period;  // SCHED_DEADLINE, in ns
+  uint32_t util_min, util_max;
+};
+static_assert(sizeof(SchedAttr) == 56);
+// The sched_flags a SCHED_DEADLINE task keeps: SCHED_FLAG_RESET_ON_FORK, _RECLAIM, _DL_OVERRUN.
+inline constexpr uint64_t kSchedDeadlineFlags = 0x01 | 0x02 | 0x04;
+
 // prctl: memory-deny-write-execute (Linux 6.3; PR_MDWE_* flags) and KSM
 // merging of all of a process's memory (Linux 6.4), newer than Debian's headers.
 inline constexpr int kPrSetMdwe = 65;

@@ -127,6 +127,15 @@ Status dump_thread(pid_t pid, TaskProbe& probe, uint64_t scratch, image::ThreadS
   if (policy < 0 || ::sched_getparam(tid, &param) < 0) return errno_error("sched_getscheduler");
   sched->set_policy(policy);
   sched->set_priority(param.sched_priority);
+  if ((policy & ~SCHED_RESET_ON_FORK) == SCHED_DEADLINE) {
+    abi::SchedAttr attr{};
+    if (::syscall(SYS_sched_getattr, tid, &attr, sizeof attr, 0) < 0) return errno_error("sched_getattr");
+    auto* dl = sched->mutable_deadline();
+    dl->set_runtime_ns(attr.runtime);
+    dl->set_deadline_ns(attr.deadline);
+    dl->set_period_ns(attr.period);
+    dl->set_flags(attr.flags & abi::kSchedDeadlineFlags);
+  }
   errno = 0;
   int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(tid));
   if (nice == -1 && errno) return errno_error("getpriority");

@@ -5,6 +5,7 @@ with values delivered after unblock, sigaltstack, rlimits, umask, cwd, personali
 import ctypes
 import os
 import shutil
+import struct
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
@@ -54,7 +55,7 @@ def case_attrs(env):
 
 
 SCHEDULED = r'''
-import ctypes, os, sys, threading, time
+import ctypes, os, struct, sys, threading, time
 libc = ctypes.CDLL(None, use_errno=True)
 os.nice(7)
 os.sched_setaffinity(0, {0})
@@ -65,7 +66,14 @@ def idle_thread():
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     assert libc.syscall(251, 1, 0, 3 << 13) == 0  # this thread only: the idle I/O class
     time.sleep(1000)
+def deadline_thread():
+    os.sched_setaffinity(0, range(os.cpu_count()))  # SCHED_DEADLINE wants every CPU
+    # struct sched_attr: size, policy, flags, nice, priority, runtime, deadline, period (ns)
+    attr = struct.pack("=IIQiIQQQII", 56, 6, 0, 0, 0, 2_000_000, 30_000_000, 40_000_000, 0, 0)
+    assert libc.syscall(314, 0, ctypes.c_char_p(attr), 0) == 0, ctypes.get_errno()  # sched_setattr
+    time.sleep(1000)
 threading.Thread(target=idle_thread, daemon=True).start()
+threading.Thread(target=deadline_thread, daemon=True).start()
 time.sleep(0.2)
 open(sys.argv[1], "w").write(f"READY pid={os.getpid()}\n")
 time.sleep(1000)
@@ -73,29 +81,34 @@ time.sleep(1000)
 
 
 def scheduling(pid):
-    """tid -> (nice, policy, CPU affinity, I/O priority), from /proc, sched_getaffinity
-    and ioprio_get."""
+    """tid -> (nice, policy, CPU affinity, I/O priority, SCHED_DEADLINE's runtime,
+    deadline and period), from /proc, sched_getaffinity, ioprio_get and sched_getattr."""
     libc = ctypes.CDLL(None, use_errno=True)
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         fields = read_text(f"/proc/{pid}/task/{tid}/stat").rsplit(")", 1)[1].split()
         ioprio = libc.syscall(252, 1, int(tid))  # ioprio_get(IOPRIO_WHO_PROCESS)
-        out[int(tid)] = (int(fields[16]), int(fields[38]), tuple(sorted(os.sched_getaffinity(int(tid)))), ioprio)
+        attr = ctypes.create_string_buffer(56)
+        check_eq(libc.syscall(315, int(tid), attr, 56, 0), 0, f"sched_getattr of {tid}")
+        deadline = struct.unpack("=IIQiIQQQII", attr.raw)[5:8]
+        out[int(tid)] = (int(fields[16]), int(fields[38]), tuple(sorted(os.sched_getaffinity(int(tid)))), ioprio,
+                         deadline)
     return out
 
 
 def case_scheduling(env):
-    """Nice values, scheduling policies (SCHED_BATCH, SCHED_IDLE), CPU affinity and I/O
-    priorities (best-effort 6, idle), per thread, come back as they were."""
+    """Nice values, scheduling policies (SCHED_BATCH, SCHED_IDLE, SCHED_DEADLINE with its
+    runtime, deadline and period), CPU affinity and I/O priorities (best-effort 6, idle),
+    per thread, come back as they were."""
     ready = env.path("ready")
     pid = env.spawn(["/usr/bin/python3", "-c", SCHEDULED, ready], name="scheduled")
     env.wait_ready(ready, pid)
     before = snapshot(pid)
     sched = scheduling(pid)
     log(f"before: {sched}")
-    check(len(set(sched.values())) == 2, f"the threads should differ: {sched}")
+    check(len(set(sched.values())) == 3, f"the threads should differ: {sched}")
     env.round_trip(pid, before, compare=False)
-    check_eq(scheduling(pid), sched, "(nice, policy, affinity, I/O priority) per thread")
+    check_eq(scheduling(pid), sched, "(nice, policy, affinity, I/O priority, deadline) per thread")
 
 
 def case_chroot(env):
