@@ -276,6 +276,25 @@ Result<RseqConfig> get_rseq(pid_t tid) {
   return RseqConfig{conf.rseq_abi_pointer, conf.rseq_abi_size, conf.signature, conf.flags};
 }
 
+// PTRACE_{GET,SET}_SYSCALL_USER_DISPATCH_CONFIG (Linux 6.3, newer than
+// Debian's headers), whose struct ptrace_sud_config SyscallDispatch is.
+constexpr int kSetSyscallDispatch = 0x4210, kGetSyscallDispatch = 0x4211;
+static_assert(sizeof(SyscallDispatch) == 32);
+
+Result<SyscallDispatch> get_syscall_dispatch(pid_t tid) {
+  SyscallDispatch sud;
+  if (pt(kGetSyscallDispatch, tid, reinterpret_cast<void*>(sizeof sud), &sud) == 0) return sud;
+  if (errno == EIO) return SyscallDispatch{};  // before Linux 6.3, which cannot tell
+  return errno_error("PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG " + who(tid));
+}
+
+Status set_syscall_dispatch(pid_t tid, const SyscallDispatch& sud) {
+  SyscallDispatch copy = sud;
+  if (pt(kSetSyscallDispatch, tid, reinterpret_cast<void*>(sizeof copy), &copy) < 0)
+    return errno_error("PTRACE_SET_SYSCALL_USER_DISPATCH_CONFIG " + who(tid));
+  return {};
+}
+
 user_regs_struct normalize_restart(user_regs_struct regs) {
   constexpr long kRestartSys = 512, kRestartNoIntr = 513, kRestartNoHand = 514, kRestartBlock = 516;
   long rax = static_cast<long>(regs.rax);

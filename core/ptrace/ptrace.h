@@ -44,6 +44,19 @@ struct RseqConfig {
 };
 Result<RseqConfig> get_rseq(pid_t tid);
 
+// A thread's syscall user dispatch (prctl PR_SET_SYSCALL_USER_DISPATCH,
+// Linux 5.11; read and set by its tracer from Linux 6.3): mode 0 is off. On,
+// its syscalls from outside [offset, offset + len) raise SIGSYS unless the
+// byte at selector (none: always) says SYSCALL_DISPATCH_FILTER_ALLOW.
+struct SyscallDispatch {
+  uint64_t mode = 0;
+  uint64_t selector = 0;
+  uint64_t offset = 0;
+  uint64_t len = 0;
+};
+Result<SyscallDispatch> get_syscall_dispatch(pid_t tid);
+Status set_syscall_dispatch(pid_t tid, const SyscallDispatch& sud);
+
 // Interrupted syscalls: rewrites registers stopped with rax = -ERESTART* so
 // that the task re-runs the syscall when it resumes (see DESIGN.md).
 user_regs_struct normalize_restart(user_regs_struct regs);

@@ -108,6 +108,14 @@ Status dump_thread(pid_t pid, TaskProbe& probe, uint64_t scratch, image::ThreadS
   t->set_clear_child_tid(tid_address);
 
   CRYO_TRY(dump_seccomp(tid, t));
+  CRYO_ASSIGN(auto sud, ptrace::get_syscall_dispatch(tid));
+  if (sud.mode) {
+    auto* d = t->mutable_syscall_dispatch();
+    d->set_mode(sud.mode);
+    d->set_selector(sud.selector);
+    d->set_offset(sud.offset);
+    d->set_len(sud.len);
+  }
   // Credentials belong to each thread: a raw setresuid or capset changes
   // one thread's only. Kept where they differ from the process's.
   CRYO_ASSIGN(proc::Status st, proc::read_status(tid));

@@ -522,6 +522,11 @@ Status finish(pid_t pid, const mm::Trampoline& tramp, const image::Process& core
     CRYO_TRY(ptrace::set_xstate(t.tid(), t.xstate()));
     CRYO_TRY(ptrace::set_regs(t.tid(), ptrace::normalize_restart(regs)));
     CRYO_TRY(ptrace::set_sigmask(t.tid(), t.blocked()));
+    // Last: from here on a syscall of cryo's in the thread could be dispatched.
+    if (t.has_syscall_dispatch()) {
+      const auto& d = t.syscall_dispatch();
+      CRYO_TRY(ptrace::set_syscall_dispatch(t.tid(), {d.mode(), d.selector(), d.offset(), d.len()}));
+    }
   }
   return {};
 }

@@ -22,6 +22,8 @@ namespace {
 constexpr int kSeizeOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_SUSPEND_SECCOMP;
 // The code segment of 64-bit user code on x86-64 (__USER_CS); 32-bit code runs in 0x23.
 constexpr unsigned long long kUser64CodeSegment = 0x33;
+// SYSCALL_DISPATCH_FILTER_ALLOW and _BLOCK.
+constexpr uint8_t kDispatchAllow = 0, kDispatchBlock = 1;
 
 bool traced_by_other(pid_t pid, pid_t tid) {
   auto text = read_file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/status");
@@ -131,11 +133,21 @@ Status FrozenTree::add_process(pid_t pid, std::vector<pid_t>* children, int stop
   // cryo's remote syscalls and register images are x86-64's: a 32-bit
   // program (or a thread of a 64-bit one in a 32-bit code segment) is
   // refused here, before anything is done in it.
+  // Nor may a thread's syscall user dispatch turn cryo's syscalls into
+  // SIGSYS: its selector must let syscalls through (Wine's does while the
+  // thread runs its Linux side, where a waiting thread is).
   for (pid_t tid : p.tids) {
+    std::string who = "pid " + std::to_string(pid) + (tid == pid ? "" : " tid " + std::to_string(tid));
     CRYO_ASSIGN(user_regs_struct regs, ptrace::get_regs(tid));
-    if (regs.cs != kUser64CodeSegment)
-      return Error(ENOTSUP, "pid " + std::to_string(pid) + (tid == pid ? "" : " tid " + std::to_string(tid)) +
-                                ": runs 32-bit (ia32) code, which is not supported");
+    if (regs.cs != kUser64CodeSegment) return Error(ENOTSUP, who + ": runs 32-bit (ia32) code, which is not supported");
+    CRYO_ASSIGN(ptrace::SyscallDispatch sud, ptrace::get_syscall_dispatch(tid));
+    if (!sud.mode) continue;
+    uint8_t selector = kDispatchBlock;
+    if (sud.selector) CRYO_TRY(ptrace::read_memory(tid, sud.selector, &selector, 1).wrap(who + ": its dispatch selector"));
+    if (selector != kDispatchAllow)
+      return Error(EBUSY, who + ": its syscall user dispatch blocks syscalls right now (selector " +
+                              (sud.selector ? "byte " + std::to_string(selector) : std::string("none")) +
+                              "), cryo's own among them (not supported: dump it while it lets them through)");
   }
   for (pid_t tid : p.tids) {
     CRYO_ASSIGN(auto kids, proc::list_children(pid, tid));

@@ -123,6 +123,19 @@ def case_sealed(env):
     round_trip(env, "sealed")
 
 
+def case_dispatch(env):
+    """Syscall user dispatch (as Wine uses it) is on again after restore: a syscall made
+    with the selector set to block raises SIGSYS."""
+    round_trip(env, "dispatch")
+
+
+def case_dispatch_blocked(env):
+    """A thread whose dispatch blocks syscalls as the tree is frozen (cryo's own would
+    raise SIGSYS in it) is refused, naming it; the process runs on as it was."""
+    refused(env, "dispatch_blocked", ["syscall user dispatch blocks syscalls"],
+            where=lambda info: f"tid {info['tid']}")
+
+
 def case_secret_fd(env):
     """memfd_secret memory, whose pages no other process can read, is refused: its fd..."""
     refused(env, "secret_fd", ["memfd_secret memory is not supported"])
@@ -337,7 +350,8 @@ def case_aio_killed(env):
 
 if __name__ == "__main__":
     run({"membarrier": case_membarrier, "no_vdso": case_no_vdso, "guard": case_guard, "sealed": case_sealed,
-         "secret_fd": case_secret_fd, "secret_map": case_secret_map,
+         "secret_fd": case_secret_fd, "secret_map": case_secret_map, "dispatch": case_dispatch,
+         "dispatch_blocked": case_dispatch_blocked,
          "fanotify": case_fanotify, "fanotify_queued": case_fanotify_queued, "bpf_map": case_bpf_map, "bpf_prog": case_bpf_prog,
          "hugetlb_memfd": case_hugetlb_memfd, "hugetlb_anon": case_hugetlb_anon, "sysv_huge": case_sysv_huge,
          "sysv_huge_ns": case_sysv_huge_ns, "private_shm": case_private_shm, "private_anon": case_private_anon, "private_huge": case_private_huge, "aio": case_aio,

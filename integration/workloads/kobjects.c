@@ -8,6 +8,10 @@
 //   guard          MADV_GUARD_INSTALL guard pages, in touched and in untouched memory
 //   secret_fd      memfd_secret memory, mapped, its fd open (must be refused)
 //   secret_map     the same with the fd closed: only the mapping holds it (must be refused)
+//   dispatch       syscall user dispatch (as Wine uses it), its selector letting syscalls
+//                  through: after restore, a syscall with the selector set to block raises SIGSYS
+//   dispatch_blocked  a thread whose dispatch selector blocks syscalls as it spins (must be
+//                  refused, naming it: cryo's own syscalls would raise SIGSYS there)
 //   sealed         mseal()ed memory: a read-write and a read-only mapping with data, each
 //                  sealed, and a third left unsealed between them
 //   fanotify       a fanotify group (nonblocking, O_RDWR events) with an inode mark, an
@@ -43,6 +47,7 @@
 #include <sys/auxv.h>
 #include <sys/fanotify.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/shm.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -207,6 +212,51 @@ static void verify_sealed(void) {
   }
   WL_CHECK(mprotect(unsealed, PAGE, PROT_READ) == 0, "the mapping between the sealed ones is sealed too (errno %d)",
            errno);
+}
+
+// ---- syscall user dispatch ------------------------------------------------------------
+
+static volatile char dispatch_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
+static volatile int dispatched;  // SIGSYS raised by the dispatch
+static volatile pid_t spinner_tid;
+
+static void on_sigsys(int sig, siginfo_t *info, void *context) {
+  (void)sig;
+  (void)context;
+  if (info->si_code == 2 /* SYS_USER_DISPATCH */) dispatched++;
+  dispatch_selector = SYSCALL_DISPATCH_FILTER_ALLOW;  // the sigreturn must pass
+}
+
+static void *spin_blocked(void *arg) {
+  (void)arg;
+  static volatile char own_selector = SYSCALL_DISPATCH_FILTER_BLOCK;
+  spinner_tid = (pid_t)syscall(SYS_gettid);
+  own_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
+  WL_MUST(prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, 0, 0, &own_selector) == 0);
+  own_selector = SYSCALL_DISPATCH_FILTER_BLOCK;
+  for (;;) __asm__ volatile("pause");  // no syscall: none may pass now
+  return NULL;
+}
+
+static void setup_dispatch(int blocked) {
+  struct sigaction sa = {.sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO};
+  WL_MUST(sigaction(SIGSYS, &sa, NULL) == 0);
+  WL_MUST(prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, 0, 0, &dispatch_selector) == 0);
+  if (blocked) {
+    pthread_t spinner;
+    WL_MUST(pthread_create(&spinner, NULL, spin_blocked, NULL) == 0);
+    while (!spinner_tid) usleep(1000);
+    usleep(20000);
+  }
+  snprintf(ready_extra, sizeof ready_extra, "tid=%d", (int)spinner_tid);
+}
+
+static void verify_dispatch(void) {
+  int before = dispatched;
+  dispatch_selector = SYSCALL_DISPATCH_FILTER_BLOCK;
+  (void)syscall(SYS_getppid);  // dispatched: SIGSYS, whose handler lets syscalls through again
+  WL_CHECK(dispatched == before + 1, "a syscall with the selector blocking it raised no SIGSYS: the dispatch is off");
+  WL_CHECK(dispatch_selector == SYSCALL_DISPATCH_FILTER_ALLOW, "the SIGSYS handler did not run");
 }
 
 // ---- memfd_secret ---------------------------------------------------------------------
@@ -1046,6 +1096,8 @@ int main(int argc, char **argv) {
   else if (!strcmp(kind, "no_vdso")) setup_no_vdso();
   else if (!strcmp(kind, "guard")) setup_guard();
   else if (!strcmp(kind, "sealed")) setup_sealed();
+  else if (!strcmp(kind, "dispatch")) setup_dispatch(0);
+  else if (!strcmp(kind, "dispatch_blocked")) setup_dispatch(1);
   else if (!strcmp(kind, "secret_fd")) setup_secret(1);
   else if (!strcmp(kind, "secret_map")) setup_secret(0);
   else if (!strcmp(kind, "fanotify")) setup_fanotify(0);
@@ -1080,6 +1132,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(kind, "no_vdso")) verify_no_vdso();
   else if (!strcmp(kind, "guard")) verify_guard();
   else if (!strcmp(kind, "sealed")) verify_sealed();
+  else if (!strcmp(kind, "dispatch") || !strcmp(kind, "dispatch_blocked")) verify_dispatch();
   else if (!strcmp(kind, "secret_fd") || !strcmp(kind, "secret_map")) verify_secret();
   else if (!strcmp(kind, "fanotify")) verify_fanotify();
   else if (!strcmp(kind, "bpf_map")) verify_bpf_map();
