@@ -34,6 +34,8 @@
 namespace cryo::net {
 namespace {
 
+constexpr int kIpprotoMptcp = 262;  // IPPROTO_MPTCP (Linux 5.6)
+
 std::string who(pid_t pid, int fd) { return "pid " + std::to_string(pid) + " fd " + std::to_string(fd); }
 
 template <typename T>
@@ -354,6 +356,8 @@ Status SocketDump::describe_kind(const Carrier& self, UniqueFd s, image::FileDes
     return {};
   }
   if (family == AF_NETLINK) return describe_netlink(what, s.get(), f->socket().inode(), sock);
+  if ((family == AF_INET || family == AF_INET6) && protocol == kIpprotoMptcp)
+    return Error(what + ": MPTCP (multipath TCP) sockets are not supported");
   if ((family != AF_INET && family != AF_INET6) || type != SOCK_STREAM || protocol != IPPROTO_TCP) {
     return Error(what + ": sockets of family " + std::to_string(family) + ", type " + std::to_string(type) +
                  " and protocol " + std::to_string(protocol) + " are not supported yet");
@@ -362,6 +366,14 @@ Status SocketDump::describe_kind(const Carrier& self, UniqueFd s, image::FileDes
   socklen_t len = sizeof local;
   if (::getsockname(s.get(), reinterpret_cast<sockaddr*>(&local), &len) < 0) return errno_error(what + ": getsockname");
   sock->mutable_local()->CopyFrom(to_image(local));
+  // An upper layer protocol (kernel TLS, espintcp) keeps state of its own
+  // in the socket: the connection would come back without it (kernel TLS:
+  // sending in clear).
+  char ulp[32] = {};
+  socklen_t ulp_len = sizeof ulp - 1;
+  if (::getsockopt(s.get(), IPPROTO_TCP, TCP_ULP, ulp, &ulp_len) == 0 && ulp[0])
+    return Error(what + ": TCP socket with the upper layer protocol '" + std::string(ulp) + "'" +
+                 (std::string(ulp) == "tls" ? " (kernel TLS)" : "") + " is not supported");
   dump_options(s.get(), sock);
   CRYO_ASSIGN(struct tcp_info info, get_opt<struct tcp_info>(s.get(), IPPROTO_TCP, TCP_INFO, "TCP_INFO"));
   switch (info.tcpi_state) {

@@ -89,6 +89,52 @@ def case_keeps_previous_image(env):
     env.trigger_and_report(a, a_report)
 
 
+MPTCP = r'''
+import os, signal, socket, sys, time
+ready, report, progress = sys.argv[1:4]
+IPPROTO_MPTCP = 262
+srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM, IPPROTO_MPTCP)
+srv.bind(("127.0.0.1", 0))
+srv.listen()
+client = socket.socket(socket.AF_INET, socket.SOCK_STREAM, IPPROTO_MPTCP)
+client.connect(srv.getsockname())
+server, _ = srv.accept()
+done = []
+signal.signal(signal.SIGUSR1, lambda *_: done.append(1))
+with open(ready, "w") as f:
+    f.write(f"READY listener_fd={srv.fileno()}\n")
+count = 0
+while not done:
+    count += 1
+    client.sendall(count.to_bytes(4, "little"))
+    got = int.from_bytes(server.recv(4, socket.MSG_WAITALL), "little")
+    if got != count:
+        break
+    with open(progress + ".tmp", "w") as f:
+        f.write(f"{count}\n")
+    os.replace(progress + ".tmp", progress)
+    time.sleep(0.01)
+open(report, "w").write("OK\n" if done else f"FAIL: got {got} for {count}\n")
+'''
+
+
+def case_mptcp(env):
+    """MPTCP sockets (multipath TCP) are refused by name, with or without
+    --tcp-established; the connection goes on untouched."""
+    pid, info, report, prog = env.start_python(MPTCP, "mptcp")
+    wait_progress(prog, 5)
+    before, maps_before, fds_before = snapshot(pid), {pid: maps(pid)}, {pid: fd_table(pid)}
+    for extra in ([], ["--tcp-established"]):
+        images = env.path("images")
+        result = env.dump(pid, images, *extra, expect=1)
+        message = result.stderr.strip()
+        check(f"pid {pid} fd " in message and "MPTCP (multipath TCP) sockets are not supported" in message,
+              f"the refusal does not name the MPTCP socket: {message!r}")
+        check_untouched(before, maps_before, fds_before, f"after the refused dump {' '.join(extra)}")
+        wait_progress(prog, progress(prog)[0] + 5)
+    env.trigger_and_report(pid, report)
+
+
 def case_ia32(env):
     """A 32-bit program (integration/workloads/ia32.c), dumped, pre-dumped and dumped
     with -R: each refused before anything is done in it, which counts on untouched."""
@@ -131,4 +177,4 @@ def case_ia32(env):
 
 if __name__ == "__main__":
     run({"io_uring": case_io_uring, "perf_event": case_perf_event, "keeps_previous_image": case_keeps_previous_image,
-         "ia32": case_ia32})
+         "ia32": case_ia32, "mptcp": case_mptcp})
