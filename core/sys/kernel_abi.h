@@ -54,6 +54,11 @@ static_assert(sizeof(SchedAttr) == 56);
 // The sched_flags a SCHED_DEADLINE task keeps: SCHED_FLAG_RESET_ON_FORK, _RECLAIM, _DL_OVERRUN.
 inline constexpr uint64_t kSchedDeadlineFlags = 0x01 | 0x02 | 0x04;
 
+// get_mempolicy/set_mempolicy/mbind: the nodes a policy's mask may name
+// (MAX_NUMNODES at its largest on x86-64), the mask's bytes.
+inline constexpr uint64_t kMaxPolicyNodes = 1024;
+inline constexpr size_t kPolicyMaskBytes = kMaxPolicyNodes / 8;
+
 // prctl: memory-deny-write-execute (Linux 6.3; PR_MDWE_* flags) and KSM
 // merging of all of a process's memory (Linux 6.4), newer than Debian's headers.
 inline constexpr int kPrSetMdwe = 65;

@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <linux/filter.h>
 #include <linux/ioprio.h>
+#include <linux/mempolicy.h>
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -14,9 +15,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <map>
 #include <optional>
+#include <sstream>
 
 #include "core/guard/guard.h"
 #include "core/mm/aio.h"
@@ -85,6 +88,64 @@ Status dump_seccomp(pid_t tid, image::ThreadState* t) {
   return {};
 }
 
+// The NUMA memory policy of the thread r runs in (addr 0) or of its mapping
+// at addr (MPOL_F_ADDR: the mapping's own, MPOL_DEFAULT where it has none),
+// answered into scratch: false where it is the default (and without NUMA).
+Result<bool> read_mempolicy(pid_t pid, ptrace::Remote& r, uint64_t scratch, uint64_t addr, image::MemPolicy* out) {
+  static_assert(8 + abi::kPolicyMaskBytes <= ptrace::kScratchSize);
+  CRYO_ASSIGN(long got, r.raw(SYS_get_mempolicy, {scratch, scratch + 8, abi::kMaxPolicyNodes, addr,
+                                                  addr ? static_cast<uint64_t>(MPOL_F_ADDR) : 0}));
+  if (got == -ENOSYS) return false;  // no CONFIG_NUMA
+  if (got < 0) return Error(static_cast<int>(-got), "get_mempolicy in " + pid_str(pid));
+  CRYO_ASSIGN(int mode, read_remote<int>(pid, scratch));
+  if ((mode & ~MPOL_MODE_FLAGS) == MPOL_DEFAULT) return false;
+  std::array<uint64_t, abi::kPolicyMaskBytes / 8> mask{};
+  CRYO_TRY(ptrace::read_memory(pid, scratch + 8, mask.data(), sizeof mask));
+  size_t used = mask.size();
+  while (used > 0 && mask[used - 1] == 0) used--;
+  out->set_mode(static_cast<uint32_t>(mode));
+  for (size_t i = 0; i < used; i++) out->add_nodes(mask[i]);
+  return true;
+}
+
+// Whether this machine has more than one NUMA node online ("0", "0-1", "0,2").
+bool several_numa_nodes() {
+  static const bool several = [] {
+    auto online = read_file("/sys/devices/system/node/online");
+    return online.ok() && online->find_first_of("-,") != std::string::npos;
+  }();
+  return several;
+}
+
+// The mappings with a policy of their own (mbind). numa_maps shows every
+// mapping's (the leader's own where a mapping has none): only those it
+// shows with another than "default" are asked. Read on a machine of
+// several NUMA nodes only: numa_maps walks every page (8 ms for 512 MiB
+// here, as much as smaps), and with one node no policy can place memory
+// anywhere but there.
+Status dump_vma_policies(pid_t pid, ptrace::Remote& r, uint64_t scratch, const std::vector<proc::MapEntry>& maps,
+                         image::Process* out) {
+  if (!several_numa_nodes()) return {};
+  auto text = read_file(proc_path(pid, "numa_maps"));
+  if (!text.ok()) return {};  // no CONFIG_NUMA
+  for (const auto& line : proc::split_lines(*text)) {
+    std::istringstream words{std::string(line)};
+    std::string start_hex, policy;
+    if (!(words >> start_hex >> policy) || policy == "default") continue;
+    uint64_t start = std::strtoull(start_hex.c_str(), nullptr, 16);
+    auto m = std::find_if(maps.begin(), maps.end(), [&](const proc::MapEntry& e) { return e.start == start; });
+    if (m == maps.end() || m->path == "[vsyscall]") continue;
+    image::MemPolicy own;
+    CRYO_ASSIGN(bool has, read_mempolicy(pid, r, scratch, start, &own));
+    if (!has) continue;
+    auto* v = out->add_vma_policies();
+    v->set_start(m->start);
+    v->set_end(m->end);
+    *v->mutable_policy() = std::move(own);
+  }
+  return {};
+}
+
 Status dump_thread(pid_t pid, TaskProbe& probe, uint64_t scratch, image::ThreadState* t) {
   pid_t tid = probe.remote().tid();
   t->set_tid(tid);
@@ -108,6 +169,9 @@ Status dump_thread(pid_t pid, TaskProbe& probe, uint64_t scratch, image::ThreadS
   t->set_clear_child_tid(tid_address);
 
   CRYO_TRY(dump_seccomp(tid, t));
+  image::MemPolicy mempolicy;
+  CRYO_ASSIGN(bool own_policy, read_mempolicy(pid, r, scratch, 0, &mempolicy));
+  if (own_policy) *t->mutable_mempolicy() = std::move(mempolicy);
   CRYO_ASSIGN(auto sud, ptrace::get_syscall_dispatch(tid));
   if (sud.mode) {
     auto* d = t->mutable_syscall_dispatch();
@@ -304,6 +368,7 @@ Status dump_process_syscalls(const tree::FrozenProcess& proc, const std::vector<
   CRYO_ASSIGN(long membarrier, r.raw(SYS_membarrier, {abi::kMembarrierGetRegistrations, 0, 0}));
   if (membarrier > 0) out->set_membarrier_registrations(static_cast<uint32_t>(membarrier));
   // AIO requests in flight live only in the kernel: refused (the rings are saved with the memory).
+  CRYO_TRY(dump_vma_policies(pid, r, scratch, maps, out));
   CRYO_ASSIGN(auto aio_contexts, count_aio(proc, leader, rescue, maps));
   for (uint64_t ctx : aio_contexts) out->add_aio_contexts(ctx);
 

@@ -80,10 +80,33 @@ Status restore_scheduling(pid_t tid, const image::Scheduling& s) {
   return {};
 }
 
+// A NUMA memory policy's mask, written at d for set_mempolicy or mbind.
+Status put_policy_mask(pid_t pid, uint64_t d, const image::MemPolicy& policy) {
+  std::array<uint64_t, abi::kPolicyMaskBytes / 8> mask{};
+  if (static_cast<size_t>(policy.nodes_size()) > mask.size())
+    return Error(EINVAL, "a memory policy names more than " + std::to_string(abi::kMaxPolicyNodes) + " NUMA nodes");
+  std::copy(policy.nodes().begin(), policy.nodes().end(), mask.begin());
+  return ptrace::write_memory(pid, d, mask.data(), sizeof mask);
+}
+
+std::string nodes_text(const image::MemPolicy& policy) {
+  std::string out;
+  for (int word = 0; word < policy.nodes_size(); word++)
+    for (int bit = 0; bit < 64; bit++)
+      if (policy.nodes(word) >> bit & 1) out += (out.empty() ? "" : ",") + std::to_string(word * 64 + bit);
+  return out.empty() ? "none" : out;
+}
+
 Status restore_thread(pid_t pid, pid_t tid, const mm::Trampoline& tramp, const image::ThreadState& t) {
   CRYO_ASSIGN(ptrace::Remote r, remote_on(tid, tramp));
   uint64_t d = tramp.data;
   if (t.has_scheduling()) CRYO_TRY(restore_scheduling(tid, t.scheduling()));
+  if (t.has_mempolicy()) {
+    CRYO_TRY(put_policy_mask(pid, d, t.mempolicy()));
+    CRYO_TRY(r.call("set_mempolicy", SYS_set_mempolicy, {t.mempolicy().mode(), d, abi::kMaxPolicyNodes})
+                 .wrap("NUMA policy " + std::to_string(t.mempolicy().mode()) + " of nodes " + nodes_text(t.mempolicy()) +
+                       " (are they present here?)"));
+  }
   CRYO_TRY(r.call("set_tid_address", SYS_set_tid_address, {t.clear_child_tid()}));
   if (t.robust_list())
     CRYO_TRY(r.call("set_robust_list", SYS_set_robust_list, {t.robust_list(), t.robust_list_len()}));
@@ -452,6 +475,12 @@ Status restore_state(pid_t pid, const mm::Trampoline& tramp, const image::Proces
   if (core.child_subreaper()) CRYO_TRY(r.call("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl, {PR_SET_CHILD_SUBREAPER, 1}));
   if (!core.dumpable()) CRYO_TRY(r.call("prctl(PR_SET_DUMPABLE)", SYS_prctl, {PR_SET_DUMPABLE, 0}));
   if (core.thp_disabled()) CRYO_TRY(r.call("prctl(PR_SET_THP_DISABLE)", SYS_prctl, {PR_SET_THP_DISABLE, 1, 0, 0, 0}));
+  for (const auto& v : core.vma_policies()) {
+    CRYO_TRY(put_policy_mask(pid, d, v.policy()));
+    CRYO_TRY(r.call("mbind", SYS_mbind, {v.start(), v.end() - v.start(), v.policy().mode(), d, abi::kMaxPolicyNodes, 0})
+                 .wrap("NUMA policy " + std::to_string(v.policy().mode()) + " of nodes " + nodes_text(v.policy()) +
+                       " for the mapping at " + std::to_string(v.start()) + " (are they present here?)"));
+  }
   if (core.memory_merge())
     CRYO_TRY(r.call("prctl(PR_SET_MEMORY_MERGE)", SYS_prctl, {abi::kPrSetMemoryMerge, 1, 0, 0, 0}));
   // The memory is all in place (finish_mm): from here on no mapping may gain PROT_EXEC.
