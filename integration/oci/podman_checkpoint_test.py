@@ -267,6 +267,19 @@ def test_pre_checkpoint(env):
         check(first >= before and later > first,
               "the imported container counts on from the checkpoint (%d, then %d; %d before it)"
               % (first, later, before))
+
+        # A plain checkpoint after -P (no --with-previous) starts over: it ends the
+        # pre-checkpoint's write tracking, which refused the memory before.
+        ok(pm("container", "checkpoint", "-P", "pc", check=False, timeout=120), "podman container checkpoint -P")
+        before = wait_count(pm, "pc", later, "the counter after the second -P")
+        ok(pm("container", "checkpoint", "pc", check=False, timeout=120),
+           "podman container checkpoint without --with-previous after -P")
+        ok(pm("container", "restore", "pc", check=False, timeout=120), "podman container restore")
+        first = wait_count(pm, "pc", 0, "the counter restored from the plain checkpoint")
+        later = wait_count(pm, "pc", first + 3, "that counter to count on")
+        check(first >= before and later > first,
+              "the container restored from the plain checkpoint counts on (%d, then %d; %d before it)"
+              % (first, later, before))
     finally:
         pm.cleanup()
 
