@@ -11,7 +11,7 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import (check, check_eq, compare_snapshots, exists, fd_table, log, progress, read_text, run,  # noqa: E402
+from harness import (check, check_eq, exists, fd_table, log, progress, read_text, run,  # noqa: E402
                      snapshot, state, wait_progress, wait_until)
 
 # Its log and a pipe at the last numbers the hard limit allows, its soft limit then
@@ -69,12 +69,7 @@ def case_top_of_limit(env):
     before_count = wait_progress(prog, 20)
     before, fds = snapshot(pid), fd_table(pid)
     check(min(n for n in fds if n > 2) >= hard - 3, f"pid {pid} has fds below the top: {sorted(fds)}")
-    images = env.path("images")
-    env.dump(pid, images)
-    env.wait_dumped(before)
-    _, rpid = env.restore(images)
-    check_eq(rpid, pid, "restored pid")
-    env.soft(compare_snapshots, before, snapshot(pid), pid)
+    env.round_trip(pid, before)
     env.soft(check_eq, fd_table(pid), fds, "fd table")
     after = wait_progress(prog, max(progress(prog)[0], before_count) + 20)
     log(f"counted {before_count} before the dump, {after} after")

@@ -10,10 +10,9 @@ import os
 import re
 import signal
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "lib"))
-from harness import (check, check_eq, descendants, exists, log, page_files_size, read_text, reap, run,  # noqa: E402
+from harness import (check, check_eq, descendants, exists, log, page_files_size, read_text, run,  # noqa: E402
                      snapshot, state, wait_until)
 
 
