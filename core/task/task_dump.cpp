@@ -367,8 +367,8 @@ Status dump_process_syscalls(const tree::FrozenProcess& proc, const std::vector<
   // EINVAL before Linux 6.3, which cannot tell: then nothing is recorded.
   CRYO_ASSIGN(long membarrier, r.raw(SYS_membarrier, {abi::kMembarrierGetRegistrations, 0, 0}));
   if (membarrier > 0) out->set_membarrier_registrations(static_cast<uint32_t>(membarrier));
-  // AIO requests in flight live only in the kernel: refused (the rings are saved with the memory).
   CRYO_TRY(dump_vma_policies(pid, r, scratch, maps, out));
+  // AIO requests in flight live only in the kernel: refused (the rings are saved with the memory).
   CRYO_ASSIGN(auto aio_contexts, count_aio(proc, leader, rescue, maps));
   for (uint64_t ctx : aio_contexts) out->add_aio_contexts(ctx);
 
