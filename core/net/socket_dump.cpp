@@ -374,6 +374,7 @@ Status SocketDump::describe_kind(const Carrier& self, UniqueFd s, image::FileDes
   if (::getsockopt(s.get(), IPPROTO_TCP, TCP_ULP, ulp, &ulp_len) == 0 && ulp[0])
     return Error(what + ": TCP socket with the upper layer protocol '" + std::string(ulp) + "'" +
                  (std::string(ulp) == "tls" ? " (kernel TLS)" : "") + " is not supported");
+  CRYO_TRY(md5_keys_.describe(family, f->socket().inode(), sock).wrap(what));
   dump_options(s.get(), sock);
   CRYO_ASSIGN(struct tcp_info info, get_opt<struct tcp_info>(s.get(), IPPROTO_TCP, TCP_INFO, "TCP_INFO"));
   switch (info.tcpi_state) {

@@ -20,6 +20,7 @@
 #include "core/net/sock_diag.h"
 #include "core/net/sock_kinds.h"
 #include "core/net/sock_opts.h"
+#include "core/net/tcp_md5.h"
 #include "core/sys/fd.h"
 #include "core/sys/result.h"
 
@@ -134,6 +135,7 @@ class SocketDump {
   std::optional<std::map<uint64_t, UnixInfo>> unix_table_;
   std::optional<std::map<uint64_t, NetlinkInfo>> netlink_table_;
   DatagramState datagram_state_;
+  TcpMd5Keys md5_keys_;
   OptionDefaults option_defaults_;
   std::string lock_table_;
   PassedFileDescriber describe_passed_;

@@ -17,6 +17,7 @@
 #include "core/net/packet.h"
 #include "core/net/sock_kinds.h"
 #include "core/net/sock_opts.h"
+#include "core/net/tcp_md5.h"
 #include "core/net/tcp_states.h"
 #include "core/net/unix_names.h"
 #include "core/sys/io.h"
@@ -244,6 +245,7 @@ Result<UniqueFd> new_socket(const image::Socket& sock) {
         ::setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, o.value().data(), static_cast<socklen_t>(o.value().size())) < 0)
       return errno_error("setsockopt IPV6_V6ONLY");
   CRYO_TRY(apply_before_bind(s, sock));
+  CRYO_TRY(restore_md5_keys(s, sock));
   return fd;
 }
 

@@ -598,6 +598,55 @@ def case_name_taken(env):
     env.trigger_and_report(pid, report)
 
 
+def md5_key(key):
+    """struct tcp_md5sig for the peer 127.0.0.1 (setsockopt TCP_MD5SIG)."""
+    addr = struct.pack("=H2s4s120x", socket.AF_INET, b"", socket.inet_aton("127.0.0.1"))
+    return addr + struct.pack("=BBHI80s", 0, 0, len(key), 0, key)
+
+
+MD5_ECHO = r'''
+import socket, struct, sys
+TCP_MD5SIG = 14
+key = struct.pack("=H2s4s120x", socket.AF_INET, b"", socket.inet_aton("127.0.0.1")) + \
+    struct.pack("=BBHI80s", 0, 0, 6, 0, b"secret")
+srv = socket.socket()
+srv.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG, key)  # accepted connections take it
+srv.bind(("127.0.0.1", 0))
+srv.listen()
+open(sys.argv[1], "w").write(f"READY port={srv.getsockname()[1]}\n")
+conn, _ = srv.accept()
+while True:
+    data = conn.recv(100)
+    if not data:
+        break
+    conn.sendall(data.upper())
+'''
+
+
+def case_md5_signatures(env):
+    """A connection signed with TCP MD5 keys (RFC 2385, as BGP speakers use them: no
+    getsockopt reads them back, sock_diag shows them) comes back with its key: its
+    peer outside the tree, which drops unsigned segments, still gets its answers."""
+    ready = env.path("ready")
+    pid = env.spawn([PYTHON, "-c", MD5_ECHO, ready], name="md5-echo")
+    info = env.wait_ready(ready, pid)
+    client = socket.socket()
+    client.setsockopt(socket.IPPROTO_TCP, 14, md5_key(b"secret"))  # TCP_MD5SIG
+    client.settimeout(10)
+    client.connect(("127.0.0.1", info["port"]))
+    client.sendall(b"before")
+    check_eq(client.recv(100), b"BEFORE", "the answer before the dump")
+    dump_and_restore(env, pid, env.path("images"))
+    client.sendall(b"after")
+    try:
+        answer = client.recv(100)
+    except socket.timeout:
+        answer = None
+    check_eq(answer, b"AFTER", "the answer after the restore (none: the restored end sends no signature)")
+    client.close()
+    reap([pid], what="the echo server once its client left")
+
+
 CASES = {
     "web_demo": case_web_demo,
     "web_demo_iptables": case_web_demo_iptables,
@@ -614,6 +663,7 @@ CASES = {
     "external_unix_peer": case_external_unix_peer,
     "cross_process_credentials": case_cross_process_credentials,
     "name_taken": case_name_taken,
+    "md5_signatures": case_md5_signatures,
 }
 
 if __name__ == "__main__":
