@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <deque>
 #include <set>
 
@@ -25,12 +26,15 @@ constexpr unsigned long long kUser64CodeSegment = 0x33;
 // SYSCALL_DISPATCH_FILTER_ALLOW and _BLOCK.
 constexpr uint8_t kDispatchAllow = 0, kDispatchBlock = 1;
 
-bool traced_by_other(pid_t pid, pid_t tid) {
+// The pid of the tracer of pid's thread tid (0: none).
+pid_t tracer_of(pid_t pid, pid_t tid) {
   auto text = read_file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/status");
-  if (!text.ok()) return false;
+  if (!text.ok()) return 0;
   size_t at = text->find("\nTracerPid:\t");
-  return at != std::string::npos && text->compare(at + 12, 2, "0\n") != 0;
+  return at == std::string::npos ? 0 : static_cast<pid_t>(std::atoi(text->c_str() + at + 12));
 }
+
+bool traced_by_other(pid_t pid, pid_t tid) { return tracer_of(pid, tid) != 0; }
 
 }  // namespace
 
@@ -102,6 +106,12 @@ Status FrozenTree::add_process(pid_t pid, std::vector<pid_t>* children, int stop
         if (st.error().code() == EPERM) {
           auto now = proc::read_stat(pid);
           if (!now.ok() || now->state == 'Z' || now->state == 'X') continue;  // it is exiting
+          if (pid_t tracer = tracer_of(pid, tid)) {
+            auto comm = read_file("/proc/" + std::to_string(tracer) + "/comm");
+            std::string name = comm.ok() ? " (" + comm->substr(0, comm->find('\n')) + ")" : "";
+            return Error(EPERM, "pid " + std::to_string(pid) + " tid " + std::to_string(tid) + " is traced by pid " +
+                                    std::to_string(tracer) + name + ": a traced process cannot be dumped (detach it first)");
+          }
           return Error(EPERM, "pid " + std::to_string(pid) + " tid " + std::to_string(tid) +
                                   " cannot be seized (is another debugger tracing it?)");
         }

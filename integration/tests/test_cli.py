@@ -109,7 +109,8 @@ def case_stopped_root(env):
 
 
 def case_traced_by_other(env):
-    """A tree already traced by another debugger (this test) is refused, untouched."""
+    """A tree already traced by another debugger (this test) is refused, naming the
+    tracer, untouched."""
     def traceme():
         libc.ptrace(PTRACE_TRACEME, 0, None, None)
     pid, ready, report, prog = start_counter(env, preexec_fn=traceme)
@@ -119,7 +120,8 @@ def case_traced_by_other(env):
     env.wait_ready(ready, pid)
     wait_progress(prog, 2)
     tree = snapshot(pid)
-    refused(env, "dump", "-t", pid, "-D", env.path("images"), mention=pid)
+    result = refused(env, "dump", "-t", pid, "-D", env.path("images"), mention=pid)
+    check(f"is traced by pid {os.getpid()} (" in result.stderr, f"the refusal does not name the tracer: {result.stderr.strip()!r}")
     compare_snapshots(tree, snapshot(pid), pid)
     check_eq(read_text(f"/proc/{pid}/status").split("TracerPid:")[1].split()[0], str(os.getpid()), "TracerPid")
     wait_progress(prog, progress(prog)[0] + 3)
