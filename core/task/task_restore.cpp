@@ -57,19 +57,7 @@ Status restore_scheduling(pid_t tid, const image::Scheduling& s) {
   if (s.affinity_size() > 0 && ::sched_setaffinity(tid, sizeof cpus, &cpus) < 0)
     return errno_error("sched_setaffinity (are the recorded CPUs present here?)");
   if (::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), s.nice()) < 0) return errno_error("setpriority");
-  if (s.has_deadline()) {
-    const auto& dl = s.deadline();
-    abi::SchedAttr attr{};
-    attr.size = sizeof attr;
-    attr.policy = SCHED_DEADLINE;
-    attr.flags = dl.flags() & abi::kSchedDeadlineFlags;
-    attr.runtime = dl.runtime_ns();
-    attr.deadline = dl.deadline_ns();
-    attr.period = dl.period_ns();
-    if (::syscall(SYS_sched_setattr, tid, &attr, 0) < 0)
-      return errno_error("sched_setattr (SCHED_DEADLINE, runtime/deadline/period " + std::to_string(dl.runtime_ns()) +
-                         "/" + std::to_string(dl.deadline_ns()) + "/" + std::to_string(dl.period_ns()) + " ns)");
-  } else {
+  if (!s.has_deadline()) {  // (SCHED_DEADLINE: restore_deadline, last)
     struct sched_param param{};
     param.sched_priority = s.priority();
     if (::sched_setscheduler(tid, s.policy(), &param) < 0) return errno_error("sched_setscheduler");
@@ -77,6 +65,22 @@ Status restore_scheduling(pid_t tid, const image::Scheduling& s) {
   if (s.ioprio() && ::syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, tid, s.ioprio()) < 0)
     return errno_error("ioprio_set to class " + std::to_string(s.ioprio() >> IOPRIO_CLASS_SHIFT) + " level " +
                        std::to_string(s.ioprio() & IOPRIO_PRIO_MASK));
+  return {};
+}
+
+// SCHED_DEADLINE, set once cryo runs no more syscalls in the thread: they
+// would spend its runtime, and a small one would stall the restore.
+Status restore_deadline(pid_t tid, const image::Deadline& dl) {
+  abi::SchedAttr attr{};
+  attr.size = sizeof attr;
+  attr.policy = SCHED_DEADLINE;
+  attr.flags = dl.flags() & abi::kSchedDeadlineFlags;
+  attr.runtime = dl.runtime_ns();
+  attr.deadline = dl.deadline_ns();
+  attr.period = dl.period_ns();
+  if (::syscall(SYS_sched_setattr, tid, &attr, 0) < 0)
+    return errno_error("sched_setattr (SCHED_DEADLINE, runtime/deadline/period " + std::to_string(dl.runtime_ns()) +
+                       "/" + std::to_string(dl.deadline_ns()) + "/" + std::to_string(dl.period_ns()) + " ns)");
   return {};
 }
 
@@ -551,6 +555,7 @@ Status finish(pid_t pid, const mm::Trampoline& tramp, const image::Process& core
     CRYO_TRY(ptrace::set_xstate(t.tid(), t.xstate()));
     CRYO_TRY(ptrace::set_regs(t.tid(), ptrace::normalize_restart(regs)));
     CRYO_TRY(ptrace::set_sigmask(t.tid(), t.blocked()));
+    if (t.scheduling().has_deadline()) CRYO_TRY(restore_deadline(t.tid(), t.scheduling().deadline()));
     // Last: from here on a syscall of cryo's in the thread could be dispatched.
     if (t.has_syscall_dispatch()) {
       const auto& d = t.syscall_dispatch();
