@@ -278,7 +278,7 @@ Result<DumpResult> checkpoint(const DumpOptions& options) {
   for (const auto& p : tree.processes())
     if (!p.zombie) live_pids.push_back(p.pid);
   std::set<uint64_t> stale_trackers = mm::stale_trackers(live_pids);  // of a pre-dump killed midway
-  if (!parent) mm::end_keepers_of(live_pids);  // a pre-dump's tracking: this dump starts over
+  if (!parent && !pre.started) mm::end_keepers_of(live_pids);  // a pre-dump's tracking: this dump starts over
   for (const auto& p : tree.processes()) {
     if (p.zombie) continue;
     CRYO_TRY(check_namespaces(p.pid, options.pid));

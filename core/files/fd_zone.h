@@ -24,7 +24,6 @@ struct FdZone {
   int begin = 0;
   int end = INT_MAX;  // past the last number (INT_MAX: none above)
 
-  bool contains(int fd) const { return fd >= begin && fd < end; }
   // The lowest free number of the zone, as a copy of fd (close-on-exec);
   // fd itself stays open.
   Result<UniqueFd> copy(int fd) const;

@@ -102,8 +102,11 @@ bool holds_pidfd_of(pid_t pid, pid_t of) {
   for (int fd : *fds) {
     auto target = read_link(dir + "/fd/" + std::to_string(fd));
     if (!target.ok() || *target != "anon_inode:[pidfd]") continue;
-    auto info = read_file(dir + "/fdinfo/" + std::to_string(fd));
-    if (info.ok() && info->find("\nPid:\t" + std::to_string(of) + "\n") != std::string::npos) return true;
+    auto text = read_file(dir + "/fdinfo/" + std::to_string(fd));
+    auto info = text.ok() ? proc::parse_fdinfo(*text) : Result<proc::FdInfo>(std::move(text).error());
+    if (!info.ok()) continue;
+    auto it = info->fields.find("Pid");
+    if (it != info->fields.end() && it->second == std::to_string(of)) return true;
   }
   return false;
 }

@@ -34,8 +34,6 @@ pid_t tracer_of(pid_t pid, pid_t tid) {
   return at == std::string::npos ? 0 : static_cast<pid_t>(std::atoi(text->c_str() + at + 12));
 }
 
-bool traced_by_other(pid_t pid, pid_t tid) { return tracer_of(pid, tid) != 0; }
-
 }  // namespace
 
 FrozenTree::FrozenTree(FrozenTree&& other) noexcept
@@ -93,7 +91,7 @@ Status FrozenTree::add_process(pid_t pid, std::vector<pid_t>* children, int stop
       auto st = ptrace::seize_and_stop(tid, kSeizeOptions, stop_timeout_ms);
       // EPERM: traced by somebody else, or exiting right now (then it is
       // soon a zombie or gone: look again).
-      for (int retry = 0; !st.ok() && st.error().code() == EPERM && retry < 50 && !traced_by_other(pid, tid); retry++) {
+      for (int retry = 0; !st.ok() && st.error().code() == EPERM && retry < 50 && !tracer_of(pid, tid); retry++) {
         ::usleep(2000);
         st = ptrace::seize_and_stop(tid, kSeizeOptions, stop_timeout_ms);
       }
